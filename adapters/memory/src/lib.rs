@@ -1,0 +1,84 @@
+//! In-memory adapter of statehouse: every port with the same observable
+//! behaviour as the Redis adapter, for tests and for embedded use.
+//!
+//! # Layout
+//!
+//! - `store.rs`: the keyspace (one map of typed values shared by every port,
+//!   like one Redis database), expiry bookkeeping, and per-key watch counters
+//!   for optimistic updates.
+//! - `glob.rs`: Redis' glob matcher, ported from `stringmatchlen`.
+//! - `documents.rs`: [`DocumentStore`](statehouse_ports::DocumentStore).
+//!
+//! # Behaviour shared with Redis
+//!
+//! - Time is `tokio::time`: under `tokio::time::pause()` a test advances the
+//!   clock and keys expire exactly when Redis would expire them. An expired
+//!   key is never readable; a background task (and every write) purges them.
+//! - Updates are optimistic: read, run the closure without holding the lock,
+//!   commit only if no write touched the key in between, else back off and
+//!   retry under the same [`RetryPolicy`](statehouse_ports::RetryPolicy)
+//!   and give up with the same `Conflict` error.
+//! - Keys have types: a document operation on a key holding a hash fails
+//!   with `WrongType`, as on Redis.
+//!
+//! Architecture invariant: no behaviour that the contract suite does not pin;
+//! anything observable here is also observable on Redis.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use statehouse_domain::Key;
+//! use statehouse_memory::MemoryStore;
+//! use statehouse_ports::{DocumentStoreExt, SetOptions};
+//!
+//! let store = MemoryStore::new();
+//! let key = Key::new("greeting")?;
+//! store.set_json(&key, "hello", SetOptions::new()).await?;
+//! assert_eq!(store.get_json::<String>(&key).await?.as_deref(), Some("hello"));
+//! # Ok(()) }
+//! ```
+
+mod documents;
+mod glob;
+mod store;
+
+use std::sync::Arc;
+
+use statehouse_domain::Key;
+use store::{Keyspace, Value};
+
+/// An in-memory store implementing every statehouse port.
+///
+/// Cloning is cheap and clones share the same data (like two connections to
+/// one Redis). Create it inside a tokio runtime to get the background purge
+/// of expired keys; outside one, expired keys are still never readable and
+/// are purged by later writes.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    keyspace: Arc<Keyspace>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            keyspace: Keyspace::new(),
+        }
+    }
+
+    /// Stores a hash under `key`, replacing what was there, as `HSET` on a
+    /// fresh key would. Test support: lets a suite put a value of another
+    /// Redis type under a key, to check that document operations reject it.
+    #[doc(hidden)]
+    pub fn insert_hash_for_tests(&self, key: &Key, field: &str, value: &[u8]) {
+        let hash = [(field.as_bytes().to_vec(), value.to_vec())]
+            .into_iter()
+            .collect();
+        self.keyspace.lock().put(key.as_str(), Value::Hash(hash), None);
+    }
+}

@@ -1,0 +1,51 @@
+use std::time::Duration;
+
+/// An input that breaks one of the domain's rules.
+///
+/// Each variant names *what* was being validated (`"key"`, `"pattern"`, …)
+/// and which rule failed, never the whole rejected value (it may be large or
+/// sensitive).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// The value was empty.
+    #[error("{what} must not be empty")]
+    Empty {
+        /// What was being validated, e.g. `"key"`.
+        what: &'static str,
+    },
+    /// The value was longer than allowed.
+    #[error("{what} is {len} bytes long; at most {max} bytes are allowed")]
+    TooLong {
+        /// What was being validated.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The value contained a control character (`\n`, `\0`, DEL, …).
+    #[error("{what} contains the control character {character:?} at byte {index}")]
+    ControlCharacter {
+        /// What was being validated.
+        what: &'static str,
+        /// The offending character.
+        character: char,
+        /// Its byte offset in the value.
+        index: usize,
+    },
+    /// A time to live below one millisecond (zero or negative).
+    #[error("a TTL must be at least 1 ms, got {given}")]
+    TtlTooShort {
+        /// The rejected TTL as given, e.g. `"0 ms"` or `"-5 s"`.
+        given: String,
+    },
+    /// A time to live longer than the store can represent.
+    #[error("a TTL must be at most {max:?}, got {given:?}")]
+    TtlTooLong {
+        /// The rejected TTL.
+        given: Duration,
+        /// The largest accepted TTL.
+        max: Duration,
+    },
+}

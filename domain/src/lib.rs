@@ -1,0 +1,22 @@
+//! Pure domain types of statehouse.
+//!
+//! # Layout
+//!
+//! - [`Key`] and [`KeyPattern`]: validated document keys and Redis glob patterns.
+//! - [`Ttl`]: a time to live of at least one millisecond.
+//! - [`ValidationError`]: which rule an input broke.
+//!
+//! Every identifier that later reaches a Redis key goes through one validation
+//! routine ([`validate_identifier`]), so the rules (not empty, at most
+//! [`MAX_KEY_BYTES`] bytes, no control characters) are the same everywhere.
+//!
+//! Architecture invariant: this crate does no I/O, knows nothing of Redis and
+//! nothing of async. It can be used from any layer.
+
+mod error;
+mod key;
+mod ttl;
+
+pub use error::ValidationError;
+pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};
+pub use ttl::Ttl;

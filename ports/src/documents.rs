@@ -1,0 +1,256 @@
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use statehouse_domain::{Key, KeyPattern, Ttl};
+
+use crate::{BoxError, RetryPolicy, StoreError};
+
+/// When a [`DocumentStore::set`] writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetCondition {
+    /// Always write (Redis `SET`).
+    #[default]
+    Always,
+    /// Only if the key does not exist (Redis `SET NX`).
+    IfAbsent,
+    /// Only if the key exists (Redis `SET XX`).
+    IfPresent,
+}
+
+/// Options of [`DocumentStore::set`].
+///
+/// ```
+/// use statehouse_domain::Ttl;
+/// use statehouse_ports::SetOptions;
+///
+/// let options = SetOptions::new().ttl(Ttl::from_secs(60)?).if_absent();
+/// # Ok::<(), statehouse_domain::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SetOptions {
+    /// Expire the key this long after the write, set in the same atomic step.
+    /// `None` writes a key without expiry (clearing any previous TTL, as
+    /// Redis `SET` does).
+    pub ttl: Option<Ttl>,
+    /// When to write.
+    pub condition: SetCondition,
+}
+
+impl SetOptions {
+    /// Always write, no expiry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Expire the key `ttl` after the write.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Ttl) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Only write if the key does not exist.
+    #[must_use]
+    pub fn if_absent(mut self) -> Self {
+        self.condition = SetCondition::IfAbsent;
+        self
+    }
+
+    /// Only write if the key exists.
+    #[must_use]
+    pub fn if_present(mut self) -> Self {
+        self.condition = SetCondition::IfPresent;
+        self
+    }
+}
+
+/// The remaining life of a key, from [`DocumentStore::ttl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTtl {
+    /// The key does not exist.
+    Missing,
+    /// The key exists and never expires.
+    Persistent,
+    /// The key expires after this long (millisecond precision).
+    ExpiresIn(Duration),
+}
+
+/// What an update closure decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update<T> {
+    /// Write this value. An existing TTL on the key is kept.
+    Set(T),
+    /// Delete the key.
+    Delete,
+    /// Leave the key as it is (nothing is written).
+    Keep,
+}
+
+impl<T> Update<T> {
+    /// Converts the value of [`Update::Set`], keeping the decision.
+    pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Update<U>, E> {
+        Ok(match self {
+            Self::Set(value) => Update::Set(f(value)?),
+            Self::Delete => Update::Delete,
+            Self::Keep => Update::Keep,
+        })
+    }
+}
+
+/// The result of a successful [`DocumentStore::update`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Updated {
+    /// The value stored under the key when the update committed: the new
+    /// value after [`Update::Set`], the old one after [`Update::Keep`],
+    /// `None` after [`Update::Delete`] (or `Keep` of a missing key).
+    pub value: Option<Vec<u8>>,
+    /// How many times the closure ran (1 without conflicts).
+    pub attempts: u32,
+}
+
+/// The synchronous closure of an atomic read-modify-write. It receives the
+/// current value (`None` when the key is missing) and decides what to write.
+/// An `Err` aborts the update: nothing is written and the error comes back as
+/// [`StoreError::Aborted`].
+///
+/// It **may run more than once**: when the key changes between the read and
+/// the write, the update starts over with the new value. Keep it free of side
+/// effects other than computing the decision.
+pub type UpdateFn<'a> = dyn FnMut(Option<&[u8]>) -> Result<Update<Vec<u8>>, BoxError> + Send + 'a;
+
+/// One key's result in [`DocumentStore::get_many`]: the value, absent
+/// (`Ok(None)`), or a failure for that key alone.
+pub type Fetched = Result<Option<Vec<u8>>, StoreError>;
+
+/// A key-value store of documents (byte values, JSON by convention).
+///
+/// This is the object-safe core: it moves bytes. Typed access (serde) lives
+/// in [`DocumentStoreExt`](crate::DocumentStoreExt), implemented for every
+/// store, including `Arc<dyn DocumentStore>`.
+///
+/// # Contract
+///
+/// Every implementation behaves the same; the contract suite in
+/// `statehouse-tests` runs one list of tests against each.
+///
+/// - Keys are used verbatim; a store may put a fixed prefix in front of every
+///   key, and then also in front of every pattern, and strips it from listed
+///   keys.
+/// - A missing key and a key holding the JSON text `null` are different:
+///   `get` returns `None` for the first and `Some(b"null")` for the second.
+/// - A TTL is applied in the same atomic step as the write; an expired key
+///   is never returned by any operation, even before it is purged.
+/// - `set` without a TTL clears any previous TTL of the key.
+/// - `list_keys` returns every matching key exactly once, sorted, with Redis
+///   glob semantics (`*`, `?`, `[abc]`, `[a-z]`, `[^a]`, `\` escapes).
+/// - `get_many` returns one result per requested key, in order; a key that
+///   holds a non-document value fails alone ([`StoreError::WrongType`]).
+/// - `update` is atomic: the closure sees the current value, and its decision
+///   is written only if the key did not change in between (optimistic
+///   concurrency). Otherwise it runs again, after a backoff, up to
+///   `policy.max_attempts()` times, then fails with
+///   [`StoreError::Conflict`]. An `Update::Set` keeps the key's TTL.
+/// - Every call is bounded in time; a store that does not answer yields
+///   [`StoreError::Timeout`] or [`StoreError::Connection`], never a hang.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait DocumentStore: Debug + Send + Sync + 'static {
+    /// The value of `key`, or `None` if it does not exist.
+    async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The values of `keys`, one result per key in the same order. The outer
+    /// error is for failures of the whole call (connection, timeout).
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Fetched>, StoreError>;
+
+    /// Writes `value` under `key`. Returns whether it was written (`false`
+    /// only when the condition in `options` did not hold).
+    async fn set(&self, key: &Key, value: Vec<u8>, options: SetOptions) -> Result<bool, StoreError>;
+
+    /// Deletes `key`. Returns whether it existed.
+    async fn delete(&self, key: &Key) -> Result<bool, StoreError>;
+
+    /// Whether `key` exists.
+    async fn exists(&self, key: &Key) -> Result<bool, StoreError>;
+
+    /// Sets the TTL of an existing key. Returns `false` if the key does not
+    /// exist.
+    async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError>;
+
+    /// The remaining life of `key`.
+    async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError>;
+
+    /// Every key matching `pattern`, each once, sorted.
+    async fn list_keys(&self, pattern: &KeyPattern) -> Result<Vec<String>, StoreError>;
+
+    /// Atomic read-modify-write of `key`; see [`UpdateFn`] and the contract.
+    async fn update<'a>(
+        &self,
+        key: &Key,
+        policy: RetryPolicy,
+        f: &mut UpdateFn<'a>,
+    ) -> Result<Updated, StoreError>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+macro_rules! forward_document_store {
+    ($wrapper:ident) => {
+        #[async_trait]
+        impl<S: DocumentStore + ?Sized> DocumentStore for $wrapper<S> {
+            async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+                (**self).get(key).await
+            }
+
+            async fn get_many(&self, keys: &[Key]) -> Result<Vec<Fetched>, StoreError> {
+                (**self).get_many(keys).await
+            }
+
+            async fn set(&self, key: &Key, value: Vec<u8>, options: SetOptions) -> Result<bool, StoreError> {
+                (**self).set(key, value, options).await
+            }
+
+            async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
+                (**self).delete(key).await
+            }
+
+            async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
+                (**self).exists(key).await
+            }
+
+            async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
+                (**self).expire(key, ttl).await
+            }
+
+            async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError> {
+                (**self).ttl(key).await
+            }
+
+            async fn list_keys(&self, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
+                (**self).list_keys(pattern).await
+            }
+
+            async fn update<'a>(
+                &self,
+                key: &Key,
+                policy: RetryPolicy,
+                f: &mut UpdateFn<'a>,
+            ) -> Result<Updated, StoreError> {
+                (**self).update(key, policy, f).await
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                (**self).ping().await
+            }
+        }
+    };
+}
+
+forward_document_store!(Arc);
+forward_document_store!(Box);
+
+/// Compile-time check: the trait stays usable as `Arc<dyn DocumentStore>`.
+const _: fn(Arc<dyn DocumentStore>) = |_| {};

@@ -1,0 +1,136 @@
+use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use statehouse_domain::Key;
+
+use crate::{BoxError, DocumentStore, RetryPolicy, SetOptions, StoreError, Update};
+
+/// Typed (JSON) access over any [`DocumentStore`], including
+/// `Arc<dyn DocumentStore>`.
+///
+/// Values are JSON (`serde_json`). A missing key is `Ok(None)`; a key whose
+/// value does not decode as `T` is [`StoreError::Deserialization`] naming the
+/// key and the type, never a panic.
+///
+/// ```
+/// # async fn demo(store: &dyn statehouse_ports::DocumentStore) -> Result<(), Box<dyn std::error::Error>> {
+/// use statehouse_domain::Key;
+/// use statehouse_ports::{DocumentStoreExt, RetryPolicy, SetOptions, Update};
+///
+/// let key = Key::new("visits")?;
+/// store.set_json(&key, &0u64, SetOptions::new()).await?;
+/// let now = store
+///     .update_json(&key, RetryPolicy::default(), |n: Option<u64>| {
+///         Ok::<_, statehouse_ports::StoreError>(Update::Set(n.unwrap_or(0) + 1))
+///     })
+///     .await?;
+/// assert_eq!(now, Some(1));
+/// # Ok(()) }
+/// ```
+pub trait DocumentStoreExt: DocumentStore {
+    /// The value of `key` decoded as `T`.
+    fn get_json<T: DeserializeOwned>(
+        &self,
+        key: &Key,
+    ) -> impl Future<Output = Result<Option<T>, StoreError>> + Send {
+        async move {
+            match self.get(key).await? {
+                Some(bytes) => decode("get", key.as_str(), &bytes).map(Some),
+                None => Ok(None),
+            }
+        }
+    }
+
+    /// The values of `keys` decoded as `T`, one result per key: a key whose
+    /// value is bad fails alone.
+    fn get_many_json<T: DeserializeOwned>(
+        &self,
+        keys: &[Key],
+    ) -> impl Future<Output = Result<Vec<Result<Option<T>, StoreError>>, StoreError>> + Send {
+        async move {
+            let fetched = self.get_many(keys).await?;
+            Ok(keys
+                .iter()
+                .zip(fetched)
+                .map(|(key, result)| match result? {
+                    Some(bytes) => decode("get_many", key.as_str(), &bytes).map(Some),
+                    None => Ok(None),
+                })
+                .collect())
+        }
+    }
+
+    /// Encodes `value` as JSON and writes it; see [`DocumentStore::set`].
+    fn set_json<T: Serialize + Sync + ?Sized>(
+        &self,
+        key: &Key,
+        value: &T,
+        options: SetOptions,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move {
+            let bytes = encode("set", key.as_str(), value)?;
+            self.set(key, bytes, options).await
+        }
+    }
+
+    /// Typed atomic read-modify-write; see [`DocumentStore::update`].
+    ///
+    /// `f` receives the current value decoded as `T` and **may run more than
+    /// once**. If it returns `Err(e)`, nothing is written and `e` itself comes
+    /// back. Returns the value stored when the update committed.
+    fn update_json<T, E, F>(
+        &self,
+        key: &Key,
+        policy: RetryPolicy,
+        f: F,
+    ) -> impl Future<Output = Result<Option<T>, E>> + Send
+    where
+        T: Serialize + DeserializeOwned + Send,
+        E: From<StoreError> + Send,
+        F: FnMut(Option<T>) -> Result<Update<T>, E> + Send,
+    {
+        async move {
+            let mut f = f;
+            // The closure's own error, or a decode/encode failure, is kept
+            // here and handed back instead of the store's `Aborted`.
+            let mut failure: Option<E> = None;
+            let mut core = |old: Option<&[u8]>| -> Result<Update<Vec<u8>>, BoxError> {
+                let step = (|| {
+                    let old = match old {
+                        Some(bytes) => Some(decode::<T>("update", key.as_str(), bytes)?),
+                        None => None,
+                    };
+                    f(old)?.try_map(|value| encode("update", key.as_str(), &value).map_err(E::from))
+                })();
+                step.map_err(|error| {
+                    failure = Some(error);
+                    BoxError::from("the update closure failed")
+                })
+            };
+            let updated = self.update(key, policy, &mut core).await;
+            if let Some(error) = failure.take() {
+                if matches!(updated, Err(StoreError::Aborted { .. })) {
+                    return Err(error);
+                }
+            }
+            match updated?.value {
+                Some(bytes) => Ok(Some(decode("update", key.as_str(), &bytes)?)),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
+impl<S: DocumentStore + ?Sized> DocumentStoreExt for S {}
+
+/// Decodes a stored JSON value, naming the key and the expected type on failure.
+pub fn decode<T: DeserializeOwned>(op: &'static str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::deserialization(op, key, std::any::type_name::<T>(), e))
+}
+
+/// Encodes a value as JSON, naming the key on failure.
+pub fn encode<T: Serialize + ?Sized>(op: &'static str, key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::serialization(op, key, e))
+}

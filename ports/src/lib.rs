@@ -1,0 +1,34 @@
+//! The ports of statehouse: object-safe async traits that the app calls and
+//! each backend (Redis, memory) implements, with their one error type.
+//!
+//! # Layout
+//!
+//! - [`DocumentStore`] (`documents.rs`): the key-value core, moving bytes;
+//!   its `# Contract` section is what every backend promises.
+//! - [`DocumentStoreExt`] (`ext.rs`): typed JSON helpers over any store,
+//!   including `Arc<dyn DocumentStore>`.
+//! - [`StoreError`] (`error.rs`): one `#[non_exhaustive]` error, every variant
+//!   naming the operation and the key.
+//! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
+//!   updates, shared by all backends.
+//!
+//! With the `mock` feature, mockall mocks of every port (`MockDocumentStore`)
+//! are available for app-level unit tests of wiring and error paths.
+//!
+//! Architecture invariant: nothing here names Redis or any other backend, and
+//! every trait is usable as `Arc<dyn Trait>`.
+
+mod documents;
+mod error;
+mod ext;
+mod retry;
+
+#[cfg(feature = "mock")]
+pub use documents::MockDocumentStore;
+pub use documents::{DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated};
+pub use error::{BoxError, ErrorKind, StoreError, ValidationExt};
+pub use ext::{DocumentStoreExt, decode, encode};
+pub use retry::RetryPolicy;
+
+/// Re-exported domain types used in port signatures.
+pub use statehouse_domain::{Key, KeyPattern, Ttl, ValidationError};

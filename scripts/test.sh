@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace, the same way on a laptop and in CI:
+#   1. makes sure a `redis-server` binary exists (installing it with the system
+#      package manager when it is missing; the tests spawn their own servers on
+#      free loopback ports and never use a server that is already running),
+#   2. cargo fmt --check, 3. cargo clippy -D warnings, 4. cargo test (all crates,
+#      unit, integration, contract and doc tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else return 1
+    fi
+}
+
+install_redis() {
+    if command -v apt-get >/dev/null 2>&1; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server
+    elif command -v dnf >/dev/null 2>&1; then as_root dnf install -y redis
+    elif command -v yum >/dev/null 2>&1; then as_root yum install -y redis
+    elif command -v apk >/dev/null 2>&1; then as_root apk add --no-cache redis
+    elif command -v pacman >/dev/null 2>&1; then as_root pacman -Sy --noconfirm redis
+    elif command -v zypper >/dev/null 2>&1; then as_root zypper --non-interactive install redis
+    elif command -v brew >/dev/null 2>&1; then brew install redis
+    else return 1
+    fi
+}
+
+redis_bin="${STATEHOUSE_REDIS_SERVER:-redis-server}"
+if ! command -v "$redis_bin" >/dev/null 2>&1; then
+    say "redis-server not found; installing it with the system package manager"
+    if ! install_redis || ! command -v redis-server >/dev/null 2>&1; then
+        cat >&2 <<'MSG'
+error: could not install redis-server (no supported package manager, or no root/sudo).
+Install Redis 6.2 or newer yourself (e.g. `apt-get install redis-server`,
+`brew install redis`), or point STATEHOUSE_REDIS_SERVER at a redis-server binary,
+then run scripts/test.sh again.
+MSG
+        exit 1
+    fi
+fi
+say "using $("$redis_bin" --version)"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy --workspace --all-targets -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "cargo test --workspace"
+cargo test --workspace --locked "$@"
