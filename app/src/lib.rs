@@ -1,1 +1,52 @@
-//! stub
+//! statehouse keeps typed application state in Redis so that many services
+//! (and many processes of one service) share it safely, and swaps Redis for
+//! an in-memory store that behaves the same in tests.
+//!
+//! # Layout
+//!
+//! - [`Statehouse`] (`statehouse.rs`): the composition root. Picks the
+//!   backend from a URL (`memory://`, `redis://`, `rediss://`), or takes
+//!   ports you built ([`Ports`]), stacks the layers and hands out facades.
+//! - [`Documents`] (`documents.rs`): typed JSON documents.
+//! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
+//!   span per call) and [`layers::Retrying`] (temporary failures of
+//!   idempotent calls).
+//! - [`blocking`]: the synchronous twin of the API.
+//! - [`Settings`] (`config.rs`): configuration, also from `STATEHOUSE_*`
+//!   environment variables; secrets never printed.
+//! - [`cli`]: the `statehouse` command line.
+//! - [`guide`]: the user guides, whose examples run as doc tests.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
+//! let state = statehouse::Statehouse::connect("memory://").await?;
+//! let docs = state.documents();
+//! docs.set("config:theme", &"dark").await?;
+//! assert_eq!(docs.get::<String>("config:theme").await?.as_deref(), Some("dark"));
+//! # Ok(()) }
+//! ```
+//!
+//! Architecture invariant: this is the only crate that names concrete
+//! adapters (`statehouse-redis`, `statehouse-memory`); everything it hands
+//! out is typed over the ports.
+
+pub mod blocking;
+pub mod cli;
+mod config;
+mod documents;
+pub mod layers;
+mod statehouse;
+
+pub use config::Settings;
+pub use documents::Documents;
+pub use statehouse::{Ports, Statehouse};
+pub use statehouse_ports::{
+    DocumentStore, DocumentStoreExt, ErrorKind, Key, KeyPattern, KeyTtl, RetryPolicy, SetCondition,
+    SetOptions, StoreError, Ttl, Update, Updated, ValidationError,
+};
+
+/// User guides. Their examples are compiled and run as doc tests.
+pub mod guide {
+    #[doc = include_str!("../../docs/documents.md")]
+    pub mod documents {}
+}

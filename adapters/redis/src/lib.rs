@@ -1,1 +1,85 @@
-//! stub
+//! Redis adapter of statehouse: every port implemented over redis-rs.
+//!
+//! # Layout
+//!
+//! - `config.rs`: [`RedisConfig`] (URL, prefix, timeouts, pool size); the
+//!   password never shows in `Debug`/`Display`.
+//! - `conn.rs`: the shared multiplexed connection, the pool of dedicated
+//!   connections for WATCH sections, and `run`, the one helper every call
+//!   goes through (timeout + error mapping with operation and key).
+//! - `error.rs`: the one mapping from redis-rs errors to `StoreError` kinds.
+//! - `keys.rs`: where Redis keys and patterns are built (prefix, escaping).
+//! - `txn.rs`: the bounded WATCH/MULTI/EXEC loop.
+//! - `documents.rs`: [`DocumentStore`](statehouse_ports::DocumentStore).
+//!
+//! # Architecture invariants
+//!
+//! - Never `KEYS`: listing is `SCAN … COUNT`.
+//! - Every call is under a timeout; a dead or paused server gives
+//!   `Timeout`/`Connection` within [`RedisConfig::response_timeout`], and the
+//!   shared connection reconnects by itself.
+//! - WATCH runs only on dedicated pooled connections, which are never handed
+//!   back with a WATCH still open.
+//! - TTLs are set in the same command or transaction as the write.
+//! - No extra round trip per call (no PING before commands).
+
+mod config;
+mod conn;
+mod documents;
+mod error;
+mod keys;
+mod txn;
+
+use std::sync::Arc;
+
+pub use config::{RedisConfig, redact_url};
+pub use conn::TXN_CLIENT_NAME;
+use statehouse_ports::StoreError;
+
+/// A Redis-backed store implementing every statehouse port.
+///
+/// Cloning is cheap: clones share the connections.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), statehouse_ports::StoreError> {
+/// use statehouse_redis::{RedisConfig, RedisStore};
+///
+/// let store = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379").with_prefix("myapp:")).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conns: conn::Connections,
+    keys: Arc<keys::Keys>,
+    config: Arc<RedisConfig>,
+    scan_count: u32,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("config", &self.config)
+            .field("conns", &self.conns)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Connects to the server of `config.url`. Fails fast (within the
+    /// connect and response timeouts) if it cannot be reached; once
+    /// connected, lost connections are re-established by themselves.
+    pub async fn connect(config: RedisConfig) -> Result<Self, StoreError> {
+        let conns = conn::Connections::open(&config).await?;
+        Ok(Self {
+            conns,
+            keys: Arc::new(keys::Keys::new(&config.prefix)),
+            scan_count: config.scan_count.max(1),
+            config: Arc::new(config),
+        })
+    }
+
+    /// The configuration this store was built from.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+}

@@ -1,0 +1,143 @@
+use std::fmt;
+use std::time::Duration;
+
+/// Configuration of a [`RedisStore`](crate::RedisStore).
+///
+/// Every network call is bounded: redis-rs 1.x silently defaults to a 500 ms
+/// response timeout and a 1 s connect timeout, so statehouse sets both
+/// deliberately, and bounds each whole call (including waits for a
+/// reconnection or for a pooled connection) on top.
+///
+/// `Debug` and `Display` never show the password of the URL.
+///
+/// ```
+/// use std::time::Duration;
+/// use statehouse_redis::RedisConfig;
+///
+/// let mut config = RedisConfig::new("redis://:s3cret@127.0.0.1:6379/0");
+/// config.prefix = "myapp:".into();
+/// config.response_timeout = Duration::from_secs(1);
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS, with the
+    /// `tls` feature) or `unix:///path/to/socket`.
+    pub url: String,
+    /// Put in front of every key and every pattern, stripped from listed
+    /// keys. Empty by default. Glob characters in it are matched literally.
+    pub prefix: String,
+    /// Bound on establishing one connection. Default 2 s.
+    pub connect_timeout: Duration,
+    /// Bound on one call: from sending the command to its reply, including
+    /// any wait for a reconnection or a pooled connection. Default 2 s.
+    pub response_timeout: Duration,
+    /// Bound on commands that block on the server by design (blocking pops);
+    /// it is added to the command's own server-side timeout. Default 30 s.
+    pub blocking_timeout: Duration,
+    /// How many dedicated connections the pool for WATCH sections (atomic
+    /// updates) may open. Default 32.
+    pub pool_size: u32,
+    /// The `COUNT` hint of each `SCAN` step. Default 1000.
+    pub scan_count: u32,
+}
+
+impl RedisConfig {
+    /// The defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: String::new(),
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(2),
+            blocking_timeout: Duration::from_secs(30),
+            pool_size: 32,
+            scan_count: 1000,
+        }
+    }
+
+    /// The same configuration with another key prefix.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The same configuration with other connect and response timeouts.
+    #[must_use]
+    pub fn with_timeouts(mut self, connect: Duration, response: Duration) -> Self {
+        self.connect_timeout = connect;
+        self.response_timeout = response;
+        self
+    }
+
+    /// The URL with any password replaced by `***`, for logs and messages.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("blocking_timeout", &self.blocking_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("scan_count", &self.scan_count)
+            .finish()
+    }
+}
+
+impl fmt::Display for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted_url())
+    }
+}
+
+/// Replaces the password (or a lone user-info token, which Redis treats as
+/// a password) of a URL with `***`. Works on malformed URLs too: anything
+/// between `://` and the last `@` before the host is user info.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user_info = &rest[..at];
+    let redacted = match user_info.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None if user_info.is_empty() => String::new(),
+        None => "***".to_owned(),
+    };
+    format!("{}{}{}", &url[..scheme_end + 3], redacted, &rest[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        for (url, shown) in [
+            ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
+            ("redis://user:pw@host", "redis://user:***@host"),
+            ("rediss://token@host", "rediss://***@host"),
+            ("redis://user:p@ss@host/1", "redis://user:***@host/1"),
+            ("redis://host:6379", "redis://host:6379"),
+            ("unix:///tmp/redis.sock", "unix:///tmp/redis.sock"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let config = RedisConfig::new("redis://admin:hunter2@db:6379");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!config.to_string().contains("hunter2"));
+    }
+}

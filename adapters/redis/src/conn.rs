@@ -1,0 +1,207 @@
+//! Connections, and the one place where every call gets its timeout and its
+//! error mapping.
+//!
+//! - Plain commands share one multiplexed, auto-reconnecting
+//!   [`ConnectionManager`]: no per-call connection checkout, pipelining for
+//!   free, and a broken connection is replaced in the background.
+//! - WATCH sections need a connection of their own (WATCH state belongs to
+//!   the connection), so they take one from a small bb8 pool of
+//!   [`TxnConn`]s. A `TxnConn` is marked dirty before WATCH and clean only
+//!   after EXEC/UNWATCH answered; the pool discards dirty connections, so a
+//!   section cut short (error, timeout, cancelled future) never hands a
+//!   still-watching connection to the next user.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
+use statehouse_ports::StoreError;
+
+use crate::RedisConfig;
+use crate::error;
+
+/// The name dedicated (WATCH) connections carry in `CLIENT LIST`.
+pub const TXN_CLIENT_NAME: &str = "statehouse-txn";
+
+pub(crate) type Pool = bb8::Pool<TxnManager>;
+pub(crate) type PooledTxn = bb8::PooledConnection<'static, TxnManager>;
+
+#[derive(Clone)]
+pub(crate) struct Connections {
+    pub(crate) shared: ConnectionManager,
+    pub(crate) pool: Pool,
+    pub(crate) response_timeout: Duration,
+    pool_wait: Duration,
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections")
+            .field("pool", &self.pool.state())
+            .field("response_timeout", &self.response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connections {
+    /// Connects the shared connection (failing fast if the server cannot be
+    /// reached) and prepares the pool (its connections open on demand).
+    pub(crate) async fn open(config: &RedisConfig) -> Result<Self, StoreError> {
+        let url = config.redacted_url();
+        let client = Client::open(config.url.as_str()).map_err(|e| open_error(&url, e))?;
+
+        let manager = TxnManager {
+            client: client.clone(),
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout)),
+        };
+        // Probe with one dedicated connection first: the shared connection
+        // retries its initial connect with backoff, which would turn "refused"
+        // or "wrong password" into a vague timeout. The probe fails fast with
+        // the real cause, and then serves as the pool's first connection.
+        let bound = config.connect_timeout + config.response_timeout;
+        let first = bounded(&url, bound, bb8::ManageConnection::connect(&manager)).await?;
+
+        let shared_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_number_of_retries(6)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2));
+        let shared = bounded(
+            &url,
+            bound,
+            ConnectionManager::new_with_config(client, shared_config),
+        )
+        .await?;
+
+        let pool = bb8::Pool::builder()
+            .max_size(config.pool_size.max(1))
+            .min_idle(None)
+            .connection_timeout(bound)
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .test_on_check_out(false)
+            .build_unchecked(manager);
+        // Cannot fail: the pool is empty and its size is at least 1.
+        let _ = pool.add(first);
+        let pool_wait = bound;
+        Ok(Self {
+            shared,
+            pool,
+            response_timeout: config.response_timeout,
+            pool_wait,
+        })
+    }
+
+    /// Runs one call under the response timeout, mapping its error.
+    pub(crate) async fn run<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.response_timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(error::map(op, key, e, self.response_timeout)),
+            Err(_) => Err(StoreError::Timeout {
+                op,
+                key: key.to_owned(),
+                after: self.response_timeout,
+            }),
+        }
+    }
+
+    /// A shared-connection handle for plain commands (cheap clone).
+    pub(crate) fn shared(&self) -> ConnectionManager {
+        self.shared.clone()
+    }
+
+    /// A dedicated connection for a WATCH section.
+    pub(crate) async fn dedicated(&self, op: &'static str, key: &str) -> Result<PooledTxn, StoreError> {
+        match self.pool.get_owned().await {
+            Ok(conn) => Ok(conn),
+            Err(bb8::RunError::User(e)) => Err(error::map(op, key, e, self.pool_wait)),
+            Err(bb8::RunError::TimedOut) => Err(StoreError::Timeout {
+                op,
+                key: key.to_owned(),
+                after: self.pool_wait,
+            }),
+        }
+    }
+}
+
+/// Runs one connection step of `open` under `bound`.
+async fn bounded<T>(
+    url: &str,
+    bound: Duration,
+    step: impl Future<Output = RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(bound, step).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(open_error(url, e)),
+        Err(_) => Err(StoreError::Timeout {
+            op: "connect",
+            key: url.to_owned(),
+            after: bound,
+        }),
+    }
+}
+
+fn open_error(url: &str, error: RedisError) -> StoreError {
+    let mapped = error::map("connect", url, error, Duration::ZERO);
+    match mapped {
+        StoreError::InvalidInput { op, key, reason } if reason.contains("TLS") || reason.contains("tls") => {
+            StoreError::InvalidInput {
+                op,
+                key,
+                reason: format!("{reason} (rediss:// needs the `tls` feature of statehouse)"),
+            }
+        }
+        other => other,
+    }
+}
+
+/// A dedicated connection and whether it is known to hold no WATCH/MULTI
+/// state.
+#[derive(Debug)]
+pub(crate) struct TxnConn {
+    pub(crate) conn: MultiplexedConnection,
+    pub(crate) clean: bool,
+}
+
+/// bb8 manager of [`TxnConn`]s. bb8-redis' own manager cannot set timeouts
+/// and never reports a connection broken, which is exactly what a WATCH
+/// section cut short needs.
+#[derive(Debug)]
+pub(crate) struct TxnManager {
+    client: Client,
+    config: AsyncConnectionConfig,
+}
+
+impl bb8::ManageConnection for TxnManager {
+    type Connection = TxnConn;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<TxnConn, RedisError> {
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(TXN_CLIENT_NAME)
+            .exec_async(&mut conn)
+            .await?;
+        Ok(TxnConn { conn, clean: true })
+    }
+
+    async fn is_valid(&self, conn: &mut TxnConn) -> Result<(), RedisError> {
+        redis::cmd("PING").exec_async(&mut conn.conn).await
+    }
+
+    fn has_broken(&self, conn: &mut TxnConn) -> bool {
+        !conn.clean
+    }
+}

@@ -1,0 +1,272 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::{
+    DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError, Update, UpdateFn,
+    Updated,
+};
+
+use crate::RedisStore;
+use crate::txn::{self, Decision};
+
+/// Keys per MGET command; larger requests are split into several MGETs sent
+/// in one pipeline (one round trip), so no single command blocks the server
+/// for long.
+const MGET_CHUNK: usize = 1024;
+
+#[async_trait]
+impl DocumentStore for RedisStore {
+    async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        let rkey = self.keys.key(key);
+        let mut conn = self.conns.shared();
+        self.conns
+            .run(
+                "get",
+                key.as_str(),
+                redis::cmd("GET").arg(rkey.as_ref()).query_async(&mut conn),
+            )
+            .await
+    }
+
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Fetched>, StoreError> {
+        const OP: &str = "get_many";
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let label = keys.first().map(Key::as_str).unwrap_or_default();
+        let mut conn = self.conns.shared();
+        let mut pipe = redis::pipe();
+        for chunk in keys.chunks(MGET_CHUNK) {
+            let cmd = pipe.cmd("MGET");
+            for key in chunk {
+                cmd.arg(self.keys.key(key).as_ref());
+            }
+        }
+        let chunks: Vec<Vec<Option<Vec<u8>>>> =
+            self.conns.run(OP, label, pipe.query_async(&mut conn)).await?;
+        let values: Vec<Option<Vec<u8>>> = chunks.into_iter().flatten().collect();
+        if values.len() != keys.len() {
+            return Err(StoreError::Operation {
+                op: OP,
+                key: label.to_owned(),
+                source: format!("MGET answered {} values for {} keys", values.len(), keys.len()).into(),
+            });
+        }
+
+        // MGET answers nil both for missing keys and for keys of another
+        // type. Ask the type of the nil ones (one more round trip, only when
+        // there are nils) so that a hash under a key fails that key alone.
+        let nils: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+        let mut types: Vec<String> = Vec::new();
+        if !nils.is_empty() {
+            let mut pipe = redis::pipe();
+            for &i in &nils {
+                pipe.cmd("TYPE").arg(self.keys.key(&keys[i]).as_ref());
+            }
+            types = self.conns.run(OP, label, pipe.query_async(&mut conn)).await?;
+        }
+        let mut foreign = nils.iter().zip(&types).filter_map(|(&i, kind)| {
+            // "string" means the key was written after the MGET: reporting
+            // it absent is what MGET saw, a consistent snapshot.
+            (kind != "none" && kind != "string").then_some(i)
+        });
+        let mut next_foreign = foreign.next();
+        Ok(values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| {
+                if next_foreign == Some(i) {
+                    next_foreign = foreign.next();
+                    Err(StoreError::WrongType {
+                        op: OP,
+                        key: keys[i].to_string(),
+                    })
+                } else {
+                    Ok(value)
+                }
+            })
+            .collect())
+    }
+
+    async fn set(&self, key: &Key, value: Vec<u8>, options: SetOptions) -> Result<bool, StoreError> {
+        let rkey = self.keys.key(key);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(rkey.as_ref()).arg(value);
+        if let Some(ttl) = options.ttl {
+            cmd.arg("PX").arg(ttl.as_millis());
+        }
+        match options.condition {
+            SetCondition::Always => {}
+            SetCondition::IfAbsent => {
+                cmd.arg("NX");
+            }
+            SetCondition::IfPresent => {
+                cmd.arg("XX");
+            }
+        }
+        let mut conn = self.conns.shared();
+        let reply: Value = self
+            .conns
+            .run("set", key.as_str(), cmd.query_async(&mut conn))
+            .await?;
+        Ok(!matches!(reply, Value::Nil))
+    }
+
+    async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
+        let rkey = self.keys.key(key);
+        let mut conn = self.conns.shared();
+        let removed: u64 = self
+            .conns
+            .run(
+                "delete",
+                key.as_str(),
+                redis::cmd("DEL").arg(rkey.as_ref()).query_async(&mut conn),
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
+        let rkey = self.keys.key(key);
+        let mut conn = self.conns.shared();
+        let count: u64 = self
+            .conns
+            .run(
+                "exists",
+                key.as_str(),
+                redis::cmd("EXISTS").arg(rkey.as_ref()).query_async(&mut conn),
+            )
+            .await?;
+        Ok(count > 0)
+    }
+
+    async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
+        let rkey = self.keys.key(key);
+        let mut conn = self.conns.shared();
+        let set: u64 = self
+            .conns
+            .run(
+                "expire",
+                key.as_str(),
+                redis::cmd("PEXPIRE")
+                    .arg(rkey.as_ref())
+                    .arg(ttl.as_millis())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(set == 1)
+    }
+
+    async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError> {
+        let rkey = self.keys.key(key);
+        let mut conn = self.conns.shared();
+        let millis: i64 = self
+            .conns
+            .run(
+                "ttl",
+                key.as_str(),
+                redis::cmd("PTTL").arg(rkey.as_ref()).query_async(&mut conn),
+            )
+            .await?;
+        Ok(match millis {
+            -2 => KeyTtl::Missing,
+            -1 => KeyTtl::Persistent,
+            ms => KeyTtl::ExpiresIn(Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        })
+    }
+
+    async fn list_keys(&self, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
+        const OP: &str = "list_keys";
+        let rpattern = self.keys.pattern(pattern);
+        let mut conn = self.conns.shared();
+        // SCAN may return a key more than once (while the table is rehashed);
+        // a set dedups. Never KEYS: it blocks the server for the whole scan.
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = self
+                .conns
+                .run(
+                    OP,
+                    pattern.as_str(),
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&rpattern)
+                        .arg("COUNT")
+                        .arg(self.scan_count)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            seen.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut keys: Vec<String> = seen.iter().map(|raw| self.keys.strip(raw)).collect();
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    async fn update<'a>(
+        &self,
+        key: &Key,
+        policy: RetryPolicy,
+        f: &mut UpdateFn<'a>,
+    ) -> Result<Updated, StoreError> {
+        const OP: &str = "update";
+        let rkey = self.keys.key(key);
+        let mut get = redis::cmd("GET");
+        get.arg(rkey.as_ref());
+        let mut decide = |(current,): (Option<Vec<u8>>,)| -> Result<Decision<Option<Vec<u8>>>, StoreError> {
+            let decision = f(current.as_deref()).map_err(|source| StoreError::Aborted {
+                op: OP,
+                key: key.to_string(),
+                source,
+            })?;
+            Ok(match decision {
+                Update::Keep => Decision::Done(current),
+                Update::Set(value) => {
+                    let mut writes = redis::pipe();
+                    writes
+                        .cmd("SET")
+                        .arg(rkey.as_ref())
+                        .arg(&value)
+                        .arg("KEEPTTL")
+                        .ignore();
+                    Decision::Commit(writes, Some(value))
+                }
+                Update::Delete => {
+                    let mut writes = redis::pipe();
+                    writes.cmd("DEL").arg(rkey.as_ref()).ignore();
+                    Decision::Commit(writes, None)
+                }
+            })
+        };
+        let committed = txn::optimistic(
+            &self.conns,
+            OP,
+            key.as_str(),
+            &[rkey.as_ref()],
+            &[get],
+            policy,
+            &mut decide,
+        )
+        .await?;
+        Ok(Updated {
+            value: committed.value,
+            attempts: committed.attempts,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conns.shared();
+        self.conns
+            .run("ping", "", redis::cmd("PING").exec_async(&mut conn))
+            .await
+    }
+}

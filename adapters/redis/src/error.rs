@@ -1,0 +1,143 @@
+//! THE one mapping from redis-rs errors to [`StoreError`] kinds.
+
+use std::time::Duration;
+
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+use statehouse_ports::StoreError;
+
+/// Maps a redis-rs error of operation `op` on `key` (the caller's key,
+/// without prefix). `timeout` is the bound reported if it was a timeout.
+pub(crate) fn map(op: &'static str, key: &str, error: RedisError, timeout: Duration) -> StoreError {
+    let key = key.to_owned();
+    if error.is_timeout() {
+        return StoreError::Timeout {
+            op,
+            key,
+            after: timeout,
+        };
+    }
+    if is_wrong_type(&error) {
+        return StoreError::WrongType { op, key };
+    }
+    match error.kind() {
+        // The connection broke, or the server is not there (yet).
+        ErrorKind::Io
+        | ErrorKind::ClusterConnectionNotFound
+        | ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown,
+        ) => StoreError::Connection {
+            op,
+            key,
+            source: Box::new(error),
+        },
+        ErrorKind::InvalidClientConfig => StoreError::InvalidInput {
+            op,
+            key,
+            reason: error.to_string(),
+        },
+        // Authentication, permissions, read-only replicas, protocol
+        // surprises: permanent until someone changes the setup.
+        _ => StoreError::Operation {
+            op,
+            key,
+            source: Box::new(error),
+        },
+    }
+}
+
+/// WRONGTYPE from a command, or from any command of a pipeline (redis-rs
+/// reports pipeline failures as a list, without a top-level code).
+fn is_wrong_type(error: &RedisError) -> bool {
+    if error.code() == Some("WRONGTYPE") {
+        return true;
+    }
+    error
+        .clone()
+        .into_server_errors()
+        .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "WRONGTYPE"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use statehouse_ports::ErrorKind as Kind;
+
+    fn server_error(line: &str) -> RedisError {
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
+            Ok(redis::Value::ServerError(error)) => error.into(),
+            other => panic!("not a server error: {other:?}"),
+        }
+    }
+
+    fn kind_of(error: RedisError) -> Kind {
+        map("get", "k", error, Duration::from_secs(1)).kind()
+    }
+
+    #[test]
+    fn mapping_table() {
+        let io = |kind| RedisError::from(std::io::Error::new(kind, "io"));
+        let table: Vec<(RedisError, Kind)> = vec![
+            (io(std::io::ErrorKind::TimedOut), Kind::Timeout),
+            (io(std::io::ErrorKind::ConnectionRefused), Kind::Connection),
+            (io(std::io::ErrorKind::ConnectionReset), Kind::Connection),
+            (io(std::io::ErrorKind::BrokenPipe), Kind::Connection),
+            (io(std::io::ErrorKind::UnexpectedEof), Kind::Connection),
+            (
+                server_error("WRONGTYPE Operation against a key holding the wrong kind of value"),
+                Kind::WrongType,
+            ),
+            (
+                server_error("LOADING Redis is loading the dataset in memory"),
+                Kind::Connection,
+            ),
+            (
+                server_error("TRYAGAIN Multiple keys request during rehashing"),
+                Kind::Connection,
+            ),
+            (server_error("CLUSTERDOWN The cluster is down"), Kind::Connection),
+            (
+                server_error("READONLY You can't write against a read only replica."),
+                Kind::Operation,
+            ),
+            (
+                server_error("NOPERM this user has no permissions"),
+                Kind::Operation,
+            ),
+            (server_error("ERR unknown command"), Kind::Operation),
+            (server_error("OOM command not allowed"), Kind::Operation),
+            (
+                RedisError::from((ErrorKind::AuthenticationFailed, "WRONGPASS")),
+                Kind::Operation,
+            ),
+            (
+                RedisError::from((ErrorKind::InvalidClientConfig, "bad url")),
+                Kind::InvalidInput,
+            ),
+            (
+                RedisError::from((ErrorKind::UnexpectedReturnType, "type")),
+                Kind::Operation,
+            ),
+            (RedisError::from((ErrorKind::Parse, "garbage")), Kind::Operation),
+        ];
+        for (error, expected) in table {
+            let shown = error.to_string();
+            assert_eq!(kind_of(error), expected, "{shown}");
+        }
+    }
+
+    #[test]
+    fn mapped_errors_name_operation_and_key() {
+        let error = map(
+            "update",
+            "user:1",
+            server_error("ERR boom"),
+            Duration::from_secs(1),
+        );
+        assert_eq!(error.op(), "update");
+        assert_eq!(error.key(), "user:1");
+        assert!(error.to_string().contains("boom"), "{error}");
+    }
+}

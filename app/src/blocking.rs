@@ -1,0 +1,279 @@
+//! A blocking (synchronous) twin of the API, for code that is not async,
+//! in the manner of `reqwest::blocking`.
+//!
+//! A [`Statehouse`] here owns a small tokio runtime (one worker thread) and
+//! runs each call to completion on it. It can be shared between threads.
+//! Do not use it from inside an async runtime: there, calls return an
+//! [`InvalidInput`](StoreError::InvalidInput) error instead of blocking the
+//! executor (use the async API, or `tokio::task::spawn_blocking`).
+//!
+//! ```
+//! use statehouse::blocking::Statehouse;
+//!
+//! let state = Statehouse::connect("memory://")?;
+//! let docs = state.documents();
+//! docs.set("greeting", &"hello")?;
+//! assert_eq!(docs.get::<String>("greeting")?.as_deref(), Some("hello"));
+//! # Ok::<(), statehouse::StoreError>(())
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use statehouse_ports::{KeyTtl, SetOptions, StoreError, Update};
+use tokio::runtime::Runtime;
+
+use crate::Settings;
+
+/// Blocking twin of [`crate::Statehouse`].
+#[derive(Debug, Clone)]
+pub struct Statehouse {
+    inner: crate::Statehouse,
+    runtime: Arc<OwnedRuntime>,
+}
+
+/// The runtime of the blocking API. Dropping a tokio runtime blocks until
+/// its tasks stop, which panics inside another runtime; this shuts it down
+/// in the background instead, so the last handle may be dropped anywhere.
+#[derive(Debug)]
+struct OwnedRuntime(Option<Runtime>);
+
+impl std::ops::Deref for OwnedRuntime {
+    type Target = Runtime;
+
+    fn deref(&self) -> &Runtime {
+        // Only `drop` takes the runtime out.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("runtime used after drop"))
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn runtime() -> Result<Runtime, StoreError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("statehouse-blocking")
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Operation {
+            op: "connect",
+            key: String::new(),
+            source: Box::new(e),
+        })
+}
+
+fn block_on<T>(
+    runtime: &Runtime,
+    op: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(StoreError::invalid_input(
+            op,
+            "",
+            "the blocking API was called inside an async runtime; use the async API there",
+        ));
+    }
+    runtime.block_on(call)
+}
+
+impl Statehouse {
+    /// See [`crate::Statehouse::connect`].
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::with_settings(Settings::new(url))
+    }
+
+    /// See [`crate::Statehouse::from_env`].
+    pub fn from_env() -> Result<Self, StoreError> {
+        Self::with_settings(Settings::from_env()?)
+    }
+
+    /// See [`crate::Statehouse::with_settings`].
+    pub fn with_settings(settings: Settings) -> Result<Self, StoreError> {
+        let runtime = Arc::new(OwnedRuntime(Some(runtime()?)));
+        let inner = block_on(&runtime, "connect", crate::Statehouse::with_settings(settings))?;
+        Ok(Self { inner, runtime })
+    }
+
+    /// Blocking typed documents.
+    pub fn documents(&self) -> Documents {
+        Documents {
+            inner: self.inner.documents(),
+            runtime: self.runtime.clone(),
+        }
+    }
+
+    /// The async twin, sharing the same connections.
+    pub fn as_async(&self) -> &crate::Statehouse {
+        &self.inner
+    }
+}
+
+/// Blocking twin of [`crate::Documents`]; every method behaves as its async
+/// namesake.
+#[derive(Debug, Clone)]
+pub struct Documents {
+    inner: crate::Documents,
+    runtime: Arc<OwnedRuntime>,
+}
+
+impl Documents {
+    fn run<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        block_on(&self.runtime, op, call)
+    }
+
+    /// See [`crate::Documents::set`].
+    pub fn set<T: Serialize + Sync + ?Sized>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        self.run("set", self.inner.set(key, value))
+    }
+
+    /// See [`crate::Documents::set_with_ttl`].
+    pub fn set_with_ttl<T: Serialize + Sync + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.run("set", self.inner.set_with_ttl(key, value, ttl))
+    }
+
+    /// See [`crate::Documents::set_with`].
+    pub fn set_with<T: Serialize + Sync + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        options: SetOptions,
+    ) -> Result<bool, StoreError> {
+        self.run("set", self.inner.set_with(key, value, options))
+    }
+
+    /// See [`crate::Documents::get`].
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        self.run("get", self.inner.get(key))
+    }
+
+    /// See [`crate::Documents::get_raw`].
+    pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run("get", self.inner.get_raw(key))
+    }
+
+    /// See [`crate::Documents::mget`].
+    pub fn mget<T: DeserializeOwned>(
+        &self,
+        keys: &[impl AsRef<str>],
+    ) -> Result<Vec<Result<Option<T>, StoreError>>, StoreError> {
+        self.run("get_many", self.inner.mget(keys))
+    }
+
+    /// See [`crate::Documents::delete`].
+    pub fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        self.run("delete", self.inner.delete(key))
+    }
+
+    /// See [`crate::Documents::exists`].
+    pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.run("exists", self.inner.exists(key))
+    }
+
+    /// See [`crate::Documents::expire`].
+    pub fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.run("expire", self.inner.expire(key, ttl))
+    }
+
+    /// See [`crate::Documents::ttl`].
+    pub fn ttl(&self, key: &str) -> Result<KeyTtl, StoreError> {
+        self.run("ttl", self.inner.ttl(key))
+    }
+
+    /// See [`crate::Documents::list_keys`].
+    pub fn list_keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        self.run("list_keys", self.inner.list_keys(pattern))
+    }
+
+    /// See [`crate::Documents::is_alive`].
+    pub fn is_alive(&self) -> bool {
+        self.run("ping", self.inner.ping()).is_ok()
+    }
+
+    /// See [`crate::Documents::update`].
+    pub fn update<T, F>(&self, key: &str, f: F) -> Result<Option<T>, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: FnMut(Option<T>) -> Update<T> + Send,
+    {
+        self.run("update", self.inner.update(key, f))
+    }
+
+    /// See [`crate::Documents::try_update`].
+    pub fn try_update<T, E, F>(&self, key: &str, f: F) -> Result<Option<T>, E>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        E: From<StoreError> + Send,
+        F: FnMut(Option<T>) -> Result<Update<T>, E> + Send,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(E::from(StoreError::invalid_input(
+                "update",
+                key,
+                "the blocking API was called inside an async runtime; use the async API there",
+            )));
+        }
+        self.runtime.block_on(self.inner.try_update(key, f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_from_plain_threads() {
+        let state = Statehouse::connect("memory://").unwrap();
+        let docs = state.documents();
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let docs = docs.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        docs.update("n", |n: Option<u32>| Update::Set(n.unwrap_or(0) + 1))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_eq!(docs.get::<u32>("n").unwrap(), Some(100));
+        assert_eq!(docs.list_keys("*").unwrap(), ["n"]);
+        assert!(docs.is_alive());
+    }
+
+    #[tokio::test]
+    async fn refuses_to_block_inside_a_runtime() {
+        let state = std::thread::spawn(|| Statehouse::connect("memory://").unwrap())
+            .join()
+            .unwrap();
+        let err = state.documents().get::<u32>("n").unwrap_err();
+        assert!(err.to_string().contains("inside an async runtime"), "{err}");
+        let err = state
+            .documents()
+            .try_update("n", |_: Option<u32>| Ok::<_, StoreError>(Update::Keep));
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,197 @@
+use std::fmt;
+use std::time::Duration;
+
+use statehouse_ports::{RetryPolicy, StoreError};
+use statehouse_redis::{RedisConfig, redact_url};
+
+/// Where statehouse keeps its state and how it talks to it.
+///
+/// Built in code, or from environment variables with [`Settings::from_env`]:
+///
+/// | variable | meaning | default |
+/// |---|---|---|
+/// | `STATEHOUSE_URL` | `memory://`, `redis://…`, `rediss://…` (feature `tls`), `unix://…` | `memory://` |
+/// | `STATEHOUSE_PREFIX` | put in front of every Redis key | empty |
+/// | `STATEHOUSE_CONNECT_TIMEOUT_MS` | bound on opening a connection | 2000 |
+/// | `STATEHOUSE_RESPONSE_TIMEOUT_MS` | bound on one call | 2000 |
+/// | `STATEHOUSE_POOL_SIZE` | dedicated connections for atomic updates | 32 |
+/// | `STATEHOUSE_UPDATE_ATTEMPTS` | attempts of an atomic update before `Conflict` | 50 |
+///
+/// `Debug` and `Display` never show the URL's password.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Settings {
+    /// The store's URL.
+    pub url: String,
+    /// Key prefix (Redis only; an in-memory store is private anyway).
+    pub prefix: String,
+    /// Bound on opening a connection.
+    pub connect_timeout: Duration,
+    /// Bound on one call.
+    pub response_timeout: Duration,
+    /// Size of the pool of dedicated connections for WATCH sections.
+    pub pool_size: u32,
+    /// Retries of atomic updates under contention.
+    pub update_policy: RetryPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self::new("memory://")
+    }
+}
+
+impl Settings {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        let redis = RedisConfig::new("");
+        Self {
+            url: url.into(),
+            prefix: String::new(),
+            connect_timeout: redis.connect_timeout,
+            response_timeout: redis.response_timeout,
+            pool_size: redis.pool_size,
+            update_policy: RetryPolicy::default(),
+        }
+    }
+
+    /// Settings from the process environment; see the table above. A
+    /// variable that is set but invalid is an error naming the variable.
+    pub fn from_env() -> Result<Self, StoreError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Settings from any name → value lookup (the environment, a map in a
+    /// test, a config file).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, StoreError> {
+        let mut settings = Self::new(lookup("STATEHOUSE_URL").unwrap_or_else(|| "memory://".to_owned()));
+        if let Some(prefix) = lookup("STATEHOUSE_PREFIX") {
+            settings.prefix = prefix;
+        }
+        if let Some(ms) = number(&lookup, "STATEHOUSE_CONNECT_TIMEOUT_MS")? {
+            settings.connect_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = number(&lookup, "STATEHOUSE_RESPONSE_TIMEOUT_MS")? {
+            settings.response_timeout = Duration::from_millis(ms);
+        }
+        if let Some(size) = number(&lookup, "STATEHOUSE_POOL_SIZE")? {
+            settings.pool_size = u32::try_from(size).unwrap_or(u32::MAX);
+        }
+        if let Some(attempts) = number(&lookup, "STATEHOUSE_UPDATE_ATTEMPTS")? {
+            settings.update_policy = RetryPolicy::new(u32::try_from(attempts).unwrap_or(u32::MAX));
+        }
+        Ok(settings)
+    }
+
+    /// The Redis adapter's configuration for these settings.
+    pub fn redis_config(&self) -> RedisConfig {
+        let mut config = RedisConfig::new(self.url.clone())
+            .with_prefix(self.prefix.clone())
+            .with_timeouts(self.connect_timeout, self.response_timeout);
+        config.pool_size = self.pool_size;
+        config
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// A positive whole number from `name`, if set.
+fn number(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<u64>, StoreError> {
+    let Some(raw) = lookup(name) else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(value) if value > 0 => Ok(Some(value)),
+        _ => Err(StoreError::invalid_input(
+            "configure",
+            name,
+            format!("expected a whole number greater than 0, got {raw:?}"),
+        )),
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &self.redacted_url())
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("update_policy", &self.update_policy)
+            .finish()
+    }
+}
+
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted_url())?;
+        if !self.prefix.is_empty() {
+            write!(f, " (prefix {:?})", self.prefix)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Settings, StoreError> {
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_to_memory() {
+        let settings = from(&[]).unwrap();
+        assert_eq!(settings.url, "memory://");
+        assert_eq!(settings.response_timeout, Duration::from_secs(2));
+        assert_eq!(settings.update_policy.max_attempts(), 50);
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let settings = from(&[
+            ("STATEHOUSE_URL", "redis://:pw@db:6380/2"),
+            ("STATEHOUSE_PREFIX", "app:"),
+            ("STATEHOUSE_CONNECT_TIMEOUT_MS", "150"),
+            ("STATEHOUSE_RESPONSE_TIMEOUT_MS", "250"),
+            ("STATEHOUSE_POOL_SIZE", "4"),
+            ("STATEHOUSE_UPDATE_ATTEMPTS", "7"),
+        ])
+        .unwrap();
+        assert_eq!(settings.prefix, "app:");
+        assert_eq!(settings.connect_timeout, Duration::from_millis(150));
+        assert_eq!(settings.response_timeout, Duration::from_millis(250));
+        assert_eq!(settings.pool_size, 4);
+        assert_eq!(settings.update_policy.max_attempts(), 7);
+        let redis = settings.redis_config();
+        assert_eq!(redis.prefix, "app:");
+        assert_eq!(redis.response_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn invalid_numbers_name_the_variable() {
+        let err = from(&[("STATEHOUSE_RESPONSE_TIMEOUT_MS", "soon")]).unwrap_err();
+        assert!(
+            err.to_string().contains("STATEHOUSE_RESPONSE_TIMEOUT_MS"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"soon\""), "{err}");
+        assert!(from(&[("STATEHOUSE_POOL_SIZE", "0")]).is_err());
+    }
+
+    #[test]
+    fn password_is_never_shown() {
+        let settings = from(&[("STATEHOUSE_URL", "redis://user:hunter2@db:6379")]).unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        assert!(!settings.to_string().contains("hunter2"));
+        assert!(settings.to_string().contains("user:***@db:6379"));
+    }
+}

@@ -1,0 +1,264 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::{
+    DocumentStore, DocumentStoreExt, KeyTtl, RetryPolicy, SetOptions, StoreError, Update, ValidationExt,
+};
+
+/// Typed documents: JSON values under string keys.
+///
+/// Cheap to clone; every clone talks to the same store. Keys are validated
+/// (not empty, at most 512 bytes, no control characters): a bad key is
+/// [`StoreError::InvalidInput`] naming the rule, before any I/O.
+///
+/// Values are JSON through serde. The conventions statehouse's own types
+/// follow, and that work best across languages: enums as lowercase names
+/// (`#[serde(rename_all = "lowercase")]`), timestamps as RFC 3339 in UTC
+/// (`chrono::DateTime<Utc>`). A missing key and a stored JSON `null` stay
+/// distinct ([`get_raw`](Self::get_raw) shows the difference).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
+/// use serde::{Deserialize, Serialize};
+/// use statehouse::Statehouse;
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct User { name: String, admin: bool }
+///
+/// let docs = Statehouse::memory().documents();
+/// docs.set("user:1", &User { name: "Ada".into(), admin: true }).await?;
+/// let user: Option<User> = docs.get("user:1").await?;
+/// assert_eq!(user.unwrap().name, "Ada");
+/// assert_eq!(docs.get::<User>("user:2").await?, None);
+/// assert_eq!(docs.list_keys("user:*").await?, ["user:1"]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Documents {
+    store: Arc<dyn DocumentStore>,
+    policy: RetryPolicy,
+}
+
+fn key(op: &'static str, key: &str) -> Result<Key, StoreError> {
+    Key::new(key).for_op(op, key)
+}
+
+fn ttl(op: &'static str, key: &str, ttl: Duration) -> Result<Ttl, StoreError> {
+    Ttl::new(ttl).for_op(op, key)
+}
+
+impl Documents {
+    /// Documents over `store`, with the default update [`RetryPolicy`].
+    pub fn new(store: Arc<dyn DocumentStore>) -> Self {
+        Self {
+            store,
+            policy: RetryPolicy::default(),
+        }
+    }
+
+    /// The same documents with another retry policy for [`update`](Self::update).
+    #[must_use]
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The port underneath, for anything the facade does not cover.
+    pub fn store(&self) -> &Arc<dyn DocumentStore> {
+        &self.store
+    }
+
+    /// Stores `value` as JSON under `key`, without expiry (clearing any
+    /// previous TTL).
+    pub async fn set<T: Serialize + Sync + ?Sized>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let key = self::key("set", key)?;
+        self.store
+            .set_json(&key, value, SetOptions::new())
+            .await
+            .map(drop)
+    }
+
+    /// Stores `value` under `key`, expiring after `ttl` (set in the same
+    /// atomic step). A TTL of zero is [`StoreError::InvalidInput`], never a
+    /// silent delete.
+    pub async fn set_with_ttl<T: Serialize + Sync + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let ttl = self::ttl("set", key, ttl)?;
+        let key = self::key("set", key)?;
+        self.store
+            .set_json(&key, value, SetOptions::new().ttl(ttl))
+            .await
+            .map(drop)
+    }
+
+    /// Stores `value` under `key` with full [`SetOptions`] (TTL, only if
+    /// absent, only if present). Returns whether it was written.
+    pub async fn set_with<T: Serialize + Sync + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        options: SetOptions,
+    ) -> Result<bool, StoreError> {
+        let key = self::key("set", key)?;
+        self.store.set_json(&key, value, options).await
+    }
+
+    /// Stores `value` only if `key` does not exist yet. Returns whether it
+    /// was written.
+    pub async fn set_if_absent<T: Serialize + Sync + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<bool, StoreError> {
+        self.set_with(key, value, SetOptions::new().if_absent()).await
+    }
+
+    /// The value of `key` decoded as `T`; `None` if it does not exist. A
+    /// value that does not decode is [`StoreError::Deserialization`] naming
+    /// the key and `T`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let key = self::key("get", key)?;
+        self.store.get_json(&key).await
+    }
+
+    /// The stored bytes of `key`, undecoded.
+    pub async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self::key("get", key)?;
+        self.store.get(&key).await
+    }
+
+    /// Stores `bytes` under `key` as they are (no JSON encoding).
+    pub async fn set_raw(
+        &self,
+        key: &str,
+        bytes: impl Into<Vec<u8>>,
+        options: SetOptions,
+    ) -> Result<bool, StoreError> {
+        let key = self::key("set", key)?;
+        self.store.set(&key, bytes.into(), options).await
+    }
+
+    /// The values of `keys`, one result per key in the same order: the
+    /// value, `Ok(None)` if absent, or an error naming that key (an invalid
+    /// key, bad JSON, a key of another Redis type). One bad key never fails
+    /// the others; the outer error is for the whole call (connection,
+    /// timeout). Fetched in one round trip (`MGET`).
+    pub async fn mget<T: DeserializeOwned>(
+        &self,
+        keys: &[impl AsRef<str>],
+    ) -> Result<Vec<Result<Option<T>, StoreError>>, StoreError> {
+        let mut results: Vec<Option<Result<Option<T>, StoreError>>> = Vec::with_capacity(keys.len());
+        let mut valid = Vec::with_capacity(keys.len());
+        for raw in keys {
+            match self::key("get_many", raw.as_ref()) {
+                Ok(key) => {
+                    valid.push(key);
+                    results.push(None);
+                }
+                Err(error) => results.push(Some(Err(error))),
+            }
+        }
+        let mut fetched = self.store.get_many_json::<T>(&valid).await?.into_iter();
+        Ok(results
+            .into_iter()
+            .map(|slot| match slot {
+                Some(invalid) => invalid,
+                None => fetched.next().unwrap_or_else(|| {
+                    Err(StoreError::Operation {
+                        op: "get_many",
+                        key: String::new(),
+                        source: "the store answered fewer values than keys".into(),
+                    })
+                }),
+            })
+            .collect())
+    }
+
+    /// Deletes `key`. Returns whether it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let key = self::key("delete", key)?;
+        self.store.delete(&key).await
+    }
+
+    /// Whether `key` exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let key = self::key("exists", key)?;
+        self.store.exists(&key).await
+    }
+
+    /// Sets the TTL of an existing key. Returns `false` if it does not exist.
+    pub async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let ttl = self::ttl("expire", key, ttl)?;
+        let key = self::key("expire", key)?;
+        self.store.expire(&key, ttl).await
+    }
+
+    /// The remaining life of `key`.
+    pub async fn ttl(&self, key: &str) -> Result<KeyTtl, StoreError> {
+        let key = self::key("ttl", key)?;
+        self.store.ttl(&key).await
+    }
+
+    /// Every key matching the Redis glob `pattern` (`*`, `?`, `[a-z]`,
+    /// `[^a]`, `\` escapes), each once, sorted. Uses `SCAN`, never `KEYS`.
+    pub async fn list_keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let pattern = KeyPattern::new(pattern).for_op("list_keys", pattern)?;
+        self.store.list_keys(&pattern).await
+    }
+
+    /// Whether the store answers a ping.
+    pub async fn is_alive(&self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+
+    /// Pings the store, with the reason when it does not answer.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+
+    /// Atomic read-modify-write of `key`: `f` gets the current value (or
+    /// `None`) and returns [`Update::Set`], [`Update::Delete`] or
+    /// [`Update::Keep`]. Returns the value stored afterwards. `Set` keeps the
+    /// key's TTL.
+    ///
+    /// `f` **may run more than once**: if another writer changes the key
+    /// between the read and the write, the update starts over (after a
+    /// jittered backoff), up to the retry policy's attempts, then fails with
+    /// [`StoreError::Conflict`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
+    /// use statehouse::{Statehouse, Update};
+    ///
+    /// let docs = Statehouse::memory().documents();
+    /// let visits = docs.update("visits", |n: Option<u64>| Update::Set(n.unwrap_or(0) + 1)).await?;
+    /// assert_eq!(visits, Some(1));
+    /// # Ok(()) }
+    /// ```
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: FnMut(Option<T>) -> Update<T> + Send,
+    {
+        self.try_update(key, |old| Ok::<_, StoreError>(f(old))).await
+    }
+
+    /// Like [`update`](Self::update), with a closure that can fail: its error
+    /// aborts the update (nothing is written) and is returned as is.
+    pub async fn try_update<T, E, F>(&self, key: &str, f: F) -> Result<Option<T>, E>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        E: From<StoreError> + Send,
+        F: FnMut(Option<T>) -> Result<Update<T>, E> + Send,
+    {
+        let key = self::key("update", key)?;
+        self.store.update_json(&key, self.policy, f).await
+    }
+}

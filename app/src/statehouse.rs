@@ -1,0 +1,174 @@
+use std::sync::Arc;
+
+use statehouse_memory::MemoryStore;
+use statehouse_ports::{DocumentStore, RetryPolicy, StoreError};
+use statehouse_redis::RedisStore;
+
+use crate::layers::{Retrying, Traced};
+use crate::{Documents, Settings};
+
+/// The ports a [`Statehouse`] hands out facades over. Build one yourself to
+/// inject any implementation (a mock, a decorator, a store of your own).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Ports {
+    /// The key-value core behind [`Documents`].
+    pub documents: Arc<dyn DocumentStore>,
+}
+
+impl Ports {
+    /// Ports over `documents`.
+    pub fn new(documents: Arc<dyn DocumentStore>) -> Self {
+        Self { documents }
+    }
+}
+
+/// The composition root: picks the backend from a URL, stacks the layers
+/// (tracing over transient-failure retries over the adapter) and hands out
+/// typed facades.
+///
+/// This is the only place that names concrete adapters.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
+/// use statehouse::Statehouse;
+///
+/// let state = Statehouse::connect("memory://").await?;
+/// assert_eq!(state.backend(), "memory");
+/// assert!(state.documents().is_alive().await);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Statehouse {
+    ports: Ports,
+    settings: Settings,
+    backend: &'static str,
+}
+
+impl Statehouse {
+    /// Connects to `url`: `memory://` (an embedded in-memory store),
+    /// `redis://…`, `rediss://…` (feature `tls`) or `unix://…`, with default
+    /// settings.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::with_settings(Settings::new(url)).await
+    }
+
+    /// Connects as configured by the `STATEHOUSE_*` environment variables
+    /// (see [`Settings`]).
+    pub async fn from_env() -> Result<Self, StoreError> {
+        Self::with_settings(Settings::from_env()?).await
+    }
+
+    /// Connects with explicit settings.
+    pub async fn with_settings(settings: Settings) -> Result<Self, StoreError> {
+        let scheme = settings.url.split_once("://").map(|(scheme, _)| scheme);
+        let (documents, backend): (Arc<dyn DocumentStore>, _) = match scheme {
+            Some("memory") => (Arc::new(MemoryStore::new()), "memory"),
+            Some("redis" | "rediss" | "unix" | "redis+unix") => {
+                let store = RedisStore::connect(settings.redis_config()).await?;
+                (Arc::new(store), "redis")
+            }
+            _ => {
+                return Err(StoreError::invalid_input(
+                    "connect",
+                    settings.redacted_url(),
+                    "expected a URL starting with memory://, redis://, rediss:// or unix://",
+                ));
+            }
+        };
+        Ok(Self::assemble(Ports::new(documents), settings, backend))
+    }
+
+    /// An embedded in-memory store: for tests, demos and single-process use.
+    pub fn memory() -> Self {
+        Self::assemble(
+            Ports::new(Arc::new(MemoryStore::new())),
+            Settings::new("memory://"),
+            "memory",
+        )
+    }
+
+    /// Facades over ports built elsewhere (dependency injection); they are
+    /// used as given, without adding layers.
+    pub fn from_ports(ports: Ports) -> Self {
+        Self {
+            ports,
+            settings: Settings::new("custom://"),
+            backend: "custom",
+        }
+    }
+
+    fn assemble(ports: Ports, settings: Settings, backend: &'static str) -> Self {
+        let documents: Arc<dyn DocumentStore> =
+            Arc::new(Traced::new(Retrying::with_defaults(ports.documents)));
+        Self {
+            ports: Ports { documents },
+            settings,
+            backend,
+        }
+    }
+
+    /// Typed documents.
+    pub fn documents(&self) -> Documents {
+        Documents::new(self.ports.documents.clone()).with_retry_policy(self.update_policy())
+    }
+
+    /// The ports, as layered.
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// `"memory"`, `"redis"` or `"custom"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The settings in use (`Debug`/`Display` hide the password).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn update_policy(&self) -> RetryPolicy {
+        self.settings.update_policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use statehouse_ports::{ErrorKind, MockDocumentStore};
+
+    #[tokio::test]
+    async fn unknown_schemes_are_invalid_input_without_the_password() {
+        let err = Statehouse::connect("postgres://u:secret@db").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(err.to_string().contains("redis://"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_fails_fast_with_a_connection_error() {
+        // Port 1 on loopback: nothing listens there, the connect is refused.
+        let mut settings = Settings::new("redis://:secret@127.0.0.1:1");
+        settings.connect_timeout = std::time::Duration::from_millis(300);
+        let err = Statehouse::with_settings(settings).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Connection, "{err:?}");
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn injected_ports_are_used_as_given() {
+        let mut mock = MockDocumentStore::new();
+        mock.expect_ping().times(1).returning(|| {
+            Err(StoreError::Connection {
+                op: "ping",
+                key: String::new(),
+                source: "down".into(),
+            })
+        });
+        let state = Statehouse::from_ports(Ports::new(Arc::new(mock)));
+        assert_eq!(state.backend(), "custom");
+        assert!(!state.documents().is_alive().await);
+    }
+}

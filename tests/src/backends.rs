@@ -1,0 +1,138 @@
+//! Runners that build a [`Backend`] and run one contract test body on it.
+//!
+//! Each runner gives the test a fresh namespace: a new in-memory store, or
+//! a unique key prefix on the shared `redis-server` of the test process.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use statehouse::layers::{Retrying, Traced};
+use statehouse_memory::MemoryStore;
+use statehouse_ports::{DocumentStore, Key};
+use statehouse_redis::{RedisConfig, RedisStore};
+use tracing::instrument::WithSubscriber;
+
+use crate::contract::{Backend, Flavor, PlantHash};
+use crate::harness::RedisServer;
+
+/// Whether the ports are used bare or under the app's layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stack {
+    /// The adapter itself.
+    Bare,
+    /// `Traced<Retrying<adapter>>`, with a subscriber recording every span.
+    Layered,
+}
+
+/// Runs `body` on a fresh in-memory store.
+pub fn run_memory<Fut>(stack: Stack, flavor: Flavor, body: impl FnOnce(Backend) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let paused = flavor == Flavor::Plain;
+    run(
+        flavor,
+        paused,
+        stack,
+        async move {
+            let store = MemoryStore::new();
+            let planter = store.clone();
+            let plant_hash: PlantHash = Arc::new(move |key: Key| {
+                planter.insert_hash_for_tests(&key, "field", b"value");
+                Box::pin(async {})
+            });
+            Backend::new("memory", wrap(stack, Arc::new(store)), paused, plant_hash)
+        },
+        body,
+    );
+}
+
+/// Runs `body` against the test process's shared `redis-server`, under a key
+/// prefix no other test uses.
+pub fn run_redis<Fut>(stack: Stack, flavor: Flavor, body: impl FnOnce(Backend) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let server = RedisServer::shared();
+    let url = server.url();
+    let prefix = format!("t{}:", NEXT.fetch_add(1, Ordering::Relaxed));
+    run(
+        flavor,
+        false,
+        stack,
+        async move {
+            let config = RedisConfig::new(url.clone()).with_prefix(prefix.clone());
+            let store = RedisStore::connect(config).await.unwrap();
+            let plant_hash: PlantHash = Arc::new(move |key: Key| {
+                let url = url.clone();
+                let key = format!("{prefix}{key}");
+                Box::pin(async move {
+                    let client = redis::Client::open(url).unwrap();
+                    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                    redis::cmd("HSET")
+                        .arg(key)
+                        .arg("field")
+                        .arg("value")
+                        .exec_async(&mut conn)
+                        .await
+                        .unwrap();
+                })
+            });
+            Backend::new("redis", wrap(stack, Arc::new(store)), false, plant_hash)
+        },
+        body,
+    );
+}
+
+fn wrap(stack: Stack, store: Arc<dyn DocumentStore>) -> Arc<dyn DocumentStore> {
+    match stack {
+        Stack::Bare => store,
+        Stack::Layered => Arc::new(Traced::new(Retrying::with_defaults(store))),
+    }
+}
+
+/// Builds the runtime for `flavor`, the backend, and runs `body` as a task
+/// (so that `block_in_place` works in it), re-raising its panic if any.
+fn run<Fut>(
+    flavor: Flavor,
+    paused: bool,
+    stack: Stack,
+    make: impl Future<Output = Backend>,
+    body: impl FnOnce(Backend) -> Fut,
+) where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let runtime = match flavor {
+        Flavor::Plain => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(paused)
+            .build(),
+        Flavor::Threaded => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+    }
+    .unwrap();
+    runtime.block_on(async move {
+        let backend = make.await;
+        let test = body(backend);
+        let joined = match stack {
+            Stack::Bare => tokio::spawn(test).await,
+            Stack::Layered => {
+                let subscriber = tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::TRACE)
+                    .with_writer(std::io::sink)
+                    .finish();
+                tokio::spawn(test.with_subscriber(subscriber)).await
+            }
+        };
+        if let Err(error) = joined {
+            match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(error) => panic!("test task failed: {error}"),
+            }
+        }
+    });
+}

@@ -1,0 +1,144 @@
+//! The contract suite: one list of behaviour tests that every backend (and
+//! every stack of layers over it) must pass.
+//!
+//! Test bodies are plain `pub async fn name(backend: Backend)`; the
+//! [`contract_suite!`](crate::contract_suite) macro lists them all once, and
+//! each backend's test file applies it with its own runner, so the lists
+//! cannot drift apart. A behaviour one backend has and another lacks fails
+//! here.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use statehouse::{Documents, RetryPolicy};
+use statehouse_ports::{DocumentStore, Key};
+
+pub mod documents;
+
+/// The runtime a test needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// A single-threaded runtime; on the memory backend time is paused, so
+    /// [`Backend::elapse`] advances it instantly.
+    Plain,
+    /// A multi-threaded runtime with real time: for contention tests and for
+    /// tests that block a worker (`block_in_place`) to interfere mid-update.
+    Threaded,
+}
+
+/// Puts a value of another Redis type (a hash) under a key.
+pub type PlantHash = Arc<dyn Fn(Key) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// What a contract test gets: the ports of one backend, in a namespace of
+/// its own, and a clock.
+pub struct Backend {
+    /// The backend's name, for messages (`memory`, `redis`, `memory+layers`…).
+    pub name: String,
+    /// The document port.
+    pub documents: Arc<dyn DocumentStore>,
+    paused_time: bool,
+    plant_hash: PlantHash,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("name", &self.name)
+            .field("documents", &self.documents)
+            .field("paused_time", &self.paused_time)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// A fixture. `paused_time` says that tokio time is paused in the test's
+    /// runtime (memory backend, [`Flavor::Plain`]).
+    pub fn new(
+        name: impl Into<String>,
+        documents: Arc<dyn DocumentStore>,
+        paused_time: bool,
+        plant_hash: PlantHash,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            documents,
+            paused_time,
+            plant_hash,
+        }
+    }
+
+    /// The documents facade over this backend.
+    pub fn docs(&self) -> Documents {
+        Documents::new(self.documents.clone())
+    }
+
+    /// The documents facade with another update retry policy.
+    pub fn docs_with(&self, policy: RetryPolicy) -> Documents {
+        self.docs().with_retry_policy(policy)
+    }
+
+    /// Lets `duration` pass: advances paused tokio time, or sleeps. Keep
+    /// contract durations in milliseconds.
+    pub async fn elapse(&self, duration: Duration) {
+        if self.paused_time {
+            tokio::time::advance(duration).await;
+        } else {
+            tokio::time::sleep(duration).await;
+        }
+    }
+
+    /// Stores a hash under `key` (in this backend's namespace).
+    pub async fn plant_hash(&self, key: &str) {
+        (self.plant_hash)(Key::new(key).expect("valid key")).await;
+    }
+}
+
+/// Applies the whole contract suite with `$runner`, a function
+/// `fn(Flavor, impl FnOnce(Backend) -> impl Future<Output = ()>)` in the
+/// calling module. Generates one `#[test]` per behaviour, grouped in a module
+/// per capability family, e.g. `documents::mget_reports_failure_per_key`.
+#[macro_export]
+macro_rules! contract_suite {
+    ($runner:ident) => {
+        $crate::contract_suite!(@family $runner, documents, [
+            round_trips_a_typed_value: Plain,
+            missing_key_reads_as_none: Plain,
+            null_and_missing_stay_distinct: Plain,
+            undecodable_value_fails_naming_key_and_type: Plain,
+            mget_reports_failure_per_key: Plain,
+            mget_keeps_order_duplicates_and_large_batches: Plain,
+            ttl_expires_the_key: Plain,
+            set_without_ttl_clears_the_ttl: Plain,
+            zero_ttl_is_invalid_input_and_writes_nothing: Plain,
+            set_if_absent_and_if_present: Plain,
+            delete_reports_whether_the_key_existed: Plain,
+            lists_ten_thousand_keys_once_each: Plain,
+            glob_patterns_match_like_redis: Plain,
+            escaped_pattern_matches_only_the_literal: Plain,
+            keys_with_glob_characters_are_used_verbatim: Plain,
+            invalid_keys_are_rejected_before_any_io: Plain,
+            large_and_unicode_values_round_trip: Plain,
+            hash_under_a_key_is_wrong_type: Plain,
+            ping_answers: Plain,
+            update_creates_changes_keeps_and_deletes: Plain,
+            update_keeps_the_ttl: Plain,
+            update_closure_error_writes_nothing: Plain,
+            update_of_undecodable_value_does_not_call_the_closure: Plain,
+            concurrent_updates_lose_nothing: Threaded,
+            conflict_reruns_the_closure_exactly_twice: Threaded,
+            one_attempt_policy_reports_conflict: Threaded,
+        ]);
+    };
+    (@family $runner:ident, $family:ident, [$($name:ident : $flavor:ident),* $(,)?]) => {
+        mod $family {
+            $(
+                #[test]
+                fn $name() {
+                    super::$runner($crate::contract::Flavor::$flavor, $crate::contract::$family::$name);
+                }
+            )*
+        }
+    };
+}

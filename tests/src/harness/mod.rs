@@ -1,0 +1,7 @@
+//! Test harness: real `redis-server` processes for integration tests.
+//!
+//! See [`RedisServer`] and the [`server`] module documentation for the design.
+
+pub mod server;
+
+pub use server::RedisServer;

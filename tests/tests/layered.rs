@@ -1,0 +1,27 @@
+//! The contract suite through the app's layers, `Traced<Retrying<_>>`, on
+//! both adapters: decorators must not change behaviour.
+
+use std::future::Future;
+
+use statehouse_tests::backends::{Stack, run_memory, run_redis};
+use statehouse_tests::contract::{Backend, Flavor};
+
+mod memory {
+    use super::*;
+
+    fn run<Fut: Future<Output = ()> + Send + 'static>(flavor: Flavor, body: impl FnOnce(Backend) -> Fut) {
+        run_memory(Stack::Layered, flavor, body);
+    }
+
+    statehouse_tests::contract_suite!(run);
+}
+
+mod redis {
+    use super::*;
+
+    fn run<Fut: Future<Output = ()> + Send + 'static>(flavor: Flavor, body: impl FnOnce(Backend) -> Fut) {
+        run_redis(Stack::Layered, flavor, body);
+    }
+
+    statehouse_tests::contract_suite!(run);
+}
