@@ -125,12 +125,141 @@ pub trait DocumentStoreExt: DocumentStore {
 impl<S: DocumentStore + ?Sized> DocumentStoreExt for S {}
 
 /// Decodes a stored JSON value, naming the key and the expected type on failure.
+///
+/// The error says what was wrong and where (line, column) but never quotes
+/// the stored data: serde_json's messages do (`invalid type: string
+/// "…", expected u32`), and errors end up in logs.
 pub fn decode<T: DeserializeOwned>(op: &'static str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::deserialization(op, key, std::any::type_name::<T>(), e))
+    serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::deserialization(op, key, std::any::type_name::<T>(), JsonError::without_data(&e))
+    })
+}
+
+/// A JSON decoding error with any quoted piece of the data removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    message: String,
+    line: usize,
+    column: usize,
+}
+
+impl JsonError {
+    /// Keeps the kind of mistake and its position, drops the data.
+    pub fn without_data(error: &serde_json::Error) -> Self {
+        let full = error.to_string();
+        // serde_json appends " at line L column C"; drop it, keep the numbers.
+        let message = match full.rfind(" at line ") {
+            Some(at) => &full[..at],
+            None => full.as_str(),
+        };
+        Self {
+            message: redact_data(message),
+            line: error.line(),
+            column: error.column(),
+        }
+    }
+
+    /// Line of the error in the stored value (1-based).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// Column of the error in the stored value (1-based).
+    pub fn column(&self) -> usize {
+        self.column
+    }
+}
+
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at line {} column {}", self.message, self.line, self.column)
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+/// Removes the quoted data from serde's "invalid type/value" and "unknown
+/// variant" messages, keeping their shape: `invalid type: string "x",
+/// expected u32` becomes `invalid type: string, expected u32`.
+fn redact_data(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (unexpected, expected) = match rest.rfind(", expected ") {
+                Some(at) => (&rest[..at], &rest[at..]),
+                None => (rest, ""),
+            };
+            let kind = match unexpected.find([' ', '`', '"', '\'']) {
+                Some(at) => &unexpected[..at],
+                None => unexpected,
+            };
+            return format!("{prefix}{kind}{expected}");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        let expected = rest.rfind(", expected ").map_or("", |at| &rest[at..]);
+        return format!("unknown variant{expected}");
+    }
+    message.to_owned()
 }
 
 /// Encodes a value as JSON, naming the key on failure.
 pub fn encode<T: Serialize + ?Sized>(op: &'static str, key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::serialization(op, key, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Profile {
+        name: String,
+        age: u32,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Role {
+        Admin,
+    }
+
+    fn message<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> String {
+        decode::<T>("get", "k", json.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn decoding_errors_never_quote_the_stored_data() {
+        let cases = [
+            (
+                message::<u32>(r#""SECRET""#),
+                "invalid type: string, expected u32 at line 1 column 8",
+            ),
+            (
+                message::<Profile>(r#"{"name": "SECRET", "age": "SECRET"}"#),
+                "invalid type: string, expected u32",
+            ),
+            (
+                message::<Role>(r#""SECRET""#),
+                "unknown variant, expected `admin`",
+            ),
+            (
+                message::<bool>("77777"),
+                "invalid type: integer, expected a boolean",
+            ),
+            (message::<Profile>(r#"{"name": "SECRET"}"#), "missing field `age`"),
+            (
+                message::<Profile>("{SECRET"),
+                "key must be a string at line 1 column 2",
+            ),
+        ];
+        for (shown, expected) in cases {
+            assert!(shown.contains(expected), "{shown:?} should contain {expected:?}");
+            assert!(!shown.contains("SECRET") && !shown.contains("77777"), "{shown}");
+            assert!(
+                shown.starts_with(r#"get "k": the stored value is not a valid "#),
+                "{shown}"
+            );
+        }
+    }
 }

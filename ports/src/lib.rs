@@ -27,7 +27,7 @@ mod retry;
 pub use documents::MockDocumentStore;
 pub use documents::{DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated};
 pub use error::{BoxError, ErrorKind, StoreError, ValidationExt};
-pub use ext::{DocumentStoreExt, decode, encode};
+pub use ext::{DocumentStoreExt, JsonError, decode, encode};
 pub use retry::RetryPolicy;
 
 /// Re-exported domain types used in port signatures.

@@ -46,6 +46,7 @@ where
     R: FromRedisValue,
 {
     let mut txn = conns.dedicated(op, key).await?;
+    let mut fresh = false;
     let mut read = redis::pipe();
     read.cmd("WATCH").arg(watched).ignore();
     for cmd in reads {
@@ -53,7 +54,20 @@ where
     }
     for attempt in 1..=policy.max_attempts() {
         txn.clean = false;
-        let current: R = conns.run(op, key, read.query_async(&mut txn.conn)).await?;
+        let current: R = match conns.run(op, key, read.query_async(&mut txn.conn)).await {
+            Ok(current) => current,
+            // A pooled connection can have died while idle (server restart,
+            // idle timeout). WATCH and the reads change nothing, so trying
+            // once more on a fresh connection is safe; the dead one is
+            // dirty and the pool drops it.
+            Err(StoreError::Connection { .. }) if attempt == 1 && !fresh => {
+                fresh = true;
+                txn = conns.dedicated(op, key).await?;
+                txn.clean = false;
+                conns.run(op, key, read.query_async(&mut txn.conn)).await?
+            }
+            Err(error) => return Err(error),
+        };
         let decision = match decide(current) {
             Ok(decision) => decision,
             Err(error) => {

@@ -127,3 +127,83 @@ impl<S: DocumentStore> DocumentStore for Traced<S> {
         traced("ping", "", self.inner.ping()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use statehouse_memory::MemoryStore;
+    use statehouse_ports::{DocumentStoreExt, SetOptions, Update};
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn spans_name_op_key_and_outcome_but_never_values() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(FmtSpan::CLOSE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let store = Traced::new(MemoryStore::new());
+                let key = Key::new("user:1").unwrap();
+                store
+                    .set_json(&key, &"SECRET-VALUE", SetOptions::new())
+                    .await
+                    .unwrap();
+                store.get(&key).await.unwrap();
+                store
+                    .update_json(&key, RetryPolicy::default(), |_: Option<String>| {
+                        Ok::<_, StoreError>(Update::Set("OTHER-SECRET".to_owned()))
+                    })
+                    .await
+                    .unwrap();
+                store
+                    .set(&key, b"{broken".to_vec(), SetOptions::new())
+                    .await
+                    .unwrap();
+                store.get_json::<String>(&key).await.unwrap_err();
+                let hash_key = Key::new("h").unwrap();
+                store
+                    .get_ref()
+                    .insert_hash_for_tests(&hash_key, "f", b"HASH-SECRET");
+                store.get(&hash_key).await.unwrap_err();
+            });
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains(r#"op="set" key="user:1" outcome="ok""#), "{log}");
+        assert!(log.contains(r#"op="get" key="user:1" outcome="ok""#), "{log}");
+        assert!(
+            log.contains(r#"op="update" key="user:1" outcome="ok" attempts=1"#),
+            "{log}"
+        );
+        assert!(log.contains(r#"op="get" key="h" outcome="wrong_type""#), "{log}");
+        for secret in ["SECRET-VALUE", "OTHER-SECRET", "HASH-SECRET", "broken"] {
+            assert!(!log.contains(secret), "{secret} leaked into the log:\n{log}");
+        }
+    }
+}
