@@ -49,4 +49,7 @@ pub use statehouse_ports::{
 pub mod guide {
     #[doc = include_str!("../../docs/documents.md")]
     pub mod documents {}
+
+    #[doc = include_str!("../../README.md")]
+    pub mod readme {}
 }

@@ -1,0 +1,61 @@
+//! The CLI against a real Redis: what one invocation writes, the next reads.
+
+use statehouse_tests::harness::RedisServer;
+
+fn run(server: &RedisServer, args: &[&str]) -> (i32, String, String) {
+    let url = server.url();
+    let mut argv = vec!["statehouse", "--url", url.as_str(), "--prefix", "cli:"];
+    argv.extend_from_slice(args);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = statehouse::cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).expect("utf-8 output"),
+        String::from_utf8(err).expect("utf-8 errors"),
+    )
+}
+
+#[test]
+fn documents_round_trip_through_redis_between_invocations() {
+    let server = RedisServer::start();
+    assert_eq!(
+        run(&server, &["ping"]).1,
+        format!("PONG from {} (prefix \"cli:\") (redis)\n", server.url())
+    );
+    assert_eq!(
+        run(&server, &["doc", "set", "user:1", r#"{"name":"Ada"}"#]),
+        (0, "OK\n".into(), String::new())
+    );
+    assert_eq!(
+        run(&server, &["doc", "set", "user:2", r#""Bob""#, "--ttl", "60"]).0,
+        0
+    );
+    assert_eq!(run(&server, &["doc", "get", "user:1"]).1, "{\"name\":\"Ada\"}\n");
+    assert_eq!(run(&server, &["doc", "list", "user:*"]).1, "user:1\nuser:2\n");
+    assert!(run(&server, &["doc", "ttl", "user:2"]).1.ends_with(" ms\n"));
+    assert_eq!(run(&server, &["doc", "ttl", "user:1"]).1, "no expiry\n");
+    let (code, _, err) = run(&server, &["doc", "set", "user:1", "1", "--if-absent"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "error: \"user:1\" already exists; nothing written\n")
+    );
+    assert_eq!(run(&server, &["doc", "del", "user:1"]).1, "deleted\n");
+    assert_eq!(run(&server, &["doc", "del", "user:1"]).1, "did not exist\n");
+
+    // The prefix is really applied on the server.
+    let mut conn = server.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).expect("KEYS");
+    assert_eq!(keys, ["cli:user:2"]);
+}
+
+#[test]
+fn demo_runs_against_redis_and_cleans_up() {
+    let server = RedisServer::start();
+    let (code, out, err) = run(&server, &["demo"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("(redis)"), "{out}");
+    assert!(out.contains("demo:counter = 200 (expected 200)"), "{out}");
+    let mut conn = server.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).expect("KEYS");
+    assert!(keys.is_empty(), "demo left keys behind: {keys:?}");
+}
