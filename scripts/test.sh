@@ -49,8 +49,12 @@ say "using $("$redis_bin" --version)"
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "cargo clippy --workspace --all-targets -D warnings"
+say "cargo clippy --workspace --all-targets -D warnings (default features, then with tls)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p statehouse-tests --all-targets --features tls --locked -- -D warnings
 
 say "cargo test --workspace"
 cargo test --workspace --locked "$@"
+
+say "cargo test: rediss:// end to end (feature tls)"
+cargo test -p statehouse-tests --features tls --test tls --locked "$@"

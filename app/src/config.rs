@@ -16,6 +16,7 @@ use statehouse_redis::{RedisConfig, redact_url};
 /// | `STATEHOUSE_RESPONSE_TIMEOUT_MS` | bound on one call | 2000 |
 /// | `STATEHOUSE_POOL_SIZE` | dedicated connections for atomic updates | 32 |
 /// | `STATEHOUSE_UPDATE_ATTEMPTS` | attempts of an atomic update before `Conflict` | 50 |
+/// | `STATEHOUSE_TLS_CA_FILE` | PEM file of a private CA to trust for `rediss://` | platform roots |
 ///
 /// `Debug` and `Display` never show the URL's password.
 #[derive(Clone, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub struct Settings {
     pub pool_size: u32,
     /// Retries of atomic updates under contention.
     pub update_policy: RetryPolicy,
+    /// For `rediss://`: a private CA (PEM) to trust.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -52,6 +55,7 @@ impl Settings {
             response_timeout: redis.response_timeout,
             pool_size: redis.pool_size,
             update_policy: RetryPolicy::default(),
+            tls_ca_file: None,
         }
     }
 
@@ -80,6 +84,9 @@ impl Settings {
         if let Some(attempts) = number(&lookup, "STATEHOUSE_UPDATE_ATTEMPTS")? {
             settings.update_policy = RetryPolicy::new(u32::try_from(attempts).unwrap_or(u32::MAX));
         }
+        if let Some(path) = lookup("STATEHOUSE_TLS_CA_FILE") {
+            settings.tls_ca_file = Some(path.into());
+        }
         Ok(settings)
     }
 
@@ -89,6 +96,7 @@ impl Settings {
             .with_prefix(self.prefix.clone())
             .with_timeouts(self.connect_timeout, self.response_timeout);
         config.pool_size = self.pool_size;
+        config.tls_ca_file = self.tls_ca_file.clone();
         config
     }
 
@@ -122,6 +130,7 @@ impl fmt::Debug for Settings {
             .field("response_timeout", &self.response_timeout)
             .field("pool_size", &self.pool_size)
             .field("update_policy", &self.update_policy)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -164,6 +173,7 @@ mod tests {
             ("STATEHOUSE_RESPONSE_TIMEOUT_MS", "250"),
             ("STATEHOUSE_POOL_SIZE", "4"),
             ("STATEHOUSE_UPDATE_ATTEMPTS", "7"),
+            ("STATEHOUSE_TLS_CA_FILE", "/etc/ca.pem"),
         ])
         .unwrap();
         assert_eq!(settings.prefix, "app:");
@@ -174,6 +184,10 @@ mod tests {
         let redis = settings.redis_config();
         assert_eq!(redis.prefix, "app:");
         assert_eq!(redis.response_timeout, Duration::from_millis(250));
+        assert_eq!(
+            redis.tls_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
     }
 
     #[test]

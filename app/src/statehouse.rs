@@ -157,6 +157,14 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn rediss_without_the_tls_feature_says_so() {
+        let err = Statehouse::connect("rediss://127.0.0.1:1").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+        assert!(err.to_string().contains("`tls` feature"), "{err}");
+    }
+
     #[tokio::test]
     async fn injected_ports_are_used_as_given() {
         let mut mock = MockDocumentStore::new();

@@ -41,6 +41,10 @@ pub struct RedisConfig {
     pub pool_size: u32,
     /// The `COUNT` hint of each `SCAN` step. Default 1000.
     pub scan_count: u32,
+    /// For `rediss://`: a PEM file of the certificate authority to trust
+    /// instead of the platform's and webpki's roots (a private CA). Needs
+    /// the `tls` feature. Default: none.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl RedisConfig {
@@ -54,6 +58,7 @@ impl RedisConfig {
             blocking_timeout: Duration::from_secs(30),
             pool_size: 32,
             scan_count: 1000,
+            tls_ca_file: None,
         }
     }
 
@@ -88,6 +93,7 @@ impl fmt::Debug for RedisConfig {
             .field("blocking_timeout", &self.blocking_timeout)
             .field("pool_size", &self.pool_size)
             .field("scan_count", &self.scan_count)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }

@@ -48,8 +48,10 @@ impl Connections {
     /// Connects the shared connection (failing fast if the server cannot be
     /// reached) and prepares the pool (its connections open on demand).
     pub(crate) async fn open(config: &RedisConfig) -> Result<Self, StoreError> {
+        #[cfg(feature = "tls")]
+        install_crypto_provider();
         let url = config.redacted_url();
-        let client = Client::open(config.url.as_str()).map_err(|e| open_error(&url, e))?;
+        let client = client(config, &url)?;
 
         let manager = TxnManager {
             client: client.clone(),
@@ -132,6 +134,17 @@ impl Connections {
     }
 }
 
+/// rustls refuses to build a TLS client without a process-wide crypto
+/// provider, and redis-rs does not pick one. Install ring's, unless the
+/// application already installed one of its choice.
+#[cfg(feature = "tls")]
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race against another installer is fine: one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// Runs one connection step of `open` under `bound`.
 async fn bounded<T>(
     url: &str,
@@ -149,10 +162,44 @@ async fn bounded<T>(
     }
 }
 
+/// The redis-rs client for `config`, with its private CA if one is set.
+fn client(config: &RedisConfig, url: &str) -> Result<Client, StoreError> {
+    let Some(ca_file) = &config.tls_ca_file else {
+        return Client::open(config.url.as_str()).map_err(|e| open_error(url, e));
+    };
+    #[cfg(feature = "tls")]
+    {
+        let root_cert = std::fs::read(ca_file).map_err(|e| {
+            StoreError::invalid_input(
+                "connect",
+                url,
+                format!("cannot read the TLS CA file {}: {e}", ca_file.display()),
+            )
+        })?;
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        };
+        Client::build_with_tls(config.url.as_str(), certificates).map_err(|e| open_error(url, e))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        Err(StoreError::invalid_input(
+            "connect",
+            url,
+            format!(
+                "a TLS CA file ({}) is set, but statehouse was built without its `tls` feature",
+                ca_file.display()
+            ),
+        ))
+    }
+}
+
 fn open_error(url: &str, error: RedisError) -> StoreError {
     let mapped = error::map("connect", url, error, Duration::ZERO);
     match mapped {
-        StoreError::InvalidInput { op, key, reason } if reason.contains("TLS") || reason.contains("tls") => {
+        #[cfg(not(feature = "tls"))]
+        StoreError::InvalidInput { op, key, reason } if key.starts_with("rediss://") => {
             StoreError::InvalidInput {
                 op,
                 key,

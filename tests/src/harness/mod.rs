@@ -3,5 +3,7 @@
 //! See [`RedisServer`] and the [`server`] module documentation for the design.
 
 pub mod server;
+pub mod tls;
 
 pub use server::RedisServer;
+pub use tls::TlsRedisServer;
