@@ -1,5 +1,7 @@
 //! The `statehouse` binary, run as a user runs it (embedded memory store).
 
+#![allow(clippy::expect_used, reason = "test code: a panic is a failed test")]
+
 use std::process::{Command, Output};
 
 fn statehouse(args: &[&str]) -> Output {

@@ -1,5 +1,7 @@
 //! The CLI against a real Redis: what one invocation writes, the next reads.
 
+#![allow(clippy::expect_used, reason = "test code: a panic is a failed test")]
+
 use statehouse_tests::harness::RedisServer;
 
 fn run(server: &RedisServer, args: &[&str]) -> (i32, String, String) {
