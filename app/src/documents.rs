@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::{
     DocumentStore, DocumentStoreExt, KeyTtl, RetryPolicy, SetOptions, StoreError, Update, ValidationExt,
+    decode,
 };
 
 /// Typed documents: JSON values under string keys.
@@ -66,6 +67,12 @@ impl Documents {
         self
     }
 
+    /// The port as a trait object: calling through `&dyn` rather than the
+    /// `Arc` skips the `Arc` forwarding impl and its extra boxed future.
+    fn port(&self) -> &dyn DocumentStore {
+        self.store.as_ref()
+    }
+
     /// The port underneath, for anything the facade does not cover.
     pub fn store(&self) -> &Arc<dyn DocumentStore> {
         &self.store
@@ -75,7 +82,7 @@ impl Documents {
     /// previous TTL).
     pub async fn set<T: Serialize + Sync + ?Sized>(&self, key: &str, value: &T) -> Result<(), StoreError> {
         let key = self::key("set", key)?;
-        self.store
+        self.port()
             .set_json(&key, value, SetOptions::new())
             .await
             .map(drop)
@@ -92,7 +99,7 @@ impl Documents {
     ) -> Result<(), StoreError> {
         let ttl = self::ttl("set", key, ttl)?;
         let key = self::key("set", key)?;
-        self.store
+        self.port()
             .set_json(&key, value, SetOptions::new().ttl(ttl))
             .await
             .map(drop)
@@ -107,7 +114,7 @@ impl Documents {
         options: SetOptions,
     ) -> Result<bool, StoreError> {
         let key = self::key("set", key)?;
-        self.store.set_json(&key, value, options).await
+        self.port().set_json(&key, value, options).await
     }
 
     /// Stores `value` only if `key` does not exist yet. Returns whether it
@@ -125,24 +132,24 @@ impl Documents {
     /// the key and `T`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         let key = self::key("get", key)?;
-        self.store.get_json(&key).await
+        self.port().get_json(&key).await
     }
 
     /// The stored bytes of `key`, undecoded.
     pub async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = self::key("get", key)?;
-        self.store.get(&key).await
+        self.port().get(&key).await
     }
 
     /// Stores `bytes` under `key` as they are (no JSON encoding).
     pub async fn set_raw(
         &self,
         key: &str,
-        bytes: impl Into<Vec<u8>>,
+        bytes: impl AsRef<[u8]> + Send,
         options: SetOptions,
     ) -> Result<bool, StoreError> {
         let key = self::key("set", key)?;
-        self.store.set(&key, bytes.into(), options).await
+        self.port().set(&key, bytes.as_ref(), options).await
     }
 
     /// The values of `keys`, one result per key in the same order: the
@@ -154,29 +161,42 @@ impl Documents {
         &self,
         keys: &[impl AsRef<str>],
     ) -> Result<Vec<Result<Option<T>, StoreError>>, StoreError> {
-        let mut results: Vec<Option<Result<Option<T>, StoreError>>> = Vec::with_capacity(keys.len());
+        const OP: &str = "get_many";
         let mut valid = Vec::with_capacity(keys.len());
-        for raw in keys {
-            match self::key("get_many", raw.as_ref()) {
-                Ok(key) => {
-                    valid.push(key);
-                    results.push(None);
-                }
-                Err(error) => results.push(Some(Err(error))),
+        let mut invalid = Vec::new();
+        for (i, raw) in keys.iter().enumerate() {
+            match self::key(OP, raw.as_ref()) {
+                Ok(key) => valid.push(key),
+                Err(error) => invalid.push((i, error)),
             }
         }
-        let mut fetched = self.store.get_many_json::<T>(&valid).await?.into_iter();
-        Ok(results
-            .into_iter()
-            .map(|slot| match slot {
-                Some(invalid) => invalid,
-                None => fetched.next().unwrap_or_else(|| {
-                    Err(StoreError::Operation {
-                        op: "get_many",
-                        key: String::new(),
-                        source: "the store answered fewer values than keys".into(),
-                    })
-                }),
+        let fetched = self.port().get_many(&valid).await?;
+        if fetched.len() != valid.len() {
+            return Err(StoreError::Operation {
+                op: OP,
+                key: String::new(),
+                source: format!(
+                    "the store answered {} values for {} keys",
+                    fetched.len(),
+                    valid.len()
+                )
+                .into(),
+            });
+        }
+        let mut decoded = valid.iter().zip(fetched).map(|(key, fetched)| match fetched {
+            Ok(Some(bytes)) => decode(OP, key.as_str(), &bytes).map(Some),
+            Ok(None) => Ok(None),
+            Err(error) => Err(error),
+        });
+        if invalid.is_empty() {
+            return Ok(decoded.collect());
+        }
+        // Put the invalid keys' errors back in their places.
+        let mut invalid = invalid.into_iter().peekable();
+        Ok((0..keys.len())
+            .filter_map(|i| match invalid.next_if(|(at, _)| *at == i) {
+                Some((_, error)) => Some(Err(error)),
+                None => decoded.next(),
             })
             .collect())
     }
@@ -184,43 +204,43 @@ impl Documents {
     /// Deletes `key`. Returns whether it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let key = self::key("delete", key)?;
-        self.store.delete(&key).await
+        self.port().delete(&key).await
     }
 
     /// Whether `key` exists.
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         let key = self::key("exists", key)?;
-        self.store.exists(&key).await
+        self.port().exists(&key).await
     }
 
     /// Sets the TTL of an existing key. Returns `false` if it does not exist.
     pub async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let ttl = self::ttl("expire", key, ttl)?;
         let key = self::key("expire", key)?;
-        self.store.expire(&key, ttl).await
+        self.port().expire(&key, ttl).await
     }
 
     /// The remaining life of `key`.
     pub async fn ttl(&self, key: &str) -> Result<KeyTtl, StoreError> {
         let key = self::key("ttl", key)?;
-        self.store.ttl(&key).await
+        self.port().ttl(&key).await
     }
 
     /// Every key matching the Redis glob `pattern` (`*`, `?`, `[a-z]`,
     /// `[^a]`, `\` escapes), each once, sorted. Uses `SCAN`, never `KEYS`.
     pub async fn list_keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
         let pattern = KeyPattern::new(pattern).for_op("list_keys", pattern)?;
-        self.store.list_keys(&pattern).await
+        self.port().list_keys(&pattern).await
     }
 
     /// Whether the store answers a ping.
     pub async fn is_alive(&self) -> bool {
-        self.store.ping().await.is_ok()
+        self.port().ping().await.is_ok()
     }
 
     /// Pings the store, with the reason when it does not answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.store.ping().await
+        self.port().ping().await
     }
 
     /// Atomic read-modify-write of `key`: `f` gets the current value (or
@@ -259,6 +279,6 @@ impl Documents {
         F: FnMut(Option<T>) -> Result<Update<T>, E> + Send,
     {
         let key = self::key("update", key)?;
-        self.store.update_json(&key, self.policy, f).await
+        self.port().update_json(&key, self.policy, f).await
     }
 }

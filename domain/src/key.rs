@@ -36,7 +36,17 @@ pub fn validate_identifier(what: &'static str, value: &str, max: usize) -> Resul
             max,
         });
     }
-    if let Some((index, character)) = value.char_indices().find(|(_, c)| c.is_control()) {
+    // Control characters (Unicode category Cc) are U+0000..=U+001F,
+    // U+007F and U+0080..=U+009F; in UTF-8 the last range is 0xC2 followed
+    // by 0x80..=0x9F. Scanning bytes keeps this check off the hot path.
+    let bytes = value.as_bytes();
+    let control = bytes.iter().enumerate().position(|(i, &b)| {
+        b < 0x20
+            || b == 0x7f
+            || (b == 0xc2 && bytes.get(i + 1).is_some_and(|next| (0x80..=0x9f).contains(next)))
+    });
+    if let Some(index) = control {
+        let character = value[index..].chars().next().unwrap_or('\0');
         return Err(ValidationError::ControlCharacter {
             what,
             character,
@@ -256,6 +266,19 @@ mod tests {
                 index
             }
         );
+    }
+
+    #[test]
+    fn the_byte_scan_agrees_with_char_is_control() {
+        for code in 0..=0x2000u32 {
+            let Some(c) = char::from_u32(code) else { continue };
+            let value = format!("a{c}b");
+            assert_eq!(
+                validate_identifier("key", &value, 512).is_err(),
+                c.is_control(),
+                "U+{code:04X}"
+            );
+        }
     }
 
     #[test]

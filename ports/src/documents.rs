@@ -167,7 +167,7 @@ pub trait DocumentStore: Debug + Send + Sync + 'static {
 
     /// Writes `value` under `key`. Returns whether it was written (`false`
     /// only when the condition in `options` did not hold).
-    async fn set(&self, key: &Key, value: Vec<u8>, options: SetOptions) -> Result<bool, StoreError>;
+    async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError>;
 
     /// Deletes `key`. Returns whether it existed.
     async fn delete(&self, key: &Key) -> Result<bool, StoreError>;
@@ -209,7 +209,7 @@ macro_rules! forward_document_store {
                 (**self).get_many(keys).await
             }
 
-            async fn set(&self, key: &Key, value: Vec<u8>, options: SetOptions) -> Result<bool, StoreError> {
+            async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
                 (**self).set(key, value, options).await
             }
 

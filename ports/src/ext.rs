@@ -70,7 +70,7 @@ pub trait DocumentStoreExt: DocumentStore {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         async move {
             let bytes = encode("set", key.as_str(), value)?;
-            self.set(key, bytes, options).await
+            self.set(key, &bytes, options).await
         }
     }
 

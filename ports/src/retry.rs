@@ -33,12 +33,12 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 50 attempts, backoff from 1 ms doubling up to 100 ms.
+    /// 50 attempts, backoff from 1 ms doubling up to 50 ms.
     fn default() -> Self {
         Self {
             max_attempts: 50,
             initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(50),
         }
     }
 }

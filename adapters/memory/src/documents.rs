@@ -49,7 +49,7 @@ impl DocumentStore for MemoryStore {
             .collect())
     }
 
-    async fn set(&self, key: &Key, value: Vec<u8>, options: SetOptions) -> Result<bool, StoreError> {
+    async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
         let now = Instant::now();
         let mut state = self.keyspace.lock();
         let exists = state.live(key.as_str(), now).is_some();
@@ -60,7 +60,7 @@ impl DocumentStore for MemoryStore {
         };
         if write {
             let expires_at = options.ttl.map(|ttl| now + ttl.as_duration());
-            state.put(key.as_str(), Value::Str(value), expires_at);
+            state.put(key.as_str(), Value::Str(value.to_vec()), expires_at);
         }
         Ok(write)
     }

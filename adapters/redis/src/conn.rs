@@ -66,9 +66,13 @@ impl Connections {
         let bound = config.connect_timeout + config.response_timeout;
         let first = bounded(&url, bound, bb8::ManageConnection::connect(&manager)).await?;
 
+        // No response timeout inside redis-rs for the shared connection:
+        // `run` bounds every call from the outside, which also covers a wait
+        // for a reconnection, and a second timer per command would only
+        // cost time on the hottest path.
         let shared_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.response_timeout))
+            .set_response_timeout(None)
             .set_number_of_retries(6)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(2));

@@ -17,18 +17,30 @@ use crate::txn::{self, Decision};
 /// for long.
 const MGET_CHUNK: usize = 1024;
 
+impl RedisStore {
+    /// `name key` as a command, with the key prefixed.
+    fn key_cmd(&self, name: &str, key: &Key) -> redis::Cmd {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(self.keys.key(key).as_ref());
+        cmd
+    }
+
+    /// Runs one command on the shared connection, bounded and mapped.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &Key,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conns.shared();
+        self.conns.run(op, key.as_str(), cmd.query_async(&mut conn)).await
+    }
+}
+
 #[async_trait]
 impl DocumentStore for RedisStore {
     async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
-        let rkey = self.keys.key(key);
-        let mut conn = self.conns.shared();
-        self.conns
-            .run(
-                "get",
-                key.as_str(),
-                redis::cmd("GET").arg(rkey.as_ref()).query_async(&mut conn),
-            )
-            .await
+        self.query("get", key, &self.key_cmd("GET", key)).await
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Fetched>, StoreError> {
@@ -38,16 +50,26 @@ impl DocumentStore for RedisStore {
         }
         let label = keys.first().map(Key::as_str).unwrap_or_default();
         let mut conn = self.conns.shared();
-        let mut pipe = redis::pipe();
-        for chunk in keys.chunks(MGET_CHUNK) {
-            let cmd = pipe.cmd("MGET");
+        let mget = |chunk: &[Key]| {
+            let mut cmd = redis::cmd("MGET");
             for key in chunk {
                 cmd.arg(self.keys.key(key).as_ref());
             }
-        }
-        let chunks: Vec<Vec<Option<Vec<u8>>>> =
-            self.conns.run(OP, label, pipe.query_async(&mut conn)).await?;
-        let values: Vec<Option<Vec<u8>>> = chunks.into_iter().flatten().collect();
+            cmd
+        };
+        let values: Vec<Option<Vec<u8>>> = if keys.len() <= MGET_CHUNK {
+            self.conns
+                .run(OP, label, mget(keys).query_async(&mut conn))
+                .await?
+        } else {
+            let mut pipe = redis::pipe();
+            for chunk in keys.chunks(MGET_CHUNK) {
+                pipe.add_command(mget(chunk));
+            }
+            let chunks: Vec<Vec<Option<Vec<u8>>>> =
+                self.conns.run(OP, label, pipe.query_async(&mut conn)).await?;
+            chunks.into_iter().flatten().collect()
+        };
         if values.len() != keys.len() {
             return Err(StoreError::Operation {
                 op: OP,
@@ -91,10 +113,9 @@ impl DocumentStore for RedisStore {
             .collect())
     }
 
-    async fn set(&self, key: &Key, value: Vec<u8>, options: SetOptions) -> Result<bool, StoreError> {
-        let rkey = self.keys.key(key);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(rkey.as_ref()).arg(value);
+    async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
+        let mut cmd = self.key_cmd("SET", key);
+        cmd.arg(value);
         if let Some(ttl) = options.ttl {
             cmd.arg("PX").arg(ttl.as_millis());
         }
@@ -107,70 +128,29 @@ impl DocumentStore for RedisStore {
                 cmd.arg("XX");
             }
         }
-        let mut conn = self.conns.shared();
-        let reply: Value = self
-            .conns
-            .run("set", key.as_str(), cmd.query_async(&mut conn))
-            .await?;
+        let reply: Value = self.query("set", key, &cmd).await?;
         Ok(!matches!(reply, Value::Nil))
     }
 
     async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
-        let rkey = self.keys.key(key);
-        let mut conn = self.conns.shared();
-        let removed: u64 = self
-            .conns
-            .run(
-                "delete",
-                key.as_str(),
-                redis::cmd("DEL").arg(rkey.as_ref()).query_async(&mut conn),
-            )
-            .await?;
+        let removed: u64 = self.query("delete", key, &self.key_cmd("DEL", key)).await?;
         Ok(removed > 0)
     }
 
     async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
-        let rkey = self.keys.key(key);
-        let mut conn = self.conns.shared();
-        let count: u64 = self
-            .conns
-            .run(
-                "exists",
-                key.as_str(),
-                redis::cmd("EXISTS").arg(rkey.as_ref()).query_async(&mut conn),
-            )
-            .await?;
+        let count: u64 = self.query("exists", key, &self.key_cmd("EXISTS", key)).await?;
         Ok(count > 0)
     }
 
     async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
-        let rkey = self.keys.key(key);
-        let mut conn = self.conns.shared();
-        let set: u64 = self
-            .conns
-            .run(
-                "expire",
-                key.as_str(),
-                redis::cmd("PEXPIRE")
-                    .arg(rkey.as_ref())
-                    .arg(ttl.as_millis())
-                    .query_async(&mut conn),
-            )
-            .await?;
+        let mut cmd = self.key_cmd("PEXPIRE", key);
+        cmd.arg(ttl.as_millis());
+        let set: u64 = self.query("expire", key, &cmd).await?;
         Ok(set == 1)
     }
 
     async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError> {
-        let rkey = self.keys.key(key);
-        let mut conn = self.conns.shared();
-        let millis: i64 = self
-            .conns
-            .run(
-                "ttl",
-                key.as_str(),
-                redis::cmd("PTTL").arg(rkey.as_ref()).query_async(&mut conn),
-            )
-            .await?;
+        let millis: i64 = self.query("ttl", key, &self.key_cmd("PTTL", key)).await?;
         Ok(match millis {
             -2 => KeyTtl::Missing,
             -1 => KeyTtl::Persistent,

@@ -75,11 +75,11 @@ impl<S: DocumentStore> DocumentStore for Retrying<S> {
         self.retry(|| self.inner.get_many(keys)).await
     }
 
-    async fn set(&self, key: &Key, value: Vec<u8>, options: SetOptions) -> Result<bool, StoreError> {
+    async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
         if options.condition != SetCondition::Always {
             return self.inner.set(key, value, options).await;
         }
-        self.retry(|| self.inner.set(key, value.clone(), options)).await
+        self.retry(|| self.inner.set(key, value, options)).await
     }
 
     async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
