@@ -4,7 +4,7 @@ use statehouse_memory::MemoryStore;
 use statehouse_ports::{DocumentStore, RetryPolicy, StoreError};
 use statehouse_redis::RedisStore;
 
-use crate::layers::{Retrying, Traced};
+use crate::layers::Guarded;
 use crate::{Documents, Settings};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
@@ -23,9 +23,9 @@ impl Ports {
     }
 }
 
-/// The composition root: picks the backend from a URL, stacks the layers
-/// (tracing over transient-failure retries over the adapter) and hands out
-/// typed facades.
+/// The composition root: picks the backend from a URL, puts the layers over
+/// it ([`Guarded`]: tracing spans and retries of temporary failures) and
+/// hands out typed facades.
 ///
 /// This is the only place that names concrete adapters.
 ///
@@ -99,8 +99,7 @@ impl Statehouse {
     }
 
     fn assemble(ports: Ports, settings: Settings, backend: &'static str) -> Self {
-        let documents: Arc<dyn DocumentStore> =
-            Arc::new(Traced::new(Retrying::with_defaults(ports.documents)));
+        let documents: Arc<dyn DocumentStore> = Arc::new(Guarded::with_defaults(ports.documents));
         Self {
             ports: Ports { documents },
             settings,

@@ -1,4 +1,6 @@
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,53 +199,116 @@ pub trait DocumentStore: Debug + Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// A boxed future, as `async_trait` methods return them.
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Forwards the trait through a smart pointer by handing back the inner
+/// store's boxed future as is: written out (not with `#[async_trait]`, which
+/// would box a second future around the first), so `Arc<dyn DocumentStore>`
+/// costs nothing over calling the store directly.
 macro_rules! forward_document_store {
     ($wrapper:ident) => {
-        #[async_trait]
         impl<S: DocumentStore + ?Sized> DocumentStore for $wrapper<S> {
-            async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
-                (**self).get(key).await
+            fn get<'s, 'k, 'f>(&'s self, key: &'k Key) -> Boxed<'f, Option<Vec<u8>>>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).get(key)
             }
 
-            async fn get_many(&self, keys: &[Key]) -> Result<Vec<Fetched>, StoreError> {
-                (**self).get_many(keys).await
+            fn get_many<'s, 'k, 'f>(&'s self, keys: &'k [Key]) -> Boxed<'f, Vec<Fetched>>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).get_many(keys)
             }
 
-            async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
-                (**self).set(key, value, options).await
+            fn set<'s, 'k, 'v, 'f>(
+                &'s self,
+                key: &'k Key,
+                value: &'v [u8],
+                options: SetOptions,
+            ) -> Boxed<'f, bool>
+            where
+                's: 'f,
+                'k: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).set(key, value, options)
             }
 
-            async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
-                (**self).delete(key).await
+            fn delete<'s, 'k, 'f>(&'s self, key: &'k Key) -> Boxed<'f, bool>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).delete(key)
             }
 
-            async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
-                (**self).exists(key).await
+            fn exists<'s, 'k, 'f>(&'s self, key: &'k Key) -> Boxed<'f, bool>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).exists(key)
             }
 
-            async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
-                (**self).expire(key, ttl).await
+            fn expire<'s, 'k, 'f>(&'s self, key: &'k Key, ttl: Ttl) -> Boxed<'f, bool>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).expire(key, ttl)
             }
 
-            async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError> {
-                (**self).ttl(key).await
+            fn ttl<'s, 'k, 'f>(&'s self, key: &'k Key) -> Boxed<'f, KeyTtl>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).ttl(key)
             }
 
-            async fn list_keys(&self, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
-                (**self).list_keys(pattern).await
+            fn list_keys<'s, 'p, 'f>(&'s self, pattern: &'p KeyPattern) -> Boxed<'f, Vec<String>>
+            where
+                's: 'f,
+                'p: 'f,
+                Self: 'f,
+            {
+                (**self).list_keys(pattern)
             }
 
-            async fn update<'a>(
-                &self,
-                key: &Key,
+            fn update<'a, 's, 'k, 'u, 'f>(
+                &'s self,
+                key: &'k Key,
                 policy: RetryPolicy,
-                f: &mut UpdateFn<'a>,
-            ) -> Result<Updated, StoreError> {
-                (**self).update(key, policy, f).await
+                f: &'u mut UpdateFn<'a>,
+            ) -> Boxed<'f, Updated>
+            where
+                'a: 'f,
+                's: 'f,
+                'k: 'f,
+                'u: 'f,
+                Self: 'f,
+            {
+                (**self).update(key, policy, f)
             }
 
-            async fn ping(&self) -> Result<(), StoreError> {
-                (**self).ping().await
+            fn ping<'s, 'f>(&'s self) -> Boxed<'f, ()>
+            where
+                's: 'f,
+                Self: 'f,
+            {
+                (**self).ping()
             }
         }
     };

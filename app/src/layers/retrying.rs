@@ -32,10 +32,7 @@ impl<S> Retrying<S> {
 
     /// The default for transient failures: 3 tries, backoff 25 ms to 250 ms.
     pub fn with_defaults(inner: S) -> Self {
-        Self::new(
-            inner,
-            RetryPolicy::new(3).with_backoff(Duration::from_millis(25), Duration::from_millis(250)),
-        )
+        Self::new(inner, default_policy())
     }
 
     /// The wrapped store.
@@ -43,24 +40,55 @@ impl<S> Retrying<S> {
         &self.inner
     }
 
-    async fn retry<T, Fut>(&self, mut call: impl FnMut() -> Fut) -> Result<T, StoreError>
+    async fn retry<T, Fut>(&self, call: impl FnMut() -> Fut) -> Result<T, StoreError>
     where
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let mut attempt = 1;
-        loop {
-            match call().await {
-                Err(error) if error.is_retryable() && attempt < self.policy.max_attempts() => {
-                    tracing::debug!(target: "statehouse", %error, attempt, "temporary failure; retrying");
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(error) if error.is_retryable() && attempt > 1 => {
-                    tracing::warn!(target: "statehouse", %error, attempts = attempt, "giving up after retries");
-                    return Err(error);
-                }
-                other => return other,
+        retry(self.policy, call).await
+    }
+}
+
+/// The transient-failure policy of [`Retrying::with_defaults`].
+pub(crate) fn default_policy() -> RetryPolicy {
+    RetryPolicy::new(3).with_backoff(Duration::from_millis(25), Duration::from_millis(250))
+}
+
+/// Runs `call` again while it fails with a retryable error, at most
+/// `policy.max_attempts()` times. Only for calls that are safe to repeat.
+pub(crate) async fn retry<T, Fut>(policy: RetryPolicy, mut call: impl FnMut() -> Fut) -> Result<T, StoreError>
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    // The first attempt is the hot path: keep it a plain await, and the
+    // retry loop out of line.
+    match call().await {
+        Err(error) if error.is_retryable() && policy.max_attempts() > 1 => {
+            retry_after(policy, error, call).await
+        }
+        done => done,
+    }
+}
+
+async fn retry_after<T, Fut>(
+    policy: RetryPolicy,
+    mut error: StoreError,
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        tracing::debug!(target: "statehouse", %error, attempt, "temporary failure; retrying");
+        tokio::time::sleep(policy.backoff(attempt)).await;
+        attempt += 1;
+        match call().await {
+            Err(next) if next.is_retryable() && attempt < policy.max_attempts() => error = next,
+            Err(next) if next.is_retryable() => {
+                tracing::warn!(target: "statehouse", error = %next, attempts = attempt, "giving up after retries");
+                return Err(next);
             }
+            done => return done,
         }
     }
 }
@@ -76,10 +104,10 @@ impl<S: DocumentStore> DocumentStore for Retrying<S> {
     }
 
     async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
-        if options.condition != SetCondition::Always {
-            return self.inner.set(key, value, options).await;
+        match options.condition {
+            SetCondition::Always => self.retry(|| self.inner.set(key, value, options)).await,
+            SetCondition::IfAbsent | SetCondition::IfPresent => self.inner.set(key, value, options).await,
         }
-        self.retry(|| self.inner.set(key, value, options)).await
     }
 
     async fn delete(&self, key: &Key) -> Result<bool, StoreError> {

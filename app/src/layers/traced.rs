@@ -1,3 +1,4 @@
+use std::fmt;
 use std::future::Future;
 
 use async_trait::async_trait;
@@ -31,30 +32,30 @@ impl<S> Traced<S> {
     }
 }
 
-async fn traced<T>(
+pub(crate) async fn traced<T>(
     op: &'static str,
-    key: &str,
+    key: &(dyn fmt::Display + Sync),
     call: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     traced_with(op, key, call, |_, _| {}).await
 }
 
-async fn traced_with<T>(
+pub(crate) async fn traced_with<T>(
     op: &'static str,
-    key: &str,
+    key: &(dyn fmt::Display + Sync),
     call: impl Future<Output = Result<T, StoreError>>,
     on_ok: impl FnOnce(&T, &tracing::Span),
 ) -> Result<T, StoreError> {
     // Without a subscriber interested in these spans, skip building them:
     // this layer is on every call's path.
-    if !tracing::enabled!(target: "statehouse", tracing::Level::DEBUG) {
+    if !tracing_on() {
         return call.await;
     }
     let span = tracing::debug_span!(
         target: "statehouse",
         "store",
         op,
-        key,
+        %key,
         outcome = tracing::field::Empty,
         attempts = tracing::field::Empty
     );
@@ -72,43 +73,58 @@ async fn traced_with<T>(
     result
 }
 
+/// Whether a subscriber wants the layer's spans (cheap: the answer is
+/// cached per call site).
+pub(crate) fn tracing_on() -> bool {
+    tracing::enabled!(target: "statehouse", tracing::Level::DEBUG)
+}
+
+/// The `key` of a `get_many` span: the first key and how many more,
+/// formatted only if the span is recorded.
+pub(crate) struct ManyKeys<'a>(pub(crate) &'a [Key]);
+
+impl fmt::Display for ManyKeys<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [] => Ok(()),
+            [only] => write!(f, "{only}"),
+            [first, rest @ ..] => write!(f, "{first} (+{} more)", rest.len()),
+        }
+    }
+}
+
 #[async_trait]
 impl<S: DocumentStore> DocumentStore for Traced<S> {
     async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
-        traced("get", key.as_str(), self.inner.get(key)).await
+        traced("get", key, self.inner.get(key)).await
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Fetched>, StoreError> {
-        let label = match keys {
-            [] => String::new(),
-            [only] => only.to_string(),
-            [first, rest @ ..] => format!("{first} (+{} more)", rest.len()),
-        };
-        traced("get_many", &label, self.inner.get_many(keys)).await
+        traced("get_many", &ManyKeys(keys), self.inner.get_many(keys)).await
     }
 
     async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
-        traced("set", key.as_str(), self.inner.set(key, value, options)).await
+        traced("set", key, self.inner.set(key, value, options)).await
     }
 
     async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
-        traced("delete", key.as_str(), self.inner.delete(key)).await
+        traced("delete", key, self.inner.delete(key)).await
     }
 
     async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
-        traced("exists", key.as_str(), self.inner.exists(key)).await
+        traced("exists", key, self.inner.exists(key)).await
     }
 
     async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
-        traced("expire", key.as_str(), self.inner.expire(key, ttl)).await
+        traced("expire", key, self.inner.expire(key, ttl)).await
     }
 
     async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError> {
-        traced("ttl", key.as_str(), self.inner.ttl(key)).await
+        traced("ttl", key, self.inner.ttl(key)).await
     }
 
     async fn list_keys(&self, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
-        traced("list_keys", pattern.as_str(), self.inner.list_keys(pattern)).await
+        traced("list_keys", pattern, self.inner.list_keys(pattern)).await
     }
 
     async fn update<'a>(
@@ -119,7 +135,7 @@ impl<S: DocumentStore> DocumentStore for Traced<S> {
     ) -> Result<Updated, StoreError> {
         traced_with(
             "update",
-            key.as_str(),
+            key,
             self.inner.update(key, policy, f),
             |updated, span| {
                 span.record("attempts", updated.attempts);
@@ -129,83 +145,6 @@ impl<S: DocumentStore> DocumentStore for Traced<S> {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        traced("ping", "", self.inner.ping()).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    use statehouse_memory::MemoryStore;
-    use statehouse_ports::{DocumentStoreExt, SetOptions, Update};
-    use tracing_subscriber::fmt::format::FmtSpan;
-
-    use super::*;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn spans_name_op_key_and_outcome_but_never_values() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_span_events(FmtSpan::CLOSE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let store = Traced::new(MemoryStore::new());
-                let key = Key::new("user:1").unwrap();
-                store
-                    .set_json(&key, &"SECRET-VALUE", SetOptions::new())
-                    .await
-                    .unwrap();
-                store.get(&key).await.unwrap();
-                store
-                    .update_json(&key, RetryPolicy::default(), |_: Option<String>| {
-                        Ok::<_, StoreError>(Update::Set("OTHER-SECRET".to_owned()))
-                    })
-                    .await
-                    .unwrap();
-                store.set(&key, b"{broken", SetOptions::new()).await.unwrap();
-                store.get_json::<String>(&key).await.unwrap_err();
-                let hash_key = Key::new("h").unwrap();
-                store
-                    .get_ref()
-                    .insert_hash_for_tests(&hash_key, "f", b"HASH-SECRET");
-                store.get(&hash_key).await.unwrap_err();
-            });
-        });
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        assert!(log.contains(r#"op="set" key="user:1" outcome="ok""#), "{log}");
-        assert!(log.contains(r#"op="get" key="user:1" outcome="ok""#), "{log}");
-        assert!(
-            log.contains(r#"op="update" key="user:1" outcome="ok" attempts=1"#),
-            "{log}"
-        );
-        assert!(log.contains(r#"op="get" key="h" outcome="wrong_type""#), "{log}");
-        for secret in ["SECRET-VALUE", "OTHER-SECRET", "HASH-SECRET", "broken"] {
-            assert!(!log.contains(secret), "{secret} leaked into the log:\n{log}");
-        }
+        traced("ping", &"", self.inner.ping()).await
     }
 }
