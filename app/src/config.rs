@@ -16,6 +16,7 @@ use statehouse_redis::{RedisConfig, redact_url};
 /// | `STATEHOUSE_RESPONSE_TIMEOUT_MS` | bound on one call | 2000 |
 /// | `STATEHOUSE_POOL_SIZE` | dedicated connections for atomic updates | 32 |
 /// | `STATEHOUSE_UPDATE_ATTEMPTS` | attempts of an atomic update before `Conflict` | 50 |
+/// | `STATEHOUSE_RETRY_ATTEMPTS` | tries of an idempotent call that failed with a connection error or timeout (1 = no retry) | 1 |
 /// | `STATEHOUSE_TLS_CA_FILE` | PEM file of a private CA to trust for `rediss://` | platform roots |
 ///
 /// `Debug` and `Display` never show the URL's password.
@@ -34,6 +35,10 @@ pub struct Settings {
     pub pool_size: u32,
     /// Retries of atomic updates under contention.
     pub update_policy: RetryPolicy,
+    /// Tries of an idempotent call that failed with a temporary error
+    /// (connection, timeout), through the `Retrying` layer; 1 (the default)
+    /// adds no layer and reports the first failure.
+    pub retry_attempts: u32,
     /// For `rediss://`: a private CA (PEM) to trust.
     pub tls_ca_file: Option<std::path::PathBuf>,
 }
@@ -55,6 +60,7 @@ impl Settings {
             response_timeout: redis.response_timeout,
             pool_size: redis.pool_size,
             update_policy: RetryPolicy::default(),
+            retry_attempts: 1,
             tls_ca_file: None,
         }
     }
@@ -84,6 +90,9 @@ impl Settings {
         if let Some(attempts) = number(&lookup, "STATEHOUSE_UPDATE_ATTEMPTS")? {
             settings.update_policy = RetryPolicy::new(u32::try_from(attempts).unwrap_or(u32::MAX));
         }
+        if let Some(attempts) = number(&lookup, "STATEHOUSE_RETRY_ATTEMPTS")? {
+            settings.retry_attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+        }
         if let Some(path) = lookup("STATEHOUSE_TLS_CA_FILE") {
             settings.tls_ca_file = Some(path.into());
         }
@@ -98,6 +107,15 @@ impl Settings {
         config.pool_size = self.pool_size;
         config.tls_ca_file = self.tls_ca_file.clone();
         config
+    }
+
+    /// The policy of the `Retrying` layer, if these settings ask for one:
+    /// `retry_attempts` tries, backoff 25 ms to 250 ms.
+    pub fn transient_retry(&self) -> Option<RetryPolicy> {
+        (self.retry_attempts > 1).then(|| {
+            RetryPolicy::new(self.retry_attempts)
+                .with_backoff(Duration::from_millis(25), Duration::from_millis(250))
+        })
     }
 
     /// The URL with any password replaced by `***`.
@@ -130,6 +148,7 @@ impl fmt::Debug for Settings {
             .field("response_timeout", &self.response_timeout)
             .field("pool_size", &self.pool_size)
             .field("update_policy", &self.update_policy)
+            .field("retry_attempts", &self.retry_attempts)
             .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
@@ -162,6 +181,7 @@ mod tests {
         assert_eq!(settings.url, "memory://");
         assert_eq!(settings.response_timeout, Duration::from_secs(2));
         assert_eq!(settings.update_policy.max_attempts(), 50);
+        assert_eq!(settings.transient_retry(), None);
     }
 
     #[test]
@@ -174,6 +194,7 @@ mod tests {
             ("STATEHOUSE_POOL_SIZE", "4"),
             ("STATEHOUSE_UPDATE_ATTEMPTS", "7"),
             ("STATEHOUSE_TLS_CA_FILE", "/etc/ca.pem"),
+            ("STATEHOUSE_RETRY_ATTEMPTS", "3"),
         ])
         .unwrap();
         assert_eq!(settings.prefix, "app:");
@@ -181,6 +202,7 @@ mod tests {
         assert_eq!(settings.response_timeout, Duration::from_millis(250));
         assert_eq!(settings.pool_size, 4);
         assert_eq!(settings.update_policy.max_attempts(), 7);
+        assert_eq!(settings.transient_retry().map(|p| p.max_attempts()), Some(3));
         let redis = settings.redis_config();
         assert_eq!(redis.prefix, "app:");
         assert_eq!(redis.response_timeout, Duration::from_millis(250));

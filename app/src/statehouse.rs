@@ -4,7 +4,7 @@ use statehouse_memory::MemoryStore;
 use statehouse_ports::{DocumentStore, RetryPolicy, StoreError};
 use statehouse_redis::RedisStore;
 
-use crate::layers::Guarded;
+use crate::layers::{Retrying, Traced};
 use crate::{Documents, Settings};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
@@ -24,8 +24,12 @@ impl Ports {
 }
 
 /// The composition root: picks the backend from a URL, puts the layers over
-/// it ([`Guarded`]: tracing spans and retries of temporary failures) and
-/// hands out typed facades.
+/// it and hands out typed facades.
+///
+/// The layers: [`Traced`] always (a span per call, free when no subscriber
+/// wants DEBUG for `statehouse`); [`Retrying`] under it when
+/// [`Settings::retry_attempts`] is more than 1 (off by default: a failed
+/// call is reported at once, and the caller decides).
 ///
 /// This is the only place that names concrete adapters.
 ///
@@ -99,7 +103,11 @@ impl Statehouse {
     }
 
     fn assemble(ports: Ports, settings: Settings, backend: &'static str) -> Self {
-        let documents: Arc<dyn DocumentStore> = Arc::new(Guarded::with_defaults(ports.documents));
+        let adapter = ports.documents;
+        let documents: Arc<dyn DocumentStore> = match settings.transient_retry() {
+            Some(policy) => Arc::new(Traced::new(Retrying::new(adapter, policy))),
+            None => Arc::new(Traced::new(adapter)),
+        };
         Self {
             ports: Ports { documents },
             settings,
@@ -162,6 +170,44 @@ mod tests {
         let err = Statehouse::connect("rediss://127.0.0.1:1").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
         assert!(err.to_string().contains("`tls` feature"), "{err}");
+    }
+
+    fn flaky_get(failures: usize) -> MockDocumentStore {
+        let mut mock = MockDocumentStore::new();
+        let mut calls = 0;
+        mock.expect_get().returning(move |key| {
+            calls += 1;
+            if calls <= failures {
+                Err(StoreError::Connection {
+                    op: "get",
+                    key: key.to_string(),
+                    source: "reset".into(),
+                })
+            } else {
+                Ok(Some(b"7".to_vec()))
+            }
+        });
+        mock
+    }
+
+    #[tokio::test]
+    async fn by_default_a_temporary_failure_is_reported_at_once() {
+        let state = Statehouse::assemble(Ports::new(Arc::new(flaky_get(1))), Settings::default(), "mock");
+        let err = state.documents().get::<u32>("k").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Connection);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_attempts_add_the_retrying_layer() {
+        let mut settings = Settings::default();
+        settings.retry_attempts = 3;
+        let state = Statehouse::assemble(Ports::new(Arc::new(flaky_get(2))), settings.clone(), "mock");
+        assert_eq!(state.documents().get::<u32>("k").await.unwrap(), Some(7));
+        let state = Statehouse::assemble(Ports::new(Arc::new(flaky_get(3))), settings, "mock");
+        assert_eq!(
+            state.documents().get::<u32>("k").await.unwrap_err().kind(),
+            ErrorKind::Connection
+        );
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use statehouse::layers::{Guarded, Traced};
+use statehouse::layers::{Retrying, Traced};
 use statehouse::{DocumentStore, DocumentStoreExt, Key, RetryPolicy, SetOptions, StoreError, Update};
 use statehouse_memory::MemoryStore;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -28,7 +28,10 @@ impl Write for Captured {
 
 async fn exercise(store: &dyn DocumentStore, memory: &MemoryStore, prefix: &str) {
     let key = Key::new(format!("{prefix}user:1")).unwrap();
-    store.set_json(&key, &"SECRET-VALUE", SetOptions::new()).await.unwrap();
+    store
+        .set_json(&key, &"SECRET-VALUE", SetOptions::new())
+        .await
+        .unwrap();
     store.get(&key).await.unwrap();
     store
         .update_json(&key, RetryPolicy::default(), |_: Option<String>| {
@@ -55,11 +58,19 @@ fn spans_name_op_key_and_outcome_but_never_values() {
         .with_writer(move || writer.clone())
         .init();
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let memory = MemoryStore::new();
         exercise(&Traced::new(memory.clone()), &memory, "t:").await;
-        exercise(&Guarded::with_defaults(memory.clone()), &memory, "g:").await;
+        exercise(
+            &Traced::new(Retrying::with_defaults(memory.clone())),
+            &memory,
+            "g:",
+        )
+        .await;
     });
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

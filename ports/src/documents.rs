@@ -199,8 +199,10 @@ pub trait DocumentStore: Debug + Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// A boxed future, as `async_trait` methods return them.
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+/// The future a port method returns (`#[async_trait]` methods box theirs).
+/// Decorators that hand-write a method, to pass the inner store's future
+/// through without boxing it again, return this.
+pub type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Forwards the trait through a smart pointer by handing back the inner
 /// store's boxed future as is: written out (not with `#[async_trait]`, which

@@ -25,7 +25,9 @@ mod retry;
 
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
-pub use documents::{DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated};
+pub use documents::{
+    Boxed, DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated,
+};
 pub use error::{BoxError, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, encode};
 pub use retry::RetryPolicy;

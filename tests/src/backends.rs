@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use statehouse::layers::{Guarded, Retrying, Traced};
+use statehouse::layers::{Retrying, Traced};
 use statehouse_memory::MemoryStore;
 use statehouse_ports::{DocumentStore, Key};
 use statehouse_redis::{RedisConfig, RedisStore};
@@ -23,9 +23,6 @@ pub enum Stack {
     Bare,
     /// `Traced<Retrying<adapter>>`, with a subscriber recording every span.
     Layered,
-    /// `Guarded<adapter>`, the stack `Statehouse` builds, with a subscriber
-    /// recording every span.
-    Guarded,
 }
 
 /// Runs `body` on a fresh in-memory store.
@@ -93,7 +90,6 @@ fn wrap(stack: Stack, store: Arc<dyn DocumentStore>) -> Arc<dyn DocumentStore> {
     match stack {
         Stack::Bare => store,
         Stack::Layered => Arc::new(Traced::new(Retrying::with_defaults(store))),
-        Stack::Guarded => Arc::new(Guarded::with_defaults(store)),
     }
 }
 
@@ -124,7 +120,7 @@ fn run<Fut>(
         let test = body(backend);
         let joined = match stack {
             Stack::Bare => tokio::spawn(test).await,
-            Stack::Layered | Stack::Guarded => {
+            Stack::Layered => {
                 let subscriber = tracing_subscriber::fmt()
                     .with_max_level(tracing::Level::TRACE)
                     .with_writer(std::io::sink)

@@ -1,30 +1,28 @@
-//! The contract suite through the app's layers, on both adapters:
-//! `Traced<Retrying<_>>` and `Guarded<_>` (the stack `Statehouse` builds).
-//! Decorators must not change behaviour.
+//! The contract suite through the app's layers, `Traced<Retrying<_>>`, on
+//! both adapters: decorators must not change behaviour. (`Statehouse` uses
+//! `Traced<_>` alone by default; this stack covers both layers.)
 
 use std::future::Future;
 
 use statehouse_tests::backends::{Stack, run_memory, run_redis};
 use statehouse_tests::contract::{Backend, Flavor};
 
-macro_rules! stack {
-    ($module:ident, $runner:ident, $stack:expr) => {
-        mod $module {
-            use super::*;
+mod memory {
+    use super::*;
 
-            fn run<Fut: Future<Output = ()> + Send + 'static>(
-                flavor: Flavor,
-                body: impl FnOnce(Backend) -> Fut,
-            ) {
-                $runner($stack, flavor, body);
-            }
+    fn run<Fut: Future<Output = ()> + Send + 'static>(flavor: Flavor, body: impl FnOnce(Backend) -> Fut) {
+        run_memory(Stack::Layered, flavor, body);
+    }
 
-            statehouse_tests::contract_suite!(run);
-        }
-    };
+    statehouse_tests::contract_suite!(run);
 }
 
-stack!(memory_traced_retrying, run_memory, Stack::Layered);
-stack!(memory_guarded, run_memory, Stack::Guarded);
-stack!(redis_traced_retrying, run_redis, Stack::Layered);
-stack!(redis_guarded, run_redis, Stack::Guarded);
+mod redis {
+    use super::*;
+
+    fn run<Fut: Future<Output = ()> + Send + 'static>(flavor: Flavor, body: impl FnOnce(Backend) -> Fut) {
+        run_redis(Stack::Layered, flavor, body);
+    }
+
+    statehouse_tests::contract_suite!(run);
+}

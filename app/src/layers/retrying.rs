@@ -49,13 +49,13 @@ impl<S> Retrying<S> {
 }
 
 /// The transient-failure policy of [`Retrying::with_defaults`].
-pub(crate) fn default_policy() -> RetryPolicy {
+fn default_policy() -> RetryPolicy {
     RetryPolicy::new(3).with_backoff(Duration::from_millis(25), Duration::from_millis(250))
 }
 
 /// Runs `call` again while it fails with a retryable error, at most
 /// `policy.max_attempts()` times. Only for calls that are safe to repeat.
-pub(crate) async fn retry<T, Fut>(policy: RetryPolicy, mut call: impl FnMut() -> Fut) -> Result<T, StoreError>
+async fn retry<T, Fut>(policy: RetryPolicy, mut call: impl FnMut() -> Fut) -> Result<T, StoreError>
 where
     Fut: Future<Output = Result<T, StoreError>>,
 {
