@@ -199,8 +199,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retry_attempts_add_the_retrying_layer() {
-        let mut settings = Settings::default();
-        settings.retry_attempts = 3;
+        let settings = Settings {
+            retry_attempts: 3,
+            ..Settings::default()
+        };
         let state = Statehouse::assemble(Ports::new(Arc::new(flaky_get(2))), settings.clone(), "mock");
         assert_eq!(state.documents().get::<u32>("k").await.unwrap(), Some(7));
         let state = Statehouse::assemble(Ports::new(Arc::new(flaky_get(3))), settings, "mock");
