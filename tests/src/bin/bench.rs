@@ -7,7 +7,7 @@
 //!
 //! It starts its own `redis-server` (the test harness: a free loopback port, no persistence) and never
 //! touches any other server. Workloads, each run by statehouse (`Statehouse::with_settings` +
-//! `documents()`, the full default stack: tracing layer, retry layer, Redis adapter) and by raw
+//! `documents()`, the full default stack: tracing layer, Redis adapter) and by raw
 //! redis-rs doing the same work (`serde_json` + the same Redis commands on a `ConnectionManager`):
 //!
 //! 1. typed `SET` + `GET` of a ~1 KiB JSON document, one task (a pair counts as 2 ops);
@@ -56,7 +56,7 @@ usage: bench [--quick] [--rounds N] [--current-thread] [--only WORKLOAD] [--side
   --side SIDE      run one side: statehouse or raw (for profiling; no ratios)
   --fixed-size     fixed round sizes (1000 sequential pairs, 64x20 concurrent pairs, 20 MGETs)
                    instead of sizes calibrated to the round time (for profiling, e.g. callgrind)
-  --bare           measure statehouse without its tracing and retry layers (the Redis adapter
+  --bare           measure statehouse without its tracing layer (the Redis adapter
                    through Statehouse::from_ports), to see what the layers cost
   -h, --help       this text
 
@@ -550,7 +550,7 @@ async fn print_header(bench: &Bench, server: &RedisServer, options: Options) -> 
         if options.quick { " (--quick)" } else { "" }
     );
     if options.bare {
-        println!("--bare: the statehouse column is the Redis adapter without the tracing and retry layers");
+        println!("--bare: the statehouse column is the Redis adapter without the tracing layer");
     }
     let runtime = if options.current_thread {
         "current-thread runtime".to_owned()
