@@ -237,3 +237,58 @@ async fn purge_loop(keyspace: Weak<Keyspace>) {
         drop(keyspace.lock());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn str_value(s: &str) -> Value {
+        Value::Str(s.as_bytes().to_vec())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_background_task_purges_expired_keys_nobody_reads() {
+        let keyspace = Keyspace::new();
+        let now = Instant::now();
+        {
+            let mut state = keyspace.lock();
+            state.put("short", str_value("a"), Some(now + Duration::from_millis(100)));
+            state.put("long", str_value("b"), Some(now + Duration::from_secs(3600)));
+            state.put("forever", str_value("c"), None);
+        }
+        tokio::time::sleep(Keyspace::PURGE_EVERY * 2).await;
+        let state = lock(&keyspace.state);
+        let mut left: Vec<&String> = state.entries.keys().collect();
+        left.sort();
+        assert_eq!(left, ["forever", "long"]);
+    }
+
+    #[test]
+    fn rewritten_keys_do_not_pile_up_in_the_expiry_heap() {
+        let mut state = State::default();
+        let now = Instant::now();
+        for _ in 0..1000 {
+            state.put("k", str_value("v"), Some(now + Duration::from_secs(60)));
+            state.purge_due(now);
+        }
+        assert!(
+            state.expiries.len() <= 64 + 4,
+            "{} stale items",
+            state.expiries.len()
+        );
+    }
+
+    #[test]
+    fn a_watch_sees_delete_and_recreate_as_a_change() {
+        let mut state = State::default();
+        let now = Instant::now();
+        state.put("k", str_value("v"), None);
+        let seen = state.watch("k");
+        state.remove("k", now);
+        state.put("k", str_value("v"), None);
+        assert!(state.unwatch("k", seen), "same value, but written in between");
+        let seen = state.watch("k");
+        assert!(!state.unwatch("k", seen));
+        assert!(state.watches.is_empty(), "registrations are dropped");
+    }
+}

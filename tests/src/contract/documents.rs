@@ -622,3 +622,38 @@ pub async fn one_attempt_policy_reports_conflict(backend: Backend) {
         "nothing of ours was written"
     );
 }
+
+/// A write of the same value, or a delete and re-create, still counts as a
+/// change: optimistic updates compare "was it written", not "does it look
+/// the same" (no ABA).
+pub async fn rewriting_the_same_value_still_conflicts(backend: Backend) {
+    let docs = backend.docs();
+    let interferer = backend.docs();
+    let runtime = tokio::runtime::Handle::current();
+    for interference in ["same value", "delete and re-create"] {
+        docs.set("aba", &1u64).await.unwrap();
+        let calls = AtomicU32::new(0);
+        let result = docs
+            .update("aba", |n: Option<u64>| {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::task::block_in_place(|| {
+                        runtime.block_on(async {
+                            if interference == "delete and re-create" {
+                                interferer.delete("aba").await.unwrap();
+                            }
+                            interferer.set("aba", &1u64).await.unwrap();
+                        })
+                    });
+                }
+                Update::Set(n.unwrap() + 1)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "{interference}: the closure must run again"
+        );
+        assert_eq!(result, Some(2), "{interference}");
+    }
+}

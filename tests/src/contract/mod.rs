@@ -129,6 +129,7 @@ macro_rules! contract_suite {
             concurrent_updates_lose_nothing: Threaded,
             conflict_reruns_the_closure_exactly_twice: Threaded,
             one_attempt_policy_reports_conflict: Threaded,
+            rewriting_the_same_value_still_conflicts: Threaded,
         ]);
     };
     (@family $runner:ident, $family:ident, [$($name:ident : $flavor:ident),* $(,)?]) => {
