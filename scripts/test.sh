@@ -31,17 +31,25 @@ install_redis() {
     fi
 }
 
-redis_bin="${STATEHOUSE_REDIS_SERVER:-redis-server}"
-if ! command -v "$redis_bin" >/dev/null 2>&1; then
-    say "redis-server not found; installing it with the system package manager"
-    if ! install_redis || ! command -v redis-server >/dev/null 2>&1; then
-        cat >&2 <<'MSG'
+if [ -n "${STATEHOUSE_REDIS_SERVER:-}" ]; then
+    if [ ! -x "$STATEHOUSE_REDIS_SERVER" ]; then
+        echo "error: STATEHOUSE_REDIS_SERVER=$STATEHOUSE_REDIS_SERVER is not an executable redis-server" >&2
+        exit 1
+    fi
+    redis_bin="$STATEHOUSE_REDIS_SERVER"
+else
+    redis_bin=redis-server
+    if ! command -v redis-server >/dev/null 2>&1; then
+        say "redis-server not found; installing it with the system package manager"
+        if ! install_redis || ! command -v redis-server >/dev/null 2>&1; then
+            cat >&2 <<'MSG'
 error: could not install redis-server (no supported package manager, or no root/sudo).
 Install Redis 6.2 or newer yourself (e.g. `apt-get install redis-server`,
 `brew install redis`), or point STATEHOUSE_REDIS_SERVER at a redis-server binary,
 then run scripts/test.sh again.
 MSG
-        exit 1
+            exit 1
+        fi
     fi
 fi
 say "using $("$redis_bin" --version)"
