@@ -204,6 +204,6 @@ impl<S: DocumentStore> DocumentStore for Traced<S> {
         's: 'f,
         Self: 'f,
     {
-        wrap("ping", &"", self.inner.ping())
+        wrap("ping", "", self.inner.ping())
     }
 }
