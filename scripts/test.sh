@@ -3,8 +3,9 @@
 #   1. makes sure a `redis-server` binary exists (installing it with the system
 #      package manager when it is missing; the tests spawn their own servers on
 #      free loopback ports and never use a server that is already running),
-#   2. cargo fmt --check, 3. cargo clippy -D warnings, 4. cargo test (all crates,
-#      unit, integration, contract and doc tests).
+#   2. cargo fmt --check, 3. cargo clippy -D warnings (also with the tls feature),
+#   4. cargo doc -D warnings, 5. cargo test (all crates: unit, integration,
+#      contract and doc tests), then the rediss:// tests with the tls feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +61,9 @@ cargo fmt --all -- --check
 say "cargo clippy --workspace --all-targets -D warnings (default features, then with tls)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p statehouse-tests --all-targets --features tls --locked -- -D warnings
+
+say "cargo doc (broken intra-doc links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 say "cargo test --workspace"
 cargo test --workspace --locked "$@"

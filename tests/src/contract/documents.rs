@@ -1,4 +1,4 @@
-//! Contract: typed documents ([`DocumentStore`] through the `Documents` facade).
+//! Contract: typed documents ([`statehouse_ports::DocumentStore`] through the `Documents` facade).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
