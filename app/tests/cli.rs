@@ -72,6 +72,24 @@ fn errors_are_clear_and_exit_non_zero() {
 }
 
 #[test]
+fn statehouse_log_shows_a_span_per_store_call() {
+    let out = Command::new(env!("CARGO_BIN_EXE_statehouse"))
+        .args(["doc", "set", "user:1", r#"{"secret":"do-not-log"}"#])
+        .env_remove("STATEHOUSE_URL")
+        .env("STATEHOUSE_LOG", "statehouse=debug")
+        .output()
+        .expect("the statehouse binary runs");
+    assert!(out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(r#"op="set" key=user:1 outcome="ok""#), "{stderr}");
+    assert!(!stderr.contains("do-not-log"), "{stderr}");
+    assert!(
+        text(&statehouse(&["doc", "list"]).stderr).is_empty(),
+        "silent by default"
+    );
+}
+
+#[test]
 fn layout_shows_the_key_scheme() {
     let out = statehouse(&["--prefix", "app:", "layout"]);
     assert!(out.status.success());
