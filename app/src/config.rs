@@ -112,10 +112,7 @@ impl Settings {
     /// The policy of the `Retrying` layer, if these settings ask for one:
     /// `retry_attempts` tries, backoff 25 ms to 250 ms.
     pub fn transient_retry(&self) -> Option<RetryPolicy> {
-        (self.retry_attempts > 1).then(|| {
-            RetryPolicy::new(self.retry_attempts)
-                .with_backoff(Duration::from_millis(25), Duration::from_millis(250))
-        })
+        (self.retry_attempts > 1).then(|| crate::layers::transient_policy(self.retry_attempts))
     }
 
     /// The URL with any password replaced by `***`.

@@ -5,5 +5,5 @@
 mod retrying;
 mod traced;
 
-pub use retrying::Retrying;
+pub use retrying::{Retrying, transient_policy};
 pub use traced::Traced;

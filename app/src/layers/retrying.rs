@@ -30,9 +30,9 @@ impl<S> Retrying<S> {
         Self { inner, policy }
     }
 
-    /// The default for transient failures: 3 tries, backoff 25 ms to 250 ms.
+    /// The default for transient failures: 3 tries of [`transient_policy`].
     pub fn with_defaults(inner: S) -> Self {
-        Self::new(inner, default_policy())
+        Self::new(inner, transient_policy(3))
     }
 
     /// The wrapped store.
@@ -48,9 +48,10 @@ impl<S> Retrying<S> {
     }
 }
 
-/// The transient-failure policy of [`Retrying::with_defaults`].
-fn default_policy() -> RetryPolicy {
-    RetryPolicy::new(3).with_backoff(Duration::from_millis(25), Duration::from_millis(250))
+/// The policy for temporary failures: `attempts` tries, backoff 25 ms to
+/// 250 ms (a reconnection usually takes tens of milliseconds).
+pub fn transient_policy(attempts: u32) -> RetryPolicy {
+    RetryPolicy::new(attempts).with_backoff(Duration::from_millis(25), Duration::from_millis(250))
 }
 
 /// Runs `call` again while it fails with a retryable error, at most
