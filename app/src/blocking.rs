@@ -73,17 +73,17 @@ fn runtime() -> Result<Runtime, StoreError> {
         })
 }
 
-fn block_on<T>(
+fn block_on<T, E: From<StoreError>>(
     runtime: &Runtime,
     op: &'static str,
-    call: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(StoreError::invalid_input(
+        return Err(E::from(StoreError::invalid_input(
             op,
             "",
             "the blocking API was called inside an async runtime; use the async API there",
-        ));
+        )));
     }
     runtime.block_on(call)
 }
@@ -226,14 +226,7 @@ impl Documents {
         E: From<StoreError> + Send,
         F: FnMut(Option<T>) -> Result<Update<T>, E> + Send,
     {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(E::from(StoreError::invalid_input(
-                "update",
-                key,
-                "the blocking API was called inside an async runtime; use the async API there",
-            )));
-        }
-        self.runtime.block_on(self.inner.try_update(key, f))
+        block_on(&self.runtime, "update", self.inner.try_update(key, f))
     }
 }
 
