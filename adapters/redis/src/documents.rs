@@ -177,7 +177,7 @@ impl DocumentStore for RedisStore {
                         .arg("MATCH")
                         .arg(&rpattern)
                         .arg("COUNT")
-                        .arg(self.scan_count)
+                        .arg(self.config.scan_count.max(1))
                         .query_async(&mut conn),
                 )
                 .await?;

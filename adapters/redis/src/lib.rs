@@ -52,7 +52,6 @@ pub struct RedisStore {
     conns: conn::Connections,
     keys: Arc<keys::Keys>,
     config: Arc<RedisConfig>,
-    scan_count: u32,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -73,7 +72,6 @@ impl RedisStore {
         Ok(Self {
             conns,
             keys: Arc::new(keys::Keys::new(&config.prefix)),
-            scan_count: config.scan_count.max(1),
             config: Arc::new(config),
         })
     }
