@@ -45,14 +45,16 @@ pub(crate) async fn optimistic<R, T>(
 where
     R: FromRedisValue,
 {
-    let mut txn = conns.dedicated(op, key).await?;
-    let mut fresh = false;
     let mut read = redis::pipe();
     read.cmd("WATCH").arg(watched).ignore();
     for cmd in reads {
         read.add_command(cmd.clone());
     }
+    let mut fresh = false;
     for attempt in 1..=policy.max_attempts() {
+        // Taken per attempt, so that a conflict's backoff sleeps without
+        // holding a pooled connection others could use.
+        let mut txn = conns.dedicated(op, key).await?;
         txn.clean = false;
         let current: R = match conns.run(op, key, read.query_async(&mut txn.conn)).await {
             Ok(current) => current,
@@ -60,7 +62,7 @@ where
             // idle timeout). WATCH and the reads change nothing, so trying
             // once more on a fresh connection is safe; the dead one is
             // dirty and the pool drops it.
-            Err(StoreError::Connection { .. }) if attempt == 1 && !fresh => {
+            Err(StoreError::Connection { .. }) if !fresh => {
                 fresh = true;
                 txn = conns.dedicated(op, key).await?;
                 txn.clean = false;
@@ -97,6 +99,7 @@ where
                 tracing::debug!(op, key, attempt, "watched key changed; retrying");
             }
         }
+        drop(txn);
         if attempt < policy.max_attempts() {
             tokio::time::sleep(policy.backoff(attempt)).await;
         }
