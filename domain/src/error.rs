@@ -40,6 +40,14 @@ pub enum ValidationError {
         /// The rejected TTL as given, e.g. `"0 ms"` or `"-5 s"`.
         given: String,
     },
+    /// A name that is not one of the accepted ones (e.g. a task status).
+    #[error("unknown {what}; expected {expected}")]
+    UnknownName {
+        /// What was being parsed, e.g. `"task status"`.
+        what: &'static str,
+        /// The accepted names, for the message.
+        expected: &'static str,
+    },
     /// A time to live longer than the store can represent.
     #[error("a TTL must be at most {max:?}, got {given:?}")]
     TtlTooLong {

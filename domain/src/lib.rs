@@ -4,6 +4,11 @@
 //!
 //! - [`Key`] and [`KeyPattern`]: validated document keys and Redis glob patterns.
 //! - [`Ttl`]: a time to live of at least one millisecond.
+//! - [`TaskRecord`], [`TaskStatus`], [`LogEntry`] and the ids [`TaskId`],
+//!   [`ServiceName`], [`UserId`] (`task.rs`): the task lifecycle and its
+//!   transition rules.
+//! - [`layout`]: THE key layout of the families, with the escaping of
+//!   user-given components and the hash tags.
 //! - [`ValidationError`]: which rule an input broke.
 //!
 //! Every identifier that later reaches a Redis key goes through one validation
@@ -14,9 +19,13 @@
 //! nothing of async. It can be used from any layer.
 
 mod error;
+#[macro_use]
 mod key;
+pub mod layout;
+mod task;
 mod ttl;
 
 pub use error::ValidationError;
 pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};
+pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
 pub use ttl::Ttl;
