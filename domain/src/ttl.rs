@@ -46,6 +46,25 @@ impl Ttl {
         Ok(Self(u64::try_from(millis).unwrap_or(u64::MAX)))
     }
 
+    /// A TTL of `days` whole days, capped at [`Ttl::MAX`] (36,500 days):
+    /// for defaults known at compile time.
+    ///
+    /// ```
+    /// use statehouse_domain::Ttl;
+    ///
+    /// assert_eq!(Ttl::days(90).as_millis(), 90 * 86_400_000);
+    /// ```
+    pub const fn days(days: u16) -> Self {
+        let days = if days == 0 {
+            1
+        } else if days > 36_500 {
+            36_500
+        } else {
+            days
+        };
+        Self(days as u64 * 86_400_000)
+    }
+
     /// A TTL of `millis` milliseconds.
     pub fn from_millis(millis: u64) -> Result<Self, ValidationError> {
         Self::new(Duration::from_millis(millis))

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use statehouse_domain::ValidationError;
+use statehouse_domain::{TaskStatus, ValidationError};
 
 /// A boxed error from a lower layer (the Redis client, serde_json, a user
 /// closure).
@@ -23,6 +23,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// | [`Conflict`](Self::Conflict) | the key kept changing under an update; back off harder or rethink the hot key |
 /// | [`Deserialization`](Self::Deserialization), [`WrongType`](Self::WrongType) | the stored data is not what the caller expects; fix the data or the type |
 /// | [`InvalidInput`](Self::InvalidInput), [`Serialization`](Self::Serialization) | a bug in the caller's input |
+/// | [`InvalidTransition`](Self::InvalidTransition) | the task is already final; nothing was written |
 /// | [`Aborted`](Self::Aborted) | the caller's own update closure failed; its error is the source |
 /// | [`NotFound`](Self::NotFound), [`Operation`](Self::Operation) | as named |
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +120,19 @@ pub enum StoreError {
         /// The key.
         key: String,
     },
+    /// A task status change that the lifecycle forbids (leaving a final
+    /// status); nothing was written.
+    #[error("{op}{}: cannot move the task from {from} to {to}: {from} is final", on(key))]
+    InvalidTransition {
+        /// The operation.
+        op: &'static str,
+        /// The task's key.
+        key: String,
+        /// The task's status.
+        from: TaskStatus,
+        /// The status asked for.
+        to: TaskStatus,
+    },
     /// The caller's update closure returned an error; nothing was written.
     #[error("{op}{}: the update was aborted: {source}", on(key))]
     Aborted {
@@ -164,6 +178,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// See [`StoreError::WrongType`].
     WrongType,
+    /// See [`StoreError::InvalidTransition`].
+    InvalidTransition,
     /// See [`StoreError::Aborted`].
     Aborted,
     /// See [`StoreError::Operation`].
@@ -182,6 +198,7 @@ impl ErrorKind {
             Self::NotFound => "not_found",
             Self::InvalidInput => "invalid_input",
             Self::WrongType => "wrong_type",
+            Self::InvalidTransition => "invalid_transition",
             Self::Aborted => "aborted",
             Self::Operation => "operation",
         }
@@ -206,6 +223,7 @@ impl StoreError {
             Self::NotFound { .. } => ErrorKind::NotFound,
             Self::InvalidInput { .. } => ErrorKind::InvalidInput,
             Self::WrongType { .. } => ErrorKind::WrongType,
+            Self::InvalidTransition { .. } => ErrorKind::InvalidTransition,
             Self::Aborted { .. } => ErrorKind::Aborted,
             Self::Operation { .. } => ErrorKind::Operation,
         }
@@ -222,6 +240,7 @@ impl StoreError {
             | Self::NotFound { op, .. }
             | Self::InvalidInput { op, .. }
             | Self::WrongType { op, .. }
+            | Self::InvalidTransition { op, .. }
             | Self::Aborted { op, .. }
             | Self::Operation { op, .. } => op,
         }
@@ -239,6 +258,7 @@ impl StoreError {
             | Self::NotFound { key, .. }
             | Self::InvalidInput { key, .. }
             | Self::WrongType { key, .. }
+            | Self::InvalidTransition { key, .. }
             | Self::Aborted { key, .. }
             | Self::Operation { key, .. } => key,
         }

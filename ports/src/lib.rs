@@ -9,6 +9,8 @@
 //!   including `Arc<dyn DocumentStore>`.
 //! - [`StoreError`] (`error.rs`): one `#[non_exhaustive]` error, every variant
 //!   naming the operation and the key.
+//! - [`TaskRepository`] (`tasks.rs`): task records with status and log,
+//!   indexed by service and user; [`TaskSpace`] says where and how.
 //! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
 //!   updates, shared by all backends.
 //!
@@ -22,6 +24,7 @@ mod documents;
 mod error;
 mod ext;
 mod retry;
+mod tasks;
 
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
@@ -31,6 +34,11 @@ pub use documents::{
 pub use error::{BoxError, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, encode};
 pub use retry::RetryPolicy;
+#[cfg(feature = "mock")]
+pub use tasks::MockTaskRepository;
+pub use tasks::{PageRequest, TaskCursor, TaskIndex, TaskPage, TaskRepository, TaskSpace};
 
 /// Re-exported domain types used in port signatures.
-pub use statehouse_domain::{Key, KeyPattern, Ttl, ValidationError};
+pub use statehouse_domain::{
+    Key, KeyPattern, LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, Ttl, UserId, ValidationError,
+};

@@ -1,0 +1,434 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use statehouse_domain::layout::TaskKeys;
+use statehouse_domain::{ServiceName, TaskId, TaskRecord, TaskStatus, Ttl, UserId, ValidationError};
+
+use crate::{RetryPolicy, StoreError};
+
+/// Where and how tasks are kept; every [`TaskRepository`] call takes one.
+///
+/// - `namespace`: the hash tag of every key of these tasks (`{tasks}` by
+///   default), so one namespace's records and indexes share a Redis Cluster
+///   slot, which its atomic steps need. The cost: one namespace lives on one
+///   node. Any text works (it is escaped).
+/// - `ttl`: applied to the record and to every index a write touches, in the
+///   same atomic step; a write never shortens a longer TTL. Default 90 days.
+/// - `max_log`: keep only the newest entries of a task's log. Default: no cap.
+/// - `policy`: the retries of the read-modify-writes (status, log, save).
+///
+/// ```
+/// use std::time::Duration;
+/// use statehouse_ports::TaskSpace;
+///
+/// let space = TaskSpace::default().with_ttl(Duration::from_secs(3600))?.with_max_log(100);
+/// assert_eq!(space.namespace(), "tasks");
+/// # Ok::<(), statehouse_domain::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpace {
+    namespace: String,
+    keys: TaskKeys,
+    ttl: Ttl,
+    max_log: Option<usize>,
+    policy: RetryPolicy,
+}
+
+impl Default for TaskSpace {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_NAMESPACE)
+    }
+}
+
+impl TaskSpace {
+    /// The namespace used unless one is chosen.
+    pub const DEFAULT_NAMESPACE: &'static str = "tasks";
+    /// The TTL used unless one is chosen: 90 days.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
+    /// The defaults in `namespace`.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        let namespace = namespace.into();
+        Self {
+            keys: TaskKeys::new(&namespace),
+            namespace,
+            ttl: Ttl::days(90),
+            max_log: None,
+            policy: RetryPolicy::default(),
+        }
+    }
+
+    /// The same space with another TTL.
+    pub fn with_ttl(mut self, ttl: Duration) -> Result<Self, ValidationError> {
+        self.ttl = Ttl::new(ttl)?;
+        Ok(self)
+    }
+
+    /// The same space keeping at most `max` log entries per task (at least 1).
+    #[must_use]
+    pub fn with_max_log(mut self, max: usize) -> Self {
+        self.max_log = Some(max.max(1));
+        self
+    }
+
+    /// The same space with another retry policy for read-modify-writes.
+    #[must_use]
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The keys of this namespace (before any store prefix).
+    pub fn keys(&self) -> &TaskKeys {
+        &self.keys
+    }
+
+    /// The TTL of records and indexes.
+    pub fn ttl(&self) -> Ttl {
+        self.ttl
+    }
+
+    /// The log cap, if any.
+    pub fn max_log(&self) -> Option<usize> {
+        self.max_log
+    }
+
+    /// The retry policy of read-modify-writes.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// Stamps `record` as written at `now` and applies the log cap: what
+    /// every write does before storing a record.
+    pub fn prepare(&self, record: &mut TaskRecord, now: chrono::DateTime<chrono::Utc>) {
+        record.updated_at = now;
+        if let Some(max) = self.max_log {
+            record.cap_log(max);
+        }
+    }
+}
+
+/// One of the indexes of tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TaskIndex {
+    /// The tasks of a service.
+    Service(ServiceName),
+    /// The tasks of a user.
+    User(UserId),
+}
+
+impl TaskIndex {
+    /// The index's key in `space` (before any store prefix).
+    pub fn key(&self, space: &TaskSpace) -> String {
+        match self {
+            Self::Service(service) => space.keys().by_service(service.as_str()),
+            Self::User(user) => space.keys().by_user(user.as_str()),
+        }
+    }
+
+    /// Whether `record` belongs in this index.
+    pub fn holds(&self, record: &TaskRecord) -> bool {
+        match self {
+            Self::Service(service) => &record.service == service,
+            Self::User(user) => &record.user == user,
+        }
+    }
+
+    /// Both indexes of `record`.
+    pub fn of(record: &TaskRecord) -> [TaskIndex; 2] {
+        [
+            Self::Service(record.service.clone()),
+            Self::User(record.user.clone()),
+        ]
+    }
+}
+
+impl fmt::Display for TaskIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Service(service) => write!(f, "service {service}"),
+            Self::User(user) => write!(f, "user {user}"),
+        }
+    }
+}
+
+/// Where a page of a listing starts: after the task last shown. Listings
+/// are ordered by update time, newest first, then by task id (descending,
+/// byte-wise) among tasks updated in the same millisecond.
+///
+/// Its text form (`<millis>:<task id>`) can be handed to a client and parsed
+/// back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskCursor {
+    /// The update time of the last task shown, in ms since the epoch.
+    pub updated_millis: i64,
+    /// Its id.
+    pub id: TaskId,
+}
+
+impl TaskCursor {
+    /// The cursor after `record`.
+    pub fn after(record: &TaskRecord) -> Self {
+        Self {
+            updated_millis: record.updated_millis(),
+            id: record.id.clone(),
+        }
+    }
+
+    /// Whether an index entry `(score, id)` comes after this cursor in
+    /// listing order.
+    pub fn precedes(&self, score: i64, id: &str) -> bool {
+        score < self.updated_millis || (score == self.updated_millis && id < self.id.as_str())
+    }
+}
+
+impl fmt::Display for TaskCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.updated_millis, self.id)
+    }
+}
+
+impl std::str::FromStr for TaskCursor {
+    type Err = ValidationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || ValidationError::UnknownName {
+            what: "cursor",
+            expected: "<millis>:<task id>, as returned with a page",
+        };
+        let (millis, id) = text.split_once(':').ok_or_else(bad)?;
+        Ok(Self {
+            updated_millis: millis.parse().map_err(|_| bad())?,
+            id: TaskId::new(id)?,
+        })
+    }
+}
+
+/// Which page of a listing to return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    limit: usize,
+    after: Option<TaskCursor>,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self::first(Self::DEFAULT_LIMIT)
+    }
+}
+
+impl PageRequest {
+    /// The page size unless one is chosen.
+    pub const DEFAULT_LIMIT: usize = 50;
+    /// The largest page.
+    pub const MAX_LIMIT: usize = 1000;
+
+    /// The first `limit` tasks (clamped to 1..=[`MAX_LIMIT`](Self::MAX_LIMIT)).
+    pub fn first(limit: usize) -> Self {
+        Self {
+            limit: limit.clamp(1, Self::MAX_LIMIT),
+            after: None,
+        }
+    }
+
+    /// The same page size, starting after `cursor`.
+    #[must_use]
+    pub fn after(mut self, cursor: TaskCursor) -> Self {
+        self.after = Some(cursor);
+        self
+    }
+
+    /// How many tasks at most.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Where the page starts.
+    pub fn cursor(&self) -> Option<&TaskCursor> {
+        self.after.as_ref()
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct TaskPage {
+    /// The tasks, newest first. A record that does not parse is an `Err`
+    /// ([`StoreError::Deserialization`] naming its key) in its place; the
+    /// rest of the page is unaffected.
+    pub items: Vec<Result<TaskRecord, StoreError>>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<TaskCursor>,
+}
+
+/// Task records with their status and log, indexed by service and by user.
+///
+/// # Contract
+///
+/// Every implementation behaves the same; the contract suite in
+/// `statehouse-tests` (`tasks::…`) runs one list of tests against each.
+///
+/// - A record and its index entries change in one atomic step: no reader
+///   ever sees an index entry without its record, or a record missing from an
+///   index it belongs to. Saving a record under another service or user moves
+///   its index entries in the same step. `delete` removes them too.
+/// - Every write stamps `updated_at` with the time of the write, applies
+///   [`TaskSpace::max_log`], and applies [`TaskSpace::ttl`] to the record and
+///   to every index it touches, in the same atomic step; a write never
+///   shortens a longer TTL.
+/// - `set_status` and `append_log` are atomic read-modify-writes under
+///   [`TaskSpace::policy`] (they may be tried more than once; only running
+///   out of attempts is [`StoreError::Conflict`]): concurrent writers lose no
+///   log line and no status change. A missing task is
+///   [`StoreError::NotFound`]; leaving a final status is
+///   [`StoreError::InvalidTransition`] and writes nothing.
+/// - Listings are newest first (see [`TaskCursor`]); an expired or deleted
+///   task never appears in a listing or a count (stale index entries are
+///   skipped, and pruned); a record that does not parse fails alone in its
+///   page.
+/// - Errors name the record's or index's key (without the store's prefix):
+///   `{tasks}:task:<id>`.
+/// - Read-only calls (`get`, `list`, `count`) may be served by a read
+///   endpoint (a replica); everything else goes to the write endpoint.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait TaskRepository: fmt::Debug + Send + Sync + 'static {
+    /// Creates or replaces `record` (stamped, capped) and its index entries.
+    /// Returns the record as stored.
+    async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError>;
+
+    /// The record of `id`, or `None`.
+    async fn get(&self, space: &TaskSpace, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
+
+    /// Moves task `id` to `status`, logging `message` if given; see
+    /// [`TaskRecord::set_status`]. Returns the record as stored.
+    async fn set_status<'m>(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        status: TaskStatus,
+        message: Option<&'m str>,
+    ) -> Result<TaskRecord, StoreError>;
+
+    /// Appends `message` to the log of task `id`. Returns the record as stored.
+    async fn append_log(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        message: &str,
+    ) -> Result<TaskRecord, StoreError>;
+
+    /// One page of the tasks in `index`, newest first.
+    async fn list(
+        &self,
+        space: &TaskSpace,
+        index: &TaskIndex,
+        page: &PageRequest,
+    ) -> Result<TaskPage, StoreError>;
+
+    /// How many live tasks `index` holds.
+    async fn count(&self, space: &TaskSpace, index: &TaskIndex) -> Result<u64, StoreError>;
+
+    /// Deletes task `id` and its index entries. Returns whether it existed.
+    async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError>;
+}
+
+macro_rules! forward_task_repository {
+    ($wrapper:ident) => {
+        #[async_trait]
+        impl<T: TaskRepository + ?Sized> TaskRepository for $wrapper<T> {
+            async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
+                (**self).save(space, record).await
+            }
+
+            async fn get(&self, space: &TaskSpace, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+                (**self).get(space, id).await
+            }
+
+            async fn set_status<'m>(
+                &self,
+                space: &TaskSpace,
+                id: &TaskId,
+                status: TaskStatus,
+                message: Option<&'m str>,
+            ) -> Result<TaskRecord, StoreError> {
+                (**self).set_status(space, id, status, message).await
+            }
+
+            async fn append_log(
+                &self,
+                space: &TaskSpace,
+                id: &TaskId,
+                message: &str,
+            ) -> Result<TaskRecord, StoreError> {
+                (**self).append_log(space, id, message).await
+            }
+
+            async fn list(
+                &self,
+                space: &TaskSpace,
+                index: &TaskIndex,
+                page: &PageRequest,
+            ) -> Result<TaskPage, StoreError> {
+                (**self).list(space, index, page).await
+            }
+
+            async fn count(&self, space: &TaskSpace, index: &TaskIndex) -> Result<u64, StoreError> {
+                (**self).count(space, index).await
+            }
+
+            async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError> {
+                (**self).delete(space, id).await
+            }
+        }
+    };
+}
+
+forward_task_repository!(Arc);
+forward_task_repository!(Box);
+
+/// Compile-time check: the trait stays usable as `Arc<dyn TaskRepository>`.
+const _: fn(Arc<dyn TaskRepository>) = |_| {};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_as_text() {
+        let cursor = TaskCursor {
+            updated_millis: 1_700_000_000_123,
+            id: TaskId::new("job:7").unwrap(),
+        };
+        let text = cursor.to_string();
+        assert_eq!(text, "1700000000123:job:7");
+        assert_eq!(text.parse::<TaskCursor>().unwrap(), cursor);
+        assert!("nonsense".parse::<TaskCursor>().is_err());
+        assert!("12:".parse::<TaskCursor>().is_err());
+    }
+
+    #[test]
+    fn cursor_order_is_newest_first_then_id_descending() {
+        let cursor = TaskCursor {
+            updated_millis: 10,
+            id: TaskId::new("m").unwrap(),
+        };
+        assert!(cursor.precedes(9, "z"));
+        assert!(cursor.precedes(10, "a"));
+        assert!(!cursor.precedes(10, "m"));
+        assert!(!cursor.precedes(10, "n"));
+        assert!(!cursor.precedes(11, "a"));
+    }
+
+    #[test]
+    fn page_limits_are_clamped() {
+        assert_eq!(PageRequest::first(0).limit(), 1);
+        assert_eq!(PageRequest::first(5000).limit(), PageRequest::MAX_LIMIT);
+    }
+}
