@@ -1,7 +1,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use statehouse_ports::{RetryPolicy, StoreError};
+use statehouse_ports::{RetryPolicy, StoreError, TaskSpace, Ttl, ValidationExt};
 use statehouse_redis::{RedisConfig, redact_url};
 
 /// Where statehouse keeps its state and how it talks to it.
@@ -18,6 +18,9 @@ use statehouse_redis::{RedisConfig, redact_url};
 /// | `STATEHOUSE_UPDATE_ATTEMPTS` | attempts of an atomic update before `Conflict` | 50 |
 /// | `STATEHOUSE_RETRY_ATTEMPTS` | tries of an idempotent call that failed with a connection error or timeout (1 = no retry) | 1 |
 /// | `STATEHOUSE_TLS_CA_FILE` | PEM file of a private CA to trust for `rediss://` | platform roots |
+/// | `STATEHOUSE_TASK_NAMESPACE` | namespace (and hash tag) of task keys | `tasks` |
+/// | `STATEHOUSE_TASK_TTL_SECONDS` | TTL of task records and indexes, refreshed by every write | 7776000 (90 days) |
+/// | `STATEHOUSE_TASK_MAX_LOG` | keep at most this many log entries per task | no cap |
 ///
 /// `Debug` and `Display` never show the URL's password.
 #[derive(Clone, PartialEq, Eq)]
@@ -41,6 +44,12 @@ pub struct Settings {
     pub retry_attempts: u32,
     /// For `rediss://`: a private CA (PEM) to trust.
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// The namespace (and Redis Cluster hash tag) of task keys.
+    pub task_namespace: String,
+    /// The TTL of task records and their indexes, refreshed by every write.
+    pub task_ttl: Duration,
+    /// Keep at most this many log entries per task (`None`: no cap).
+    pub task_max_log: Option<usize>,
 }
 
 impl Default for Settings {
@@ -62,6 +71,9 @@ impl Settings {
             update_policy: RetryPolicy::default(),
             retry_attempts: 1,
             tls_ca_file: None,
+            task_namespace: TaskSpace::DEFAULT_NAMESPACE.to_owned(),
+            task_ttl: TaskSpace::DEFAULT_TTL,
+            task_max_log: None,
         }
     }
 
@@ -96,7 +108,32 @@ impl Settings {
         if let Some(path) = lookup("STATEHOUSE_TLS_CA_FILE") {
             settings.tls_ca_file = Some(path.into());
         }
+        if let Some(namespace) = lookup("STATEHOUSE_TASK_NAMESPACE") {
+            settings.task_namespace = namespace;
+        }
+        if let Some(secs) = number(&lookup, "STATEHOUSE_TASK_TTL_SECONDS")? {
+            settings.task_ttl = Duration::from_secs(secs);
+            Ttl::new(settings.task_ttl).for_op("configure", "STATEHOUSE_TASK_TTL_SECONDS")?;
+        }
+        if let Some(max) = number(&lookup, "STATEHOUSE_TASK_MAX_LOG")? {
+            settings.task_max_log = Some(usize::try_from(max).unwrap_or(usize::MAX));
+        }
         Ok(settings)
+    }
+
+    /// Where tasks are kept: namespace, TTL, log cap and the update policy.
+    /// A TTL out of range (zero, over 100 years) falls back to the default
+    /// (`from_lookup` rejects one from the environment).
+    pub fn task_space(&self) -> TaskSpace {
+        let space = TaskSpace::new(self.task_namespace.clone()).with_policy(self.update_policy);
+        let space = match space.clone().with_ttl(self.task_ttl) {
+            Ok(with_ttl) => with_ttl,
+            Err(_) => space,
+        };
+        match self.task_max_log {
+            Some(max) => space.with_max_log(max),
+            None => space,
+        }
     }
 
     /// The Redis adapter's configuration for these settings.
@@ -147,6 +184,9 @@ impl fmt::Debug for Settings {
             .field("update_policy", &self.update_policy)
             .field("retry_attempts", &self.retry_attempts)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("task_namespace", &self.task_namespace)
+            .field("task_ttl", &self.task_ttl)
+            .field("task_max_log", &self.task_max_log)
             .finish()
     }
 }

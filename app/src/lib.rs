@@ -8,6 +8,7 @@
 //!   backend from a URL (`memory://`, `redis://`, `rediss://`), or takes
 //!   ports you built ([`Ports`]), stacks the layers and hands out facades.
 //! - [`Documents`] (`documents.rs`): typed JSON documents.
+//! - [`Tasks`] (`tasks.rs`): task records with status, log and indexes.
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -36,14 +37,17 @@ mod config;
 mod documents;
 pub mod layers;
 mod statehouse;
+mod tasks;
 
 pub use config::Settings;
 pub use documents::Documents;
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_ports::{
-    DocumentStore, DocumentStoreExt, ErrorKind, Key, KeyPattern, KeyTtl, RetryPolicy, SetCondition,
-    SetOptions, StoreError, Ttl, Update, Updated, ValidationError,
+    DocumentStore, DocumentStoreExt, ErrorKind, Key, KeyPattern, KeyTtl, LogEntry, PageRequest, RetryPolicy,
+    ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
+    TaskRepository, TaskSpace, TaskStatus, Ttl, Update, Updated, UserId, ValidationError,
 };
+pub use tasks::Tasks;
 
 /// User guides. Their examples are compiled and run as doc tests.
 pub mod guide {

@@ -1,11 +1,11 @@
 use std::sync::Arc;
 
 use statehouse_memory::MemoryStore;
-use statehouse_ports::{DocumentStore, RetryPolicy, StoreError};
+use statehouse_ports::{DocumentStore, RetryPolicy, StoreError, TaskRepository, TaskSpace};
 use statehouse_redis::RedisStore;
 
 use crate::layers::{Retrying, Traced};
-use crate::{Documents, Settings};
+use crate::{Documents, Settings, Tasks};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
 /// inject any implementation (a mock, a decorator, a store of your own).
@@ -14,12 +14,23 @@ use crate::{Documents, Settings};
 pub struct Ports {
     /// The key-value core behind [`Documents`].
     pub documents: Arc<dyn DocumentStore>,
+    /// The task records behind [`Tasks`].
+    pub tasks: Arc<dyn TaskRepository>,
 }
 
 impl Ports {
-    /// Ports over `documents`.
-    pub fn new(documents: Arc<dyn DocumentStore>) -> Self {
-        Self { documents }
+    /// Ports over the given implementations.
+    pub fn new(documents: Arc<dyn DocumentStore>, tasks: Arc<dyn TaskRepository>) -> Self {
+        Self { documents, tasks }
+    }
+
+    /// Every port over one store that implements them all (an adapter).
+    pub fn of<S: DocumentStore + TaskRepository>(store: S) -> Self {
+        let store = Arc::new(store);
+        Self {
+            documents: store.clone(),
+            tasks: store,
+        }
     }
 }
 
@@ -66,11 +77,11 @@ impl Statehouse {
     /// Connects with explicit settings.
     pub async fn with_settings(settings: Settings) -> Result<Self, StoreError> {
         let scheme = settings.url.split_once("://").map(|(scheme, _)| scheme);
-        let (documents, backend): (Arc<dyn DocumentStore>, _) = match scheme {
-            Some("memory") => (Arc::new(MemoryStore::new()), "memory"),
+        let (ports, backend) = match scheme {
+            Some("memory") => (Ports::of(MemoryStore::new()), "memory"),
             Some("redis" | "rediss" | "unix" | "redis+unix") => {
                 let store = RedisStore::connect(settings.redis_config()).await?;
-                (Arc::new(store), "redis")
+                (Ports::of(store), "redis")
             }
             _ => {
                 return Err(StoreError::invalid_input(
@@ -80,13 +91,13 @@ impl Statehouse {
                 ));
             }
         };
-        Ok(Self::assemble(Ports::new(documents), settings, backend))
+        Ok(Self::assemble(ports, settings, backend))
     }
 
     /// An embedded in-memory store: for tests, demos and single-process use.
     pub fn memory() -> Self {
         Self::assemble(
-            Ports::new(Arc::new(MemoryStore::new())),
+            Ports::of(MemoryStore::new()),
             Settings::new("memory://"),
             "memory",
         )
@@ -103,13 +114,18 @@ impl Statehouse {
     }
 
     fn assemble(ports: Ports, settings: Settings, backend: &'static str) -> Self {
-        let adapter = ports.documents;
-        let documents: Arc<dyn DocumentStore> = match settings.transient_retry() {
-            Some(policy) => Arc::new(Traced::new(Retrying::new(adapter, policy))),
-            None => Arc::new(Traced::new(adapter)),
+        let ports = match settings.transient_retry() {
+            Some(policy) => Ports {
+                documents: Arc::new(Traced::new(Retrying::new(ports.documents, policy))),
+                tasks: Arc::new(Traced::new(Retrying::new(ports.tasks, policy))),
+            },
+            None => Ports {
+                documents: Arc::new(Traced::new(ports.documents)),
+                tasks: Arc::new(Traced::new(ports.tasks)),
+            },
         };
         Self {
-            ports: Ports { documents },
+            ports,
             settings,
             backend,
         }
@@ -118,6 +134,16 @@ impl Statehouse {
     /// Typed documents.
     pub fn documents(&self) -> Documents {
         Documents::new(self.ports.documents.clone()).with_retry_policy(self.update_policy())
+    }
+
+    /// Task records, in the namespace, TTL and log cap of the settings.
+    pub fn tasks(&self) -> Tasks {
+        Tasks::new(self.ports.tasks.clone(), self.task_space())
+    }
+
+    /// Where tasks are kept, from the settings.
+    pub fn task_space(&self) -> TaskSpace {
+        self.settings.task_space()
     }
 
     /// The ports, as layered.
@@ -143,7 +169,7 @@ impl Statehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use statehouse_ports::{ErrorKind, MockDocumentStore};
+    use statehouse_ports::{ErrorKind, MockDocumentStore, MockTaskRepository};
 
     #[tokio::test]
     async fn unknown_schemes_are_invalid_input_without_the_password() {
@@ -192,7 +218,11 @@ mod tests {
 
     #[tokio::test]
     async fn by_default_a_temporary_failure_is_reported_at_once() {
-        let state = Statehouse::assemble(Ports::new(Arc::new(flaky_get(1))), Settings::default(), "mock");
+        let state = Statehouse::assemble(
+            Ports::new(Arc::new(flaky_get(1)), Arc::new(MockTaskRepository::new())),
+            Settings::default(),
+            "mock",
+        );
         let err = state.documents().get::<u32>("k").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Connection);
     }
@@ -203,9 +233,17 @@ mod tests {
             retry_attempts: 3,
             ..Settings::default()
         };
-        let state = Statehouse::assemble(Ports::new(Arc::new(flaky_get(2))), settings.clone(), "mock");
+        let state = Statehouse::assemble(
+            Ports::new(Arc::new(flaky_get(2)), Arc::new(MockTaskRepository::new())),
+            settings.clone(),
+            "mock",
+        );
         assert_eq!(state.documents().get::<u32>("k").await.unwrap(), Some(7));
-        let state = Statehouse::assemble(Ports::new(Arc::new(flaky_get(3))), settings, "mock");
+        let state = Statehouse::assemble(
+            Ports::new(Arc::new(flaky_get(3)), Arc::new(MockTaskRepository::new())),
+            settings,
+            "mock",
+        );
         assert_eq!(
             state.documents().get::<u32>("k").await.unwrap_err().kind(),
             ErrorKind::Connection
@@ -222,7 +260,7 @@ mod tests {
                 source: "down".into(),
             })
         });
-        let state = Statehouse::from_ports(Ports::new(Arc::new(mock)));
+        let state = Statehouse::from_ports(Ports::new(Arc::new(mock), Arc::new(MockTaskRepository::new())));
         assert_eq!(state.backend(), "custom");
         assert!(!state.documents().is_alive().await);
     }

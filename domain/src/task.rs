@@ -101,7 +101,7 @@ impl std::str::FromStr for TaskStatus {
         Self::ALL
             .into_iter()
             .find(|status| status.as_str() == name)
-            .ok_or_else(|| ValidationError::UnknownName {
+            .ok_or(ValidationError::UnknownName {
                 what: "task status",
                 expected: "pending, running, completed, failed or cancelled",
             })

@@ -148,6 +148,20 @@ impl TaskIndex {
             Self::User(record.user.clone()),
         ]
     }
+
+    /// The indexes a stored record belongs to, read leniently (only its
+    /// `service` and `user` fields), so that a record that no longer parses
+    /// as a whole is still moved out of its indexes when it is replaced or
+    /// deleted.
+    pub fn of_stored(bytes: &[u8]) -> Vec<TaskIndex> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+        let field = |name: &str| value.get(name).cloned().unwrap_or_default();
+        // Fields that are missing or invalid are skipped one by one.
+        let mut indexes = Vec::with_capacity(2);
+        indexes.extend(serde_json::from_value(field("service")).ok().map(Self::Service));
+        indexes.extend(serde_json::from_value(field("user")).ok().map(Self::User));
+        indexes
+    }
 }
 
 impl fmt::Display for TaskIndex {
@@ -265,6 +279,33 @@ pub struct TaskPage {
     pub items: Vec<Result<TaskRecord, StoreError>>,
     /// Where the next page starts; `None` on the last page.
     pub next: Option<TaskCursor>,
+}
+
+impl TaskPage {
+    /// Builds a page from items gathered up to one beyond `limit`, with
+    /// each item's index position `(score, id)`: there is a next page exactly
+    /// when an item beyond the limit was found, and it starts after the last
+    /// item kept. What both adapters do at the end of a listing.
+    pub fn cut(
+        mut items: Vec<Result<TaskRecord, StoreError>>,
+        positions: &[(i64, String)],
+        limit: usize,
+    ) -> Self {
+        let mut next = None;
+        if items.len() > limit {
+            items.truncate(limit);
+            next = limit
+                .checked_sub(1)
+                .and_then(|last| positions.get(last))
+                .and_then(|(score, id)| {
+                    Some(TaskCursor {
+                        updated_millis: *score,
+                        id: TaskId::new(id.as_str()).ok()?,
+                    })
+                });
+        }
+        Self { items, next }
+    }
 }
 
 /// Task records with their status and log, indexed by service and by user.

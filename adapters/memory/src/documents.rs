@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::MemoryStore;
 use crate::glob;
-use crate::store::{State, Value};
+use crate::store::{Decision, State, Value};
 
 const UPDATE: &str = "update";
 
@@ -115,117 +115,45 @@ impl DocumentStore for MemoryStore {
         policy: RetryPolicy,
         f: &mut UpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
-        for attempt in 1..=policy.max_attempts() {
-            // Read under the lock, decide outside it, commit under it only if
-            // nobody wrote the key in between: the same optimistic protocol
-            // as WATCH/MULTI/EXEC, so conflicts and re-runs behave alike.
-            let (current, seen) = {
-                let mut state = self.keyspace.lock();
-                let current = read_str(&mut state, UPDATE, key, Instant::now())?;
-                (current, state.watch(key.as_str()))
-            };
-            let mut watch = WatchGuard {
-                store: self,
-                key,
-                seen: Some(seen),
-            };
-            let decision = match f(current.as_deref()) {
-                Ok(decision) => decision,
-                Err(source) => {
-                    return Err(StoreError::Aborted {
+        let (value, attempts) = self
+            .keyspace
+            .optimistic(
+                UPDATE,
+                key.as_str(),
+                &[key.as_str()],
+                policy,
+                |state, now| read_str(state, UPDATE, key, now),
+                |current| {
+                    let decision = f(current.as_deref()).map_err(|source| StoreError::Aborted {
                         op: UPDATE,
                         key: key.to_string(),
                         source,
-                    });
-                }
-            };
-            let write = match decision {
-                Update::Keep => {
-                    return Ok(Updated {
-                        value: current,
-                        attempts: attempt,
-                    });
-                }
-                Update::Set(value) => Some(value),
-                Update::Delete => None,
-            };
-            if let Some(updated) = self.commit(key, write, &mut watch, attempt) {
-                return Ok(updated);
-            }
-            if attempt < policy.max_attempts() {
-                tokio::time::sleep(policy.backoff(attempt)).await;
-            }
-        }
-        Err(StoreError::Conflict {
-            op: UPDATE,
-            key: key.to_string(),
-            attempts: policy.max_attempts(),
-        })
+                    })?;
+                    Ok(match decision {
+                        Update::Keep => Decision::Done(current),
+                        Update::Set(value) => Decision::Commit(Some(value)),
+                        Update::Delete => Decision::Commit(None),
+                    })
+                },
+                |state, now, write| {
+                    match &write {
+                        Some(value) => {
+                            // Keep the TTL, like `SET … KEEPTTL`.
+                            let expires_at = state.live(key.as_str(), now).and_then(|entry| entry.expires_at);
+                            state.put(key.as_str(), Value::Str(value.clone()), expires_at);
+                        }
+                        None => {
+                            state.remove(key.as_str(), now);
+                        }
+                    }
+                    write
+                },
+            )
+            .await?;
+        Ok(Updated { value, attempts })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
-    }
-}
-
-impl MemoryStore {
-    /// Writes an update's decision (`Some` value to set, `None` to delete)
-    /// if the key was not written since the read; `None` on conflict.
-    fn commit(
-        &self,
-        key: &Key,
-        write: Option<Vec<u8>>,
-        watch: &mut WatchGuard<'_>,
-        attempt: u32,
-    ) -> Option<Updated> {
-        let now = Instant::now();
-        // Locking purges what is due, so a key that expired since the read
-        // counts as written: the same as Redis aborting EXEC for it.
-        let mut state = self.keyspace.lock();
-        if watch.release(&mut state) {
-            return None;
-        }
-        match &write {
-            Some(value) => {
-                // Keep the TTL, like `SET … KEEPTTL`.
-                let expires_at = state.live(key.as_str(), now).and_then(|entry| entry.expires_at);
-                state.put(key.as_str(), Value::Str(value.clone()), expires_at);
-            }
-            None => {
-                state.remove(key.as_str(), now);
-            }
-        }
-        Some(Updated {
-            value: write,
-            attempts: attempt,
-        })
-    }
-}
-
-/// Holds one watch registration and drops it on every path out of an
-/// attempt, including cancellation of the caller's future.
-struct WatchGuard<'s> {
-    store: &'s MemoryStore,
-    key: &'s Key,
-    seen: Option<u64>,
-}
-
-impl WatchGuard<'_> {
-    /// Drops the registration; returns whether the key was written since the
-    /// read (a conflict).
-    fn release(&mut self, state: &mut State) -> bool {
-        match self.seen.take() {
-            Some(seen) => state.unwatch(self.key.as_str(), seen),
-            None => true,
-        }
-    }
-}
-
-impl Drop for WatchGuard<'_> {
-    fn drop(&mut self) {
-        if self.seen.is_some() {
-            let mut state = self.store.keyspace.lock();
-            self.release(&mut state);
-        }
     }
 }

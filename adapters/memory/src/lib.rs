@@ -8,6 +8,9 @@
 //!   for optimistic updates.
 //! - `glob.rs`: Redis' glob matcher, ported from `stringmatchlen`.
 //! - `documents.rs`: [`DocumentStore`](statehouse_ports::DocumentStore).
+//! - `tasks.rs`: [`TaskRepository`](statehouse_ports::TaskRepository):
+//!   records as strings, indexes as sorted sets, under the same keys as on
+//!   Redis.
 //!
 //! # Behaviour shared with Redis
 //!
@@ -40,6 +43,7 @@
 mod documents;
 mod glob;
 mod store;
+mod tasks;
 
 use std::sync::Arc;
 

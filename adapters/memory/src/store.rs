@@ -1,11 +1,12 @@
 //! The keyspace: one map shared by every port of a [`MemoryStore`], like the
 //! one keyspace of a Redis database.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use statehouse_ports::{RetryPolicy, StoreError};
 use tokio::time::Instant;
 
 /// A value and its bookkeeping.
@@ -25,6 +26,70 @@ pub(crate) enum Value {
     Str(Vec<u8>),
     /// A Redis hash.
     Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+    /// A Redis sorted set.
+    ZSet(ZSet),
+}
+
+/// A Redis sorted set: members with scores, ordered by (score, member) with
+/// members compared byte-wise, as Redis orders them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ZSet {
+    scores: HashMap<String, Score>,
+    order: BTreeSet<(Score, String)>,
+}
+
+/// A score, totally ordered (`f64::total_cmp`), like Redis' doubles.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Score(pub(crate) f64);
+
+impl Eq for Score {}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl ZSet {
+    /// Adds `member` or moves it to `score` (`ZADD`).
+    pub(crate) fn insert(&mut self, member: &str, score: f64) {
+        let score = Score(score);
+        if let Some(old) = self.scores.insert(member.to_owned(), score) {
+            self.order.remove(&(old, member.to_owned()));
+        }
+        self.order.insert((score, member.to_owned()));
+    }
+
+    /// Removes `member` (`ZREM`); returns whether it was there.
+    pub(crate) fn remove(&mut self, member: &str) -> bool {
+        match self.scores.remove(member) {
+            Some(score) => {
+                self.order.remove(&(score, member.to_owned()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Members with their scores, highest score first, then member
+    /// descending (`ZRANGE … REV`).
+    pub(crate) fn rev_iter(&self) -> impl Iterator<Item = (f64, &str)> {
+        self.order
+            .iter()
+            .rev()
+            .map(|(score, member)| (score.0, member.as_str()))
+    }
+
+    /// How many members (`ZCARD`).
+    pub(crate) fn len(&self) -> usize {
+        self.scores.len()
+    }
 }
 
 /// In-flight optimistic updates of one key (Redis' WATCH, in memory): every
@@ -97,6 +162,89 @@ impl State {
             .push(Reverse((expires_at, entry.version, key.to_owned())));
         self.touch(key);
         true
+    }
+
+    /// Changes the value of a live key in place (no new version, no expiry
+    /// change) and tells its watchers. `None` if the key is missing.
+    fn modify<T>(&mut self, key: &str, now: Instant, f: impl FnOnce(&mut Value) -> T) -> Option<T> {
+        self.expire_if_due(key, now);
+        let result = f(&mut self.entries.get_mut(key)?.value);
+        self.touch(key);
+        Some(result)
+    }
+
+    /// Makes a live key expire at `at` unless it already lives longer: a
+    /// persistent key stays persistent, a later expiry stays. What every
+    /// TTL refresh of the families does ("never shortens a longer TTL").
+    pub(crate) fn extend_expiry(&mut self, key: &str, at: Instant, now: Instant) {
+        let longer = match self.live(key, now) {
+            None => return,
+            Some(entry) => entry.expires_at.is_none_or(|current| current >= at),
+        };
+        if !longer {
+            self.set_expiry(key, at, now);
+        }
+    }
+
+    /// Writes `value` under `key`, expiring at `at` unless the key already
+    /// lives longer (then its expiry, or persistence, is kept).
+    pub(crate) fn put_extending(&mut self, key: &str, value: Value, at: Instant, now: Instant) {
+        let keep = self
+            .live(key, now)
+            .map(|entry| entry.expires_at)
+            .filter(|current| current.is_none_or(|current| current >= at));
+        self.put(key, value, keep.unwrap_or(Some(at)));
+    }
+
+    /// The sorted set under `key`; `None` if missing, `Err(())` if the key
+    /// holds another type.
+    pub(crate) fn zset(&mut self, key: &str, now: Instant) -> Result<Option<&ZSet>, ()> {
+        match self.live(key, now).map(|entry| &entry.value) {
+            None => Ok(None),
+            Some(Value::ZSet(zset)) => Ok(Some(zset)),
+            Some(_) => Err(()),
+        }
+    }
+
+    /// `ZADD key score member`, then the key expires at `at` unless it lives
+    /// longer; a new sorted set gets exactly `at`. `Err(())` (nothing
+    /// written) if the key holds another type.
+    pub(crate) fn zadd_extending(
+        &mut self,
+        key: &str,
+        member: &str,
+        score: f64,
+        at: Instant,
+        now: Instant,
+    ) -> Result<(), ()> {
+        if self.zset(key, now)?.is_none() {
+            let mut zset = ZSet::default();
+            zset.insert(member, score);
+            self.put(key, Value::ZSet(zset), Some(at));
+            return Ok(());
+        }
+        self.modify(key, now, |value| {
+            if let Value::ZSet(zset) = value {
+                zset.insert(member, score);
+            }
+        });
+        self.extend_expiry(key, at, now);
+        Ok(())
+    }
+
+    /// `ZREM key member`; an emptied set is removed, as Redis does. A key
+    /// of another type is left alone.
+    pub(crate) fn zrem(&mut self, key: &str, member: &str, now: Instant) {
+        if !matches!(self.zset(key, now), Ok(Some(zset)) if zset.scores.contains_key(member)) {
+            return;
+        }
+        let emptied = self.modify(key, now, |value| match value {
+            Value::ZSet(zset) => zset.remove(member) && zset.len() == 0,
+            _ => false,
+        });
+        if emptied == Some(true) {
+            self.remove(key, now);
+        }
     }
 
     /// All live keys.
@@ -210,6 +358,104 @@ impl Keyspace {
         let mut state = lock(&self.state);
         state.purge_due(Instant::now());
         state
+    }
+}
+
+/// What an optimistic read-modify-write decided after reading.
+pub(crate) enum Decision<W, T> {
+    /// Commit `W` if no watched key changed since the read, then return
+    /// what the commit returns.
+    Commit(W),
+    /// Write nothing; return `T`.
+    Done(T),
+}
+
+impl Keyspace {
+    /// THE optimistic read-modify-write of the memory store, the twin of
+    /// the Redis adapter's WATCH loop (`txn::optimistic`): `read` runs under
+    /// the lock and the `watched` keys are watched; `decide` runs without
+    /// the lock (it may run more than once); `commit` runs under the lock
+    /// only if no watched key was written since the read, else the attempt
+    /// starts over after the policy's backoff. Only running out of attempts
+    /// is `Conflict` (naming `key`). Returns the result and the attempts.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn optimistic<R, W, T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        watched: &[&str],
+        policy: RetryPolicy,
+        mut read: impl FnMut(&mut State, Instant) -> Result<R, StoreError>,
+        mut decide: impl FnMut(R) -> Result<Decision<W, T>, StoreError>,
+        mut commit: impl FnMut(&mut State, Instant, W) -> T,
+    ) -> Result<(T, u32), StoreError> {
+        for attempt in 1..=policy.max_attempts() {
+            let mut guard = WatchGuard {
+                keyspace: self,
+                keys: watched,
+                seen: None,
+            };
+            let current = {
+                let mut state = self.lock();
+                let current = read(&mut state, Instant::now())?;
+                guard.seen = Some(watched.iter().map(|key| state.watch(key)).collect());
+                current
+            };
+            match decide(current)? {
+                Decision::Done(value) => return Ok((value, attempt)),
+                Decision::Commit(write) => {
+                    // Locking purges what is due, so a key that expired since
+                    // the read counts as written: the same as Redis aborting
+                    // EXEC for it.
+                    let mut state = self.lock();
+                    if !guard.release(&mut state) {
+                        return Ok((commit(&mut state, Instant::now(), write), attempt));
+                    }
+                }
+            }
+            if attempt < policy.max_attempts() {
+                tokio::time::sleep(policy.backoff(attempt)).await;
+            }
+        }
+        Err(StoreError::Conflict {
+            op,
+            key: key.to_owned(),
+            attempts: policy.max_attempts(),
+        })
+    }
+}
+
+/// Holds the watch registrations of one attempt and drops them on every
+/// path out of it, including cancellation of the caller's future.
+struct WatchGuard<'a> {
+    keyspace: &'a Keyspace,
+    keys: &'a [&'a str],
+    seen: Option<Vec<u64>>,
+}
+
+impl WatchGuard<'_> {
+    /// Drops the registrations; returns whether any watched key was written
+    /// since the read (a conflict).
+    fn release(&mut self, state: &mut State) -> bool {
+        match self.seen.take() {
+            Some(seen) => {
+                let mut touched = false;
+                for (key, seen) in self.keys.iter().zip(seen) {
+                    touched |= state.unwatch(key, seen);
+                }
+                touched
+            }
+            None => true,
+        }
+    }
+}
+
+impl Drop for WatchGuard<'_> {
+    fn drop(&mut self) {
+        if self.seen.is_some() {
+            let mut state = self.keyspace.lock();
+            self.release(&mut state);
+        }
     }
 }
 

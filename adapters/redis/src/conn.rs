@@ -119,8 +119,31 @@ impl Connections {
         }
     }
 
+    /// Runs one call under the response timeout, handing back its redis-rs
+    /// result unmapped, for a caller that acts on a particular server error
+    /// (the WATCH loop on `NOSCRIPT`). Only the timeout is mapped.
+    pub(crate) async fn run_raw<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<RedisResult<T>, StoreError> {
+        tokio::time::timeout(self.response_timeout, call)
+            .await
+            .map_err(|_| StoreError::Timeout {
+                op,
+                key: key.to_owned(),
+                after: self.response_timeout,
+            })
+    }
+
     /// A shared-connection handle for plain commands (cheap clone).
     pub(crate) fn shared(&self) -> ConnectionManager {
+        self.shared.clone()
+    }
+
+    /// A handle for read-only commands that may be served by a replica.
+    pub(crate) fn reader(&self) -> ConnectionManager {
         self.shared.clone()
     }
 
@@ -214,12 +237,15 @@ fn open_error(url: &str, error: RedisError) -> StoreError {
     }
 }
 
-/// A dedicated connection and whether it is known to hold no WATCH/MULTI
-/// state.
+/// A dedicated connection, whether it is known to hold no WATCH/MULTI
+/// state, and whether statehouse's scripts were loaded through it (the
+/// server's script cache is emptied by a restart, which also replaces the
+/// connection).
 #[derive(Debug)]
 pub(crate) struct TxnConn {
     pub(crate) conn: MultiplexedConnection,
     pub(crate) clean: bool,
+    pub(crate) scripts_loaded: bool,
 }
 
 /// bb8 manager of [`TxnConn`]s. bb8-redis' own manager cannot set timeouts
@@ -245,7 +271,11 @@ impl bb8::ManageConnection for TxnManager {
             .arg(TXN_CLIENT_NAME)
             .exec_async(&mut conn)
             .await?;
-        Ok(TxnConn { conn, clean: true })
+        Ok(TxnConn {
+            conn,
+            clean: true,
+            scripts_loaded: false,
+        })
     }
 
     async fn is_valid(&self, conn: &mut TxnConn) -> Result<(), RedisError> {

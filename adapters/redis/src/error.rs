@@ -48,6 +48,17 @@ pub(crate) fn map(op: &'static str, key: &str, error: RedisError, timeout: Durat
     }
 }
 
+/// NOSCRIPT (an `EVALSHA` of a script the server does not hold), from a
+/// command or from any command of a transaction.
+pub(crate) fn is_no_script(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+        || error.code() == Some("NOSCRIPT")
+        || error
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "NOSCRIPT"))
+}
+
 /// WRONGTYPE from a command, or from any command of a pipeline (redis-rs
 /// reports pipeline failures as a list, without a top-level code).
 fn is_wrong_type(error: &RedisError) -> bool {

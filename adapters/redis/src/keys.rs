@@ -1,6 +1,10 @@
 //! Where Redis keys are built: the configured prefix in front of every key
 //! and pattern, stripped from listed keys.
 //!
+//! Family keys (tasks, …) come from `statehouse_domain::layout`, which
+//! escapes the user-given components and adds the hash tags; here they only
+//! get the prefix.
+//!
 //! Document keys are the caller's keys verbatim (they choose the layout,
 //! e.g. `user:1`); the prefix is put in front as is for keys and escaped for
 //! patterns, so glob characters in a prefix never widen a listing beyond it.
@@ -26,8 +30,14 @@ impl Keys {
 
     /// The Redis key of a document key.
     pub(crate) fn key<'k>(&self, key: &'k Key) -> Cow<'k, str> {
+        self.raw(key.as_str())
+    }
+
+    /// The Redis key of a key built by the family layout
+    /// (`statehouse_domain::layout`), which escaped its components already.
+    pub(crate) fn raw<'k>(&self, key: &'k str) -> Cow<'k, str> {
         if self.prefix.is_empty() {
-            Cow::Borrowed(key.as_str())
+            Cow::Borrowed(key)
         } else {
             Cow::Owned(format!("{}{}", self.prefix, key))
         }

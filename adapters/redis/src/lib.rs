@@ -10,7 +10,11 @@
 //! - `error.rs`: the one mapping from redis-rs errors to `StoreError` kinds.
 //! - `keys.rs`: where Redis keys and patterns are built (prefix, escaping).
 //! - `txn.rs`: the bounded WATCH/MULTI/EXEC loop.
+//! - `scripts.rs`: the Lua scripts (run inside that loop's MULTI), loaded
+//!   by it on each dedicated connection.
 //! - `documents.rs`: [`DocumentStore`](statehouse_ports::DocumentStore).
+//! - `tasks.rs`: [`TaskRepository`](statehouse_ports::TaskRepository);
+//!   reads may go to a read endpoint.
 //!
 //! # Architecture invariants
 //!
@@ -28,6 +32,8 @@ mod conn;
 mod documents;
 mod error;
 mod keys;
+mod scripts;
+mod tasks;
 mod txn;
 
 use std::sync::Arc;

@@ -4,7 +4,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError, UpdateFn, Updated,
+    DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetCondition, SetOptions, StoreError, TaskId,
+    TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
 
 /// Retries calls that failed with a temporary error
@@ -14,6 +15,7 @@ use statehouse_ports::{
 /// | retried | never retried |
 /// |---|---|
 /// | `get`, `get_many`, `exists`, `ttl`, `list_keys`, `ping`, unconditional `set` | `set` with a condition (a lost reply would turn "written" into "not written"), `delete` (its answer could lie), `expire`, `update` (a timed-out EXEC has an unknown outcome) |
+/// | tasks: `get`, `list`, `count` | tasks: `save`, `set_status`, `append_log`, `delete` |
 ///
 /// `Conflict` is never retried here: the update loop already spent its
 /// attempts. The last error is returned as is once `policy` runs out.
@@ -142,5 +144,55 @@ impl<S: DocumentStore> DocumentStore for Retrying<S> {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.retry(|| self.inner.ping()).await
+    }
+}
+
+/// Task calls: reads (`get`, `list`, `count`) are retried; writes are not
+/// (a timed-out EXEC has an unknown outcome, and a repeated `append_log`
+/// would log twice).
+#[async_trait]
+impl<S: TaskRepository> TaskRepository for Retrying<S> {
+    async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
+        self.inner.save(space, record).await
+    }
+
+    async fn get(&self, space: &TaskSpace, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.retry(|| self.inner.get(space, id)).await
+    }
+
+    async fn set_status<'m>(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        status: TaskStatus,
+        message: Option<&'m str>,
+    ) -> Result<TaskRecord, StoreError> {
+        self.inner.set_status(space, id, status, message).await
+    }
+
+    async fn append_log(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        message: &str,
+    ) -> Result<TaskRecord, StoreError> {
+        self.inner.append_log(space, id, message).await
+    }
+
+    async fn list(
+        &self,
+        space: &TaskSpace,
+        index: &TaskIndex,
+        page: &PageRequest,
+    ) -> Result<TaskPage, StoreError> {
+        self.retry(|| self.inner.list(space, index, page)).await
+    }
+
+    async fn count(&self, space: &TaskSpace, index: &TaskIndex) -> Result<u64, StoreError> {
+        self.retry(|| self.inner.count(space, index)).await
+    }
+
+    async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError> {
+        self.inner.delete(space, id).await
     }
 }

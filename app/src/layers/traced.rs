@@ -3,7 +3,8 @@ use std::future::Future;
 
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    Boxed, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetOptions, StoreError, UpdateFn, Updated,
+    Boxed, DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetOptions, StoreError, TaskId,
+    TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
 use tracing::Instrument;
 
@@ -205,5 +206,82 @@ impl<S: DocumentStore> DocumentStore for Traced<S> {
         Self: 'f,
     {
         wrap("ping", "", self.inner.ping())
+    }
+}
+
+/// Task calls: the span's `key` is the record's key, or the index's key for
+/// listings and counts (never a value).
+#[async_trait::async_trait]
+impl<S: TaskRepository> TaskRepository for Traced<S> {
+    async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
+        let call = self.inner.save(space, record);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("save", &space.keys().record(record.id.as_str()), call).await
+    }
+
+    async fn get(&self, space: &TaskSpace, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let call = self.inner.get(space, id);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("get", &space.keys().record(id.as_str()), call).await
+    }
+
+    async fn set_status<'m>(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        status: TaskStatus,
+        message: Option<&'m str>,
+    ) -> Result<TaskRecord, StoreError> {
+        let call = self.inner.set_status(space, id, status, message);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("set_status", &space.keys().record(id.as_str()), call).await
+    }
+
+    async fn append_log(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        message: &str,
+    ) -> Result<TaskRecord, StoreError> {
+        let call = self.inner.append_log(space, id, message);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("append_log", &space.keys().record(id.as_str()), call).await
+    }
+
+    async fn list(
+        &self,
+        space: &TaskSpace,
+        index: &TaskIndex,
+        page: &PageRequest,
+    ) -> Result<TaskPage, StoreError> {
+        let call = self.inner.list(space, index, page);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("list", &index.key(space), call).await
+    }
+
+    async fn count(&self, space: &TaskSpace, index: &TaskIndex) -> Result<u64, StoreError> {
+        let call = self.inner.count(space, index);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("count", &index.key(space), call).await
+    }
+
+    async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError> {
+        let call = self.inner.delete(space, id);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("delete", &space.keys().record(id.as_str()), call).await
     }
 }

@@ -1,0 +1,105 @@
+//! The Lua scripts of the Redis adapter, in one place.
+//!
+//! A script runs inside the MULTI of a WATCH section (`txn::optimistic`)
+//! when a write needs a decision Redis commands alone cannot take in one
+//! atomic step, such as "set this TTL unless the key already lives longer".
+//! Scripts are sent as `EVALSHA`; the WATCH loop loads them on a dedicated
+//! connection before its first use and again after a `NOSCRIPT` answer (a
+//! restarted or flushed server), so callers never see one.
+//!
+//! Every script checks the types of all its keys before writing anything:
+//! Redis does not roll a script back, so a `WRONGTYPE` halfway would leave a
+//! partial write.
+
+use std::sync::LazyLock;
+
+use redis::{Cmd, Script};
+
+/// Writes a task record and its index entries in one step.
+///
+/// KEYS: the record, then `ARGV[5]` index keys to add the task to, then the
+/// index keys to remove it from. ARGV: record JSON, TTL (ms), score, member
+/// (task id), number of indexes to add to.
+///
+/// The TTL goes on the record and on every index touched, never shortening
+/// a longer one (a persistent key stays persistent); a new key gets it.
+pub(crate) static TASK_WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(TASK_WRITE_CODE));
+
+const TASK_WRITE_CODE: &str = r"
+local ttl = tonumber(ARGV[2])
+local added = tonumber(ARGV[5])
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and kind ~= 'string' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' .. kind)
+end
+for i = 2, #KEYS do
+  kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind ~= 'none' and kind ~= 'zset' then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind)
+  end
+end
+local function extend(key, existed)
+  local left = redis.call('PTTL', key)
+  if not existed or (left >= 0 and left < ttl) then
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+local left = redis.call('PTTL', KEYS[1])
+if left == -2 or (left >= 0 and left < ttl) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+end
+for i = 2 + added, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[4])
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    extend(KEYS[i], true)
+  end
+end
+for i = 2, 1 + added do
+  local existed = redis.call('EXISTS', KEYS[i]) == 1
+  redis.call('ZADD', KEYS[i], ARGV[3], ARGV[4])
+  extend(KEYS[i], existed)
+end
+return 1
+";
+
+/// Removes index entries whose record is gone, checking each record on the
+/// server so that an entry whose record was re-created meanwhile stays.
+///
+/// KEYS: the index, then the record keys. ARGV: the members, aligned with
+/// the record keys. Returns how many entries were removed.
+pub(crate) static PRUNE_INDEX: LazyLock<Script> = LazyLock::new(|| Script::new(PRUNE_INDEX_CODE));
+
+const PRUNE_INDEX_CODE: &str = r"
+local removed = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i - 1])
+  end
+end
+return removed
+";
+
+/// The source of every script, for loading them on a connection.
+const ALL: [&str; 2] = [TASK_WRITE_CODE, PRUNE_INDEX_CODE];
+
+/// `EVALSHA` of `script` with `keys` and `args`, for a pipeline.
+pub(crate) fn evalsha<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(
+    script: &Script,
+    keys: &[K],
+    args: A,
+) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys).arg(args);
+    cmd
+}
+
+/// `SCRIPT LOAD` of every script, answers ignored.
+pub(crate) fn load_all() -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for code in ALL {
+        pipe.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
+    }
+    pipe
+}
