@@ -7,9 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use statehouse::Ports;
 use statehouse::layers::{Retrying, Traced};
 use statehouse_memory::MemoryStore;
-use statehouse_ports::{DocumentStore, Key};
+use statehouse_ports::Key;
 use statehouse_redis::{RedisConfig, RedisStore};
 use tracing::instrument::WithSubscriber;
 
@@ -42,7 +43,8 @@ where
                 planter.insert_hash_for_tests(&key, "field", b"value");
                 Box::pin(async {})
             });
-            Backend::new("memory", wrap(stack, Arc::new(store)), paused, plant_hash)
+            let ports = wrap(stack, Ports::of(store));
+            Backend::new("memory", ports.documents, ports.tasks, paused, plant_hash)
         },
         body,
     );
@@ -80,16 +82,20 @@ where
                         .unwrap();
                 })
             });
-            Backend::new("redis", wrap(stack, Arc::new(store)), false, plant_hash)
+            let ports = wrap(stack, Ports::of(store));
+            Backend::new("redis", ports.documents, ports.tasks, false, plant_hash)
         },
         body,
     );
 }
 
-fn wrap(stack: Stack, store: Arc<dyn DocumentStore>) -> Arc<dyn DocumentStore> {
+fn wrap(stack: Stack, ports: Ports) -> Ports {
     match stack {
-        Stack::Bare => store,
-        Stack::Layered => Arc::new(Traced::new(Retrying::with_defaults(store))),
+        Stack::Bare => ports,
+        Stack::Layered => Ports::new(
+            Arc::new(Traced::new(Retrying::with_defaults(ports.documents))),
+            Arc::new(Traced::new(Retrying::with_defaults(ports.tasks))),
+        ),
     }
 }
 

@@ -391,7 +391,7 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
     let settings = Settings::new(url.clone());
     let state = if options.bare {
         let store = RedisStore::connect(settings.redis_config()).await?;
-        Statehouse::from_ports(Ports::new(Arc::new(store)))
+        Statehouse::from_ports(Ports::of(store))
     } else {
         Statehouse::with_settings(settings).await?
     };

@@ -12,10 +12,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use statehouse::{Documents, RetryPolicy};
-use statehouse_ports::{DocumentStore, Key};
+use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks};
+use statehouse_ports::{DocumentStore, Key, TaskRepository};
 
 pub mod documents;
+pub mod tasks;
 
 /// The runtime a test needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub struct Backend {
     pub name: String,
     /// The document port.
     pub documents: Arc<dyn DocumentStore>,
+    /// The task port.
+    pub tasks: Arc<dyn TaskRepository>,
     paused_time: bool,
     plant_hash: PlantHash,
 }
@@ -58,12 +61,14 @@ impl Backend {
     pub fn new(
         name: impl Into<String>,
         documents: Arc<dyn DocumentStore>,
+        tasks: Arc<dyn TaskRepository>,
         paused_time: bool,
         plant_hash: PlantHash,
     ) -> Self {
         Self {
             name: name.into(),
             documents,
+            tasks,
             paused_time,
             plant_hash,
         }
@@ -77,6 +82,16 @@ impl Backend {
     /// The documents facade with another update retry policy.
     pub fn docs_with(&self, policy: RetryPolicy) -> Documents {
         self.docs().with_retry_policy(policy)
+    }
+
+    /// The tasks facade over this backend, in the default space.
+    pub fn tasks(&self) -> Tasks {
+        self.tasks_in(TaskSpace::default())
+    }
+
+    /// The tasks facade in `space`.
+    pub fn tasks_in(&self, space: TaskSpace) -> Tasks {
+        Tasks::new(self.tasks.clone(), space)
     }
 
     /// Lets `duration` pass: advances paused tokio time, or sleeps. Keep
@@ -130,6 +145,24 @@ macro_rules! contract_suite {
             conflict_reruns_the_closure_exactly_twice: Threaded,
             one_attempt_policy_reports_conflict: Threaded,
             rewriting_the_same_value_still_conflicts: Threaded,
+        ]);
+        $crate::contract_suite!(@family $runner, tasks, [
+            save_and_get_round_trip_a_record: Plain,
+            status_changes_follow_the_lifecycle: Plain,
+            unknown_task_is_not_found: Plain,
+            listings_are_newest_first_and_paged: Plain,
+            paging_through_same_millisecond_updates_loses_nothing: Plain,
+            saving_under_another_user_moves_the_index_entries: Plain,
+            delete_removes_the_record_and_its_index_entries: Plain,
+            expired_tasks_vanish_from_listings_and_counts: Plain,
+            writes_refresh_the_ttl_but_never_shorten_it: Plain,
+            bad_record_fails_alone_in_its_page: Plain,
+            log_cap_keeps_the_newest_entries: Plain,
+            stale_index_entries_are_skipped: Plain,
+            ids_with_separators_and_globs_never_collide: Plain,
+            invalid_ids_are_rejected_before_any_io: Plain,
+            concurrent_log_appends_lose_nothing: Threaded,
+            status_change_racing_with_appends_loses_neither: Threaded,
         ]);
     };
     (@family $runner:ident, $family:ident, [$($name:ident : $flavor:ident),* $(,)?]) => {
