@@ -54,6 +54,9 @@ pub mod guide {
     #[doc = include_str!("../../docs/documents.md")]
     pub mod documents {}
 
+    #[doc = include_str!("../../docs/tasks.md")]
+    pub mod tasks {}
+
     #[doc = include_str!("../../README.md")]
     pub mod readme {}
 }
