@@ -250,6 +250,29 @@ mod tests {
     }
 
     #[test]
+    fn task_settings_come_from_the_environment() {
+        let defaults = from(&[]).unwrap().task_space();
+        assert_eq!(defaults.namespace(), "tasks");
+        assert_eq!(defaults.ttl().as_millis(), 7_776_000_000);
+        assert_eq!(defaults.max_log(), None);
+        let settings = from(&[
+            ("STATEHOUSE_TASK_NAMESPACE", "jobs"),
+            ("STATEHOUSE_TASK_TTL_SECONDS", "3600"),
+            ("STATEHOUSE_TASK_MAX_LOG", "20"),
+            ("STATEHOUSE_UPDATE_ATTEMPTS", "9"),
+        ])
+        .unwrap();
+        let space = settings.task_space();
+        assert_eq!(space.namespace(), "jobs");
+        assert_eq!(space.ttl().as_millis(), 3_600_000);
+        assert_eq!(space.max_log(), Some(20));
+        assert_eq!(space.policy().max_attempts(), 9);
+        let err = from(&[("STATEHOUSE_TASK_TTL_SECONDS", "999999999999")]).unwrap_err();
+        assert!(err.to_string().contains("STATEHOUSE_TASK_TTL_SECONDS"), "{err}");
+        assert!(from(&[("STATEHOUSE_TASK_TTL_SECONDS", "0")]).is_err());
+    }
+
+    #[test]
     fn invalid_numbers_name_the_variable() {
         let err = from(&[("STATEHOUSE_RESPONSE_TIMEOUT_MS", "soon")]).unwrap_err();
         assert!(

@@ -161,6 +161,7 @@ macro_rules! contract_suite {
             stale_index_entries_are_skipped: Plain,
             ids_with_separators_and_globs_never_collide: Plain,
             invalid_ids_are_rejected_before_any_io: Plain,
+            a_key_of_another_type_fails_the_write_and_writes_nothing: Plain,
             concurrent_log_appends_lose_nothing: Threaded,
             status_change_racing_with_appends_loses_neither: Threaded,
         ]);

@@ -481,3 +481,13 @@ pub async fn status_change_racing_with_appends_loses_neither(backend: Backend) {
         .collect();
     assert_eq!(statuses, ["running", "completed"]);
 }
+
+pub async fn a_key_of_another_type_fails_the_write_and_writes_nothing(backend: Backend) {
+    let tasks = backend.tasks();
+    backend.plant_hash("{tasks}:by-user:u").await;
+    let error = tasks.create("t", "svc", "u").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WrongType, "{error}");
+    assert_eq!(tasks.get("t").await.unwrap(), None);
+    assert!(!backend.docs().exists("{tasks}:by-service:svc").await.unwrap());
+    assert_eq!(tasks.count_by_service("svc").await.unwrap(), 0);
+}
