@@ -55,6 +55,16 @@ MSG
 fi
 say "using $("$redis_bin" --version)"
 
+# The workspace's rust-version is the toolchain CI really builds with: say
+# which one this is, and refuse an older one (cargo would too, less clearly).
+declared=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+actual=$(rustc --version | awk '{print $2}')
+say "using rustc $actual (rust-version $declared)"
+if [ "$(printf '%s\n%s\n' "$declared" "$actual" | sort -V | head -n 1)" != "$declared" ]; then
+    echo "error: rustc $actual is older than the declared rust-version $declared" >&2
+    exit 1
+fi
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
