@@ -1,0 +1,118 @@
+//! `doc get|set|del|list|ttl`: typed documents from the command line.
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use statehouse_ports::{KeyTtl, SetOptions, Ttl, ValidationExt};
+
+use super::CliError;
+use crate::{Documents, Statehouse};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum DocCommand {
+    /// Print the value stored under KEY (exit status 1 if it does not exist).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Store VALUE (JSON, unless --raw) under KEY.
+    Set(SetArgs),
+    /// Delete KEY.
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// List keys matching a Redis glob pattern (sorted, via SCAN).
+    List {
+        /// The pattern (`*`, `?`, `[a-z]`, `[^a]`, `\` escapes).
+        #[arg(default_value = "*")]
+        pattern: String,
+    },
+    /// Show the remaining time to live of KEY.
+    Ttl {
+        /// The key.
+        key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct SetArgs {
+    /// The key.
+    key: String,
+    /// The value: a JSON document, e.g. '{"name":"Ada"}' or '"text"'.
+    value: String,
+    /// Expire the key after this many seconds (more than 0).
+    #[arg(long, allow_negative_numbers = true)]
+    ttl: Option<i64>,
+    /// Only write if the key does not exist yet.
+    #[arg(long)]
+    if_absent: bool,
+    /// Store VALUE as it is, without checking that it is JSON.
+    #[arg(long)]
+    raw: bool,
+}
+
+/// `ping`: check that the store answers.
+pub(super) async fn ping(state: &Statehouse, docs: &Documents, out: &mut dyn Write) -> Result<(), CliError> {
+    docs.ping().await?;
+    writeln!(out, "PONG from {} ({})", state.settings(), state.backend())?;
+    Ok(())
+}
+
+pub(super) async fn doc(docs: &Documents, command: DocCommand, out: &mut dyn Write) -> Result<(), CliError> {
+    match command {
+        DocCommand::Get { key } => match docs.get_raw(&key).await? {
+            Some(bytes) => {
+                out.write_all(&bytes)?;
+                writeln!(out)?;
+                Ok(())
+            }
+            None => Err(CliError::Usage(format!("{key:?} does not exist"))),
+        },
+        DocCommand::Set(args) => {
+            if !args.raw {
+                serde_json::from_str::<serde_json::Value>(&args.value).map_err(|error| {
+                    CliError::Usage(format!(
+                        "the value for {:?} is not valid JSON ({error}); quote text as '\"text\"' or pass --raw",
+                        args.key
+                    ))
+                })?;
+            }
+            let mut options = SetOptions::new();
+            if let Some(secs) = args.ttl {
+                options = options.ttl(Ttl::from_secs_signed(secs).for_op("set", &args.key)?);
+            }
+            if args.if_absent {
+                options = options.if_absent();
+            }
+            if docs.set_raw(&args.key, args.value, options).await? {
+                writeln!(out, "OK")?;
+                Ok(())
+            } else {
+                Err(CliError::Usage(format!(
+                    "{:?} already exists; nothing written",
+                    args.key
+                )))
+            }
+        }
+        DocCommand::Del { key } => {
+            let existed = docs.delete(&key).await?;
+            writeln!(out, "{}", if existed { "deleted" } else { "did not exist" })?;
+            Ok(())
+        }
+        DocCommand::List { pattern } => {
+            for key in docs.list_keys(&pattern).await? {
+                writeln!(out, "{key}")?;
+            }
+            Ok(())
+        }
+        DocCommand::Ttl { key } => {
+            match docs.ttl(&key).await? {
+                KeyTtl::Missing => return Err(CliError::Usage(format!("{key:?} does not exist"))),
+                KeyTtl::Persistent => writeln!(out, "no expiry")?,
+                KeyTtl::ExpiresIn(left) => writeln!(out, "{} ms", left.as_millis())?,
+            }
+            Ok(())
+        }
+    }
+}

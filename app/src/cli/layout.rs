@@ -1,0 +1,24 @@
+//! `layout`: how statehouse lays out its Redis keys.
+
+use std::io::Write;
+
+use super::CliError;
+use crate::Settings;
+
+pub(super) fn layout(settings: &Settings, out: &mut dyn Write) -> Result<(), CliError> {
+    let prefix = if settings.prefix.is_empty() {
+        "(none)".to_owned()
+    } else {
+        format!("{:?}", settings.prefix)
+    };
+    writeln!(out, "statehouse key layout (see docs/keys.md)")?;
+    writeln!(out, "store:  {settings}")?;
+    writeln!(out, "prefix: {prefix}, put in front of every key and pattern")?;
+    writeln!(out)?;
+    writeln!(out, "family     redis key                 type    notes")?;
+    writeln!(
+        out,
+        "documents  {{prefix}}{{key}}              string  JSON value; key used verbatim (validated: 1-512 bytes, no control characters)"
+    )?;
+    Ok(())
+}
