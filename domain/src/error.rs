@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::HumanDuration;
+
 /// An input that breaks one of the domain's rules.
 ///
 /// Each variant names *what* was being validated (`"key"`, `"pattern"`, …)
@@ -41,7 +43,7 @@ pub enum ValidationError {
         given: String,
     },
     /// A time to live longer than the store can represent.
-    #[error("a TTL must be at most {max:?}, got {given:?}")]
+    #[error("a TTL must be at most {}, got {}", HumanDuration(*max), HumanDuration(*given))]
     TtlTooLong {
         /// The rejected TTL.
         given: Duration,

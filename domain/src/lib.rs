@@ -5,6 +5,7 @@
 //! - [`Key`] and [`KeyPattern`]: validated document keys and Redis glob patterns.
 //! - [`Ttl`]: a time to live of at least one millisecond.
 //! - [`ValidationError`]: which rule an input broke.
+//! - [`HumanDuration`]: a duration as people read it, for messages.
 //!
 //! Every identifier that later reaches a Redis key goes through one validation
 //! routine ([`validate_identifier`]), so the rules (not empty, at most
@@ -13,10 +14,12 @@
 //! Architecture invariant: this crate does no I/O, knows nothing of Redis and
 //! nothing of async. It can be used from any layer.
 
+mod duration;
 mod error;
 mod key;
 mod ttl;
 
+pub use duration::HumanDuration;
 pub use error::ValidationError;
 pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};
 pub use ttl::Ttl;
