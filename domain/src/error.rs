@@ -27,7 +27,7 @@ pub enum ValidationError {
         max: usize,
     },
     /// The value contained a control character (`\n`, `\0`, DEL, …).
-    #[error("{what} contains the control character {character:?} at byte {index}")]
+    #[error("{what} contains the control character U+{:04X} at byte {index}", u32::from(*character))]
     ControlCharacter {
         /// What was being validated.
         what: &'static str,
