@@ -97,3 +97,28 @@ fn layout_shows_the_key_scheme() {
     assert!(stdout.contains("prefix: \"app:\""), "{stdout}");
     assert!(stdout.contains("{prefix}{key}"), "{stdout}");
 }
+
+/// What the CLI prints is for people: values as JSON, durations as people
+/// read them, types in plain words; never Rust's `Debug`.
+#[test]
+fn output_is_for_people_never_rust_debug() {
+    let demo = statehouse(&["demo"]);
+    let stdout = text(&demo.stdout);
+    assert!(demo.status.success(), "{stdout}\n{}", text(&demo.stderr));
+    assert!(
+        stdout.contains(r#"-> {"name":"Ada","role":"admin","joined":""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ttl -> expires in 0.3 s"), "{stdout}");
+    assert!(
+        stdout.contains("the stored value is not a valid User document"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("a TTL must be at least 1 ms, got 0 ms"),
+        "{stdout}"
+    );
+    for debug in ["Some(", "ExpiresIn(", "::", "0ns", "ms)"] {
+        assert!(!stdout.contains(debug), "{debug:?} in:\n{stdout}");
+    }
+}

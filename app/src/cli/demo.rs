@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use statehouse_ports::{SetOptions, StoreError, Update};
 
-use super::CliError;
+use super::documents::ttl_in_words;
+use super::{CliError, describe, quoted, store_name, to_json};
 use crate::Statehouse;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,7 +29,7 @@ pub(super) async fn demo(state: &Statehouse, out: &mut dyn Write) -> Result<(), 
     writeln!(
         out,
         "statehouse demo on {} ({})",
-        state.settings(),
+        store_name(state.settings()),
         state.backend()
     )?;
 
@@ -49,7 +50,7 @@ pub(super) async fn demo(state: &Statehouse, out: &mut dyn Write) -> Result<(), 
         String::from_utf8_lossy(&raw)
     )?;
     let back: Option<User> = docs.get("demo:user:1").await?;
-    writeln!(out, "   get demo:user:1 -> {back:?}")?;
+    writeln!(out, "   get demo:user:1 -> {}", to_json(&back)?)?;
     if back.as_ref() != Some(&ada) {
         return Err(CliError::Usage("demo: the document did not round-trip".into()));
     }
@@ -63,9 +64,9 @@ pub(super) async fn demo(state: &Statehouse, out: &mut dyn Write) -> Result<(), 
         let shown = match result {
             Ok(Some(user)) => format!("found {}", user.name),
             Ok(None) => "absent".to_owned(),
-            Err(error) => format!("failed: {error}"),
+            Err(error) => format!("failed: {}", describe(error)),
         };
-        writeln!(out, "   {key:?}: {shown}")?;
+        writeln!(out, "   {}: {shown}", quoted(key))?;
     }
 
     writeln!(out, "\n3. Atomic updates: 8 tasks x 25 increments of one counter")?;
@@ -94,8 +95,8 @@ pub(super) async fn demo(state: &Statehouse, out: &mut dyn Write) -> Result<(), 
         .await?;
     writeln!(
         out,
-        "   demo:session ttl -> {:?}",
-        docs.ttl("demo:session").await?
+        "   demo:session ttl -> {}",
+        ttl_in_words(docs.ttl("demo:session").await?)
     )?;
     tokio::time::sleep(Duration::from_millis(350)).await;
     writeln!(
@@ -105,14 +106,14 @@ pub(super) async fn demo(state: &Statehouse, out: &mut dyn Write) -> Result<(), 
     )?;
     let zero = docs.set_with_ttl("demo:session", &"token", Duration::ZERO).await;
     if let Err(error) = zero {
-        writeln!(out, "   a zero TTL is refused: {error}")?;
+        writeln!(out, "   a zero TTL is refused: {}", describe(&error))?;
     }
 
     writeln!(out, "\n5. Listing by pattern (SCAN, never KEYS)")?;
     writeln!(
         out,
-        "   demo:user:* -> {:?}",
-        docs.list_keys("demo:user:*").await?
+        "   demo:user:* -> {}",
+        to_json(&docs.list_keys("demo:user:*").await?)?
     )?;
 
     writeln!(out, "\n6. Clean up and health")?;

@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use statehouse_ports::{KeyTtl, SetOptions, Ttl, ValidationExt};
 
-use super::CliError;
+use super::{CliError, human_duration, quoted, store_name};
 use crate::{Documents, Statehouse};
 
 #[derive(Debug, Subcommand)]
@@ -55,7 +55,12 @@ pub(super) struct SetArgs {
 /// `ping`: check that the store answers.
 pub(super) async fn ping(state: &Statehouse, docs: &Documents, out: &mut dyn Write) -> Result<(), CliError> {
     docs.ping().await?;
-    writeln!(out, "PONG from {} ({})", state.settings(), state.backend())?;
+    writeln!(
+        out,
+        "PONG from {} ({})",
+        store_name(state.settings()),
+        state.backend()
+    )?;
     Ok(())
 }
 
@@ -67,14 +72,14 @@ pub(super) async fn doc(docs: &Documents, command: DocCommand, out: &mut dyn Wri
                 writeln!(out)?;
                 Ok(())
             }
-            None => Err(CliError::Usage(format!("{key:?} does not exist"))),
+            None => Err(CliError::Usage(format!("{} does not exist", quoted(&key)))),
         },
         DocCommand::Set(args) => {
             if !args.raw {
                 serde_json::from_str::<serde_json::Value>(&args.value).map_err(|error| {
                     CliError::Usage(format!(
-                        "the value for {:?} is not valid JSON ({error}); quote text as '\"text\"' or pass --raw",
-                        args.key
+                        "the value for {} is not valid JSON ({error}); quote text as '\"text\"' or pass --raw",
+                        quoted(&args.key)
                     ))
                 })?;
             }
@@ -90,8 +95,8 @@ pub(super) async fn doc(docs: &Documents, command: DocCommand, out: &mut dyn Wri
                 Ok(())
             } else {
                 Err(CliError::Usage(format!(
-                    "{:?} already exists; nothing written",
-                    args.key
+                    "{} already exists; nothing written",
+                    quoted(&args.key)
                 )))
             }
         }
@@ -108,11 +113,19 @@ pub(super) async fn doc(docs: &Documents, command: DocCommand, out: &mut dyn Wri
         }
         DocCommand::Ttl { key } => {
             match docs.ttl(&key).await? {
-                KeyTtl::Missing => return Err(CliError::Usage(format!("{key:?} does not exist"))),
-                KeyTtl::Persistent => writeln!(out, "no expiry")?,
-                KeyTtl::ExpiresIn(left) => writeln!(out, "{} ms", left.as_millis())?,
+                KeyTtl::Missing => return Err(CliError::Usage(format!("{} does not exist", quoted(&key)))),
+                ttl => writeln!(out, "{}", ttl_in_words(ttl))?,
             }
             Ok(())
         }
+    }
+}
+
+/// A key's remaining life in words: `expires in 0.3 s`, `no TTL`, `missing`.
+pub(super) fn ttl_in_words(ttl: KeyTtl) -> String {
+    match ttl {
+        KeyTtl::Missing => "missing".to_owned(),
+        KeyTtl::Persistent => "no TTL".to_owned(),
+        KeyTtl::ExpiresIn(left) => format!("expires in {}", human_duration(left)),
     }
 }

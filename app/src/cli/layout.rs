@@ -2,17 +2,17 @@
 
 use std::io::Write;
 
-use super::CliError;
+use super::{CliError, quoted, store_name};
 use crate::Settings;
 
 pub(super) fn layout(settings: &Settings, out: &mut dyn Write) -> Result<(), CliError> {
     let prefix = if settings.prefix.is_empty() {
         "(none)".to_owned()
     } else {
-        format!("{:?}", settings.prefix)
+        quoted(&settings.prefix)
     };
     writeln!(out, "statehouse key layout (see docs/keys.md)")?;
-    writeln!(out, "store:  {settings}")?;
+    writeln!(out, "store:  {}", store_name(settings))?;
     writeln!(out, "prefix: {prefix}, put in front of every key and pattern")?;
     writeln!(out)?;
     writeln!(out, "family     redis key                 type    notes")?;

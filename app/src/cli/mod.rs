@@ -8,6 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use statehouse_domain::HumanDuration;
 use statehouse_ports::StoreError;
 
 use crate::{Settings, Statehouse};
@@ -57,8 +58,8 @@ enum Command {
 /// A CLI failure: a store error, or a message of the CLI's own.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// The store failed.
-    #[error(transparent)]
+    /// The store failed (shown with [`describe`]: plain words, human durations).
+    #[error("{}", describe(.0))]
     Store(#[from] StoreError),
     /// The input or the result is not what the command needs.
     #[error("{0}")]
@@ -115,5 +116,119 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Ping => documents::ping(&state, &docs, out).await,
         Command::Layout => Ok(()),
         Command::Doc(command) => documents::doc(&docs, command, out).await,
+    }
+}
+
+/// The store as the CLI names it: the URL without its password, and the
+/// key prefix if there is one.
+pub(crate) fn store_name(settings: &Settings) -> String {
+    if settings.prefix.is_empty() {
+        settings.redacted_url()
+    } else {
+        format!(
+            "{} (prefix {})",
+            settings.redacted_url(),
+            quoted(&settings.prefix)
+        )
+    }
+}
+
+/// `value` as compact JSON, for output.
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, CliError> {
+    serde_json::to_string(value).map_err(|error| CliError::Output(std::io::Error::other(error)))
+}
+
+/// `text` quoted as a JSON string: how the CLI shows keys, patterns and
+/// other text inside messages (control characters escaped).
+pub(crate) fn quoted(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// A duration as people read it: `42 ms`, `0.3 s`, `5 min 3 s`.
+pub(crate) fn human_duration(duration: Duration) -> String {
+    HumanDuration(duration).to_string()
+}
+
+/// A store error as the CLI shows it: the error's own message, with the
+/// two parts written for programmers put in plain words: a timeout's bound
+/// as a human duration, and the Rust type a value failed to decode as.
+pub(crate) fn describe(error: &StoreError) -> String {
+    let message = error.to_string();
+    match error {
+        StoreError::Timeout { after, .. } => {
+            let bound = if after.is_zero() {
+                "no answer in time".to_owned()
+            } else {
+                format!("no answer within {}", human_duration(*after))
+            };
+            message.replacen(&format!("no answer within {after:?}"), &bound, 1)
+        }
+        StoreError::Deserialization { expected, .. } => message.replacen(
+            &format!("is not a valid {expected}"),
+            &format!("is not {}", plain_type(expected)),
+            1,
+        ),
+        _ => message,
+    }
+}
+
+/// What a value of the Rust type `type_name` (from `std::any::type_name`)
+/// is, in words: `valid JSON`, `a whole number`, `a valid User document`.
+fn plain_type(type_name: &str) -> String {
+    // The last path segment, without generic arguments: `a::b::User<X>` -> `User`.
+    let base = type_name.split('<').next().unwrap_or(type_name);
+    let name = base.rsplit("::").next().unwrap_or(base);
+    match name {
+        "Value" | "IgnoredAny" => "valid JSON".to_owned(),
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "bool" => "true or false".to_owned(),
+        "String" | "str" | "&str" => "a JSON string".to_owned(),
+        "Vec" => "a JSON array".to_owned(),
+        "HashMap" | "BTreeMap" => "a JSON object".to_owned(),
+        "Option" => {
+            let inner = type_name
+                .split_once('<')
+                .and_then(|(_, rest)| rest.strip_suffix('>'))
+                .unwrap_or("");
+            format!("null or {}", plain_type(inner))
+        }
+        _ => format!("a valid {name} document"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_named_in_plain_words() {
+        assert_eq!(plain_type("serde_json::value::Value"), "valid JSON");
+        assert_eq!(plain_type("u64"), "a whole number (0 or more)");
+        assert_eq!(plain_type("statehouse::cli::demo::User"), "a valid User document");
+        assert_eq!(
+            plain_type("core::option::Option<alloc::string::String>"),
+            "null or a JSON string"
+        );
+        assert_eq!(
+            plain_type("std::collections::HashMap<String, u32>"),
+            "a JSON object"
+        );
+    }
+
+    #[test]
+    fn store_errors_read_without_rust_internals() {
+        let timeout = StoreError::Timeout {
+            op: "get",
+            key: "k".into(),
+            after: Duration::from_millis(300),
+        };
+        assert_eq!(describe(&timeout), "get \"k\": no answer within 0.3 s");
+        let decode = StoreError::deserialization("get", "k", "statehouse::cli::demo::User", "bad");
+        assert_eq!(
+            describe(&decode),
+            "get \"k\": the stored value is not a valid User document: bad"
+        );
     }
 }
