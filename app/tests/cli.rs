@@ -33,14 +33,18 @@ fn demo_runs_on_the_embedded_default() {
     assert!(stdout.contains("store alive = true"), "{stdout}");
 }
 
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
 #[test]
-fn errors_are_clear_and_exit_non_zero() {
+fn errors_are_clear_and_exit_with_the_documented_code() {
     let missing = statehouse(&["doc", "get", "nothing"]);
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(code(&missing), Some(1));
     assert_eq!(text(&missing.stderr), "error: \"nothing\" does not exist\n");
 
     let bad_json = statehouse(&["doc", "set", "k", "{oops"]);
-    assert_eq!(bad_json.status.code(), Some(1));
+    assert_eq!(code(&bad_json), Some(2));
     assert!(
         text(&bad_json.stderr).contains("not valid JSON"),
         "{}",
@@ -48,7 +52,7 @@ fn errors_are_clear_and_exit_non_zero() {
     );
 
     let bad_ttl = statehouse(&["doc", "set", "k", "1", "--ttl", "-5"]);
-    assert_eq!(bad_ttl.status.code(), Some(1));
+    assert_eq!(code(&bad_ttl), Some(2));
     assert!(
         text(&bad_ttl.stderr).contains("a TTL must be at least 1 ms, got -5 s"),
         "{}",
@@ -62,13 +66,98 @@ fn errors_are_clear_and_exit_non_zero() {
         "300",
         "ping",
     ]);
-    assert_eq!(bad_url.status.code(), Some(1));
+    assert_eq!(code(&bad_url), Some(3));
     let stderr = text(&bad_url.stderr);
     assert!(stderr.contains("cannot reach the store"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 
     let usage = statehouse(&["doc", "frobnicate"]);
-    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(code(&usage), Some(2));
+}
+
+/// 0 done, 1 not found, 2 usage or input error, 3 failure: for every
+/// command (those that need a key in the store are in tests/tests/cli.rs).
+#[test]
+fn every_command_follows_the_exit_code_convention() {
+    let cases: &[(&[&str], i32)] = &[
+        // 0: done.
+        (&["ping"], 0),
+        (&["layout"], 0),
+        (&["doc", "list"], 0),
+        (&["doc", "set", "k", "1"], 0),
+        (&["doc", "set", "k", "not json", "--raw"], 0),
+        (&["doc", "set", "k", "1", "--if-absent"], 0),
+        (&["--help"], 0),
+        (&["doc", "--help"], 0),
+        (&["--version"], 0),
+        // 1: a key the command needed does not exist.
+        (&["doc", "get", "k"], 1),
+        (&["doc", "get", "k", "--raw"], 1),
+        (&["doc", "ttl", "k"], 1),
+        (&["doc", "del", "k"], 1),
+        // 2: usage or input error.
+        (&[], 2),
+        (&["doc"], 2),
+        (&["doc", "get"], 2),
+        (&["frobnicate"], 2),
+        (&["--timeout-ms", "soon", "ping"], 2),
+        (&["doc", "set", "k", "{oops"], 2),
+        (&["doc", "set", "k", "1", "--ttl", "0"], 2),
+        (&["doc", "set", "k", "1", "--ttl", "99999999999999"], 2),
+        (&["doc", "set", "bad\nkey", "1"], 2),
+        (&["doc", "set", "", "1"], 2),
+        (&["doc", "get", "bad\nkey"], 2),
+        (&["doc", "ttl", ""], 2),
+        (&["doc", "del", "bad\u{7f}key"], 2),
+        (&["doc", "list", ""], 2),
+        (&["--url", "postgres://u:secret@db", "ping"], 2),
+        (&["--url", "postgres://u:secret@db", "demo"], 2),
+        (&["--url", "nonsense", "doc", "list"], 2),
+        // 3: the store failed.
+        (
+            &["--url", "redis://127.0.0.1:1", "--timeout-ms", "300", "ping"],
+            3,
+        ),
+        (
+            &["--url", "redis://127.0.0.1:1", "--timeout-ms", "300", "demo"],
+            3,
+        ),
+        (
+            &[
+                "--url",
+                "redis://127.0.0.1:1",
+                "--timeout-ms",
+                "300",
+                "doc",
+                "get",
+                "k",
+            ],
+            3,
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = statehouse(args);
+        assert_eq!(
+            code(&out),
+            Some(*expected),
+            "statehouse {args:?}\nstdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        if *expected != 0 {
+            assert!(!text(&out.stderr).is_empty(), "statehouse {args:?}: says why");
+        }
+    }
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let help = statehouse(&["--help"]);
+    let stdout = text(&help.stdout);
+    assert!(stdout.contains("Exit status:"), "{stdout}");
+    for line in ["  0  ", "  1  ", "  2  ", "  3  "] {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
 }
 
 #[test]

@@ -46,12 +46,73 @@ fn documents_round_trip_through_redis_between_invocations() {
         (1, "error: \"user:1\" already exists; nothing written\n")
     );
     assert_eq!(run(&server, &["doc", "del", "user:1"]).1, "deleted\n");
-    assert_eq!(run(&server, &["doc", "del", "user:1"]).1, "did not exist\n");
+    assert_eq!(
+        run(&server, &["doc", "del", "user:1"]),
+        (
+            1,
+            String::new(),
+            "error: \"user:1\" does not exist; nothing deleted\n".into()
+        )
+    );
 
     // The prefix is really applied on the server.
     let mut conn = server.connection();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).expect("KEYS");
     assert_eq!(keys, ["cli:user:2"]);
+}
+
+/// The exit codes of commands that need something in the store; the rest
+/// are in app/tests/cli.rs.
+#[test]
+fn exit_codes_say_what_happened_to_the_key() {
+    let mut server = RedisServer::start();
+    assert_eq!(run(&server, &["doc", "set", "k", "1"]).0, 0);
+    assert_eq!(run(&server, &["doc", "set", "k", "2", "--if-absent"]).0, 1);
+    assert_eq!(
+        run(&server, &["doc", "get", "k"]),
+        (0, "1\n".into(), String::new())
+    );
+    assert_eq!(run(&server, &["doc", "ttl", "k"]).0, 0);
+    assert_eq!(run(&server, &["doc", "del", "k"]).0, 0);
+    for command in ["get", "ttl", "del"] {
+        let (code, out, err) = run(&server, &["doc", command, "k"]);
+        assert_eq!((code, out.as_str()), (1, ""), "doc {command}: {err}");
+        assert!(
+            err.starts_with("error: \"k\" does not exist"),
+            "doc {command}: {err}"
+        );
+    }
+
+    // Stored data that is not JSON: `doc get` says so (3); --raw prints it as it is.
+    assert_eq!(run(&server, &["doc", "set", "plain", "hello", "--raw"]).0, 0);
+    let (code, out, err) = run(&server, &["doc", "get", "plain"]);
+    assert_eq!((code, out.as_str()), (3, ""), "{err}");
+    assert_eq!(
+        err,
+        "error: get \"plain\": the stored value is not valid JSON: expected value at line 1 column 1; \
+         `doc get --raw` prints it as it is\n"
+    );
+    assert_eq!(
+        run(&server, &["doc", "get", "plain", "--raw"]),
+        (0, "hello".into(), String::new())
+    );
+
+    // A key of another Redis type is stored data the command cannot use (3).
+    let mut conn = server.connection();
+    let _: i64 = redis::cmd("RPUSH")
+        .arg(&["cli:list", "x"])
+        .query(&mut conn)
+        .expect("RPUSH");
+    let (code, _, err) = run(&server, &["doc", "get", "list"]);
+    assert_eq!(code, 3, "{err}");
+
+    // The store is gone (3).
+    server.stop();
+    for args in [&["ping"][..], &["doc", "get", "k"], &["doc", "list"], &["demo"]] {
+        let (code, _, err) = run(&server, args);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(err.contains("cannot reach the store"), "{args:?}: {err}");
+    }
 }
 
 #[test]

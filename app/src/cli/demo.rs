@@ -52,7 +52,7 @@ pub(super) async fn demo(state: &Statehouse, out: &mut dyn Write) -> Result<(), 
     let back: Option<User> = docs.get("demo:user:1").await?;
     writeln!(out, "   get demo:user:1 -> {}", to_json(&back)?)?;
     if back.as_ref() != Some(&ada) {
-        return Err(CliError::Usage("demo: the document did not round-trip".into()));
+        return Err(CliError::Failed("demo: the document did not round-trip".into()));
     }
 
     writeln!(out, "\n2. mget reports a result per key")?;
@@ -82,12 +82,12 @@ pub(super) async fn demo(state: &Statehouse, out: &mut dyn Write) -> Result<(), 
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        joined.map_err(|e| CliError::Usage(format!("demo task failed: {e}")))??;
+        joined.map_err(|e| CliError::Failed(format!("demo task failed: {e}")))??;
     }
     let counter: Option<u64> = docs.get("demo:counter").await?;
     writeln!(out, "   demo:counter = {} (expected 200)", counter.unwrap_or(0))?;
     if counter != Some(200) {
-        return Err(CliError::Usage("demo: an increment was lost".into()));
+        return Err(CliError::Failed("demo: an increment was lost".into()));
     }
 
     writeln!(out, "\n4. TTLs are set with the write")?;

@@ -3,21 +3,26 @@
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use statehouse_ports::{KeyTtl, SetOptions, Ttl, ValidationExt};
+use serde::de::IgnoredAny;
+use statehouse_ports::{KeyTtl, SetOptions, Ttl, ValidationExt, decode};
 
-use super::{CliError, human_duration, quoted, store_name};
+use super::{CliError, describe, human_duration, quoted, store_name};
 use crate::{Documents, Statehouse};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DocCommand {
-    /// Print the value stored under KEY (exit status 1 if it does not exist).
+    /// Print the JSON value stored under KEY (exit status 1 if it does not
+    /// exist, 3 if what is stored is not JSON: --raw prints any bytes).
     Get {
         /// The key.
         key: String,
+        /// Print the stored bytes as they are, even if they are not JSON.
+        #[arg(long)]
+        raw: bool,
     },
     /// Store VALUE (JSON, unless --raw) under KEY.
     Set(SetArgs),
-    /// Delete KEY.
+    /// Delete KEY (exit status 1 if it does not exist).
     Del {
         /// The key.
         key: String,
@@ -28,7 +33,7 @@ pub(super) enum DocCommand {
         #[arg(default_value = "*")]
         pattern: String,
     },
-    /// Show the remaining time to live of KEY.
+    /// Show the remaining time to live of KEY (exit status 1 if it does not exist).
     Ttl {
         /// The key.
         key: String,
@@ -44,7 +49,7 @@ pub(super) struct SetArgs {
     /// Expire the key after this many seconds (more than 0).
     #[arg(long, allow_negative_numbers = true)]
     ttl: Option<i64>,
-    /// Only write if the key does not exist yet.
+    /// Only write if the key does not exist yet (exit status 1 if it does: nothing written).
     #[arg(long)]
     if_absent: bool,
     /// Store VALUE as it is, without checking that it is JSON.
@@ -66,14 +71,25 @@ pub(super) async fn ping(state: &Statehouse, docs: &Documents, out: &mut dyn Wri
 
 pub(super) async fn doc(docs: &Documents, command: DocCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
-        DocCommand::Get { key } => match docs.get_raw(&key).await? {
-            Some(bytes) => {
+        DocCommand::Get { key, raw } => {
+            let Some(bytes) = docs.get_raw(&key).await? else {
+                return Err(CliError::NotFound(format!("{} does not exist", quoted(&key))));
+            };
+            if raw {
                 out.write_all(&bytes)?;
-                writeln!(out)?;
-                Ok(())
+                return Ok(());
             }
-            None => Err(CliError::Usage(format!("{} does not exist", quoted(&key)))),
-        },
+            // The message never quotes the data (decode strips it).
+            if let Err(error) = decode::<IgnoredAny>("get", &key, &bytes) {
+                return Err(CliError::Failed(format!(
+                    "{}; `doc get --raw` prints it as it is",
+                    describe(&error)
+                )));
+            }
+            out.write_all(&bytes)?;
+            writeln!(out)?;
+            Ok(())
+        }
         DocCommand::Set(args) => {
             if !args.raw {
                 serde_json::from_str::<serde_json::Value>(&args.value).map_err(|error| {
@@ -94,15 +110,20 @@ pub(super) async fn doc(docs: &Documents, command: DocCommand, out: &mut dyn Wri
                 writeln!(out, "OK")?;
                 Ok(())
             } else {
-                Err(CliError::Usage(format!(
+                Err(CliError::NotFound(format!(
                     "{} already exists; nothing written",
                     quoted(&args.key)
                 )))
             }
         }
         DocCommand::Del { key } => {
-            let existed = docs.delete(&key).await?;
-            writeln!(out, "{}", if existed { "deleted" } else { "did not exist" })?;
+            if !docs.delete(&key).await? {
+                return Err(CliError::NotFound(format!(
+                    "{} does not exist; nothing deleted",
+                    quoted(&key)
+                )));
+            }
+            writeln!(out, "deleted")?;
             Ok(())
         }
         DocCommand::List { pattern } => {
@@ -113,7 +134,9 @@ pub(super) async fn doc(docs: &Documents, command: DocCommand, out: &mut dyn Wri
         }
         DocCommand::Ttl { key } => {
             match docs.ttl(&key).await? {
-                KeyTtl::Missing => return Err(CliError::Usage(format!("{} does not exist", quoted(&key)))),
+                KeyTtl::Missing => {
+                    return Err(CliError::NotFound(format!("{} does not exist", quoted(&key))));
+                }
                 ttl => writeln!(out, "{}", ttl_in_words(ttl))?,
             }
             Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use statehouse_domain::HumanDuration;
-use statehouse_ports::StoreError;
+use statehouse_ports::{ErrorKind, StoreError};
 
 use crate::{Settings, Statehouse};
 
@@ -19,9 +19,37 @@ mod layout;
 
 use documents::DocCommand;
 
+/// The exit status of every command, also shown by `--help`.
+pub mod exit {
+    /// The command did what it was asked.
+    pub const DONE: i32 = 0;
+    /// A key the command needed does not exist (`doc get`, `doc ttl`,
+    /// `doc del`), or `doc set --if-absent` found one already there; nothing
+    /// was changed.
+    pub const NOT_FOUND: i32 = 1;
+    /// Usage or input error: bad arguments, a bad JSON value, TTL, key,
+    /// pattern or URL. Also clap's own parse errors.
+    pub const USAGE: i32 = 2;
+    /// The store failed (cannot connect, timeout, refused), or the stored
+    /// data is not what the command needs (not JSON for `doc get`, another
+    /// Redis type), or the output could not be written.
+    pub const FAILED: i32 = 3;
+}
+
+/// The exit status table printed at the end of `--help`.
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  done
+  1  not found: a key the command needed does not exist (doc get, doc ttl, doc del),
+     or doc set --if-absent found it already there; nothing was changed
+  2  usage or input error: bad arguments, bad JSON value, TTL, key, pattern or URL
+  3  failure: the store failed (cannot connect, timeout, refused), the stored data is
+     not what the command needs (e.g. not JSON for doc get; --raw prints any bytes),
+     or the output could not be written";
+
 /// Typed application state shared through Redis.
 #[derive(Debug, Parser)]
-#[command(name = "statehouse", version, about)]
+#[command(name = "statehouse", version, about, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     /// Store URL: memory:// (embedded, the default), redis://, rediss://, unix://
     #[arg(
@@ -55,23 +83,50 @@ enum Command {
     Layout,
 }
 
-/// A CLI failure: a store error, or a message of the CLI's own.
+/// A CLI failure: a store error, or a message of the CLI's own. Each has
+/// its exit status ([`CliError::exit_code`], the table in [`exit`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// The store failed (shown with [`describe`]: plain words, human durations).
+    /// The store failed (shown with [`describe`]: plain words, human
+    /// durations). Exit status by kind: not found 1, invalid input 2, any
+    /// other 3.
     #[error("{}", describe(.0))]
     Store(#[from] StoreError),
-    /// The input or the result is not what the command needs.
+    /// A key the command needed does not exist, or (`--if-absent`) already
+    /// exists: nothing was changed (exit status 1).
+    #[error("{0}")]
+    NotFound(String),
+    /// The input is not what the command needs (exit status 2).
     #[error("{0}")]
     Usage(String),
-    /// Writing the output failed.
+    /// The command could not do its job: the stored data is not what it
+    /// needs, a check of the demo failed (exit status 3).
+    #[error("{0}")]
+    Failed(String),
+    /// Writing the output failed (exit status 3).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
 
+impl CliError {
+    /// The exit status for this failure; see [`exit`].
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Store(error) => match error.kind() {
+                ErrorKind::NotFound => exit::NOT_FOUND,
+                ErrorKind::InvalidInput | ErrorKind::Serialization => exit::USAGE,
+                _ => exit::FAILED,
+            },
+            Self::NotFound(_) => exit::NOT_FOUND,
+            Self::Usage(_) => exit::USAGE,
+            Self::Failed(_) | Self::Output(_) => exit::FAILED,
+        }
+    }
+}
+
 /// Parses `args` (including the program name) and runs the command,
-/// writing results to `out` and errors to `err`. Returns the exit status:
-/// 0 on success, 1 on failure, 2 on a usage error.
+/// writing results to `out` and errors to `err`. Returns the exit status,
+/// one of [`exit`]'s (clap's own: 0 for `--help`, 2 for a parse error).
 pub fn main_with(args: impl IntoIterator<Item = OsString>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -87,15 +142,15 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>, out: &mut dyn Write, 
         Ok(runtime) => runtime,
         Err(error) => {
             let _ = writeln!(err, "error: cannot start the async runtime: {error}");
-            return 1;
+            return exit::FAILED;
         }
     };
     let result = runtime.block_on(run(cli, out));
     match result {
-        Ok(()) => 0,
+        Ok(()) => exit::DONE,
         Err(error) => {
             let _ = writeln!(err, "error: {error}");
-            1
+            error.exit_code()
         }
     }
 }
