@@ -211,3 +211,54 @@ fn output_is_for_people_never_rust_debug() {
         assert!(!stdout.contains(debug), "{debug:?} in:\n{stdout}");
     }
 }
+
+fn json(stdout: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(stdout)))
+}
+
+/// `--json` (before or after the subcommand): one JSON document on stdout,
+/// wherever the command prints data; scripts never parse prose.
+#[test]
+fn json_output_for_scripts() {
+    let ping = statehouse(&["--json", "ping"]);
+    assert_eq!(code(&ping), Some(0));
+    assert_eq!(
+        text(&ping.stdout),
+        "{\"url\":\"memory://\",\"prefix\":\"\",\"backend\":\"memory\"}\n"
+    );
+    assert_eq!(statehouse(&["ping", "--json"]).stdout, ping.stdout);
+
+    let layout = statehouse(&["--prefix", "app:", "layout", "--json"]);
+    let layout = json(&layout.stdout);
+    assert_eq!(layout["prefix"], "app:");
+    assert_eq!(layout["families"][0]["family"], "documents");
+    assert_eq!(layout["families"][0]["redis_key"], "{prefix}{key}");
+
+    assert_eq!(text(&statehouse(&["doc", "list", "--json"]).stdout), "[]\n");
+    assert_eq!(
+        text(&statehouse(&["doc", "set", "k", "1", "--json"]).stdout),
+        "{\"key\":\"k\",\"written\":true}\n"
+    );
+
+    // Not found: exit status 1; the result still says so where there is one.
+    let get = statehouse(&["--json", "doc", "get", "k"]);
+    assert_eq!((code(&get), text(&get.stdout)), (Some(1), String::new()));
+    let ttl = statehouse(&["--json", "doc", "ttl", "k"]);
+    assert_eq!(code(&ttl), Some(1));
+    assert_eq!(
+        text(&ttl.stdout),
+        "{\"key\":\"k\",\"ttl_ms\":null,\"state\":\"missing\"}\n"
+    );
+    let del = statehouse(&["--json", "doc", "del", "k"]);
+    assert_eq!(code(&del), Some(1));
+    assert_eq!(text(&del.stdout), "{\"key\":\"k\",\"deleted\":false}\n");
+
+    let demo = statehouse(&["demo", "--json"]);
+    assert_eq!(code(&demo), Some(0), "{}", text(&demo.stderr));
+    let summary = json(&demo.stdout);
+    assert_eq!(summary["outcome"], "done", "{summary}");
+    assert_eq!(summary["backend"], "memory", "{summary}");
+    assert_eq!(summary["counter"], 200, "{summary}");
+    assert_eq!(summary["user"]["role"], "admin", "{summary}");
+    assert_eq!(summary["session_expired"], true, "{summary}");
+}

@@ -61,6 +61,62 @@ fn documents_round_trip_through_redis_between_invocations() {
     assert_eq!(keys, ["cli:user:2"]);
 }
 
+#[test]
+fn json_output_round_trips_through_redis() {
+    let server = RedisServer::start();
+    let pretty = "{\n  \"name\": \"Ada Lovelace\",\n  \"tags\": [ \"a b\", \"\\\" x\" ]\n}\n";
+    assert_eq!(run(&server, &["doc", "set", "user:1", pretty]).0, 0);
+    assert_eq!(
+        run(&server, &["--json", "doc", "get", "user:1"]),
+        (
+            0,
+            "{\"name\":\"Ada Lovelace\",\"tags\":[\"a b\",\"\\\" x\"]}\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        run(&server, &["doc", "get", "user:1"]).1,
+        pretty,
+        "people get it as stored"
+    );
+    assert_eq!(
+        run(&server, &["doc", "set", "user:2", "2", "--ttl", "60", "--json"]).1,
+        "{\"key\":\"user:2\",\"written\":true}\n"
+    );
+    assert_eq!(
+        run(&server, &["doc", "set", "user:2", "3", "--if-absent", "--json"]),
+        (
+            1,
+            "{\"key\":\"user:2\",\"written\":false}\n".into(),
+            "error: \"user:2\" already exists; nothing written\n".into()
+        )
+    );
+    assert_eq!(
+        run(&server, &["doc", "list", "user:*", "--json"]).1,
+        "[\"user:1\",\"user:2\"]\n"
+    );
+    let ttl: serde_json::Value =
+        serde_json::from_str(&run(&server, &["doc", "ttl", "user:2", "--json"]).1).expect("JSON");
+    assert_eq!(ttl["state"], "expires", "{ttl}");
+    let left = ttl["ttl_ms"].as_u64().expect("ttl_ms is a number");
+    assert!((59_000..=60_000).contains(&left), "{ttl}");
+    assert_eq!(
+        run(&server, &["doc", "ttl", "user:1", "--json"]).1,
+        "{\"key\":\"user:1\",\"ttl_ms\":null,\"state\":\"persistent\"}\n"
+    );
+    assert_eq!(
+        run(&server, &["doc", "del", "user:1", "--json"]).1,
+        "{\"key\":\"user:1\",\"deleted\":true}\n"
+    );
+    assert_eq!(
+        run(&server, &["ping", "--json"]).1,
+        format!(
+            "{{\"url\":\"{}\",\"prefix\":\"cli:\",\"backend\":\"redis\"}}\n",
+            server.url()
+        )
+    );
+}
+
 /// The exit codes of commands that need something in the store; the rest
 /// are in app/tests/cli.rs.
 #[test]

@@ -4,10 +4,12 @@
 //! whole CLI in-process with captured output.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::io::Write;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use serde::Serialize;
 use statehouse_domain::HumanDuration;
 use statehouse_ports::{ErrorKind, StoreError};
 
@@ -66,6 +68,9 @@ pub struct Cli {
     /// Bound on each call to the store, in milliseconds.
     #[arg(long, global = true, default_value_t = 2000)]
     timeout_ms: u64,
+    /// Print results as JSON, one document on stdout, for scripts (errors stay text on stderr).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,6 +166,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     settings.prefix = cli.prefix;
     settings.response_timeout = Duration::from_millis(cli.timeout_ms.max(1));
     settings.connect_timeout = settings.response_timeout;
+    let out = &mut Output::new(out, cli.json);
     if let Command::Layout = cli.command {
         return layout::layout(&settings, out);
     }
@@ -171,6 +177,97 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Ping => documents::ping(&state, &docs, out).await,
         Command::Layout => Ok(()),
         Command::Doc(command) => documents::doc(&docs, command, out).await,
+    }
+}
+
+/// Where a command prints its results: text for people, or with `--json`
+/// one compact JSON document for scripts. Every command prints through it,
+/// so `--json` means the same everywhere:
+///
+/// - [`print`](Self::print): the command's result, as JSON or as text;
+/// - [`say`](Self::say): narration for people, nothing with `--json`;
+/// - [`json`](Self::json): a JSON result only, e.g. next to an error that
+///   people read on stderr;
+/// - [`bytes`](Self::bytes): data as it is, in both modes.
+pub(crate) struct Output<'a> {
+    out: &'a mut dyn Write,
+    json: bool,
+}
+
+impl<'a> Output<'a> {
+    /// Output to `out`, as JSON if `json`.
+    pub(crate) fn new(out: &'a mut dyn Write, json: bool) -> Self {
+        Self { out, json }
+    }
+
+    /// True with `--json`.
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `value` as one line of compact JSON with `--json`, else the
+    /// line `text`.
+    pub(crate) fn print<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        text: impl fmt::Display,
+    ) -> Result<(), CliError> {
+        if self.json {
+            self.json(value)
+        } else {
+            self.say(text)
+        }
+    }
+
+    /// Prints the line `text` for people; nothing with `--json`.
+    pub(crate) fn say(&mut self, text: impl fmt::Display) -> Result<(), CliError> {
+        if !self.json {
+            writeln!(self.out, "{text}")?;
+        }
+        Ok(())
+    }
+
+    /// Prints `value` as one line of compact JSON with `--json`; nothing
+    /// without.
+    pub(crate) fn json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CliError> {
+        if self.json {
+            let line = to_json(value)?;
+            writeln!(self.out, "{line}")?;
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` as they are, in both modes.
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) -> Result<(), CliError> {
+        self.out.write_all(bytes)?;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Output<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Output")
+            .field("json", &self.json)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store as `--json` output names it: URL (without its password),
+/// prefix and backend.
+#[derive(Debug, Serialize)]
+pub(crate) struct StoreJson {
+    url: String,
+    prefix: String,
+    backend: &'static str,
+}
+
+impl StoreJson {
+    pub(crate) fn new(settings: &Settings, backend: &'static str) -> Self {
+        Self {
+            url: settings.redacted_url(),
+            prefix: settings.prefix.clone(),
+            backend,
+        }
     }
 }
 
@@ -189,7 +286,7 @@ pub(crate) fn store_name(settings: &Settings) -> String {
 }
 
 /// `value` as compact JSON, for output.
-pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, CliError> {
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, CliError> {
     serde_json::to_string(value).map_err(|error| CliError::Output(std::io::Error::other(error)))
 }
 
