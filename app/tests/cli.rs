@@ -2,7 +2,9 @@
 
 #![allow(clippy::expect_used, reason = "test code: a panic is a failed test")]
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn statehouse(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_statehouse"))
@@ -28,7 +30,7 @@ fn demo_runs_on_the_embedded_default() {
     );
     assert!(stdout.contains("memory://"), "{stdout}");
     assert!(stdout.contains(r#""role":"admin""#), "{stdout}");
-    assert!(stdout.contains("demo:counter = 200 (expected 200)"), "{stdout}");
+    assert!(stdout.contains(":counter = 200 (expected 200)"), "{stdout}");
     assert!(stdout.contains("after 350 ms: exists = false"), "{stdout}");
     assert!(stdout.contains("store alive = true"), "{stdout}");
 }
@@ -261,4 +263,54 @@ fn json_output_for_scripts() {
     assert_eq!(summary["counter"], 200, "{summary}");
     assert_eq!(summary["user"]["role"], "admin", "{summary}");
     assert_eq!(summary["session_expired"], true, "{summary}");
+}
+
+/// Ctrl-C stops the demo, which removes its keys first and exits with 130.
+/// Deterministic: a hidden option parks the demo after step 3 (its keys
+/// written) until the signal comes.
+#[test]
+fn ctrl_c_stops_the_demo_after_cleaning_up() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statehouse"))
+        .args(["demo", "--pause-after-step", "3"])
+        .env_remove("STATEHOUSE_URL")
+        .env_remove("STATEHOUSE_PREFIX")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the statehouse binary runs");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut seen = String::new();
+    while !seen.contains("waiting for Ctrl-C") {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).expect("read stdout") == 0 {
+            let _ = child.kill();
+            panic!("the demo ended before pausing:\n{seen}");
+        }
+        seen.push_str(&line);
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo did not stop on SIGINT:\n{seen}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read stdout");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(130), "{seen}{rest}\n{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(rest.contains("removed the 3 keys it created"), "{seen}{rest}");
 }

@@ -171,32 +171,93 @@ fn exit_codes_say_what_happened_to_the_key() {
     }
 }
 
+/// Every key on the server with its value (all strings here), sorted.
+fn keyspace(conn: &mut redis::Connection) -> Vec<(String, String)> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(conn).expect("KEYS");
+    keys.sort();
+    keys.into_iter()
+        .map(|key| {
+            let value: String = redis::cmd("GET").arg(&key).query(conn).expect("GET");
+            (key, value)
+        })
+        .collect()
+}
+
+fn dbsize(conn: &mut redis::Connection) -> u64 {
+    redis::cmd("DBSIZE").query(conn).expect("DBSIZE")
+}
+
+/// Keys that look like the demo's (a user's, or left by an older version)
+/// stay as they are: the demo works under `demo:<run id>:` and deletes
+/// exactly the keys it created.
 #[test]
-fn demo_runs_against_redis_and_cleans_up() {
+fn demo_touches_only_its_own_keys() {
     let server = RedisServer::start();
+    let mut conn = server.connection();
+    for (key, value) in [
+        ("cli:demo:precious", r#""mine""#),
+        ("cli:demo:counter", "5"),
+        ("cli:demo:user:1", r#"{"name":"Grace"}"#),
+        ("cli:demo:session", r#""other""#),
+        ("demo:precious", r#""mine too""#),
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query(&mut conn)
+            .expect("SET");
+    }
+    let (before, size) = (keyspace(&mut conn), dbsize(&mut conn));
+
     let (code, out, err) = run(&server, &["demo"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("(redis)"), "{out}");
-    assert!(out.contains("demo:counter = 200 (expected 200)"), "{out}");
-    let mut conn = server.connection();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).expect("KEYS");
-    assert!(keys.is_empty(), "demo left keys behind: {keys:?}");
+    assert!(out.contains(":counter = 200 (expected 200)"), "{out}");
+    assert!(out.contains("removed the 4 keys it created"), "{out}");
+
+    let (code, out, err) = run(&server, &["demo", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let namespace = summary["namespace"].as_str().expect("namespace");
+    assert!(
+        namespace.starts_with("demo:") && namespace.len() > "demo::".len(),
+        "{summary}"
+    );
+    let created = summary["created"].as_array().expect("created");
+    assert_eq!(created.len(), 4, "{summary}");
+    assert!(
+        created
+            .iter()
+            .all(|key| key.as_str().is_some_and(|k| k.starts_with(namespace)))
+    );
+    assert_eq!(summary["left_behind"], serde_json::json!([]), "{summary}");
+
+    assert_eq!(keyspace(&mut conn), before);
+    assert_eq!(dbsize(&mut conn), size);
 }
 
+/// A run that fails part way removes what it created, and only that.
 #[test]
-fn a_timeout_reads_as_people_read_durations() {
+fn a_failed_demo_removes_exactly_the_keys_it_created() {
     let server = RedisServer::start();
     let mut conn = server.connection();
-    // Writes wait while the server is paused for writes; reads (and connecting) go on.
-    let _: () = redis::cmd("CLIENT")
-        .arg(&["PAUSE", "5000", "WRITE"])
+    let _: () = redis::cmd("SET")
+        .arg(&["cli:demo:precious", "1"])
         .query(&mut conn)
-        .expect("CLIENT PAUSE");
-    let (_, out, err) = run(&server, &["--timeout-ms", "300", "doc", "set", "k", "1"]);
-    let _: () = redis::cmd("CLIENT")
-        .arg("UNPAUSE")
-        .query(&mut conn)
-        .expect("CLIENT UNPAUSE");
-    assert_eq!(out, "");
-    assert_eq!(err, "error: set \"k\": no answer within 0.3 s\n");
+        .expect("SET");
+    let before = keyspace(&mut conn);
+    for step in 1..=5 {
+        let step = step.to_string();
+        let (code, out, err) = run(&server, &["demo", "--json", "--fail-after-step", &step]);
+        assert_eq!(code, 3, "step {step}: {out}\n{err}");
+        assert!(err.contains(&format!("stopped after step {step}")), "{err}");
+        let summary: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(summary["outcome"], "failed", "{summary}");
+        assert!(
+            !summary["created"].as_array().expect("created").is_empty(),
+            "{summary}"
+        );
+        assert_eq!(summary["left_behind"], serde_json::json!([]), "{summary}");
+        assert_eq!(keyspace(&mut conn), before, "step {step}");
+    }
 }

@@ -36,6 +36,9 @@ pub mod exit {
     /// data is not what the command needs (not JSON for `doc get`, another
     /// Redis type), or the output could not be written.
     pub const FAILED: i32 = 3;
+    /// Ctrl-C stopped the command (the demo removes its keys first): 128 +
+    /// SIGINT, as shells report it.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 /// The exit status table printed at the end of `--help`.
@@ -47,7 +50,8 @@ Exit status:
   2  usage or input error: bad arguments, bad JSON value, TTL, key, pattern or URL
   3  failure: the store failed (cannot connect, timeout, refused), the stored data is
      not what the command needs (e.g. not JSON for doc get; --raw prints any bytes),
-     or the output could not be written";
+     or the output could not be written
+  130  interrupted by Ctrl-C (the demo removes its keys first)";
 
 /// Typed application state shared through Redis.
 #[derive(Debug, Parser)]
@@ -77,8 +81,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// A short tour of what statehouse does, on the chosen store (keys under `demo:`, removed afterwards).
-    Demo,
+    /// A short tour of what statehouse does, on the chosen store. Its keys are
+    /// under `demo:<run id>:`, a namespace of each run's own, and removed
+    /// afterwards, also after a failure or Ctrl-C (exit status 130).
+    Demo(demo::DemoArgs),
     /// Typed documents: get, set, delete, list.
     #[command(subcommand)]
     Doc(DocCommand),
@@ -111,6 +117,9 @@ pub enum CliError {
     /// Writing the output failed (exit status 3).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// Ctrl-C stopped the command, after it cleaned up (exit status 130).
+    #[error("interrupted (Ctrl-C)")]
+    Interrupted,
 }
 
 impl CliError {
@@ -125,6 +134,7 @@ impl CliError {
             Self::NotFound(_) => exit::NOT_FOUND,
             Self::Usage(_) => exit::USAGE,
             Self::Failed(_) | Self::Output(_) => exit::FAILED,
+            Self::Interrupted => exit::INTERRUPTED,
         }
     }
 }
@@ -173,7 +183,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let state = Statehouse::with_settings(settings).await?;
     let docs = state.documents();
     match cli.command {
-        Command::Demo => demo::demo(&state, out).await,
+        Command::Demo(args) => demo::demo(&state, args, out).await,
         Command::Ping => documents::ping(&state, &docs, out).await,
         Command::Layout => Ok(()),
         Command::Doc(command) => documents::doc(&docs, command, out).await,
@@ -234,6 +244,12 @@ impl<'a> Output<'a> {
             let line = to_json(value)?;
             writeln!(self.out, "{line}")?;
         }
+        Ok(())
+    }
+
+    /// Sends what was printed so far on its way (e.g. before a long wait).
+    pub(crate) fn flush(&mut self) -> Result<(), CliError> {
+        self.out.flush()?;
         Ok(())
     }
 
