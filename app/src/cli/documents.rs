@@ -15,7 +15,7 @@ pub(super) enum DocCommand {
     Get {
         /// The key.
         key: String,
-        /// Print the stored bytes as they are, even if they are not JSON.
+        /// Print the stored bytes as they are, even if they are not JSON (also with --json).
         #[arg(long)]
         raw: bool,
     },

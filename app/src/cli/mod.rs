@@ -98,8 +98,8 @@ enum Command {
 /// its exit status ([`CliError::exit_code`], the table in [`exit`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// The store failed (shown with [`describe`]: plain words, human
-    /// durations). Exit status by kind: not found 1, invalid input 2, any
+    /// The store failed (shown in plain words, durations as people read
+    /// them). Exit status by kind: not found 1, invalid input 2, any
     /// other 3.
     #[error("{}", describe(.0))]
     Store(#[from] StoreError),
