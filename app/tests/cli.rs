@@ -2,7 +2,9 @@
 
 #![allow(clippy::expect_used, reason = "test code: a panic is a failed test")]
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn statehouse(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_statehouse"))
@@ -28,19 +30,23 @@ fn demo_runs_on_the_embedded_default() {
     );
     assert!(stdout.contains("memory://"), "{stdout}");
     assert!(stdout.contains(r#""role":"admin""#), "{stdout}");
-    assert!(stdout.contains("demo:counter = 200 (expected 200)"), "{stdout}");
+    assert!(stdout.contains(":counter = 200 (expected 200)"), "{stdout}");
     assert!(stdout.contains("after 350 ms: exists = false"), "{stdout}");
     assert!(stdout.contains("store alive = true"), "{stdout}");
 }
 
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
 #[test]
-fn errors_are_clear_and_exit_non_zero() {
+fn errors_are_clear_and_exit_with_the_documented_code() {
     let missing = statehouse(&["doc", "get", "nothing"]);
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(code(&missing), Some(1));
     assert_eq!(text(&missing.stderr), "error: \"nothing\" does not exist\n");
 
     let bad_json = statehouse(&["doc", "set", "k", "{oops"]);
-    assert_eq!(bad_json.status.code(), Some(1));
+    assert_eq!(code(&bad_json), Some(2));
     assert!(
         text(&bad_json.stderr).contains("not valid JSON"),
         "{}",
@@ -48,7 +54,7 @@ fn errors_are_clear_and_exit_non_zero() {
     );
 
     let bad_ttl = statehouse(&["doc", "set", "k", "1", "--ttl", "-5"]);
-    assert_eq!(bad_ttl.status.code(), Some(1));
+    assert_eq!(code(&bad_ttl), Some(2));
     assert!(
         text(&bad_ttl.stderr).contains("a TTL must be at least 1 ms, got -5 s"),
         "{}",
@@ -62,13 +68,98 @@ fn errors_are_clear_and_exit_non_zero() {
         "300",
         "ping",
     ]);
-    assert_eq!(bad_url.status.code(), Some(1));
+    assert_eq!(code(&bad_url), Some(3));
     let stderr = text(&bad_url.stderr);
     assert!(stderr.contains("cannot reach the store"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 
     let usage = statehouse(&["doc", "frobnicate"]);
-    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(code(&usage), Some(2));
+}
+
+/// 0 done, 1 not found, 2 usage or input error, 3 failure: for every
+/// command (those that need a key in the store are in tests/tests/cli.rs).
+#[test]
+fn every_command_follows_the_exit_code_convention() {
+    let cases: &[(&[&str], i32)] = &[
+        // 0: done.
+        (&["ping"], 0),
+        (&["layout"], 0),
+        (&["doc", "list"], 0),
+        (&["doc", "set", "k", "1"], 0),
+        (&["doc", "set", "k", "not json", "--raw"], 0),
+        (&["doc", "set", "k", "1", "--if-absent"], 0),
+        (&["--help"], 0),
+        (&["doc", "--help"], 0),
+        (&["--version"], 0),
+        // 1: a key the command needed does not exist.
+        (&["doc", "get", "k"], 1),
+        (&["doc", "get", "k", "--raw"], 1),
+        (&["doc", "ttl", "k"], 1),
+        (&["doc", "del", "k"], 1),
+        // 2: usage or input error.
+        (&[], 2),
+        (&["doc"], 2),
+        (&["doc", "get"], 2),
+        (&["frobnicate"], 2),
+        (&["--timeout-ms", "soon", "ping"], 2),
+        (&["doc", "set", "k", "{oops"], 2),
+        (&["doc", "set", "k", "1", "--ttl", "0"], 2),
+        (&["doc", "set", "k", "1", "--ttl", "99999999999999"], 2),
+        (&["doc", "set", "bad\nkey", "1"], 2),
+        (&["doc", "set", "", "1"], 2),
+        (&["doc", "get", "bad\nkey"], 2),
+        (&["doc", "ttl", ""], 2),
+        (&["doc", "del", "bad\u{7f}key"], 2),
+        (&["doc", "list", ""], 2),
+        (&["--url", "postgres://u:secret@db", "ping"], 2),
+        (&["--url", "postgres://u:secret@db", "demo"], 2),
+        (&["--url", "nonsense", "doc", "list"], 2),
+        // 3: the store failed.
+        (
+            &["--url", "redis://127.0.0.1:1", "--timeout-ms", "300", "ping"],
+            3,
+        ),
+        (
+            &["--url", "redis://127.0.0.1:1", "--timeout-ms", "300", "demo"],
+            3,
+        ),
+        (
+            &[
+                "--url",
+                "redis://127.0.0.1:1",
+                "--timeout-ms",
+                "300",
+                "doc",
+                "get",
+                "k",
+            ],
+            3,
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = statehouse(args);
+        assert_eq!(
+            code(&out),
+            Some(*expected),
+            "statehouse {args:?}\nstdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        if *expected != 0 {
+            assert!(!text(&out.stderr).is_empty(), "statehouse {args:?}: says why");
+        }
+    }
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let help = statehouse(&["--help"]);
+    let stdout = text(&help.stdout);
+    assert!(stdout.contains("Exit status:"), "{stdout}");
+    for line in ["  0  ", "  1  ", "  2  ", "  3  "] {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
 }
 
 #[test]
@@ -96,4 +187,130 @@ fn layout_shows_the_key_scheme() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("prefix: \"app:\""), "{stdout}");
     assert!(stdout.contains("{prefix}{key}"), "{stdout}");
+}
+
+/// What the CLI prints is for people: values as JSON, durations as people
+/// read them, types in plain words; never Rust's `Debug`.
+#[test]
+fn output_is_for_people_never_rust_debug() {
+    let demo = statehouse(&["demo"]);
+    let stdout = text(&demo.stdout);
+    assert!(demo.status.success(), "{stdout}\n{}", text(&demo.stderr));
+    assert!(
+        stdout.contains(r#"-> {"name":"Ada","role":"admin","joined":""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ttl -> expires in 0.3 s"), "{stdout}");
+    assert!(
+        stdout.contains("the stored value is not a valid User document"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("a TTL must be at least 1 ms, got 0 ms"),
+        "{stdout}"
+    );
+    for debug in ["Some(", "ExpiresIn(", "::", "0ns", "ms)"] {
+        assert!(!stdout.contains(debug), "{debug:?} in:\n{stdout}");
+    }
+}
+
+fn json(stdout: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(stdout)))
+}
+
+/// `--json` (before or after the subcommand): one JSON document on stdout,
+/// wherever the command prints data; scripts never parse prose.
+#[test]
+fn json_output_for_scripts() {
+    let ping = statehouse(&["--json", "ping"]);
+    assert_eq!(code(&ping), Some(0));
+    assert_eq!(
+        text(&ping.stdout),
+        "{\"url\":\"memory://\",\"prefix\":\"\",\"backend\":\"memory\"}\n"
+    );
+    assert_eq!(statehouse(&["ping", "--json"]).stdout, ping.stdout);
+
+    let layout = statehouse(&["--prefix", "app:", "layout", "--json"]);
+    let layout = json(&layout.stdout);
+    assert_eq!(layout["prefix"], "app:");
+    assert_eq!(layout["families"][0]["family"], "documents");
+    assert_eq!(layout["families"][0]["redis_key"], "{prefix}{key}");
+
+    assert_eq!(text(&statehouse(&["doc", "list", "--json"]).stdout), "[]\n");
+    assert_eq!(
+        text(&statehouse(&["doc", "set", "k", "1", "--json"]).stdout),
+        "{\"key\":\"k\",\"written\":true}\n"
+    );
+
+    // Not found: exit status 1; the result still says so where there is one.
+    let get = statehouse(&["--json", "doc", "get", "k"]);
+    assert_eq!((code(&get), text(&get.stdout)), (Some(1), String::new()));
+    let ttl = statehouse(&["--json", "doc", "ttl", "k"]);
+    assert_eq!(code(&ttl), Some(1));
+    assert_eq!(
+        text(&ttl.stdout),
+        "{\"key\":\"k\",\"ttl_ms\":null,\"state\":\"missing\"}\n"
+    );
+    let del = statehouse(&["--json", "doc", "del", "k"]);
+    assert_eq!(code(&del), Some(1));
+    assert_eq!(text(&del.stdout), "{\"key\":\"k\",\"deleted\":false}\n");
+
+    let demo = statehouse(&["demo", "--json"]);
+    assert_eq!(code(&demo), Some(0), "{}", text(&demo.stderr));
+    let summary = json(&demo.stdout);
+    assert_eq!(summary["outcome"], "done", "{summary}");
+    assert_eq!(summary["backend"], "memory", "{summary}");
+    assert_eq!(summary["counter"], 200, "{summary}");
+    assert_eq!(summary["user"]["role"], "admin", "{summary}");
+    assert_eq!(summary["session_expired"], true, "{summary}");
+}
+
+/// Ctrl-C stops the demo, which removes its keys first and exits with 130.
+/// Deterministic: a hidden option parks the demo after step 3 (its keys
+/// written) until the signal comes.
+#[test]
+fn ctrl_c_stops_the_demo_after_cleaning_up() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statehouse"))
+        .args(["demo", "--pause-after-step", "3"])
+        .env_remove("STATEHOUSE_URL")
+        .env_remove("STATEHOUSE_PREFIX")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the statehouse binary runs");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut seen = String::new();
+    while !seen.contains("waiting for Ctrl-C") {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).expect("read stdout") == 0 {
+            let _ = child.kill();
+            panic!("the demo ended before pausing:\n{seen}");
+        }
+        seen.push_str(&line);
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo did not stop on SIGINT:\n{seen}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read stdout");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(130), "{seen}{rest}\n{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(rest.contains("removed the 3 keys it created"), "{seen}{rest}");
 }

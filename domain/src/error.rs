@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::HumanDuration;
+
 /// An input that breaks one of the domain's rules.
 ///
 /// Each variant names *what* was being validated (`"key"`, `"pattern"`, …)
@@ -25,7 +27,7 @@ pub enum ValidationError {
         max: usize,
     },
     /// The value contained a control character (`\n`, `\0`, DEL, …).
-    #[error("{what} contains the control character {character:?} at byte {index}")]
+    #[error("{what} contains the control character U+{:04X} at byte {index}", u32::from(*character))]
     ControlCharacter {
         /// What was being validated.
         what: &'static str,
@@ -49,7 +51,7 @@ pub enum ValidationError {
         expected: &'static str,
     },
     /// A time to live longer than the store can represent.
-    #[error("a TTL must be at most {max:?}, got {given:?}")]
+    #[error("a TTL must be at most {}, got {}", HumanDuration(*max), HumanDuration(*given))]
     TtlTooLong {
         /// The rejected TTL.
         given: Duration,

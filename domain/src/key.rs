@@ -269,6 +269,15 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_are_named_by_code_point() {
+        let err = Key::new("bad\nkey").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "key contains the control character U+000A at byte 3"
+        );
+    }
+
+    #[test]
     fn the_byte_scan_agrees_with_char_is_control() {
         for code in 0..=0x2000u32 {
             let Some(c) = char::from_u32(code) else { continue };

@@ -10,6 +10,7 @@
 //! - [`layout`]: THE key layout of the families, with the escaping of
 //!   user-given components and the hash tags.
 //! - [`ValidationError`]: which rule an input broke.
+//! - [`HumanDuration`]: a duration as people read it, for messages.
 //!
 //! Every identifier that later reaches a Redis key goes through one validation
 //! routine ([`validate_identifier`]), so the rules (not empty, at most
@@ -18,6 +19,7 @@
 //! Architecture invariant: this crate does no I/O, knows nothing of Redis and
 //! nothing of async. It can be used from any layer.
 
+mod duration;
 mod error;
 #[macro_use]
 mod key;
@@ -25,6 +27,7 @@ pub mod layout;
 mod task;
 mod ttl;
 
+pub use duration::HumanDuration;
 pub use error::ValidationError;
 pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::ValidationError;
+use crate::{HumanDuration, ValidationError};
 
 /// A time to live: at least one millisecond, at most [`Ttl::MAX`].
 ///
@@ -32,7 +32,7 @@ impl Ttl {
     pub fn new(duration: Duration) -> Result<Self, ValidationError> {
         if duration.is_zero() {
             return Err(ValidationError::TtlTooShort {
-                given: format!("{duration:?}"),
+                given: HumanDuration(duration).to_string(),
             });
         }
         if duration > Self::MAX {
@@ -141,6 +141,17 @@ mod tests {
         let err = Ttl::from_secs_signed(-5).unwrap_err();
         assert_eq!(err.to_string(), "a TTL must be at least 1 ms, got -5 s");
         assert!(Ttl::from_millis_signed(i64::MIN).is_err());
+    }
+
+    #[test]
+    fn messages_show_durations_as_people_read_them() {
+        let zero = Ttl::new(Duration::ZERO).unwrap_err();
+        assert_eq!(zero.to_string(), "a TTL must be at least 1 ms, got 0 ms");
+        let long = Ttl::new(Ttl::MAX + Duration::from_secs(86_400)).unwrap_err();
+        assert_eq!(
+            long.to_string(),
+            "a TTL must be at most 100 years, got 100 years 1 d"
+        );
     }
 
     #[test]

@@ -34,15 +34,26 @@ fn documents_round_trip_through_redis_between_invocations() {
     );
     assert_eq!(run(&server, &["doc", "get", "user:1"]).1, "{\"name\":\"Ada\"}\n");
     assert_eq!(run(&server, &["doc", "list", "user:*"]).1, "user:1\nuser:2\n");
-    assert!(run(&server, &["doc", "ttl", "user:2"]).1.ends_with(" ms\n"));
-    assert_eq!(run(&server, &["doc", "ttl", "user:1"]).1, "no expiry\n");
+    let ttl = run(&server, &["doc", "ttl", "user:2"]).1;
+    assert!(
+        ttl == "expires in 60 s\n" || ttl.starts_with("expires in 59."),
+        "{ttl}"
+    );
+    assert_eq!(run(&server, &["doc", "ttl", "user:1"]).1, "no TTL\n");
     let (code, _, err) = run(&server, &["doc", "set", "user:1", "1", "--if-absent"]);
     assert_eq!(
         (code, err.as_str()),
         (1, "error: \"user:1\" already exists; nothing written\n")
     );
     assert_eq!(run(&server, &["doc", "del", "user:1"]).1, "deleted\n");
-    assert_eq!(run(&server, &["doc", "del", "user:1"]).1, "did not exist\n");
+    assert_eq!(
+        run(&server, &["doc", "del", "user:1"]),
+        (
+            1,
+            String::new(),
+            "error: \"user:1\" does not exist; nothing deleted\n".into()
+        )
+    );
 
     // The prefix is really applied on the server.
     let mut conn = server.connection();
@@ -51,13 +62,202 @@ fn documents_round_trip_through_redis_between_invocations() {
 }
 
 #[test]
-fn demo_runs_against_redis_and_cleans_up() {
+fn json_output_round_trips_through_redis() {
     let server = RedisServer::start();
+    let pretty = "{\n  \"name\": \"Ada Lovelace\",\n  \"tags\": [ \"a b\", \"\\\" x\" ]\n}\n";
+    assert_eq!(run(&server, &["doc", "set", "user:1", pretty]).0, 0);
+    assert_eq!(
+        run(&server, &["--json", "doc", "get", "user:1"]),
+        (
+            0,
+            "{\"name\":\"Ada Lovelace\",\"tags\":[\"a b\",\"\\\" x\"]}\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        run(&server, &["doc", "get", "user:1"]).1,
+        pretty,
+        "people get it as stored"
+    );
+    assert_eq!(
+        run(&server, &["doc", "set", "user:2", "2", "--ttl", "60", "--json"]).1,
+        "{\"key\":\"user:2\",\"written\":true}\n"
+    );
+    assert_eq!(
+        run(&server, &["doc", "set", "user:2", "3", "--if-absent", "--json"]),
+        (
+            1,
+            "{\"key\":\"user:2\",\"written\":false}\n".into(),
+            "error: \"user:2\" already exists; nothing written\n".into()
+        )
+    );
+    assert_eq!(
+        run(&server, &["doc", "list", "user:*", "--json"]).1,
+        "[\"user:1\",\"user:2\"]\n"
+    );
+    let ttl: serde_json::Value =
+        serde_json::from_str(&run(&server, &["doc", "ttl", "user:2", "--json"]).1).expect("JSON");
+    assert_eq!(ttl["state"], "expires", "{ttl}");
+    let left = ttl["ttl_ms"].as_u64().expect("ttl_ms is a number");
+    assert!((59_000..=60_000).contains(&left), "{ttl}");
+    assert_eq!(
+        run(&server, &["doc", "ttl", "user:1", "--json"]).1,
+        "{\"key\":\"user:1\",\"ttl_ms\":null,\"state\":\"persistent\"}\n"
+    );
+    assert_eq!(
+        run(&server, &["doc", "del", "user:1", "--json"]).1,
+        "{\"key\":\"user:1\",\"deleted\":true}\n"
+    );
+    assert_eq!(
+        run(&server, &["ping", "--json"]).1,
+        format!(
+            "{{\"url\":\"{}\",\"prefix\":\"cli:\",\"backend\":\"redis\"}}\n",
+            server.url()
+        )
+    );
+}
+
+/// The exit codes of commands that need something in the store; the rest
+/// are in app/tests/cli.rs.
+#[test]
+fn exit_codes_say_what_happened_to_the_key() {
+    let mut server = RedisServer::start();
+    assert_eq!(run(&server, &["doc", "set", "k", "1"]).0, 0);
+    assert_eq!(run(&server, &["doc", "set", "k", "2", "--if-absent"]).0, 1);
+    assert_eq!(
+        run(&server, &["doc", "get", "k"]),
+        (0, "1\n".into(), String::new())
+    );
+    assert_eq!(run(&server, &["doc", "ttl", "k"]).0, 0);
+    assert_eq!(run(&server, &["doc", "del", "k"]).0, 0);
+    for command in ["get", "ttl", "del"] {
+        let (code, out, err) = run(&server, &["doc", command, "k"]);
+        assert_eq!((code, out.as_str()), (1, ""), "doc {command}: {err}");
+        assert!(
+            err.starts_with("error: \"k\" does not exist"),
+            "doc {command}: {err}"
+        );
+    }
+
+    // Stored data that is not JSON: `doc get` says so (3); --raw prints it as it is.
+    assert_eq!(run(&server, &["doc", "set", "plain", "hello", "--raw"]).0, 0);
+    let (code, out, err) = run(&server, &["doc", "get", "plain"]);
+    assert_eq!((code, out.as_str()), (3, ""), "{err}");
+    assert_eq!(
+        err,
+        "error: get \"plain\": the stored value is not valid JSON: expected value at line 1 column 1; \
+         `doc get --raw` prints it as it is\n"
+    );
+    assert_eq!(
+        run(&server, &["doc", "get", "plain", "--raw"]),
+        (0, "hello".into(), String::new())
+    );
+
+    // A key of another Redis type is stored data the command cannot use (3).
+    let mut conn = server.connection();
+    let _: i64 = redis::cmd("RPUSH")
+        .arg(&["cli:list", "x"])
+        .query(&mut conn)
+        .expect("RPUSH");
+    let (code, _, err) = run(&server, &["doc", "get", "list"]);
+    assert_eq!(code, 3, "{err}");
+
+    // The store is gone (3).
+    server.stop();
+    for args in [&["ping"][..], &["doc", "get", "k"], &["doc", "list"], &["demo"]] {
+        let (code, _, err) = run(&server, args);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(err.contains("cannot reach the store"), "{args:?}: {err}");
+    }
+}
+
+/// Every key on the server with its value (all strings here), sorted.
+fn keyspace(conn: &mut redis::Connection) -> Vec<(String, String)> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(conn).expect("KEYS");
+    keys.sort();
+    keys.into_iter()
+        .map(|key| {
+            let value: String = redis::cmd("GET").arg(&key).query(conn).expect("GET");
+            (key, value)
+        })
+        .collect()
+}
+
+fn dbsize(conn: &mut redis::Connection) -> u64 {
+    redis::cmd("DBSIZE").query(conn).expect("DBSIZE")
+}
+
+/// Keys that look like the demo's (a user's, or left by an older version)
+/// stay as they are: the demo works under `demo:<run id>:` and deletes
+/// exactly the keys it created.
+#[test]
+fn demo_touches_only_its_own_keys() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    for (key, value) in [
+        ("cli:demo:precious", r#""mine""#),
+        ("cli:demo:counter", "5"),
+        ("cli:demo:user:1", r#"{"name":"Grace"}"#),
+        ("cli:demo:session", r#""other""#),
+        ("demo:precious", r#""mine too""#),
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query(&mut conn)
+            .expect("SET");
+    }
+    let (before, size) = (keyspace(&mut conn), dbsize(&mut conn));
+
     let (code, out, err) = run(&server, &["demo"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("(redis)"), "{out}");
-    assert!(out.contains("demo:counter = 200 (expected 200)"), "{out}");
+    assert!(out.contains(":counter = 200 (expected 200)"), "{out}");
+    assert!(out.contains("removed the 4 keys it created"), "{out}");
+
+    let (code, out, err) = run(&server, &["demo", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let namespace = summary["namespace"].as_str().expect("namespace");
+    assert!(
+        namespace.starts_with("demo:") && namespace.len() > "demo::".len(),
+        "{summary}"
+    );
+    let created = summary["created"].as_array().expect("created");
+    assert_eq!(created.len(), 4, "{summary}");
+    assert!(
+        created
+            .iter()
+            .all(|key| key.as_str().is_some_and(|k| k.starts_with(namespace)))
+    );
+    assert_eq!(summary["left_behind"], serde_json::json!([]), "{summary}");
+
+    assert_eq!(keyspace(&mut conn), before);
+    assert_eq!(dbsize(&mut conn), size);
+}
+
+/// A run that fails part way removes what it created, and only that.
+#[test]
+fn a_failed_demo_removes_exactly_the_keys_it_created() {
+    let server = RedisServer::start();
     let mut conn = server.connection();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).expect("KEYS");
-    assert!(keys.is_empty(), "demo left keys behind: {keys:?}");
+    let _: () = redis::cmd("SET")
+        .arg(&["cli:demo:precious", "1"])
+        .query(&mut conn)
+        .expect("SET");
+    let before = keyspace(&mut conn);
+    for step in 1..=5 {
+        let step = step.to_string();
+        let (code, out, err) = run(&server, &["demo", "--json", "--fail-after-step", &step]);
+        assert_eq!(code, 3, "step {step}: {out}\n{err}");
+        assert!(err.contains(&format!("stopped after step {step}")), "{err}");
+        let summary: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(summary["outcome"], "failed", "{summary}");
+        assert!(
+            !summary["created"].as_array().expect("created").is_empty(),
+            "{summary}"
+        );
+        assert_eq!(summary["left_behind"], serde_json::json!([]), "{summary}");
+        assert_eq!(keyspace(&mut conn), before, "step {step}");
+    }
 }

@@ -1,0 +1,63 @@
+//! `layout`: how statehouse lays out its Redis keys.
+
+use serde::Serialize;
+
+use super::{CliError, Output, quoted, store_name};
+use crate::Settings;
+
+/// One family of keys.
+#[derive(Debug, Serialize)]
+struct Family {
+    family: &'static str,
+    redis_key: &'static str,
+    #[serde(rename = "type")]
+    redis_type: &'static str,
+    notes: &'static str,
+}
+
+/// Every family statehouse stores; one row each.
+const FAMILIES: &[Family] = &[Family {
+    family: "documents",
+    redis_key: "{prefix}{key}",
+    redis_type: "string",
+    notes: "JSON value; key used verbatim (validated: 1-512 bytes, no control characters)",
+}];
+
+#[derive(Debug, Serialize)]
+struct Layout<'a> {
+    url: String,
+    prefix: &'a str,
+    families: &'a [Family],
+}
+
+pub(super) fn layout(settings: &Settings, out: &mut Output<'_>) -> Result<(), CliError> {
+    if out.is_json() {
+        return out.json(&Layout {
+            url: settings.redacted_url(),
+            prefix: &settings.prefix,
+            families: FAMILIES,
+        });
+    }
+    let prefix = if settings.prefix.is_empty() {
+        "(none)".to_owned()
+    } else {
+        quoted(&settings.prefix)
+    };
+    out.say("statehouse key layout (see docs/keys.md)")?;
+    out.say(format_args!("store:  {}", store_name(settings)))?;
+    out.say(format_args!(
+        "prefix: {prefix}, put in front of every key and pattern"
+    ))?;
+    out.say("")?;
+    out.say(format_args!(
+        "{:<10} {:<25} {:<7} notes",
+        "family", "redis key", "type"
+    ))?;
+    for family in FAMILIES {
+        out.say(format_args!(
+            "{:<10} {:<25} {:<7} {}",
+            family.family, family.redis_key, family.redis_type, family.notes
+        ))?;
+    }
+    Ok(())
+}
