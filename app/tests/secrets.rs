@@ -152,3 +152,19 @@ fn connect_errors_logs_and_cli_output_never_show_a_password() {
         assert_hidden(seed, case, "the log", &log);
     }
 }
+
+/// redis-rs quotes the value of a `protocol` parameter it cannot read; a
+/// password holding `&protocol=` makes that value part of the password.
+#[tokio::test]
+async fn redis_rs_errors_that_quote_the_password_are_withheld() {
+    for url in [
+        "redis://127.0.0.1:1/0?pass=ab&protocol=SECRETRUN",
+        "unix:///tmp/statehouse-secrets-none.sock?pass=ab&protocol=SECRETRUN",
+    ] {
+        let config = RedisConfig::new(url).with_timeouts(TIMEOUT, TIMEOUT);
+        let error = RedisStore::connect(config).await.unwrap_err();
+        let shown = rendered(&error);
+        assert!(!shown.contains("SECRETRUN"), "{shown}");
+        assert!(shown.contains("details withheld"), "{shown}");
+    }
+}

@@ -12,6 +12,7 @@
 //!   still-watching connection to the next user.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -20,6 +21,7 @@ use statehouse_ports::StoreError;
 
 use crate::RedisConfig;
 use crate::error;
+use crate::redact::Secrets;
 
 /// The name dedicated (WATCH) connections carry in `CLIENT LIST`.
 pub const TXN_CLIENT_NAME: &str = "statehouse-txn";
@@ -33,6 +35,8 @@ pub(crate) struct Connections {
     pub(crate) pool: Pool,
     pub(crate) response_timeout: Duration,
     pool_wait: Duration,
+    /// What of the URL no error may show (redis-rs errors are checked).
+    secrets: Arc<Secrets>,
 }
 
 impl std::fmt::Debug for Connections {
@@ -51,7 +55,8 @@ impl Connections {
         #[cfg(feature = "tls")]
         install_crypto_provider();
         let url = config.redacted_url();
-        let client = client(config, &url)?;
+        let secrets = Arc::new(Secrets::of(&config.url));
+        let client = client(config, &url, &secrets)?;
 
         let manager = TxnManager {
             client: client.clone(),
@@ -64,7 +69,7 @@ impl Connections {
         // or "wrong password" into a vague timeout. The probe fails fast with
         // the real cause, and then serves as the pool's first connection.
         let bound = config.connect_timeout + config.response_timeout;
-        let first = bounded(&url, bound, bb8::ManageConnection::connect(&manager)).await?;
+        let first = bounded(&url, bound, &secrets, bb8::ManageConnection::connect(&manager)).await?;
 
         // No response timeout inside redis-rs for the shared connection:
         // `run` bounds every call from the outside, which also covers a wait
@@ -79,6 +84,7 @@ impl Connections {
         let shared = bounded(
             &url,
             bound,
+            &secrets,
             ConnectionManager::new_with_config(client, shared_config),
         )
         .await?;
@@ -98,6 +104,7 @@ impl Connections {
             pool,
             response_timeout: config.response_timeout,
             pool_wait,
+            secrets,
         })
     }
 
@@ -110,7 +117,13 @@ impl Connections {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.response_timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(error::map(op, key, e, self.response_timeout)),
+            Ok(Err(e)) => Err(error::map_guarded(
+                op,
+                key,
+                e,
+                self.response_timeout,
+                &self.secrets,
+            )),
             Err(_) => Err(StoreError::Timeout {
                 op,
                 key: key.to_owned(),
@@ -128,7 +141,7 @@ impl Connections {
     pub(crate) async fn dedicated(&self, op: &'static str, key: &str) -> Result<PooledTxn, StoreError> {
         match self.pool.get_owned().await {
             Ok(conn) => Ok(conn),
-            Err(bb8::RunError::User(e)) => Err(error::map(op, key, e, self.pool_wait)),
+            Err(bb8::RunError::User(e)) => Err(error::map_guarded(op, key, e, self.pool_wait, &self.secrets)),
             Err(bb8::RunError::TimedOut) => Err(StoreError::Timeout {
                 op,
                 key: key.to_owned(),
@@ -153,11 +166,12 @@ fn install_crypto_provider() {
 async fn bounded<T>(
     url: &str,
     bound: Duration,
+    secrets: &Secrets,
     step: impl Future<Output = RedisResult<T>>,
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(bound, step).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(open_error(url, e)),
+        Ok(Err(e)) => Err(open_error(url, e, secrets)),
         Err(_) => Err(StoreError::Timeout {
             op: "connect",
             key: url.to_owned(),
@@ -167,9 +181,10 @@ async fn bounded<T>(
 }
 
 /// The redis-rs client for `config`, with its private CA if one is set.
-fn client(config: &RedisConfig, url: &str) -> Result<Client, StoreError> {
+/// `url` is the redacted URL.
+fn client(config: &RedisConfig, url: &str, secrets: &Secrets) -> Result<Client, StoreError> {
     let Some(ca_file) = &config.tls_ca_file else {
-        return Client::open(config.url.as_str()).map_err(|e| open_error(url, e));
+        return Client::open(config.url.as_str()).map_err(|e| open_error(url, e, secrets));
     };
     #[cfg(feature = "tls")]
     {
@@ -184,7 +199,7 @@ fn client(config: &RedisConfig, url: &str) -> Result<Client, StoreError> {
             client_tls: None,
             root_cert: Some(root_cert),
         };
-        Client::build_with_tls(config.url.as_str(), certificates).map_err(|e| open_error(url, e))
+        Client::build_with_tls(config.url.as_str(), certificates).map_err(|e| open_error(url, e, secrets))
     }
     #[cfg(not(feature = "tls"))]
     {
@@ -199,8 +214,9 @@ fn client(config: &RedisConfig, url: &str) -> Result<Client, StoreError> {
     }
 }
 
-fn open_error(url: &str, error: RedisError) -> StoreError {
-    let mapped = error::map("connect", url, error, Duration::ZERO);
+/// A redis-rs error of opening a connection to `url` (redacted).
+fn open_error(url: &str, error: RedisError, secrets: &Secrets) -> StoreError {
+    let mapped = error::map_guarded("connect", url, error, Duration::ZERO, secrets);
     match mapped {
         #[cfg(not(feature = "tls"))]
         StoreError::InvalidInput { op, key, reason } if key.starts_with("rediss://") => {

@@ -4,7 +4,8 @@
 //!
 //! - `config.rs`: [`RedisConfig`] (URL, prefix, timeouts, pool size); the
 //!   password never shows in `Debug`/`Display`.
-//! - `redact.rs`: [`redact_url`], the one redaction of URLs.
+//! - `redact.rs`: [`redact_url`], the one redaction of URLs, and the secrets
+//!   a URL carries (checked against redis-rs error messages).
 //! - `conn.rs`: the shared multiplexed connection, the pool of dedicated
 //!   connections for WATCH sections, and `run`, the one helper every call
 //!   goes through (timeout + error mapping with operation and key).

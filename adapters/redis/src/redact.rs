@@ -1,5 +1,7 @@
 //! THE one redaction of store URLs: what of a URL may show in errors, logs,
-//! spans, `Debug` and `Display` ([`redact_url`]).
+//! spans, `Debug` and `Display` ([`redact_url`]), and which secrets a URL
+//! carries, so that text from elsewhere (a redis-rs error) can be checked
+//! for them ([`Secrets`]).
 //!
 //! redis-rs takes a password from the user info (`redis://user:pw@host`,
 //! `redis://:pw@host`, a lone `redis://pw@host`) or from the query
@@ -21,6 +23,7 @@
 //!   `user`, a token, anything) on, everything, fragment included.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::ops::Range;
 
 /// What replaces each hidden part of a URL.
@@ -44,6 +47,10 @@ const KNOWN_SCHEMES: &[&str] = &[
 /// Query parameters whose values are shown: redis-rs reads these, and they
 /// are no secrets. Every other one may be (`pass`, `password`, `token`, …).
 const SHOWN_PARAMETERS: &[&str] = &["db", "protocol"];
+
+/// Fragments of a secret shorter than this are not searched for in other
+/// text (see [`Secrets`]): they would match ordinary words.
+const MIN_PIECE: usize = 3;
 
 /// The URL with its password, and everything that could be part of it,
 /// replaced by `***`: user info (user name included), a query from its
@@ -205,6 +212,57 @@ fn decode(text: &str) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// The secrets a URL carries: every part [`redact_url`] hides, as written
+/// and percent-decoded, and each fragment of it between URL delimiters
+/// (`: @ / ? # & ; =`) of at least three characters. Text that contains one
+/// of them (a redis-rs error message) must not be shown as it is.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct Secrets(Vec<String>);
+
+impl Secrets {
+    /// The secrets of `url`.
+    pub(crate) fn of(url: &str) -> Self {
+        let forms = |text: &str| -> [String; 3] {
+            [
+                text.to_owned(),
+                decode(text).into_owned(),
+                decode(&text.replace('+', " ")).into_owned(),
+            ]
+        };
+        let mut secrets: Vec<String> = Vec::new();
+        let mut add = |text: String| {
+            if text.trim().chars().count() >= MIN_PIECE && !secrets.contains(&text) {
+                secrets.push(text);
+            }
+        };
+        for part in hidden_parts(url) {
+            for form in forms(&url[part]) {
+                for piece in form.split([':', '@', '/', '?', '#', '&', ';', '=']) {
+                    forms(piece).into_iter().for_each(&mut add);
+                }
+                add(form);
+            }
+        }
+        Self(secrets)
+    }
+
+    /// Whether there is nothing to look for.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `text` shows any of the secrets.
+    pub(crate) fn found_in(&self, text: &str) -> bool {
+        self.0.iter().any(|secret| text.contains(secret.as_str()))
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets({} hidden)", self.0.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +338,22 @@ mod tests {
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }
+    }
+
+    #[test]
+    fn secrets_are_the_hidden_parts_and_their_fragments() {
+        // A password holding `&protocol=`: redis-rs reads a protocol
+        // parameter, and its error message quotes the value.
+        let secrets = Secrets::of("unix:///s?db=1&pass=ab&protocol=xyz");
+        assert!(secrets.found_in("Invalid protocol version - InvalidClientConfig: xyz"));
+        let secrets = Secrets::of("redis://u:p%40ss+word@host");
+        assert!(secrets.found_in("p@ss word"));
+        assert!(secrets.found_in("p@ss+word"));
+        assert!(secrets.found_in("bad password p%40ss+word!"));
+        assert!(!secrets.found_in("Connection refused (os error 111)"));
+        assert!(Secrets::of("redis://host:6379/0?protocol=3").is_empty());
+        assert!(Secrets::of("redis://:a@host").is_empty(), "too short to look for");
+        assert!(!format!("{:?}", Secrets::of("redis://:hunter2@h")).contains("hunter2"));
     }
 
     #[test]
