@@ -56,7 +56,10 @@ where
         // holding a pooled connection others could use.
         let mut txn = conns.dedicated(op, key).await?;
         txn.clean = false;
-        let current: R = match conns.run(op, key, read.query_async(&mut txn.conn)).await {
+        let current: R = match conns
+            .run_dedicated(op, key, read.query_async(&mut txn.conn))
+            .await
+        {
             Ok(current) => current,
             // A pooled connection can have died while idle (server restart,
             // idle timeout). WATCH and the reads change nothing, so trying
@@ -66,7 +69,9 @@ where
                 fresh = true;
                 txn = conns.dedicated(op, key).await?;
                 txn.clean = false;
-                conns.run(op, key, read.query_async(&mut txn.conn)).await?
+                conns
+                    .run_dedicated(op, key, read.query_async(&mut txn.conn))
+                    .await?
             }
             Err(error) => return Err(error),
         };
@@ -87,7 +92,9 @@ where
             }
             Decision::Commit(mut writes, value) => {
                 writes.atomic();
-                let committed: Option<()> = conns.run(op, key, writes.query_async(&mut txn.conn)).await?;
+                let committed: Option<()> = conns
+                    .run_dedicated(op, key, writes.query_async(&mut txn.conn))
+                    .await?;
                 // EXEC answered, committed or not: no watch is left.
                 txn.clean = true;
                 if committed.is_some() {
@@ -115,7 +122,7 @@ where
 /// failure here only leaves the connection dirty, and the pool discards it.
 async fn unwatch(conns: &Connections, op: &'static str, key: &str, txn: &mut PooledTxn) {
     match conns
-        .run(op, key, redis::cmd("UNWATCH").exec_async(&mut txn.conn))
+        .run_dedicated(op, key, redis::cmd("UNWATCH").exec_async(&mut txn.conn))
         .await
     {
         Ok(()) => txn.clean = true,
