@@ -22,7 +22,8 @@ use statehouse_redis::{RedisConfig, redact_url};
 /// | `STATEHOUSE_TASK_TTL_SECONDS` | TTL of task records and indexes, refreshed by every write | 7776000 (90 days) |
 /// | `STATEHOUSE_TASK_MAX_LOG` | keep at most this many log entries per task | no cap |
 ///
-/// `Debug` and `Display` never show the URL's password.
+/// `Debug` and `Display` never show the URL's password: they show
+/// [`Settings::redacted_url`].
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Settings {
@@ -152,7 +153,8 @@ impl Settings {
         (self.retry_attempts > 1).then(|| crate::layers::transient_policy(self.retry_attempts))
     }
 
-    /// The URL with any password replaced by `***`.
+    /// The URL with its password (and whatever could be part of it)
+    /// replaced by `***`; see [`redact_url`].
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
     }
@@ -285,9 +287,17 @@ mod tests {
 
     #[test]
     fn password_is_never_shown() {
+        for url in [
+            "redis://user:hunter2@db:6379",
+            "redis://user:hun/ter2@db:6379",
+            "unix:///run/redis.sock?db=1&pass=hunter2",
+        ] {
+            let settings = from(&[("STATEHOUSE_URL", url)]).unwrap();
+            assert!(!format!("{settings:?}").contains("ter2"), "{settings:?}");
+            assert!(!settings.to_string().contains("ter2"), "{settings}");
+            assert_eq!(settings.redacted_url(), redact_url(url));
+        }
         let settings = from(&[("STATEHOUSE_URL", "redis://user:hunter2@db:6379")]).unwrap();
-        assert!(!format!("{settings:?}").contains("hunter2"));
-        assert!(!settings.to_string().contains("hunter2"));
-        assert!(settings.to_string().contains("user:***@db:6379"));
+        assert_eq!(settings.to_string(), "redis://***@db:6379");
     }
 }

@@ -138,6 +138,12 @@ async fn paused_server_times_out_within_the_bound_and_answers_after_resume() {
         let took = started.elapsed();
         assert_eq!(error.kind(), ErrorKind::Timeout, "attempt {attempt}: {error:?}");
         assert!(
+            error
+                .to_string()
+                .ends_with(&format!("no answer within {RESPONSE:?}")),
+            "attempt {attempt}: {error}"
+        );
+        assert!(
             took >= RESPONSE - Duration::from_millis(50) && took < RESPONSE + Duration::from_secs(1),
             "attempt {attempt} took {took:?}"
         );

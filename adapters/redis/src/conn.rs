@@ -12,6 +12,7 @@
 //!   still-watching connection to the next user.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -20,6 +21,7 @@ use statehouse_ports::StoreError;
 
 use crate::RedisConfig;
 use crate::error;
+use crate::redact::Secrets;
 
 /// The name dedicated (WATCH) connections carry in `CLIENT LIST`.
 pub const TXN_CLIENT_NAME: &str = "statehouse-txn";
@@ -32,7 +34,10 @@ pub(crate) struct Connections {
     pub(crate) shared: ConnectionManager,
     pub(crate) pool: Pool,
     pub(crate) response_timeout: Duration,
+    connect_timeout: Duration,
     pool_wait: Duration,
+    /// What of the URL no error may show (redis-rs errors are checked).
+    secrets: Arc<Secrets>,
 }
 
 impl std::fmt::Debug for Connections {
@@ -40,6 +45,7 @@ impl std::fmt::Debug for Connections {
         f.debug_struct("Connections")
             .field("pool", &self.pool.state())
             .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -51,20 +57,27 @@ impl Connections {
         #[cfg(feature = "tls")]
         install_crypto_provider();
         let url = config.redacted_url();
-        let client = client(config, &url)?;
+        let secrets = Arc::new(Secrets::of(&config.url));
+        let client = client(config, &url, &secrets)?;
 
         let manager = TxnManager {
             client: client.clone(),
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout))
                 .set_response_timeout(Some(config.response_timeout)),
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
         };
         // Probe with one dedicated connection first: the shared connection
         // retries its initial connect with backoff, which would turn "refused"
         // or "wrong password" into a vague timeout. The probe fails fast with
         // the real cause, and then serves as the pool's first connection.
         let bound = config.connect_timeout + config.response_timeout;
-        let first = bounded(&url, bound, bb8::ManageConnection::connect(&manager)).await?;
+        let first = match tokio::time::timeout(bound, bb8::ManageConnection::connect(&manager)).await {
+            Ok(Ok(first)) => first,
+            Ok(Err(ConnectError { error, bound })) => return Err(open_error(&url, error, bound, &secrets)),
+            Err(_) => return Err(connect_timeout(&url, bound)),
+        };
 
         // No response timeout inside redis-rs for the shared connection:
         // `run` bounds every call from the outside, which also covers a wait
@@ -76,12 +89,17 @@ impl Connections {
             .set_number_of_retries(6)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(2));
-        let shared = bounded(
-            &url,
+        // Its attempts are bounded by redis-rs' connection timeout.
+        let shared = match tokio::time::timeout(
             bound,
             ConnectionManager::new_with_config(client, shared_config),
         )
-        .await?;
+        .await
+        {
+            Ok(Ok(shared)) => shared,
+            Ok(Err(error)) => return Err(open_error(&url, error, config.connect_timeout, &secrets)),
+            Err(_) => return Err(connect_timeout(&url, bound)),
+        };
 
         let pool = bb8::Pool::builder()
             .max_size(config.pool_size.max(1))
@@ -97,20 +115,49 @@ impl Connections {
             shared,
             pool,
             response_timeout: config.response_timeout,
+            connect_timeout: config.connect_timeout,
             pool_wait,
+            secrets,
         })
     }
 
-    /// Runs one call under the response timeout, mapping its error.
+    /// Runs one call on the shared connection under the response timeout,
+    /// mapping its error.
     pub(crate) async fn run<T>(
         &self,
         op: &'static str,
         key: &str,
         call: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
+        // The shared connection has no response timer of its own: redis-rs
+        // times out only while reconnecting, after the connect timeout.
+        self.bounded_call(op, key, self.connect_timeout, call).await
+    }
+
+    /// Runs one call on a dedicated connection under the response timeout,
+    /// mapping its error.
+    pub(crate) async fn run_dedicated<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        // Dedicated connections time out in redis-rs after the same bound.
+        self.bounded_call(op, key, self.response_timeout, call).await
+    }
+
+    /// `call` under the response timeout; `inner` is the bound of the timer
+    /// redis-rs runs on that connection, reported if that one fires first.
+    async fn bounded_call<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        inner: Duration,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.response_timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(error::map(op, key, e, self.response_timeout)),
+            Ok(Err(e)) => Err(error::map_guarded(op, key, e, inner, &self.secrets)),
             Err(_) => Err(StoreError::Timeout {
                 op,
                 key: key.to_owned(),
@@ -119,9 +166,11 @@ impl Connections {
         }
     }
 
-    /// Runs one call under the response timeout, handing back its redis-rs
-    /// result unmapped, for a caller that acts on a particular server error
-    /// (the WATCH loop on `NOSCRIPT`). Only the timeout is mapped.
+    /// Runs one call on a dedicated connection under the response timeout,
+    /// handing back its redis-rs result unmapped, for a caller that acts on a
+    /// particular server error (the WATCH loop on `NOSCRIPT`); only the
+    /// timeout is mapped. The caller maps the rest with
+    /// [`map_dedicated`](Self::map_dedicated).
     pub(crate) async fn run_raw<T>(
         &self,
         op: &'static str,
@@ -135,6 +184,12 @@ impl Connections {
                 key: key.to_owned(),
                 after: self.response_timeout,
             })
+    }
+
+    /// The mapping of an error from a call on a dedicated connection (what
+    /// [`run_dedicated`](Self::run_dedicated) applies).
+    pub(crate) fn map_dedicated(&self, op: &'static str, key: &str, error: RedisError) -> StoreError {
+        error::map_guarded(op, key, error, self.response_timeout, &self.secrets)
     }
 
     /// A shared-connection handle for plain commands (cheap clone).
@@ -151,7 +206,9 @@ impl Connections {
     pub(crate) async fn dedicated(&self, op: &'static str, key: &str) -> Result<PooledTxn, StoreError> {
         match self.pool.get_owned().await {
             Ok(conn) => Ok(conn),
-            Err(bb8::RunError::User(e)) => Err(error::map(op, key, e, self.pool_wait)),
+            Err(bb8::RunError::User(ConnectError { error, bound })) => {
+                Err(error::map_guarded(op, key, error, bound, &self.secrets))
+            }
             Err(bb8::RunError::TimedOut) => Err(StoreError::Timeout {
                 op,
                 key: key.to_owned(),
@@ -172,27 +229,22 @@ fn install_crypto_provider() {
     }
 }
 
-/// Runs one connection step of `open` under `bound`.
-async fn bounded<T>(
-    url: &str,
-    bound: Duration,
-    step: impl Future<Output = RedisResult<T>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(bound, step).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(open_error(url, e)),
-        Err(_) => Err(StoreError::Timeout {
-            op: "connect",
-            key: url.to_owned(),
-            after: bound,
-        }),
+/// `open` gave up after `bound`.
+fn connect_timeout(url: &str, bound: Duration) -> StoreError {
+    StoreError::Timeout {
+        op: "connect",
+        key: url.to_owned(),
+        after: bound,
     }
 }
 
 /// The redis-rs client for `config`, with its private CA if one is set.
-fn client(config: &RedisConfig, url: &str) -> Result<Client, StoreError> {
+/// `url` is the redacted URL.
+fn client(config: &RedisConfig, url: &str, secrets: &Secrets) -> Result<Client, StoreError> {
+    // Parsing times nothing out.
+    let parse_error = |e| open_error(url, e, Duration::ZERO, secrets);
     let Some(ca_file) = &config.tls_ca_file else {
-        return Client::open(config.url.as_str()).map_err(|e| open_error(url, e));
+        return Client::open(config.url.as_str()).map_err(parse_error);
     };
     #[cfg(feature = "tls")]
     {
@@ -207,7 +259,7 @@ fn client(config: &RedisConfig, url: &str) -> Result<Client, StoreError> {
             client_tls: None,
             root_cert: Some(root_cert),
         };
-        Client::build_with_tls(config.url.as_str(), certificates).map_err(|e| open_error(url, e))
+        Client::build_with_tls(config.url.as_str(), certificates).map_err(parse_error)
     }
     #[cfg(not(feature = "tls"))]
     {
@@ -222,8 +274,10 @@ fn client(config: &RedisConfig, url: &str) -> Result<Client, StoreError> {
     }
 }
 
-fn open_error(url: &str, error: RedisError) -> StoreError {
-    let mapped = error::map("connect", url, error, Duration::ZERO);
+/// A redis-rs error of opening a connection to `url` (redacted); `bound` is
+/// the timeout redis-rs ran on the failed step.
+fn open_error(url: &str, error: RedisError, bound: Duration, secrets: &Secrets) -> StoreError {
+    let mapped = error::map_guarded("connect", url, error, bound, secrets);
     match mapped {
         #[cfg(not(feature = "tls"))]
         StoreError::InvalidInput { op, key, reason } if key.starts_with("rediss://") => {
@@ -255,22 +309,42 @@ pub(crate) struct TxnConn {
 pub(crate) struct TxnManager {
     client: Client,
     config: AsyncConnectionConfig,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+/// A failed step of opening (or checking) a dedicated connection, with the
+/// bound redis-rs ran on that step, so that a timeout reports it.
+#[derive(Debug)]
+pub(crate) struct ConnectError {
+    error: RedisError,
+    bound: Duration,
 }
 
 impl bb8::ManageConnection for TxnManager {
     type Connection = TxnConn;
-    type Error = RedisError;
+    type Error = ConnectError;
 
-    async fn connect(&self) -> Result<TxnConn, RedisError> {
+    async fn connect(&self) -> Result<TxnConn, ConnectError> {
+        // redis-rs bounds connecting and its handshake by the connection
+        // timeout, and every later command by the response timeout.
         let mut conn = self
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
+            .await
+            .map_err(|error| ConnectError {
+                error,
+                bound: self.connect_timeout,
+            })?;
         redis::cmd("CLIENT")
             .arg("SETNAME")
             .arg(TXN_CLIENT_NAME)
             .exec_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|error| ConnectError {
+                error,
+                bound: self.response_timeout,
+            })?;
         Ok(TxnConn {
             conn,
             clean: true,
@@ -278,8 +352,14 @@ impl bb8::ManageConnection for TxnManager {
         })
     }
 
-    async fn is_valid(&self, conn: &mut TxnConn) -> Result<(), RedisError> {
-        redis::cmd("PING").exec_async(&mut conn.conn).await
+    async fn is_valid(&self, conn: &mut TxnConn) -> Result<(), ConnectError> {
+        redis::cmd("PING")
+            .exec_async(&mut conn.conn)
+            .await
+            .map_err(|error| ConnectError {
+                error,
+                bound: self.response_timeout,
+            })
     }
 
     fn has_broken(&self, conn: &mut TxnConn) -> bool {

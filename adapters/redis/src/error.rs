@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
-use statehouse_ports::StoreError;
+use statehouse_ports::{BoxError, StoreError};
+
+use crate::redact::Secrets;
 
 /// Maps a redis-rs error of operation `op` on `key` (the caller's key,
 /// without prefix). `timeout` is the bound reported if it was a timeout.
@@ -57,6 +59,74 @@ pub(crate) fn is_no_script(error: &RedisError) -> bool {
             .clone()
             .into_server_errors()
             .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "NOSCRIPT"))
+}
+
+/// [`map`], then [`withhold`]: the mapping for every redis-rs error of a
+/// store whose URL carries `secrets`.
+pub(crate) fn map_guarded(
+    op: &'static str,
+    key: &str,
+    error: RedisError,
+    timeout: Duration,
+    secrets: &Secrets,
+) -> StoreError {
+    withhold(map(op, key, error, timeout), secrets)
+}
+
+/// `error` as it is, unless the text it got from redis-rs (its source
+/// chain, `Display` and `Debug`, or its reason) shows one of `secrets`;
+/// then the same error with that text replaced by its category and a note.
+/// redis-rs may quote parts of the URL it was given (it quotes the value of
+/// a `protocol` parameter, which a password holding `&protocol=` supplies).
+pub(crate) fn withhold(error: StoreError, secrets: &Secrets) -> StoreError {
+    if secrets.is_empty() {
+        return error;
+    }
+    match error {
+        StoreError::Connection { op, key, source } if shows(&*source, secrets) => StoreError::Connection {
+            op,
+            key,
+            source: withheld(&*source),
+        },
+        StoreError::Operation { op, key, source } if shows(&*source, secrets) => StoreError::Operation {
+            op,
+            key,
+            source: withheld(&*source),
+        },
+        StoreError::InvalidInput { op, key, reason } if secrets.found_in(&reason) => {
+            StoreError::InvalidInput {
+                op,
+                key,
+                reason: withheld_text("invalid client config"),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Whether `error` or any of its sources shows a secret, in `Display` or
+/// `Debug`.
+fn shows(error: &(dyn std::error::Error + 'static), secrets: &Secrets) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if secrets.found_in(&error.to_string()) || secrets.found_in(&format!("{error:?}")) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// What replaces an error whose message showed a secret.
+fn withheld(error: &(dyn std::error::Error + 'static)) -> BoxError {
+    let category = error
+        .downcast_ref::<RedisError>()
+        .map_or("error", RedisError::category);
+    withheld_text(category).into()
+}
+
+fn withheld_text(category: &str) -> String {
+    format!("{category} (details withheld: they quoted part of a secret of the URL)")
 }
 
 /// WRONGTYPE from a command, or from any command of a pipeline (redis-rs
@@ -137,6 +207,63 @@ mod tests {
             let shown = error.to_string();
             assert_eq!(kind_of(error), expected, "{shown}");
         }
+    }
+
+    #[test]
+    fn errors_quoting_a_secret_are_withheld() {
+        let secrets = Secrets::of("unix:///s?pass=ab&protocol=hunter2");
+        let quoting = || {
+            RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "Invalid protocol version",
+                "hunter2".to_owned(),
+            ))
+        };
+        let error = map_guarded(
+            "connect",
+            "unix:///s?pass=***",
+            quoting(),
+            Duration::ZERO,
+            &secrets,
+        );
+        assert_eq!(error.kind(), Kind::InvalidInput);
+        assert!(!format!("{error} {error:?}").contains("hunter2"), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("invalid client config (details withheld"),
+            "{error}"
+        );
+
+        let io = RedisError::from(std::io::Error::other("no route to hunter2"));
+        let error = map_guarded("connect", "", io, Duration::ZERO, &secrets);
+        assert_eq!(error.kind(), Kind::Connection);
+        let mut chain = format!("{error} {error:?}");
+        let mut source = std::error::Error::source(&error);
+        while let Some(next) = source {
+            chain.push_str(&format!(" {next} {next:?}"));
+            source = next.source();
+        }
+        assert!(!chain.contains("hunter2"), "{chain}");
+        assert!(chain.contains("I/O error (details withheld"), "{chain}");
+
+        // Text without a secret, or a URL without one, stays as it is.
+        let refused = || RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let error = map_guarded("connect", "", refused(), Duration::ZERO, &secrets);
+        assert!(
+            std::error::Error::source(&error)
+                .unwrap()
+                .downcast_ref::<RedisError>()
+                .is_some()
+        );
+        let error = map_guarded(
+            "connect",
+            "",
+            quoting(),
+            Duration::ZERO,
+            &Secrets::of("redis://h"),
+        );
+        assert!(error.to_string().contains("hunter2"), "{error}");
     }
 
     #[test]

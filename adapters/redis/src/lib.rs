@@ -4,6 +4,8 @@
 //!
 //! - `config.rs`: [`RedisConfig`] (URL, prefix, timeouts, pool size); the
 //!   password never shows in `Debug`/`Display`.
+//! - `redact.rs`: [`redact_url`], the one redaction of URLs, and the secrets
+//!   a URL carries (checked against redis-rs error messages).
 //! - `conn.rs`: the shared multiplexed connection, the pool of dedicated
 //!   connections for WATCH sections, and `run`, the one helper every call
 //!   goes through (timeout + error mapping with operation and key).
@@ -32,14 +34,16 @@ mod conn;
 mod documents;
 mod error;
 mod keys;
+mod redact;
 mod scripts;
 mod tasks;
 mod txn;
 
 use std::sync::Arc;
 
-pub use config::{RedisConfig, redact_url};
+pub use config::RedisConfig;
 pub use conn::TXN_CLIENT_NAME;
+pub use redact::redact_url;
 use statehouse_ports::StoreError;
 
 /// A Redis-backed store implementing every statehouse port.

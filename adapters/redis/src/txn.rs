@@ -112,7 +112,7 @@ where
                         txn.scripts_loaded = false;
                         continue;
                     }
-                    Err(error) => return Err(error::map(op, key, error, conns.response_timeout)),
+                    Err(error) => return Err(conns.map_dedicated(op, key, error)),
                 }
             }
         }
@@ -159,10 +159,10 @@ impl Section<'_> {
     ) -> Result<R, StoreError> {
         txn.clean = false;
         let current = if txn.scripts_loaded {
-            conns.run(op, key, self.read.query_async(&mut txn.conn)).await?
+            conns.run_dedicated(op, key, self.read.query_async(&mut txn.conn)).await?
         } else {
             let first = read_pipeline(Some(scripts::load_all()), self.watched, self.reads);
-            conns.run(op, key, first.query_async(&mut txn.conn)).await?
+            conns.run_dedicated(op, key, first.query_async(&mut txn.conn)).await?
         };
         txn.scripts_loaded = true;
         Ok(current)
@@ -173,7 +173,7 @@ impl Section<'_> {
 /// failure here only leaves the connection dirty, and the pool discards it.
 async fn unwatch(conns: &Connections, op: &'static str, key: &str, txn: &mut PooledTxn) {
     match conns
-        .run(op, key, redis::cmd("UNWATCH").exec_async(&mut txn.conn))
+        .run_dedicated(op, key, redis::cmd("UNWATCH").exec_async(&mut txn.conn))
         .await
     {
         Ok(()) => txn.clean = true,
