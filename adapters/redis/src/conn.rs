@@ -107,6 +107,10 @@ impl Connections {
             .min_idle(None)
             .connection_timeout(bound)
             .idle_timeout(Some(Duration::from_secs(300)))
+            // bb8's idle reaper is a task that only notices a dropped pool at
+            // its next tick: tick every second (not every 30 s), so dropping
+            // the store leaves nothing running for long.
+            .reaper_rate(Duration::from_secs(1))
             .test_on_check_out(false)
             .build_unchecked(manager);
         // Cannot fail: the pool is empty and its size is at least 1.
