@@ -11,6 +11,7 @@ use statehouse_redis::{RedisConfig, redact_url};
 /// | variable | meaning | default |
 /// |---|---|---|
 /// | `STATEHOUSE_URL` | `memory://`, `redis://…`, `rediss://…` (feature `tls`), `unix://…` | `memory://` |
+/// | `STATEHOUSE_READ_URL` | where task reads (`get`, `list_by_*`, `count_by_*`) go, e.g. a replica; Redis only (an error with `memory://`); empty = unset | `STATEHOUSE_URL` |
 /// | `STATEHOUSE_PREFIX` | put in front of every Redis key | empty |
 /// | `STATEHOUSE_CONNECT_TIMEOUT_MS` | bound on opening a connection | 2000 |
 /// | `STATEHOUSE_RESPONSE_TIMEOUT_MS` | bound on one call | 2000 |
@@ -22,13 +23,18 @@ use statehouse_redis::{RedisConfig, redact_url};
 /// | `STATEHOUSE_TASK_TTL_SECONDS` | TTL of task records and indexes, refreshed by every write | 7776000 (90 days) |
 /// | `STATEHOUSE_TASK_MAX_LOG` | keep at most this many log entries per task | no cap |
 ///
-/// `Debug` and `Display` never show the URL's password: they show
+/// `Debug` and `Display` never show the password of either URL: they show
 /// [`Settings::redacted_url`].
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Settings {
     /// The store's URL.
     pub url: String,
+    /// Where task reads go (e.g. a replica of `url`); `None`: to `url`.
+    /// Documents and all writes always use `url`. A replica lags, so a task
+    /// read there may miss the latest write. Redis only: connecting with a
+    /// `memory://` URL and a read URL is an error.
+    pub read_url: Option<String>,
     /// Key prefix (Redis only; an in-memory store is private anyway).
     pub prefix: String,
     /// Bound on opening a connection.
@@ -65,6 +71,7 @@ impl Settings {
         let redis = RedisConfig::new("");
         Self {
             url: url.into(),
+            read_url: None,
             prefix: String::new(),
             connect_timeout: redis.connect_timeout,
             response_timeout: redis.response_timeout,
@@ -88,6 +95,7 @@ impl Settings {
     /// test, a config file).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, StoreError> {
         let mut settings = Self::new(lookup("STATEHOUSE_URL").unwrap_or_else(|| "memory://".to_owned()));
+        settings.read_url = lookup("STATEHOUSE_READ_URL").filter(|url| !url.trim().is_empty());
         if let Some(prefix) = lookup("STATEHOUSE_PREFIX") {
             settings.prefix = prefix;
         }
@@ -144,6 +152,7 @@ impl Settings {
             .with_timeouts(self.connect_timeout, self.response_timeout);
         config.pool_size = self.pool_size;
         config.tls_ca_file = self.tls_ca_file.clone();
+        config.read_url = self.read_url.clone();
         config
     }
 
@@ -157,6 +166,11 @@ impl Settings {
     /// replaced by `***`; see [`redact_url`].
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
+    }
+
+    /// The read URL, if any, with any password replaced by `***`.
+    pub fn redacted_read_url(&self) -> Option<String> {
+        self.read_url.as_deref().map(redact_url)
     }
 }
 
@@ -179,6 +193,7 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("url", &self.redacted_url())
+            .field("read_url", &self.redacted_read_url())
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
@@ -196,6 +211,9 @@ impl fmt::Debug for Settings {
 impl fmt::Display for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted_url())?;
+        if let Some(read_url) = self.redacted_read_url() {
+            write!(f, " (task reads from {read_url})")?;
+        }
         if !self.prefix.is_empty() {
             write!(f, " (prefix {:?})", self.prefix)?;
         }
@@ -218,6 +236,8 @@ mod tests {
     fn defaults_to_memory() {
         let settings = from(&[]).unwrap();
         assert_eq!(settings.url, "memory://");
+        assert_eq!(settings.read_url, None);
+        assert_eq!(settings.redis_config().read_url, None);
         assert_eq!(settings.response_timeout, Duration::from_secs(2));
         assert_eq!(settings.update_policy.max_attempts(), 50);
         assert_eq!(settings.transient_retry(), None);
@@ -299,5 +319,36 @@ mod tests {
         }
         let settings = from(&[("STATEHOUSE_URL", "redis://user:hunter2@db:6379")]).unwrap();
         assert_eq!(settings.to_string(), "redis://***@db:6379");
+    }
+
+    #[test]
+    fn read_url_goes_to_the_redis_config_and_its_password_is_never_shown() {
+        let settings = from(&[
+            ("STATEHOUSE_URL", "redis://:hunter2@primary:6379"),
+            ("STATEHOUSE_READ_URL", "redis://reader:sw0rdfish@replica:6380/0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.read_url.as_deref(),
+            Some("redis://reader:sw0rdfish@replica:6380/0")
+        );
+        let redis = settings.redis_config();
+        assert_eq!(redis.url, "redis://:hunter2@primary:6379");
+        assert_eq!(redis.read_url, settings.read_url);
+        for shown in [
+            format!("{settings:?}"),
+            settings.to_string(),
+            format!("{redis:?}"),
+            redis.to_string(),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("sw0rdfish"), "{shown}");
+            assert!(shown.contains("redis://reader:***@replica:6380/0"), "{shown}");
+        }
+        assert_eq!(
+            from(&[("STATEHOUSE_READ_URL", " ")]).unwrap().read_url,
+            None,
+            "empty means unset"
+        );
     }
 }

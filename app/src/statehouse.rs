@@ -74,11 +74,24 @@ impl Statehouse {
         Self::with_settings(Settings::from_env()?).await
     }
 
-    /// Connects with explicit settings.
+    /// Connects with explicit settings. With a Redis URL and a
+    /// [`Settings::read_url`], task reads go to the read URL (both
+    /// endpoints are checked; a failure names the one that failed); a read
+    /// URL with a `memory://` URL is an `InvalidInput` error.
     pub async fn with_settings(settings: Settings) -> Result<Self, StoreError> {
         let scheme = settings.url.split_once("://").map(|(scheme, _)| scheme);
         let (ports, backend) = match scheme {
-            Some("memory") => (Ports::of(MemoryStore::new()), "memory"),
+            Some("memory") => {
+                if let Some(read_url) = settings.redacted_read_url() {
+                    return Err(StoreError::invalid_input(
+                        "connect",
+                        read_url,
+                        "a read URL needs a Redis URL (redis://, rediss:// or unix://); \
+                         memory:// has no read endpoint",
+                    ));
+                }
+                (Ports::of(MemoryStore::new()), "memory")
+            }
             Some("redis" | "rediss" | "unix" | "redis+unix") => {
                 let store = RedisStore::connect(settings.redis_config()).await?;
                 (Ports::of(store), "redis")
@@ -188,6 +201,35 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Connection, "{err:?}");
         assert!(err.to_string().contains("refused"), "{err}");
         assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_read_url_with_memory_is_invalid_input_without_the_password() {
+        let settings = Settings {
+            read_url: Some("redis://:secret@replica:6380".to_owned()),
+            ..Settings::default()
+        };
+        let err = Statehouse::with_settings(settings).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+        assert_eq!(err.op(), "connect");
+        assert_eq!(err.key(), "redis://:***@replica:6380");
+        assert!(
+            err.to_string().contains("memory:// has no read endpoint"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_read_endpoint_is_named_even_when_the_write_one_is_too() {
+        // Both refused: the write endpoint is checked first and named.
+        let mut settings = Settings::new("redis://127.0.0.1:1");
+        settings.read_url = Some("redis://:secret@127.0.0.1:1/1".to_owned());
+        settings.connect_timeout = std::time::Duration::from_millis(300);
+        let err = Statehouse::with_settings(settings).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Connection, "{err:?}");
+        assert_eq!(err.op(), "connect", "{err}");
+        assert_eq!(err.key(), "redis://127.0.0.1:1");
     }
 
     #[cfg(not(feature = "tls"))]

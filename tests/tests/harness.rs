@@ -140,6 +140,44 @@ fn extra_args_reach_the_server() {
 }
 
 #[test]
+fn a_replica_syncs_from_its_primary_refuses_writes_and_follows_new_ones() {
+    let primary = RedisServer::start();
+    set(&primary, "before", "1");
+    let replica = RedisServer::start_replica_of(&primary);
+    assert_ne!(replica.port(), primary.port());
+    let info = replica.replication_info();
+    assert!(info.contains("role:slave"), "{info}");
+    assert!(info.contains("master_link_status:up"), "{info}");
+    assert!(
+        info.contains(&format!("master_port:{}", primary.port())),
+        "{info}"
+    );
+    assert_eq!(
+        get(&replica, "before").as_deref(),
+        Some("1"),
+        "synced when start returns"
+    );
+
+    let err = redis::cmd("SET")
+        .arg("on-replica")
+        .arg("1")
+        .query::<()>(&mut replica.connection())
+        .unwrap_err();
+    assert_eq!(err.code(), Some("READONLY"), "{err:?}");
+
+    set(&primary, "after", "2");
+    let acked: u64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query(&mut primary.connection())
+        .unwrap();
+    assert_eq!(acked, 1, "the replica acknowledges the write");
+    assert_eq!(get(&replica, "after").as_deref(), Some("2"));
+    let primary_info = primary.replication_info();
+    assert!(primary_info.contains("connected_slaves:1"), "{primary_info}");
+}
+
+#[test]
 fn client_list_shows_connections() {
     let server = RedisServer::start();
     let list = server.client_list();

@@ -47,6 +47,12 @@ pub struct RedisConfig {
     /// instead of the platform's and webpki's roots (a private CA). Needs
     /// the `tls` feature. Default: none.
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Where task reads (`get`, `list`, `count`) go, e.g. a replica of
+    /// `url`; same forms as `url`, and the same timeouts, reconnection and
+    /// TLS CA. Documents and every write stay on `url` (read-your-writes).
+    /// A replica lags its primary, so a task read may miss the latest
+    /// write. Default: none (reads go to `url`). Redacted like `url`.
+    pub read_url: Option<String>,
 }
 
 impl RedisConfig {
@@ -61,7 +67,15 @@ impl RedisConfig {
             pool_size: 32,
             scan_count: 1000,
             tls_ca_file: None,
+            read_url: None,
         }
+    }
+
+    /// The same configuration with task reads sent to `read_url`.
+    #[must_use]
+    pub fn with_read_url(mut self, read_url: impl Into<String>) -> Self {
+        self.read_url = Some(read_url.into());
+        self
     }
 
     /// The same configuration with another key prefix.
@@ -84,6 +98,11 @@ impl RedisConfig {
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
     }
+
+    /// The read URL, if any, with any password replaced by `***`.
+    pub fn redacted_read_url(&self) -> Option<String> {
+        self.read_url.as_deref().map(redact_url)
+    }
 }
 
 impl fmt::Debug for RedisConfig {
@@ -97,13 +116,18 @@ impl fmt::Debug for RedisConfig {
             .field("pool_size", &self.pool_size)
             .field("scan_count", &self.scan_count)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("read_url", &self.redacted_read_url())
             .finish()
     }
 }
 
 impl fmt::Display for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted_url())
+        f.write_str(&self.redacted_url())?;
+        if let Some(read_url) = self.redacted_read_url() {
+            write!(f, " (task reads from {read_url})")?;
+        }
+        Ok(())
     }
 }
 
@@ -123,5 +147,23 @@ mod tests {
             assert!(!config.to_string().contains("ter2"), "{config}");
             assert_eq!(config.redacted_url(), redact_url(url));
         }
+    }
+
+    #[test]
+    fn read_url_passwords_never_show() {
+        let config = RedisConfig::new("redis://:hunter2@primary:6379")
+            .with_read_url("redis://reader:sw0rdfish@replica:6380/0");
+        let debug = format!("{config:?}");
+        let display = config.to_string();
+        for shown in [&debug, &display] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("sw0rdfish"), "{shown}");
+            assert!(shown.contains("redis://reader:***@replica:6380/0"), "{shown}");
+        }
+        assert_eq!(
+            display,
+            "redis://:***@primary:6379 (task reads from redis://reader:***@replica:6380/0)"
+        );
+        assert!(!format!("{:?}", RedisConfig::new("redis://h")).contains("task reads"));
     }
 }

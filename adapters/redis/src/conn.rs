@@ -10,6 +10,8 @@
 //!   after EXEC/UNWATCH answered; the pool discards dirty connections, so a
 //!   section cut short (error, timeout, cancelled future) never hands a
 //!   still-watching connection to the next user.
+//! - With a read URL, task reads go to a second [`ConnectionManager`] on
+//!   that endpoint (`reader`), opened and configured like the shared one.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,12 +28,18 @@ use crate::redact::Secrets;
 /// The name dedicated (WATCH) connections carry in `CLIENT LIST`.
 pub const TXN_CLIENT_NAME: &str = "statehouse-txn";
 
+/// The operation of an error connecting to the read endpoint (the write
+/// endpoint's is `"connect"`).
+pub(crate) const CONNECT_READ: &str = "connect_read";
+
 pub(crate) type Pool = bb8::Pool<TxnManager>;
 pub(crate) type PooledTxn = bb8::PooledConnection<'static, TxnManager>;
 
 #[derive(Clone)]
 pub(crate) struct Connections {
     pub(crate) shared: ConnectionManager,
+    /// The read endpoint's connection, when a read URL is configured.
+    reader: Option<ConnectionManager>,
     pub(crate) pool: Pool,
     pub(crate) response_timeout: Duration,
     connect_timeout: Duration,
@@ -44,6 +52,7 @@ impl std::fmt::Debug for Connections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connections")
             .field("pool", &self.pool.state())
+            .field("read_endpoint", &self.reader.is_some())
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
@@ -52,13 +61,19 @@ impl std::fmt::Debug for Connections {
 
 impl Connections {
     /// Connects the shared connection (failing fast if the server cannot be
-    /// reached) and prepares the pool (its connections open on demand).
+    /// reached) and prepares the pool (its connections open on demand);
+    /// then, if a read URL is set, the reader (failing fast the same way,
+    /// with operation [`CONNECT_READ`]).
     pub(crate) async fn open(config: &RedisConfig) -> Result<Self, StoreError> {
         #[cfg(feature = "tls")]
         install_crypto_provider();
         let url = config.redacted_url();
-        let secrets = Arc::new(Secrets::of(&config.url));
-        let client = client(config, &url, &secrets)?;
+        // Errors of later calls are checked against the secrets of both
+        // URLs: a call may run on either endpoint.
+        let secrets = Arc::new(Secrets::of_all(
+            std::iter::once(config.url.as_str()).chain(config.read_url.as_deref()),
+        ));
+        let client = client(config, &url, &Secrets::of(&config.url))?;
 
         let manager = TxnManager {
             client: client.clone(),
@@ -92,7 +107,7 @@ impl Connections {
         // Its attempts are bounded by redis-rs' connection timeout.
         let shared = match tokio::time::timeout(
             bound,
-            ConnectionManager::new_with_config(client, shared_config),
+            ConnectionManager::new_with_config(client, shared_config.clone()),
         )
         .await
         {
@@ -100,12 +115,24 @@ impl Connections {
             Ok(Err(error)) => return Err(open_error(&url, error, config.connect_timeout, &secrets)),
             Err(_) => return Err(connect_timeout(&url, bound)),
         };
+        let reader = match &config.read_url {
+            Some(read_url) => Some(
+                open_reader(config, read_url, shared_config)
+                    .await
+                    .map_err(|error| relabel(error, CONNECT_READ))?,
+            ),
+            None => None,
+        };
 
         let pool = bb8::Pool::builder()
             .max_size(config.pool_size.max(1))
             .min_idle(None)
             .connection_timeout(bound)
             .idle_timeout(Some(Duration::from_secs(300)))
+            // bb8's idle reaper is a task that only notices a dropped pool at
+            // its next tick: tick every second (not every 30 s), so dropping
+            // the store leaves nothing running for long.
+            .reaper_rate(Duration::from_secs(1))
             .test_on_check_out(false)
             .build_unchecked(manager);
         // Cannot fail: the pool is empty and its size is at least 1.
@@ -113,6 +140,7 @@ impl Connections {
         let pool_wait = bound;
         Ok(Self {
             shared,
+            reader,
             pool,
             response_timeout: config.response_timeout,
             connect_timeout: config.connect_timeout,
@@ -197,9 +225,10 @@ impl Connections {
         self.shared.clone()
     }
 
-    /// A handle for read-only commands that may be served by a replica.
+    /// A handle for read-only commands that may be served by a replica: the
+    /// read endpoint's connection if a read URL is set, else the shared one.
     pub(crate) fn reader(&self) -> ConnectionManager {
-        self.shared.clone()
+        self.reader.as_ref().unwrap_or(&self.shared).clone()
     }
 
     /// A dedicated connection for a WATCH section.
@@ -235,6 +264,64 @@ fn connect_timeout(url: &str, bound: Duration) -> StoreError {
         op: "connect",
         key: url.to_owned(),
         after: bound,
+    }
+}
+
+/// The read endpoint's connection: like the shared one (same client
+/// settings, TLS CA, timeouts and reconnection), after a probe that fails
+/// fast with the real cause. Its errors say `"connect"`; the caller
+/// relabels them.
+async fn open_reader(
+    config: &RedisConfig,
+    read_url: &str,
+    manager_config: ConnectionManagerConfig,
+) -> Result<ConnectionManager, StoreError> {
+    let read_config = RedisConfig {
+        url: read_url.to_owned(),
+        read_url: None,
+        ..config.clone()
+    };
+    let url = read_config.redacted_url();
+    let secrets = Secrets::of(read_url);
+    let client = client(&read_config, &url, &secrets)?;
+    let bound = config.connect_timeout + config.response_timeout;
+    let probe_config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.response_timeout));
+    // The probe: a plain connection (which authenticates and selects the
+    // database) and one PING, then closed. A connect failure is bounded by
+    // the connect timeout, a silent PING by the response timeout.
+    let probe = async {
+        let mut probe = client
+            .get_multiplexed_async_connection_with_config(&probe_config)
+            .await
+            .map_err(|error| (error, config.connect_timeout))?;
+        redis::cmd("PING")
+            .exec_async(&mut probe)
+            .await
+            .map_err(|error| (error, config.response_timeout))
+    };
+    match tokio::time::timeout(bound, probe).await {
+        Ok(Ok(())) => {}
+        Ok(Err((error, inner))) => return Err(open_error(&url, error, inner, &secrets)),
+        Err(_) => return Err(connect_timeout(&url, bound)),
+    }
+    match tokio::time::timeout(bound, ConnectionManager::new_with_config(client, manager_config)).await {
+        Ok(Ok(reader)) => Ok(reader),
+        Ok(Err(error)) => Err(open_error(&url, error, config.connect_timeout, &secrets)),
+        Err(_) => Err(connect_timeout(&url, bound)),
+    }
+}
+
+/// `error` reported as operation `op`, everything else kept.
+fn relabel(error: StoreError, op: &'static str) -> StoreError {
+    match error {
+        StoreError::Connection { key, source, .. } => StoreError::Connection { op, key, source },
+        StoreError::Timeout { key, after, .. } => StoreError::Timeout { op, key, after },
+        StoreError::InvalidInput { key, reason, .. } => StoreError::InvalidInput { op, key, reason },
+        StoreError::WrongType { key, .. } => StoreError::WrongType { op, key },
+        StoreError::Operation { key, source, .. } => StoreError::Operation { op, key, source },
+        other => other,
     }
 }
 

@@ -2,13 +2,15 @@
 //!
 //! # Layout
 //!
-//! - `config.rs`: [`RedisConfig`] (URL, prefix, timeouts, pool size); the
-//!   password never shows in `Debug`/`Display`.
+//! - `config.rs`: [`RedisConfig`] (URL, read URL, prefix, timeouts, pool
+//!   size); passwords never show in `Debug`/`Display`.
 //! - `redact.rs`: [`redact_url`], the one redaction of URLs, and the secrets
 //!   a URL carries (checked against redis-rs error messages).
 //! - `conn.rs`: the shared multiplexed connection, the pool of dedicated
-//!   connections for WATCH sections, and `run`, the one helper every call
-//!   goes through (timeout + error mapping with operation and key).
+//!   connections for WATCH sections, the reader (a second multiplexed
+//!   connection, to the read URL, when one is set), and `run`, the one
+//!   helper every call goes through (timeout + error mapping with operation
+//!   and key).
 //! - `error.rs`: the one mapping from redis-rs errors to `StoreError` kinds.
 //! - `keys.rs`: where Redis keys and patterns are built (prefix, escaping).
 //! - `txn.rs`: the bounded WATCH/MULTI/EXEC loop.
@@ -74,9 +76,12 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to the server of `config.url`. Fails fast (within the
-    /// connect and response timeouts) if it cannot be reached; once
-    /// connected, lost connections are re-established by themselves.
+    /// Connects to the server of `config.url`, and to `config.read_url` if
+    /// set. Fails fast (within the connect and response timeouts) if either
+    /// cannot be reached, naming the endpoint: operation `"connect"` for the
+    /// write endpoint, `"connect_read"` for the read one, with the redacted
+    /// URL as key. Once connected, lost connections are re-established by
+    /// themselves. Dropping the last clone closes every connection.
     pub async fn connect(config: RedisConfig) -> Result<Self, StoreError> {
         let conns = conn::Connections::open(&config).await?;
         Ok(Self {

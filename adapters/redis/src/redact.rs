@@ -247,6 +247,17 @@ impl Secrets {
     }
 
     /// Whether there is nothing to look for.
+    /// The secrets of every URL in `urls`.
+    pub(crate) fn of_all<'a>(urls: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut all = Vec::new();
+        for url in urls {
+            all.extend(Self::of(url).0);
+        }
+        all.sort();
+        all.dedup();
+        Self(all)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

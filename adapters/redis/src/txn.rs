@@ -159,10 +159,14 @@ impl Section<'_> {
     ) -> Result<R, StoreError> {
         txn.clean = false;
         let current = if txn.scripts_loaded {
-            conns.run_dedicated(op, key, self.read.query_async(&mut txn.conn)).await?
+            conns
+                .run_dedicated(op, key, self.read.query_async(&mut txn.conn))
+                .await?
         } else {
             let first = read_pipeline(Some(scripts::load_all()), self.watched, self.reads);
-            conns.run_dedicated(op, key, first.query_async(&mut txn.conn)).await?
+            conns
+                .run_dedicated(op, key, first.query_async(&mut txn.conn))
+                .await?
         };
         txn.scripts_loaded = true;
         Ok(current)

@@ -24,6 +24,9 @@
 //!   never dropped, by a panic, or by `SIGKILL`), the kernel closes the pipe, `read` returns and the
 //!   watchdog kills the server and removes its directory. [`RedisServer::stop`] and `Drop` do the same
 //!   themselves and kill the watchdog first, so it never signals a pid that may have been reused.
+//! * **Replicas.** [`RedisServer::start_replica_of`] starts a server with `--replicaof` the given one and
+//!   returns once `INFO replication` reports `master_link_status:up` (the first sync is done), polling
+//!   until a deadline like startup does.
 //! * **`pause` is `SIGSTOP`.** A stopped process keeps its listening socket open: the kernel still
 //!   completes TCP handshakes and queues requests, but nothing is ever answered. That is exactly a
 //!   black-holed or hung server, the case timeouts exist for, and `SIGCONT` ([`RedisServer::resume`])
@@ -64,6 +67,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Connect/read/write timeout of [`RedisServer::connection`].
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`RedisServer::start_replica_of`] waits for the link to its primary to come up.
+const REPLICA_LINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `pause`/`resume` wait for the kernel to report the new process state.
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -157,6 +162,68 @@ impl RedisServer {
         server.fail(&format!(
             "redis-server could not start after {PORT_ATTEMPTS} attempts on fresh ports; last: {why}"
         ))
+    }
+
+    /// Starts a new `redis-server` (like [`start`](Self::start)) that replicates `primary`
+    /// (`--replicaof 127.0.0.1 <port>`), and waits until its link to the primary is up, so everything
+    /// written to the primary before this call can be read from the replica. The replica refuses
+    /// writes (`replica-read-only`, the default). [`restart`](Self::restart) keeps it a replica.
+    ///
+    /// Sets `repl-diskless-sync-delay 0` on the primary first, so the sync starts at once rather than
+    /// after Redis' default 5 second wait for more replicas.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start); also if the primary refuses that setting, or if the link is not up
+    /// within 10 seconds (with both logs).
+    pub fn start_replica_of(primary: &RedisServer) -> RedisServer {
+        if let Err(err) = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("repl-diskless-sync-delay")
+            .arg(0)
+            .exec(&mut primary.connection())
+        {
+            primary.fail(&format!("CONFIG SET repl-diskless-sync-delay 0 failed: {err}"));
+        }
+        let port = primary.port().to_string();
+        let replica = Self::start_with_binary(&primary.binary, &["--replicaof", "127.0.0.1", &port]);
+        replica.wait_for_primary_link(primary);
+        replica
+    }
+
+    /// `INFO replication` of this server.
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot be reached or the command fails (with its log).
+    pub fn replication_info(&self) -> String {
+        match redis::cmd("INFO")
+            .arg("replication")
+            .query::<String>(&mut self.connection())
+        {
+            Ok(info) => info,
+            Err(err) => self.fail(&format!("INFO replication failed: {err}")),
+        }
+    }
+
+    /// Waits (bounded) until `INFO replication` says `master_link_status:up`.
+    fn wait_for_primary_link(&self, primary: &RedisServer) {
+        let deadline = Instant::now() + REPLICA_LINK_TIMEOUT;
+        loop {
+            let info = self.replication_info();
+            if info.lines().any(|line| line.trim() == "master_link_status:up") {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "the replica's link to its primary (port {}) is not up after {REPLICA_LINK_TIMEOUT:?}\n\
+                     ----- INFO replication -----\n{info}\n----- primary log -----\n{}",
+                    primary.port(),
+                    primary.log()
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// One server shared by the whole test process, started on first use.
