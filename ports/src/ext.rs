@@ -109,10 +109,10 @@ pub trait DocumentStoreExt: DocumentStore {
                 })
             };
             let updated = self.update(key, policy, &mut core).await;
-            if let Some(error) = failure.take() {
-                if matches!(updated, Err(StoreError::Aborted { .. })) {
-                    return Err(error);
-                }
+            if let Some(error) = failure.take()
+                && matches!(updated, Err(StoreError::Aborted { .. }))
+            {
+                return Err(error);
             }
             match updated?.value {
                 Some(bytes) => Ok(Some(decode("update", key.as_str(), &bytes)?)),

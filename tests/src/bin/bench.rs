@@ -106,7 +106,7 @@ impl Options {
         match self.side {
             Some(side) => vec![side],
             // The order flips every slice, so that a drift hits both sides alike.
-            None if slice % 2 == 0 => vec![Side::Statehouse, Side::Raw],
+            None if slice.is_multiple_of(2) => vec![Side::Statehouse, Side::Raw],
             None => vec![Side::Raw, Side::Statehouse],
         }
     }
