@@ -186,7 +186,7 @@ fn layout_shows_the_key_scheme() {
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     assert!(stdout.contains("prefix: \"app:\""), "{stdout}");
-    assert!(stdout.contains("{prefix}{key}"), "{stdout}");
+    assert!(stdout.contains("<prefix><key>"), "{stdout}");
 }
 
 /// What the CLI prints is for people: values as JSON, durations as people
@@ -234,7 +234,7 @@ fn json_output_for_scripts() {
     let layout = json(&layout.stdout);
     assert_eq!(layout["prefix"], "app:");
     assert_eq!(layout["families"][0]["family"], "documents");
-    assert_eq!(layout["families"][0]["redis_key"], "{prefix}{key}");
+    assert_eq!(layout["families"][0]["redis_key"], "<prefix><key>");
 
     assert_eq!(text(&statehouse(&["doc", "list", "--json"]).stdout), "[]\n");
     assert_eq!(

@@ -261,3 +261,150 @@ fn a_failed_demo_removes_exactly_the_keys_it_created() {
         assert_eq!(keyspace(&mut conn), before, "step {step}");
     }
 }
+
+#[test]
+fn tasks_are_followed_between_invocations() {
+    let server = RedisServer::start();
+    let (code, out, err) = run(
+        &server,
+        &[
+            "tasks",
+            "save",
+            "export-1",
+            "--service",
+            "exporter",
+            "--user",
+            "ada",
+            "--meta",
+            r#"{"rows":12}"#,
+        ],
+    );
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "saved task \"export-1\"\n", "")
+    );
+    assert_eq!(
+        run(
+            &server,
+            &["tasks", "set-status", "export-1", "running", "--log", "started"]
+        )
+        .1,
+        "task \"export-1\" is running\n"
+    );
+    assert_eq!(
+        run(&server, &["tasks", "log", "export-1", "half way"]).1,
+        "logged to task \"export-1\" (2 lines)\n"
+    );
+
+    let (code, table, _) = run(&server, &["tasks", "show", "export-1"]);
+    assert_eq!(code, 0);
+    for expected in [
+        "status   running",
+        "service  \"exporter\"",
+        "metadata {\"rows\":12}",
+        "started",
+        "half way",
+    ] {
+        assert!(table.contains(expected), "{expected:?} in\n{table}");
+    }
+    assert!(
+        !table.contains("TaskRecord") && !table.contains("Some("),
+        "{table}"
+    );
+
+    let (_, json, _) = run(&server, &["--json", "tasks", "show", "export-1"]);
+    let record: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(record["status"], "running");
+    assert_eq!(record["log"][1]["message"], "half way");
+
+    run(
+        &server,
+        &[
+            "tasks",
+            "save",
+            "export-2",
+            "--service",
+            "exporter",
+            "--user",
+            "bob",
+        ],
+    );
+    let (code, listed, _) = run(
+        &server,
+        &["--json", "tasks", "list", "--service", "exporter", "--limit", "1"],
+    );
+    assert_eq!(code, 0);
+    let page: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    assert_eq!(page["tasks"][0]["id"], "export-2");
+    let next = page["next"].as_str().expect("a next page").to_owned();
+    let (_, second, _) = run(
+        &server,
+        &[
+            "--json",
+            "tasks",
+            "list",
+            "--service",
+            "exporter",
+            "--after",
+            &next,
+        ],
+    );
+    let second: serde_json::Value = serde_json::from_str(&second).expect("JSON");
+    assert_eq!(second["tasks"][0]["id"], "export-1");
+    assert!(second["next"].is_null());
+    let (_, by_user, _) = run(&server, &["tasks", "list", "--user", "ada"]);
+    assert!(
+        by_user.contains("export-1") && !by_user.contains("export-2"),
+        "{by_user}"
+    );
+
+    // The exit-code convention.
+    run(&server, &["tasks", "set-status", "export-1", "completed"]);
+    let (code, _, err) = run(&server, &["tasks", "set-status", "export-1", "running"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot move the task from completed to running"),
+        "{err}"
+    );
+    assert_eq!(run(&server, &["tasks", "show", "ghost"]).0, 1);
+    assert_eq!(run(&server, &["tasks", "log", "ghost", "x"]).0, 1);
+    assert_eq!(run(&server, &["tasks", "set-status", "export-1", "paused"]).0, 2);
+    assert_eq!(
+        run(&server, &["tasks", "list"]).0,
+        2,
+        "--service or --user is required"
+    );
+    let (code, _, err) = run(
+        &server,
+        &[
+            "tasks",
+            "save",
+            "t",
+            "--service",
+            "s",
+            "--user",
+            "u",
+            "--meta",
+            "[1]",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(run(&server, &["tasks", "del", "export-2"]).0, 0);
+    assert_eq!(run(&server, &["tasks", "del", "export-2"]).0, 1);
+
+    // The keys are where docs/keys.md says.
+    let mut conn = server.connection();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("cli:{tasks}:*")
+        .query(&mut conn)
+        .expect("KEYS");
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "cli:{tasks}:by-service:exporter",
+            "cli:{tasks}:by-user:ada",
+            "cli:{tasks}:task:export-1"
+        ]
+    );
+}

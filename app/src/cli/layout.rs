@@ -16,12 +16,32 @@ struct Family {
 }
 
 /// Every family statehouse stores; one row each.
-const FAMILIES: &[Family] = &[Family {
-    family: "documents",
-    redis_key: "{prefix}{key}",
-    redis_type: "string",
-    notes: "JSON value; key used verbatim (validated: 1-512 bytes, no control characters)",
-}];
+const FAMILIES: &[Family] = &[
+    Family {
+        family: "documents",
+        redis_key: "<prefix><key>",
+        redis_type: "string",
+        notes: "JSON value; key used verbatim (validated: 1-512 bytes, no control characters)",
+    },
+    Family {
+        family: "tasks",
+        redis_key: "<prefix>{<ns>}:task:<id>",
+        redis_type: "string",
+        notes: "task record (JSON); <ns> is the namespace and hash tag (default tasks); ids escaped (: -> %3A)",
+    },
+    Family {
+        family: "tasks",
+        redis_key: "<prefix>{<ns>}:by-service:<service>",
+        redis_type: "zset",
+        notes: "task ids of a service, scored by update time (ms); same hash tag as the records",
+    },
+    Family {
+        family: "tasks",
+        redis_key: "<prefix>{<ns>}:by-user:<user>",
+        redis_type: "zset",
+        notes: "task ids of a user, scored by update time (ms); TTL refreshed with every write",
+    },
+];
 
 #[derive(Debug, Serialize)]
 struct Layout<'a> {
@@ -50,12 +70,12 @@ pub(super) fn layout(settings: &Settings, out: &mut Output<'_>) -> Result<(), Cl
     ))?;
     out.say("")?;
     out.say(format_args!(
-        "{:<10} {:<25} {:<7} notes",
+        "{:<10} {:<38} {:<7} notes",
         "family", "redis key", "type"
     ))?;
     for family in FAMILIES {
         out.say(format_args!(
-            "{:<10} {:<25} {:<7} {}",
+            "{:<10} {:<38} {:<7} {}",
             family.family, family.redis_key, family.redis_type, family.notes
         ))?;
     }

@@ -18,6 +18,7 @@ use crate::{Settings, Statehouse};
 mod demo;
 mod documents;
 mod layout;
+mod tasks;
 
 use documents::DocCommand;
 
@@ -30,7 +31,8 @@ pub mod exit {
     /// was changed.
     pub const NOT_FOUND: i32 = 1;
     /// Usage or input error: bad arguments, a bad JSON value, TTL, key,
-    /// pattern or URL. Also clap's own parse errors.
+    /// pattern or URL, a task status change the lifecycle forbids. Also
+    /// clap's own parse errors.
     pub const USAGE: i32 = 2;
     /// The store failed (cannot connect, timeout, refused), or the stored
     /// data is not what the command needs (not JSON for `doc get`, another
@@ -45,16 +47,20 @@ pub mod exit {
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  done
-  1  not found: a key the command needed does not exist (doc get, doc ttl, doc del),
-     or doc set --if-absent found it already there; nothing was changed
-  2  usage or input error: bad arguments, bad JSON value, TTL, key, pattern or URL
+  1  not found: a key or task the command needed does not exist (doc get, doc ttl,
+     doc del, tasks show/set-status/log/del), or doc set --if-absent found it already
+     there; nothing was changed
+  2  usage or input error: bad arguments, bad JSON value, TTL, key, pattern or URL,
+     or a task status change the lifecycle forbids (nothing written)
   3  failure: the store failed (cannot connect, timeout, refused), the stored data is
      not what the command needs (e.g. not JSON for doc get; --raw prints any bytes),
      or the output could not be written
   130  interrupted by Ctrl-C (the demo removes its keys first)";
 
 /// Typed application state shared through Redis.
-#[derive(Debug, Parser)]
+///
+/// `Debug` shows the URL without its password, like every other output.
+#[derive(Parser)]
 #[command(name = "statehouse", version, about, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     /// Store URL: memory:// (embedded, the default), redis://, rediss://, unix://
@@ -88,10 +94,25 @@ enum Command {
     /// Typed documents: get, set, delete, list.
     #[command(subcommand)]
     Doc(DocCommand),
+    /// Task lifecycle: save, show, list, set-status, log, del.
+    #[command(subcommand)]
+    Tasks(tasks::TasksCommand),
     /// Check that the store answers.
     Ping,
     /// Show how statehouse lays out its Redis keys.
     Layout,
+}
+
+impl fmt::Debug for Cli {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cli")
+            .field("url", &statehouse_redis::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("json", &self.json)
+            .field("command", &self.command)
+            .finish()
+    }
 }
 
 /// A CLI failure: a store error, or a message of the CLI's own. Each has
@@ -128,7 +149,9 @@ impl CliError {
         match self {
             Self::Store(error) => match error.kind() {
                 ErrorKind::NotFound => exit::NOT_FOUND,
-                ErrorKind::InvalidInput | ErrorKind::Serialization => exit::USAGE,
+                ErrorKind::InvalidInput | ErrorKind::Serialization | ErrorKind::InvalidTransition => {
+                    exit::USAGE
+                }
                 _ => exit::FAILED,
             },
             Self::NotFound(_) => exit::NOT_FOUND,
@@ -187,6 +210,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Ping => documents::ping(&state, &docs, out).await,
         Command::Layout => Ok(()),
         Command::Doc(command) => documents::doc(&docs, command, out).await,
+        Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,
     }
 }
 
@@ -369,6 +393,14 @@ fn plain_type(type_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_the_parsed_command_line_hides_the_password() {
+        let cli = Cli::try_parse_from(["statehouse", "--url", "redis://u:hunter2@db:6379", "ping"]).unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db:6379"), "{shown}");
+    }
 
     #[test]
     fn types_are_named_in_plain_words() {
