@@ -706,6 +706,11 @@ async fn print_header(bench: &Bench, server: &RedisServer, options: Options) -> 
         options.rounds, options.round_time
     );
     println!(
+        "task record: {} bytes of JSON (log capped at {TASK_MAX_LOG} lines); {TASK_WRITERS} writers for \
+         save and set_status; list pages of {LIST_PAGE} from a service of {LIST_TASKS} tasks",
+        serde_json::to_vec(&bench.task_record)?.len()
+    );
+    println!(
         "load average at the start: {} (other processes skew the figures)",
         load_average()
     );
