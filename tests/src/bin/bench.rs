@@ -1,7 +1,7 @@
 //! The statehouse benchmark: statehouse beside raw redis-rs, same commands, same server, one run.
 //!
 //! ```text
-//! cargo run --release -p statehouse-tests --bin bench            # full run (about a minute)
+//! cargo run --release -p statehouse-tests --bin bench            # full run (about two minutes)
 //! cargo run --release -p statehouse-tests --bin bench -- --quick # short smoke run
 //! ```
 //!
