@@ -10,6 +10,8 @@
 //!   a read URL is configured); pruning stale index entries goes to the
 //!   write endpoint, through a script that re-checks each record there.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use chrono::Utc;
 use redis::Value;
@@ -28,29 +30,34 @@ const LIST_SLACK: usize = 8;
 const COUNT_CHUNK: isize = 1000;
 
 impl RedisStore {
+    /// The Redis key of a layout key, moving `key` when there is no prefix
+    /// rather than copying it.
+    fn raw_owned(&self, key: String) -> String {
+        if let Cow::Owned(prefixed) = self.keys.raw(&key) {
+            return prefixed;
+        }
+        key
+    }
+
     /// The pipeline of one task write: the `TASK_WRITE` script for `record`
-    /// (encoded as `bytes`), moving it out of the `old` indexes it left.
+    /// (encoded as `bytes`, stored at the Redis key `rkey`), moving it out of
+    /// the `old` indexes it left.
     fn task_write(
         &self,
         space: &TaskSpace,
+        rkey: &str,
         record: &TaskRecord,
         bytes: &[u8],
         old: &[TaskIndex],
     ) -> redis::Pipeline {
         let new = TaskIndex::of(record);
-        let mut keys = vec![
-            self.keys
-                .raw(&space.keys().record(record.id.as_str()))
-                .into_owned(),
-        ];
-        keys.extend(
-            new.iter()
-                .map(|index| self.keys.raw(&index.key(space)).into_owned()),
-        );
+        let mut keys = Vec::with_capacity(1 + new.len() + old.len());
+        keys.push(rkey.to_owned());
+        keys.extend(new.iter().map(|index| self.raw_owned(index.key(space))));
         keys.extend(
             old.iter()
                 .filter(|index| !new.contains(index))
-                .map(|index| self.keys.raw(&index.key(space)).into_owned()),
+                .map(|index| self.raw_owned(index.key(space))),
         );
         let mut pipe = redis::pipe();
         pipe.add_command(scripts::evalsha(
@@ -86,9 +93,9 @@ impl RedisStore {
             change(&mut record)?;
             space.prepare(&mut record, Utc::now());
             let encoded = encode(op, &key, &record)?;
-            let old = TaskIndex::of(&record);
+            // A change keeps the service and the user: no index is left.
             Ok(Decision::Commit(
-                self.task_write(space, &record, &encoded, &old),
+                self.task_write(space, &rkey, &record, &encoded, &[]),
                 record,
             ))
         };
@@ -149,7 +156,7 @@ impl TaskRepository for RedisStore {
             space.prepare(&mut record, Utc::now());
             let encoded = encode(OP, &key, &record)?;
             Ok(Decision::Commit(
-                self.task_write(space, &record, &encoded, &old),
+                self.task_write(space, &rkey, &record, &encoded, &old),
                 record,
             ))
         };
@@ -191,13 +198,13 @@ impl TaskRepository for RedisStore {
         message: Option<&'m str>,
     ) -> Result<TaskRecord, StoreError> {
         const OP: &str = "set_status";
-        let key = space.keys().record(id.as_str());
         self.change_task(OP, space, id, &|record| {
             record
                 .set_status(status, message, Utc::now())
                 .map_err(|error| StoreError::InvalidTransition {
                     op: OP,
-                    key: key.clone(),
+                    // Built only on this path, not on every call.
+                    key: space.keys().record(id.as_str()),
                     from: error.from,
                     to: error.to,
                 })
