@@ -9,6 +9,10 @@
 //! The connection is marked dirty before WATCH and clean only once EXEC or
 //! UNWATCH answered (both drop all watches). If anything cuts the section
 //! short, the pool sees a dirty connection and discards it.
+//!
+//! Each attempt, from taking a pooled connection to EXEC, is bounded by one
+//! response timeout, so an update that gets no answer fails like any other
+//! call; only conflicts (answered EXECs) start a new attempt.
 
 use redis::{Cmd, FromRedisValue, Pipeline};
 use statehouse_ports::{RetryPolicy, StoreError};
@@ -52,54 +56,41 @@ where
     }
     let mut fresh = false;
     for attempt in 1..=policy.max_attempts() {
-        // Taken per attempt, so that a conflict's backoff sleeps without
-        // holding a pooled connection others could use.
-        let mut txn = conns.dedicated(op, key).await?;
-        txn.clean = false;
-        let current: R = match conns.run(op, key, read.query_async(&mut txn.conn)).await {
-            Ok(current) => current,
-            // A pooled connection can have died while idle (server restart,
-            // idle timeout). WATCH and the reads change nothing, so trying
-            // once more on a fresh connection is safe; the dead one is
-            // dirty and the pool drops it.
-            Err(StoreError::Connection { .. }) if !fresh => {
-                fresh = true;
-                txn = conns.dedicated(op, key).await?;
-                txn.clean = false;
-                conns.run(op, key, read.query_async(&mut txn.conn)).await?
-            }
-            Err(error) => return Err(error),
+        // One attempt (taking a connection, WATCH and reads, the decision,
+        // the writes) gets one response timeout in all. Each step has its
+        // own bound too, but they add up: waiting for the pool to open a
+        // connection alone is bounded by connect + response timeout, so
+        // without this a dead or frozen server kept an update waiting well
+        // past the response timeout. If the deadline cuts the attempt short,
+        // its connection is dirty and the pool discards it.
+        let deadline = tokio::time::Instant::now() + conns.response_timeout;
+        let once = attempt_once(conns, op, key, &read, &mut fresh, &mut *decide);
+        let Ok(outcome) = tokio::time::timeout_at(deadline, once).await else {
+            return Err(StoreError::Timeout {
+                op,
+                key: key.to_owned(),
+                after: conns.response_timeout,
+            });
         };
-        let decision = match decide(current) {
-            Ok(decision) => decision,
-            Err(error) => {
-                unwatch(conns, op, key, &mut txn).await;
-                return Err(error);
-            }
-        };
-        match decision {
-            Decision::Done(value) => {
-                unwatch(conns, op, key, &mut txn).await;
+        match outcome? {
+            Attempt::Executed(Some(value)) => {
                 return Ok(Committed {
                     value,
                     attempts: attempt,
                 });
             }
-            Decision::Commit(mut writes, value) => {
-                writes.atomic();
-                let committed: Option<()> = conns.run(op, key, writes.query_async(&mut txn.conn)).await?;
-                // EXEC answered, committed or not: no watch is left.
-                txn.clean = true;
-                if committed.is_some() {
-                    return Ok(Committed {
-                        value,
-                        attempts: attempt,
-                    });
-                }
-                tracing::debug!(op, key, attempt, "watched key changed; retrying");
+            Attempt::Executed(None) => tracing::debug!(op, key, attempt, "watched key changed; retrying"),
+            Attempt::Unwatch(mut txn, result) => {
+                // Best effort, in what is left of the attempt's time: the
+                // result stands either way (nothing was written), and a
+                // connection cut short stays dirty, so the pool discards it.
+                let _ = tokio::time::timeout_at(deadline, unwatch(conns, op, key, &mut txn)).await;
+                return result.map(|value| Committed {
+                    value,
+                    attempts: attempt,
+                });
             }
         }
-        drop(txn);
         if attempt < policy.max_attempts() {
             tokio::time::sleep(policy.backoff(attempt)).await;
         }
@@ -109,6 +100,58 @@ where
         key: key.to_owned(),
         attempts: policy.max_attempts(),
     })
+}
+
+/// How an attempt ended, short of an error.
+enum Attempt<T> {
+    /// EXEC answered: committed (`Some`), or a watched key changed (`None`).
+    Executed(Option<T>),
+    /// Nothing to write, or the caller's decision failed: the connection
+    /// still watches and needs UNWATCH; then this is the result.
+    Unwatch(PooledTxn, Result<T, StoreError>),
+}
+
+/// One attempt, up to EXEC or the decision not to write.
+async fn attempt_once<R, T>(
+    conns: &Connections,
+    op: &'static str,
+    key: &str,
+    read: &Pipeline,
+    fresh: &mut bool,
+    decide: &mut (dyn FnMut(R) -> Result<Decision<T>, StoreError> + Send),
+) -> Result<Attempt<T>, StoreError>
+where
+    R: FromRedisValue,
+{
+    // Taken per attempt, so that a conflict's backoff sleeps without
+    // holding a pooled connection others could use.
+    let mut txn = conns.dedicated(op, key).await?;
+    txn.clean = false;
+    let current: R = match conns.run(op, key, read.query_async(&mut txn.conn)).await {
+        Ok(current) => current,
+        // A pooled connection can have died while idle (server restart,
+        // idle timeout). WATCH and the reads change nothing, so trying once
+        // more (per update) on a fresh connection is safe; the dead one is
+        // dirty and the pool drops it.
+        Err(StoreError::Connection { .. }) if !*fresh => {
+            *fresh = true;
+            txn = conns.dedicated(op, key).await?;
+            txn.clean = false;
+            conns.run(op, key, read.query_async(&mut txn.conn)).await?
+        }
+        Err(error) => return Err(error),
+    };
+    match decide(current) {
+        Err(error) => Ok(Attempt::Unwatch(txn, Err(error))),
+        Ok(Decision::Done(value)) => Ok(Attempt::Unwatch(txn, Ok(value))),
+        Ok(Decision::Commit(mut writes, value)) => {
+            writes.atomic();
+            let committed: Option<()> = conns.run(op, key, writes.query_async(&mut txn.conn)).await?;
+            // EXEC answered, committed or not: no watch is left.
+            txn.clean = true;
+            Ok(Attempt::Executed(committed.map(|()| value)))
+        }
+    }
 }
 
 /// Drops the watches. Best effort: nothing was written either way, so a
