@@ -28,9 +28,9 @@
 //! * **Reads see acknowledged writes.** Each task writes its own keys with increasing numbers; a read
 //!   of one must return its last acknowledged value or the value of a later or earlier `set` whose
 //!   outcome was unknown; anything else is a lost (or resurrected) write.
-//! * **No call waits longer than [`Options::bound`]** for a server that does not answer: measured
-//!   from the latest of the call's start, the first fault that began during it and the last answer
-//!   it is known to have had (see [`Options::bound`]). A call still running at [`Options::hang_limit`] is abandoned and reported
+//! * **No call waits longer than its [bound](Options::bound)** for a server that does not answer
+//!   (one response timeout per round trip or update attempt, plus slack): the longest stretch
+//!   between two answers the soak can see, counted from a fault if one began in it. A call still running at [`Options::hang_limit`] is abandoned and reported
 //!   as hung.
 //! * **Every fault is recovered from** within [`Options::recovery_limit`].
 //!
@@ -83,15 +83,17 @@ pub struct Options {
 }
 
 impl Options {
-    /// A run of `duration` with the default mix: 32 tasks, 8 counters, 500 ms timeouts, faults
-    /// every 0.3–1.5 s lasting 0.1–1.2 s.
+    /// A run of `duration` with the default mix: 32 tasks, 8 counters, a response timeout of
+    /// 500 ms, the library's default connect timeout of 2 s (so that an update waiting for the pool
+    /// to open a connection, bounded by connect + response timeout, would stand out far past its
+    /// bound), slack 250 ms, faults every 0.3–1.5 s lasting 0.1–1.2 s.
     pub fn new(duration: Duration) -> Self {
         Self {
             duration,
             tasks: 32,
             counters: 8,
             keys_per_task: 4,
-            connect_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_millis(500),
             slack: Duration::from_millis(250),
             healthy: (Duration::from_millis(300), Duration::from_millis(1_500)),
@@ -101,29 +103,36 @@ impl Options {
         }
     }
 
-    /// The longest a call may wait for a server that does not answer: the response timeout, plus
-    /// [`slack`](Self::slack).
+    /// The longest `op` may wait for a server that does not answer, between two answers the soak
+    /// can see (below): what the library promises, plus [`slack`](Self::slack) for the scheduler of
+    /// a loaded machine.
     ///
-    /// The library bounds each wait for an answer by the response timeout: a plain call is one wait;
-    /// `mget` of a missing key adds a second round trip; an `update` attempt (taking a pooled
-    /// connection, WATCH and reads, EXEC) has one response timeout in all, and only an answered
-    /// conflict starts another attempt. So once the server stops answering, every call in flight
-    /// ends within one response timeout (the shared connection's reconnection is waited for inside
-    /// it), and a call that starts while the server is down ends within one response timeout of
-    /// its start. The soak measures each call's *wait* from the latest of: its start, the first
-    /// fault that began while it ran, and (for `update`) the last run of its closure, which runs
-    /// each time WATCH and GET were answered. What a call did before that (answered round trips,
-    /// conflict retries under contention) is progress, not waiting; an update's total time is
-    /// bounded by its retry policy instead. The slack covers a conflict backoff (at most 50 ms),
-    /// an EXEC answered nil, the first round trip of `mget`, and the scheduler of a loaded
-    /// machine.
-    pub fn bound(&self) -> Duration {
-        self.response_timeout + self.slack
+    /// The library bounds every wait for an answer by the response timeout (RT): a `get` or `set`
+    /// is one round trip, so **RT**; `mget` of a missing key is two (MGET, then TYPE for the nils),
+    /// so **2 RT**; an `update` attempt (taking a pooled connection, WATCH and GET, EXEC) has one RT
+    /// in all, and only an answered conflict (EXEC answering nil) starts another, after a backoff
+    /// of at most 50 ms, so between two answers the soak sees (runs of the update's closure, which
+    /// follow each answered WATCH and GET) **2 RT + 50 ms**: the rest of one attempt, whose EXEC
+    /// may be answered nil just before its deadline, then the next attempt.
+    ///
+    /// A call's *wait* is the longest stretch between consecutive points it is known to have
+    /// progressed: its start, each run of its closure (updates only) and its end; a stretch in
+    /// which a fault began counts from the fault (the server answered until then). What a call
+    /// did in between (answered round trips, conflict retries under contention) is progress, not
+    /// waiting: an update's total time is bounded by its retry policy, not by a timeout.
+    pub fn bound(&self, op: Op) -> Duration {
+        let rt = self.response_timeout;
+        let promised = match op {
+            Op::Set | Op::Get => rt,
+            Op::Mget => rt * 2,
+            Op::Update | Op::CancelledUpdate => rt * 2 + Duration::from_millis(50),
+        };
+        promised + self.slack
     }
 
     /// When a call is abandoned as hung (and reported past the bound).
     pub fn hang_limit(&self) -> Duration {
-        self.bound() * 4 + Duration::from_secs(5)
+        self.bound(Op::Update) * 4 + Duration::from_secs(5)
     }
 }
 
@@ -173,8 +182,10 @@ pub struct OpStats {
     pub hung: u64,
     /// The longest call (not counting those cancelled by the caller).
     pub longest: Duration,
-    /// The longest wait measured against the bound: from the latest of the call's start, the first
-    /// fault that began during it and its last known answer, to its end.
+    /// The longest call that returned `Ok`.
+    pub longest_ok: Duration,
+    /// The longest wait measured against the bound: the longest stretch of a call between two points
+    /// it is known to have progressed (start, closure runs, end), from a fault if one began in it.
     pub longest_wait: Duration,
     /// Duration of every call but the cancelled ones, in microseconds, sorted once merged.
     pub micros: Vec<u32>,
@@ -190,6 +201,7 @@ impl OpStats {
         self.cancelled += other.cancelled;
         self.hung += other.hung;
         self.longest = self.longest.max(other.longest);
+        self.longest_ok = self.longest_ok.max(other.longest_ok);
         self.longest_wait = self.longest_wait.max(other.longest_wait);
         self.micros.extend_from_slice(&other.micros);
     }
@@ -337,6 +349,7 @@ impl Report {
             cancelled: 0,
             hung: 0,
             longest: Duration::ZERO,
+            longest_ok: Duration::ZERO,
             longest_wait: Duration::ZERO,
             micros: Vec::new(),
         };
@@ -392,17 +405,17 @@ impl Report {
         if self.slow_call_count > 0 {
             let slowest = self.slow_calls.iter().max_by_key(|call| call.waited);
             found.push(format!(
-                "{} calls waited longer than the bound of {}; longest: {}",
+                "{} calls waited longer than their bound; longest: {}",
                 self.slow_call_count,
-                human(self.options.bound()),
                 slowest.map_or_else(
                     || "?".to_owned(),
                     |call| format!(
-                        "{} waited {} of {} ({})",
+                        "{} waited {} of {} ({}; bound {})",
                         call.op.name(),
                         human(call.waited),
                         human(call.took),
-                        call.outcome
+                        call.outcome,
+                        human(self.options.bound(call.op))
                     )
                 )
             ));
@@ -449,7 +462,11 @@ impl Report {
         let ops: serde_json::Map<String, Value> = self
             .ops
             .iter()
-            .map(|(op, stats)| (op.name().to_owned(), stats_json(stats)))
+            .map(|(op, stats)| {
+                let mut value = stats_json(stats);
+                value["bound_ms"] = json!(ms(self.options.bound(*op)));
+                (op.name().to_owned(), value)
+            })
             .collect();
         let recoveries: Vec<Duration> = self.faults.iter().filter_map(|f| f.recovery).collect();
         let update_recoveries: Vec<Duration> = self.faults.iter().filter_map(|f| f.update_recovery).collect();
@@ -461,7 +478,7 @@ impl Report {
                 "keys_per_task": self.options.keys_per_task,
                 "connect_timeout_ms": ms(self.options.connect_timeout),
                 "response_timeout_ms": ms(self.options.response_timeout),
-                "bound_ms": ms(self.options.bound()),
+                "slack_ms": ms(self.options.slack),
                 "seed": self.options.seed,
             },
             "server": self.server_version,
@@ -515,6 +532,7 @@ fn stats_json(stats: &OpStats) -> Value {
         "p50_ms": stats.percentile(50.0).map(ms),
         "p99_ms": stats.percentile(99.0).map(ms),
         "longest_ms": ms(stats.longest),
+        "longest_ok_ms": ms(stats.longest_ok),
         "longest_wait_ms": ms(stats.longest_wait),
     })
 }
@@ -564,13 +582,13 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "statehouse fault soak: {} of work, {} tasks, {} counters; timeouts: connect {}, response {}; \
-             call bound {}",
+             slack {}",
             human(o.duration),
             o.tasks,
             o.counters,
             human(o.connect_timeout),
             human(o.response_timeout),
-            human(o.bound()),
+            human(o.slack),
         )?;
         writeln!(
             f,
@@ -590,11 +608,11 @@ impl fmt::Display for Report {
         }
         let _ = write!(
             header,
-            " {:>10} {:>5} {:>8} {:>8} {:>8} {:>8}",
-            "cancelled", "hung", "p50", "p99", "longest", "waited"
+            " {:>10} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "cancelled", "hung", "p50", "p99", "longest", "waited", "bound"
         );
         writeln!(f, "{header}")?;
-        let row = |name: &str, stats: &OpStats| {
+        let row = |name: &str, stats: &OpStats, bound: Option<Duration>| {
             let mut line = format!("{name:<14} {:>10} {:>10}", count(stats.calls), count(stats.ok));
             for kind in &kinds {
                 let _ = write!(
@@ -606,25 +624,35 @@ impl fmt::Display for Report {
             let maybe = |value: Option<Duration>| value.map_or_else(|| "-".to_owned(), human);
             let _ = write!(
                 line,
-                " {:>10} {:>5} {:>8} {:>8} {:>8} {:>8}",
+                " {:>10} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8}",
                 count(stats.cancelled),
                 count(stats.hung),
                 maybe(stats.percentile(50.0)),
                 maybe(stats.percentile(99.0)),
                 human(stats.longest),
-                human(stats.longest_wait)
+                human(stats.longest_wait),
+                maybe(bound)
             );
             line
         };
         for (op, stats) in &self.ops {
-            writeln!(f, "{}", row(op.name(), stats))?;
+            let bound = (*op != Op::CancelledUpdate).then(|| o.bound(*op));
+            writeln!(f, "{}", row(op.name(), stats, bound))?;
         }
-        writeln!(f, "{}", row("total", &total))?;
+        writeln!(f, "{}", row("total", &total, None))?;
+        let longest_ok: Vec<String> = self
+            .ops
+            .iter()
+            .filter(|(op, _)| *op != Op::CancelledUpdate)
+            .map(|(op, stats)| format!("{} {}", op.name(), human(stats.longest_ok)))
+            .collect();
+        writeln!(f, "longest successful call: {}", longest_ok.join(", "))?;
         writeln!(
             f,
             "(errors by StoreError::kind(); `update+cancel` runs under a 0-4 ms caller deadline, so most \
-             are cancelled;\n `waited`: from the latest of the call's start, the first fault during it and \
-             its last known answer, to its end; the bound applies to it)\n"
+             are cancelled;\n `waited`: the longest stretch of a call between answers seen (start, update \
+             closure runs, end),\n counted from a fault if one began in it; `bound` applies to it: a \
+             response timeout per round trip or update attempt\n the soak cannot see answered, plus slack)\n"
         )?;
 
         // Faults.
@@ -713,10 +741,9 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "longest call: {}; longest wait for a silent server: {} (bound {}); calls past the bound: {}",
+            "longest call: {}; longest wait for a silent server: {}; calls past their bound: {}",
             human(total.longest),
             human(total.longest_wait),
-            human(o.bound()),
             count(self.slow_call_count)
         )?;
         for call in &self.slow_calls {
@@ -806,21 +833,16 @@ struct Shared {
 }
 
 impl Shared {
-    /// What of a call from `started` to `done`, last answered at `answered`, counts against the
-    /// bound: from the latest of its start, its last answer and the first fault that began during
-    /// it.
-    fn waited(&self, started: Instant, answered: Option<Instant>, done: Instant) -> Duration {
+    /// How long a call waited between two points it progressed, `from` and `to`: from the first
+    /// fault that began in between if there is one (the server answered until then).
+    fn waited(&self, from: Instant, to: Instant, response_timeout: Duration) -> Duration {
+        // Cheap path first: most stretches are far below any bound.
+        if to - from <= response_timeout {
+            return to - from;
+        }
         let starts = self.fault_starts.lock().unwrap();
-        let fault = starts
-            .iter()
-            .copied()
-            .find(|&began| began > started && began <= done);
-        let from = [Some(started), answered, fault]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(started);
-        done - from
+        let fault = starts.iter().copied().find(|&began| began > from && began <= to);
+        to - fault.unwrap_or(from).max(from)
     }
 
     /// Counts a successful call that completed at `done`, and notes it if a recovery is awaited.
@@ -909,9 +931,33 @@ struct Task {
     own: Vec<Own>,
     next_value: u64,
     stats: TaskStats,
-    /// When the current call was last answered, if it reports that: an update's closure sets it
-    /// each time it runs (WATCH and GET answered).
-    answered: Arc<Mutex<Option<Instant>>>,
+    /// The current call's progress, as far as it reports it: an update's closure records each run
+    /// (WATCH and GET answered).
+    progress: Arc<Mutex<Progress>>,
+}
+
+/// The points a call is known to have progressed.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The latest: the call's start or its closure's last run.
+    last: Instant,
+    /// The longest stretch between two points so far (see [`Shared::waited`]).
+    longest: Duration,
+}
+
+impl Progress {
+    fn starting(at: Instant) -> Self {
+        Self {
+            last: at,
+            longest: Duration::ZERO,
+        }
+    }
+
+    /// Records progress at `now`.
+    fn step(&mut self, shared: &Shared, now: Instant, response_timeout: Duration) {
+        self.longest = self.longest.max(shared.waited(self.last, now, response_timeout));
+        self.last = now;
+    }
 }
 
 impl Task {
@@ -935,8 +981,8 @@ impl Task {
         deadline: Option<Duration>,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Outcome<T> {
-        *self.answered.lock().unwrap() = None;
         let started = Instant::now();
+        *self.progress.lock().unwrap() = Progress::starting(started);
         let limit = deadline.unwrap_or(self.options.hang_limit());
         let outcome = match tokio::time::timeout(limit, call).await {
             Ok(result) => Outcome::Done(result),
@@ -969,18 +1015,20 @@ impl Task {
         };
         if !matches!(outcome, Outcome::Cancelled) {
             stats.longest = stats.longest.max(took);
+            if matches!(outcome, Outcome::Done(Ok(_))) {
+                stats.longest_ok = stats.longest_ok.max(took);
+            }
             stats
                 .micros
                 .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
-            // Cheap path first: most calls are far below the bound.
-            let waited = if took > self.options.bound() {
-                let answered = *self.answered.lock().unwrap();
-                self.shared.waited(started, answered, done)
-            } else {
-                took
+            let bound = self.options.bound(op);
+            let waited = {
+                let mut progress = self.progress.lock().unwrap();
+                progress.step(&self.shared, done, self.options.response_timeout);
+                progress.longest
             };
             stats.longest_wait = stats.longest_wait.max(waited);
-            if waited > self.options.bound() {
+            if waited > bound {
                 self.stats.slow_call_count += 1;
                 if self.stats.slow_calls.len() < KEEP {
                     self.stats.slow_calls.push(SlowCall {
@@ -1105,9 +1153,13 @@ impl Task {
         self.shared.attempted[c].fetch_add(1, Ordering::SeqCst);
         let acknowledged_before = self.shared.acknowledged[c].load(Ordering::SeqCst);
         let docs = self.docs.clone();
-        let answered = self.answered.clone();
+        let (progress, shared) = (self.progress.clone(), self.shared.clone());
+        let response_timeout = self.options.response_timeout;
         let increment = docs.update(&key, move |n: Option<u64>| {
-            *answered.lock().unwrap() = Some(Instant::now());
+            progress
+                .lock()
+                .unwrap()
+                .step(&shared, Instant::now(), response_timeout);
             Update::Set(n.unwrap_or(0) + 1)
         });
         if let Outcome::Done(Ok(now)) = self.call(op, deadline, increment).await {
@@ -1258,7 +1310,7 @@ pub async fn run(options: Options) -> Report {
                 .collect(),
             next_value: 0,
             stats: TaskStats::default(),
-            answered: Arc::default(),
+            progress: Arc::new(Mutex::new(Progress::starting(Instant::now()))),
         };
         tasks.spawn(task.run());
     }

@@ -7,14 +7,14 @@ use statehouse_tests::soak::{self, FaultKind, Op, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_seconds_of_faults_lose_no_acknowledged_write_and_never_hang() {
-    let mut options = Options::new(Duration::from_secs(10));
-    // A connect timeout well above the response timeout: an update that
-    // waited for the pool to open a connection (connect + response timeout,
-    // the bug this soak found) would show up far past the bound.
-    options.connect_timeout = Duration::from_secs(1);
-    options.response_timeout = Duration::from_millis(500);
-    // A debug build, beside other tests and compilers on a small machine.
-    options.slack = Duration::from_millis(400);
+    // The defaults: response timeout 500 ms, and a connect timeout of 2 s, so
+    // an update waiting for the pool to open a connection (connect + response
+    // timeout: the bug this soak found) would stand out past its bound.
+    let options = Options::new(Duration::from_secs(10));
+    assert!(
+        options.connect_timeout + options.response_timeout
+            > options.bound(Op::Update) + Duration::from_millis(500)
+    );
     let report = soak::run(options).await;
     println!("{report}");
 
