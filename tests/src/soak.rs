@@ -1237,7 +1237,14 @@ fn chaos(mut server: RedisServer, shared: &Shared, options: &Options, deadline: 
             update_recovery: state.update,
             ok_calls_after: 0,
         });
-        std::thread::sleep(rng.between(options.healthy));
+        // The shortest healthy interval after the first fault, so that the second (the first
+        // pause) happens early even in a short run.
+        let healthy = rng.between(options.healthy);
+        std::thread::sleep(if faults.len() == 1 {
+            options.healthy.0
+        } else {
+            healthy
+        });
     }
     Chaos {
         server,
