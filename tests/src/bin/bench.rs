@@ -1377,7 +1377,7 @@ async fn raw_task_write(
 
 /// Step `i` of a status task: pending -> running on even steps, running -> pending on odd ones.
 fn status_step(i: u64) -> (TaskStatus, TaskStatus) {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         (TaskStatus::Pending, TaskStatus::Running)
     } else {
         (TaskStatus::Running, TaskStatus::Pending)
