@@ -990,48 +990,10 @@ async fn increment_naive(mut con: MultiplexedConnection, increments: u64) -> Res
 // ---------------------------------------------------------------------------------------------
 // Task lifecycle workloads (7–9).
 
-/// A copy of statehouse's `TASK_WRITE` script (`adapters/redis/src/scripts.rs`), which the adapter
-/// keeps private. It must stay byte-identical to the adapter's: at start-up the run checks that its
-/// SHA1 is a script the fresh server got from statehouse (`SCRIPT EXISTS` before the raw side
-/// loads anything), and stops otherwise.
-const RAW_TASK_WRITE: &str = r"
-local ttl = tonumber(ARGV[2])
-local added = tonumber(ARGV[5])
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind ~= 'none' and kind ~= 'string' then
-  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' .. kind)
-end
-for i = 2, #KEYS do
-  kind = redis.call('TYPE', KEYS[i])['ok']
-  if kind ~= 'none' and kind ~= 'zset' then
-    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind)
-  end
-end
-local function extend(key, existed)
-  local left = redis.call('PTTL', key)
-  if not existed or (left >= 0 and left < ttl) then
-    redis.call('PEXPIRE', key, ttl)
-  end
-end
-local left = redis.call('PTTL', KEYS[1])
-if left == -2 or (left >= 0 and left < ttl) then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
-end
-for i = 2 + added, #KEYS do
-  redis.call('ZREM', KEYS[i], ARGV[4])
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    extend(KEYS[i], true)
-  end
-end
-for i = 2, 1 + added do
-  local existed = redis.call('EXISTS', KEYS[i]) == 1
-  redis.call('ZADD', KEYS[i], ARGV[3], ARGV[4])
-  extend(KEYS[i], existed)
-end
-return 1
-";
+/// statehouse's `TASK_WRITE` script (`adapters/redis/src/scripts.rs`), which the raw side runs too,
+/// so both sides send the same commands. At start-up the run still checks that its SHA1 is a script
+/// the fresh server got from statehouse (`SCRIPT EXISTS` before the raw side loads anything).
+const RAW_TASK_WRITE: &str = statehouse_redis::TASK_WRITE_SCRIPT;
 
 /// The Redis keys of the task layout, as a raw redis-rs program would write them for ids that need
 /// no escaping; [`check_task_layout`] checks them against statehouse's.
@@ -1082,8 +1044,8 @@ async fn check_task_write_script(raw: &ConnectionManager) -> Res<String> {
         .await?;
     if exists != [true] {
         return Err(format!(
-            "the bench's copy of the task-write script (SHA1 {sha}) is not a script statehouse loaded: \
-             update RAW_TASK_WRITE from adapters/redis/src/scripts.rs"
+            "the task-write script (SHA1 {sha}) is not a script statehouse loaded: \
+             the raw side would not run the same commands"
         )
         .into());
     }
