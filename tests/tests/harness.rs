@@ -199,12 +199,16 @@ fn a_replica_syncs_from_its_primary_refuses_writes_and_follows_new_ones() {
         .unwrap_err();
     assert_eq!(err.code(), Some("READONLY"), "{err:?}");
 
-    set(&primary, "after", "2");
-    let acked: u64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5000)
-        .query(&mut primary.connection())
+    // WAIT waits for the writes of the connection it runs on: a fresh
+    // connection has written nothing and would return at once. So the
+    // write and the WAIT share one connection.
+    let mut writer = primary.connection();
+    let () = redis::cmd("SET")
+        .arg("after")
+        .arg("2")
+        .query(&mut writer)
         .unwrap();
+    let acked: u64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut writer).unwrap();
     assert_eq!(acked, 1, "the replica acknowledges the write");
     assert_eq!(get(&replica, "after").as_deref(), Some("2"));
     let primary_info = primary.replication_info();
