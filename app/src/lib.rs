@@ -47,6 +47,10 @@ pub use statehouse_ports::{
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
     TaskRepository, TaskSpace, TaskStatus, Ttl, Update, Updated, UserId, ValidationError,
 };
+pub use statehouse_ports::{
+    JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,
+    SubjectSpace, SubjectStore,
+};
 pub use tasks::Tasks;
 
 /// User guides. Their examples are compiled and run as doc tests.
