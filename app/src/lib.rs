@@ -9,6 +9,8 @@
 //!   ports you built ([`Ports`]), stacks the layers and hands out facades.
 //! - [`Documents`] (`documents.rs`): typed JSON documents.
 //! - [`Tasks`] (`tasks.rs`): task records with status, log and indexes.
+//! - [`Subjects`], [`Subject`] (`subjects.rs`): subjects' JSON properties
+//!   in KRules' layout, cached and staged per handle.
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -37,6 +39,7 @@ mod config;
 mod documents;
 pub mod layers;
 mod statehouse;
+mod subjects;
 mod tasks;
 
 pub use config::Settings;
@@ -51,6 +54,7 @@ pub use statehouse_ports::{
     JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,
     SubjectSpace, SubjectStore,
 };
+pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use tasks::Tasks;
 
 /// User guides. Their examples are compiled and run as doc tests.

@@ -1,11 +1,13 @@
 use std::sync::Arc;
 
 use statehouse_memory::MemoryStore;
-use statehouse_ports::{DocumentStore, RetryPolicy, StoreError, SubjectStore, TaskRepository, TaskSpace};
+use statehouse_ports::{
+    DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
+};
 use statehouse_redis::RedisStore;
 
 use crate::layers::{Retrying, Traced};
-use crate::{Documents, Settings, Tasks};
+use crate::{Documents, Settings, Subjects, Tasks};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
 /// inject any implementation (a mock, a decorator, a store of your own).
@@ -165,6 +167,15 @@ impl Statehouse {
     /// Task records, in the namespace, TTL and log cap of the settings.
     pub fn tasks(&self) -> Tasks {
         Tasks::new(self.ports.tasks.clone(), self.task_space())
+    }
+
+    /// Subjects (KRules' layout) without a subject prefix, with the update
+    /// retry policy of the settings; [`Subjects::with_prefix`] picks one.
+    pub fn subjects(&self) -> Subjects {
+        Subjects::new(
+            self.ports.subjects.clone(),
+            SubjectSpace::default().with_policy(self.update_policy()),
+        )
     }
 
     /// Where tasks are kept, from the settings.
