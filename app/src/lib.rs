@@ -65,6 +65,9 @@ pub mod guide {
     #[doc = include_str!("../../docs/tasks.md")]
     pub mod tasks {}
 
+    #[doc = include_str!("../../docs/subjects.md")]
+    pub mod subjects {}
+
     #[doc = include_str!("../../README.md")]
     pub mod readme {}
 }
