@@ -30,6 +30,10 @@ use tokio::runtime::Runtime;
 
 use crate::Settings;
 
+#[path = "blocking_subjects.rs"]
+mod subjects;
+pub use subjects::{Subject, Subjects};
+
 /// Blocking twin of [`crate::Statehouse`].
 #[derive(Debug, Clone)]
 pub struct Statehouse {
@@ -120,6 +124,14 @@ impl Statehouse {
     pub fn tasks(&self) -> Tasks {
         Tasks {
             inner: self.inner.tasks(),
+            runtime: self.runtime.clone(),
+        }
+    }
+
+    /// Blocking subjects (KRules' layout).
+    pub fn subjects(&self) -> Subjects {
+        Subjects {
+            inner: self.inner.subjects(),
             runtime: self.runtime.clone(),
         }
     }

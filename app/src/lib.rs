@@ -9,6 +9,8 @@
 //!   ports you built ([`Ports`]), stacks the layers and hands out facades.
 //! - [`Documents`] (`documents.rs`): typed JSON documents.
 //! - [`Tasks`] (`tasks.rs`): task records with status, log and indexes.
+//! - [`Subjects`], [`Subject`] (`subjects.rs`): subjects' JSON properties
+//!   in KRules' layout, cached and staged per handle.
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -37,6 +39,7 @@ mod config;
 mod documents;
 pub mod layers;
 mod statehouse;
+mod subjects;
 mod tasks;
 
 pub use config::Settings;
@@ -47,6 +50,11 @@ pub use statehouse_ports::{
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
     TaskRepository, TaskSpace, TaskStatus, Ttl, Update, Updated, UserId, ValidationError,
 };
+pub use statehouse_ports::{
+    JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,
+    SubjectSpace, SubjectStore,
+};
+pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use tasks::Tasks;
 
 /// User guides. Their examples are compiled and run as doc tests.
@@ -56,6 +64,9 @@ pub mod guide {
 
     #[doc = include_str!("../../docs/tasks.md")]
     pub mod tasks {}
+
+    #[doc = include_str!("../../docs/subjects.md")]
+    pub mod subjects {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}

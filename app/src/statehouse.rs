@@ -1,11 +1,13 @@
 use std::sync::Arc;
 
 use statehouse_memory::MemoryStore;
-use statehouse_ports::{DocumentStore, RetryPolicy, StoreError, TaskRepository, TaskSpace};
+use statehouse_ports::{
+    DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
+};
 use statehouse_redis::RedisStore;
 
 use crate::layers::{Retrying, Traced};
-use crate::{Documents, Settings, Tasks};
+use crate::{Documents, Settings, Subjects, Tasks};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
 /// inject any implementation (a mock, a decorator, a store of your own).
@@ -16,20 +18,31 @@ pub struct Ports {
     pub documents: Arc<dyn DocumentStore>,
     /// The task records behind [`Tasks`].
     pub tasks: Arc<dyn TaskRepository>,
+    /// The subjects (KRules' layout).
+    pub subjects: Arc<dyn SubjectStore>,
 }
 
 impl Ports {
     /// Ports over the given implementations.
-    pub fn new(documents: Arc<dyn DocumentStore>, tasks: Arc<dyn TaskRepository>) -> Self {
-        Self { documents, tasks }
+    pub fn new(
+        documents: Arc<dyn DocumentStore>,
+        tasks: Arc<dyn TaskRepository>,
+        subjects: Arc<dyn SubjectStore>,
+    ) -> Self {
+        Self {
+            documents,
+            tasks,
+            subjects,
+        }
     }
 
     /// Every port over one store that implements them all (an adapter).
-    pub fn of<S: DocumentStore + TaskRepository>(store: S) -> Self {
+    pub fn of<S: DocumentStore + TaskRepository + SubjectStore>(store: S) -> Self {
         let store = Arc::new(store);
         Self {
             documents: store.clone(),
-            tasks: store,
+            tasks: store.clone(),
+            subjects: store,
         }
     }
 }
@@ -131,10 +144,12 @@ impl Statehouse {
             Some(policy) => Ports {
                 documents: Arc::new(Traced::new(Retrying::new(ports.documents, policy))),
                 tasks: Arc::new(Traced::new(Retrying::new(ports.tasks, policy))),
+                subjects: Arc::new(Traced::new(Retrying::new(ports.subjects, policy))),
             },
             None => Ports {
                 documents: Arc::new(Traced::new(ports.documents)),
                 tasks: Arc::new(Traced::new(ports.tasks)),
+                subjects: Arc::new(Traced::new(ports.subjects)),
             },
         };
         Self {
@@ -152,6 +167,15 @@ impl Statehouse {
     /// Task records, in the namespace, TTL and log cap of the settings.
     pub fn tasks(&self) -> Tasks {
         Tasks::new(self.ports.tasks.clone(), self.task_space())
+    }
+
+    /// Subjects (KRules' layout) without a subject prefix, with the update
+    /// retry policy of the settings; [`Subjects::with_prefix`] picks one.
+    pub fn subjects(&self) -> Subjects {
+        Subjects::new(
+            self.ports.subjects.clone(),
+            SubjectSpace::default().with_policy(self.update_policy()),
+        )
     }
 
     /// Where tasks are kept, from the settings.
@@ -182,7 +206,7 @@ impl Statehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use statehouse_ports::{ErrorKind, MockDocumentStore, MockTaskRepository};
+    use statehouse_ports::{ErrorKind, MockDocumentStore, MockSubjectStore, MockTaskRepository};
 
     #[tokio::test]
     async fn unknown_schemes_are_invalid_input_without_the_password() {
@@ -261,7 +285,11 @@ mod tests {
     #[tokio::test]
     async fn by_default_a_temporary_failure_is_reported_at_once() {
         let state = Statehouse::assemble(
-            Ports::new(Arc::new(flaky_get(1)), Arc::new(MockTaskRepository::new())),
+            Ports::new(
+                Arc::new(flaky_get(1)),
+                Arc::new(MockTaskRepository::new()),
+                Arc::new(MockSubjectStore::new()),
+            ),
             Settings::default(),
             "mock",
         );
@@ -276,13 +304,21 @@ mod tests {
             ..Settings::default()
         };
         let state = Statehouse::assemble(
-            Ports::new(Arc::new(flaky_get(2)), Arc::new(MockTaskRepository::new())),
+            Ports::new(
+                Arc::new(flaky_get(2)),
+                Arc::new(MockTaskRepository::new()),
+                Arc::new(MockSubjectStore::new()),
+            ),
             settings.clone(),
             "mock",
         );
         assert_eq!(state.documents().get::<u32>("k").await.unwrap(), Some(7));
         let state = Statehouse::assemble(
-            Ports::new(Arc::new(flaky_get(3)), Arc::new(MockTaskRepository::new())),
+            Ports::new(
+                Arc::new(flaky_get(3)),
+                Arc::new(MockTaskRepository::new()),
+                Arc::new(MockSubjectStore::new()),
+            ),
             settings,
             "mock",
         );
@@ -302,7 +338,11 @@ mod tests {
                 source: "down".into(),
             })
         });
-        let state = Statehouse::from_ports(Ports::new(Arc::new(mock), Arc::new(MockTaskRepository::new())));
+        let state = Statehouse::from_ports(Ports::new(
+            Arc::new(mock),
+            Arc::new(MockTaskRepository::new()),
+            Arc::new(MockSubjectStore::new()),
+        ));
         assert_eq!(state.backend(), "custom");
         assert!(!state.documents().is_alive().await);
     }

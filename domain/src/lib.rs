@@ -7,6 +7,9 @@
 //! - [`TaskRecord`], [`TaskStatus`], [`LogEntry`] and the ids [`TaskId`],
 //!   [`ServiceName`], [`UserId`] (`task.rs`): the task lifecycle and its
 //!   transition rules.
+//! - [`SubjectName`], [`PropertyName`], [`PropertyKind`], [`python_json`]
+//!   (`subject.rs`): subjects' names, property kinds, and the JSON text
+//!   Python's `json.dumps` writes (KRules compatibility).
 //! - [`layout`]: THE key layout of the families, with the escaping of
 //!   user-given components and the hash tags.
 //! - [`ValidationError`]: which rule an input broke.
@@ -24,11 +27,13 @@ mod error;
 #[macro_use]
 mod key;
 pub mod layout;
+mod subject;
 mod task;
 mod ttl;
 
 pub use duration::HumanDuration;
 pub use error::ValidationError;
 pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};
+pub use subject::{PropertyKind, PropertyName, PythonFormatter, SubjectName, python_json};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
 pub use ttl::Ttl;

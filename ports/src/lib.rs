@@ -11,6 +11,8 @@
 //!   naming the operation and the key.
 //! - [`TaskRepository`] (`tasks.rs`): task records with status and log,
 //!   indexed by service and user; [`TaskSpace`] says where and how.
+//! - [`SubjectStore`] (`subjects.rs`): subjects' default and extended JSON
+//!   properties in KRules' layout; [`SubjectSpace`] says where.
 //! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
 //!   updates, shared by all backends.
 //!
@@ -24,6 +26,7 @@ mod documents;
 mod error;
 mod ext;
 mod retry;
+mod subjects;
 mod tasks;
 
 #[cfg(feature = "mock")]
@@ -35,10 +38,19 @@ pub use error::{BoxError, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, encode};
 pub use retry::RetryPolicy;
 #[cfg(feature = "mock")]
+pub use subjects::MockSubjectStore;
+pub use subjects::{
+    FieldWrites, Loaded, PropertyChange, PropertyFn, PropertyUpdated, SubjectData, SubjectSpace,
+    SubjectStore, decode_property, property_key,
+};
+#[cfg(feature = "mock")]
 pub use tasks::MockTaskRepository;
 pub use tasks::{PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage, TaskRepository, TaskSpace};
 
+/// A JSON value (serde_json's): what subject properties hold.
+pub use serde_json::Value as JsonValue;
 /// Re-exported domain types used in port signatures.
 pub use statehouse_domain::{
-    Key, KeyPattern, LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, Ttl, UserId, ValidationError,
+    Key, KeyPattern, LogEntry, PropertyKind, PropertyName, ServiceName, SubjectName, TaskId, TaskRecord,
+    TaskStatus, Ttl, UserId, ValidationError,
 };

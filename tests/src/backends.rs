@@ -4,6 +4,7 @@
 //! a unique key prefix on the shared `redis-server` of the test process.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -14,7 +15,7 @@ use statehouse_ports::Key;
 use statehouse_redis::{RedisConfig, RedisStore};
 use tracing::instrument::WithSubscriber;
 
-use crate::contract::{Backend, Flavor, PlantHash};
+use crate::contract::{Backend, Flavor, PlantHash, RawHashes};
 use crate::harness::RedisServer;
 
 /// Whether the ports are used bare or under the app's layers.
@@ -43,8 +44,9 @@ where
                 planter.insert_hash_for_tests(&key, "field", b"value");
                 Box::pin(async {})
             });
+            let raw = Arc::new(MemoryHashes(store.clone()));
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("memory", ports.documents, ports.tasks, paused, plant_hash)
+            Backend::new("memory", ports, paused, plant_hash, raw)
         },
         body,
     );
@@ -67,6 +69,7 @@ where
         async move {
             let config = RedisConfig::new(url.clone()).with_prefix(prefix.clone());
             let store = RedisStore::connect(config).await.unwrap();
+            let (raw_url, raw_prefix) = (url.clone(), prefix.clone());
             let plant_hash: PlantHash = Arc::new(move |key: Key| {
                 let url = url.clone();
                 let key = format!("{prefix}{key}");
@@ -82,11 +85,73 @@ where
                         .unwrap();
                 })
             });
+            let raw = Arc::new(RedisHashes {
+                url: raw_url,
+                prefix: raw_prefix,
+            });
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("redis", ports.documents, ports.tasks, false, plant_hash)
+            Backend::new("redis", ports, false, plant_hash, raw)
         },
         body,
     );
+}
+
+/// Raw hash access to a memory store.
+struct MemoryHashes(MemoryStore);
+
+impl RawHashes for MemoryHashes {
+    fn hset(&self, key: String, field: Vec<u8>, value: Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        assert!(self.0.hset_for_tests(&key, &field, &value), "{key} is no hash");
+        Box::pin(async {})
+    }
+
+    fn hget(&self, key: String, field: Vec<u8>) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>> {
+        let value = self.0.hget_for_tests(&key, &field);
+        Box::pin(async move { value })
+    }
+}
+
+/// Raw hash access to the test's namespace on a Redis server, on a
+/// connection of its own (another process, as far as the store can tell).
+struct RedisHashes {
+    url: String,
+    prefix: String,
+}
+
+impl RedisHashes {
+    async fn conn(url: String) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(url).unwrap();
+        client.get_multiplexed_async_connection().await.unwrap()
+    }
+}
+
+impl RawHashes for RedisHashes {
+    fn hset(&self, key: String, field: Vec<u8>, value: Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let (url, key) = (self.url.clone(), format!("{}{key}", self.prefix));
+        Box::pin(async move {
+            let mut conn = Self::conn(url).await;
+            redis::cmd("HSET")
+                .arg(key)
+                .arg(field)
+                .arg(value)
+                .exec_async(&mut conn)
+                .await
+                .unwrap();
+        })
+    }
+
+    fn hget(&self, key: String, field: Vec<u8>) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>> {
+        let (url, key) = (self.url.clone(), format!("{}{key}", self.prefix));
+        Box::pin(async move {
+            let mut conn = Self::conn(url).await;
+            redis::cmd("HGET")
+                .arg(key)
+                .arg(field)
+                .query_async(&mut conn)
+                .await
+                .unwrap()
+        })
+    }
 }
 
 fn wrap(stack: Stack, ports: Ports) -> Ports {
@@ -95,6 +160,7 @@ fn wrap(stack: Stack, ports: Ports) -> Ports {
         Stack::Layered => Ports::new(
             Arc::new(Traced::new(Retrying::with_defaults(ports.documents))),
             Arc::new(Traced::new(Retrying::with_defaults(ports.tasks))),
+            Arc::new(Traced::new(Retrying::with_defaults(ports.subjects))),
         ),
     }
 }

@@ -408,3 +408,51 @@ fn tasks_are_followed_between_invocations() {
         ]
     );
 }
+
+#[test]
+fn subjects_are_shared_with_krules_between_invocations() {
+    let server = RedisServer::start();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(&server, args);
+        assert_eq!((code, err.as_str()), (0, ""), "{args:?}: {out}");
+        out
+    };
+    ok(&["subject", "set", "user:1", "name", r#""Jöhn""#]);
+    ok(&["subject", "set", "user:1", "age", "30"]);
+    ok(&["subject", "set", "user:1", "origin", "null", "--extended"]);
+    // The bytes KRules (Python's json.dumps) reads and writes.
+    let mut conn = server.connection();
+    let raw: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg("cli:s:user:1")
+        .query(&mut conn)
+        .expect("hgetall");
+    let mut raw = raw;
+    raw.sort();
+    assert_eq!(
+        raw,
+        [
+            ("eorigin".to_owned(), "null".to_owned()),
+            ("page".to_owned(), "30".to_owned()),
+            ("pname".to_owned(), r#""J\u00f6hn""#.to_owned()),
+        ]
+    );
+    let shown = ok(&["--json", "subject", "show", "user:1"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(
+        shown,
+        serde_json::json!({"subject": "user:1", "default": {"age": 30, "name": "Jöhn"}, "extended": {"origin": null}})
+    );
+    let table = ok(&["subject", "show", "user:1"]);
+    assert!(table.contains("extended  origin"), "{table}");
+    assert_eq!(ok(&["subject", "list", "user:*"]), "user:1\n");
+    ok(&["subject", "del", "user:1", "age"]);
+    assert_eq!(
+        run(&server, &["subject", "del", "user:1", "age"]).0,
+        1,
+        "already gone"
+    );
+    assert_eq!(run(&server, &["subject", "set", "user:1", "x", "not json"]).0, 2);
+    ok(&["subject", "del", "user:1"]);
+    assert_eq!(run(&server, &["subject", "show", "user:1"]).0, 1);
+    assert_eq!(run(&server, &["subject", "del", "user:1"]).0, 1);
+}

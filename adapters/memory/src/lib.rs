@@ -12,6 +12,9 @@
 //!   records as strings, indexes as sorted sets, under the same keys as on
 //!   Redis.
 //!
+//! - `subjects.rs`: [`SubjectStore`](statehouse_ports::SubjectStore): a
+//!   hash per subject, KRules' layout, as on Redis.
+//!
 //! # Behaviour shared with Redis
 //!
 //! - Time is `tokio::time`: under `tokio::time::pause()` a test advances the
@@ -43,6 +46,7 @@
 mod documents;
 mod glob;
 mod store;
+mod subjects;
 mod tasks;
 
 use std::sync::Arc;
@@ -84,5 +88,29 @@ impl MemoryStore {
             .into_iter()
             .collect();
         self.keyspace.lock().put(key.as_str(), Value::Hash(hash), None);
+    }
+
+    /// Writes one raw field of the hash under `key` (creating the hash), as
+    /// `HSET key field value` would. Test support: lets a suite plant bad
+    /// data (invalid JSON, unmarked fields) in a subject. `false` if the key
+    /// holds another type (nothing written).
+    #[doc(hidden)]
+    pub fn hset_for_tests(&self, key: &str, field: &[u8], value: &[u8]) -> bool {
+        self.keyspace
+            .lock()
+            .hset_hdel(key, &[(field, value)], &[], tokio::time::Instant::now())
+            .is_ok()
+    }
+
+    /// One raw field of the hash under `key`, as `HGET` would read it
+    /// (`None` for a missing key, field, or a key of another type). Test
+    /// support: lets a suite check the stored bytes.
+    #[doc(hidden)]
+    pub fn hget_for_tests(&self, key: &str, field: &[u8]) -> Option<Vec<u8>> {
+        self.keyspace
+            .lock()
+            .hget(key, field, tokio::time::Instant::now())
+            .ok()
+            .flatten()
     }
 }

@@ -25,10 +25,13 @@ pub(crate) enum Value {
     /// A Redis string: what documents are stored as.
     Str(Vec<u8>),
     /// A Redis hash.
-    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+    Hash(Hash),
     /// A Redis sorted set.
     ZSet(ZSet),
 }
+
+/// A Redis hash: fields and values, both bytes.
+pub(crate) type Hash = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// A Redis sorted set: members with scores, ordered by (score, member) with
 /// members compared byte-wise, as Redis orders them.
@@ -245,6 +248,66 @@ impl State {
         if emptied == Some(true) {
             self.remove(key, now);
         }
+    }
+
+    /// The hash under `key`; `None` if missing, `Err(())` if the key holds
+    /// another type.
+    pub(crate) fn hash(&mut self, key: &str, now: Instant) -> Result<Option<&Hash>, ()> {
+        match self.live(key, now).map(|entry| &entry.value) {
+            None => Ok(None),
+            Some(Value::Hash(hash)) => Ok(Some(hash)),
+            Some(_) => Err(()),
+        }
+    }
+
+    /// `HGET key field`; `Err(())` if the key holds another type.
+    pub(crate) fn hget(&mut self, key: &str, field: &[u8], now: Instant) -> Result<Option<Vec<u8>>, ()> {
+        Ok(self.hash(key, now)?.and_then(|hash| hash.get(field).cloned()))
+    }
+
+    /// `HSET key f v …` then `HDEL key f …` as one step: a new hash has no
+    /// expiry, an existing one keeps its own, and an emptied hash is removed
+    /// (as Redis removes it). `Err(())` (nothing written) if the key holds
+    /// another type.
+    pub(crate) fn hset_hdel(
+        &mut self,
+        key: &str,
+        sets: &[(&[u8], &[u8])],
+        deletes: &[&[u8]],
+        now: Instant,
+    ) -> Result<(), ()> {
+        if self.hash(key, now)?.is_none() {
+            if sets.is_empty() {
+                return Ok(());
+            }
+            let mut hash = BTreeMap::new();
+            for (field, value) in sets {
+                hash.insert(field.to_vec(), value.to_vec());
+            }
+            for field in deletes {
+                hash.remove(*field);
+            }
+            if !hash.is_empty() {
+                self.put(key, Value::Hash(hash), None);
+            }
+            return Ok(());
+        }
+        let emptied = self.modify(key, now, |value| match value {
+            Value::Hash(hash) => {
+                for (field, value) in sets {
+                    hash.insert(field.to_vec(), value.to_vec());
+                }
+                for field in deletes {
+                    hash.remove(*field);
+                }
+                hash.is_empty()
+            }
+            _ => false,
+        });
+        if emptied == Some(true) {
+            self.remove(key, now);
+        }
+        Ok(())
     }
 
     /// All live keys.

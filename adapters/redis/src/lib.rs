@@ -19,6 +19,8 @@
 //! - `documents.rs`: [`DocumentStore`](statehouse_ports::DocumentStore).
 //! - `tasks.rs`: [`TaskRepository`](statehouse_ports::TaskRepository);
 //!   reads may go to a read endpoint.
+//! - `subjects.rs`: [`SubjectStore`](statehouse_ports::SubjectStore), in
+//!   KRules' layout (a hash per subject).
 //!
 //! # Architecture invariants
 //!
@@ -38,6 +40,7 @@ mod error;
 mod keys;
 mod redact;
 mod scripts;
+mod subjects;
 mod tasks;
 mod txn;
 

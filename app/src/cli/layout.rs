@@ -41,6 +41,12 @@ const FAMILIES: &[Family] = &[
         redis_type: "zset",
         notes: "task ids of a user, scored by update time (ms); TTL refreshed with every write",
     },
+    Family {
+        family: "subjects",
+        redis_key: "<prefix>s:<subject prefix><subject>",
+        redis_type: "hash",
+        notes: "KRules layout: field p<prop> (default) or e<prop> (extended), JSON as Python writes it; not escaped",
+    },
 ];
 
 #[derive(Debug, Serialize)]

@@ -18,6 +18,7 @@ use crate::{Settings, Statehouse};
 mod demo;
 mod documents;
 mod layout;
+mod subjects;
 mod tasks;
 
 use documents::DocCommand;
@@ -97,6 +98,9 @@ enum Command {
     /// Task lifecycle: save, show, list, set-status, log, del.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
+    /// Subjects (KRules' layout): show, set, del, list.
+    #[command(subcommand)]
+    Subject(subjects::SubjectCommand),
     /// Check that the store answers.
     Ping,
     /// Show how statehouse lays out its Redis keys.
@@ -211,6 +215,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Layout => Ok(()),
         Command::Doc(command) => documents::doc(&docs, command, out).await,
         Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,
+        Command::Subject(command) => subjects::subject(&state.subjects(), command, out).await,
     }
 }
 

@@ -7,6 +7,10 @@ use statehouse_ports::{
     DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetCondition, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
+use statehouse_ports::{
+    JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
+    SubjectName, SubjectSpace, SubjectStore,
+};
 
 /// Retries calls that failed with a temporary error
 /// ([`StoreError::is_retryable`]: connection or timeout), for operations that
@@ -194,5 +198,57 @@ impl<S: TaskRepository> TaskRepository for Retrying<S> {
 
     async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError> {
         self.inner.delete(space, id).await
+    }
+}
+
+/// Subject calls: reads (`load`, `get_property`, `list`, `exists`) are
+/// retried; writes are not (a timed-out EXEC has an unknown outcome).
+#[async_trait]
+impl<S: SubjectStore> SubjectStore for Retrying<S> {
+    async fn load(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<SubjectData, StoreError> {
+        self.retry(|| self.inner.load(space, subject)).await
+    }
+
+    async fn store(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        changes: &[PropertyChange],
+    ) -> Result<(), StoreError> {
+        self.inner.store(space, subject, changes).await
+    }
+
+    async fn get_property(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+    ) -> Result<Option<JsonValue>, StoreError> {
+        self.retry(|| self.inner.get_property(space, subject, kind, name))
+            .await
+    }
+
+    async fn update_property<'a>(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+        f: &mut PropertyFn<'a>,
+    ) -> Result<PropertyUpdated, StoreError> {
+        self.inner.update_property(space, subject, kind, name, f).await
+    }
+
+    async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
+        self.inner.delete_subject(space, subject).await
+    }
+
+    async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
+        self.retry(|| self.inner.list(space, pattern)).await
+    }
+
+    async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
+        self.retry(|| self.inner.exists(space, subject)).await
     }
 }

@@ -6,6 +6,10 @@ use statehouse_ports::{
     Boxed, DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
+use statehouse_ports::{
+    JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
+    SubjectName, SubjectSpace, SubjectStore,
+};
 use tracing::Instrument;
 
 /// A `tracing` span around every port call: target `statehouse`, name
@@ -283,5 +287,92 @@ impl<S: TaskRepository> TaskRepository for Traced<S> {
             return call.await;
         }
         traced("delete", &space.keys().record(id.as_str()), call).await
+    }
+}
+
+/// Subject calls: the span's `key` is the subject's key (the pattern for
+/// listings); `attempts` for `update_property`. Property values never.
+#[async_trait::async_trait]
+impl<S: SubjectStore> SubjectStore for Traced<S> {
+    async fn load(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<SubjectData, StoreError> {
+        let call = self.inner.load(space, subject);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("load", &space.key(subject.as_str()), call).await
+    }
+
+    async fn store(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        changes: &[PropertyChange],
+    ) -> Result<(), StoreError> {
+        let call = self.inner.store(space, subject, changes);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("store", &space.key(subject.as_str()), call).await
+    }
+
+    async fn get_property(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+    ) -> Result<Option<JsonValue>, StoreError> {
+        let call = self.inner.get_property(space, subject, kind, name);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("get_property", &space.key(subject.as_str()), call).await
+    }
+
+    async fn update_property<'a>(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+        f: &mut PropertyFn<'a>,
+    ) -> Result<PropertyUpdated, StoreError> {
+        let call = self.inner.update_property(space, subject, kind, name, f);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced_with(
+            "update_property",
+            &space.key(subject.as_str()),
+            call,
+            |updated, span| {
+                span.record("attempts", updated.attempts);
+            },
+        )
+        .await
+    }
+
+    async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
+        let call = self.inner.delete_subject(space, subject);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("delete_subject", &space.key(subject.as_str()), call).await
+    }
+
+    async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
+        let call = self.inner.list(space, pattern);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("list", &space.keys().pattern(pattern.as_str()), call).await
+    }
+
+    async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
+        let call = self.inner.exists(space, subject);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("exists", &space.key(subject.as_str()), call).await
     }
 }

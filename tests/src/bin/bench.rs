@@ -29,6 +29,9 @@
 //! (Rows 5 and 6 of the report are the redis-benchmark comparisons.) The task workloads use the
 //! same key layout, the same Lua source (checked by its SHA1 against the one statehouse loaded) and
 //! `serde_json` of `statehouse::TaskRecord` on both sides.
+//! 10. (after the rounds) subjects: `store()` of 20 staged properties against raw `MULTI; HSET;
+//!    EXEC`, and 16 tasks of `set_with(counter, +1)` against the naive WATCH/HGET/HSET loop (exact
+//!    count).
 //!
 //! Every workload is warmed up and its rounds are sized to last about 0.5 s per side. In every
 //! round the two sides run in alternating slices (the order flipping each slice), so drift on a
@@ -66,8 +69,8 @@ usage: bench [--quick] [--rounds N] [--current-thread] [--only WORKLOAD] [--side
   --quick          short run (3 rounds of ~0.15 s, 16x50 increments): a smoke check
   --rounds N       rounds per workload (default 7; 3 with --quick)
   --current-thread run on tokio's current-thread runtime (default: multi-thread, one worker per CPU)
-  --only WORKLOAD  run one workload: seq, conc, mget, update, rb, save, status or list (for
-                   profiling)
+  --only WORKLOAD  run one workload: seq, conc, mget, update, rb, save, status, list or subjects
+                   (for profiling)
   --side SIDE      run one side: statehouse or raw (for profiling; no ratios)
   --fixed-size     fixed round sizes (1000 sequential pairs, 64x20 concurrent pairs, 20 MGETs,
                    16x20 task saves, 16x20 status changes, 20 list pages) instead of sizes
@@ -158,6 +161,7 @@ enum Workload {
     Save,
     Status,
     List,
+    Subjects,
 }
 
 impl Workload {
@@ -207,9 +211,10 @@ fn parse_args() -> Res<Option<Options>> {
                     "save" => Workload::Save,
                     "status" => Workload::Status,
                     "list" => Workload::List,
+                    "subjects" => Workload::Subjects,
                     other => {
                         return Err(format!(
-                            "--only {other:?}: expected seq, conc, mget, update, rb, save, status or list"
+                            "--only {other:?}: expected seq, conc, mget, update, rb, save, status, list or subjects"
                         )
                         .into());
                     }
@@ -643,7 +648,7 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
                 Workload::Seq => &mut results.seq,
                 Workload::Conc => &mut results.conc,
                 Workload::Mget => &mut results.mget,
-                Workload::Update | Workload::RedisBenchmark => &mut results.update,
+                Workload::Update | Workload::RedisBenchmark | Workload::Subjects => &mut results.update,
                 Workload::Save => &mut results.save,
                 Workload::Status => &mut results.status,
                 Workload::List => &mut results.list,
@@ -660,9 +665,160 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
     println!("(statehouse/raw ops/s per workload; rb: redis-benchmark set+get ops/s at -c 1/-c 64)");
     println!();
     results.report(options, &rb);
+    if options.runs(Workload::Subjects) && options.side.is_none() {
+        println!();
+        subjects_bench(&state, &bench, options).await?;
+    }
     println!();
     println!("load average at the end: {}", load_average());
     Ok(())
+}
+
+/// Properties per `store()` in the subjects workload.
+const SUBJECT_PROPS: usize = 20;
+/// The subject of the subjects workload (KRules' key, no subject prefix).
+const SUBJECT_KEY: &str = "s:bench:subject";
+
+/// Subjects, after the rounds: `store()` of 20 staged properties against raw `MULTI; HSET (20
+/// fields); EXEC`, and 16 tasks of `set_with(counter, +1)` against the naive WATCH/HGET/HSET loop
+/// (exact count required). Median ratios of `options.rounds` runs, against the targets.
+async fn subjects_bench(state: &Statehouse, bench: &Bench, options: Options) -> Res<()> {
+    let subjects = state.subjects();
+    let stores = if options.quick { 300 } else { 2_000 };
+    let increments = options.increments;
+    let mut store_ratios = Vec::new();
+    let mut contended_ratios = Vec::new();
+    // Round 0 warms up (connections, the handle's first load, caches) and is not counted.
+    for round in 0..=options.rounds {
+        let mut store_rates = [0.0; 2];
+        let mut contended_rates = [0.0; 2];
+        for side in options.sides(round) {
+            let i = usize::from(side == Side::Raw);
+            // Uncontended store() of 20 staged properties.
+            let start = Instant::now();
+            match side {
+                Side::Statehouse => {
+                    let mut subject = subjects.subject("bench:subject")?;
+                    for n in 0..stores {
+                        for p in 0..SUBJECT_PROPS {
+                            subject.set(&format!("prop{p}"), &n).await?;
+                        }
+                        subject.store().await?;
+                    }
+                }
+                Side::Raw => {
+                    let mut con = bench.raw.clone();
+                    for n in 0..stores {
+                        let mut pipe = redis::pipe();
+                        pipe.atomic();
+                        let hset = pipe.cmd("HSET").arg(SUBJECT_KEY);
+                        for p in 0..SUBJECT_PROPS {
+                            hset.arg(format!("pprop{p}")).arg(serde_json::to_string(&n)?);
+                        }
+                        hset.ignore();
+                        pipe.exec_async(&mut con).await?;
+                    }
+                }
+            }
+            store_rates[i] = stores as f64 / start.elapsed().as_secs_f64().max(1e-9);
+
+            // Contended set_with: 16 tasks, one property.
+            let mut con = bench.raw.clone();
+            redis::cmd("DEL").arg(SUBJECT_KEY).exec_async(&mut con).await?;
+            let mut dedicated = Vec::new();
+            if side == Side::Raw {
+                for _ in 0..UPDATE_TASKS {
+                    dedicated.push(bench.client.get_multiplexed_async_connection().await?);
+                }
+            }
+            let mut dedicated = dedicated.into_iter();
+            let timed = bench
+                .timed(UPDATE_TASKS, |_| {
+                    let subjects = subjects.clone();
+                    let con = dedicated.next();
+                    async move {
+                        match side {
+                            Side::Statehouse => {
+                                let mut subject = subjects.subject("bench:subject")?;
+                                for _ in 0..increments {
+                                    subject
+                                        .set_with("counter", |n: Option<u64>| n.unwrap_or(0) + 1)
+                                        .await?;
+                                }
+                                Ok(increments)
+                            }
+                            Side::Raw => hincrement_naive(con.ok_or("no connection")?, increments).await,
+                        }
+                    }
+                })
+                .await?;
+            let expected = UPDATE_TASKS as u64 * increments;
+            let stored: Option<String> = redis::cmd("HGET")
+                .arg(SUBJECT_KEY)
+                .arg("pcounter")
+                .query_async(&mut con)
+                .await?;
+            if stored.as_deref() != Some(expected.to_string().as_str()) {
+                return Err(format!(
+                    "WRONG COUNT ({side:?}): the subject counter is {stored:?}, expected {expected}"
+                )
+                .into());
+            }
+            contended_rates[i] = expected as f64 / timed.elapsed.as_secs_f64().max(1e-9);
+        }
+        if round == 0 {
+            continue;
+        }
+        store_ratios.push(store_rates[0] / store_rates[1]);
+        contended_ratios.push(contended_rates[0] / contended_rates[1]);
+        println!(
+            "subjects round {}/{}: store() of {SUBJECT_PROPS} {:.0}/s vs raw {:.0}/s; \
+             set_with {UPDATE_TASKS}x{increments} {:.0}/s vs naive {:.0}/s",
+            round, options.rounds, store_rates[0], store_rates[1], contended_rates[0], contended_rates[1],
+        );
+    }
+    let store = median(store_ratios);
+    let contended = median(contended_ratios);
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!(
+        "subjects: store() {store:.2}x raw (target >= 0.9: {}), contended set_with {contended:.2}x the naive \
+         loop (target >= 1.5: {}), counts exact",
+        verdict(store >= 0.9),
+        verdict(contended >= 1.5),
+    );
+    Ok(())
+}
+
+/// The naive optimistic loop on a hash field: WATCH; HGET; MULTI/HSET/EXEC; start over at once on
+/// an aborted EXEC. Returns how many increments it made.
+async fn hincrement_naive(mut con: MultiplexedConnection, increments: u64) -> Res<u64> {
+    for _ in 0..increments {
+        loop {
+            redis::cmd("WATCH").arg(SUBJECT_KEY).exec_async(&mut con).await?;
+            let old: Option<String> = redis::cmd("HGET")
+                .arg(SUBJECT_KEY)
+                .arg("pcounter")
+                .query_async(&mut con)
+                .await?;
+            let count: u64 = match old {
+                Some(text) => serde_json::from_str(&text)?,
+                None => 0,
+            };
+            let committed: Option<()> = redis::pipe()
+                .atomic()
+                .cmd("HSET")
+                .arg(SUBJECT_KEY)
+                .arg("pcounter")
+                .arg(serde_json::to_string(&(count + 1))?)
+                .ignore()
+                .query_async(&mut con)
+                .await?;
+            if committed.is_some() {
+                break;
+            }
+        }
+    }
+    Ok(increments)
 }
 
 /// `/proc/loadavg`'s first three fields, or `?`.
@@ -744,6 +900,7 @@ impl Bench {
             Workload::Status => self.task_status(side, sizes.status_changes).await,
             Workload::List => self.task_list(side, sizes.list_pages).await,
             Workload::RedisBenchmark => Err("redis-benchmark has no slices".into()),
+            Workload::Subjects => Err("subjects run after the rounds".into()),
         }
     }
 

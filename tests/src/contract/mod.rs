@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks};
-use statehouse_ports::{DocumentStore, Key, TaskRepository};
+use statehouse_ports::{DocumentStore, Key, SubjectStore, TaskRepository};
 
 pub mod documents;
+pub mod subjects;
 pub mod tasks;
 
 /// The runtime a test needs.
@@ -32,6 +33,15 @@ pub enum Flavor {
 /// Puts a value of another Redis type (a hash) under a key.
 pub type PlantHash = Arc<dyn Fn(Key) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// Raw access to Redis hashes (in a backend's namespace), below the ports:
+/// what another process (a Python KRules service) writes and reads.
+pub trait RawHashes: Send + Sync {
+    /// `HSET key field value`.
+    fn hset(&self, key: String, field: Vec<u8>, value: Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// `HGET key field`.
+    fn hget(&self, key: String, field: Vec<u8>) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
+}
+
 /// What a contract test gets: the ports of one backend, in a namespace of
 /// its own, and a clock.
 pub struct Backend {
@@ -41,8 +51,11 @@ pub struct Backend {
     pub documents: Arc<dyn DocumentStore>,
     /// The task port.
     pub tasks: Arc<dyn TaskRepository>,
+    /// The subject port.
+    pub subjects: Arc<dyn SubjectStore>,
     paused_time: bool,
     plant_hash: PlantHash,
+    raw_hashes: Arc<dyn RawHashes>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -56,21 +69,23 @@ impl std::fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// A fixture. `paused_time` says that tokio time is paused in the test's
+    /// A fixture over `ports`. `paused_time` says that tokio time is paused in the test's
     /// runtime (memory backend, [`Flavor::Plain`]).
     pub fn new(
         name: impl Into<String>,
-        documents: Arc<dyn DocumentStore>,
-        tasks: Arc<dyn TaskRepository>,
+        ports: statehouse::Ports,
         paused_time: bool,
         plant_hash: PlantHash,
+        raw_hashes: Arc<dyn RawHashes>,
     ) -> Self {
         Self {
             name: name.into(),
-            documents,
-            tasks,
+            documents: ports.documents,
+            tasks: ports.tasks,
+            subjects: ports.subjects,
             paused_time,
             plant_hash,
+            raw_hashes,
         }
     }
 
@@ -102,6 +117,19 @@ impl Backend {
         } else {
             tokio::time::sleep(duration).await;
         }
+    }
+
+    /// Writes one raw hash field under `key` (in this backend's namespace),
+    /// bypassing the ports: bad data, or another process's write.
+    pub async fn hset_raw(&self, key: &str, field: &[u8], value: &[u8]) {
+        self.raw_hashes
+            .hset(key.to_owned(), field.to_vec(), value.to_vec())
+            .await;
+    }
+
+    /// Reads one raw hash field under `key`, bypassing the ports.
+    pub async fn hget_raw(&self, key: &str, field: &[u8]) -> Option<Vec<u8>> {
+        self.raw_hashes.hget(key.to_owned(), field.to_vec()).await
     }
 
     /// Stores a hash under `key` (in this backend's namespace).
@@ -145,6 +173,22 @@ macro_rules! contract_suite {
             conflict_reruns_the_closure_exactly_twice: Threaded,
             one_attempt_policy_reports_conflict: Threaded,
             rewriting_the_same_value_still_conflicts: Threaded,
+        ]);
+        $crate::contract_suite!(@family $runner, subjects, [
+            load_reads_both_kinds_and_keeps_null_apart_from_missing: Plain,
+            the_wire_layout_is_krules_layout: Plain,
+            store_writes_field_by_field_and_keeps_other_writers_properties: Plain,
+            update_property_returns_old_and_new: Plain,
+            concurrent_updates_of_one_property_lose_nothing: Threaded,
+            conflict_reruns_the_closure_with_the_new_value: Threaded,
+            invalid_json_fails_alone_naming_subject_and_property: Plain,
+            fields_without_a_marker_are_ignored: Plain,
+            a_subject_key_of_another_type_is_wrong_type: Plain,
+            list_matches_names_under_the_prefix_taken_literally: Plain,
+            handle_caches_stages_and_stores_in_one_batch: Plain,
+            handles_on_many_tasks_count_to_exactly_4000: Threaded,
+            callbacks_see_old_new_and_kind: Plain,
+            handle_reports_a_bad_property_and_reads_the_rest: Plain,
         ]);
         $crate::contract_suite!(@family $runner, tasks, [
             save_and_get_round_trip_a_record: Plain,

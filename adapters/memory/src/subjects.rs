@@ -1,0 +1,166 @@
+//! [`SubjectStore`] in memory: one hash per subject in the one keyspace,
+//! under the same key and fields as on Redis (KRules' layout), written by
+//! the same optimistic protocol.
+
+use async_trait::async_trait;
+use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
+use statehouse_ports::{
+    FieldWrites, JsonValue as Value, PropertyChange, PropertyFn, PropertyUpdated, StoreError, SubjectData,
+    SubjectSpace, SubjectStore, decode_property,
+};
+use tokio::time::Instant;
+
+use crate::store::{Decision, Value as Stored};
+use crate::{MemoryStore, glob};
+
+fn wrong_type(op: &'static str, key: &str) -> StoreError {
+    StoreError::WrongType {
+        op,
+        key: key.to_owned(),
+    }
+}
+
+#[async_trait]
+impl SubjectStore for MemoryStore {
+    async fn load(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<SubjectData, StoreError> {
+        const OP: &str = "load";
+        let key = space.key(subject.as_str());
+        let mut state = self.keyspace.lock();
+        let hash = state
+            .hash(&key, Instant::now())
+            .map_err(|()| wrong_type(OP, &key))?;
+        Ok(hash.map_or_else(SubjectData::default, |hash| {
+            SubjectData::from_fields(
+                OP,
+                &key,
+                hash.iter()
+                    .map(|(field, value)| (field.as_slice(), value.as_slice())),
+            )
+        }))
+    }
+
+    async fn store(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        changes: &[PropertyChange],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "store";
+        let key = space.key(subject.as_str());
+        let writes = FieldWrites::of(changes);
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let sets: Vec<(&[u8], &[u8])> = writes
+            .sets
+            .iter()
+            .map(|(field, text)| (field.as_bytes(), text.as_bytes()))
+            .collect();
+        let deletes: Vec<&[u8]> = writes.deletes.iter().map(String::as_bytes).collect();
+        self.keyspace
+            .lock()
+            .hset_hdel(&key, &sets, &deletes, Instant::now())
+            .map_err(|()| wrong_type(OP, &key))
+    }
+
+    async fn get_property(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+    ) -> Result<Option<Value>, StoreError> {
+        const OP: &str = "get_property";
+        let key = space.key(subject.as_str());
+        let field = kind.field(name.as_str());
+        let bytes = self
+            .keyspace
+            .lock()
+            .hget(&key, field.as_bytes(), Instant::now())
+            .map_err(|()| wrong_type(OP, &key))?;
+        bytes
+            .map(|bytes| decode_property(OP, &key, &field, &bytes))
+            .transpose()
+    }
+
+    async fn update_property<'a>(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+        f: &mut PropertyFn<'a>,
+    ) -> Result<PropertyUpdated, StoreError> {
+        const OP: &str = "update_property";
+        let key = space.key(subject.as_str());
+        let field = kind.field(name.as_str());
+        let (updated, attempts) = self
+            .keyspace
+            .optimistic(
+                OP,
+                &key,
+                &[key.as_str()],
+                space.policy(),
+                |state, now| {
+                    state
+                        .hget(&key, field.as_bytes(), now)
+                        .map_err(|()| wrong_type(OP, &key))
+                },
+                |current| {
+                    let old = current
+                        .map(|bytes| decode_property(OP, &key, &field, &bytes))
+                        .transpose()?;
+                    let new = f(old.as_ref()).map_err(|source| StoreError::Aborted {
+                        op: OP,
+                        key: key.clone(),
+                        source,
+                    })?;
+                    let text = python_json(&new);
+                    Ok(Decision::<_, Result<_, StoreError>>::Commit((old, new, text)))
+                },
+                |state, now, (old, new, text)| {
+                    state
+                        .hset_hdel(&key, &[(field.as_bytes(), text.as_bytes())], &[], now)
+                        .map_err(|()| wrong_type(OP, &key))?;
+                    Ok((old, new))
+                },
+            )
+            .await?;
+        let (old, new) = updated?;
+        Ok(PropertyUpdated { old, new, attempts })
+    }
+
+    async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
+        let key = space.key(subject.as_str());
+        Ok(self.keyspace.lock().remove(&key, Instant::now()))
+    }
+
+    async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
+        let now = Instant::now();
+        let full = space.keys().pattern(pattern.as_str());
+        let mut state = self.keyspace.lock();
+        let matching: Vec<String> = state
+            .live_keys(now)
+            .filter(|key| glob::matches(full.as_bytes(), key.as_bytes()))
+            .cloned()
+            .collect();
+        let mut names: Vec<String> = matching
+            .into_iter()
+            .filter(|key| {
+                matches!(
+                    state.live(key, now).map(|entry| &entry.value),
+                    Some(Stored::Hash(_))
+                )
+            })
+            .filter_map(|key| space.keys().name_of(&key).map(str::to_owned))
+            .collect();
+        drop(state);
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
+        let key = space.key(subject.as_str());
+        Ok(self.keyspace.lock().live(&key, Instant::now()).is_some())
+    }
+}

@@ -1,0 +1,230 @@
+//! [`SubjectStore`] on Redis, in KRules' layout: one hash per subject at
+//! `s:<subject prefix><subject>`, fields `p<name>`/`e<name>`, values JSON
+//! text as Python's `json.dumps` writes it.
+//!
+//! - `load`: one `HGETALL`; `get_property`: one `HGET`.
+//! - `store`: `MULTI; HSET …; HDEL …; EXEC` in one round trip, field by
+//!   field (never a whole-hash overwrite), as KRules' own `store` does.
+//! - `update_property`: the WATCH loop (`txn::optimistic`) on the hash:
+//!   `WATCH; HGET`, then `MULTI; HSET; EXEC`.
+//! - `list`: `SCAN … MATCH … COUNT … TYPE hash`, never `KEYS`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use async_trait::async_trait;
+use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
+use statehouse_ports::{
+    FieldWrites, JsonValue, PropertyChange, PropertyFn, PropertyUpdated, StoreError, SubjectData,
+    SubjectSpace, SubjectStore, decode_property,
+};
+
+use crate::RedisStore;
+use crate::txn::{self, Decision};
+
+#[async_trait]
+impl SubjectStore for RedisStore {
+    async fn load(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<SubjectData, StoreError> {
+        const OP: &str = "load";
+        let key = space.key(subject.as_str());
+        let mut conn = self.conns.shared();
+        let fields: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .conns
+            .run(
+                OP,
+                &key,
+                redis::cmd("HGETALL")
+                    .arg(self.keys.raw(&key).as_ref())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(SubjectData::from_fields(
+            OP,
+            &key,
+            fields
+                .iter()
+                .map(|(field, value)| (field.as_slice(), value.as_slice())),
+        ))
+    }
+
+    async fn store(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        changes: &[PropertyChange],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "store";
+        let key = space.key(subject.as_str());
+        let writes = FieldWrites::of(changes);
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let rkey = self.keys.raw(&key);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if !writes.sets.is_empty() {
+            let hset = pipe.cmd("HSET").arg(rkey.as_ref());
+            for (field, text) in &writes.sets {
+                hset.arg(field).arg(text);
+            }
+            hset.ignore();
+        }
+        if !writes.deletes.is_empty() {
+            pipe.cmd("HDEL").arg(rkey.as_ref()).arg(&writes.deletes).ignore();
+        }
+        let mut conn = self.conns.shared();
+        self.conns.run(OP, &key, pipe.exec_async(&mut conn)).await
+    }
+
+    async fn get_property(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+    ) -> Result<Option<JsonValue>, StoreError> {
+        const OP: &str = "get_property";
+        let key = space.key(subject.as_str());
+        let field = kind.field(name.as_str());
+        let mut conn = self.conns.shared();
+        let bytes: Option<Vec<u8>> = self
+            .conns
+            .run(
+                OP,
+                &key,
+                redis::cmd("HGET")
+                    .arg(self.keys.raw(&key).as_ref())
+                    .arg(&field)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        bytes
+            .map(|bytes| decode_property(OP, &key, &field, &bytes))
+            .transpose()
+    }
+
+    async fn update_property<'a>(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+        f: &mut PropertyFn<'a>,
+    ) -> Result<PropertyUpdated, StoreError> {
+        const OP: &str = "update_property";
+        let key = space.key(subject.as_str());
+        let rkey = self.keys.raw(&key);
+        let field = kind.field(name.as_str());
+        let mut hget = redis::cmd("HGET");
+        hget.arg(rkey.as_ref()).arg(&field);
+        type Change = (Option<JsonValue>, JsonValue);
+        let mut decide = |(current,): (Option<Vec<u8>>,)| -> Result<Decision<Change>, StoreError> {
+            let old = current
+                .map(|bytes| decode_property(OP, &key, &field, &bytes))
+                .transpose()?;
+            let new = f(old.as_ref()).map_err(|source| StoreError::Aborted {
+                op: OP,
+                key: key.clone(),
+                source,
+            })?;
+            let mut writes = redis::pipe();
+            writes
+                .cmd("HSET")
+                .arg(rkey.as_ref())
+                .arg(&field)
+                .arg(python_json(&new))
+                .ignore();
+            Ok(Decision::Commit(writes, (old, new)))
+        };
+        let committed = txn::optimistic(
+            &self.conns,
+            OP,
+            &key,
+            &[rkey.as_ref()],
+            &[hget],
+            space.policy(),
+            &mut decide,
+        )
+        .await?;
+        let (old, new) = committed.value;
+        Ok(PropertyUpdated {
+            old,
+            new,
+            attempts: committed.attempts,
+        })
+    }
+
+    async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
+        const OP: &str = "delete_subject";
+        let key = space.key(subject.as_str());
+        let mut conn = self.conns.shared();
+        let deleted: u64 = self
+            .conns
+            .run(
+                OP,
+                &key,
+                redis::cmd("DEL")
+                    .arg(self.keys.raw(&key).as_ref())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
+        const OP: &str = "list_subjects";
+        let relative = space.keys().pattern(pattern.as_str());
+        // The store prefix, escaped, then the subject head, escaped.
+        let rpattern = format!("{}{relative}", KeyPattern::escape(&self.config.prefix));
+        let mut conn = self.conns.shared();
+        // SCAN may return a key more than once; a set dedups.
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = self
+                .conns
+                .run(
+                    OP,
+                    &relative,
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&rpattern)
+                        .arg("COUNT")
+                        .arg(self.config.scan_count.max(1))
+                        .arg("TYPE")
+                        .arg("hash")
+                        .query_async(&mut conn),
+                )
+                .await?;
+            seen.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut names: Vec<String> = seen
+            .iter()
+            .map(|raw| self.keys.strip(raw))
+            .filter_map(|key| space.keys().name_of(&key).map(str::to_owned))
+            .collect();
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
+        const OP: &str = "exists";
+        let key = space.key(subject.as_str());
+        let mut conn = self.conns.shared();
+        let found: u64 = self
+            .conns
+            .run(
+                OP,
+                &key,
+                redis::cmd("EXISTS")
+                    .arg(self.keys.raw(&key).as_ref())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(found > 0)
+    }
+}

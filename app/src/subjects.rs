@@ -1,0 +1,466 @@
+//! The subjects facade: [`Subjects`] (names, listings) and the [`Subject`]
+//! handle (a cached, staged view of one subject's properties).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use statehouse_ports::{
+    KeyPattern, PropertyChange, PropertyKind, PropertyName, StoreError, SubjectName, SubjectSpace,
+    SubjectStore, ValidationExt, property_key,
+};
+
+/// Subjects: named bags of JSON properties, default and extended, kept in
+/// KRules' Redis layout (`s:<subject prefix><name>`, fields `p<prop>` and
+/// `e<prop>`, values as Python's `json.dumps` writes them), so Python
+/// services using KRules share them.
+///
+/// Cheap to clone. Names are validated like keys: a bad one is
+/// [`StoreError::InvalidInput`] before any I/O.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
+/// use statehouse::Statehouse;
+///
+/// let subjects = Statehouse::memory().subjects();
+/// let mut user = subjects.subject("user:1")?;
+/// user.set("name", &"John").await?;
+/// user.set("age", &30).await?;
+/// user.store().await?; // both properties, one round trip
+/// let next = user.set_with("age", |age: Option<u32>| age.unwrap_or(0) + 1).await?;
+/// assert_eq!(next, 31);
+/// assert_eq!(subjects.list("user:*").await?, ["user:1"]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    store: Arc<dyn SubjectStore>,
+    space: SubjectSpace,
+}
+
+impl Subjects {
+    /// Subjects in `space` over `store`.
+    pub fn new(store: Arc<dyn SubjectStore>, space: SubjectSpace) -> Self {
+        Self { store, space }
+    }
+
+    /// The same subjects under another subject prefix (KRules' `key_prefix`).
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.space = SubjectSpace::new(prefix).with_policy(self.space.policy());
+        self
+    }
+
+    /// The space: prefix and retry policy.
+    pub fn space(&self) -> &SubjectSpace {
+        &self.space
+    }
+
+    /// A handle on subject `name` (no I/O until its first read or write).
+    pub fn subject(&self, name: &str) -> Result<Subject, StoreError> {
+        let name = SubjectName::new(name).for_op("subject", name)?;
+        Ok(Subject {
+            store: self.store.clone(),
+            space: self.space.clone(),
+            name,
+            cache: None,
+            staged: BTreeMap::new(),
+            callbacks: Vec::new(),
+        })
+    }
+
+    /// The names of the subjects matching the glob `pattern` (relative to
+    /// the subject prefix), sorted.
+    pub async fn list(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let pattern = KeyPattern::new(pattern).for_op("list_subjects", pattern)?;
+        self.store.list(&self.space, &pattern).await
+    }
+
+    /// Whether subject `name` exists.
+    pub async fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        let name = SubjectName::new(name).for_op("exists", name)?;
+        self.store.exists(&self.space, &name).await
+    }
+
+    /// Deletes subject `name` with all its properties; whether it existed.
+    pub async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        let name = SubjectName::new(name).for_op("delete_subject", name)?;
+        self.store.delete_subject(&self.space, &name).await
+    }
+}
+
+/// A property change, as handed to [`Subject::on_change`] callbacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyChanged {
+    /// The subject.
+    pub subject: String,
+    /// The property's kind.
+    pub kind: PropertyKind,
+    /// The property's name.
+    pub name: String,
+    /// The value before (`None`: it was missing).
+    pub old: Option<Value>,
+    /// The value after (`None`: it was deleted).
+    pub new: Option<Value>,
+}
+
+type Callback = Arc<dyn Fn(&PropertyChanged) + Send + Sync>;
+
+/// One subject, cached: the first read loads every property once (one
+/// round trip); [`set`](Self::set) and [`delete`](Self::delete) stage
+/// changes in the cache, and [`store`](Self::store) writes all staged
+/// changes atomically in one round trip, field by field (properties others
+/// wrote meanwhile survive). [`set_now`](Self::set_now) writes at once;
+/// [`set_with`](Self::set_with) is an atomic read-modify-write against
+/// every other process.
+///
+/// Reads see staged changes: a property staged for deletion reads as
+/// missing. The cache is this handle's: [`reload`](Self::reload) re-reads.
+pub struct Subject {
+    store: Arc<dyn SubjectStore>,
+    space: SubjectSpace,
+    name: SubjectName,
+    /// The loaded properties: a value, or `None` for one that failed to
+    /// parse (its read is retried against the store, for the error).
+    cache: Option<BTreeMap<(PropertyKind, String), Option<Value>>>,
+    /// Changes not yet stored: `None` is a deletion.
+    staged: BTreeMap<(PropertyKind, String), Option<Value>>,
+    callbacks: Vec<Callback>,
+}
+
+impl fmt::Debug for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subject")
+            .field("name", &self.name)
+            .field("space", &self.space)
+            .field("loaded", &self.cache.is_some())
+            .field("staged", &self.staged.len())
+            .field("callbacks", &self.callbacks.len())
+            .finish()
+    }
+}
+
+fn property(op: &'static str, name: &str) -> Result<PropertyName, StoreError> {
+    PropertyName::new(name).for_op(op, name)
+}
+
+fn to_value<T: Serialize + ?Sized>(op: &'static str, key: &str, value: &T) -> Result<Value, StoreError> {
+    serde_json::to_value(value).map_err(|error| StoreError::Serialization {
+        op,
+        key: key.to_owned(),
+        source: error.into(),
+    })
+}
+
+fn from_value<T: DeserializeOwned>(op: &'static str, key: &str, value: Value) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|error| {
+        StoreError::deserialization(
+            op,
+            key,
+            std::any::type_name::<T>(),
+            statehouse_ports::JsonError::without_data(&error),
+        )
+    })
+}
+
+impl Subject {
+    /// The subject's name.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The subject's key (before any store prefix): `s:<prefix><name>`.
+    pub fn key(&self) -> String {
+        self.space.key(self.name.as_str())
+    }
+
+    /// Calls `callback` after every change of a property through this
+    /// handle (staged, stored at once, or updated atomically), with the
+    /// old and new value and the kind.
+    pub fn on_change(&mut self, callback: impl Fn(&PropertyChanged) + Send + Sync + 'static) {
+        self.callbacks.push(Arc::new(callback));
+    }
+
+    /// Loads the subject into the cache if it is not there yet.
+    async fn loaded(&mut self) -> Result<&mut BTreeMap<(PropertyKind, String), Option<Value>>, StoreError> {
+        if self.cache.is_none() {
+            let data = self.store.load(&self.space, &self.name).await?;
+            let mut cache = BTreeMap::new();
+            for kind in PropertyKind::ALL {
+                for (name, value) in data.of_kind(kind) {
+                    cache.insert((kind, name.clone()), value.as_ref().ok().cloned());
+                }
+            }
+            self.cache = Some(cache);
+        }
+        Ok(self.cache.get_or_insert_with(BTreeMap::new))
+    }
+
+    /// Drops the cache and the staged changes; the next read loads again.
+    pub fn reload(&mut self) {
+        self.cache = None;
+        self.staged.clear();
+    }
+
+    /// Whether changes are staged and not yet stored.
+    pub fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    /// The current value of a property of `kind` as JSON (staged changes
+    /// included); `None` if missing or staged for deletion.
+    pub async fn get_value_of(
+        &mut self,
+        kind: PropertyKind,
+        prop: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        const OP: &str = "get_property";
+        let name = property(OP, prop)?;
+        let slot = (kind, name.as_str().to_owned());
+        if let Some(staged) = self.staged.get(&slot) {
+            return Ok(staged.clone());
+        }
+        let key = self.key();
+        let cached = self.loaded().await?.get(&slot).cloned();
+        match cached {
+            None => Ok(None),
+            Some(Some(value)) => Ok(Some(value)),
+            // It failed to parse when loaded: read it again for its error
+            // (or its value, if someone repaired it since).
+            Some(None) => {
+                let value = self
+                    .store
+                    .get_property(&self.space, &self.name, kind, &name)
+                    .await?;
+                if let Some(cache) = &mut self.cache {
+                    cache.insert(slot, value.clone());
+                }
+                match value {
+                    Some(value) => Ok(Some(value)),
+                    None => Err(StoreError::NotFound {
+                        op: OP,
+                        key: property_key(&key, &kind.field(prop)),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// A default property, decoded as `T`; `None` if missing (JSON `null`
+    /// is `Some` for a `T` that accepts it, e.g. `Option<_>` or `Value`).
+    pub async fn get<T: DeserializeOwned>(&mut self, prop: &str) -> Result<Option<T>, StoreError> {
+        self.get_of(PropertyKind::Default, prop).await
+    }
+
+    /// An extended property, decoded as `T`.
+    pub async fn get_ext<T: DeserializeOwned>(&mut self, prop: &str) -> Result<Option<T>, StoreError> {
+        self.get_of(PropertyKind::Extended, prop).await
+    }
+
+    /// A property of `kind`, decoded as `T`.
+    pub async fn get_of<T: DeserializeOwned>(
+        &mut self,
+        kind: PropertyKind,
+        prop: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let key = property_key(&self.key(), &kind.field(prop));
+        self.get_value_of(kind, prop)
+            .await?
+            .map(|value| from_value("get_property", &key, value))
+            .transpose()
+    }
+
+    /// Every property of `kind` as the cache sees it (staged changes
+    /// included; properties that failed to parse are left out).
+    pub async fn properties(&mut self, kind: PropertyKind) -> Result<BTreeMap<String, Value>, StoreError> {
+        let mut all: BTreeMap<String, Value> = self
+            .loaded()
+            .await?
+            .iter()
+            .filter(|((k, _), value)| *k == kind && value.is_some())
+            .filter_map(|((_, name), value)| Some((name.clone(), value.clone()?)))
+            .collect();
+        for ((k, name), value) in &self.staged {
+            if *k == kind {
+                match value {
+                    Some(value) => all.insert(name.clone(), value.clone()),
+                    None => all.remove(name),
+                };
+            }
+        }
+        Ok(all)
+    }
+
+    /// Stages `value` for default property `prop`; [`store`](Self::store)
+    /// writes it.
+    pub async fn set<T: Serialize + ?Sized>(&mut self, prop: &str, value: &T) -> Result<(), StoreError> {
+        self.set_of(PropertyKind::Default, prop, value).await
+    }
+
+    /// Stages `value` for extended property `prop`.
+    pub async fn set_ext<T: Serialize + ?Sized>(&mut self, prop: &str, value: &T) -> Result<(), StoreError> {
+        self.set_of(PropertyKind::Extended, prop, value).await
+    }
+
+    /// Stages `value` for property `prop` of `kind`.
+    pub async fn set_of<T: Serialize + ?Sized>(
+        &mut self,
+        kind: PropertyKind,
+        prop: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "set";
+        let name = property(OP, prop)?;
+        let value = to_value(OP, &self.key(), value)?;
+        self.stage(kind, name, Some(value)).await
+    }
+
+    /// Stages the deletion of property `prop` of `kind`.
+    pub async fn delete(&mut self, kind: PropertyKind, prop: &str) -> Result<(), StoreError> {
+        let name = property("delete", prop)?;
+        self.stage(kind, name, None).await
+    }
+
+    async fn stage(
+        &mut self,
+        kind: PropertyKind,
+        name: PropertyName,
+        new: Option<Value>,
+    ) -> Result<(), StoreError> {
+        let old = self.get_value_of(kind, name.as_str()).await?;
+        let name = name.into_string();
+        self.staged.insert((kind, name.clone()), new.clone());
+        self.notify(kind, &name, old, new);
+        Ok(())
+    }
+
+    /// Writes every staged change atomically, in one round trip, field by
+    /// field: properties not staged here are left as they are in the store
+    /// (including ones other processes wrote since the load). Nothing staged
+    /// writes nothing.
+    pub async fn store(&mut self) -> Result<(), StoreError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let mut changes = Vec::with_capacity(self.staged.len());
+        for ((kind, name), value) in &self.staged {
+            let name = property("store", name)?;
+            changes.push(match value {
+                Some(value) => PropertyChange::Set {
+                    kind: *kind,
+                    name,
+                    value: value.clone(),
+                },
+                None => PropertyChange::Delete { kind: *kind, name },
+            });
+        }
+        self.store.store(&self.space, &self.name, &changes).await?;
+        let staged = std::mem::take(&mut self.staged);
+        if let Some(cache) = &mut self.cache {
+            for (slot, value) in staged {
+                match value {
+                    Some(value) => cache.insert(slot, Some(value)),
+                    None => cache.remove(&slot),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes default property `prop` at once (one round trip), replacing
+    /// any staged change of it; other staged changes stay staged.
+    pub async fn set_now<T: Serialize + ?Sized>(&mut self, prop: &str, value: &T) -> Result<(), StoreError> {
+        self.set_now_of(PropertyKind::Default, prop, value).await
+    }
+
+    /// Writes property `prop` of `kind` at once; see [`set_now`](Self::set_now).
+    pub async fn set_now_of<T: Serialize + ?Sized>(
+        &mut self,
+        kind: PropertyKind,
+        prop: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "set_now";
+        let name = property(OP, prop)?;
+        let value = to_value(OP, &self.key(), value)?;
+        let old = self.get_value_of(kind, prop).await.ok().flatten();
+        let change = PropertyChange::Set {
+            kind,
+            name,
+            value: value.clone(),
+        };
+        self.store.store(&self.space, &self.name, &[change]).await?;
+        let slot = (kind, prop.to_owned());
+        self.staged.remove(&slot);
+        if let Some(cache) = &mut self.cache {
+            cache.insert(slot, Some(value.clone()));
+        }
+        self.notify(kind, prop, old, Some(value));
+        Ok(())
+    }
+
+    /// Atomically replaces default property `prop` with `f(old)`, against
+    /// every other process (a WATCH loop on Redis): concurrent `set_with`
+    /// calls lose no update. `f` gets `None` when the property is missing
+    /// and **may run more than once**. Returns the new value. Replaces any
+    /// staged change of `prop`.
+    pub async fn set_with<T, F>(&mut self, prop: &str, f: F) -> Result<T, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> T + Send,
+    {
+        self.set_with_of(PropertyKind::Default, prop, f).await
+    }
+
+    /// [`set_with`](Self::set_with) for a property of `kind`.
+    pub async fn set_with_of<T, F>(
+        &mut self,
+        kind: PropertyKind,
+        prop: &str,
+        mut f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> T + Send,
+    {
+        const OP: &str = "set_with";
+        let name = property(OP, prop)?;
+        let updated = self
+            .store
+            .update_property(&self.space, &self.name, kind, &name, &mut |old| {
+                let old = old
+                    .map(|old| serde_json::from_value::<T>(old.clone()))
+                    .transpose()?;
+                Ok(serde_json::to_value(f(old))?)
+            })
+            .await?;
+        let slot = (kind, prop.to_owned());
+        self.staged.remove(&slot);
+        if let Some(cache) = &mut self.cache {
+            cache.insert(slot, Some(updated.new.clone()));
+        }
+        let key = property_key(&self.key(), &kind.field(prop));
+        let new = from_value(OP, &key, updated.new.clone())?;
+        self.notify(kind, prop, updated.old, Some(updated.new));
+        Ok(new)
+    }
+
+    fn notify(&self, kind: PropertyKind, name: &str, old: Option<Value>, new: Option<Value>) {
+        if self.callbacks.is_empty() {
+            return;
+        }
+        let change = PropertyChanged {
+            subject: self.name.as_str().to_owned(),
+            kind,
+            name: name.to_owned(),
+            old,
+            new,
+        };
+        for callback in &self.callbacks {
+            callback(&change);
+        }
+    }
+}

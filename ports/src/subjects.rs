@@ -1,0 +1,458 @@
+//! [`SubjectStore`]: subjects with default and extended JSON properties,
+//! in KRules' Redis layout.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use statehouse_domain::layout::SubjectKeys;
+use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
+
+use crate::{BoxError, JsonError, RetryPolicy, StoreError};
+
+/// Where subjects are kept; every [`SubjectStore`] call takes one.
+///
+/// - `prefix`: the subject prefix, KRules' `key_prefix`: a subject's hash is
+///   `s:<prefix><subject>` (the store's own prefix, if any, in front).
+///   Empty by default.
+/// - `policy`: the retries of [`SubjectStore::update_property`].
+///
+/// ```
+/// use statehouse_ports::SubjectSpace;
+///
+/// let space = SubjectSpace::new("app:");
+/// assert_eq!(space.key("user:1"), "s:app:user:1");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectSpace {
+    prefix: String,
+    keys: SubjectKeys,
+    policy: RetryPolicy,
+}
+
+impl Default for SubjectSpace {
+    fn default() -> Self {
+        Self::new("")
+    }
+}
+
+impl SubjectSpace {
+    /// Subjects under `prefix` (verbatim, not escaped), default policy.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        Self {
+            keys: SubjectKeys::new(&prefix),
+            prefix,
+            policy: RetryPolicy::default(),
+        }
+    }
+
+    /// The same space with another retry policy for read-modify-writes.
+    #[must_use]
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The subject prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The retry policy of read-modify-writes.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// The keys of this space.
+    pub fn keys(&self) -> &SubjectKeys {
+        &self.keys
+    }
+
+    /// The key of `subject`'s hash (before any store prefix).
+    pub fn key(&self, subject: &str) -> String {
+        self.keys.subject(subject)
+    }
+}
+
+/// What names a property in errors: `<subject key> property <field>`, e.g.
+/// `s:user:1 property pcount`.
+pub fn property_key(subject_key: &str, field: &str) -> String {
+    format!("{subject_key} property {field}")
+}
+
+/// A property value read from the store, or why it could not be read.
+pub type Loaded = Result<Value, StoreError>;
+
+/// A whole subject as loaded: both kinds of properties by name. A property
+/// whose stored text is not JSON is an `Err` ([`StoreError::Deserialization`]
+/// naming the subject and the property) in its place; the others load.
+#[derive(Debug, Default)]
+pub struct SubjectData {
+    /// The default properties (`p` fields).
+    pub default: BTreeMap<String, Loaded>,
+    /// The extended properties (`e` fields).
+    pub extended: BTreeMap<String, Loaded>,
+}
+
+impl SubjectData {
+    /// Decodes the fields of a subject's hash (what both adapters do after
+    /// reading it): fields without the `p`/`e` marker, or whose name is not
+    /// UTF-8, are ignored; each value is decoded alone.
+    pub fn from_fields<'a>(
+        op: &'static str,
+        subject_key: &str,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Self {
+        let mut data = Self::default();
+        for (field, value) in fields {
+            let Ok(field) = std::str::from_utf8(field) else {
+                continue;
+            };
+            let Some((kind, name)) = PropertyKind::parse_field(field) else {
+                continue;
+            };
+            let decoded = decode_property(op, subject_key, field, value);
+            data.of_kind_mut(kind).insert(name.to_owned(), decoded);
+        }
+        data
+    }
+
+    /// The properties of `kind`.
+    pub fn of_kind(&self, kind: PropertyKind) -> &BTreeMap<String, Loaded> {
+        match kind {
+            PropertyKind::Default => &self.default,
+            PropertyKind::Extended => &self.extended,
+        }
+    }
+
+    /// The properties of `kind`, mutably.
+    pub fn of_kind_mut(&mut self, kind: PropertyKind) -> &mut BTreeMap<String, Loaded> {
+        match kind {
+            PropertyKind::Default => &mut self.default,
+            PropertyKind::Extended => &mut self.extended,
+        }
+    }
+
+    /// Whether the subject has no property (a missing subject loads empty).
+    pub fn is_empty(&self) -> bool {
+        self.default.is_empty() && self.extended.is_empty()
+    }
+}
+
+/// Decodes one stored property value, naming the subject and the property
+/// (never the value) on failure.
+pub fn decode_property(op: &'static str, subject_key: &str, field: &str, bytes: &[u8]) -> Loaded {
+    serde_json::from_slice(bytes).map_err(|error| {
+        StoreError::deserialization(
+            op,
+            property_key(subject_key, field),
+            "JSON value",
+            JsonError::without_data(&error),
+        )
+    })
+}
+
+/// One change of a [`SubjectStore::store`] batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PropertyChange {
+    /// Insert or overwrite a property.
+    Set {
+        /// Its kind.
+        kind: PropertyKind,
+        /// Its name.
+        name: PropertyName,
+        /// Its new value.
+        value: Value,
+    },
+    /// Delete a property (missing is fine).
+    Delete {
+        /// Its kind.
+        kind: PropertyKind,
+        /// Its name.
+        name: PropertyName,
+    },
+}
+
+impl PropertyChange {
+    /// The hash field the change writes.
+    pub fn field(&self) -> String {
+        match self {
+            Self::Set { kind, name, .. } | Self::Delete { kind, name } => kind.field(name.as_str()),
+        }
+    }
+
+    /// The stored text of a `Set` (Python's `json.dumps` form); `None` for
+    /// a delete.
+    pub fn encoded(&self) -> Option<String> {
+        match self {
+            Self::Set { value, .. } => Some(python_json(value)),
+            Self::Delete { .. } => None,
+        }
+    }
+}
+
+/// The field-level writes of a [`SubjectStore::store`] batch, reduced so
+/// that each field is written once (a later change of a field wins): the
+/// fields to set with their stored text, and the fields to delete. What both
+/// adapters write (`HSET` and `HDEL` on Redis).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldWrites {
+    /// `(field, JSON text)` to set, in field order.
+    pub sets: Vec<(String, String)>,
+    /// Fields to delete, in field order.
+    pub deletes: Vec<String>,
+}
+
+impl FieldWrites {
+    /// The writes of `changes`.
+    pub fn of(changes: &[PropertyChange]) -> Self {
+        let mut last: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for change in changes {
+            last.insert(change.field(), change.encoded());
+        }
+        let mut writes = Self::default();
+        for (field, text) in last {
+            match text {
+                Some(text) => writes.sets.push((field, text)),
+                None => writes.deletes.push(field),
+            }
+        }
+        writes
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// The synchronous closure of [`SubjectStore::update_property`]: it gets the
+/// current value (`None` when the property is missing; `Some(Value::Null)`
+/// when it holds `null`) and returns the new one. An `Err` aborts the
+/// update ([`StoreError::Aborted`]), writing nothing.
+///
+/// It **may run more than once** (when the subject changes between read and
+/// write); keep it free of side effects.
+pub type PropertyFn<'a> = dyn FnMut(Option<&Value>) -> Result<Value, BoxError> + Send + 'a;
+
+/// The result of [`SubjectStore::update_property`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyUpdated {
+    /// The value before the update (`None`: the property was missing).
+    pub old: Option<Value>,
+    /// The value written.
+    pub new: Value,
+    /// How many times the closure ran (1 without conflicts).
+    pub attempts: u32,
+}
+
+/// Subjects: one Redis hash per subject, in KRules' layout, so Python
+/// services using KRules share them.
+///
+/// # Contract
+///
+/// Every implementation behaves the same; the contract suite in
+/// `statehouse-tests` (`subjects::…`) runs one list of tests against each.
+///
+/// - A subject is the hash `s:<space prefix><subject>`; property `name` of
+///   kind default is field `p<name>`, extended `e<name>`; values are JSON
+///   text as Python's `json.dumps` writes it
+///   ([`python_json`](statehouse_domain::python_json)). Fields without the
+///   marker are ignored by every read.
+/// - A missing property (`None`) and a property holding `null`
+///   (`Some(Value::Null)`) stay distinct.
+/// - `load` reads both kinds in one round trip; a property whose text is not
+///   JSON fails alone ([`StoreError::Deserialization`] naming
+///   `<subject key> property <field>`); a missing subject loads empty.
+/// - `store` writes a batch of sets and deletes atomically in one round
+///   trip, field by field: properties it does not name are left as they are
+///   (a concurrent writer's property survives). An empty batch writes
+///   nothing.
+/// - `update_property` is an atomic read-modify-write of one property under
+///   [`SubjectSpace::policy`] (the closure may run more than once; only
+///   running out of attempts is [`StoreError::Conflict`]); concurrent
+///   updates lose nothing. A stored value that is not JSON fails with
+///   `Deserialization` before the closure runs.
+/// - `list` matches names against a Redis glob pattern relative to the
+///   space's prefix (the prefix itself is taken literally), by `SCAN`,
+///   sorted, each once.
+/// - A subject key holding another Redis type is [`StoreError::WrongType`]
+///   naming the subject's key, and nothing is written.
+/// - Errors name the subject's key without the store's prefix.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SubjectStore: fmt::Debug + Send + Sync + 'static {
+    /// Both kinds of properties of `subject` (empty if it does not exist).
+    async fn load(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<SubjectData, StoreError>;
+
+    /// Applies `changes` atomically in one round trip (in order: a later
+    /// change of the same field wins).
+    async fn store(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        changes: &[PropertyChange],
+    ) -> Result<(), StoreError>;
+
+    /// One property, or `None` if it is missing.
+    async fn get_property(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+    ) -> Result<Option<Value>, StoreError>;
+
+    /// Atomic read-modify-write of one property; see [`PropertyFn`].
+    async fn update_property<'a>(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+        f: &mut PropertyFn<'a>,
+    ) -> Result<PropertyUpdated, StoreError>;
+
+    /// Deletes the subject and all its properties; returns whether it existed.
+    async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError>;
+
+    /// The names of the subjects matching `pattern`, sorted.
+    async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError>;
+
+    /// Whether the subject exists (has at least one field).
+    async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError>;
+}
+
+macro_rules! forward_subject_store {
+    ($wrapper:ident) => {
+        #[async_trait]
+        impl<T: SubjectStore + ?Sized> SubjectStore for $wrapper<T> {
+            async fn load(
+                &self,
+                space: &SubjectSpace,
+                subject: &SubjectName,
+            ) -> Result<SubjectData, StoreError> {
+                (**self).load(space, subject).await
+            }
+
+            async fn store(
+                &self,
+                space: &SubjectSpace,
+                subject: &SubjectName,
+                changes: &[PropertyChange],
+            ) -> Result<(), StoreError> {
+                (**self).store(space, subject, changes).await
+            }
+
+            async fn get_property(
+                &self,
+                space: &SubjectSpace,
+                subject: &SubjectName,
+                kind: PropertyKind,
+                name: &PropertyName,
+            ) -> Result<Option<Value>, StoreError> {
+                (**self).get_property(space, subject, kind, name).await
+            }
+
+            async fn update_property<'a>(
+                &self,
+                space: &SubjectSpace,
+                subject: &SubjectName,
+                kind: PropertyKind,
+                name: &PropertyName,
+                f: &mut PropertyFn<'a>,
+            ) -> Result<PropertyUpdated, StoreError> {
+                (**self)
+                    .update_property(space, subject, kind, name, f)
+                    .await
+            }
+
+            async fn delete_subject(
+                &self,
+                space: &SubjectSpace,
+                subject: &SubjectName,
+            ) -> Result<bool, StoreError> {
+                (**self).delete_subject(space, subject).await
+            }
+
+            async fn list(
+                &self,
+                space: &SubjectSpace,
+                pattern: &KeyPattern,
+            ) -> Result<Vec<String>, StoreError> {
+                (**self).list(space, pattern).await
+            }
+
+            async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
+                (**self).exists(space, subject).await
+            }
+        }
+    };
+}
+
+forward_subject_store!(Arc);
+forward_subject_store!(Box);
+
+/// Compile-time check: the trait stays usable as `Arc<dyn SubjectStore>`.
+const _: fn(Arc<dyn SubjectStore>) = |_| {};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_space_has_no_subject_prefix() {
+        assert_eq!(SubjectSpace::default().key("u"), "s:u");
+    }
+
+    #[test]
+    fn loading_skips_unmarked_fields_and_fails_bad_values_alone() {
+        let fields: [(&[u8], &[u8]); 5] = [
+            (b"pname", b"\"John\""),
+            (b"eorigin", b"null"),
+            (b"xjunk", b"1"),
+            (b"pbad", b"{not json"),
+            (b"\xff", b"1"),
+        ];
+        let data = SubjectData::from_fields("load", "s:u", fields);
+        assert_eq!(data.default["name"].as_ref().unwrap(), &Value::from("John"));
+        assert_eq!(data.extended["origin"].as_ref().unwrap(), &Value::Null);
+        let error = data.default["bad"].as_ref().unwrap_err();
+        assert_eq!(error.key(), "s:u property pbad");
+        assert_eq!(data.default.len() + data.extended.len(), 3);
+    }
+
+    #[test]
+    fn a_later_change_of_a_field_wins() {
+        let name = PropertyName::new("a").unwrap();
+        let set = |value: i32| PropertyChange::Set {
+            kind: PropertyKind::Default,
+            name: name.clone(),
+            value: value.into(),
+        };
+        let delete = PropertyChange::Delete {
+            kind: PropertyKind::Default,
+            name: name.clone(),
+        };
+        let writes = FieldWrites::of(&[set(1), delete.clone()]);
+        assert_eq!(writes.deletes, ["pa"]);
+        assert!(writes.sets.is_empty());
+        let writes = FieldWrites::of(&[delete, set(2)]);
+        assert_eq!(writes.sets, [("pa".to_owned(), "2".to_owned())]);
+        assert!(FieldWrites::of(&[]).is_empty());
+    }
+
+    #[test]
+    fn changes_name_their_field_and_encode_like_python() {
+        let set = PropertyChange::Set {
+            kind: PropertyKind::Extended,
+            name: PropertyName::new("tags").unwrap(),
+            value: serde_json::json!(["é", 1e20]),
+        };
+        assert_eq!(set.field(), "etags");
+        assert_eq!(set.encoded().as_deref(), Some(r#"["\u00e9", 1e+20]"#));
+    }
+}
