@@ -9,6 +9,8 @@
 //!   ports you built ([`Ports`]), stacks the layers and hands out facades.
 //! - [`Documents`] (`documents.rs`): typed JSON documents.
 //! - [`Tasks`] (`tasks.rs`): task records with status, log and indexes.
+//! - [`Synced`] (`synced.rs`): a [`SyncedModel`] bound to the document
+//!   `{TypeName}:{id}`, changed atomically and written through.
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -37,16 +39,19 @@ mod config;
 mod documents;
 pub mod layers;
 mod statehouse;
+mod synced;
 mod tasks;
 
 pub use config::Settings;
 pub use documents::Documents;
 pub use statehouse::{Ports, Statehouse};
+pub use statehouse_domain::SyncedModel;
 pub use statehouse_ports::{
     DocumentStore, DocumentStoreExt, ErrorKind, Key, KeyPattern, KeyTtl, LogEntry, PageRequest, RetryPolicy,
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
     TaskRepository, TaskSpace, TaskStatus, Ttl, Update, Updated, UserId, ValidationError,
 };
+pub use synced::Synced;
 pub use tasks::Tasks;
 
 /// User guides. Their examples are compiled and run as doc tests.

@@ -9,6 +9,8 @@
 //!   transition rules.
 //! - [`layout`]: THE key layout of the families, with the escaping of
 //!   user-given components and the hash tags.
+//! - [`SyncedModel`] (`synced.rs`): a model bound to the document
+//!   `{TypeName}:{id}`, and its key ([`synced_key`]).
 //! - [`ValidationError`]: which rule an input broke.
 //! - [`HumanDuration`]: a duration as people read it, for messages.
 //!
@@ -24,11 +26,13 @@ mod error;
 #[macro_use]
 mod key;
 pub mod layout;
+mod synced;
 mod task;
 mod ttl;
 
 pub use duration::HumanDuration;
 pub use error::ValidationError;
 pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};
+pub use synced::{SyncedModel, synced_key, synced_key_of, validate_type_name};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
 pub use ttl::Ttl;
