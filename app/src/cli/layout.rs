@@ -41,6 +41,12 @@ const FAMILIES: &[Family] = &[
         redis_type: "zset",
         notes: "task ids of a user, scored by update time (ms); TTL refreshed with every write",
     },
+    Family {
+        family: "synced",
+        redis_key: "<prefix><Type>:<id>",
+        redis_type: "string",
+        notes: "synced model (JSON); verbatim, not escaped (Python services' keys); type names hold no ':'",
+    },
 ];
 
 #[derive(Debug, Serialize)]
