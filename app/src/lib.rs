@@ -62,6 +62,9 @@ pub mod guide {
     #[doc = include_str!("../../docs/tasks.md")]
     pub mod tasks {}
 
+    #[doc = include_str!("../../docs/synced.md")]
+    pub mod synced {}
+
     #[doc = include_str!("../../README.md")]
     pub mod readme {}
 }
