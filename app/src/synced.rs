@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use statehouse_domain::{SyncedModel, synced_key};
-use statehouse_ports::{StoreError, Update, ValidationExt};
+use statehouse_domain::{Key, SyncedModel, synced_key};
+use statehouse_ports::{BoxError, StoreError, Update, ValidationExt, decode, encode};
 
 use crate::{Documents, Statehouse};
 
@@ -56,7 +56,7 @@ use crate::{Documents, Statehouse};
 pub struct Synced<T> {
     docs: Documents,
     id: String,
-    key: String,
+    key: Key,
     value: T,
     exists: bool,
 }
@@ -84,9 +84,7 @@ where
     /// does not decode as `T` is [`StoreError::Deserialization`] naming the
     /// key.
     pub async fn load_from(docs: &Documents, id: &str) -> Result<Self, StoreError> {
-        let key = synced_key::<T>(id)
-            .for_op("load", &format!("{}:{id}", T::type_name()))?
-            .into_string();
+        let key = synced_key::<T>(id).for_op("load", &format!("{}:{id}", T::type_name()))?;
         let mut synced = Self {
             docs: docs.clone(),
             id: id.to_owned(),
@@ -121,13 +119,13 @@ where
 
     /// The document's key, `{TypeName}:{id}` (without the store's prefix).
     pub fn key(&self) -> &str {
-        &self.key
+        self.key.as_str()
     }
 
     /// Re-reads the document: what other services wrote since. If it is
     /// gone, the local copy starts over from `T::default()`.
     pub async fn refresh(&mut self) -> Result<&T, StoreError> {
-        match self.docs.get::<T>(&self.key).await? {
+        match self.docs.get::<T>(self.key.as_str()).await? {
             Some(value) => {
                 self.value = value;
                 self.exists = true;
@@ -173,18 +171,25 @@ where
         E: From<StoreError> + Send,
         F: FnMut(&mut T) -> Result<(), E> + Send,
     {
-        let (id, key) = (self.id.as_str(), self.key.as_str());
-        let stored = self
-            .docs
-            .try_update(key, |old: Option<T>| {
-                let mut value = old.unwrap_or_else(|| fresh(id));
+        // Straight on the port rather than through `update_json`: the
+        // closure keeps the model it encoded, so the committed value needs
+        // no second decode.
+        let (id, key) = (self.id.as_str(), &self.key);
+        let mut failure: Option<E> = None;
+        let mut last: Option<T> = None;
+        let mut step = |old: Option<&[u8]>| -> Result<Update<Vec<u8>>, BoxError> {
+            let changed = (|| {
+                let mut value = match old {
+                    Some(bytes) => decode::<T>("update", key.as_str(), bytes)?,
+                    None => fresh(id),
+                };
                 let before = value.id();
                 change(&mut value)?;
                 let after = value.id();
                 if after != before {
                     return Err(E::from(StoreError::invalid_input(
                         "modify",
-                        key,
+                        key.as_str(),
                         format!(
                             "the change moved the model from id {before:?} to {after:?}; \
                              a synced model's id is fixed by its key"
@@ -194,21 +199,37 @@ where
                 if let Err(reason) = value.validate() {
                     return Err(E::from(StoreError::invalid_input(
                         "modify",
-                        key,
+                        key.as_str(),
                         format!("{} rejected the change: {reason}", T::type_name()),
                     )));
                 }
-                Ok(Update::Set(value))
-            })
-            .await?;
-        match stored {
-            Some(value) => {
+                let bytes = encode("update", key.as_str(), &value)?;
+                last = Some(value);
+                Ok(bytes)
+            })();
+            match changed {
+                Ok(bytes) => Ok(Update::Set(bytes)),
+                Err(error) => {
+                    failure = Some(error);
+                    Err(BoxError::from("the change failed"))
+                }
+            }
+        };
+        let policy = self.docs.retry_policy();
+        let updated = self.docs.store().as_ref().update(key, policy, &mut step).await;
+        if let Some(error) = failure.take()
+            && matches!(updated, Err(StoreError::Aborted { .. }))
+        {
+            return Err(error);
+        }
+        // The commit wrote what the last run of the change encoded.
+        match (updated?.value, last) {
+            (Some(_), Some(value)) => {
                 self.value = value;
                 self.exists = true;
             }
-            // `Update::Set` always stores a value; a store that says
-            // otherwise is answered by re-reading.
-            None => {
+            // A store that reports another outcome is answered by re-reading.
+            _ => {
                 self.refresh().await?;
             }
         }
@@ -218,7 +239,7 @@ where
     /// Deletes the document. Returns whether it existed; the local copy
     /// starts over from `T::default()`.
     pub async fn delete(&mut self) -> Result<bool, StoreError> {
-        let existed = self.docs.delete(&self.key).await?;
+        let existed = self.docs.delete(self.key.as_str()).await?;
         self.value = fresh(&self.id);
         self.exists = false;
         Ok(existed)
