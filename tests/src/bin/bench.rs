@@ -17,7 +17,10 @@
 //!    WATCH/GET/MULTI/SET/EXEC loop without backoff (ops = successful increments; the final count
 //!    is checked);
 //! 5. `redis-benchmark` `SET`/`GET` `-d 1024` at `-c 1` and `-c 64` on the same server, as its
-//!    ceiling.
+//!    ceiling;
+//! 6. a synced model (the ~1 KiB document and a version) changed by `Synced::modify`, one task,
+//!    uncontended, against raw redis-rs doing the same commands (`WATCH`+`GET` pipelined, then
+//!    `MULTI`/`SET … KEEPTTL`/`EXEC`; ops = modifies; the final version is checked).
 //!
 //! Every workload is warmed up and its rounds are sized to last about 0.5 s per side. In every
 //! round the two sides run in alternating slices (the order flipping each slice), so drift on a
@@ -37,7 +40,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use serde::{Deserialize, Serialize};
-use statehouse::{Documents, Ports, Settings, Statehouse, Update};
+use statehouse::{Documents, Ports, Settings, Statehouse, Synced, SyncedModel, Update};
 use statehouse_redis::RedisStore;
 use statehouse_tests::harness::RedisServer;
 use tokio::task::JoinSet;
@@ -52,7 +55,7 @@ usage: bench [--quick] [--rounds N] [--current-thread] [--only WORKLOAD] [--side
   --quick          short run (3 rounds of ~0.15 s, 16x50 increments): a smoke check
   --rounds N       rounds per workload (default 7; 3 with --quick)
   --current-thread run on tokio's current-thread runtime (default: multi-thread, one worker per CPU)
-  --only WORKLOAD  run one workload: seq, conc, mget, update or rb (for profiling)
+  --only WORKLOAD  run one workload: seq, conc, mget, update, model or rb (for profiling)
   --side SIDE      run one side: statehouse or raw (for profiling; no ratios)
   --fixed-size     fixed round sizes (1000 sequential pairs, 64x20 concurrent pairs, 20 MGETs)
                    instead of sizes calibrated to the round time (for profiling, e.g. callgrind)
@@ -74,6 +77,10 @@ const UPDATE_TASKS: usize = 16;
 const DOC_BYTES: usize = 1_024;
 /// The key of the contended counter.
 const COUNTER_KEY: &str = "bench:counter";
+/// The id of the synced model of workload 6.
+const MODEL_ID: &str = "bench-1";
+/// Its key, `{TypeName}:{id}`.
+const MODEL_KEY: &str = "BenchModel:bench-1";
 
 #[derive(Debug, Clone, Copy)]
 struct Options {
@@ -119,6 +126,7 @@ enum Workload {
     Conc,
     Mget,
     Update,
+    Model,
     RedisBenchmark,
 }
 
@@ -152,11 +160,13 @@ fn parse_args() -> Res<Option<Options>> {
                     "conc" => Workload::Conc,
                     "mget" => Workload::Mget,
                     "update" => Workload::Update,
+                    "model" => Workload::Model,
                     "rb" => Workload::RedisBenchmark,
                     other => {
-                        return Err(
-                            format!("--only {other:?}: expected seq, conc, mget, update or rb").into(),
-                        );
+                        return Err(format!(
+                            "--only {other:?}: expected seq, conc, mget, update, model or rb"
+                        )
+                        .into());
                     }
                 });
             }
@@ -214,6 +224,24 @@ struct Address {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Counter {
     count: u64,
+}
+
+/// The synced model of workload 6: the sample document, and a version every modify bumps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct BenchModel {
+    id: String,
+    version: u64,
+    doc: Option<Doc>,
+}
+
+impl SyncedModel for BenchModel {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn set_id(&mut self, id: &str) {
+        self.id = id.to_owned();
+    }
 }
 
 fn sample_doc() -> Res<Doc> {
@@ -432,6 +460,9 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
         if options.runs(Workload::Update) {
             bench.update(side, UPDATE_TASKS, 10).await?;
         }
+        if options.runs(Workload::Model) {
+            bench.model(side, warm / 2).await?;
+        }
     }
     let secs = options.round_time.as_secs_f64();
     let mut calibrate = Vec::new();
@@ -462,14 +493,18 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
         conc_pairs: (conc_pairs / options.slices as u64).max(1),
         mget_calls: (mget_calls / options.slices as u64).max(1),
         increments: options.increments,
+        // A modify is two round trips, like a set+get pair.
+        modifies: (seq_pairs / options.slices as u64).max(1),
     };
     let slices = options.slices as u64;
     println!(
         "per round and side, in {slices} alternating slices: {} sequential pairs, {CONCURRENT_TASKS}×{} \
-         concurrent pairs, {} MGETs of {MGET_KEYS} keys; then {UPDATE_TASKS}×{} increments in one piece",
+         concurrent pairs, {} MGETs of {MGET_KEYS} keys, {} synced-model modifies; then {UPDATE_TASKS}×{} \
+         increments in one piece",
         sizes.seq_pairs * slices,
         sizes.conc_pairs * slices,
         sizes.mget_calls * slices,
+        sizes.modifies * slices,
         sizes.increments,
     );
     if let RedisBenchmark::Missing(why) = &rb {
@@ -479,7 +514,13 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
 
     let mut results = Results::default();
     for round in 0..options.rounds {
-        for workload in [Workload::Seq, Workload::Conc, Workload::Mget, Workload::Update] {
+        for workload in [
+            Workload::Seq,
+            Workload::Conc,
+            Workload::Mget,
+            Workload::Update,
+            Workload::Model,
+        ] {
             if !options.runs(workload) {
                 continue;
             }
@@ -508,6 +549,7 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
                 Workload::Seq => &mut results.seq,
                 Workload::Conc => &mut results.conc,
                 Workload::Mget => &mut results.mget,
+                Workload::Model => &mut results.model,
                 Workload::Update | Workload::RedisBenchmark => &mut results.update,
             };
             pair.statehouse.extend(statehouse);
@@ -582,6 +624,8 @@ struct Sizes {
     mget_calls: u64,
     /// Per task; the update runs in one slice.
     increments: u64,
+    /// Synced-model modifies, one task.
+    modifies: u64,
 }
 
 impl Bench {
@@ -592,6 +636,7 @@ impl Bench {
             Workload::Conc => self.set_get(side, CONCURRENT_TASKS, sizes.conc_pairs).await,
             Workload::Mget => self.mget(side, sizes.mget_calls).await,
             Workload::Update => self.update(side, UPDATE_TASKS, sizes.increments).await,
+            Workload::Model => self.model(side, sizes.modifies).await,
             Workload::RedisBenchmark => Err("redis-benchmark has no slices".into()),
         }
     }
@@ -721,6 +766,105 @@ impl Bench {
         let attempts: u64 = timed.outputs.iter().sum();
         Ok(Sample::new(&timed, expected, attempts.saturating_sub(expected)))
     }
+}
+
+impl Bench {
+    /// One task changing the synced model `modifies` times, uncontended; checks the final version.
+    async fn model(&self, side: Side, modifies: u64) -> Res<Sample> {
+        let mut con = self.raw.clone();
+        let start = BenchModel {
+            id: MODEL_ID.to_owned(),
+            version: 0,
+            doc: Some(self.doc.clone()),
+        };
+        redis::cmd("SET")
+            .arg(MODEL_KEY)
+            .arg(serde_json::to_vec(&start)?)
+            .exec_async(&mut con)
+            .await?;
+        // Set up before the clock starts: the raw side's dedicated connection, statehouse's handle.
+        let mut dedicated = match side {
+            Side::Raw => Some(self.client.get_multiplexed_async_connection().await?),
+            Side::Statehouse => None,
+        };
+        let mut synced = match side {
+            Side::Statehouse => Some(Synced::<BenchModel>::load_from(&self.docs, MODEL_ID).await?),
+            Side::Raw => None,
+        };
+        if synced.as_ref().is_some_and(|synced| synced.key() != MODEL_KEY) {
+            return Err(format!("the synced model is not under {MODEL_KEY}").into());
+        }
+        let timed = self
+            .timed(1, |_| {
+                let (synced, con) = (synced.take(), dedicated.take());
+                async move {
+                    match side {
+                        Side::Statehouse => modify_statehouse(synced.ok_or("no model")?, modifies).await,
+                        Side::Raw => modify_raw(con.ok_or("no connection")?, modifies).await,
+                    }
+                }
+            })
+            .await?;
+        let stored: Option<Vec<u8>> = redis::cmd("GET").arg(MODEL_KEY).query_async(&mut con).await?;
+        let version = serde_json::from_slice::<BenchModel>(&stored.ok_or("the model is gone")?)?.version;
+        if version != modifies {
+            return Err(format!(
+                "WRONG VERSION ({side:?}): the model is at version {version} after {modifies} modifies"
+            )
+            .into());
+        }
+        Ok(Sample::new(&timed, modifies, 0))
+    }
+}
+
+/// `Synced::modify`, `modifies` times; checks each stored version.
+async fn modify_statehouse(mut synced: Synced<BenchModel>, modifies: u64) -> Res<u64> {
+    for i in 1..=modifies {
+        let stored = synced.modify(|model| model.version += 1).await?;
+        if stored.version != i {
+            return Err(format!("modify stored version {} where {i} was expected", stored.version).into());
+        }
+    }
+    Ok(modifies)
+}
+
+/// The same with redis-rs: `WATCH`+`GET` pipelined, decode, change, encode, then
+/// `MULTI`/`SET … KEEPTTL`/`EXEC`, starting over on an aborted EXEC.
+async fn modify_raw(mut con: MultiplexedConnection, modifies: u64) -> Res<u64> {
+    for i in 1..=modifies {
+        loop {
+            let (old,): (Option<Vec<u8>>,) = redis::pipe()
+                .cmd("WATCH")
+                .arg(MODEL_KEY)
+                .ignore()
+                .cmd("GET")
+                .arg(MODEL_KEY)
+                .query_async(&mut con)
+                .await?;
+            let mut model = match old {
+                Some(bytes) => serde_json::from_slice::<BenchModel>(&bytes)?,
+                None => BenchModel::default(),
+            };
+            model.version += 1;
+            let new = serde_json::to_vec(&model)?;
+            let committed: Option<()> = redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(MODEL_KEY)
+                .arg(new)
+                .arg("KEEPTTL")
+                .ignore()
+                .query_async(&mut con)
+                .await?;
+            if committed.is_some() {
+                if model.version != i {
+                    return Err(format!("stored version {} where {i} was expected", model.version).into());
+                }
+                break;
+            }
+        }
+    }
+    Ok(modifies)
 }
 
 async fn pairs_statehouse(docs: Documents, keys: Arc<[String]>, mut doc: Doc, pairs: u64) -> Res<u64> {
@@ -931,6 +1075,7 @@ struct Results {
     conc: Pair,
     mget: Pair,
     update: Pair,
+    model: Pair,
     rb_c1: Vec<RbSample>,
     rb_c64: Vec<RbSample>,
 }
@@ -1039,6 +1184,7 @@ impl Results {
             ("conc", &self.conc),
             ("mget", &self.mget),
             ("update", &self.update),
+            ("model", &self.model),
         ] {
             let show = |samples: &[Sample]| samples.last().map_or("-".to_owned(), |s| human(s.rate()));
             if !pair.statehouse.is_empty() || !pair.raw.is_empty() {
@@ -1062,6 +1208,7 @@ impl Results {
             ("2. set+get, 64 tasks", &self.conc, "redis-rs"),
             ("3. mget, per key", &self.mget, "redis-rs"),
             ("4. update, per increment", &self.update, "naive loop"),
+            ("7. synced modify, 1 task", &self.model, "redis-rs"),
         ]
         .into_iter()
         .filter(|(_, pair, _)| !pair.statehouse.is_empty() || !pair.raw.is_empty())
@@ -1147,6 +1294,14 @@ impl Results {
                 target: None,
                 target_text: "(information)",
             },
+            Row {
+                name: "7. synced-model modify, 1 task, modifies/s (raw: redis-rs WATCH/GET/MULTI/SET/EXEC)"
+                    .to_owned(),
+                statehouse: rates(&self.model.statehouse),
+                other: rates(&self.model.raw),
+                target: Some(0.9),
+                target_text: "≥ 0.9× raw",
+            },
         ];
         println!("| workload | statehouse ops/s | raw ops/s | ratio | target | met? |");
         println!("|---|--:|--:|--:|---|---|");
@@ -1180,6 +1335,7 @@ impl Results {
             ("set+get 64 tasks", &self.conc),
             ("mget keys/s     ", &self.mget),
             ("update incr/s   ", &self.update),
+            ("synced modify/s ", &self.model),
         ] {
             println!(
                 "  {name}  statehouse {:>17}   raw {:>17}",
