@@ -343,7 +343,7 @@ mod tests {
         ] {
             assert!(!shown.contains("hunter2"), "{shown}");
             assert!(!shown.contains("sw0rdfish"), "{shown}");
-            assert!(shown.contains("redis://reader:***@replica:6380/0"), "{shown}");
+            assert!(shown.contains("redis://***@replica:6380/0"), "{shown}");
         }
         assert_eq!(
             from(&[("STATEHOUSE_READ_URL", " ")]).unwrap().read_url,

@@ -212,7 +212,7 @@ mod tests {
         let err = Statehouse::with_settings(settings).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
         assert_eq!(err.op(), "connect");
-        assert_eq!(err.key(), "redis://:***@replica:6380");
+        assert_eq!(err.key(), "redis://***@replica:6380");
         assert!(
             err.to_string().contains("memory:// has no read endpoint"),
             "{err}"

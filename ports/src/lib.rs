@@ -36,7 +36,7 @@ pub use ext::{DocumentStoreExt, JsonError, decode, encode};
 pub use retry::RetryPolicy;
 #[cfg(feature = "mock")]
 pub use tasks::MockTaskRepository;
-pub use tasks::{PageRequest, TaskCursor, TaskIndex, TaskPage, TaskRepository, TaskSpace};
+pub use tasks::{PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage, TaskRepository, TaskSpace};
 
 /// Re-exported domain types used in port signatures.
 pub use statehouse_domain::{

@@ -154,12 +154,22 @@ impl TaskIndex {
     /// as a whole is still moved out of its indexes when it is replaced or
     /// deleted.
     pub fn of_stored(bytes: &[u8]) -> Vec<TaskIndex> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-        let field = |name: &str| value.get(name).cloned().unwrap_or_default();
+        // Only the two fields are kept; every other one is skipped without
+        // building a value (this runs on every save and delete).
+        #[derive(serde::Deserialize)]
+        struct Owners {
+            #[serde(default)]
+            service: serde_json::Value,
+            #[serde(default)]
+            user: serde_json::Value,
+        }
+        let Ok(owners) = serde_json::from_slice::<Owners>(bytes) else {
+            return Vec::new();
+        };
         // Fields that are missing or invalid are skipped one by one.
         let mut indexes = Vec::with_capacity(2);
-        indexes.extend(serde_json::from_value(field("service")).ok().map(Self::Service));
-        indexes.extend(serde_json::from_value(field("user")).ok().map(Self::User));
+        indexes.extend(serde_json::from_value(owners.service).ok().map(Self::Service));
+        indexes.extend(serde_json::from_value(owners.user).ok().map(Self::User));
         indexes
     }
 }
@@ -170,6 +180,59 @@ impl fmt::Display for TaskIndex {
             Self::Service(service) => write!(f, "service {service}"),
             Self::User(user) => write!(f, "user {user}"),
         }
+    }
+}
+
+/// A change of one task, as `set_status` and `append_log` make it: what
+/// both adapters apply inside their read-modify-write, so the rules live in
+/// one place (the domain's, with the error a port reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskChange<'a> {
+    /// Move to `status`, logging `message` if given.
+    Status {
+        /// The new status.
+        status: TaskStatus,
+        /// The log line, if any.
+        message: Option<&'a str>,
+    },
+    /// Append a line to the log.
+    Log(&'a str),
+}
+
+impl TaskChange<'_> {
+    /// The operation, as errors and spans name it.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Status { .. } => "set_status",
+            Self::Log(_) => "append_log",
+        }
+    }
+
+    /// Applies the change to `record` (stored under `key`) at `now`, then
+    /// what every write does ([`TaskSpace::prepare`]). Leaving a final
+    /// status is [`StoreError::InvalidTransition`] and changes nothing.
+    pub fn apply(
+        &self,
+        space: &TaskSpace,
+        key: &str,
+        record: &mut TaskRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        match *self {
+            Self::Status { status, message } => {
+                record
+                    .set_status(status, message, now)
+                    .map_err(|error| StoreError::InvalidTransition {
+                        op: self.op(),
+                        key: key.to_owned(),
+                        from: error.from,
+                        to: error.to,
+                    })?
+            }
+            Self::Log(message) => record.append_log(message, now),
+        }
+        space.prepare(record, now);
+        Ok(())
     }
 }
 
@@ -465,6 +528,64 @@ mod tests {
         assert!(!cursor.precedes(10, "m"));
         assert!(!cursor.precedes(10, "n"));
         assert!(!cursor.precedes(11, "a"));
+    }
+
+    #[test]
+    fn stored_owners_are_read_field_by_field() {
+        let record = TaskRecord::new(
+            TaskId::new("t").unwrap(),
+            ServiceName::new("svc").unwrap(),
+            UserId::new("u").unwrap(),
+            chrono::Utc::now(),
+        );
+        let mut json = serde_json::to_value(&record).unwrap();
+        let both = [
+            TaskIndex::Service(record.service.clone()),
+            TaskIndex::User(record.user.clone()),
+        ];
+        assert_eq!(TaskIndex::of_stored(json.to_string().as_bytes()), both);
+        json["status"] = "paused".into();
+        assert_eq!(
+            TaskIndex::of_stored(json.to_string().as_bytes()),
+            both,
+            "the rest may be bad"
+        );
+        json["user"] = "".into();
+        assert_eq!(
+            TaskIndex::of_stored(json.to_string().as_bytes()),
+            [TaskIndex::Service(record.service.clone())]
+        );
+        assert!(TaskIndex::of_stored(b"{not json").is_empty());
+        assert!(TaskIndex::of_stored(b"[1,2]").is_empty());
+    }
+
+    #[test]
+    fn a_change_applies_the_lifecycle_and_the_log_cap() {
+        let space = TaskSpace::default().with_max_log(1);
+        let now = chrono::Utc::now();
+        let mut record = TaskRecord::new(
+            TaskId::new("t").unwrap(),
+            ServiceName::new("svc").unwrap(),
+            UserId::new("u").unwrap(),
+            now,
+        );
+        TaskChange::Log("one")
+            .apply(&space, "k", &mut record, now)
+            .unwrap();
+        TaskChange::Status {
+            status: TaskStatus::Completed,
+            message: Some("two"),
+        }
+        .apply(&space, "k", &mut record, now)
+        .unwrap();
+        assert_eq!(record.log.len(), 1);
+        let error = TaskChange::Status {
+            status: TaskStatus::Running,
+            message: None,
+        }
+        .apply(&space, "k", &mut record, now)
+        .unwrap_err();
+        assert_eq!((error.op(), error.key()), ("set_status", "k"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! statehouse's test support: the `redis-server` harness, the contract
-//! suite run against every backend, backend runners, and (in `src/bin`)
-//! the benchmark.
+//! suite run against every backend, backend runners, the fault soak, and
+//! (in `src/bin`) the benchmark and the soak's command line.
 //!
 //! # Layout
 //!
@@ -9,10 +9,11 @@
 //!   in [`contract_suite!`].
 //! - [`backends`]: runners building a [`contract::Backend`] for memory and
 //!   Redis, plain or under the layers.
+//! - [`soak`]: the fault soak (load, kills, pauses, then the count check).
 //!
 //! Test files in `tests/`: `memory.rs`, `redis.rs`, `layered.rs` (the suite
 //! per backend), `redis_faults.rs` (stop, pause, restart, cancellation),
-//! `harness.rs`, `cli.rs`.
+//! `soak.rs` (ten seconds of the fault soak), `harness.rs`, `cli.rs`.
 
 // Test support: a panic is how a failed expectation is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,3 +21,4 @@
 pub mod backends;
 pub mod contract;
 pub mod harness;
+pub mod soak;

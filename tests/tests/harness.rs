@@ -98,6 +98,40 @@ fn restart_reuses_the_port_and_loses_the_data() {
 }
 
 #[test]
+fn a_durable_server_keeps_acknowledged_writes_across_kill_and_restart() {
+    let mut server = RedisServer::start_durable();
+    let config = |name: &str| -> String {
+        let pair: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query(&mut server.connection())
+            .unwrap();
+        pair[1].clone()
+    };
+    assert_eq!(config("appendonly"), "yes");
+    assert_eq!(config("appendfsync"), "always");
+    let (port, old_pid) = (server.port(), server.pid());
+    // Acknowledged writes, then SIGKILL with no chance to flush anything.
+    let mut connection = server.connection();
+    for i in 0..100 {
+        let () = redis::cmd("INCR").arg("counter").query(&mut connection).unwrap();
+        set(&server, &format!("key{i}"), &i.to_string());
+    }
+    drop(connection);
+    server.stop();
+    assert!(!alive(old_pid));
+    server.restart();
+    assert_eq!(server.port(), port);
+    assert_eq!(get(&server, "counter").as_deref(), Some("100"));
+    assert_eq!(get(&server, "key99").as_deref(), Some("99"));
+    // And again: a restart of a running server keeps them too.
+    set(&server, "after", "1");
+    server.restart();
+    assert_eq!(get(&server, "counter").as_deref(), Some("100"));
+    assert_eq!(get(&server, "after").as_deref(), Some("1"));
+}
+
+#[test]
 fn pause_black_holes_the_server_and_resume_brings_it_back() {
     let server = RedisServer::start();
     set(&server, "survives-pause", "yes");
@@ -165,12 +199,16 @@ fn a_replica_syncs_from_its_primary_refuses_writes_and_follows_new_ones() {
         .unwrap_err();
     assert_eq!(err.code(), Some("READONLY"), "{err:?}");
 
-    set(&primary, "after", "2");
-    let acked: u64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5000)
-        .query(&mut primary.connection())
+    // WAIT waits for the writes of the connection it runs on: a fresh
+    // connection has written nothing and would return at once. So the
+    // write and the WAIT share one connection.
+    let mut writer = primary.connection();
+    let () = redis::cmd("SET")
+        .arg("after")
+        .arg("2")
+        .query(&mut writer)
         .unwrap();
+    let acked: u64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut writer).unwrap();
     assert_eq!(acked, 1, "the replica acknowledges the write");
     assert_eq!(get(&replica, "after").as_deref(), Some("2"));
     let primary_info = primary.replication_info();

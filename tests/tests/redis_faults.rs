@@ -327,3 +327,52 @@ async fn prefixes_isolate_stores_even_with_glob_characters() {
     keys.sort();
     assert_eq!(keys, ["p1:x", "p1:y", "p[1]:x"]);
 }
+
+/// An update's wait for a dedicated connection counts against the response
+/// timeout: when the pool has to open a connection to a dead or frozen
+/// server, the update fails within the response timeout, not after the
+/// pool's own connect + response wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_needing_a_new_connection_fails_within_the_response_timeout() {
+    let mut server = RedisServer::start();
+    // A connect timeout far above the response timeout makes any wait for
+    // the pool's connect bound plain to see.
+    let mut config = RedisConfig::new(server.url()).with_timeouts(Duration::from_secs(3), RESPONSE);
+    config.pool_size = 1;
+    let store = RedisStore::connect(config).await.unwrap();
+    let docs = docs(&store);
+    let increment = || docs.update("n", |n: Option<u32>| Update::Set(n.unwrap_or(0) + 1));
+    increment().await.unwrap();
+    let within = RESPONSE + Duration::from_millis(300);
+
+    // Frozen: the first update times out on the pooled connection, which is
+    // discarded; the next must open a new one, whose handshake never answers.
+    server.pause();
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let error = increment().await.unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(
+            error.kind(),
+            ErrorKind::Timeout,
+            "paused, attempt {attempt}: {error:?}"
+        );
+        assert!(took < within, "paused, attempt {attempt} took {took:?}");
+    }
+    server.resume();
+    eventually("update after resume", async || increment().await).await;
+
+    // Dead: the pooled connection fails at once, and the replacement cannot
+    // connect at all.
+    server.stop();
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let error = increment().await.unwrap_err();
+        let took = started.elapsed();
+        assert!(error.is_retryable(), "stopped, attempt {attempt}: {error:?}");
+        assert!(took < within, "stopped, attempt {attempt} took {took:?}");
+    }
+    server.restart();
+    eventually("update after restart", async || increment().await).await;
+    assert_no_open_transactions(&server);
+}

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use statehouse_ports::{
-    PageRequest, StoreError, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus,
-    decode, encode,
+    PageRequest, StoreError, TaskChange, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace,
+    TaskStatus, decode, encode,
 };
 use tokio::time::Instant;
 
@@ -75,14 +75,21 @@ fn write_task(
     Ok(())
 }
 
+/// What a task write commits: the record, its JSON, and the indexes it
+/// leaves.
+type Write = (TaskRecord, Vec<u8>, Vec<TaskIndex>);
+
 impl MemoryStore {
-    /// The read-modify-write behind `set_status` and `append_log`.
-    async fn change_task(
+    /// THE write of one task record, the twin of the Redis adapter's:
+    /// watch and read it, let `decide` build the write from its bytes
+    /// (given the record's key), commit under the lock if nobody wrote it
+    /// meanwhile. Returns the record as stored.
+    async fn on_record(
         &self,
         op: &'static str,
         space: &TaskSpace,
         id: &TaskId,
-        change: &(dyn Fn(&mut TaskRecord) -> Result<(), StoreError> + Send + Sync),
+        mut decide: impl FnMut(Option<Vec<u8>>, &str) -> Result<Write, StoreError>,
     ) -> Result<TaskRecord, StoreError> {
         let key = space.keys().record(id.as_str());
         let (written, _) = self
@@ -93,23 +100,35 @@ impl MemoryStore {
                 &[key.as_str()],
                 space.policy(),
                 |state, now| read_record(state, op, &key, now),
-                |current| {
-                    let bytes = current.ok_or_else(|| StoreError::NotFound { op, key: key.clone() })?;
-                    let mut record: TaskRecord = decode(op, &key, &bytes)?;
-                    change(&mut record)?;
-                    space.prepare(&mut record, Utc::now());
-                    let encoded = encode(op, &key, &record)?;
-                    Ok(Decision::<_, Result<TaskRecord, StoreError>>::Commit((
-                        record, encoded,
-                    )))
-                },
-                |state, now, (record, encoded)| {
-                    let old = TaskIndex::of(&record);
+                |current| decide(current, &key).map(Decision::<_, Result<TaskRecord, StoreError>>::Commit),
+                |state, now, (record, encoded, old): Write| {
                     write_task(state, now, op, space, &record, encoded, &old).map(|()| record)
                 },
             )
             .await?;
         written
+    }
+
+    /// `set_status` and `append_log`: the change applied to the current
+    /// record (the domain's rules, through [`TaskChange`]).
+    async fn change_task(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        change: TaskChange<'_>,
+    ) -> Result<TaskRecord, StoreError> {
+        let op = change.op();
+        self.on_record(op, space, id, |current, key| {
+            let bytes = current.ok_or_else(|| StoreError::NotFound {
+                op,
+                key: key.to_owned(),
+            })?;
+            let mut record: TaskRecord = decode(op, key, &bytes)?;
+            change.apply(space, key, &mut record, Utc::now())?;
+            let encoded = encode(op, key, &record)?;
+            Ok((record, encoded, Vec::new()))
+        })
+        .await
     }
 }
 
@@ -117,30 +136,14 @@ impl MemoryStore {
 impl TaskRepository for MemoryStore {
     async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
         const OP: &str = "save";
-        let key = space.keys().record(record.id.as_str());
-        let (written, _) = self
-            .keyspace
-            .optimistic(
-                OP,
-                &key,
-                &[key.as_str()],
-                space.policy(),
-                |state, now| read_record(state, OP, &key, now),
-                |current| {
-                    let old = current.as_deref().map(TaskIndex::of_stored).unwrap_or_default();
-                    let mut record = record.clone();
-                    space.prepare(&mut record, Utc::now());
-                    let encoded = encode(OP, &key, &record)?;
-                    Ok(Decision::<_, Result<TaskRecord, StoreError>>::Commit((
-                        record, encoded, old,
-                    )))
-                },
-                |state, now, (record, encoded, old)| {
-                    write_task(state, now, OP, space, &record, encoded, &old).map(|()| record)
-                },
-            )
-            .await?;
-        written
+        self.on_record(OP, space, &record.id, |current, key| {
+            let old = current.as_deref().map(TaskIndex::of_stored).unwrap_or_default();
+            let mut record = record.clone();
+            space.prepare(&mut record, Utc::now());
+            let encoded = encode(OP, key, &record)?;
+            Ok((record, encoded, old))
+        })
+        .await
     }
 
     async fn get(&self, space: &TaskSpace, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -157,19 +160,8 @@ impl TaskRepository for MemoryStore {
         status: TaskStatus,
         message: Option<&'m str>,
     ) -> Result<TaskRecord, StoreError> {
-        const OP: &str = "set_status";
-        let key = space.keys().record(id.as_str());
-        self.change_task(OP, space, id, &|record| {
-            record
-                .set_status(status, message, Utc::now())
-                .map_err(|error| StoreError::InvalidTransition {
-                    op: OP,
-                    key: key.clone(),
-                    from: error.from,
-                    to: error.to,
-                })
-        })
-        .await
+        self.change_task(space, id, TaskChange::Status { status, message })
+            .await
     }
 
     async fn append_log(
@@ -178,11 +170,7 @@ impl TaskRepository for MemoryStore {
         id: &TaskId,
         message: &str,
     ) -> Result<TaskRecord, StoreError> {
-        self.change_task("append_log", space, id, &|record| {
-            record.append_log(message, Utc::now());
-            Ok(())
-        })
-        .await
+        self.change_task(space, id, TaskChange::Log(message)).await
     }
 
     async fn list(

@@ -158,11 +158,11 @@ mod tests {
         for shown in [&debug, &display] {
             assert!(!shown.contains("hunter2"), "{shown}");
             assert!(!shown.contains("sw0rdfish"), "{shown}");
-            assert!(shown.contains("redis://reader:***@replica:6380/0"), "{shown}");
+            assert!(shown.contains("redis://***@replica:6380/0"), "{shown}");
         }
         assert_eq!(
             display,
-            "redis://:***@primary:6379 (task reads from redis://reader:***@replica:6380/0)"
+            "redis://***@primary:6379 (task reads from redis://***@replica:6380/0)"
         );
         assert!(!format!("{:?}", RedisConfig::new("redis://h")).contains("task reads"));
     }

@@ -46,6 +46,10 @@ use std::sync::Arc;
 pub use config::RedisConfig;
 pub use conn::TXN_CLIENT_NAME;
 pub use redact::redact_url;
+/// The Lua source of the task-write script, for the benchmark's raw side
+/// (which must run the same commands). Not a stable API.
+#[doc(hidden)]
+pub use scripts::TASK_WRITE_CODE as TASK_WRITE_SCRIPT;
 use statehouse_ports::StoreError;
 
 /// A Redis-backed store implementing every statehouse port.

@@ -25,7 +25,7 @@ use redis::{Cmd, Script};
 /// a longer one (a persistent key stays persistent); a new key gets it.
 pub(crate) static TASK_WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(TASK_WRITE_CODE));
 
-const TASK_WRITE_CODE: &str = r"
+pub const TASK_WRITE_CODE: &str = r"
 local ttl = tonumber(ARGV[2])
 local added = tonumber(ARGV[5])
 local kind = redis.call('TYPE', KEYS[1])['ok']

@@ -10,12 +10,14 @@
 //!   a read URL is configured); pruning stale index entries goes to the
 //!   write endpoint, through a script that re-checks each record there.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use chrono::Utc;
 use redis::Value;
 use statehouse_ports::{
-    PageRequest, StoreError, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus,
-    decode, encode,
+    PageRequest, StoreError, TaskChange, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace,
+    TaskStatus, decode, encode,
 };
 
 use crate::RedisStore;
@@ -28,29 +30,34 @@ const LIST_SLACK: usize = 8;
 const COUNT_CHUNK: isize = 1000;
 
 impl RedisStore {
+    /// The Redis key of a layout key, moving `key` when there is no prefix
+    /// rather than copying it.
+    fn raw_owned(&self, key: String) -> String {
+        if let Cow::Owned(prefixed) = self.keys.raw(&key) {
+            return prefixed;
+        }
+        key
+    }
+
     /// The pipeline of one task write: the `TASK_WRITE` script for `record`
-    /// (encoded as `bytes`), moving it out of the `old` indexes it left.
+    /// (encoded as `bytes`, stored at the Redis key `rkey`), moving it out of
+    /// the `old` indexes it left.
     fn task_write(
         &self,
         space: &TaskSpace,
+        rkey: &str,
         record: &TaskRecord,
         bytes: &[u8],
         old: &[TaskIndex],
     ) -> redis::Pipeline {
         let new = TaskIndex::of(record);
-        let mut keys = vec![
-            self.keys
-                .raw(&space.keys().record(record.id.as_str()))
-                .into_owned(),
-        ];
-        keys.extend(
-            new.iter()
-                .map(|index| self.keys.raw(&index.key(space)).into_owned()),
-        );
+        let mut keys = Vec::with_capacity(1 + new.len() + old.len());
+        keys.push(rkey.to_owned());
+        keys.extend(new.iter().map(|index| self.raw_owned(index.key(space))));
         keys.extend(
             old.iter()
                 .filter(|index| !new.contains(index))
-                .map(|index| self.keys.raw(&index.key(space)).into_owned()),
+                .map(|index| self.raw_owned(index.key(space))),
         );
         let mut pipe = redis::pipe();
         pipe.add_command(scripts::evalsha(
@@ -68,30 +75,21 @@ impl RedisStore {
         pipe
     }
 
-    /// The read-modify-write behind `set_status` and `append_log`.
-    async fn change_task(
+    /// THE read-modify-write of one task record: WATCH and GET it, let
+    /// `decide` choose from its bytes (given the record's key and its Redis
+    /// key), commit in MULTI/EXEC, retried under the space's policy.
+    async fn on_record<T: Send>(
         &self,
         op: &'static str,
         space: &TaskSpace,
         id: &TaskId,
-        change: &(dyn Fn(&mut TaskRecord) -> Result<(), StoreError> + Send + Sync),
-    ) -> Result<TaskRecord, StoreError> {
+        mut decide: impl FnMut(Option<Vec<u8>>, &str, &str) -> Result<Decision<T>, StoreError> + Send,
+    ) -> Result<T, StoreError> {
         let key = space.keys().record(id.as_str());
         let rkey = self.keys.raw(&key);
         let mut get = redis::cmd("GET");
         get.arg(rkey.as_ref());
-        let mut decide = |(current,): (Option<Vec<u8>>,)| -> Result<Decision<TaskRecord>, StoreError> {
-            let bytes = current.ok_or_else(|| StoreError::NotFound { op, key: key.clone() })?;
-            let mut record: TaskRecord = decode(op, &key, &bytes)?;
-            change(&mut record)?;
-            space.prepare(&mut record, Utc::now());
-            let encoded = encode(op, &key, &record)?;
-            let old = TaskIndex::of(&record);
-            Ok(Decision::Commit(
-                self.task_write(space, &record, &encoded, &old),
-                record,
-            ))
-        };
+        let mut decide = |(current,): (Option<Vec<u8>>,)| decide(current, &key, &rkey);
         let committed = txn::optimistic(
             &self.conns,
             op,
@@ -103,6 +101,32 @@ impl RedisStore {
         )
         .await?;
         Ok(committed.value)
+    }
+
+    /// `set_status` and `append_log`: the change applied to the current
+    /// record (the domain's rules, through [`TaskChange`]).
+    async fn change_task(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        change: TaskChange<'_>,
+    ) -> Result<TaskRecord, StoreError> {
+        let op = change.op();
+        self.on_record(op, space, id, |current, key, rkey| {
+            let bytes = current.ok_or_else(|| StoreError::NotFound {
+                op,
+                key: key.to_owned(),
+            })?;
+            let mut record: TaskRecord = decode(op, key, &bytes)?;
+            change.apply(space, key, &mut record, Utc::now())?;
+            let encoded = encode(op, key, &record)?;
+            // A change keeps the service and the user: no index is left.
+            Ok(Decision::Commit(
+                self.task_write(space, rkey, &record, &encoded, &[]),
+                record,
+            ))
+        })
+        .await
     }
 
     /// Removes index entries whose record is gone, on the write endpoint.
@@ -139,31 +163,17 @@ impl RedisStore {
 impl TaskRepository for RedisStore {
     async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
         const OP: &str = "save";
-        let key = space.keys().record(record.id.as_str());
-        let rkey = self.keys.raw(&key);
-        let mut get = redis::cmd("GET");
-        get.arg(rkey.as_ref());
-        let mut decide = |(current,): (Option<Vec<u8>>,)| -> Result<Decision<TaskRecord>, StoreError> {
+        self.on_record(OP, space, &record.id, |current, key, rkey| {
             let old = current.as_deref().map(TaskIndex::of_stored).unwrap_or_default();
             let mut record = record.clone();
             space.prepare(&mut record, Utc::now());
-            let encoded = encode(OP, &key, &record)?;
+            let encoded = encode(OP, key, &record)?;
             Ok(Decision::Commit(
-                self.task_write(space, &record, &encoded, &old),
+                self.task_write(space, rkey, &record, &encoded, &old),
                 record,
             ))
-        };
-        let committed = txn::optimistic(
-            &self.conns,
-            OP,
-            &key,
-            &[rkey.as_ref()],
-            &[get],
-            space.policy(),
-            &mut decide,
-        )
-        .await?;
-        Ok(committed.value)
+        })
+        .await
     }
 
     async fn get(&self, space: &TaskSpace, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -190,19 +200,8 @@ impl TaskRepository for RedisStore {
         status: TaskStatus,
         message: Option<&'m str>,
     ) -> Result<TaskRecord, StoreError> {
-        const OP: &str = "set_status";
-        let key = space.keys().record(id.as_str());
-        self.change_task(OP, space, id, &|record| {
-            record
-                .set_status(status, message, Utc::now())
-                .map_err(|error| StoreError::InvalidTransition {
-                    op: OP,
-                    key: key.clone(),
-                    from: error.from,
-                    to: error.to,
-                })
-        })
-        .await
+        self.change_task(space, id, TaskChange::Status { status, message })
+            .await
     }
 
     async fn append_log(
@@ -211,11 +210,7 @@ impl TaskRepository for RedisStore {
         id: &TaskId,
         message: &str,
     ) -> Result<TaskRecord, StoreError> {
-        self.change_task("append_log", space, id, &|record| {
-            record.append_log(message, Utc::now());
-            Ok(())
-        })
-        .await
+        self.change_task(space, id, TaskChange::Log(message)).await
     }
 
     async fn list(
@@ -350,17 +345,12 @@ impl TaskRepository for RedisStore {
     }
 
     async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError> {
-        const OP: &str = "delete";
-        let key = space.keys().record(id.as_str());
-        let rkey = self.keys.raw(&key);
-        let mut get = redis::cmd("GET");
-        get.arg(rkey.as_ref());
-        let mut decide = |(current,): (Option<Vec<u8>>,)| -> Result<Decision<bool>, StoreError> {
+        self.on_record("delete", space, id, |current, _, rkey| {
             let Some(bytes) = current else {
                 return Ok(Decision::Done(false));
             };
             let mut writes = redis::pipe();
-            writes.cmd("DEL").arg(rkey.as_ref()).ignore();
+            writes.cmd("DEL").arg(rkey).ignore();
             for index in TaskIndex::of_stored(&bytes) {
                 writes
                     .cmd("ZREM")
@@ -369,17 +359,7 @@ impl TaskRepository for RedisStore {
                     .ignore();
             }
             Ok(Decision::Commit(writes, true))
-        };
-        let committed = txn::optimistic(
-            &self.conns,
-            OP,
-            &key,
-            &[rkey.as_ref()],
-            &[get],
-            space.policy(),
-            &mut decide,
-        )
-        .await?;
-        Ok(committed.value)
+        })
+        .await
     }
 }

@@ -10,10 +10,14 @@
 //! UNWATCH answered (both drop all watches). If anything cuts the section
 //! short, the pool sees a dirty connection and discards it.
 //!
+//! Each attempt, from taking a pooled connection to EXEC, is bounded by one
+//! response timeout, so an update that gets no answer fails like any other
+//! call; only conflicts (answered EXECs) start a new attempt.
+//!
 //! Writes may run statehouse's Lua scripts (`scripts.rs`) by `EVALSHA`: the
 //! scripts are loaded in the first read pipeline of a connection, and a
-//! `NOSCRIPT` from EXEC (a flushed script cache) loads them again and
-//! repeats the attempt once, without counting it as a conflict.
+//! `NOSCRIPT` from EXEC (a flushed script cache: nothing ran) loads them
+//! again and repeats the attempt once, without counting it as a conflict.
 
 use redis::{Cmd, FromRedisValue, Pipeline};
 use statehouse_ports::{RetryPolicy, StoreError};
@@ -61,62 +65,53 @@ where
     let mut reloaded = false;
     let mut attempt = 1;
     while attempt <= policy.max_attempts() {
-        // Taken per attempt, so that a conflict's backoff sleeps without
-        // holding a pooled connection others could use.
-        let mut txn = conns.dedicated(op, key).await?;
-        let current: R = match section.read(conns, op, key, &mut txn).await {
-            Ok(current) => current,
-            // A pooled connection can have died while idle (server restart,
-            // idle timeout). WATCH and the reads change nothing, so trying
-            // once more on a fresh connection is safe; the dead one is
-            // dirty and the pool drops it.
-            Err(StoreError::Connection { .. }) if !fresh => {
-                fresh = true;
-                txn = conns.dedicated(op, key).await?;
-                section.read(conns, op, key, &mut txn).await?
-            }
-            Err(error) => return Err(error),
+        // One attempt (taking a connection, WATCH and reads, the decision,
+        // the writes) gets one response timeout in all. Each step has its
+        // own bound too, but they add up: waiting for the pool to open a
+        // connection alone is bounded by connect + response timeout, so
+        // without this a dead or frozen server kept an update waiting well
+        // past the response timeout. If the deadline cuts the attempt short,
+        // its connection is dirty and the pool discards it.
+        let deadline = tokio::time::Instant::now() + conns.response_timeout;
+        let once = attempt_once(conns, op, key, &section, &mut fresh, &mut *decide);
+        let Ok(outcome) = tokio::time::timeout_at(deadline, once).await else {
+            return Err(StoreError::Timeout {
+                op,
+                key: key.to_owned(),
+                after: conns.response_timeout,
+            });
         };
-        let decision = match decide(current) {
-            Ok(decision) => decision,
-            Err(error) => {
-                unwatch(conns, op, key, &mut txn).await;
-                return Err(error);
-            }
-        };
-        match decision {
-            Decision::Done(value) => {
-                unwatch(conns, op, key, &mut txn).await;
+        match outcome? {
+            Attempt::Executed(Some(value)) => {
                 return Ok(Committed {
                     value,
                     attempts: attempt,
                 });
             }
-            Decision::Commit(mut writes, value) => {
-                writes.atomic();
-                let exec = conns.run_raw(op, key, writes.query_async(&mut txn.conn)).await?;
-                // EXEC answered, committed or not: no watch is left.
-                txn.clean = true;
-                match exec {
-                    Ok(Some(())) => {
-                        return Ok(Committed {
-                            value,
-                            attempts: attempt,
-                        });
-                    }
-                    Ok(None) => tracing::debug!(op, key, attempt, "watched key changed; retrying"),
-                    // The script cache was emptied under us: nothing ran.
-                    // Load the scripts again and repeat this attempt once.
-                    Err(error) if error::is_no_script(&error) && !reloaded => {
-                        reloaded = true;
-                        txn.scripts_loaded = false;
-                        continue;
-                    }
-                    Err(error) => return Err(conns.map_dedicated(op, key, error)),
-                }
+            Attempt::Executed(None) => tracing::debug!(op, key, attempt, "watched key changed; retrying"),
+            // The scripts were loaded again: repeat this attempt, once.
+            Attempt::NoScript if !reloaded => {
+                reloaded = true;
+                continue;
+            }
+            Attempt::NoScript => {
+                return Err(StoreError::Operation {
+                    op,
+                    key: key.to_owned(),
+                    source: "the server lost statehouse's scripts twice in one update (NOSCRIPT)".into(),
+                });
+            }
+            Attempt::Unwatch(mut txn, result) => {
+                // Best effort, in what is left of the attempt's time: the
+                // result stands either way (nothing was written), and a
+                // connection cut short stays dirty, so the pool discards it.
+                let _ = tokio::time::timeout_at(deadline, unwatch(conns, op, key, &mut txn)).await;
+                return result.map(|value| Committed {
+                    value,
+                    attempts: attempt,
+                });
             }
         }
-        drop(txn);
         if attempt < policy.max_attempts() {
             tokio::time::sleep(policy.backoff(attempt)).await;
         }
@@ -127,6 +122,67 @@ where
         key: key.to_owned(),
         attempts: policy.max_attempts(),
     })
+}
+
+/// How an attempt ended, short of an error.
+enum Attempt<T> {
+    /// EXEC answered: committed (`Some`), or a watched key changed (`None`).
+    Executed(Option<T>),
+    /// Nothing to write, or the caller's decision failed: the connection
+    /// still watches and needs UNWATCH; then this is the result.
+    Unwatch(PooledTxn, Result<T, StoreError>),
+    /// EXEC answered `NOSCRIPT`: nothing ran, and the connection will load
+    /// the scripts again on its next read.
+    NoScript,
+}
+
+/// One attempt, up to EXEC or the decision not to write.
+async fn attempt_once<R, T>(
+    conns: &Connections,
+    op: &'static str,
+    key: &str,
+    section: &Section<'_>,
+    fresh: &mut bool,
+    decide: &mut (dyn FnMut(R) -> Result<Decision<T>, StoreError> + Send),
+) -> Result<Attempt<T>, StoreError>
+where
+    R: FromRedisValue,
+{
+    // Taken per attempt, so that a conflict's backoff sleeps without
+    // holding a pooled connection others could use.
+    let mut txn = conns.dedicated(op, key).await?;
+    let current: R = match section.read(conns, op, key, &mut txn).await {
+        Ok(current) => current,
+        // A pooled connection can have died while idle (server restart,
+        // idle timeout). WATCH and the reads change nothing, so trying once
+        // more (per update) on a fresh connection is safe; the dead one is
+        // dirty and the pool drops it.
+        Err(StoreError::Connection { .. }) if !*fresh => {
+            *fresh = true;
+            txn = conns.dedicated(op, key).await?;
+            section.read(conns, op, key, &mut txn).await?
+        }
+        Err(error) => return Err(error),
+    };
+    match decide(current) {
+        Err(error) => Ok(Attempt::Unwatch(txn, Err(error))),
+        Ok(Decision::Done(value)) => Ok(Attempt::Unwatch(txn, Ok(value))),
+        Ok(Decision::Commit(mut writes, value)) => {
+            writes.atomic();
+            let exec: redis::RedisResult<Option<()>> =
+                conns.run_raw(op, key, writes.query_async(&mut txn.conn)).await?;
+            // EXEC answered, committed or not: no watch is left.
+            txn.clean = true;
+            match exec {
+                Ok(committed) => Ok(Attempt::Executed(committed.map(|()| value))),
+                Err(error) if error::is_no_script(&error) => {
+                    txn.scripts_loaded = false;
+                    Ok(Attempt::NoScript)
+                }
+                Err(error) => Err(conns.map_dedicated(op, key, error)),
+            }
+        }
+    }
 }
 
 /// `[SCRIPT LOAD …;] WATCH watched; reads`, with only the reads' answers

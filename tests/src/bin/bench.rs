@@ -1,7 +1,7 @@
 //! The statehouse benchmark: statehouse beside raw redis-rs, same commands, same server, one run.
 //!
 //! ```text
-//! cargo run --release -p statehouse-tests --bin bench            # full run (about a minute)
+//! cargo run --release -p statehouse-tests --bin bench            # full run (about two minutes)
 //! cargo run --release -p statehouse-tests --bin bench -- --quick # short smoke run
 //! ```
 //!
@@ -18,9 +18,20 @@
 //!    is checked);
 //! 5. `redis-benchmark` `SET`/`GET` `-d 1024` at `-c 1` and `-c 64` on the same server, as its
 //!    ceiling;
-//! 6. a synced model (the ~1 KiB document and a version) changed by `Synced::modify`, one task,
-//!    uncontended, against raw redis-rs doing the same commands (`WATCH`+`GET` pipelined, then
-//!    `MULTI`/`SET … KEEPTTL`/`EXEC`; ops = modifies; the final version is checked).
+//! 7. task `save` of a record from 16 writers, each replacing its own 4 records: `Tasks::save`
+//!    against WATCH + GET, then MULTI / EVALSHA of the task-write script / EXEC (ops = saves);
+//! 8. task `set_status` with a log line from 16 writers, each on its own task (uncontended),
+//!    toggling pending and running, log capped at 10: `Tasks::set_status` against the same
+//!    read-modify-write by hand (ops = status changes);
+//! 9. a 50-item page of a service's 500 tasks: `Tasks::list_by_service` against `ZRANGE … BYSCORE
+//!    REV LIMIT 0 59 WITHSCORES`, `MGET` and a decode of each record (ops = pages);
+//! 10. a synced model (the ~1 KiB document and a version) changed by `Synced::modify`, one task,
+//!     uncontended, against raw redis-rs doing the same commands (`WATCH`+`GET` pipelined, then
+//!     `MULTI`/`SET … KEEPTTL`/`EXEC`; ops = modifies; the final version is checked).
+//!
+//! (Rows 5 and 6 of the report are the redis-benchmark comparisons.) The task workloads use the
+//! same key layout, the same Lua source (checked by its SHA1 against the one statehouse loaded) and
+//! `serde_json` of `statehouse::TaskRecord` on both sides.
 //!
 //! Every workload is warmed up and its rounds are sized to last about 0.5 s per side. In every
 //! round the two sides run in alternating slices (the order flipping each slice), so drift on a
@@ -40,7 +51,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use serde::{Deserialize, Serialize};
-use statehouse::{Documents, Ports, Settings, Statehouse, Synced, SyncedModel, Update};
+use statehouse::{
+    Documents, PageRequest, Ports, ServiceName, Settings, Statehouse, Synced, SyncedModel, TaskCursor,
+    TaskId, TaskRecord, TaskStatus, Tasks, Update, UserId,
+};
 use statehouse_redis::RedisStore;
 use statehouse_tests::harness::RedisServer;
 use tokio::task::JoinSet;
@@ -55,10 +69,13 @@ usage: bench [--quick] [--rounds N] [--current-thread] [--only WORKLOAD] [--side
   --quick          short run (3 rounds of ~0.15 s, 16x50 increments): a smoke check
   --rounds N       rounds per workload (default 7; 3 with --quick)
   --current-thread run on tokio's current-thread runtime (default: multi-thread, one worker per CPU)
-  --only WORKLOAD  run one workload: seq, conc, mget, update, model or rb (for profiling)
+  --only WORKLOAD  run one workload: seq, conc, mget, update, rb, save, status, list or model
+                   (for profiling)
   --side SIDE      run one side: statehouse or raw (for profiling; no ratios)
-  --fixed-size     fixed round sizes (1000 sequential pairs, 64x20 concurrent pairs, 20 MGETs)
-                   instead of sizes calibrated to the round time (for profiling, e.g. callgrind)
+  --fixed-size     fixed round sizes (1000 sequential pairs, 64x20 concurrent pairs, 20 MGETs,
+                   16x20 task saves, 16x20 status changes, 20 list pages, 1000 model
+                   modifies) instead of sizes
+                   calibrated to the round time (for profiling, e.g. callgrind)
   --bare           measure statehouse without its tracing layer (the Redis adapter
                    through Statehouse::from_ports), to see what the layers cost
   -h, --help       this text
@@ -77,7 +94,26 @@ const UPDATE_TASKS: usize = 16;
 const DOC_BYTES: usize = 1_024;
 /// The key of the contended counter.
 const COUNTER_KEY: &str = "bench:counter";
-/// The id of the synced model of workload 6.
+/// Concurrent writers of the task save and set_status workloads, each on its own tasks (fewer than
+/// statehouse's 32 pooled WATCH connections, so no writer waits for one).
+const TASK_WRITERS: usize = 16;
+/// Records each writer of the task save workload cycles through.
+const SAVE_IDS_PER_WRITER: usize = 4;
+/// Tasks of the service the list workload pages through.
+const LIST_TASKS: usize = 500;
+/// Items per page of the list workload.
+const LIST_PAGE: usize = 50;
+/// Index entries per `ZRANGE` of a listing: the page, one more to know whether another page
+/// follows, and statehouse's slack of 8 (`LIST_SLACK` in `adapters/redis/src/tasks.rs`).
+const LIST_BATCH: usize = LIST_PAGE + 1 + 8;
+/// The log cap of the task workloads (`TaskSpace::with_max_log`), on both sides.
+const TASK_MAX_LOG: usize = 10;
+/// The message of every status change.
+const STATUS_MESSAGE: &str = "checkpoint: 1000 more rows exported";
+const SAVE_SERVICE: &str = "bench-save";
+const STATUS_SERVICE: &str = "bench-status";
+const LIST_SERVICE: &str = "bench-list";
+/// The id of the synced model of workload 10.
 const MODEL_ID: &str = "bench-1";
 /// Its key, `{TypeName}:{id}`.
 const MODEL_KEY: &str = "BenchModel:bench-1";
@@ -128,6 +164,23 @@ enum Workload {
     Update,
     Model,
     RedisBenchmark,
+    Save,
+    Status,
+    List,
+}
+
+impl Workload {
+    /// The workloads that run in rounds, in their order.
+    const MEASURED: [Workload; 8] = [
+        Workload::Seq,
+        Workload::Conc,
+        Workload::Mget,
+        Workload::Update,
+        Workload::Save,
+        Workload::Status,
+        Workload::List,
+        Workload::Model,
+    ];
 }
 
 fn parse_args() -> Res<Option<Options>> {
@@ -162,9 +215,12 @@ fn parse_args() -> Res<Option<Options>> {
                     "update" => Workload::Update,
                     "model" => Workload::Model,
                     "rb" => Workload::RedisBenchmark,
+                    "save" => Workload::Save,
+                    "status" => Workload::Status,
+                    "list" => Workload::List,
                     other => {
                         return Err(format!(
-                            "--only {other:?}: expected seq, conc, mget, update, model or rb"
+                            "--only {other:?}: expected seq, conc, mget, update, rb, save, status, list or model"
                         )
                         .into());
                     }
@@ -226,7 +282,7 @@ struct Counter {
     count: u64,
 }
 
-/// The synced model of workload 6: the sample document, and a version every modify bumps.
+/// The synced model of workload 10: the sample document, and a version every modify bumps.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct BenchModel {
     id: String,
@@ -381,6 +437,18 @@ struct Bench {
     mget_keys: Arc<[String]>,
     /// The server's process id, for its CPU time.
     server_pid: String,
+    /// statehouse's tasks, log capped at [`TASK_MAX_LOG`].
+    tasks: Tasks,
+    /// Per task writer, the raw side's own connection for its WATCH sections (statehouse's writers
+    /// take theirs from its pool).
+    raw_txn: Vec<MultiplexedConnection>,
+    /// The SHA1 of [`RAW_TASK_WRITE`], checked to be the script statehouse loaded.
+    task_write_sha: String,
+    /// The record the save workload writes (under each writer's service, user and ids).
+    task_record: TaskRecord,
+    /// The ids of the list workload's first page, in listing order, and the cursor after it.
+    list_expected: Arc<[String]>,
+    list_next: TaskCursor,
 }
 
 fn main() -> ExitCode {
@@ -430,6 +498,19 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
         .map(|t| (0..KEYS_PER_TASK).map(|k| format!("bench:doc:{t}:{k}")).collect())
         .collect();
     let mget_keys: Arc<[String]> = (0..MGET_KEYS).map(|i| format!("bench:mget:{i}")).collect();
+    let space = state.task_space().with_max_log(TASK_MAX_LOG);
+    check_task_layout(&space)?;
+    let tasks = state.tasks().with_space(space);
+    // The task records are written through statehouse, whichever side runs: this also makes
+    // statehouse load its scripts on this fresh server, so their SHA1 can be checked.
+    let task_record = sample_task("save-0-0", SAVE_SERVICE, "bench-user-0")?;
+    populate_tasks(&tasks, &task_record).await?;
+    let (list_expected, list_next) = populate_list(&tasks, &task_record).await?;
+    let task_write_sha = check_task_write_script(&raw).await?;
+    let mut raw_txn = Vec::with_capacity(TASK_WRITERS);
+    for _ in 0..TASK_WRITERS {
+        raw_txn.push(client.get_multiplexed_async_connection().await?);
+    }
     let bench = Bench {
         client,
         docs: state.documents(),
@@ -438,6 +519,12 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
         task_keys,
         mget_keys,
         server_pid: server.pid().to_string(),
+        tasks,
+        raw_txn,
+        task_write_sha,
+        task_record,
+        list_expected,
+        list_next,
     };
 
     print_header(&bench, server, options).await?;
@@ -460,29 +547,74 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
         if options.runs(Workload::Update) {
             bench.update(side, UPDATE_TASKS, 10).await?;
         }
+        if options.runs(Workload::Save) {
+            bench.task_save(side, 20).await?;
+        }
+        if options.runs(Workload::Status) {
+            bench.task_status(side, 20).await?;
+        }
+        if options.runs(Workload::List) {
+            bench.task_list(side, 20).await?;
+        }
         if options.runs(Workload::Model) {
             bench.model(side, warm / 2).await?;
         }
     }
     let secs = options.round_time.as_secs_f64();
     let mut calibrate = Vec::new();
-    // With --fixed-size: rates that give 1,000 sequential pairs, 64×20 concurrent pairs and 20 MGETs
-    // per round, whatever the machine.
+    // With --fixed-size: rates that give 1,000 sequential pairs, 64×20 concurrent pairs, 20 MGETs,
+    // 16×20 task saves, 16×20 status changes, 20 list pages and 1,000 model modifies per round,
+    // whatever the machine.
     if options.fixed_size {
-        calibrate.push([2_000.0 / secs, 2_560.0 / secs, 20_000.0 / secs]);
-    }
-    while !options.fixed_size && calibrate.len() < 3 {
+        let writes = (TASK_WRITERS * 20) as f64 / secs;
         calibrate.push([
-            bench.set_get(Side::Raw, 1, warm).await?.rate(),
-            bench.set_get(Side::Raw, CONCURRENT_TASKS, warm / 8).await?.rate(),
-            bench.mget(Side::Raw, 20).await?.rate(),
+            2_000.0 / secs,
+            2_560.0 / secs,
+            20_000.0 / secs,
+            writes,
+            writes,
+            20.0 / secs,
         ]);
     }
-    let [seq_rate, conc_rate, mget_rate] =
-        [0, 1, 2].map(|i| median(calibrate.iter().map(|rates| rates[i]).collect()));
+    // Only the workloads that run are calibrated (the set/get rates also size redis-benchmark and
+    // the synced-model modifies).
+    let set_get_runs = [
+        Workload::Seq,
+        Workload::Conc,
+        Workload::RedisBenchmark,
+        Workload::Model,
+    ]
+    .into_iter()
+    .any(|workload| options.runs(workload));
+    while !options.fixed_size && calibrate.len() < 3 {
+        let mut rates = [f64::NAN; 6];
+        if set_get_runs {
+            rates[0] = bench.set_get(Side::Raw, 1, warm).await?.rate();
+            rates[1] = bench.set_get(Side::Raw, CONCURRENT_TASKS, warm / 8).await?.rate();
+        }
+        if options.runs(Workload::Mget) {
+            rates[2] = bench.mget(Side::Raw, 20).await?.rate();
+        }
+        if options.runs(Workload::Save) {
+            rates[3] = bench.task_save(Side::Raw, 20).await?.rate();
+        }
+        if options.runs(Workload::Status) {
+            rates[4] = bench.task_status(Side::Raw, 20).await?.rate();
+        }
+        if options.runs(Workload::List) {
+            rates[5] = bench.task_list(Side::Raw, 20).await?.rate();
+        }
+        calibrate.push(rates);
+    }
+    // A workload that does not run has NaN here, which the casts below turn into 0, so its size
+    // is the floor.
+    let [seq_rate, conc_rate, mget_rate, save_rate, status_rate, list_rate] =
+        [0, 1, 2, 3, 4, 5].map(|i| median(calibrate.iter().map(|rates| rates[i]).collect()));
     let seq_pairs = ((seq_rate * secs / 2.0) as u64).max(100);
     let conc_pairs = ((conc_rate * secs / 2.0 / CONCURRENT_TASKS as f64) as u64).max(5);
     let mget_calls = ((mget_rate * secs / MGET_KEYS as f64) as u64).max(5);
+    let writer_ops = |rate: f64| ((rate * secs / TASK_WRITERS as f64) as u64).max(10);
+    let list_calls = ((list_rate * secs) as u64).max(5);
     let rb = RedisBenchmark::probe(
         server,
         ((seq_rate * secs) as u64).max(2_000),
@@ -493,17 +625,28 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
         conc_pairs: (conc_pairs / options.slices as u64).max(1),
         mget_calls: (mget_calls / options.slices as u64).max(1),
         increments: options.increments,
+        saves: (writer_ops(save_rate) / options.slices as u64).max(1),
+        // Even, so that every slice leaves each task pending, as it found it.
+        status_changes: (writer_ops(status_rate) / options.slices as u64)
+            .div_ceil(2)
+            .max(1)
+            * 2,
+        list_pages: (list_calls / options.slices as u64).max(1),
         // A modify is two round trips, like a set+get pair.
         modifies: (seq_pairs / options.slices as u64).max(1),
     };
     let slices = options.slices as u64;
     println!(
         "per round and side, in {slices} alternating slices: {} sequential pairs, {CONCURRENT_TASKS}×{} \
-         concurrent pairs, {} MGETs of {MGET_KEYS} keys, {} synced-model modifies; then {UPDATE_TASKS}×{} \
-         increments in one piece",
+         concurrent pairs, {} MGETs of {MGET_KEYS} keys, {TASK_WRITERS}×{} task saves, \
+         {TASK_WRITERS}×{} status changes, {} list pages, {} synced-model modifies; then \
+         {UPDATE_TASKS}×{} increments in one piece",
         sizes.seq_pairs * slices,
         sizes.conc_pairs * slices,
         sizes.mget_calls * slices,
+        sizes.saves * slices,
+        sizes.status_changes * slices,
+        sizes.list_pages * slices,
         sizes.modifies * slices,
         sizes.increments,
     );
@@ -514,13 +657,7 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
 
     let mut results = Results::default();
     for round in 0..options.rounds {
-        for workload in [
-            Workload::Seq,
-            Workload::Conc,
-            Workload::Mget,
-            Workload::Update,
-            Workload::Model,
-        ] {
+        for workload in Workload::MEASURED {
             if !options.runs(workload) {
                 continue;
             }
@@ -551,6 +688,9 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
                 Workload::Mget => &mut results.mget,
                 Workload::Model => &mut results.model,
                 Workload::Update | Workload::RedisBenchmark => &mut results.update,
+                Workload::Save => &mut results.save,
+                Workload::Status => &mut results.status,
+                Workload::List => &mut results.list,
             };
             pair.statehouse.extend(statehouse);
             pair.raw.extend(raw);
@@ -610,6 +750,11 @@ async fn print_header(bench: &Bench, server: &RedisServer, options: Options) -> 
         options.rounds, options.round_time
     );
     println!(
+        "task record: {} bytes of JSON (log capped at {TASK_MAX_LOG} lines); {TASK_WRITERS} writers for \
+         save and set_status; list pages of {LIST_PAGE} from a service of {LIST_TASKS} tasks",
+        serde_json::to_vec(&bench.task_record)?.len()
+    );
+    println!(
         "load average at the start: {} (other processes skew the figures)",
         load_average()
     );
@@ -624,6 +769,11 @@ struct Sizes {
     mget_calls: u64,
     /// Per task; the update runs in one slice.
     increments: u64,
+    /// Per task writer.
+    saves: u64,
+    /// Per task writer; even.
+    status_changes: u64,
+    list_pages: u64,
     /// Synced-model modifies, one task.
     modifies: u64,
 }
@@ -636,6 +786,9 @@ impl Bench {
             Workload::Conc => self.set_get(side, CONCURRENT_TASKS, sizes.conc_pairs).await,
             Workload::Mget => self.mget(side, sizes.mget_calls).await,
             Workload::Update => self.update(side, UPDATE_TASKS, sizes.increments).await,
+            Workload::Save => self.task_save(side, sizes.saves).await,
+            Workload::Status => self.task_status(side, sizes.status_changes).await,
+            Workload::List => self.task_list(side, sizes.list_pages).await,
             Workload::Model => self.model(side, sizes.modifies).await,
             Workload::RedisBenchmark => Err("redis-benchmark has no slices".into()),
         }
@@ -980,6 +1133,520 @@ async fn increment_naive(mut con: MultiplexedConnection, increments: u64) -> Res
     Ok(runs)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Task lifecycle workloads (7–9).
+
+/// statehouse's `TASK_WRITE` script (`adapters/redis/src/scripts.rs`), which the raw side runs too,
+/// so both sides send the same commands. At start-up the run still checks that its SHA1 is a script
+/// the fresh server got from statehouse (`SCRIPT EXISTS` before the raw side loads anything).
+const RAW_TASK_WRITE: &str = statehouse_redis::TASK_WRITE_SCRIPT;
+
+/// The Redis keys of the task layout, as a raw redis-rs program would write them for ids that need
+/// no escaping; [`check_task_layout`] checks them against statehouse's.
+fn raw_record_key(id: &str) -> String {
+    format!("{{tasks}}:task:{id}")
+}
+
+fn raw_service_key(service: &str) -> String {
+    format!("{{tasks}}:by-service:{service}")
+}
+
+fn raw_user_key(user: &str) -> String {
+    format!("{{tasks}}:by-user:{user}")
+}
+
+/// The TTL the raw side gives records and indexes: statehouse's default, 90 days.
+const TASK_TTL_MS: u64 = 90 * 24 * 3600 * 1000;
+
+/// Stops unless the raw side's keys and TTL are statehouse's.
+fn check_task_layout(space: &statehouse::TaskSpace) -> Res<()> {
+    let keys = space.keys();
+    let same = keys.record("save-1-2") == raw_record_key("save-1-2")
+        && keys.by_service(SAVE_SERVICE) == raw_service_key(SAVE_SERVICE)
+        && keys.by_user("bench-user-3") == raw_user_key("bench-user-3")
+        && space.ttl().as_millis() == TASK_TTL_MS
+        && space.max_log() == Some(TASK_MAX_LOG);
+    if same {
+        Ok(())
+    } else {
+        Err(format!(
+            "the raw side's task layout differs from statehouse's: {} / {}",
+            keys.record("save-1-2"),
+            raw_record_key("save-1-2")
+        )
+        .into())
+    }
+}
+
+/// Checks that the raw side's copy of the task-write script is the one statehouse loaded on this
+/// server, then loads it for the raw side. Returns its SHA1.
+async fn check_task_write_script(raw: &ConnectionManager) -> Res<String> {
+    let mut con = raw.clone();
+    let sha = redis::Script::new(RAW_TASK_WRITE).get_hash().to_owned();
+    let exists: Vec<bool> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(&sha)
+        .query_async(&mut con)
+        .await?;
+    if exists != [true] {
+        return Err(format!(
+            "the task-write script (SHA1 {sha}) is not a script statehouse loaded: \
+             the raw side would not run the same commands"
+        )
+        .into());
+    }
+    let loaded: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(RAW_TASK_WRITE)
+        .query_async(&mut con)
+        .await?;
+    if loaded != sha {
+        return Err(format!("SCRIPT LOAD answered {loaded}, expected {sha}").into());
+    }
+    Ok(sha)
+}
+
+/// A task record of the size the task workloads use: some metadata and a full log.
+fn sample_task(id: &str, service: &str, user: &str) -> Res<TaskRecord> {
+    let at = DateTime::from_timestamp(1_700_000_000, 0).ok_or("bad timestamp")?;
+    let mut record = TaskRecord::new(
+        TaskId::new(id)?,
+        ServiceName::new(service)?,
+        UserId::new(user)?,
+        at,
+    );
+    let metadata = serde_json::json!({
+        "kind": "export",
+        "format": "csv",
+        "source": "warehouse.orders",
+        "destination": "s3://exports/2026/11/orders.csv",
+        "rows": 120_000,
+        "priority": 3,
+    });
+    record.metadata = metadata.as_object().cloned().ok_or("metadata is an object")?;
+    for i in 0..TASK_MAX_LOG {
+        record.append_log(STATUS_MESSAGE, at + chrono::Duration::seconds(i as i64));
+    }
+    Ok(record)
+}
+
+/// The ids of the save workload's writer `writer`.
+fn save_ids(writer: usize) -> Res<Vec<TaskId>> {
+    (0..SAVE_IDS_PER_WRITER)
+        .map(|i| Ok(TaskId::new(format!("save-{writer}-{i}"))?))
+        .collect()
+}
+
+/// The task of the set_status workload's writer `writer`.
+fn status_id(writer: usize) -> String {
+    format!("status-{writer}")
+}
+
+/// Writes the records of the save and set_status workloads: each set_status task is pending with
+/// a full log, as every slice leaves it.
+async fn populate_tasks(tasks: &Tasks, template: &TaskRecord) -> Res<()> {
+    for writer in 0..TASK_WRITERS {
+        let mut record = template.clone();
+        record.user = UserId::new(format!("bench-user-{writer}"))?;
+        for id in save_ids(writer)? {
+            record.id = id;
+            tasks.save(&record).await?;
+        }
+        record.id = TaskId::new(status_id(writer))?;
+        record.service = ServiceName::new(STATUS_SERVICE)?;
+        tasks.save(&record).await?;
+    }
+    Ok(())
+}
+
+/// Writes the list workload's tasks; returns the ids of its first page in listing order (newest
+/// first, then by id descending) and the cursor after that page.
+async fn populate_list(tasks: &Tasks, template: &TaskRecord) -> Res<(Arc<[String]>, TaskCursor)> {
+    let mut record = template.clone();
+    record.service = ServiceName::new(LIST_SERVICE)?;
+    let mut positions = Vec::with_capacity(LIST_TASKS);
+    for i in 0..LIST_TASKS {
+        record.id = TaskId::new(format!("list-{i:04}"))?;
+        record.user = UserId::new(format!("bench-user-{}", i % 10))?;
+        let stored = tasks.save(&record).await?;
+        positions.push(TaskCursor::after(&stored));
+    }
+    positions.sort_by(|a, b| (b.updated_millis, b.id.as_str()).cmp(&(a.updated_millis, a.id.as_str())));
+    let next = positions[LIST_PAGE - 1].clone();
+    let expected = positions[..LIST_PAGE]
+        .iter()
+        .map(|c| c.id.as_str().to_owned())
+        .collect();
+    Ok((expected, next))
+}
+
+/// The fields of a stored record the raw save needs: the indexes it leaves if they change.
+#[derive(Deserialize)]
+struct Owners {
+    service: String,
+    user: String,
+}
+
+impl Bench {
+    /// [`TASK_WRITERS`] writers each saving `saves` records, cycling through its own.
+    async fn task_save(&self, side: Side, saves: u64) -> Res<Sample> {
+        let timed = self
+            .timed(TASK_WRITERS, |writer| {
+                let tasks = self.tasks.clone();
+                let con = self.raw_txn[writer].clone();
+                let sha = self.task_write_sha.clone();
+                let mut record = self.task_record.clone();
+                let ids = save_ids(writer);
+                async move {
+                    let ids = ids?;
+                    record.user = UserId::new(format!("bench-user-{writer}"))?;
+                    match side {
+                        Side::Statehouse => save_statehouse(tasks, record, ids, saves).await,
+                        Side::Raw => save_raw(con, sha, record, ids, saves).await,
+                    }
+                }
+            })
+            .await?;
+        // Outside the clock: the records and their indexes are as written.
+        let mut con = self.raw.clone();
+        let stored: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(raw_record_key("save-0-0"))
+            .query_async(&mut con)
+            .await?;
+        let stored: TaskRecord = serde_json::from_slice(&stored.ok_or("a saved task is missing")?)?;
+        let in_index: u64 = redis::cmd("ZCARD")
+            .arg(raw_service_key(SAVE_SERVICE))
+            .query_async(&mut con)
+            .await?;
+        if stored.log.len() != TASK_MAX_LOG
+            || stored.user.as_str() != "bench-user-0"
+            || in_index != (TASK_WRITERS * SAVE_IDS_PER_WRITER) as u64
+        {
+            return Err(format!(
+                "WRONG TASK ({side:?}): after saving, save-0-0 has {} log lines and user {}, and the \
+                 service index {in_index} entries",
+                stored.log.len(),
+                stored.user
+            )
+            .into());
+        }
+        let ops = saves * TASK_WRITERS as u64;
+        let attempts: u64 = timed.outputs.iter().sum();
+        Ok(Sample::new(&timed, ops, attempts.saturating_sub(ops)))
+    }
+
+    /// [`TASK_WRITERS`] writers each changing the status of its own task `changes` times (even),
+    /// running then pending, with a log line.
+    async fn task_status(&self, side: Side, changes: u64) -> Res<Sample> {
+        let changes = changes.div_ceil(2) * 2;
+        let timed = self
+            .timed(TASK_WRITERS, |writer| {
+                let tasks = self.tasks.clone();
+                let con = self.raw_txn[writer].clone();
+                let sha = self.task_write_sha.clone();
+                let id = status_id(writer);
+                async move {
+                    match side {
+                        Side::Statehouse => status_statehouse(tasks, id, changes).await,
+                        Side::Raw => status_raw(con, sha, id, changes).await,
+                    }
+                }
+            })
+            .await?;
+        // Outside the clock: the task is pending again, with a full log.
+        let mut con = self.raw.clone();
+        let stored: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(raw_record_key(&status_id(0)))
+            .query_async(&mut con)
+            .await?;
+        let stored: TaskRecord = serde_json::from_slice(&stored.ok_or("a status task is missing")?)?;
+        if stored.status != TaskStatus::Pending || stored.log.len() != TASK_MAX_LOG {
+            return Err(format!(
+                "WRONG TASK ({side:?}): after {changes} status changes, status-0 is {} with {} log lines",
+                stored.status,
+                stored.log.len()
+            )
+            .into());
+        }
+        let ops = changes * TASK_WRITERS as u64;
+        let attempts: u64 = timed.outputs.iter().sum();
+        Ok(Sample::new(&timed, ops, attempts.saturating_sub(ops)))
+    }
+
+    /// One task reading the first page of the listed service `pages` times, checking each.
+    async fn task_list(&self, side: Side, pages: u64) -> Res<Sample> {
+        let tasks = self.tasks.clone();
+        let raw = self.raw.clone();
+        let expected = Arc::clone(&self.list_expected);
+        let next = self.list_next.clone();
+        let timed = self
+            .timed(1, move |_| {
+                let tasks = tasks.clone();
+                let raw = raw.clone();
+                let expected = Arc::clone(&expected);
+                let next = next.clone();
+                async move {
+                    match side {
+                        Side::Statehouse => list_statehouse(tasks, expected, next, pages).await,
+                        Side::Raw => list_raw(raw, expected, next, pages).await,
+                    }
+                }
+            })
+            .await?;
+        Ok(Sample::new(&timed, pages, 0))
+    }
+}
+
+async fn save_statehouse(tasks: Tasks, mut record: TaskRecord, ids: Vec<TaskId>, saves: u64) -> Res<u64> {
+    for i in 0..saves {
+        record.id = ids[i as usize % ids.len()].clone();
+        let stored = tasks.save(&record).await?;
+        if stored.id != record.id {
+            return Err(format!("saved {} where {} was written", stored.id, record.id).into());
+        }
+    }
+    Ok(saves)
+}
+
+/// The save as a raw redis-rs program does it, with the commands statehouse sends: `WATCH` and
+/// `GET` of the record in one pipeline, then `MULTI`, `EVALSHA` of the task-write script (record,
+/// indexes, TTLs), `EXEC`; on an aborted `EXEC`, again. Returns the attempts.
+async fn save_raw(
+    mut con: MultiplexedConnection,
+    sha: String,
+    mut record: TaskRecord,
+    ids: Vec<TaskId>,
+    saves: u64,
+) -> Res<u64> {
+    let mut attempts = 0;
+    for i in 0..saves {
+        record.id = ids[i as usize % ids.len()].clone();
+        let key = raw_record_key(record.id.as_str());
+        loop {
+            attempts += 1;
+            let (current,): (Option<Vec<u8>>,) = redis::pipe()
+                .cmd("WATCH")
+                .arg(&key)
+                .ignore()
+                .cmd("GET")
+                .arg(&key)
+                .query_async(&mut con)
+                .await?;
+            let mut keys = vec![
+                key.clone(),
+                raw_service_key(record.service.as_str()),
+                raw_user_key(record.user.as_str()),
+            ];
+            // Indexes the record leaves, if its service or user changed.
+            if let Some(bytes) = current {
+                let old: Owners = serde_json::from_slice(&bytes)?;
+                if old.service != record.service.as_str() {
+                    keys.push(raw_service_key(&old.service));
+                }
+                if old.user != record.user.as_str() {
+                    keys.push(raw_user_key(&old.user));
+                }
+            }
+            record.updated_at = Utc::now();
+            record.cap_log(TASK_MAX_LOG);
+            let bytes = serde_json::to_vec(&record)?;
+            if raw_task_write(&mut con, &sha, &keys, &bytes, &record).await? {
+                break;
+            }
+        }
+    }
+    Ok(attempts)
+}
+
+/// `MULTI; EVALSHA <task write> …; EXEC`: whether it committed.
+async fn raw_task_write(
+    con: &mut MultiplexedConnection,
+    sha: &str,
+    keys: &[String],
+    bytes: &[u8],
+    record: &TaskRecord,
+) -> Res<bool> {
+    let committed: Option<()> = redis::pipe()
+        .atomic()
+        .cmd("EVALSHA")
+        .arg(sha)
+        .arg(keys.len())
+        .arg(keys)
+        .arg(bytes)
+        .arg(TASK_TTL_MS)
+        .arg(record.updated_millis())
+        .arg(record.id.as_str())
+        .arg(2)
+        .ignore()
+        .query_async(con)
+        .await?;
+    Ok(committed.is_some())
+}
+
+/// Step `i` of a status task: pending -> running on even steps, running -> pending on odd ones.
+fn status_step(i: u64) -> (TaskStatus, TaskStatus) {
+    if i.is_multiple_of(2) {
+        (TaskStatus::Pending, TaskStatus::Running)
+    } else {
+        (TaskStatus::Running, TaskStatus::Pending)
+    }
+}
+
+async fn status_statehouse(tasks: Tasks, id: String, changes: u64) -> Res<u64> {
+    for i in 0..changes {
+        let (from, to) = status_step(i);
+        let stored = tasks.set_status(&id, to, Some(STATUS_MESSAGE)).await?;
+        // The change was made on the previous one: the log line before the new one has the status
+        // the task was in.
+        let log = &stored.log;
+        if stored.status != to
+            || log.len() != TASK_MAX_LOG
+            || log[TASK_MAX_LOG - 1].status != to
+            || log[TASK_MAX_LOG - 2].status != from
+        {
+            return Err(format!("set_status on {id}: {from} -> {to} stored {stored:?}").into());
+        }
+    }
+    Ok(changes)
+}
+
+/// set_status as a raw redis-rs program does it, with the commands statehouse sends: `WATCH` and
+/// `GET` in one pipeline, decode, change, cap the log, encode, then `MULTI`, `EVALSHA`, `EXEC`; on
+/// an aborted `EXEC`, again. Returns the attempts.
+async fn status_raw(mut con: MultiplexedConnection, sha: String, id: String, changes: u64) -> Res<u64> {
+    let key = raw_record_key(&id);
+    let mut attempts = 0;
+    for i in 0..changes {
+        let (from, to) = status_step(i);
+        loop {
+            attempts += 1;
+            let (current,): (Option<Vec<u8>>,) = redis::pipe()
+                .cmd("WATCH")
+                .arg(&key)
+                .ignore()
+                .cmd("GET")
+                .arg(&key)
+                .query_async(&mut con)
+                .await?;
+            let mut record: TaskRecord = serde_json::from_slice(&current.ok_or("set_status: no such task")?)?;
+            if record.status != from {
+                return Err(format!(
+                    "set_status on {id}: found {} where {from} was written",
+                    record.status
+                )
+                .into());
+            }
+            let now = Utc::now();
+            record.set_status(to, Some(STATUS_MESSAGE), now)?;
+            record.cap_log(TASK_MAX_LOG);
+            let bytes = serde_json::to_vec(&record)?;
+            let keys = [
+                key.clone(),
+                raw_service_key(record.service.as_str()),
+                raw_user_key(record.user.as_str()),
+            ];
+            if raw_task_write(&mut con, &sha, &keys, &bytes, &record).await? {
+                break;
+            }
+        }
+    }
+    Ok(attempts)
+}
+
+/// Checks a first page against the expected ids and cursor.
+fn check_page<'a>(
+    ids: impl ExactSizeIterator<Item = &'a str>,
+    next: Option<&TaskCursor>,
+    expected: &[String],
+    expected_next: &TaskCursor,
+) -> Res<()> {
+    let len = ids.len();
+    if len != expected.len() || !ids.zip(expected).all(|(id, want)| id == want) || next != Some(expected_next)
+    {
+        return Err(format!(
+            "WRONG PAGE: {len} items, next {next:?}; expected {} items, next {expected_next}",
+            expected.len()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+async fn list_statehouse(tasks: Tasks, expected: Arc<[String]>, next: TaskCursor, pages: u64) -> Res<u64> {
+    for _ in 0..pages {
+        let page = tasks
+            .list_by_service(LIST_SERVICE, PageRequest::first(LIST_PAGE))
+            .await?;
+        let records = page.items.into_iter().collect::<Result<Vec<_>, _>>()?;
+        check_page(
+            records.iter().map(|r| r.id.as_str()),
+            page.next.as_ref(),
+            &expected,
+            &next,
+        )?;
+    }
+    Ok(pages)
+}
+
+/// A first page as a raw redis-rs program reads it, with the commands statehouse sends: `ZRANGE …
+/// BYSCORE REV LIMIT 0 59 WITHSCORES`, `MGET` of those records, then decode records in order until
+/// one more than a page is found (a missing record, or one of another service, is skipped), keep
+/// the page and make the cursor after its last item.
+async fn list_raw(
+    mut con: ConnectionManager,
+    expected: Arc<[String]>,
+    next: TaskCursor,
+    pages: u64,
+) -> Res<u64> {
+    let index = raw_service_key(LIST_SERVICE);
+    for _ in 0..pages {
+        let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&index)
+            .arg("+inf")
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(LIST_BATCH)
+            .arg("WITHSCORES")
+            .query_async(&mut con)
+            .await?;
+        let keys: Vec<String> = entries.iter().map(|(id, _)| raw_record_key(id)).collect();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut con).await?;
+        let mut records = Vec::with_capacity(LIST_PAGE + 1);
+        let mut positions = Vec::with_capacity(LIST_PAGE + 1);
+        for ((id, score), value) in entries.into_iter().zip(values) {
+            if records.len() > LIST_PAGE {
+                break;
+            }
+            let Some(bytes) = value else { continue };
+            let record: TaskRecord = serde_json::from_slice(&bytes)?;
+            if record.service.as_str() != LIST_SERVICE {
+                continue;
+            }
+            records.push(record);
+            positions.push((score as i64, id));
+        }
+        let mut cursor = None;
+        if records.len() > LIST_PAGE {
+            records.truncate(LIST_PAGE);
+            let (score, id) = positions.swap_remove(LIST_PAGE - 1);
+            cursor = Some(TaskCursor {
+                updated_millis: score,
+                id: TaskId::new(id)?,
+            });
+        }
+        check_page(
+            records.iter().map(|r| r.id.as_str()),
+            cursor.as_ref(),
+            &expected,
+            &next,
+        )?;
+    }
+    Ok(pages)
+}
+
 /// `redis-benchmark`, if it can be run.
 #[derive(Debug)]
 enum RedisBenchmark {
@@ -1075,6 +1742,9 @@ struct Results {
     conc: Pair,
     mget: Pair,
     update: Pair,
+    save: Pair,
+    status: Pair,
+    list: Pair,
     model: Pair,
     rb_c1: Vec<RbSample>,
     rb_c64: Vec<RbSample>,
@@ -1184,6 +1854,9 @@ impl Results {
             ("conc", &self.conc),
             ("mget", &self.mget),
             ("update", &self.update),
+            ("save", &self.save),
+            ("status", &self.status),
+            ("list", &self.list),
             ("model", &self.model),
         ] {
             let show = |samples: &[Sample]| samples.last().map_or("-".to_owned(), |s| human(s.rate()));
@@ -1208,17 +1881,18 @@ impl Results {
             ("2. set+get, 64 tasks", &self.conc, "redis-rs"),
             ("3. mget, per key", &self.mget, "redis-rs"),
             ("4. update, per increment", &self.update, "naive loop"),
-            ("7. synced modify, 1 task", &self.model, "redis-rs"),
+            ("7. task save", &self.save, "redis-rs"),
+            ("8. task set_status", &self.status, "redis-rs"),
+            ("9. task list, per page", &self.list, "redis-rs"),
+            ("10. synced modify, 1 task", &self.model, "redis-rs"),
         ]
         .into_iter()
         .filter(|(_, pair, _)| !pair.statehouse.is_empty() || !pair.raw.is_empty())
         .collect();
         if rows.is_empty()
-            || self
-                .seq
-                .statehouse
+            || rows
                 .iter()
-                .chain(&self.seq.raw)
+                .flat_map(|(_, pair, _)| pair.statehouse.iter().chain(&pair.raw))
                 .any(|s| s.client_cpu.is_none())
         {
             return;
@@ -1295,7 +1969,30 @@ impl Results {
                 target_text: "(information)",
             },
             Row {
-                name: "7. synced-model modify, 1 task, modifies/s (raw: redis-rs WATCH/GET/MULTI/SET/EXEC)"
+                name: format!("7. task save, {TASK_WRITERS} writers (raw: redis-rs)"),
+                statehouse: rates(&self.save.statehouse),
+                other: rates(&self.save.raw),
+                target: Some(0.9),
+                target_text: "≥ 0.9× raw",
+            },
+            Row {
+                name: format!("8. task set_status + log, {TASK_WRITERS} writers (raw: redis-rs)"),
+                statehouse: rates(&self.status.statehouse),
+                other: rates(&self.status.raw),
+                target: Some(0.9),
+                target_text: "≥ 0.9× raw",
+            },
+            Row {
+                name: format!(
+                    "9. task list, {LIST_PAGE}-item pages of {LIST_TASKS}, pages/s (raw: redis-rs)"
+                ),
+                statehouse: rates(&self.list.statehouse),
+                other: rates(&self.list.raw),
+                target: Some(0.9),
+                target_text: "≥ 0.9× raw",
+            },
+            Row {
+                name: "10. synced-model modify, 1 task, modifies/s (raw: redis-rs WATCH/GET/MULTI/SET/EXEC)"
                     .to_owned(),
                 statehouse: rates(&self.model.statehouse),
                 other: rates(&self.model.raw),
@@ -1335,6 +2032,9 @@ impl Results {
             ("set+get 64 tasks", &self.conc),
             ("mget keys/s     ", &self.mget),
             ("update incr/s   ", &self.update),
+            ("task saves/s    ", &self.save),
+            ("task status/s   ", &self.status),
+            ("task pages/s    ", &self.list),
             ("synced modify/s ", &self.model),
         ] {
             println!(
@@ -1358,6 +2058,15 @@ impl Results {
                 UPDATE_TASKS as u64 * options.increments,
                 conflicts(&self.update.statehouse),
                 conflicts(&self.update.raw),
+            );
+        }
+        let raw_aborts = |pair: &Pair| pair.raw.iter().map(|s| s.conflicts).sum::<u64>();
+        if !self.save.raw.is_empty() || !self.status.raw.is_empty() {
+            println!(
+                "task writes (uncontended): aborted EXECs of the raw side over all rounds: save {}, \
+                 set_status {}",
+                raw_aborts(&self.save),
+                raw_aborts(&self.status),
             );
         }
         match rb {

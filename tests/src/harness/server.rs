@@ -12,10 +12,14 @@
 //!   retried on a new port (a few times). Readiness is also checked against the server's `process_id`
 //!   (`INFO server`), so a stranger that took the port is never mistaken for our server. The server
 //!   already running on the default port 6379 is never used or touched.
-//! * **Its own directory, no persistence.** Every server gets a unique directory under
+//! * **Its own directory, no persistence by default.** Every server gets a unique directory under
 //!   [`std::env::temp_dir`] (`--dir`, and the `--logfile` inside it) and runs with `--save ""` and
 //!   `--appendonly no`: nothing survives [`RedisServer::restart`], and parallel servers never share
 //!   files. The log is pasted into every harness panic, so a failed start explains itself.
+//!   [`RedisServer::start_durable`] instead turns on the append-only file with an fsync per write
+//!   (extra arguments come last on the command line, and Redis lets a later directive override an
+//!   earlier one). `stop` and `restart` keep the directory, so the restarted server loads the AOF and
+//!   every acknowledged write survives, even a `SIGKILL`; only `Drop` (or the watchdog) removes it.
 //! * **Bounded waits only.** Startup polls connect + `PING` until a deadline (connection refused and
 //!   `LOADING` mean "not yet"); an early exit or a timeout panics with the log.
 //! * **No leaked processes, ever.** Next to every `redis-server` the harness spawns a tiny watchdog,
@@ -77,6 +81,9 @@ const SIGNAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// hits the whole process group, cannot kill it before it has cleaned up.
 const WATCHDOG_SCRIPT: &str = "trap '' HUP INT TERM; read _; kill -9 \"$1\" 2>/dev/null; rm -rf -- \"$2\"";
 
+/// The arguments of [`RedisServer::start_durable`]: an append-only file, fsync'd before every reply.
+pub const DURABLE_ARGS: &[&str] = &["--appendonly", "yes", "--appendfsync", "always"];
+
 /// Log lines meaning "the port was taken between choosing and binding it": retry on another port.
 const PORT_TAKEN_MARKERS: &[&str] = &[
     "Address already in use",
@@ -118,6 +125,18 @@ impl RedisServer {
     /// ready within 10 seconds (with its log).
     pub fn start() -> RedisServer {
         Self::start_with_args(&[])
+    }
+
+    /// Like [`start`](Self::start), but durable: `--appendonly yes --appendfsync always`, so every
+    /// write is in the append-only file (and fsync'd) before Redis acknowledges it, and
+    /// [`restart`](Self::restart) (even after [`stop`](Self::stop), a `SIGKILL`) brings back every
+    /// acknowledged write. For fault tests that count what survives.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_durable() -> RedisServer {
+        Self::start_with_args(DURABLE_ARGS)
     }
 
     /// Like [`start`](Self::start), with `extra` appended to the `redis-server` command line, e.g.
@@ -272,7 +291,9 @@ impl RedisServer {
     }
 
     /// Stops the server if it is running and starts a new one on the same port and directory, then
-    /// waits until it answers `PING`. The data is gone: the server persists nothing.
+    /// waits until it answers `PING` (which Redis refuses with `LOADING` until it has read its
+    /// persisted data). The data is gone unless the server persists it: a plain [`start`](Self::start)
+    /// persists nothing, a [`start_durable`](Self::start_durable) one reloads every acknowledged write.
     ///
     /// If another process took the port meanwhile, binding is retried for a few seconds.
     ///

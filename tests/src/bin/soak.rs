@@ -1,0 +1,114 @@
+//! The fault soak: many tasks on the default stack while a durable server is killed, restarted,
+//! paused and resumed; then the count check.
+//!
+//! ```text
+//! cargo run --release -p statehouse-tests --bin soak                  # 60 s
+//! cargo run --release -p statehouse-tests --bin soak -- --seconds 300 --json
+//! ```
+//!
+//! The engine is `statehouse_tests::soak` (also run for 10 s by `tests/tests/soak.rs`); this binary
+//! parses arguments, prints the report and exits non-zero if a promise was broken: an acknowledged
+//! write lost, an increment applied twice, a call past its bound, a fault never recovered from.
+//! It starts its own `redis-server` (the test harness, on a free loopback port) and touches no other.
+//! See `docs/reliability.md`.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use statehouse_tests::soak::{self, Options};
+
+const USAGE: &str = "\
+usage: soak [--seconds N] [--tasks N] [--counters N] [--timeout-ms N] [--connect-timeout-ms N]
+            [--slack-ms N] [--seed N] [--json]
+
+  --seconds N     how long the tasks work (default 60)
+  --tasks N       concurrent tasks (default 32)
+  --counters N    counter keys incremented with update (default 8)
+  --timeout-ms N  the response timeout (default 500)
+  --connect-timeout-ms N
+                  the connect timeout (default 2000)
+  --slack-ms N    allowance for the scheduler in each call's bound (default 250)
+  --seed N        seed of the random operations and faults
+  --json          print the summary as JSON instead of tables
+  -h, --help      this text
+
+Starts its own durable redis-server (never the one on 6379); exits 1 if an acknowledged write
+was lost, an increment applied twice, a call took longer than its bound or a fault was never
+recovered from; 2 on bad arguments.";
+
+struct Args {
+    options: Options,
+    json: bool,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut options = Options::new(Duration::from_secs(60));
+    let mut json = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> Result<u64, String> {
+            let value = args.next().ok_or_else(|| format!("{name} needs a value"))?;
+            match value.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!(
+                    "{name} {value:?}: expected a whole number greater than 0"
+                )),
+            }
+        };
+        match arg.as_str() {
+            "--seconds" => options.duration = Duration::from_secs(number("--seconds")?),
+            "--tasks" => options.tasks = usize::try_from(number("--tasks")?).unwrap_or(usize::MAX),
+            "--counters" => {
+                options.counters = usize::try_from(number("--counters")?).unwrap_or(usize::MAX);
+            }
+            "--timeout-ms" => options.response_timeout = Duration::from_millis(number("--timeout-ms")?),
+            "--connect-timeout-ms" => {
+                options.connect_timeout = Duration::from_millis(number("--connect-timeout-ms")?);
+            }
+            "--slack-ms" => options.slack = Duration::from_millis(number("--slack-ms")?),
+            "--seed" => options.seed = number("--seed")?,
+            "--json" => json = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(Args { options, json }))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("soak: {error}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; timings need `cargo run --release`");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("soak: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(soak::run(args.options));
+    // A closed pipe (`soak | head`) is not worth a panic.
+    let mut out = std::io::stdout().lock();
+    let _ = if args.json {
+        writeln!(out, "{:#}", report.to_json())
+    } else {
+        writeln!(out, "{report}")
+    };
+    if report.violations().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
