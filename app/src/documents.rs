@@ -67,6 +67,11 @@ impl Documents {
         self
     }
 
+    /// The retry policy of [`update`](Self::update).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
     /// The port as a trait object: calling through `&dyn` rather than the
     /// `Arc` skips the `Arc` forwarding impl and its extra boxed future.
     fn port(&self) -> &dyn DocumentStore {

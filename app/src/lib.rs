@@ -11,6 +11,8 @@
 //! - [`Tasks`] (`tasks.rs`): task records with status, log and indexes.
 //! - [`Subjects`], [`Subject`] (`subjects.rs`): subjects' JSON properties
 //!   in KRules' layout, cached and staged per handle.
+//! - [`Synced`] (`synced.rs`): a [`SyncedModel`] bound to the document
+//!   `{TypeName}:{id}`, changed atomically and written through.
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -40,11 +42,13 @@ mod documents;
 pub mod layers;
 mod statehouse;
 mod subjects;
+mod synced;
 mod tasks;
 
 pub use config::Settings;
 pub use documents::Documents;
 pub use statehouse::{Ports, Statehouse};
+pub use statehouse_domain::SyncedModel;
 pub use statehouse_ports::{
     DocumentStore, DocumentStoreExt, ErrorKind, Key, KeyPattern, KeyTtl, LogEntry, PageRequest, RetryPolicy,
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
@@ -55,6 +59,7 @@ pub use statehouse_ports::{
     SubjectSpace, SubjectStore,
 };
 pub use subjects::{PropertyChanged, Subject, Subjects};
+pub use synced::Synced;
 pub use tasks::Tasks;
 
 /// User guides. Their examples are compiled and run as doc tests.
@@ -67,6 +72,8 @@ pub mod guide {
 
     #[doc = include_str!("../../docs/subjects.md")]
     pub mod subjects {}
+    #[doc = include_str!("../../docs/synced.md")]
+    pub mod synced {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}

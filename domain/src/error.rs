@@ -58,4 +58,15 @@ pub enum ValidationError {
         /// The largest accepted TTL.
         max: Duration,
     },
+    /// The value contains a character that is reserved where it is used
+    /// (e.g. the `:` that separates a synced model's type name from its id).
+    #[error("{what} must not contain {character:?} (found at byte {index})")]
+    ReservedCharacter {
+        /// What was being validated.
+        what: &'static str,
+        /// The reserved character.
+        character: char,
+        /// Its byte offset in the value.
+        index: usize,
+    },
 }

@@ -12,6 +12,8 @@
 //!   Python's `json.dumps` writes (KRules compatibility).
 //! - [`layout`]: THE key layout of the families, with the escaping of
 //!   user-given components and the hash tags.
+//! - [`SyncedModel`] (`synced.rs`): a model bound to the document
+//!   `{TypeName}:{id}`, and its key ([`synced_key`]).
 //! - [`ValidationError`]: which rule an input broke.
 //! - [`HumanDuration`]: a duration as people read it, for messages.
 //!
@@ -28,6 +30,7 @@ mod error;
 mod key;
 pub mod layout;
 mod subject;
+mod synced;
 mod task;
 mod ttl;
 
@@ -35,5 +38,6 @@ pub use duration::HumanDuration;
 pub use error::ValidationError;
 pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};
 pub use subject::{PropertyKind, PropertyName, PythonFormatter, SubjectName, python_json};
+pub use synced::{SyncedModel, synced_key, synced_key_of, validate_type_name};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
 pub use ttl::Ttl;

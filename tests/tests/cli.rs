@@ -456,3 +456,55 @@ fn subjects_are_shared_with_krules_between_invocations() {
     assert_eq!(run(&server, &["subject", "show", "user:1"]).0, 1);
     assert_eq!(run(&server, &["subject", "del", "user:1"]).0, 1);
 }
+
+#[test]
+fn model_show_reads_what_a_python_service_wrote() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    // As a Python service writes it: `json.dumps` spacing and escapes.
+    // Shown with the fields in name order.
+    redis::cmd("SET")
+        .arg("cli:Order:7")
+        .arg(r#"{"id": "7", "customer": "Zo\u00eb", "lines": [1, 2]}"#)
+        .exec(&mut conn)
+        .expect("SET");
+    assert_eq!(
+        run(&server, &["model", "show", "Order", "7"]),
+        (
+            0,
+            "model \"Order:7\"\n  customer  \"Zoë\"\n  id        \"7\"\n  lines     [1,2]\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        run(&server, &["--json", "model", "show", "Order", "7"]),
+        (
+            0,
+            "{\"customer\":\"Zoë\",\"id\":\"7\",\"lines\":[1,2]}\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        run(&server, &["model", "show", "Order", "8"]),
+        (
+            1,
+            String::new(),
+            "error: model Order \"8\" does not exist (no document under \"Order:8\")\n".into()
+        )
+    );
+    assert_eq!(
+        run(&server, &["--json", "model", "show", "Order", "8"]).1,
+        "null\n"
+    );
+    let (code, _, err) = run(&server, &["model", "show", "Shop:Order", "7"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("must not contain ':'"), "{err}");
+    redis::cmd("SET")
+        .arg("cli:Order:9")
+        .arg("{not json")
+        .exec(&mut conn)
+        .expect("SET");
+    let (code, _, err) = run(&server, &["model", "show", "Order", "9"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("\"Order:9\""), "{err}");
+}

@@ -47,6 +47,12 @@ const FAMILIES: &[Family] = &[
         redis_type: "hash",
         notes: "KRules layout: field p<prop> (default) or e<prop> (extended), JSON as Python writes it; not escaped",
     },
+    Family {
+        family: "synced",
+        redis_key: "<prefix><Type>:<id>",
+        redis_type: "string",
+        notes: "synced model (JSON); verbatim, not escaped (Python services' keys); type names hold no ':'",
+    },
 ];
 
 #[derive(Debug, Serialize)]

@@ -19,6 +19,7 @@ mod demo;
 mod documents;
 mod layout;
 mod subjects;
+mod synced;
 mod tasks;
 
 use documents::DocCommand;
@@ -28,7 +29,7 @@ pub mod exit {
     /// The command did what it was asked.
     pub const DONE: i32 = 0;
     /// A key the command needed does not exist (`doc get`, `doc ttl`,
-    /// `doc del`), or `doc set --if-absent` found one already there; nothing
+    /// `doc del`, `model show`), or `doc set --if-absent` found one already there; nothing
     /// was changed.
     pub const NOT_FOUND: i32 = 1;
     /// Usage or input error: bad arguments, a bad JSON value, TTL, key,
@@ -49,8 +50,8 @@ const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  done
   1  not found: a key or task the command needed does not exist (doc get, doc ttl,
-     doc del, tasks show/set-status/log/del), or doc set --if-absent found it already
-     there; nothing was changed
+     doc del, tasks show/set-status/log/del, model show), or doc set --if-absent found
+     it already there; nothing was changed
   2  usage or input error: bad arguments, bad JSON value, TTL, key, pattern or URL,
      or a task status change the lifecycle forbids (nothing written)
   3  failure: the store failed (cannot connect, timeout, refused), the stored data is
@@ -101,6 +102,9 @@ enum Command {
     /// Subjects (KRules' layout): show, set, del, list.
     #[command(subcommand)]
     Subject(subjects::SubjectCommand),
+    /// Synced models (JSON documents under TYPE:ID): show.
+    #[command(subcommand)]
+    Model(synced::ModelCommand),
     /// Check that the store answers.
     Ping,
     /// Show how statehouse lays out its Redis keys.
@@ -216,6 +220,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Doc(command) => documents::doc(&docs, command, out).await,
         Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,
         Command::Subject(command) => subjects::subject(&state.subjects(), command, out).await,
+        Command::Model(command) => synced::model(&docs, command, out).await,
     }
 }
 

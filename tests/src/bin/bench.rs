@@ -24,7 +24,10 @@
 //!    toggling pending and running, log capped at 10: `Tasks::set_status` against the same
 //!    read-modify-write by hand (ops = status changes);
 //! 9. a 50-item page of a service's 500 tasks: `Tasks::list_by_service` against `ZRANGE … BYSCORE
-//!    REV LIMIT 0 59 WITHSCORES`, `MGET` and a decode of each record (ops = pages).
+//!    REV LIMIT 0 59 WITHSCORES`, `MGET` and a decode of each record (ops = pages);
+//! 10. a synced model (the ~1 KiB document and a version) changed by `Synced::modify`, one task,
+//!     uncontended, against raw redis-rs doing the same commands (`WATCH`+`GET` pipelined, then
+//!     `MULTI`/`SET … KEEPTTL`/`EXEC`; ops = modifies; the final version is checked).
 //!
 //! (Rows 5 and 6 of the report are the redis-benchmark comparisons.) The task workloads use the
 //! same key layout, the same Lua source (checked by its SHA1 against the one statehouse loaded) and
@@ -52,8 +55,8 @@ use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use serde::{Deserialize, Serialize};
 use statehouse::{
-    Documents, PageRequest, Ports, ServiceName, Settings, Statehouse, TaskCursor, TaskId, TaskRecord,
-    TaskStatus, Tasks, Update, UserId,
+    Documents, PageRequest, Ports, ServiceName, Settings, Statehouse, Synced, SyncedModel, TaskCursor,
+    TaskId, TaskRecord, TaskStatus, Tasks, Update, UserId,
 };
 use statehouse_redis::RedisStore;
 use statehouse_tests::harness::RedisServer;
@@ -69,11 +72,13 @@ usage: bench [--quick] [--rounds N] [--current-thread] [--only WORKLOAD] [--side
   --quick          short run (3 rounds of ~0.15 s, 16x50 increments): a smoke check
   --rounds N       rounds per workload (default 7; 3 with --quick)
   --current-thread run on tokio's current-thread runtime (default: multi-thread, one worker per CPU)
-  --only WORKLOAD  run one workload: seq, conc, mget, update, rb, save, status, list or subjects
+  --only WORKLOAD  run one workload: seq, conc, mget, update, rb, save, status, list, model or
+                   subjects
                    (for profiling)
   --side SIDE      run one side: statehouse or raw (for profiling; no ratios)
   --fixed-size     fixed round sizes (1000 sequential pairs, 64x20 concurrent pairs, 20 MGETs,
-                   16x20 task saves, 16x20 status changes, 20 list pages) instead of sizes
+                   16x20 task saves, 16x20 status changes, 20 list pages, 1000 model
+                   modifies) instead of sizes
                    calibrated to the round time (for profiling, e.g. callgrind)
   --bare           measure statehouse without its tracing layer (the Redis adapter
                    through Statehouse::from_ports), to see what the layers cost
@@ -112,6 +117,10 @@ const STATUS_MESSAGE: &str = "checkpoint: 1000 more rows exported";
 const SAVE_SERVICE: &str = "bench-save";
 const STATUS_SERVICE: &str = "bench-status";
 const LIST_SERVICE: &str = "bench-list";
+/// The id of the synced model of workload 10.
+const MODEL_ID: &str = "bench-1";
+/// Its key, `{TypeName}:{id}`.
+const MODEL_KEY: &str = "BenchModel:bench-1";
 
 #[derive(Debug, Clone, Copy)]
 struct Options {
@@ -157,6 +166,7 @@ enum Workload {
     Conc,
     Mget,
     Update,
+    Model,
     RedisBenchmark,
     Save,
     Status,
@@ -166,7 +176,7 @@ enum Workload {
 
 impl Workload {
     /// The workloads that run in rounds, in their order.
-    const MEASURED: [Workload; 7] = [
+    const MEASURED: [Workload; 8] = [
         Workload::Seq,
         Workload::Conc,
         Workload::Mget,
@@ -174,6 +184,7 @@ impl Workload {
         Workload::Save,
         Workload::Status,
         Workload::List,
+        Workload::Model,
     ];
 }
 
@@ -207,6 +218,7 @@ fn parse_args() -> Res<Option<Options>> {
                     "conc" => Workload::Conc,
                     "mget" => Workload::Mget,
                     "update" => Workload::Update,
+                    "model" => Workload::Model,
                     "rb" => Workload::RedisBenchmark,
                     "save" => Workload::Save,
                     "status" => Workload::Status,
@@ -214,7 +226,7 @@ fn parse_args() -> Res<Option<Options>> {
                     "subjects" => Workload::Subjects,
                     other => {
                         return Err(format!(
-                            "--only {other:?}: expected seq, conc, mget, update, rb, save, status, list or subjects"
+                            "--only {other:?}: expected seq, conc, mget, update, rb, save, status, list, model or subjects"
                         )
                         .into());
                     }
@@ -274,6 +286,24 @@ struct Address {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Counter {
     count: u64,
+}
+
+/// The synced model of workload 10: the sample document, and a version every modify bumps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct BenchModel {
+    id: String,
+    version: u64,
+    doc: Option<Doc>,
+}
+
+impl SyncedModel for BenchModel {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn set_id(&mut self, id: &str) {
+        self.id = id.to_owned();
+    }
 }
 
 fn sample_doc() -> Res<Doc> {
@@ -532,11 +562,15 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
         if options.runs(Workload::List) {
             bench.task_list(side, 20).await?;
         }
+        if options.runs(Workload::Model) {
+            bench.model(side, warm / 2).await?;
+        }
     }
     let secs = options.round_time.as_secs_f64();
     let mut calibrate = Vec::new();
     // With --fixed-size: rates that give 1,000 sequential pairs, 64×20 concurrent pairs, 20 MGETs,
-    // 16×20 task saves, 16×20 status changes and 20 list pages per round, whatever the machine.
+    // 16×20 task saves, 16×20 status changes, 20 list pages and 1,000 model modifies per round,
+    // whatever the machine.
     if options.fixed_size {
         let writes = (TASK_WRITERS * 20) as f64 / secs;
         calibrate.push([
@@ -548,10 +582,16 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
             20.0 / secs,
         ]);
     }
-    // Only the workloads that run are calibrated (the set/get rates also size redis-benchmark).
-    let set_get_runs = [Workload::Seq, Workload::Conc, Workload::RedisBenchmark]
-        .into_iter()
-        .any(|workload| options.runs(workload));
+    // Only the workloads that run are calibrated (the set/get rates also size redis-benchmark and
+    // the synced-model modifies).
+    let set_get_runs = [
+        Workload::Seq,
+        Workload::Conc,
+        Workload::RedisBenchmark,
+        Workload::Model,
+    ]
+    .into_iter()
+    .any(|workload| options.runs(workload));
     while !options.fixed_size && calibrate.len() < 3 {
         let mut rates = [f64::NAN; 6];
         if set_get_runs {
@@ -598,18 +638,22 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
             .max(1)
             * 2,
         list_pages: (list_calls / options.slices as u64).max(1),
+        // A modify is two round trips, like a set+get pair.
+        modifies: (seq_pairs / options.slices as u64).max(1),
     };
     let slices = options.slices as u64;
     println!(
         "per round and side, in {slices} alternating slices: {} sequential pairs, {CONCURRENT_TASKS}×{} \
          concurrent pairs, {} MGETs of {MGET_KEYS} keys, {TASK_WRITERS}×{} task saves, \
-         {TASK_WRITERS}×{} status changes, {} list pages; then {UPDATE_TASKS}×{} increments in one piece",
+         {TASK_WRITERS}×{} status changes, {} list pages, {} synced-model modifies; then \
+         {UPDATE_TASKS}×{} increments in one piece",
         sizes.seq_pairs * slices,
         sizes.conc_pairs * slices,
         sizes.mget_calls * slices,
         sizes.saves * slices,
         sizes.status_changes * slices,
         sizes.list_pages * slices,
+        sizes.modifies * slices,
         sizes.increments,
     );
     if let RedisBenchmark::Missing(why) = &rb {
@@ -648,6 +692,7 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
                 Workload::Seq => &mut results.seq,
                 Workload::Conc => &mut results.conc,
                 Workload::Mget => &mut results.mget,
+                Workload::Model => &mut results.model,
                 Workload::Update | Workload::RedisBenchmark | Workload::Subjects => &mut results.update,
                 Workload::Save => &mut results.save,
                 Workload::Status => &mut results.status,
@@ -886,6 +931,8 @@ struct Sizes {
     /// Per task writer; even.
     status_changes: u64,
     list_pages: u64,
+    /// Synced-model modifies, one task.
+    modifies: u64,
 }
 
 impl Bench {
@@ -899,6 +946,7 @@ impl Bench {
             Workload::Save => self.task_save(side, sizes.saves).await,
             Workload::Status => self.task_status(side, sizes.status_changes).await,
             Workload::List => self.task_list(side, sizes.list_pages).await,
+            Workload::Model => self.model(side, sizes.modifies).await,
             Workload::RedisBenchmark => Err("redis-benchmark has no slices".into()),
             Workload::Subjects => Err("subjects run after the rounds".into()),
         }
@@ -1029,6 +1077,105 @@ impl Bench {
         let attempts: u64 = timed.outputs.iter().sum();
         Ok(Sample::new(&timed, expected, attempts.saturating_sub(expected)))
     }
+}
+
+impl Bench {
+    /// One task changing the synced model `modifies` times, uncontended; checks the final version.
+    async fn model(&self, side: Side, modifies: u64) -> Res<Sample> {
+        let mut con = self.raw.clone();
+        let start = BenchModel {
+            id: MODEL_ID.to_owned(),
+            version: 0,
+            doc: Some(self.doc.clone()),
+        };
+        redis::cmd("SET")
+            .arg(MODEL_KEY)
+            .arg(serde_json::to_vec(&start)?)
+            .exec_async(&mut con)
+            .await?;
+        // Set up before the clock starts: the raw side's dedicated connection, statehouse's handle.
+        let mut dedicated = match side {
+            Side::Raw => Some(self.client.get_multiplexed_async_connection().await?),
+            Side::Statehouse => None,
+        };
+        let mut synced = match side {
+            Side::Statehouse => Some(Synced::<BenchModel>::load_from(&self.docs, MODEL_ID).await?),
+            Side::Raw => None,
+        };
+        if synced.as_ref().is_some_and(|synced| synced.key() != MODEL_KEY) {
+            return Err(format!("the synced model is not under {MODEL_KEY}").into());
+        }
+        let timed = self
+            .timed(1, |_| {
+                let (synced, con) = (synced.take(), dedicated.take());
+                async move {
+                    match side {
+                        Side::Statehouse => modify_statehouse(synced.ok_or("no model")?, modifies).await,
+                        Side::Raw => modify_raw(con.ok_or("no connection")?, modifies).await,
+                    }
+                }
+            })
+            .await?;
+        let stored: Option<Vec<u8>> = redis::cmd("GET").arg(MODEL_KEY).query_async(&mut con).await?;
+        let version = serde_json::from_slice::<BenchModel>(&stored.ok_or("the model is gone")?)?.version;
+        if version != modifies {
+            return Err(format!(
+                "WRONG VERSION ({side:?}): the model is at version {version} after {modifies} modifies"
+            )
+            .into());
+        }
+        Ok(Sample::new(&timed, modifies, 0))
+    }
+}
+
+/// `Synced::modify`, `modifies` times; checks each stored version.
+async fn modify_statehouse(mut synced: Synced<BenchModel>, modifies: u64) -> Res<u64> {
+    for i in 1..=modifies {
+        let stored = synced.modify(|model| model.version += 1).await?;
+        if stored.version != i {
+            return Err(format!("modify stored version {} where {i} was expected", stored.version).into());
+        }
+    }
+    Ok(modifies)
+}
+
+/// The same with redis-rs: `WATCH`+`GET` pipelined, decode, change, encode, then
+/// `MULTI`/`SET … KEEPTTL`/`EXEC`, starting over on an aborted EXEC.
+async fn modify_raw(mut con: MultiplexedConnection, modifies: u64) -> Res<u64> {
+    for i in 1..=modifies {
+        loop {
+            let (old,): (Option<Vec<u8>>,) = redis::pipe()
+                .cmd("WATCH")
+                .arg(MODEL_KEY)
+                .ignore()
+                .cmd("GET")
+                .arg(MODEL_KEY)
+                .query_async(&mut con)
+                .await?;
+            let mut model = match old {
+                Some(bytes) => serde_json::from_slice::<BenchModel>(&bytes)?,
+                None => BenchModel::default(),
+            };
+            model.version += 1;
+            let new = serde_json::to_vec(&model)?;
+            let committed: Option<()> = redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(MODEL_KEY)
+                .arg(new)
+                .arg("KEEPTTL")
+                .ignore()
+                .query_async(&mut con)
+                .await?;
+            if committed.is_some() {
+                if model.version != i {
+                    return Err(format!("stored version {} where {i} was expected", model.version).into());
+                }
+                break;
+            }
+        }
+    }
+    Ok(modifies)
 }
 
 async fn pairs_statehouse(docs: Documents, keys: Arc<[String]>, mut doc: Doc, pairs: u64) -> Res<u64> {
@@ -1756,6 +1903,7 @@ struct Results {
     save: Pair,
     status: Pair,
     list: Pair,
+    model: Pair,
     rb_c1: Vec<RbSample>,
     rb_c64: Vec<RbSample>,
 }
@@ -1867,6 +2015,7 @@ impl Results {
             ("save", &self.save),
             ("status", &self.status),
             ("list", &self.list),
+            ("model", &self.model),
         ] {
             let show = |samples: &[Sample]| samples.last().map_or("-".to_owned(), |s| human(s.rate()));
             if !pair.statehouse.is_empty() || !pair.raw.is_empty() {
@@ -1893,6 +2042,7 @@ impl Results {
             ("7. task save", &self.save, "redis-rs"),
             ("8. task set_status", &self.status, "redis-rs"),
             ("9. task list, per page", &self.list, "redis-rs"),
+            ("10. synced modify, 1 task", &self.model, "redis-rs"),
         ]
         .into_iter()
         .filter(|(_, pair, _)| !pair.statehouse.is_empty() || !pair.raw.is_empty())
@@ -1999,6 +2149,14 @@ impl Results {
                 target: Some(0.9),
                 target_text: "≥ 0.9× raw",
             },
+            Row {
+                name: "10. synced-model modify, 1 task, modifies/s (raw: redis-rs WATCH/GET/MULTI/SET/EXEC)"
+                    .to_owned(),
+                statehouse: rates(&self.model.statehouse),
+                other: rates(&self.model.raw),
+                target: Some(0.9),
+                target_text: "≥ 0.9× raw",
+            },
         ];
         println!("| workload | statehouse ops/s | raw ops/s | ratio | target | met? |");
         println!("|---|--:|--:|--:|---|---|");
@@ -2035,6 +2193,7 @@ impl Results {
             ("task saves/s    ", &self.save),
             ("task status/s   ", &self.status),
             ("task pages/s    ", &self.list),
+            ("synced modify/s ", &self.model),
         ] {
             println!(
                 "  {name}  statehouse {:>17}   raw {:>17}",

@@ -17,6 +17,7 @@ use statehouse_ports::{DocumentStore, Key, SubjectStore, TaskRepository};
 
 pub mod documents;
 pub mod subjects;
+pub mod synced;
 pub mod tasks;
 
 /// The runtime a test needs.
@@ -208,6 +209,21 @@ macro_rules! contract_suite {
             a_key_of_another_type_fails_the_write_and_writes_nothing: Plain,
             concurrent_log_appends_lose_nothing: Threaded,
             status_change_racing_with_appends_loses_neither: Threaded,
+        ]);
+        $crate::contract_suite!(@family $runner, synced, [
+            an_absent_model_starts_from_default_and_writes_nothing: Plain,
+            modify_writes_through_compact_json: Plain,
+            the_type_name_is_the_rust_name_unless_overridden: Plain,
+            a_python_json_dumps_document_loads_and_keeps_unknown_fields: Plain,
+            a_rejected_change_names_key_and_reason_and_writes_nothing: Plain,
+            a_change_may_not_move_the_model_to_another_id: Plain,
+            two_handles_see_each_other_after_refresh: Plain,
+            an_undecodable_document_is_deserialization_naming_the_key: Plain,
+            ids_are_kept_verbatim_and_validated_before_any_io: Plain,
+            delete_removes_the_document_and_resets_the_copy: Plain,
+            modify_keeps_the_ttl: Plain,
+            concurrent_modifies_from_many_handles_lose_nothing: Threaded,
+            a_conflict_reruns_the_change_on_the_new_value: Threaded,
         ]);
     };
     (@family $runner:ident, $family:ident, [$($name:ident : $flavor:ident),* $(,)?]) => {
