@@ -2,7 +2,7 @@
 //! in KRules' Redis layout.
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -284,7 +284,7 @@ pub struct PropertyUpdated {
 /// - Errors name the subject's key without the store's prefix.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait SubjectStore: fmt::Debug + Send + Sync + 'static {
+pub trait SubjectStore: Debug + Send + Sync + 'static {
     /// Both kinds of properties of `subject` (empty if it does not exist).
     async fn load(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<SubjectData, StoreError>;
 

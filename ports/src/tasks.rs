@@ -1,4 +1,4 @@
-use std::fmt;
+use std::fmt::{self, Debug};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -402,7 +402,7 @@ impl TaskPage {
 ///   endpoint (a replica); everything else goes to the write endpoint.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait TaskRepository: fmt::Debug + Send + Sync + 'static {
+pub trait TaskRepository: Debug + Send + Sync + 'static {
     /// Creates or replaces `record` (stamped, capped) and its index entries.
     /// Returns the record as stored.
     async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError>;
