@@ -147,10 +147,15 @@ fn property(op: &'static str, name: &str) -> Result<PropertyName, StoreError> {
     PropertyName::new(name).for_op(op, name)
 }
 
-fn to_value<T: Serialize + ?Sized>(op: &'static str, key: &str, value: &T) -> Result<Value, StoreError> {
+/// `value` as JSON; `key` (built only on failure) names the subject.
+fn to_value<T: Serialize + ?Sized>(
+    op: &'static str,
+    key: impl FnOnce() -> String,
+    value: &T,
+) -> Result<Value, StoreError> {
     serde_json::to_value(value).map_err(|error| StoreError::Serialization {
         op,
-        key: key.to_owned(),
+        key: key(),
         source: error.into(),
     })
 }
@@ -164,6 +169,25 @@ fn from_value<T: DeserializeOwned>(op: &'static str, key: &str, value: Value) ->
             statehouse_ports::JsonError::without_data(&error),
         )
     })
+}
+
+/// Staged changes on their way to the store, put back into the staging
+/// map when dropped (so a failed or cancelled `store()` loses nothing).
+struct InFlight<'a> {
+    staged: &'a mut BTreeMap<(PropertyKind, String), Option<Value>>,
+    changes: Vec<PropertyChange>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        for change in self.changes.drain(..) {
+            let (kind, name, value) = match change {
+                PropertyChange::Set { kind, name, value } => (kind, name, Some(value)),
+                PropertyChange::Delete { kind, name } => (kind, name, None),
+            };
+            self.staged.insert((kind, name.into_string()), value);
+        }
+    }
 }
 
 impl Subject {
@@ -314,7 +338,7 @@ impl Subject {
     ) -> Result<(), StoreError> {
         const OP: &str = "set";
         let name = property(OP, prop)?;
-        let value = to_value(OP, &self.key(), value)?;
+        let value = to_value(OP, || self.key(), value)?;
         self.stage(kind, name, Some(value)).await
     }
 
@@ -330,6 +354,13 @@ impl Subject {
         name: PropertyName,
         new: Option<Value>,
     ) -> Result<(), StoreError> {
+        if self.callbacks.is_empty() {
+            // Nobody asks for the old value: load once (the handle's
+            // snapshot starts at its first use, as KRules' does), no lookup.
+            self.loaded().await?;
+            self.staged.insert((kind, name.into_string()), new);
+            return Ok(());
+        }
         let old = self.get_value_of(kind, name.as_str()).await?;
         let name = name.into_string();
         self.staged.insert((kind, name.clone()), new.clone());
@@ -345,26 +376,45 @@ impl Subject {
         if self.staged.is_empty() {
             return Ok(());
         }
-        let mut changes = Vec::with_capacity(self.staged.len());
-        for ((kind, name), value) in &self.staged {
-            let name = property("store", name)?;
-            changes.push(match value {
-                Some(value) => PropertyChange::Set {
-                    kind: *kind,
-                    name,
-                    value: value.clone(),
-                },
-                None => PropertyChange::Delete { kind: *kind, name },
+        // The staged changes move (no copy) into the batch; until the store
+        // answers they stay in `in_flight`, which puts them back if the
+        // write fails or this future is dropped: nothing staged is lost.
+        let mut in_flight = InFlight {
+            changes: Vec::with_capacity(self.staged.len()),
+            staged: &mut self.staged,
+        };
+        let mut staged = std::mem::take(in_flight.staged).into_iter();
+        while let Some(((kind, name), value)) = staged.next() {
+            // Staged names were validated when staged; this cannot fail, and
+            // if it did, the rest would stay staged.
+            let Ok(name) = PropertyName::new(name) else {
+                in_flight.staged.extend(staged);
+                return Err(StoreError::invalid_input(
+                    "store",
+                    self.space.key(self.name.as_str()),
+                    "a staged property name is not valid",
+                ));
+            };
+            in_flight.changes.push(match value {
+                Some(value) => PropertyChange::Set { kind, name, value },
+                None => PropertyChange::Delete { kind, name },
             });
         }
-        self.store.store(&self.space, &self.name, &changes).await?;
-        let staged = std::mem::take(&mut self.staged);
+        self.store
+            .store(&self.space, &self.name, &in_flight.changes)
+            .await?;
+        let changes = std::mem::take(&mut in_flight.changes);
+        drop(in_flight);
         if let Some(cache) = &mut self.cache {
-            for (slot, value) in staged {
-                match value {
-                    Some(value) => cache.insert(slot, Some(value)),
-                    None => cache.remove(&slot),
-                };
+            for change in changes {
+                match change {
+                    PropertyChange::Set { kind, name, value } => {
+                        cache.insert((kind, name.into_string()), Some(value));
+                    }
+                    PropertyChange::Delete { kind, name } => {
+                        cache.remove(&(kind, name.into_string()));
+                    }
+                }
             }
         }
         Ok(())
@@ -385,7 +435,7 @@ impl Subject {
     ) -> Result<(), StoreError> {
         const OP: &str = "set_now";
         let name = property(OP, prop)?;
-        let value = to_value(OP, &self.key(), value)?;
+        let value = to_value(OP, || self.key(), value)?;
         let old = self.get_value_of(kind, prop).await.ok().flatten();
         let change = PropertyChange::Set {
             kind,

@@ -209,13 +209,18 @@ pub struct FieldWrites {
 impl FieldWrites {
     /// The writes of `changes`.
     pub fn of(changes: &[PropertyChange]) -> Self {
-        let mut last: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for change in changes {
-            last.insert(change.field(), change.encoded());
-        }
+        // Sorted by field, stably (a field's changes keep their order), so
+        // the last change of each field is the last of its run.
+        let mut fields: Vec<(String, &PropertyChange)> =
+            changes.iter().map(|change| (change.field(), change)).collect();
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
         let mut writes = Self::default();
-        for (field, text) in last {
-            match text {
+        let mut fields = fields.into_iter().peekable();
+        while let Some((field, change)) = fields.next() {
+            if fields.peek().is_some_and(|(next, _)| *next == field) {
+                continue;
+            }
+            match change.encoded() {
                 Some(text) => writes.sets.push((field, text)),
                 None => writes.deletes.push(field),
             }
@@ -317,12 +322,14 @@ pub trait SubjectStore: Debug + Send + Sync + 'static {
     ) -> Result<PropertyUpdated, StoreError>;
 
     /// Deletes the subject and all its properties; returns whether it existed.
+    /// A key of another Redis type is `WrongType` and is left as it is.
     async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError>;
 
     /// The names of the subjects matching `pattern`, sorted.
     async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError>;
 
-    /// Whether the subject exists (has at least one field).
+    /// Whether the subject exists (has at least one field); a key of
+    /// another Redis type is `WrongType`.
     async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError>;
 }
 

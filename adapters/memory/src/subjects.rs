@@ -131,8 +131,14 @@ impl SubjectStore for MemoryStore {
     }
 
     async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
+        const OP: &str = "delete_subject";
         let key = space.key(subject.as_str());
-        Ok(self.keyspace.lock().remove(&key, Instant::now()))
+        let now = Instant::now();
+        let mut state = self.keyspace.lock();
+        match state.hash(&key, now).map_err(|()| wrong_type(OP, &key))? {
+            Some(_) => Ok(state.remove(&key, now)),
+            None => Ok(false),
+        }
     }
 
     async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
@@ -161,6 +167,10 @@ impl SubjectStore for MemoryStore {
 
     async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
         let key = space.key(subject.as_str());
-        Ok(self.keyspace.lock().live(&key, Instant::now()).is_some())
+        let mut state = self.keyspace.lock();
+        let hash = state
+            .hash(&key, Instant::now())
+            .map_err(|()| wrong_type("exists", &key))?;
+        Ok(hash.is_some())
     }
 }

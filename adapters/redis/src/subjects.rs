@@ -8,6 +8,8 @@
 //! - `update_property`: the WATCH loop (`txn::optimistic`) on the hash:
 //!   `WATCH; HGET`, then `MULTI; HSET; EXEC`.
 //! - `list`: `SCAN … MATCH … COUNT … TYPE hash`, never `KEYS`.
+//! - `exists`: `TYPE`; `delete_subject`: the WATCH loop on `TYPE`, then
+//!   `DEL` (a key of another type is `WrongType` and stays).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -156,18 +158,30 @@ impl SubjectStore for RedisStore {
     async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
         const OP: &str = "delete_subject";
         let key = space.key(subject.as_str());
-        let mut conn = self.conns.shared();
-        let deleted: u64 = self
-            .conns
-            .run(
-                OP,
-                &key,
-                redis::cmd("DEL")
-                    .arg(self.keys.raw(&key).as_ref())
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok(deleted > 0)
+        let rkey = self.keys.raw(&key);
+        let mut read_type = redis::cmd("TYPE");
+        read_type.arg(rkey.as_ref());
+        // The WATCH loop, so that a key that turns into another type between
+        // the check and the DEL is not deleted.
+        let mut decide = |(kind,): (String,)| -> Result<Decision<bool>, StoreError> {
+            if !is_subject_type(OP, &key, &kind)? {
+                return Ok(Decision::Done(false));
+            }
+            let mut writes = redis::pipe();
+            writes.cmd("DEL").arg(rkey.as_ref()).ignore();
+            Ok(Decision::Commit(writes, true))
+        };
+        let committed = txn::optimistic(
+            &self.conns,
+            OP,
+            &key,
+            &[rkey.as_ref()],
+            &[read_type],
+            space.policy(),
+            &mut decide,
+        )
+        .await?;
+        Ok(committed.value)
     }
 
     async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
@@ -215,16 +229,29 @@ impl SubjectStore for RedisStore {
         const OP: &str = "exists";
         let key = space.key(subject.as_str());
         let mut conn = self.conns.shared();
-        let found: u64 = self
+        let kind: String = self
             .conns
             .run(
                 OP,
                 &key,
-                redis::cmd("EXISTS")
+                redis::cmd("TYPE")
                     .arg(self.keys.raw(&key).as_ref())
                     .query_async(&mut conn),
             )
             .await?;
-        Ok(found > 0)
+        is_subject_type(OP, &key, &kind)
+    }
+}
+
+/// Whether a key whose `TYPE` is `kind` holds a subject (`hash`) or nothing
+/// (`none`); another type is `WrongType`.
+fn is_subject_type(op: &'static str, key: &str, kind: &str) -> Result<bool, StoreError> {
+    match kind {
+        "hash" => Ok(true),
+        "none" => Ok(false),
+        _ => Err(StoreError::WrongType {
+            op,
+            key: key.to_owned(),
+        }),
     }
 }

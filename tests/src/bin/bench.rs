@@ -32,7 +32,7 @@
 //! (Rows 5 and 6 of the report are the redis-benchmark comparisons.) The task workloads use the
 //! same key layout, the same Lua source (checked by its SHA1 against the one statehouse loaded) and
 //! `serde_json` of `statehouse::TaskRecord` on both sides.
-//! 10. (after the rounds) subjects: `store()` of 20 staged properties against raw `MULTI; HSET;
+//! 11. (after the rounds) subjects: `store()` of 20 staged properties against raw `MULTI; HSET;
 //!    EXEC`, and 16 tasks of `set_with(counter, +1)` against the naive WATCH/HGET/HSET loop (exact
 //!    count).
 //!
@@ -735,37 +735,23 @@ async fn subjects_bench(state: &Statehouse, bench: &Bench, options: Options) -> 
     let mut contended_ratios = Vec::new();
     // Round 0 warms up (connections, the handle's first load, caches) and is not counted.
     for round in 0..=options.rounds {
-        let mut store_rates = [0.0; 2];
         let mut contended_rates = [0.0; 2];
+        // Uncontended store() of 20 staged properties, both sides in alternating slices.
+        let mut store_samples: [Option<Sample>; 2] = [None, None];
+        for slice in 0..options.slices {
+            for side in options.sides(round * options.slices + slice) {
+                let sample = bench
+                    .subject_stores(&subjects, side, (stores / options.slices as u64).max(1))
+                    .await?;
+                let i = usize::from(side == Side::Raw);
+                store_samples[i] = Some(match store_samples[i] {
+                    Some(sum) => sum.plus(&sample),
+                    None => sample,
+                });
+            }
+        }
         for side in options.sides(round) {
             let i = usize::from(side == Side::Raw);
-            // Uncontended store() of 20 staged properties.
-            let start = Instant::now();
-            match side {
-                Side::Statehouse => {
-                    let mut subject = subjects.subject("bench:subject")?;
-                    for n in 0..stores {
-                        for p in 0..SUBJECT_PROPS {
-                            subject.set(&format!("prop{p}"), &n).await?;
-                        }
-                        subject.store().await?;
-                    }
-                }
-                Side::Raw => {
-                    let mut con = bench.raw.clone();
-                    for n in 0..stores {
-                        let mut pipe = redis::pipe();
-                        pipe.atomic();
-                        let hset = pipe.cmd("HSET").arg(SUBJECT_KEY);
-                        for p in 0..SUBJECT_PROPS {
-                            hset.arg(format!("pprop{p}")).arg(serde_json::to_string(&n)?);
-                        }
-                        hset.ignore();
-                        pipe.exec_async(&mut con).await?;
-                    }
-                }
-            }
-            store_rates[i] = stores as f64 / start.elapsed().as_secs_f64().max(1e-9);
 
             // Contended set_with: 16 tasks, one property.
             let mut con = bench.raw.clone();
@@ -814,12 +800,27 @@ async fn subjects_bench(state: &Statehouse, bench: &Bench, options: Options) -> 
         if round == 0 {
             continue;
         }
-        store_ratios.push(store_rates[0] / store_rates[1]);
+        let [Some(store_sh), Some(store_raw)] = store_samples else {
+            return Err("the subjects workload measured no store()".into());
+        };
+        store_ratios.push(store_sh.rate() / store_raw.rate());
         contended_ratios.push(contended_rates[0] / contended_rates[1]);
+        let cpu = |sample: &Sample| {
+            sample
+                .client_us()
+                .map_or("n/a".to_owned(), |us| format!("{us:.1} us"))
+        };
         println!(
-            "subjects round {}/{}: store() of {SUBJECT_PROPS} {:.0}/s vs raw {:.0}/s; \
+            "subjects round {}/{}: store() of {SUBJECT_PROPS} {:.0}/s vs raw {:.0}/s (client CPU per store {} vs {}); \
              set_with {UPDATE_TASKS}x{increments} {:.0}/s vs naive {:.0}/s",
-            round, options.rounds, store_rates[0], store_rates[1], contended_rates[0], contended_rates[1],
+            round,
+            options.rounds,
+            store_sh.rate(),
+            store_raw.rate(),
+            cpu(&store_sh),
+            cpu(&store_raw),
+            contended_rates[0],
+            contended_rates[1],
         );
     }
     let store = median(store_ratios);
@@ -976,6 +977,49 @@ impl Bench {
             server_cpu: cpu_between(server, cpu_snapshot(&self.server_pid)),
             outputs,
         })
+    }
+
+    /// `stores` × `store()` of [`SUBJECT_PROPS`] staged properties through one loaded `Subject`
+    /// handle, or the same `MULTI; HSET …; EXEC` raw, in one task.
+    async fn subject_stores(&self, subjects: &statehouse::Subjects, side: Side, stores: u64) -> Res<Sample> {
+        // Loaded before the clock starts, as a service's handle would be.
+        let mut subject = subjects.subject("bench:subject")?;
+        subject.get::<serde_json::Value>("prop0").await?;
+        let mut subject = Some(subject);
+        let raw = self.raw.clone();
+        let timed = self
+            .timed(1, |_| {
+                let subject = subject.take();
+                let mut con = raw.clone();
+                async move {
+                    match (side, subject) {
+                        (Side::Statehouse, Some(mut subject)) => {
+                            for n in 0..stores {
+                                for p in 0..SUBJECT_PROPS {
+                                    subject.set(&format!("prop{p}"), &n).await?;
+                                }
+                                subject.store().await?;
+                            }
+                        }
+                        (Side::Statehouse, None) => return Err("no subject handle".into()),
+                        (Side::Raw, _) => {
+                            for n in 0..stores {
+                                let mut pipe = redis::pipe();
+                                pipe.atomic();
+                                let hset = pipe.cmd("HSET").arg(SUBJECT_KEY);
+                                for p in 0..SUBJECT_PROPS {
+                                    hset.arg(format!("pprop{p}")).arg(serde_json::to_string(&n)?);
+                                }
+                                hset.ignore();
+                                pipe.exec_async(&mut con).await?;
+                            }
+                        }
+                    }
+                    Ok(stores)
+                }
+            })
+            .await?;
+        Ok(Sample::new(&timed, stores, 0))
     }
 
     /// `tasks` tasks each doing `pairs` typed SET + GET pairs on their own keys.

@@ -187,6 +187,7 @@ macro_rules! contract_suite {
             a_subject_key_of_another_type_is_wrong_type: Plain,
             list_matches_names_under_the_prefix_taken_literally: Plain,
             handle_caches_stages_and_stores_in_one_batch: Plain,
+            a_failed_store_keeps_every_staged_change: Plain,
             handles_on_many_tasks_count_to_exactly_4000: Threaded,
             callbacks_see_old_new_and_kind: Plain,
             handle_reports_a_bad_property_and_reads_the_rest: Plain,

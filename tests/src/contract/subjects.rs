@@ -448,6 +448,8 @@ pub async fn a_subject_key_of_another_type_is_wrong_type(backend: Backend) {
             .await
             .map(drop),
     );
+    expect(store.exists(&space, &s).await.map(drop));
+    expect(store.delete_subject(&space, &s).await.map(drop));
     assert_eq!(
         backend
             .docs()
@@ -506,6 +508,30 @@ fn subjects(backend: &Backend) -> statehouse::Subjects {
         backend.subjects.clone(),
         SubjectSpace::default().with_policy(RetryPolicy::new(1000)),
     )
+}
+
+pub async fn a_failed_store_keeps_every_staged_change(backend: Backend) {
+    let subjects = subjects(&backend);
+    let mut user = subjects.subject("user:fails").unwrap();
+    user.set("name", &"Ann").await.unwrap();
+    user.delete(P, "old").await.unwrap();
+    user.set_ext("origin", &"api").await.unwrap();
+    // Someone puts a document where the subject lives: the batch fails.
+    backend.docs().set("s:user:fails", &"in the way").await.unwrap();
+    let error = user.store().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WrongType, "{error}");
+    assert!(user.has_staged(), "the failed batch stays staged");
+    assert_eq!(user.get::<String>("name").await.unwrap().as_deref(), Some("Ann"));
+
+    backend.docs().delete("s:user:fails").await.unwrap();
+    user.store().await.unwrap();
+    assert!(!user.has_staged());
+    let mut fresh = subjects.subject("user:fails").unwrap();
+    assert_eq!(fresh.get::<String>("name").await.unwrap().as_deref(), Some("Ann"));
+    assert_eq!(
+        fresh.get_ext::<String>("origin").await.unwrap().as_deref(),
+        Some("api")
+    );
 }
 
 pub async fn handle_caches_stages_and_stores_in_one_batch(backend: Backend) {
