@@ -44,6 +44,10 @@ use std::fmt::Write as _;
 /// assert_eq!(escape_component("plain-id_42.x"), "plain-id_42.x");
 /// ```
 pub fn escape_component(component: &str) -> String {
+    // Most ids need no escaping: one scan, one copy.
+    if !component.chars().any(needs_escape) {
+        return component.to_owned();
+    }
     let mut escaped = String::with_capacity(component.len() + 8);
     for c in component.chars() {
         if needs_escape(c) {
