@@ -81,6 +81,36 @@ end
 return removed
 ";
 
+/// Adds an integer to a tenant hash field (HINCRBY) and, if the increment
+/// went through, sets the key's TTL, in one step: a failed increment (the
+/// field holds no integer, or the sum would overflow) writes nothing, not
+/// even the TTL, which a MULTI could not promise.
+///
+/// KEYS: the hash. ARGV: field, increment, TTL in ms (0: keep the expiry).
+/// Errors: `WRONGTYPE …`, `NOTINT …`, `OVERFLOW …`. Run by `EVALSHA` on the
+/// shared connection (redis-rs loads it again on `NOSCRIPT`).
+pub(crate) static TENANT_INCREMENT: LazyLock<Script> = LazyLock::new(|| Script::new(TENANT_INCREMENT_CODE));
+
+/// The source of [`TENANT_INCREMENT`]; the benchmark's raw side runs it too.
+pub const TENANT_INCREMENT_CODE: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and kind ~= 'hash' then
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
+local value = redis.pcall('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if type(value) == 'table' and value.err then
+  if string.find(value.err, 'overflow', 1, true) then
+    return redis.error_reply('OVERFLOW increment or decrement would overflow')
+  end
+  return redis.error_reply('NOTINT hash value is not an integer')
+end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return value
+";
+
 /// The source of every script, for loading them on a connection.
 const ALL: [&str; 2] = [TASK_WRITE_CODE, PRUNE_INDEX_CODE];
 
