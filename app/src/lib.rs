@@ -13,6 +13,10 @@
 //!   in KRules' layout, cached and staged per handle.
 //! - [`Synced`] (`synced.rs`): a [`SyncedModel`] bound to the document
 //!   `{TypeName}:{id}`, changed atomically and written through.
+//! - [`Tenant`] (`tenants.rs`): one tenant's repositories ([`Users`],
+//!   [`HandlerStates`], [`Tables`], [`SharedStates`]) over the
+//!   [`FieldStore`] port, strictly isolated per tenant, and the task-local
+//!   current [`SharedState`].
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -44,6 +48,7 @@ mod statehouse;
 mod subjects;
 mod synced;
 mod tasks;
+mod tenants;
 
 pub use config::Settings;
 pub use documents::Documents;
@@ -61,6 +66,10 @@ pub use statehouse_ports::{
 pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::Synced;
 pub use tasks::Tasks;
+pub use tenants::{
+    BlockingSharedState, HandlerStates, SharedState, SharedStates, Tables, Tenant, TenantTtls, Users,
+};
+pub use statehouse_ports::{FieldName, FieldStore, FieldUpdated, Fields, TenantId, TenantKey, TenantPattern};
 
 /// User guides. Their examples are compiled and run as doc tests.
 pub mod guide {
