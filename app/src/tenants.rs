@@ -122,6 +122,13 @@ fn field(op: &'static str, name: &str) -> Result<FieldName, StoreError> {
     id(FieldName::new, op, name)
 }
 
+/// Ids read back from keys, sorted by id (not by escaped key).
+fn sorted(ids: impl Iterator<Item = String>) -> Vec<String> {
+    let mut ids: Vec<String> = ids.collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// The fields of a value that serializes to a JSON object.
 fn object_fields<T: Serialize + ?Sized>(
     op: &'static str,
@@ -416,7 +423,7 @@ impl Users {
     pub async fn list(&self) -> Result<Vec<String>, StoreError> {
         let keys = self.0.scan(&TenantPattern::users(&self.0.tenant)).await?;
         let layout = self.0.keys();
-        Ok(keys.iter().filter_map(|key| layout.user_of(key)).collect())
+        Ok(sorted(keys.iter().filter_map(|key| layout.user_of(key))))
     }
 
     /// The ids of the tenant's users whose field `name` holds `value`
@@ -534,10 +541,10 @@ impl HandlerStates {
         let user = self.0.user(OP, user)?;
         let keys = self.0.scan(&TenantPattern::handlers(&self.0.tenant, &user)).await?;
         let layout = self.0.keys();
-        Ok(keys
-            .iter()
-            .filter_map(|key| layout.handler_name_of(user.as_str(), key))
-            .collect())
+        Ok(sorted(
+            keys.iter()
+                .filter_map(|key| layout.handler_name_of(user.as_str(), key)),
+        ))
     }
 }
 
@@ -626,12 +633,12 @@ impl Tables {
         let table = id(TableName::new, OP, table)?;
         let keys = self.0.scan(&TenantPattern::rows_of_table(&self.0.tenant, &table)).await?;
         let layout = self.0.keys();
-        Ok(keys
-            .iter()
-            .filter_map(|key| layout.row_of(key))
-            .filter(|(of, _)| of == table.as_str())
-            .map(|(_, pk)| pk)
-            .collect())
+        Ok(sorted(
+            keys.iter()
+                .filter_map(|key| layout.row_of(key))
+                .filter(|(of, _)| of == table.as_str())
+                .map(|(_, pk)| pk),
+        ))
     }
 }
 
@@ -713,10 +720,10 @@ impl SharedStates {
         let user = self.0.user(OP, user)?;
         let keys = self.0.scan(&TenantPattern::states(&self.0.tenant, &user)).await?;
         let layout = self.0.keys();
-        Ok(keys
-            .iter()
-            .filter_map(|key| layout.state_name_of(user.as_str(), key))
-            .collect())
+        Ok(sorted(
+            keys.iter()
+                .filter_map(|key| layout.state_name_of(user.as_str(), key)),
+        ))
     }
 
     /// Deletes one state; returns whether it existed.
