@@ -83,6 +83,8 @@ pub mod guide {
     pub mod subjects {}
     #[doc = include_str!("../../docs/synced.md")]
     pub mod synced {}
+    #[doc = include_str!("../../docs/tenants.md")]
+    pub mod tenants {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}
