@@ -91,7 +91,12 @@ impl Users {
     }
 
     /// See [`crate::Users::set_field`].
-    pub fn set_field<T: Serialize + Sync + ?Sized>(&self, user: &str, name: &str, value: &T) -> Result<(), StoreError> {
+    pub fn set_field<T: Serialize + Sync + ?Sized>(
+        &self,
+        user: &str,
+        name: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         block_on(&self.1, "set_user_field", self.0.set_field(user, name, value))
     }
 
@@ -115,7 +120,12 @@ impl Users {
     }
 
     /// See [`crate::Users::append`].
-    pub fn append<T: Serialize + Sync + ?Sized>(&self, user: &str, name: &str, item: &T) -> Result<usize, StoreError> {
+    pub fn append<T: Serialize + Sync + ?Sized>(
+        &self,
+        user: &str,
+        name: &str,
+        item: &T,
+    ) -> Result<usize, StoreError> {
         block_on(&self.1, "append", self.0.append(user, name, item))
     }
 
@@ -135,7 +145,11 @@ impl Users {
     }
 
     /// See [`crate::Users::find`].
-    pub fn find<T: Serialize + Sync + ?Sized>(&self, name: &str, value: &T) -> Result<Vec<String>, StoreError> {
+    pub fn find<T: Serialize + Sync + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<Vec<String>, StoreError> {
         block_on(&self.1, "find_users", self.0.find(name, value))
     }
 }
@@ -152,7 +166,12 @@ impl HandlerStates {
     }
 
     /// See [`crate::HandlerStates::set`].
-    pub fn set<T: Serialize + Sync + ?Sized>(&self, user: &str, handler: &str, value: &T) -> Result<(), StoreError> {
+    pub fn set<T: Serialize + Sync + ?Sized>(
+        &self,
+        user: &str,
+        handler: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         block_on(&self.1, "set_handler_state", self.0.set(user, handler, value))
     }
 
@@ -174,7 +193,11 @@ impl HandlerStates {
         name: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        block_on(&self.1, "set_handler_field", self.0.set_field(user, handler, name, value))
+        block_on(
+            &self.1,
+            "set_handler_field",
+            self.0.set_field(user, handler, name, value),
+        )
     }
 
     /// See [`crate::HandlerStates::merge`].
@@ -210,7 +233,12 @@ impl Tables {
     }
 
     /// See [`crate::Tables::set`].
-    pub fn set<T: Serialize + Sync + ?Sized>(&self, table: &str, pk: &str, value: &T) -> Result<(), StoreError> {
+    pub fn set<T: Serialize + Sync + ?Sized>(
+        &self,
+        table: &str,
+        pk: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         block_on(&self.1, "set_row", self.0.set(table, pk, value))
     }
 
@@ -258,7 +286,12 @@ impl SharedStates {
     }
 
     /// See [`crate::SharedStates::set`].
-    pub fn set<T: Serialize + Sync + ?Sized>(&self, user: &str, name: &str, value: &T) -> Result<(), StoreError> {
+    pub fn set<T: Serialize + Sync + ?Sized>(
+        &self,
+        user: &str,
+        name: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         block_on(&self.1, "set_state", self.0.set(user, name, value))
     }
 
@@ -275,12 +308,25 @@ impl SharedStates {
         field_name: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        block_on(&self.1, "set_state_field", self.0.set_field(user, name, field_name, value))
+        block_on(
+            &self.1,
+            "set_state_field",
+            self.0.set_field(user, name, field_name, value),
+        )
     }
 
     /// See [`crate::SharedStates::get_field`].
-    pub fn get_field<T: DeserializeOwned>(&self, user: &str, name: &str, field_name: &str) -> Result<Option<T>, StoreError> {
-        block_on(&self.1, "get_state_field", self.0.get_field(user, name, field_name))
+    pub fn get_field<T: DeserializeOwned>(
+        &self,
+        user: &str,
+        name: &str,
+        field_name: &str,
+    ) -> Result<Option<T>, StoreError> {
+        block_on(
+            &self.1,
+            "get_state_field",
+            self.0.get_field(user, name, field_name),
+        )
     }
 
     /// See [`crate::SharedStates::list`].

@@ -59,6 +59,7 @@ pub use statehouse_ports::{
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
     TaskRepository, TaskSpace, TaskStatus, Ttl, Update, Updated, UserId, ValidationError,
 };
+pub use statehouse_ports::{FieldName, FieldStore, FieldUpdated, Fields, TenantId, TenantKey, TenantPattern};
 pub use statehouse_ports::{
     JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,
     SubjectSpace, SubjectStore,
@@ -69,7 +70,6 @@ pub use tasks::Tasks;
 pub use tenants::{
     BlockingSharedState, HandlerStates, SharedState, SharedStates, Tables, Tenant, TenantTtls, Users,
 };
-pub use statehouse_ports::{FieldName, FieldStore, FieldUpdated, Fields, TenantId, TenantKey, TenantPattern};
 
 /// User guides. Their examples are compiled and run as doc tests.
 pub mod guide {

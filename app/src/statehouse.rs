@@ -221,8 +221,8 @@ impl Statehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use statehouse_ports::{ErrorKind, MockDocumentStore, MockSubjectStore, MockTaskRepository};
     use statehouse_ports::MockFieldStore;
+    use statehouse_ports::{ErrorKind, MockDocumentStore, MockSubjectStore, MockTaskRepository};
 
     #[tokio::test]
     async fn unknown_schemes_are_invalid_input_without_the_password() {

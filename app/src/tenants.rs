@@ -114,7 +114,11 @@ struct Core {
     policy: RetryPolicy,
 }
 
-fn id<T>(what: fn(String) -> Result<T, statehouse_ports::ValidationError>, op: &'static str, value: &str) -> Result<T, StoreError> {
+fn id<T>(
+    what: fn(String) -> Result<T, statehouse_ports::ValidationError>,
+    op: &'static str,
+    value: &str,
+) -> Result<T, StoreError> {
     what(value.to_owned()).for_op(op, value)
 }
 
@@ -152,7 +156,12 @@ fn object_fields<T: Serialize + ?Sized>(
         .collect()
 }
 
-fn to_value<T: Serialize + ?Sized>(op: &'static str, key: &TenantKey, field: &str, value: &T) -> Result<Value, StoreError> {
+fn to_value<T: Serialize + ?Sized>(
+    op: &'static str,
+    key: &TenantKey,
+    field: &str,
+    value: &T,
+) -> Result<Value, StoreError> {
     serde_json::to_value(value).map_err(|error| StoreError::Serialization {
         op,
         key: key.field_key(field),
@@ -162,13 +171,22 @@ fn to_value<T: Serialize + ?Sized>(op: &'static str, key: &TenantKey, field: &st
 
 fn from_value<T: DeserializeOwned>(op: &'static str, name: String, value: Value) -> Result<T, StoreError> {
     serde_json::from_value(value).map_err(|error| {
-        StoreError::deserialization(op, name, std::any::type_name::<T>(), JsonError::without_data(&error))
+        StoreError::deserialization(
+            op,
+            name,
+            std::any::type_name::<T>(),
+            JsonError::without_data(&error),
+        )
     })
 }
 
 /// A whole record as `T`: `None` if it has no field; the first field that
 /// does not parse fails the read (naming that field).
-fn record<T: DeserializeOwned>(op: &'static str, key: &TenantKey, fields: Fields) -> Result<Option<T>, StoreError> {
+fn record<T: DeserializeOwned>(
+    op: &'static str,
+    key: &TenantKey,
+    fields: Fields,
+) -> Result<Option<T>, StoreError> {
     if fields.is_empty() {
         return Ok(None);
     }
@@ -188,7 +206,11 @@ impl Core {
         id(UserId::new, op, user)
     }
 
-    async fn get<T: DeserializeOwned>(&self, op: &'static str, key: &TenantKey) -> Result<Option<T>, StoreError> {
+    async fn get<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+    ) -> Result<Option<T>, StoreError> {
         record(op, key, self.store.get_all(key).await?)
     }
 
@@ -218,22 +240,43 @@ impl Core {
         self.store.set_fields(key, &[(name, value)], self.ttl).await
     }
 
-    async fn merge<T: Serialize + ?Sized>(&self, op: &'static str, key: &TenantKey, value: &T) -> Result<Fields, StoreError> {
+    async fn merge<T: Serialize + ?Sized>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        value: &T,
+    ) -> Result<Fields, StoreError> {
         let fields = object_fields(op, key, value)?;
         self.store.merge_fields(key, &fields, self.ttl).await
     }
 
-    async fn upsert<T: Serialize + ?Sized>(&self, op: &'static str, key: &TenantKey, value: &T) -> Result<(), StoreError> {
+    async fn upsert<T: Serialize + ?Sized>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        value: &T,
+    ) -> Result<(), StoreError> {
         let fields = object_fields(op, key, value)?;
         self.store.set_fields(key, &fields, self.ttl).await
     }
 
-    async fn replace<T: Serialize + ?Sized>(&self, op: &'static str, key: &TenantKey, value: &T) -> Result<(), StoreError> {
+    async fn replace<T: Serialize + ?Sized>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        value: &T,
+    ) -> Result<(), StoreError> {
         let fields = object_fields(op, key, value)?;
         self.store.replace_fields(key, &fields, self.ttl).await
     }
 
-    async fn modify<T, F>(&self, op: &'static str, key: &TenantKey, name: &str, mut f: F) -> Result<T, StoreError>
+    async fn modify<T, F>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        name: &str,
+        mut f: F,
+    ) -> Result<T, StoreError>
     where
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> T + Send,
@@ -253,14 +296,16 @@ impl Core {
             .map_err(|error| match error {
                 // A field that does not decode as `T` is a Deserialization
                 // error, not an abort.
-                StoreError::Aborted { source, .. } if source.is::<StoreError>() => match source.downcast::<StoreError>() {
-                    Ok(inner) => *inner,
-                    Err(source) => StoreError::Aborted {
-                        op,
-                        key: key.key().to_owned(),
-                        source,
-                    },
-                },
+                StoreError::Aborted { source, .. } if source.is::<StoreError>() => {
+                    match source.downcast::<StoreError>() {
+                        Ok(inner) => *inner,
+                        Err(source) => StoreError::Aborted {
+                            op,
+                            key: key.key().to_owned(),
+                            source,
+                        },
+                    }
+                }
                 other => other,
             })?;
         from_value(op, field_key, updated.new)
@@ -297,14 +342,16 @@ impl Core {
             .update_field(key, &name, self.ttl, self.policy, &mut closure)
             .await
             .map_err(|error| match error {
-                StoreError::Aborted { source, .. } if source.is::<StoreError>() => match source.downcast::<StoreError>() {
-                    Ok(inner) => *inner,
-                    Err(source) => StoreError::Aborted {
-                        op,
-                        key: key.key().to_owned(),
-                        source,
-                    },
-                },
+                StoreError::Aborted { source, .. } if source.is::<StoreError>() => {
+                    match source.downcast::<StoreError>() {
+                        Ok(inner) => *inner,
+                        Err(source) => StoreError::Aborted {
+                            op,
+                            key: key.key().to_owned(),
+                            source,
+                        },
+                    }
+                }
                 other => other,
             })?;
         Ok(updated.new.as_array().map_or(0, Vec::len))
@@ -361,13 +408,22 @@ impl Users {
     }
 
     /// One field of the user as `T` (`None` if missing).
-    pub async fn get_field<T: DeserializeOwned>(&self, user: &str, name: &str) -> Result<Option<T>, StoreError> {
+    pub async fn get_field<T: DeserializeOwned>(
+        &self,
+        user: &str,
+        name: &str,
+    ) -> Result<Option<T>, StoreError> {
         const OP: &str = "get_user_field";
         self.0.get_field(OP, &self.key(OP, user)?, name).await
     }
 
     /// Sets one field, leaving the others.
-    pub async fn set_field<T: Serialize + ?Sized>(&self, user: &str, name: &str, value: &T) -> Result<(), StoreError> {
+    pub async fn set_field<T: Serialize + ?Sized>(
+        &self,
+        user: &str,
+        name: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         const OP: &str = "set_user_field";
         self.0.set_field(OP, &self.key(OP, user)?, name, value).await
     }
@@ -395,13 +451,21 @@ impl Users {
     pub async fn increment(&self, user: &str, name: &str, by: i64) -> Result<i64, StoreError> {
         const OP: &str = "increment";
         let key = self.key(OP, user)?;
-        self.0.store.increment(&key, &field(OP, name)?, by, self.0.ttl).await
+        self.0
+            .store
+            .increment(&key, &field(OP, name)?, by, self.0.ttl)
+            .await
     }
 
     /// Appends `item` to a JSON array field atomically (a missing or
     /// `null` field is an empty list); returns the new length. A field
     /// holding something else is `Deserialization`, and nothing is written.
-    pub async fn append<T: Serialize + ?Sized>(&self, user: &str, name: &str, item: &T) -> Result<usize, StoreError> {
+    pub async fn append<T: Serialize + ?Sized>(
+        &self,
+        user: &str,
+        name: &str,
+        item: &T,
+    ) -> Result<usize, StoreError> {
         const OP: &str = "append";
         self.0.append(OP, &self.key(OP, user)?, name, item).await
     }
@@ -428,7 +492,11 @@ impl Users {
 
     /// The ids of the tenant's users whose field `name` holds `value`
     /// (compared as JSON), sorted. One SCAN, then one HMGET per user.
-    pub async fn find<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<Vec<String>, StoreError> {
+    pub async fn find<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<Vec<String>, StoreError> {
         const OP: &str = "find_users";
         let name = field(OP, name)?;
         let wanted = serde_json::to_value(value).map_err(|error| StoreError::Serialization {
@@ -469,11 +537,20 @@ impl HandlerStates {
 
     fn key(&self, op: &'static str, user: &str, handler: &str) -> Result<TenantKey, StoreError> {
         let handler = id(HandlerName::new, op, handler)?;
-        Ok(TenantKey::handler(&self.0.tenant, &self.0.user(op, user)?, &handler))
+        Ok(TenantKey::handler(
+            &self.0.tenant,
+            &self.0.user(op, user)?,
+            &handler,
+        ))
     }
 
     /// Replaces the handler's state by `value`'s fields.
-    pub async fn set<T: Serialize + ?Sized>(&self, user: &str, handler: &str, value: &T) -> Result<(), StoreError> {
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        user: &str,
+        handler: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         const OP: &str = "set_handler_state";
         self.0.replace(OP, &self.key(OP, user, handler)?, value).await
     }
@@ -499,11 +576,19 @@ impl HandlerStates {
         value: &T,
     ) -> Result<(), StoreError> {
         const OP: &str = "set_handler_field";
-        self.0.set_field(OP, &self.key(OP, user, handler)?, name, value).await
+        self.0
+            .set_field(OP, &self.key(OP, user, handler)?, name, value)
+            .await
     }
 
     /// Atomic read-modify-write of one field; returns the new value.
-    pub async fn modify_field<T, F>(&self, user: &str, handler: &str, name: &str, f: F) -> Result<T, StoreError>
+    pub async fn modify_field<T, F>(
+        &self,
+        user: &str,
+        handler: &str,
+        name: &str,
+        f: F,
+    ) -> Result<T, StoreError>
     where
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> T + Send,
@@ -539,7 +624,10 @@ impl HandlerStates {
     pub async fn list(&self, user: &str) -> Result<Vec<String>, StoreError> {
         const OP: &str = "list_handlers";
         let user = self.0.user(OP, user)?;
-        let keys = self.0.scan(&TenantPattern::handlers(&self.0.tenant, &user)).await?;
+        let keys = self
+            .0
+            .scan(&TenantPattern::handlers(&self.0.tenant, &user))
+            .await?;
         let layout = self.0.keys();
         Ok(sorted(
             keys.iter()
@@ -571,7 +659,12 @@ impl Tables {
     }
 
     /// Replaces the row by `value`'s fields.
-    pub async fn set<T: Serialize + ?Sized>(&self, table: &str, pk: &str, value: &T) -> Result<(), StoreError> {
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        pk: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         const OP: &str = "set_row";
         self.0.replace(OP, &self.key(OP, table, pk)?, value).await
     }
@@ -631,7 +724,10 @@ impl Tables {
     pub async fn list(&self, table: &str) -> Result<Vec<String>, StoreError> {
         const OP: &str = "list_rows";
         let table = id(TableName::new, OP, table)?;
-        let keys = self.0.scan(&TenantPattern::rows_of_table(&self.0.tenant, &table)).await?;
+        let keys = self
+            .0
+            .scan(&TenantPattern::rows_of_table(&self.0.tenant, &table))
+            .await?;
         let layout = self.0.keys();
         Ok(sorted(
             keys.iter()
@@ -664,7 +760,12 @@ impl SharedStates {
     }
 
     /// Replaces the state by `value`'s fields.
-    pub async fn set<T: Serialize + ?Sized>(&self, user: &str, name: &str, value: &T) -> Result<(), StoreError> {
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        user: &str,
+        name: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         const OP: &str = "set_state";
         self.0.replace(OP, &self.key(OP, user, name)?, value).await
     }
@@ -690,7 +791,9 @@ impl SharedStates {
         value: &T,
     ) -> Result<(), StoreError> {
         const OP: &str = "set_state_field";
-        self.0.set_field(OP, &self.key(OP, user, name)?, field_name, value).await
+        self.0
+            .set_field(OP, &self.key(OP, user, name)?, field_name, value)
+            .await
     }
 
     /// One field of the state as `T` (`None` if missing).
@@ -705,7 +808,13 @@ impl SharedStates {
     }
 
     /// Atomic read-modify-write of one field; returns the new value.
-    pub async fn modify_field<T, F>(&self, user: &str, name: &str, field_name: &str, f: F) -> Result<T, StoreError>
+    pub async fn modify_field<T, F>(
+        &self,
+        user: &str,
+        name: &str,
+        field_name: &str,
+        f: F,
+    ) -> Result<T, StoreError>
     where
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> T + Send,
@@ -840,12 +949,23 @@ impl SharedState {
     }
 
     /// See [`SharedStates::set_field`].
-    pub async fn set_field<T: Serialize + ?Sized>(&self, name: &str, field_name: &str, value: &T) -> Result<(), StoreError> {
-        self.states.set_field(self.user.as_str(), name, field_name, value).await
+    pub async fn set_field<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        field_name: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        self.states
+            .set_field(self.user.as_str(), name, field_name, value)
+            .await
     }
 
     /// See [`SharedStates::get_field`].
-    pub async fn get_field<T: DeserializeOwned>(&self, name: &str, field_name: &str) -> Result<Option<T>, StoreError> {
+    pub async fn get_field<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        field_name: &str,
+    ) -> Result<Option<T>, StoreError> {
         self.states.get_field(self.user.as_str(), name, field_name).await
     }
 
@@ -891,12 +1011,22 @@ impl BlockingSharedState {
     }
 
     /// See [`SharedStates::set_field`].
-    pub fn set_field<T: Serialize + ?Sized>(&self, name: &str, field_name: &str, value: &T) -> Result<(), StoreError> {
-        self.runtime.block_on(self.inner.set_field(name, field_name, value))
+    pub fn set_field<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        field_name: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        self.runtime
+            .block_on(self.inner.set_field(name, field_name, value))
     }
 
     /// See [`SharedStates::get_field`].
-    pub fn get_field<T: DeserializeOwned>(&self, name: &str, field_name: &str) -> Result<Option<T>, StoreError> {
+    pub fn get_field<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        field_name: &str,
+    ) -> Result<Option<T>, StoreError> {
         self.runtime.block_on(self.inner.get_field(name, field_name))
     }
 

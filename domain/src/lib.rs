@@ -43,5 +43,7 @@ pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identi
 pub use subject::{PropertyKind, PropertyName, PythonFormatter, SubjectName, python_json};
 pub use synced::{SyncedModel, synced_key, synced_key_of, validate_type_name};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
-pub use tenant::{FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern};
+pub use tenant::{
+    FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
+};
 pub use ttl::Ttl;

@@ -58,11 +58,11 @@ pub use tenants::{
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;
+pub use statehouse_domain::{
+    FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
+};
 /// Re-exported domain types used in port signatures.
 pub use statehouse_domain::{
     Key, KeyPattern, LogEntry, PropertyKind, PropertyName, ServiceName, SubjectName, TaskId, TaskRecord,
     TaskStatus, Ttl, UserId, ValidationError,
-};
-pub use statehouse_domain::{
-    FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
 };

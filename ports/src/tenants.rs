@@ -140,7 +140,11 @@ pub trait FieldStore: Debug + Send + Sync + 'static {
     async fn get_all(&self, key: &TenantKey) -> Result<Fields, StoreError>;
 
     /// The given fields, aligned with `fields` (`None`: missing). One HMGET.
-    async fn get_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<Vec<Option<Loaded>>, StoreError>;
+    async fn get_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[FieldName],
+    ) -> Result<Vec<Option<Loaded>>, StoreError>;
 
     /// Sets the given fields (a later entry of the same field wins), keeping
     /// the others. One `MULTI; HSET; [PEXPIRE;] EXEC`.

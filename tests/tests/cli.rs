@@ -542,7 +542,10 @@ fn tenant_records_show_readable_or_as_json() {
     assert_eq!(shown["user"], "u:1");
     assert_eq!(shown["fields"], serde_json::json!({"age": 30, "name": "Ann"}));
     assert!(shown["errors"]["bad"].is_string(), "{shown}");
-    assert!(!shown.to_string().contains("not json"), "no stored bytes in errors");
+    assert!(
+        !shown.to_string().contains("not json"),
+        "no stored bytes in errors"
+    );
     let table = ok(&["tenant", "acme", "users", "get", "u:1"]);
     assert!(table.starts_with("user \"u:1\" of tenant \"acme\"\n"), "{table}");
     assert!(table.contains("name                     \"Ann\"\n"), "{table}");

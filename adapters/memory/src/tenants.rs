@@ -76,7 +76,12 @@ impl MemoryStore {
             .collect();
         let mut keys: Vec<String> = matching
             .into_iter()
-            .filter(|key| matches!(state.live(key, now).map(|entry| &entry.value), Some(Stored::Hash(_))))
+            .filter(|key| {
+                matches!(
+                    state.live(key, now).map(|entry| &entry.value),
+                    Some(Stored::Hash(_))
+                )
+            })
             .collect();
         keys.sort_unstable();
         keys
@@ -94,7 +99,11 @@ impl FieldStore for MemoryStore {
         Ok(fields_of(OP, key, hash))
     }
 
-    async fn get_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<Vec<Option<Loaded>>, StoreError> {
+    async fn get_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[FieldName],
+    ) -> Result<Vec<Option<Loaded>>, StoreError> {
         const OP: &str = "get_fields";
         if fields.is_empty() {
             return Ok(Vec::new());
@@ -112,7 +121,12 @@ impl FieldStore for MemoryStore {
             .collect())
     }
 
-    async fn set_fields(&self, key: &TenantKey, fields: &[(FieldName, Value)], ttl: Option<Ttl>) -> Result<(), StoreError> {
+    async fn set_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[(FieldName, Value)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), StoreError> {
         const OP: &str = "set_fields";
         let writes = field_writes(fields);
         if writes.is_empty() {
@@ -236,7 +250,13 @@ impl FieldStore for MemoryStore {
         Ok(FieldUpdated { old, new, attempts })
     }
 
-    async fn increment(&self, key: &TenantKey, field: &FieldName, by: i64, ttl: Option<Ttl>) -> Result<i64, StoreError> {
+    async fn increment(
+        &self,
+        key: &TenantKey,
+        field: &FieldName,
+        by: i64,
+        ttl: Option<Ttl>,
+    ) -> Result<i64, StoreError> {
         const OP: &str = "increment";
         let now = Instant::now();
         let mut state = self.keyspace.lock();
@@ -283,7 +303,18 @@ mod tests {
         assert_eq!(redis_integer(b"0"), Some(0));
         assert_eq!(redis_integer(b"-12"), Some(-12));
         assert_eq!(redis_integer(b"9223372036854775807"), Some(i64::MAX));
-        for bad in [&b"-0"[..], b"01", b"+1", b" 1", b"1.0", b"1e3", b"", b"-", b"\"1\"", b"9223372036854775808"] {
+        for bad in [
+            &b"-0"[..],
+            b"01",
+            b"+1",
+            b" 1",
+            b"1.0",
+            b"1e3",
+            b"",
+            b"-",
+            b"\"1\"",
+            b"9223372036854775808",
+        ] {
             assert_eq!(redis_integer(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }

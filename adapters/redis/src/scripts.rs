@@ -91,7 +91,7 @@ return removed
 /// shared connection (redis-rs loads it again on `NOSCRIPT`).
 pub(crate) static TENANT_INCREMENT: LazyLock<Script> = LazyLock::new(|| Script::new(TENANT_INCREMENT_CODE));
 
-/// The source of [`TENANT_INCREMENT`]; the benchmark's raw side runs it too.
+/// The source of `TENANT_INCREMENT`; the benchmark's raw side runs it too.
 pub const TENANT_INCREMENT_CODE: &str = r"
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'none' and kind ~= 'hash' then

@@ -104,7 +104,11 @@ impl FieldStore for RedisStore {
         ))
     }
 
-    async fn get_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<Vec<Option<Loaded>>, StoreError> {
+    async fn get_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[FieldName],
+    ) -> Result<Vec<Option<Loaded>>, StoreError> {
         const OP: &str = "get_fields";
         if fields.is_empty() {
             return Ok(Vec::new());

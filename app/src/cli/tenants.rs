@@ -63,7 +63,11 @@ struct Record<'a> {
     errors: BTreeMap<String, String>,
 }
 
-pub(super) async fn tenant(state: &Statehouse, args: TenantArgs, out: &mut Output<'_>) -> Result<(), CliError> {
+pub(super) async fn tenant(
+    state: &Statehouse,
+    args: TenantArgs,
+    out: &mut Output<'_>,
+) -> Result<(), CliError> {
     let tenant = state.tenant(&args.tenant)?;
     let id = args.tenant.as_str();
     match args.command {
@@ -75,7 +79,10 @@ pub(super) async fn tenant(state: &Statehouse, args: TenantArgs, out: &mut Outpu
             show(out, id, [("user", user)], fields)
         }
         TenantCommand::State { user, name: None } => list(out, &tenant.shared_states().list(&user).await?),
-        TenantCommand::State { user, name: Some(name) } => {
+        TenantCommand::State {
+            user,
+            name: Some(name),
+        } => {
             let fields = tenant.shared_states().get_fields(&user, &name).await?;
             show(out, id, [("user", user), ("state", name)], fields)
         }

@@ -8,10 +8,12 @@ use statehouse_ports::{
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
 use statehouse_ports::{
+    FieldFn, FieldName, FieldStore, FieldUpdated, Fields, Loaded, TenantKey, TenantPattern,
+};
+use statehouse_ports::{
     JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
     SubjectName, SubjectSpace, SubjectStore,
 };
-use statehouse_ports::{FieldFn, FieldName, FieldStore, FieldUpdated, Fields, Loaded, TenantKey, TenantPattern};
 
 /// Retries calls that failed with a temporary error
 /// ([`StoreError::is_retryable`]: connection or timeout), for operations that
@@ -265,7 +267,11 @@ impl<S: FieldStore> FieldStore for Retrying<S> {
         self.retry(|| self.inner.get_all(key)).await
     }
 
-    async fn get_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<Vec<Option<Loaded>>, StoreError> {
+    async fn get_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[FieldName],
+    ) -> Result<Vec<Option<Loaded>>, StoreError> {
         self.retry(|| self.inner.get_fields(key, fields)).await
     }
 

@@ -7,10 +7,12 @@ use statehouse_ports::{
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
 use statehouse_ports::{
+    FieldFn, FieldName, FieldStore, FieldUpdated, Fields, Loaded, TenantKey, TenantPattern,
+};
+use statehouse_ports::{
     JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
     SubjectName, SubjectSpace, SubjectStore,
 };
-use statehouse_ports::{FieldFn, FieldName, FieldStore, FieldUpdated, Fields, Loaded, TenantKey, TenantPattern};
 use tracing::Instrument;
 
 /// A `tracing` span around every port call: target `statehouse`, name
@@ -391,7 +393,11 @@ impl<S: FieldStore> FieldStore for Traced<S> {
         traced("get_all", key, call).await
     }
 
-    async fn get_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<Vec<Option<Loaded>>, StoreError> {
+    async fn get_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[FieldName],
+    ) -> Result<Vec<Option<Loaded>>, StoreError> {
         let call = self.inner.get_fields(key, fields);
         if !tracing_on() {
             return call.await;

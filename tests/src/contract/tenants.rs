@@ -55,17 +55,26 @@ pub async fn users_round_trip_typed_and_field_by_field(backend: Backend) {
     users.upsert("u1", &profile()).await.unwrap();
     assert!(users.exists("u1").await.unwrap());
     assert_eq!(users.get::<Profile>("u1").await.unwrap(), Some(profile()));
-    assert_eq!(users.get_field::<Plan>("u1", "plan").await.unwrap(), Some(Plan::Pro));
+    assert_eq!(
+        users.get_field::<Plan>("u1", "plan").await.unwrap(),
+        Some(Plan::Pro)
+    );
     assert_eq!(users.get_field::<String>("u1", "missing").await.unwrap(), None);
     // Upsert merges: fields it does not name stay.
-    users.upsert("u1", &json!({"plan": "free", "score": 7})).await.unwrap();
+    users
+        .upsert("u1", &json!({"plan": "free", "score": 7}))
+        .await
+        .unwrap();
     let fields = users.get_fields("u1").await.unwrap();
     let names: Vec<&str> = fields.keys().map(String::as_str).collect();
     assert_eq!(names, ["joined", "name", "plan", "score", "tags"]);
     assert_eq!(fields["plan"].as_ref().unwrap(), &json!("free"));
     // One field.
     users.set_field("u1", "name", &"Bea").await.unwrap();
-    assert_eq!(users.get_field::<String>("u1", "name").await.unwrap().as_deref(), Some("Bea"));
+    assert_eq!(
+        users.get_field::<String>("u1", "name").await.unwrap().as_deref(),
+        Some("Bea")
+    );
     assert!(users.delete_field("u1", "score").await.unwrap());
     assert!(!users.delete_field("u1", "score").await.unwrap());
     let got: Profile = users.get("u1").await.unwrap().unwrap();
@@ -84,11 +93,20 @@ pub async fn the_wire_layout_is_one_json_value_per_field(backend: Backend) {
     let raw = |field: &'static str| backend.hget_raw(key, field.as_bytes());
     assert_eq!(raw("name").await.as_deref(), Some(&b"\"Ann\""[..]));
     assert_eq!(raw("plan").await.as_deref(), Some(&b"\"pro\""[..]));
-    assert_eq!(raw("joined").await.as_deref(), Some(&b"\"2026-11-23T08:30:00Z\""[..]));
-    assert_eq!(raw("tags").await.as_deref(), Some(&b"[\"beta\"]"[..]));
-    acme.tables().set("orders", "42", &json!({"total": 9.5})).await.unwrap();
     assert_eq!(
-        backend.hget_raw("t:{acme%3Aeu}:table:orders:42", b"total").await.as_deref(),
+        raw("joined").await.as_deref(),
+        Some(&b"\"2026-11-23T08:30:00Z\""[..])
+    );
+    assert_eq!(raw("tags").await.as_deref(), Some(&b"[\"beta\"]"[..]));
+    acme.tables()
+        .set("orders", "42", &json!({"total": 9.5}))
+        .await
+        .unwrap();
+    assert_eq!(
+        backend
+            .hget_raw("t:{acme%3Aeu}:table:orders:42", b"total")
+            .await
+            .as_deref(),
         Some(&b"9.5"[..])
     );
     // A field another process wrote reads back.
@@ -101,18 +119,33 @@ pub async fn the_wire_layout_is_one_json_value_per_field(backend: Backend) {
 
 pub async fn a_bad_field_fails_alone_naming_tenant_key_and_field(backend: Backend) {
     let users = backend.tenant("acme").users();
-    users.upsert("u1", &json!({"name": "Ann", "age": 30})).await.unwrap();
+    users
+        .upsert("u1", &json!({"name": "Ann", "age": 30}))
+        .await
+        .unwrap();
     backend.hset_raw("t:{acme}:user:u1", b"age", b"{not json").await;
     let fields = users.get_fields("u1").await.unwrap();
     assert_eq!(fields["name"].as_ref().unwrap(), &json!("Ann"));
     let error = fields["age"].as_ref().unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Deserialization);
     assert_eq!(error.key(), "t:{acme}:user:u1 field age (tenant acme)");
-    assert!(!error.to_string().contains("not json"), "no data in errors: {error}");
+    assert!(
+        !error.to_string().contains("not json"),
+        "no data in errors: {error}"
+    );
     // Field by field, the good one reads.
-    assert_eq!(users.get_field::<String>("u1", "name").await.unwrap().as_deref(), Some("Ann"));
+    assert_eq!(
+        users.get_field::<String>("u1", "name").await.unwrap().as_deref(),
+        Some("Ann")
+    );
     let error = users.get_field::<u32>("u1", "age").await.unwrap_err();
-    assert_eq!((error.kind(), error.key()), (ErrorKind::Deserialization, "t:{acme}:user:u1 field age (tenant acme)"));
+    assert_eq!(
+        (error.kind(), error.key()),
+        (
+            ErrorKind::Deserialization,
+            "t:{acme}:user:u1 field age (tenant acme)"
+        )
+    );
     // The whole record fails naming the bad field.
     let error = users.get::<Value>("u1").await.unwrap_err();
     assert_eq!(error.key(), "t:{acme}:user:u1 field age (tenant acme)");
@@ -129,7 +162,13 @@ pub async fn a_bad_field_fails_alone_naming_tenant_key_and_field(backend: Backen
     assert!(!ran);
     // A field of the wrong type for `T` names the field too.
     let error = users.get_field::<u32>("u1", "name").await.unwrap_err();
-    assert_eq!((error.kind(), error.key()), (ErrorKind::Deserialization, "t:{acme}:user:u1 field name (tenant acme)"));
+    assert_eq!(
+        (error.kind(), error.key()),
+        (
+            ErrorKind::Deserialization,
+            "t:{acme}:user:u1 field name (tenant acme)"
+        )
+    );
 }
 
 pub async fn increment_is_integer_only_and_append_needs_an_array(backend: Backend) {
@@ -142,7 +181,10 @@ pub async fn increment_is_integer_only_and_append_needs_an_array(backend: Backen
     for field in ["ratio", "name"] {
         let error = users.increment("u1", field, 1).await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Deserialization, "{field}: {error}");
-        assert_eq!(error.key(), format!("t:{{acme}}:user:u1 field {field} (tenant acme)"));
+        assert_eq!(
+            error.key(),
+            format!("t:{{acme}}:user:u1 field {field} (tenant acme)")
+        );
     }
     users.set_field("u1", "big", &i64::MAX).await.unwrap();
     let error = users.increment("u1", "big", 1).await.unwrap_err();
@@ -150,7 +192,10 @@ pub async fn increment_is_integer_only_and_append_needs_an_array(backend: Backen
     assert_eq!(users.get_field::<i64>("u1", "big").await.unwrap(), Some(i64::MAX));
     assert_eq!(users.get_field::<f64>("u1", "ratio").await.unwrap(), Some(1.5));
     // Floats go through modify_field.
-    let ratio = users.modify_field("u1", "ratio", |r: Option<f64>| r.unwrap_or(0.0) + 0.25).await.unwrap();
+    let ratio = users
+        .modify_field("u1", "ratio", |r: Option<f64>| r.unwrap_or(0.0) + 0.25)
+        .await
+        .unwrap();
     assert!((ratio - 1.75).abs() < f64::EPSILON);
     // Append.
     assert_eq!(users.append("u1", "log", &json!({"at": 1})).await.unwrap(), 1);
@@ -161,7 +206,10 @@ pub async fn increment_is_integer_only_and_append_needs_an_array(backend: Backen
     );
     let error = users.append("u1", "name", &1).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Deserialization, "{error}");
-    assert_eq!(users.get_field::<String>("u1", "name").await.unwrap().as_deref(), Some("Ann"));
+    assert_eq!(
+        users.get_field::<String>("u1", "name").await.unwrap().as_deref(),
+        Some("Ann")
+    );
 }
 
 pub async fn find_returns_the_users_holding_a_value(backend: Backend) {
@@ -169,12 +217,28 @@ pub async fn find_returns_the_users_holding_a_value(backend: Backend) {
     let users = acme.users();
     users.upsert("u1", &json!({"plan": "pro"})).await.unwrap();
     users.upsert("u2", &json!({"plan": "free"})).await.unwrap();
-    users.upsert("u:3", &json!({"plan": "pro", "x": 1})).await.unwrap();
+    users
+        .upsert("u:3", &json!({"plan": "pro", "x": 1}))
+        .await
+        .unwrap();
     users.upsert("u4", &json!({"other": "pro"})).await.unwrap();
-    backend.tenant("acme2").users().upsert("u5", &json!({"plan": "pro"})).await.unwrap();
+    backend
+        .tenant("acme2")
+        .users()
+        .upsert("u5", &json!({"plan": "pro"}))
+        .await
+        .unwrap();
     assert_eq!(users.find("plan", &Plan::Pro).await.unwrap(), ["u1", "u:3"]);
     assert_eq!(users.find("plan", &"none").await.unwrap(), Vec::<String>::new());
-    assert_eq!(users.list().await.unwrap(), ["u1", "u2", "u4", "u:3"].map(String::from).into_iter().collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        users.list().await.unwrap(),
+        ["u1", "u2", "u4", "u:3"]
+            .map(String::from)
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,18 +252,49 @@ struct Conversation {
 pub async fn handler_merge_keeps_unmentioned_fields_and_returns_the_merged_state(backend: Backend) {
     let states = backend.tenant("acme").handler_states();
     states
-        .set("u1", "support", &Conversation { step: 1, topic: "billing".into(), draft: Some("hi".into()) })
+        .set(
+            "u1",
+            "support",
+            &Conversation {
+                step: 1,
+                topic: "billing".into(),
+                draft: Some("hi".into()),
+            },
+        )
         .await
         .unwrap();
     let merged: Conversation = states.merge("u1", "support", &json!({"step": 2})).await.unwrap();
-    assert_eq!(merged, Conversation { step: 2, topic: "billing".into(), draft: Some("hi".into()) });
-    // set replaces the whole state.
-    states.set("u1", "support", &json!({"step": 3, "topic": "refund"})).await.unwrap();
-    let got: Conversation = states.get("u1", "support").await.unwrap().unwrap();
-    assert_eq!(got, Conversation { step: 3, topic: "refund".into(), draft: None });
-    states.set_field("u1", "support", "draft", &"again").await.unwrap();
     assert_eq!(
-        states.modify_field("u1", "support", "step", |s: Option<u32>| s.unwrap_or(0) + 1).await.unwrap(),
+        merged,
+        Conversation {
+            step: 2,
+            topic: "billing".into(),
+            draft: Some("hi".into())
+        }
+    );
+    // set replaces the whole state.
+    states
+        .set("u1", "support", &json!({"step": 3, "topic": "refund"}))
+        .await
+        .unwrap();
+    let got: Conversation = states.get("u1", "support").await.unwrap().unwrap();
+    assert_eq!(
+        got,
+        Conversation {
+            step: 3,
+            topic: "refund".into(),
+            draft: None
+        }
+    );
+    states
+        .set_field("u1", "support", "draft", &"again")
+        .await
+        .unwrap();
+    assert_eq!(
+        states
+            .modify_field("u1", "support", "step", |s: Option<u32>| s.unwrap_or(0) + 1)
+            .await
+            .unwrap(),
         4
     );
     // A merge into a missing state creates it.
@@ -214,12 +309,29 @@ pub async fn tables_delete_pk_across_tables_and_nothing_else(backend: Backend) {
     let acme = backend.tenant("acme");
     let other = backend.tenant("acme2");
     let tables = acme.tables();
-    for (table, pk) in [("orders", "42"), ("invoices", "42"), ("orders", "142"), ("orders", "4"), ("o:x", "42"), ("orders", "42:1")] {
-        tables.set(table, pk, &json!({"table": table, "pk": pk})).await.unwrap();
+    for (table, pk) in [
+        ("orders", "42"),
+        ("invoices", "42"),
+        ("orders", "142"),
+        ("orders", "4"),
+        ("o:x", "42"),
+        ("orders", "42:1"),
+    ] {
+        tables
+            .set(table, pk, &json!({"table": table, "pk": pk}))
+            .await
+            .unwrap();
     }
-    other.tables().set("orders", "42", &json!({"pk": "42"})).await.unwrap();
+    other
+        .tables()
+        .set("orders", "42", &json!({"pk": "42"}))
+        .await
+        .unwrap();
     acme.users().upsert("42", &json!({"pk": "42"})).await.unwrap();
-    assert_eq!(tables.get::<Value>("orders", "42").await.unwrap(), Some(json!({"table": "orders", "pk": "42"})));
+    assert_eq!(
+        tables.get::<Value>("orders", "42").await.unwrap(),
+        Some(json!({"table": "orders", "pk": "42"}))
+    );
     assert_eq!(tables.list("orders").await.unwrap(), ["142", "4", "42", "42:1"]);
     tables.set_field("orders", "4", "paid", &true).await.unwrap();
     assert!(tables.delete("orders", "4").await.unwrap());
@@ -228,8 +340,19 @@ pub async fn tables_delete_pk_across_tables_and_nothing_else(backend: Backend) {
     assert_eq!(tables.list("orders").await.unwrap(), ["142", "42:1"]);
     assert_eq!(tables.list("invoices").await.unwrap(), Vec::<String>::new());
     assert_eq!(tables.list("o:x").await.unwrap(), Vec::<String>::new());
-    assert!(other.tables().get::<Value>("orders", "42").await.unwrap().is_some(), "other tenant untouched");
-    assert!(acme.users().exists("42").await.unwrap(), "other families untouched");
+    assert!(
+        other
+            .tables()
+            .get::<Value>("orders", "42")
+            .await
+            .unwrap()
+            .is_some(),
+        "other tenant untouched"
+    );
+    assert!(
+        acme.users().exists("42").await.unwrap(),
+        "other families untouched"
+    );
     assert_eq!(tables.delete_pk("42").await.unwrap(), 0);
 }
 
@@ -238,13 +361,31 @@ pub async fn shared_states_list_delete_and_clear_only_their_user(backend: Backen
     let states = acme.shared_states();
     for user in ["u", "u:x", "u*", "uu", "u x"] {
         for name in ["draft", "scratch:1"] {
-            states.set(user, name, &json!({"user": user, "name": name})).await.unwrap();
+            states
+                .set(user, name, &json!({"user": user, "name": name}))
+                .await
+                .unwrap();
         }
     }
-    backend.tenant("acme:u").shared_states().set("u", "draft", &json!({"x": 1})).await.unwrap();
+    backend
+        .tenant("acme:u")
+        .shared_states()
+        .set("u", "draft", &json!({"x": 1}))
+        .await
+        .unwrap();
     states.set_field("u", "draft", "seen", &true).await.unwrap();
-    assert_eq!(states.get_field::<bool>("u", "draft", "seen").await.unwrap(), Some(true));
-    assert_eq!(states.get_field::<String>("u", "draft", "user").await.unwrap().as_deref(), Some("u"));
+    assert_eq!(
+        states.get_field::<bool>("u", "draft", "seen").await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        states
+            .get_field::<String>("u", "draft", "user")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("u")
+    );
     assert_eq!(states.list("u").await.unwrap(), ["draft", "scratch:1"]);
     assert_eq!(states.list("u*").await.unwrap(), ["draft", "scratch:1"]);
     assert!(states.delete("u", "scratch:1").await.unwrap());
@@ -256,7 +397,10 @@ pub async fn shared_states_list_delete_and_clear_only_their_user(backend: Backen
     }
     assert_eq!(states.clear("u").await.unwrap(), 1);
     assert_eq!(states.list("u:x").await.unwrap(), ["draft", "scratch:1"]);
-    assert_eq!(backend.tenant("acme:u").shared_states().list("u").await.unwrap(), ["draft"]);
+    assert_eq!(
+        backend.tenant("acme:u").shared_states().list("u").await.unwrap(),
+        ["draft"]
+    );
 }
 
 /// What every write does to the TTL, per operation, on both adapters.
@@ -276,7 +420,10 @@ pub async fn ttl_default_override_and_refresh_per_operation(backend: Backend) {
     // increment, modify_field and append refresh too.
     users.increment("u1", "n", 1).await.unwrap();
     backend.elapse(ms(600)).await;
-    users.modify_field("u1", "m", |m: Option<u32>| m.unwrap_or(0) + 1).await.unwrap();
+    users
+        .modify_field("u1", "m", |m: Option<u32>| m.unwrap_or(0) + 1)
+        .await
+        .unwrap();
     backend.elapse(ms(600)).await;
     users.append("u1", "l", &1).await.unwrap();
     backend.elapse(ms(600)).await;
@@ -285,10 +432,17 @@ pub async fn ttl_default_override_and_refresh_per_operation(backend: Backend) {
     users.delete_field("u1", "b").await.unwrap();
     users.get::<Value>("u1").await.unwrap();
     backend.elapse(ms(500)).await;
-    assert!(!users.exists("u1").await.unwrap(), "expired: neither delete_field nor reads refresh");
+    assert!(
+        !users.exists("u1").await.unwrap(),
+        "expired: neither delete_field nor reads refresh"
+    );
 
     // Override per call: a longer TTL for this write only.
-    users.with_ttl(ttl(3000)).upsert("u2", &json!({"a": 1})).await.unwrap();
+    users
+        .with_ttl(ttl(3000))
+        .upsert("u2", &json!({"a": 1}))
+        .await
+        .unwrap();
     backend.elapse(ms(2000)).await;
     assert!(users.exists("u2").await.unwrap(), "the override applied");
     // The next write with the default shortens it again (the write's TTL wins).
@@ -304,7 +458,10 @@ pub async fn ttl_default_override_and_refresh_per_operation(backend: Backend) {
     plain.increment("u3", "n", 1).await.unwrap();
     plain.upsert("u3", &json!({"c": 1})).await.unwrap();
     backend.elapse(ms(500)).await;
-    assert!(!plain.exists("u3").await.unwrap(), "writes without a TTL kept the expiry");
+    assert!(
+        !plain.exists("u3").await.unwrap(),
+        "writes without a TTL kept the expiry"
+    );
     // ... and a new record without a TTL is persistent.
     plain.upsert("u4", &json!({"a": 1})).await.unwrap();
     backend.elapse(ms(2000)).await;
@@ -313,52 +470,126 @@ pub async fn ttl_default_override_and_refresh_per_operation(backend: Backend) {
     // A failed increment writes nothing, not even the TTL.
     users.upsert("u5", &json!({"name": "x"})).await.unwrap();
     backend.elapse(ms(600)).await;
-    assert!(plain.with_ttl(ttl(5000)).increment("u5", "name", 1).await.is_err());
+    assert!(
+        plain
+            .with_ttl(ttl(5000))
+            .increment("u5", "name", 1)
+            .await
+            .is_err()
+    );
     backend.elapse(ms(500)).await;
-    assert!(!users.exists("u5").await.unwrap(), "the failed increment set no TTL");
+    assert!(
+        !users.exists("u5").await.unwrap(),
+        "the failed increment set no TTL"
+    );
 
     // set (replace) without a TTL makes the record persistent; with one it
     // applies it; merge refreshes.
     let states = backend.tenant("acme").handler_states();
-    states.with_ttl(ttl(1000)).set("u1", "h", &json!({"a": 1})).await.unwrap();
+    states
+        .with_ttl(ttl(1000))
+        .set("u1", "h", &json!({"a": 1}))
+        .await
+        .unwrap();
     states.set("u1", "h", &json!({"a": 2})).await.unwrap();
     backend.elapse(ms(1500)).await;
-    assert!(states.get::<Value>("u1", "h").await.unwrap().is_some(), "replace without TTL: persistent");
-    states.with_ttl(ttl(1000)).set("u1", "h", &json!({"a": 3})).await.unwrap();
+    assert!(
+        states.get::<Value>("u1", "h").await.unwrap().is_some(),
+        "replace without TTL: persistent"
+    );
+    states
+        .with_ttl(ttl(1000))
+        .set("u1", "h", &json!({"a": 3}))
+        .await
+        .unwrap();
     backend.elapse(ms(600)).await;
-    let _: Value = states.with_ttl(ttl(1000)).merge("u1", "h", &json!({"b": 1})).await.unwrap();
+    let _: Value = states
+        .with_ttl(ttl(1000))
+        .merge("u1", "h", &json!({"b": 1}))
+        .await
+        .unwrap();
     backend.elapse(ms(600)).await;
-    assert!(states.get::<Value>("u1", "h").await.unwrap().is_some(), "merge refreshed");
+    assert!(
+        states.get::<Value>("u1", "h").await.unwrap().is_some(),
+        "merge refreshed"
+    );
     backend.elapse(ms(500)).await;
     assert!(states.get::<Value>("u1", "h").await.unwrap().is_none());
 }
 
 pub async fn invalid_ids_are_rejected_before_any_io(backend: Backend) {
-    assert_eq!(Tenant::new(backend.tenants.clone(), "", RetryPolicy::default()).unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert_eq!(Tenant::new(backend.tenants.clone(), "a\nb", RetryPolicy::default()).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        Tenant::new(backend.tenants.clone(), "", RetryPolicy::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        Tenant::new(backend.tenants.clone(), "a\nb", RetryPolicy::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
     let acme = backend.tenant("acme");
-    assert_eq!(acme.users().get::<Value>("").await.unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert_eq!(acme.users().set_field("u", "", &1).await.unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert_eq!(acme.tables().set("", "1", &json!({})).await.unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert_eq!(acme.shared_states().clear("\u{7}").await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        acme.users().get::<Value>("").await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        acme.users().set_field("u", "", &1).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        acme.tables().set("", "1", &json!({})).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        acme.shared_states().clear("\u{7}").await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
     // A record must be a JSON object.
-    assert_eq!(acme.users().upsert("u", &5).await.unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert!(acme.users().list().await.unwrap().is_empty(), "nothing was written");
+    assert_eq!(
+        acme.users().upsert("u", &5).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert!(
+        acme.users().list().await.unwrap().is_empty(),
+        "nothing was written"
+    );
 }
 
 pub async fn a_key_of_another_type_is_wrong_type(backend: Backend) {
     let key = Key::new("t:{acme}:user:u1").unwrap();
-    backend.documents.set_json(&key, &"a string", SetOptions::new()).await.unwrap();
+    backend
+        .documents
+        .set_json(&key, &"a string", SetOptions::new())
+        .await
+        .unwrap();
     let users = backend.tenant("acme").users();
     for error in [
         users.get::<Value>("u1").await.unwrap_err(),
         users.set_field("u1", "a", &1).await.unwrap_err(),
         users.increment("u1", "a", 1).await.unwrap_err(),
-        users.modify_field("u1", "a", |a: Option<u32>| a.unwrap_or(0)).await.unwrap_err(),
+        users
+            .modify_field("u1", "a", |a: Option<u32>| a.unwrap_or(0))
+            .await
+            .unwrap_err(),
     ] {
-        assert_eq!((error.kind(), error.key()), (ErrorKind::WrongType, "t:{acme}:user:u1"), "{error}");
+        assert_eq!(
+            (error.kind(), error.key()),
+            (ErrorKind::WrongType, "t:{acme}:user:u1"),
+            "{error}"
+        );
     }
-    assert_eq!(backend.documents.get_json::<String>(&key).await.unwrap().as_deref(), Some("a string"));
+    assert_eq!(
+        backend
+            .documents
+            .get_json::<String>(&key)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("a string")
+    );
 }
 
 /// A small deterministic PRNG (xorshift64*), so the property test needs no
@@ -382,8 +613,8 @@ impl Rng {
     /// and ids that are prefixes of each other.
     fn id(&mut self) -> String {
         const PIECES: [&str; 24] = [
-            ":", "*", "?", "[", "]", "{", "}", "\\", " ", "%", "%3A", "%2A", "a", "b", "ab", "é", "😀", "{a}",
-            "user", "state", "table:", "*:*", "\u{a0}", "-",
+            ":", "*", "?", "[", "]", "{", "}", "\\", " ", "%", "%3A", "%2A", "a", "b", "ab", "é", "😀",
+            "{a}", "user", "state", "table:", "*:*", "\u{a0}", "-",
         ];
         let len = 1 + self.below(3);
         (0..len).map(|_| PIECES[self.below(PIECES.len())]).collect()
@@ -445,9 +676,18 @@ pub async fn isolation_holds_for_random_nasty_ids(backend: Backend) {
         for user in &users {
             t.users().upsert(user, &marker(tenant, user, "")).await.unwrap();
             for name in &names {
-                t.shared_states().set(user, name, &marker(tenant, user, name)).await.unwrap();
-                t.handler_states().set(user, name, &marker(tenant, user, name)).await.unwrap();
-                t.tables().set(name, user, &marker(tenant, user, name)).await.unwrap();
+                t.shared_states()
+                    .set(user, name, &marker(tenant, user, name))
+                    .await
+                    .unwrap();
+                t.handler_states()
+                    .set(user, name, &marker(tenant, user, name))
+                    .await
+                    .unwrap();
+                t.tables()
+                    .set(name, user, &marker(tenant, user, name))
+                    .await
+                    .unwrap();
                 written += 3;
             }
         }
@@ -465,7 +705,11 @@ pub async fn isolation_holds_for_random_nasty_ids(backend: Backend) {
         let mut want = expected_users.clone();
         want.sort();
         assert_eq!(listed, want, "users of {tenant:?}");
-        let mut found = t.users().find("owner", &format!("{tenant}|{}|", users[0])).await.unwrap();
+        let mut found = t
+            .users()
+            .find("owner", &format!("{tenant}|{}|", users[0]))
+            .await
+            .unwrap();
         found.sort();
         assert_eq!(found, [users[0].clone()], "find in {tenant:?}");
         for user in &users {
@@ -488,8 +732,14 @@ pub async fn isolation_holds_for_random_nasty_ids(backend: Backend) {
     // 3. Clear and delete-by-pk touch only their own tenant and user.
     let (victim_tenant, victim_user) = (&tenants[0], &users[0]);
     let t = backend.tenant(victim_tenant);
-    assert_eq!(t.shared_states().clear(victim_user).await.unwrap(), names.len() as u64);
-    assert_eq!(t.tables().delete_pk(victim_user).await.unwrap(), names.len() as u64);
+    assert_eq!(
+        t.shared_states().clear(victim_user).await.unwrap(),
+        names.len() as u64
+    );
+    assert_eq!(
+        t.tables().delete_pk(victim_user).await.unwrap(),
+        names.len() as u64
+    );
     for tenant in &tenants {
         let t = backend.tenant(tenant);
         for user in &users {
@@ -514,7 +764,10 @@ pub async fn tenants_named_star_colon_and_prefix_stay_apart(backend: Backend) {
     for name in names {
         let t = backend.tenant(name);
         t.users().upsert("u", &json!({"tenant": name})).await.unwrap();
-        t.shared_states().set("u", "s", &json!({"tenant": name})).await.unwrap();
+        t.shared_states()
+            .set("u", "s", &json!({"tenant": name}))
+            .await
+            .unwrap();
         t.tables().set("t", "1", &json!({"tenant": name})).await.unwrap();
     }
     for name in names {
@@ -522,7 +775,14 @@ pub async fn tenants_named_star_colon_and_prefix_stay_apart(backend: Backend) {
         assert_eq!(t.users().list().await.unwrap(), ["u"], "{name}");
         assert_eq!(t.users().find("tenant", &name).await.unwrap(), ["u"], "{name}");
         assert_eq!(t.tables().list("t").await.unwrap(), ["1"], "{name}");
-        assert_eq!(t.users().get_field::<String>("u", "tenant").await.unwrap().as_deref(), Some(name));
+        assert_eq!(
+            t.users()
+                .get_field::<String>("u", "tenant")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(name)
+        );
     }
     // Clearing in `*`, `a` and `a:b` leaves the others.
     for name in ["*", "a", "a:b"] {
@@ -566,10 +826,15 @@ pub async fn writers_on_different_fields_lose_nothing(backend: Backend) {
             for i in 0..100u32 {
                 states.set_field("u1", "h", writer, &i).await.unwrap();
                 states
-                    .modify_field("u1", "h", &format!("{writer}_count"), |n: Option<u32>| n.unwrap_or(0) + 1)
+                    .modify_field("u1", "h", &format!("{writer}_count"), |n: Option<u32>| {
+                        n.unwrap_or(0) + 1
+                    })
                     .await
                     .unwrap();
-                let _: Value = states.merge("u1", "h", &json!({format!("{writer}_merged"): i})).await.unwrap();
+                let _: Value = states
+                    .merge("u1", "h", &json!({format!("{writer}_merged"): i}))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -617,12 +882,20 @@ pub async fn the_current_shared_state_never_leaks_between_requests(backend: Back
             state
                 .scope(async move {
                     let current = SharedState::current().unwrap();
-                    assert_eq!((current.tenant().as_str(), current.user().as_str()), (tenant, user.as_str()));
-                    current.set(&format!("req-{request}"), &json!({"owner": owner})).await.unwrap();
+                    assert_eq!(
+                        (current.tenant().as_str(), current.user().as_str()),
+                        (tenant, user.as_str())
+                    );
+                    current
+                        .set(&format!("req-{request}"), &json!({"owner": owner}))
+                        .await
+                        .unwrap();
                     tokio::task::yield_now().await;
                     // A nested task carries the binding, and so does its own child.
                     let nested = SharedState::spawn(async move {
-                        let inner = SharedState::spawn(async { SharedState::current().map(|s| (s.tenant().clone(), s.user().clone())) });
+                        let inner = SharedState::spawn(async {
+                            SharedState::current().map(|s| (s.tenant().clone(), s.user().clone()))
+                        });
                         let here = SharedState::current().unwrap();
                         let got: Value = here.get(&format!("req-{request}")).await.unwrap().unwrap();
                         (got, inner.await.unwrap().unwrap())
@@ -631,7 +904,11 @@ pub async fn the_current_shared_state_never_leaks_between_requests(backend: Back
                     assert_eq!(got["owner"], json!(format!("{tenant}|{user}")));
                     assert_eq!((t.as_str(), u.as_str()), (tenant, user.as_str()));
                     // Plain tokio::spawn does not carry it.
-                    assert!(tokio::spawn(async { SharedState::current().is_err() }).await.unwrap());
+                    assert!(
+                        tokio::spawn(async { SharedState::current().is_err() })
+                            .await
+                            .unwrap()
+                    );
                     // A synchronous tool on a blocking thread.
                     let name = format!("req-{request}");
                     let tool = SharedState::spawn_blocking(move |state| {
@@ -648,7 +925,14 @@ pub async fn the_current_shared_state_never_leaks_between_requests(backend: Back
                         assert_eq!(n % 3, request % 3, "only this tenant's states: {listed:?}");
                     }
                     let current = SharedState::current().unwrap();
-                    assert_eq!(current.get_field::<String>(&format!("req-{request}"), "tool").await.unwrap().as_deref(), Some("ran"));
+                    assert_eq!(
+                        current
+                            .get_field::<String>(&format!("req-{request}"), "tool")
+                            .await
+                            .unwrap()
+                            .as_deref(),
+                        Some("ran")
+                    );
                 })
                 .await;
         }));
