@@ -147,7 +147,7 @@ pub trait FieldStore: Debug + Send + Sync + 'static {
     ) -> Result<Vec<Option<Loaded>>, StoreError>;
 
     /// Sets the given fields (a later entry of the same field wins), keeping
-    /// the others. One `MULTI; HSET; [PEXPIRE;] EXEC`.
+    /// the others. One `HSET` (with a TTL: `MULTI; HSET; PEXPIRE; EXEC`).
     async fn set_fields(
         &self,
         key: &TenantKey,

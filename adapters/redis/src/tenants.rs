@@ -3,8 +3,8 @@
 //! value per field.
 //!
 //! - `get_all`: one `HGETALL`; `get_fields`: one `HMGET`.
-//! - `set_fields`: `MULTI; HSET …; [PEXPIRE;] EXEC`, one round trip, field
-//!   by field (never a whole-hash overwrite); `merge_fields` adds `HGETALL`
+//! - `set_fields`: `HSET …` (with a TTL: `MULTI; HSET …; PEXPIRE; EXEC`),
+//!   one round trip, field by field (never a whole-hash overwrite); `merge_fields` adds `HGETALL`
 //!   to the same transaction; `replace_fields` puts `DEL` in front.
 //! - `update_field`: the WATCH loop (`txn::optimistic`): `WATCH; HGET`, then
 //!   `MULTI; HSET; [PEXPIRE;] EXEC`.
@@ -145,7 +145,11 @@ impl FieldStore for RedisStore {
         }
         let rkey = self.keys.raw(key.key());
         let mut pipe = redis::pipe();
-        pipe.atomic();
+        // One HSET is atomic by itself; with a TTL, MULTI puts the PEXPIRE
+        // in the same step.
+        if ttl.is_some() {
+            pipe.atomic();
+        }
         Self::hset_with_ttl(&mut pipe, &rkey, &writes, ttl);
         let mut conn = self.conns.shared();
         self.conns.run(OP, key.key(), pipe.exec_async(&mut conn)).await
