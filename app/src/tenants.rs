@@ -370,9 +370,10 @@ impl Core {
 /// one JSON value per field.
 ///
 /// TTL per write (the repository's, or [`with_ttl`](Self::with_ttl)'s):
-/// `upsert`, `set_field`, `modify_field`, `increment` and `append` apply
-/// it (refresh); without one they keep the user's current expiry.
-/// `delete_field` never touches it.
+/// `upsert`, `set_field`, `modify_field`, `increment` and `append` refresh
+/// it (a new user gets it; an existing one is extended to it, never
+/// shortened; a persistent one stays persistent); without one they keep
+/// the user's expiry. `delete_field` and reads never touch it.
 #[derive(Debug, Clone)]
 pub struct Users(Core);
 
@@ -522,9 +523,9 @@ impl Users {
 /// Handler states of one tenant: conversation state per user and handler
 /// (`t:{<tenant>}:handler:<user>:<handler>`).
 ///
-/// TTL per write: `set` applies it (and, without one, makes the state
-/// persistent: it is a new hash); `merge`, `set_field` and `modify_field`
-/// apply it (refresh) or keep the current expiry.
+/// TTL per write: `set`, `merge`, `set_field` and `modify_field` refresh
+/// it as [`Users`] writes do (never shortened; without one the expiry is
+/// kept, also by `set`, which replaces the fields).
 #[derive(Debug, Clone)]
 pub struct HandlerStates(Core);
 
@@ -639,9 +640,9 @@ impl HandlerStates {
 /// Tables of one tenant: rows by table name and primary key
 /// (`t:{<tenant>}:table:<table>:<pk>`).
 ///
-/// TTL per write: `set` applies it (without one the row is persistent: a
-/// new hash); `set_field` and `modify_field` apply it (refresh) or keep the
-/// current expiry.
+/// TTL per write: `set`, `set_field` and `modify_field` refresh it as
+/// [`Users`] writes do (never shortened; without one the expiry is kept,
+/// also by `set`, which replaces the fields).
 #[derive(Debug, Clone)]
 pub struct Tables(Core);
 
@@ -741,9 +742,9 @@ impl Tables {
 /// Shared states of one tenant: scratch space per user and state name, for
 /// tools and agents (`t:{<tenant>}:state:<user>:<name>`).
 ///
-/// TTL per write: `set` applies it (without one the state is persistent: a
-/// new hash); `set_field` and `modify_field` apply it (refresh) or keep the
-/// current expiry.
+/// TTL per write: `set`, `set_field` and `modify_field` refresh it as
+/// [`Users`] writes do (never shortened; without one the expiry is kept,
+/// also by `set`, which replaces the fields).
 #[derive(Debug, Clone)]
 pub struct SharedStates(Core);
 

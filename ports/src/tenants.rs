@@ -102,13 +102,15 @@ pub struct FieldUpdated {
 /// - Writes are field by field and never rewrite the hash (except
 ///   `replace_fields`, which is meant to): fields a write does not name are
 ///   left as they are, so two writers on different fields lose nothing.
-/// - TTL: every write that takes `ttl: Option<Ttl>` applies it in the same
-///   atomic step as the write. `Some(ttl)`: the key expires `ttl` from now
-///   (the TTL is refreshed, shortened or lengthened, by every such write).
-///   `None`: `set_fields`, `merge_fields`, `update_field` and `increment`
-///   keep the key's current expiry (a new key is persistent), while
-///   `replace_fields` makes the key persistent (it is a new hash).
-///   `delete_fields` never touches the expiry; reads never refresh it.
+/// - TTL: every write that takes `ttl: Option<Ttl>` (`set_fields`,
+///   `merge_fields`, `replace_fields`, `update_field`, `increment`) treats
+///   it the same way, in the same atomic step as the write, and refreshes
+///   it without ever shortening it (the rule of every family):
+///   `Some(ttl)` gives a new key that TTL and extends an existing key's
+///   expiry to `ttl` from now unless the key already lives longer (a
+///   persistent key stays persistent); `None` keeps the key's expiry (a new
+///   key is persistent), also across `replace_fields`. `delete_fields`
+///   never touches the expiry; reads never refresh it.
 /// - `set_fields` (HSET) and `merge_fields` (HSET + HGETALL in one
 ///   transaction) are one round trip each; `merge_fields` returns the whole
 ///   hash as it is right after its write. An empty batch writes nothing
@@ -129,9 +131,7 @@ pub struct FieldUpdated {
 ///   batch, and returns how many it deleted. A pattern never leaves its
 ///   tenant, so neither touches another tenant's keys.
 /// - A key holding another Redis type is [`StoreError::WrongType`] naming the
-///   key. On Redis a transaction is not rolled back, so a write with a TTL to
-///   such a key may still set that key's expiry; the memory store does the
-///   same.
+///   key, and nothing is written (not the TTL either).
 /// - Errors name the key without the store's prefix.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -147,7 +147,7 @@ pub trait FieldStore: Debug + Send + Sync + 'static {
     ) -> Result<Vec<Option<Loaded>>, StoreError>;
 
     /// Sets the given fields (a later entry of the same field wins), keeping
-    /// the others. One `HSET` (with a TTL: `MULTI; HSET; PEXPIRE; EXEC`).
+    /// the others. One `HSET` (with a TTL, one script doing both).
     async fn set_fields(
         &self,
         key: &TenantKey,
@@ -156,8 +156,8 @@ pub trait FieldStore: Debug + Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Sets the given fields, keeping the others, and returns the whole
-    /// hash after the write, atomically. One `MULTI; HSET; [PEXPIRE;]
-    /// HGETALL; EXEC`.
+    /// hash after the write, atomically. One `MULTI; HSET; HGETALL; EXEC`
+    /// (with a TTL, one script doing all three).
     async fn merge_fields(
         &self,
         key: &TenantKey,
@@ -166,7 +166,7 @@ pub trait FieldStore: Debug + Send + Sync + 'static {
     ) -> Result<Fields, StoreError>;
 
     /// Replaces the whole hash by the given fields, atomically (an empty
-    /// list deletes it). One `MULTI; DEL; HSET; [PEXPIRE;] EXEC`.
+    /// list deletes it). One script (`DEL`, `HSET`, the TTL).
     async fn replace_fields(
         &self,
         key: &TenantKey,

@@ -23,9 +23,11 @@ fn wrong_type(op: &'static str, key: &TenantKey) -> StoreError {
     }
 }
 
-/// `HSET` of `writes` then, with a TTL, `PEXPIRE`, as Redis runs them in
-/// one MULTI: on a key of another type the HSET fails and the PEXPIRE still
-/// runs.
+/// `HSET` of `writes`, then the TTL as every tenant write applies it (the
+/// `TENANT_WRITE` script's rule on Redis): a new hash gets it; an existing
+/// one is extended to it unless it already lives longer (a persistent one
+/// stays persistent); without a TTL the expiry is kept. A key of another
+/// type is `WrongType`, and nothing is written.
 fn hset_with_ttl(
     state: &mut State,
     op: &'static str,
@@ -38,11 +40,22 @@ fn hset_with_ttl(
         .iter()
         .map(|(field, text)| (field.as_bytes(), text.as_bytes()))
         .collect();
-    let written = state.hset_hdel(key.key(), &sets, &[], now);
+    let existed = state
+        .hash(key.key(), now)
+        .map_err(|()| wrong_type(op, key))?
+        .is_some();
+    state
+        .hset_hdel(key.key(), &sets, &[], now)
+        .map_err(|()| wrong_type(op, key))?;
     if let Some(ttl) = ttl {
-        state.set_expiry(key.key(), now + Duration::from(ttl), now);
+        let at = now + Duration::from(ttl);
+        if existed {
+            state.extend_expiry(key.key(), at, now);
+        } else {
+            state.set_expiry(key.key(), at, now);
+        }
     }
-    written.map_err(|()| wrong_type(op, key))
+    Ok(())
 }
 
 fn fields_of(op: &'static str, key: &TenantKey, hash: Option<&Hash>) -> Fields {
@@ -160,22 +173,35 @@ impl FieldStore for MemoryStore {
         fields: &[(FieldName, Value)],
         ttl: Option<Ttl>,
     ) -> Result<(), StoreError> {
+        const OP: &str = "replace_fields";
         let writes = field_writes(fields);
         let now = Instant::now();
         let mut state = self.keyspace.lock();
+        let existed = state
+            .hash(key.key(), now)
+            .map_err(|()| wrong_type(OP, key))?
+            .is_some();
+        // The old expiry: `None` for a new hash, `Some(None)` persistent.
+        let old = if existed {
+            state.live(key.key(), now).map(|entry| entry.expires_at)
+        } else {
+            None
+        };
         state.remove(key.key(), now);
         if writes.is_empty() {
             return Ok(());
         }
+        let wanted = ttl.map(|ttl| now + Duration::from(ttl));
+        let expiry = match old {
+            None => wanted,
+            Some(None) => None,
+            Some(Some(at)) => Some(wanted.filter(|wanted| *wanted > at).unwrap_or(at)),
+        };
         let hash: Hash = writes
             .into_iter()
             .map(|(field, text)| (field.into_bytes(), text.into_bytes()))
             .collect();
-        state.put(
-            key.key(),
-            Stored::Hash(hash),
-            ttl.map(|ttl| now + Duration::from(ttl)),
-        );
+        state.put(key.key(), Stored::Hash(hash), expiry);
         Ok(())
     }
 

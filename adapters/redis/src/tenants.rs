@@ -3,11 +3,13 @@
 //! value per field.
 //!
 //! - `get_all`: one `HGETALL`; `get_fields`: one `HMGET`.
-//! - `set_fields`: `HSET …` (with a TTL: `MULTI; HSET …; PEXPIRE; EXEC`),
-//!   one round trip, field by field (never a whole-hash overwrite); `merge_fields` adds `HGETALL`
-//!   to the same transaction; `replace_fields` puts `DEL` in front.
+//! - `set_fields`: `HSET …`, one round trip, field by field (never a
+//!   whole-hash overwrite); `merge_fields`: `MULTI; HSET; HGETALL; EXEC`.
+//!   With a TTL both run the `TENANT_WRITE` script instead (`EVALSHA`: the
+//!   same writes, and the TTL extended but never shortened, in one step);
+//!   `replace_fields` always does (`DEL` first, keeping the expiry).
 //! - `update_field`: the WATCH loop (`txn::optimistic`): `WATCH; HGET`, then
-//!   `MULTI; HSET; [PEXPIRE;] EXEC`.
+//!   `MULTI; HSET; EXEC` (with a TTL, `MULTI; EVALSHA TENANT_WRITE; EXEC`).
 //! - `increment`: the `TENANT_INCREMENT` script (`HINCRBY`, then the TTL
 //!   only if it went through), by `EVALSHA`.
 //! - `scan`/`delete_matching`: `SCAN … MATCH … COUNT … TYPE hash`, never
@@ -24,25 +26,50 @@ use statehouse_ports::{
 };
 
 use crate::RedisStore;
-use crate::scripts::TENANT_INCREMENT;
+use crate::scripts::{self, TENANT_INCREMENT, TENANT_WRITE};
 use crate::txn::{self, Decision};
 
 /// How many keys one `DEL` of `delete_matching` takes.
 const DELETE_BATCH: usize = 500;
 
+/// The arguments of the `TENANT_WRITE` script after its key.
+fn write_args(ttl: Option<Ttl>, mode: &str, writes: &[(String, String)]) -> Vec<String> {
+    let mut args = Vec::with_capacity(2 + 2 * writes.len());
+    args.push(ttl.map_or(0, Ttl::as_millis).to_string());
+    args.push(mode.to_owned());
+    for (field, text) in writes {
+        args.push(field.clone());
+        args.push(text.clone());
+    }
+    args
+}
+
+/// `HSET key f v …`.
+fn hset(rkey: &str, writes: &[(String, String)]) -> redis::Cmd {
+    let mut cmd = redis::cmd("HSET");
+    cmd.arg(rkey);
+    for (field, text) in writes {
+        cmd.arg(field).arg(text);
+    }
+    cmd
+}
+
 impl RedisStore {
-    /// `HSET key f v …` (if any) and `PEXPIRE` (if `ttl`) into `pipe`, answers ignored.
-    fn hset_with_ttl(pipe: &mut redis::Pipeline, rkey: &str, writes: &[(String, String)], ttl: Option<Ttl>) {
-        if !writes.is_empty() {
-            let hset = pipe.cmd("HSET").arg(rkey);
-            for (field, text) in writes {
-                hset.arg(field).arg(text);
-            }
-            hset.ignore();
-        }
-        if let Some(ttl) = ttl {
-            pipe.cmd("PEXPIRE").arg(rkey).arg(ttl.as_millis()).ignore();
-        }
+    /// Runs the `TENANT_WRITE` script on the shared connection.
+    async fn run_write<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        ttl: Option<Ttl>,
+        mode: &str,
+        writes: &[(String, String)],
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conns.shared();
+        let mut invocation = TENANT_WRITE.key(self.keys.raw(key.key()).as_ref());
+        invocation.arg(write_args(ttl, mode, writes));
+        self.conns
+            .run(op, key.key(), invocation.invoke_async(&mut conn))
+            .await
     }
 
     /// The keys matching `pattern` (without the store prefix), sorted, once each.
@@ -143,16 +170,18 @@ impl FieldStore for RedisStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let rkey = self.keys.raw(key.key());
-        let mut pipe = redis::pipe();
-        // One HSET is atomic by itself; with a TTL, MULTI puts the PEXPIRE
-        // in the same step.
         if ttl.is_some() {
-            pipe.atomic();
+            let _: i64 = self.run_write(OP, key, ttl, "set", &writes).await?;
+            return Ok(());
         }
-        Self::hset_with_ttl(&mut pipe, &rkey, &writes, ttl);
         let mut conn = self.conns.shared();
-        self.conns.run(OP, key.key(), pipe.exec_async(&mut conn)).await
+        self.conns
+            .run(
+                OP,
+                key.key(),
+                hset(&self.keys.raw(key.key()), &writes).exec_async(&mut conn),
+            )
+            .await
     }
 
     async fn merge_fields(
@@ -166,14 +195,19 @@ impl FieldStore for RedisStore {
         if writes.is_empty() {
             return self.get_all(key).await;
         }
-        let rkey = self.keys.raw(key.key());
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        Self::hset_with_ttl(&mut pipe, &rkey, &writes, ttl);
-        pipe.cmd("HGETALL").arg(rkey.as_ref());
-        let mut conn = self.conns.shared();
-        let (merged,): (BTreeMap<Vec<u8>, Vec<u8>>,) =
-            self.conns.run(OP, key.key(), pipe.query_async(&mut conn)).await?;
+        let merged: BTreeMap<Vec<u8>, Vec<u8>> = if ttl.is_some() {
+            self.run_write(OP, key, ttl, "merge", &writes).await?
+        } else {
+            let rkey = self.keys.raw(key.key());
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.add_command(hset(&rkey, &writes)).ignore();
+            pipe.cmd("HGETALL").arg(rkey.as_ref());
+            let mut conn = self.conns.shared();
+            let (merged,): (BTreeMap<Vec<u8>, Vec<u8>>,) =
+                self.conns.run(OP, key.key(), pipe.query_async(&mut conn)).await?;
+            merged
+        };
         Ok(decode_fields(
             OP,
             key,
@@ -189,15 +223,8 @@ impl FieldStore for RedisStore {
     ) -> Result<(), StoreError> {
         const OP: &str = "replace_fields";
         let writes = field_writes(fields);
-        let rkey = self.keys.raw(key.key());
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.cmd("DEL").arg(rkey.as_ref()).ignore();
-        if !writes.is_empty() {
-            Self::hset_with_ttl(&mut pipe, &rkey, &writes, ttl);
-        }
-        let mut conn = self.conns.shared();
-        self.conns.run(OP, key.key(), pipe.exec_async(&mut conn)).await
+        let _: i64 = self.run_write(OP, key, ttl, "replace", &writes).await?;
+        Ok(())
     }
 
     async fn delete_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<u64, StoreError> {
@@ -272,13 +299,15 @@ impl FieldStore for RedisStore {
                 key: key.key().to_owned(),
                 source,
             })?;
+            let write = [(field.as_str().to_owned(), encode_field(&new))];
             let mut writes = redis::pipe();
-            Self::hset_with_ttl(
-                &mut writes,
-                &rkey,
-                &[(field.as_str().to_owned(), encode_field(&new))],
-                ttl,
-            );
+            if ttl.is_some() {
+                let args = write_args(ttl, "set", &write);
+                writes.add_command(scripts::evalsha(&TENANT_WRITE, &[rkey.as_ref()], args));
+            } else {
+                writes.add_command(hset(&rkey, &write));
+            }
+            writes.ignore();
             Ok(Decision::Commit(writes, (old, new)))
         };
         let committed = txn::optimistic(

@@ -10,9 +10,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use statehouse::{ErrorKind, RetryPolicy, SharedState, StoreError, Tenant, TenantTtls, Ttl};
+use statehouse::{ErrorKind, RetryPolicy, SharedState, Tenant, TenantTtls, Ttl};
 use statehouse_domain::layout::TenantKeys;
-use statehouse_ports::{DocumentStoreExt, Key, SetOptions};
+use statehouse_ports::{DocumentStoreExt, Key, KeyTtl, SetOptions};
 
 use super::Backend;
 
@@ -403,14 +403,17 @@ pub async fn shared_states_list_delete_and_clear_only_their_user(backend: Backen
     );
 }
 
-/// What every write does to the TTL, per operation, on both adapters.
+/// What every write does to the TTL, per operation, on both adapters: a
+/// new record gets it, a refresh extends but never shortens it, a
+/// persistent record stays persistent, no TTL keeps the expiry.
 pub async fn ttl_default_override_and_refresh_per_operation(backend: Backend) {
     let acme = backend.tenant("acme").with_ttls(TenantTtls {
         users: ttl(1000),
         ..TenantTtls::default()
     });
     let users = acme.users();
-    // upsert applies the repository default.
+    let plain = backend.tenant("acme").users();
+    // upsert gives a new user the repository default.
     users.upsert("u1", &json!({"a": 1})).await.unwrap();
     backend.elapse(ms(600)).await;
     // set_field refreshes it.
@@ -431,27 +434,30 @@ pub async fn ttl_default_override_and_refresh_per_operation(backend: Backend) {
     // delete_field and reads do not refresh.
     users.delete_field("u1", "b").await.unwrap();
     users.get::<Value>("u1").await.unwrap();
+    users.get_fields("u1").await.unwrap();
     backend.elapse(ms(500)).await;
     assert!(
         !users.exists("u1").await.unwrap(),
         "expired: neither delete_field nor reads refresh"
     );
 
-    // Override per call: a longer TTL for this write only.
+    // Override per call: a longer TTL for this write.
     users
         .with_ttl(ttl(3000))
         .upsert("u2", &json!({"a": 1}))
         .await
         .unwrap();
-    backend.elapse(ms(2000)).await;
-    assert!(users.exists("u2").await.unwrap(), "the override applied");
-    // The next write with the default shortens it again (the write's TTL wins).
+    backend.elapse(ms(1000)).await;
+    // A refresh with the shorter default never shortens it ...
     users.set_field("u2", "b", &1).await.unwrap();
-    backend.elapse(ms(1100)).await;
+    users.increment("u2", "n", 1).await.unwrap();
+    backend.elapse(ms(1500)).await;
+    assert!(users.exists("u2").await.unwrap(), "not shortened to 1 s");
+    // ... and it still ends when the override said.
+    backend.elapse(ms(600)).await;
     assert!(!users.exists("u2").await.unwrap());
 
-    // Without a TTL, field writes keep the current expiry.
-    let plain = backend.tenant("acme").users();
+    // Without a TTL, writes keep the current expiry.
     users.upsert("u3", &json!({"a": 1})).await.unwrap();
     backend.elapse(ms(600)).await;
     plain.set_field("u3", "b", &1).await.unwrap();
@@ -462,10 +468,13 @@ pub async fn ttl_default_override_and_refresh_per_operation(backend: Backend) {
         !plain.exists("u3").await.unwrap(),
         "writes without a TTL kept the expiry"
     );
-    // ... and a new record without a TTL is persistent.
+    // A new record without a TTL is persistent, and stays so under writes
+    // with one.
     plain.upsert("u4", &json!({"a": 1})).await.unwrap();
+    users.set_field("u4", "b", &1).await.unwrap();
+    users.increment("u4", "n", 1).await.unwrap();
     backend.elapse(ms(2000)).await;
-    assert!(plain.exists("u4").await.unwrap());
+    assert!(plain.exists("u4").await.unwrap(), "persistent stays persistent");
 
     // A failed increment writes nothing, not even the TTL.
     users.upsert("u5", &json!({"name": "x"})).await.unwrap();
@@ -483,31 +492,25 @@ pub async fn ttl_default_override_and_refresh_per_operation(backend: Backend) {
         "the failed increment set no TTL"
     );
 
-    // set (replace) without a TTL makes the record persistent; with one it
-    // applies it; merge refreshes.
+    // set replaces the fields: with a TTL it refreshes like the others,
+    // without one it keeps the expiry; merge refreshes.
     let states = backend.tenant("acme").handler_states();
-    states
-        .with_ttl(ttl(1000))
-        .set("u1", "h", &json!({"a": 1}))
-        .await
-        .unwrap();
-    states.set("u1", "h", &json!({"a": 2})).await.unwrap();
-    backend.elapse(ms(1500)).await;
-    assert!(
-        states.get::<Value>("u1", "h").await.unwrap().is_some(),
-        "replace without TTL: persistent"
-    );
-    states
-        .with_ttl(ttl(1000))
-        .set("u1", "h", &json!({"a": 3}))
-        .await
-        .unwrap();
+    let states_1s = states.with_ttl(ttl(1000));
+    states_1s.set("u1", "h", &json!({"a": 1})).await.unwrap();
     backend.elapse(ms(600)).await;
-    let _: Value = states
-        .with_ttl(ttl(1000))
-        .merge("u1", "h", &json!({"b": 1}))
-        .await
-        .unwrap();
+    states_1s.set("u1", "h", &json!({"a": 2})).await.unwrap();
+    backend.elapse(ms(600)).await;
+    let got: Option<Value> = states.get("u1", "h").await.unwrap();
+    assert_eq!(got, Some(json!({"a": 2})), "set with a TTL refreshed");
+    states.set("u1", "h", &json!({"a": 3})).await.unwrap();
+    backend.elapse(ms(500)).await;
+    assert!(
+        states.get::<Value>("u1", "h").await.unwrap().is_none(),
+        "set without a TTL kept the expiry"
+    );
+    states_1s.set("u1", "h", &json!({"a": 4})).await.unwrap();
+    backend.elapse(ms(600)).await;
+    let _: Value = states_1s.merge("u1", "h", &json!({"b": 1})).await.unwrap();
     backend.elapse(ms(600)).await;
     assert!(
         states.get::<Value>("u1", "h").await.unwrap().is_some(),
@@ -515,6 +518,11 @@ pub async fn ttl_default_override_and_refresh_per_operation(backend: Backend) {
     );
     backend.elapse(ms(500)).await;
     assert!(states.get::<Value>("u1", "h").await.unwrap().is_none());
+    // A persistent state stays persistent under set with a TTL.
+    states.set("u2", "h", &json!({"a": 1})).await.unwrap();
+    states_1s.set("u2", "h", &json!({"a": 2})).await.unwrap();
+    backend.elapse(ms(1500)).await;
+    assert!(states.get::<Value>("u2", "h").await.unwrap().is_some());
 }
 
 pub async fn invalid_ids_are_rejected_before_any_io(backend: Backend) {
@@ -581,6 +589,65 @@ pub async fn a_key_of_another_type_is_wrong_type(backend: Backend) {
             "{error}"
         );
     }
+    assert_eq!(
+        backend
+            .documents
+            .get_json::<String>(&key)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("a string")
+    );
+    assert_eq!(backend.documents.ttl(&key).await.unwrap(), KeyTtl::Persistent);
+    // A failed increment sets no TTL (its script checks the type first) ...
+    let error = users
+        .with_ttl(ttl(60_000))
+        .increment("u1", "a", 1)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WrongType);
+    assert_eq!(backend.documents.ttl(&key).await.unwrap(), KeyTtl::Persistent);
+    // ... and neither does any write with a TTL (the script checks first).
+    for error in [
+        users
+            .with_ttl(ttl(60_000))
+            .set_field("u1", "a", &1)
+            .await
+            .unwrap_err(),
+        users
+            .with_ttl(ttl(60_000))
+            .upsert("u1", &json!({"a": 1}))
+            .await
+            .unwrap_err(),
+        users
+            .with_ttl(ttl(60_000))
+            .modify_field("u1", "a", |a: Option<u32>| a.unwrap_or(0))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(error.kind(), ErrorKind::WrongType, "{error}");
+    }
+    let states = backend.tenant("acme").handler_states().with_ttl(ttl(60_000));
+    let state_key = Key::new("t:{acme}:handler:u1:h").unwrap();
+    backend
+        .documents
+        .set_json(&state_key, &1, SetOptions::new())
+        .await
+        .unwrap();
+    let error = states.set("u1", "h", &json!({"a": 1})).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WrongType);
+    let error = states
+        .merge::<_, Value>("u1", "h", &json!({"a": 1}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WrongType);
+    for key in [&key, &state_key] {
+        assert_eq!(backend.documents.ttl(key).await.unwrap(), KeyTtl::Persistent);
+    }
+    assert_eq!(
+        backend.documents.get_json::<u32>(&state_key).await.unwrap(),
+        Some(1)
+    );
     assert_eq!(
         backend
             .documents
@@ -693,33 +760,30 @@ pub async fn isolation_holds_for_random_nasty_ids(backend: Backend) {
         }
     }
     assert!(written > 100, "{written}");
-    let expected_users: Vec<String> = {
-        let mut sorted = users.clone();
-        sorted.sort_by(|x, y| TenantKeys::new("t").user(x).cmp(&TenantKeys::new("t").user(y)));
-        sorted
-    };
     for tenant in &tenants {
         let t = backend.tenant(tenant);
-        let mut listed = t.users().list().await.unwrap();
-        listed.sort();
-        let mut want = expected_users.clone();
-        want.sort();
-        assert_eq!(listed, want, "users of {tenant:?}");
-        let mut found = t
+        assert_eq!(
+            t.users().list().await.unwrap(),
+            users,
+            "users of {tenant:?} (sorted ids)"
+        );
+        let found = t
             .users()
             .find("owner", &format!("{tenant}|{}|", users[0]))
             .await
             .unwrap();
-        found.sort();
         assert_eq!(found, [users[0].clone()], "find in {tenant:?}");
+        assert_eq!(
+            t.users().find("flag", &"x").await.unwrap(),
+            users,
+            "find in {tenant:?}"
+        );
         for user in &users {
             let got: Value = t.users().get(user).await.unwrap().unwrap();
             assert_eq!(got, marker(tenant, user, ""), "user {user:?} of {tenant:?}");
-            let mut states = t.shared_states().list(user).await.unwrap();
-            states.sort();
+            let states = t.shared_states().list(user).await.unwrap();
             assert_eq!(states, names, "states of {user:?} in {tenant:?}");
-            let mut handlers = t.handler_states().list(user).await.unwrap();
-            handlers.sort();
+            let handlers = t.handler_states().list(user).await.unwrap();
             assert_eq!(handlers, names);
             for name in &names {
                 let got: Value = t.shared_states().get(user, name).await.unwrap().unwrap();
@@ -954,6 +1018,3 @@ pub async fn the_current_shared_state_never_leaks_between_requests(backend: Back
         assert_eq!(got, json!({"owner": format!("{tenant}|{user}"), "tool": "ran"}));
     }
 }
-
-#[allow(dead_code)]
-fn _uses(_: StoreError) {}
