@@ -180,6 +180,19 @@ fn from_value<T: DeserializeOwned>(op: &'static str, name: String, value: Value)
     })
 }
 
+/// The error a facade closure returned through `update_field` (a field
+/// that does not decode as `T`, an append to a non-array), as itself rather
+/// than wrapped in `Aborted`; other errors as they are.
+fn unwrap_aborted(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Aborted { op, key, source } => match source.downcast::<StoreError>() {
+            Ok(inner) => *inner,
+            Err(source) => StoreError::Aborted { op, key, source },
+        },
+        other => other,
+    }
+}
+
 /// A whole record as `T`: `None` if it has no field; the first field that
 /// does not parse fails the read (naming that field).
 fn record<T: DeserializeOwned>(
@@ -293,21 +306,7 @@ impl Core {
             .store
             .update_field(key, &name, self.ttl, self.policy, &mut closure)
             .await
-            .map_err(|error| match error {
-                // A field that does not decode as `T` is a Deserialization
-                // error, not an abort.
-                StoreError::Aborted { source, .. } if source.is::<StoreError>() => {
-                    match source.downcast::<StoreError>() {
-                        Ok(inner) => *inner,
-                        Err(source) => StoreError::Aborted {
-                            op,
-                            key: key.key().to_owned(),
-                            source,
-                        },
-                    }
-                }
-                other => other,
-            })?;
+            .map_err(unwrap_aborted)?;
         from_value(op, field_key, updated.new)
     }
 
@@ -341,19 +340,7 @@ impl Core {
             .store
             .update_field(key, &name, self.ttl, self.policy, &mut closure)
             .await
-            .map_err(|error| match error {
-                StoreError::Aborted { source, .. } if source.is::<StoreError>() => {
-                    match source.downcast::<StoreError>() {
-                        Ok(inner) => *inner,
-                        Err(source) => StoreError::Aborted {
-                            op,
-                            key: key.key().to_owned(),
-                            source,
-                        },
-                    }
-                }
-                other => other,
-            })?;
+            .map_err(unwrap_aborted)?;
         Ok(updated.new.as_array().map_or(0, Vec::len))
     }
 
