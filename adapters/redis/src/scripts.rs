@@ -5,7 +5,11 @@
 //! atomic step, such as "set this TTL unless the key already lives longer".
 //! Scripts are sent as `EVALSHA`; the WATCH loop loads them on a dedicated
 //! connection before its first use and again after a `NOSCRIPT` answer (a
-//! restarted or flushed server), so callers never see one.
+//! restarted or flushed server), so callers never see one. A script that
+//! needs no WATCH (the tenant writes without a read, the tenant increment)
+//! runs alone on the shared connection, through redis-rs'
+//! `Script::invoke_async`, which sends `EVALSHA` and loads the script on
+//! `NOSCRIPT`.
 //!
 //! Every script checks the types of all its keys before writing anything:
 //! Redis does not roll a script back, so a `WRONGTYPE` halfway would leave a

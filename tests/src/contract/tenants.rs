@@ -60,6 +60,17 @@ pub async fn users_round_trip_typed_and_field_by_field(backend: Backend) {
         Some(Plan::Pro)
     );
     assert_eq!(users.get_field::<String>("u1", "missing").await.unwrap(), None);
+    // A field holding null and a missing field stay distinct.
+    users.set_field("u1", "nothing", &Value::Null).await.unwrap();
+    assert_eq!(
+        users.get_field::<Option<u32>>("u1", "nothing").await.unwrap(),
+        Some(None)
+    );
+    assert_eq!(
+        users.get_field::<Option<u32>>("u1", "missing").await.unwrap(),
+        None
+    );
+    assert!(users.delete_field("u1", "nothing").await.unwrap());
     // Upsert merges: fields it does not name stay.
     users
         .upsert("u1", &json!({"plan": "free", "score": 7}))
@@ -679,9 +690,9 @@ impl Rng {
     /// separators, globs, braces, backslashes, spaces, `%` escapes, unicode,
     /// and ids that are prefixes of each other.
     fn id(&mut self) -> String {
-        const PIECES: [&str; 24] = [
+        const PIECES: [&str; 26] = [
             ":", "*", "?", "[", "]", "{", "}", "\\", " ", "%", "%3A", "%2A", "a", "b", "ab", "é", "😀",
-            "{a}", "user", "state", "table:", "*:*", "\u{a0}", "-",
+            "{a}", "user", "state", "table:", "*:*", "\u{a0}", "-", "\u{200b}", "^",
         ];
         let len = 1 + self.below(3);
         (0..len).map(|_| PIECES[self.below(PIECES.len())]).collect()
@@ -694,12 +705,13 @@ impl Rng {
 pub async fn isolation_holds_for_random_nasty_ids(backend: Backend) {
     let mut rng = Rng(0x5EED_1234_ABCD_0042);
     let mut tenants: Vec<String> = (0..6).map(|_| rng.id()).collect();
-    tenants.extend(["*", "a:b", "a", "b", "ab", "a*"].map(String::from));
+    tenants.extend(["*", "a:b", "a", "b", "ab", "a*", " ", "\u{a0}"].map(String::from));
     tenants.sort();
     tenants.dedup();
     let users: Vec<String> = {
         let mut users: Vec<String> = (0..5).map(|_| rng.id()).collect();
-        users.extend(["u", "u:x", "u*"].map(String::from));
+        // The empty-looking ids the validator allows, and prefixes.
+        users.extend(["u", "u:x", "u*", " ", "\u{200b}", "%"].map(String::from));
         users.sort();
         users.dedup();
         users
