@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use statehouse::{ErrorKind, RetryPolicy, SharedState, Tenant, TenantTtls, Ttl};
 use statehouse_domain::layout::TenantKeys;
-use statehouse_ports::{DocumentStoreExt, Key, KeyTtl, SetOptions};
+use statehouse_ports::{DocumentStoreExt, Key, KeyTtl, SetOptions, TenantId, TenantPattern};
 
 use super::Backend;
 
@@ -779,6 +779,20 @@ pub async fn isolation_holds_for_random_nasty_ids(backend: Backend) {
             users,
             "users of {tenant:?} (sorted ids)"
         );
+        // Below the facade: the port's SCAN of the tenant's patterns returns
+        // only the tenant's own keys, each once.
+        let id = TenantId::new(tenant.as_str()).unwrap();
+        let head = TenantKeys::new(tenant).head().to_owned();
+        let keys = backend.tenants.scan(&TenantPattern::users(&id)).await.unwrap();
+        assert_eq!(keys.len(), users.len(), "user keys of {tenant:?}");
+        assert!(keys.iter().all(|key| key.starts_with(&head)), "{keys:?}");
+        let keys = backend.tenants.scan(&TenantPattern::all(&id)).await.unwrap();
+        assert_eq!(
+            keys.len(),
+            users.len() * (1 + 3 * names.len()),
+            "keys of {tenant:?}"
+        );
+        assert!(keys.iter().all(|key| key.starts_with(&head)), "{keys:?}");
         let found = t
             .users()
             .find("owner", &format!("{tenant}|{}|", users[0]))
