@@ -33,6 +33,9 @@ use crate::{Settings, SyncedModel};
 #[path = "blocking_subjects.rs"]
 mod subjects;
 pub use subjects::{Subject, Subjects};
+#[path = "blocking_tenants.rs"]
+mod tenants;
+pub use tenants::{HandlerStates, SharedStates, Tables, Tenant, Users};
 
 /// Blocking twin of [`crate::Statehouse`].
 #[derive(Debug, Clone)]
@@ -134,6 +137,14 @@ impl Statehouse {
             inner: self.inner.subjects(),
             runtime: self.runtime.clone(),
         }
+    }
+
+    /// Blocking repositories of tenant `id`; see [`crate::Statehouse::tenant`].
+    pub fn tenant(&self, id: &str) -> Result<Tenant, StoreError> {
+        Ok(Tenant {
+            inner: self.inner.tenant(id)?,
+            runtime: self.runtime.clone(),
+        })
     }
 
     /// The async twin, sharing the same connections.

@@ -13,6 +13,10 @@
 //!   in KRules' layout, cached and staged per handle.
 //! - [`Synced`] (`synced.rs`): a [`SyncedModel`] bound to the document
 //!   `{TypeName}:{id}`, changed atomically and written through.
+//! - [`Tenant`] (`tenants.rs`): one tenant's repositories ([`Users`],
+//!   [`HandlerStates`], [`Tables`], [`SharedStates`]) over the
+//!   [`FieldStore`] port, strictly isolated per tenant, and the task-local
+//!   current [`SharedState`].
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -44,6 +48,7 @@ mod statehouse;
 mod subjects;
 mod synced;
 mod tasks;
+mod tenants;
 
 pub use config::Settings;
 pub use documents::Documents;
@@ -54,6 +59,7 @@ pub use statehouse_ports::{
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
     TaskRepository, TaskSpace, TaskStatus, Ttl, Update, Updated, UserId, ValidationError,
 };
+pub use statehouse_ports::{FieldName, FieldStore, FieldUpdated, Fields, TenantId, TenantKey, TenantPattern};
 pub use statehouse_ports::{
     JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,
     SubjectSpace, SubjectStore,
@@ -61,6 +67,9 @@ pub use statehouse_ports::{
 pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::Synced;
 pub use tasks::Tasks;
+pub use tenants::{
+    BlockingSharedState, HandlerStates, SharedState, SharedStates, Tables, Tenant, TenantTtls, Users,
+};
 
 /// User guides. Their examples are compiled and run as doc tests.
 pub mod guide {
@@ -74,6 +83,8 @@ pub mod guide {
     pub mod subjects {}
     #[doc = include_str!("../../docs/synced.md")]
     pub mod synced {}
+    #[doc = include_str!("../../docs/tenants.md")]
+    pub mod tenants {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}

@@ -1,13 +1,14 @@
 use std::sync::Arc;
 
 use statehouse_memory::MemoryStore;
+use statehouse_ports::FieldStore;
 use statehouse_ports::{
     DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
 };
 use statehouse_redis::RedisStore;
 
 use crate::layers::{Retrying, Traced};
-use crate::{Documents, Settings, Subjects, Tasks};
+use crate::{Documents, Settings, Subjects, Tasks, Tenant};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
 /// inject any implementation (a mock, a decorator, a store of your own).
@@ -20,6 +21,8 @@ pub struct Ports {
     pub tasks: Arc<dyn TaskRepository>,
     /// The subjects (KRules' layout).
     pub subjects: Arc<dyn SubjectStore>,
+    /// The tenant hashes behind [`Tenant`](crate::Tenant)'s repositories.
+    pub tenants: Arc<dyn FieldStore>,
 }
 
 impl Ports {
@@ -28,21 +31,24 @@ impl Ports {
         documents: Arc<dyn DocumentStore>,
         tasks: Arc<dyn TaskRepository>,
         subjects: Arc<dyn SubjectStore>,
+        tenants: Arc<dyn FieldStore>,
     ) -> Self {
         Self {
             documents,
             tasks,
             subjects,
+            tenants,
         }
     }
 
     /// Every port over one store that implements them all (an adapter).
-    pub fn of<S: DocumentStore + TaskRepository + SubjectStore>(store: S) -> Self {
+    pub fn of<S: DocumentStore + TaskRepository + SubjectStore + FieldStore>(store: S) -> Self {
         let store = Arc::new(store);
         Self {
             documents: store.clone(),
             tasks: store.clone(),
-            subjects: store,
+            subjects: store.clone(),
+            tenants: store,
         }
     }
 }
@@ -145,11 +151,13 @@ impl Statehouse {
                 documents: Arc::new(Traced::new(Retrying::new(ports.documents, policy))),
                 tasks: Arc::new(Traced::new(Retrying::new(ports.tasks, policy))),
                 subjects: Arc::new(Traced::new(Retrying::new(ports.subjects, policy))),
+                tenants: Arc::new(Traced::new(Retrying::new(ports.tenants, policy))),
             },
             None => Ports {
                 documents: Arc::new(Traced::new(ports.documents)),
                 tasks: Arc::new(Traced::new(ports.tasks)),
                 subjects: Arc::new(Traced::new(ports.subjects)),
+                tenants: Arc::new(Traced::new(ports.tenants)),
             },
         };
         Self {
@@ -176,6 +184,13 @@ impl Statehouse {
             self.ports.subjects.clone(),
             SubjectSpace::default().with_policy(self.update_policy()),
         )
+    }
+
+    /// The repositories of tenant `id` (users, handler states, tables,
+    /// shared states), with the update retry policy of the settings; a bad
+    /// id is `InvalidInput` before any I/O.
+    pub fn tenant(&self, id: &str) -> Result<Tenant, StoreError> {
+        Tenant::new(self.ports.tenants.clone(), id, self.update_policy())
     }
 
     /// Where tasks are kept, from the settings.
@@ -206,6 +221,7 @@ impl Statehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use statehouse_ports::MockFieldStore;
     use statehouse_ports::{ErrorKind, MockDocumentStore, MockSubjectStore, MockTaskRepository};
 
     #[tokio::test]
@@ -289,6 +305,7 @@ mod tests {
                 Arc::new(flaky_get(1)),
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
+                Arc::new(MockFieldStore::new()),
             ),
             Settings::default(),
             "mock",
@@ -308,6 +325,7 @@ mod tests {
                 Arc::new(flaky_get(2)),
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
+                Arc::new(MockFieldStore::new()),
             ),
             settings.clone(),
             "mock",
@@ -318,6 +336,7 @@ mod tests {
                 Arc::new(flaky_get(3)),
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
+                Arc::new(MockFieldStore::new()),
             ),
             settings,
             "mock",
@@ -342,6 +361,7 @@ mod tests {
             Arc::new(mock),
             Arc::new(MockTaskRepository::new()),
             Arc::new(MockSubjectStore::new()),
+            Arc::new(MockFieldStore::new()),
         ));
         assert_eq!(state.backend(), "custom");
         assert!(!state.documents().is_alive().await);

@@ -288,6 +288,36 @@ impl TenantKeys {
         format!("{}table:*:{}", self.head, escape_component(primary_key))
     }
 
+    /// The glob of every row of one table of the tenant.
+    pub fn rows_pattern(&self, table: &str) -> String {
+        format!("{}table:{}:*", self.head, escape_component(table))
+    }
+
+    /// The table and primary key of a row key of the tenant; `None` for
+    /// another key.
+    pub fn row_of(&self, key: &str) -> Option<(String, String)> {
+        let rest = key.strip_prefix(self.head.as_str())?.strip_prefix("table:")?;
+        let (table, primary_key) = rest.split_once(':')?;
+        Some((unescape_component(table)?, unescape_component(primary_key)?))
+    }
+
+    /// The glob of every handler state of a user.
+    pub fn handlers_pattern(&self, user: &str) -> String {
+        format!("{}handler:{}:*", self.head, escape_component(user))
+    }
+
+    /// The handler name of a key of
+    /// [`handlers_pattern`](Self::handlers_pattern) for `user`; `None` for
+    /// another key.
+    pub fn handler_name_of(&self, user: &str, key: &str) -> Option<String> {
+        let rest = key
+            .strip_prefix(self.head.as_str())?
+            .strip_prefix("handler:")?
+            .strip_prefix(escape_component(user).as_str())?
+            .strip_prefix(':')?;
+        unescape_component(rest)
+    }
+
     /// The hash of a user's shared state `name`.
     pub fn state(&self, user: &str, name: &str) -> String {
         self.key("state", &[user, name])

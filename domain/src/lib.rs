@@ -14,6 +14,8 @@
 //!   user-given components and the hash tags.
 //! - [`SyncedModel`] (`synced.rs`): a model bound to the document
 //!   `{TypeName}:{id}`, and its key ([`synced_key`]).
+//! - [`TenantId`], [`TenantKey`], [`TenantPattern`] and the ids of the
+//!   tenant repositories (`tenant.rs`): one tenant's hashes and globs.
 //! - [`ValidationError`]: which rule an input broke.
 //! - [`HumanDuration`]: a duration as people read it, for messages.
 //!
@@ -32,6 +34,7 @@ pub mod layout;
 mod subject;
 mod synced;
 mod task;
+mod tenant;
 mod ttl;
 
 pub use duration::HumanDuration;
@@ -40,4 +43,7 @@ pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identi
 pub use subject::{PropertyKind, PropertyName, PythonFormatter, SubjectName, python_json};
 pub use synced::{SyncedModel, synced_key, synced_key_of, validate_type_name};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
+pub use tenant::{
+    FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
+};
 pub use ttl::Ttl;

@@ -13,6 +13,8 @@
 //!   indexed by service and user; [`TaskSpace`] says where and how.
 //! - [`SubjectStore`] (`subjects.rs`): subjects' default and extended JSON
 //!   properties in KRules' layout; [`SubjectSpace`] says where.
+//! - [`FieldStore`] (`tenants.rs`): tenant-scoped hashes of JSON fields,
+//!   behind the tenant repositories; keys are [`TenantKey`]s.
 //! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
 //!   updates, shared by all backends.
 //!
@@ -28,6 +30,7 @@ mod ext;
 mod retry;
 mod subjects;
 mod tasks;
+mod tenants;
 
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
@@ -46,9 +49,18 @@ pub use subjects::{
 #[cfg(feature = "mock")]
 pub use tasks::MockTaskRepository;
 pub use tasks::{PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage, TaskRepository, TaskSpace};
+#[cfg(feature = "mock")]
+pub use tenants::MockFieldStore;
+pub use tenants::{
+    FieldFn, FieldStore, FieldUpdated, Fields, decode_field, decode_fields, encode_field, field_writes,
+    increment_overflow, not_an_integer,
+};
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;
+pub use statehouse_domain::{
+    FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
+};
 /// Re-exported domain types used in port signatures.
 pub use statehouse_domain::{
     Key, KeyPattern, LogEntry, PropertyKind, PropertyName, ServiceName, SubjectName, TaskId, TaskRecord,

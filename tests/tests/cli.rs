@@ -508,3 +508,60 @@ fn model_show_reads_what_a_python_service_wrote() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("\"Order:9\""), "{err}");
 }
+
+#[test]
+fn tenant_records_show_readable_or_as_json() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    let mut hset = |key: &str, field: &str, value: &str| {
+        redis::cmd("HSET")
+            .arg(format!("cli:{key}"))
+            .arg(field)
+            .arg(value)
+            .exec(&mut conn)
+            .expect("HSET");
+    };
+    hset("t:{acme}:user:u%3A1", "name", r#""Ann""#);
+    hset("t:{acme}:user:u%3A1", "age", "30");
+    hset("t:{acme}:user:u%3A1", "bad", "{not json");
+    hset("t:{acme}:user:u2", "name", r#""Bo""#);
+    hset("t:{acme2}:user:u3", "name", r#""Cy""#);
+    hset("t:{acme}:state:u2:draft", "text", r#""hi""#);
+    hset("t:{acme}:table:orders:42", "total", "9.5");
+
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(&server, args);
+        assert_eq!((code, err.as_str()), (0, ""), "{args:?}");
+        out
+    };
+    assert_eq!(ok(&["tenant", "acme", "users"]), "u2\nu:1\n");
+    assert_eq!(ok(&["--json", "tenant", "acme", "users"]), "[\"u2\",\"u:1\"]\n");
+    let shown = ok(&["--json", "tenant", "acme", "users", "get", "u:1"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
+    assert_eq!(shown["tenant"], "acme");
+    assert_eq!(shown["user"], "u:1");
+    assert_eq!(shown["fields"], serde_json::json!({"age": 30, "name": "Ann"}));
+    assert!(shown["errors"]["bad"].is_string(), "{shown}");
+    assert!(
+        !shown.to_string().contains("not json"),
+        "no stored bytes in errors"
+    );
+    let table = ok(&["tenant", "acme", "users", "get", "u:1"]);
+    assert!(table.starts_with("user \"u:1\" of tenant \"acme\"\n"), "{table}");
+    assert!(table.contains("name                     \"Ann\"\n"), "{table}");
+    assert_eq!(ok(&["tenant", "acme", "state", "u2"]), "draft\n");
+    assert_eq!(
+        ok(&["--json", "tenant", "acme", "state", "u2", "draft"]),
+        "{\"tenant\":\"acme\",\"state\":\"draft\",\"user\":\"u2\",\"fields\":{\"text\":\"hi\"}}\n"
+    );
+    assert_eq!(ok(&["tenant", "acme", "table", "orders"]), "42\n");
+    assert!(ok(&["tenant", "acme", "table", "orders", "42"]).contains("total                    9.5\n"));
+    assert_eq!(ok(&["tenant", "acme2", "users"]), "u3\n");
+    assert_eq!(ok(&["tenant", "*", "users"]), "");
+    let (code, _, err) = run(&server, &["tenant", "acme", "users", "get", "nobody"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "error: user \"nobody\" of tenant \"acme\" does not exist\n")
+    );
+    assert_eq!(run(&server, &["tenant", "", "users"]).0, 2);
+}

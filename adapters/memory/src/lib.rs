@@ -14,6 +14,8 @@
 //!
 //! - `subjects.rs`: [`SubjectStore`](statehouse_ports::SubjectStore): a
 //!   hash per subject, KRules' layout, as on Redis.
+//! - `tenants.rs`: [`FieldStore`](statehouse_ports::FieldStore): tenant
+//!   hashes of JSON fields, the same keys and atomic steps as on Redis.
 //!
 //! # Behaviour shared with Redis
 //!
@@ -48,6 +50,7 @@ mod glob;
 mod store;
 mod subjects;
 mod tasks;
+mod tenants;
 
 use std::sync::Arc;
 

@@ -21,6 +21,8 @@
 //!   reads may go to a read endpoint.
 //! - `subjects.rs`: [`SubjectStore`](statehouse_ports::SubjectStore), in
 //!   KRules' layout (a hash per subject).
+//! - `tenants.rs`: [`FieldStore`](statehouse_ports::FieldStore): tenant
+//!   hashes of JSON fields under `t:{<tenant>}:…`.
 //!
 //! # Architecture invariants
 //!
@@ -42,6 +44,7 @@ mod redact;
 mod scripts;
 mod subjects;
 mod tasks;
+mod tenants;
 mod txn;
 
 use std::sync::Arc;
@@ -53,6 +56,10 @@ pub use redact::redact_url;
 /// (which must run the same commands). Not a stable API.
 #[doc(hidden)]
 pub use scripts::TASK_WRITE_CODE as TASK_WRITE_SCRIPT;
+/// The Lua source of the tenant increment script, for the benchmark's raw
+/// side. Not a stable API.
+#[doc(hidden)]
+pub use scripts::TENANT_INCREMENT_CODE as TENANT_INCREMENT_SCRIPT;
 use statehouse_ports::StoreError;
 
 /// A Redis-backed store implementing every statehouse port.

@@ -5,7 +5,11 @@
 //! atomic step, such as "set this TTL unless the key already lives longer".
 //! Scripts are sent as `EVALSHA`; the WATCH loop loads them on a dedicated
 //! connection before its first use and again after a `NOSCRIPT` answer (a
-//! restarted or flushed server), so callers never see one.
+//! restarted or flushed server), so callers never see one. A script that
+//! needs no WATCH (the tenant writes without a read, the tenant increment)
+//! runs alone on the shared connection, through redis-rs'
+//! `Script::invoke_async`, which sends `EVALSHA` and loads the script on
+//! `NOSCRIPT`.
 //!
 //! Every script checks the types of all its keys before writing anything:
 //! Redis does not roll a script back, so a `WRONGTYPE` halfway would leave a
@@ -81,8 +85,81 @@ end
 return removed
 ";
 
+/// Writes fields of a tenant hash and applies a TTL in one step, the way
+/// every tenant write treats the TTL: a new hash gets it; an existing one
+/// is extended to it unless it already lives longer (never shortened; a
+/// persistent hash stays persistent); without a TTL (0) the expiry is kept,
+/// also across a `replace`. Checks the key's type before writing anything.
+///
+/// KEYS: the hash. ARGV: TTL in ms (0: none), mode (`set`, `merge`: also
+/// return the whole hash, `replace`: delete the old fields first), then
+/// field, value pairs. Run by `EVALSHA`, on the shared connection (redis-rs
+/// loads it again on `NOSCRIPT`) or inside the WATCH loop's MULTI.
+pub(crate) static TENANT_WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(TENANT_WRITE_CODE));
+
+const TENANT_WRITE_CODE: &str = r"
+local key = KEYS[1]
+local kind = redis.call('TYPE', key)['ok']
+if kind ~= 'none' and kind ~= 'hash' then
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
+local ttl = tonumber(ARGV[1])
+local left = redis.call('PTTL', key)
+if ARGV[2] == 'replace' then
+  redis.call('DEL', key)
+end
+for i = 3, #ARGV - 1, 2 do
+  redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+end
+if redis.call('EXISTS', key) == 1 then
+  if ttl > 0 and (left == -2 or (left >= 0 and left < ttl)) then
+    redis.call('PEXPIRE', key, ttl)
+  elseif ARGV[2] == 'replace' and left > 0 then
+    redis.call('PEXPIRE', key, left)
+  end
+end
+if ARGV[2] == 'merge' then
+  return redis.call('HGETALL', key)
+end
+return 1
+";
+
+/// Adds an integer to a tenant hash field (HINCRBY) and, if the increment
+/// went through, applies the TTL as [`TENANT_WRITE`] does, in one step: a
+/// failed increment (the field holds no integer, or the sum would
+/// overflow) writes nothing, not even the TTL, which a MULTI could not
+/// promise.
+///
+/// KEYS: the hash. ARGV: field, increment, TTL in ms (0: keep the expiry).
+/// Errors: `WRONGTYPE …`, `NOTINT …`, `OVERFLOW …`. Run by `EVALSHA` on the
+/// shared connection (redis-rs loads it again on `NOSCRIPT`).
+pub(crate) static TENANT_INCREMENT: LazyLock<Script> = LazyLock::new(|| Script::new(TENANT_INCREMENT_CODE));
+
+/// The source of `TENANT_INCREMENT`; the benchmark's raw side runs it too.
+pub const TENANT_INCREMENT_CODE: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and kind ~= 'hash' then
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
+local value = redis.pcall('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if type(value) == 'table' and value.err then
+  if string.find(value.err, 'overflow', 1, true) then
+    return redis.error_reply('OVERFLOW increment or decrement would overflow')
+  end
+  return redis.error_reply('NOTINT hash value is not an integer')
+end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  local left = redis.call('PTTL', KEYS[1])
+  if kind == 'none' or (left >= 0 and left < ttl) then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
+end
+return value
+";
+
 /// The source of every script, for loading them on a connection.
-const ALL: [&str; 2] = [TASK_WRITE_CODE, PRUNE_INDEX_CODE];
+const ALL: [&str; 3] = [TASK_WRITE_CODE, PRUNE_INDEX_CODE, TENANT_WRITE_CODE];
 
 /// `EVALSHA` of `script` with `keys` and `args`, for a pipeline.
 pub(crate) fn evalsha<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(

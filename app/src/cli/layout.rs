@@ -53,6 +53,30 @@ const FAMILIES: &[Family] = &[
         redis_type: "string",
         notes: "synced model (JSON); verbatim, not escaped (Python services' keys); type names hold no ':'",
     },
+    Family {
+        family: "tenants",
+        redis_key: "<prefix>t:{<tenant>}:user:<user>",
+        redis_type: "hash",
+        notes: "a tenant's user: one compact JSON value per field; {<tenant>} is the hash tag; ids escaped (: -> %3A)",
+    },
+    Family {
+        family: "tenants",
+        redis_key: "<prefix>t:{<tenant>}:handler:<user>:<handler>",
+        redis_type: "hash",
+        notes: "a handler's conversation state for a user; JSON per field",
+    },
+    Family {
+        family: "tenants",
+        redis_key: "<prefix>t:{<tenant>}:table:<table>:<pk>",
+        redis_type: "hash",
+        notes: "one row of a tenant table; JSON per field",
+    },
+    Family {
+        family: "tenants",
+        redis_key: "<prefix>t:{<tenant>}:state:<user>:<name>",
+        redis_type: "hash",
+        notes: "a user's shared state (scratch space of tools and agents); JSON per field",
+    },
 ];
 
 #[derive(Debug, Serialize)]

@@ -21,6 +21,7 @@ mod layout;
 mod subjects;
 mod synced;
 mod tasks;
+mod tenants;
 
 use documents::DocCommand;
 
@@ -50,7 +51,7 @@ const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  done
   1  not found: a key or task the command needed does not exist (doc get, doc ttl,
-     doc del, tasks show/set-status/log/del, model show), or doc set --if-absent found
+     doc del, tasks show/set-status/log/del, model show, tenant … get/NAME/PK), or doc set --if-absent found
      it already there; nothing was changed
   2  usage or input error: bad arguments, bad JSON value, TTL, key, pattern or URL,
      or a task status change the lifecycle forbids (nothing written)
@@ -105,6 +106,8 @@ enum Command {
     /// Synced models (JSON documents under TYPE:ID): show.
     #[command(subcommand)]
     Model(synced::ModelCommand),
+    /// One tenant's records: users [get USER], state USER [NAME], table TABLE [PK].
+    Tenant(tenants::TenantArgs),
     /// Check that the store answers.
     Ping,
     /// Show how statehouse lays out its Redis keys.
@@ -220,6 +223,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Doc(command) => documents::doc(&docs, command, out).await,
         Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,
         Command::Subject(command) => subjects::subject(&state.subjects(), command, out).await,
+        Command::Tenant(args) => tenants::tenant(&state, args, out).await,
         Command::Model(command) => synced::model(&docs, command, out).await,
     }
 }

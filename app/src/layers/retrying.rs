@@ -8,6 +8,9 @@ use statehouse_ports::{
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
 use statehouse_ports::{
+    FieldFn, FieldName, FieldStore, FieldUpdated, Fields, Loaded, TenantKey, TenantPattern,
+};
+use statehouse_ports::{
     JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
     SubjectName, SubjectSpace, SubjectStore,
 };
@@ -250,5 +253,93 @@ impl<S: SubjectStore> SubjectStore for Retrying<S> {
 
     async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
         self.retry(|| self.inner.exists(space, subject)).await
+    }
+}
+
+/// Tenant field calls: reads (`get_all`, `get_fields`, `exists`, `scan`)
+/// and `set_fields`/`replace_fields` (setting the same values twice is the
+/// same) are retried; `merge_fields` is a read too but its answer must be
+/// the state right after its own write, `increment`, `update_field`,
+/// `delete_fields`, `delete` and `delete_matching` are not.
+#[async_trait]
+impl<S: FieldStore> FieldStore for Retrying<S> {
+    async fn get_all(&self, key: &TenantKey) -> Result<Fields, StoreError> {
+        self.retry(|| self.inner.get_all(key)).await
+    }
+
+    async fn get_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[FieldName],
+    ) -> Result<Vec<Option<Loaded>>, StoreError> {
+        self.retry(|| self.inner.get_fields(key, fields)).await
+    }
+
+    async fn set_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[(FieldName, JsonValue)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), StoreError> {
+        self.retry(|| self.inner.set_fields(key, fields, ttl)).await
+    }
+
+    async fn merge_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[(FieldName, JsonValue)],
+        ttl: Option<Ttl>,
+    ) -> Result<Fields, StoreError> {
+        self.inner.merge_fields(key, fields, ttl).await
+    }
+
+    async fn replace_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[(FieldName, JsonValue)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), StoreError> {
+        self.retry(|| self.inner.replace_fields(key, fields, ttl)).await
+    }
+
+    async fn delete_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<u64, StoreError> {
+        self.inner.delete_fields(key, fields).await
+    }
+
+    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        FieldStore::delete(&self.inner, key).await
+    }
+
+    async fn exists(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        self.retry(|| FieldStore::exists(&self.inner, key)).await
+    }
+
+    async fn update_field<'a>(
+        &self,
+        key: &TenantKey,
+        field: &FieldName,
+        ttl: Option<Ttl>,
+        policy: RetryPolicy,
+        f: &mut FieldFn<'a>,
+    ) -> Result<FieldUpdated, StoreError> {
+        self.inner.update_field(key, field, ttl, policy, f).await
+    }
+
+    async fn increment(
+        &self,
+        key: &TenantKey,
+        field: &FieldName,
+        by: i64,
+        ttl: Option<Ttl>,
+    ) -> Result<i64, StoreError> {
+        self.inner.increment(key, field, by, ttl).await
+    }
+
+    async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
+        self.retry(|| self.inner.scan(pattern)).await
+    }
+
+    async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {
+        self.inner.delete_matching(pattern).await
     }
 }

@@ -7,6 +7,9 @@ use statehouse_ports::{
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
 use statehouse_ports::{
+    FieldFn, FieldName, FieldStore, FieldUpdated, Fields, Loaded, TenantKey, TenantPattern,
+};
+use statehouse_ports::{
     JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
     SubjectName, SubjectSpace, SubjectStore,
 };
@@ -374,5 +377,142 @@ impl<S: SubjectStore> SubjectStore for Traced<S> {
             return call.await;
         }
         traced("exists", &space.key(subject.as_str()), call).await
+    }
+}
+
+/// Tenant field calls: the span's `key` is the tenant key (the pattern for
+/// `scan`/`delete_matching`); `attempts` for `update_field`. Field values
+/// never.
+#[async_trait::async_trait]
+impl<S: FieldStore> FieldStore for Traced<S> {
+    async fn get_all(&self, key: &TenantKey) -> Result<Fields, StoreError> {
+        let call = self.inner.get_all(key);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("get_all", key, call).await
+    }
+
+    async fn get_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[FieldName],
+    ) -> Result<Vec<Option<Loaded>>, StoreError> {
+        let call = self.inner.get_fields(key, fields);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("get_fields", key, call).await
+    }
+
+    async fn set_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[(FieldName, JsonValue)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), StoreError> {
+        let call = self.inner.set_fields(key, fields, ttl);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("set_fields", key, call).await
+    }
+
+    async fn merge_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[(FieldName, JsonValue)],
+        ttl: Option<Ttl>,
+    ) -> Result<Fields, StoreError> {
+        let call = self.inner.merge_fields(key, fields, ttl);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("merge_fields", key, call).await
+    }
+
+    async fn replace_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[(FieldName, JsonValue)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), StoreError> {
+        let call = self.inner.replace_fields(key, fields, ttl);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("replace_fields", key, call).await
+    }
+
+    async fn delete_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<u64, StoreError> {
+        let call = self.inner.delete_fields(key, fields);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("delete_fields", key, call).await
+    }
+
+    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        let call = FieldStore::delete(&self.inner, key);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("delete", key, call).await
+    }
+
+    async fn exists(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        let call = FieldStore::exists(&self.inner, key);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("exists", key, call).await
+    }
+
+    async fn update_field<'a>(
+        &self,
+        key: &TenantKey,
+        field: &FieldName,
+        ttl: Option<Ttl>,
+        policy: RetryPolicy,
+        f: &mut FieldFn<'a>,
+    ) -> Result<FieldUpdated, StoreError> {
+        let call = self.inner.update_field(key, field, ttl, policy, f);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced_with("update_field", key, call, |updated, span| {
+            span.record("attempts", updated.attempts);
+        })
+        .await
+    }
+
+    async fn increment(
+        &self,
+        key: &TenantKey,
+        field: &FieldName,
+        by: i64,
+        ttl: Option<Ttl>,
+    ) -> Result<i64, StoreError> {
+        let call = self.inner.increment(key, field, by, ttl);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("increment", key, call).await
+    }
+
+    async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
+        let call = self.inner.scan(pattern);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("scan", pattern, call).await
+    }
+
+    async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {
+        let call = self.inner.delete_matching(pattern);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("delete_matching", pattern, call).await
     }
 }

@@ -12,13 +12,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks};
-use statehouse_ports::{DocumentStore, Key, SubjectStore, TaskRepository};
+use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks, Tenant};
+use statehouse_ports::{DocumentStore, FieldStore, Key, SubjectStore, TaskRepository};
 
 pub mod documents;
 pub mod subjects;
 pub mod synced;
 pub mod tasks;
+pub mod tenants;
 
 /// The runtime a test needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,8 @@ pub struct Backend {
     pub tasks: Arc<dyn TaskRepository>,
     /// The subject port.
     pub subjects: Arc<dyn SubjectStore>,
+    /// The tenant field port.
+    pub tenants: Arc<dyn FieldStore>,
     paused_time: bool,
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
@@ -84,6 +87,7 @@ impl Backend {
             documents: ports.documents,
             tasks: ports.tasks,
             subjects: ports.subjects,
+            tenants: ports.tenants,
             paused_time,
             plant_hash,
             raw_hashes,
@@ -108,6 +112,11 @@ impl Backend {
     /// The tasks facade in `space`.
     pub fn tasks_in(&self, space: TaskSpace) -> Tasks {
         Tasks::new(self.tasks.clone(), space)
+    }
+
+    /// Tenant `id` over this backend, default retry policy.
+    pub fn tenant(&self, id: &str) -> Tenant {
+        Tenant::new(self.tenants.clone(), id, RetryPolicy::default()).expect("valid tenant id")
     }
 
     /// Lets `duration` pass: advances paused tokio time, or sleeps. Keep
@@ -225,6 +234,24 @@ macro_rules! contract_suite {
             modify_keeps_the_ttl: Plain,
             concurrent_modifies_from_many_handles_lose_nothing: Threaded,
             a_conflict_reruns_the_change_on_the_new_value: Threaded,
+        ]);
+        $crate::contract_suite!(@family $runner, tenants, [
+            users_round_trip_typed_and_field_by_field: Plain,
+            the_wire_layout_is_one_json_value_per_field: Plain,
+            a_bad_field_fails_alone_naming_tenant_key_and_field: Plain,
+            increment_is_integer_only_and_append_needs_an_array: Plain,
+            find_returns_the_users_holding_a_value: Plain,
+            handler_merge_keeps_unmentioned_fields_and_returns_the_merged_state: Plain,
+            tables_delete_pk_across_tables_and_nothing_else: Plain,
+            shared_states_list_delete_and_clear_only_their_user: Plain,
+            ttl_default_override_and_refresh_per_operation: Plain,
+            invalid_ids_are_rejected_before_any_io: Plain,
+            a_key_of_another_type_is_wrong_type: Plain,
+            isolation_holds_for_random_nasty_ids: Plain,
+            tenants_named_star_colon_and_prefix_stay_apart: Plain,
+            increments_from_16_tasks_end_exact: Threaded,
+            writers_on_different_fields_lose_nothing: Threaded,
+            the_current_shared_state_never_leaks_between_requests: Threaded,
         ]);
     };
     (@family $runner:ident, $family:ident, [$($name:ident : $flavor:ident),* $(,)?]) => {

@@ -1,0 +1,385 @@
+//! [`FieldStore`] on Redis: one hash per tenant record, under the layout's
+//! `t:{<tenant>}:…` keys (the store's prefix in front), one compact JSON
+//! value per field.
+//!
+//! - `get_all`: one `HGETALL`; `get_fields`: one `HMGET`.
+//! - `set_fields`: `HSET …`, one round trip, field by field (never a
+//!   whole-hash overwrite); `merge_fields`: `MULTI; HSET; HGETALL; EXEC`.
+//!   With a TTL both run the `TENANT_WRITE` script instead (`EVALSHA`: the
+//!   same writes, and the TTL extended but never shortened, in one step);
+//!   `replace_fields` always does (`DEL` first, keeping the expiry).
+//! - `update_field`: the WATCH loop (`txn::optimistic`): `WATCH; HGET`, then
+//!   `MULTI; HSET; EXEC` (with a TTL, `MULTI; EVALSHA TENANT_WRITE; EXEC`).
+//! - `increment`: the `TENANT_INCREMENT` script (`HINCRBY`, then the TTL
+//!   only if it went through), by `EVALSHA`.
+//! - `scan`/`delete_matching`: `SCAN … MATCH … COUNT … TYPE hash`, never
+//!   `KEYS`, then `DEL` in batches (all keys of one tenant share its hash
+//!   tag, so a batch is one slot on Redis Cluster).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use statehouse_domain::{FieldName, KeyPattern, TenantKey, TenantPattern, Ttl};
+use statehouse_ports::{
+    FieldFn, FieldStore, FieldUpdated, Fields, JsonValue, Loaded, RetryPolicy, StoreError, decode_field,
+    decode_fields, encode_field, field_writes, increment_overflow, not_an_integer,
+};
+
+use crate::RedisStore;
+use crate::scripts::{self, TENANT_INCREMENT, TENANT_WRITE};
+use crate::txn::{self, Decision};
+
+/// How many keys one `DEL` of `delete_matching` takes.
+const DELETE_BATCH: usize = 500;
+
+/// The arguments of the `TENANT_WRITE` script after its key.
+fn write_args(ttl: Option<Ttl>, mode: &str, writes: &[(String, String)]) -> Vec<String> {
+    let mut args = Vec::with_capacity(2 + 2 * writes.len());
+    args.push(ttl.map_or(0, Ttl::as_millis).to_string());
+    args.push(mode.to_owned());
+    for (field, text) in writes {
+        args.push(field.clone());
+        args.push(text.clone());
+    }
+    args
+}
+
+/// `HSET key f v …`.
+fn hset(rkey: &str, writes: &[(String, String)]) -> redis::Cmd {
+    let mut cmd = redis::cmd("HSET");
+    cmd.arg(rkey);
+    for (field, text) in writes {
+        cmd.arg(field).arg(text);
+    }
+    cmd
+}
+
+impl RedisStore {
+    /// Runs the `TENANT_WRITE` script on the shared connection.
+    async fn run_write<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        ttl: Option<Ttl>,
+        mode: &str,
+        writes: &[(String, String)],
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conns.shared();
+        let mut invocation = TENANT_WRITE.key(self.keys.raw(key.key()).as_ref());
+        invocation.arg(write_args(ttl, mode, writes));
+        self.conns
+            .run(op, key.key(), invocation.invoke_async(&mut conn))
+            .await
+    }
+
+    /// The keys matching `pattern` (without the store prefix), sorted, once each.
+    async fn scan_keys(&self, op: &'static str, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
+        let rpattern = format!("{}{}", KeyPattern::escape(&self.config.prefix), pattern.pattern());
+        let mut conn = self.conns.shared();
+        // SCAN may return a key more than once; a set dedups and sorts.
+        let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = self
+                .conns
+                .run(
+                    op,
+                    pattern.pattern(),
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&rpattern)
+                        .arg("COUNT")
+                        .arg(self.config.scan_count.max(1))
+                        .arg("TYPE")
+                        .arg("hash")
+                        .query_async(&mut conn),
+                )
+                .await?;
+            seen.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut keys: Vec<String> = seen.iter().map(|raw| self.keys.strip(raw)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+#[async_trait]
+impl FieldStore for RedisStore {
+    async fn get_all(&self, key: &TenantKey) -> Result<Fields, StoreError> {
+        const OP: &str = "get_all";
+        let mut conn = self.conns.shared();
+        let fields: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .conns
+            .run(
+                OP,
+                key.key(),
+                redis::cmd("HGETALL")
+                    .arg(self.keys.raw(key.key()).as_ref())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(decode_fields(
+            OP,
+            key,
+            fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
+        ))
+    }
+
+    async fn get_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[FieldName],
+    ) -> Result<Vec<Option<Loaded>>, StoreError> {
+        const OP: &str = "get_fields";
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conns.shared();
+        let values: Vec<Option<Vec<u8>>> = self
+            .conns
+            .run(
+                OP,
+                key.key(),
+                redis::cmd("HMGET")
+                    .arg(self.keys.raw(key.key()).as_ref())
+                    .arg(fields.iter().map(FieldName::as_str).collect::<Vec<_>>())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(fields
+            .iter()
+            .zip(values)
+            .map(|(field, bytes)| bytes.map(|bytes| decode_field(OP, key, field.as_str(), &bytes)))
+            .collect())
+    }
+
+    async fn set_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[(FieldName, JsonValue)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "set_fields";
+        let writes = field_writes(fields);
+        if writes.is_empty() {
+            return Ok(());
+        }
+        if ttl.is_some() {
+            let _: i64 = self.run_write(OP, key, ttl, "set", &writes).await?;
+            return Ok(());
+        }
+        let mut conn = self.conns.shared();
+        self.conns
+            .run(
+                OP,
+                key.key(),
+                hset(&self.keys.raw(key.key()), &writes).exec_async(&mut conn),
+            )
+            .await
+    }
+
+    async fn merge_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[(FieldName, JsonValue)],
+        ttl: Option<Ttl>,
+    ) -> Result<Fields, StoreError> {
+        const OP: &str = "merge_fields";
+        let writes = field_writes(fields);
+        if writes.is_empty() {
+            return self.get_all(key).await;
+        }
+        let merged: BTreeMap<Vec<u8>, Vec<u8>> = if ttl.is_some() {
+            self.run_write(OP, key, ttl, "merge", &writes).await?
+        } else {
+            let rkey = self.keys.raw(key.key());
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.add_command(hset(&rkey, &writes)).ignore();
+            pipe.cmd("HGETALL").arg(rkey.as_ref());
+            let mut conn = self.conns.shared();
+            let (merged,): (BTreeMap<Vec<u8>, Vec<u8>>,) =
+                self.conns.run(OP, key.key(), pipe.query_async(&mut conn)).await?;
+            merged
+        };
+        Ok(decode_fields(
+            OP,
+            key,
+            merged.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
+        ))
+    }
+
+    async fn replace_fields(
+        &self,
+        key: &TenantKey,
+        fields: &[(FieldName, JsonValue)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "replace_fields";
+        let writes = field_writes(fields);
+        let _: i64 = self.run_write(OP, key, ttl, "replace", &writes).await?;
+        Ok(())
+    }
+
+    async fn delete_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<u64, StoreError> {
+        const OP: &str = "delete_fields";
+        if fields.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conns.shared();
+        self.conns
+            .run(
+                OP,
+                key.key(),
+                redis::cmd("HDEL")
+                    .arg(self.keys.raw(key.key()).as_ref())
+                    .arg(fields.iter().map(FieldName::as_str).collect::<Vec<_>>())
+                    .query_async(&mut conn),
+            )
+            .await
+    }
+
+    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        const OP: &str = "delete";
+        let mut conn = self.conns.shared();
+        let deleted: u64 = self
+            .conns
+            .run(
+                OP,
+                key.key(),
+                redis::cmd("DEL")
+                    .arg(self.keys.raw(key.key()).as_ref())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn exists(&self, key: &TenantKey) -> Result<bool, StoreError> {
+        const OP: &str = "exists";
+        let mut conn = self.conns.shared();
+        let found: u64 = self
+            .conns
+            .run(
+                OP,
+                key.key(),
+                redis::cmd("EXISTS")
+                    .arg(self.keys.raw(key.key()).as_ref())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(found > 0)
+    }
+
+    async fn update_field<'a>(
+        &self,
+        key: &TenantKey,
+        field: &FieldName,
+        ttl: Option<Ttl>,
+        policy: RetryPolicy,
+        f: &mut FieldFn<'a>,
+    ) -> Result<FieldUpdated, StoreError> {
+        const OP: &str = "update_field";
+        let rkey = self.keys.raw(key.key());
+        let mut hget = redis::cmd("HGET");
+        hget.arg(rkey.as_ref()).arg(field.as_str());
+        type Change = (Option<JsonValue>, JsonValue);
+        let mut decide = |(current,): (Option<Vec<u8>>,)| -> Result<Decision<Change>, StoreError> {
+            let old = current
+                .map(|bytes| decode_field(OP, key, field.as_str(), &bytes))
+                .transpose()?;
+            let new = f(old.as_ref()).map_err(|source| StoreError::Aborted {
+                op: OP,
+                key: key.key().to_owned(),
+                source,
+            })?;
+            let write = [(field.as_str().to_owned(), encode_field(&new))];
+            let mut writes = redis::pipe();
+            if ttl.is_some() {
+                let args = write_args(ttl, "set", &write);
+                writes.add_command(scripts::evalsha(&TENANT_WRITE, &[rkey.as_ref()], args));
+            } else {
+                writes.add_command(hset(&rkey, &write));
+            }
+            writes.ignore();
+            Ok(Decision::Commit(writes, (old, new)))
+        };
+        let committed = txn::optimistic(
+            &self.conns,
+            OP,
+            key.key(),
+            &[rkey.as_ref()],
+            &[hget],
+            policy,
+            &mut decide,
+        )
+        .await?;
+        let (old, new) = committed.value;
+        Ok(FieldUpdated {
+            old,
+            new,
+            attempts: committed.attempts,
+        })
+    }
+
+    async fn increment(
+        &self,
+        key: &TenantKey,
+        field: &FieldName,
+        by: i64,
+        ttl: Option<Ttl>,
+    ) -> Result<i64, StoreError> {
+        const OP: &str = "increment";
+        let mut conn = self.conns.shared();
+        let result: redis::RedisResult<i64> = self
+            .conns
+            .run(OP, key.key(), async {
+                Ok(TENANT_INCREMENT
+                    .key(self.keys.raw(key.key()).as_ref())
+                    .arg(field.as_str())
+                    .arg(by)
+                    .arg(ttl.map_or(0, Ttl::as_millis))
+                    .invoke_async(&mut conn)
+                    .await)
+            })
+            .await?;
+        match result {
+            Ok(value) => Ok(value),
+            Err(error) if error.code() == Some("NOTINT") => Err(not_an_integer(OP, key, field.as_str())),
+            Err(error) if error.code() == Some("OVERFLOW") => {
+                Err(increment_overflow(OP, key, field.as_str()))
+            }
+            Err(error) => self.conns.run(OP, key.key(), async { Err(error) }).await,
+        }
+    }
+
+    async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
+        self.scan_keys("scan", pattern).await
+    }
+
+    async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {
+        const OP: &str = "delete_matching";
+        let keys = self.scan_keys(OP, pattern).await?;
+        let mut deleted = 0;
+        let mut conn = self.conns.shared();
+        for batch in keys.chunks(DELETE_BATCH) {
+            let raw: Vec<String> = batch.iter().map(|key| self.keys.raw(key).into_owned()).collect();
+            let count: u64 = self
+                .conns
+                .run(
+                    OP,
+                    pattern.pattern(),
+                    redis::cmd("DEL").arg(raw).query_async(&mut conn),
+                )
+                .await?;
+            deleted += count;
+        }
+        Ok(deleted)
+    }
+}
