@@ -13,6 +13,10 @@
 //!   in KRules' layout, cached and staged per handle.
 //! - [`Synced`] (`synced.rs`): a [`SyncedModel`] bound to the document
 //!   `{TypeName}:{id}`, changed atomically and written through.
+//! - [`Triggers`] (`triggers.rs`): per-tenant expiration triggers, claimed
+//!   by listeners with a lease.
+//! - [`Queues`] (`queues.rs`): per-tenant FIFO batch queues with pending
+//!   tenants per service and leased claims.
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -40,15 +44,22 @@ pub mod cli;
 mod config;
 mod documents;
 pub mod layers;
+mod queues;
 mod statehouse;
 mod subjects;
 mod synced;
 mod tasks;
+mod triggers;
 
 pub use config::Settings;
 pub use documents::Documents;
+pub use queues::{Item, Queues};
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_domain::SyncedModel;
+pub use statehouse_ports::{
+    ActionName, BatchName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore,
+    TriggerId, TriggerStore,
+};
 pub use statehouse_ports::{
     DocumentStore, DocumentStoreExt, ErrorKind, Key, KeyPattern, KeyTtl, LogEntry, PageRequest, RetryPolicy,
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
@@ -61,6 +72,7 @@ pub use statehouse_ports::{
 pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::Synced;
 pub use tasks::Tasks;
+pub use triggers::{ListenOptions, Triggers};
 
 /// User guides. Their examples are compiled and run as doc tests.
 pub mod guide {
@@ -74,6 +86,12 @@ pub mod guide {
     pub mod subjects {}
     #[doc = include_str!("../../docs/synced.md")]
     pub mod synced {}
+
+    #[doc = include_str!("../../docs/triggers.md")]
+    pub mod triggers {}
+
+    #[doc = include_str!("../../docs/queues.md")]
+    pub mod queues {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}

@@ -4,10 +4,11 @@ use statehouse_memory::MemoryStore;
 use statehouse_ports::{
     DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
 };
+use statehouse_ports::{QueueStore, TriggerStore};
 use statehouse_redis::RedisStore;
 
 use crate::layers::{Retrying, Traced};
-use crate::{Documents, Settings, Subjects, Tasks};
+use crate::{Documents, Queues, Settings, Subjects, Tasks, Triggers};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
 /// inject any implementation (a mock, a decorator, a store of your own).
@@ -20,6 +21,10 @@ pub struct Ports {
     pub tasks: Arc<dyn TaskRepository>,
     /// The subjects (KRules' layout).
     pub subjects: Arc<dyn SubjectStore>,
+    /// The expiration triggers behind [`Triggers`](crate::Triggers).
+    pub triggers: Arc<dyn TriggerStore>,
+    /// The batch queues behind [`Queues`](crate::Queues).
+    pub queues: Arc<dyn QueueStore>,
 }
 
 impl Ports {
@@ -28,21 +33,29 @@ impl Ports {
         documents: Arc<dyn DocumentStore>,
         tasks: Arc<dyn TaskRepository>,
         subjects: Arc<dyn SubjectStore>,
+        triggers: Arc<dyn TriggerStore>,
+        queues: Arc<dyn QueueStore>,
     ) -> Self {
         Self {
             documents,
             tasks,
             subjects,
+            triggers,
+            queues,
         }
     }
 
     /// Every port over one store that implements them all (an adapter).
-    pub fn of<S: DocumentStore + TaskRepository + SubjectStore>(store: S) -> Self {
+    pub fn of<S: DocumentStore + TaskRepository + SubjectStore + TriggerStore + QueueStore>(
+        store: S,
+    ) -> Self {
         let store = Arc::new(store);
         Self {
             documents: store.clone(),
             tasks: store.clone(),
-            subjects: store,
+            subjects: store.clone(),
+            triggers: store.clone(),
+            queues: store,
         }
     }
 }
@@ -71,6 +84,8 @@ pub struct Statehouse {
     ports: Ports,
     settings: Settings,
     backend: &'static str,
+    /// The wake-up hint shared by this instance's [`Triggers`].
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Statehouse {
@@ -136,6 +151,7 @@ impl Statehouse {
             ports,
             settings: Settings::new("custom://"),
             backend: "custom",
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -145,17 +161,22 @@ impl Statehouse {
                 documents: Arc::new(Traced::new(Retrying::new(ports.documents, policy))),
                 tasks: Arc::new(Traced::new(Retrying::new(ports.tasks, policy))),
                 subjects: Arc::new(Traced::new(Retrying::new(ports.subjects, policy))),
+                triggers: Arc::new(Traced::new(Retrying::new(ports.triggers, policy))),
+                queues: Arc::new(Traced::new(Retrying::new(ports.queues, policy))),
             },
             None => Ports {
                 documents: Arc::new(Traced::new(ports.documents)),
                 tasks: Arc::new(Traced::new(ports.tasks)),
                 subjects: Arc::new(Traced::new(ports.subjects)),
+                triggers: Arc::new(Traced::new(ports.triggers)),
+                queues: Arc::new(Traced::new(ports.queues)),
             },
         };
         Self {
             ports,
             settings,
             backend,
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -176,6 +197,17 @@ impl Statehouse {
             self.ports.subjects.clone(),
             SubjectSpace::default().with_policy(self.update_policy()),
         )
+    }
+
+    /// Expiration triggers; listeners of this `Statehouse` (and its clones)
+    /// are woken by its `set`s.
+    pub fn triggers(&self) -> Triggers {
+        Triggers::with_wake(self.ports.triggers.clone(), self.wake.clone())
+    }
+
+    /// Batch queues.
+    pub fn queues(&self) -> Queues {
+        Queues::new(self.ports.queues.clone())
     }
 
     /// Where tasks are kept, from the settings.
@@ -206,7 +238,9 @@ impl Statehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use statehouse_ports::{ErrorKind, MockDocumentStore, MockSubjectStore, MockTaskRepository};
+    use statehouse_ports::{
+        ErrorKind, MockDocumentStore, MockQueueStore, MockSubjectStore, MockTaskRepository, MockTriggerStore,
+    };
 
     #[tokio::test]
     async fn unknown_schemes_are_invalid_input_without_the_password() {
@@ -289,6 +323,8 @@ mod tests {
                 Arc::new(flaky_get(1)),
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
+                Arc::new(MockTriggerStore::new()),
+                Arc::new(MockQueueStore::new()),
             ),
             Settings::default(),
             "mock",
@@ -308,6 +344,8 @@ mod tests {
                 Arc::new(flaky_get(2)),
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
+                Arc::new(MockTriggerStore::new()),
+                Arc::new(MockQueueStore::new()),
             ),
             settings.clone(),
             "mock",
@@ -318,6 +356,8 @@ mod tests {
                 Arc::new(flaky_get(3)),
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
+                Arc::new(MockTriggerStore::new()),
+                Arc::new(MockQueueStore::new()),
             ),
             settings,
             "mock",
@@ -342,6 +382,8 @@ mod tests {
             Arc::new(mock),
             Arc::new(MockTaskRepository::new()),
             Arc::new(MockSubjectStore::new()),
+            Arc::new(MockTriggerStore::new()),
+            Arc::new(MockQueueStore::new()),
         ));
         assert_eq!(state.backend(), "custom");
         assert!(!state.documents().is_alive().await);

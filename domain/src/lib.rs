@@ -32,6 +32,7 @@ pub mod layout;
 mod subject;
 mod synced;
 mod task;
+mod trigger;
 mod ttl;
 
 pub use duration::HumanDuration;
@@ -40,4 +41,5 @@ pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identi
 pub use subject::{PropertyKind, PropertyName, PythonFormatter, SubjectName, python_json};
 pub use synced::{SyncedModel, synced_key, synced_key_of, validate_type_name};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
+pub use trigger::{ActionName, BatchName, TriggerId, validate_tenant};
 pub use ttl::Ttl;

@@ -13,6 +13,10 @@
 //!   indexed by service and user; [`TaskSpace`] says where and how.
 //! - [`SubjectStore`] (`subjects.rs`): subjects' default and extended JSON
 //!   properties in KRules' layout; [`SubjectSpace`] says where.
+//! - [`TriggerStore`] (`triggers.rs`): per-tenant expiration triggers,
+//!   claimed with a lease and acknowledged.
+//! - [`QueueStore`] (`queues.rs`): per-tenant FIFO batch queues, pending
+//!   tenants per service, leased claims.
 //! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
 //!   updates, shared by all backends.
 //!
@@ -25,9 +29,11 @@
 mod documents;
 mod error;
 mod ext;
+mod queues;
 mod retry;
 mod subjects;
 mod tasks;
+mod triggers;
 
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
@@ -36,6 +42,9 @@ pub use documents::{
 };
 pub use error::{BoxError, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, encode};
+#[cfg(feature = "mock")]
+pub use queues::MockQueueStore;
+pub use queues::{QueueItem, QueueName, QueueStore};
 pub use retry::RetryPolicy;
 #[cfg(feature = "mock")]
 pub use subjects::MockSubjectStore;
@@ -46,9 +55,13 @@ pub use subjects::{
 #[cfg(feature = "mock")]
 pub use tasks::MockTaskRepository;
 pub use tasks::{PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage, TaskRepository, TaskSpace};
+#[cfg(feature = "mock")]
+pub use triggers::MockTriggerStore;
+pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis_to_utc};
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;
+pub use statehouse_domain::{ActionName, BatchName, TriggerId};
 /// Re-exported domain types used in port signatures.
 pub use statehouse_domain::{
     Key, KeyPattern, LogEntry, PropertyKind, PropertyName, ServiceName, SubjectName, TaskId, TaskRecord,

@@ -14,6 +14,10 @@
 //!
 //! - `subjects.rs`: [`SubjectStore`](statehouse_ports::SubjectStore): a
 //!   hash per subject, KRules' layout, as on Redis.
+//! - `triggers.rs`: [`TriggerStore`](statehouse_ports::TriggerStore): due
+//!   times in a sorted set, claims with leases, on the keyspace's clock.
+//! - `queues.rs`: [`QueueStore`](statehouse_ports::QueueStore): lists of
+//!   item ids, payloads in a hash, leases in a sorted set, as on Redis.
 //!
 //! # Behaviour shared with Redis
 //!
@@ -45,9 +49,11 @@
 
 mod documents;
 mod glob;
+mod queues;
 mod store;
 mod subjects;
 mod tasks;
+mod triggers;
 
 use std::sync::Arc;
 

@@ -21,6 +21,10 @@
 //!   reads may go to a read endpoint.
 //! - `subjects.rs`: [`SubjectStore`](statehouse_ports::SubjectStore), in
 //!   KRules' layout (a hash per subject).
+//! - `triggers.rs`: [`TriggerStore`](statehouse_ports::TriggerStore): a
+//!   due-time sorted set per tenant, claimed with leases by scripts.
+//! - `queues.rs`: [`QueueStore`](statehouse_ports::QueueStore): per-tenant
+//!   lists with leased claims by scripts; a per-service pending set.
 //!
 //! # Architecture invariants
 //!
@@ -38,10 +42,12 @@ mod conn;
 mod documents;
 mod error;
 mod keys;
+mod queues;
 mod redact;
 mod scripts;
 mod subjects;
 mod tasks;
+mod triggers;
 mod txn;
 
 use std::sync::Arc;
@@ -53,6 +59,12 @@ pub use redact::redact_url;
 /// (which must run the same commands). Not a stable API.
 #[doc(hidden)]
 pub use scripts::TASK_WRITE_CODE as TASK_WRITE_SCRIPT;
+/// The Lua sources of the trigger and queue scripts, for the benchmark's
+/// raw side. Not a stable API.
+#[doc(hidden)]
+pub use scripts::{
+    QUEUE_ACK_CODE, QUEUE_CLAIM_CODE, QUEUE_ENQUEUE_CODE, TRIGGER_ACK_CODE, TRIGGER_CLAIM_CODE,
+};
 use statehouse_ports::StoreError;
 
 /// A Redis-backed store implementing every statehouse port.

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks};
-use statehouse_ports::{DocumentStore, Key, SubjectStore, TaskRepository};
+use statehouse_ports::{DocumentStore, Key, QueueStore, SubjectStore, TaskRepository, TriggerStore};
 
 pub mod documents;
+pub mod queues;
 pub mod subjects;
 pub mod synced;
 pub mod tasks;
+pub mod triggers;
 
 /// The runtime a test needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,10 @@ pub struct Backend {
     pub tasks: Arc<dyn TaskRepository>,
     /// The subject port.
     pub subjects: Arc<dyn SubjectStore>,
+    /// The trigger port.
+    pub triggers: Arc<dyn TriggerStore>,
+    /// The queue port.
+    pub queues: Arc<dyn QueueStore>,
     paused_time: bool,
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
@@ -84,6 +90,8 @@ impl Backend {
             documents: ports.documents,
             tasks: ports.tasks,
             subjects: ports.subjects,
+            triggers: ports.triggers,
+            queues: ports.queues,
             paused_time,
             plant_hash,
             raw_hashes,
@@ -108,6 +116,21 @@ impl Backend {
     /// The tasks facade in `space`.
     pub fn tasks_in(&self, space: TaskSpace) -> Tasks {
         Tasks::new(self.tasks.clone(), space)
+    }
+
+    /// The triggers facade over this backend.
+    pub fn trigger_facade(&self) -> statehouse::Triggers {
+        statehouse::Triggers::new(self.triggers.clone())
+    }
+
+    /// The queues facade over this backend.
+    pub fn queue_facade(&self) -> statehouse::Queues {
+        statehouse::Queues::new(self.queues.clone())
+    }
+
+    /// Whether tokio time is paused (memory backend, [`Flavor::Plain`]).
+    pub fn paused_time(&self) -> bool {
+        self.paused_time
     }
 
     /// Lets `duration` pass: advances paused tokio time, or sleeps. Keep
@@ -224,6 +247,28 @@ macro_rules! contract_suite {
             modify_keeps_the_ttl: Plain,
             concurrent_modifies_from_many_handles_lose_nothing: Threaded,
             a_conflict_reruns_the_change_on_the_new_value: Threaded,
+        ]);
+        $crate::contract_suite!(@family $runner, triggers, [
+            a_trigger_is_not_delivered_before_it_is_due: Plain,
+            setting_again_moves_the_deadline_instead_of_adding: Plain,
+            acknowledged_triggers_never_fire_again: Plain,
+            an_unacknowledged_claim_is_redelivered_after_the_lease: Plain,
+            setting_again_voids_an_outstanding_claim: Plain,
+            cancel_and_cancel_all_remove_triggers: Plain,
+            tenants_never_see_each_others_triggers: Plain,
+            invalid_names_are_rejected_before_any_io: Plain,
+            triggers_due_while_no_listener_ran_are_delivered_when_one_starts: Plain,
+            a_dead_listeners_claims_are_redelivered_after_the_lease: Plain,
+            a_thousand_triggers_reach_four_listeners_exactly_once: Plain,
+        ]);
+        $crate::contract_suite!(@family $runner, queues, [
+            enqueue_keeps_fifo_order_and_marks_the_tenant_pending: Plain,
+            range_and_trim_read_and_drop_the_oldest: Plain,
+            claimed_items_are_exclusive_and_acked_items_are_gone: Plain,
+            a_crashed_workers_items_come_back_after_the_lease: Plain,
+            remove_pending_drops_the_mark_and_enqueue_sets_it_again: Plain,
+            payloads_round_trip_and_bad_names_are_rejected: Plain,
+            eight_producers_four_consumers_each_item_exactly_once_in_order: Threaded,
         ]);
     };
     (@family $runner:ident, $family:ident, [$($name:ident : $flavor:ident),* $(,)?]) => {
