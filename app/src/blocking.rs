@@ -34,6 +34,10 @@ use crate::{Settings, SyncedModel};
 mod subjects;
 pub use subjects::{Subject, Subjects};
 
+#[path = "blocking_queues.rs"]
+mod queues;
+pub use queues::{Queues, Triggers};
+
 /// Blocking twin of [`crate::Statehouse`].
 #[derive(Debug, Clone)]
 pub struct Statehouse {
@@ -132,6 +136,22 @@ impl Statehouse {
     pub fn subjects(&self) -> Subjects {
         Subjects {
             inner: self.inner.subjects(),
+            runtime: self.runtime.clone(),
+        }
+    }
+
+    /// Blocking expiration triggers.
+    pub fn triggers(&self) -> Triggers {
+        Triggers {
+            inner: self.inner.triggers(),
+            runtime: self.runtime.clone(),
+        }
+    }
+
+    /// Blocking batch queues.
+    pub fn queues(&self) -> Queues {
+        Queues {
+            inner: self.inner.queues(),
             runtime: self.runtime.clone(),
         }
     }

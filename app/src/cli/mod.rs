@@ -18,6 +18,7 @@ use crate::{Settings, Statehouse};
 mod demo;
 mod documents;
 mod layout;
+mod queues;
 mod subjects;
 mod synced;
 mod tasks;
@@ -105,6 +106,12 @@ enum Command {
     /// Synced models (JSON documents under TYPE:ID): show.
     #[command(subcommand)]
     Model(synced::ModelCommand),
+    /// Expiration triggers of a tenant: `triggers TENANT [--due]` lists
+    /// them, `triggers set TENANT ACTION ID DELAY` sets one.
+    Triggers(queues::TriggersArgs),
+    /// Batch queues: `queue TENANT SERVICE BATCH ACTION [--peek N]` shows a
+    /// queue, `queue pending SERVICE` the tenants with queued work.
+    Queue(queues::QueueArgs),
     /// Check that the store answers.
     Ping,
     /// Show how statehouse lays out its Redis keys.
@@ -221,6 +228,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,
         Command::Subject(command) => subjects::subject(&state.subjects(), command, out).await,
         Command::Model(command) => synced::model(&docs, command, out).await,
+        Command::Triggers(args) => queues::triggers(&state.triggers(), args, out).await,
+        Command::Queue(args) => queues::queue(&state.queues(), args, out).await,
     }
 }
 
