@@ -17,8 +17,8 @@ use statehouse_ports::{
 /// Two ways to consume: [`claim`](Self::claim) + [`ack`](Self::ack)
 /// (exclusive: two workers never get the same item, and a crashed
 /// worker's items come back after their lease), or [`range`](Self::range)
-/// + [`trim`](Self::trim) (simple, but **at-most-once per reader and not
-/// exclusive**: two workers racing read the same items).
+/// and [`trim`](Self::trim) (simple, but **at-most-once per reader and
+/// not exclusive**: two workers racing read the same items).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
