@@ -54,7 +54,10 @@ pub async fn enqueue_keeps_fifo_order_and_marks_the_tenant_pending(backend: Back
     assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
     assert_eq!(backend.queues.len(T, &q).await.unwrap(), 4);
     assert_eq!(backend.queues.pending(&service).await.unwrap(), [T]);
-    assert_eq!(backend.queues.queues(T, &service).await.unwrap(), std::slice::from_ref(&q));
+    assert_eq!(
+        backend.queues.queues(T, &service).await.unwrap(),
+        std::slice::from_ref(&q)
+    );
     // Another tenant and another service.
     backend
         .queues
