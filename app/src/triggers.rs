@@ -151,8 +151,9 @@ impl Triggers {
     /// trigger is due (at most `options.max_idle`, and less when a `set`
     /// through this facade wakes it), never polling faster.
     ///
-    /// A temporary store failure (connection, timeout) is logged and
-    /// retried after `max_idle`; any other error ends the listener.
+    /// A temporary store failure (connection, timeout) is logged: a failed
+    /// claim is tried again after `max_idle`, a failed ack leaves the
+    /// trigger to its lease. Any other error ends the listener.
     pub async fn listen<F, Fut>(
         &self,
         tenant_name: &str,
@@ -168,6 +169,12 @@ impl Triggers {
         let batch = options.batch.max(1);
         tokio::pin!(stop);
         loop {
+            // A listener kept busy by full batches still stops when asked.
+            tokio::select! {
+                biased;
+                () = &mut stop => return Ok(()),
+                () = std::future::ready(()) => {}
+            }
             // Registered before the claim, so a `set` between the claim
             // and the sleep still wakes this listener.
             let woken = self.wake.notified();
@@ -178,9 +185,16 @@ impl Triggers {
                     let full = claimed.triggers.len() >= batch;
                     for trigger in claimed.triggers {
                         match handler(trigger.clone()).await {
-                            Ok(()) => {
-                                self.port.ack(tenant_name, &trigger).await?;
-                            }
+                            Ok(()) => match self.port.ack(tenant_name, &trigger).await {
+                                Ok(_) => {}
+                                // Unacknowledged: delivered again after its lease.
+                                Err(error) if error.is_retryable() => tracing::warn!(
+                                    target: "statehouse",
+                                    %error,
+                                    "acknowledging a trigger failed; it is delivered again after its lease"
+                                ),
+                                Err(error) => return Err(error),
+                            },
                             Err(error) => tracing::warn!(
                                 target: "statehouse",
                                 action = %trigger.action,

@@ -52,7 +52,9 @@ pub struct QueueItem {
 /// - A queue keeps items in enqueue order (FIFO); `enqueue` appends one or
 ///   many items atomically, gives each the next id of the queue, and marks
 ///   the tenant pending for the service in the same step (one `MULTI` on a
-///   single Redis server; see `docs/queues.md` for Cluster).
+///   single Redis server; see `docs/queues.md` for Cluster). The mark is
+///   written even when the tenant's step fails (a `MULTI` does not roll
+///   back); a mark without work is harmless.
 /// - `range` reads waiting items by index (0 = oldest) without removing
 ///   them; `trim` removes the oldest `count`; `len` counts waiting items.
 ///   Range + trim alone is **at-most-once per reader, not exclusive**: two

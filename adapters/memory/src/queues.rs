@@ -109,9 +109,17 @@ impl QueueStore for MemoryStore {
         let pending = ServiceKeys::new(queue.service.as_str()).pending();
         let mut state = self.keyspace.lock();
         let now = Instant::now();
-        let keys = checked(OP, &mut state, tenant, queue, now)?;
-        state.zset(&pending, now).map_err(|()| wrong_type(OP, &pending))?;
         let clock = score(self.keyspace.clock_ms(now));
+        // The mark first, whatever the tenant's step does: on Redis both are
+        // one MULTI, which does not roll the mark back if the script fails.
+        state
+            .edit_zset(&pending, now, |set| {
+                if set.score(tenant).is_none() {
+                    set.insert(tenant, clock);
+                }
+            })
+            .map_err(|()| wrong_type(OP, &pending))?;
+        let keys = checked(OP, &mut state, tenant, queue, now)?;
         let ids = state
             .edit_hash(&keys.items, now, |items| {
                 let next = items
@@ -134,11 +142,6 @@ impl QueueStore for MemoryStore {
         let _ = state.edit_zset(&keys.index, now, |index| {
             if index.score(&keys.member).is_none() {
                 index.insert(&keys.member, clock);
-            }
-        });
-        let _ = state.edit_zset(&pending, now, |set| {
-            if set.score(tenant).is_none() {
-                set.insert(tenant, clock);
             }
         });
         Ok(ids)

@@ -260,6 +260,7 @@ macro_rules! contract_suite {
             triggers_due_while_no_listener_ran_are_delivered_when_one_starts: Plain,
             a_dead_listeners_claims_are_redelivered_after_the_lease: Plain,
             a_thousand_triggers_reach_four_listeners_exactly_once: Plain,
+            a_key_of_another_type_is_wrong_type_and_nothing_is_written: Plain,
         ]);
         $crate::contract_suite!(@family $runner, queues, [
             enqueue_keeps_fifo_order_and_marks_the_tenant_pending: Plain,
@@ -269,6 +270,7 @@ macro_rules! contract_suite {
             remove_pending_drops_the_mark_and_enqueue_sets_it_again: Plain,
             payloads_round_trip_and_bad_names_are_rejected: Plain,
             eight_producers_four_consumers_each_item_exactly_once_in_order: Threaded,
+            a_key_of_another_type_is_wrong_type_and_nothing_is_written: Plain,
         ]);
     };
     (@family $runner:ident, $family:ident, [$($name:ident : $flavor:ident),* $(,)?]) => {

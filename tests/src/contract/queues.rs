@@ -280,3 +280,27 @@ pub async fn eight_producers_four_consumers_each_item_exactly_once_in_order(back
     assert_eq!(queues.len(T, &q).await.unwrap(), 0);
     assert!(queues.queues(T, "mailer").await.unwrap().is_empty());
 }
+
+pub async fn a_key_of_another_type_is_wrong_type_and_nothing_is_written(backend: Backend) {
+    let q = queue(&backend, "b");
+    let list = statehouse_domain::layout::TenantKeys::new(T).queue("mailer", "b", "send");
+    backend.plant_hash(&list).await;
+    let error = backend
+        .queues
+        .enqueue(T, &q, &payloads(&["a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.key()),
+        (ErrorKind::WrongType, list.as_str()),
+        "{error}"
+    );
+    assert!(
+        backend.queues.queues(T, &q.service).await.unwrap().is_empty(),
+        "nothing written"
+    );
+    assert_eq!(
+        backend.queues.claim(T, &q, 1, LONG).await.unwrap_err().kind(),
+        ErrorKind::WrongType
+    );
+}

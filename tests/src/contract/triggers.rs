@@ -374,3 +374,33 @@ pub async fn a_thousand_triggers_reach_four_listeners_exactly_once(backend: Back
     assert!(repeated.is_empty(), "delivered more than once: {repeated:?}");
     assert!(backend.triggers.list(T, false).await.unwrap().is_empty());
 }
+
+pub async fn a_key_of_another_type_is_wrong_type_and_nothing_is_written(backend: Backend) {
+    let due = statehouse_domain::layout::TenantKeys::new(T).triggers_due();
+    backend.plant_hash(&due).await;
+    let (action, id) = names("remind", "u1");
+    let error = backend
+        .triggers
+        .set(T, &action, &id, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.key()),
+        (ErrorKind::WrongType, due.as_str()),
+        "{error}"
+    );
+    let by_id = statehouse_domain::layout::TenantKeys::new(T).triggers_of("u1");
+    assert_eq!(
+        backend
+            .documents
+            .exists(&statehouse::Key::new(by_id).unwrap())
+            .await
+            .unwrap(),
+        false,
+        "the script checked every key before writing"
+    );
+    assert_eq!(
+        backend.triggers.claim(T, 10, LONG).await.unwrap_err().kind(),
+        ErrorKind::WrongType
+    );
+}
