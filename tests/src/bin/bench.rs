@@ -35,11 +35,11 @@
 //! 10. (after the rounds) subjects: `store()` of 20 staged properties against raw `MULTI; HSET;
 //!    EXEC`, and 16 tasks of `set_with(counter, +1)` against the naive WATCH/HGET/HSET loop (exact
 //!    count).
-//! 11. (after the rounds) triggers: 2,000 due triggers claimed (batches of 16) and acknowledged by
+//! 11. (after the rounds) triggers: 10,000 due triggers claimed (batches of 16) and acknowledged by
 //!    4 listeners, `Triggers::claim`/`ack` against raw `EVALSHA` of the same claim and ack scripts
 //!    (ops = acks, each trigger exactly once); then the delivery delay of 200 triggers due over
 //!    1 s to 4 idle `Triggers::listen` listeners (p50/p99 after the due time).
-//! 12. (after the rounds) queues: 2,000 items enqueued in tens, then claimed (batches of 20) and
+//! 12. (after the rounds) queues: 10,000 items enqueued in tens, then claimed (batches of 20) and
 //!    acknowledged by 4 consumers, `Queues` against raw `MULTI`/`EVALSHA` of the same scripts +
 //!    `ZADD NX` (ops = items, each exactly once).
 //!
@@ -2266,7 +2266,7 @@ impl Results {
 }
 
 /// Triggers (and queue items) per round of the triggers and queues workload.
-const TQ_ITEMS: usize = 2_000;
+const TQ_ITEMS: usize = 10_000;
 /// Listeners (consumers) of the triggers and queues workload.
 const TQ_WORKERS: usize = 4;
 /// The tenant of the triggers and queues workload, and its keys (checked against the layout).
@@ -2315,7 +2315,7 @@ async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, options: Optio
     let triggers = state.triggers();
     let queues = state.queues();
     let queue = queues.queue("bench-svc", "b", "send")?;
-    let items = if options.quick { 400 } else { TQ_ITEMS };
+    let items = if options.quick { 1_000 } else { TQ_ITEMS };
     let mut trigger_ratios = Vec::new();
     let mut queue_ratios = Vec::new();
     for round in 0..=options.rounds {
