@@ -260,6 +260,7 @@ macro_rules! contract_suite {
             triggers_due_while_no_listener_ran_are_delivered_when_one_starts: Plain,
             a_dead_listeners_claims_are_redelivered_after_the_lease: Plain,
             a_thousand_triggers_reach_four_listeners_exactly_once: Plain,
+            a_thousand_triggers_reach_four_listeners_on_threads_exactly_once: Threaded,
             a_key_of_another_type_is_wrong_type_and_nothing_is_written: Plain,
         ]);
         $crate::contract_suite!(@family $runner, queues, [

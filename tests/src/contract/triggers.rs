@@ -401,3 +401,9 @@ pub async fn a_key_of_another_type_is_wrong_type_and_nothing_is_written(backend:
         ErrorKind::WrongType
     );
 }
+
+/// The same on a multi-threaded runtime in real time (also on the memory
+/// store): the listeners really run in parallel.
+pub async fn a_thousand_triggers_reach_four_listeners_on_threads_exactly_once(backend: Backend) {
+    a_thousand_triggers_reach_four_listeners_exactly_once(backend).await;
+}
