@@ -63,7 +63,11 @@ pub struct QueueItem {
 ///   whose lease ran out (a crashed worker's), then waiting ones, oldest
 ///   first. Two claimers never get the same item while its lease runs.
 ///   `ack` removes claimed items for good (ids not held: ignored, not
-///   counted); an unacknowledged item comes back after its lease.
+///   counted); an unacknowledged item comes back after its lease. Acks go
+///   by id, without a claim token: a late ack (after the lease ran out)
+///   still removes the item, even if it was handed to another worker
+///   meanwhile, whose own ack then counts it no more. Delivery is at least
+///   once; keep the lease longer than a batch takes.
 /// - `pending` lists the tenants marked for a service, oldest mark first;
 ///   `remove_pending` drops a mark. A worker removes the mark *before*
 ///   draining, so work enqueued meanwhile marks the tenant again.
