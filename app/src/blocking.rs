@@ -37,6 +37,10 @@ pub use subjects::{Subject, Subjects};
 mod tenants;
 pub use tenants::{HandlerStates, SharedStates, Tables, Tenant, Users};
 
+#[path = "blocking_queues.rs"]
+mod queues;
+pub use queues::{Queues, Triggers};
+
 /// Blocking twin of [`crate::Statehouse`].
 #[derive(Debug, Clone)]
 pub struct Statehouse {
@@ -145,6 +149,22 @@ impl Statehouse {
             inner: self.inner.tenant(id)?,
             runtime: self.runtime.clone(),
         })
+    }
+
+    /// Blocking expiration triggers.
+    pub fn triggers(&self) -> Triggers {
+        Triggers {
+            inner: self.inner.triggers(),
+            runtime: self.runtime.clone(),
+        }
+    }
+
+    /// Blocking batch queues.
+    pub fn queues(&self) -> Queues {
+        Queues {
+            inner: self.inner.queues(),
+            runtime: self.runtime.clone(),
+        }
     }
 
     /// The async twin, sharing the same connections.

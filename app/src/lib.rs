@@ -17,6 +17,10 @@
 //!   [`HandlerStates`], [`Tables`], [`SharedStates`]) over the
 //!   [`FieldStore`] port, strictly isolated per tenant, and the task-local
 //!   current [`SharedState`].
+//! - [`Triggers`] (`triggers.rs`): per-tenant expiration triggers, claimed
+//!   by listeners with a lease.
+//! - [`Queues`] (`queues.rs`): per-tenant FIFO batch queues with pending
+//!   tenants per service and leased claims.
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -44,16 +48,23 @@ pub mod cli;
 mod config;
 mod documents;
 pub mod layers;
+mod queues;
 mod statehouse;
 mod subjects;
 mod synced;
 mod tasks;
 mod tenants;
+mod triggers;
 
 pub use config::Settings;
 pub use documents::Documents;
+pub use queues::{Item, Queues};
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_domain::SyncedModel;
+pub use statehouse_ports::{
+    ActionName, BatchName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore,
+    TriggerId, TriggerStore,
+};
 pub use statehouse_ports::{
     DocumentStore, DocumentStoreExt, ErrorKind, Key, KeyPattern, KeyTtl, LogEntry, PageRequest, RetryPolicy,
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
@@ -70,6 +81,7 @@ pub use tasks::Tasks;
 pub use tenants::{
     BlockingSharedState, HandlerStates, SharedState, SharedStates, Tables, Tenant, TenantTtls, Users,
 };
+pub use triggers::{ListenOptions, Triggers};
 
 /// User guides. Their examples are compiled and run as doc tests.
 pub mod guide {
@@ -85,6 +97,12 @@ pub mod guide {
     pub mod synced {}
     #[doc = include_str!("../../docs/tenants.md")]
     pub mod tenants {}
+
+    #[doc = include_str!("../../docs/triggers.md")]
+    pub mod triggers {}
+
+    #[doc = include_str!("../../docs/queues.md")]
+    pub mod queues {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}

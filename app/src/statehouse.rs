@@ -5,10 +5,11 @@ use statehouse_ports::FieldStore;
 use statehouse_ports::{
     DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
 };
+use statehouse_ports::{QueueStore, TriggerStore};
 use statehouse_redis::RedisStore;
 
 use crate::layers::{Retrying, Traced};
-use crate::{Documents, Settings, Subjects, Tasks, Tenant};
+use crate::{Documents, Queues, Settings, Subjects, Tasks, Tenant, Triggers};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
 /// inject any implementation (a mock, a decorator, a store of your own).
@@ -23,6 +24,10 @@ pub struct Ports {
     pub subjects: Arc<dyn SubjectStore>,
     /// The tenant hashes behind [`Tenant`](crate::Tenant)'s repositories.
     pub tenants: Arc<dyn FieldStore>,
+    /// The expiration triggers behind [`Triggers`](crate::Triggers).
+    pub triggers: Arc<dyn TriggerStore>,
+    /// The batch queues behind [`Queues`](crate::Queues).
+    pub queues: Arc<dyn QueueStore>,
 }
 
 impl Ports {
@@ -32,23 +37,31 @@ impl Ports {
         tasks: Arc<dyn TaskRepository>,
         subjects: Arc<dyn SubjectStore>,
         tenants: Arc<dyn FieldStore>,
+        triggers: Arc<dyn TriggerStore>,
+        queues: Arc<dyn QueueStore>,
     ) -> Self {
         Self {
             documents,
             tasks,
             subjects,
             tenants,
+            triggers,
+            queues,
         }
     }
 
     /// Every port over one store that implements them all (an adapter).
-    pub fn of<S: DocumentStore + TaskRepository + SubjectStore + FieldStore>(store: S) -> Self {
+    pub fn of<S: DocumentStore + TaskRepository + SubjectStore + FieldStore + TriggerStore + QueueStore>(
+        store: S,
+    ) -> Self {
         let store = Arc::new(store);
         Self {
             documents: store.clone(),
             tasks: store.clone(),
             subjects: store.clone(),
-            tenants: store,
+            tenants: store.clone(),
+            triggers: store.clone(),
+            queues: store,
         }
     }
 }
@@ -77,6 +90,8 @@ pub struct Statehouse {
     ports: Ports,
     settings: Settings,
     backend: &'static str,
+    /// The wake-up hint shared by this instance's [`Triggers`].
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Statehouse {
@@ -142,6 +157,7 @@ impl Statehouse {
             ports,
             settings: Settings::new("custom://"),
             backend: "custom",
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -152,18 +168,23 @@ impl Statehouse {
                 tasks: Arc::new(Traced::new(Retrying::new(ports.tasks, policy))),
                 subjects: Arc::new(Traced::new(Retrying::new(ports.subjects, policy))),
                 tenants: Arc::new(Traced::new(Retrying::new(ports.tenants, policy))),
+                triggers: Arc::new(Traced::new(Retrying::new(ports.triggers, policy))),
+                queues: Arc::new(Traced::new(Retrying::new(ports.queues, policy))),
             },
             None => Ports {
                 documents: Arc::new(Traced::new(ports.documents)),
                 tasks: Arc::new(Traced::new(ports.tasks)),
                 subjects: Arc::new(Traced::new(ports.subjects)),
                 tenants: Arc::new(Traced::new(ports.tenants)),
+                triggers: Arc::new(Traced::new(ports.triggers)),
+                queues: Arc::new(Traced::new(ports.queues)),
             },
         };
         Self {
             ports,
             settings,
             backend,
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -191,6 +212,17 @@ impl Statehouse {
     /// id is `InvalidInput` before any I/O.
     pub fn tenant(&self, id: &str) -> Result<Tenant, StoreError> {
         Tenant::new(self.ports.tenants.clone(), id, self.update_policy())
+    }
+
+    /// Expiration triggers; listeners of this `Statehouse` (and its clones)
+    /// are woken by its `set`s.
+    pub fn triggers(&self) -> Triggers {
+        Triggers::with_wake(self.ports.triggers.clone(), self.wake.clone())
+    }
+
+    /// Batch queues.
+    pub fn queues(&self) -> Queues {
+        Queues::new(self.ports.queues.clone())
     }
 
     /// Where tasks are kept, from the settings.
@@ -221,8 +253,10 @@ impl Statehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use statehouse_ports::MockFieldStore;
-    use statehouse_ports::{ErrorKind, MockDocumentStore, MockSubjectStore, MockTaskRepository};
+    use statehouse_ports::{
+        ErrorKind, MockDocumentStore, MockFieldStore, MockQueueStore, MockSubjectStore, MockTaskRepository,
+        MockTriggerStore,
+    };
 
     #[tokio::test]
     async fn unknown_schemes_are_invalid_input_without_the_password() {
@@ -306,6 +340,8 @@ mod tests {
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
                 Arc::new(MockFieldStore::new()),
+                Arc::new(MockTriggerStore::new()),
+                Arc::new(MockQueueStore::new()),
             ),
             Settings::default(),
             "mock",
@@ -326,6 +362,8 @@ mod tests {
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
                 Arc::new(MockFieldStore::new()),
+                Arc::new(MockTriggerStore::new()),
+                Arc::new(MockQueueStore::new()),
             ),
             settings.clone(),
             "mock",
@@ -337,6 +375,8 @@ mod tests {
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
                 Arc::new(MockFieldStore::new()),
+                Arc::new(MockTriggerStore::new()),
+                Arc::new(MockQueueStore::new()),
             ),
             settings,
             "mock",
@@ -362,6 +402,8 @@ mod tests {
             Arc::new(MockTaskRepository::new()),
             Arc::new(MockSubjectStore::new()),
             Arc::new(MockFieldStore::new()),
+            Arc::new(MockTriggerStore::new()),
+            Arc::new(MockQueueStore::new()),
         ));
         assert_eq!(state.backend(), "custom");
         assert!(!state.documents().is_alive().await);

@@ -340,6 +340,143 @@ impl TenantKeys {
     }
 }
 
+/// The keys of a tenant's expiration triggers and batch queues (issue 10),
+/// all under the tenant's hash tag, so every per-tenant atomic step (a
+/// claim, an ack, an enqueue) touches one slot.
+///
+/// ```text
+/// t:{<tenant>}:triggers:due                     zset  "<action>:<id>" by due time (ms since the epoch;
+///                                                     a claimed trigger: the end of its lease)
+/// t:{<tenant>}:triggers:claims                  hash  "<action>:<id>" -> claim token of a claimed trigger;
+///                                                     field "#": the tenant's token counter
+/// t:{<tenant>}:triggers:by-id:<id>              zset  the members "<action>:<id>" of one identifier (score 0)
+/// t:{<tenant>}:queue:<service>:<batch>:<action>         list  item ids waiting, oldest first
+/// t:{<tenant>}:queue-items:<service>:<batch>:<action>   hash  item id -> payload; field "next": the id counter
+/// t:{<tenant>}:queue-leases:<service>:<batch>:<action>  zset  claimed item ids by lease end (ms)
+/// t:{<tenant>}:queues:<service>                 zset  "<batch>:<action>" of the tenant's queues by first enqueue (ms)
+/// ```
+///
+/// ```
+/// use statehouse_domain::layout::TenantKeys;
+///
+/// let keys = TenantKeys::new("acme");
+/// assert_eq!(keys.triggers_due(), "t:{acme}:triggers:due");
+/// assert_eq!(keys.trigger_member("remind", "user:1"), "remind:user%3A1");
+/// assert_eq!(keys.trigger_of_member("remind:user%3A1"), Some(("remind".into(), "user:1".into())));
+/// assert_eq!(keys.triggers_of("user:1"), "t:{acme}:triggers:by-id:user%3A1");
+/// assert_eq!(keys.queue("mailer", "nightly", "send"), "t:{acme}:queue:mailer:nightly:send");
+/// assert_eq!(keys.queues_of("mailer"), "t:{acme}:queues:mailer");
+/// ```
+impl TenantKeys {
+    /// The sorted set of the tenant's triggers by due time.
+    pub fn triggers_due(&self) -> String {
+        format!("{}triggers:due", self.head)
+    }
+
+    /// The hash of claim tokens of the tenant's claimed triggers.
+    pub fn trigger_claims(&self) -> String {
+        format!("{}triggers:claims", self.head)
+    }
+
+    /// The sorted set of the trigger members (`<action>:<id>`) of one
+    /// identifier.
+    pub fn triggers_of(&self, id: &str) -> String {
+        format!("{}triggers:by-id:{}", self.head, escape_component(id))
+    }
+
+    /// The member of a trigger in [`triggers_due`](Self::triggers_due)
+    /// and [`trigger_claims`](Self::trigger_claims): `<action>:<id>`,
+    /// both escaped (so the pair reads back unambiguously).
+    pub fn trigger_member(&self, action: &str, id: &str) -> String {
+        pair_member(action, id)
+    }
+
+    /// The `(action, id)` of a trigger member; `None` for other text.
+    pub fn trigger_of_member(&self, member: &str) -> Option<(String, String)> {
+        member_pair(member)
+    }
+
+    /// The list of a queue's waiting item ids.
+    pub fn queue(&self, service: &str, batch: &str, action: &str) -> String {
+        self.key("queue", &[service, batch, action])
+    }
+
+    /// The hash of a queue's payloads (and its id counter, field `next`).
+    pub fn queue_items(&self, service: &str, batch: &str, action: &str) -> String {
+        self.key("queue-items", &[service, batch, action])
+    }
+
+    /// The sorted set of a queue's claimed item ids by lease end.
+    pub fn queue_leases(&self, service: &str, batch: &str, action: &str) -> String {
+        self.key("queue-leases", &[service, batch, action])
+    }
+
+    /// The sorted set of the tenant's queues of a service
+    /// (members: [`queue_member`](Self::queue_member)).
+    pub fn queues_of(&self, service: &str) -> String {
+        self.key("queues", &[service])
+    }
+
+    /// The member of a queue in [`queues_of`](Self::queues_of):
+    /// `<batch>:<action>`, both escaped.
+    pub fn queue_member(&self, batch: &str, action: &str) -> String {
+        pair_member(batch, action)
+    }
+
+    /// The `(batch, action)` of a queue member; `None` for other text.
+    pub fn queue_of_member(&self, member: &str) -> Option<(String, String)> {
+        member_pair(member)
+    }
+}
+
+/// `<first>:<second>`, both escaped.
+fn pair_member(first: &str, second: &str) -> String {
+    format!("{}:{}", escape_component(first), escape_component(second))
+}
+
+/// The reverse of [`pair_member`].
+fn member_pair(member: &str) -> Option<(String, String)> {
+    let (first, second) = member.split_once(':')?;
+    Some((unescape_component(first)?, unescape_component(second)?))
+}
+
+/// The keys that span tenants: a service's set of tenants with queued work
+/// (issue 10). They carry the service's hash tag, not a tenant's, so they
+/// live in another slot than the tenants' data.
+///
+/// ```text
+/// svc:{<service>}:pending  zset  tenants (verbatim) with queued work for the service, by first mark (ms)
+/// ```
+///
+/// On one Redis server an enqueue writes the tenant's queue and this set
+/// in one `MULTI` (atomic); on Redis Cluster the two are in different slots
+/// and would have to be two steps, the mark first (a mark without work is
+/// harmless: a worker finds the queue empty and removes it).
+///
+/// ```
+/// use statehouse_domain::layout::ServiceKeys;
+///
+/// assert_eq!(ServiceKeys::new("mail:er").pending(), "svc:{mail%3Aer}:pending");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceKeys {
+    head: String,
+}
+
+impl ServiceKeys {
+    /// The keys of `service` (escaped).
+    pub fn new(service: &str) -> Self {
+        Self {
+            head: format!("svc:{{{}}}:", escape_component(service)),
+        }
+    }
+
+    /// The sorted set of tenants with queued work for the service.
+    pub fn pending(&self) -> String {
+        format!("{}pending", self.head)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +552,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn trigger_and_queue_members_read_back_and_never_collide() {
+        let keys = TenantKeys::new("t");
+        let names = ["a", "a:b", ":", "%3A", "*", "b c"];
+        let mut seen = HashMap::new();
+        for first in names {
+            for second in names {
+                let member = keys.trigger_member(first, second);
+                assert_eq!(
+                    keys.trigger_of_member(&member),
+                    Some((first.into(), second.into()))
+                );
+                assert!(seen.insert(member, (first, second)).is_none());
+                assert!(keys.queue("s", first, second).starts_with("t:{t}:queue:s:"));
+            }
+        }
+        assert_eq!(keys.trigger_of_member("no-separator"), None);
     }
 
     fn key_kind(key: &str) -> &str {

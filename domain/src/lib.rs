@@ -35,6 +35,7 @@ mod subject;
 mod synced;
 mod task;
 mod tenant;
+mod trigger;
 mod ttl;
 
 pub use duration::HumanDuration;
@@ -46,4 +47,5 @@ pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, Transition
 pub use tenant::{
     FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
 };
+pub use trigger::{ActionName, BatchName, TriggerId, validate_tenant};
 pub use ttl::Ttl;

@@ -15,6 +15,10 @@
 //!   properties in KRules' layout; [`SubjectSpace`] says where.
 //! - [`FieldStore`] (`tenants.rs`): tenant-scoped hashes of JSON fields,
 //!   behind the tenant repositories; keys are [`TenantKey`]s.
+//! - [`TriggerStore`] (`triggers.rs`): per-tenant expiration triggers,
+//!   claimed with a lease and acknowledged.
+//! - [`QueueStore`] (`queues.rs`): per-tenant FIFO batch queues, pending
+//!   tenants per service, leased claims.
 //! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
 //!   updates, shared by all backends.
 //!
@@ -27,10 +31,12 @@
 mod documents;
 mod error;
 mod ext;
+mod queues;
 mod retry;
 mod subjects;
 mod tasks;
 mod tenants;
+mod triggers;
 
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
@@ -39,6 +45,9 @@ pub use documents::{
 };
 pub use error::{BoxError, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, encode};
+#[cfg(feature = "mock")]
+pub use queues::MockQueueStore;
+pub use queues::{QueueItem, QueueName, QueueStore};
 pub use retry::RetryPolicy;
 #[cfg(feature = "mock")]
 pub use subjects::MockSubjectStore;
@@ -56,8 +65,13 @@ pub use tenants::{
     increment_overflow, not_an_integer,
 };
 
+#[cfg(feature = "mock")]
+pub use triggers::MockTriggerStore;
+pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis_to_utc};
+
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;
+pub use statehouse_domain::{ActionName, BatchName, TriggerId};
 pub use statehouse_domain::{
     FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
 };

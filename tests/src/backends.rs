@@ -162,6 +162,8 @@ fn wrap(stack: Stack, ports: Ports) -> Ports {
             Arc::new(Traced::new(Retrying::with_defaults(ports.tasks))),
             Arc::new(Traced::new(Retrying::with_defaults(ports.subjects))),
             Arc::new(Traced::new(Retrying::with_defaults(ports.tenants))),
+            Arc::new(Traced::new(Retrying::with_defaults(ports.triggers))),
+            Arc::new(Traced::new(Retrying::with_defaults(ports.queues))),
         ),
     }
 }

@@ -565,3 +565,69 @@ fn tenant_records_show_readable_or_as_json() {
     );
     assert_eq!(run(&server, &["tenant", "", "users"]).0, 2);
 }
+
+#[test]
+fn triggers_and_queues_are_followed_between_invocations() {
+    let server = RedisServer::start();
+    let (code, out, err) = run(&server, &["triggers", "set", "acme", "remind", "user-1", "1h"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert_eq!(
+        out,
+        "trigger \"remind\" \"user-1\" of tenant \"acme\" fires in 1 h\n"
+    );
+    run(&server, &["triggers", "set", "acme", "clean", "s:9", "0"]);
+    let (code, out, _) = run(&server, &["--json", "triggers", "acme"]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|t| t["id"].as_str().expect("an id"))
+        .collect();
+    assert_eq!(ids, ["s:9", "user-1"], "earliest first");
+    assert!(
+        list[0]["due_at"].as_str().expect("a time").ends_with('Z'),
+        "RFC 3339 UTC"
+    );
+    let (_, out, _) = run(&server, &["--json", "triggers", "acme", "--due"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).expect("JSON")[0]["id"],
+        "s:9"
+    );
+    let (code, _, err) = run(&server, &["triggers", "set", "acme", "remind", "u", "soon"]);
+    assert_eq!(code, 2, "{err}");
+
+    let (code, out, _) = run(&server, &["queue", "pending", "mailer"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "no tenant has queued work for \"mailer\"\n")
+    );
+    let state = statehouse::blocking::Statehouse::with_settings({
+        let mut settings = statehouse::Settings::new(server.url());
+        settings.prefix = "cli:".to_owned();
+        settings
+    })
+    .expect("connects");
+    let queues = state.queues();
+    let q = queues.queue("mailer", "nightly", "send").expect("valid");
+    queues
+        .enqueue(
+            "acme",
+            &q,
+            &[serde_json::json!({"to": "ada"}), serde_json::json!(2)],
+        )
+        .expect("enqueued");
+    assert_eq!(run(&server, &["queue", "pending", "mailer"]).1, "acme\n");
+    let (code, out, _) = run(
+        &server,
+        &["queue", "acme", "mailer", "nightly", "send", "--peek", "1"],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "2 item(s) waiting in \"mailer\"/\"nightly\"/\"send\" of tenant \"acme\"\n       1  {\"to\":\"ada\"}\n"
+    );
+    let (_, out, _) = run(&server, &["--json", "queue", "acme", "mailer", "nightly", "send"]);
+    assert_eq!(out, "{\"len\":2}\n");
+}

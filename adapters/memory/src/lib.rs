@@ -16,6 +16,10 @@
 //!   hash per subject, KRules' layout, as on Redis.
 //! - `tenants.rs`: [`FieldStore`](statehouse_ports::FieldStore): tenant
 //!   hashes of JSON fields, the same keys and atomic steps as on Redis.
+//! - `triggers.rs`: [`TriggerStore`](statehouse_ports::TriggerStore): due
+//!   times in a sorted set, claims with leases, on the keyspace's clock.
+//! - `queues.rs`: [`QueueStore`](statehouse_ports::QueueStore): lists of
+//!   item ids, payloads in a hash, leases in a sorted set, as on Redis.
 //!
 //! # Behaviour shared with Redis
 //!
@@ -47,10 +51,12 @@
 
 mod documents;
 mod glob;
+mod queues;
 mod store;
 mod subjects;
 mod tasks;
 mod tenants;
+mod triggers;
 
 use std::sync::Arc;
 

@@ -2,9 +2,9 @@
 //! one keyspace of a Redis database.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use statehouse_ports::{RetryPolicy, StoreError};
 use tokio::time::Instant;
@@ -28,6 +28,20 @@ pub(crate) enum Value {
     Hash(Hash),
     /// A Redis sorted set.
     ZSet(ZSet),
+    /// A Redis list.
+    List(VecDeque<Vec<u8>>),
+}
+
+impl Value {
+    /// Whether this is an empty container, which Redis removes.
+    fn is_empty_container(&self) -> bool {
+        match self {
+            Self::Str(_) => false,
+            Self::Hash(hash) => hash.is_empty(),
+            Self::ZSet(zset) => zset.len() == 0,
+            Self::List(list) => list.is_empty(),
+        }
+    }
 }
 
 /// A Redis hash: fields and values, both bytes.
@@ -92,6 +106,19 @@ impl ZSet {
     /// How many members (`ZCARD`).
     pub(crate) fn len(&self) -> usize {
         self.scores.len()
+    }
+
+    /// Members with their scores, lowest score first, then member
+    /// ascending (`ZRANGE`).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (f64, &str)> {
+        self.order
+            .iter()
+            .map(|(score, member)| (score.0, member.as_str()))
+    }
+
+    /// The score of `member` (`ZSCORE`).
+    pub(crate) fn score(&self, member: &str) -> Option<f64> {
+        self.scores.get(member).map(|score| score.0)
     }
 }
 
@@ -310,6 +337,96 @@ impl State {
         Ok(())
     }
 
+    /// Changes the value under `key` in place, as one Redis command on a
+    /// container does: a missing key starts as `empty` (a new key has no
+    /// expiry, an existing one keeps its own), watchers are told, and a
+    /// container left empty is removed. `Err(())` (nothing written) if the
+    /// key holds another type than `empty`.
+    pub(crate) fn edit<T>(
+        &mut self,
+        key: &str,
+        now: Instant,
+        empty: Value,
+        f: impl FnOnce(&mut Value) -> T,
+    ) -> Result<T, ()> {
+        match self.live(key, now) {
+            Some(entry) if std::mem::discriminant(&entry.value) != std::mem::discriminant(&empty) => {
+                return Err(());
+            }
+            Some(_) => {}
+            None => {
+                let mut value = empty;
+                let result = f(&mut value);
+                if !value.is_empty_container() {
+                    self.put(key, value, None);
+                }
+                return Ok(result);
+            }
+        }
+        let (result, emptied) = self
+            .modify(key, now, |value| {
+                let result = f(value);
+                (result, value.is_empty_container())
+            })
+            .ok_or(())?;
+        if emptied {
+            self.remove(key, now);
+        }
+        Ok(result)
+    }
+
+    /// [`edit`](Self::edit) of a sorted set.
+    pub(crate) fn edit_zset<T>(
+        &mut self,
+        key: &str,
+        now: Instant,
+        f: impl FnOnce(&mut ZSet) -> T,
+    ) -> Result<T, ()> {
+        self.edit(key, now, Value::ZSet(ZSet::default()), |value| match value {
+            Value::ZSet(zset) => Some(f(zset)),
+            _ => None,
+        })?
+        .ok_or(())
+    }
+
+    /// [`edit`](Self::edit) of a hash.
+    pub(crate) fn edit_hash<T>(
+        &mut self,
+        key: &str,
+        now: Instant,
+        f: impl FnOnce(&mut Hash) -> T,
+    ) -> Result<T, ()> {
+        self.edit(key, now, Value::Hash(Hash::new()), |value| match value {
+            Value::Hash(hash) => Some(f(hash)),
+            _ => None,
+        })?
+        .ok_or(())
+    }
+
+    /// [`edit`](Self::edit) of a list.
+    pub(crate) fn edit_list<T>(
+        &mut self,
+        key: &str,
+        now: Instant,
+        f: impl FnOnce(&mut VecDeque<Vec<u8>>) -> T,
+    ) -> Result<T, ()> {
+        self.edit(key, now, Value::List(VecDeque::new()), |value| match value {
+            Value::List(list) => Some(f(list)),
+            _ => None,
+        })?
+        .ok_or(())
+    }
+
+    /// The list under `key`; `None` if missing, `Err(())` if the key holds
+    /// another type.
+    pub(crate) fn list(&mut self, key: &str, now: Instant) -> Result<Option<&VecDeque<Vec<u8>>>, ()> {
+        match self.live(key, now).map(|entry| &entry.value) {
+            None => Ok(None),
+            Some(Value::List(list)) => Ok(Some(list)),
+            Some(_) => Err(()),
+        }
+    }
+
     /// All live keys.
     pub(crate) fn live_keys(&self, now: Instant) -> impl Iterator<Item = &String> {
         self.entries
@@ -393,6 +510,10 @@ impl State {
 pub(crate) struct Keyspace {
     state: Mutex<State>,
     purger: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The store's clock, Redis' `TIME` in memory: the wall clock when the
+    /// keyspace was made, advanced by tokio time (so paused tests move it).
+    epoch_ms: i64,
+    started: Instant,
 }
 
 impl Keyspace {
@@ -401,9 +522,14 @@ impl Keyspace {
     pub(crate) const PURGE_EVERY: Duration = Duration::from_millis(250);
 
     pub(crate) fn new() -> Arc<Self> {
+        let epoch_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
         let keyspace = Arc::new(Self {
             state: Mutex::new(State::default()),
             purger: Mutex::new(None),
+            epoch_ms,
+            started: Instant::now(),
         });
         // Outside a runtime there is no task; writes still purge what is due.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -412,6 +538,14 @@ impl Keyspace {
             *lock(&keyspace.purger) = Some(task.abort_handle());
         }
         keyspace
+    }
+
+    /// The store clock at `now`: milliseconds since the Unix epoch, as
+    /// Redis' `TIME` reports them, moving with tokio time.
+    pub(crate) fn clock_ms(&self, now: Instant) -> i64 {
+        let elapsed = now.saturating_duration_since(self.started).as_millis();
+        self.epoch_ms
+            .saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX))
     }
 
     /// Locks the state. The lock is a `std::sync::Mutex`: it is only ever

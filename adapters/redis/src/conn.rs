@@ -220,6 +220,13 @@ impl Connections {
         error::map_guarded(op, key, error, self.response_timeout, &self.secrets)
     }
 
+    /// The mapping of an error from a call on the shared connection (what
+    /// [`run`](Self::run) applies), for a caller of [`run_raw`](Self::run_raw)
+    /// on it.
+    pub(crate) fn map_shared(&self, op: &'static str, key: &str, error: RedisError) -> StoreError {
+        error::map_guarded(op, key, error, self.connect_timeout, &self.secrets)
+    }
+
     /// A shared-connection handle for plain commands (cheap clone).
     pub(crate) fn shared(&self) -> ConnectionManager {
         self.shared.clone()

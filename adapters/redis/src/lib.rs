@@ -23,6 +23,10 @@
 //!   KRules' layout (a hash per subject).
 //! - `tenants.rs`: [`FieldStore`](statehouse_ports::FieldStore): tenant
 //!   hashes of JSON fields under `t:{<tenant>}:…`.
+//! - `triggers.rs`: [`TriggerStore`](statehouse_ports::TriggerStore): a
+//!   due-time sorted set per tenant, claimed with leases by scripts.
+//! - `queues.rs`: [`QueueStore`](statehouse_ports::QueueStore): per-tenant
+//!   lists with leased claims by scripts; a per-service pending set.
 //!
 //! # Architecture invariants
 //!
@@ -40,11 +44,13 @@ mod conn;
 mod documents;
 mod error;
 mod keys;
+mod queues;
 mod redact;
 mod scripts;
 mod subjects;
 mod tasks;
 mod tenants;
+mod triggers;
 mod txn;
 
 use std::sync::Arc;
@@ -60,6 +66,12 @@ pub use scripts::TASK_WRITE_CODE as TASK_WRITE_SCRIPT;
 /// side. Not a stable API.
 #[doc(hidden)]
 pub use scripts::TENANT_INCREMENT_CODE as TENANT_INCREMENT_SCRIPT;
+/// The Lua sources of the trigger and queue scripts, for the benchmark's
+/// raw side. Not a stable API.
+#[doc(hidden)]
+pub use scripts::{
+    QUEUE_ACK_CODE, QUEUE_CLAIM_CODE, QUEUE_ENQUEUE_CODE, TRIGGER_ACK_CODE, TRIGGER_CLAIM_CODE,
+};
 use statehouse_ports::StoreError;
 
 /// A Redis-backed store implementing every statehouse port.

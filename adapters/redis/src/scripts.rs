@@ -15,9 +15,15 @@
 //! Redis does not roll a script back, so a `WRONGTYPE` halfway would leave a
 //! partial write.
 
+use std::future::Future;
 use std::sync::LazyLock;
 
+use redis::aio::ConnectionManager;
 use redis::{Cmd, Script};
+use statehouse_ports::StoreError;
+
+use crate::conn::Connections;
+use crate::error;
 
 /// Writes a task record and its index entries in one step.
 ///
@@ -158,8 +164,297 @@ end
 return value
 ";
 
+/// The Lua prelude of the trigger and queue scripts: `NOW`, the server's
+/// clock in milliseconds (`TIME`), and `check`, which returns a
+/// `WRONGTYPE` error reply if any of `{key, type}` holds another type.
+macro_rules! prelude {
+    () => {
+        r"
+local t = redis.call('TIME')
+local NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function check(pairs)
+  for _, p in ipairs(pairs) do
+    local kind = redis.call('TYPE', p[1])['ok']
+    if kind ~= 'none' and kind ~= p[2] then
+      return redis.error_reply('WRONGTYPE ' .. p[1] .. ' holds a ' .. kind)
+    end
+  end
+  return false
+end
+"
+    };
+}
+
+/// Sets (or moves) a trigger and voids its claim.
+///
+/// KEYS: due zset, claims hash, by-id zset. ARGV: member, delay (ms).
+pub(crate) static TRIGGER_SET: LazyLock<Script> = LazyLock::new(|| Script::new(TRIGGER_SET_CODE));
+
+const TRIGGER_SET_CODE: &str = concat!(
+    prelude!(),
+    r"
+local bad = check({{KEYS[1], 'zset'}, {KEYS[2], 'hash'}, {KEYS[3], 'zset'}})
+if bad then return bad end
+redis.call('ZADD', KEYS[1], NOW + tonumber(ARGV[2]), ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+return 1
+"
+);
+
+/// Removes the triggers of the by-id set named by ARGV (all of it when no
+/// ARGV is given), with their claims; returns how many were set.
+///
+/// KEYS: due zset, claims hash, by-id zset. ARGV: the members to remove
+/// (none: every member of the by-id set).
+pub(crate) static TRIGGER_CANCEL: LazyLock<Script> = LazyLock::new(|| Script::new(TRIGGER_CANCEL_CODE));
+
+const TRIGGER_CANCEL_CODE: &str = concat!(
+    prelude!(),
+    r"
+local bad = check({{KEYS[1], 'zset'}, {KEYS[2], 'hash'}, {KEYS[3], 'zset'}})
+if bad then return bad end
+local members = ARGV
+if #members == 0 then members = redis.call('ZRANGE', KEYS[3], 0, -1) end
+local removed = 0
+for _, m in ipairs(members) do
+  removed = removed + redis.call('ZREM', KEYS[1], m)
+  redis.call('HDEL', KEYS[2], m)
+  redis.call('ZREM', KEYS[3], m)
+end
+return removed
+"
+);
+
+/// Claims due triggers: each moves to the end of its lease and gets the
+/// next claim token (from the tenant's counter, field `#` of the claims
+/// hash, which no member can be: members hold a `:`).
+///
+/// KEYS: due zset, claims hash. ARGV: max, lease (ms). Returns `{next due
+/// in ms or -1, member, token, member, token, …}`.
+pub(crate) static TRIGGER_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(TRIGGER_CLAIM_CODE));
+
+/// The Lua source of the trigger claim script (for the benchmark's raw side).
+pub const TRIGGER_CLAIM_CODE: &str = concat!(
+    prelude!(),
+    r"
+local bad = check({{KEYS[1], 'zset'}, {KEYS[2], 'hash'}})
+if bad then return bad end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[1]))
+local out = {-1}
+local until_ms = NOW + tonumber(ARGV[2])
+for _, m in ipairs(due) do
+  redis.call('ZADD', KEYS[1], until_ms, m)
+  out[#out + 1] = m
+  local token = redis.call('HINCRBY', KEYS[2], '#', 1)
+  redis.call('HSET', KEYS[2], m, token)
+  out[#out + 1] = token
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first > 0 then
+  local left = tonumber(first[2]) - NOW
+  if left < 0 then left = 0 end
+  out[1] = left
+end
+return out
+"
+);
+
+/// Acknowledges a claimed trigger if the token is the latest.
+///
+/// KEYS: due zset, claims hash, by-id zset. ARGV: member, token. Returns 1
+/// if it was held (and is now gone), else 0.
+pub(crate) static TRIGGER_ACK: LazyLock<Script> = LazyLock::new(|| Script::new(TRIGGER_ACK_CODE));
+
+/// The Lua source of the trigger ack script (for the benchmark's raw side).
+pub const TRIGGER_ACK_CODE: &str = concat!(
+    prelude!(),
+    r"
+local bad = check({{KEYS[1], 'zset'}, {KEYS[2], 'hash'}, {KEYS[3], 'zset'}})
+if bad then return bad end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"
+);
+
+/// Lists a tenant's triggers.
+///
+/// KEYS: due zset, claims hash. ARGV: 1 for due ones only, else 0. Returns
+/// `{member, due ms, claimed 0/1, …}`.
+pub(crate) static TRIGGER_LIST: LazyLock<Script> = LazyLock::new(|| Script::new(TRIGGER_LIST_CODE));
+
+const TRIGGER_LIST_CODE: &str = concat!(
+    prelude!(),
+    r"
+local bad = check({{KEYS[1], 'zset'}, {KEYS[2], 'hash'}})
+if bad then return bad end
+local max = '+inf'
+if ARGV[1] == '1' then max = NOW end
+local all = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', max, 'WITHSCORES')
+local out = {}
+for i = 1, #all, 2 do
+  out[#out + 1] = all[i]
+  out[#out + 1] = tonumber(all[i + 1])
+  out[#out + 1] = redis.call('HEXISTS', KEYS[2], all[i])
+end
+return out
+"
+);
+
+/// The type checks of a queue's keys.
+macro_rules! queue_checks {
+    () => {
+        r"
+local bad = check({{KEYS[1], 'list'}, {KEYS[2], 'hash'}, {KEYS[3], 'zset'}, {KEYS[4], 'zset'}})
+if bad then return bad end
+local function unindex_if_empty()
+  if redis.call('LLEN', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[3]) == 0 then
+    redis.call('ZREM', KEYS[4], ARGV[1])
+  end
+end
+"
+    };
+}
+
+/// Appends items to a queue: ids from the counter (field `next` of the
+/// items hash), payloads in the hash, ids on the list, the queue in the
+/// tenant's index.
+///
+/// KEYS: list, items hash, leases zset, index zset. ARGV: index member,
+/// payloads. Returns the ids.
+pub(crate) static QUEUE_ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE_ENQUEUE_CODE));
+
+/// The Lua source of the enqueue script (for the benchmark's raw side).
+pub const QUEUE_ENQUEUE_CODE: &str = concat!(
+    prelude!(),
+    queue_checks!(),
+    r"
+local n = #ARGV - 1
+if n == 0 then return {} end
+local last = redis.call('HINCRBY', KEYS[2], 'next', n)
+local ids = {}
+for i = 1, n do
+  local id = last - n + i
+  ids[i] = id
+  redis.call('HSET', KEYS[2], id, ARGV[i + 1])
+  redis.call('RPUSH', KEYS[1], id)
+end
+redis.call('ZADD', KEYS[4], 'NX', NOW, ARGV[1])
+return ids
+"
+);
+
+/// Reads waiting items by index.
+///
+/// KEYS: list, items hash, leases zset, index zset. ARGV: index member,
+/// start, stop. Returns `{id, payload, …}`.
+pub(crate) static QUEUE_RANGE: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE_RANGE_CODE));
+
+const QUEUE_RANGE_CODE: &str = concat!(
+    prelude!(),
+    queue_checks!(),
+    r"
+local ids = redis.call('LRANGE', KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
+end
+return out
+"
+);
+
+/// Removes the oldest waiting items.
+///
+/// KEYS: list, items hash, leases zset, index zset. ARGV: index member,
+/// count. Returns how many went.
+pub(crate) static QUEUE_TRIM: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE_TRIM_CODE));
+
+const QUEUE_TRIM_CODE: &str = concat!(
+    prelude!(),
+    queue_checks!(),
+    r"
+local count = tonumber(ARGV[2])
+if count <= 0 then return 0 end
+local ids = redis.call('LRANGE', KEYS[1], 0, count - 1)
+redis.call('LTRIM', KEYS[1], count, -1)
+for _, id in ipairs(ids) do redis.call('HDEL', KEYS[2], id) end
+unindex_if_empty()
+return #ids
+"
+);
+
+/// Claims items: expired leases first, then waiting items, oldest first.
+///
+/// KEYS: list, items hash, leases zset, index zset. ARGV: index member,
+/// max, lease (ms). Returns `{id, payload, …}`.
+pub(crate) static QUEUE_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE_CLAIM_CODE));
+
+/// The Lua source of the queue claim script (for the benchmark's raw side).
+pub const QUEUE_CLAIM_CODE: &str = concat!(
+    prelude!(),
+    queue_checks!(),
+    r"
+local max = tonumber(ARGV[2])
+local until_ms = NOW + tonumber(ARGV[3])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', NOW, 'LIMIT', 0, max)
+while #ids < max do
+  local id = redis.call('LPOP', KEYS[1])
+  if not id then break end
+  ids[#ids + 1] = id
+end
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[3], until_ms, id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
+end
+return out
+"
+);
+
+/// Acknowledges claimed items.
+///
+/// KEYS: list, items hash, leases zset, index zset. ARGV: index member,
+/// ids. Returns how many were held.
+pub(crate) static QUEUE_ACK: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE_ACK_CODE));
+
+/// The Lua source of the queue ack script (for the benchmark's raw side).
+pub const QUEUE_ACK_CODE: &str = concat!(
+    prelude!(),
+    queue_checks!(),
+    r"
+local held = 0
+for i = 2, #ARGV do
+  if redis.call('ZREM', KEYS[3], ARGV[i]) == 1 then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    held = held + 1
+  end
+end
+unindex_if_empty()
+return held
+"
+);
+
 /// The source of every script, for loading them on a connection.
-const ALL: [&str; 3] = [TASK_WRITE_CODE, PRUNE_INDEX_CODE, TENANT_WRITE_CODE];
+const ALL: [&str; 13] = [
+    TASK_WRITE_CODE,
+    PRUNE_INDEX_CODE,
+    TENANT_WRITE_CODE,
+    TRIGGER_SET_CODE,
+    TRIGGER_CANCEL_CODE,
+    TRIGGER_CLAIM_CODE,
+    TRIGGER_ACK_CODE,
+    TRIGGER_LIST_CODE,
+    QUEUE_ENQUEUE_CODE,
+    QUEUE_RANGE_CODE,
+    QUEUE_TRIM_CODE,
+    QUEUE_CLAIM_CODE,
+    QUEUE_ACK_CODE,
+];
 
 /// `EVALSHA` of `script` with `keys` and `args`, for a pipeline.
 pub(crate) fn evalsha<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(
@@ -170,6 +465,33 @@ pub(crate) fn evalsha<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script.get_hash()).arg(keys.len()).arg(keys).arg(args);
     cmd
+}
+
+/// Runs `call` (commands with `EVALSHA`s, or a `MULTI` holding some) on
+/// the shared connection under the response timeout; on a `NOSCRIPT`
+/// answer (a restarted or flushed server) loads every script and runs it
+/// once more. Outside a WATCH section this is how scripts run: a script is
+/// one atomic step by itself. A `NOSCRIPT` inside a `MULTI` ran the
+/// transaction's other commands, so those must be idempotent (they are:
+/// `ZADD NX`).
+pub(crate) async fn run_shared<T, F, Fut>(
+    conns: &Connections,
+    op: &'static str,
+    key: &str,
+    mut call: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut(ConnectionManager) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    match conns.run_raw(op, key, call(conns.shared())).await? {
+        Ok(value) => return Ok(value),
+        Err(error) if error::is_no_script(&error) => {}
+        Err(error) => return Err(conns.map_shared(op, key, error)),
+    }
+    let mut conn = conns.shared();
+    conns.run(op, key, load_all().exec_async(&mut conn)).await?;
+    conns.run(op, key, call(conns.shared())).await
 }
 
 /// `SCRIPT LOAD` of every script, answers ignored.

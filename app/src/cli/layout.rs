@@ -77,6 +77,42 @@ const FAMILIES: &[Family] = &[
         redis_type: "hash",
         notes: "a user's shared state (scratch space of tools and agents); JSON per field",
     },
+    Family {
+        family: "triggers",
+        redis_key: "<prefix>t:{<tenant>}:triggers:due",
+        redis_type: "zset",
+        notes: "<action>:<id> (escaped) by due time (ms, server clock); a claimed one by its lease end",
+    },
+    Family {
+        family: "triggers",
+        redis_key: "<prefix>t:{<tenant>}:triggers:claims",
+        redis_type: "hash",
+        notes: "<action>:<id> -> claim token; field # counts tokens",
+    },
+    Family {
+        family: "triggers",
+        redis_key: "<prefix>t:{<tenant>}:triggers:by-id:<id>",
+        redis_type: "zset",
+        notes: "the <action>:<id> members of one identifier",
+    },
+    Family {
+        family: "queues",
+        redis_key: "<prefix>t:{<tenant>}:queue:<service>:<batch>:<action>",
+        redis_type: "list",
+        notes: "waiting item ids, oldest first (queue-items: hash id -> JSON; queue-leases: zset id by lease end)",
+    },
+    Family {
+        family: "queues",
+        redis_key: "<prefix>t:{<tenant>}:queues:<service>",
+        redis_type: "zset",
+        notes: "<batch>:<action> of the tenant's non-empty queues of a service",
+    },
+    Family {
+        family: "queues",
+        redis_key: "<prefix>svc:{<service>}:pending",
+        redis_type: "zset",
+        notes: "tenants with queued work; the one cross-slot structure (MULTI with the push on one server)",
+    },
 ];
 
 #[derive(Debug, Serialize)]

@@ -18,6 +18,7 @@ use crate::{Settings, Statehouse};
 mod demo;
 mod documents;
 mod layout;
+mod queues;
 mod subjects;
 mod synced;
 mod tasks;
@@ -108,6 +109,12 @@ enum Command {
     Model(synced::ModelCommand),
     /// One tenant's records: users [get USER], state USER [NAME], table TABLE [PK].
     Tenant(tenants::TenantArgs),
+    /// Expiration triggers of a tenant: `triggers TENANT [--due]` lists
+    /// them, `triggers set TENANT ACTION ID DELAY` sets one.
+    Triggers(queues::TriggersArgs),
+    /// Batch queues: `queue TENANT SERVICE BATCH ACTION [--peek N]` shows a
+    /// queue, `queue pending SERVICE` the tenants with queued work.
+    Queue(queues::QueueArgs),
     /// Check that the store answers.
     Ping,
     /// Show how statehouse lays out its Redis keys.
@@ -225,6 +232,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Subject(command) => subjects::subject(&state.subjects(), command, out).await,
         Command::Tenant(args) => tenants::tenant(&state, args, out).await,
         Command::Model(command) => synced::model(&docs, command, out).await,
+        Command::Triggers(args) => queues::triggers(&state.triggers(), args, out).await,
+        Command::Queue(args) => queues::queue(&state.queues(), args, out).await,
     }
 }
 

@@ -4,6 +4,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::{
+    ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
+    TriggerId, TriggerStore,
+};
+use statehouse_ports::{
     DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetCondition, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
@@ -23,6 +27,8 @@ use statehouse_ports::{
 /// |---|---|
 /// | `get`, `get_many`, `exists`, `ttl`, `list_keys`, `ping`, unconditional `set` | `set` with a condition (a lost reply would turn "written" into "not written"), `delete` (its answer could lie), `expire`, `update` (a timed-out EXEC has an unknown outcome) |
 /// | tasks: `get`, `list`, `count` | tasks: `save`, `set_status`, `append_log`, `delete` |
+/// | triggers: `set`, `list` | triggers: `cancel`, `cancel_all`, `claim`, `ack` |
+/// | queues: `range`, `len`, `queues`, `pending` | queues: `enqueue`, `trim`, `claim`, `ack`, `remove_pending` |
 ///
 /// `Conflict` is never retried here: the update loop already spent its
 /// attempts. The last error is returned as is once `policy` runs out.
@@ -341,5 +347,100 @@ impl<S: FieldStore> FieldStore for Retrying<S> {
 
     async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {
         self.inner.delete_matching(pattern).await
+    }
+}
+
+/// Retried: `set` (setting a trigger again only moves its deadline) and
+/// `list`. Never: `cancel`, `cancel_all` (their answers could lie), `claim`
+/// and `ack` (a lost claim reply holds triggers until their lease ends; a
+/// repeated ack answers `false`).
+#[async_trait]
+impl<S: TriggerStore> TriggerStore for Retrying<S> {
+    async fn set(
+        &self,
+        tenant: &str,
+        action: &ActionName,
+        id: &TriggerId,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        self.retry(|| self.inner.set(tenant, action, id, delay)).await
+    }
+
+    async fn cancel(&self, tenant: &str, action: &ActionName, id: &TriggerId) -> Result<bool, StoreError> {
+        self.inner.cancel(tenant, action, id).await
+    }
+
+    async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError> {
+        self.inner.cancel_all(tenant, id).await
+    }
+
+    async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
+        self.retry(|| self.inner.list(tenant, only_due)).await
+    }
+
+    async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
+        self.inner.claim(tenant, max, lease).await
+    }
+
+    async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
+        self.inner.ack(tenant, trigger).await
+    }
+}
+
+/// Retried: the reads (`range`, `len`, `queues`, `pending`). Never the
+/// writes: an enqueue repeated after a lost reply would queue twice.
+#[async_trait]
+impl<S: QueueStore> QueueStore for Retrying<S> {
+    async fn enqueue(
+        &self,
+        tenant: &str,
+        queue: &QueueName,
+        payloads: &[Vec<u8>],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.inner.enqueue(tenant, queue, payloads).await
+    }
+
+    async fn range(
+        &self,
+        tenant: &str,
+        queue: &QueueName,
+        start: usize,
+        count: usize,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        self.retry(|| self.inner.range(tenant, queue, start, count)).await
+    }
+
+    async fn trim(&self, tenant: &str, queue: &QueueName, count: usize) -> Result<usize, StoreError> {
+        self.inner.trim(tenant, queue, count).await
+    }
+
+    async fn len(&self, tenant: &str, queue: &QueueName) -> Result<u64, StoreError> {
+        self.retry(|| self.inner.len(tenant, queue)).await
+    }
+
+    async fn queues(&self, tenant: &str, service: &ServiceName) -> Result<Vec<QueueName>, StoreError> {
+        self.retry(|| self.inner.queues(tenant, service)).await
+    }
+
+    async fn pending(&self, service: &ServiceName) -> Result<Vec<String>, StoreError> {
+        self.retry(|| self.inner.pending(service)).await
+    }
+
+    async fn remove_pending(&self, service: &ServiceName, tenant: &str) -> Result<bool, StoreError> {
+        self.inner.remove_pending(service, tenant).await
+    }
+
+    async fn claim(
+        &self,
+        tenant: &str,
+        queue: &QueueName,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        self.inner.claim(tenant, queue, max, lease).await
+    }
+
+    async fn ack(&self, tenant: &str, queue: &QueueName, ids: &[u64]) -> Result<usize, StoreError> {
+        self.inner.ack(tenant, queue, ids).await
     }
 }

@@ -1,7 +1,12 @@
 use std::fmt;
 use std::future::Future;
 
+use statehouse_domain::layout::{ServiceKeys, TenantKeys};
 use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::{
+    ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
+    TriggerId, TriggerStore,
+};
 use statehouse_ports::{
     Boxed, DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
@@ -13,6 +18,7 @@ use statehouse_ports::{
     JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
     SubjectName, SubjectSpace, SubjectStore,
 };
+use std::time::Duration;
 use tracing::Instrument;
 
 /// A `tracing` span around every port call: target `statehouse`, name
@@ -74,6 +80,18 @@ async fn traced_with<T>(
         }
     }
     result
+}
+
+/// [`traced`] with the key built only if a subscriber wants the span.
+async fn lazily<T>(
+    op: &'static str,
+    key: impl FnOnce() -> String,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    if !tracing_on() {
+        return call.await;
+    }
+    traced(op, &key(), call).await
 }
 
 /// Whether a subscriber wants the layer's spans (cheap: the answer is
@@ -514,5 +532,178 @@ impl<S: FieldStore> FieldStore for Traced<S> {
             return call.await;
         }
         traced("delete_matching", pattern, call).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: TriggerStore> TriggerStore for Traced<S> {
+    async fn set(
+        &self,
+        tenant: &str,
+        action: &ActionName,
+        id: &TriggerId,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        lazily(
+            "trigger_set",
+            || TenantKeys::new(tenant).triggers_due(),
+            self.inner.set(tenant, action, id, delay),
+        )
+        .await
+    }
+
+    async fn cancel(&self, tenant: &str, action: &ActionName, id: &TriggerId) -> Result<bool, StoreError> {
+        lazily(
+            "trigger_cancel",
+            || TenantKeys::new(tenant).triggers_due(),
+            self.inner.cancel(tenant, action, id),
+        )
+        .await
+    }
+
+    async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError> {
+        lazily(
+            "trigger_cancel_all",
+            || TenantKeys::new(tenant).triggers_of(id.as_str()),
+            self.inner.cancel_all(tenant, id),
+        )
+        .await
+    }
+
+    async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
+        lazily(
+            "trigger_list",
+            || TenantKeys::new(tenant).triggers_due(),
+            self.inner.list(tenant, only_due),
+        )
+        .await
+    }
+
+    async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
+        lazily(
+            "trigger_claim",
+            || TenantKeys::new(tenant).triggers_due(),
+            self.inner.claim(tenant, max, lease),
+        )
+        .await
+    }
+
+    async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
+        lazily(
+            "trigger_ack",
+            || TenantKeys::new(tenant).triggers_due(),
+            self.inner.ack(tenant, trigger),
+        )
+        .await
+    }
+}
+
+/// The key a queue call's span names: the queue's list.
+fn queue_key(tenant: &str, queue: &QueueName) -> String {
+    TenantKeys::new(tenant).queue(
+        queue.service.as_str(),
+        queue.batch.as_str(),
+        queue.action.as_str(),
+    )
+}
+
+#[async_trait::async_trait]
+impl<S: QueueStore> QueueStore for Traced<S> {
+    async fn enqueue(
+        &self,
+        tenant: &str,
+        queue: &QueueName,
+        payloads: &[Vec<u8>],
+    ) -> Result<Vec<u64>, StoreError> {
+        lazily(
+            "enqueue",
+            || queue_key(tenant, queue),
+            self.inner.enqueue(tenant, queue, payloads),
+        )
+        .await
+    }
+
+    async fn range(
+        &self,
+        tenant: &str,
+        queue: &QueueName,
+        start: usize,
+        count: usize,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        lazily(
+            "queue_range",
+            || queue_key(tenant, queue),
+            self.inner.range(tenant, queue, start, count),
+        )
+        .await
+    }
+
+    async fn trim(&self, tenant: &str, queue: &QueueName, count: usize) -> Result<usize, StoreError> {
+        lazily(
+            "queue_trim",
+            || queue_key(tenant, queue),
+            self.inner.trim(tenant, queue, count),
+        )
+        .await
+    }
+
+    async fn len(&self, tenant: &str, queue: &QueueName) -> Result<u64, StoreError> {
+        lazily(
+            "queue_len",
+            || queue_key(tenant, queue),
+            self.inner.len(tenant, queue),
+        )
+        .await
+    }
+
+    async fn queues(&self, tenant: &str, service: &ServiceName) -> Result<Vec<QueueName>, StoreError> {
+        lazily(
+            "queue_list",
+            || TenantKeys::new(tenant).queues_of(service.as_str()),
+            self.inner.queues(tenant, service),
+        )
+        .await
+    }
+
+    async fn pending(&self, service: &ServiceName) -> Result<Vec<String>, StoreError> {
+        lazily(
+            "queue_pending",
+            || ServiceKeys::new(service.as_str()).pending(),
+            self.inner.pending(service),
+        )
+        .await
+    }
+
+    async fn remove_pending(&self, service: &ServiceName, tenant: &str) -> Result<bool, StoreError> {
+        lazily(
+            "queue_remove_pending",
+            || ServiceKeys::new(service.as_str()).pending(),
+            self.inner.remove_pending(service, tenant),
+        )
+        .await
+    }
+
+    async fn claim(
+        &self,
+        tenant: &str,
+        queue: &QueueName,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        lazily(
+            "queue_claim",
+            || queue_key(tenant, queue),
+            self.inner.claim(tenant, queue, max, lease),
+        )
+        .await
+    }
+
+    async fn ack(&self, tenant: &str, queue: &QueueName, ids: &[u64]) -> Result<usize, StoreError> {
+        lazily(
+            "queue_ack",
+            || queue_key(tenant, queue),
+            self.inner.ack(tenant, queue, ids),
+        )
+        .await
     }
 }

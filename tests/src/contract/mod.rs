@@ -13,13 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks, Tenant};
-use statehouse_ports::{DocumentStore, FieldStore, Key, SubjectStore, TaskRepository};
+use statehouse_ports::{
+    DocumentStore, FieldStore, Key, QueueStore, SubjectStore, TaskRepository, TriggerStore,
+};
 
 pub mod documents;
+pub mod queues;
 pub mod subjects;
 pub mod synced;
 pub mod tasks;
 pub mod tenants;
+pub mod triggers;
 
 /// The runtime a test needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +61,10 @@ pub struct Backend {
     pub subjects: Arc<dyn SubjectStore>,
     /// The tenant field port.
     pub tenants: Arc<dyn FieldStore>,
+    /// The trigger port.
+    pub triggers: Arc<dyn TriggerStore>,
+    /// The queue port.
+    pub queues: Arc<dyn QueueStore>,
     paused_time: bool,
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
@@ -88,6 +96,8 @@ impl Backend {
             tasks: ports.tasks,
             subjects: ports.subjects,
             tenants: ports.tenants,
+            triggers: ports.triggers,
+            queues: ports.queues,
             paused_time,
             plant_hash,
             raw_hashes,
@@ -117,6 +127,21 @@ impl Backend {
     /// Tenant `id` over this backend, default retry policy.
     pub fn tenant(&self, id: &str) -> Tenant {
         Tenant::new(self.tenants.clone(), id, RetryPolicy::default()).expect("valid tenant id")
+    }
+
+    /// The triggers facade over this backend.
+    pub fn trigger_facade(&self) -> statehouse::Triggers {
+        statehouse::Triggers::new(self.triggers.clone())
+    }
+
+    /// The queues facade over this backend.
+    pub fn queue_facade(&self) -> statehouse::Queues {
+        statehouse::Queues::new(self.queues.clone())
+    }
+
+    /// Whether tokio time is paused (memory backend, [`Flavor::Plain`]).
+    pub fn paused_time(&self) -> bool {
+        self.paused_time
     }
 
     /// Lets `duration` pass: advances paused tokio time, or sleeps. Keep
@@ -252,6 +277,31 @@ macro_rules! contract_suite {
             increments_from_16_tasks_end_exact: Threaded,
             writers_on_different_fields_lose_nothing: Threaded,
             the_current_shared_state_never_leaks_between_requests: Threaded,
+        ]);
+        $crate::contract_suite!(@family $runner, triggers, [
+            a_trigger_is_not_delivered_before_it_is_due: Plain,
+            setting_again_moves_the_deadline_instead_of_adding: Plain,
+            acknowledged_triggers_never_fire_again: Plain,
+            an_unacknowledged_claim_is_redelivered_after_the_lease: Plain,
+            setting_again_voids_an_outstanding_claim: Plain,
+            cancel_and_cancel_all_remove_triggers: Plain,
+            tenants_never_see_each_others_triggers: Plain,
+            invalid_names_are_rejected_before_any_io: Plain,
+            triggers_due_while_no_listener_ran_are_delivered_when_one_starts: Plain,
+            a_dead_listeners_claims_are_redelivered_after_the_lease: Plain,
+            a_thousand_triggers_reach_four_listeners_exactly_once: Plain,
+            a_thousand_triggers_reach_four_listeners_on_threads_exactly_once: Threaded,
+            a_key_of_another_type_is_wrong_type_and_nothing_is_written: Plain,
+        ]);
+        $crate::contract_suite!(@family $runner, queues, [
+            enqueue_keeps_fifo_order_and_marks_the_tenant_pending: Plain,
+            range_and_trim_read_and_drop_the_oldest: Plain,
+            claimed_items_are_exclusive_and_acked_items_are_gone: Plain,
+            a_crashed_workers_items_come_back_after_the_lease: Plain,
+            remove_pending_drops_the_mark_and_enqueue_sets_it_again: Plain,
+            payloads_round_trip_and_bad_names_are_rejected: Plain,
+            eight_producers_four_consumers_each_item_exactly_once_in_order: Threaded,
+            a_key_of_another_type_is_wrong_type_and_nothing_is_written: Plain,
         ]);
     };
     (@family $runner:ident, $family:ident, [$($name:ident : $flavor:ident),* $(,)?]) => {

@@ -1,0 +1,160 @@
+//! [`TriggerStore`]: per-tenant expiration triggers, delayed actions that
+//! fire once, claimed with a lease.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use statehouse_domain::{ActionName, TriggerId};
+
+use crate::StoreError;
+
+/// A trigger waiting in a tenant's due-time set, as
+/// [`TriggerStore::list`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTrigger {
+    /// What to do.
+    pub action: String,
+    /// What it is about.
+    pub id: String,
+    /// When it is (or was) due, by the store's clock; for a claimed
+    /// trigger, when its lease ends (and it is handed out again).
+    pub due_at: DateTime<Utc>,
+    /// Whether a listener holds it (claimed, not yet acknowledged).
+    pub claimed: bool,
+}
+
+/// A trigger handed to one claimer by [`TriggerStore::claim`]; give it
+/// back to [`TriggerStore::ack`] once handled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedTrigger {
+    /// What to do.
+    pub action: String,
+    /// What it is about.
+    pub id: String,
+    /// Which claim of this trigger this is (1 for the first delivery, more
+    /// after a lease ran out); an ack must carry the latest.
+    pub token: u64,
+}
+
+/// What one [`TriggerStore::claim`] got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// The triggers now held by the caller, earliest due first.
+    pub triggers: Vec<ClaimedTrigger>,
+    /// How long until the tenant's next trigger (or claimed trigger's
+    /// lease) comes due, after this claim; `None` if it has none.
+    pub next_due_in: Option<Duration>,
+}
+
+/// Per-tenant expiration triggers: `(action, identifier)` pairs that come
+/// due after a delay and are handed to exactly one listener at a time.
+///
+/// # Contract
+///
+/// Every implementation behaves the same; the contract suite in
+/// `statehouse-tests` (`triggers::…`) runs one list of tests against each.
+///
+/// - A tenant's triggers are one sorted set by due time (milliseconds of
+///   the store's clock: Redis' `TIME`, or tokio time on the memory store),
+///   not keyspace notifications: a trigger that comes due while no
+///   listener runs is delivered when one claims.
+/// - `set` puts the trigger at now + `delay`; setting it again before it is
+///   acknowledged moves its deadline (one trigger, never two) and voids an
+///   outstanding claim (its ack does nothing).
+/// - `claim` hands out at most `max` triggers due now, earliest first, in
+///   one atomic step: each moves to now + `lease` and gets a new token, so
+///   two claimers never hold the same trigger at once; a trigger not
+///   acknowledged within its lease is handed out again (a higher token).
+/// - `ack` with the latest token removes the trigger: it never fires again.
+///   A stale token (the lease ran out and it was claimed again, or it was
+///   set again or cancelled) removes nothing and answers `false`.
+/// - `cancel` removes one trigger, `cancel_all` every action of one
+///   identifier; `list` reports a tenant's triggers earliest first (with
+///   `only_due`, those due now).
+/// - Every key of one tenant shares the tenant's hash tag; each call is
+///   one atomic step on one slot.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait TriggerStore: Debug + Send + Sync + 'static {
+    /// Sets (or moves) the trigger `(action, id)` of `tenant` to fire after `delay`.
+    async fn set(
+        &self,
+        tenant: &str,
+        action: &ActionName,
+        id: &TriggerId,
+        delay: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Removes one trigger; returns whether it was pending.
+    async fn cancel(&self, tenant: &str, action: &ActionName, id: &TriggerId) -> Result<bool, StoreError>;
+
+    /// Removes every trigger of `id`; returns how many there were.
+    async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError>;
+
+    /// The tenant's triggers, earliest first; only those due now if `only_due`.
+    async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError>;
+
+    /// Claims at most `max` due triggers for `lease`.
+    async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError>;
+
+    /// Acknowledges a claimed trigger; `false` if the claim was stale.
+    async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError>;
+}
+
+macro_rules! forward_trigger_store {
+    ($wrapper:ident) => {
+        #[async_trait]
+        impl<T: TriggerStore + ?Sized> TriggerStore for $wrapper<T> {
+            async fn set(
+                &self,
+                tenant: &str,
+                action: &ActionName,
+                id: &TriggerId,
+                delay: Duration,
+            ) -> Result<(), StoreError> {
+                (**self).set(tenant, action, id, delay).await
+            }
+
+            async fn cancel(
+                &self,
+                tenant: &str,
+                action: &ActionName,
+                id: &TriggerId,
+            ) -> Result<bool, StoreError> {
+                (**self).cancel(tenant, action, id).await
+            }
+
+            async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError> {
+                (**self).cancel_all(tenant, id).await
+            }
+
+            async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
+                (**self).list(tenant, only_due).await
+            }
+
+            async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
+                (**self).claim(tenant, max, lease).await
+            }
+
+            async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
+                (**self).ack(tenant, trigger).await
+            }
+        }
+    };
+}
+
+forward_trigger_store!(Arc);
+forward_trigger_store!(Box);
+
+/// Compile-time check: the trait stays usable as `Arc<dyn TriggerStore>`.
+const _: fn(Arc<dyn TriggerStore>) = |_| {};
+
+/// Milliseconds since the epoch as a UTC time (the store clock's unit);
+/// out-of-range values clamp to the epoch.
+pub fn millis_to_utc(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
