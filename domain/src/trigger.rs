@@ -28,15 +28,3 @@ identifier!(
     "batch",
     MAX_KEY_BYTES
 );
-
-/// Checks a tenant name (the rules of [`validate_identifier`]).
-///
-/// ```
-/// use statehouse_domain::validate_tenant;
-///
-/// assert!(validate_tenant("acme").is_ok());
-/// assert!(validate_tenant("").is_err());
-/// ```
-pub fn validate_tenant(tenant: &str) -> Result<(), ValidationError> {
-    validate_identifier("tenant", tenant, MAX_KEY_BYTES)
-}

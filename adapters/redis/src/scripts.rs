@@ -6,10 +6,11 @@
 //! Scripts are sent as `EVALSHA`; the WATCH loop loads them on a dedicated
 //! connection before its first use and again after a `NOSCRIPT` answer (a
 //! restarted or flushed server), so callers never see one. A script that
-//! needs no WATCH (the tenant writes without a read, the tenant increment)
-//! runs alone on the shared connection, through redis-rs'
-//! `Script::invoke_async`, which sends `EVALSHA` and loads the script on
-//! `NOSCRIPT`.
+//! needs no WATCH (tenant writes without a read, the tenant increment,
+//! triggers, queues, index pruning) runs alone on the shared connection
+//! through [`run_shared`], which sends `EVALSHA` and, on `NOSCRIPT`, loads
+//! every script and sends it once more. These two are the only ways a
+//! script runs.
 //!
 //! Every script checks the types of all its keys before writing anything:
 //! Redis does not roll a script back, so a `WRONGTYPE` halfway would leave a
@@ -99,8 +100,8 @@ return removed
 ///
 /// KEYS: the hash. ARGV: TTL in ms (0: none), mode (`set`, `merge`: also
 /// return the whole hash, `replace`: delete the old fields first), then
-/// field, value pairs. Run by `EVALSHA`, on the shared connection (redis-rs
-/// loads it again on `NOSCRIPT`) or inside the WATCH loop's MULTI.
+/// field, value pairs. Run by `EVALSHA`, on the shared connection
+/// ([`run_shared`]) or inside the WATCH loop's MULTI.
 pub(crate) static TENANT_WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(TENANT_WRITE_CODE));
 
 const TENANT_WRITE_CODE: &str = r"
@@ -138,7 +139,7 @@ return 1
 ///
 /// KEYS: the hash. ARGV: field, increment, TTL in ms (0: keep the expiry).
 /// Errors: `WRONGTYPE …`, `NOTINT …`, `OVERFLOW …`. Run by `EVALSHA` on the
-/// shared connection (redis-rs loads it again on `NOSCRIPT`).
+/// shared connection ([`run_shared`]).
 pub(crate) static TENANT_INCREMENT: LazyLock<Script> = LazyLock::new(|| Script::new(TENANT_INCREMENT_CODE));
 
 /// The source of `TENANT_INCREMENT`; the benchmark's raw side runs it too.
@@ -440,10 +441,11 @@ return held
 );
 
 /// The source of every script, for loading them on a connection.
-const ALL: [&str; 13] = [
+const ALL: [&str; 14] = [
     TASK_WRITE_CODE,
     PRUNE_INDEX_CODE,
     TENANT_WRITE_CODE,
+    TENANT_INCREMENT_CODE,
     TRIGGER_SET_CODE,
     TRIGGER_CANCEL_CODE,
     TRIGGER_CLAIM_CODE,

@@ -141,18 +141,12 @@ impl RedisStore {
                 .iter()
                 .map(|id| self.keys.raw(&space.keys().record(id)).into_owned()),
         );
-        let mut conn = self.conns.shared();
-        let mut invocation = PRUNE_INDEX.prepare_invoke();
-        for key in &keys {
-            invocation.key(key);
-        }
-        for id in stale {
-            invocation.arg(id);
-        }
-        let pruned: Result<u64, _> = self
-            .conns
-            .run("prune", index_key, invocation.invoke_async(&mut conn))
-            .await;
+        let cmd = scripts::evalsha(&PRUNE_INDEX, &keys, stale);
+        let pruned: Result<u64, _> = scripts::run_shared(&self.conns, "prune", index_key, |mut conn| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await;
         if let Err(error) = pruned {
             tracing::debug!(index = index_key, %error, "pruning stale index entries failed");
         }

@@ -64,12 +64,13 @@ impl RedisStore {
         mode: &str,
         writes: &[(String, String)],
     ) -> Result<T, StoreError> {
-        let mut conn = self.conns.shared();
-        let mut invocation = TENANT_WRITE.key(self.keys.raw(key.key()).as_ref());
-        invocation.arg(write_args(ttl, mode, writes));
-        self.conns
-            .run(op, key.key(), invocation.invoke_async(&mut conn))
-            .await
+        let rkey = self.keys.raw(key.key());
+        let cmd = scripts::evalsha(&TENANT_WRITE, &[rkey.as_ref()], write_args(ttl, mode, writes));
+        scripts::run_shared(&self.conns, op, key.key(), |mut conn| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await
     }
 
     /// The keys matching `pattern` (without the store prefix), sorted, once each.
@@ -336,26 +337,33 @@ impl FieldStore for RedisStore {
         ttl: Option<Ttl>,
     ) -> Result<i64, StoreError> {
         const OP: &str = "increment";
-        let mut conn = self.conns.shared();
-        let result: redis::RedisResult<i64> = self
-            .conns
-            .run(OP, key.key(), async {
-                Ok(TENANT_INCREMENT
-                    .key(self.keys.raw(key.key()).as_ref())
-                    .arg(field.as_str())
-                    .arg(by)
-                    .arg(ttl.map_or(0, Ttl::as_millis))
-                    .invoke_async(&mut conn)
-                    .await)
-            })
-            .await?;
+        /// The script's own refusals, kept apart from errors to map.
+        enum Refused {
+            NotAnInteger,
+            Overflow,
+        }
+        let rkey = self.keys.raw(key.key());
+        let cmd = scripts::evalsha(
+            &TENANT_INCREMENT,
+            &[rkey.as_ref()],
+            (field.as_str(), by, ttl.map_or(0, Ttl::as_millis)),
+        );
+        let result = scripts::run_shared(&self.conns, OP, key.key(), |mut conn| {
+            let cmd = cmd.clone();
+            async move {
+                match cmd.query_async::<i64>(&mut conn).await {
+                    Ok(value) => Ok(Ok(value)),
+                    Err(error) if error.code() == Some("NOTINT") => Ok(Err(Refused::NotAnInteger)),
+                    Err(error) if error.code() == Some("OVERFLOW") => Ok(Err(Refused::Overflow)),
+                    Err(error) => Err(error),
+                }
+            }
+        })
+        .await?;
         match result {
             Ok(value) => Ok(value),
-            Err(error) if error.code() == Some("NOTINT") => Err(not_an_integer(OP, key, field.as_str())),
-            Err(error) if error.code() == Some("OVERFLOW") => {
-                Err(increment_overflow(OP, key, field.as_str()))
-            }
-            Err(error) => self.conns.run(OP, key.key(), async { Err(error) }).await,
+            Err(Refused::NotAnInteger) => Err(not_an_integer(OP, key, field.as_str())),
+            Err(Refused::Overflow) => Err(increment_overflow(OP, key, field.as_str())),
         }
     }
 
