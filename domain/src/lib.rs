@@ -14,6 +14,9 @@
 //!   user-given components and the hash tags.
 //! - [`SyncedModel`] (`synced.rs`): a model bound to the document
 //!   `{TypeName}:{id}`, and its key ([`synced_key`]).
+//! - [`ChangeEvent`], [`FeedEvent`], [`ConfigEntry`] (`change.rs`): what a
+//!   change feed delivers, and the versioned envelope of a configuration
+//!   entry with its bounded history.
 //! - [`ValidationError`]: which rule an input broke.
 //! - [`HumanDuration`]: a duration as people read it, for messages.
 //!
@@ -24,6 +27,7 @@
 //! Architecture invariant: this crate does no I/O, knows nothing of Redis and
 //! nothing of async. It can be used from any layer.
 
+mod change;
 mod duration;
 mod error;
 #[macro_use]
@@ -34,6 +38,10 @@ mod synced;
 mod task;
 mod ttl;
 
+pub use change::{
+    ChangeEvent, ChangeKind, ChangeNotice, ConfigEntry, ConfigHead, FeedEvent, PastVersion, ResyncReason,
+    VersionMismatch,
+};
 pub use duration::HumanDuration;
 pub use error::ValidationError;
 pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};
