@@ -13,6 +13,9 @@
 //!   indexed by service and user; [`TaskSpace`] says where and how.
 //! - [`SubjectStore`] (`subjects.rs`): subjects' default and extended JSON
 //!   properties in KRules' layout; [`SubjectSpace`] says where.
+//! - [`ChangeFeed`] (`changes.rs`): subscriptions to changes of a key, keys
+//!   or a pattern ([`Subscription`], bounded, reporting lag), and the
+//!   updates that announce themselves on the feed.
 //! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
 //!   updates, shared by all backends.
 //!
@@ -22,6 +25,7 @@
 //! Architecture invariant: nothing here names Redis or any other backend, and
 //! every trait is usable as `Arc<dyn Trait>`.
 
+mod changes;
 mod documents;
 mod error;
 mod ext;
@@ -29,6 +33,11 @@ mod retry;
 mod subjects;
 mod tasks;
 
+#[cfg(feature = "mock")]
+pub use changes::MockChangeFeed;
+pub use changes::{
+    AnnouncedUpdateFn, ChangeFeed, DEFAULT_FEED_CAPACITY, Subscription, SubscriptionSender, Watched,
+};
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
 pub use documents::{
@@ -51,6 +60,6 @@ pub use tasks::{PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage, TaskRe
 pub use serde_json::Value as JsonValue;
 /// Re-exported domain types used in port signatures.
 pub use statehouse_domain::{
-    Key, KeyPattern, LogEntry, PropertyKind, PropertyName, ServiceName, SubjectName, TaskId, TaskRecord,
+    ChangeEvent, ChangeKind, ConfigEntry, FeedEvent, Key, ResyncReason, KeyPattern, LogEntry, PropertyKind, PropertyName, ServiceName, SubjectName, TaskId, TaskRecord,
     TaskStatus, Ttl, UserId, ValidationError,
 };
