@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use statehouse_memory::MemoryStore;
 use statehouse_ports::{
-    DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
+    ChangeFeed, DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
 };
 use statehouse_redis::RedisStore;
 
@@ -20,6 +20,9 @@ pub struct Ports {
     pub tasks: Arc<dyn TaskRepository>,
     /// The subjects (KRules' layout).
     pub subjects: Arc<dyn SubjectStore>,
+    /// The change feed behind [`ConfigStore`](crate::ConfigStore) and
+    /// [`Statehouse::watch`].
+    pub changes: Arc<dyn ChangeFeed>,
 }
 
 impl Ports {
@@ -28,21 +31,24 @@ impl Ports {
         documents: Arc<dyn DocumentStore>,
         tasks: Arc<dyn TaskRepository>,
         subjects: Arc<dyn SubjectStore>,
+        changes: Arc<dyn ChangeFeed>,
     ) -> Self {
         Self {
             documents,
             tasks,
             subjects,
+            changes,
         }
     }
 
     /// Every port over one store that implements them all (an adapter).
-    pub fn of<S: DocumentStore + TaskRepository + SubjectStore>(store: S) -> Self {
+    pub fn of<S: DocumentStore + TaskRepository + SubjectStore + ChangeFeed>(store: S) -> Self {
         let store = Arc::new(store);
         Self {
             documents: store.clone(),
             tasks: store.clone(),
-            subjects: store,
+            subjects: store.clone(),
+            changes: store,
         }
     }
 }
@@ -145,11 +151,13 @@ impl Statehouse {
                 documents: Arc::new(Traced::new(Retrying::new(ports.documents, policy))),
                 tasks: Arc::new(Traced::new(Retrying::new(ports.tasks, policy))),
                 subjects: Arc::new(Traced::new(Retrying::new(ports.subjects, policy))),
+                changes: Arc::new(Traced::new(Retrying::new(ports.changes, policy))),
             },
             None => Ports {
                 documents: Arc::new(Traced::new(ports.documents)),
                 tasks: Arc::new(Traced::new(ports.tasks)),
                 subjects: Arc::new(Traced::new(ports.subjects)),
+                changes: Arc::new(Traced::new(ports.changes)),
             },
         };
         Self {
@@ -206,7 +214,7 @@ impl Statehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use statehouse_ports::{ErrorKind, MockDocumentStore, MockSubjectStore, MockTaskRepository};
+    use statehouse_ports::{ErrorKind, MockChangeFeed, MockDocumentStore, MockSubjectStore, MockTaskRepository};
 
     #[tokio::test]
     async fn unknown_schemes_are_invalid_input_without_the_password() {
@@ -289,6 +297,7 @@ mod tests {
                 Arc::new(flaky_get(1)),
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
+                Arc::new(MockChangeFeed::new()),
             ),
             Settings::default(),
             "mock",
@@ -308,6 +317,7 @@ mod tests {
                 Arc::new(flaky_get(2)),
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
+                Arc::new(MockChangeFeed::new()),
             ),
             settings.clone(),
             "mock",
@@ -318,6 +328,7 @@ mod tests {
                 Arc::new(flaky_get(3)),
                 Arc::new(MockTaskRepository::new()),
                 Arc::new(MockSubjectStore::new()),
+                Arc::new(MockChangeFeed::new()),
             ),
             settings,
             "mock",
@@ -342,6 +353,7 @@ mod tests {
             Arc::new(mock),
             Arc::new(MockTaskRepository::new()),
             Arc::new(MockSubjectStore::new()),
+            Arc::new(MockChangeFeed::new()),
         ));
         assert_eq!(state.backend(), "custom");
         assert!(!state.documents().is_alive().await);

@@ -161,6 +161,7 @@ fn wrap(stack: Stack, ports: Ports) -> Ports {
             Arc::new(Traced::new(Retrying::with_defaults(ports.documents))),
             Arc::new(Traced::new(Retrying::with_defaults(ports.tasks))),
             Arc::new(Traced::new(Retrying::with_defaults(ports.subjects))),
+            Arc::new(Traced::new(Retrying::with_defaults(ports.changes))),
         ),
     }
 }

@@ -7,6 +7,7 @@ use statehouse_ports::{
     DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetCondition, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
+use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
 use statehouse_ports::{
     JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
     SubjectName, SubjectSpace, SubjectStore,
@@ -250,5 +251,24 @@ impl<S: SubjectStore> SubjectStore for Retrying<S> {
 
     async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
         self.retry(|| self.inner.exists(space, subject)).await
+    }
+}
+
+/// Change feed calls: `subscribe` is retried (subscribing again is
+/// harmless); `update_announced` is not (a timed-out EXEC has an unknown
+/// outcome).
+#[async_trait]
+impl<S: ChangeFeed> ChangeFeed for Retrying<S> {
+    async fn subscribe(&self, watched: &Watched, capacity: usize) -> Result<Subscription, StoreError> {
+        self.retry(|| self.inner.subscribe(watched, capacity)).await
+    }
+
+    async fn update_announced<'a>(
+        &self,
+        key: &Key,
+        policy: RetryPolicy,
+        f: &mut AnnouncedUpdateFn<'a>,
+    ) -> Result<Updated, StoreError> {
+        self.inner.update_announced(key, policy, f).await
     }
 }

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks};
-use statehouse_ports::{DocumentStore, Key, SubjectStore, TaskRepository};
+use statehouse_ports::{ChangeFeed, DocumentStore, Key, SubjectStore, TaskRepository};
 
+pub mod changes;
 pub mod documents;
 pub mod subjects;
 pub mod synced;
@@ -54,6 +55,8 @@ pub struct Backend {
     pub tasks: Arc<dyn TaskRepository>,
     /// The subject port.
     pub subjects: Arc<dyn SubjectStore>,
+    /// The change feed.
+    pub changes: Arc<dyn ChangeFeed>,
     paused_time: bool,
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
@@ -84,6 +87,7 @@ impl Backend {
             documents: ports.documents,
             tasks: ports.tasks,
             subjects: ports.subjects,
+            changes: ports.changes,
             paused_time,
             plant_hash,
             raw_hashes,
@@ -174,6 +178,15 @@ macro_rules! contract_suite {
             conflict_reruns_the_closure_exactly_twice: Threaded,
             one_attempt_policy_reports_conflict: Threaded,
             rewriting_the_same_value_still_conflicts: Threaded,
+        ]);
+        $crate::contract_suite!(@family $runner, changes, [
+            a_subscription_starts_with_a_resync: Plain,
+            announced_writes_arrive_with_their_version: Plain,
+            plain_writes_deletes_and_expiry_arrive: Plain,
+            keys_and_patterns_see_only_what_they_watch: Plain,
+            a_slow_subscriber_lags_without_holding_up_the_others: Plain,
+            a_dropped_subscription_stops_and_others_go_on: Plain,
+            a_ttl_change_alone_is_no_event: Plain,
         ]);
         $crate::contract_suite!(@family $runner, subjects, [
             load_reads_both_kinds_and_keeps_null_apart_from_missing: Plain,
