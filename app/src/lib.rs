@@ -13,6 +13,9 @@
 //!   in KRules' layout, cached and staged per handle.
 //! - [`Synced`] (`synced.rs`): a [`SyncedModel`] bound to the document
 //!   `{TypeName}:{id}`, changed atomically and written through.
+//! - [`ConfigStore`] (`config_store.rs`): typed, versioned configuration
+//!   with a local cache kept current by the change feed, and watchers
+//!   ([`Statehouse::watch`] is the raw feed).
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -38,6 +41,7 @@
 pub mod blocking;
 pub mod cli;
 mod config;
+mod config_store;
 mod documents;
 pub mod layers;
 mod statehouse;
@@ -46,6 +50,7 @@ mod synced;
 mod tasks;
 
 pub use config::Settings;
+pub use config_store::{BadConfig, ConfigStore, Snapshot, Versioned};
 pub use documents::Documents;
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_domain::SyncedModel;
@@ -53,6 +58,9 @@ pub use statehouse_ports::{
     DocumentStore, DocumentStoreExt, ErrorKind, Key, KeyPattern, KeyTtl, LogEntry, PageRequest, RetryPolicy,
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
     TaskRepository, TaskSpace, TaskStatus, Ttl, Update, Updated, UserId, ValidationError,
+};
+pub use statehouse_ports::{
+    ChangeEvent, ChangeFeed, ChangeKind, FeedEvent, ResyncReason, Subscription, Watched,
 };
 pub use statehouse_ports::{
     JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,
@@ -74,6 +82,8 @@ pub mod guide {
     pub mod subjects {}
     #[doc = include_str!("../../docs/synced.md")]
     pub mod synced {}
+    #[doc = include_str!("../../docs/config.md")]
+    pub mod config {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}

@@ -7,7 +7,7 @@ use statehouse_ports::{
 use statehouse_redis::RedisStore;
 
 use crate::layers::{Retrying, Traced};
-use crate::{Documents, Settings, Subjects, Tasks};
+use crate::{ConfigStore, Documents, Settings, Subjects, Tasks};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
 /// inject any implementation (a mock, a decorator, a store of your own).
@@ -184,6 +184,29 @@ impl Statehouse {
             self.ports.subjects.clone(),
             SubjectSpace::default().with_policy(self.update_policy()),
         )
+    }
+
+    /// Typed, versioned configuration with a local cache (plain mode; see
+    /// [`ConfigStore::with_history`]), with the update retry policy of the
+    /// settings. Each call makes a new store with its own cache and
+    /// subscription: keep it (clones share them).
+    pub fn config(&self) -> ConfigStore {
+        ConfigStore::new(self.ports.documents.clone(), self.ports.changes.clone())
+            .with_retry_policy(self.update_policy())
+    }
+
+    /// The raw change feed of the keys matching the glob `pattern`: what the
+    /// `statehouse watch` command prints.
+    pub async fn watch(&self, pattern: &str) -> Result<statehouse_ports::Subscription, StoreError> {
+        let pattern = statehouse_ports::KeyPattern::new(pattern)
+            .map_err(|reason| StoreError::invalid_input("watch", pattern, reason))?;
+        self.ports
+            .changes
+            .subscribe(
+                &statehouse_ports::Watched::Pattern(pattern),
+                statehouse_ports::DEFAULT_FEED_CAPACITY,
+            )
+            .await
     }
 
     /// Where tasks are kept, from the settings.

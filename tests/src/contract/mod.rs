@@ -16,6 +16,7 @@ use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks};
 use statehouse_ports::{ChangeFeed, DocumentStore, Key, SubjectStore, TaskRepository};
 
 pub mod changes;
+pub mod config;
 pub mod documents;
 pub mod subjects;
 pub mod synced;
@@ -187,6 +188,16 @@ macro_rules! contract_suite {
             a_slow_subscriber_lags_without_holding_up_the_others: Plain,
             a_dropped_subscription_stops_and_others_go_on: Plain,
             a_ttl_change_alone_is_no_event: Plain,
+        ]);
+        $crate::contract_suite!(@family $runner, config, [
+            plain_mode_bumps_the_version_and_keeps_one_value: Plain,
+            history_mode_keeps_a_bounded_history: Plain,
+            update_if_is_a_compare_and_set: Plain,
+            concurrent_writers_get_distinct_consecutive_versions: Threaded,
+            a_remote_update_reaches_the_cache_and_the_watchers: Plain,
+            bad_data_names_key_and_version_and_keeps_the_last_good_value: Plain,
+            rapid_updates_end_with_every_watcher_on_the_last_value: Threaded,
+            names_are_escaped_and_validated: Plain,
         ]);
         $crate::contract_suite!(@family $runner, subjects, [
             load_reads_both_kinds_and_keeps_null_apart_from_missing: Plain,
