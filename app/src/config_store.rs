@@ -91,7 +91,8 @@ pub struct ConfigStore {
     shared: Arc<Shared>,
     /// Stops the background task when the last clone is dropped.
     _task: Arc<TaskGuard>,
-    history: usize,
+    /// The history length this handle writes; `None`: each entry's own.
+    history: Option<usize>,
     policy: RetryPolicy,
 }
 
@@ -192,7 +193,8 @@ fn decode<T: DeserializeOwned>(name: &str, version: u64, value: &serde_json::Val
 }
 
 impl ConfigStore {
-    /// A store over these ports, in plain mode (no history), with the
+    /// A store over these ports, keeping each entry's mode (new entries
+    /// plain, see [`with_history`](Self::with_history)), with the
     /// default update retry policy. [`Statehouse::config`](crate::Statehouse::config)
     /// builds one over its ports.
     pub fn new(documents: Arc<dyn DocumentStore>, changes: Arc<dyn ChangeFeed>) -> Self {
@@ -206,18 +208,20 @@ impl ConfigStore {
         Self {
             _task: Arc::new(TaskGuard(shared.clone())),
             shared,
-            history: 0,
+            history: None,
             policy: RetryPolicy::default(),
         }
     }
 
-    /// History mode: each update keeps up to `len` older versions readable
-    /// ([`fetch_version`](Self::fetch_version), [`versions`](Self::versions));
-    /// 0 is plain mode. Applies to this handle's updates (clones made from
-    /// it), the cache stays shared.
+    /// History mode: each update through this handle keeps up to `len`
+    /// older versions readable ([`fetch_version`](Self::fetch_version),
+    /// [`versions`](Self::versions)); 0 is plain mode. The entry remembers
+    /// its length: a handle that did not choose one (the default) keeps
+    /// each entry's mode, and creates new entries in plain mode. The cache
+    /// stays shared with the handle this came from.
     #[must_use]
     pub fn with_history(mut self, len: usize) -> Self {
-        self.history = len;
+        self.history = Some(len);
         self
     }
 

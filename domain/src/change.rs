@@ -97,14 +97,14 @@ impl ChangeNotice {
 /// use statehouse_domain::ConfigEntry;
 /// use serde_json::json;
 ///
-/// let one = ConfigEntry::next(None, json!({"limit": 1}), 2, None).unwrap();
-/// let two = ConfigEntry::next(Some(&one), json!({"limit": 2}), 2, None).unwrap();
-/// let three = ConfigEntry::next(Some(&two), json!({"limit": 3}), 2, Some(2)).unwrap();
+/// let one = ConfigEntry::next(None, json!({"limit": 1}), Some(2), None).unwrap();
+/// let two = ConfigEntry::next(Some(&one), json!({"limit": 2}), None, None).unwrap();
+/// let three = ConfigEntry::next(Some(&two), json!({"limit": 3}), None, Some(2)).unwrap();
 /// assert_eq!(three.version, 3);
 /// assert_eq!(three.versions(), [3, 2, 1]);
 /// assert_eq!(three.at(1).unwrap()["limit"], 1);
 /// // Compare-and-set: someone else wrote version 3 first.
-/// assert!(ConfigEntry::next(Some(&three), json!(4), 2, Some(2)).is_err());
+/// assert!(ConfigEntry::next(Some(&three), json!(4), None, Some(2)).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigEntry {
@@ -112,9 +112,18 @@ pub struct ConfigEntry {
     pub version: u64,
     /// The current value.
     pub value: Value,
-    /// Older versions, newest first, at most the history length.
+    /// Older versions, newest first, at most [`keep`](Self::keep).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<PastVersion>,
+    /// The history length of this entry (0: plain mode), kept by writers
+    /// that do not choose one, so a plain writer never cuts the history
+    /// of an entry in history mode.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keep: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// An older version of a [`ConfigEntry`].
@@ -149,15 +158,17 @@ pub struct VersionMismatch {
 impl ConfigEntry {
     /// The entry after writing `value` over `current`: version + 1, the old
     /// value pushed onto the history, which is cut to `history_len` (0: plain
-    /// mode, no history). With `expected`, fails unless `current` is at that
-    /// version (0: absent).
+    /// mode, no history; `None`: the entry's own length, plain for a new
+    /// entry). With `expected`, fails unless `current` is at that version
+    /// (0: absent).
     pub fn next(
         current: Option<&Self>,
         value: Value,
-        history_len: usize,
+        history_len: Option<usize>,
         expected: Option<u64>,
     ) -> Result<Self, VersionMismatch> {
         let actual = current.map_or(0, |entry| entry.version);
+        let history_len = history_len.unwrap_or_else(|| current.map_or(0, |entry| entry.keep));
         if let Some(expected) = expected
             && expected != actual
         {
@@ -178,6 +189,7 @@ impl ConfigEntry {
             version: actual + 1,
             value,
             history,
+            keep: history_len,
         })
     }
 
@@ -207,28 +219,34 @@ mod tests {
 
     #[test]
     fn plain_mode_keeps_no_history() {
-        let one = ConfigEntry::next(None, json!(1), 0, None).unwrap();
-        let two = ConfigEntry::next(Some(&one), json!(2), 0, None).unwrap();
+        let one = ConfigEntry::next(None, json!(1), None, None).unwrap();
+        let two = ConfigEntry::next(Some(&one), json!(2), None, None).unwrap();
         assert_eq!(two.versions(), [2]);
         assert_eq!(serde_json::to_string(&two).unwrap(), r#"{"version":2,"value":2}"#);
     }
 
     #[test]
     fn history_is_bounded_newest_first() {
-        let mut entry = ConfigEntry::next(None, json!(1), 3, None).unwrap();
+        let mut entry = ConfigEntry::next(None, json!(1), Some(3), None).unwrap();
         for n in 2..=10 {
-            entry = ConfigEntry::next(Some(&entry), json!(n), 3, None).unwrap();
+            entry = ConfigEntry::next(Some(&entry), json!(n), Some(3), None).unwrap();
         }
         assert_eq!(entry.versions(), [10, 9, 8, 7]);
+        // A writer that does not choose keeps the entry's length; one that
+        // chooses plain mode drops the history.
+        let kept = ConfigEntry::next(Some(&entry), json!(11), None, None).unwrap();
+        assert_eq!(kept.versions(), [11, 10, 9, 8]);
+        let plain = ConfigEntry::next(Some(&kept), json!(12), Some(0), None).unwrap();
+        assert_eq!(plain.versions(), [12]);
         assert_eq!(entry.at(8), Some(&json!(8)));
         assert_eq!(entry.at(6), None);
     }
 
     #[test]
     fn compare_and_set_checks_the_version_absent_is_zero() {
-        assert!(ConfigEntry::next(None, json!(1), 0, Some(0)).is_ok());
+        assert!(ConfigEntry::next(None, json!(1), None, Some(0)).is_ok());
         assert_eq!(
-            ConfigEntry::next(None, json!(1), 0, Some(1)),
+            ConfigEntry::next(None, json!(1), None, Some(1)),
             Err(VersionMismatch {
                 expected: 1,
                 actual: 0

@@ -78,6 +78,9 @@ pub async fn history_mode_keeps_a_bounded_history(backend: Backend) {
         [5, 4, 3]
     );
     assert_eq!(config.fetch::<Limits>("api").await.unwrap(), Some(limits(5)));
+    // A handle that chose no mode keeps the entry's.
+    store(&backend).update("api", &limits(6)).await.unwrap();
+    assert_eq!(config.versions("api").await.unwrap(), [6, 5, 4]);
 }
 
 pub async fn update_if_is_a_compare_and_set(backend: Backend) {
