@@ -12,7 +12,7 @@ use serde_json::Value;
 use statehouse_ports::{ChangeEvent, FeedEvent, StoreError};
 
 use super::{CliError, Output, quoted};
-use crate::{Snapshot, Statehouse};
+use crate::{ConfigStore, Snapshot, Statehouse};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ConfigCommand {
@@ -168,23 +168,33 @@ pub(super) async fn config(state: &Statehouse, command: ConfigCommand, out: &mut
             }
             Ok(())
         }
-        ConfigCommand::Watch { name, limit } => {
-            let mut rx = store.watch::<Value>(&name).await?;
-            let mut printed = 0;
-            loop {
-                let snapshot = rx.borrow_and_update().clone();
-                print_snapshot(out, &name, &snapshot)?;
-                out.flush()?;
-                if limit.reached(&mut printed) {
-                    return Ok(());
-                }
-                tokio::select! {
-                    changed = rx.changed() => if changed.is_err() {
-                        return Err(CliError::Failed("the watch ended (the store closed)".to_owned()));
-                    },
-                    () = super::demo::ctrl_c() => return Err(CliError::Interrupted),
-                }
-            }
+        ConfigCommand::Watch { name, limit } => until_interrupted(follow(&store, &name, &limit, out)).await,
+    }
+}
+
+/// Runs `command` until it ends or Ctrl-C (listened to before the command
+/// prints anything, so a signal after its first line is always caught).
+async fn until_interrupted(command: impl Future<Output = Result<(), CliError>>) -> Result<(), CliError> {
+    tokio::select! {
+        biased;
+        () = super::demo::ctrl_c() => Err(CliError::Interrupted),
+        result = command => result,
+    }
+}
+
+/// `config watch`: the current state, then each change.
+async fn follow(store: &ConfigStore, name: &str, limit: &Limit, out: &mut Output<'_>) -> Result<(), CliError> {
+    let mut rx = store.watch::<Value>(name).await?;
+    let mut printed = 0;
+    loop {
+        let snapshot = rx.borrow_and_update().clone();
+        print_snapshot(out, name, &snapshot)?;
+        out.flush()?;
+        if limit.reached(&mut printed) {
+            return Ok(());
+        }
+        if rx.changed().await.is_err() {
+            return Err(CliError::Failed("the watch ended (the store closed)".to_owned()));
         }
     }
 }
@@ -228,20 +238,11 @@ fn print_snapshot(out: &mut Output<'_>, name: &str, snapshot: &Snapshot<Value>) 
 }
 
 /// `statehouse watch PATTERN`: every event of the raw change feed.
-pub(super) async fn watch(
-    state: &Statehouse,
-    pattern: &str,
-    limit: Limit,
-    out: &mut Output<'_>,
-) -> Result<(), CliError> {
+async fn watch(state: &Statehouse, pattern: &str, limit: Limit, out: &mut Output<'_>) -> Result<(), CliError> {
     let mut subscription = state.watch(pattern).await?;
     let mut printed = 0;
     loop {
-        let event = tokio::select! {
-            event = subscription.next() => event,
-            () = super::demo::ctrl_c() => return Err(CliError::Interrupted),
-        };
-        let Some(event) = event else {
+        let Some(event) = subscription.next().await else {
             return Err(CliError::Failed("the feed ended (the store closed)".to_owned()));
         };
         let text = match &event {
@@ -270,6 +271,6 @@ pub(super) struct WatchArgs {
 
 impl WatchArgs {
     pub(super) async fn run(self, state: &Statehouse, out: &mut Output<'_>) -> Result<(), CliError> {
-        watch(state, &self.pattern, self.limit, out).await
+        until_interrupted(watch(state, &self.pattern, self.limit, out)).await
     }
 }
