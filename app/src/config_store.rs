@@ -310,7 +310,8 @@ impl ConfigStore {
     /// A watcher of `name`: a `tokio::sync::watch` receiver whose value is
     /// the latest good value (with its version) and the latest decode
     /// error. It holds the current state at once and changes with every
-    /// update the feed reports. Dropping every receiver ends the watch.
+    /// update the feed reports (`changed` waits for the first change after
+    /// this call). Dropping every receiver ends the watch.
     pub async fn watch<T>(&self, name: &str) -> Result<watch::Receiver<Snapshot<T>>, StoreError>
     where
         T: DeserializeOwned + Send + Sync + 'static,
@@ -355,6 +356,10 @@ impl ConfigStore {
         let (done, answer) = oneshot::channel();
         self.request(Request::Watch(name.to_owned(), sink, done)).await?;
         answer.await.map_err(|_| gone(name))??;
+        let mut receiver = receiver;
+        // The current state is the starting point: `changed` waits for
+        // the next one.
+        receiver.borrow_and_update();
         Ok(receiver)
     }
 
