@@ -82,8 +82,8 @@ pub struct Snapshot<T> {
     pub error: Option<BadConfig>,
 }
 
-/// Typed, versioned configuration; see the [module documentation](self) and
-/// the guide ([`crate::guide::config`]).
+/// Typed, versioned configuration, with a local cache kept current by the
+/// change feed; see the guide ([`crate::guide::config`]).
 ///
 /// Cloning is cheap: clones share the cache and the subscription.
 #[derive(Debug, Clone)]
@@ -105,7 +105,9 @@ enum Cached {
         value: Arc<serde_json::Value>,
     },
     /// The envelope does not decode.
-    Bad { message: String },
+    Bad {
+        message: String,
+    },
 }
 
 /// A watcher's callback: told of every new state; `false` once its
@@ -250,18 +252,18 @@ impl ConfigStore {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        if let Some(found) = self.from_cache::<T>(name) {
+        if let Some(found) = self.cached::<T>(name) {
             return found;
         }
         entry_key(OP_FETCH, name)?;
         let (done, answer) = oneshot::channel();
         self.request(Request::Load(name.to_owned(), done)).await?;
         answer.await.map_err(|_| gone(name))??;
-        self.from_cache::<T>(name).unwrap_or_else(|| Err(gone(name)))
+        self.cached::<T>(name).unwrap_or_else(|| Err(gone(name)))
     }
 
     /// The cached answer, if `name` is cached.
-    fn from_cache<T>(&self, name: &str) -> Option<Result<Option<Versioned<T>>, StoreError>>
+    fn cached<T>(&self, name: &str) -> Option<Result<Option<Versioned<T>>, StoreError>>
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
@@ -290,7 +292,10 @@ impl ConfigStore {
                 match decode::<T>(name, version, value) {
                     Ok(typed) => {
                         slot.typed = Some((TypeId::of::<T>(), Arc::new(typed.clone())));
-                        Ok(Some(Versioned { version, value: typed }))
+                        Ok(Some(Versioned {
+                            version,
+                            value: typed,
+                        }))
                     }
                     Err(bad) => Err(bad.into()),
                 }
@@ -366,7 +371,11 @@ impl ConfigStore {
     /// Writes `value` as the next version of `name`; returns that version.
     /// Atomic with the version bump: concurrent writers get consecutive
     /// versions. In history mode the previous value is kept.
-    pub async fn update<T: Serialize + Sync + ?Sized>(&self, name: &str, value: &T) -> Result<u64, StoreError> {
+    pub async fn update<T: Serialize + Sync + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<u64, StoreError> {
         self.write(OP_UPDATE, name, value, None).await
     }
 
@@ -391,7 +400,8 @@ impl ConfigStore {
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
         let key = entry_key(op, name)?;
-        let value = serde_json::to_value(value).map_err(|error| StoreError::serialization(op, name, error))?;
+        let value =
+            serde_json::to_value(value).map_err(|error| StoreError::serialization(op, name, error))?;
         let history = self.history;
         let mut mismatch: Option<VersionMismatch> = None;
         let mut written = 0;
@@ -461,7 +471,11 @@ impl ConfigStore {
 
     /// The value of `name` at `version`, `None` if that version is not held
     /// (never written, or dropped from the bounded history). Reads the store.
-    pub async fn fetch_version<T: DeserializeOwned>(&self, name: &str, version: u64) -> Result<Option<T>, StoreError> {
+    pub async fn fetch_version<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<T>, StoreError> {
         let Some(entry) = self.entry("config_fetch_version", name).await? else {
             return Ok(None);
         };
@@ -683,7 +697,9 @@ fn apply(shared: &Shared, names: &[String], states: Vec<Cached>, mut sinks: Vec<
 fn same(a: &Cached, b: &Cached) -> bool {
     match (a, b) {
         (Cached::Absent, Cached::Absent) => true,
-        (Cached::Present { version: x, value: v }, Cached::Present { version: y, value: w }) => x == y && v == w,
+        (Cached::Present { version: x, value: v }, Cached::Present { version: y, value: w }) => {
+            x == y && v == w
+        }
         (Cached::Bad { message: x }, Cached::Bad { message: y }) => x == y,
         _ => false,
     }

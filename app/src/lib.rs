@@ -55,12 +55,12 @@ pub use documents::Documents;
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_domain::SyncedModel;
 pub use statehouse_ports::{
+    ChangeEvent, ChangeFeed, ChangeKind, FeedEvent, ResyncReason, Subscription, Watched,
+};
+pub use statehouse_ports::{
     DocumentStore, DocumentStoreExt, ErrorKind, Key, KeyPattern, KeyTtl, LogEntry, PageRequest, RetryPolicy,
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
     TaskRepository, TaskSpace, TaskStatus, Ttl, Update, Updated, UserId, ValidationError,
-};
-pub use statehouse_ports::{
-    ChangeEvent, ChangeFeed, ChangeKind, FeedEvent, ResyncReason, Subscription, Watched,
 };
 pub use statehouse_ports::{
     JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,

@@ -237,7 +237,9 @@ impl Statehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use statehouse_ports::{ErrorKind, MockChangeFeed, MockDocumentStore, MockSubjectStore, MockTaskRepository};
+    use statehouse_ports::{
+        ErrorKind, MockChangeFeed, MockDocumentStore, MockSubjectStore, MockTaskRepository,
+    };
 
     #[tokio::test]
     async fn unknown_schemes_are_invalid_input_without_the_password() {

@@ -348,7 +348,8 @@ fn ctrl_c_stops_config_watch() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read stderr");
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert_eq!(stderr, "error: interrupted (Ctrl-C)\n");
 }

@@ -60,6 +60,6 @@ pub use tasks::{PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage, TaskRe
 pub use serde_json::Value as JsonValue;
 /// Re-exported domain types used in port signatures.
 pub use statehouse_domain::{
-    ChangeEvent, ChangeKind, ConfigEntry, FeedEvent, Key, ResyncReason, KeyPattern, LogEntry, PropertyKind, PropertyName, ServiceName, SubjectName, TaskId, TaskRecord,
-    TaskStatus, Ttl, UserId, ValidationError,
+    ChangeEvent, ChangeKind, ConfigEntry, FeedEvent, Key, KeyPattern, LogEntry, PropertyKind, PropertyName,
+    ResyncReason, ServiceName, SubjectName, TaskId, TaskRecord, TaskStatus, Ttl, UserId, ValidationError,
 };

@@ -513,10 +513,16 @@ fn model_show_reads_what_a_python_service_wrote() {
 fn config_is_versioned_between_invocations() {
     let server = RedisServer::start();
     assert_eq!(
-        run(&server, &["config", "set", "api", r#"{"rate":1}"#, "--history", "2"]),
+        run(
+            &server,
+            &["config", "set", "api", r#"{"rate":1}"#, "--history", "2"]
+        ),
         (0, "version 1\n".into(), String::new())
     );
-    assert_eq!(run(&server, &["config", "set", "api", r#"{"rate":2}"#]).1, "version 2\n");
+    assert_eq!(
+        run(&server, &["config", "set", "api", r#"{"rate":2}"#]).1,
+        "version 2\n"
+    );
     assert_eq!(
         run(&server, &["config", "get", "api"]).1,
         "version 2  {\"rate\":2}\n"
@@ -548,18 +554,29 @@ fn config_is_versioned_between_invocations() {
 
 /// Runs `args` in a thread while `poke` keeps changing the store, until the
 /// command (which stops after `--count` lines) returns.
-fn run_while_poking(server: &RedisServer, args: &'static [&'static str], poke: &[&str]) -> (i32, String, String) {
+fn run_while_poking(
+    server: &RedisServer,
+    args: &'static [&'static str],
+    poke: &[&str],
+) -> (i32, String, String) {
     let url = server.url();
     let watcher = std::thread::spawn(move || {
         let mut argv = vec!["statehouse", "--url", url.as_str(), "--prefix", "cli:"];
         argv.extend_from_slice(args);
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = statehouse::cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
-        (code, String::from_utf8(out).expect("utf-8"), String::from_utf8(err).expect("utf-8"))
+        (
+            code,
+            String::from_utf8(out).expect("utf-8"),
+            String::from_utf8(err).expect("utf-8"),
+        )
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !watcher.is_finished() {
-        assert!(std::time::Instant::now() < deadline, "the watch never saw a change");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch never saw a change"
+        );
         assert_eq!(run(server, poke).0, 0);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -581,12 +598,19 @@ fn watch_commands_print_changes_as_they_come() {
         .lines()
         .map(|line| {
             let rest = line.strip_prefix("version ").expect("a version line");
-            rest.split(' ').next().expect("a number").parse().expect("a number")
+            rest.split(' ')
+                .next()
+                .expect("a number")
+                .parse()
+                .expect("a number")
         })
         .collect();
     assert_eq!(versions.len(), 2, "{out}");
     assert!(versions[1] > versions[0], "{out}");
-    assert!(out.lines().nth(1).is_some_and(|line| line.ends_with("  1")), "{out}");
+    assert!(
+        out.lines().nth(1).is_some_and(|line| line.ends_with("  1")),
+        "{out}"
+    );
 
     let (code, out, _) = run_while_poking(
         &server,

@@ -34,7 +34,11 @@ fn subscribers(server: &RedisServer) -> usize {
         .count()
 }
 
-async fn next_event(sub: &mut Subscription, what: &str, mut wanted: impl FnMut(&FeedEvent) -> bool) -> FeedEvent {
+async fn next_event(
+    sub: &mut Subscription,
+    what: &str,
+    mut wanted: impl FnMut(&FeedEvent) -> bool,
+) -> FeedEvent {
     let found = tokio::time::timeout(PATIENCE, async {
         loop {
             match sub.next().await {
@@ -48,7 +52,11 @@ async fn next_event(sub: &mut Subscription, what: &str, mut wanted: impl FnMut(&
     found.unwrap_or_else(|_| panic!("no {what} within {PATIENCE:?}"))
 }
 
-async fn until<T: Clone>(rx: &mut watch::Receiver<Snapshot<T>>, what: &str, done: impl FnMut(&Snapshot<T>) -> bool) {
+async fn until<T: Clone>(
+    rx: &mut watch::Receiver<Snapshot<T>>,
+    what: &str,
+    done: impl FnMut(&Snapshot<T>) -> bool,
+) {
     let outcome = tokio::time::timeout(PATIENCE, rx.wait_for(done))
         .await
         .map(|found| found.is_ok());
@@ -99,10 +107,21 @@ async fn announced_updates_need_no_keyspace_notifications() {
     let config = reader.config();
     let mut rx = config.watch::<u32>("limit").await.unwrap();
     writer.config().update("limit", &7).await.unwrap();
-    let event = next_event(&mut raw, "the announced set", |event| matches!(event, FeedEvent::Change(_))).await;
-    let FeedEvent::Change(change) = event else { unreachable!() };
-    assert_eq!((change.key.as_str(), change.kind, change.version), ("config:limit", ChangeKind::Set, Some(1)));
-    until(&mut rx, "version 1", |s| s.current.as_ref().is_some_and(|c| c.value == 7)).await;
+    let event = next_event(&mut raw, "the announced set", |event| {
+        matches!(event, FeedEvent::Change(_))
+    })
+    .await;
+    let FeedEvent::Change(change) = event else {
+        unreachable!()
+    };
+    assert_eq!(
+        (change.key.as_str(), change.kind, change.version),
+        ("config:limit", ChangeKind::Set, Some(1))
+    );
+    until(&mut rx, "version 1", |s| {
+        s.current.as_ref().is_some_and(|c| c.value == 7)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +135,10 @@ async fn a_subscription_has_its_own_connection_and_dropping_it_closes_it() {
     drop(sub);
     let deadline = Instant::now() + PATIENCE;
     while subscribers(&server) != 1 {
-        assert!(Instant::now() < deadline, "the dropped subscription's connection stays open");
+        assert!(
+            Instant::now() < deadline,
+            "the dropped subscription's connection stays open"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(other);
@@ -129,7 +151,10 @@ async fn a_lost_subscription_reconnects_and_says_so() {
     let server = RedisServer::start();
     let state = connect(&server).await;
     let mut sub = state.watch("k").await.unwrap();
-    assert_eq!(sub.next().await, Some(FeedEvent::Resync(ResyncReason::Subscribed)));
+    assert_eq!(
+        sub.next().await,
+        Some(FeedEvent::Resync(ResyncReason::Subscribed))
+    );
     kill_subscribers_and(&server, redis::cmd("PING").arg("x"));
     next_event(&mut sub, "the reconnection", |event| {
         *event == FeedEvent::Resync(ResyncReason::Reconnected)
@@ -146,13 +171,19 @@ async fn a_watcher_rereads_what_changed_while_it_reconnected() {
     writer.config().update("api", &1).await.unwrap();
     let config = reader.config();
     let mut rx = config.watch::<u32>("api").await.unwrap();
-    until(&mut rx, "version 1", |s| s.current.as_ref().is_some_and(|c| c.version == 1)).await;
+    until(&mut rx, "version 1", |s| {
+        s.current.as_ref().is_some_and(|c| c.version == 1)
+    })
+    .await;
     // Written by another client, unannounced, while the watcher's
     // connection is gone: only the re-read after reconnecting can see it.
     let mut set = redis::cmd("SET");
     set.arg("app:config:api").arg(r#"{"version":2,"value":2}"#);
     kill_subscribers_and(&server, &set);
-    until(&mut rx, "version 2", |s| s.current.as_ref().is_some_and(|c| c.version == 2 && c.value == 2)).await;
+    until(&mut rx, "version 2", |s| {
+        s.current.as_ref().is_some_and(|c| c.version == 2 && c.value == 2)
+    })
+    .await;
     assert_eq!(config.fetch::<u32>("api").await.unwrap(), Some(2));
 }
 
@@ -163,14 +194,23 @@ async fn watchers_converge_after_a_server_restart() {
     writer.config().update("api", &1).await.unwrap();
     let config = reader.config();
     let mut rx = config.watch::<u32>("api").await.unwrap();
-    until(&mut rx, "version 1", |s| s.current.as_ref().is_some_and(|c| c.version == 1)).await;
+    until(&mut rx, "version 1", |s| {
+        s.current.as_ref().is_some_and(|c| c.version == 1)
+    })
+    .await;
     server.restart();
     // Changed at once, while the watcher reconnects (its first retry waits
     // 50 ms, then backs off).
     let writes = writer.config();
-    let version = eventually("the update after the restart", async || writes.update("api", &2).await).await;
+    let version = eventually("the update after the restart", async || {
+        writes.update("api", &2).await
+    })
+    .await;
     assert_eq!(version, 2);
-    until(&mut rx, "the current value", |s| s.current.as_ref().is_some_and(|c| c.version == 2 && c.value == 2)).await;
+    until(&mut rx, "the current value", |s| {
+        s.current.as_ref().is_some_and(|c| c.version == 2 && c.value == 2)
+    })
+    .await;
     assert_eq!(config.fetch::<u32>("api").await.unwrap(), Some(2));
 }
 
@@ -189,7 +229,12 @@ async fn a_thousand_updates_reach_three_other_instances() {
         writer.update("hot", &n).await.unwrap();
     }
     for (config, rx) in &mut watchers {
-        until(rx, "the last value", |s| s.current.as_ref().is_some_and(|c| c.version == 1001 && c.value == 1000)).await;
+        until(rx, "the last value", |s| {
+            s.current
+                .as_ref()
+                .is_some_and(|c| c.version == 1001 && c.value == 1000)
+        })
+        .await;
         assert_eq!(config.fetch::<u32>("hot").await.unwrap(), Some(1000));
         assert_eq!(config.cached_version("hot"), Some(1001));
     }

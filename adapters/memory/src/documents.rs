@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    AnnouncedUpdateFn, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError, Update, UpdateFn,
-    Updated,
+    AnnouncedUpdateFn, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError,
+    Update, UpdateFn, Updated,
 };
 use tokio::time::Instant;
 
@@ -143,11 +143,12 @@ impl MemoryStore {
                 policy,
                 |state, now| read_str(state, UPDATE, key, now),
                 |current| {
-                    let (decision, version) = f(current.as_deref()).map_err(|source| StoreError::Aborted {
-                        op: UPDATE,
-                        key: key.to_string(),
-                        source,
-                    })?;
+                    let (decision, version) =
+                        f(current.as_deref()).map_err(|source| StoreError::Aborted {
+                            op: UPDATE,
+                            key: key.to_string(),
+                            source,
+                        })?;
                     Ok(match decision {
                         Update::Keep => Decision::Done(current),
                         Update::Set(value) => Decision::Commit((Some(value), version)),

@@ -384,7 +384,9 @@ impl State {
             let watches = match watched {
                 Watched::Key(watched) => watched.as_str() == key,
                 Watched::Keys(keys) => keys.iter().any(|watched| watched.as_str() == key),
-                Watched::Pattern(pattern) => crate::glob::matches(pattern.as_str().as_bytes(), key.as_bytes()),
+                Watched::Pattern(pattern) => {
+                    crate::glob::matches(pattern.as_str().as_bytes(), key.as_bytes())
+                }
             };
             if !watches {
                 return !sender.is_closed();

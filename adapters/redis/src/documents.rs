@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use redis::Value;
 use statehouse_domain::{ChangeKind, ChangeNotice, Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    AnnouncedUpdateFn, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError, Update, UpdateFn,
-    Updated,
+    AnnouncedUpdateFn, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError,
+    Update, UpdateFn, Updated,
 };
 
 use crate::RedisStore;

@@ -56,7 +56,11 @@ impl Keys {
 
     /// The channel pattern of the change events of keys matching `pattern`.
     pub(crate) fn change_channel_pattern(&self, pattern: &KeyPattern) -> String {
-        format!("{}{}", self.prefix_pattern, ChangeChannels::pattern(pattern.as_str()))
+        format!(
+            "{}{}",
+            self.prefix_pattern,
+            ChangeChannels::pattern(pattern.as_str())
+        )
     }
 
     /// The server's keyspace-notification channel of `key` in `db`.
@@ -109,7 +113,10 @@ mod tests {
     #[test]
     fn change_channels_carry_the_prefix_and_name_their_key() {
         let keys = Keys::new("app[1]:");
-        assert_eq!(keys.change_channel("config:a"), "app[1]:statehouse:changes:config:a");
+        assert_eq!(
+            keys.change_channel("config:a"),
+            "app[1]:statehouse:changes:config:a"
+        );
         assert_eq!(
             keys.change_channel_pattern(&KeyPattern::new("config:*").unwrap()),
             r"app\[1\]:statehouse:changes:config:*"
@@ -119,7 +126,10 @@ mod tests {
             keys.key_of_channel(0, "app[1]:statehouse:changes:a:b"),
             Some(("a:b", false))
         );
-        assert_eq!(keys.key_of_channel(0, "__keyspace@0__:app[1]:a"), Some(("a", true)));
+        assert_eq!(
+            keys.key_of_channel(0, "__keyspace@0__:app[1]:a"),
+            Some(("a", true))
+        );
         assert_eq!(keys.key_of_channel(0, "__keyspace@0__:other:a"), None);
     }
 

@@ -85,7 +85,11 @@ fn absent(name: &str) -> CliError {
     CliError::NotFound(format!("config {} does not exist", quoted(name)))
 }
 
-pub(super) async fn config(state: &Statehouse, command: ConfigCommand, out: &mut Output<'_>) -> Result<(), CliError> {
+pub(super) async fn config(
+    state: &Statehouse,
+    command: ConfigCommand,
+    out: &mut Output<'_>,
+) -> Result<(), CliError> {
     let store = state.config();
     match command {
         ConfigCommand::Get { name, version } => {
@@ -102,10 +106,9 @@ pub(super) async fn config(state: &Statehouse, command: ConfigCommand, out: &mut
             let Some((version, value)) = found else {
                 out.json(&Value::Null)?;
                 return Err(match version {
-                    Some(version) => CliError::NotFound(format!(
-                        "config {} holds no version {version}",
-                        quoted(&name)
-                    )),
+                    Some(version) => {
+                        CliError::NotFound(format!("config {} holds no version {version}", quoted(&name)))
+                    }
                     None => absent(&name),
                 });
             };
@@ -183,7 +186,12 @@ async fn until_interrupted(command: impl Future<Output = Result<(), CliError>>) 
 }
 
 /// `config watch`: the current state, then each change.
-async fn follow(store: &ConfigStore, name: &str, limit: &Limit, out: &mut Output<'_>) -> Result<(), CliError> {
+async fn follow(
+    store: &ConfigStore,
+    name: &str,
+    limit: &Limit,
+    out: &mut Output<'_>,
+) -> Result<(), CliError> {
     let mut rx = store.watch::<Value>(name).await?;
     let mut printed = 0;
     loop {
@@ -238,7 +246,12 @@ fn print_snapshot(out: &mut Output<'_>, name: &str, snapshot: &Snapshot<Value>) 
 }
 
 /// `statehouse watch PATTERN`: every event of the raw change feed.
-async fn watch(state: &Statehouse, pattern: &str, limit: Limit, out: &mut Output<'_>) -> Result<(), CliError> {
+async fn watch(
+    state: &Statehouse,
+    pattern: &str,
+    limit: Limit,
+    out: &mut Output<'_>,
+) -> Result<(), CliError> {
     let mut subscription = state.watch(pattern).await?;
     let mut printed = 0;
     loop {
@@ -250,7 +263,9 @@ async fn watch(state: &Statehouse, pattern: &str, limit: Limit, out: &mut Output
                 Some(version) => format!("{}  {}  version {version}", kind.as_str(), quoted(key)),
                 None => format!("{}  {}", kind.as_str(), quoted(key)),
             },
-            FeedEvent::Resync(reason) => format!("resync  {}", serde_json::to_string(reason).unwrap_or_default()),
+            FeedEvent::Resync(reason) => {
+                format!("resync  {}", serde_json::to_string(reason).unwrap_or_default())
+            }
         };
         out.print(&event, text)?;
         out.flush()?;

@@ -3,11 +3,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
 use statehouse_ports::{
     DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetCondition, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
-use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
 use statehouse_ports::{
     JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
     SubjectName, SubjectSpace, SubjectStore,

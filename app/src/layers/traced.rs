@@ -2,11 +2,11 @@ use std::fmt;
 use std::future::Future;
 
 use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
 use statehouse_ports::{
     Boxed, DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
 };
-use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
 use statehouse_ports::{
     JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
     SubjectName, SubjectSpace, SubjectStore,

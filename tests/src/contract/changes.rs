@@ -118,9 +118,17 @@ pub async fn plain_writes_deletes_and_expiry_arrive(backend: Backend) {
     docs.set("doc", &1).await.unwrap();
     wait_for(&mut sub, "set", |event| is_change(event, "doc", ChangeKind::Set)).await;
     docs.delete("doc").await.unwrap();
-    wait_for(&mut sub, "deleted", |event| is_change(event, "doc", ChangeKind::Deleted)).await;
-    docs.set_with_ttl("doc", &2, Duration::from_millis(50)).await.unwrap();
-    wait_for(&mut sub, "set with a TTL", |event| is_change(event, "doc", ChangeKind::Set)).await;
+    wait_for(&mut sub, "deleted", |event| {
+        is_change(event, "doc", ChangeKind::Deleted)
+    })
+    .await;
+    docs.set_with_ttl("doc", &2, Duration::from_millis(50))
+        .await
+        .unwrap();
+    wait_for(&mut sub, "set with a TTL", |event| {
+        is_change(event, "doc", ChangeKind::Set)
+    })
+    .await;
     backend.elapse(Duration::from_millis(400)).await;
     let (_, between) = wait_for(&mut sub, "expired", |event| {
         is_change(event, "doc", ChangeKind::Expired)
@@ -140,10 +148,17 @@ pub async fn keys_and_patterns_see_only_what_they_watch(backend: Backend) {
     }
     announce(&backend, "end", Some("1"), Some(1)).await;
     announce(&backend, "p:end", Some("1"), Some(1)).await;
-    let (_, seen) = wait_for(&mut keys_sub, "end", |event| is_change(event, "end", ChangeKind::Set)).await;
+    let (_, seen) = wait_for(&mut keys_sub, "end", |event| {
+        is_change(event, "end", ChangeKind::Set)
+    })
+    .await;
     let mut names: Vec<&str> = seen.iter().map(|change| change.key.as_str()).collect();
     names.dedup();
-    assert_eq!(names, ["a", "b*"], "a key with a glob character is watched verbatim");
+    assert_eq!(
+        names,
+        ["a", "b*"],
+        "a key with a glob character is watched verbatim"
+    );
     let (_, seen) = wait_for(&mut pattern_sub, "p:end", |event| {
         is_change(event, "p:end", ChangeKind::Set)
     })
@@ -156,7 +171,11 @@ pub async fn keys_and_patterns_see_only_what_they_watch(backend: Backend) {
 pub async fn a_slow_subscriber_lags_without_holding_up_the_others(backend: Backend) {
     let watched = Watched::Key(key("hot"));
     let mut slow = backend.changes.subscribe(&watched, 4).await.unwrap();
-    let mut fast = backend.changes.subscribe(&watched, DEFAULT_FEED_CAPACITY).await.unwrap();
+    let mut fast = backend
+        .changes
+        .subscribe(&watched, DEFAULT_FEED_CAPACITY)
+        .await
+        .unwrap();
     for version in 1..=50 {
         announce(&backend, "hot", Some("v"), Some(version)).await;
     }
@@ -194,9 +213,11 @@ pub async fn a_dropped_subscription_stops_and_others_go_on(backend: Backend) {
     drop(dropped);
     for version in 1..=3 {
         announce(&backend, "k", Some("v"), Some(version)).await;
-        let (event, _) = wait_for(&mut kept, "the write", |event| {
-            matches!(event, FeedEvent::Change(change) if change.version == Some(version))
-        })
+        let (event, _) = wait_for(
+            &mut kept,
+            "the write",
+            |event| matches!(event, FeedEvent::Change(change) if change.version == Some(version)),
+        )
         .await;
         assert!(matches!(event, FeedEvent::Change(_)));
     }
@@ -216,6 +237,9 @@ pub async fn a_ttl_change_alone_is_no_event(backend: Backend) {
         .set(&key("k"), b"2", SetOptions::new())
         .await
         .unwrap();
-    let (_, before) = wait_for(&mut sub, "the set", |event| is_change(event, "k", ChangeKind::Set)).await;
+    let (_, before) = wait_for(&mut sub, "the set", |event| {
+        is_change(event, "k", ChangeKind::Set)
+    })
+    .await;
     assert!(before.is_empty(), "{before:?}");
 }

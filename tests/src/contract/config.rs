@@ -17,7 +17,10 @@ struct Limits {
 }
 
 fn limits(rate: u32) -> Limits {
-    Limits { rate, burst: 2 * rate }
+    Limits {
+        rate,
+        burst: 2 * rate,
+    }
 }
 
 fn store(backend: &Backend) -> ConfigStore {
@@ -40,7 +43,12 @@ async fn until<T: Clone>(
 }
 
 fn at_version<T>(version: u64) -> impl FnMut(&Snapshot<T>) -> bool {
-    move |snapshot| snapshot.current.as_ref().is_some_and(|current| current.version == version)
+    move |snapshot| {
+        snapshot
+            .current
+            .as_ref()
+            .is_some_and(|current| current.version == version)
+    }
 }
 
 pub async fn plain_mode_bumps_the_version_and_keeps_one_value(backend: Backend) {
@@ -64,7 +72,10 @@ pub async fn plain_mode_bumps_the_version_and_keeps_one_value(backend: Backend) 
 pub async fn history_mode_keeps_a_bounded_history(backend: Backend) {
     let config = store(&backend).with_history(2);
     for rate in 1..=5 {
-        assert_eq!(config.update("api", &limits(rate)).await.unwrap(), u64::from(rate));
+        assert_eq!(
+            config.update("api", &limits(rate)).await.unwrap(),
+            u64::from(rate)
+        );
     }
     assert_eq!(config.versions("api").await.unwrap(), [5, 4, 3]);
     assert_eq!(
@@ -141,7 +152,11 @@ pub async fn bad_data_names_key_and_version_and_keeps_the_last_good_value(backen
     let seen = until(&mut rx, "the bad version", |snapshot| snapshot.error.is_some()).await;
     let error = seen.error.unwrap();
     assert_eq!((error.name.as_str(), error.version), ("api", Some(2)));
-    assert_eq!(seen.current.unwrap().value, limits(1), "the last good value stays");
+    assert_eq!(
+        seen.current.unwrap().value,
+        limits(1),
+        "the last good value stays"
+    );
     let fetched = reader.fetch::<Limits>("api").await.unwrap_err();
     assert_eq!(fetched.kind(), ErrorKind::Deserialization, "{fetched}");
     assert_eq!(fetched.key(), "api");
