@@ -239,3 +239,37 @@ async fn a_thousand_updates_reach_three_other_instances() {
         assert_eq!(config.cached_version("hot"), Some(1001));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_clients_changes_arrive_when_the_server_notifies() {
+    let server = RedisServer::start_with_args(statehouse_tests::harness::SHARED_ARGS);
+    let state = connect(&server).await;
+    let config = state.config();
+    config.update("api", &1).await.unwrap();
+    let mut rx = config.watch::<u32>("api").await.unwrap();
+    let mut raw = state.watch("config:*").await.unwrap();
+    // Another client (say redis-cli) writes the entry, unannounced.
+    let mut conn = server.connection();
+    redis::cmd("SET")
+        .arg("app:config:api")
+        .arg(r#"{"version":2,"value":2}"#)
+        .exec(&mut conn)
+        .unwrap();
+    let event = next_event(&mut raw, "the keyspace event", |event| {
+        matches!(event, FeedEvent::Change(_))
+    })
+    .await;
+    let FeedEvent::Change(change) = event else {
+        unreachable!()
+    };
+    assert_eq!(
+        (change.key.as_str(), change.kind, change.version),
+        ("config:api", ChangeKind::Set, None)
+    );
+    until(&mut rx, "version 2", |s| {
+        s.current.as_ref().is_some_and(|c| c.version == 2)
+    })
+    .await;
+    redis::cmd("DEL").arg("app:config:api").exec(&mut conn).unwrap();
+    until(&mut rx, "the delete", |s| s.current.is_none()).await;
+}

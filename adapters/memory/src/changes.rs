@@ -30,3 +30,25 @@ impl ChangeFeed for MemoryStore {
         self.update_str(key, policy, f).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use statehouse_ports::{DocumentStore, SetOptions};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_subscription_is_forgotten_at_the_next_change() {
+        let store = MemoryStore::new();
+        let key = Key::new("k").unwrap();
+        let kept = store.subscribe(&Watched::Key(key.clone()), 4).await.unwrap();
+        let dropped = store.subscribe(&Watched::Key(key.clone()), 4).await.unwrap();
+        assert_eq!(store.keyspace.lock().subscribers(), 2);
+        drop(dropped);
+        store.set(&key, b"1", SetOptions::new()).await.unwrap();
+        assert_eq!(store.keyspace.lock().subscribers(), 1);
+        drop(kept);
+        store.set(&key, b"2", SetOptions::new()).await.unwrap();
+        assert_eq!(store.keyspace.lock().subscribers(), 0);
+    }
+}

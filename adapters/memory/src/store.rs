@@ -362,6 +362,13 @@ impl State {
         self.feed.subscribers.push((watched, sender));
     }
 
+    /// How many change-feed subscribers are registered (dropped ones are
+    /// forgotten at the next change of any key).
+    #[cfg(test)]
+    pub(crate) fn subscribers(&self) -> usize {
+        self.feed.subscribers.len()
+    }
+
     /// Runs `write` with its change events naming `version`.
     pub(crate) fn announcing<T>(&mut self, version: Option<u64>, write: impl FnOnce(&mut Self) -> T) -> T {
         self.feed.announced = version;
