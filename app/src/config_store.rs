@@ -381,7 +381,8 @@ impl ConfigStore {
 
     /// Like [`update`](Self::update), only if `name` is at
     /// `expected_version` (0: does not exist); otherwise
-    /// [`StoreError::Conflict`] and nothing is written.
+    /// [`StoreError::VersionConflict`] (kind `Conflict`, naming both
+    /// versions) and nothing is written.
     pub async fn update_if<T: Serialize + Sync + ?Sized>(
         &self,
         name: &str,
@@ -431,11 +432,12 @@ impl ConfigStore {
             .await;
         match result {
             Ok(_) => {}
-            Err(StoreError::Aborted { .. }) if mismatch.is_some() => {
-                return Err(StoreError::Conflict {
+            Err(StoreError::Aborted { .. }) if let Some(found) = mismatch => {
+                return Err(StoreError::VersionConflict {
                     op,
                     key: name.to_owned(),
-                    attempts: 1,
+                    expected: found.expected,
+                    actual: found.actual,
                 });
             }
             Err(error) => return Err(error),

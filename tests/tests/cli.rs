@@ -542,7 +542,10 @@ fn config_is_versioned_between_invocations() {
     let (code, _, err) = run(&server, &["config", "set", "api", "3", "--if-version", "1"]);
     assert_eq!(
         (code, err.as_str()),
-        (3, "error: config \"api\" is not at version 1; nothing written\n")
+        (
+            3,
+            "error: config \"api\" is at version 2, not 1; nothing written\n"
+        )
     );
     assert_eq!(run(&server, &["config", "get", "nothing"]).0, 1);
     assert_eq!(run(&server, &["config", "set", "api", "{bad"]).0, 2);

@@ -131,10 +131,9 @@ pub(super) async fn config(
                 None => store.update(&name, &value).await,
             };
             let version = version.map_err(|error| match error {
-                StoreError::Conflict { .. } => CliError::Failed(format!(
-                    "config {} is not at version {}; nothing written",
+                StoreError::VersionConflict { actual, expected, .. } => CliError::Failed(format!(
+                    "config {} is at version {actual}, not {expected}; nothing written",
                     quoted(&name),
-                    if_version.unwrap_or_default()
                 )),
                 other => other.into(),
             })?;

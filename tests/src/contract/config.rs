@@ -101,6 +101,10 @@ pub async fn update_if_is_a_compare_and_set(backend: Backend) {
     let error = mine.update_if("flag", 1, &true).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
     assert_eq!(error.key(), "flag");
+    assert!(
+        error.to_string().contains("expected version 1, found 2"),
+        "{error}"
+    );
     assert_eq!(mine.fetch::<bool>("flag").await.unwrap(), Some(false));
     assert_eq!(mine.versions("flag").await.unwrap(), [2]);
 }
