@@ -21,6 +21,9 @@
 //!   by listeners with a lease.
 //! - [`Queues`] (`queues.rs`): per-tenant FIFO batch queues with pending
 //!   tenants per service and leased claims.
+//! - [`ConfigStore`] (`config_store.rs`): typed, versioned configuration
+//!   with a local cache kept current by the change feed, and watchers
+//!   ([`Statehouse::watch`] is the raw feed).
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
@@ -46,6 +49,7 @@
 pub mod blocking;
 pub mod cli;
 mod config;
+mod config_store;
 mod documents;
 pub mod layers;
 mod queues;
@@ -57,13 +61,15 @@ mod tenants;
 mod triggers;
 
 pub use config::Settings;
+pub use config_store::{BadConfig, ConfigStore, Snapshot, Versioned};
 pub use documents::Documents;
 pub use queues::{Item, Queues};
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_domain::SyncedModel;
 pub use statehouse_ports::{
-    ActionName, BatchName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore,
-    TriggerId, TriggerStore,
+    ActionName, BatchName, ChangeEvent, ChangeFeed, ChangeKind, Claimed, ClaimedTrigger, FeedEvent,
+    PendingTrigger, QueueItem, QueueName, QueueStore, ResyncReason, Subscription, TriggerId, TriggerStore,
+    Watched,
 };
 pub use statehouse_ports::{
     DocumentStore, DocumentStoreExt, ErrorKind, Key, KeyPattern, KeyTtl, LogEntry, PageRequest, RetryPolicy,
@@ -103,6 +109,8 @@ pub mod guide {
 
     #[doc = include_str!("../../docs/queues.md")]
     pub mod queues {}
+    #[doc = include_str!("../../docs/config.md")]
+    pub mod config {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}

@@ -3,13 +3,13 @@ use std::sync::Arc;
 use statehouse_memory::MemoryStore;
 use statehouse_ports::FieldStore;
 use statehouse_ports::{
-    DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
+    ChangeFeed, DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
 };
 use statehouse_ports::{QueueStore, TriggerStore};
 use statehouse_redis::RedisStore;
 
 use crate::layers::{Retrying, Traced};
-use crate::{Documents, Queues, Settings, Subjects, Tasks, Tenant, Triggers};
+use crate::{ConfigStore, Documents, Queues, Settings, Subjects, Tasks, Tenant, Triggers};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
 /// inject any implementation (a mock, a decorator, a store of your own).
@@ -28,6 +28,9 @@ pub struct Ports {
     pub triggers: Arc<dyn TriggerStore>,
     /// The batch queues behind [`Queues`](crate::Queues).
     pub queues: Arc<dyn QueueStore>,
+    /// The change feed behind [`ConfigStore`](crate::ConfigStore) and
+    /// [`Statehouse::watch`].
+    pub changes: Arc<dyn ChangeFeed>,
 }
 
 impl Ports {
@@ -39,6 +42,7 @@ impl Ports {
         tenants: Arc<dyn FieldStore>,
         triggers: Arc<dyn TriggerStore>,
         queues: Arc<dyn QueueStore>,
+        changes: Arc<dyn ChangeFeed>,
     ) -> Self {
         Self {
             documents,
@@ -47,11 +51,14 @@ impl Ports {
             tenants,
             triggers,
             queues,
+            changes,
         }
     }
 
     /// Every port over one store that implements them all (an adapter).
-    pub fn of<S: DocumentStore + TaskRepository + SubjectStore + FieldStore + TriggerStore + QueueStore>(
+    pub fn of<
+        S: DocumentStore + TaskRepository + SubjectStore + FieldStore + TriggerStore + QueueStore + ChangeFeed,
+    >(
         store: S,
     ) -> Self {
         let store = Arc::new(store);
@@ -61,7 +68,8 @@ impl Ports {
             subjects: store.clone(),
             tenants: store.clone(),
             triggers: store.clone(),
-            queues: store,
+            queues: store.clone(),
+            changes: store,
         }
     }
 }
@@ -170,6 +178,7 @@ impl Statehouse {
                 tenants: Arc::new(Traced::new(Retrying::new(ports.tenants, policy))),
                 triggers: Arc::new(Traced::new(Retrying::new(ports.triggers, policy))),
                 queues: Arc::new(Traced::new(Retrying::new(ports.queues, policy))),
+                changes: Arc::new(Traced::new(Retrying::new(ports.changes, policy))),
             },
             None => Ports {
                 documents: Arc::new(Traced::new(ports.documents)),
@@ -178,6 +187,7 @@ impl Statehouse {
                 tenants: Arc::new(Traced::new(ports.tenants)),
                 triggers: Arc::new(Traced::new(ports.triggers)),
                 queues: Arc::new(Traced::new(ports.queues)),
+                changes: Arc::new(Traced::new(ports.changes)),
             },
         };
         Self {
@@ -225,6 +235,29 @@ impl Statehouse {
         Queues::new(self.ports.queues.clone())
     }
 
+    /// Typed, versioned configuration with a local cache (plain mode; see
+    /// [`ConfigStore::with_history`]), with the update retry policy of the
+    /// settings. Each call makes a new store with its own cache and
+    /// subscription: keep it (clones share them).
+    pub fn config(&self) -> ConfigStore {
+        ConfigStore::new(self.ports.documents.clone(), self.ports.changes.clone())
+            .with_retry_policy(self.update_policy())
+    }
+
+    /// The raw change feed of the keys matching the glob `pattern`: what the
+    /// `statehouse watch` command prints.
+    pub async fn watch(&self, pattern: &str) -> Result<statehouse_ports::Subscription, StoreError> {
+        let pattern = statehouse_ports::KeyPattern::new(pattern)
+            .map_err(|reason| StoreError::invalid_input("watch", pattern, reason))?;
+        self.ports
+            .changes
+            .subscribe(
+                &statehouse_ports::Watched::Pattern(pattern),
+                statehouse_ports::DEFAULT_FEED_CAPACITY,
+            )
+            .await
+    }
+
     /// Where tasks are kept, from the settings.
     pub fn task_space(&self) -> TaskSpace {
         self.settings.task_space()
@@ -254,8 +287,8 @@ impl Statehouse {
 mod tests {
     use super::*;
     use statehouse_ports::{
-        ErrorKind, MockDocumentStore, MockFieldStore, MockQueueStore, MockSubjectStore, MockTaskRepository,
-        MockTriggerStore,
+        ErrorKind, MockChangeFeed, MockDocumentStore, MockFieldStore, MockQueueStore, MockSubjectStore,
+        MockTaskRepository, MockTriggerStore,
     };
 
     #[tokio::test]
@@ -342,6 +375,7 @@ mod tests {
                 Arc::new(MockFieldStore::new()),
                 Arc::new(MockTriggerStore::new()),
                 Arc::new(MockQueueStore::new()),
+                Arc::new(MockChangeFeed::new()),
             ),
             Settings::default(),
             "mock",
@@ -364,6 +398,7 @@ mod tests {
                 Arc::new(MockFieldStore::new()),
                 Arc::new(MockTriggerStore::new()),
                 Arc::new(MockQueueStore::new()),
+                Arc::new(MockChangeFeed::new()),
             ),
             settings.clone(),
             "mock",
@@ -377,6 +412,7 @@ mod tests {
                 Arc::new(MockFieldStore::new()),
                 Arc::new(MockTriggerStore::new()),
                 Arc::new(MockQueueStore::new()),
+                Arc::new(MockChangeFeed::new()),
             ),
             settings,
             "mock",
@@ -404,6 +440,7 @@ mod tests {
             Arc::new(MockFieldStore::new()),
             Arc::new(MockTriggerStore::new()),
             Arc::new(MockQueueStore::new()),
+            Arc::new(MockChangeFeed::new()),
         ));
         assert_eq!(state.backend(), "custom");
         assert!(!state.documents().is_alive().await);

@@ -314,3 +314,42 @@ fn ctrl_c_stops_the_demo_after_cleaning_up() {
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(rest.contains("removed the 3 keys it created"), "{seen}{rest}");
 }
+
+/// Ctrl-C stops `config watch`, which closes its subscription and exits
+/// with 130.
+#[test]
+fn ctrl_c_stops_config_watch() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statehouse"))
+        .args(["config", "watch", "api"])
+        .env_remove("STATEHOUSE_URL")
+        .env_remove("STATEHOUSE_PREFIX")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the statehouse binary runs");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("read stdout");
+    assert_eq!(first, "absent\n");
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("config watch did not stop on SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr, "error: interrupted (Ctrl-C)\n");
+}

@@ -477,6 +477,77 @@ impl ServiceKeys {
     }
 }
 
+/// The keys of versioned configuration entries (before the store's prefix):
+/// `config:<escaped name>`, one string (a JSON envelope) per entry, so an
+/// update is a single-key atomic step and needs no hash tag.
+///
+/// ```
+/// use statehouse_domain::layout::ConfigKeys;
+///
+/// assert_eq!(ConfigKeys::entry("app:limits"), "config:app%3Alimits");
+/// assert_eq!(ConfigKeys::name_of("config:app%3Alimits").as_deref(), Some("app:limits"));
+/// assert_eq!(ConfigKeys::pattern(), "config:*");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigKeys;
+
+impl ConfigKeys {
+    /// The start of every entry's key.
+    pub const HEAD: &'static str = "config:";
+
+    /// The key of the entry `name`.
+    pub fn entry(name: &str) -> String {
+        format!("{}{}", Self::HEAD, escape_component(name))
+    }
+
+    /// The glob of every entry.
+    pub fn pattern() -> String {
+        format!("{}*", Self::HEAD)
+    }
+
+    /// The entry name of a key of [`pattern`](Self::pattern); `None` for
+    /// another key.
+    pub fn name_of(key: &str) -> Option<String> {
+        unescape_component(key.strip_prefix(Self::HEAD)?)
+    }
+}
+
+/// The Pub/Sub channels of statehouse's change events (before the store's
+/// prefix): `statehouse:changes:<key>`, the key verbatim as the caller names
+/// it (so a key pattern is a channel pattern after the fixed head, which
+/// holds no glob character; the head is fixed, so the channel names its key
+/// exactly). The payload is a [`ChangeNotice`](crate::ChangeNotice) as JSON.
+///
+/// ```
+/// use statehouse_domain::layout::ChangeChannels;
+///
+/// assert_eq!(ChangeChannels::channel("config:app"), "statehouse:changes:config:app");
+/// assert_eq!(ChangeChannels::pattern("config:*"), "statehouse:changes:config:*");
+/// assert_eq!(ChangeChannels::key_of("statehouse:changes:a:b"), Some("a:b"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeChannels;
+
+impl ChangeChannels {
+    /// The start of every change channel.
+    pub const HEAD: &'static str = "statehouse:changes:";
+
+    /// The channel of `key`'s changes.
+    pub fn channel(key: &str) -> String {
+        format!("{}{key}", Self::HEAD)
+    }
+
+    /// The channel pattern of the keys matching the glob `pattern`.
+    pub fn pattern(pattern: &str) -> String {
+        format!("{}{pattern}", Self::HEAD)
+    }
+
+    /// The key a channel is about; `None` for another channel.
+    pub fn key_of(channel: &str) -> Option<&str> {
+        channel.strip_prefix(Self::HEAD)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

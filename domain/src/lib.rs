@@ -16,6 +16,9 @@
 //!   `{TypeName}:{id}`, and its key ([`synced_key`]).
 //! - [`TenantId`], [`TenantKey`], [`TenantPattern`] and the ids of the
 //!   tenant repositories (`tenant.rs`): one tenant's hashes and globs.
+//! - [`ChangeEvent`], [`FeedEvent`], [`ConfigEntry`] (`change.rs`): what a
+//!   change feed delivers, and the versioned envelope of a configuration
+//!   entry with its bounded history.
 //! - [`ValidationError`]: which rule an input broke.
 //! - [`HumanDuration`]: a duration as people read it, for messages.
 //!
@@ -26,6 +29,7 @@
 //! Architecture invariant: this crate does no I/O, knows nothing of Redis and
 //! nothing of async. It can be used from any layer.
 
+mod change;
 mod duration;
 mod error;
 #[macro_use]
@@ -38,6 +42,10 @@ mod tenant;
 mod trigger;
 mod ttl;
 
+pub use change::{
+    ChangeEvent, ChangeKind, ChangeNotice, ConfigEntry, ConfigHead, FeedEvent, PastVersion, ResyncReason,
+    VersionMismatch,
+};
 pub use duration::HumanDuration;
 pub use error::ValidationError;
 pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};

@@ -21,6 +21,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// |---|---|
 /// | [`Connection`](Self::Connection), [`Timeout`](Self::Timeout) | temporary: retry an idempotent call later ([`is_retryable`](Self::is_retryable)) |
 /// | [`Conflict`](Self::Conflict) | the key kept changing under an update; back off harder or rethink the hot key |
+/// | [`VersionConflict`](Self::VersionConflict) (kind `Conflict`) | a compare-and-set lost: someone else wrote first; re-read and decide again |
 /// | [`Deserialization`](Self::Deserialization), [`WrongType`](Self::WrongType) | the stored data is not what the caller expects; fix the data or the type |
 /// | [`InvalidInput`](Self::InvalidInput), [`Serialization`](Self::Serialization) | a bug in the caller's input |
 /// | [`InvalidTransition`](Self::InvalidTransition) | the task is already final; nothing was written |
@@ -89,6 +90,23 @@ pub enum StoreError {
         key: String,
         /// How many times the update was tried.
         attempts: u32,
+    },
+    /// A compare-and-set found another version than the caller expected
+    /// (`0`: absent); nothing was written. Its kind is
+    /// [`ErrorKind::Conflict`].
+    #[error(
+        "{op}{}: expected version {expected}, found {actual}; nothing written",
+        on(key)
+    )]
+    VersionConflict {
+        /// The operation.
+        op: &'static str,
+        /// The key (or name) written.
+        key: String,
+        /// The version the caller expected.
+        expected: u64,
+        /// The version found.
+        actual: u64,
     },
     /// The operation needs the key to exist, and it does not.
     #[error("{op}{}: not found", on(key))]
@@ -220,6 +238,7 @@ impl StoreError {
             Self::Serialization { .. } => ErrorKind::Serialization,
             Self::Deserialization { .. } => ErrorKind::Deserialization,
             Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::VersionConflict { .. } => ErrorKind::Conflict,
             Self::NotFound { .. } => ErrorKind::NotFound,
             Self::InvalidInput { .. } => ErrorKind::InvalidInput,
             Self::WrongType { .. } => ErrorKind::WrongType,
@@ -237,6 +256,7 @@ impl StoreError {
             | Self::Serialization { op, .. }
             | Self::Deserialization { op, .. }
             | Self::Conflict { op, .. }
+            | Self::VersionConflict { op, .. }
             | Self::NotFound { op, .. }
             | Self::InvalidInput { op, .. }
             | Self::WrongType { op, .. }
@@ -255,6 +275,7 @@ impl StoreError {
             | Self::Serialization { key, .. }
             | Self::Deserialization { key, .. }
             | Self::Conflict { key, .. }
+            | Self::VersionConflict { key, .. }
             | Self::NotFound { key, .. }
             | Self::InvalidInput { key, .. }
             | Self::WrongType { key, .. }

@@ -19,6 +19,9 @@
 //!   claimed with a lease and acknowledged.
 //! - [`QueueStore`] (`queues.rs`): per-tenant FIFO batch queues, pending
 //!   tenants per service, leased claims.
+//! - [`ChangeFeed`] (`changes.rs`): subscriptions to changes of a key, keys
+//!   or a pattern ([`Subscription`], bounded, reporting lag), and the
+//!   updates that announce themselves on the feed.
 //! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
 //!   updates, shared by all backends.
 //!
@@ -28,6 +31,7 @@
 //! Architecture invariant: nothing here names Redis or any other backend, and
 //! every trait is usable as `Arc<dyn Trait>`.
 
+mod changes;
 mod documents;
 mod error;
 mod ext;
@@ -38,6 +42,11 @@ mod tasks;
 mod tenants;
 mod triggers;
 
+#[cfg(feature = "mock")]
+pub use changes::MockChangeFeed;
+pub use changes::{
+    AnnouncedUpdateFn, ChangeFeed, DEFAULT_FEED_CAPACITY, Subscription, SubscriptionSender, Watched,
+};
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
 pub use documents::{
@@ -72,11 +81,11 @@ pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;
 pub use statehouse_domain::{ActionName, BatchName, TriggerId};
-pub use statehouse_domain::{
-    FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
-};
 /// Re-exported domain types used in port signatures.
 pub use statehouse_domain::{
-    Key, KeyPattern, LogEntry, PropertyKind, PropertyName, ServiceName, SubjectName, TaskId, TaskRecord,
-    TaskStatus, Ttl, UserId, ValidationError,
+    ChangeEvent, ChangeKind, ConfigEntry, FeedEvent, Key, KeyPattern, LogEntry, PropertyKind, PropertyName,
+    ResyncReason, ServiceName, SubjectName, TaskId, TaskRecord, TaskStatus, Ttl, UserId, ValidationError,
+};
+pub use statehouse_domain::{
+    FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
 };

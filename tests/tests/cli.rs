@@ -631,3 +631,120 @@ fn triggers_and_queues_are_followed_between_invocations() {
     let (_, out, _) = run(&server, &["--json", "queue", "acme", "mailer", "nightly", "send"]);
     assert_eq!(out, "{\"len\":2}\n");
 }
+
+#[test]
+fn config_is_versioned_between_invocations() {
+    let server = RedisServer::start();
+    assert_eq!(
+        run(
+            &server,
+            &["config", "set", "api", r#"{"rate":1}"#, "--history", "2"]
+        ),
+        (0, "version 1\n".into(), String::new())
+    );
+    assert_eq!(
+        run(&server, &["config", "set", "api", r#"{"rate":2}"#]).1,
+        "version 2\n"
+    );
+    assert_eq!(
+        run(&server, &["config", "get", "api"]).1,
+        "version 2  {\"rate\":2}\n"
+    );
+    assert_eq!(
+        run(&server, &["config", "get", "api", "--version", "1"]).1,
+        "version 1  {\"rate\":1}\n"
+    );
+    assert_eq!(
+        run(&server, &["config", "history", "api"]).1,
+        "version 2  {\"rate\":2}\nversion 1  {\"rate\":1}\n"
+    );
+    assert_eq!(
+        run(&server, &["--json", "config", "get", "api"]).1,
+        "{\"name\":\"api\",\"version\":2,\"value\":{\"rate\":2}}\n"
+    );
+    let (code, _, err) = run(&server, &["config", "set", "api", "3", "--if-version", "1"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            3,
+            "error: config \"api\" is at version 2, not 1; nothing written\n"
+        )
+    );
+    assert_eq!(run(&server, &["config", "get", "nothing"]).0, 1);
+    assert_eq!(run(&server, &["config", "set", "api", "{bad"]).0, 2);
+    assert_eq!(
+        run(&server, &["config", "watch", "api", "--count", "1"]),
+        (0, "version 2  {\"rate\":2}\n".into(), String::new())
+    );
+}
+
+/// Runs `args` in a thread while `poke` keeps changing the store, until the
+/// command (which stops after `--count` lines) returns.
+fn run_while_poking(
+    server: &RedisServer,
+    args: &'static [&'static str],
+    poke: &[&str],
+) -> (i32, String, String) {
+    let url = server.url();
+    let watcher = std::thread::spawn(move || {
+        let mut argv = vec!["statehouse", "--url", url.as_str(), "--prefix", "cli:"];
+        argv.extend_from_slice(args);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = statehouse::cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).expect("utf-8"),
+            String::from_utf8(err).expect("utf-8"),
+        )
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !watcher.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch never saw a change"
+        );
+        assert_eq!(run(server, poke).0, 0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    watcher.join().expect("the watch thread")
+}
+
+#[test]
+fn watch_commands_print_changes_as_they_come() {
+    let server = RedisServer::start();
+    run(&server, &["config", "set", "api", "0"]);
+    let (code, out, err) = run_while_poking(
+        &server,
+        &["config", "watch", "api", "--count", "2"],
+        &["config", "set", "api", "1"],
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    // The current value first (the pokes may have begun), then a later one.
+    let versions: Vec<u64> = out
+        .lines()
+        .map(|line| {
+            let rest = line.strip_prefix("version ").expect("a version line");
+            rest.split(' ')
+                .next()
+                .expect("a number")
+                .parse()
+                .expect("a number")
+        })
+        .collect();
+    assert_eq!(versions.len(), 2, "{out}");
+    assert!(versions[1] > versions[0], "{out}");
+    assert!(
+        out.lines().nth(1).is_some_and(|line| line.ends_with("  1")),
+        "{out}"
+    );
+
+    let (code, out, _) = run_while_poking(
+        &server,
+        &["watch", "config:*", "--count", "2"],
+        &["config", "set", "api", "2"],
+    );
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "resync  \"subscribed\"");
+    assert!(lines[1].starts_with("set  \"config:api\"  version "), "{out}");
+}

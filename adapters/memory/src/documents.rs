@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError, Update, UpdateFn,
-    Updated,
+    AnnouncedUpdateFn, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError,
+    Update, UpdateFn, Updated,
 };
 use tokio::time::Instant;
 
@@ -115,6 +115,25 @@ impl DocumentStore for MemoryStore {
         policy: RetryPolicy,
         f: &mut UpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
+        self.update_str(key, policy, &mut |current| Ok((f(current)?, None)))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    /// THE document read-modify-write, for `update` and the change feed's
+    /// `update_announced`: the closure decides and names the version its
+    /// events announce (`None`: no version).
+    pub(crate) async fn update_str(
+        &self,
+        key: &Key,
+        policy: RetryPolicy,
+        f: &mut AnnouncedUpdateFn<'_>,
+    ) -> Result<Updated, StoreError> {
         let (value, attempts) = self
             .keyspace
             .optimistic(
@@ -124,19 +143,20 @@ impl DocumentStore for MemoryStore {
                 policy,
                 |state, now| read_str(state, UPDATE, key, now),
                 |current| {
-                    let decision = f(current.as_deref()).map_err(|source| StoreError::Aborted {
-                        op: UPDATE,
-                        key: key.to_string(),
-                        source,
-                    })?;
+                    let (decision, version) =
+                        f(current.as_deref()).map_err(|source| StoreError::Aborted {
+                            op: UPDATE,
+                            key: key.to_string(),
+                            source,
+                        })?;
                     Ok(match decision {
                         Update::Keep => Decision::Done(current),
-                        Update::Set(value) => Decision::Commit(Some(value)),
-                        Update::Delete => Decision::Commit(None),
+                        Update::Set(value) => Decision::Commit((Some(value), version)),
+                        Update::Delete => Decision::Commit((None, version)),
                     })
                 },
-                |state, now, write| {
-                    match &write {
+                |state, now, (write, version)| {
+                    state.announcing(version, |state| match &write {
                         Some(value) => {
                             // Keep the TTL, like `SET … KEEPTTL`.
                             let expires_at = state.live(key.as_str(), now).and_then(|entry| entry.expires_at);
@@ -145,15 +165,11 @@ impl DocumentStore for MemoryStore {
                         None => {
                             state.remove(key.as_str(), now);
                         }
-                    }
+                    });
                     write
                 },
             )
             .await?;
         Ok(Updated { value, attempts })
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
     }
 }

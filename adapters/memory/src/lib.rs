@@ -7,6 +7,8 @@
 //!   like one Redis database), expiry bookkeeping, and per-key watch counters
 //!   for optimistic updates.
 //! - `glob.rs`: Redis' glob matcher, ported from `stringmatchlen`.
+//! - `changes.rs`: [`ChangeFeed`](statehouse_ports::ChangeFeed): every change
+//!   of the keyspace, expiry included, told to the subscribers watching it.
 //! - `documents.rs`: [`DocumentStore`](statehouse_ports::DocumentStore).
 //! - `tasks.rs`: [`TaskRepository`](statehouse_ports::TaskRepository):
 //!   records as strings, indexes as sorted sets, under the same keys as on
@@ -49,6 +51,7 @@
 //! # Ok(()) }
 //! ```
 
+mod changes;
 mod documents;
 mod glob;
 mod queues;

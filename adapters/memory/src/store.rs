@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use statehouse_ports::{RetryPolicy, StoreError};
+use statehouse_ports::{
+    ChangeEvent, ChangeKind, FeedEvent, RetryPolicy, StoreError, SubscriptionSender, Watched,
+};
 use tokio::time::Instant;
 
 /// A value and its bookkeeping.
@@ -141,6 +143,18 @@ pub(crate) struct State {
     /// leaves a stale item behind instead of needing a removal here.
     expiries: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_version: u64,
+    /// The change feed's subscribers (`changes.rs`).
+    feed: Feed,
+}
+
+/// The subscribers of the change feed, told of every change under the lock
+/// (sending never waits: a full buffer marks its subscriber lagged).
+#[derive(Debug, Default)]
+struct Feed {
+    subscribers: Vec<(Watched, SubscriptionSender)>,
+    /// The version an announced write (`update_announced`) names, for the
+    /// events of its commit.
+    announced: Option<u64>,
 }
 
 impl State {
@@ -167,6 +181,7 @@ impl State {
             },
         );
         self.touch(key);
+        self.emit(key, ChangeKind::Set);
     }
 
     /// Removes `key`; returns whether it was live.
@@ -175,6 +190,7 @@ impl State {
         let existed = self.entries.remove(key).is_some();
         if existed {
             self.touch(key);
+            self.emit(key, ChangeKind::Deleted);
         }
         existed
     }
@@ -200,6 +216,7 @@ impl State {
         self.expire_if_due(key, now);
         let result = f(&mut self.entries.get_mut(key)?.value);
         self.touch(key);
+        self.emit(key, ChangeKind::Set);
         Some(result)
     }
 
@@ -457,6 +474,55 @@ impl State {
         touched
     }
 
+    /// Adds a subscriber of the change feed.
+    pub(crate) fn subscribe(&mut self, watched: Watched, sender: SubscriptionSender) {
+        self.feed.subscribers.push((watched, sender));
+    }
+
+    /// How many change-feed subscribers are registered (dropped ones are
+    /// forgotten at the next change of any key).
+    #[cfg(test)]
+    pub(crate) fn subscribers(&self) -> usize {
+        self.feed.subscribers.len()
+    }
+
+    /// Runs `write` with its change events naming `version`.
+    pub(crate) fn announcing<T>(&mut self, version: Option<u64>, write: impl FnOnce(&mut Self) -> T) -> T {
+        self.feed.announced = version;
+        let result = write(self);
+        self.feed.announced = None;
+        result
+    }
+
+    /// Tells the subscribers watching `key` of a change; forgets dropped
+    /// subscriptions.
+    fn emit(&mut self, key: &str, kind: ChangeKind) {
+        if self.feed.subscribers.is_empty() {
+            return;
+        }
+        let version = match kind {
+            ChangeKind::Expired => None,
+            ChangeKind::Set | ChangeKind::Deleted => self.feed.announced,
+        };
+        self.feed.subscribers.retain(|(watched, sender)| {
+            let watches = match watched {
+                Watched::Key(watched) => watched.as_str() == key,
+                Watched::Keys(keys) => keys.iter().any(|watched| watched.as_str() == key),
+                Watched::Pattern(pattern) => {
+                    crate::glob::matches(pattern.as_str().as_bytes(), key.as_bytes())
+                }
+            };
+            if !watches {
+                return !sender.is_closed();
+            }
+            sender.send(FeedEvent::Change(ChangeEvent {
+                key: key.to_owned(),
+                kind,
+                version,
+            }))
+        });
+    }
+
     fn touch(&mut self, key: &str) {
         if let Some(watch) = self.watches.get_mut(key) {
             watch.touched += 1;
@@ -472,6 +538,7 @@ impl State {
         if due {
             self.entries.remove(key);
             self.touch(key);
+            self.emit(key, ChangeKind::Expired);
         }
     }
 
@@ -493,6 +560,7 @@ impl State {
             {
                 self.entries.remove(&key);
                 self.touch(&key);
+                self.emit(&key, ChangeKind::Expired);
             }
         }
         // Rewritten keys leave stale heap items; rebuild when they dominate.

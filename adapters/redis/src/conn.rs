@@ -42,8 +42,11 @@ pub(crate) struct Connections {
     reader: Option<ConnectionManager>,
     pub(crate) pool: Pool,
     pub(crate) response_timeout: Duration,
-    connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pool_wait: Duration,
+    /// The write endpoint's client, for connections of their own (the
+    /// change feed's Pub/Sub subscriptions, `changes.rs`).
+    pub(crate) client: Client,
     /// What of the URL no error may show (redis-rs errors are checked).
     secrets: Arc<Secrets>,
 }
@@ -74,6 +77,7 @@ impl Connections {
             std::iter::once(config.url.as_str()).chain(config.read_url.as_deref()),
         ));
         let client = client(config, &url, &Secrets::of(&config.url))?;
+        let own_client = client.clone();
 
         let manager = TxnManager {
             client: client.clone(),
@@ -145,6 +149,7 @@ impl Connections {
             response_timeout: config.response_timeout,
             connect_timeout: config.connect_timeout,
             pool_wait,
+            client: own_client,
             secrets,
         })
     }

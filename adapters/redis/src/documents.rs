@@ -3,10 +3,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Value;
-use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_domain::{ChangeKind, ChangeNotice, Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError, Update, UpdateFn,
-    Updated,
+    AnnouncedUpdateFn, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError,
+    Update, UpdateFn, Updated,
 };
 
 use crate::RedisStore;
@@ -198,34 +198,65 @@ impl DocumentStore for RedisStore {
         policy: RetryPolicy,
         f: &mut UpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
+        self.update_str(key, policy, &mut |current| Ok((f(current)?, None)), false)
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conns.shared();
+        self.conns
+            .run("ping", "", redis::cmd("PING").exec_async(&mut conn))
+            .await
+    }
+}
+
+impl RedisStore {
+    /// THE document read-modify-write, for `update` and the change feed's
+    /// `update_announced`: with `announce`, a committed write also
+    /// publishes its change event (with the closure's version) in the same
+    /// MULTI/EXEC.
+    pub(crate) async fn update_str(
+        &self,
+        key: &Key,
+        policy: RetryPolicy,
+        f: &mut AnnouncedUpdateFn<'_>,
+        announce: bool,
+    ) -> Result<Updated, StoreError> {
         const OP: &str = "update";
         let rkey = self.keys.key(key);
         let mut get = redis::cmd("GET");
         get.arg(rkey.as_ref());
         let mut decide = |(current,): (Option<Vec<u8>>,)| -> Result<Decision<Option<Vec<u8>>>, StoreError> {
-            let decision = f(current.as_deref()).map_err(|source| StoreError::Aborted {
+            let (decision, version) = f(current.as_deref()).map_err(|source| StoreError::Aborted {
                 op: OP,
                 key: key.to_string(),
                 source,
             })?;
-            Ok(match decision {
-                Update::Keep => Decision::Done(current),
+            let mut writes = redis::pipe();
+            let (kind, value) = match decision {
+                Update::Keep => return Ok(Decision::Done(current)),
                 Update::Set(value) => {
-                    let mut writes = redis::pipe();
                     writes
                         .cmd("SET")
                         .arg(rkey.as_ref())
                         .arg(&value)
                         .arg("KEEPTTL")
                         .ignore();
-                    Decision::Commit(writes, Some(value))
+                    (ChangeKind::Set, Some(value))
                 }
                 Update::Delete => {
-                    let mut writes = redis::pipe();
                     writes.cmd("DEL").arg(rkey.as_ref()).ignore();
-                    Decision::Commit(writes, None)
+                    (ChangeKind::Deleted, None)
                 }
-            })
+            };
+            if announce {
+                writes
+                    .cmd("PUBLISH")
+                    .arg(self.keys.change_channel(key.as_str()))
+                    .arg(ChangeNotice { kind, version }.to_json())
+                    .ignore();
+            }
+            Ok(Decision::Commit(writes, value))
         };
         let committed = txn::optimistic(
             &self.conns,
@@ -241,12 +272,5 @@ impl DocumentStore for RedisStore {
             value: committed.value,
             attempts: committed.attempts,
         })
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conns.shared();
-        self.conns
-            .run("ping", "", redis::cmd("PING").exec_async(&mut conn))
-            .await
     }
 }

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use statehouse_domain::layout::ChangeChannels;
 use statehouse_domain::{Key, KeyPattern};
 
 #[derive(Debug, Clone)]
@@ -48,6 +49,42 @@ impl Keys {
         format!("{}{}", self.prefix_pattern, pattern)
     }
 
+    /// The channel of `key`'s change events (`layout::ChangeChannels`).
+    pub(crate) fn change_channel(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, ChangeChannels::channel(key))
+    }
+
+    /// The channel pattern of the change events of keys matching `pattern`.
+    pub(crate) fn change_channel_pattern(&self, pattern: &KeyPattern) -> String {
+        format!(
+            "{}{}",
+            self.prefix_pattern,
+            ChangeChannels::pattern(pattern.as_str())
+        )
+    }
+
+    /// The server's keyspace-notification channel of `key` in `db`.
+    pub(crate) fn keyspace_channel(&self, db: i64, key: &str) -> String {
+        format!("__keyspace@{db}__:{}{key}", self.prefix)
+    }
+
+    /// The keyspace-notification channel pattern of keys matching `pattern`.
+    pub(crate) fn keyspace_pattern(&self, db: i64, pattern: &KeyPattern) -> String {
+        format!("__keyspace@{db}__:{}{pattern}", self.prefix_pattern)
+    }
+
+    /// The caller's key a message's channel is about, and whether the
+    /// channel is a keyspace notification (else statehouse's own); `None`
+    /// for a channel outside this store's prefix.
+    pub(crate) fn key_of_channel<'c>(&self, db: i64, channel: &'c str) -> Option<(&'c str, bool)> {
+        let head = format!("__keyspace@{db}__:");
+        if let Some(raw) = channel.strip_prefix(head.as_str()) {
+            return Some((raw.strip_prefix(self.prefix.as_str())?, true));
+        }
+        let own = channel.strip_prefix(self.prefix.as_str())?;
+        Some((ChangeChannels::key_of(own)?, false))
+    }
+
     /// The caller's key of a listed Redis key. Keys are UTF-8 when written
     /// through statehouse; a foreign non-UTF-8 key is shown lossily rather
     /// than dropped from the listing.
@@ -71,6 +108,29 @@ mod tests {
             r"app\[1\]:user:*"
         );
         assert_eq!(keys.strip(b"app[1]:user:1"), "user:1");
+    }
+
+    #[test]
+    fn change_channels_carry_the_prefix_and_name_their_key() {
+        let keys = Keys::new("app[1]:");
+        assert_eq!(
+            keys.change_channel("config:a"),
+            "app[1]:statehouse:changes:config:a"
+        );
+        assert_eq!(
+            keys.change_channel_pattern(&KeyPattern::new("config:*").unwrap()),
+            r"app\[1\]:statehouse:changes:config:*"
+        );
+        assert_eq!(keys.keyspace_channel(2, "k"), "__keyspace@2__:app[1]:k");
+        assert_eq!(
+            keys.key_of_channel(0, "app[1]:statehouse:changes:a:b"),
+            Some(("a:b", false))
+        );
+        assert_eq!(
+            keys.key_of_channel(0, "__keyspace@0__:app[1]:a"),
+            Some(("a", true))
+        );
+        assert_eq!(keys.key_of_channel(0, "__keyspace@0__:other:a"), None);
     }
 
     #[test]

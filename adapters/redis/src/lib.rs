@@ -16,6 +16,9 @@
 //! - `txn.rs`: the bounded WATCH/MULTI/EXEC loop.
 //! - `scripts.rs`: the Lua scripts (run inside that loop's MULTI), loaded
 //!   by it on each dedicated connection.
+//! - `changes.rs`: [`ChangeFeed`](statehouse_ports::ChangeFeed): a Pub/Sub
+//!   connection per subscription, with its own reconnect loop; announced
+//!   writes publish in their MULTI/EXEC (`documents.rs`).
 //! - `documents.rs`: [`DocumentStore`](statehouse_ports::DocumentStore).
 //! - `tasks.rs`: [`TaskRepository`](statehouse_ports::TaskRepository);
 //!   reads may go to a read endpoint.
@@ -39,6 +42,7 @@
 //! - TTLs are set in the same command or transaction as the write.
 //! - No extra round trip per call (no PING before commands).
 
+mod changes;
 mod config;
 mod conn;
 mod documents;

@@ -163,8 +163,9 @@ fn run_id() -> String {
     format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
 }
 
-/// Resolves on Ctrl-C; never, if the signal cannot be listened to.
-async fn ctrl_c() {
+/// Resolves on Ctrl-C; never, if the signal cannot be listened to. (Also
+/// what the watching commands of `config.rs` stop on.)
+pub(super) async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }

@@ -113,6 +113,18 @@ const FAMILIES: &[Family] = &[
         redis_type: "zset",
         notes: "tenants with queued work; the one cross-slot structure (MULTI with the push on one server)",
     },
+    Family {
+        family: "config",
+        redis_key: "<prefix>config:<name>",
+        redis_type: "string",
+        notes: "versioned entry (JSON envelope: version, value, bounded history); name escaped",
+    },
+    Family {
+        family: "changes",
+        redis_key: "<prefix>statehouse:changes:<key>",
+        redis_type: "channel",
+        notes: "Pub/Sub channel of a key's announced changes: {\"kind\":\"set\",\"version\":3}; key verbatim",
+    },
 ];
 
 #[derive(Debug, Serialize)]

@@ -15,6 +15,7 @@ use statehouse_ports::{ErrorKind, StoreError};
 
 use crate::{Settings, Statehouse};
 
+mod config;
 mod demo;
 mod documents;
 mod layout;
@@ -52,14 +53,16 @@ const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  done
   1  not found: a key or task the command needed does not exist (doc get, doc ttl,
-     doc del, tasks show/set-status/log/del, model show, tenant … get/NAME/PK), or doc set --if-absent found
-     it already there; nothing was changed
+     doc del, tasks show/set-status/log/del, subject show/del, model show,
+     tenant … get/NAME/PK, config get/history), or doc set --if-absent found it
+     already there; nothing was changed
   2  usage or input error: bad arguments, bad JSON value, TTL, key, pattern or URL,
      or a task status change the lifecycle forbids (nothing written)
   3  failure: the store failed (cannot connect, timeout, refused), the stored data is
      not what the command needs (e.g. not JSON for doc get; --raw prints any bytes),
-     or the output could not be written
-  130  interrupted by Ctrl-C (the demo removes its keys first)";
+     config set --if-version found another version, or the output could not be written
+  130  interrupted by Ctrl-C (the demo removes its keys first; watch and config watch
+     close their subscription)";
 
 /// Typed application state shared through Redis.
 ///
@@ -115,6 +118,13 @@ enum Command {
     /// Batch queues: `queue TENANT SERVICE BATCH ACTION [--peek N]` shows a
     /// queue, `queue pending SERVICE` the tenants with queued work.
     Queue(queues::QueueArgs),
+    /// Versioned configuration: get, set, history, watch.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Print the change events of the keys matching PATTERN (the raw change
+    /// feed), until Ctrl-C. On Redis, writes by other clients and expiry
+    /// show only when the server has keyspace notifications enabled.
+    Watch(config::WatchArgs),
     /// Check that the store answers.
     Ping,
     /// Show how statehouse lays out its Redis keys.
@@ -234,6 +244,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Model(command) => synced::model(&docs, command, out).await,
         Command::Triggers(args) => queues::triggers(&state.triggers(), args, out).await,
         Command::Queue(args) => queues::queue(&state.queues(), args, out).await,
+        Command::Config(command) => config::config(&state, command, out).await,
+        Command::Watch(args) => args.run(&state, out).await,
     }
 }
 

@@ -7,6 +7,7 @@ use statehouse_ports::{
     ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
     TriggerId, TriggerStore,
 };
+use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
 use statehouse_ports::{
     DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetCondition, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
@@ -442,5 +443,24 @@ impl<S: QueueStore> QueueStore for Retrying<S> {
 
     async fn ack(&self, tenant: &str, queue: &QueueName, ids: &[u64]) -> Result<usize, StoreError> {
         self.inner.ack(tenant, queue, ids).await
+    }
+}
+
+/// Change feed calls: `subscribe` is retried (subscribing again is
+/// harmless); `update_announced` is not (a timed-out EXEC has an unknown
+/// outcome).
+#[async_trait]
+impl<S: ChangeFeed> ChangeFeed for Retrying<S> {
+    async fn subscribe(&self, watched: &Watched, capacity: usize) -> Result<Subscription, StoreError> {
+        self.retry(|| self.inner.subscribe(watched, capacity)).await
+    }
+
+    async fn update_announced<'a>(
+        &self,
+        key: &Key,
+        policy: RetryPolicy,
+        f: &mut AnnouncedUpdateFn<'a>,
+    ) -> Result<Updated, StoreError> {
+        self.inner.update_announced(key, policy, f).await
     }
 }

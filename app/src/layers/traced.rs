@@ -7,6 +7,7 @@ use statehouse_ports::{
     ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
     TriggerId, TriggerStore,
 };
+use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
 use statehouse_ports::{
     Boxed, DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
@@ -532,6 +533,36 @@ impl<S: FieldStore> FieldStore for Traced<S> {
             return call.await;
         }
         traced("delete_matching", pattern, call).await
+    }
+}
+
+/// Change feed calls: the span's `key` is what is watched (key, first key
+/// and count, or pattern) for `subscribe`, the key for `update_announced`
+/// (with `attempts`). Events are not traced per delivery.
+#[async_trait::async_trait]
+impl<S: ChangeFeed> ChangeFeed for Traced<S> {
+    async fn subscribe(&self, watched: &Watched, capacity: usize) -> Result<Subscription, StoreError> {
+        let call = self.inner.subscribe(watched, capacity);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("subscribe", &watched.label(), call).await
+    }
+
+    async fn update_announced<'a>(
+        &self,
+        key: &Key,
+        policy: RetryPolicy,
+        f: &mut AnnouncedUpdateFn<'a>,
+    ) -> Result<Updated, StoreError> {
+        let call = self.inner.update_announced(key, policy, f);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced_with("update_announced", key, call, |updated, span| {
+            span.record("attempts", updated.attempts);
+        })
+        .await
     }
 }
 

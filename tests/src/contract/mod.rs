@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks, Tenant};
 use statehouse_ports::{
-    DocumentStore, FieldStore, Key, QueueStore, SubjectStore, TaskRepository, TriggerStore,
+    ChangeFeed, DocumentStore, FieldStore, Key, QueueStore, SubjectStore, TaskRepository, TriggerStore,
 };
 
+pub mod changes;
+pub mod config;
 pub mod documents;
 pub mod queues;
 pub mod subjects;
@@ -65,6 +67,8 @@ pub struct Backend {
     pub triggers: Arc<dyn TriggerStore>,
     /// The queue port.
     pub queues: Arc<dyn QueueStore>,
+    /// The change feed.
+    pub changes: Arc<dyn ChangeFeed>,
     paused_time: bool,
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
@@ -98,6 +102,7 @@ impl Backend {
             tenants: ports.tenants,
             triggers: ports.triggers,
             queues: ports.queues,
+            changes: ports.changes,
             paused_time,
             plant_hash,
             raw_hashes,
@@ -208,6 +213,25 @@ macro_rules! contract_suite {
             conflict_reruns_the_closure_exactly_twice: Threaded,
             one_attempt_policy_reports_conflict: Threaded,
             rewriting_the_same_value_still_conflicts: Threaded,
+        ]);
+        $crate::contract_suite!(@family $runner, changes, [
+            a_subscription_starts_with_a_resync: Plain,
+            announced_writes_arrive_with_their_version: Plain,
+            plain_writes_deletes_and_expiry_arrive: Plain,
+            keys_and_patterns_see_only_what_they_watch: Plain,
+            a_slow_subscriber_lags_without_holding_up_the_others: Plain,
+            a_dropped_subscription_stops_and_others_go_on: Plain,
+            a_ttl_change_alone_is_no_event: Plain,
+        ]);
+        $crate::contract_suite!(@family $runner, config, [
+            plain_mode_bumps_the_version_and_keeps_one_value: Plain,
+            history_mode_keeps_a_bounded_history: Plain,
+            update_if_is_a_compare_and_set: Plain,
+            concurrent_writers_get_distinct_consecutive_versions: Threaded,
+            a_remote_update_reaches_the_cache_and_the_watchers: Plain,
+            bad_data_names_key_and_version_and_keeps_the_last_good_value: Plain,
+            rapid_updates_end_with_every_watcher_on_the_last_value: Threaded,
+            names_are_escaped_and_validated: Plain,
         ]);
         $crate::contract_suite!(@family $runner, subjects, [
             load_reads_both_kinds_and_keeps_null_apart_from_missing: Plain,

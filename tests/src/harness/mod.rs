@@ -5,5 +5,5 @@
 pub mod server;
 pub mod tls;
 
-pub use server::RedisServer;
+pub use server::{RedisServer, SHARED_ARGS};
 pub use tls::TlsRedisServer;

@@ -114,6 +114,10 @@ struct Running {
 /// Why a launch attempt did not produce a ready server, when retrying may help.
 struct PortTaken(String);
 
+/// The extra arguments of [`RedisServer::shared`]: keyspace notifications for generic, string and
+/// expired events (what the change feed listens to; statehouse itself never runs `CONFIG SET`).
+pub const SHARED_ARGS: &[&str] = &["--notify-keyspace-events", "K$gx"];
+
 impl RedisServer {
     /// Starts a new `redis-server` on a free loopback port and waits until it answers `PING`.
     ///
@@ -254,9 +258,11 @@ impl RedisServer {
     /// # Panics
     ///
     /// As [`start`](Self::start), on first use.
+    /// It runs with keyspace notifications on ([`SHARED_ARGS`]), so that the change feed's events
+    /// of plain writes and expiry (which need them on Redis) are part of the contract suite.
     pub fn shared() -> &'static RedisServer {
         static SHARED: OnceLock<RedisServer> = OnceLock::new();
-        SHARED.get_or_init(RedisServer::start)
+        SHARED.get_or_init(|| RedisServer::start_with_args(SHARED_ARGS))
     }
 
     /// The URL to connect to, `redis://127.0.0.1:{port}`.

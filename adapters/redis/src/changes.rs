@@ -1,0 +1,247 @@
+//! The change feed over Redis Pub/Sub.
+//!
+//! Each subscription runs on a Pub/Sub connection of its own (never the
+//! shared multiplexed one), driven by a task that ends when the
+//! [`Subscription`] is dropped (closing the connection). It subscribes to
+//! statehouse's own change channels (`layout::ChangeChannels`, published by
+//! `update_announced` in the same MULTI/EXEC as the write, see
+//! `documents.rs`) and to the server's keyspace-notification channels of the
+//! same keys (`__keyspace@<db>__:<key>`), which carry other clients' writes
+//! and expiry when the server has notifications enabled; the store never
+//! runs `CONFIG SET`.
+//!
+//! A lost connection (the stream ends, or a keepalive PING gets no answer
+//! within the response timeout) is re-established with exponential backoff
+//! (50 ms to 2 s); after each resubscribe the subscriber gets
+//! `Resync(Reconnected)` and re-reads.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::PubSub;
+use redis::{Msg, RedisResult};
+use statehouse_domain::{ChangeEvent, ChangeKind, ChangeNotice, Key};
+use statehouse_ports::{
+    AnnouncedUpdateFn, ChangeFeed, FeedEvent, ResyncReason, RetryPolicy, StoreError, Subscription,
+    SubscriptionSender, Updated, Watched,
+};
+
+use crate::RedisStore;
+use crate::keys::Keys;
+
+const SUBSCRIBE: &str = "subscribe";
+/// How often an idle subscription checks its connection.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The channels and patterns one subscription listens to.
+#[derive(Debug, Clone)]
+struct Plan {
+    channels: Vec<String>,
+    patterns: Vec<String>,
+}
+
+impl Plan {
+    fn of(keys: &Keys, db: i64, watched: &Watched) -> Self {
+        let mut plan = Self {
+            channels: Vec::new(),
+            patterns: Vec::new(),
+        };
+        let mut add_key = |key: &Key| {
+            plan.channels.push(keys.change_channel(key.as_str()));
+            plan.channels.push(keys.keyspace_channel(db, key.as_str()));
+        };
+        match watched {
+            Watched::Key(key) => add_key(key),
+            Watched::Keys(list) => list.iter().for_each(add_key),
+            Watched::Pattern(pattern) => {
+                plan.patterns.push(keys.change_channel_pattern(pattern));
+                plan.patterns.push(keys.keyspace_pattern(db, pattern));
+            }
+        }
+        plan
+    }
+
+    /// A Pub/Sub connection listening to the plan.
+    async fn open(&self, client: &redis::Client) -> RedisResult<PubSub> {
+        let mut pubsub = client.get_async_pubsub().await?;
+        if !self.channels.is_empty() {
+            pubsub.subscribe(&self.channels).await?;
+        }
+        if !self.patterns.is_empty() {
+            pubsub.psubscribe(&self.patterns).await?;
+        }
+        Ok(pubsub)
+    }
+}
+
+/// What a subscription's task needs.
+struct Listener {
+    client: redis::Client,
+    keys: std::sync::Arc<Keys>,
+    db: i64,
+    plan: Plan,
+    sender: SubscriptionSender,
+    /// Bound of one (re)connect and subscribe.
+    connect_bound: Duration,
+    response_timeout: Duration,
+}
+
+#[async_trait]
+impl ChangeFeed for RedisStore {
+    async fn subscribe(&self, watched: &Watched, capacity: usize) -> Result<Subscription, StoreError> {
+        let label = watched.label();
+        let client = self.conns.client.clone();
+        let db = client.get_connection_info().redis_settings().db();
+        let plan = Plan::of(&self.keys, db, watched);
+        let connect_bound = self.conns.connect_timeout + self.conns.response_timeout;
+        let pubsub = match tokio::time::timeout(connect_bound, plan.open(&client)).await {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(error)) => return Err(self.conns.map_dedicated(SUBSCRIBE, &label, error)),
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    op: SUBSCRIBE,
+                    key: label,
+                    after: connect_bound,
+                });
+            }
+        };
+        let (sender, subscription) = Subscription::channel(capacity);
+        sender.send(FeedEvent::Resync(ResyncReason::Subscribed));
+        let listener = Listener {
+            client,
+            keys: self.keys.clone(),
+            db,
+            plan,
+            sender,
+            connect_bound,
+            response_timeout: self.conns.response_timeout,
+        };
+        tokio::spawn(listener.run(pubsub));
+        Ok(subscription)
+    }
+
+    async fn update_announced<'a>(
+        &self,
+        key: &Key,
+        policy: RetryPolicy,
+        f: &mut AnnouncedUpdateFn<'a>,
+    ) -> Result<Updated, StoreError> {
+        self.update_str(key, policy, f, true).await
+    }
+}
+
+impl Listener {
+    /// Delivers messages until the subscription is dropped, reconnecting
+    /// whenever the connection is lost.
+    async fn run(self, mut pubsub: PubSub) {
+        loop {
+            if !self.listen(pubsub).await {
+                return;
+            }
+            match self.reconnect().await {
+                Some(fresh) => {
+                    pubsub = fresh;
+                    if !self.sender.send(FeedEvent::Resync(ResyncReason::Reconnected)) {
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Delivers the messages of one connection. `false` once the
+    /// subscription was dropped, `true` when the connection was lost.
+    async fn listen(&self, pubsub: PubSub) -> bool {
+        let (mut sink, mut stream) = pubsub.split();
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        keepalive.tick().await;
+        loop {
+            tokio::select! {
+                () = self.sender.closed() => return false,
+                message = stream.next() => match message {
+                    Some(message) => {
+                        if let Some(event) = self.event_of(&message)
+                            && !self.sender.send(FeedEvent::Change(event))
+                        {
+                            return false;
+                        }
+                    }
+                    None => return true,
+                },
+                _ = keepalive.tick() => {
+                    let ping = tokio::time::timeout(self.response_timeout, sink.ping::<redis::Value>()).await;
+                    if !matches!(ping, Ok(Ok(_))) {
+                        tracing::debug!("change feed: keepalive failed; reconnecting");
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A fresh subscribed connection, after backoff; `None` if the
+    /// subscription was dropped meanwhile.
+    async fn reconnect(&self) -> Option<PubSub> {
+        let mut delay = MIN_BACKOFF;
+        loop {
+            tokio::select! {
+                () = self.sender.closed() => return None,
+                () = tokio::time::sleep(delay) => {}
+            }
+            match tokio::time::timeout(self.connect_bound, self.plan.open(&self.client)).await {
+                Ok(Ok(pubsub)) => return Some(pubsub),
+                Ok(Err(error)) => tracing::debug!(kind = ?error.kind(), "change feed: reconnect failed"),
+                Err(_) => tracing::debug!("change feed: reconnect timed out"),
+            }
+            delay = (delay * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// The change a message tells of; `None` for a message that is none
+    /// (a TTL change, a channel or payload statehouse does not know).
+    fn event_of(&self, message: &Msg) -> Option<ChangeEvent> {
+        let (key, keyspace) = self.keys.key_of_channel(self.db, message.get_channel_name())?;
+        let payload = message.get_payload_bytes();
+        let (kind, version) = if keyspace {
+            (keyspace_kind(payload)?, None)
+        } else {
+            let notice: ChangeNotice = serde_json::from_slice(payload).ok()?;
+            (notice.kind, notice.version)
+        };
+        Some(ChangeEvent {
+            key: key.to_owned(),
+            kind,
+            version,
+        })
+    }
+}
+
+/// The kind of change a keyspace notification's event names; `None` for
+/// events that change no value (TTL changes, `new`).
+fn keyspace_kind(event: &[u8]) -> Option<ChangeKind> {
+    match event {
+        b"expired" => Some(ChangeKind::Expired),
+        b"del" | b"evicted" | b"rename_from" | b"move_from" => Some(ChangeKind::Deleted),
+        b"expire" | b"persist" | b"new" => None,
+        _ => Some(ChangeKind::Set),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyspace_events_map_to_kinds() {
+        assert_eq!(keyspace_kind(b"set"), Some(ChangeKind::Set));
+        assert_eq!(keyspace_kind(b"hset"), Some(ChangeKind::Set));
+        assert_eq!(keyspace_kind(b"del"), Some(ChangeKind::Deleted));
+        assert_eq!(keyspace_kind(b"expired"), Some(ChangeKind::Expired));
+        assert_eq!(keyspace_kind(b"expire"), None);
+    }
+}

@@ -1,0 +1,245 @@
+//! Contract: the change feed ([`statehouse_ports::ChangeFeed`]).
+//!
+//! On Redis, events of plain writes and expiry need keyspace notifications;
+//! the suite's shared server has them on (`harness::SHARED_ARGS`). Events of
+//! announced writes do not (`tests/tests/redis_changes.rs` checks that on a
+//! server without them).
+
+use std::time::Duration;
+
+use statehouse::{RetryPolicy, SetOptions, Update};
+use statehouse_ports::{
+    ChangeEvent, ChangeKind, DEFAULT_FEED_CAPACITY, FeedEvent, Key, KeyPattern, ResyncReason, Subscription,
+    Watched,
+};
+
+use super::Backend;
+
+/// How long a test waits for an event that must come.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn key(name: &str) -> Key {
+    Key::new(name).unwrap()
+}
+
+/// Waits for the first event `wanted` accepts, returning it and every
+/// change event seen before it.
+pub async fn wait_for(
+    sub: &mut Subscription,
+    what: &str,
+    mut wanted: impl FnMut(&FeedEvent) -> bool,
+) -> (FeedEvent, Vec<ChangeEvent>) {
+    let mut before = Vec::new();
+    let found = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match sub.next().await {
+                Some(event) if wanted(&event) => return event,
+                Some(FeedEvent::Change(change)) => before.push(change),
+                Some(FeedEvent::Resync(_)) => {}
+                None => panic!("the feed ended while waiting for {what}"),
+            }
+        }
+    })
+    .await;
+    match found {
+        Ok(event) => (event, before),
+        Err(_) => panic!("no {what} within {PATIENCE:?}; saw {before:?}"),
+    }
+}
+
+fn is_change(event: &FeedEvent, key: &str, kind: ChangeKind) -> bool {
+    matches!(event, FeedEvent::Change(change) if change.key == key && change.kind == kind)
+}
+
+async fn announce(backend: &Backend, name: &str, value: Option<&str>, version: Option<u64>) {
+    let value = value.map(|value| value.as_bytes().to_vec());
+    backend
+        .changes
+        .update_announced(&key(name), RetryPolicy::default(), &mut |_| {
+            let decision = match &value {
+                Some(value) => Update::Set(value.clone()),
+                None => Update::Delete,
+            };
+            Ok((decision, version))
+        })
+        .await
+        .unwrap();
+}
+
+pub async fn a_subscription_starts_with_a_resync(backend: Backend) {
+    let mut sub = backend
+        .changes
+        .subscribe(&Watched::Key(key("k")), DEFAULT_FEED_CAPACITY)
+        .await
+        .unwrap();
+    assert_eq!(
+        sub.next().await,
+        Some(FeedEvent::Resync(ResyncReason::Subscribed))
+    );
+}
+
+pub async fn announced_writes_arrive_with_their_version(backend: Backend) {
+    let mut sub = backend
+        .changes
+        .subscribe(&Watched::Key(key("cfg")), DEFAULT_FEED_CAPACITY)
+        .await
+        .unwrap();
+    announce(&backend, "cfg", Some("1"), Some(7)).await;
+    announce(&backend, "cfg", None, None).await;
+    let (set, _) = wait_for(&mut sub, "the announced set", |event| {
+        matches!(event, FeedEvent::Change(change) if change.kind == ChangeKind::Set && change.version.is_some())
+    })
+    .await;
+    assert_eq!(
+        set,
+        FeedEvent::Change(ChangeEvent {
+            key: "cfg".into(),
+            kind: ChangeKind::Set,
+            version: Some(7),
+        })
+    );
+    let (_, between) = wait_for(&mut sub, "the delete", |event| {
+        is_change(event, "cfg", ChangeKind::Deleted)
+    })
+    .await;
+    assert!(
+        between.iter().all(|change| change.kind == ChangeKind::Set),
+        "events of one key arrive in commit order: {between:?}"
+    );
+}
+
+pub async fn plain_writes_deletes_and_expiry_arrive(backend: Backend) {
+    let docs = backend.docs();
+    let mut sub = backend
+        .changes
+        .subscribe(&Watched::Key(key("doc")), DEFAULT_FEED_CAPACITY)
+        .await
+        .unwrap();
+    docs.set("doc", &1).await.unwrap();
+    wait_for(&mut sub, "set", |event| is_change(event, "doc", ChangeKind::Set)).await;
+    docs.delete("doc").await.unwrap();
+    wait_for(&mut sub, "deleted", |event| {
+        is_change(event, "doc", ChangeKind::Deleted)
+    })
+    .await;
+    docs.set_with_ttl("doc", &2, Duration::from_millis(50))
+        .await
+        .unwrap();
+    wait_for(&mut sub, "set with a TTL", |event| {
+        is_change(event, "doc", ChangeKind::Set)
+    })
+    .await;
+    backend.elapse(Duration::from_millis(400)).await;
+    let (_, between) = wait_for(&mut sub, "expired", |event| {
+        is_change(event, "doc", ChangeKind::Expired)
+    })
+    .await;
+    assert!(between.is_empty(), "nothing else happened: {between:?}");
+    assert_eq!(docs.get::<u32>("doc").await.unwrap(), None);
+}
+
+pub async fn keys_and_patterns_see_only_what_they_watch(backend: Backend) {
+    let by_keys = Watched::Keys(vec![key("a"), key("b*"), key("end")]);
+    let by_pattern = Watched::Pattern(KeyPattern::new("p:*").unwrap());
+    let mut keys_sub = backend.changes.subscribe(&by_keys, 64).await.unwrap();
+    let mut pattern_sub = backend.changes.subscribe(&by_pattern, 64).await.unwrap();
+    for name in ["a", "b", "bx", "b*", "c", "p:1", "p", "q:1", "p:2"] {
+        announce(&backend, name, Some("1"), Some(1)).await;
+    }
+    announce(&backend, "end", Some("1"), Some(1)).await;
+    announce(&backend, "p:end", Some("1"), Some(1)).await;
+    let (_, seen) = wait_for(&mut keys_sub, "end", |event| {
+        is_change(event, "end", ChangeKind::Set)
+    })
+    .await;
+    let mut names: Vec<&str> = seen.iter().map(|change| change.key.as_str()).collect();
+    names.dedup();
+    assert_eq!(
+        names,
+        ["a", "b*"],
+        "a key with a glob character is watched verbatim"
+    );
+    let (_, seen) = wait_for(&mut pattern_sub, "p:end", |event| {
+        is_change(event, "p:end", ChangeKind::Set)
+    })
+    .await;
+    let mut names: Vec<&str> = seen.iter().map(|change| change.key.as_str()).collect();
+    names.dedup();
+    assert_eq!(names, ["p:1", "p:2"]);
+}
+
+pub async fn a_slow_subscriber_lags_without_holding_up_the_others(backend: Backend) {
+    let watched = Watched::Key(key("hot"));
+    let mut slow = backend.changes.subscribe(&watched, 4).await.unwrap();
+    let mut fast = backend
+        .changes
+        .subscribe(&watched, DEFAULT_FEED_CAPACITY)
+        .await
+        .unwrap();
+    for version in 1..=50 {
+        announce(&backend, "hot", Some("v"), Some(version)).await;
+    }
+    // The fast one sees every version, in order, while the slow one reads
+    // nothing.
+    let mut versions = Vec::new();
+    wait_for(&mut fast, "version 50", |event| {
+        if let FeedEvent::Change(ChangeEvent {
+            version: Some(version),
+            ..
+        }) = event
+        {
+            versions.push(*version);
+        }
+        versions.last() == Some(&50)
+    })
+    .await;
+    assert_eq!(versions, (1..=50).collect::<Vec<_>>());
+    // The slow one gets what fit, then the lag, never a silent loss.
+    let mut buffered = 0;
+    loop {
+        match tokio::time::timeout(PATIENCE, slow.next()).await {
+            Ok(Some(FeedEvent::Resync(ResyncReason::Lagged))) => break,
+            Ok(Some(_)) => buffered += 1,
+            other => panic!("expected the lag, got {other:?}"),
+        }
+    }
+    assert!(buffered <= 4, "{buffered} events buffered in a buffer of 4");
+}
+
+pub async fn a_dropped_subscription_stops_and_others_go_on(backend: Backend) {
+    let watched = Watched::Key(key("k"));
+    let dropped = backend.changes.subscribe(&watched, 4).await.unwrap();
+    let mut kept = backend.changes.subscribe(&watched, 4).await.unwrap();
+    drop(dropped);
+    for version in 1..=3 {
+        announce(&backend, "k", Some("v"), Some(version)).await;
+        let (event, _) = wait_for(
+            &mut kept,
+            "the write",
+            |event| matches!(event, FeedEvent::Change(change) if change.version == Some(version)),
+        )
+        .await;
+        assert!(matches!(event, FeedEvent::Change(_)));
+    }
+}
+
+pub async fn a_ttl_change_alone_is_no_event(backend: Backend) {
+    let docs = backend.docs();
+    docs.set("k", &1).await.unwrap();
+    let mut sub = backend
+        .changes
+        .subscribe(&Watched::Key(key("k")), DEFAULT_FEED_CAPACITY)
+        .await
+        .unwrap();
+    docs.expire("k", Duration::from_secs(60)).await.unwrap();
+    backend
+        .documents
+        .set(&key("k"), b"2", SetOptions::new())
+        .await
+        .unwrap();
+    let (_, before) = wait_for(&mut sub, "the set", |event| {
+        is_change(event, "k", ChangeKind::Set)
+    })
+    .await;
+    assert!(before.is_empty(), "{before:?}");
+}
