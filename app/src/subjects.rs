@@ -67,7 +67,7 @@ impl Subjects {
             space: self.space.clone(),
             name,
             cache: None,
-            staged: BTreeMap::new(),
+            staged: ByKind::default(),
             callbacks: Vec::new(),
         })
     }
@@ -125,9 +125,9 @@ pub struct Subject {
     name: SubjectName,
     /// The loaded properties: a value, or `None` for one that failed to
     /// parse (its read is retried against the store, for the error).
-    cache: Option<BTreeMap<(PropertyKind, String), Option<Value>>>,
+    cache: Option<ByKind>,
     /// Changes not yet stored: `None` is a deletion.
-    staged: BTreeMap<(PropertyKind, String), Option<Value>>,
+    staged: ByKind,
     callbacks: Vec<Callback>,
 }
 
@@ -171,10 +171,70 @@ fn from_value<T: DeserializeOwned>(op: &'static str, key: &str, value: Value) ->
     })
 }
 
+/// Property values by kind, then by name, so a lookup takes the name as
+/// given (`&str`), with no key to build. A value is `None` for a staged
+/// deletion, or in the cache for a property that failed to parse.
+#[derive(Debug, Default)]
+struct ByKind([BTreeMap<String, Option<Value>>; 2]);
+
+impl ByKind {
+    fn index(kind: PropertyKind) -> usize {
+        match kind {
+            PropertyKind::Default => 0,
+            PropertyKind::Extended => 1,
+        }
+    }
+
+    fn of(&self, kind: PropertyKind) -> &BTreeMap<String, Option<Value>> {
+        &self.0[Self::index(kind)]
+    }
+
+    fn of_mut(&mut self, kind: PropertyKind) -> &mut BTreeMap<String, Option<Value>> {
+        &mut self.0[Self::index(kind)]
+    }
+
+    /// Sets `name` of `kind` to `value`, building the name's key only when
+    /// it is new.
+    fn put(&mut self, kind: PropertyKind, name: &str, value: Option<Value>) {
+        let map = self.of_mut(kind);
+        match map.get_mut(name) {
+            Some(slot) => *slot = value,
+            None => {
+                map.insert(name.to_owned(), value);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(BTreeMap::len).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(BTreeMap::is_empty)
+    }
+
+    fn clear(&mut self) {
+        self.0.iter_mut().for_each(BTreeMap::clear);
+    }
+
+    /// Every entry, moved out, with its kind.
+    fn into_entries(self) -> impl Iterator<Item = (PropertyKind, String, Option<Value>)> {
+        let [default, extended] = self.0;
+        default
+            .into_iter()
+            .map(|(name, value)| (PropertyKind::Default, name, value))
+            .chain(
+                extended
+                    .into_iter()
+                    .map(|(name, value)| (PropertyKind::Extended, name, value)),
+            )
+    }
+}
+
 /// Staged changes on their way to the store, put back into the staging
 /// map when dropped (so a failed or cancelled `store()` loses nothing).
 struct InFlight<'a> {
-    staged: &'a mut BTreeMap<(PropertyKind, String), Option<Value>>,
+    staged: &'a mut ByKind,
     changes: Vec<PropertyChange>,
 }
 
@@ -185,7 +245,7 @@ impl Drop for InFlight<'_> {
                 PropertyChange::Set { kind, name, value } => (kind, name, Some(value)),
                 PropertyChange::Delete { kind, name } => (kind, name, None),
             };
-            self.staged.insert((kind, name.into_string()), value);
+            self.staged.of_mut(kind).insert(name.into_string(), value);
         }
     }
 }
@@ -209,18 +269,20 @@ impl Subject {
     }
 
     /// Loads the subject into the cache if it is not there yet.
-    async fn loaded(&mut self) -> Result<&mut BTreeMap<(PropertyKind, String), Option<Value>>, StoreError> {
+    async fn loaded(&mut self) -> Result<&mut ByKind, StoreError> {
         if self.cache.is_none() {
             let data = self.store.load(&self.space, &self.name).await?;
-            let mut cache = BTreeMap::new();
+            let mut cache = ByKind::default();
             for kind in PropertyKind::ALL {
                 for (name, value) in data.of_kind(kind) {
-                    cache.insert((kind, name.clone()), value.as_ref().ok().cloned());
+                    cache
+                        .of_mut(kind)
+                        .insert(name.clone(), value.as_ref().ok().cloned());
                 }
             }
             self.cache = Some(cache);
         }
-        Ok(self.cache.get_or_insert_with(BTreeMap::new))
+        Ok(self.cache.get_or_insert_with(ByKind::default))
     }
 
     /// Drops the cache and the staged changes; the next read loads again.
@@ -242,31 +304,30 @@ impl Subject {
         prop: &str,
     ) -> Result<Option<Value>, StoreError> {
         const OP: &str = "get_property";
-        let name = property(OP, prop)?;
-        let slot = (kind, name.as_str().to_owned());
-        if let Some(staged) = self.staged.get(&slot) {
+        PropertyName::validate(prop).for_op(OP, prop)?;
+        if let Some(staged) = self.staged.of(kind).get(prop) {
             return Ok(staged.clone());
         }
-        let key = self.key();
-        let cached = self.loaded().await?.get(&slot).cloned();
+        let cached = self.loaded().await?.of(kind).get(prop).cloned();
         match cached {
             None => Ok(None),
             Some(Some(value)) => Ok(Some(value)),
             // It failed to parse when loaded: read it again for its error
             // (or its value, if someone repaired it since).
             Some(None) => {
+                let name = property(OP, prop)?;
                 let value = self
                     .store
                     .get_property(&self.space, &self.name, kind, &name)
                     .await?;
                 if let Some(cache) = &mut self.cache {
-                    cache.insert(slot, value.clone());
+                    cache.put(kind, prop, value.clone());
                 }
                 match value {
                     Some(value) => Ok(Some(value)),
                     None => Err(StoreError::NotFound {
                         op: OP,
-                        key: property_key(&key, &kind.field(prop)),
+                        key: property_key(&self.key(), &kind.field(prop)),
                     }),
                 }
             }
@@ -290,10 +351,15 @@ impl Subject {
         kind: PropertyKind,
         prop: &str,
     ) -> Result<Option<T>, StoreError> {
-        let key = property_key(&self.key(), &kind.field(prop));
         self.get_value_of(kind, prop)
             .await?
-            .map(|value| from_value("get_property", &key, value))
+            .map(|value| {
+                from_value(
+                    "get_property",
+                    &property_key(&self.key(), &kind.field(prop)),
+                    value,
+                )
+            })
             .transpose()
     }
 
@@ -303,17 +369,15 @@ impl Subject {
         let mut all: BTreeMap<String, Value> = self
             .loaded()
             .await?
+            .of(kind)
             .iter()
-            .filter(|((k, _), value)| *k == kind && value.is_some())
-            .filter_map(|((_, name), value)| Some((name.clone(), value.clone()?)))
+            .filter_map(|(name, value)| Some((name.clone(), value.clone()?)))
             .collect();
-        for ((k, name), value) in &self.staged {
-            if *k == kind {
-                match value {
-                    Some(value) => all.insert(name.clone(), value.clone()),
-                    None => all.remove(name),
-                };
-            }
+        for (name, value) in self.staged.of(kind) {
+            match value {
+                Some(value) => all.insert(name.clone(), value.clone()),
+                None => all.remove(name),
+            };
         }
         Ok(all)
     }
@@ -337,34 +401,29 @@ impl Subject {
         value: &T,
     ) -> Result<(), StoreError> {
         const OP: &str = "set";
-        let name = property(OP, prop)?;
+        PropertyName::validate(prop).for_op(OP, prop)?;
         let value = to_value(OP, || self.key(), value)?;
-        self.stage(kind, name, Some(value)).await
+        self.stage(kind, prop, Some(value)).await
     }
 
     /// Stages the deletion of property `prop` of `kind`.
     pub async fn delete(&mut self, kind: PropertyKind, prop: &str) -> Result<(), StoreError> {
-        let name = property("delete", prop)?;
-        self.stage(kind, name, None).await
+        PropertyName::validate(prop).for_op("delete", prop)?;
+        self.stage(kind, prop, None).await
     }
 
-    async fn stage(
-        &mut self,
-        kind: PropertyKind,
-        name: PropertyName,
-        new: Option<Value>,
-    ) -> Result<(), StoreError> {
+    /// Stages `new` for `name` (validated) of `kind`.
+    async fn stage(&mut self, kind: PropertyKind, name: &str, new: Option<Value>) -> Result<(), StoreError> {
         if self.callbacks.is_empty() {
             // Nobody asks for the old value: load once (the handle's
             // snapshot starts at its first use, as KRules' does), no lookup.
             self.loaded().await?;
-            self.staged.insert((kind, name.into_string()), new);
+            self.staged.put(kind, name, new);
             return Ok(());
         }
-        let old = self.get_value_of(kind, name.as_str()).await?;
-        let name = name.into_string();
-        self.staged.insert((kind, name.clone()), new.clone());
-        self.notify(kind, &name, old, new);
+        let old = self.get_value_of(kind, name).await?;
+        self.staged.put(kind, name, new.clone());
+        self.notify(kind, name, old, new);
         Ok(())
     }
 
@@ -383,12 +442,14 @@ impl Subject {
             changes: Vec::with_capacity(self.staged.len()),
             staged: &mut self.staged,
         };
-        let mut staged = std::mem::take(in_flight.staged).into_iter();
-        while let Some(((kind, name), value)) = staged.next() {
+        let mut staged = std::mem::take(in_flight.staged).into_entries();
+        while let Some((kind, name, value)) = staged.next() {
             // Staged names were validated when staged; this cannot fail, and
             // if it did, the rest would stay staged.
             let Ok(name) = PropertyName::new(name) else {
-                in_flight.staged.extend(staged);
+                for (kind, name, value) in staged {
+                    in_flight.staged.of_mut(kind).insert(name, value);
+                }
                 return Err(StoreError::invalid_input(
                     "store",
                     self.space.key(self.name.as_str()),
@@ -409,10 +470,10 @@ impl Subject {
             for change in changes {
                 match change {
                     PropertyChange::Set { kind, name, value } => {
-                        cache.insert((kind, name.into_string()), Some(value));
+                        cache.of_mut(kind).insert(name.into_string(), Some(value));
                     }
                     PropertyChange::Delete { kind, name } => {
-                        cache.remove(&(kind, name.into_string()));
+                        cache.of_mut(kind).remove(name.as_str());
                     }
                 }
             }
@@ -443,10 +504,9 @@ impl Subject {
             value: value.clone(),
         };
         self.store.store(&self.space, &self.name, &[change]).await?;
-        let slot = (kind, prop.to_owned());
-        self.staged.remove(&slot);
+        self.staged.of_mut(kind).remove(prop);
         if let Some(cache) = &mut self.cache {
-            cache.insert(slot, Some(value.clone()));
+            cache.put(kind, prop, Some(value.clone()));
         }
         self.notify(kind, prop, old, Some(value));
         Ok(())
@@ -487,10 +547,9 @@ impl Subject {
                 Ok(serde_json::to_value(f(old))?)
             })
             .await?;
-        let slot = (kind, prop.to_owned());
-        self.staged.remove(&slot);
+        self.staged.of_mut(kind).remove(prop);
         if let Some(cache) = &mut self.cache {
-            cache.insert(slot, Some(updated.new.clone()));
+            cache.put(kind, prop, Some(updated.new.clone()));
         }
         let key = property_key(&self.key(), &kind.field(prop));
         let new = from_value(OP, &key, updated.new.clone())?;

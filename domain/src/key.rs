@@ -76,6 +76,12 @@ macro_rules! identifier {
                 Ok(Self(value))
             }
 
+            /// Checks `value` by the rules of [`new`](Self::new) without
+            /// building an identifier (no allocation).
+            pub fn validate(value: &str) -> Result<(), ValidationError> {
+                validate_identifier($what, value, $max)
+            }
+
             /// The identifier as a string slice.
             pub fn as_str(&self) -> &str {
                 &self.0
