@@ -47,6 +47,7 @@ pub use changes::MockChangeFeed;
 pub use changes::{
     AnnouncedUpdateFn, ChangeFeed, DEFAULT_FEED_CAPACITY, Subscription, SubscriptionSender, Watched,
 };
+pub use changes::Swapped;
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
 pub use documents::{

@@ -8,6 +8,7 @@ use statehouse_ports::{
     TriggerId, TriggerStore,
 };
 use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     Boxed, DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
@@ -563,6 +564,20 @@ impl<S: ChangeFeed> ChangeFeed for Traced<S> {
             span.record("attempts", updated.attempts);
         })
         .await
+    }
+
+    async fn swap_announced<'a>(
+        &self,
+        key: &Key,
+        expected: Option<&'a [u8]>,
+        new: &[u8],
+        version: Option<u64>,
+    ) -> Result<Swapped, StoreError> {
+        let call = self.inner.swap_announced(key, expected, new, version);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("swap_announced", key, call).await
     }
 }
 
