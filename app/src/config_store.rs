@@ -35,6 +35,7 @@ use statehouse_ports::{
     ChangeFeed, DEFAULT_FEED_CAPACITY, DocumentStore, JsonError, Key, KeyPattern, RetryPolicy, StoreError,
     Subscription, Update, ValidationExt, Watched,
 };
+use statehouse_ports::Swapped;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// A value with its version.
@@ -103,6 +104,8 @@ enum Cached {
     Present {
         version: u64,
         value: Arc<serde_json::Value>,
+        /// The stored envelope, byte for byte: what an update expects.
+        bytes: Arc<[u8]>,
     },
     /// The envelope does not decode.
     Bad {
@@ -155,9 +158,22 @@ enum Request {
     Load(String, oneshot::Sender<Result<(), StoreError>>),
     /// Like `Load`, then add a watcher.
     Watch(String, Sink, oneshot::Sender<Result<(), StoreError>>),
+    /// This handle swapped the entry from the first bytes (`None`: absent)
+    /// to the second: if the cache still holds the first, it takes the
+    /// second without a read; otherwise like `Load`.
+    Wrote(String, Option<Vec<u8>>, Vec<u8>, oneshot::Sender<Result<(), StoreError>>),
 }
 
 const OP_FETCH: &str = "config_fetch";
+/// The operation errors of the entry's read-modify-write name (as the
+/// document port's `update` did).
+const UPDATE_OP: &str = "update";
+
+/// Why no next envelope could be computed.
+enum NextError {
+    Store(StoreError),
+    Mismatch(VersionMismatch),
+}
 const OP_UPDATE: &str = "config_update";
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -177,6 +193,7 @@ fn cached_of(bytes: Option<&[u8]>) -> Cached {
             Ok(head) => Cached::Present {
                 version: head.version,
                 value: Arc::new(head.value),
+                bytes: Arc::from(bytes),
             },
             Err(error) => Cached::Bad {
                 message: JsonError::without_data(&error).to_string(),
@@ -278,7 +295,7 @@ impl ConfigStore {
                 message: message.clone(),
             }
             .into()),
-            Cached::Present { version, value } => {
+            Cached::Present { version, value, .. } => {
                 let version = *version;
                 if let Some((type_id, typed)) = &slot.typed
                     && *type_id == TypeId::of::<T>()
@@ -342,7 +359,7 @@ impl ConfigStore {
                     sender.send_modify(|snapshot| snapshot.error = Some(error));
                     return !sender.is_closed();
                 }
-                Cached::Present { version, value } => match decode::<T>(name, *version, value) {
+                Cached::Present { version, value, .. } => match decode::<T>(name, *version, value) {
                     Ok(value) => sender.send_replace(Snapshot {
                         current: Some(Versioned {
                             version: *version,
@@ -398,52 +415,116 @@ impl ConfigStore {
         op: &'static str,
         name: &str,
         value: &T,
-        expected: Option<u64>,
+        expected_version: Option<u64>,
     ) -> Result<u64, StoreError> {
         let key = entry_key(op, name)?;
         let value =
             serde_json::to_value(value).map_err(|error| StoreError::serialization(op, name, error))?;
-        let history = self.history;
-        let mut mismatch: Option<VersionMismatch> = None;
-        let mut written = 0;
-        let result = self
-            .shared
-            .changes
-            .update_announced(&key, self.policy, &mut |current| {
-                let current = match current {
-                    None => None,
-                    Some(bytes) => Some(serde_json::from_slice::<ConfigEntry>(bytes).map_err(|error| {
-                        format!(
-                            "the stored entry is not a config envelope: {}",
-                            JsonError::without_data(&error)
-                        )
-                    })?),
-                };
-                let next = ConfigEntry::next(current.as_ref(), value.clone(), history, expected).map_err(
-                    |found| {
-                        mismatch = Some(found);
-                        format!("expected version {}, found {}", found.expected, found.actual)
-                    },
-                )?;
-                written = next.version;
-                let bytes = serde_json::to_vec(&next)?;
-                Ok((Update::Set(bytes), Some(next.version)))
-            })
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(StoreError::Aborted { .. }) if let Some(found) = mismatch => {
-                return Err(StoreError::VersionConflict {
-                    op,
-                    key: name.to_owned(),
-                    expected: found.expected,
-                    actual: found.actual,
-                });
+        // What the entry holds as far as this handle knows: the cache's
+        // bytes (one round trip when they are current), else a guess that
+        // it is absent, which a refusal corrects with the current bytes.
+        let (cached, mut expected) = match lock(&self.shared.cache).get(name).map(|slot| &slot.state) {
+            Some(Cached::Present { bytes, .. }) => (true, Some(bytes.to_vec())),
+            Some(Cached::Absent) => (true, None),
+            Some(Cached::Bad { .. }) => (true, None),
+            None => (false, None),
+        };
+        // Whether `expected` came from the server (the last refusal or a
+        // read) rather than the cache or a guess: only then is a refusal a
+        // conflict with another writer, and a bad or mismatching entry final.
+        let mut from_server = false;
+        let mut conflicts: u32 = 0;
+        loop {
+            let next = match self.next_entry(&key, expected.as_deref(), &value, expected_version) {
+                Ok(next) => next,
+                Err(_) if !from_server => {
+                    // The cache may be behind: decide on what the server holds.
+                    expected = self.shared.documents.get(&key).await?;
+                    from_server = true;
+                    continue;
+                }
+                Err(NextError::Store(error)) => return Err(error),
+                Err(NextError::Mismatch(found)) => {
+                    return Err(StoreError::VersionConflict {
+                        op,
+                        key: name.to_owned(),
+                        expected: found.expected,
+                        actual: found.actual,
+                    });
+                }
+            };
+            let bytes = serde_json::to_vec(&next).map_err(|error| StoreError::serialization(op, name, error))?;
+            match self
+                .shared
+                .changes
+                .swap_announced(&key, expected.as_deref(), &bytes, Some(next.version))
+                .await?
+            {
+                Swapped::Swapped => {
+                    if cached {
+                        self.wrote(name, expected, bytes).await;
+                    }
+                    return Ok(next.version);
+                }
+                Swapped::Refused(current) => {
+                    if from_server {
+                        conflicts += 1;
+                        if conflicts >= self.policy.max_attempts() {
+                            return Err(StoreError::Conflict {
+                                op: UPDATE_OP,
+                                key: key.to_string(),
+                                attempts: conflicts,
+                            });
+                        }
+                        tokio::time::sleep(self.policy.backoff(conflicts)).await;
+                    }
+                    expected = current;
+                    from_server = true;
+                }
             }
-            Err(error) => return Err(error),
         }
-        self.refresh_if_cached(name).await;
-        Ok(written)
+    }
+
+    /// The envelope that follows the stored bytes `current`, as the
+    /// optimistic update's closure decided it.
+    fn next_entry(
+        &self,
+        key: &Key,
+        current: Option<&[u8]>,
+        value: &serde_json::Value,
+        expected_version: Option<u64>,
+    ) -> Result<ConfigEntry, NextError> {
+        let current = match current {
+            None => None,
+            Some(bytes) => Some(serde_json::from_slice::<ConfigEntry>(bytes).map_err(|error| {
+                NextError::Store(StoreError::Aborted {
+                    op: UPDATE_OP,
+                    key: key.to_string(),
+                    source: format!(
+                        "the stored entry is not a config envelope: {}",
+                        JsonError::without_data(&error)
+                    )
+                    .into(),
+                })
+            })?),
+        };
+        ConfigEntry::next(current.as_ref(), value.clone(), self.history, expected_version)
+            .map_err(NextError::Mismatch)
+    }
+
+    /// After a local swap of a cached entry from `base` to `written`: the
+    /// cache takes `written` if it still holds `base` (it is what the store
+    /// held right after), else reads the entry again; waits until done, so
+    /// this handle reads its own writes.
+    async fn wrote(&self, name: &str, base: Option<Vec<u8>>, written: Vec<u8>) {
+        let (done, answer) = oneshot::channel();
+        if self
+            .request(Request::Wrote(name.to_owned(), base, written, done))
+            .await
+            .is_ok()
+        {
+            let _ = answer.await;
+        }
     }
 
     /// Deletes `name` (and its history); returns whether it existed.
@@ -575,6 +656,8 @@ async fn run(
         let mut stale: HashSet<String> = HashSet::new();
         let mut answers: Vec<(oneshot::Sender<Result<(), StoreError>>, String)> = Vec::new();
         let mut sinks: Vec<(String, Sink)> = Vec::new();
+        let mut wrote: Vec<(String, Option<Vec<u8>>, Vec<u8>, oneshot::Sender<Result<(), StoreError>>)> =
+            Vec::new();
         tokio::select! {
             event = subscription.next() => {
                 let Some(event) = event else { return };
@@ -597,6 +680,7 @@ async fn run(
                         sinks.push((name.clone(), sink));
                         answers.push((done, name));
                     }
+                    Request::Wrote(name, base, written, done) => wrote.push((name, base, written, done)),
                 };
                 take(request);
                 while let Ok(request) = requests.try_recv() {
@@ -608,6 +692,19 @@ async fn run(
             }
         }
         let Some(shared) = shared.upgrade() else { return };
+        for (name, base, written, done) in wrote {
+            // No read is in flight here: the cache holds the latest read.
+            let holds_base = lock(&shared.cache)
+                .get(&name)
+                .is_some_and(|slot| holds(&slot.state, base.as_deref()));
+            if holds_base {
+                apply(&shared, std::slice::from_ref(&name), vec![cached_of(Some(&written))], Vec::new());
+                let _ = done.send(Ok(()));
+            } else {
+                stale.insert(name.clone());
+                answers.push((done, name));
+            }
+        }
         stale.extend(pending.drain());
         if stale.is_empty() {
             continue;
@@ -695,13 +792,27 @@ fn apply(shared: &Shared, names: &[String], states: Vec<Cached>, mut sinks: Vec<
     }
 }
 
+/// Whether `state` is what the stored bytes `bytes` (`None`: absent) describe.
+fn holds(state: &Cached, bytes: Option<&[u8]>) -> bool {
+    match (state, bytes) {
+        (Cached::Absent, None) => true,
+        (Cached::Present { bytes: held, .. }, Some(bytes)) => **held == *bytes,
+        _ => false,
+    }
+}
+
 /// Whether two states are the same version of the same thing.
 fn same(a: &Cached, b: &Cached) -> bool {
     match (a, b) {
         (Cached::Absent, Cached::Absent) => true,
-        (Cached::Present { version: x, value: v }, Cached::Present { version: y, value: w }) => {
-            x == y && v == w
-        }
+        (
+            Cached::Present {
+                version: x, value: v, ..
+            },
+            Cached::Present {
+                version: y, value: w, ..
+            },
+        ) => x == y && v == w,
         (Cached::Bad { message: x }, Cached::Bad { message: y }) => x == y,
         _ => false,
     }
