@@ -459,9 +459,9 @@ if kind ~= 'none' and kind ~= 'string' then
   return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
 end
 local current = redis.call('GET', KEYS[1])
-if ARGV[1] == '1' then
-  if current ~= ARGV[2] then return {0, current} end
-elseif current then
+if not current then
+  if ARGV[1] == '1' then return {0} end
+elseif ARGV[1] ~= '1' or current ~= ARGV[2] then
   return {0, current}
 end
 redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
