@@ -236,6 +236,7 @@ macro_rules! contract_suite {
             bad_data_names_key_and_version_and_keeps_the_last_good_value: Plain,
             rapid_updates_end_with_every_watcher_on_the_last_value: Threaded,
             names_are_escaped_and_validated: Plain,
+            a_stale_cache_costs_a_retry_never_a_wrong_version: Plain,
         ]);
         $crate::contract_suite!(@family $runner, subjects, [
             load_reads_both_kinds_and_keeps_null_apart_from_missing: Plain,
