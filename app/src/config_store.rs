@@ -4,20 +4,26 @@
 //! # How it stays current
 //!
 //! An entry is one document, `config:<escaped name>` (`layout::ConfigKeys`),
-//! holding a [`ConfigEntry`] envelope; an update is one optimistic
-//! read-modify-write of it through the change feed's `update_announced`, so
+//! holding a [`ConfigEntry`] envelope. An update is a compare-and-set of it
+//! through the change feed's `swap_announced`: the next envelope is computed
+//! from the bytes the cache holds and written only if the entry still holds
+//! exactly those (one round trip when the cache is current); a refusal
+//! answers the current bytes, from which the next try is computed (bounded
+//! by the [`RetryPolicy`], with its backoff between conflicting tries). So
 //! the version bump, the history append and the change event are one atomic
-//! step, and two writers always get two consecutive versions.
+//! step, and two writers always get two consecutive versions. A delete is
+//! one optimistic `update_announced`.
 //!
 //! Each [`ConfigStore`] (and its clones) has one background task that owns
 //! the cache: it subscribes to every entry's changes (one subscription; on
 //! Redis one Pub/Sub connection), and re-reads an entry when its event
 //! arrives, and every cached entry on `Resync` (subscribed, reconnected,
 //! lagged). Loads for a first `fetch`/`watch` go through the same task, so
-//! every cached value is exactly what the latest read returned: the cache
-//! never looks newer than what was read, and never goes back to an older
-//! read. A read that fails (the server is down) is retried with backoff
-//! until it succeeds. Dropping the last clone stops the task and the
+//! every cached value is exactly what the latest read returned, or what
+//! this handle's own swap wrote over the value the cache still held: the
+//! cache never looks newer than what was read or written, and never goes
+//! back to an older read. A read that fails (the server is down) is retried
+//! with backoff until it succeeds. Dropping the last clone stops the task and the
 //! subscription.
 
 use std::any::{Any, TypeId};
@@ -31,11 +37,11 @@ use statehouse_domain::layout::ConfigKeys;
 use statehouse_domain::{
     ConfigEntry, ConfigHead, FeedEvent, MAX_KEY_BYTES, VersionMismatch, validate_identifier,
 };
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     ChangeFeed, DEFAULT_FEED_CAPACITY, DocumentStore, JsonError, Key, KeyPattern, RetryPolicy, StoreError,
     Subscription, Update, ValidationExt, Watched,
 };
-use statehouse_ports::Swapped;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// A value with its version.
@@ -161,7 +167,12 @@ enum Request {
     /// This handle swapped the entry from the first bytes (`None`: absent)
     /// to the second: if the cache still holds the first, it takes the
     /// second without a read; otherwise like `Load`.
-    Wrote(String, Option<Vec<u8>>, Vec<u8>, oneshot::Sender<Result<(), StoreError>>),
+    Wrote(
+        String,
+        Option<Vec<u8>>,
+        Vec<u8>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
 }
 
 const OP_FETCH: &str = "config_fetch";
@@ -453,7 +464,8 @@ impl ConfigStore {
                     });
                 }
             };
-            let bytes = serde_json::to_vec(&next).map_err(|error| StoreError::serialization(op, name, error))?;
+            let bytes =
+                serde_json::to_vec(&next).map_err(|error| StoreError::serialization(op, name, error))?;
             match self
                 .shared
                 .changes
@@ -656,8 +668,12 @@ async fn run(
         let mut stale: HashSet<String> = HashSet::new();
         let mut answers: Vec<(oneshot::Sender<Result<(), StoreError>>, String)> = Vec::new();
         let mut sinks: Vec<(String, Sink)> = Vec::new();
-        let mut wrote: Vec<(String, Option<Vec<u8>>, Vec<u8>, oneshot::Sender<Result<(), StoreError>>)> =
-            Vec::new();
+        let mut wrote: Vec<(
+            String,
+            Option<Vec<u8>>,
+            Vec<u8>,
+            oneshot::Sender<Result<(), StoreError>>,
+        )> = Vec::new();
         tokio::select! {
             event = subscription.next() => {
                 let Some(event) = event else { return };
@@ -698,7 +714,12 @@ async fn run(
                 .get(&name)
                 .is_some_and(|slot| holds(&slot.state, base.as_deref()));
             if holds_base {
-                apply(&shared, std::slice::from_ref(&name), vec![cached_of(Some(&written))], Vec::new());
+                apply(
+                    &shared,
+                    std::slice::from_ref(&name),
+                    vec![cached_of(Some(&written))],
+                    Vec::new(),
+                );
                 let _ = done.send(Ok(()));
             } else {
                 stale.insert(name.clone());

@@ -44,10 +44,10 @@ mod triggers;
 
 #[cfg(feature = "mock")]
 pub use changes::MockChangeFeed;
+pub use changes::Swapped;
 pub use changes::{
     AnnouncedUpdateFn, ChangeFeed, DEFAULT_FEED_CAPACITY, Subscription, SubscriptionSender, Watched,
 };
-pub use changes::Swapped;
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
 pub use documents::{

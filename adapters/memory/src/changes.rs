@@ -5,11 +5,11 @@
 
 use async_trait::async_trait;
 use statehouse_domain::Key;
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     AnnouncedUpdateFn, ChangeFeed, FeedEvent, ResyncReason, RetryPolicy, StoreError, Subscription, Updated,
     Watched,
 };
-use statehouse_ports::Swapped;
 
 use crate::MemoryStore;
 

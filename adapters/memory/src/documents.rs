@@ -1,10 +1,10 @@
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     AnnouncedUpdateFn, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError,
     Update, UpdateFn, Updated,
 };
-use statehouse_ports::Swapped;
 use tokio::time::Instant;
 
 use crate::MemoryStore;

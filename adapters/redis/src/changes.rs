@@ -22,11 +22,11 @@ use futures_util::StreamExt;
 use redis::aio::PubSub;
 use redis::{Msg, RedisResult};
 use statehouse_domain::{ChangeEvent, ChangeKind, ChangeNotice, Key};
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     AnnouncedUpdateFn, ChangeFeed, FeedEvent, ResyncReason, RetryPolicy, StoreError, Subscription,
     SubscriptionSender, Updated, Watched,
 };
-use statehouse_ports::Swapped;
 
 use crate::RedisStore;
 use crate::keys::Keys;

@@ -317,7 +317,9 @@ impl RedisStore {
         };
         match reply.as_slice() {
             [Value::Int(1)] => Ok(Swapped::Swapped),
-            [Value::Int(0)] | [Value::Int(0), Value::Nil | Value::Boolean(false)] => Ok(Swapped::Refused(None)),
+            [Value::Int(0)] | [Value::Int(0), Value::Nil | Value::Boolean(false)] => {
+                Ok(Swapped::Refused(None))
+            }
             [Value::Int(0), Value::BulkString(current)] => Ok(Swapped::Refused(Some(current.clone()))),
             _ => Err(unexpected()),
         }

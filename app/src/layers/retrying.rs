@@ -3,12 +3,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
     TriggerId, TriggerStore,
 };
 use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
-use statehouse_ports::Swapped;
 use statehouse_ports::{
     DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetCondition, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,

@@ -3,12 +3,12 @@ use std::future::Future;
 
 use statehouse_domain::layout::{ServiceKeys, TenantKeys};
 use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
     TriggerId, TriggerStore,
 };
 use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
-use statehouse_ports::Swapped;
 use statehouse_ports::{
     Boxed, DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetOptions, StoreError, TaskId,
     TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,

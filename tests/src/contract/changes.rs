@@ -320,9 +320,11 @@ pub async fn a_swap_on_a_mismatch_answers_the_current_bytes_and_writes_nothing(b
     assert_eq!(backend.documents.get(&key("y")).await.unwrap(), None);
     // The next event is the next write's: the refusals announced nothing.
     assert_eq!(swap(&backend, "y", None, "c", 9).await, Swapped::Swapped);
-    let (_, before) = wait_for(&mut sub, "the swap of y", |event| {
-        matches!(event, FeedEvent::Change(change) if change.version == Some(9))
-    })
+    let (_, before) = wait_for(
+        &mut sub,
+        "the swap of y",
+        |event| matches!(event, FeedEvent::Change(change) if change.version == Some(9)),
+    )
     .await;
     // (Redis may also tell the same write by keyspace notification.)
     assert!(
@@ -368,5 +370,9 @@ pub async fn a_swap_of_a_key_of_another_type_is_wrong_type(backend: Backend) {
         assert_eq!(error.key(), "h");
     }
     let still = backend.documents.get(&key("h")).await.unwrap_err();
-    assert_eq!(still.kind(), ErrorKind::WrongType, "the hash is still there: {still}");
+    assert_eq!(
+        still.kind(),
+        ErrorKind::WrongType,
+        "the hash is still there: {still}"
+    );
 }

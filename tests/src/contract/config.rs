@@ -215,7 +215,14 @@ pub async fn a_stale_cache_costs_a_retry_never_a_wrong_version(backend: Backend)
     assert_eq!(mine.update_if("rate", 4, &limits(5)).await.unwrap(), 5);
     let error = mine.update_if("rate", 4, &limits(6)).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
-    assert!(error.to_string().contains("expected version 4, found 5"), "{error}");
+    assert!(
+        error.to_string().contains("expected version 4, found 5"),
+        "{error}"
+    );
     assert_eq!(theirs.versions("rate").await.unwrap(), [5]);
-    assert_eq!(mine.cached_version("rate"), Some(5), "the cache took its own write");
+    assert_eq!(
+        mine.cached_version("rate"),
+        Some(5),
+        "the cache took its own write"
+    );
 }
