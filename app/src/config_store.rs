@@ -164,15 +164,20 @@ enum Request {
     Load(String, oneshot::Sender<Result<(), StoreError>>),
     /// Like `Load`, then add a watcher.
     Watch(String, Sink, oneshot::Sender<Result<(), StoreError>>),
-    /// This handle swapped the entry from the first bytes (`None`: absent)
-    /// to the second: if the cache still holds the first, it takes the
-    /// second without a read; otherwise like `Load`.
-    Wrote(
-        String,
-        Option<Vec<u8>>,
-        Vec<u8>,
-        oneshot::Sender<Result<(), StoreError>>,
-    ),
+    /// This handle swapped the entry: if the cache still holds the bytes
+    /// swapped from, it takes the written ones without a read; otherwise
+    /// like `Load`.
+    Wrote(Wrote),
+}
+
+/// A local swap of an entry, for the cache (see `Request::Wrote`).
+struct Wrote {
+    name: String,
+    /// The bytes swapped from (`None`: absent).
+    base: Option<Vec<u8>>,
+    /// The bytes written.
+    written: Vec<u8>,
+    done: oneshot::Sender<Result<(), StoreError>>,
 }
 
 const OP_FETCH: &str = "config_fetch";
@@ -531,7 +536,12 @@ impl ConfigStore {
     async fn wrote(&self, name: &str, base: Option<Vec<u8>>, written: Vec<u8>) {
         let (done, answer) = oneshot::channel();
         if self
-            .request(Request::Wrote(name.to_owned(), base, written, done))
+            .request(Request::Wrote(Wrote {
+                name: name.to_owned(),
+                base,
+                written,
+                done,
+            }))
             .await
             .is_ok()
         {
@@ -668,12 +678,7 @@ async fn run(
         let mut stale: HashSet<String> = HashSet::new();
         let mut answers: Vec<(oneshot::Sender<Result<(), StoreError>>, String)> = Vec::new();
         let mut sinks: Vec<(String, Sink)> = Vec::new();
-        let mut wrote: Vec<(
-            String,
-            Option<Vec<u8>>,
-            Vec<u8>,
-            oneshot::Sender<Result<(), StoreError>>,
-        )> = Vec::new();
+        let mut wrote: Vec<Wrote> = Vec::new();
         tokio::select! {
             event = subscription.next() => {
                 let Some(event) = event else { return };
@@ -696,7 +701,7 @@ async fn run(
                         sinks.push((name.clone(), sink));
                         answers.push((done, name));
                     }
-                    Request::Wrote(name, base, written, done) => wrote.push((name, base, written, done)),
+                    Request::Wrote(one) => wrote.push(one),
                 };
                 take(request);
                 while let Ok(request) = requests.try_recv() {
@@ -708,7 +713,13 @@ async fn run(
             }
         }
         let Some(shared) = shared.upgrade() else { return };
-        for (name, base, written, done) in wrote {
+        for Wrote {
+            name,
+            base,
+            written,
+            done,
+        } in wrote
+        {
             // No read is in flight here: the cache holds the latest read.
             let holds_base = lock(&shared.cache)
                 .get(&name)
