@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use statehouse_domain::layout::ConfigKeys;
 use statehouse_domain::{
-    ConfigEntry, ConfigHead, FeedEvent, MAX_KEY_BYTES, VersionMismatch, validate_identifier,
+    ChangeKind, ConfigEntry, ConfigHead, FeedEvent, MAX_KEY_BYTES, VersionMismatch, validate_identifier,
 };
 use statehouse_ports::Swapped;
 use statehouse_ports::{
@@ -128,6 +128,9 @@ struct Slot {
     /// The value decoded as the last type asked for, for the current state.
     typed: Option<(TypeId, Arc<dyn Any + Send + Sync>)>,
     sinks: Vec<Sink>,
+    /// How many local writes the slot took ([`ConfigStore::adopt`]): a read
+    /// that started before one may predate it and is not applied.
+    local: u64,
 }
 
 struct Shared {
@@ -164,20 +167,6 @@ enum Request {
     Load(String, oneshot::Sender<Result<(), StoreError>>),
     /// Like `Load`, then add a watcher.
     Watch(String, Sink, oneshot::Sender<Result<(), StoreError>>),
-    /// This handle swapped the entry: if the cache still holds the bytes
-    /// swapped from, it takes the written ones without a read; otherwise
-    /// like `Load`.
-    Wrote(Wrote),
-}
-
-/// A local swap of an entry, for the cache (see `Request::Wrote`).
-struct Wrote {
-    name: String,
-    /// The bytes swapped from (`None`: absent).
-    base: Option<Vec<u8>>,
-    /// The bytes written.
-    written: Vec<u8>,
-    done: oneshot::Sender<Result<(), StoreError>>,
 }
 
 const OP_FETCH: &str = "config_fetch";
@@ -478,8 +467,8 @@ impl ConfigStore {
                 .await?
             {
                 Swapped::Swapped => {
-                    if cached {
-                        self.wrote(name, expected, bytes).await;
+                    if cached && !self.adopt(name, expected.as_deref(), &bytes) {
+                        self.refresh_if_cached(name).await;
                     }
                     return Ok(next.version);
                 }
@@ -529,24 +518,29 @@ impl ConfigStore {
             .map_err(NextError::Mismatch)
     }
 
-    /// After a local swap of a cached entry from `base` to `written`: the
-    /// cache takes `written` if it still holds `base` (it is what the store
-    /// held right after), else reads the entry again; waits until done, so
-    /// this handle reads its own writes.
-    async fn wrote(&self, name: &str, base: Option<Vec<u8>>, written: Vec<u8>) {
-        let (done, answer) = oneshot::channel();
-        if self
-            .request(Request::Wrote(Wrote {
-                name: name.to_owned(),
-                base,
-                written,
-                done,
-            }))
-            .await
-            .is_ok()
-        {
-            let _ = answer.await;
+    /// After a local swap of a cached entry from `base` to `written`: if the
+    /// cache still holds `base`, nothing newer was read, and `written` is
+    /// what the store held right after the swap, so the cache takes it at
+    /// once (and tells the watchers), without a read; the slot counts the
+    /// local write so that a read in flight, which may predate it, is not
+    /// applied over it (the task reads again instead). `false` when the
+    /// cache holds something else: then the caller has it read again.
+    fn adopt(&self, name: &str, base: Option<&[u8]>, written: &[u8]) -> bool {
+        let mut cache = lock(&self.shared.cache);
+        let Some(slot) = cache.get_mut(name) else {
+            return true;
+        };
+        if !holds(&slot.state, base) {
+            return false;
         }
+        slot.local += 1;
+        let state = cached_of(Some(written));
+        if !same(&slot.state, &state) {
+            slot.state = state;
+            slot.typed = None;
+            slot.sinks.retain_mut(|sink| sink(name, &slot.state));
+        }
+        true
     }
 
     /// Deletes `name` (and its history); returns whether it existed.
@@ -673,12 +667,13 @@ async fn run(
 ) {
     // Entries whose re-read failed and must be tried again.
     let mut pending: HashSet<String> = HashSet::new();
+    // Entries whose read raced with a local write and must be read again.
+    let mut redo: HashSet<String> = HashSet::new();
     let mut delay = RETRY_MIN;
     loop {
         let mut stale: HashSet<String> = HashSet::new();
         let mut answers: Vec<(oneshot::Sender<Result<(), StoreError>>, String)> = Vec::new();
         let mut sinks: Vec<(String, Sink)> = Vec::new();
-        let mut wrote: Vec<Wrote> = Vec::new();
         tokio::select! {
             event = subscription.next() => {
                 let Some(event) = event else { return };
@@ -701,7 +696,6 @@ async fn run(
                         sinks.push((name.clone(), sink));
                         answers.push((done, name));
                     }
-                    Request::Wrote(one) => wrote.push(one),
                 };
                 take(request);
                 while let Ok(request) = requests.try_recv() {
@@ -711,42 +705,27 @@ async fn run(
             () = tokio::time::sleep(delay), if !pending.is_empty() => {
                 delay = (delay * 2).min(RETRY_MAX);
             }
+            () = std::future::ready(()), if !redo.is_empty() => {}
         }
         let Some(shared) = shared.upgrade() else { return };
-        for Wrote {
-            name,
-            base,
-            written,
-            done,
-        } in wrote
-        {
-            // No read is in flight here: the cache holds the latest read.
-            let holds_base = lock(&shared.cache)
-                .get(&name)
-                .is_some_and(|slot| holds(&slot.state, base.as_deref()));
-            if holds_base {
-                apply(
-                    &shared,
-                    std::slice::from_ref(&name),
-                    vec![cached_of(Some(&written))],
-                    Vec::new(),
-                );
-                let _ = done.send(Ok(()));
-            } else {
-                stale.insert(name.clone());
-                answers.push((done, name));
-            }
-        }
         stale.extend(pending.drain());
+        stale.extend(redo.drain());
         if stale.is_empty() {
             continue;
         }
         let names: Vec<String> = stale.into_iter().collect();
+        let seen: Vec<u64> = {
+            let cache = lock(&shared.cache);
+            names
+                .iter()
+                .map(|name| cache.get(name).map_or(0, |slot| slot.local))
+                .collect()
+        };
         let read = read_entries(&shared, &names).await;
         match read {
             Ok(states) => {
                 delay = RETRY_MIN;
-                apply(&shared, &names, states, sinks);
+                redo.extend(apply(&shared, &names, &seen, states, sinks));
                 for (done, _) in answers {
                     let _ = done.send(Ok(()));
                 }
@@ -776,9 +755,19 @@ fn note(shared: &Shared, event: FeedEvent, stale: &mut HashSet<String>) {
     match event {
         FeedEvent::Change(change) => {
             if let Some(name) = ConfigKeys::name_of(&change.key)
-                && cache.contains_key(&name)
+                && let Some(slot) = cache.get(&name)
             {
-                stale.insert(name);
+                // A set announcing the version the cache holds was read (or
+                // written here) already: events of a key come in commit
+                // order, and a version comes back only after a delete, whose
+                // event made the entry stale first.
+                let known = matches!(
+                    (&slot.state, change.kind, change.version),
+                    (Cached::Present { version, .. }, ChangeKind::Set, Some(announced)) if *version == announced
+                );
+                if !known {
+                    stale.insert(name);
+                }
             }
         }
         FeedEvent::Resync(_) => stale.extend(cache.keys().cloned()),
@@ -799,15 +788,30 @@ async fn read_entries(shared: &Shared, names: &[String]) -> Result<Vec<Cached>, 
 }
 
 /// Puts what was read into the cache and tells the watchers of changed
-/// entries (and the new watchers, of the current state).
-fn apply(shared: &Shared, names: &[String], states: Vec<Cached>, mut sinks: Vec<(String, Sink)>) {
+/// entries (and the new watchers, of the current state). `seen` is each
+/// slot's count of local writes when the read started: a slot that took a
+/// local write since keeps it (the read may predate it), and its name is
+/// returned, to be read again.
+fn apply(
+    shared: &Shared,
+    names: &[String],
+    seen: &[u64],
+    states: Vec<Cached>,
+    mut sinks: Vec<(String, Sink)>,
+) -> Vec<String> {
+    let mut raced = Vec::new();
     let mut cache = lock(&shared.cache);
-    for (name, state) in names.iter().zip(states) {
+    for ((name, state), seen) in names.iter().zip(states).zip(seen) {
         let slot = cache.entry(name.clone()).or_insert_with(|| Slot {
             state: Cached::Absent,
             typed: None,
             sinks: Vec::new(),
+            local: 0,
         });
+        if slot.local != *seen {
+            raced.push(name.clone());
+            continue;
+        }
         let changed = !same(&slot.state, &state);
         if changed {
             slot.state = state;
@@ -822,6 +826,7 @@ fn apply(shared: &Shared, names: &[String], states: Vec<Cached>, mut sinks: Vec<
             slot.sinks.push(sink);
         }
     }
+    raced
 }
 
 /// Whether `state` is what the stored bytes `bytes` (`None`: absent) describe.
