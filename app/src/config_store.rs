@@ -854,3 +854,97 @@ fn same(a: &Cached, b: &Cached) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use statehouse_domain::ChangeEvent;
+
+    use super::*;
+
+    fn shared() -> Shared {
+        let store = statehouse_memory::MemoryStore::new();
+        Shared {
+            documents: Arc::new(store.clone()),
+            changes: Arc::new(store),
+            cache: Mutex::new(HashMap::new()),
+            requests: tokio::sync::OnceCell::new(),
+            task: Mutex::new(None),
+        }
+    }
+
+    fn envelope(version: u64) -> Vec<u8> {
+        format!(r#"{{"version":{version},"value":{version}}}"#).into_bytes()
+    }
+
+    fn version_of(shared: &Shared, name: &str) -> Option<u64> {
+        match lock(&shared.cache).get(name).map(|slot| &slot.state) {
+            Some(Cached::Present { version, .. }) => Some(*version),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_read_that_raced_a_local_write_is_not_applied_but_repeated() {
+        let shared = shared();
+        let names = vec!["a".to_owned()];
+        let raced = apply(
+            &shared,
+            &names,
+            &[0],
+            vec![cached_of(Some(&envelope(1)))],
+            Vec::new(),
+        );
+        assert!(raced.is_empty());
+        // A read starts (seeing 0 local writes), then a local write lands.
+        lock(&shared.cache).get_mut("a").unwrap().local += 1;
+        lock(&shared.cache).get_mut("a").unwrap().state = cached_of(Some(&envelope(2)));
+        let raced = apply(
+            &shared,
+            &names,
+            &[0],
+            vec![cached_of(Some(&envelope(1)))],
+            Vec::new(),
+        );
+        assert_eq!(raced, names, "read again");
+        assert_eq!(version_of(&shared, "a"), Some(2), "never back to the older read");
+        let raced = apply(
+            &shared,
+            &names,
+            &[1],
+            vec![cached_of(Some(&envelope(3)))],
+            Vec::new(),
+        );
+        assert!(raced.is_empty());
+        assert_eq!(version_of(&shared, "a"), Some(3));
+    }
+
+    #[test]
+    fn only_an_event_of_another_version_makes_an_entry_stale() {
+        let shared = shared();
+        apply(
+            &shared,
+            &["a".to_owned()],
+            &[0],
+            vec![cached_of(Some(&envelope(4)))],
+            Vec::new(),
+        );
+        let event = |kind, version| {
+            FeedEvent::Change(ChangeEvent {
+                key: "config:a".into(),
+                kind,
+                version,
+            })
+        };
+        for (kind, version, stale) in [
+            (ChangeKind::Set, Some(4), false),
+            (ChangeKind::Set, Some(5), true),
+            (ChangeKind::Set, None, true),
+            (ChangeKind::Deleted, None, true),
+            (ChangeKind::Expired, None, true),
+        ] {
+            let mut names = HashSet::new();
+            note(&shared, event(kind, version), &mut names);
+            assert_eq!(names.contains("a"), stale, "{kind:?} {version:?}");
+        }
+    }
+}
