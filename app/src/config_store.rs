@@ -4,20 +4,26 @@
 //! # How it stays current
 //!
 //! An entry is one document, `config:<escaped name>` (`layout::ConfigKeys`),
-//! holding a [`ConfigEntry`] envelope; an update is one optimistic
-//! read-modify-write of it through the change feed's `update_announced`, so
+//! holding a [`ConfigEntry`] envelope. An update is a compare-and-set of it
+//! through the change feed's `swap_announced`: the next envelope is computed
+//! from the bytes the cache holds and written only if the entry still holds
+//! exactly those (one round trip when the cache is current); a refusal
+//! answers the current bytes, from which the next try is computed (bounded
+//! by the [`RetryPolicy`], with its backoff between conflicting tries). So
 //! the version bump, the history append and the change event are one atomic
-//! step, and two writers always get two consecutive versions.
+//! step, and two writers always get two consecutive versions. A delete is
+//! one optimistic `update_announced`.
 //!
 //! Each [`ConfigStore`] (and its clones) has one background task that owns
 //! the cache: it subscribes to every entry's changes (one subscription; on
 //! Redis one Pub/Sub connection), and re-reads an entry when its event
 //! arrives, and every cached entry on `Resync` (subscribed, reconnected,
 //! lagged). Loads for a first `fetch`/`watch` go through the same task, so
-//! every cached value is exactly what the latest read returned: the cache
-//! never looks newer than what was read, and never goes back to an older
-//! read. A read that fails (the server is down) is retried with backoff
-//! until it succeeds. Dropping the last clone stops the task and the
+//! every cached value is exactly what the latest read returned, or what
+//! this handle's own swap wrote over the value the cache still held: the
+//! cache never looks newer than what was read or written, and never goes
+//! back to an older read. A read that fails (the server is down) is retried
+//! with backoff until it succeeds. Dropping the last clone stops the task and the
 //! subscription.
 
 use std::any::{Any, TypeId};
@@ -29,8 +35,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use statehouse_domain::layout::ConfigKeys;
 use statehouse_domain::{
-    ConfigEntry, ConfigHead, FeedEvent, MAX_KEY_BYTES, VersionMismatch, validate_identifier,
+    ChangeKind, ConfigEntry, ConfigHead, FeedEvent, MAX_KEY_BYTES, VersionMismatch, validate_identifier,
 };
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     ChangeFeed, DEFAULT_FEED_CAPACITY, DocumentStore, JsonError, Key, KeyPattern, RetryPolicy, StoreError,
     Subscription, Update, ValidationExt, Watched,
@@ -103,6 +110,8 @@ enum Cached {
     Present {
         version: u64,
         value: Arc<serde_json::Value>,
+        /// The stored envelope, byte for byte: what an update expects.
+        bytes: Arc<[u8]>,
     },
     /// The envelope does not decode.
     Bad {
@@ -119,6 +128,9 @@ struct Slot {
     /// The value decoded as the last type asked for, for the current state.
     typed: Option<(TypeId, Arc<dyn Any + Send + Sync>)>,
     sinks: Vec<Sink>,
+    /// How many local writes the slot took ([`ConfigStore::adopt`]): a read
+    /// that started before one may predate it and is not applied.
+    local: u64,
 }
 
 struct Shared {
@@ -158,6 +170,15 @@ enum Request {
 }
 
 const OP_FETCH: &str = "config_fetch";
+/// The operation errors of the entry's read-modify-write name (as the
+/// document port's `update` did).
+const UPDATE_OP: &str = "update";
+
+/// Why no next envelope could be computed.
+enum NextError {
+    Store(StoreError),
+    Mismatch(VersionMismatch),
+}
 const OP_UPDATE: &str = "config_update";
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -177,6 +198,7 @@ fn cached_of(bytes: Option<&[u8]>) -> Cached {
             Ok(head) => Cached::Present {
                 version: head.version,
                 value: Arc::new(head.value),
+                bytes: Arc::from(bytes),
             },
             Err(error) => Cached::Bad {
                 message: JsonError::without_data(&error).to_string(),
@@ -278,7 +300,7 @@ impl ConfigStore {
                 message: message.clone(),
             }
             .into()),
-            Cached::Present { version, value } => {
+            Cached::Present { version, value, .. } => {
                 let version = *version;
                 if let Some((type_id, typed)) = &slot.typed
                     && *type_id == TypeId::of::<T>()
@@ -342,7 +364,7 @@ impl ConfigStore {
                     sender.send_modify(|snapshot| snapshot.error = Some(error));
                     return !sender.is_closed();
                 }
-                Cached::Present { version, value } => match decode::<T>(name, *version, value) {
+                Cached::Present { version, value, .. } => match decode::<T>(name, *version, value) {
                     Ok(value) => sender.send_replace(Snapshot {
                         current: Some(Versioned {
                             version: *version,
@@ -398,52 +420,127 @@ impl ConfigStore {
         op: &'static str,
         name: &str,
         value: &T,
-        expected: Option<u64>,
+        expected_version: Option<u64>,
     ) -> Result<u64, StoreError> {
         let key = entry_key(op, name)?;
         let value =
             serde_json::to_value(value).map_err(|error| StoreError::serialization(op, name, error))?;
-        let history = self.history;
-        let mut mismatch: Option<VersionMismatch> = None;
-        let mut written = 0;
-        let result = self
-            .shared
-            .changes
-            .update_announced(&key, self.policy, &mut |current| {
-                let current = match current {
-                    None => None,
-                    Some(bytes) => Some(serde_json::from_slice::<ConfigEntry>(bytes).map_err(|error| {
-                        format!(
-                            "the stored entry is not a config envelope: {}",
-                            JsonError::without_data(&error)
-                        )
-                    })?),
-                };
-                let next = ConfigEntry::next(current.as_ref(), value.clone(), history, expected).map_err(
-                    |found| {
-                        mismatch = Some(found);
-                        format!("expected version {}, found {}", found.expected, found.actual)
-                    },
-                )?;
-                written = next.version;
-                let bytes = serde_json::to_vec(&next)?;
-                Ok((Update::Set(bytes), Some(next.version)))
-            })
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(StoreError::Aborted { .. }) if let Some(found) = mismatch => {
-                return Err(StoreError::VersionConflict {
-                    op,
-                    key: name.to_owned(),
-                    expected: found.expected,
-                    actual: found.actual,
-                });
+        // What the entry holds as far as this handle knows: the cache's
+        // bytes (one round trip when they are current), else a guess that
+        // it is absent, which a refusal corrects with the current bytes.
+        let (cached, mut expected) = match lock(&self.shared.cache).get(name).map(|slot| &slot.state) {
+            Some(Cached::Present { bytes, .. }) => (true, Some(bytes.to_vec())),
+            Some(Cached::Absent) => (true, None),
+            Some(Cached::Bad { .. }) => (true, None),
+            None => (false, None),
+        };
+        // Whether `expected` came from the server (the last refusal or a
+        // read) rather than the cache or a guess: only then is a refusal a
+        // conflict with another writer, and a bad or mismatching entry final.
+        let mut from_server = false;
+        let mut conflicts: u32 = 0;
+        loop {
+            let next = match self.next_entry(&key, expected.as_deref(), &value, expected_version) {
+                Ok(next) => next,
+                Err(_) if !from_server => {
+                    // The cache may be behind: decide on what the server holds.
+                    expected = self.shared.documents.get(&key).await?;
+                    from_server = true;
+                    continue;
+                }
+                Err(NextError::Store(error)) => return Err(error),
+                Err(NextError::Mismatch(found)) => {
+                    return Err(StoreError::VersionConflict {
+                        op,
+                        key: name.to_owned(),
+                        expected: found.expected,
+                        actual: found.actual,
+                    });
+                }
+            };
+            let bytes =
+                serde_json::to_vec(&next).map_err(|error| StoreError::serialization(op, name, error))?;
+            match self
+                .shared
+                .changes
+                .swap_announced(&key, expected.as_deref(), &bytes, Some(next.version))
+                .await?
+            {
+                Swapped::Swapped => {
+                    if cached && !self.adopt(name, expected.as_deref(), &bytes) {
+                        self.refresh_if_cached(name).await;
+                    }
+                    return Ok(next.version);
+                }
+                Swapped::Refused(current) => {
+                    if from_server {
+                        conflicts += 1;
+                        if conflicts >= self.policy.max_attempts() {
+                            return Err(StoreError::Conflict {
+                                op: UPDATE_OP,
+                                key: key.to_string(),
+                                attempts: conflicts,
+                            });
+                        }
+                        tokio::time::sleep(self.policy.backoff(conflicts)).await;
+                    }
+                    expected = current;
+                    from_server = true;
+                }
             }
-            Err(error) => return Err(error),
         }
-        self.refresh_if_cached(name).await;
-        Ok(written)
+    }
+
+    /// The envelope that follows the stored bytes `current`, as the
+    /// optimistic update's closure decided it.
+    fn next_entry(
+        &self,
+        key: &Key,
+        current: Option<&[u8]>,
+        value: &serde_json::Value,
+        expected_version: Option<u64>,
+    ) -> Result<ConfigEntry, NextError> {
+        let current = match current {
+            None => None,
+            Some(bytes) => Some(serde_json::from_slice::<ConfigEntry>(bytes).map_err(|error| {
+                NextError::Store(StoreError::Aborted {
+                    op: UPDATE_OP,
+                    key: key.to_string(),
+                    source: format!(
+                        "the stored entry is not a config envelope: {}",
+                        JsonError::without_data(&error)
+                    )
+                    .into(),
+                })
+            })?),
+        };
+        ConfigEntry::next(current.as_ref(), value.clone(), self.history, expected_version)
+            .map_err(NextError::Mismatch)
+    }
+
+    /// After a local swap of a cached entry from `base` to `written`: if the
+    /// cache still holds `base`, nothing newer was read, and `written` is
+    /// what the store held right after the swap, so the cache takes it at
+    /// once (and tells the watchers), without a read; the slot counts the
+    /// local write so that a read in flight, which may predate it, is not
+    /// applied over it (the task reads again instead). `false` when the
+    /// cache holds something else: then the caller has it read again.
+    fn adopt(&self, name: &str, base: Option<&[u8]>, written: &[u8]) -> bool {
+        let mut cache = lock(&self.shared.cache);
+        let Some(slot) = cache.get_mut(name) else {
+            return true;
+        };
+        if !holds(&slot.state, base) {
+            return false;
+        }
+        slot.local += 1;
+        let state = cached_of(Some(written));
+        if !same(&slot.state, &state) {
+            slot.state = state;
+            slot.typed = None;
+            slot.sinks.retain_mut(|sink| sink(name, &slot.state));
+        }
+        true
     }
 
     /// Deletes `name` (and its history); returns whether it existed.
@@ -570,6 +667,8 @@ async fn run(
 ) {
     // Entries whose re-read failed and must be tried again.
     let mut pending: HashSet<String> = HashSet::new();
+    // Entries whose read raced with a local write and must be read again.
+    let mut redo: HashSet<String> = HashSet::new();
     let mut delay = RETRY_MIN;
     loop {
         let mut stale: HashSet<String> = HashSet::new();
@@ -606,18 +705,27 @@ async fn run(
             () = tokio::time::sleep(delay), if !pending.is_empty() => {
                 delay = (delay * 2).min(RETRY_MAX);
             }
+            () = std::future::ready(()), if !redo.is_empty() => {}
         }
         let Some(shared) = shared.upgrade() else { return };
         stale.extend(pending.drain());
+        stale.extend(redo.drain());
         if stale.is_empty() {
             continue;
         }
         let names: Vec<String> = stale.into_iter().collect();
+        let seen: Vec<u64> = {
+            let cache = lock(&shared.cache);
+            names
+                .iter()
+                .map(|name| cache.get(name).map_or(0, |slot| slot.local))
+                .collect()
+        };
         let read = read_entries(&shared, &names).await;
         match read {
             Ok(states) => {
                 delay = RETRY_MIN;
-                apply(&shared, &names, states, sinks);
+                redo.extend(apply(&shared, &names, &seen, states, sinks));
                 for (done, _) in answers {
                     let _ = done.send(Ok(()));
                 }
@@ -647,9 +755,19 @@ fn note(shared: &Shared, event: FeedEvent, stale: &mut HashSet<String>) {
     match event {
         FeedEvent::Change(change) => {
             if let Some(name) = ConfigKeys::name_of(&change.key)
-                && cache.contains_key(&name)
+                && let Some(slot) = cache.get(&name)
             {
-                stale.insert(name);
+                // A set announcing the version the cache holds was read (or
+                // written here) already: events of a key come in commit
+                // order, and a version comes back only after a delete, whose
+                // event made the entry stale first.
+                let known = matches!(
+                    (&slot.state, change.kind, change.version),
+                    (Cached::Present { version, .. }, ChangeKind::Set, Some(announced)) if *version == announced
+                );
+                if !known {
+                    stale.insert(name);
+                }
             }
         }
         FeedEvent::Resync(_) => stale.extend(cache.keys().cloned()),
@@ -670,15 +788,30 @@ async fn read_entries(shared: &Shared, names: &[String]) -> Result<Vec<Cached>, 
 }
 
 /// Puts what was read into the cache and tells the watchers of changed
-/// entries (and the new watchers, of the current state).
-fn apply(shared: &Shared, names: &[String], states: Vec<Cached>, mut sinks: Vec<(String, Sink)>) {
+/// entries (and the new watchers, of the current state). `seen` is each
+/// slot's count of local writes when the read started: a slot that took a
+/// local write since keeps it (the read may predate it), and its name is
+/// returned, to be read again.
+fn apply(
+    shared: &Shared,
+    names: &[String],
+    seen: &[u64],
+    states: Vec<Cached>,
+    mut sinks: Vec<(String, Sink)>,
+) -> Vec<String> {
+    let mut raced = Vec::new();
     let mut cache = lock(&shared.cache);
-    for (name, state) in names.iter().zip(states) {
+    for ((name, state), seen) in names.iter().zip(states).zip(seen) {
         let slot = cache.entry(name.clone()).or_insert_with(|| Slot {
             state: Cached::Absent,
             typed: None,
             sinks: Vec::new(),
+            local: 0,
         });
+        if slot.local != *seen {
+            raced.push(name.clone());
+            continue;
+        }
         let changed = !same(&slot.state, &state);
         if changed {
             slot.state = state;
@@ -693,16 +826,125 @@ fn apply(shared: &Shared, names: &[String], states: Vec<Cached>, mut sinks: Vec<
             slot.sinks.push(sink);
         }
     }
+    raced
+}
+
+/// Whether `state` is what the stored bytes `bytes` (`None`: absent) describe.
+fn holds(state: &Cached, bytes: Option<&[u8]>) -> bool {
+    match (state, bytes) {
+        (Cached::Absent, None) => true,
+        (Cached::Present { bytes: held, .. }, Some(bytes)) => **held == *bytes,
+        _ => false,
+    }
 }
 
 /// Whether two states are the same version of the same thing.
 fn same(a: &Cached, b: &Cached) -> bool {
     match (a, b) {
         (Cached::Absent, Cached::Absent) => true,
-        (Cached::Present { version: x, value: v }, Cached::Present { version: y, value: w }) => {
-            x == y && v == w
-        }
+        (
+            Cached::Present {
+                version: x, value: v, ..
+            },
+            Cached::Present {
+                version: y, value: w, ..
+            },
+        ) => x == y && v == w,
         (Cached::Bad { message: x }, Cached::Bad { message: y }) => x == y,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use statehouse_domain::ChangeEvent;
+
+    use super::*;
+
+    fn shared() -> Shared {
+        let store = statehouse_memory::MemoryStore::new();
+        Shared {
+            documents: Arc::new(store.clone()),
+            changes: Arc::new(store),
+            cache: Mutex::new(HashMap::new()),
+            requests: tokio::sync::OnceCell::new(),
+            task: Mutex::new(None),
+        }
+    }
+
+    fn envelope(version: u64) -> Vec<u8> {
+        format!(r#"{{"version":{version},"value":{version}}}"#).into_bytes()
+    }
+
+    fn version_of(shared: &Shared, name: &str) -> Option<u64> {
+        match lock(&shared.cache).get(name).map(|slot| &slot.state) {
+            Some(Cached::Present { version, .. }) => Some(*version),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_read_that_raced_a_local_write_is_not_applied_but_repeated() {
+        let shared = shared();
+        let names = vec!["a".to_owned()];
+        let raced = apply(
+            &shared,
+            &names,
+            &[0],
+            vec![cached_of(Some(&envelope(1)))],
+            Vec::new(),
+        );
+        assert!(raced.is_empty());
+        // A read starts (seeing 0 local writes), then a local write lands.
+        lock(&shared.cache).get_mut("a").unwrap().local += 1;
+        lock(&shared.cache).get_mut("a").unwrap().state = cached_of(Some(&envelope(2)));
+        let raced = apply(
+            &shared,
+            &names,
+            &[0],
+            vec![cached_of(Some(&envelope(1)))],
+            Vec::new(),
+        );
+        assert_eq!(raced, names, "read again");
+        assert_eq!(version_of(&shared, "a"), Some(2), "never back to the older read");
+        let raced = apply(
+            &shared,
+            &names,
+            &[1],
+            vec![cached_of(Some(&envelope(3)))],
+            Vec::new(),
+        );
+        assert!(raced.is_empty());
+        assert_eq!(version_of(&shared, "a"), Some(3));
+    }
+
+    #[test]
+    fn only_an_event_of_another_version_makes_an_entry_stale() {
+        let shared = shared();
+        apply(
+            &shared,
+            &["a".to_owned()],
+            &[0],
+            vec![cached_of(Some(&envelope(4)))],
+            Vec::new(),
+        );
+        let event = |kind, version| {
+            FeedEvent::Change(ChangeEvent {
+                key: "config:a".into(),
+                kind,
+                version,
+            })
+        };
+        for (kind, version, stale) in [
+            (ChangeKind::Set, Some(4), false),
+            (ChangeKind::Set, Some(5), true),
+            (ChangeKind::Set, None, true),
+            (ChangeKind::Deleted, None, true),
+            (ChangeKind::Expired, None, true),
+        ] {
+            let mut names = HashSet::new();
+            note(&shared, event(kind, version), &mut names);
+            assert_eq!(names.contains("a"), stale, "{kind:?} {version:?}");
+        }
     }
 }

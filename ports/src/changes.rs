@@ -140,6 +140,18 @@ impl SubscriptionSender {
 pub type AnnouncedUpdateFn<'a> =
     dyn FnMut(Option<&[u8]>) -> Result<(Update<Vec<u8>>, Option<u64>), BoxError> + Send + 'a;
 
+/// The outcome of [`ChangeFeed::swap_announced`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swapped {
+    /// The document held the expected bytes (or was absent, as expected);
+    /// it now holds the new ones and the change was announced.
+    Swapped,
+    /// The document did not hold the expected bytes: nothing was written,
+    /// nothing announced. These are its current bytes (`None`: absent), read
+    /// in the same atomic step as the comparison.
+    Refused(Option<Vec<u8>>),
+}
+
 /// A feed of changes to keys, and the writes that announce themselves on it.
 ///
 /// # Contract
@@ -176,6 +188,16 @@ pub type AnnouncedUpdateFn<'a> =
 /// - `update_announced` is [`DocumentStore::update`](crate::DocumentStore::update)
 ///   in every other respect: optimistic, bounded by the policy, TTL kept,
 ///   `Conflict` when the policy runs out.
+/// - [`swap_announced`](Self::swap_announced) is one atomic compare-and-set
+///   of a document's bytes, one round trip on Redis (a Lua script): when the
+///   document holds exactly `expected` (`None`: the key is absent) it is set
+///   to `new`, its TTL kept (like `SET … KEEPTTL`; a new key has none), and
+///   its change (`Set`, with `version`) is announced in the same atomic step,
+///   exactly as `update_announced` announces it; otherwise nothing is written
+///   and the answer is [`Swapped::Refused`] with the current bytes. A key of
+///   another type is `WrongType` and nothing is written. It never retries: a
+///   refusal is the caller's to decide on (and a timed-out swap has an
+///   unknown outcome, so layers never repeat it).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait ChangeFeed: Debug + Send + Sync + 'static {
@@ -192,6 +214,18 @@ pub trait ChangeFeed: Debug + Send + Sync + 'static {
         policy: RetryPolicy,
         f: &mut AnnouncedUpdateFn<'a>,
     ) -> Result<Updated, StoreError>;
+
+    /// Compare-and-set of the document `key`: sets it to `new` if it holds
+    /// `expected` (`None`: absent), announcing the change with `version` in
+    /// the same atomic step; otherwise answers its current bytes. See the
+    /// contract.
+    async fn swap_announced<'a>(
+        &self,
+        key: &Key,
+        expected: Option<&'a [u8]>,
+        new: &[u8],
+        version: Option<u64>,
+    ) -> Result<Swapped, StoreError>;
 }
 
 #[async_trait]
@@ -208,6 +242,16 @@ impl<S: ChangeFeed + ?Sized> ChangeFeed for Arc<S> {
     ) -> Result<Updated, StoreError> {
         (**self).update_announced(key, policy, f).await
     }
+
+    async fn swap_announced<'a>(
+        &self,
+        key: &Key,
+        expected: Option<&'a [u8]>,
+        new: &[u8],
+        version: Option<u64>,
+    ) -> Result<Swapped, StoreError> {
+        (**self).swap_announced(key, expected, new, version).await
+    }
 }
 
 #[async_trait]
@@ -223,6 +267,16 @@ impl<S: ChangeFeed + ?Sized> ChangeFeed for Box<S> {
         f: &mut AnnouncedUpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
         (**self).update_announced(key, policy, f).await
+    }
+
+    async fn swap_announced<'a>(
+        &self,
+        key: &Key,
+        expected: Option<&'a [u8]>,
+        new: &[u8],
+        version: Option<u64>,
+    ) -> Result<Swapped, StoreError> {
+        (**self).swap_announced(key, expected, new, version).await
     }
 }
 

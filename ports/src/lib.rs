@@ -44,6 +44,7 @@ mod triggers;
 
 #[cfg(feature = "mock")]
 pub use changes::MockChangeFeed;
+pub use changes::Swapped;
 pub use changes::{
     AnnouncedUpdateFn, ChangeFeed, DEFAULT_FEED_CAPACITY, Subscription, SubscriptionSender, Watched,
 };

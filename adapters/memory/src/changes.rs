@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use statehouse_domain::Key;
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     AnnouncedUpdateFn, ChangeFeed, FeedEvent, ResyncReason, RetryPolicy, StoreError, Subscription, Updated,
     Watched,
@@ -28,6 +29,16 @@ impl ChangeFeed for MemoryStore {
         f: &mut AnnouncedUpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
         self.update_str(key, policy, f).await
+    }
+
+    async fn swap_announced<'a>(
+        &self,
+        key: &Key,
+        expected: Option<&'a [u8]>,
+        new: &[u8],
+        version: Option<u64>,
+    ) -> Result<Swapped, StoreError> {
+        self.swap_str(key, expected, new, version)
     }
 }
 

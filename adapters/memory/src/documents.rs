@@ -1,5 +1,6 @@
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     AnnouncedUpdateFn, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError,
     Update, UpdateFn, Updated,
@@ -11,6 +12,7 @@ use crate::glob;
 use crate::store::{Decision, State, Value};
 
 const UPDATE: &str = "update";
+const SWAP: &str = "swap";
 
 fn wrong_type(op: &'static str, key: &Key) -> StoreError {
     StoreError::WrongType {
@@ -171,5 +173,29 @@ impl MemoryStore {
             )
             .await?;
         Ok(Updated { value, attempts })
+    }
+
+    /// THE document compare-and-set, for the change feed's `swap_announced`:
+    /// under the keyspace lock, so it is one atomic step; on a match the
+    /// write keeps the TTL and emits the same event as `update_str` does.
+    pub(crate) fn swap_str(
+        &self,
+        key: &Key,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        version: Option<u64>,
+    ) -> Result<Swapped, StoreError> {
+        let now = Instant::now();
+        let mut state = self.keyspace.lock();
+        let current = read_str(&mut state, SWAP, key, now)?;
+        if current.as_deref() != expected {
+            return Ok(Swapped::Refused(current));
+        }
+        state.announcing(version, |state| {
+            // Keep the TTL, like `SET … KEEPTTL`.
+            let expires_at = state.live(key.as_str(), now).and_then(|entry| entry.expires_at);
+            state.put(key.as_str(), Value::Str(new.to_vec()), expires_at);
+        });
+        Ok(Swapped::Swapped)
     }
 }

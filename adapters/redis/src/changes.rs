@@ -22,6 +22,7 @@ use futures_util::StreamExt;
 use redis::aio::PubSub;
 use redis::{Msg, RedisResult};
 use statehouse_domain::{ChangeEvent, ChangeKind, ChangeNotice, Key};
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     AnnouncedUpdateFn, ChangeFeed, FeedEvent, ResyncReason, RetryPolicy, StoreError, Subscription,
     SubscriptionSender, Updated, Watched,
@@ -130,6 +131,16 @@ impl ChangeFeed for RedisStore {
         f: &mut AnnouncedUpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
         self.update_str(key, policy, f, true).await
+    }
+
+    async fn swap_announced<'a>(
+        &self,
+        key: &Key,
+        expected: Option<&'a [u8]>,
+        new: &[u8],
+        version: Option<u64>,
+    ) -> Result<Swapped, StoreError> {
+        self.swap_str(key, expected, new, version).await
     }
 }
 

@@ -10,7 +10,9 @@ use statehouse_ports::{
 };
 
 use crate::RedisStore;
+use crate::scripts::{self, DOC_SWAP};
 use crate::txn::{self, Decision};
+use statehouse_ports::Swapped;
 
 /// Keys per MGET command; larger requests are split into several MGETs sent
 /// in one pipeline (one round trip), so no single command blocks the server
@@ -272,5 +274,54 @@ impl RedisStore {
             value: committed.value,
             attempts: committed.attempts,
         })
+    }
+
+    /// THE document compare-and-set, for the change feed's
+    /// `swap_announced`: one `EVALSHA` of [`DOC_SWAP`] on the shared
+    /// connection (no WATCH), publishing the same notice on the same channel
+    /// as an announced `update_str`.
+    pub(crate) async fn swap_str(
+        &self,
+        key: &Key,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        version: Option<u64>,
+    ) -> Result<Swapped, StoreError> {
+        const OP: &str = "swap";
+        let rkey = self.keys.key(key);
+        let notice = ChangeNotice {
+            kind: ChangeKind::Set,
+            version,
+        }
+        .to_json();
+        let cmd = scripts::evalsha(
+            &DOC_SWAP,
+            &[rkey.as_ref()],
+            (
+                if expected.is_some() { "1" } else { "0" },
+                expected.unwrap_or_default(),
+                new,
+                self.keys.change_channel(key.as_str()),
+                notice,
+            ),
+        );
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key.as_str(), |mut conn| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await?;
+        let unexpected = || StoreError::Operation {
+            op: OP,
+            key: key.to_string(),
+            source: format!("the swap script answered {reply:?}").into(),
+        };
+        match reply.as_slice() {
+            [Value::Int(1)] => Ok(Swapped::Swapped),
+            [Value::Int(0)] | [Value::Int(0), Value::Nil | Value::Boolean(false)] => {
+                Ok(Swapped::Refused(None))
+            }
+            [Value::Int(0), Value::BulkString(current)] => Ok(Swapped::Refused(Some(current.clone()))),
+            _ => Err(unexpected()),
+        }
     }
 }

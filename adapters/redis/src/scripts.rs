@@ -440,8 +440,37 @@ return held
 "
 );
 
+/// Compare-and-set of a document that announces itself: if the string at
+/// the key holds exactly the expected bytes (or is absent, as expected), sets
+/// it to the new ones keeping its TTL (`KEEPTTL`) and publishes the change
+/// notice on the key's change channel, in one step; otherwise writes nothing
+/// and answers the current bytes. Checks the key's type first.
+///
+/// KEYS: the document. ARGV: `1` if a value is expected (`0`: the key must
+/// be absent), the expected bytes (ignored when absent is expected), the new
+/// bytes, the change channel, the notice. Returns `{1}` when swapped, `{0}`
+/// when refused and the key is absent, `{0, current}` when refused.
+pub(crate) static DOC_SWAP: LazyLock<Script> = LazyLock::new(|| Script::new(DOC_SWAP_CODE));
+
+/// The Lua source of the document swap (for the benchmark's raw side).
+pub const DOC_SWAP_CODE: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and kind ~= 'string' then
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
+local current = redis.call('GET', KEYS[1])
+if not current then
+  if ARGV[1] == '1' then return {0} end
+elseif ARGV[1] ~= '1' or current ~= ARGV[2] then
+  return {0, current}
+end
+redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return {1}
+";
+
 /// The source of every script, for loading them on a connection.
-const ALL: [&str; 14] = [
+const ALL: [&str; 15] = [
     TASK_WRITE_CODE,
     PRUNE_INDEX_CODE,
     TENANT_WRITE_CODE,
@@ -456,6 +485,7 @@ const ALL: [&str; 14] = [
     QUEUE_TRIM_CODE,
     QUEUE_CLAIM_CODE,
     QUEUE_ACK_CODE,
+    DOC_SWAP_CODE,
 ];
 
 /// `EVALSHA` of `script` with `keys` and `args`, for a pipeline.

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
     TriggerId, TriggerStore,
@@ -27,6 +28,7 @@ use statehouse_ports::{
 /// | retried | never retried |
 /// |---|---|
 /// | `get`, `get_many`, `exists`, `ttl`, `list_keys`, `ping`, unconditional `set` | `set` with a condition (a lost reply would turn "written" into "not written"), `delete` (its answer could lie), `expire`, `update` (a timed-out EXEC has an unknown outcome) |
+/// | change feed: `subscribe` | change feed: `update_announced`, `swap_announced` |
 /// | tasks: `get`, `list`, `count` | tasks: `save`, `set_status`, `append_log`, `delete` |
 /// | triggers: `set`, `list` | triggers: `cancel`, `cancel_all`, `claim`, `ack` |
 /// | queues: `range`, `len`, `queues`, `pending` | queues: `enqueue`, `trim`, `claim`, `ack`, `remove_pending` |
@@ -462,5 +464,17 @@ impl<S: ChangeFeed> ChangeFeed for Retrying<S> {
         f: &mut AnnouncedUpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
         self.inner.update_announced(key, policy, f).await
+    }
+
+    /// Never retried: a timed-out swap has an unknown outcome, and a
+    /// refusal is the caller's to decide on.
+    async fn swap_announced<'a>(
+        &self,
+        key: &Key,
+        expected: Option<&'a [u8]>,
+        new: &[u8],
+        version: Option<u64>,
+    ) -> Result<Swapped, StoreError> {
+        self.inner.swap_announced(key, expected, new, version).await
     }
 }

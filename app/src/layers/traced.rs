@@ -3,6 +3,7 @@ use std::future::Future;
 
 use statehouse_domain::layout::{ServiceKeys, TenantKeys};
 use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_ports::Swapped;
 use statehouse_ports::{
     ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
     TriggerId, TriggerStore,
@@ -563,6 +564,20 @@ impl<S: ChangeFeed> ChangeFeed for Traced<S> {
             span.record("attempts", updated.attempts);
         })
         .await
+    }
+
+    async fn swap_announced<'a>(
+        &self,
+        key: &Key,
+        expected: Option<&'a [u8]>,
+        new: &[u8],
+        version: Option<u64>,
+    ) -> Result<Swapped, StoreError> {
+        let call = self.inner.swap_announced(key, expected, new, version);
+        if !tracing_on() {
+            return call.await;
+        }
+        traced("swap_announced", key, call).await
     }
 }
 

@@ -13,6 +13,8 @@ use statehouse_ports::{
     Watched,
 };
 
+use statehouse_ports::{ErrorKind, KeyTtl, Swapped, Ttl};
+
 use super::Backend;
 
 /// How long a test waits for an event that must come.
@@ -242,4 +244,135 @@ pub async fn a_ttl_change_alone_is_no_event(backend: Backend) {
     })
     .await;
     assert!(before.is_empty(), "{before:?}");
+}
+
+async fn swap(backend: &Backend, name: &str, expected: Option<&str>, new: &str, version: u64) -> Swapped {
+    backend
+        .changes
+        .swap_announced(
+            &key(name),
+            expected.map(str::as_bytes),
+            new.as_bytes(),
+            Some(version),
+        )
+        .await
+        .unwrap()
+}
+
+pub async fn a_swap_on_a_match_writes_and_announces_in_one_step(backend: Backend) {
+    let mut sub = backend
+        .changes
+        .subscribe(&Watched::Key(key("sw")), DEFAULT_FEED_CAPACITY)
+        .await
+        .unwrap();
+    assert_eq!(swap(&backend, "sw", None, "a", 1).await, Swapped::Swapped);
+    assert_eq!(swap(&backend, "sw", Some("a"), "b", 2).await, Swapped::Swapped);
+    assert_eq!(
+        backend.documents.get(&key("sw")).await.unwrap().as_deref(),
+        Some(&b"b"[..])
+    );
+    let mut versions = Vec::new();
+    wait_for(&mut sub, "version 2", |event| {
+        if let FeedEvent::Change(ChangeEvent {
+            key,
+            kind: ChangeKind::Set,
+            version: Some(version),
+        }) = event
+        {
+            assert_eq!(key, "sw");
+            versions.push(*version);
+        }
+        versions.last() == Some(&2)
+    })
+    .await;
+    assert_eq!(versions, [1, 2], "each swap announced once, in commit order");
+}
+
+pub async fn a_swap_on_a_mismatch_answers_the_current_bytes_and_writes_nothing(backend: Backend) {
+    backend
+        .documents
+        .set(&key("x"), b"a", SetOptions::new())
+        .await
+        .unwrap();
+    let mut sub = backend
+        .changes
+        .subscribe(&Watched::Keys(vec![key("x"), key("y")]), DEFAULT_FEED_CAPACITY)
+        .await
+        .unwrap();
+    assert_eq!(
+        swap(&backend, "x", Some("z"), "b", 5).await,
+        Swapped::Refused(Some(b"a".to_vec()))
+    );
+    assert_eq!(
+        swap(&backend, "x", None, "b", 5).await,
+        Swapped::Refused(Some(b"a".to_vec())),
+        "absent expected, present found"
+    );
+    assert_eq!(
+        swap(&backend, "y", Some("a"), "b", 5).await,
+        Swapped::Refused(None),
+        "present expected, absent found"
+    );
+    assert_eq!(
+        backend.documents.get(&key("x")).await.unwrap().as_deref(),
+        Some(&b"a"[..])
+    );
+    assert_eq!(backend.documents.get(&key("y")).await.unwrap(), None);
+    // The next event is the next write's: the refusals announced nothing.
+    assert_eq!(swap(&backend, "y", None, "c", 9).await, Swapped::Swapped);
+    let (_, before) = wait_for(
+        &mut sub,
+        "the swap of y",
+        |event| matches!(event, FeedEvent::Change(change) if change.version == Some(9)),
+    )
+    .await;
+    // (Redis may also tell the same write by keyspace notification.)
+    assert!(
+        before
+            .iter()
+            .all(|change| change.key == "y" && change.kind == ChangeKind::Set && change.version.is_none()),
+        "refusals are no events: {before:?}"
+    );
+}
+
+pub async fn a_swap_keeps_the_ttl(backend: Backend) {
+    let ttl = Ttl::from_secs(60).unwrap();
+    backend
+        .documents
+        .set(&key("t"), b"a", SetOptions::new().ttl(ttl))
+        .await
+        .unwrap();
+    assert_eq!(swap(&backend, "t", Some("a"), "b", 2).await, Swapped::Swapped);
+    match backend.documents.ttl(&key("t")).await.unwrap() {
+        KeyTtl::ExpiresIn(left) => assert!(
+            left > Duration::from_secs(50) && left <= Duration::from_secs(60),
+            "{left:?}"
+        ),
+        other => panic!("the TTL was lost: {other:?}"),
+    }
+    assert_eq!(swap(&backend, "p", None, "a", 1).await, Swapped::Swapped);
+    assert_eq!(
+        backend.documents.ttl(&key("p")).await.unwrap(),
+        KeyTtl::Persistent,
+        "a new key has no TTL"
+    );
+}
+
+pub async fn a_swap_of_a_key_of_another_type_is_wrong_type(backend: Backend) {
+    backend.plant_hash("h").await;
+    for expected in [None, Some(&b"a"[..])] {
+        let error = backend
+            .changes
+            .swap_announced(&key("h"), expected, b"b", Some(1))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::WrongType, "{error}");
+        assert_eq!(error.key(), "h");
+    }
+    let still = backend.documents.get(&key("h")).await.unwrap_err();
+    assert_eq!(
+        still.kind(),
+        ErrorKind::WrongType,
+        "the hash is still there: {still}"
+    );
 }

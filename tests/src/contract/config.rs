@@ -202,3 +202,27 @@ pub async fn names_are_escaped_and_validated(backend: Backend) {
     let error = config.update("", &1).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
 }
+
+pub async fn a_stale_cache_costs_a_retry_never_a_wrong_version(backend: Backend) {
+    let (mine, theirs) = (store(&backend), store(&backend));
+    assert_eq!(mine.update("rate", &limits(1)).await.unwrap(), 1);
+    assert_eq!(mine.fetch::<Limits>("rate").await.unwrap(), Some(limits(1)));
+    // Another writer moves on; this handle's cache may still hold version 1
+    // when it writes: the swap is refused and retried from what is stored.
+    assert_eq!(theirs.update("rate", &limits(2)).await.unwrap(), 2);
+    assert_eq!(mine.update("rate", &limits(3)).await.unwrap(), 3);
+    assert_eq!(theirs.update("rate", &limits(4)).await.unwrap(), 4);
+    assert_eq!(mine.update_if("rate", 4, &limits(5)).await.unwrap(), 5);
+    let error = mine.update_if("rate", 4, &limits(6)).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+    assert!(
+        error.to_string().contains("expected version 4, found 5"),
+        "{error}"
+    );
+    assert_eq!(theirs.versions("rate").await.unwrap(), [5]);
+    assert_eq!(
+        mine.cached_version("rate"),
+        Some(5),
+        "the cache took its own write"
+    );
+}

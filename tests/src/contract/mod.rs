@@ -222,6 +222,10 @@ macro_rules! contract_suite {
             a_slow_subscriber_lags_without_holding_up_the_others: Plain,
             a_dropped_subscription_stops_and_others_go_on: Plain,
             a_ttl_change_alone_is_no_event: Plain,
+            a_swap_on_a_match_writes_and_announces_in_one_step: Plain,
+            a_swap_on_a_mismatch_answers_the_current_bytes_and_writes_nothing: Plain,
+            a_swap_keeps_the_ttl: Plain,
+            a_swap_of_a_key_of_another_type_is_wrong_type: Plain,
         ]);
         $crate::contract_suite!(@family $runner, config, [
             plain_mode_bumps_the_version_and_keeps_one_value: Plain,
@@ -232,6 +236,7 @@ macro_rules! contract_suite {
             bad_data_names_key_and_version_and_keeps_the_last_good_value: Plain,
             rapid_updates_end_with_every_watcher_on_the_last_value: Threaded,
             names_are_escaped_and_validated: Plain,
+            a_stale_cache_costs_a_retry_never_a_wrong_version: Plain,
         ]);
         $crate::contract_suite!(@family $runner, subjects, [
             load_reads_both_kinds_and_keeps_null_apart_from_missing: Plain,
