@@ -110,8 +110,12 @@ pub mod guide {
 
     #[doc = include_str!("../../docs/queues.md")]
     pub mod queues {}
+
     #[doc = include_str!("../../docs/config.md")]
     pub mod config {}
+
+    #[doc = include_str!("../../docs/changes.md")]
+    pub mod changes {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}
