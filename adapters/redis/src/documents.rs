@@ -1,4 +1,3 @@
-use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -163,35 +162,7 @@ impl DocumentStore for RedisStore {
     async fn list_keys(&self, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
         const OP: &str = "list_keys";
         let rpattern = self.keys.pattern(pattern);
-        let mut conn = self.conns.shared();
-        // SCAN may return a key more than once (while the table is rehashed);
-        // a set dedups. Never KEYS: it blocks the server for the whole scan.
-        let mut seen: HashSet<Vec<u8>> = HashSet::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = self
-                .conns
-                .run(
-                    OP,
-                    pattern.as_str(),
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&rpattern)
-                        .arg("COUNT")
-                        .arg(self.config.scan_count.max(1))
-                        .query_async(&mut conn),
-                )
-                .await?;
-            seen.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        let mut keys: Vec<String> = seen.iter().map(|raw| self.keys.strip(raw)).collect();
-        keys.sort_unstable();
-        Ok(keys)
+        self.scan_keys(OP, pattern.as_str(), &rpattern, None).await
     }
 
     async fn update<'a>(

@@ -125,4 +125,44 @@ impl RedisStore {
     pub fn config(&self) -> &RedisConfig {
         &self.config
     }
+
+    /// THE listing of keys: `SCAN … MATCH rpattern COUNT … [TYPE kind]`
+    /// until the cursor comes back to 0 (never `KEYS`, which blocks the
+    /// server for the whole scan). `rpattern` is the full Redis pattern
+    /// (prefix included); `label` names the listing in errors. Returns the
+    /// keys without the store prefix, sorted, each once (`SCAN` may return
+    /// a key more than once while the table is rehashed).
+    pub(crate) async fn scan_keys(
+        &self,
+        op: &'static str,
+        label: &str,
+        rpattern: &str,
+        kind: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conns.shared();
+        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(rpattern)
+                .arg("COUNT")
+                .arg(self.config.scan_count.max(1));
+            if let Some(kind) = kind {
+                scan.arg("TYPE").arg(kind);
+            }
+            let (next, batch): (u64, Vec<Vec<u8>>) =
+                self.conns.run(op, label, scan.query_async(&mut conn)).await?;
+            seen.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut keys: Vec<String> = seen.iter().map(|raw| self.keys.strip(raw)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
 }

@@ -11,7 +11,7 @@
 //! - `exists`: `TYPE`; `delete_subject`: the WATCH loop on `TYPE`, then
 //!   `DEL` (a key of another type is `WrongType` and stays).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
@@ -189,40 +189,12 @@ impl SubjectStore for RedisStore {
         let relative = space.keys().pattern(pattern.as_str());
         // The store prefix, escaped, then the subject head, escaped.
         let rpattern = format!("{}{relative}", KeyPattern::escape(&self.config.prefix));
-        let mut conn = self.conns.shared();
-        // SCAN may return a key more than once; a set dedups.
-        let mut seen: HashSet<Vec<u8>> = HashSet::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = self
-                .conns
-                .run(
-                    OP,
-                    &relative,
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&rpattern)
-                        .arg("COUNT")
-                        .arg(self.config.scan_count.max(1))
-                        .arg("TYPE")
-                        .arg("hash")
-                        .query_async(&mut conn),
-                )
-                .await?;
-            seen.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        let mut names: Vec<String> = seen
+        let keys = self.scan_keys(OP, &relative, &rpattern, Some("hash")).await?;
+        // Sorted keys of one head give sorted names.
+        Ok(keys
             .iter()
-            .map(|raw| self.keys.strip(raw))
-            .filter_map(|key| space.keys().name_of(&key).map(str::to_owned))
-            .collect();
-        names.sort_unstable();
-        Ok(names)
+            .filter_map(|key| space.keys().name_of(key).map(str::to_owned))
+            .collect())
     }
 
     async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {

@@ -16,7 +16,7 @@
 //!   `KEYS`, then `DEL` in batches (all keys of one tenant share its hash
 //!   tag, so a batch is one slot on Redis Cluster).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use statehouse_domain::{FieldName, KeyPattern, TenantKey, TenantPattern, Ttl};
@@ -73,40 +73,16 @@ impl RedisStore {
         .await
     }
 
-    /// The keys matching `pattern` (without the store prefix), sorted, once each.
-    async fn scan_keys(&self, op: &'static str, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
+    /// The tenant hashes matching `pattern` (without the store prefix),
+    /// sorted, once each.
+    async fn scan_hashes(
+        &self,
+        op: &'static str,
+        pattern: &TenantPattern,
+    ) -> Result<Vec<String>, StoreError> {
         let rpattern = format!("{}{}", KeyPattern::escape(&self.config.prefix), pattern.pattern());
-        let mut conn = self.conns.shared();
-        // SCAN may return a key more than once; a set dedups and sorts.
-        let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = self
-                .conns
-                .run(
-                    op,
-                    pattern.pattern(),
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&rpattern)
-                        .arg("COUNT")
-                        .arg(self.config.scan_count.max(1))
-                        .arg("TYPE")
-                        .arg("hash")
-                        .query_async(&mut conn),
-                )
-                .await?;
-            seen.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        let mut keys: Vec<String> = seen.iter().map(|raw| self.keys.strip(raw)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(keys)
+        self.scan_keys(op, pattern.pattern(), &rpattern, Some("hash"))
+            .await
     }
 }
 
@@ -368,12 +344,12 @@ impl FieldStore for RedisStore {
     }
 
     async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
-        self.scan_keys("scan", pattern).await
+        self.scan_hashes("scan", pattern).await
     }
 
     async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {
         const OP: &str = "delete_matching";
-        let keys = self.scan_keys(OP, pattern).await?;
+        let keys = self.scan_hashes(OP, pattern).await?;
         let mut deleted = 0;
         let mut conn = self.conns.shared();
         for batch in keys.chunks(DELETE_BATCH) {
