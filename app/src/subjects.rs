@@ -67,7 +67,7 @@ impl Subjects {
             space: self.space.clone(),
             name,
             cache: None,
-            staged: ByKind::default(),
+            staged: Staging::default(),
             callbacks: Vec::new(),
         })
     }
@@ -127,7 +127,7 @@ pub struct Subject {
     /// parse (its read is retried against the store, for the error).
     cache: Option<ByKind>,
     /// Changes not yet stored: `None` is a deletion.
-    staged: ByKind,
+    staged: Staging,
     callbacks: Vec<Callback>,
 }
 
@@ -171,9 +171,9 @@ fn from_value<T: DeserializeOwned>(op: &'static str, key: &str, value: Value) ->
     })
 }
 
-/// Property values by kind, then by name, so a lookup takes the name as
-/// given (`&str`), with no key to build. A value is `None` for a staged
-/// deletion, or in the cache for a property that failed to parse.
+/// The cache: property values by kind, then by name, so a lookup takes the
+/// name as given (`&str`), with no key to build. A value is `None` for a
+/// property that failed to parse.
 #[derive(Debug, Default)]
 struct ByKind([BTreeMap<String, Option<Value>>; 2]);
 
@@ -204,37 +204,87 @@ impl ByKind {
             }
         }
     }
+}
+
+/// Changes not yet stored, by kind then name: `Some` sets, `None` deletes.
+/// A name stays once staged (a stored change leaves an empty slot), so
+/// staging the same properties store after store builds no key.
+#[derive(Debug, Default)]
+struct Staging {
+    slots: [BTreeMap<String, Option<Option<Value>>>; 2],
+    /// How many slots hold a change.
+    count: usize,
+}
+
+impl Staging {
+    fn of(&self, kind: PropertyKind) -> &BTreeMap<String, Option<Option<Value>>> {
+        &self.slots[ByKind::index(kind)]
+    }
+
+    /// The staged change of `name`, if any (`Some(None)`: a deletion).
+    fn get(&self, kind: PropertyKind, name: &str) -> Option<&Option<Value>> {
+        self.of(kind).get(name)?.as_ref()
+    }
+
+    /// Every staged change of `kind`.
+    fn changes_of(&self, kind: PropertyKind) -> impl Iterator<Item = (&String, &Option<Value>)> {
+        self.of(kind)
+            .iter()
+            .filter_map(|(name, slot)| Some((name, slot.as_ref()?)))
+    }
+
+    fn put(&mut self, kind: PropertyKind, name: &str, change: Option<Value>) {
+        let map = &mut self.slots[ByKind::index(kind)];
+        let slot = match map.get_mut(name) {
+            Some(slot) => slot,
+            None => map.entry(name.to_owned()).or_insert(None),
+        };
+        if slot.replace(change).is_none() {
+            self.count += 1;
+        }
+    }
+
+    fn remove(&mut self, kind: PropertyKind, name: &str) {
+        if let Some(slot) = self.slots[ByKind::index(kind)].get_mut(name)
+            && slot.take().is_some()
+        {
+            self.count -= 1;
+        }
+    }
 
     fn len(&self) -> usize {
-        self.0.iter().map(BTreeMap::len).sum()
+        self.count
     }
 
     fn is_empty(&self) -> bool {
-        self.0.iter().all(BTreeMap::is_empty)
+        self.count == 0
     }
 
     fn clear(&mut self) {
-        self.0.iter_mut().for_each(BTreeMap::clear);
+        self.slots.iter_mut().for_each(BTreeMap::clear);
+        self.count = 0;
     }
 
-    /// Every entry, moved out, with its kind.
-    fn into_entries(self) -> impl Iterator<Item = (PropertyKind, String, Option<Value>)> {
-        let [default, extended] = self.0;
-        default
-            .into_iter()
-            .map(|(name, value)| (PropertyKind::Default, name, value))
-            .chain(
-                extended
-                    .into_iter()
-                    .map(|(name, value)| (PropertyKind::Extended, name, value)),
-            )
+    /// Takes every change out, leaving the slots empty, in field order
+    /// (extended `e…` before default `p…`).
+    fn take_all(&mut self) -> Vec<(PropertyKind, String, Option<Value>)> {
+        let mut taken = Vec::with_capacity(self.count);
+        for kind in [PropertyKind::Extended, PropertyKind::Default] {
+            for (name, slot) in &mut self.slots[ByKind::index(kind)] {
+                if let Some(change) = slot.take() {
+                    taken.push((kind, name.clone(), change));
+                }
+            }
+        }
+        self.count = 0;
+        taken
     }
 }
 
 /// Staged changes on their way to the store, put back into the staging
 /// map when dropped (so a failed or cancelled `store()` loses nothing).
 struct InFlight<'a> {
-    staged: &'a mut ByKind,
+    staged: &'a mut Staging,
     changes: Vec<PropertyChange>,
 }
 
@@ -245,7 +295,7 @@ impl Drop for InFlight<'_> {
                 PropertyChange::Set { kind, name, value } => (kind, name, Some(value)),
                 PropertyChange::Delete { kind, name } => (kind, name, None),
             };
-            self.staged.of_mut(kind).insert(name.into_string(), value);
+            self.staged.put(kind, name.as_str(), value);
         }
     }
 }
@@ -305,7 +355,7 @@ impl Subject {
     ) -> Result<Option<Value>, StoreError> {
         const OP: &str = "get_property";
         PropertyName::validate(prop).for_op(OP, prop)?;
-        if let Some(staged) = self.staged.of(kind).get(prop) {
+        if let Some(staged) = self.staged.get(kind, prop) {
             return Ok(staged.clone());
         }
         let cached = self.loaded().await?.of(kind).get(prop).cloned();
@@ -373,7 +423,7 @@ impl Subject {
             .iter()
             .filter_map(|(name, value)| Some((name.clone(), value.clone()?)))
             .collect();
-        for (name, value) in self.staged.of(kind) {
+        for (name, value) in self.staged.changes_of(kind) {
             match value {
                 Some(value) => all.insert(name.clone(), value.clone()),
                 None => all.remove(name),
@@ -435,20 +485,20 @@ impl Subject {
         if self.staged.is_empty() {
             return Ok(());
         }
-        // The staged changes move (no copy) into the batch; until the store
+        // The staged values move (no copy) into the batch; until the store
         // answers they stay in `in_flight`, which puts them back if the
         // write fails or this future is dropped: nothing staged is lost.
         let mut in_flight = InFlight {
             changes: Vec::with_capacity(self.staged.len()),
             staged: &mut self.staged,
         };
-        let mut staged = std::mem::take(in_flight.staged).into_entries();
+        let mut staged = in_flight.staged.take_all().into_iter();
         while let Some((kind, name, value)) = staged.next() {
             // Staged names were validated when staged; this cannot fail, and
             // if it did, the rest would stay staged.
             let Ok(name) = PropertyName::new(name) else {
                 for (kind, name, value) in staged {
-                    in_flight.staged.of_mut(kind).insert(name, value);
+                    in_flight.staged.put(kind, &name, value);
                 }
                 return Err(StoreError::invalid_input(
                     "store",
@@ -470,7 +520,7 @@ impl Subject {
             for change in changes {
                 match change {
                     PropertyChange::Set { kind, name, value } => {
-                        cache.of_mut(kind).insert(name.into_string(), Some(value));
+                        cache.put(kind, name.as_str(), Some(value));
                     }
                     PropertyChange::Delete { kind, name } => {
                         cache.of_mut(kind).remove(name.as_str());
@@ -504,7 +554,7 @@ impl Subject {
             value: value.clone(),
         };
         self.store.store(&self.space, &self.name, &[change]).await?;
-        self.staged.of_mut(kind).remove(prop);
+        self.staged.remove(kind, prop);
         if let Some(cache) = &mut self.cache {
             cache.put(kind, prop, Some(value.clone()));
         }
@@ -547,7 +597,7 @@ impl Subject {
                 Ok(serde_json::to_value(f(old))?)
             })
             .await?;
-        self.staged.of_mut(kind).remove(prop);
+        self.staged.remove(kind, prop);
         if let Some(cache) = &mut self.cache {
             cache.put(kind, prop, Some(updated.new.clone()));
         }

@@ -49,7 +49,7 @@ pub use change::{
 pub use duration::HumanDuration;
 pub use error::ValidationError;
 pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};
-pub use subject::{PropertyKind, PropertyName, PythonFormatter, SubjectName, python_json};
+pub use subject::{PropertyKind, PropertyName, PythonFormatter, SubjectName, python_json, write_python_json};
 pub use synced::{SyncedModel, synced_key, synced_key_of, validate_type_name};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
 pub use tenant::{

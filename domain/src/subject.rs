@@ -125,11 +125,17 @@ impl fmt::Display for PropertyKind {
 /// ```
 pub fn python_json(value: &Value) -> String {
     let mut out = Vec::with_capacity(64);
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    // Serializing a `Value` to memory with this formatter cannot fail, and
-    // every byte written is ASCII.
-    let _ = value.serialize(&mut serializer);
+    write_python_json(value, &mut out);
+    // Every byte written is ASCII.
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends [`python_json`]'s text of `value` to `out` (ASCII only), for
+/// callers that encode many values into one buffer.
+pub fn write_python_json(value: &Value, out: &mut Vec<u8>) {
+    let mut serializer = serde_json::Serializer::with_formatter(out, PythonFormatter);
+    // Serializing a `Value` to memory with this formatter cannot fail.
+    let _ = value.serialize(&mut serializer);
 }
 
 /// The `serde_json` formatter behind [`python_json`].

@@ -3,12 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
 use statehouse_domain::layout::SubjectKeys;
-use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
+use statehouse_domain::{
+    KeyPattern, PropertyKind, PropertyName, SubjectName, python_json, write_python_json,
+};
 
 use crate::{BoxError, JsonError, RetryPolicy, StoreError};
 
@@ -198,34 +201,76 @@ impl PropertyChange {
 /// that each field is written once (a later change of a field wins): the
 /// fields to set with their stored text, and the fields to delete. What both
 /// adapters write (`HSET` and `HDEL` on Redis).
+///
+/// Every field name and text is encoded into one buffer, so a batch costs a
+/// few allocations however many properties it holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldWrites {
-    /// `(field, JSON text)` to set, in field order.
-    pub sets: Vec<(String, String)>,
-    /// Fields to delete, in field order.
-    pub deletes: Vec<String>,
+    /// Field names and texts, back to back.
+    buf: Vec<u8>,
+    /// `(field, JSON text)` to set, as ranges of `buf`, in field order.
+    sets: Vec<(Range<usize>, Range<usize>)>,
+    /// Fields to delete, as ranges of `buf`, in field order.
+    deletes: Vec<Range<usize>>,
 }
 
 impl FieldWrites {
     /// The writes of `changes`.
     pub fn of(changes: &[PropertyChange]) -> Self {
-        // Sorted by field, stably (a field's changes keep their order), so
-        // the last change of each field is the last of its run.
-        let mut fields: Vec<(String, &PropertyChange)> =
-            changes.iter().map(|change| (change.field(), change)).collect();
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut writes = Self::default();
-        let mut fields = fields.into_iter().peekable();
-        while let Some((field, change)) = fields.next() {
-            if fields.peek().is_some_and(|(next, _)| *next == field) {
+        fn name_of(change: &PropertyChange) -> (char, &str) {
+            match change {
+                PropertyChange::Set { kind, name, .. } | PropertyChange::Delete { kind, name } => {
+                    (kind.marker(), name.as_str())
+                }
+            }
+        }
+        // By field (the marker, then the name: the order of `<marker><name>`),
+        // then by position, so the last change of each field ends its run.
+        let mut order: Vec<usize> = (0..changes.len()).collect();
+        order.sort_by(|&a, &b| name_of(&changes[a]).cmp(&name_of(&changes[b])).then(a.cmp(&b)));
+        let mut writes = Self {
+            buf: Vec::with_capacity(changes.len() * 24),
+            sets: Vec::with_capacity(changes.len()),
+            deletes: Vec::new(),
+        };
+        let mut order = order.into_iter().peekable();
+        while let Some(i) = order.next() {
+            let change = &changes[i];
+            if order
+                .peek()
+                .is_some_and(|&next| name_of(&changes[next]) == name_of(change))
+            {
                 continue;
             }
-            match change.encoded() {
-                Some(text) => writes.sets.push((field, text)),
-                None => writes.deletes.push(field),
+            let (marker, name) = name_of(change);
+            let start = writes.buf.len();
+            let mut utf8 = [0u8; 4];
+            writes
+                .buf
+                .extend_from_slice(marker.encode_utf8(&mut utf8).as_bytes());
+            writes.buf.extend_from_slice(name.as_bytes());
+            let field = start..writes.buf.len();
+            match change {
+                PropertyChange::Set { value, .. } => {
+                    write_python_json(value, &mut writes.buf);
+                    writes.sets.push((field.clone(), field.end..writes.buf.len()));
+                }
+                PropertyChange::Delete { .. } => writes.deletes.push(field),
             }
         }
         writes
+    }
+
+    /// `(field, JSON text)` to set, in field order.
+    pub fn sets(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        self.sets
+            .iter()
+            .map(|(field, text)| (&self.buf[field.clone()], &self.buf[text.clone()]))
+    }
+
+    /// Fields to delete, in field order.
+    pub fn deletes(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.deletes.iter().map(|field| &self.buf[field.clone()])
     }
 
     /// Whether there is nothing to write.
@@ -445,10 +490,10 @@ mod tests {
             name: name.clone(),
         };
         let writes = FieldWrites::of(&[set(1), delete.clone()]);
-        assert_eq!(writes.deletes, ["pa"]);
-        assert!(writes.sets.is_empty());
+        assert_eq!(writes.deletes().collect::<Vec<_>>(), [b"pa"]);
+        assert_eq!(writes.sets().len(), 0);
         let writes = FieldWrites::of(&[delete, set(2)]);
-        assert_eq!(writes.sets, [("pa".to_owned(), "2".to_owned())]);
+        assert_eq!(writes.sets().collect::<Vec<_>>(), [(&b"pa"[..], &b"2"[..])]);
         assert!(FieldWrites::of(&[]).is_empty());
     }
 

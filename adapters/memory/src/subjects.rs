@@ -51,12 +51,8 @@ impl SubjectStore for MemoryStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let sets: Vec<(&[u8], &[u8])> = writes
-            .sets
-            .iter()
-            .map(|(field, text)| (field.as_bytes(), text.as_bytes()))
-            .collect();
-        let deletes: Vec<&[u8]> = writes.deletes.iter().map(String::as_bytes).collect();
+        let sets: Vec<(&[u8], &[u8])> = writes.sets().collect();
+        let deletes: Vec<&[u8]> = writes.deletes().collect();
         self.keyspace
             .lock()
             .hset_hdel(&key, &sets, &deletes, Instant::now())

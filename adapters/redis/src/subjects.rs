@@ -63,15 +63,19 @@ impl SubjectStore for RedisStore {
         let rkey = self.keys.raw(&key);
         let mut pipe = redis::pipe();
         pipe.atomic();
-        if !writes.sets.is_empty() {
+        if writes.sets().len() > 0 {
             let hset = pipe.cmd("HSET").arg(rkey.as_ref());
-            for (field, text) in &writes.sets {
+            for (field, text) in writes.sets() {
                 hset.arg(field).arg(text);
             }
             hset.ignore();
         }
-        if !writes.deletes.is_empty() {
-            pipe.cmd("HDEL").arg(rkey.as_ref()).arg(&writes.deletes).ignore();
+        if writes.deletes().len() > 0 {
+            let hdel = pipe.cmd("HDEL").arg(rkey.as_ref());
+            for field in writes.deletes() {
+                hdel.arg(field);
+            }
+            hdel.ignore();
         }
         let mut conn = self.conns.shared();
         self.conns.run(OP, &key, pipe.exec_async(&mut conn)).await
