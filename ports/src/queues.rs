@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use statehouse_domain::layout::TenantKeys;
 use statehouse_domain::{ActionName, BatchName, ServiceName};
 
 use crate::StoreError;
@@ -29,6 +30,27 @@ impl QueueName {
             batch,
             action,
         }
+    }
+
+    /// The queues named by the members of a tenant's set of a service's
+    /// queues (`TenantKeys::queues_of`), as both adapters list them; a
+    /// member this layout did not write is skipped.
+    pub fn of_members<'m>(
+        tenant: &TenantKeys,
+        service: &ServiceName,
+        members: impl IntoIterator<Item = &'m str>,
+    ) -> Vec<Self> {
+        members
+            .into_iter()
+            .filter_map(|member| {
+                let (batch, action) = tenant.queue_of_member(member)?;
+                Some(Self::new(
+                    service.clone(),
+                    BatchName::new(batch).ok()?,
+                    ActionName::new(action).ok()?,
+                ))
+            })
+            .collect()
     }
 }
 

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use statehouse_domain::ServiceName;
 use statehouse_domain::layout::{ServiceKeys, TenantKeys};
-use statehouse_domain::{ActionName, BatchName, ServiceName};
 use statehouse_ports::{QueueItem, QueueName, QueueStore, StoreError};
 use tokio::time::Instant;
 
@@ -222,17 +222,11 @@ impl QueueStore for MemoryStore {
             .map_err(|()| wrong_type(OP, &key))?
             .map(|set| set.iter().map(|(_, member)| member.to_owned()).collect())
             .unwrap_or_default();
-        Ok(members
-            .iter()
-            .filter_map(|member| {
-                let (batch, action) = tenant.queue_of_member(member)?;
-                Some(QueueName::new(
-                    service.clone(),
-                    BatchName::new(batch).ok()?,
-                    ActionName::new(action).ok()?,
-                ))
-            })
-            .collect())
+        Ok(QueueName::of_members(
+            &tenant,
+            service,
+            members.iter().map(String::as_str),
+        ))
     }
 
     async fn pending(&self, service: &ServiceName) -> Result<Vec<String>, StoreError> {

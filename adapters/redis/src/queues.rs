@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use redis::Value;
+use statehouse_domain::ServiceName;
 use statehouse_domain::layout::{ServiceKeys, TenantKeys};
-use statehouse_domain::{ActionName, BatchName, ServiceName};
 use statehouse_ports::{QueueItem, QueueName, QueueStore, StoreError};
 
 use crate::RedisStore;
@@ -181,17 +181,11 @@ impl QueueStore for RedisStore {
                     .query_async(&mut conn),
             )
             .await?;
-        Ok(members
-            .iter()
-            .filter_map(|member| {
-                let (batch, action) = tenant.queue_of_member(member)?;
-                Some(QueueName::new(
-                    service.clone(),
-                    BatchName::new(batch).ok()?,
-                    ActionName::new(action).ok()?,
-                ))
-            })
-            .collect())
+        Ok(QueueName::of_members(
+            &tenant,
+            service,
+            members.iter().map(String::as_str),
+        ))
     }
 
     async fn pending(&self, service: &ServiceName) -> Result<Vec<String>, StoreError> {
