@@ -9,9 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use statehouse_domain::layout::SubjectKeys;
-use statehouse_domain::{
-    KeyPattern, PropertyKind, PropertyName, SubjectName, python_json, write_python_json,
-};
+use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, write_python_json};
 
 use crate::{BoxError, JsonError, RetryPolicy, StoreError};
 
@@ -177,24 +175,6 @@ pub enum PropertyChange {
         /// Its name.
         name: PropertyName,
     },
-}
-
-impl PropertyChange {
-    /// The hash field the change writes.
-    pub fn field(&self) -> String {
-        match self {
-            Self::Set { kind, name, .. } | Self::Delete { kind, name } => kind.field(name.as_str()),
-        }
-    }
-
-    /// The stored text of a `Set` (Python's `json.dumps` form); `None` for
-    /// a delete.
-    pub fn encoded(&self) -> Option<String> {
-        match self {
-            Self::Set { value, .. } => Some(python_json(value)),
-            Self::Delete { .. } => None,
-        }
-    }
 }
 
 /// The field-level writes of a [`SubjectStore::store`] batch, reduced so
@@ -504,7 +484,10 @@ mod tests {
             name: PropertyName::new("tags").unwrap(),
             value: serde_json::json!(["é", 1e20]),
         };
-        assert_eq!(set.field(), "etags");
-        assert_eq!(set.encoded().as_deref(), Some(r#"["\u00e9", 1e+20]"#));
+        let writes = FieldWrites::of(&[set]);
+        assert_eq!(
+            writes.sets().collect::<Vec<_>>(),
+            [(&b"etags"[..], &br#"["\u00e9", 1e+20]"#[..])]
+        );
     }
 }
