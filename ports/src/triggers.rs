@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use statehouse_domain::layout::TriggerKeys;
 use statehouse_domain::{ActionName, TriggerId};
 
 use crate::StoreError;
@@ -53,6 +54,10 @@ pub struct Claimed {
 /// Per-tenant expiration triggers: `(action, identifier)` pairs that come
 /// due after a delay and are handed to exactly one listener at a time.
 ///
+/// Every call takes the tenant's [`TriggerKeys`], derived once by the
+/// caller from the validated tenant, so no layer or adapter builds them
+/// again.
+///
 /// # Contract
 ///
 /// Every implementation behaves the same; the contract suite in
@@ -83,26 +88,32 @@ pub trait TriggerStore: Debug + Send + Sync + 'static {
     /// Sets (or moves) the trigger `(action, id)` of `tenant` to fire after `delay`.
     async fn set(
         &self,
-        tenant: &str,
+        triggers: &TriggerKeys,
         action: &ActionName,
         id: &TriggerId,
         delay: Duration,
     ) -> Result<(), StoreError>;
 
     /// Removes one trigger; returns whether it was pending.
-    async fn cancel(&self, tenant: &str, action: &ActionName, id: &TriggerId) -> Result<bool, StoreError>;
+    async fn cancel(
+        &self,
+        triggers: &TriggerKeys,
+        action: &ActionName,
+        id: &TriggerId,
+    ) -> Result<bool, StoreError>;
 
     /// Removes every trigger of `id`; returns how many there were.
-    async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError>;
+    async fn cancel_all(&self, triggers: &TriggerKeys, id: &TriggerId) -> Result<usize, StoreError>;
 
     /// The tenant's triggers, earliest first; only those due now if `only_due`.
-    async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError>;
+    async fn list(&self, triggers: &TriggerKeys, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError>;
 
     /// Claims at most `max` due triggers for `lease`.
-    async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError>;
+    async fn claim(&self, triggers: &TriggerKeys, max: usize, lease: Duration)
+    -> Result<Claimed, StoreError>;
 
     /// Acknowledges a claimed trigger; `false` if the claim was stale.
-    async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError>;
+    async fn ack(&self, triggers: &TriggerKeys, trigger: &ClaimedTrigger) -> Result<bool, StoreError>;
 }
 
 macro_rules! forward_trigger_store {
@@ -111,37 +122,50 @@ macro_rules! forward_trigger_store {
         impl<T: TriggerStore + ?Sized> TriggerStore for $wrapper<T> {
             async fn set(
                 &self,
-                tenant: &str,
+                triggers: &TriggerKeys,
                 action: &ActionName,
                 id: &TriggerId,
                 delay: Duration,
             ) -> Result<(), StoreError> {
-                (**self).set(tenant, action, id, delay).await
+                (**self).set(triggers, action, id, delay).await
             }
 
             async fn cancel(
                 &self,
-                tenant: &str,
+                triggers: &TriggerKeys,
                 action: &ActionName,
                 id: &TriggerId,
             ) -> Result<bool, StoreError> {
-                (**self).cancel(tenant, action, id).await
+                (**self).cancel(triggers, action, id).await
             }
 
-            async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError> {
-                (**self).cancel_all(tenant, id).await
+            async fn cancel_all(&self, triggers: &TriggerKeys, id: &TriggerId) -> Result<usize, StoreError> {
+                (**self).cancel_all(triggers, id).await
             }
 
-            async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
-                (**self).list(tenant, only_due).await
+            async fn list(
+                &self,
+                triggers: &TriggerKeys,
+                only_due: bool,
+            ) -> Result<Vec<PendingTrigger>, StoreError> {
+                (**self).list(triggers, only_due).await
             }
 
-            async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
-                (**self).claim(tenant, max, lease).await
+            async fn claim(
+                &self,
+                triggers: &TriggerKeys,
+                max: usize,
+                lease: Duration,
+            ) -> Result<Claimed, StoreError> {
+                (**self).claim(triggers, max, lease).await
             }
 
-            async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
-                (**self).ack(tenant, trigger).await
+            async fn ack(
+                &self,
+                triggers: &TriggerKeys,
+                trigger: &ClaimedTrigger,
+            ) -> Result<bool, StoreError> {
+                (**self).ack(triggers, trigger).await
             }
         }
     };

@@ -2,11 +2,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use statehouse_domain::{Key, KeyPattern, Ttl};
+use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TriggerKeys};
+use statehouse_domain::{Key, KeyPattern, TenantId, Ttl};
 use statehouse_ports::Swapped;
 use statehouse_ports::{
-    ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
-    TriggerId, TriggerStore,
+    ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, TriggerId,
+    TriggerStore,
 };
 use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
 use statehouse_ports::{
@@ -361,32 +362,42 @@ impl<S: FieldStore> FieldStore for Retrying<S> {
 impl<S: TriggerStore> TriggerStore for Retrying<S> {
     async fn set(
         &self,
-        tenant: &str,
+        triggers: &TriggerKeys,
         action: &ActionName,
         id: &TriggerId,
         delay: Duration,
     ) -> Result<(), StoreError> {
-        self.retry(|| self.inner.set(tenant, action, id, delay)).await
+        self.retry(|| self.inner.set(triggers, action, id, delay)).await
     }
 
-    async fn cancel(&self, tenant: &str, action: &ActionName, id: &TriggerId) -> Result<bool, StoreError> {
-        self.inner.cancel(tenant, action, id).await
+    async fn cancel(
+        &self,
+        triggers: &TriggerKeys,
+        action: &ActionName,
+        id: &TriggerId,
+    ) -> Result<bool, StoreError> {
+        self.inner.cancel(triggers, action, id).await
     }
 
-    async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError> {
-        self.inner.cancel_all(tenant, id).await
+    async fn cancel_all(&self, triggers: &TriggerKeys, id: &TriggerId) -> Result<usize, StoreError> {
+        self.inner.cancel_all(triggers, id).await
     }
 
-    async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
-        self.retry(|| self.inner.list(tenant, only_due)).await
+    async fn list(&self, triggers: &TriggerKeys, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
+        self.retry(|| self.inner.list(triggers, only_due)).await
     }
 
-    async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
-        self.inner.claim(tenant, max, lease).await
+    async fn claim(
+        &self,
+        triggers: &TriggerKeys,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError> {
+        self.inner.claim(triggers, max, lease).await
     }
 
-    async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
-        self.inner.ack(tenant, trigger).await
+    async fn ack(&self, triggers: &TriggerKeys, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
+        self.inner.ack(triggers, trigger).await
     }
 }
 
@@ -394,57 +405,50 @@ impl<S: TriggerStore> TriggerStore for Retrying<S> {
 /// writes: an enqueue repeated after a lost reply would queue twice.
 #[async_trait]
 impl<S: QueueStore> QueueStore for Retrying<S> {
-    async fn enqueue(
-        &self,
-        tenant: &str,
-        queue: &QueueName,
-        payloads: &[Vec<u8>],
-    ) -> Result<Vec<u64>, StoreError> {
-        self.inner.enqueue(tenant, queue, payloads).await
+    async fn enqueue(&self, queue: &QueueKeys, payloads: &[Vec<u8>]) -> Result<Vec<u64>, StoreError> {
+        self.inner.enqueue(queue, payloads).await
     }
 
     async fn range(
         &self,
-        tenant: &str,
-        queue: &QueueName,
+        queue: &QueueKeys,
         start: usize,
         count: usize,
     ) -> Result<Vec<QueueItem>, StoreError> {
-        self.retry(|| self.inner.range(tenant, queue, start, count)).await
+        self.retry(|| self.inner.range(queue, start, count)).await
     }
 
-    async fn trim(&self, tenant: &str, queue: &QueueName, count: usize) -> Result<usize, StoreError> {
-        self.inner.trim(tenant, queue, count).await
+    async fn trim(&self, queue: &QueueKeys, count: usize) -> Result<usize, StoreError> {
+        self.inner.trim(queue, count).await
     }
 
-    async fn len(&self, tenant: &str, queue: &QueueName) -> Result<u64, StoreError> {
-        self.retry(|| self.inner.len(tenant, queue)).await
+    async fn len(&self, queue: &QueueKeys) -> Result<u64, StoreError> {
+        self.retry(|| self.inner.len(queue)).await
     }
 
-    async fn queues(&self, tenant: &str, service: &ServiceName) -> Result<Vec<QueueName>, StoreError> {
-        self.retry(|| self.inner.queues(tenant, service)).await
+    async fn queues(&self, index: &QueueIndex) -> Result<Vec<QueueName>, StoreError> {
+        self.retry(|| self.inner.queues(index)).await
     }
 
-    async fn pending(&self, service: &ServiceName) -> Result<Vec<String>, StoreError> {
+    async fn pending(&self, service: &ServiceKeys) -> Result<Vec<String>, StoreError> {
         self.retry(|| self.inner.pending(service)).await
     }
 
-    async fn remove_pending(&self, service: &ServiceName, tenant: &str) -> Result<bool, StoreError> {
+    async fn remove_pending(&self, service: &ServiceKeys, tenant: &TenantId) -> Result<bool, StoreError> {
         self.inner.remove_pending(service, tenant).await
     }
 
     async fn claim(
         &self,
-        tenant: &str,
-        queue: &QueueName,
+        queue: &QueueKeys,
         max: usize,
         lease: Duration,
     ) -> Result<Vec<QueueItem>, StoreError> {
-        self.inner.claim(tenant, queue, max, lease).await
+        self.inner.claim(queue, max, lease).await
     }
 
-    async fn ack(&self, tenant: &str, queue: &QueueName, ids: &[u64]) -> Result<usize, StoreError> {
-        self.inner.ack(tenant, queue, ids).await
+    async fn ack(&self, queue: &QueueKeys, ids: &[u64]) -> Result<usize, StoreError> {
+        self.inner.ack(queue, ids).await
     }
 }
 

@@ -1,11 +1,11 @@
 use std::fmt;
 use std::future::Future;
 
-use statehouse_domain::layout::{ServiceKeys, TenantKeys};
+use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TriggerKeys};
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::Swapped;
 use statehouse_ports::{
-    ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
+    ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, TenantId,
     TriggerId, TriggerStore,
 };
 use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
@@ -585,145 +585,105 @@ impl<S: ChangeFeed> ChangeFeed for Traced<S> {
 impl<S: TriggerStore> TriggerStore for Traced<S> {
     async fn set(
         &self,
-        tenant: &str,
+        triggers: &TriggerKeys,
         action: &ActionName,
         id: &TriggerId,
         delay: Duration,
     ) -> Result<(), StoreError> {
-        lazily(
+        wrap(
             "trigger_set",
-            || TenantKeys::new(tenant).triggers_due(),
-            self.inner.set(tenant, action, id, delay),
+            triggers.due(),
+            self.inner.set(triggers, action, id, delay),
         )
         .await
     }
 
-    async fn cancel(&self, tenant: &str, action: &ActionName, id: &TriggerId) -> Result<bool, StoreError> {
-        lazily(
+    async fn cancel(
+        &self,
+        triggers: &TriggerKeys,
+        action: &ActionName,
+        id: &TriggerId,
+    ) -> Result<bool, StoreError> {
+        wrap(
             "trigger_cancel",
-            || TenantKeys::new(tenant).triggers_due(),
-            self.inner.cancel(tenant, action, id),
+            triggers.due(),
+            self.inner.cancel(triggers, action, id),
         )
         .await
     }
 
-    async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError> {
+    async fn cancel_all(&self, triggers: &TriggerKeys, id: &TriggerId) -> Result<usize, StoreError> {
         lazily(
             "trigger_cancel_all",
-            || TenantKeys::new(tenant).triggers_of(id.as_str()),
-            self.inner.cancel_all(tenant, id),
+            || triggers.of_id(id.as_str()),
+            self.inner.cancel_all(triggers, id),
         )
         .await
     }
 
-    async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
-        lazily(
+    async fn list(&self, triggers: &TriggerKeys, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
+        wrap(
             "trigger_list",
-            || TenantKeys::new(tenant).triggers_due(),
-            self.inner.list(tenant, only_due),
+            triggers.due(),
+            self.inner.list(triggers, only_due),
         )
         .await
     }
 
-    async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
-        lazily(
+    async fn claim(
+        &self,
+        triggers: &TriggerKeys,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError> {
+        wrap(
             "trigger_claim",
-            || TenantKeys::new(tenant).triggers_due(),
-            self.inner.claim(tenant, max, lease),
+            triggers.due(),
+            self.inner.claim(triggers, max, lease),
         )
         .await
     }
 
-    async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
-        lazily(
-            "trigger_ack",
-            || TenantKeys::new(tenant).triggers_due(),
-            self.inner.ack(tenant, trigger),
-        )
-        .await
+    async fn ack(&self, triggers: &TriggerKeys, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
+        wrap("trigger_ack", triggers.due(), self.inner.ack(triggers, trigger)).await
     }
-}
-
-/// The key a queue call's span names: the queue's list.
-fn queue_key(tenant: &str, queue: &QueueName) -> String {
-    TenantKeys::new(tenant).queue(
-        queue.service.as_str(),
-        queue.batch.as_str(),
-        queue.action.as_str(),
-    )
 }
 
 #[async_trait::async_trait]
 impl<S: QueueStore> QueueStore for Traced<S> {
-    async fn enqueue(
-        &self,
-        tenant: &str,
-        queue: &QueueName,
-        payloads: &[Vec<u8>],
-    ) -> Result<Vec<u64>, StoreError> {
-        lazily(
-            "enqueue",
-            || queue_key(tenant, queue),
-            self.inner.enqueue(tenant, queue, payloads),
-        )
-        .await
+    async fn enqueue(&self, queue: &QueueKeys, payloads: &[Vec<u8>]) -> Result<Vec<u64>, StoreError> {
+        wrap("enqueue", queue.list(), self.inner.enqueue(queue, payloads)).await
     }
 
     async fn range(
         &self,
-        tenant: &str,
-        queue: &QueueName,
+        queue: &QueueKeys,
         start: usize,
         count: usize,
     ) -> Result<Vec<QueueItem>, StoreError> {
-        lazily(
-            "queue_range",
-            || queue_key(tenant, queue),
-            self.inner.range(tenant, queue, start, count),
-        )
-        .await
+        wrap("queue_range", queue.list(), self.inner.range(queue, start, count)).await
     }
 
-    async fn trim(&self, tenant: &str, queue: &QueueName, count: usize) -> Result<usize, StoreError> {
-        lazily(
-            "queue_trim",
-            || queue_key(tenant, queue),
-            self.inner.trim(tenant, queue, count),
-        )
-        .await
+    async fn trim(&self, queue: &QueueKeys, count: usize) -> Result<usize, StoreError> {
+        wrap("queue_trim", queue.list(), self.inner.trim(queue, count)).await
     }
 
-    async fn len(&self, tenant: &str, queue: &QueueName) -> Result<u64, StoreError> {
-        lazily(
-            "queue_len",
-            || queue_key(tenant, queue),
-            self.inner.len(tenant, queue),
-        )
-        .await
+    async fn len(&self, queue: &QueueKeys) -> Result<u64, StoreError> {
+        wrap("queue_len", queue.list(), self.inner.len(queue)).await
     }
 
-    async fn queues(&self, tenant: &str, service: &ServiceName) -> Result<Vec<QueueName>, StoreError> {
-        lazily(
-            "queue_list",
-            || TenantKeys::new(tenant).queues_of(service.as_str()),
-            self.inner.queues(tenant, service),
-        )
-        .await
+    async fn queues(&self, index: &QueueIndex) -> Result<Vec<QueueName>, StoreError> {
+        wrap("queue_list", index.key(), self.inner.queues(index)).await
     }
 
-    async fn pending(&self, service: &ServiceName) -> Result<Vec<String>, StoreError> {
-        lazily(
-            "queue_pending",
-            || ServiceKeys::new(service.as_str()).pending(),
-            self.inner.pending(service),
-        )
-        .await
+    async fn pending(&self, service: &ServiceKeys) -> Result<Vec<String>, StoreError> {
+        wrap("queue_pending", service.pending(), self.inner.pending(service)).await
     }
 
-    async fn remove_pending(&self, service: &ServiceName, tenant: &str) -> Result<bool, StoreError> {
-        lazily(
+    async fn remove_pending(&self, service: &ServiceKeys, tenant: &TenantId) -> Result<bool, StoreError> {
+        wrap(
             "queue_remove_pending",
-            || ServiceKeys::new(service.as_str()).pending(),
+            service.pending(),
             self.inner.remove_pending(service, tenant),
         )
         .await
@@ -731,25 +691,14 @@ impl<S: QueueStore> QueueStore for Traced<S> {
 
     async fn claim(
         &self,
-        tenant: &str,
-        queue: &QueueName,
+        queue: &QueueKeys,
         max: usize,
         lease: Duration,
     ) -> Result<Vec<QueueItem>, StoreError> {
-        lazily(
-            "queue_claim",
-            || queue_key(tenant, queue),
-            self.inner.claim(tenant, queue, max, lease),
-        )
-        .await
+        wrap("queue_claim", queue.list(), self.inner.claim(queue, max, lease)).await
     }
 
-    async fn ack(&self, tenant: &str, queue: &QueueName, ids: &[u64]) -> Result<usize, StoreError> {
-        lazily(
-            "queue_ack",
-            || queue_key(tenant, queue),
-            self.inner.ack(tenant, queue, ids),
-        )
-        .await
+    async fn ack(&self, queue: &QueueKeys, ids: &[u64]) -> Result<usize, StoreError> {
+        wrap("queue_ack", queue.list(), self.inner.ack(queue, ids)).await
     }
 }

@@ -36,7 +36,9 @@
 //!
 //! One file per family: `tasks.rs` ([`TaskKeys`]), `subjects.rs`
 //! ([`SubjectKeys`]), `tenants.rs` ([`TenantKeys`]), `triggers.rs` and
-//! `queues.rs` (the tenant's trigger and queue keys, [`ServiceKeys`]),
+//! `queues.rs` (the tenant's trigger and queue keys, and the key sets
+//! the trigger and queue ports take: [`TriggerKeys`], [`QueueKeys`],
+//! [`QueueIndex`], [`ServiceKeys`]),
 //! `config.rs` ([`ConfigKeys`]), `changes.rs` ([`ChangeChannels`]); the
 //! escaping is here.
 
@@ -50,10 +52,11 @@ mod triggers;
 
 pub use changes::ChangeChannels;
 pub use config::ConfigKeys;
-pub use queues::ServiceKeys;
+pub use queues::{QueueIndex, QueueKeys, ServiceKeys};
 pub use subjects::SubjectKeys;
 pub use tasks::TaskKeys;
 pub use tenants::TenantKeys;
+pub use triggers::TriggerKeys;
 
 use std::fmt::Write as _;
 

@@ -1,5 +1,6 @@
 use super::tenants::TenantKeys;
 use super::{escape_component, member_pair, pair_member};
+use crate::TenantId;
 
 /// The keys of a tenant's expiration triggers and batch queues (issue 10),
 /// all under the tenant's hash tag, so every per-tenant atomic step (a
@@ -54,6 +55,69 @@ impl TenantKeys {
 
     /// The `(action, id)` of a trigger member; `None` for other text.
     pub fn trigger_of_member(&self, member: &str) -> Option<(String, String)> {
+        member_pair(member)
+    }
+}
+
+/// The keys of one tenant's expiration triggers, derived once from the
+/// validated tenant (by the `Triggers` facade, once per listener) and
+/// passed down through the trigger port, so neither the layers nor the
+/// adapters build them again.
+///
+/// ```
+/// use statehouse_domain::TenantId;
+/// use statehouse_domain::layout::TriggerKeys;
+///
+/// let keys = TriggerKeys::new(&TenantId::new("acme")?);
+/// assert_eq!(keys.due(), "t:{acme}:triggers:due");
+/// assert_eq!(keys.claims(), "t:{acme}:triggers:claims");
+/// assert_eq!(keys.of_id("user:1"), "t:{acme}:triggers:by-id:user%3A1");
+/// assert_eq!(keys.member("remind", "user:1"), "remind:user%3A1");
+/// assert_eq!(keys.of_member("remind:user%3A1"), Some(("remind".into(), "user:1".into())));
+/// # Ok::<(), statehouse_domain::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerKeys {
+    tenant: TenantKeys,
+    due: String,
+    claims: String,
+}
+
+impl TriggerKeys {
+    /// The trigger keys of `tenant`.
+    pub fn new(tenant: &TenantId) -> Self {
+        let tenant = TenantKeys::new(tenant.as_str());
+        Self {
+            due: tenant.triggers_due(),
+            claims: tenant.trigger_claims(),
+            tenant,
+        }
+    }
+
+    /// The sorted set of the tenant's triggers by due time: the key errors
+    /// and spans name.
+    pub fn due(&self) -> &str {
+        &self.due
+    }
+
+    /// The hash of the claims of the tenant's claimed triggers.
+    pub fn claims(&self) -> &str {
+        &self.claims
+    }
+
+    /// The sorted set of the trigger members of identifier `id`.
+    pub fn of_id(&self, id: &str) -> String {
+        self.tenant.triggers_of(id)
+    }
+
+    /// The member of the trigger `(action, id)`: `<action>:<id>`, both
+    /// escaped.
+    pub fn member(&self, action: &str, id: &str) -> String {
+        pair_member(action, id)
+    }
+
+    /// The `(action, id)` of a member; `None` for other text.
+    pub fn of_member(&self, member: &str) -> Option<(String, String)> {
         member_pair(member)
     }
 }
