@@ -147,7 +147,7 @@ impl Triggers {
     /// Runs a listener for `tenant` until `stop` completes: claims due
     /// triggers, runs `handler` on each, acknowledges those it handled
     /// (`Ok`); a trigger whose handler failed is left to its lease and
-    /// delivered again. Between claims it sleeps until the tenant's next
+    /// delivered again (its [`ClaimedTrigger::deliveries`] then above 1). Between claims it sleeps until the tenant's next
     /// trigger is due (at most `options.max_idle`, and less when a `set`
     /// through this facade wakes it), never polling faster.
     ///

@@ -46,7 +46,8 @@ pub struct QueueItem {
 ///   workers reading the same range both process it.
 /// - `claim` atomically takes up to `max` items for `lease`: first items
 ///   whose lease ran out (a crashed worker's), then waiting ones, oldest
-///   first. Two claimers never get the same item while its lease runs.
+///   first, both in queue order (by id, whatever lease each had: a claim
+///   is always in increasing id order). Two claimers never get the same item while its lease runs.
 ///   `ack` removes claimed items for good (ids not held: ignored, not
 ///   counted); an unacknowledged item comes back after its lease. Acks go
 ///   by id, without a claim token: a late ack (after the lease ran out)

@@ -36,9 +36,16 @@ pub struct ClaimedTrigger {
     pub action: String,
     /// What it is about.
     pub id: String,
-    /// Which claim of this trigger this is (1 for the first delivery, more
-    /// after a lease ran out); an ack must carry the latest.
+    /// The claim's token, from a counter per tenant: unique among the
+    /// tenant's claims, and higher for a later claim, but not 1 for a
+    /// first delivery (use [`deliveries`](Self::deliveries) for that). An
+    /// ack must carry the latest token of the trigger.
     pub token: u64,
+    /// How many times this trigger was handed out since it was last set:
+    /// 1 for the first delivery, more when a lease ran out unacknowledged
+    /// and it came again (a redelivery: an earlier claimer may have run
+    /// it, or part of it). Setting the trigger again starts it at 1.
+    pub deliveries: u32,
 }
 
 /// What one [`TriggerStore::claim`] got.
@@ -71,9 +78,14 @@ pub struct Claimed {
 ///   acknowledged moves its deadline (one trigger, never two) and voids an
 ///   outstanding claim (its ack does nothing).
 /// - `claim` hands out at most `max` triggers due now, earliest first, in
-///   one atomic step: each moves to now + `lease` and gets a new token, so
+///   one atomic step: each moves to now + `lease` and gets a new token
+///   (from a per-tenant counter: unique, increasing, not per trigger), so
 ///   two claimers never hold the same trigger at once; a trigger not
 ///   acknowledged within its lease is handed out again (a higher token).
+/// - Each claim also counts the trigger's deliveries
+///   ([`ClaimedTrigger::deliveries`]): 1 the first time, one more at each
+///   redelivery after a lease ran out; `set` (again) restarts the count,
+///   `ack` and `cancel` drop it with the trigger.
 /// - `ack` with the latest token removes the trigger: it never fires again.
 ///   A stale token (the lease ran out and it was claimed again, or it was
 ///   set again or cancelled) removes nothing and answers `false`.

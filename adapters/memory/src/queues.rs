@@ -64,6 +64,12 @@ fn unindex_if_empty(state: &mut State, keys: &QueueKeys, now: Instant) {
     }
 }
 
+/// The lease score of a claimed item whose lease ran out: `id - 2^53`,
+/// below every lease end (milliseconds since the epoch) and in id order.
+fn parked(id: i64) -> f64 {
+    score(id) - 9_007_199_254_740_992.0
+}
+
 fn parse_id(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
@@ -223,14 +229,29 @@ impl QueueStore for MemoryStore {
         checked(OP, &mut state, keys, now)?;
         let clock = self.keyspace.clock_ms(now);
         let until = score(clock.saturating_add(millis(lease)));
-        // A crashed worker's items first: their leases ran out.
+        // A crashed worker's items first: their leases ran out. Parked
+        // first (once each) below every lease end in id order, as the
+        // Redis script does, so they come back in queue order.
+        let _ = state.edit_zset(keys.leases(), now, |set| {
+            let lapsed: Vec<String> = set
+                .iter()
+                .skip_while(|(at, _)| *at < 0.0)
+                .take_while(|(at, _)| score_ms(*at) <= clock)
+                .map(|(_, id)| id.to_owned())
+                .collect();
+            for id in lapsed {
+                if let Ok(n) = id.parse::<i64>() {
+                    set.insert(&id, parked(n));
+                }
+            }
+        });
         let mut ids: Vec<u64> = state
             .zset(keys.leases(), now)
             .ok()
             .flatten()
             .map(|set| {
                 set.iter()
-                    .take_while(|(at, _)| score_ms(*at) <= clock)
+                    .take_while(|(at, _)| *at < 0.0)
                     .take(max)
                     .filter_map(|(_, id)| id.parse().ok())
                     .collect()

@@ -37,6 +37,29 @@ pub(crate) fn score_ms(score: f64) -> i64 {
     score as i64
 }
 
+/// A claimed trigger's entry in the claims hash, `<token>:<deliveries>`
+/// (as the Redis scripts write it; a bare token, as older versions wrote
+/// it, counts one delivery).
+struct Claim {
+    token: Option<u64>,
+    deliveries: u32,
+}
+
+impl Claim {
+    fn parse(held: &[u8]) -> Self {
+        let text = std::str::from_utf8(held).unwrap_or_default();
+        let (token, deliveries) = text.split_once(':').unwrap_or((text, "1"));
+        Self {
+            token: token.parse().ok(),
+            deliveries: deliveries.parse().unwrap_or(1),
+        }
+    }
+
+    fn text(&self) -> Vec<u8> {
+        format!("{}:{}", self.token.unwrap_or(0), self.deliveries).into_bytes()
+    }
+}
+
 /// Checks the types of a trigger step's keys (what every script does
 /// before it writes): the due set, the claims, the by-id sets of `ids`.
 fn checked(
@@ -179,20 +202,35 @@ impl TriggerStore for MemoryStore {
         let mut triggers = Vec::with_capacity(due.len());
         for member in due {
             let _ = state.edit_zset(keys.due(), now, |set| set.insert(&member, until));
-            let token = state
+            let (token, deliveries) = state
                 .edit_hash(keys.claims(), now, |claims| {
                     let token = claims
                         .get(b"#".as_slice())
                         .and_then(|old| std::str::from_utf8(old).ok()?.parse::<u64>().ok())
                         .unwrap_or(0)
                         + 1;
+                    let deliveries = claims
+                        .get(member.as_bytes())
+                        .map_or(1, |held| Claim::parse(held).deliveries.saturating_add(1));
                     claims.insert(b"#".to_vec(), token.to_string().into_bytes());
-                    claims.insert(member.as_bytes().to_vec(), token.to_string().into_bytes());
-                    token
+                    claims.insert(
+                        member.as_bytes().to_vec(),
+                        Claim {
+                            token: Some(token),
+                            deliveries,
+                        }
+                        .text(),
+                    );
+                    (token, deliveries)
                 })
-                .unwrap_or(1);
+                .unwrap_or((1, 1));
             if let Some((action, id)) = keys.of_member(&member) {
-                triggers.push(ClaimedTrigger { action, id, token });
+                triggers.push(ClaimedTrigger {
+                    action,
+                    id,
+                    token,
+                    deliveries,
+                });
             }
         }
         let next_due_in = state
@@ -217,7 +255,7 @@ impl TriggerStore for MemoryStore {
             .hget(keys.claims(), member.as_bytes(), now)
             .ok()
             .flatten()
-            .is_some_and(|token| token == trigger.token.to_string().as_bytes());
+            .is_some_and(|held| Claim::parse(&held).token == Some(trigger.token));
         if held {
             remove(&mut state, keys, &trigger.action, &trigger.id, now);
         }

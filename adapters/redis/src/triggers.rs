@@ -151,16 +151,24 @@ impl TriggerStore for RedisStore {
             return Err(bad_reply(OP, key));
         };
         let next = int(next).ok_or_else(|| bad_reply(OP, key))?;
-        let mut claimed = Vec::with_capacity(claims.len() / 2);
-        for pair in claims.chunks(2) {
-            let [member, token] = pair else {
+        let mut claimed = Vec::with_capacity(claims.len() / 3);
+        for row in claims.chunks(3) {
+            let [member, token, deliveries] = row else {
                 return Err(bad_reply(OP, key));
             };
             let member = text(member).ok_or_else(|| bad_reply(OP, key))?;
             let token = int(token).and_then(|t| u64::try_from(t).ok());
+            let deliveries = int(deliveries).and_then(|d| u32::try_from(d).ok());
             // A member this layout did not write is skipped, not fatal.
-            if let (Some((action, id)), Some(token)) = (triggers.of_member(&member), token) {
-                claimed.push(ClaimedTrigger { action, id, token });
+            if let (Some((action, id)), Some(token), Some(deliveries)) =
+                (triggers.of_member(&member), token, deliveries)
+            {
+                claimed.push(ClaimedTrigger {
+                    action,
+                    id,
+                    token,
+                    deliveries,
+                });
             }
         }
         Ok(Claimed {

@@ -9,12 +9,13 @@ use crate::TenantId;
 /// ```text
 /// t:{<tenant>}:triggers:due                     zset  "<action>:<id>" by due time (ms since the epoch;
 ///                                                     a claimed trigger: the end of its lease)
-/// t:{<tenant>}:triggers:claims                  hash  "<action>:<id>" -> claim token of a claimed trigger;
-///                                                     field "#": the tenant's token counter
+/// t:{<tenant>}:triggers:claims                  hash  "<action>:<id>" -> "<token>:<deliveries>" of a claimed
+///                                                     trigger; field "#": the tenant's token counter
 /// t:{<tenant>}:triggers:by-id:<id>              zset  the members "<action>:<id>" of one identifier (score 0)
 /// t:{<tenant>}:queue:<service>:<batch>:<action>         list  item ids waiting, oldest first
 /// t:{<tenant>}:queue-items:<service>:<batch>:<action>   hash  item id -> payload; field "next": the id counter
-/// t:{<tenant>}:queue-leases:<service>:<batch>:<action>  zset  claimed item ids by lease end (ms)
+/// t:{<tenant>}:queue-leases:<service>:<batch>:<action>  zset  claimed item ids by lease end (ms); a lapsed
+///                                                             lease a claim found: id - 2^53 (queue order)
 /// t:{<tenant>}:queues:<service>                 zset  "<batch>:<action>" of the tenant's queues by first enqueue (ms)
 /// ```
 ///

@@ -2809,7 +2809,7 @@ async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, options: Optio
                                         .query_async(&mut con)
                                         .await?;
                                     let mut claimed = Vec::new();
-                                    for pair in reply.get(1..).unwrap_or_default().chunks(2) {
+                                    for pair in reply.get(1..).unwrap_or_default().chunks(3) {
                                         let member: String = redis::from_redis_value(pair[0].clone())?;
                                         let token: u64 = redis::from_redis_value(pair[1].clone())?;
                                         let id = member
@@ -2831,6 +2831,7 @@ async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, options: Optio
                                             action: "remind".to_owned(),
                                             id,
                                             token,
+                                            deliveries: 1,
                                         };
                                         triggers.ack(TQ_TENANT, &trigger).await?
                                     }

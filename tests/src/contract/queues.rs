@@ -223,6 +223,55 @@ pub async fn a_crashed_workers_items_come_back_after_the_lease(backend: Backend)
     assert_eq!(backend.queues.ack(&keys(T, &q), &[1, 2, 3]).await.unwrap(), 3);
 }
 
+pub async fn lapsed_items_come_back_in_queue_order_past_a_digit_boundary(backend: Backend) {
+    let q = keys(T, &queue(&backend, "b"));
+    let items: Vec<String> = (1..=12).map(|n| format!("i{n}")).collect();
+    let items: Vec<&str> = items.iter().map(String::as_str).collect();
+    backend.queues.enqueue(&q, &payloads(&items)).await.unwrap();
+    let lease = Duration::from_millis(300);
+    let crashed = backend.queues.claim(&q, 12, lease).await.unwrap();
+    assert_eq!(crashed.len(), 12);
+    backend.elapse(lease + Duration::from_millis(100)).await;
+    let back = backend.queues.claim(&q, 20, LONG).await.unwrap();
+    assert_eq!(
+        back.iter().map(|item| item.id).collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<u64>>(),
+        "one lease: ids compared as numbers, not as text"
+    );
+    assert_eq!(texts(&back), items);
+}
+
+pub async fn lapsed_items_of_different_leases_come_back_in_queue_order(backend: Backend) {
+    let q = keys(T, &queue(&backend, "b"));
+    let items = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+    backend.queues.enqueue(&q, &payloads(&items)).await.unwrap();
+    // The older items under the longer lease: theirs runs out last.
+    let older = backend
+        .queues
+        .claim(&q, 5, Duration::from_millis(900))
+        .await
+        .unwrap();
+    let newer = backend
+        .queues
+        .claim(&q, 5, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!((texts(&older).len(), texts(&newer).len()), (5, 5));
+    backend.elapse(Duration::from_millis(1000)).await;
+    let first = backend.queues.claim(&q, 3, LONG).await.unwrap();
+    assert_eq!(texts(&first), ["a", "b", "c"], "the oldest lapsed items first");
+    let rest = backend.queues.claim(&q, 20, LONG).await.unwrap();
+    assert_eq!(texts(&rest), ["d", "e", "f", "g", "h", "i", "j"]);
+    assert_eq!(
+        backend
+            .queues
+            .ack(&q, &(1..=10).collect::<Vec<u64>>())
+            .await
+            .unwrap(),
+        10
+    );
+}
+
 pub async fn remove_pending_drops_the_mark_and_enqueue_sets_it_again(backend: Backend) {
     let q = queue(&backend, "b");
     backend

@@ -170,6 +170,58 @@ pub async fn an_unacknowledged_claim_is_redelivered_after_the_lease(backend: Bac
     assert!(backend.triggers.list(&keys(T), false).await.unwrap().is_empty());
 }
 
+pub async fn deliveries_count_redeliveries_and_restart_when_set_again(backend: Backend) {
+    let (action, id) = names("remind", "u1");
+    let (other_action, other_id) = names("remind", "u2");
+    for (action, id) in [(&action, &id), (&other_action, &other_id)] {
+        backend
+            .triggers
+            .set(&keys(T), action, id, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    backend.elapse(Duration::from_millis(5)).await;
+    let lease = Duration::from_millis(300);
+    let first = backend.triggers.claim(&keys(T), 10, lease).await.unwrap();
+    assert_eq!(first.triggers.len(), 2);
+    assert!(
+        first.triggers.iter().all(|t| t.deliveries == 1),
+        "a first delivery: {first:?}"
+    );
+    assert_ne!(
+        first.triggers[0].token, first.triggers[1].token,
+        "tokens are unique among the tenant's claims"
+    );
+    backend.elapse(lease + Duration::from_millis(100)).await;
+    let second = backend.triggers.claim(&keys(T), 10, lease).await.unwrap();
+    assert_eq!(
+        second.triggers.iter().map(|t| t.deliveries).collect::<Vec<_>>(),
+        [2, 2],
+        "redelivered after the lease ran out"
+    );
+    backend.elapse(lease + Duration::from_millis(100)).await;
+    // Set again (a new deadline): a new trigger, counted from 1.
+    backend
+        .triggers
+        .set(&keys(T), &action, &id, Duration::ZERO)
+        .await
+        .unwrap();
+    backend.elapse(Duration::from_millis(5)).await;
+    let third = backend.triggers.claim(&keys(T), 10, LONG).await.unwrap();
+    let deliveries: HashMap<String, u32> = third
+        .triggers
+        .iter()
+        .map(|t| (t.id.clone(), t.deliveries))
+        .collect();
+    assert_eq!(
+        deliveries,
+        HashMap::from([("u1".to_owned(), 1), ("u2".to_owned(), 3)])
+    );
+    for trigger in &third.triggers {
+        assert!(backend.triggers.ack(&keys(T), trigger).await.unwrap());
+    }
+}
+
 pub async fn setting_again_voids_an_outstanding_claim(backend: Backend) {
     let (action, id) = names("remind", "u1");
     backend
