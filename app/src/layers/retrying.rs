@@ -107,3 +107,178 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Which calls `Retrying` repeats after a temporary failure: every
+    //! method of the document, trigger and queue ports, and the
+    //! non-obvious choices of the others (the list lives in `forward/`).
+
+    use std::time::Duration;
+
+    use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TriggerKeys};
+    use statehouse_domain::{Key, KeyPattern, Ttl};
+    use statehouse_ports::{
+        ActionName, ChangeFeed, ClaimedTrigger, DocumentStore, FieldName, FieldStore, MockChangeFeed,
+        MockDocumentStore, MockFieldStore, MockQueueStore, MockTaskRepository, MockTriggerStore, QueueName,
+        QueueStore, RetryPolicy, ServiceName, SetOptions, StoreError, TaskId, TaskIndex, TaskRepository,
+        TaskSpace, TenantId, TenantKey, TriggerId, TriggerStore, UserId, Watched,
+    };
+
+    use super::Retrying;
+
+    const TRIES: usize = 3;
+
+    fn down<T>() -> Result<T, StoreError> {
+        Err(StoreError::Connection {
+            op: "test",
+            key: String::new(),
+            source: "down".into(),
+        })
+    }
+
+    fn retrying<S>(inner: S) -> Retrying<S> {
+        Retrying::new(inner, RetryPolicy::new(TRIES as u32))
+    }
+
+    /// Expects `$method` to be called `$times` times, each failing.
+    macro_rules! failing {
+        ($mock:ident . $method:ident ($($arg:tt),*), $times:expr) => {
+            $mock.$method().times($times).returning(|$($arg),*| down())
+        };
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn documents_retry_reads_and_unconditional_sets_only() {
+        let mut mock = MockDocumentStore::new();
+        failing!(mock.expect_get(_), TRIES);
+        failing!(mock.expect_get_many(_), TRIES);
+        failing!(mock.expect_exists(_), TRIES);
+        failing!(mock.expect_ttl(_), TRIES);
+        failing!(mock.expect_list_keys(_), TRIES);
+        failing!(mock.expect_ping(), TRIES);
+        failing!(mock.expect_delete(_), 1);
+        failing!(mock.expect_expire(_, _), 1);
+        failing!(mock.expect_update(_, _, _), 1);
+        mock.expect_set()
+            .withf(|_, _, options| options.condition == statehouse_ports::SetCondition::Always)
+            .times(TRIES)
+            .returning(|_, _, _| down());
+        mock.expect_set()
+            .withf(|_, _, options| options.condition != statehouse_ports::SetCondition::Always)
+            .times(2)
+            .returning(|_, _, _| down());
+        let store = retrying(mock);
+        let key = Key::new("k").unwrap();
+        assert!(store.get(&key).await.is_err());
+        assert!(store.get_many(std::slice::from_ref(&key)).await.is_err());
+        assert!(store.exists(&key).await.is_err());
+        assert!(store.ttl(&key).await.is_err());
+        assert!(store.list_keys(&KeyPattern::new("*").unwrap()).await.is_err());
+        assert!(store.ping().await.is_err());
+        assert!(store.delete(&key).await.is_err());
+        assert!(store.expire(&key, Ttl::from_millis(10).unwrap()).await.is_err());
+        let mut f = |_: Option<&[u8]>| -> Result<_, statehouse_ports::BoxError> { unreachable!() };
+        assert!(store.update(&key, RetryPolicy::default(), &mut f).await.is_err());
+        assert!(store.set(&key, b"v", SetOptions::new()).await.is_err());
+        assert!(
+            store
+                .set(&key, b"v", SetOptions::new().if_absent())
+                .await
+                .is_err()
+        );
+        assert!(
+            store
+                .set(&key, b"v", SetOptions::new().if_present())
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn triggers_retry_set_and_list_only() {
+        let mut mock = MockTriggerStore::new();
+        failing!(mock.expect_set(_, _, _, _), TRIES);
+        failing!(mock.expect_list(_, _), TRIES);
+        failing!(mock.expect_cancel(_, _, _), 1);
+        failing!(mock.expect_cancel_all(_, _), 1);
+        failing!(mock.expect_claim(_, _, _), 1);
+        failing!(mock.expect_ack(_, _), 1);
+        let store = retrying(mock);
+        let keys = TriggerKeys::new(&TenantId::new("t").unwrap());
+        let (action, id) = (ActionName::new("a").unwrap(), TriggerId::new("i").unwrap());
+        assert!(store.set(&keys, &action, &id, Duration::ZERO).await.is_err());
+        assert!(store.list(&keys, false).await.is_err());
+        assert!(store.cancel(&keys, &action, &id).await.is_err());
+        assert!(store.cancel_all(&keys, &id).await.is_err());
+        assert!(store.claim(&keys, 1, Duration::from_secs(1)).await.is_err());
+        let claimed = ClaimedTrigger {
+            action: "a".into(),
+            id: "i".into(),
+            token: 1,
+            deliveries: 1,
+        };
+        assert!(store.ack(&keys, &claimed).await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queues_retry_reads_only() {
+        let mut mock = MockQueueStore::new();
+        failing!(mock.expect_range(_, _, _), TRIES);
+        failing!(mock.expect_len(_), TRIES);
+        failing!(mock.expect_queues(_), TRIES);
+        failing!(mock.expect_pending(_), TRIES);
+        failing!(mock.expect_enqueue(_, _), 1);
+        failing!(mock.expect_trim(_, _), 1);
+        failing!(mock.expect_claim(_, _, _), 1);
+        failing!(mock.expect_ack(_, _), 1);
+        failing!(mock.expect_remove_pending(_, _), 1);
+        let store = retrying(mock);
+        let tenant = TenantId::new("t").unwrap();
+        let service = ServiceName::new("s").unwrap();
+        let name = QueueName::new(service.clone(), "b".parse().unwrap(), "a".parse().unwrap());
+        let queue = QueueKeys::new(&tenant, &name);
+        let pending = ServiceKeys::new(service.as_str());
+        assert!(store.range(&queue, 0, 1).await.is_err());
+        assert!(store.len(&queue).await.is_err());
+        assert!(store.queues(&QueueIndex::new(&tenant, &service)).await.is_err());
+        assert!(store.pending(&pending).await.is_err());
+        assert!(store.enqueue(&queue, &[b"x".to_vec()]).await.is_err());
+        assert!(store.trim(&queue, 1).await.is_err());
+        assert!(store.claim(&queue, 1, Duration::from_secs(1)).await.is_err());
+        assert!(store.ack(&queue, &[1]).await.is_err());
+        assert!(store.remove_pending(&pending, &tenant).await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_other_ports_retry_reads_and_idempotent_writes_only() {
+        let mut tasks = MockTaskRepository::new();
+        failing!(tasks.expect_count(_, _), TRIES);
+        failing!(tasks.expect_append_log(_, _, _), 1);
+        let tasks = retrying(tasks);
+        let space = TaskSpace::default();
+        let index = TaskIndex::Service(ServiceName::new("s").unwrap());
+        assert!(tasks.count(&space, &index).await.is_err());
+        let id = TaskId::new("j").unwrap();
+        assert!(tasks.append_log(&space, &id, "line").await.is_err());
+
+        let mut fields = MockFieldStore::new();
+        failing!(fields.expect_replace_fields(_, _, _), TRIES);
+        failing!(fields.expect_merge_fields(_, _, _), 1);
+        failing!(fields.expect_increment(_, _, _, _), 1);
+        let fields = retrying(fields);
+        let key = TenantKey::user(&TenantId::new("t").unwrap(), &UserId::new("u").unwrap());
+        assert!(fields.replace_fields(&key, &[], None).await.is_err());
+        assert!(fields.merge_fields(&key, &[], None).await.is_err());
+        let field = FieldName::new("n").unwrap();
+        assert!(fields.increment(&key, &field, 1, None).await.is_err());
+
+        let mut changes = MockChangeFeed::new();
+        failing!(changes.expect_subscribe(_, _), TRIES);
+        failing!(changes.expect_swap_announced(_, _, _, _), 1);
+        let changes = retrying(changes);
+        let key = Key::new("k").unwrap();
+        assert!(changes.subscribe(&Watched::Key(key.clone()), 1).await.is_err());
+        assert!(changes.swap_announced(&key, None, b"v", None).await.is_err());
+    }
+}
