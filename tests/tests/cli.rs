@@ -9,7 +9,7 @@ fn run(server: &RedisServer, args: &[&str]) -> (i32, String, String) {
     let mut argv = vec!["statehouse", "--url", url.as_str(), "--prefix", "cli:"];
     argv.extend_from_slice(args);
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = statehouse::cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
+    let code = statehouse_cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
     (
         code,
         String::from_utf8(out).expect("utf-8 output"),
@@ -690,7 +690,7 @@ fn run_while_poking(
         let mut argv = vec!["statehouse", "--url", url.as_str(), "--prefix", "cli:"];
         argv.extend_from_slice(args);
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = statehouse::cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
+        let code = statehouse_cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
         (
             code,
             String::from_utf8(out).expect("utf-8"),

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use clap::Subcommand;
 use serde::Serialize;
 use serde_json::Value;
+use statehouse::Subjects;
 use statehouse_ports::PropertyKind;
 
-use super::{CliError, Output, quoted};
-use crate::Subjects;
+use crate::output::{CliError, Output, quoted};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum SubjectCommand {

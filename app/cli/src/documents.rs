@@ -3,10 +3,10 @@
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde::de::IgnoredAny;
+use statehouse::{Documents, Statehouse};
 use statehouse_ports::{JsonError, KeyTtl, SetOptions, Ttl, ValidationExt, decode};
 
-use super::{CliError, Output, StoreJson, describe, human_duration, quoted, store_name};
-use crate::{Documents, Statehouse};
+use crate::output::{CliError, Output, StoreJson, describe, quoted, store_name, ttl_in_words};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DocCommand {
@@ -204,15 +204,6 @@ async fn set(docs: &Documents, args: SetArgs, out: &mut Output<'_>) -> Result<()
         )));
     }
     out.print(&result, "OK")
-}
-
-/// A key's remaining life in words: `expires in 0.3 s`, `no TTL`, `missing`.
-pub(super) fn ttl_in_words(ttl: KeyTtl) -> String {
-    match ttl {
-        KeyTtl::Missing => "missing".to_owned(),
-        KeyTtl::Persistent => "no TTL".to_owned(),
-        KeyTtl::ExpiresIn(left) => format!("expires in {}", human_duration(left)),
-    }
 }
 
 /// Valid JSON without the whitespace between its tokens: the same document

@@ -14,12 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use statehouse::{Documents, Statehouse};
 use statehouse_ports::{KeyTtl, SetOptions, StoreError, Ttl, Update, ValidationExt};
 use tokio::task::JoinSet;
 
-use super::documents::ttl_in_words;
-use super::{CliError, Output, describe, quoted, store_name, to_json};
-use crate::{Documents, Statehouse};
+use crate::output::{CliError, Output, ctrl_c, describe, quoted, store_name, to_json, ttl_in_words};
 
 /// Options of `demo`; the hidden ones exist for the tests of its clean-up.
 #[derive(Debug, Args)]
@@ -161,14 +160,6 @@ fn run_id() -> String {
         .hash(&mut hasher);
     std::process::id().hash(&mut hasher);
     format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
-}
-
-/// Resolves on Ctrl-C; never, if the signal cannot be listened to. (Also
-/// what the watching commands of `config.rs` stop on.)
-pub(super) async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
 
 pub(super) async fn demo(state: &Statehouse, args: DemoArgs, out: &mut Output<'_>) -> Result<(), CliError> {

@@ -4,10 +4,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use statehouse::Tasks;
 use statehouse_ports::{PageRequest, StoreError, TaskCursor, TaskPage, TaskRecord, TaskStatus};
 
-use super::{CliError, Output, describe, quoted};
-use crate::Tasks;
+use crate::output::{CliError, Output, describe, quoted};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TasksCommand {

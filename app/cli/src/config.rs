@@ -9,10 +9,10 @@
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
+use statehouse::{ConfigStore, Snapshot, Statehouse};
 use statehouse_ports::{ChangeEvent, FeedEvent, StoreError};
 
-use super::{CliError, Output, quoted};
-use crate::{ConfigStore, Snapshot, Statehouse};
+use crate::output::{CliError, Output, ctrl_c, quoted};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ConfigCommand {
@@ -179,7 +179,7 @@ pub(super) async fn config(
 async fn until_interrupted(command: impl Future<Output = Result<(), CliError>>) -> Result<(), CliError> {
     tokio::select! {
         biased;
-        () = super::demo::ctrl_c() => Err(CliError::Interrupted),
+        () = ctrl_c() => Err(CliError::Interrupted),
         result = command => result,
     }
 }
