@@ -4,9 +4,9 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde::de::IgnoredAny;
 use statehouse::{Documents, Statehouse};
-use statehouse_ports::{JsonError, KeyTtl, SetOptions, Ttl, ValidationExt, decode};
+use statehouse_ports::{KeyTtl, SetOptions, Ttl, ValidationExt, decode};
 
-use crate::output::{CliError, Output, StoreJson, describe, quoted, store_name, ttl_in_words};
+use crate::output::{CliError, Output, StoreJson, describe, parse_json, quoted, store_name, ttl_in_words};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DocCommand {
@@ -176,13 +176,7 @@ async fn get(docs: &Documents, key: &str, raw: bool, out: &mut Output<'_>) -> Re
 /// `doc set`.
 async fn set(docs: &Documents, args: SetArgs, out: &mut Output<'_>) -> Result<(), CliError> {
     if !args.raw {
-        serde_json::from_str::<IgnoredAny>(&args.value).map_err(|error| {
-            CliError::Usage(format!(
-                "the value for {} is not valid JSON ({}); quote text as '\"text\"' or pass --raw",
-                quoted(&args.key),
-                JsonError::without_data(&error)
-            ))
-        })?;
+        parse_json::<IgnoredAny>(&args.value, &quoted(&args.key), " or pass --raw")?;
     }
     let mut options = SetOptions::new();
     if let Some(secs) = args.ttl {

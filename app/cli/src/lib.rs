@@ -166,7 +166,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Layout => Ok(()),
         Command::Doc(command) => documents::doc(&docs, command, out).await,
         Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,
-        Command::Subject(command) => subjects::subject(&state.subjects(), command, out).await,
+        Command::Subject(command) => subjects::subject(&state, command, out).await,
         Command::Tenant(args) => tenants::tenant(&state, args, out).await,
         Command::Model(command) => synced::model(&docs, command, out).await,
         Command::Triggers(args) => queues::triggers(&state.triggers(), args, out).await,

@@ -11,8 +11,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use statehouse::{ErrorKind, KeyTtl, Settings, StoreError};
 use statehouse_domain::HumanDuration;
+use statehouse_ports::JsonError;
 
 /// The exit status of every command, also shown by `--help`.
 pub mod exit {
@@ -214,6 +216,19 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, CliErr
     serde_json::to_string(value).map_err(|error| CliError::Output(std::io::Error::other(error)))
 }
 
+/// `text`, a value given on the command line for `what` (e.g.
+/// `config "api"`), decoded from JSON; if it is not JSON, a usage error
+/// naming `what` and where the JSON broke (never quoting the text), with
+/// `hint` (e.g. ` or pass --raw`) after the advice to quote text.
+pub(crate) fn parse_json<T: DeserializeOwned>(text: &str, what: &str, hint: &str) -> Result<T, CliError> {
+    serde_json::from_str(text).map_err(|error| {
+        CliError::Usage(format!(
+            "the value for {what} is not valid JSON ({}); quote text as '\"text\"'{hint}",
+            JsonError::without_data(&error)
+        ))
+    })
+}
+
 /// `text` quoted as a JSON string: how the CLI shows keys, patterns and
 /// other text inside messages (control characters escaped).
 pub(crate) fn quoted(text: &str) -> String {
@@ -255,7 +270,7 @@ fn plain_type(type_name: &str) -> String {
     let base = type_name.split('<').next().unwrap_or(type_name);
     let name = base.rsplit("::").next().unwrap_or(base);
     match name {
-        "Value" | "IgnoredAny" => "valid JSON".to_owned(),
+        "Value" | "IgnoredAny" | "JSON value" => "valid JSON".to_owned(),
         "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".to_owned(),
         "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_owned(),
         "f32" | "f64" => "a number".to_owned(),
@@ -298,6 +313,7 @@ mod tests {
     #[test]
     fn types_are_named_in_plain_words() {
         assert_eq!(plain_type("serde_json::value::Value"), "valid JSON");
+        assert_eq!(plain_type("JSON value"), "valid JSON");
         assert_eq!(plain_type("u64"), "a whole number (0 or more)");
         assert_eq!(plain_type("statehouse_cli::demo::User"), "a valid User document");
         assert_eq!(
