@@ -7,8 +7,8 @@
 //! # Layout
 //!
 //! - `lib.rs` (this file): the parser and the dispatch, nothing else.
-//! - `output.rs`: what every command shares: [`Output`](output::Output)
-//!   (text for people, or `--json`), [`CliError`] and the [`exit`] codes,
+//! - `output.rs`: what every command shares: `Output` (text for people,
+//!   or `--json`), [`CliError`] and the [`exit`] codes,
 //!   quoting, durations and TTLs in words, Ctrl-C.
 //! - one file per command family: `documents.rs` (`doc`, `ping`),
 //!   `tasks.rs`, `subjects.rs`, `synced.rs` (`model`), `tenants.rs`,
@@ -28,7 +28,7 @@ mod config;
 mod demo;
 mod documents;
 mod layout;
-pub mod output;
+mod output;
 mod queues;
 mod subjects;
 mod synced;
@@ -155,15 +155,17 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     settings.response_timeout = Duration::from_millis(cli.timeout_ms.max(1));
     settings.connect_timeout = settings.response_timeout;
     let out = &mut Output::new(out, cli.json);
-    if let Command::Layout = cli.command {
-        return layout::layout(&settings, out);
-    }
+    let command = match cli.command {
+        Command::Layout => return layout::layout(&settings, out),
+        // The demo connects itself, under a namespace of its own.
+        Command::Demo(args) => return demo::demo(settings, args, out).await,
+        command => command,
+    };
     let state = Statehouse::with_settings(settings).await?;
     let docs = state.documents();
-    match cli.command {
-        Command::Demo(args) => demo::demo(&state, args, out).await,
+    match command {
+        Command::Layout | Command::Demo(_) => Ok(()),
         Command::Ping => documents::ping(&state, &docs, out).await,
-        Command::Layout => Ok(()),
         Command::Doc(command) => documents::doc(&docs, command, out).await,
         Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,
         Command::Subject(command) => subjects::subject(&state, command, out).await,

@@ -109,7 +109,7 @@ impl CliError {
 /// - [`json`](Self::json): a JSON result only, e.g. next to an error that
 ///   people read on stderr;
 /// - [`bytes`](Self::bytes): data as it is, in both modes.
-pub struct Output<'a> {
+pub(crate) struct Output<'a> {
     out: &'a mut dyn Write,
     json: bool,
 }

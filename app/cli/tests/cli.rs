@@ -29,10 +29,29 @@ fn demo_runs_on_the_embedded_default() {
         text(&out.stderr)
     );
     assert!(stdout.contains("memory://"), "{stdout}");
-    assert!(stdout.contains(r#""role":"admin""#), "{stdout}");
-    assert!(stdout.contains(":counter = 200 (expected 200)"), "{stdout}");
-    assert!(stdout.contains("after 350 ms: exists = false"), "{stdout}");
-    assert!(stdout.contains("store alive = true"), "{stdout}");
+    // Every family, in order.
+    let mut rest = stdout.as_str();
+    for expected in [
+        r#""role":"admin""#,
+        ":counter = 200 (expected 200)",
+        "after 350 ms: exists = false",
+        "a second handle adds cake; refresh -> {\"id\":\"7\",\"items\":[\"tea\",\"cake\"]",
+        "-> running -> completed; log [\"started\",\"600 of 1200 rows\",\"done\"]",
+        "back to running is refused",
+        "subject \"sensor-1\" property \"readings\" = 200 (expected 200)",
+        "the current shared state -> state \"draft\" = {\"text\":\"Hello\",\"words\":1}",
+        "the listener got \"remind\" \"ada\"",
+        "the tenant's triggers now: 0",
+        "ack 3 -> 0 waiting; in queue order: true",
+        "the watcher sees version 1",
+        "the watcher sees version 2: {\"new_flow\":true}",
+        "store alive = true",
+    ] {
+        let at = rest
+            .find(expected)
+            .unwrap_or_else(|| panic!("{expected:?} (in this order) in:\n{stdout}"));
+        rest = &rest[at + expected.len()..];
+    }
 }
 
 fn code(out: &Output) -> Option<i32> {
@@ -263,6 +282,31 @@ fn json_output_for_scripts() {
     assert_eq!(summary["counter"], 200, "{summary}");
     assert_eq!(summary["user"]["role"], "admin", "{summary}");
     assert_eq!(summary["session_expired"], true, "{summary}");
+    assert_eq!(
+        summary["families"],
+        serde_json::json!([
+            "documents",
+            "synced",
+            "tasks",
+            "subjects",
+            "tenants",
+            "triggers",
+            "queues",
+            "config"
+        ]),
+        "{summary}"
+    );
+    assert_eq!(summary["model"]["value"]["total_cents"], 750, "{summary}");
+    assert_eq!(summary["task"]["statuses"][2], "completed", "{summary}");
+    assert_eq!(summary["subject"]["value"], 200, "{summary}");
+    assert_eq!(summary["tenant"]["shared_state"]["words"], 1, "{summary}");
+    assert_eq!(summary["trigger"]["pending_after"], 0, "{summary}");
+    assert_eq!(
+        summary["queue"]["claimed"], summary["queue"]["enqueued"],
+        "{summary}"
+    );
+    assert_eq!(summary["config"]["seen"], serde_json::json!([1, 2]), "{summary}");
+    assert_eq!(summary["left_behind"], serde_json::json!([]), "{summary}");
 }
 
 /// Ctrl-C stops the demo, which removes its keys first and exits with 130.
