@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use clap::Subcommand;
 use serde::Serialize;
 use serde_json::Value;
-use statehouse_ports::PropertyKind;
+use statehouse::Statehouse;
+use statehouse_ports::{PropertyKind, SubjectName, ValidationExt};
 
-use super::{CliError, Output, quoted};
-use crate::Subjects;
+use crate::output::{CliError, Output, describe, parse_json, quoted};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum SubjectCommand {
@@ -45,44 +45,86 @@ pub(super) enum SubjectCommand {
     },
 }
 
-/// `subject show --json`.
+/// `subject show --json`: the properties that are JSON by kind, and those
+/// whose stored text is not (their error, never their bytes).
 #[derive(Debug, Serialize)]
 struct ShowJson {
     subject: String,
     default: BTreeMap<String, Value>,
     extended: BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<Unreadable>,
+}
+
+/// A property whose stored text is not JSON.
+#[derive(Debug, Serialize)]
+struct Unreadable {
+    kind: PropertyKind,
+    property: String,
+    error: String,
 }
 
 pub(super) async fn subject(
-    subjects: &Subjects,
+    state: &Statehouse,
     command: SubjectCommand,
     out: &mut Output<'_>,
 ) -> Result<(), CliError> {
+    let subjects = state.subjects();
     match command {
         SubjectCommand::Show { name } => {
-            let mut subject = subjects.subject(&name)?;
-            let default = subject.properties(PropertyKind::Default).await?;
-            let extended = subject.properties(PropertyKind::Extended).await?;
-            if default.is_empty() && extended.is_empty() && !subjects.exists(&name).await? {
+            // Through the port: a property that is not JSON is shown as
+            // unreadable, not left out as the cached handle leaves it.
+            let subject = SubjectName::new(&name).for_op("subject", &name)?;
+            let data = state.ports().subjects.load(subjects.space(), &subject).await?;
+            let mut shown = ShowJson {
+                subject: name,
+                default: BTreeMap::new(),
+                extended: BTreeMap::new(),
+                errors: Vec::new(),
+            };
+            for kind in PropertyKind::ALL {
+                for (prop, loaded) in data.of_kind(kind) {
+                    match loaded {
+                        Ok(value) => {
+                            let values = match kind {
+                                PropertyKind::Default => &mut shown.default,
+                                PropertyKind::Extended => &mut shown.extended,
+                            };
+                            values.insert(prop.clone(), value.clone());
+                        }
+                        Err(error) => shown.errors.push(Unreadable {
+                            kind,
+                            property: prop.clone(),
+                            error: describe(error),
+                        }),
+                    }
+                }
+            }
+            let name = &shown.subject;
+            if data.default.is_empty() && data.extended.is_empty() && !subjects.exists(name).await? {
                 out.json(&Value::Null)?;
                 return Err(CliError::NotFound(format!(
                     "subject {} does not exist",
-                    quoted(&name)
+                    quoted(name)
                 )));
             }
             if out.is_json() {
-                return out.json(&ShowJson {
-                    subject: name,
-                    default,
-                    extended,
-                });
+                return out.json(&shown);
             }
-            out.say(format_args!("subject {}", quoted(&name)))?;
+            out.say(format_args!("subject {}", quoted(name)))?;
             out.say(format_args!("{:<9} {:<24} value", "kind", "property"))?;
-            for (kind, properties) in [("default", &default), ("extended", &extended)] {
+            for (kind, properties) in [("default", &shown.default), ("extended", &shown.extended)] {
                 for (prop, value) in properties {
                     out.say(format_args!("{kind:<9} {prop:<24} {value}"))?;
                 }
+            }
+            for unreadable in &shown.errors {
+                out.say(format_args!(
+                    "{:<9} {:<24} (unreadable: {})",
+                    unreadable.kind.to_string(),
+                    unreadable.property,
+                    unreadable.error
+                ))?;
             }
             Ok(())
         }
@@ -92,12 +134,11 @@ pub(super) async fn subject(
             value,
             extended,
         } => {
-            let value: Value = serde_json::from_str(&value).map_err(|_| {
-                CliError::Usage(format!(
-                    "the value of {} is not JSON; quote strings: '\"text\"'",
-                    quoted(&prop)
-                ))
-            })?;
+            let value: Value = parse_json(
+                &value,
+                &format!("property {} of subject {}", quoted(&prop), quoted(&name)),
+                "",
+            )?;
             let kind = if extended {
                 PropertyKind::Extended
             } else {

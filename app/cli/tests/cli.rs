@@ -29,10 +29,29 @@ fn demo_runs_on_the_embedded_default() {
         text(&out.stderr)
     );
     assert!(stdout.contains("memory://"), "{stdout}");
-    assert!(stdout.contains(r#""role":"admin""#), "{stdout}");
-    assert!(stdout.contains(":counter = 200 (expected 200)"), "{stdout}");
-    assert!(stdout.contains("after 350 ms: exists = false"), "{stdout}");
-    assert!(stdout.contains("store alive = true"), "{stdout}");
+    // Every family, in order.
+    let mut rest = stdout.as_str();
+    for expected in [
+        r#""role":"admin""#,
+        ":counter = 200 (expected 200)",
+        "after 350 ms: exists = false",
+        "a second handle adds cake; refresh -> {\"id\":\"7\",\"items\":[\"tea\",\"cake\"]",
+        "-> running -> completed; log [\"started\",\"600 of 1200 rows\",\"done\"]",
+        "back to running is refused",
+        "subject \"sensor-1\" property \"readings\" = 200 (expected 200)",
+        "the current shared state -> state \"draft\" = {\"text\":\"Hello\",\"words\":1}",
+        "the listener got \"remind\" \"ada\"",
+        "the tenant's triggers now: 0",
+        "ack 3 -> 0 waiting; in queue order: true",
+        "the watcher sees version 1",
+        "the watcher sees version 2: {\"new_flow\":true}",
+        "store alive = true",
+    ] {
+        let at = rest
+            .find(expected)
+            .unwrap_or_else(|| panic!("{expected:?} (in this order) in:\n{stdout}"));
+        rest = &rest[at + expected.len()..];
+    }
 }
 
 fn code(out: &Output) -> Option<i32> {
@@ -263,6 +282,31 @@ fn json_output_for_scripts() {
     assert_eq!(summary["counter"], 200, "{summary}");
     assert_eq!(summary["user"]["role"], "admin", "{summary}");
     assert_eq!(summary["session_expired"], true, "{summary}");
+    assert_eq!(
+        summary["families"],
+        serde_json::json!([
+            "documents",
+            "synced",
+            "tasks",
+            "subjects",
+            "tenants",
+            "triggers",
+            "queues",
+            "config"
+        ]),
+        "{summary}"
+    );
+    assert_eq!(summary["model"]["value"]["total_cents"], 750, "{summary}");
+    assert_eq!(summary["task"]["statuses"][2], "completed", "{summary}");
+    assert_eq!(summary["subject"]["value"], 200, "{summary}");
+    assert_eq!(summary["tenant"]["shared_state"]["words"], 1, "{summary}");
+    assert_eq!(summary["trigger"]["pending_after"], 0, "{summary}");
+    assert_eq!(
+        summary["queue"]["claimed"], summary["queue"]["enqueued"],
+        "{summary}"
+    );
+    assert_eq!(summary["config"]["seen"], serde_json::json!([1, 2]), "{summary}");
+    assert_eq!(summary["left_behind"], serde_json::json!([]), "{summary}");
 }
 
 /// Ctrl-C stops the demo, which removes its keys first and exits with 130.
@@ -352,4 +396,190 @@ fn ctrl_c_stops_config_watch() {
         .expect("read stderr");
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert_eq!(stderr, "error: interrupted (Ctrl-C)\n");
+}
+
+/// A value that is not JSON: the error names the entry it was meant for.
+#[test]
+fn config_set_with_a_value_that_is_not_json_names_the_entry() {
+    let out = statehouse(&["config", "set", "api", "[1,"]);
+    assert_eq!(code(&out), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("config \"api\""), "{stderr}");
+    assert!(stderr.contains("not valid JSON"), "{stderr}");
+}
+
+/// Every error says what it is about: the key, pattern, task, subject,
+/// property, model, tenant, trigger, queue or config entry given on the
+/// command line, quoted as the CLI quotes them (or, for an empty one, which
+/// of them must not be empty). The errors about stored data (another Redis
+/// type, a value that is not JSON, a forbidden status change) are checked
+/// on Redis in tests/tests/cli.rs.
+#[test]
+fn every_error_names_what_it_is_about() {
+    let cases: &[(&[&str], i32, &[&str])] = &[
+        // Documents.
+        (&["doc", "get", "k"], 1, &["\"k\""]),
+        (&["doc", "get", ""], 2, &["key must not be empty"]),
+        (&["doc", "get", "bad\nkey"], 2, &["\"bad\\nkey\""]),
+        (&["doc", "set", "k", "{oops"], 2, &["\"k\"", "not valid JSON"]),
+        (&["doc", "set", "k", "1", "--ttl", "0"], 2, &["\"k\"", "TTL"]),
+        (&["doc", "set", "", "1"], 2, &["key must not be empty"]),
+        (&["doc", "del", "k"], 1, &["\"k\""]),
+        (&["doc", "ttl", "k"], 1, &["\"k\""]),
+        (&["doc", "list", ""], 2, &["pattern must not be empty"]),
+        (&["doc", "list", "bad\npattern"], 2, &["\"bad\\npattern\""]),
+        // Tasks.
+        (&["tasks", "show", "ghost"], 1, &["task \"ghost\""]),
+        (
+            &["tasks", "set-status", "ghost", "running"],
+            1,
+            &["task \"ghost\""],
+        ),
+        (&["tasks", "log", "ghost", "hi"], 1, &["task \"ghost\""]),
+        (&["tasks", "del", "ghost"], 1, &["task \"ghost\""]),
+        (&["tasks", "show", "bad\nid"], 2, &["\"bad\\nid\""]),
+        (
+            &["tasks", "save", "", "--service", "s", "--user", "u"],
+            2,
+            &["task id must not be empty"],
+        ),
+        (
+            &[
+                "tasks",
+                "save",
+                "t",
+                "--service",
+                "s",
+                "--user",
+                "u",
+                "--meta",
+                "[1]",
+            ],
+            2,
+            &["task \"t\""],
+        ),
+        (
+            &["tasks", "save", "t", "--service", "bad\ns", "--user", "u"],
+            2,
+            &["\"bad\\ns\""],
+        ),
+        (
+            &["tasks", "list", "--service", "s", "--after", "nonsense"],
+            2,
+            &["\"nonsense\""],
+        ),
+        (
+            &["tasks", "list", "--user", ""],
+            2,
+            &["user id must not be empty"],
+        ),
+        // Subjects.
+        (&["subject", "show", "s"], 1, &["subject \"s\""]),
+        (
+            &["subject", "set", "s", "p", "nope"],
+            2,
+            &["property \"p\"", "subject \"s\"", "not valid JSON"],
+        ),
+        (
+            &["subject", "set", "s", "", "1"],
+            2,
+            &["property must not be empty"],
+        ),
+        (&["subject", "del", "s"], 1, &["subject \"s\""]),
+        (
+            &["subject", "del", "s", "p"],
+            1,
+            &["subject \"s\"", "property \"p\""],
+        ),
+        (&["subject", "list", ""], 2, &["pattern must not be empty"]),
+        // Synced models.
+        (
+            &["model", "show", "Order", "7"],
+            1,
+            &["Order \"7\"", "\"Order:7\""],
+        ),
+        (&["model", "show", "Shop:Order", "7"], 2, &["\"Shop:Order:7\""]),
+        // Tenants.
+        (
+            &["tenant", "acme", "users", "get", "u1"],
+            1,
+            &["user \"u1\"", "tenant \"acme\""],
+        ),
+        (
+            &["tenant", "acme", "state", "u1", "draft"],
+            1,
+            &["state \"draft\"", "tenant \"acme\""],
+        ),
+        (
+            &["tenant", "acme", "table", "orders", "42"],
+            1,
+            &["pk \"42\"", "tenant \"acme\""],
+        ),
+        (&["tenant", "", "users"], 2, &["tenant must not be empty"]),
+        (
+            &["tenant", "acme", "users", "get", "bad\nuser"],
+            2,
+            &["\"bad\\nuser\""],
+        ),
+        // Triggers and queues.
+        (
+            &["triggers", "set", "acme", "remind", "u1", "soon"],
+            2,
+            &["\"soon\""],
+        ),
+        (
+            &["triggers", "set", "acme", "bad\naction", "u1", "1s"],
+            2,
+            &["\"bad\\naction\""],
+        ),
+        (
+            &["triggers", "set", "", "remind", "u1", "1s"],
+            2,
+            &["tenant must not be empty"],
+        ),
+        (
+            &["queue", "acme", "mailer", "bad\nbatch", "send"],
+            2,
+            &["\"bad\\nbatch\""],
+        ),
+        (&["queue", "pending", ""], 2, &["service must not be empty"]),
+        // Config and the change feed.
+        (&["config", "get", "api"], 1, &["config \"api\""]),
+        (
+            &["config", "get", "api", "--version", "3"],
+            1,
+            &["config \"api\"", "version 3"],
+        ),
+        (&["config", "history", "api"], 1, &["config \"api\""]),
+        (
+            &["config", "set", "api", "[1,"],
+            2,
+            &["config \"api\"", "not valid JSON"],
+        ),
+        (&["config", "set", "bad\nname", "1"], 2, &["\"bad\\nname\""]),
+        (&["config", "get", ""], 2, &["config name must not be empty"]),
+        (
+            &["watch", "bad\npattern", "--count", "1"],
+            2,
+            &["\"bad\\npattern\""],
+        ),
+        // The store (a URL without a known scheme is not shown at all: it
+        // could be a password).
+        (
+            &["--url", "postgres://db", "ping"],
+            2,
+            &["connect", "expected a URL starting with"],
+        ),
+    ];
+    for (args, expected, named) in cases {
+        let out = statehouse(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(code(&out), Some(*expected), "statehouse {args:?}: {stderr}");
+        for name in *named {
+            assert!(
+                stderr.contains(name),
+                "statehouse {args:?} should name {name}: {stderr}"
+            );
+        }
+    }
 }

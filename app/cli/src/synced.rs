@@ -3,11 +3,11 @@
 
 use clap::Subcommand;
 use serde_json::Value;
+use statehouse::Documents;
 use statehouse_domain::synced_key_of;
 use statehouse_ports::ValidationExt;
 
-use super::{CliError, Output, quoted};
-use crate::Documents;
+use crate::output::{CliError, Output, quoted};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ModelCommand {

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
+use statehouse::Statehouse;
 use statehouse_ports::Fields;
 
-use super::{CliError, Output, describe, quoted};
-use crate::Statehouse;
+use crate::output::{CliError, Output, describe, quoted};
 
 #[derive(Debug, Args)]
 pub(super) struct TenantArgs {

@@ -1,9 +1,9 @@
 //! `layout`: how statehouse lays out its Redis keys.
 
 use serde::Serialize;
+use statehouse::Settings;
 
-use super::{CliError, Output, quoted, store_name};
-use crate::Settings;
+use crate::output::{CliError, Output, quoted, store_name};
 
 /// One family of keys.
 #[derive(Debug, Serialize)]

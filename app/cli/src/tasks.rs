@@ -4,10 +4,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use statehouse::Tasks;
 use statehouse_ports::{PageRequest, StoreError, TaskCursor, TaskPage, TaskRecord, TaskStatus};
 
-use super::{CliError, Output, describe, quoted};
-use crate::Tasks;
+use crate::output::{CliError, Output, describe, quoted};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TasksCommand {
@@ -112,7 +112,7 @@ pub(super) async fn tasks(
             Some(task) => show(&task, out),
             None => {
                 out.json(&Value::Null)?;
-                Err(CliError::NotFound(format!("task {} does not exist", quoted(&id))))
+                Err(missing(&id))
             }
         },
         TasksCommand::List(args) => {
@@ -131,14 +131,20 @@ pub(super) async fn tasks(
             list(&listed, out)
         }
         TasksCommand::SetStatus { id, status, log } => {
-            let task = tasks.set_status(&id, status, log.as_deref()).await?;
+            let task = tasks
+                .set_status(&id, status, log.as_deref())
+                .await
+                .map_err(|error| about_task(&id, error))?;
             out.print(
                 &task,
                 format_args!("task {} is {}", quoted(task.id.as_str()), task.status),
             )
         }
         TasksCommand::Log { id, message } => {
-            let task = tasks.append_log(&id, &message).await?;
+            let task = tasks
+                .append_log(&id, &message)
+                .await
+                .map_err(|error| about_task(&id, error))?;
             out.print(
                 &task,
                 format_args!(
@@ -154,9 +160,27 @@ pub(super) async fn tasks(
             if deleted {
                 out.say(format_args!("deleted task {}", quoted(&id)))
             } else {
-                Err(CliError::NotFound(format!("task {} does not exist", quoted(&id))))
+                Err(missing(&id))
             }
         }
+    }
+}
+
+fn missing(id: &str) -> CliError {
+    CliError::NotFound(format!("task {} does not exist", quoted(id)))
+}
+
+/// A store error of a command on task `id`, named by the task rather than
+/// by its Redis key: "task "job-1" does not exist", "task "job-1": cannot
+/// move the task from completed to running".
+fn about_task(id: &str, error: StoreError) -> CliError {
+    match error {
+        StoreError::NotFound { .. } => missing(id),
+        StoreError::InvalidTransition { from, to, .. } => CliError::Usage(format!(
+            "task {}: cannot move the task from {from} to {to}: {from} is final; nothing written",
+            quoted(id)
+        )),
+        other => other.into(),
     }
 }
 

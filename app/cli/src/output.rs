@@ -1,31 +1,20 @@
-//! The `statehouse` command line: a demo tour and document commands.
+//! What every command shares: where results go ([`Output`]: text for
+//! people, or one JSON document with `--json`), how a command fails
+//! ([`CliError`], with the [`exit`] code convention of `--help`), and how
+//! things are shown in messages (keys quoted as JSON strings, durations and
+//! TTLs as people read them, store errors in plain words), plus Ctrl-C.
 //!
-//! The binary is a thin `main` over [`main_with`], so tests can run the
-//! whole CLI in-process with captured output.
+//! Every command imports this module; no command imports another.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::io::Write;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use statehouse::{ErrorKind, KeyTtl, Settings, StoreError};
 use statehouse_domain::HumanDuration;
-use statehouse_ports::{ErrorKind, StoreError};
-
-use crate::{Settings, Statehouse};
-
-mod config;
-mod demo;
-mod documents;
-mod layout;
-mod queues;
-mod subjects;
-mod synced;
-mod tasks;
-mod tenants;
-
-use documents::DocCommand;
+use statehouse_ports::JsonError;
 
 /// The exit status of every command, also shown by `--help`.
 pub mod exit {
@@ -49,7 +38,7 @@ pub mod exit {
 }
 
 /// The exit status table printed at the end of `--help`.
-const EXIT_STATUS_HELP: &str = "\
+pub(crate) const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  done
   1  not found: a key or task the command needed does not exist (doc get, doc ttl,
@@ -63,85 +52,6 @@ Exit status:
      config set --if-version found another version, or the output could not be written
   130  interrupted by Ctrl-C (the demo removes its keys first; watch and config watch
      close their subscription)";
-
-/// Typed application state shared through Redis.
-///
-/// `Debug` shows the URL without its password, like every other output.
-#[derive(Parser)]
-#[command(name = "statehouse", version, about, after_help = EXIT_STATUS_HELP)]
-pub struct Cli {
-    /// Store URL: memory:// (embedded, the default), redis://, rediss://, unix://
-    #[arg(
-        long,
-        global = true,
-        env = "STATEHOUSE_URL",
-        default_value = "memory://",
-        hide_env_values = true
-    )]
-    url: String,
-    /// Prefix put in front of every Redis key.
-    #[arg(long, global = true, env = "STATEHOUSE_PREFIX", default_value = "")]
-    prefix: String,
-    /// Bound on each call to the store, in milliseconds.
-    #[arg(long, global = true, default_value_t = 2000)]
-    timeout_ms: u64,
-    /// Print results as JSON, one document on stdout, for scripts (errors stay text on stderr).
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// A short tour of what statehouse does, on the chosen store. Its keys are
-    /// under `demo:<run id>:`, a namespace of each run's own, and removed
-    /// afterwards, also after a failure or Ctrl-C (exit status 130).
-    Demo(demo::DemoArgs),
-    /// Typed documents: get, set, delete, list.
-    #[command(subcommand)]
-    Doc(DocCommand),
-    /// Task lifecycle: save, show, list, set-status, log, del.
-    #[command(subcommand)]
-    Tasks(tasks::TasksCommand),
-    /// Subjects (KRules' layout): show, set, del, list.
-    #[command(subcommand)]
-    Subject(subjects::SubjectCommand),
-    /// Synced models (JSON documents under TYPE:ID): show.
-    #[command(subcommand)]
-    Model(synced::ModelCommand),
-    /// One tenant's records: users [get USER], state USER [NAME], table TABLE [PK].
-    Tenant(tenants::TenantArgs),
-    /// Expiration triggers of a tenant: `triggers TENANT [--due]` lists
-    /// them, `triggers set TENANT ACTION ID DELAY` sets one.
-    Triggers(queues::TriggersArgs),
-    /// Batch queues: `queue TENANT SERVICE BATCH ACTION [--peek N]` shows a
-    /// queue, `queue pending SERVICE` the tenants with queued work.
-    Queue(queues::QueueArgs),
-    /// Versioned configuration: get, set, history, watch.
-    #[command(subcommand)]
-    Config(config::ConfigCommand),
-    /// Print the change events of the keys matching PATTERN (the raw change
-    /// feed), until Ctrl-C. On Redis, writes by other clients and expiry
-    /// show only when the server has keyspace notifications enabled.
-    Watch(config::WatchArgs),
-    /// Check that the store answers.
-    Ping,
-    /// Show how statehouse lays out its Redis keys.
-    Layout,
-}
-
-impl fmt::Debug for Cli {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cli")
-            .field("url", &statehouse_redis::redact_url(&self.url))
-            .field("prefix", &self.prefix)
-            .field("timeout_ms", &self.timeout_ms)
-            .field("json", &self.json)
-            .field("command", &self.command)
-            .finish()
-    }
-}
 
 /// A CLI failure: a store error, or a message of the CLI's own. Each has
 /// its exit status ([`CliError::exit_code`], the table in [`exit`]).
@@ -187,65 +97,6 @@ impl CliError {
             Self::Failed(_) | Self::Output(_) => exit::FAILED,
             Self::Interrupted => exit::INTERRUPTED,
         }
-    }
-}
-
-/// Parses `args` (including the program name) and runs the command,
-/// writing results to `out` and errors to `err`. Returns the exit status,
-/// one of [`exit`]'s (clap's own: 0 for `--help`, 2 for a parse error).
-pub fn main_with(args: impl IntoIterator<Item = OsString>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(error) => {
-            let code = error.exit_code();
-            let rendered = error.render();
-            let target: &mut dyn Write = if error.use_stderr() { err } else { out };
-            let _ = write!(target, "{rendered}");
-            return code;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = writeln!(err, "error: cannot start the async runtime: {error}");
-            return exit::FAILED;
-        }
-    };
-    let result = runtime.block_on(run(cli, out));
-    match result {
-        Ok(()) => exit::DONE,
-        Err(error) => {
-            let _ = writeln!(err, "error: {error}");
-            error.exit_code()
-        }
-    }
-}
-
-/// Runs a parsed command.
-pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
-    let mut settings = Settings::new(cli.url);
-    settings.prefix = cli.prefix;
-    settings.response_timeout = Duration::from_millis(cli.timeout_ms.max(1));
-    settings.connect_timeout = settings.response_timeout;
-    let out = &mut Output::new(out, cli.json);
-    if let Command::Layout = cli.command {
-        return layout::layout(&settings, out);
-    }
-    let state = Statehouse::with_settings(settings).await?;
-    let docs = state.documents();
-    match cli.command {
-        Command::Demo(args) => demo::demo(&state, args, out).await,
-        Command::Ping => documents::ping(&state, &docs, out).await,
-        Command::Layout => Ok(()),
-        Command::Doc(command) => documents::doc(&docs, command, out).await,
-        Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,
-        Command::Subject(command) => subjects::subject(&state.subjects(), command, out).await,
-        Command::Tenant(args) => tenants::tenant(&state, args, out).await,
-        Command::Model(command) => synced::model(&docs, command, out).await,
-        Command::Triggers(args) => queues::triggers(&state.triggers(), args, out).await,
-        Command::Queue(args) => queues::queue(&state.queues(), args, out).await,
-        Command::Config(command) => config::config(&state, command, out).await,
-        Command::Watch(args) => args.run(&state, out).await,
     }
 }
 
@@ -365,6 +216,19 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, CliErr
     serde_json::to_string(value).map_err(|error| CliError::Output(std::io::Error::other(error)))
 }
 
+/// `text`, a value given on the command line for `what` (e.g.
+/// `config "api"`), decoded from JSON; if it is not JSON, a usage error
+/// naming `what` and where the JSON broke (never quoting the text), with
+/// `hint` (e.g. ` or pass --raw`) after the advice to quote text.
+pub(crate) fn parse_json<T: DeserializeOwned>(text: &str, what: &str, hint: &str) -> Result<T, CliError> {
+    serde_json::from_str(text).map_err(|error| {
+        CliError::Usage(format!(
+            "the value for {what} is not valid JSON ({}); quote text as '\"text\"'{hint}",
+            JsonError::without_data(&error)
+        ))
+    })
+}
+
 /// `text` quoted as a JSON string: how the CLI shows keys, patterns and
 /// other text inside messages (control characters escaped).
 pub(crate) fn quoted(text: &str) -> String {
@@ -406,7 +270,7 @@ fn plain_type(type_name: &str) -> String {
     let base = type_name.split('<').next().unwrap_or(type_name);
     let name = base.rsplit("::").next().unwrap_or(base);
     match name {
-        "Value" | "IgnoredAny" => "valid JSON".to_owned(),
+        "Value" | "IgnoredAny" | "JSON value" => "valid JSON".to_owned(),
         "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".to_owned(),
         "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_owned(),
         "f32" | "f64" => "a number".to_owned(),
@@ -425,23 +289,33 @@ fn plain_type(type_name: &str) -> String {
     }
 }
 
+/// A key's remaining life in words: `expires in 0.3 s`, `no TTL`, `missing`.
+pub(crate) fn ttl_in_words(ttl: KeyTtl) -> String {
+    match ttl {
+        KeyTtl::Missing => "missing".to_owned(),
+        KeyTtl::Persistent => "no TTL".to_owned(),
+        KeyTtl::ExpiresIn(left) => format!("expires in {}", human_duration(left)),
+    }
+}
+
+/// Resolves on Ctrl-C; never, if the signal cannot be listened to. What
+/// the demo and the watching commands stop on.
+pub(crate) async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn debug_of_the_parsed_command_line_hides_the_password() {
-        let cli = Cli::try_parse_from(["statehouse", "--url", "redis://u:hunter2@db:6379", "ping"]).unwrap();
-        let shown = format!("{cli:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("db:6379"), "{shown}");
-    }
-
-    #[test]
     fn types_are_named_in_plain_words() {
         assert_eq!(plain_type("serde_json::value::Value"), "valid JSON");
+        assert_eq!(plain_type("JSON value"), "valid JSON");
         assert_eq!(plain_type("u64"), "a whole number (0 or more)");
-        assert_eq!(plain_type("statehouse::cli::demo::User"), "a valid User document");
+        assert_eq!(plain_type("statehouse_cli::demo::User"), "a valid User document");
         assert_eq!(
             plain_type("core::option::Option<alloc::string::String>"),
             "null or a JSON string"
@@ -453,6 +327,16 @@ mod tests {
     }
 
     #[test]
+    fn ttls_read_as_words() {
+        assert_eq!(ttl_in_words(KeyTtl::Missing), "missing");
+        assert_eq!(ttl_in_words(KeyTtl::Persistent), "no TTL");
+        assert_eq!(
+            ttl_in_words(KeyTtl::ExpiresIn(Duration::from_millis(300))),
+            "expires in 0.3 s"
+        );
+    }
+
+    #[test]
     fn store_errors_read_without_rust_internals() {
         let timeout = StoreError::Timeout {
             op: "get",
@@ -460,7 +344,7 @@ mod tests {
             after: Duration::from_millis(300),
         };
         assert_eq!(describe(&timeout), "get \"k\": no answer within 0.3 s");
-        let decode = StoreError::deserialization("get", "k", "statehouse::cli::demo::User", "bad");
+        let decode = StoreError::deserialization("get", "k", "statehouse_cli::demo::User", "bad");
         assert_eq!(
             describe(&decode),
             "get \"k\": the stored value is not a valid User document: bad"

@@ -9,10 +9,10 @@
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
+use statehouse::{ConfigStore, Snapshot, Statehouse};
 use statehouse_ports::{ChangeEvent, FeedEvent, StoreError};
 
-use super::{CliError, Output, quoted};
-use crate::{ConfigStore, Snapshot, Statehouse};
+use crate::output::{CliError, Output, ctrl_c, parse_json, quoted};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ConfigCommand {
@@ -120,8 +120,7 @@ pub(super) async fn config(
             history,
             if_version,
         } => {
-            let value: Value = serde_json::from_str(&value)
-                .map_err(|error| CliError::Usage(format!("the value is not JSON: {error}")))?;
+            let value: Value = parse_json(&value, &format!("config {}", quoted(&name)), "")?;
             let store = match history {
                 Some(len) => store.with_history(len),
                 None => store,
@@ -179,7 +178,7 @@ pub(super) async fn config(
 async fn until_interrupted(command: impl Future<Output = Result<(), CliError>>) -> Result<(), CliError> {
     tokio::select! {
         biased;
-        () = super::demo::ctrl_c() => Err(CliError::Interrupted),
+        () = ctrl_c() => Err(CliError::Interrupted),
         result = command => result,
     }
 }
@@ -201,7 +200,10 @@ async fn follow(
             return Ok(());
         }
         if rx.changed().await.is_err() {
-            return Err(CliError::Failed("the watch ended (the store closed)".to_owned()));
+            return Err(CliError::Failed(format!(
+                "the watch of config {} ended (the store closed)",
+                quoted(name)
+            )));
         }
     }
 }
@@ -255,7 +257,10 @@ async fn watch(
     let mut printed = 0;
     loop {
         let Some(event) = subscription.next().await else {
-            return Err(CliError::Failed("the feed ended (the store closed)".to_owned()));
+            return Err(CliError::Failed(format!(
+                "the change feed of {} ended (the store closed)",
+                quoted(pattern)
+            )));
         };
         let text = match &event {
             FeedEvent::Change(ChangeEvent { key, kind, version }) => match version {

@@ -3,10 +3,10 @@
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde::de::IgnoredAny;
-use statehouse_ports::{JsonError, KeyTtl, SetOptions, Ttl, ValidationExt, decode};
+use statehouse::{Documents, Statehouse};
+use statehouse_ports::{KeyTtl, SetOptions, Ttl, ValidationExt, decode};
 
-use super::{CliError, Output, StoreJson, describe, human_duration, quoted, store_name};
-use crate::{Documents, Statehouse};
+use crate::output::{CliError, Output, StoreJson, describe, parse_json, quoted, store_name, ttl_in_words};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DocCommand {
@@ -176,13 +176,7 @@ async fn get(docs: &Documents, key: &str, raw: bool, out: &mut Output<'_>) -> Re
 /// `doc set`.
 async fn set(docs: &Documents, args: SetArgs, out: &mut Output<'_>) -> Result<(), CliError> {
     if !args.raw {
-        serde_json::from_str::<IgnoredAny>(&args.value).map_err(|error| {
-            CliError::Usage(format!(
-                "the value for {} is not valid JSON ({}); quote text as '\"text\"' or pass --raw",
-                quoted(&args.key),
-                JsonError::without_data(&error)
-            ))
-        })?;
+        parse_json::<IgnoredAny>(&args.value, &quoted(&args.key), " or pass --raw")?;
     }
     let mut options = SetOptions::new();
     if let Some(secs) = args.ttl {
@@ -204,15 +198,6 @@ async fn set(docs: &Documents, args: SetArgs, out: &mut Output<'_>) -> Result<()
         )));
     }
     out.print(&result, "OK")
-}
-
-/// A key's remaining life in words: `expires in 0.3 s`, `no TTL`, `missing`.
-pub(super) fn ttl_in_words(ttl: KeyTtl) -> String {
-    match ttl {
-        KeyTtl::Missing => "missing".to_owned(),
-        KeyTtl::Persistent => "no TTL".to_owned(),
-        KeyTtl::ExpiresIn(left) => format!("expires in {}", human_duration(left)),
-    }
 }
 
 /// Valid JSON without the whitespace between its tokens: the same document

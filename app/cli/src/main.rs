@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let code = statehouse::cli::main_with(
+    let code = statehouse_cli::main_with(
         std::env::args_os(),
         &mut std::io::stdout(),
         &mut std::io::stderr(),

@@ -8,9 +8,9 @@ use chrono::SecondsFormat;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
+use statehouse::{Queues, Triggers};
 
-use super::{CliError, Output, human_duration, quoted};
-use crate::{Queues, Triggers};
+use crate::output::{CliError, Output, human_duration, quoted};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
