@@ -225,9 +225,6 @@ fn is_subject_type(op: &'static str, key: &str, kind: &str) -> Result<bool, Stor
     match kind {
         "hash" => Ok(true),
         "none" => Ok(false),
-        _ => Err(StoreError::WrongType {
-            op,
-            key: key.to_owned(),
-        }),
+        _ => Err(StoreError::wrong_type(op, key)),
     }
 }
