@@ -14,28 +14,21 @@ use crate::MemoryStore;
 use crate::store::State;
 use crate::triggers::{millis, score, score_ms};
 
-fn wrong_type(op: &'static str, key: &str) -> StoreError {
-    StoreError::WrongType {
-        op,
-        key: key.to_owned(),
-    }
-}
-
 /// Checks the types of a queue's keys (what every script does before it
 /// writes).
 fn checked(op: &'static str, state: &mut State, keys: &QueueKeys, now: Instant) -> Result<(), StoreError> {
     state
         .list(keys.list(), now)
-        .map_err(|()| wrong_type(op, keys.list()))?;
+        .map_err(|()| StoreError::wrong_type(op, keys.list()))?;
     state
         .hash(keys.items(), now)
-        .map_err(|()| wrong_type(op, keys.items()))?;
+        .map_err(|()| StoreError::wrong_type(op, keys.items()))?;
     state
         .zset(keys.leases(), now)
-        .map_err(|()| wrong_type(op, keys.leases()))?;
+        .map_err(|()| StoreError::wrong_type(op, keys.leases()))?;
     state
         .zset(keys.index(), now)
-        .map_err(|()| wrong_type(op, keys.index()))?;
+        .map_err(|()| StoreError::wrong_type(op, keys.index()))?;
     Ok(())
 }
 
@@ -93,7 +86,7 @@ impl QueueStore for MemoryStore {
                     set.insert(tenant, clock);
                 }
             })
-            .map_err(|()| wrong_type(OP, pending))?;
+            .map_err(|()| StoreError::wrong_type(OP, pending))?;
         checked(OP, &mut state, keys, now)?;
         let ids = state
             .edit_hash(keys.items(), now, |items| {
@@ -191,7 +184,7 @@ impl QueueStore for MemoryStore {
         let mut state = self.keyspace.lock();
         let members = state
             .zset(index.key(), Instant::now())
-            .map_err(|()| wrong_type(OP, index.key()))?;
+            .map_err(|()| StoreError::wrong_type(OP, index.key()))?;
         Ok(members.map_or_else(Vec::new, |set| {
             QueueName::of_members(index, set.iter().map(|(_, member)| member))
         }))
@@ -203,7 +196,7 @@ impl QueueStore for MemoryStore {
         let mut state = self.keyspace.lock();
         Ok(state
             .zset(key, Instant::now())
-            .map_err(|()| wrong_type(OP, key))?
+            .map_err(|()| StoreError::wrong_type(OP, key))?
             .map(|set| set.iter().map(|(_, tenant)| tenant.to_owned()).collect())
             .unwrap_or_default())
     }
@@ -214,7 +207,7 @@ impl QueueStore for MemoryStore {
         let mut state = self.keyspace.lock();
         state
             .edit_zset(key, Instant::now(), |set| set.remove(tenant.as_str()))
-            .map_err(|()| wrong_type(OP, key))
+            .map_err(|()| StoreError::wrong_type(OP, key))
     }
 
     async fn claim(
