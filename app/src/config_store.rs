@@ -8,8 +8,10 @@
 //! through the change feed's `swap_announced`: the next envelope is computed
 //! from the bytes the cache holds and written only if the entry still holds
 //! exactly those (one round trip when the cache is current); a refusal
-//! answers the current bytes, from which the next try is computed (bounded
-//! by the [`RetryPolicy`], with its backoff between conflicting tries). So
+//! answers the current bytes, from which the next try is computed (the
+//! attempts of THE optimistic loop, [`RetryPolicy::run`]: a refusal of bytes
+//! read from the server is a conflict, counted, with the policy's backoff;
+//! a refusal of the cache's bytes is only repeated). So
 //! the version bump, the history append and the change event are one atomic
 //! step, and two writers always get two consecutive versions. A delete is
 //! one optimistic `update_announced`.
@@ -39,8 +41,8 @@ use statehouse_domain::{
 };
 use statehouse_ports::Swapped;
 use statehouse_ports::{
-    ChangeFeed, DEFAULT_FEED_CAPACITY, DocumentStore, JsonError, Key, KeyPattern, RetryPolicy, StoreError,
-    Subscription, Update, ValidationExt, Watched,
+    Attempt, ChangeFeed, DEFAULT_FEED_CAPACITY, DocumentStore, JsonError, Key, KeyPattern, Optimistic,
+    RetryPolicy, StoreError, Subscription, Update, ValidationExt, Watched,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -428,67 +430,27 @@ impl ConfigStore {
         // What the entry holds as far as this handle knows: the cache's
         // bytes (one round trip when they are current), else a guess that
         // it is absent, which a refusal corrects with the current bytes.
-        let (cached, mut expected) = match lock(&self.shared.cache).get(name).map(|slot| &slot.state) {
+        let (cached, expected) = match lock(&self.shared.cache).get(name).map(|slot| &slot.state) {
             Some(Cached::Present { bytes, .. }) => (true, Some(bytes.to_vec())),
             Some(Cached::Absent) => (true, None),
             Some(Cached::Bad { .. }) => (true, None),
             None => (false, None),
         };
-        // Whether `expected` came from the server (the last refusal or a
-        // read) rather than the cache or a guess: only then is a refusal a
-        // conflict with another writer, and a bad or mismatching entry final.
-        let mut from_server = false;
-        let mut conflicts: u32 = 0;
-        loop {
-            let next = match self.next_entry(&key, expected.as_deref(), &value, expected_version) {
-                Ok(next) => next,
-                Err(_) if !from_server => {
-                    // The cache may be behind: decide on what the server holds.
-                    expected = self.shared.documents.get(&key).await?;
-                    from_server = true;
-                    continue;
-                }
-                Err(NextError::Store(error)) => return Err(error),
-                Err(NextError::Mismatch(found)) => {
-                    return Err(StoreError::VersionConflict {
-                        op,
-                        key: name.to_owned(),
-                        expected: found.expected,
-                        actual: found.actual,
-                    });
-                }
-            };
-            let bytes =
-                serde_json::to_vec(&next).map_err(|error| StoreError::serialization(op, name, error))?;
-            match self
-                .shared
-                .changes
-                .swap_announced(&key, expected.as_deref(), &bytes, Some(next.version))
-                .await?
-            {
-                Swapped::Swapped => {
-                    if cached && !self.adopt(name, expected.as_deref(), &bytes) {
-                        self.refresh_if_cached(name).await;
-                    }
-                    return Ok(next.version);
-                }
-                Swapped::Refused(current) => {
-                    if from_server {
-                        conflicts += 1;
-                        if conflicts >= self.policy.max_attempts() {
-                            return Err(StoreError::Conflict {
-                                op: UPDATE_OP,
-                                key: key.to_string(),
-                                attempts: conflicts,
-                            });
-                        }
-                        tokio::time::sleep(self.policy.backoff(conflicts)).await;
-                    }
-                    expected = current;
-                    from_server = true;
-                }
-            }
+        let mut swap = Swap {
+            store: self,
+            op,
+            name,
+            key: &key,
+            value: &value,
+            expected_version,
+            expected,
+            from_server: false,
+        };
+        let ((version, written), _) = self.policy.run(UPDATE_OP, key.as_str(), &mut swap).await?;
+        if cached && !self.adopt(name, swap.expected.as_deref(), &written) {
+            self.refresh_if_cached(name).await;
         }
+        Ok(version)
     }
 
     /// The envelope that follows the stored bytes `current`, as the
@@ -644,6 +606,78 @@ impl ConfigStore {
             })
             .await?;
         requests.send(request).map_err(|_| gone(""))
+    }
+}
+
+/// The compare-and-set attempts of one config write, for
+/// [`RetryPolicy::run`]: compute the next envelope from the bytes expected,
+/// swap it in if the entry still holds them. A refusal answers the current
+/// bytes, expected by the next attempt.
+struct Swap<'a> {
+    store: &'a ConfigStore,
+    op: &'static str,
+    name: &'a str,
+    key: &'a Key,
+    value: &'a serde_json::Value,
+    expected_version: Option<u64>,
+    /// The bytes the entry is expected to hold (`None`: absent).
+    expected: Option<Vec<u8>>,
+    /// Whether `expected` came from the server (the last refusal or a
+    /// read) rather than the cache or a guess: only then is a refusal a
+    /// conflict with another writer, and a bad or mismatching entry final.
+    /// Until then, a refusal or a failure repeats the attempt on what the
+    /// server holds, without counting.
+    from_server: bool,
+}
+
+impl Optimistic for Swap<'_> {
+    /// The version written, and the bytes.
+    type Output = (u64, Vec<u8>);
+
+    async fn attempt(&mut self, _: u32) -> Result<Attempt<(u64, Vec<u8>)>, StoreError> {
+        let (op, name) = (self.op, self.name);
+        let next = match self.store.next_entry(
+            self.key,
+            self.expected.as_deref(),
+            self.value,
+            self.expected_version,
+        ) {
+            Ok(next) => next,
+            Err(_) if !self.from_server => {
+                // The cache may be behind: decide on what the server holds.
+                self.expected = self.store.shared.documents.get(self.key).await?;
+                self.from_server = true;
+                return Ok(Attempt::Repeat);
+            }
+            Err(NextError::Store(error)) => return Err(error),
+            Err(NextError::Mismatch(found)) => {
+                return Err(StoreError::VersionConflict {
+                    op,
+                    key: name.to_owned(),
+                    expected: found.expected,
+                    actual: found.actual,
+                });
+            }
+        };
+        let bytes = serde_json::to_vec(&next).map_err(|error| StoreError::serialization(op, name, error))?;
+        let swapped = self
+            .store
+            .shared
+            .changes
+            .swap_announced(self.key, self.expected.as_deref(), &bytes, Some(next.version))
+            .await?;
+        match swapped {
+            Swapped::Swapped => Ok(Attempt::Done((next.version, bytes))),
+            Swapped::Refused(current) => {
+                self.expected = current;
+                if self.from_server {
+                    Ok(Attempt::Conflict)
+                } else {
+                    self.from_server = true;
+                    Ok(Attempt::Repeat)
+                }
+            }
+        }
     }
 }
 

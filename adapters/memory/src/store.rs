@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use statehouse_ports::{
-    ChangeEvent, ChangeKind, FeedEvent, RetryPolicy, StoreError, SubscriptionSender, Watched,
+    Attempt, ChangeEvent, ChangeKind, FeedEvent, Optimistic, RetryPolicy, StoreError, SubscriptionSender,
+    Watched,
 };
 use tokio::time::Instant;
 
@@ -636,11 +637,12 @@ pub(crate) enum Decision<W, T> {
 }
 
 impl Keyspace {
-    /// THE optimistic read-modify-write of the memory store, the twin of
-    /// the Redis adapter's WATCH loop (`txn::optimistic`): `read` runs under
-    /// the lock and the `watched` keys are watched; `decide` runs without
-    /// the lock (it may run more than once); `commit` runs under the lock
-    /// only if no watched key was written since the read, else the attempt
+    /// The optimistic read-modify-write of the memory store, the twin of
+    /// the Redis adapter's WATCH section (`txn::optimistic`), under THE
+    /// loop ([`RetryPolicy::run`]): `read` runs under the lock and the
+    /// `watched` keys are watched; `decide` runs without the lock (it may
+    /// run more than once); `commit` runs under the lock only if no watched
+    /// key was written since the read, else the attempt is a conflict and
     /// starts over after the policy's backoff. Only running out of attempts
     /// is `Conflict` (naming `key`). Returns the result and the attempts.
     #[allow(clippy::too_many_arguments)]
@@ -650,43 +652,68 @@ impl Keyspace {
         key: &str,
         watched: &[&str],
         policy: RetryPolicy,
-        mut read: impl FnMut(&mut State, Instant) -> Result<R, StoreError>,
-        mut decide: impl FnMut(R) -> Result<Decision<W, T>, StoreError>,
-        mut commit: impl FnMut(&mut State, Instant, W) -> T,
-    ) -> Result<(T, u32), StoreError> {
-        for attempt in 1..=policy.max_attempts() {
-            let mut guard = WatchGuard {
-                keyspace: self,
-                keys: watched,
-                seen: None,
-            };
-            let current = {
-                let mut state = self.lock();
-                let current = read(&mut state, Instant::now())?;
-                guard.seen = Some(watched.iter().map(|key| state.watch(key)).collect());
-                current
-            };
-            match decide(current)? {
-                Decision::Done(value) => return Ok((value, attempt)),
-                Decision::Commit(write) => {
-                    // Locking purges what is due, so a key that expired since
-                    // the read counts as written: the same as Redis aborting
-                    // EXEC for it.
-                    let mut state = self.lock();
-                    if !guard.release(&mut state) {
-                        return Ok((commit(&mut state, Instant::now(), write), attempt));
-                    }
+        read: impl FnMut(&mut State, Instant) -> Result<R, StoreError> + Send,
+        decide: impl FnMut(R) -> Result<Decision<W, T>, StoreError> + Send,
+        commit: impl FnMut(&mut State, Instant, W) -> T + Send,
+    ) -> Result<(T, u32), StoreError>
+    where
+        T: Send,
+    {
+        let mut section = Section {
+            keyspace: self,
+            watched,
+            read,
+            decide,
+            commit,
+        };
+        policy.run(op, key, &mut section).await
+    }
+}
+
+/// The attempts of one optimistic section, for [`RetryPolicy::run`].
+struct Section<'a, Read, Decide, Commit> {
+    keyspace: &'a Keyspace,
+    watched: &'a [&'a str],
+    read: Read,
+    decide: Decide,
+    commit: Commit,
+}
+
+impl<R, W, T, Read, Decide, Commit> Optimistic for Section<'_, Read, Decide, Commit>
+where
+    T: Send,
+    Read: FnMut(&mut State, Instant) -> Result<R, StoreError> + Send,
+    Decide: FnMut(R) -> Result<Decision<W, T>, StoreError> + Send,
+    Commit: FnMut(&mut State, Instant, W) -> T + Send,
+{
+    type Output = T;
+
+    async fn attempt(&mut self, _: u32) -> Result<Attempt<T>, StoreError> {
+        let mut guard = WatchGuard {
+            keyspace: self.keyspace,
+            keys: self.watched,
+            seen: None,
+        };
+        let current = {
+            let mut state = self.keyspace.lock();
+            let current = (self.read)(&mut state, Instant::now())?;
+            guard.seen = Some(self.watched.iter().map(|key| state.watch(key)).collect());
+            current
+        };
+        match (self.decide)(current)? {
+            Decision::Done(value) => Ok(Attempt::Done(value)),
+            Decision::Commit(write) => {
+                // Locking purges what is due, so a key that expired since
+                // the read counts as written: the same as Redis aborting
+                // EXEC for it.
+                let mut state = self.keyspace.lock();
+                if guard.release(&mut state) {
+                    Ok(Attempt::Conflict)
+                } else {
+                    Ok(Attempt::Done((self.commit)(&mut state, Instant::now(), write)))
                 }
             }
-            if attempt < policy.max_attempts() {
-                tokio::time::sleep(policy.backoff(attempt)).await;
-            }
         }
-        Err(StoreError::Conflict {
-            op,
-            key: key.to_owned(),
-            attempts: policy.max_attempts(),
-        })
     }
 }
 
