@@ -25,8 +25,8 @@
 //! this handle's own swap wrote over the value the cache still held: the
 //! cache never looks newer than what was read or written, and never goes
 //! back to an older read. A read that fails (the server is down) is retried
-//! with backoff until it succeeds. Dropping the last clone stops the task and the
-//! subscription.
+//! with the shared [`Backoff`] (50 ms to 2 s) until it succeeds. Dropping
+//! the last clone stops the task and the subscription.
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
@@ -41,8 +41,8 @@ use statehouse_domain::{
 };
 use statehouse_ports::Swapped;
 use statehouse_ports::{
-    Attempt, ChangeFeed, DEFAULT_FEED_CAPACITY, DocumentStore, JsonError, Key, KeyPattern, Optimistic,
-    RetryPolicy, StoreError, Subscription, Update, ValidationExt, Watched,
+    Attempt, Backoff, ChangeFeed, DEFAULT_FEED_CAPACITY, DocumentStore, JsonError, Key, KeyPattern,
+    Optimistic, RetryPolicy, StoreError, Subscription, Update, ValidationExt, Watched,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -689,7 +689,7 @@ fn gone(name: &str) -> StoreError {
     }
 }
 
-/// Backoff of re-reads that failed.
+/// The bounds of the backoff of re-reads that failed.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
@@ -703,7 +703,10 @@ async fn run(
     let mut pending: HashSet<String> = HashSet::new();
     // Entries whose read raced with a local write and must be read again.
     let mut redo: HashSet<String> = HashSet::new();
-    let mut delay = RETRY_MIN;
+    // The wait before pending entries are tried again: the shared backoff,
+    // growing while re-reads keep failing, from the start after a success.
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+    let mut delay = backoff.next_delay();
     loop {
         let mut stale: HashSet<String> = HashSet::new();
         let mut answers: Vec<(oneshot::Sender<Result<(), StoreError>>, String)> = Vec::new();
@@ -737,7 +740,7 @@ async fn run(
                 }
             }
             () = tokio::time::sleep(delay), if !pending.is_empty() => {
-                delay = (delay * 2).min(RETRY_MAX);
+                delay = backoff.next_delay();
             }
             () = std::future::ready(()), if !redo.is_empty() => {}
         }
@@ -758,7 +761,8 @@ async fn run(
         let read = read_entries(&shared, &names).await;
         match read {
             Ok(states) => {
-                delay = RETRY_MIN;
+                backoff.reset();
+                delay = backoff.next_delay();
                 redo.extend(apply(&shared, &names, &seen, states, sinks));
                 for (done, _) in answers {
                     let _ = done.send(Ok(()));
