@@ -254,6 +254,7 @@ macro_rules! contract_suite {
             handles_on_many_tasks_count_to_exactly_4000: Threaded,
             callbacks_see_old_new_and_kind: Plain,
             handle_reports_a_bad_property_and_reads_the_rest: Plain,
+            set_with_of_a_value_of_another_shape_names_subject_and_property: Plain,
         ]);
         $crate::contract_suite!(@family $runner, tasks, [
             save_and_get_round_trip_a_record: Plain,
