@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use statehouse_ports::{
-    KeyPattern, PropertyChange, PropertyKind, PropertyName, StoreError, SubjectName, SubjectSpace,
+    Carry, KeyPattern, PropertyChange, PropertyKind, PropertyName, StoreError, SubjectName, SubjectSpace,
     SubjectStore, ValidationExt, property_key,
 };
 
@@ -160,8 +160,9 @@ fn to_value<T: Serialize + ?Sized>(
     })
 }
 
-fn from_value<T: DeserializeOwned>(op: &'static str, key: &str, value: Value) -> Result<T, StoreError> {
-    serde_json::from_value(value).map_err(|error| {
+/// `value` decoded as `T`; `key` names the subject and property.
+fn decode_value<T: DeserializeOwned>(op: &'static str, key: &str, value: &Value) -> Result<T, StoreError> {
+    T::deserialize(value).map_err(|error| {
         StoreError::deserialization(
             op,
             key,
@@ -404,10 +405,10 @@ impl Subject {
         self.get_value_of(kind, prop)
             .await?
             .map(|value| {
-                from_value(
+                decode_value(
                     "get_property",
                     &property_key(&self.key(), &kind.field(prop)),
-                    value,
+                    &value,
                 )
             })
             .transpose()
@@ -588,21 +589,26 @@ impl Subject {
     {
         const OP: &str = "set_with";
         let name = property(OP, prop)?;
+        let key = property_key(&self.key(), &kind.field(prop));
+        // A stored value that does not decode as `T`, or a new one that does
+        // not encode, comes back naming the subject and the property (never
+        // as `Aborted`).
+        let mut carry = Carry::new();
         let updated = self
             .store
             .update_property(&self.space, &self.name, kind, &name, &mut |old| {
-                let old = old
-                    .map(|old| serde_json::from_value::<T>(old.clone()))
-                    .transpose()?;
-                Ok(serde_json::to_value(f(old))?)
+                carry.keep((|| {
+                    let old = old.map(|old| decode_value::<T>(OP, &key, old)).transpose()?;
+                    to_value(OP, || key.clone(), &f(old))
+                })())
             })
-            .await?;
+            .await;
+        let updated = carry.outcome(updated)?;
         self.staged.remove(kind, prop);
         if let Some(cache) = &mut self.cache {
             cache.put(kind, prop, Some(updated.new.clone()));
         }
-        let key = property_key(&self.key(), &kind.field(prop));
-        let new = from_value(OP, &key, updated.new.clone())?;
+        let new = decode_value(OP, &key, &updated.new)?;
         self.notify(kind, prop, updated.old, Some(updated.new));
         Ok(new)
     }

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use statehouse_domain::layout::TenantKeys;
 use statehouse_ports::{
-    FieldName, FieldStore, Fields, HandlerName, JsonError, PrimaryKey, RetryPolicy, StateName, StoreError,
-    TableName, TenantId, TenantKey, TenantPattern, Ttl, UserId, ValidationExt,
+    BoxError, Carry, FieldName, FieldStore, Fields, HandlerName, JsonError, PrimaryKey, RetryPolicy,
+    StateName, StoreError, TableName, TenantId, TenantKey, TenantPattern, Ttl, UserId, ValidationExt,
 };
 
 /// The default TTL of each repository of a [`Tenant`] (`None`: records
@@ -180,19 +180,6 @@ fn from_value<T: DeserializeOwned>(op: &'static str, name: String, value: Value)
     })
 }
 
-/// The error a facade closure returned through `update_field` (a field
-/// that does not decode as `T`, an append to a non-array), as itself rather
-/// than wrapped in `Aborted`; other errors as they are.
-fn unwrap_aborted(error: StoreError) -> StoreError {
-    match error {
-        StoreError::Aborted { op, key, source } => match source.downcast::<StoreError>() {
-            Ok(inner) => *inner,
-            Err(source) => StoreError::Aborted { op, key, source },
-        },
-        other => other,
-    }
-}
-
 /// A whole record as `T`: `None` if it has no field; the first field that
 /// does not parse fails the read (naming that field).
 fn record<T: DeserializeOwned>(
@@ -296,18 +283,22 @@ impl Core {
     {
         let name = field(op, name)?;
         let field_key = key.field_key(name.as_str());
-        let mut closure = |current: Option<&Value>| -> Result<Value, statehouse_ports::BoxError> {
-            let current = current
-                .map(|value| from_value::<T>(op, field_key.clone(), value.clone()))
-                .transpose()?;
-            Ok(serde_json::to_value(f(current))?)
+        // A field that does not decode as `T`, or a value that does not
+        // encode, comes back naming the field (never as `Aborted`).
+        let mut carry = Carry::new();
+        let mut closure = |current: Option<&Value>| -> Result<Value, BoxError> {
+            carry.keep((|| {
+                let current = current
+                    .map(|value| from_value::<T>(op, field_key.clone(), value.clone()))
+                    .transpose()?;
+                to_value(op, key, name.as_str(), &f(current))
+            })())
         };
         let updated = self
             .store
             .update_field(key, &name, self.ttl, self.policy, &mut closure)
-            .await
-            .map_err(unwrap_aborted)?;
-        from_value(op, field_key, updated.new)
+            .await;
+        from_value(op, field_key, carry.outcome(updated)?.new)
     }
 
     async fn append<T: Serialize + ?Sized>(
@@ -320,12 +311,13 @@ impl Core {
         let name = field(op, name)?;
         let item = to_value(op, key, name.as_str(), item)?;
         let field_key = key.field_key(name.as_str());
-        let mut closure = |current: Option<&Value>| -> Result<Value, statehouse_ports::BoxError> {
+        let mut carry = Carry::new();
+        let mut closure = |current: Option<&Value>| -> Result<Value, BoxError> {
             let mut list = match current {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Array(list)) => list.clone(),
                 Some(_) => {
-                    return Err(Box::new(StoreError::deserialization(
+                    return carry.keep(Err(StoreError::deserialization(
                         op,
                         field_key.clone(),
                         "JSON array",
@@ -339,9 +331,8 @@ impl Core {
         let updated = self
             .store
             .update_field(key, &name, self.ttl, self.policy, &mut closure)
-            .await
-            .map_err(unwrap_aborted)?;
-        Ok(updated.new.as_array().map_or(0, Vec::len))
+            .await;
+        Ok(carry.outcome(updated)?.new.as_array().map_or(0, Vec::len))
     }
 
     async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use statehouse_domain::Key;
 
-use crate::{BoxError, DocumentStore, RetryPolicy, SetOptions, StoreError, Update};
+use crate::{BoxError, Carry, DocumentStore, RetryPolicy, SetOptions, StoreError, Update};
 
 /// Typed (JSON) access over any [`DocumentStore`], including
 /// `Arc<dyn DocumentStore>`.
@@ -92,29 +92,20 @@ pub trait DocumentStoreExt: DocumentStore {
     {
         async move {
             let mut f = f;
-            // The closure's own error, or a decode/encode failure, is kept
-            // here and handed back instead of the store's `Aborted`.
-            let mut failure: Option<E> = None;
+            // The closure's own error, or a decode/encode failure, comes
+            // back as it is instead of the store's `Aborted`.
+            let mut carry = Carry::<E>::new();
             let mut core = |old: Option<&[u8]>| -> Result<Update<Vec<u8>>, BoxError> {
-                let step = (|| {
+                carry.keep((|| {
                     let old = match old {
                         Some(bytes) => Some(decode::<T>("update", key.as_str(), bytes)?),
                         None => None,
                     };
                     f(old)?.try_map(|value| encode("update", key.as_str(), &value).map_err(E::from))
-                })();
-                step.map_err(|error| {
-                    failure = Some(error);
-                    BoxError::from("the update closure failed")
-                })
+                })())
             };
             let updated = self.update(key, policy, &mut core).await;
-            if let Some(error) = failure.take()
-                && matches!(updated, Err(StoreError::Aborted { .. }))
-            {
-                return Err(error);
-            }
-            match updated?.value {
+            match carry.outcome(updated)?.value {
                 Some(bytes) => Ok(Some(decode("update", key.as_str(), &bytes)?)),
                 None => Ok(None),
             }

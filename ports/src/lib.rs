@@ -55,7 +55,7 @@ pub use documents::MockDocumentStore;
 pub use documents::{
     Boxed, DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated,
 };
-pub use error::{BoxError, ErrorKind, StoreError, ValidationExt};
+pub use error::{BoxError, Carry, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, encode};
 #[cfg(feature = "mock")]
 pub use queues::MockQueueStore;

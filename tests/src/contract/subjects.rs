@@ -720,7 +720,10 @@ pub async fn set_with_of_a_value_of_another_shape_names_subject_and_property(bac
             "{error}"
         );
         assert!(error.to_string().contains("u32"), "names the type: {error}");
-        assert!(!error.to_string().contains("thirty"), "no data in errors: {error}");
+        assert!(
+            !error.to_string().contains("thirty"),
+            "no data in errors: {error}"
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 0, "the closure never sees it");
     }
     assert_eq!(
