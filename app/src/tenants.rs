@@ -1014,3 +1014,57 @@ impl BlockingSharedState {
         self.runtime.block_on(self.inner.list())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use statehouse_ports::ErrorKind;
+
+    use super::*;
+
+    fn alice() -> SharedState {
+        crate::Statehouse::memory()
+            .tenant("acme")
+            .unwrap()
+            .shared_states()
+            .for_user("alice")
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blocking_shared_state_refuses_an_async_thread_with_a_clear_error() {
+        let blocking = alice().blocking(tokio::runtime::Handle::current());
+        let error = blocking.get::<Value>("draft").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+        assert!(error.to_string().contains("inside an async runtime"), "{error}");
+        let error = blocking.set("draft", &json!({"text": "hi"})).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+        assert!(blocking.list().is_err());
+        assert_eq!(alice().list().await.unwrap(), Vec::<String>::new(), "nothing written");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blocking_shared_state_works_on_a_blocking_thread_and_a_plain_one() {
+        let alice = alice();
+        let listed = alice
+            .clone()
+            .scope(async {
+                SharedState::spawn_blocking(|state| {
+                    state.set("draft", &json!({"text": "hi"}))?;
+                    state.list()
+                })
+                .unwrap()
+                .await
+                .unwrap()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed, ["draft"]);
+        let blocking = alice.clone().blocking(tokio::runtime::Handle::current());
+        let text = std::thread::spawn(move || blocking.get_field::<String>("draft", "text"))
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_eq!(text.as_deref(), Some("hi"));
+    }
+}
