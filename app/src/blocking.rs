@@ -5,7 +5,10 @@
 //! runs each call to completion on it. It can be shared between threads.
 //! Do not use it from inside an async runtime: there, calls return an
 //! [`InvalidInput`](StoreError::InvalidInput) error instead of blocking the
-//! executor (use the async API, or `tokio::task::spawn_blocking`).
+//! executor (use the async API there). tokio does not tell its blocking
+//! threads from the ones driving tasks, so any thread of a runtime is
+//! refused, except the closure of [`crate::SharedState::spawn_blocking`],
+//! which statehouse runs on a blocking thread itself.
 //!
 //! ```
 //! use statehouse::blocking::Statehouse;
@@ -17,6 +20,7 @@
 //! # Ok::<(), statehouse::StoreError>(())
 //! ```
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,19 +90,72 @@ fn runtime() -> Result<Runtime, StoreError> {
         })
 }
 
-fn block_on<T, E: From<StoreError>>(
-    runtime: &Runtime,
+thread_local! {
+    /// Set while statehouse runs synchronous code on a runtime's blocking
+    /// thread ([`crate::SharedState::spawn_blocking`]): a thread with a
+    /// runtime context where blocking is safe.
+    static BLOCKING_SECTION: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as a blocking section while it lives (see
+/// [`block_on`]).
+pub(crate) struct BlockingSection {
+    outer: bool,
+}
+
+impl BlockingSection {
+    pub(crate) fn enter() -> Self {
+        Self {
+            outer: BLOCKING_SECTION.replace(true),
+        }
+    }
+}
+
+impl Drop for BlockingSection {
+    fn drop(&mut self) {
+        BLOCKING_SECTION.set(self.outer);
+    }
+}
+
+/// What runs a future to completion on the calling thread: the blocking
+/// API's own runtime, or the handle a [`crate::BlockingSharedState`] was
+/// made with.
+pub(crate) trait Runner {
+    fn run<F: Future>(&self, future: F) -> F::Output;
+}
+
+impl Runner for Arc<OwnedRuntime> {
+    fn run<F: Future>(&self, future: F) -> F::Output {
+        self.block_on(future)
+    }
+}
+
+impl Runner for tokio::runtime::Handle {
+    fn run<F: Future>(&self, future: F) -> F::Output {
+        self.block_on(future)
+    }
+}
+
+/// THE way the blocking API blocks: runs `call` on `runner`, or, on a
+/// thread with a runtime context, refuses with `InvalidInput` instead of
+/// blocking an executor (where tokio would panic). tokio tells no thread
+/// that drives async tasks from one of its blocking threads, so a runtime
+/// context is refused unless statehouse itself runs the code there on a
+/// blocking thread ([`BlockingSection`]: [`crate::SharedState::spawn_blocking`]).
+pub(crate) fn block_on<T, E: From<StoreError>>(
+    runner: &impl Runner,
     op: &'static str,
     call: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    if tokio::runtime::Handle::try_current().is_ok() {
+    if tokio::runtime::Handle::try_current().is_ok() && !BLOCKING_SECTION.get() {
         return Err(E::from(StoreError::invalid_input(
             op,
             "",
-            "the blocking API was called inside an async runtime; use the async API there",
+            "the blocking API was called inside an async runtime; use the async API there \
+             (or SharedState::spawn_blocking for synchronous code)",
         )));
     }
-    runtime.block_on(call)
+    runner.run(call)
 }
 
 impl Statehouse {

@@ -16,6 +16,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use statehouse_domain::layout::TenantKeys;
+
+use crate::blocking::{BlockingSection, block_on};
 use statehouse_ports::{
     BoxError, Carry, FieldName, FieldStore, Fields, HandlerName, JsonError, PrimaryKey, RetryPolicy,
     StateName, StoreError, TableName, TenantId, TenantKey, TenantPattern, Ttl, UserId, ValidationExt,
@@ -899,7 +901,10 @@ impl SharedState {
         R: Send + 'static,
     {
         let state = Self::current()?.blocking(tokio::runtime::Handle::current());
-        Ok(tokio::task::spawn_blocking(move || f(state)))
+        Ok(tokio::task::spawn_blocking(move || {
+            let _section = BlockingSection::enter();
+            f(state)
+        }))
     }
 
     /// A synchronous handle for blocking threads, running calls on `runtime`.
@@ -964,9 +969,12 @@ impl SharedState {
     }
 }
 
-/// A [`SharedState`] for synchronous code on a blocking thread
-/// (`spawn_blocking`): each call blocks on the runtime handle it was made
-/// with. Do not call it on an async worker thread (tokio panics there).
+/// A [`SharedState`] for synchronous code on a blocking thread: each call
+/// blocks on the runtime handle it was made with. Use it in the closure of
+/// [`SharedState::spawn_blocking`], or on a thread outside the runtime;
+/// on a thread with a runtime context (an async task, a blocking thread
+/// of your own) a call is [`StoreError::InvalidInput`], never a panic, as
+/// everywhere in the [blocking API](crate::blocking).
 #[derive(Debug, Clone)]
 pub struct BlockingSharedState {
     inner: SharedState,
@@ -981,12 +989,12 @@ impl BlockingSharedState {
 
     /// See [`SharedStates::set`].
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), StoreError> {
-        self.runtime.block_on(self.inner.set(name, value))
+        block_on(&self.runtime, "set_state", self.inner.set(name, value))
     }
 
     /// See [`SharedStates::get`].
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
-        self.runtime.block_on(self.inner.get(name))
+        block_on(&self.runtime, "get_state", self.inner.get(name))
     }
 
     /// See [`SharedStates::set_field`].
@@ -996,8 +1004,11 @@ impl BlockingSharedState {
         field_name: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        self.runtime
-            .block_on(self.inner.set_field(name, field_name, value))
+        block_on(
+            &self.runtime,
+            "set_state_field",
+            self.inner.set_field(name, field_name, value),
+        )
     }
 
     /// See [`SharedStates::get_field`].
@@ -1006,12 +1017,26 @@ impl BlockingSharedState {
         name: &str,
         field_name: &str,
     ) -> Result<Option<T>, StoreError> {
-        self.runtime.block_on(self.inner.get_field(name, field_name))
+        block_on(
+            &self.runtime,
+            "get_state_field",
+            self.inner.get_field(name, field_name),
+        )
     }
 
     /// See [`SharedStates::list`].
     pub fn list(&self) -> Result<Vec<String>, StoreError> {
-        self.runtime.block_on(self.inner.list())
+        block_on(&self.runtime, "list_states", self.inner.list())
+    }
+
+    /// See [`SharedStates::delete`].
+    pub fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        block_on(&self.runtime, "delete_state", self.inner.delete(name))
+    }
+
+    /// See [`SharedStates::clear`].
+    pub fn clear(&self) -> Result<u64, StoreError> {
+        block_on(&self.runtime, "clear_states", self.inner.clear())
     }
 }
 
@@ -1040,7 +1065,13 @@ mod tests {
         let error = blocking.set("draft", &json!({"text": "hi"})).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
         assert!(blocking.list().is_err());
-        assert_eq!(alice().list().await.unwrap(), Vec::<String>::new(), "nothing written");
+        assert!(blocking.delete("draft").is_err());
+        assert!(blocking.clear().is_err());
+        assert_eq!(
+            alice().list().await.unwrap(),
+            Vec::<String>::new(),
+            "nothing written"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1066,5 +1097,21 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(text.as_deref(), Some("hi"));
+        // delete and clear, as their async namesakes.
+        let cleared = alice
+            .clone()
+            .scope(async {
+                SharedState::spawn_blocking(|state| {
+                    state.set("other", &json!({"n": 1}))?;
+                    let deleted = (state.delete("draft")?, state.delete("draft")?);
+                    Ok::<_, StoreError>((deleted, state.clear()?, state.list()?))
+                })
+                .unwrap()
+                .await
+                .unwrap()
+            })
+            .await
+            .unwrap();
+        assert_eq!(cleared, ((true, false), 1, Vec::<String>::new()));
     }
 }
