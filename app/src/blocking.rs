@@ -39,7 +39,7 @@ mod subjects;
 pub use subjects::{Subject, Subjects};
 #[path = "blocking_tenants.rs"]
 mod tenants;
-pub use tenants::{HandlerStates, SharedStates, Tables, Tenant, Users};
+pub use tenants::{HandlerStates, SharedStates, Tables, Tenant, UserStates, Users};
 
 #[path = "blocking_queues.rs"]
 mod queues;

@@ -86,7 +86,8 @@ pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::Synced;
 pub use tasks::Tasks;
 pub use tenants::{
-    BlockingSharedState, HandlerStates, SharedState, SharedStates, Tables, Tenant, TenantTtls, Users,
+    BlockingSharedState, HandlerKind, HandlerStates, SharedKind, SharedState, SharedStates, StateKind,
+    Tables, Tenant, TenantTtls, UserStates, Users,
 };
 pub use triggers::{ListenOptions, Triggers};
 
