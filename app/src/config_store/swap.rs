@@ -1,7 +1,7 @@
-//! The writes of the config store: each a compare-and-set of the entry's
-//! envelope ([`ChangeFeed::swap_announced`]), made the attempts of THE
-//! optimistic loop ([`RetryPolicy::run`](statehouse_ports::RetryPolicy::run)), and the cache taking the bytes
-//! it wrote.
+//! The updates of the config store: each a compare-and-set of the entry's
+//! envelope ([`ChangeFeed::swap_announced`]) made the attempts of THE
+//! optimistic loop ([`RetryPolicy::run`](statehouse_ports::RetryPolicy::run)),
+//! and the cache taking the bytes it wrote.
 
 use serde::Serialize;
 use statehouse_domain::{ConfigEntry, VersionMismatch};
