@@ -4,8 +4,11 @@
 #      package manager when it is missing; the tests spawn their own servers on
 #      free loopback ports and never use a server that is already running),
 #   2. cargo fmt --check, 3. cargo clippy -D warnings (also with the tls feature),
+#      and the library in each build of its adapter features (redis, memory,
+#      neither), with a check that it has no command-line dependency,
 #   4. cargo doc -D warnings, 5. cargo test (all crates: unit, integration,
-#      contract and doc tests), then the rediss:// tests with the tls feature.
+#      contract and doc tests, the examples' tests), then the rediss:// tests
+#      with the tls feature and the library's features test in each build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,6 +75,26 @@ say "cargo clippy --workspace --all-targets -D warnings (default features, then 
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p statehouse-tests --all-targets --features tls --locked -- -D warnings
 
+# The library's adapter features, as sqlx's: each build compiles and is
+# clippy-clean (the library target; its unit tests use the memory store).
+library_builds=(
+    "--no-default-features --features redis"
+    "--no-default-features --features memory"
+    "--no-default-features"
+)
+for build in "${library_builds[@]}"; do
+    say "cargo clippy -p statehouse $build"
+    # shellcheck disable=SC2086 # the build's flags are separate words
+    cargo clippy -p statehouse $build --locked -- -D warnings
+done
+
+say "the library has no command-line dependency (clap, tracing-subscriber, tokio's signal)"
+if cargo tree -p statehouse -e normal,features --locked |
+    grep -E '(^|[^[:alnum:]_-])(clap|tracing-subscriber) v|tokio feature "signal"'; then
+    echo "error: the statehouse library depends on the above; it belongs to statehouse-cli" >&2
+    exit 1
+fi
+
 say "cargo doc (broken intra-doc links fail)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
@@ -80,3 +103,9 @@ cargo test --workspace --locked "$@"
 
 say "cargo test: rediss:// end to end (feature tls)"
 cargo test -p statehouse-tests --features tls --test tls --locked "$@"
+
+for build in "${library_builds[@]}"; do
+    say "cargo test -p statehouse $build --test features"
+    # shellcheck disable=SC2086 # the build's flags are separate words
+    cargo test -p statehouse $build --test features --locked "$@"
+done

@@ -2,6 +2,7 @@ use std::fmt;
 use std::time::Duration;
 
 use statehouse_ports::{RetryPolicy, StoreError, TaskSpace, Ttl, ValidationExt};
+#[cfg(feature = "redis")]
 use statehouse_redis::{RedisConfig, redact_url};
 
 /// Where statehouse keeps its state and how it talks to it.
@@ -68,14 +69,14 @@ impl Default for Settings {
 impl Settings {
     /// Defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        let redis = RedisConfig::new("");
+        let (connect_timeout, response_timeout, pool_size) = connection_defaults();
         Self {
             url: url.into(),
             read_url: None,
             prefix: String::new(),
-            connect_timeout: redis.connect_timeout,
-            response_timeout: redis.response_timeout,
-            pool_size: redis.pool_size,
+            connect_timeout,
+            response_timeout,
+            pool_size,
             update_policy: RetryPolicy::default(),
             retry_attempts: 1,
             tls_ca_file: None,
@@ -145,7 +146,8 @@ impl Settings {
         }
     }
 
-    /// The Redis adapter's configuration for these settings.
+    /// The Redis adapter's configuration for these settings (feature `redis`).
+    #[cfg(feature = "redis")]
     pub fn redis_config(&self) -> RedisConfig {
         let mut config = RedisConfig::new(self.url.clone())
             .with_prefix(self.prefix.clone())
@@ -163,7 +165,8 @@ impl Settings {
     }
 
     /// The URL with its password (and whatever could be part of it)
-    /// replaced by `***`; see [`redact_url`].
+    /// replaced by `***`; see `statehouse_redis::redact_url` (without the
+    /// `redis` feature, everything after `scheme://` is hidden).
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
     }
@@ -171,6 +174,39 @@ impl Settings {
     /// The read URL, if any, with any password replaced by `***`.
     pub fn redacted_read_url(&self) -> Option<String> {
         self.read_url.as_deref().map(redact_url)
+    }
+}
+
+/// The defaults of `connect_timeout`, `response_timeout` and `pool_size`:
+/// the Redis adapter's own.
+#[cfg(feature = "redis")]
+fn connection_defaults() -> (Duration, Duration, u32) {
+    let redis = RedisConfig::new("");
+    (redis.connect_timeout, redis.response_timeout, redis.pool_size)
+}
+
+/// Without the Redis adapter nothing reads them; the same values as
+/// `RedisConfig::new`, so that `Settings` look the same in every build.
+#[cfg(not(feature = "redis"))]
+fn connection_defaults() -> (Duration, Duration, u32) {
+    (Duration::from_secs(2), Duration::from_secs(2), 32)
+}
+
+/// Without the Redis adapter (and its URL parser), a URL shows only its
+/// scheme: `redis://***`; one without a plain scheme shows as `***`.
+#[cfg(not(feature = "redis"))]
+fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some(("memory", "")) => url.to_owned(),
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+.-".contains(&b)) =>
+        {
+            format!("{scheme}://***")
+        }
+        _ => "***".to_owned(),
     }
 }
 

@@ -30,7 +30,6 @@
 //! - [`blocking`] (`blocking/`): the synchronous twin of the API.
 //! - [`Settings`] (`config.rs`): configuration, also from `STATEHOUSE_*`
 //!   environment variables; secrets never printed.
-//! - [`cli`]: the `statehouse` command line.
 //! - [`guide`]: the user guides, whose examples run as doc tests.
 //!
 //! ```
@@ -47,7 +46,6 @@
 //! out is typed over the ports.
 
 pub mod blocking;
-pub mod cli;
 mod config;
 mod config_store;
 mod documents;

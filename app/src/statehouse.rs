@@ -1,11 +1,13 @@
 use std::sync::Arc;
 
+#[cfg(feature = "memory")]
 use statehouse_memory::MemoryStore;
 use statehouse_ports::FieldStore;
 use statehouse_ports::{
     ChangeFeed, DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
 };
 use statehouse_ports::{QueueStore, TriggerStore};
+#[cfg(feature = "redis")]
 use statehouse_redis::RedisStore;
 
 use crate::layers::{Retrying, Traced};
@@ -103,9 +105,11 @@ pub struct Statehouse {
 }
 
 impl Statehouse {
-    /// Connects to `url`: `memory://` (an embedded in-memory store),
-    /// `redis://…`, `rediss://…` (feature `tls`) or `unix://…`, with default
-    /// settings.
+    /// Connects to `url`: `memory://` (an embedded in-memory store; feature
+    /// `memory`), `redis://…`, `unix://…` (feature `redis`) or `rediss://…`
+    /// (feature `tls`), with default settings. A URL whose adapter this
+    /// build does not have is an `InvalidInput` error naming the feature to
+    /// enable.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::with_settings(Settings::new(url)).await
     }
@@ -132,12 +136,9 @@ impl Statehouse {
                          memory:// has no read endpoint",
                     ));
                 }
-                (Ports::of(MemoryStore::new()), "memory")
+                (memory_ports(&settings)?, "memory")
             }
-            Some("redis" | "rediss" | "unix" | "redis+unix") => {
-                let store = RedisStore::connect(settings.redis_config()).await?;
-                (Ports::of(store), "redis")
-            }
+            Some("redis" | "rediss" | "unix" | "redis+unix") => (redis_ports(&settings).await?, "redis"),
             _ => {
                 return Err(StoreError::invalid_input(
                     "connect",
@@ -149,7 +150,9 @@ impl Statehouse {
         Ok(Self::assemble(ports, settings, backend))
     }
 
-    /// An embedded in-memory store: for tests, demos and single-process use.
+    /// An embedded in-memory store: for tests, demos and single-process use
+    /// (feature `memory`).
+    #[cfg(feature = "memory")]
     pub fn memory() -> Self {
         Self::assemble(
             Ports::of(MemoryStore::new()),
@@ -281,6 +284,38 @@ impl Statehouse {
     fn update_policy(&self) -> RetryPolicy {
         self.settings.update_policy
     }
+}
+
+/// The ports of a new embedded in-memory store.
+#[cfg(feature = "memory")]
+fn memory_ports(_: &Settings) -> Result<Ports, StoreError> {
+    Ok(Ports::of(MemoryStore::new()))
+}
+
+#[cfg(not(feature = "memory"))]
+fn memory_ports(settings: &Settings) -> Result<Ports, StoreError> {
+    Err(not_compiled_in(settings, "memory"))
+}
+
+/// The ports of a Redis store connected as `settings` say.
+#[cfg(feature = "redis")]
+async fn redis_ports(settings: &Settings) -> Result<Ports, StoreError> {
+    Ok(Ports::of(RedisStore::connect(settings.redis_config()).await?))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_ports(settings: &Settings) -> Result<Ports, StoreError> {
+    Err(not_compiled_in(settings, "redis"))
+}
+
+/// The error for a URL whose adapter this build does not have.
+#[cfg(not(all(feature = "memory", feature = "redis")))]
+fn not_compiled_in(settings: &Settings, feature: &str) -> StoreError {
+    StoreError::invalid_input(
+        "connect",
+        settings.redacted_url(),
+        format!("this build of statehouse has no {feature} adapter: enable the crate's `{feature}` feature"),
+    )
 }
 
 #[cfg(test)]

@@ -301,6 +301,12 @@ impl StoreError {
         }
     }
 
+    /// A [`WrongType`](Self::WrongType) error: the key holds another kind
+    /// of value than `op` works on.
+    pub fn wrong_type(op: &'static str, key: impl Into<String>) -> Self {
+        Self::WrongType { op, key: key.into() }
+    }
+
     /// A [`Serialization`](Self::Serialization) error.
     pub fn serialization(op: &'static str, key: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Self::Serialization {

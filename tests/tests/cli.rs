@@ -9,7 +9,7 @@ fn run(server: &RedisServer, args: &[&str]) -> (i32, String, String) {
     let mut argv = vec!["statehouse", "--url", url.as_str(), "--prefix", "cli:"];
     argv.extend_from_slice(args);
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = statehouse::cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
+    let code = statehouse_cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
     (
         code,
         String::from_utf8(out).expect("utf-8 output"),
@@ -171,14 +171,16 @@ fn exit_codes_say_what_happened_to_the_key() {
     }
 }
 
-/// Every key on the server with its value (all strings here), sorted.
-fn keyspace(conn: &mut redis::Connection) -> Vec<(String, String)> {
+/// Every key on the server, of any type, with its TYPE and its serialized
+/// value (DUMP), sorted: the whole keyspace as it is.
+fn keyspace(conn: &mut redis::Connection) -> Vec<(String, String, Vec<u8>)> {
     let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(conn).expect("KEYS");
     keys.sort();
     keys.into_iter()
         .map(|key| {
-            let value: String = redis::cmd("GET").arg(&key).query(conn).expect("GET");
-            (key, value)
+            let kind: String = redis::cmd("TYPE").arg(&key).query(conn).expect("TYPE");
+            let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query(conn).expect("DUMP");
+            (key, kind, dump)
         })
         .collect()
 }
@@ -187,48 +189,123 @@ fn dbsize(conn: &mut redis::Connection) -> u64 {
     redis::cmd("DBSIZE").query(conn).expect("DBSIZE")
 }
 
-/// Keys that look like the demo's (a user's, or left by an older version)
-/// stay as they are: the demo works under `demo:<run id>:` and deletes
-/// exactly the keys it created.
+/// Keys a user (or another run) has where the demo's families write,
+/// outside this run's namespace: the demo must leave every one as it is.
+fn precious_keys(conn: &mut redis::Connection) {
+    let writes: &[&[&str]] = &[
+        &["SET", "cli:demo:precious", r#""mine""#],
+        &["SET", "cli:demo:counter", "5"],
+        &["SET", "cli:demo:user:1", r#"{"name":"Grace"}"#],
+        &["SET", "cli:demo:session", r#""other""#],
+        &["SET", "demo:precious", r#""mine too""#],
+        // Where the families write, without the demo's namespace.
+        &["SET", "cli:Order:7", r#"{"id":"7","items":[],"total_cents":0}"#],
+        &["SET", "cli:{tasks}:task:export-1", "{}"],
+        &["ZADD", "cli:{tasks}:by-service:reports", "1", "export-1"],
+        &["HSET", "cli:s:sensor-1", "preadings", "7"],
+        &["HSET", "cli:t:{acme}:user:ada", "name", r#""Grace""#],
+        &["ZADD", "cli:t:{acme}:triggers:due", "1", "remind:ada"],
+        &["HSET", "cli:t:{acme}:triggers:claims", "#", "9"],
+        &["RPUSH", "cli:t:{acme}:queue:mailer:nightly:send", "1"],
+        &["ZADD", "cli:svc:{mailer}:pending", "1", "acme"],
+        &["SET", "cli:config:checkout", r#"{"version":4,"value":1}"#],
+        // Another run's namespace.
+        &[
+            "ZADD",
+            "cli:demo:0123456789ab:t:{acme}:triggers:due",
+            "1",
+            "remind:ada",
+        ],
+    ];
+    for args in writes {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.exec(&mut *conn).expect("a precious key");
+    }
+}
+
+/// The demo tours every family on Redis, and keys that look like the
+/// demo's (a user's, another run's, or left by an older version) stay as
+/// they are: the demo works under `demo:<run id>:` and deletes exactly the
+/// keys it created, index, claim and pending sets included.
 #[test]
 fn demo_touches_only_its_own_keys() {
     let server = RedisServer::start();
     let mut conn = server.connection();
-    for (key, value) in [
-        ("cli:demo:precious", r#""mine""#),
-        ("cli:demo:counter", "5"),
-        ("cli:demo:user:1", r#"{"name":"Grace"}"#),
-        ("cli:demo:session", r#""other""#),
-        ("demo:precious", r#""mine too""#),
-    ] {
-        let _: () = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .query(&mut conn)
-            .expect("SET");
-    }
+    precious_keys(&mut conn);
     let (before, size) = (keyspace(&mut conn), dbsize(&mut conn));
 
-    let (code, out, err) = run(&server, &["demo"]);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, text, err) = run(&server, &["demo"]);
+    assert_eq!(code, 0, "{text}\n{err}");
+    let out = &text;
     assert!(out.contains("(redis)"), "{out}");
     assert!(out.contains(":counter = 200 (expected 200)"), "{out}");
-    assert!(out.contains("removed the 4 keys it created"), "{out}");
+    assert!(out.contains("\"readings\" = 200 (expected 200)"), "{out}");
+    assert!(out.contains("the listener got \"remind\" \"ada\""), "{out}");
+    assert!(out.contains("the watcher sees version 2"), "{out}");
+    assert!(out.contains("store alive = true"), "{out}");
+    assert_eq!(keyspace(&mut conn), before);
 
     let (code, out, err) = run(&server, &["demo", "--json"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    let summary: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(summary["outcome"], "done", "{summary}");
+    assert_eq!(summary["backend"], "redis", "{summary}");
+    assert_eq!(
+        summary["families"],
+        serde_json::json!([
+            "documents",
+            "synced",
+            "tasks",
+            "subjects",
+            "tenants",
+            "triggers",
+            "queues",
+            "config"
+        ]),
+        "{summary}"
+    );
+    assert_eq!(summary["counter"], 200, "{summary}");
+    assert_eq!(summary["subject"]["value"], 200, "{summary}");
+    assert_eq!(
+        summary["task"]["statuses"],
+        serde_json::json!(["pending", "running", "completed"])
+    );
+    assert_eq!(summary["trigger"]["pending_after"], 0, "{summary}");
+    assert_eq!(summary["queue"]["len_after"], 0, "{summary}");
+    assert_eq!(summary["config"]["seen"], serde_json::json!([1, 2]), "{summary}");
     let namespace = summary["namespace"].as_str().expect("namespace");
     assert!(
         namespace.starts_with("demo:") && namespace.len() > "demo::".len(),
         "{summary}"
     );
-    let created = summary["created"].as_array().expect("created");
-    assert_eq!(created.len(), 4, "{summary}");
+    let created: Vec<&str> = summary["created"]
+        .as_array()
+        .expect("created")
+        .iter()
+        .map(|key| key.as_str().expect("a key"))
+        .collect();
     assert!(
-        created
-            .iter()
-            .all(|key| key.as_str().is_some_and(|k| k.starts_with(namespace)))
+        created.iter().all(|key| key.starts_with(namespace)),
+        "{created:?}"
+    );
+    for family_key in [
+        "Order:7",
+        "{tasks}:by-service:reports",
+        "s:sensor-1",
+        "t:{acme}:",
+        "config:checkout",
+    ] {
+        assert!(
+            created.iter().any(|key| key.contains(family_key)),
+            "{family_key} in {created:?}"
+        );
+    }
+    assert!(
+        text.contains(&format!("removed the {} keys it created", created.len())),
+        "{text}"
     );
     assert_eq!(summary["left_behind"], serde_json::json!([]), "{summary}");
 
@@ -236,23 +313,21 @@ fn demo_touches_only_its_own_keys() {
     assert_eq!(dbsize(&mut conn), size);
 }
 
-/// A run that fails part way removes what it created, and only that.
-#[test]
-fn a_failed_demo_removes_exactly_the_keys_it_created() {
+/// Runs the demo on `server` with `hook` (`--fail-after-step` or
+/// `--interrupt-after-step`) at every step, and checks that each run
+/// removed exactly the keys it created, whatever it had written by then.
+fn demo_stopped_at_every_step(hook: &str, code: i32, outcome: &str, said: &str) {
     let server = RedisServer::start();
     let mut conn = server.connection();
-    let _: () = redis::cmd("SET")
-        .arg(&["cli:demo:precious", "1"])
-        .query(&mut conn)
-        .expect("SET");
+    precious_keys(&mut conn);
     let before = keyspace(&mut conn);
-    for step in 1..=5 {
+    for step in 1..=12 {
         let step = step.to_string();
-        let (code, out, err) = run(&server, &["demo", "--json", "--fail-after-step", &step]);
-        assert_eq!(code, 3, "step {step}: {out}\n{err}");
-        assert!(err.contains(&format!("stopped after step {step}")), "{err}");
+        let (got, out, err) = run(&server, &["demo", "--json", hook, &step]);
+        assert_eq!(got, code, "step {step}: {out}\n{err}");
+        assert!(err.contains(said), "step {step}: {err}");
         let summary: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-        assert_eq!(summary["outcome"], "failed", "{summary}");
+        assert_eq!(summary["outcome"], outcome, "{summary}");
         assert!(
             !summary["created"].as_array().expect("created").is_empty(),
             "{summary}"
@@ -260,6 +335,24 @@ fn a_failed_demo_removes_exactly_the_keys_it_created() {
         assert_eq!(summary["left_behind"], serde_json::json!([]), "{summary}");
         assert_eq!(keyspace(&mut conn), before, "step {step}");
     }
+}
+
+/// A run that fails part way removes what it created, and only that.
+#[test]
+fn a_failed_demo_removes_exactly_the_keys_it_created() {
+    demo_stopped_at_every_step("--fail-after-step", 3, "failed", "as asked (--fail-after-step)");
+}
+
+/// A run stopped as Ctrl-C stops it (the tour dropped where it stands)
+/// removes what it created, and only that, and exits with 130.
+#[test]
+fn an_interrupted_demo_removes_exactly_the_keys_it_created() {
+    demo_stopped_at_every_step(
+        "--interrupt-after-step",
+        130,
+        "interrupted",
+        "interrupted (Ctrl-C)",
+    );
 }
 
 #[test]
@@ -690,7 +783,7 @@ fn run_while_poking(
         let mut argv = vec!["statehouse", "--url", url.as_str(), "--prefix", "cli:"];
         argv.extend_from_slice(args);
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = statehouse::cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
+        let code = statehouse_cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
         (
             code,
             String::from_utf8(out).expect("utf-8"),
@@ -747,4 +840,81 @@ fn watch_commands_print_changes_as_they_come() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "resync  \"subscribed\"");
     assert!(lines[1].starts_with("set  \"config:api\"  version "), "{out}");
+}
+
+/// Errors about what is stored (another Redis type, a value that is not
+/// JSON, a status change the lifecycle forbids) name the key, task,
+/// subject, tenant, queue or config entry they are about.
+#[test]
+fn errors_about_stored_data_name_what_they_are_about() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    for (command, key, value) in [
+        ("RPUSH", "cli:list", "x"),
+        ("SET", "cli:config:api", "{not json"),
+        ("HSET", "cli:s:sensor", "pcount"),
+        ("SET", "cli:t:{acme}:user:u1", "a string"),
+        ("SET", "cli:t:{acme}:triggers:due", "a string"),
+        ("SET", "cli:t:{acme}:queue:mailer:nightly:send", "a string"),
+    ] {
+        let mut cmd = redis::cmd(command);
+        cmd.arg(key);
+        if command == "HSET" {
+            cmd.arg(value).arg("{not json");
+        } else {
+            cmd.arg(value);
+        }
+        cmd.exec(&mut conn).expect("write");
+    }
+    assert_eq!(
+        run(
+            &server,
+            &["tasks", "save", "job-1", "--service", "s", "--user", "u"]
+        )
+        .0,
+        0
+    );
+    assert_eq!(run(&server, &["tasks", "set-status", "job-1", "completed"]).0, 0);
+
+    let cases: &[(&[&str], i32, &[&str])] = &[
+        (&["doc", "get", "list"], 3, &["\"list\""]),
+        (&["doc", "ttl", "list"], 0, &[]),
+        (&["config", "get", "api"], 3, &["api"]),
+        (&["config", "set", "api", "1"], 3, &["api"]),
+        (&["tenant", "acme", "users", "get", "u1"], 3, &["acme", "u1"]),
+        (&["triggers", "acme"], 3, &["acme"]),
+        (
+            &["queue", "acme", "mailer", "nightly", "send"],
+            3,
+            &["acme", "mailer"],
+        ),
+        (
+            &["tasks", "set-status", "job-1", "running"],
+            2,
+            &["task \"job-1\"", "cannot move the task from completed to running"],
+        ),
+    ];
+    for (args, expected, named) in cases {
+        let (code, _, err) = run(&server, args);
+        assert_eq!(code, *expected, "statehouse {args:?}: {err}");
+        for name in *named {
+            assert!(
+                err.contains(name),
+                "statehouse {args:?} should name {name}: {err}"
+            );
+        }
+    }
+
+    // A property that is not JSON is shown as unreadable (with its error,
+    // never its bytes), not left out.
+    let (code, out, err) = run(&server, &["subject", "show", "sensor"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(
+        out.contains("default   count                    (unreadable: ") && !out.contains("not json"),
+        "{out}"
+    );
+    let (_, out, _) = run(&server, &["--json", "subject", "show", "sensor"]);
+    let shown: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(shown["errors"][0]["property"], "count", "{shown}");
+    assert_eq!(shown["errors"][0]["kind"], "default", "{shown}");
 }

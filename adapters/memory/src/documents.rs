@@ -14,13 +14,6 @@ use crate::store::{Decision, State, Value};
 const UPDATE: &str = "update";
 const SWAP: &str = "swap";
 
-fn wrong_type(op: &'static str, key: &Key) -> StoreError {
-    StoreError::WrongType {
-        op,
-        key: key.to_string(),
-    }
-}
-
 /// The string value of a live key, `None` if missing, `WrongType` if it holds
 /// something else.
 fn read_str(
@@ -32,7 +25,7 @@ fn read_str(
     match state.live(key.as_str(), now).map(|entry| &entry.value) {
         None => Ok(None),
         Some(Value::Str(bytes)) => Ok(Some(bytes.clone())),
-        Some(_) => Err(wrong_type(op, key)),
+        Some(_) => Err(StoreError::wrong_type(op, key.as_str())),
     }
 }
 

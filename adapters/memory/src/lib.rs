@@ -51,6 +51,33 @@
 //! assert_eq!(store.get_json::<String>(&key).await?.as_deref(), Some("hello"));
 //! # Ok(()) }
 //! ```
+//!
+//! Code written against the ports runs on any backend, so its unit tests
+//! need only `statehouse-ports` and this crate (no `statehouse`, no Redis):
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use statehouse_ports::{DocumentStore, DocumentStoreExt, Key, RetryPolicy, StoreError, Update, ValidationExt};
+//!
+//! /// The code under test: counts a visit of `user`, knowing only the port.
+//! async fn visit(store: &dyn DocumentStore, user: &str) -> Result<u64, StoreError> {
+//!     let key = Key::new(format!("visits:{user}")).for_op("visit", user)?;
+//!     let count = store
+//!         .update_json(&key, RetryPolicy::default(), |n: Option<u64>| {
+//!             Ok::<_, StoreError>(Update::Set(n.unwrap_or(0) + 1))
+//!         })
+//!         .await?;
+//!     Ok(count.unwrap_or(0))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), StoreError> {
+//! // The unit test: the in-memory adapter behind the port.
+//! let store: Arc<dyn DocumentStore> = Arc::new(statehouse_memory::MemoryStore::new());
+//! assert_eq!(visit(store.as_ref(), "ada").await?, 1);
+//! assert_eq!(visit(store.as_ref(), "ada").await?, 2);
+//! # Ok(()) }
+//! ```
 
 mod changes;
 mod documents;

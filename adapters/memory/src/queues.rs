@@ -14,13 +14,6 @@ use crate::MemoryStore;
 use crate::store::State;
 use crate::triggers::{millis, score, score_ms};
 
-fn wrong_type(op: &'static str, key: &str) -> StoreError {
-    StoreError::WrongType {
-        op,
-        key: key.to_owned(),
-    }
-}
-
 /// The keys of one queue, their types checked.
 struct Keys {
     list: String,
@@ -52,16 +45,16 @@ fn checked(
     };
     state
         .list(&keys.list, now)
-        .map_err(|()| wrong_type(op, &keys.list))?;
+        .map_err(|()| StoreError::wrong_type(op, &keys.list))?;
     state
         .hash(&keys.items, now)
-        .map_err(|()| wrong_type(op, &keys.items))?;
+        .map_err(|()| StoreError::wrong_type(op, &keys.items))?;
     state
         .zset(&keys.leases, now)
-        .map_err(|()| wrong_type(op, &keys.leases))?;
+        .map_err(|()| StoreError::wrong_type(op, &keys.leases))?;
     state
         .zset(&keys.index, now)
-        .map_err(|()| wrong_type(op, &keys.index))?;
+        .map_err(|()| StoreError::wrong_type(op, &keys.index))?;
     Ok(keys)
 }
 
@@ -118,7 +111,7 @@ impl QueueStore for MemoryStore {
                     set.insert(tenant, clock);
                 }
             })
-            .map_err(|()| wrong_type(OP, &pending))?;
+            .map_err(|()| StoreError::wrong_type(OP, &pending))?;
         let keys = checked(OP, &mut state, tenant, queue, now)?;
         let ids = state
             .edit_hash(&keys.items, now, |items| {
@@ -219,7 +212,7 @@ impl QueueStore for MemoryStore {
         let mut state = self.keyspace.lock();
         let members: Vec<String> = state
             .zset(&key, Instant::now())
-            .map_err(|()| wrong_type(OP, &key))?
+            .map_err(|()| StoreError::wrong_type(OP, &key))?
             .map(|set| set.iter().map(|(_, member)| member.to_owned()).collect())
             .unwrap_or_default();
         Ok(QueueName::of_members(
@@ -235,7 +228,7 @@ impl QueueStore for MemoryStore {
         let mut state = self.keyspace.lock();
         Ok(state
             .zset(&key, Instant::now())
-            .map_err(|()| wrong_type(OP, &key))?
+            .map_err(|()| StoreError::wrong_type(OP, &key))?
             .map(|set| set.iter().map(|(_, tenant)| tenant.to_owned()).collect())
             .unwrap_or_default())
     }
@@ -246,7 +239,7 @@ impl QueueStore for MemoryStore {
         let mut state = self.keyspace.lock();
         state
             .edit_zset(&key, Instant::now(), |set| set.remove(tenant))
-            .map_err(|()| wrong_type(OP, &key))
+            .map_err(|()| StoreError::wrong_type(OP, &key))
     }
 
     async fn claim(

@@ -13,13 +13,6 @@ use tokio::time::Instant;
 use crate::store::{Decision, Value as Stored};
 use crate::{MemoryStore, glob};
 
-fn wrong_type(op: &'static str, key: &str) -> StoreError {
-    StoreError::WrongType {
-        op,
-        key: key.to_owned(),
-    }
-}
-
 #[async_trait]
 impl SubjectStore for MemoryStore {
     async fn load(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<SubjectData, StoreError> {
@@ -28,7 +21,7 @@ impl SubjectStore for MemoryStore {
         let mut state = self.keyspace.lock();
         let hash = state
             .hash(&key, Instant::now())
-            .map_err(|()| wrong_type(OP, &key))?;
+            .map_err(|()| StoreError::wrong_type(OP, &key))?;
         Ok(hash.map_or_else(SubjectData::default, |hash| {
             SubjectData::from_fields(
                 OP,
@@ -56,7 +49,7 @@ impl SubjectStore for MemoryStore {
         self.keyspace
             .lock()
             .hset_hdel(&key, &sets, &deletes, Instant::now())
-            .map_err(|()| wrong_type(OP, &key))
+            .map_err(|()| StoreError::wrong_type(OP, &key))
     }
 
     async fn get_property(
@@ -73,7 +66,7 @@ impl SubjectStore for MemoryStore {
             .keyspace
             .lock()
             .hget(&key, field.as_bytes(), Instant::now())
-            .map_err(|()| wrong_type(OP, &key))?;
+            .map_err(|()| StoreError::wrong_type(OP, &key))?;
         bytes
             .map(|bytes| decode_property(OP, &key, &field, &bytes))
             .transpose()
@@ -100,7 +93,7 @@ impl SubjectStore for MemoryStore {
                 |state, now| {
                     state
                         .hget(&key, field.as_bytes(), now)
-                        .map_err(|()| wrong_type(OP, &key))
+                        .map_err(|()| StoreError::wrong_type(OP, &key))
                 },
                 |current| {
                     let old = current
@@ -117,7 +110,7 @@ impl SubjectStore for MemoryStore {
                 |state, now, (old, new, text)| {
                     state
                         .hset_hdel(&key, &[(field.as_bytes(), text.as_bytes())], &[], now)
-                        .map_err(|()| wrong_type(OP, &key))?;
+                        .map_err(|()| StoreError::wrong_type(OP, &key))?;
                     Ok((old, new))
                 },
             )
@@ -131,7 +124,10 @@ impl SubjectStore for MemoryStore {
         let key = space.key(subject.as_str());
         let now = Instant::now();
         let mut state = self.keyspace.lock();
-        match state.hash(&key, now).map_err(|()| wrong_type(OP, &key))? {
+        match state
+            .hash(&key, now)
+            .map_err(|()| StoreError::wrong_type(OP, &key))?
+        {
             Some(_) => Ok(state.remove(&key, now)),
             None => Ok(false),
         }
@@ -166,7 +162,7 @@ impl SubjectStore for MemoryStore {
         let mut state = self.keyspace.lock();
         let hash = state
             .hash(&key, Instant::now())
-            .map_err(|()| wrong_type("exists", &key))?;
+            .map_err(|()| StoreError::wrong_type("exists", &key))?;
         Ok(hash.is_some())
     }
 }

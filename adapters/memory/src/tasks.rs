@@ -13,13 +13,6 @@ use tokio::time::Instant;
 use crate::MemoryStore;
 use crate::store::{Decision, State, Value};
 
-fn wrong_type(op: &'static str, key: &str) -> StoreError {
-    StoreError::WrongType {
-        op,
-        key: key.to_owned(),
-    }
-}
-
 /// The bytes of the record under `key`; `WrongType` if it is no string.
 fn read_record(
     state: &mut State,
@@ -30,7 +23,7 @@ fn read_record(
     match state.live(key, now).map(|entry| &entry.value) {
         None => Ok(None),
         Some(Value::Str(bytes)) => Ok(Some(bytes.clone())),
-        Some(_) => Err(wrong_type(op, key)),
+        Some(_) => Err(StoreError::wrong_type(op, key)),
     }
 }
 
@@ -51,11 +44,13 @@ fn write_task(
     let new = TaskIndex::of(record);
     let moved: Vec<&TaskIndex> = old.iter().filter(|index| !new.contains(index)).collect();
     if matches!(state.live(&record_key, now).map(|e| &e.value), Some(v) if !matches!(v, Value::Str(_))) {
-        return Err(wrong_type(op, &record_key));
+        return Err(StoreError::wrong_type(op, &record_key));
     }
     for index in new.iter().chain(moved.iter().copied()) {
         let key = index.key(space);
-        state.zset(&key, now).map_err(|()| wrong_type(op, &key))?;
+        state
+            .zset(&key, now)
+            .map_err(|()| StoreError::wrong_type(op, &key))?;
     }
     let at = now + space.ttl().as_duration();
     let id = record.id.as_str();
@@ -185,7 +180,7 @@ impl TaskRepository for MemoryStore {
         let mut state = self.keyspace.lock();
         let Some(zset) = state
             .zset(&index_key, now)
-            .map_err(|()| wrong_type(OP, &index_key))?
+            .map_err(|()| StoreError::wrong_type(OP, &index_key))?
         else {
             return Ok(TaskPage {
                 items: Vec::new(),
@@ -236,7 +231,7 @@ impl TaskRepository for MemoryStore {
         let mut state = self.keyspace.lock();
         let members: Vec<String> = match state
             .zset(&index_key, now)
-            .map_err(|()| wrong_type("count", &index_key))?
+            .map_err(|()| StoreError::wrong_type("count", &index_key))?
         {
             None => return Ok(0),
             Some(zset) => zset.rev_iter().map(|(_, id)| id.to_owned()).collect(),

@@ -16,13 +16,6 @@ use tokio::time::Instant;
 use crate::store::{Decision, Hash, State, Value as Stored};
 use crate::{MemoryStore, glob};
 
-fn wrong_type(op: &'static str, key: &TenantKey) -> StoreError {
-    StoreError::WrongType {
-        op,
-        key: key.key().to_owned(),
-    }
-}
-
 /// `HSET` of `writes`, then the TTL as every tenant write applies it (the
 /// `TENANT_WRITE` script's rule on Redis): a new hash gets it; an existing
 /// one is extended to it unless it already lives longer (a persistent one
@@ -42,11 +35,11 @@ fn hset_with_ttl(
         .collect();
     let existed = state
         .hash(key.key(), now)
-        .map_err(|()| wrong_type(op, key))?
+        .map_err(|()| StoreError::wrong_type(op, key.key()))?
         .is_some();
     state
         .hset_hdel(key.key(), &sets, &[], now)
-        .map_err(|()| wrong_type(op, key))?;
+        .map_err(|()| StoreError::wrong_type(op, key.key()))?;
     if let Some(ttl) = ttl {
         let at = now + Duration::from(ttl);
         if existed {
@@ -108,7 +101,7 @@ impl FieldStore for MemoryStore {
         let mut state = self.keyspace.lock();
         let hash = state
             .hash(key.key(), Instant::now())
-            .map_err(|()| wrong_type(OP, key))?;
+            .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
         Ok(fields_of(OP, key, hash))
     }
 
@@ -124,7 +117,7 @@ impl FieldStore for MemoryStore {
         let mut state = self.keyspace.lock();
         let hash = state
             .hash(key.key(), Instant::now())
-            .map_err(|()| wrong_type(OP, key))?;
+            .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
         Ok(fields
             .iter()
             .map(|field| {
@@ -163,7 +156,9 @@ impl FieldStore for MemoryStore {
         let now = Instant::now();
         let mut state = self.keyspace.lock();
         hset_with_ttl(&mut state, OP, key, &writes, ttl, now)?;
-        let hash = state.hash(key.key(), now).map_err(|()| wrong_type(OP, key))?;
+        let hash = state
+            .hash(key.key(), now)
+            .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
         Ok(fields_of(OP, key, hash))
     }
 
@@ -179,7 +174,7 @@ impl FieldStore for MemoryStore {
         let mut state = self.keyspace.lock();
         let existed = state
             .hash(key.key(), now)
-            .map_err(|()| wrong_type(OP, key))?
+            .map_err(|()| StoreError::wrong_type(OP, key.key()))?
             .is_some();
         // The old expiry: `None` for a new hash, `Some(None)` persistent.
         let old = if existed {
@@ -212,7 +207,10 @@ impl FieldStore for MemoryStore {
         }
         let now = Instant::now();
         let mut state = self.keyspace.lock();
-        let Some(hash) = state.hash(key.key(), now).map_err(|()| wrong_type(OP, key))? else {
+        let Some(hash) = state
+            .hash(key.key(), now)
+            .map_err(|()| StoreError::wrong_type(OP, key.key()))?
+        else {
             return Ok(0);
         };
         let mut names: Vec<&[u8]> = fields.iter().map(|field| field.as_str().as_bytes()).collect();
@@ -221,7 +219,7 @@ impl FieldStore for MemoryStore {
         let existing = names.iter().filter(|name| hash.contains_key(**name)).count();
         state
             .hset_hdel(key.key(), &[], &names, now)
-            .map_err(|()| wrong_type(OP, key))?;
+            .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
         Ok(existing as u64)
     }
 
@@ -252,7 +250,7 @@ impl FieldStore for MemoryStore {
                 |state, now| {
                     state
                         .hget(key.key(), field.as_str().as_bytes(), now)
-                        .map_err(|()| wrong_type(OP, key))
+                        .map_err(|()| StoreError::wrong_type(OP, key.key()))
                 },
                 |current| {
                     let old = current
@@ -288,7 +286,7 @@ impl FieldStore for MemoryStore {
         let mut state = self.keyspace.lock();
         let current = state
             .hget(key.key(), field.as_str().as_bytes(), now)
-            .map_err(|()| wrong_type(OP, key))?;
+            .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
         let current = match current {
             None => 0,
             Some(bytes) => redis_integer(&bytes).ok_or_else(|| not_an_integer(OP, key, field.as_str()))?,

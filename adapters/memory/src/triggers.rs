@@ -13,13 +13,6 @@ use tokio::time::Instant;
 use crate::MemoryStore;
 use crate::store::State;
 
-fn wrong_type(op: &'static str, key: &str) -> StoreError {
-    StoreError::WrongType {
-        op,
-        key: key.to_owned(),
-    }
-}
-
 /// Milliseconds of a duration, saturating.
 pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
@@ -57,13 +50,15 @@ fn checked(
     };
     state
         .zset(&keys.due, now)
-        .map_err(|()| wrong_type(op, &keys.due))?;
+        .map_err(|()| StoreError::wrong_type(op, &keys.due))?;
     state
         .hash(&keys.claims, now)
-        .map_err(|()| wrong_type(op, &keys.claims))?;
+        .map_err(|()| StoreError::wrong_type(op, &keys.claims))?;
     for id in ids {
         let key = tenant.triggers_of(id);
-        state.zset(&key, now).map_err(|()| wrong_type(op, &key))?;
+        state
+            .zset(&key, now)
+            .map_err(|()| StoreError::wrong_type(op, &key))?;
     }
     Ok(keys)
 }

@@ -103,10 +103,7 @@ impl DocumentStore for RedisStore {
             .map(|(i, value)| {
                 if next_foreign == Some(i) {
                     next_foreign = foreign.next();
-                    Err(StoreError::WrongType {
-                        op: OP,
-                        key: keys[i].to_string(),
-                    })
+                    Err(StoreError::wrong_type(OP, keys[i].as_str()))
                 } else {
                     Ok(value)
                 }

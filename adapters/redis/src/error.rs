@@ -19,7 +19,7 @@ pub(crate) fn map(op: &'static str, key: &str, error: RedisError, timeout: Durat
         };
     }
     if is_wrong_type(&error) {
-        return StoreError::WrongType { op, key };
+        return StoreError::wrong_type(op, key);
     }
     match error.kind() {
         // The connection broke, or the server is not there (yet).

@@ -46,7 +46,14 @@ impl Keys {
 
     /// The Redis pattern of a key pattern.
     pub(crate) fn pattern(&self, pattern: &KeyPattern) -> String {
-        format!("{}{}", self.prefix_pattern, pattern)
+        self.raw_pattern(pattern.as_str())
+    }
+
+    /// The Redis pattern of a pattern built by the family layout
+    /// (`statehouse_domain::layout`: subject and tenant patterns), which
+    /// escaped its literal parts already: the escaped prefix in front.
+    pub(crate) fn raw_pattern(&self, pattern: &str) -> String {
+        format!("{}{pattern}", self.prefix_pattern)
     }
 
     /// The channel of `key`'s change events (`layout::ChangeChannels`).
@@ -96,6 +103,8 @@ impl Keys {
 
 #[cfg(test)]
 mod tests {
+    use statehouse_domain::{TenantId, TenantPattern};
+
     use super::*;
 
     #[test]
@@ -131,6 +140,16 @@ mod tests {
             Some(("a", true))
         );
         assert_eq!(keys.key_of_channel(0, "__keyspace@0__:other:a"), None);
+    }
+
+    #[test]
+    fn layout_patterns_get_the_escaped_prefix_only() {
+        let keys = Keys::new("app[1]:");
+        let users = TenantPattern::users(&TenantId::new("acme").unwrap());
+        assert_eq!(keys.raw_pattern(users.pattern()), r"app\[1\]:t:{acme}:user:*");
+        // The layout escaped its own literal parts: they are kept as given.
+        assert_eq!(keys.raw_pattern(r"s:a\*b:*"), r"app\[1\]:s:a\*b:*");
+        assert_eq!(Keys::new("").raw_pattern(users.pattern()), "t:{acme}:user:*");
     }
 
     #[test]

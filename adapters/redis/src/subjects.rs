@@ -192,7 +192,7 @@ impl SubjectStore for RedisStore {
         const OP: &str = "list_subjects";
         let relative = space.keys().pattern(pattern.as_str());
         // The store prefix, escaped, then the subject head, escaped.
-        let rpattern = format!("{}{relative}", KeyPattern::escape(&self.config.prefix));
+        let rpattern = self.keys.raw_pattern(&relative);
         let keys = self.scan_keys(OP, &relative, &rpattern, Some("hash")).await?;
         // Sorted keys of one head give sorted names.
         Ok(keys
@@ -225,9 +225,6 @@ fn is_subject_type(op: &'static str, key: &str, kind: &str) -> Result<bool, Stor
     match kind {
         "hash" => Ok(true),
         "none" => Ok(false),
-        _ => Err(StoreError::WrongType {
-            op,
-            key: key.to_owned(),
-        }),
+        _ => Err(StoreError::wrong_type(op, key)),
     }
 }

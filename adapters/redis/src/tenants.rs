@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use statehouse_domain::{FieldName, KeyPattern, TenantKey, TenantPattern, Ttl};
+use statehouse_domain::{FieldName, TenantKey, TenantPattern, Ttl};
 use statehouse_ports::{
     FieldFn, FieldStore, FieldUpdated, Fields, JsonValue, Loaded, RetryPolicy, StoreError, decode_field,
     decode_fields, encode_field, field_writes, increment_overflow, not_an_integer,
@@ -80,7 +80,7 @@ impl RedisStore {
         op: &'static str,
         pattern: &TenantPattern,
     ) -> Result<Vec<String>, StoreError> {
-        let rpattern = format!("{}{}", KeyPattern::escape(&self.config.prefix), pattern.pattern());
+        let rpattern = self.keys.raw_pattern(pattern.pattern());
         self.scan_keys(op, pattern.pattern(), &rpattern, Some("hash"))
             .await
     }

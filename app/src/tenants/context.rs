@@ -217,6 +217,7 @@ impl BlockingSharedState {
 }
 
 #[cfg(test)]
+#[cfg(feature = "memory")]
 mod tests {
     use serde_json::{Value, json};
     use statehouse_ports::ErrorKind;

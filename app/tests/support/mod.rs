@@ -1,5 +1,7 @@
-//! Test support shared by `secrets.rs` and `timeouts.rs`: a fake Redis
-//! server on a loopback port, and random passwords in every URL form.
+//! Test support shared by `secrets.rs` and `timeouts.rs` (and by the
+//! CLI's `app/cli/tests/secrets.rs`): a fake Redis server on a loopback
+//! port, random passwords in every URL form, and a capture of every log
+//! line of the process.
 
 #![allow(dead_code, reason = "each test binary uses a part of it")]
 
@@ -7,9 +9,11 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
+
+use tracing_subscriber::fmt::format::FmtSpan;
 
 /// A fake Redis server: answers `+PONG` to PING and `+OK` to any other
 /// command, until a command named in `silent` (`"GET"`, `"CLIENT SETNAME"`)
@@ -254,4 +258,70 @@ pub fn rendered(error: &(dyn std::error::Error + 'static)) -> String {
         source = next.source();
     }
     text
+}
+
+/// Asserts that `shown` (what `what` printed) does not hold the password's
+/// run of `case`; the message says how to replay the case.
+pub fn assert_hidden(seed: u64, case: &Case, what: &str, shown: &str) {
+    assert!(
+        !shown.contains(&case.run),
+        "the password's run {run:?} shows in {what} (form {form:?}, url {url:?}, seed {seed}; \
+         replay with STATEHOUSE_TEST_SEED={seed}):\n{shown}",
+        run = case.run,
+        form = case.form,
+        url = case.url,
+    );
+}
+
+/// What the process logged, shared with the subscriber's writer.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Asserts that the log holds the spans of store calls (a ping at
+    /// least), and none of the passwords of `cases`.
+    pub fn assert_spans_hide(&self, seed: u64, cases: &[Case]) {
+        let log = self.text();
+        assert!(
+            log.contains("op=\"ping\""),
+            "the call spans were not captured:\n{log}"
+        );
+        for case in cases {
+            assert_hidden(seed, case, "the log", &log);
+        }
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Everything logged at any level, by any target, in this process (the
+/// subscriber is installed by the first call: process-global, so each test
+/// binary that logs is its own).
+pub fn log() -> &'static Captured {
+    static LOG: OnceLock<Captured> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(FmtSpan::FULL)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        captured
+    })
 }

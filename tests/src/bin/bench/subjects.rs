@@ -1,0 +1,209 @@
+//! Subjects (after the rounds): `store()` of 20 staged properties, and `set_with` from 16 tasks
+//! against the naive WATCH/HGET/HSET loop.
+
+use redis::aio::MultiplexedConnection;
+use statehouse::Statehouse;
+
+use crate::Res;
+use crate::args::Options;
+use crate::documents::UPDATE_TASKS;
+use crate::engine::{Bench, Sample, Side};
+use crate::report::median;
+
+/// Properties per `store()` in the subjects workload.
+const SUBJECT_PROPS: usize = 20;
+/// The subject of the subjects workload (KRules' key, no subject prefix).
+const SUBJECT_KEY: &str = "s:bench:subject";
+
+/// Subjects, after the rounds: `store()` of 20 staged properties against raw `MULTI; HSET (20
+/// fields); EXEC`, and 16 tasks of `set_with(counter, +1)` against the naive WATCH/HGET/HSET loop
+/// (exact count required). Median ratios of `options.rounds` runs, against the targets.
+pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: Options) -> Res<()> {
+    let subjects = state.subjects();
+    let stores = if options.quick { 300 } else { 2_000 };
+    let increments = options.increments;
+    let mut store_ratios = Vec::new();
+    let mut contended_ratios = Vec::new();
+    // Round 0 warms up (connections, the handle's first load, caches) and is not counted.
+    for round in 0..=options.rounds {
+        let mut contended_rates = [0.0; 2];
+        // Uncontended store() of 20 staged properties, both sides in alternating slices.
+        let mut store_samples: [Option<Sample>; 2] = [None, None];
+        for slice in 0..options.slices {
+            for side in options.sides(round * options.slices + slice) {
+                let sample = bench
+                    .subject_stores(&subjects, side, (stores / options.slices as u64).max(1))
+                    .await?;
+                let i = usize::from(side == Side::Raw);
+                store_samples[i] = Some(match store_samples[i] {
+                    Some(sum) => sum.plus(&sample),
+                    None => sample,
+                });
+            }
+        }
+        for side in options.sides(round) {
+            let i = usize::from(side == Side::Raw);
+
+            // Contended set_with: 16 tasks, one property.
+            let mut con = bench.raw.clone();
+            redis::cmd("DEL").arg(SUBJECT_KEY).exec_async(&mut con).await?;
+            let mut dedicated = Vec::new();
+            if side == Side::Raw {
+                for _ in 0..UPDATE_TASKS {
+                    dedicated.push(bench.client.get_multiplexed_async_connection().await?);
+                }
+            }
+            let mut dedicated = dedicated.into_iter();
+            let timed = bench
+                .timed(UPDATE_TASKS, |_| {
+                    let subjects = subjects.clone();
+                    let con = dedicated.next();
+                    async move {
+                        match side {
+                            Side::Statehouse => {
+                                let mut subject = subjects.subject("bench:subject")?;
+                                for _ in 0..increments {
+                                    subject
+                                        .set_with("counter", |n: Option<u64>| n.unwrap_or(0) + 1)
+                                        .await?;
+                                }
+                                Ok(increments)
+                            }
+                            Side::Raw => hincrement_naive(con.ok_or("no connection")?, increments).await,
+                        }
+                    }
+                })
+                .await?;
+            let expected = UPDATE_TASKS as u64 * increments;
+            let stored: Option<String> = redis::cmd("HGET")
+                .arg(SUBJECT_KEY)
+                .arg("pcounter")
+                .query_async(&mut con)
+                .await?;
+            if stored.as_deref() != Some(expected.to_string().as_str()) {
+                return Err(format!(
+                    "WRONG COUNT ({side:?}): the subject counter is {stored:?}, expected {expected}"
+                )
+                .into());
+            }
+            contended_rates[i] = expected as f64 / timed.elapsed.as_secs_f64().max(1e-9);
+        }
+        if round == 0 {
+            continue;
+        }
+        let [Some(store_sh), Some(store_raw)] = store_samples else {
+            return Err("the subjects workload measured no store()".into());
+        };
+        store_ratios.push(store_sh.rate() / store_raw.rate());
+        contended_ratios.push(contended_rates[0] / contended_rates[1]);
+        let cpu = |sample: &Sample| {
+            sample
+                .client_us()
+                .map_or("n/a".to_owned(), |us| format!("{us:.1} us"))
+        };
+        println!(
+            "subjects round {}/{}: store() of {SUBJECT_PROPS} {:.0}/s vs raw {:.0}/s (client CPU per store {} vs {}); \
+             set_with {UPDATE_TASKS}x{increments} {:.0}/s vs naive {:.0}/s",
+            round,
+            options.rounds,
+            store_sh.rate(),
+            store_raw.rate(),
+            cpu(&store_sh),
+            cpu(&store_raw),
+            contended_rates[0],
+            contended_rates[1],
+        );
+    }
+    let store = median(store_ratios);
+    let contended = median(contended_ratios);
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!(
+        "subjects: store() {store:.2}x raw (target >= 0.9: {}), contended set_with {contended:.2}x the naive \
+         loop (target >= 1.5: {}), counts exact",
+        verdict(store >= 0.9),
+        verdict(contended >= 1.5),
+    );
+    Ok(())
+}
+
+/// The naive optimistic loop on a hash field: WATCH; HGET; MULTI/HSET/EXEC; start over at once on
+/// an aborted EXEC. Returns how many increments it made.
+async fn hincrement_naive(mut con: MultiplexedConnection, increments: u64) -> Res<u64> {
+    for _ in 0..increments {
+        loop {
+            redis::cmd("WATCH").arg(SUBJECT_KEY).exec_async(&mut con).await?;
+            let old: Option<String> = redis::cmd("HGET")
+                .arg(SUBJECT_KEY)
+                .arg("pcounter")
+                .query_async(&mut con)
+                .await?;
+            let count: u64 = match old {
+                Some(text) => serde_json::from_str(&text)?,
+                None => 0,
+            };
+            let committed: Option<()> = redis::pipe()
+                .atomic()
+                .cmd("HSET")
+                .arg(SUBJECT_KEY)
+                .arg("pcounter")
+                .arg(serde_json::to_string(&(count + 1))?)
+                .ignore()
+                .query_async(&mut con)
+                .await?;
+            if committed.is_some() {
+                break;
+            }
+        }
+    }
+    Ok(increments)
+}
+
+impl Bench {
+    /// `stores` × `store()` of [`SUBJECT_PROPS`] staged properties through one loaded `Subject`
+    /// handle, or the same `MULTI; HSET …; EXEC` raw, in one task.
+    pub(crate) async fn subject_stores(
+        &self,
+        subjects: &statehouse::Subjects,
+        side: Side,
+        stores: u64,
+    ) -> Res<Sample> {
+        // Loaded before the clock starts, as a service's handle would be.
+        let mut subject = subjects.subject("bench:subject")?;
+        subject.get::<serde_json::Value>("prop0").await?;
+        let mut subject = Some(subject);
+        let raw = self.raw.clone();
+        let timed = self
+            .timed(1, |_| {
+                let subject = subject.take();
+                let mut con = raw.clone();
+                async move {
+                    match (side, subject) {
+                        (Side::Statehouse, Some(mut subject)) => {
+                            for n in 0..stores {
+                                for p in 0..SUBJECT_PROPS {
+                                    subject.set(&format!("prop{p}"), &n).await?;
+                                }
+                                subject.store().await?;
+                            }
+                        }
+                        (Side::Statehouse, None) => return Err("no subject handle".into()),
+                        (Side::Raw, _) => {
+                            for n in 0..stores {
+                                let mut pipe = redis::pipe();
+                                pipe.atomic();
+                                let hset = pipe.cmd("HSET").arg(SUBJECT_KEY);
+                                for p in 0..SUBJECT_PROPS {
+                                    hset.arg(format!("pprop{p}")).arg(serde_json::to_string(&n)?);
+                                }
+                                hset.ignore();
+                                pipe.exec_async(&mut con).await?;
+                            }
+                        }
+                    }
+                    Ok(stores)
+                }
+            })
+            .await?;
+        Ok(Sample::new(&timed, stores, 0))
+    }
+}
