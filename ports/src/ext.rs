@@ -1,7 +1,7 @@
 use std::future::Future;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 use statehouse_domain::Key;
 
 use crate::{BoxError, Carry, DocumentStore, RetryPolicy, SetOptions, StoreError, Update};
@@ -122,6 +122,19 @@ impl<S: DocumentStore + ?Sized> DocumentStoreExt for S {}
 /// "…", expected u32`), and errors end up in logs.
 pub fn decode<T: DeserializeOwned>(op: &'static str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::deserialization(op, key, std::any::type_name::<T>(), JsonError::without_data(&e))
+    })
+}
+
+/// Decodes a JSON value (owned or borrowed) as `T`, naming the key (a
+/// field's, a property's) and the expected type on failure, never the data:
+/// what [`decode`] is for stored bytes.
+pub fn decode_value<'de, T, V>(op: &'static str, key: impl Into<String>, value: V) -> Result<T, StoreError>
+where
+    T: Deserialize<'de>,
+    V: Deserializer<'de, Error = serde_json::Error>,
+{
+    T::deserialize(value).map_err(|e| {
         StoreError::deserialization(op, key, std::any::type_name::<T>(), JsonError::without_data(&e))
     })
 }

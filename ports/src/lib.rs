@@ -56,7 +56,7 @@ pub use documents::{
     Boxed, DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated,
 };
 pub use error::{BoxError, Carry, ErrorKind, StoreError, ValidationExt};
-pub use ext::{DocumentStoreExt, JsonError, decode, encode};
+pub use ext::{DocumentStoreExt, JsonError, decode, decode_value, encode};
 #[cfg(feature = "mock")]
 pub use queues::MockQueueStore;
 pub use queues::{QueueItem, QueueName, QueueStore};

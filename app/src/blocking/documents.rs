@@ -1,6 +1,5 @@
 //! The blocking twin of [`crate::Documents`].
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,17 +18,9 @@ pub struct Documents {
 }
 
 impl Documents {
-    fn run<T>(
-        &self,
-        op: &'static str,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        block_on(&self.runtime, op, call)
-    }
-
     /// See [`crate::Documents::set`].
     pub fn set<T: Serialize + Sync + ?Sized>(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        self.run("set", self.inner.set(key, value))
+        block_on(&self.runtime, "set", self.inner.set(key, value))
     }
 
     /// See [`crate::Documents::set_with_ttl`].
@@ -39,7 +30,7 @@ impl Documents {
         value: &T,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.run("set", self.inner.set_with_ttl(key, value, ttl))
+        block_on(&self.runtime, "set", self.inner.set_with_ttl(key, value, ttl))
     }
 
     /// See [`crate::Documents::set_with`].
@@ -49,17 +40,17 @@ impl Documents {
         value: &T,
         options: SetOptions,
     ) -> Result<bool, StoreError> {
-        self.run("set", self.inner.set_with(key, value, options))
+        block_on(&self.runtime, "set", self.inner.set_with(key, value, options))
     }
 
     /// See [`crate::Documents::get`].
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        self.run("get", self.inner.get(key))
+        block_on(&self.runtime, "get", self.inner.get(key))
     }
 
     /// See [`crate::Documents::get_raw`].
     pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.run("get", self.inner.get_raw(key))
+        block_on(&self.runtime, "get", self.inner.get_raw(key))
     }
 
     /// See [`crate::Documents::mget`].
@@ -67,37 +58,37 @@ impl Documents {
         &self,
         keys: &[impl AsRef<str>],
     ) -> Result<Vec<Result<Option<T>, StoreError>>, StoreError> {
-        self.run("get_many", self.inner.mget(keys))
+        block_on(&self.runtime, "get_many", self.inner.mget(keys))
     }
 
     /// See [`crate::Documents::delete`].
     pub fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.run("delete", self.inner.delete(key))
+        block_on(&self.runtime, "delete", self.inner.delete(key))
     }
 
     /// See [`crate::Documents::exists`].
     pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.run("exists", self.inner.exists(key))
+        block_on(&self.runtime, "exists", self.inner.exists(key))
     }
 
     /// See [`crate::Documents::expire`].
     pub fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.run("expire", self.inner.expire(key, ttl))
+        block_on(&self.runtime, "expire", self.inner.expire(key, ttl))
     }
 
     /// See [`crate::Documents::ttl`].
     pub fn ttl(&self, key: &str) -> Result<KeyTtl, StoreError> {
-        self.run("ttl", self.inner.ttl(key))
+        block_on(&self.runtime, "ttl", self.inner.ttl(key))
     }
 
     /// See [`crate::Documents::list_keys`].
     pub fn list_keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
-        self.run("list_keys", self.inner.list_keys(pattern))
+        block_on(&self.runtime, "list_keys", self.inner.list_keys(pattern))
     }
 
     /// See [`crate::Documents::is_alive`].
     pub fn is_alive(&self) -> bool {
-        self.run("ping", self.inner.ping()).is_ok()
+        block_on(&self.runtime, "ping", self.inner.ping()).is_ok()
     }
 
     /// See [`crate::Documents::update`].
@@ -106,7 +97,7 @@ impl Documents {
         T: Serialize + DeserializeOwned + Send,
         F: FnMut(Option<T>) -> Update<T> + Send,
     {
-        self.run("update", self.inner.update(key, f))
+        block_on(&self.runtime, "update", self.inner.update(key, f))
     }
 
     /// See [`crate::Documents::try_update`].

@@ -1,6 +1,5 @@
 //! The blocking twin of [`crate::Tasks`].
 
-use std::future::Future;
 use std::sync::Arc;
 
 use statehouse_ports::{PageRequest, StoreError, TaskPage, TaskRecord, TaskStatus};
@@ -27,17 +26,9 @@ pub struct Tasks {
 }
 
 impl Tasks {
-    fn run<T>(
-        &self,
-        op: &'static str,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        block_on(&self.runtime, op, call)
-    }
-
     /// See [`crate::Tasks::create`].
     pub fn create(&self, id: &str, service: &str, user: &str) -> Result<TaskRecord, StoreError> {
-        self.run("save", self.inner.create(id, service, user))
+        block_on(&self.runtime, "save", self.inner.create(id, service, user))
     }
 
     /// See [`crate::Tasks::create_with`].
@@ -48,17 +39,21 @@ impl Tasks {
         user: &str,
         metadata: serde_json::Map<String, serde_json::Value>,
     ) -> Result<TaskRecord, StoreError> {
-        self.run("save", self.inner.create_with(id, service, user, metadata))
+        block_on(
+            &self.runtime,
+            "save",
+            self.inner.create_with(id, service, user, metadata),
+        )
     }
 
     /// See [`crate::Tasks::save`].
     pub fn save(&self, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
-        self.run("save", self.inner.save(record))
+        block_on(&self.runtime, "save", self.inner.save(record))
     }
 
     /// See [`crate::Tasks::get`].
     pub fn get(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        self.run("get", self.inner.get(id))
+        block_on(&self.runtime, "get", self.inner.get(id))
     }
 
     /// See [`crate::Tasks::set_status`].
@@ -68,36 +63,40 @@ impl Tasks {
         status: TaskStatus,
         message: Option<&str>,
     ) -> Result<TaskRecord, StoreError> {
-        self.run("set_status", self.inner.set_status(id, status, message))
+        block_on(
+            &self.runtime,
+            "set_status",
+            self.inner.set_status(id, status, message),
+        )
     }
 
     /// See [`crate::Tasks::append_log`].
     pub fn append_log(&self, id: &str, message: &str) -> Result<TaskRecord, StoreError> {
-        self.run("append_log", self.inner.append_log(id, message))
+        block_on(&self.runtime, "append_log", self.inner.append_log(id, message))
     }
 
     /// See [`crate::Tasks::list_by_service`].
     pub fn list_by_service(&self, service: &str, page: PageRequest) -> Result<TaskPage, StoreError> {
-        self.run("list", self.inner.list_by_service(service, page))
+        block_on(&self.runtime, "list", self.inner.list_by_service(service, page))
     }
 
     /// See [`crate::Tasks::list_by_user`].
     pub fn list_by_user(&self, user: &str, page: PageRequest) -> Result<TaskPage, StoreError> {
-        self.run("list", self.inner.list_by_user(user, page))
+        block_on(&self.runtime, "list", self.inner.list_by_user(user, page))
     }
 
     /// See [`crate::Tasks::count_by_service`].
     pub fn count_by_service(&self, service: &str) -> Result<u64, StoreError> {
-        self.run("count", self.inner.count_by_service(service))
+        block_on(&self.runtime, "count", self.inner.count_by_service(service))
     }
 
     /// See [`crate::Tasks::count_by_user`].
     pub fn count_by_user(&self, user: &str) -> Result<u64, StoreError> {
-        self.run("count", self.inner.count_by_user(user))
+        block_on(&self.runtime, "count", self.inner.count_by_user(user))
     }
 
     /// See [`crate::Tasks::delete`].
     pub fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        self.run("delete", self.inner.delete(id))
+        block_on(&self.runtime, "delete", self.inner.delete(id))
     }
 }

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use statehouse_ports::{
     Carry, KeyPattern, PropertyChange, PropertyKind, PropertyName, StoreError, SubjectName, SubjectSpace,
-    SubjectStore, ValidationExt, property_key,
+    SubjectStore, ValidationExt, decode_value, property_key,
 };
 
 use self::cache::{ByKind, InFlight, Staging};
@@ -165,18 +165,6 @@ fn to_value<T: Serialize + ?Sized>(
     })
 }
 
-/// `value` decoded as `T`; `key` names the subject and property.
-fn decode_value<T: DeserializeOwned>(op: &'static str, key: &str, value: &Value) -> Result<T, StoreError> {
-    T::deserialize(value).map_err(|error| {
-        StoreError::deserialization(
-            op,
-            key,
-            std::any::type_name::<T>(),
-            statehouse_ports::JsonError::without_data(&error),
-        )
-    })
-}
-
 impl Subject {
     /// The subject's name.
     pub fn name(&self) -> &str {
@@ -283,8 +271,8 @@ impl Subject {
             .map(|value| {
                 decode_value(
                     "get_property",
-                    &property_key(&self.key(), &kind.field(prop)),
-                    &value,
+                    property_key(&self.key(), &kind.field(prop)),
+                    value,
                 )
             })
             .transpose()
@@ -474,7 +462,9 @@ impl Subject {
             .store
             .update_property(&self.space, &self.name, kind, &name, &mut |old| {
                 carry.keep((|| {
-                    let old = old.map(|old| decode_value::<T>(OP, &key, old)).transpose()?;
+                    let old = old
+                        .map(|old| decode_value::<T, _>(OP, key.as_str(), old))
+                        .transpose()?;
                     to_value(OP, || key.clone(), &f(old))
                 })())
             })
@@ -484,7 +474,7 @@ impl Subject {
         if let Some(cache) = &mut self.cache {
             cache.put(kind, prop, Some(updated.new.clone()));
         }
-        let new = decode_value(OP, &key, &updated.new)?;
+        let new = decode_value(OP, key.as_str(), &updated.new)?;
         self.notify(kind, prop, updated.old, Some(updated.new));
         Ok(new)
     }

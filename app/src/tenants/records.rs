@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use statehouse_domain::layout::TenantKeys;
 use statehouse_ports::{
     BoxError, Carry, FieldName, FieldStore, Fields, JsonError, RetryPolicy, StoreError, TenantId, TenantKey,
-    TenantPattern, Ttl, UserId, ValidationExt,
+    TenantPattern, Ttl, UserId, ValidationExt, decode_value,
 };
 
 /// What every repository holds: the port, the tenant, the TTL its writes
@@ -78,21 +78,6 @@ pub(super) fn to_value<T: Serialize + ?Sized>(
     })
 }
 
-pub(super) fn from_value<T: DeserializeOwned>(
-    op: &'static str,
-    name: String,
-    value: Value,
-) -> Result<T, StoreError> {
-    serde_json::from_value(value).map_err(|error| {
-        StoreError::deserialization(
-            op,
-            name,
-            std::any::type_name::<T>(),
-            JsonError::without_data(&error),
-        )
-    })
-}
-
 /// A whole record as `T`: `None` if it has no field; the first field that
 /// does not parse fails the read (naming that field).
 pub(super) fn record<T: DeserializeOwned>(
@@ -107,7 +92,7 @@ pub(super) fn record<T: DeserializeOwned>(
     for (name, value) in fields {
         map.insert(name, value?);
     }
-    from_value(op, key.key().to_owned(), Value::Object(map)).map(Some)
+    decode_value(op, key.key(), Value::Object(map)).map(Some)
 }
 
 impl Core {
@@ -137,7 +122,7 @@ impl Core {
         let loaded = self.store.get_fields(key, std::slice::from_ref(&name)).await?;
         match loaded.into_iter().next().flatten() {
             None => Ok(None),
-            Some(value) => from_value(op, key.field_key(name.as_str()), value?).map(Some),
+            Some(value) => decode_value(op, key.field_key(name.as_str()), value?).map(Some),
         }
     }
 
@@ -202,7 +187,7 @@ impl Core {
         let mut closure = |current: Option<&Value>| -> Result<Value, BoxError> {
             carry.keep((|| {
                 let current = current
-                    .map(|value| from_value::<T>(op, field_key.clone(), value.clone()))
+                    .map(|value| decode_value::<T, _>(op, field_key.as_str(), value))
                     .transpose()?;
                 to_value(op, key, name.as_str(), &f(current))
             })())
@@ -211,7 +196,7 @@ impl Core {
             .store
             .update_field(key, &name, self.ttl, self.policy, &mut closure)
             .await;
-        from_value(op, field_key, carry.outcome(updated)?.new)
+        decode_value(op, field_key, carry.outcome(updated)?.new)
     }
 
     pub(super) async fn append<T: Serialize + ?Sized>(
