@@ -1,5 +1,5 @@
-//! One `redis-server` of a topology ([`RedisCluster`](super::RedisCluster)):
-//! a [`RedisServer`] behind a lock, so
+//! One `redis-server` of a topology ([`RedisCluster`](super::RedisCluster),
+//! [`SentinelSet`](super::SentinelSet)): a [`RedisServer`] behind a lock, so
 //! that a shared topology (`&'static`) can kill and restart its nodes while
 //! other threads use it.
 //!
