@@ -43,6 +43,9 @@ pub struct Node {
     port: u16,
     /// `redis://[:password@]127.0.0.1:port`, for the harness' own connections.
     auth_url: String,
+    /// The connection of [`query`](Self::query), kept between polls (dropped after any error, so a
+    /// late reply can never be read as the answer to the next command).
+    probe: Mutex<Option<redis::Connection>>,
 }
 
 impl Node {
@@ -51,6 +54,7 @@ impl Node {
             port: server.port(),
             auth_url: server.auth_url(),
             server: Mutex::new(server),
+            probe: Mutex::new(None),
         }
     }
 
@@ -122,13 +126,21 @@ impl Node {
         }
     }
 
-    /// Runs `cmd` on a fresh connection with 1 second timeouts; any failure is an error string
-    /// naming the node (for wait loops, where it means "not yet").
+    /// Runs `cmd` with 1 second timeouts; any failure is an error string naming the node (for wait
+    /// loops, where it means "not yet"). The connection is reused by the next query unless this one
+    /// failed, so polling does not open a connection per poll.
     pub(crate) fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
-        let mut connection = connect(&self.auth_url, QUERY_TIMEOUT)
-            .map_err(|err| format!("{}: connect: {err}", self.addr()))?;
-        cmd.query(&mut connection)
-            .map_err(|err| format!("{}: {err}", self.addr()))
+        let mut probe = self.probe.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut connection = match probe.take() {
+            Some(connection) => connection,
+            None => connect(&self.auth_url, QUERY_TIMEOUT)
+                .map_err(|err| format!("{}: connect: {err}", self.addr()))?,
+        };
+        let reply = cmd
+            .query(&mut connection)
+            .map_err(|err| format!("{}: {err}", self.addr()))?;
+        *probe = Some(connection);
+        Ok(reply)
     }
 
     /// `ROLE`, as an error string when it fails.
@@ -156,11 +168,13 @@ impl Node {
     /// [`restart`](Self::restart). Does nothing if it is not running.
     pub(crate) fn kill(&self) {
         self.server().stop();
+        *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Starts the process again on the same port with the same arguments and directory (so a
     /// cluster node keeps its `nodes.conf`, a sentinel its rewritten config), and waits for `PING`.
     pub(crate) fn restart(&self) {
+        *self.probe.lock().unwrap_or_else(PoisonError::into_inner) = None;
         self.server().restart();
     }
 
