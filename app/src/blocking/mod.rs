@@ -31,7 +31,6 @@ use crate::Settings;
 
 mod config;
 mod documents;
-#[path = "../blocking_queues.rs"]
 mod queues;
 mod subjects;
 mod synced;
