@@ -9,11 +9,11 @@
 //!   ports you built ([`Ports`]), stacks the layers and hands out facades.
 //! - [`Documents`] (`documents.rs`): typed JSON documents.
 //! - [`Tasks`] (`tasks.rs`): task records with status, log and indexes.
-//! - [`Subjects`], [`Subject`] (`subjects.rs`): subjects' JSON properties
+//! - [`Subjects`], [`Subject`] (`subjects/`): subjects' JSON properties
 //!   in KRules' layout, cached and staged per handle.
 //! - [`Synced`] (`synced.rs`): a [`SyncedModel`] bound to the document
 //!   `{TypeName}:{id}`, changed atomically and written through.
-//! - [`Tenant`] (`tenants.rs`): one tenant's repositories ([`Users`],
+//! - [`Tenant`] (`tenants/`): one tenant's repositories ([`Users`],
 //!   [`HandlerStates`], [`Tables`], [`SharedStates`]) over the
 //!   [`FieldStore`] port, strictly isolated per tenant, and the task-local
 //!   current [`SharedState`].
@@ -21,13 +21,13 @@
 //!   by listeners with a lease.
 //! - [`Queues`] (`queues.rs`): per-tenant FIFO batch queues with pending
 //!   tenants per service and leased claims.
-//! - [`ConfigStore`] (`config_store.rs`): typed, versioned configuration
+//! - [`ConfigStore`] (`config_store/`): typed, versioned configuration
 //!   with a local cache kept current by the change feed, and watchers
 //!   ([`Statehouse::watch`] is the raw feed).
 //! - [`layers`]: decorators over any port: [`layers::Traced`] (a `tracing`
 //!   span per call) and [`layers::Retrying`] (temporary failures of
 //!   idempotent calls).
-//! - [`blocking`]: the synchronous twin of the API.
+//! - [`blocking`] (`blocking/`): the synchronous twin of the API.
 //! - [`Settings`] (`config.rs`): configuration, also from `STATEHOUSE_*`
 //!   environment variables; secrets never printed.
 //! - [`guide`]: the user guides, whose examples run as doc tests.
@@ -84,7 +84,8 @@ pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::Synced;
 pub use tasks::Tasks;
 pub use tenants::{
-    BlockingSharedState, HandlerStates, SharedState, SharedStates, Tables, Tenant, TenantTtls, Users,
+    BlockingSharedState, HandlerKind, HandlerStates, SharedKind, SharedState, SharedStates, StateKind,
+    Tables, Tenant, TenantTtls, UserStates, Users,
 };
 pub use triggers::{ListenOptions, Triggers};
 

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use statehouse_domain::{Key, SyncedModel, synced_key};
-use statehouse_ports::{BoxError, StoreError, Update, ValidationExt, decode, encode};
+use statehouse_ports::{BoxError, Carry, StoreError, Update, ValidationExt, decode, encode};
 
 use crate::{Documents, Statehouse};
 
@@ -175,10 +175,12 @@ where
         // closure keeps the model it encoded, so the committed value needs
         // no second decode.
         let (id, key) = (self.id.as_str(), &self.key);
-        let mut failure: Option<E> = None;
+        // The change's own error, a decoding or a rejection, comes back as
+        // it is (never as the port's `Aborted`).
+        let mut carry = Carry::<E>::new();
         let mut last: Option<T> = None;
         let mut step = |old: Option<&[u8]>| -> Result<Update<Vec<u8>>, BoxError> {
-            let changed = (|| {
+            carry.keep((|| {
                 let mut value = match old {
                     Some(bytes) => decode::<T>("update", key.as_str(), bytes)?,
                     None => fresh(id),
@@ -205,25 +207,14 @@ where
                 }
                 let bytes = encode("update", key.as_str(), &value)?;
                 last = Some(value);
-                Ok(bytes)
-            })();
-            match changed {
-                Ok(bytes) => Ok(Update::Set(bytes)),
-                Err(error) => {
-                    failure = Some(error);
-                    Err(BoxError::from("the change failed"))
-                }
-            }
+                Ok(Update::Set(bytes))
+            })())
         };
         let policy = self.docs.retry_policy();
         let updated = self.docs.store().as_ref().update(key, policy, &mut step).await;
-        if let Some(error) = failure.take()
-            && matches!(updated, Err(StoreError::Aborted { .. }))
-        {
-            return Err(error);
-        }
+        let updated = carry.outcome(updated)?;
         // The commit wrote what the last run of the change encoded.
-        match (updated?.value, last) {
+        match (updated.value, last) {
             (Some(_), Some(value)) => {
                 self.value = value;
                 self.exists = true;

@@ -346,6 +346,74 @@ impl<T> ValidationExt<T> for Result<T, ValidationError> {
     }
 }
 
+/// THE way a caller's own error passes through an update's closure.
+///
+/// A port's update closure can fail only with a [`BoxError`], which the
+/// port reports as [`StoreError::Aborted`]. A facade whose closure fails
+/// with an error of its own (the caller's `E`, or a decoding error naming
+/// the key and field) [`keep`](Self::keep)s it here, hands the port a
+/// placeholder that aborts the update, and gets it back, as it was, from
+/// [`outcome`](Self::outcome) once the port answered. Documents'
+/// `try_update`, synced models, tenant fields and subjects' `set_with` all
+/// go through it.
+///
+/// ```
+/// use statehouse_ports::{Carry, ErrorKind, StoreError};
+///
+/// let mut carry = Carry::<StoreError>::new();
+/// // Inside the closure: the step failed with an error naming the field.
+/// let step: Result<u32, StoreError> =
+///     Err(StoreError::deserialization("update", "k field f", "u32", "not a number"));
+/// let boxed = carry.keep(step);
+/// assert!(boxed.is_err());
+/// // The port answers Aborted; the caller gets its own error back.
+/// let port: Result<(), StoreError> = Err(StoreError::Aborted {
+///     op: "update",
+///     key: "k".into(),
+///     source: boxed.unwrap_err(),
+/// });
+/// let error = carry.outcome(port).unwrap_err();
+/// assert_eq!((error.kind(), error.key()), (ErrorKind::Deserialization, "k field f"));
+/// ```
+#[derive(Debug)]
+pub struct Carry<E> {
+    kept: Option<E>,
+}
+
+impl<E> Default for Carry<E> {
+    fn default() -> Self {
+        Self { kept: None }
+    }
+}
+
+impl<E> Carry<E> {
+    /// Nothing kept yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A step of the closure: its value as it is, or its error kept here
+    /// and a placeholder for the port, which aborts the update.
+    pub fn keep<T>(&mut self, step: Result<T, E>) -> Result<T, BoxError> {
+        step.map_err(|error| {
+            self.kept = Some(error);
+            BoxError::from("the update's closure failed")
+        })
+    }
+
+    /// The update's outcome for the caller: the kept error when it is what
+    /// aborted the update; otherwise the port's own answer.
+    pub fn outcome<T>(self, result: Result<T, StoreError>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        match (self.kept, result) {
+            (Some(kept), Err(StoreError::Aborted { .. })) => Err(kept),
+            (_, result) => result.map_err(E::from),
+        }
+    }
+}
+
 /// Formats ` "key"` for error messages: quoted and escaped (so control
 /// characters are visible), cut after 128 characters, nothing when empty.
 fn on(key: &str) -> impl fmt::Display + '_ {

@@ -1,10 +1,10 @@
 use std::future::Future;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 use statehouse_domain::Key;
 
-use crate::{BoxError, DocumentStore, RetryPolicy, SetOptions, StoreError, Update};
+use crate::{BoxError, Carry, DocumentStore, RetryPolicy, SetOptions, StoreError, Update};
 
 /// Typed (JSON) access over any [`DocumentStore`], including
 /// `Arc<dyn DocumentStore>`.
@@ -92,29 +92,20 @@ pub trait DocumentStoreExt: DocumentStore {
     {
         async move {
             let mut f = f;
-            // The closure's own error, or a decode/encode failure, is kept
-            // here and handed back instead of the store's `Aborted`.
-            let mut failure: Option<E> = None;
+            // The closure's own error, or a decode/encode failure, comes
+            // back as it is instead of the store's `Aborted`.
+            let mut carry = Carry::<E>::new();
             let mut core = |old: Option<&[u8]>| -> Result<Update<Vec<u8>>, BoxError> {
-                let step = (|| {
+                carry.keep((|| {
                     let old = match old {
                         Some(bytes) => Some(decode::<T>("update", key.as_str(), bytes)?),
                         None => None,
                     };
                     f(old)?.try_map(|value| encode("update", key.as_str(), &value).map_err(E::from))
-                })();
-                step.map_err(|error| {
-                    failure = Some(error);
-                    BoxError::from("the update closure failed")
-                })
+                })())
             };
             let updated = self.update(key, policy, &mut core).await;
-            if let Some(error) = failure.take()
-                && matches!(updated, Err(StoreError::Aborted { .. }))
-            {
-                return Err(error);
-            }
-            match updated?.value {
+            match carry.outcome(updated)?.value {
                 Some(bytes) => Ok(Some(decode("update", key.as_str(), &bytes)?)),
                 None => Ok(None),
             }
@@ -131,6 +122,19 @@ impl<S: DocumentStore + ?Sized> DocumentStoreExt for S {}
 /// "…", expected u32`), and errors end up in logs.
 pub fn decode<T: DeserializeOwned>(op: &'static str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::deserialization(op, key, std::any::type_name::<T>(), JsonError::without_data(&e))
+    })
+}
+
+/// Decodes a JSON value (owned or borrowed) as `T`, naming the key (a
+/// field's, a property's) and the expected type on failure, never the data:
+/// what [`decode`] is for stored bytes.
+pub fn decode_value<'de, T, V>(op: &'static str, key: impl Into<String>, value: V) -> Result<T, StoreError>
+where
+    T: Deserialize<'de>,
+    V: Deserializer<'de, Error = serde_json::Error>,
+{
+    T::deserialize(value).map_err(|e| {
         StoreError::deserialization(op, key, std::any::type_name::<T>(), JsonError::without_data(&e))
     })
 }

@@ -23,7 +23,9 @@
 //!   or a pattern ([`Subscription`], bounded, reporting lag), and the
 //!   updates that announce themselves on the feed.
 //! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
-//!   updates, shared by all backends.
+//!   updates, and [`RetryPolicy::run`], THE optimistic loop every backend's
+//!   read-modify-write and the config store's compare-and-set go through;
+//!   [`Backoff`], the same growing delay for reconnects and re-reads.
 //!
 //! With the `mock` feature, mockall mocks of every port (`MockDocumentStore`)
 //! are available for app-level unit tests of wiring and error paths.
@@ -53,12 +55,12 @@ pub use documents::MockDocumentStore;
 pub use documents::{
     Boxed, DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated,
 };
-pub use error::{BoxError, ErrorKind, StoreError, ValidationExt};
-pub use ext::{DocumentStoreExt, JsonError, decode, encode};
+pub use error::{BoxError, Carry, ErrorKind, StoreError, ValidationExt};
+pub use ext::{DocumentStoreExt, JsonError, decode, decode_value, encode};
 #[cfg(feature = "mock")]
 pub use queues::MockQueueStore;
 pub use queues::{QueueItem, QueueStore};
-pub use retry::RetryPolicy;
+pub use retry::{Attempt, Backoff, Optimistic, RetryPolicy};
 #[cfg(feature = "mock")]
 pub use subjects::MockSubjectStore;
 pub use subjects::{

@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //!
-//! - `store.rs`: the keyspace (one map of typed values shared by every port,
-//!   like one Redis database), expiry bookkeeping, and per-key watch counters
-//!   for optimistic updates.
+//! - `store/`: the keyspace (one map of typed values shared by every port,
+//!   like one Redis database; `value.rs` the values, `state.rs` the contents
+//!   under the lock), expiry bookkeeping, and per-key watch counters for
+//!   optimistic updates (`Keyspace::optimistic`, under `RetryPolicy::run`).
 //! - `glob.rs`: Redis' glob matcher, ported from `stringmatchlen`.
 //! - `changes.rs`: [`ChangeFeed`](statehouse_ports::ChangeFeed): every change
 //!   of the keyspace, expiry included, told to the subscribers watching it.

@@ -84,7 +84,7 @@ impl MemoryStore {
         op: &'static str,
         space: &TaskSpace,
         id: &TaskId,
-        mut decide: impl FnMut(Option<Vec<u8>>, &str) -> Result<Write, StoreError>,
+        mut decide: impl FnMut(Option<Vec<u8>>, &str) -> Result<Write, StoreError> + Send,
     ) -> Result<TaskRecord, StoreError> {
         let key = space.keys().record(id.as_str());
         let (written, _) = self

@@ -11,8 +11,8 @@
 //! runs `CONFIG SET`.
 //!
 //! A lost connection (the stream ends, or a keepalive PING gets no answer
-//! within the response timeout) is re-established with exponential backoff
-//! (50 ms to 2 s); after each resubscribe the subscriber gets
+//! within the response timeout) is re-established with the shared
+//! jittered exponential [`Backoff`] (50 ms to 2 s); after each resubscribe the subscriber gets
 //! `Resync(Reconnected)` and re-reads.
 
 use std::time::Duration;
@@ -24,7 +24,7 @@ use redis::{Msg, RedisResult};
 use statehouse_domain::{ChangeEvent, ChangeKind, ChangeNotice, Key};
 use statehouse_ports::Swapped;
 use statehouse_ports::{
-    AnnouncedUpdateFn, ChangeFeed, FeedEvent, ResyncReason, RetryPolicy, StoreError, Subscription,
+    AnnouncedUpdateFn, Backoff, ChangeFeed, FeedEvent, ResyncReason, RetryPolicy, StoreError, Subscription,
     SubscriptionSender, Updated, Watched,
 };
 
@@ -34,6 +34,7 @@ use crate::keys::Keys;
 const SUBSCRIBE: &str = "subscribe";
 /// How often an idle subscription checks its connection.
 const KEEPALIVE: Duration = Duration::from_secs(5);
+/// The bounds of the reconnects' backoff.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -198,18 +199,17 @@ impl Listener {
     /// A fresh subscribed connection, after backoff; `None` if the
     /// subscription was dropped meanwhile.
     async fn reconnect(&self) -> Option<PubSub> {
-        let mut delay = MIN_BACKOFF;
+        let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         loop {
             tokio::select! {
                 () = self.sender.closed() => return None,
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(backoff.next_delay()) => {}
             }
             match tokio::time::timeout(self.connect_bound, self.plan.open(&self.client)).await {
                 Ok(Ok(pubsub)) => return Some(pubsub),
                 Ok(Err(error)) => tracing::debug!(kind = ?error.kind(), "change feed: reconnect failed"),
                 Err(_) => tracing::debug!("change feed: reconnect timed out"),
             }
-            delay = (delay * 2).min(MAX_BACKOFF);
         }
     }
 

@@ -1,10 +1,13 @@
-//! The bounded WATCH/MULTI/EXEC loop behind every atomic read-modify-write.
+//! The bounded WATCH/MULTI/EXEC section behind every atomic
+//! read-modify-write of the Redis adapter.
 //!
 //! One attempt is two round trips on a dedicated connection:
 //! `WATCH k; <reads>` pipelined, then the caller decides, then
 //! `MULTI; <writes>; EXEC`. EXEC answering nil means a watched key changed
 //! since WATCH: that is not an error but a retry, after the policy's
-//! jittered backoff. Only running out of attempts is `Conflict`.
+//! jittered backoff. Only running out of attempts is `Conflict`. The loop
+//! itself (counting, backoff, giving up) is the one every read-modify-write
+//! shares, `RetryPolicy::run` (ports); this file is the Redis attempt.
 //!
 //! The connection is marked dirty before WATCH and clean only once EXEC or
 //! UNWATCH answered (both drop all watches). If anything cuts the section
@@ -12,7 +15,8 @@
 //!
 //! Each attempt, from taking a pooled connection to EXEC, is bounded by one
 //! response timeout, so an update that gets no answer fails like any other
-//! call; only conflicts (answered EXECs) start a new attempt.
+//! call; only conflicts and repeats (answered EXECs) start a new attempt,
+//! with a deadline of its own.
 //!
 //! Writes may run statehouse's Lua scripts (`scripts.rs`) by `EVALSHA`: the
 //! scripts are loaded in the first read pipeline of a connection, and a
@@ -20,7 +24,7 @@
 //! again and repeats the attempt once, without counting it as a conflict.
 
 use redis::{Cmd, FromRedisValue, Pipeline};
-use statehouse_ports::{RetryPolicy, StoreError};
+use statehouse_ports::{Attempt, Optimistic, RetryPolicy, StoreError};
 
 use crate::conn::{Connections, PooledTxn};
 use crate::{error, scripts};
@@ -40,8 +44,9 @@ pub(crate) struct Committed<T> {
     pub(crate) attempts: u32,
 }
 
-/// Runs `WATCH watched; reads` and `decide` until a commit goes through, at
-/// most `policy.max_attempts()` times. `decide` may run more than once; an
+/// Runs `WATCH watched; reads` and `decide` until a commit goes through,
+/// under `policy` (THE loop, [`RetryPolicy::run`]: a changed watched key is
+/// a conflict, a `NOSCRIPT` a repeat). `decide` may run more than once; an
 /// `Err` from it unwatches and is returned as is.
 pub(crate) async fn optimistic<R, T>(
     conns: &Connections,
@@ -53,27 +58,56 @@ pub(crate) async fn optimistic<R, T>(
     decide: &mut (dyn FnMut(R) -> Result<Decision<T>, StoreError> + Send),
 ) -> Result<Committed<T>, StoreError>
 where
-    R: FromRedisValue,
+    R: FromRedisValue + Send,
+    T: Send,
 {
     let read = read_pipeline(None, watched, reads);
-    let section = Section {
-        read: &read,
-        watched,
-        reads,
+    let mut watch = Watch {
+        conns,
+        op,
+        key,
+        section: Section {
+            read: &read,
+            watched,
+            reads,
+        },
+        decide,
+        fresh: false,
+        reloaded: false,
     };
-    let mut fresh = false;
-    let mut reloaded = false;
-    let mut attempt = 1;
-    while attempt <= policy.max_attempts() {
+    let (value, attempts) = policy.run(op, key, &mut watch).await?;
+    Ok(Committed { value, attempts })
+}
+
+/// The attempts of one WATCH section, for [`RetryPolicy::run`].
+struct Watch<'a, R, T> {
+    conns: &'a Connections,
+    op: &'static str,
+    key: &'a str,
+    section: Section<'a>,
+    decide: &'a mut (dyn FnMut(R) -> Result<Decision<T>, StoreError> + Send),
+    /// A dead pooled connection was replaced already (once per update).
+    fresh: bool,
+    /// The scripts were reloaded after a `NOSCRIPT` already (once per update).
+    reloaded: bool,
+}
+
+impl<R: FromRedisValue + Send, T: Send> Optimistic for Watch<'_, R, T> {
+    type Output = T;
+
+    async fn attempt(&mut self, attempt: u32) -> Result<Attempt<T>, StoreError> {
+        let (conns, op, key) = (self.conns, self.op, self.key);
         // One attempt (taking a connection, WATCH and reads, the decision,
         // the writes) gets one response timeout in all. Each step has its
         // own bound too, but they add up: waiting for the pool to open a
         // connection alone is bounded by connect + response timeout, so
         // without this a dead or frozen server kept an update waiting well
         // past the response timeout. If the deadline cuts the attempt short,
-        // its connection is dirty and the pool discards it.
+        // its connection is dirty and the pool discards it. Only a conflict
+        // or a repeat (answered EXECs) starts another attempt, with a
+        // deadline of its own.
         let deadline = tokio::time::Instant::now() + conns.response_timeout;
-        let once = attempt_once(conns, op, key, &section, &mut fresh, &mut *decide);
+        let once = attempt_once(conns, op, key, &self.section, &mut self.fresh, &mut *self.decide);
         let Ok(outcome) = tokio::time::timeout_at(deadline, once).await else {
             return Err(StoreError::Timeout {
                 op,
@@ -82,50 +116,34 @@ where
             });
         };
         match outcome? {
-            Attempt::Executed(Some(value)) => {
-                return Ok(Committed {
-                    value,
-                    attempts: attempt,
-                });
+            Outcome::Executed(Some(value)) => Ok(Attempt::Done(value)),
+            Outcome::Executed(None) => {
+                tracing::debug!(op, key, attempt, "watched key changed; retrying");
+                Ok(Attempt::Conflict)
             }
-            Attempt::Executed(None) => tracing::debug!(op, key, attempt, "watched key changed; retrying"),
             // The scripts were loaded again: repeat this attempt, once.
-            Attempt::NoScript if !reloaded => {
-                reloaded = true;
-                continue;
+            Outcome::NoScript if !self.reloaded => {
+                self.reloaded = true;
+                Ok(Attempt::Repeat)
             }
-            Attempt::NoScript => {
-                return Err(StoreError::Operation {
-                    op,
-                    key: key.to_owned(),
-                    source: "the server lost statehouse's scripts twice in one update (NOSCRIPT)".into(),
-                });
-            }
-            Attempt::Unwatch(mut txn, result) => {
+            Outcome::NoScript => Err(StoreError::Operation {
+                op,
+                key: key.to_owned(),
+                source: "the server lost statehouse's scripts twice in one update (NOSCRIPT)".into(),
+            }),
+            Outcome::Unwatch(mut txn, result) => {
                 // Best effort, in what is left of the attempt's time: the
                 // result stands either way (nothing was written), and a
                 // connection cut short stays dirty, so the pool discards it.
                 let _ = tokio::time::timeout_at(deadline, unwatch(conns, op, key, &mut txn)).await;
-                return result.map(|value| Committed {
-                    value,
-                    attempts: attempt,
-                });
+                result.map(Attempt::Done)
             }
         }
-        if attempt < policy.max_attempts() {
-            tokio::time::sleep(policy.backoff(attempt)).await;
-        }
-        attempt += 1;
     }
-    Err(StoreError::Conflict {
-        op,
-        key: key.to_owned(),
-        attempts: policy.max_attempts(),
-    })
 }
 
 /// How an attempt ended, short of an error.
-enum Attempt<T> {
+enum Outcome<T> {
     /// EXEC answered: committed (`Some`), or a watched key changed (`None`).
     Executed(Option<T>),
     /// Nothing to write, or the caller's decision failed: the connection
@@ -144,7 +162,7 @@ async fn attempt_once<R, T>(
     section: &Section<'_>,
     fresh: &mut bool,
     decide: &mut (dyn FnMut(R) -> Result<Decision<T>, StoreError> + Send),
-) -> Result<Attempt<T>, StoreError>
+) -> Result<Outcome<T>, StoreError>
 where
     R: FromRedisValue,
 {
@@ -165,8 +183,8 @@ where
         Err(error) => return Err(error),
     };
     match decide(current) {
-        Err(error) => Ok(Attempt::Unwatch(txn, Err(error))),
-        Ok(Decision::Done(value)) => Ok(Attempt::Unwatch(txn, Ok(value))),
+        Err(error) => Ok(Outcome::Unwatch(txn, Err(error))),
+        Ok(Decision::Done(value)) => Ok(Outcome::Unwatch(txn, Ok(value))),
         Ok(Decision::Commit(mut writes, value)) => {
             writes.atomic();
             let exec: redis::RedisResult<Option<()>> =
@@ -174,10 +192,10 @@ where
             // EXEC answered, committed or not: no watch is left.
             txn.clean = true;
             match exec {
-                Ok(committed) => Ok(Attempt::Executed(committed.map(|()| value))),
+                Ok(committed) => Ok(Outcome::Executed(committed.map(|()| value))),
                 Err(error) if error::is_no_script(&error) => {
                     txn.scripts_loaded = false;
-                    Ok(Attempt::NoScript)
+                    Ok(Outcome::NoScript)
                 }
                 Err(error) => Err(conns.map_dedicated(op, key, error)),
             }

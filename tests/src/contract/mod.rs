@@ -209,6 +209,7 @@ macro_rules! contract_suite {
             update_keeps_the_ttl: Plain,
             update_closure_error_writes_nothing: Plain,
             update_of_undecodable_value_does_not_call_the_closure: Plain,
+            update_of_a_value_of_another_shape_is_deserialization_naming_the_key: Plain,
             concurrent_updates_lose_nothing: Threaded,
             conflict_reruns_the_closure_exactly_twice: Threaded,
             one_attempt_policy_reports_conflict: Threaded,
@@ -254,6 +255,7 @@ macro_rules! contract_suite {
             handles_on_many_tasks_count_to_exactly_4000: Threaded,
             callbacks_see_old_new_and_kind: Plain,
             handle_reports_a_bad_property_and_reads_the_rest: Plain,
+            set_with_of_a_value_of_another_shape_names_subject_and_property: Plain,
         ]);
         $crate::contract_suite!(@family $runner, tasks, [
             save_and_get_round_trip_a_record: Plain,
@@ -293,6 +295,7 @@ macro_rules! contract_suite {
             users_round_trip_typed_and_field_by_field: Plain,
             the_wire_layout_is_one_json_value_per_field: Plain,
             a_bad_field_fails_alone_naming_tenant_key_and_field: Plain,
+            modify_field_of_a_value_of_another_shape_names_the_field: Plain,
             increment_is_integer_only_and_append_needs_an_array: Plain,
             find_returns_the_users_holding_a_value: Plain,
             handler_merge_keeps_unmentioned_fields_and_returns_the_merged_state: Plain,

@@ -1,6 +1,7 @@
 //! Contract: subjects ([`statehouse_ports::SubjectStore`]), in KRules'
 //! Redis layout.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -691,4 +692,55 @@ pub async fn handle_reports_a_bad_property_and_reads_the_rest(backend: Backend) 
     assert_eq!(error.kind(), ErrorKind::Deserialization, "{error}");
     let error = subjects.subject("bad\nname").unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+}
+
+/// A stored value of another shape than the closure's `T` (valid JSON, not
+/// a `T`) is a decoding error naming the subject and the property, never
+/// `Aborted`; the closure never runs and nothing is written.
+pub async fn set_with_of_a_value_of_another_shape_names_subject_and_property(backend: Backend) {
+    let subjects = subjects(&backend);
+    backend.hset_raw("s:shapes", b"page", b"\"thirty\"").await;
+    backend.hset_raw("s:shapes", b"eorigin", b"[1, 2]").await;
+    let mut s = subjects.subject("shapes").unwrap();
+    for (kind, prop, field) in [(P, "age", "page"), (E, "origin", "eorigin")] {
+        let calls = AtomicU32::new(0);
+        let error = s
+            .set_with_of(kind, prop, |n: Option<u32>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                n.unwrap_or(0) + 1
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (error.kind(), error.key()),
+            (
+                ErrorKind::Deserialization,
+                format!("s:shapes property {field}").as_str()
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("u32"), "names the type: {error}");
+        assert!(
+            !error.to_string().contains("thirty"),
+            "no data in errors: {error}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "the closure never sees it");
+    }
+    assert_eq!(
+        backend.hget_raw("s:shapes", b"page").await.as_deref(),
+        Some(&b"\"thirty\""[..]),
+        "nothing written"
+    );
+    // A value that does not serialize is a serialization error naming them.
+    let error = s
+        .set_with("map", |_: Option<BTreeMap<(u8, u8), u8>>| {
+            BTreeMap::from([((1, 2), 3)])
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.key()),
+        (ErrorKind::Serialization, "s:shapes property pmap"),
+        "{error}"
+    );
 }

@@ -1,9 +1,23 @@
 //! Test harness: real `redis-server` processes for integration tests.
 //!
-//! See [`RedisServer`] and the [`server`] module documentation for the design.
+//! - [`RedisServer`] (see the [`server`] module for the design): one server, a replica, durable,
+//!   paused, restarted; [`TlsRedisServer`] with a TLS port.
+//! - [`RedisCluster`] (see [`cluster`]): a Redis Cluster made with `redis-cli --cluster create`,
+//!   with slot lookups, resharding steps and primary kills.
+//! - [`SentinelSet`] (see [`sentinel`]): a primary, replicas and sentinels, with `SENTINEL FAILOVER`
+//!   and primary kills.
+//!
+//! The topologies are made of [`Node`]s, each a [`RedisServer`] with its own directory, port,
+//! watchdog and log.
 
+pub mod cluster;
+pub mod node;
+pub mod sentinel;
 pub mod server;
 pub mod tls;
 
+pub use cluster::{ClusterBuilder, ClusterNode, MigrationStep, RedisCluster};
+pub use node::{Node, Role};
+pub use sentinel::{SentinelBuilder, SentinelSet};
 pub use server::{RedisServer, SHARED_ARGS};
 pub use tls::TlsRedisServer;

@@ -65,6 +65,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const PORT_ATTEMPTS: u32 = 5;
 /// How long [`RedisServer::restart`] keeps retrying its (fixed) port while something else holds it.
 const RESTART_PORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How far above a cluster node's port its cluster bus listens (Redis' fixed offset).
+pub(crate) const CLUSTER_BUS_OFFSET: u16 = 10_000;
 /// Pause between two readiness probes.
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// Connect/read/write timeout of one readiness probe.
@@ -95,7 +97,12 @@ const PORT_TAKEN_MARKERS: &[&str] = &[
 /// Killed (and its directory removed) on drop; see the [module documentation](self) for the design.
 pub struct RedisServer {
     binary: OsString,
+    /// Arguments before `--port`: the path of a generated config file (a sentinel's), if any.
+    leading_args: Vec<OsString>,
     extra_args: Vec<String>,
+    /// The password the harness' own connections authenticate with (`requirepass`), if any.
+    password: Option<String>,
+    port_rule: PortRule,
     port: u16,
     dir: PathBuf,
     log_path: PathBuf,
@@ -113,6 +120,35 @@ struct Running {
 
 /// Why a launch attempt did not produce a ready server, when retrying may help.
 struct PortTaken(String);
+
+/// Which ports [`RedisServer::free_port`] may pick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum PortRule {
+    /// Any free loopback port.
+    #[default]
+    Any,
+    /// A free port `p` whose cluster bus port `p + 10000` is free (and below 65536) too: a
+    /// `--cluster-enabled yes` node listens on both.
+    ClusterBus,
+}
+
+/// How [`RedisServer::start_spec`] starts a server: what [`RedisServer::start_with_binary`] takes,
+/// plus what the cluster and sentinel harnesses need.
+#[derive(Debug, Default)]
+pub(crate) struct ServerSpec {
+    /// The `redis-server` binary (see [`default_binary`]).
+    pub binary: OsString,
+    /// Appended to the command line after the harness' own arguments (later ones win in Redis).
+    pub extra_args: Vec<String>,
+    /// A config file (name, contents) written into the server's directory before the first launch;
+    /// its absolute path becomes the first argument (where `redis-server` expects a config file).
+    pub config_file: Option<(String, String)>,
+    /// The password of the harness' own connections (the server's `requirepass`, which the caller
+    /// puts in `extra_args` or the config file).
+    pub password: Option<String>,
+    /// Which ports the server may listen on.
+    pub port_rule: PortRule,
+}
 
 /// The extra arguments of [`RedisServer::shared`]: keyspace notifications for generic, string and
 /// expired events (what the change feed listens to; statehouse itself never runs `CONFIG SET`).
@@ -161,10 +197,23 @@ impl RedisServer {
     /// As [`start`](Self::start); a `binary` that cannot be executed panics with a message naming it,
     /// `STATEHOUSE_REDIS_SERVER` and how to install Redis.
     pub fn start_with_binary(binary: impl AsRef<OsStr>, extra: &[&str]) -> RedisServer {
-        let dir = create_unique_dir();
-        let mut server = RedisServer {
+        Self::start_spec(ServerSpec {
             binary: binary.as_ref().to_owned(),
             extra_args: extra.iter().map(|arg| (*arg).to_owned()).collect(),
+            ..ServerSpec::default()
+        })
+    }
+
+    /// Starts a server as `spec` says (on a fresh port, retried when stolen) and waits until it is
+    /// ready; panics like [`start`](Self::start).
+    pub(crate) fn start_spec(spec: ServerSpec) -> RedisServer {
+        let dir = create_unique_dir();
+        let mut server = RedisServer {
+            binary: spec.binary,
+            leading_args: Vec::new(),
+            extra_args: spec.extra_args,
+            password: spec.password,
+            port_rule: spec.port_rule,
             port: 0,
             log_path: dir.join("redis.log"),
             stdio_path: dir.join("stdio.log"),
@@ -174,6 +223,13 @@ impl RedisServer {
         };
         // From here on a panic unwinds through `server`, whose `Drop` kills whatever was spawned and
         // removes the directory.
+        if let Some((name, contents)) = spec.config_file {
+            let path = server.dir.join(name);
+            if let Err(err) = fs::write(&path, contents) {
+                server.fail(&format!("cannot write {}: {err}", path.display()));
+            }
+            server.leading_args.push(path.into_os_string());
+        }
         let mut why = String::new();
         for _ in 0..PORT_ATTEMPTS {
             server.port = server.free_port();
@@ -270,6 +326,25 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The URL the harness' own connections use: [`url`](Self::url) with the password, if any.
+    pub(crate) fn auth_url(&self) -> String {
+        format!(
+            "redis://{}127.0.0.1:{}",
+            userinfo(self.password.as_deref()),
+            self.port
+        )
+    }
+
+    /// The server's own directory (kept by [`stop`](Self::stop), removed on drop).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the server process was started and not stopped (it may have exited by itself).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
     /// The loopback TCP port the server listens on (unchanged by [`restart`](Self::restart)).
     pub fn port(&self) -> u16 {
         self.port
@@ -352,7 +427,7 @@ impl RedisServer {
     ///
     /// If the server cannot be reached (with its log).
     pub fn connection(&self) -> redis::Connection {
-        match connect(&self.url(), CONNECTION_TIMEOUT) {
+        match connect(&self.auth_url(), CONNECTION_TIMEOUT) {
             Ok(connection) => connection,
             Err(err) => self.fail(&format!("cannot connect to {}: {err}", self.url())),
         }
@@ -384,6 +459,7 @@ impl RedisServer {
 
         let mut command = Command::new(&self.binary);
         command
+            .args(&self.leading_args)
             .arg("--port")
             .arg(self.port.to_string())
             .args([
@@ -452,7 +528,7 @@ impl RedisServer {
                     "redis-server (pid {pid}) exited during startup with {status}"
                 ));
             }
-            let last_probe = match probe(&self.url(), pid) {
+            let last_probe = match probe(&self.auth_url(), pid) {
                 Ok(()) => return Ok(()),
                 Err(why) => why,
             };
@@ -487,12 +563,29 @@ impl RedisServer {
         }
     }
 
-    /// A loopback port that was free a moment ago.
+    /// A loopback port that was free a moment ago (with its cluster bus port, for
+    /// [`PortRule::ClusterBus`]).
     fn free_port(&self) -> u16 {
-        match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|listener| listener.local_addr()) {
-            Ok(addr) => addr.port(),
-            Err(err) => self.fail(&format!("cannot bind 127.0.0.1:0 to find a free port: {err}")),
+        // The kernel hands out ephemeral ports from 32768 up, so about a fifth of them leave no room
+        // for a bus port 10000 higher: a few hundred draws always find one.
+        for _ in 0..500 {
+            let port = match free_loopback_port() {
+                Ok(port) => port,
+                Err(err) => self.fail(&format!("cannot bind 127.0.0.1:0 to find a free port: {err}")),
+            };
+            match self.port_rule {
+                PortRule::Any => return port,
+                PortRule::ClusterBus => {
+                    let Some(bus) = port.checked_add(CLUSTER_BUS_OFFSET) else {
+                        continue;
+                    };
+                    if TcpListener::bind((Ipv4Addr::LOCALHOST, bus)).is_ok() {
+                        return port;
+                    }
+                }
+            }
         }
+        self.fail("found no free loopback port p with p + 10000 free too (the cluster bus port)")
     }
 
     /// Sends `SIG{name}` to the running server with the `kill` command.
@@ -539,6 +632,11 @@ impl RedisServer {
 
     /// Panics with `what`, the server's whereabouts and its log (and early stdout/stderr).
     fn fail(&self, what: &str) -> ! {
+        panic!("statehouse redis test harness: {what}\n{}", self.report())
+    }
+
+    /// The server's whereabouts and its log (and early stdout/stderr), for a panic message.
+    pub(crate) fn report(&self) -> String {
         let log = self.log();
         let log = if log.trim().is_empty() {
             "(empty: the server wrote no log)".to_owned()
@@ -551,12 +649,12 @@ impl RedisServer {
         } else {
             format!("\n----- redis-server stdout/stderr -----\n{stdio}")
         };
-        panic!(
-            "statehouse redis test harness: {what}\n\
-             binary: {binary:?}, port: {port}, dir: {dir}\n\
+        format!(
+            "binary: {binary:?}, port: {port}, pid: {pid}, dir: {dir}\n\
              ----- redis-server log ({log_path}) -----\n{log}{stdio}\n----- end of log -----",
             binary = self.binary,
             port = self.port,
+            pid = self.pid,
             dir = self.dir.display(),
             log_path = self.log_path.display(),
         )
@@ -570,7 +668,9 @@ impl fmt::Debug for RedisServer {
             .field("pid", &self.pid)
             .field("running", &self.running.is_some())
             .field("binary", &self.binary)
+            .field("leading_args", &self.leading_args)
             .field("extra_args", &self.extra_args)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("dir", &self.dir)
             .finish()
     }
@@ -585,7 +685,7 @@ impl Drop for RedisServer {
 }
 
 /// `$STATEHOUSE_REDIS_SERVER` if set and non-empty, else `redis-server` (looked up on `PATH`).
-fn default_binary() -> OsString {
+pub(crate) fn default_binary() -> OsString {
     std::env::var_os(REDIS_SERVER_ENV)
         .filter(|value| !value.is_empty())
         .unwrap_or_else(|| OsString::from("redis-server"))
@@ -607,7 +707,7 @@ fn missing_binary_message(binary: &OsStr, err: &io::Error) -> String {
 }
 
 /// Creates a fresh, uniquely named directory under the system temp dir.
-fn create_unique_dir() -> PathBuf {
+pub(crate) fn create_unique_dir() -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -629,7 +729,7 @@ fn create_unique_dir() -> PathBuf {
 }
 
 /// Opens a blocking connection with `timeout` for connecting, reading and writing.
-fn connect(url: &str, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+pub(crate) fn connect(url: &str, timeout: Duration) -> redis::RedisResult<redis::Connection> {
     let connection = redis::Client::open(url)?.get_connection_with_timeout(timeout)?;
     connection.set_read_timeout(Some(timeout))?;
     connection.set_write_timeout(Some(timeout))?;
@@ -663,13 +763,36 @@ fn probe(url: &str, pid: u32) -> Result<(), String> {
     }
 }
 
+/// A loopback port that was free a moment ago.
+pub(crate) fn free_loopback_port() -> io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+/// `:password@` (percent-encoded) for a URL, or nothing.
+pub(crate) fn userinfo(password: Option<&str>) -> String {
+    password.map_or_else(String::new, |password| format!(":{}@", percent_encode(password)))
+}
+
+/// `text` with every byte outside the URL's unreserved set percent-encoded (for a password in a URL).
+pub(crate) fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 /// The length of a file, 0 if it does not exist.
 fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map_or(0, |meta| meta.len())
 }
 
 /// A file's contents as text, empty if it does not exist.
-fn read_lossy(path: &Path) -> String {
+pub(crate) fn read_lossy(path: &Path) -> String {
     read_lossy_from(path, 0)
 }
 

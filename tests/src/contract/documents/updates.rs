@@ -116,6 +116,34 @@ pub async fn update_of_undecodable_value_does_not_call_the_closure(backend: Back
     );
 }
 
+/// A stored value of another shape than the closure's `T` (valid JSON, not
+/// a `T`) is a decoding error naming the key, through `update` and
+/// `try_update` alike, never `Aborted`; the closure never runs and nothing
+/// is written.
+pub async fn update_of_a_value_of_another_shape_is_deserialization_naming_the_key(backend: Backend) {
+    let docs = backend.docs();
+    docs.set("n", &"seven").await.unwrap();
+    let calls = AtomicU32::new(0);
+    let result = docs
+        .update("n", |n: Option<u32>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Update::Set(n.unwrap_or(0))
+        })
+        .await;
+    let error = expect_kind(result, ErrorKind::Deserialization, "n");
+    assert!(error.to_string().contains("u32"), "names the type: {error}");
+    assert!(!error.to_string().contains("seven"), "no data in errors: {error}");
+    let result = docs
+        .try_update("n", |n: Option<u32>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, StoreError>(Update::Set(n.unwrap_or(0)))
+        })
+        .await;
+    expect_kind(result, ErrorKind::Deserialization, "n");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the closure never sees it");
+    assert_eq!(docs.get::<String>("n").await.unwrap().as_deref(), Some("seven"));
+}
+
 /// The template race: 16 workers x 250 increments through `update` must end
 /// at exactly 4,000, and every increment must have seen a distinct value.
 pub async fn concurrent_updates_lose_nothing(backend: Backend) {

@@ -145,6 +145,68 @@ pub async fn a_bad_field_fails_alone_naming_tenant_key_and_field(backend: Backen
     );
 }
 
+/// A field of another shape than the closure's `T` (valid JSON, not a `T`)
+/// is a decoding error naming tenant, key and field in every repository,
+/// never `Aborted`; the closure never runs and nothing is written.
+pub async fn modify_field_of_a_value_of_another_shape_names_the_field(backend: Backend) {
+    let acme = backend.tenant("acme");
+    let (users, handlers, tables, states) = (
+        acme.users(),
+        acme.handler_states(),
+        acme.tables(),
+        acme.shared_states(),
+    );
+    users.set_field("u1", "name", &"Ann").await.unwrap();
+    handlers
+        .set_field("u1", "checkout", "step", &"two")
+        .await
+        .unwrap();
+    tables.set_field("orders", "o1", "total", &"lots").await.unwrap();
+    states.set_field("u1", "draft", "n", &[1, 2]).await.unwrap();
+    let mut ran = 0;
+    let mut bump = |n: Option<u32>| {
+        ran += 1;
+        n.unwrap_or(0) + 1
+    };
+    let failures = [
+        (
+            users.modify_field("u1", "name", &mut bump).await,
+            "t:{acme}:user:u1 field name (tenant acme)",
+        ),
+        (
+            handlers.modify_field("u1", "checkout", "step", &mut bump).await,
+            "t:{acme}:handler:u1:checkout field step (tenant acme)",
+        ),
+        (
+            tables.modify_field("orders", "o1", "total", &mut bump).await,
+            "t:{acme}:table:orders:o1 field total (tenant acme)",
+        ),
+        (
+            states.modify_field("u1", "draft", "n", &mut bump).await,
+            "t:{acme}:state:u1:draft field n (tenant acme)",
+        ),
+    ];
+    for (result, key) in failures {
+        let error = result.unwrap_err();
+        assert_eq!(
+            (error.kind(), error.key()),
+            (ErrorKind::Deserialization, key),
+            "{error}"
+        );
+        assert!(error.to_string().contains("u32"), "names the type: {error}");
+        assert!(!error.to_string().contains("Ann"), "no data in errors: {error}");
+    }
+    assert_eq!(ran, 0, "the closure never sees it");
+    assert_eq!(
+        users.get_field::<String>("u1", "name").await.unwrap().as_deref(),
+        Some("Ann")
+    );
+    assert_eq!(
+        states.get_field::<Vec<u32>>("u1", "draft", "n").await.unwrap(),
+        Some(vec![1, 2])
+    );
+}
+
 pub async fn increment_is_integer_only_and_append_needs_an_array(backend: Backend) {
     let users = backend.tenant("acme").users();
     assert_eq!(users.increment("u1", "visits", 5).await.unwrap(), 5);

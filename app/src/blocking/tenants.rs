@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use statehouse_ports::{Fields, StoreError, Ttl};
 
 use super::{OwnedRuntime, block_on};
-use crate::TenantTtls;
+use crate::{HandlerKind, SharedKind, StateKind, TenantTtls};
 
 /// Blocking twin of [`crate::Tenant`].
 ///
@@ -45,7 +45,7 @@ impl Tenant {
 
     /// See [`crate::Tenant::handler_states`].
     pub fn handler_states(&self) -> HandlerStates {
-        HandlerStates(self.inner.handler_states(), self.runtime.clone())
+        UserStates(self.inner.handler_states(), self.runtime.clone())
     }
 
     /// See [`crate::Tenant::tables`].
@@ -55,7 +55,7 @@ impl Tenant {
 
     /// See [`crate::Tenant::shared_states`].
     pub fn shared_states(&self) -> SharedStates {
-        SharedStates(self.inner.shared_states(), self.runtime.clone())
+        UserStates(self.inner.shared_states(), self.runtime.clone())
     }
 }
 
@@ -154,73 +154,6 @@ impl Users {
     }
 }
 
-/// Blocking twin of [`crate::HandlerStates`].
-#[derive(Debug, Clone)]
-pub struct HandlerStates(crate::HandlerStates, Arc<OwnedRuntime>);
-
-impl HandlerStates {
-    /// See [`crate::HandlerStates::with_ttl`].
-    #[must_use]
-    pub fn with_ttl(&self, ttl: Option<Ttl>) -> Self {
-        Self(self.0.with_ttl(ttl), self.1.clone())
-    }
-
-    /// See [`crate::HandlerStates::set`].
-    pub fn set<T: Serialize + Sync + ?Sized>(
-        &self,
-        user: &str,
-        handler: &str,
-        value: &T,
-    ) -> Result<(), StoreError> {
-        block_on(&self.1, "set_handler_state", self.0.set(user, handler, value))
-    }
-
-    /// See [`crate::HandlerStates::get`].
-    pub fn get<T: DeserializeOwned>(&self, user: &str, handler: &str) -> Result<Option<T>, StoreError> {
-        block_on(&self.1, "get_handler_state", self.0.get(user, handler))
-    }
-
-    /// See [`crate::HandlerStates::get_fields`].
-    pub fn get_fields(&self, user: &str, handler: &str) -> Result<Fields, StoreError> {
-        block_on(&self.1, "get_handler_state", self.0.get_fields(user, handler))
-    }
-
-    /// See [`crate::HandlerStates::set_field`].
-    pub fn set_field<T: Serialize + Sync + ?Sized>(
-        &self,
-        user: &str,
-        handler: &str,
-        name: &str,
-        value: &T,
-    ) -> Result<(), StoreError> {
-        block_on(
-            &self.1,
-            "set_handler_field",
-            self.0.set_field(user, handler, name, value),
-        )
-    }
-
-    /// See [`crate::HandlerStates::merge`].
-    pub fn merge<T: Serialize + Sync + ?Sized, R: DeserializeOwned>(
-        &self,
-        user: &str,
-        handler: &str,
-        value: &T,
-    ) -> Result<R, StoreError> {
-        block_on(&self.1, "merge_handler_state", self.0.merge(user, handler, value))
-    }
-
-    /// See [`crate::HandlerStates::delete`].
-    pub fn delete(&self, user: &str, handler: &str) -> Result<bool, StoreError> {
-        block_on(&self.1, "delete_handler_state", self.0.delete(user, handler))
-    }
-
-    /// See [`crate::HandlerStates::list`].
-    pub fn list(&self, user: &str) -> Result<Vec<String>, StoreError> {
-        block_on(&self.1, "list_handlers", self.0.list(user))
-    }
-}
-
 /// Blocking twin of [`crate::Tables`].
 #[derive(Debug, Clone)]
 pub struct Tables(crate::Tables, Arc<OwnedRuntime>);
@@ -274,33 +207,45 @@ impl Tables {
     }
 }
 
-/// Blocking twin of [`crate::SharedStates`].
-#[derive(Debug, Clone)]
-pub struct SharedStates(crate::SharedStates, Arc<OwnedRuntime>);
+/// Blocking twin of [`crate::HandlerStates`].
+pub type HandlerStates = UserStates<HandlerKind>;
 
-impl SharedStates {
-    /// See [`crate::SharedStates::with_ttl`].
+/// Blocking twin of [`crate::SharedStates`].
+pub type SharedStates = UserStates<SharedKind>;
+
+/// Blocking twin of [`crate::UserStates`] (handler states and shared
+/// states); every method behaves as its async namesake.
+#[derive(Debug, Clone)]
+pub struct UserStates<K: StateKind>(crate::UserStates<K>, Arc<OwnedRuntime>);
+
+impl<K: StateKind> UserStates<K> {
+    /// See [`crate::UserStates::with_ttl`].
     #[must_use]
     pub fn with_ttl(&self, ttl: Option<Ttl>) -> Self {
         Self(self.0.with_ttl(ttl), self.1.clone())
     }
 
-    /// See [`crate::SharedStates::set`].
+    /// See [`crate::UserStates::set`].
     pub fn set<T: Serialize + Sync + ?Sized>(
         &self,
         user: &str,
         name: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        block_on(&self.1, "set_state", self.0.set(user, name, value))
+        block_on(&self.1, K::OPS.set, self.0.set(user, name, value))
     }
 
-    /// See [`crate::SharedStates::get`].
+    /// See [`crate::UserStates::get`].
     pub fn get<T: DeserializeOwned>(&self, user: &str, name: &str) -> Result<Option<T>, StoreError> {
-        block_on(&self.1, "get_state", self.0.get(user, name))
+        block_on(&self.1, K::OPS.get, self.0.get(user, name))
     }
 
-    /// See [`crate::SharedStates::set_field`].
+    /// See [`crate::UserStates::get_fields`].
+    pub fn get_fields(&self, user: &str, name: &str) -> Result<Fields, StoreError> {
+        block_on(&self.1, K::OPS.get, self.0.get_fields(user, name))
+    }
+
+    /// See [`crate::UserStates::set_field`].
     pub fn set_field<T: Serialize + Sync + ?Sized>(
         &self,
         user: &str,
@@ -310,12 +255,12 @@ impl SharedStates {
     ) -> Result<(), StoreError> {
         block_on(
             &self.1,
-            "set_state_field",
+            K::OPS.set_field,
             self.0.set_field(user, name, field_name, value),
         )
     }
 
-    /// See [`crate::SharedStates::get_field`].
+    /// See [`crate::UserStates::get_field`].
     pub fn get_field<T: DeserializeOwned>(
         &self,
         user: &str,
@@ -324,23 +269,46 @@ impl SharedStates {
     ) -> Result<Option<T>, StoreError> {
         block_on(
             &self.1,
-            "get_state_field",
+            K::OPS.get_field,
             self.0.get_field(user, name, field_name),
         )
     }
 
-    /// See [`crate::SharedStates::list`].
-    pub fn list(&self, user: &str) -> Result<Vec<String>, StoreError> {
-        block_on(&self.1, "list_states", self.0.list(user))
+    /// See [`crate::UserStates::modify_field`].
+    pub fn modify_field<T, F>(&self, user: &str, name: &str, field_name: &str, f: F) -> Result<T, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> T + Send,
+    {
+        block_on(
+            &self.1,
+            K::OPS.modify_field,
+            self.0.modify_field(user, name, field_name, f),
+        )
     }
 
-    /// See [`crate::SharedStates::delete`].
+    /// See [`crate::UserStates::merge`].
+    pub fn merge<T: Serialize + Sync + ?Sized, R: DeserializeOwned>(
+        &self,
+        user: &str,
+        name: &str,
+        value: &T,
+    ) -> Result<R, StoreError> {
+        block_on(&self.1, K::OPS.merge, self.0.merge(user, name, value))
+    }
+
+    /// See [`crate::UserStates::delete`].
     pub fn delete(&self, user: &str, name: &str) -> Result<bool, StoreError> {
-        block_on(&self.1, "delete_state", self.0.delete(user, name))
+        block_on(&self.1, K::OPS.delete, self.0.delete(user, name))
     }
 
-    /// See [`crate::SharedStates::clear`].
+    /// See [`crate::UserStates::list`].
+    pub fn list(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        block_on(&self.1, K::OPS.list, self.0.list(user))
+    }
+
+    /// See [`crate::UserStates::clear`].
     pub fn clear(&self, user: &str) -> Result<u64, StoreError> {
-        block_on(&self.1, "clear_states", self.0.clear(user))
+        block_on(&self.1, K::OPS.clear, self.0.clear(user))
     }
 }

@@ -1,5 +1,6 @@
 //! The subjects facade: [`Subjects`] (names, listings) and the [`Subject`]
-//! handle (a cached, staged view of one subject's properties).
+//! handle (a cached, staged view of one subject's properties, kept in
+//! `cache.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,9 +10,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use statehouse_ports::{
-    KeyPattern, PropertyChange, PropertyKind, PropertyName, StoreError, SubjectName, SubjectSpace,
-    SubjectStore, ValidationExt, property_key,
+    Carry, KeyPattern, PropertyChange, PropertyKind, PropertyName, StoreError, SubjectName, SubjectSpace,
+    SubjectStore, ValidationExt, decode_value, property_key,
 };
+
+use self::cache::{ByKind, InFlight, Staging};
+
+mod cache;
 
 /// Subjects: named bags of JSON properties, default and extended, kept in
 /// KRules' Redis layout (`s:<subject prefix><name>`, fields `p<prop>` and
@@ -160,146 +165,6 @@ fn to_value<T: Serialize + ?Sized>(
     })
 }
 
-fn from_value<T: DeserializeOwned>(op: &'static str, key: &str, value: Value) -> Result<T, StoreError> {
-    serde_json::from_value(value).map_err(|error| {
-        StoreError::deserialization(
-            op,
-            key,
-            std::any::type_name::<T>(),
-            statehouse_ports::JsonError::without_data(&error),
-        )
-    })
-}
-
-/// The cache: property values by kind, then by name, so a lookup takes the
-/// name as given (`&str`), with no key to build. A value is `None` for a
-/// property that failed to parse.
-#[derive(Debug, Default)]
-struct ByKind([BTreeMap<String, Option<Value>>; 2]);
-
-impl ByKind {
-    fn index(kind: PropertyKind) -> usize {
-        match kind {
-            PropertyKind::Default => 0,
-            PropertyKind::Extended => 1,
-        }
-    }
-
-    fn of(&self, kind: PropertyKind) -> &BTreeMap<String, Option<Value>> {
-        &self.0[Self::index(kind)]
-    }
-
-    fn of_mut(&mut self, kind: PropertyKind) -> &mut BTreeMap<String, Option<Value>> {
-        &mut self.0[Self::index(kind)]
-    }
-
-    /// Sets `name` of `kind` to `value`, building the name's key only when
-    /// it is new.
-    fn put(&mut self, kind: PropertyKind, name: &str, value: Option<Value>) {
-        let map = self.of_mut(kind);
-        match map.get_mut(name) {
-            Some(slot) => *slot = value,
-            None => {
-                map.insert(name.to_owned(), value);
-            }
-        }
-    }
-}
-
-/// Changes not yet stored, by kind then name: `Some` sets, `None` deletes.
-/// A name stays once staged (a stored change leaves an empty slot), so
-/// staging the same properties store after store builds no key.
-#[derive(Debug, Default)]
-struct Staging {
-    slots: [BTreeMap<String, Option<Option<Value>>>; 2],
-    /// How many slots hold a change.
-    count: usize,
-}
-
-impl Staging {
-    fn of(&self, kind: PropertyKind) -> &BTreeMap<String, Option<Option<Value>>> {
-        &self.slots[ByKind::index(kind)]
-    }
-
-    /// The staged change of `name`, if any (`Some(None)`: a deletion).
-    fn get(&self, kind: PropertyKind, name: &str) -> Option<&Option<Value>> {
-        self.of(kind).get(name)?.as_ref()
-    }
-
-    /// Every staged change of `kind`.
-    fn changes_of(&self, kind: PropertyKind) -> impl Iterator<Item = (&String, &Option<Value>)> {
-        self.of(kind)
-            .iter()
-            .filter_map(|(name, slot)| Some((name, slot.as_ref()?)))
-    }
-
-    fn put(&mut self, kind: PropertyKind, name: &str, change: Option<Value>) {
-        let map = &mut self.slots[ByKind::index(kind)];
-        let slot = match map.get_mut(name) {
-            Some(slot) => slot,
-            None => map.entry(name.to_owned()).or_insert(None),
-        };
-        if slot.replace(change).is_none() {
-            self.count += 1;
-        }
-    }
-
-    fn remove(&mut self, kind: PropertyKind, name: &str) {
-        if let Some(slot) = self.slots[ByKind::index(kind)].get_mut(name)
-            && slot.take().is_some()
-        {
-            self.count -= 1;
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.count
-    }
-
-    fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    fn clear(&mut self) {
-        self.slots.iter_mut().for_each(BTreeMap::clear);
-        self.count = 0;
-    }
-
-    /// Takes every change out, leaving the slots empty, in field order
-    /// (extended `e…` before default `p…`).
-    fn take_all(&mut self) -> Vec<(PropertyKind, String, Option<Value>)> {
-        let mut taken = Vec::with_capacity(self.count);
-        for kind in [PropertyKind::Extended, PropertyKind::Default] {
-            for (name, slot) in &mut self.slots[ByKind::index(kind)] {
-                if let Some(change) = slot.take() {
-                    taken.push((kind, name.clone(), change));
-                }
-            }
-        }
-        self.count = 0;
-        taken
-    }
-}
-
-/// Staged changes on their way to the store, put back into the staging
-/// map when dropped (so a failed or cancelled `store()` loses nothing).
-struct InFlight<'a> {
-    staged: &'a mut Staging,
-    changes: Vec<PropertyChange>,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        for change in self.changes.drain(..) {
-            let (kind, name, value) = match change {
-                PropertyChange::Set { kind, name, value } => (kind, name, Some(value)),
-                PropertyChange::Delete { kind, name } => (kind, name, None),
-            };
-            self.staged.put(kind, name.as_str(), value);
-        }
-    }
-}
-
 impl Subject {
     /// The subject's name.
     pub fn name(&self) -> &str {
@@ -404,9 +269,9 @@ impl Subject {
         self.get_value_of(kind, prop)
             .await?
             .map(|value| {
-                from_value(
+                decode_value(
                     "get_property",
-                    &property_key(&self.key(), &kind.field(prop)),
+                    property_key(&self.key(), &kind.field(prop)),
                     value,
                 )
             })
@@ -588,21 +453,28 @@ impl Subject {
     {
         const OP: &str = "set_with";
         let name = property(OP, prop)?;
+        let key = property_key(&self.key(), &kind.field(prop));
+        // A stored value that does not decode as `T`, or a new one that does
+        // not encode, comes back naming the subject and the property (never
+        // as `Aborted`).
+        let mut carry = Carry::new();
         let updated = self
             .store
             .update_property(&self.space, &self.name, kind, &name, &mut |old| {
-                let old = old
-                    .map(|old| serde_json::from_value::<T>(old.clone()))
-                    .transpose()?;
-                Ok(serde_json::to_value(f(old))?)
+                carry.keep((|| {
+                    let old = old
+                        .map(|old| decode_value::<T, _>(OP, key.as_str(), old))
+                        .transpose()?;
+                    to_value(OP, || key.clone(), &f(old))
+                })())
             })
-            .await?;
+            .await;
+        let updated = carry.outcome(updated)?;
         self.staged.remove(kind, prop);
         if let Some(cache) = &mut self.cache {
             cache.put(kind, prop, Some(updated.new.clone()));
         }
-        let key = property_key(&self.key(), &kind.field(prop));
-        let new = from_value(OP, &key, updated.new.clone())?;
+        let new = decode_value(OP, key.as_str(), &updated.new)?;
         self.notify(kind, prop, updated.old, Some(updated.new));
         Ok(new)
     }

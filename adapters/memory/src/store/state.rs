@@ -1,128 +1,14 @@
-//! The keyspace: one map shared by every port of a [`MemoryStore`], like the
-//! one keyspace of a Redis database.
+//! [`State`]: the keyspace's contents under its lock: entries, expiries,
+//! the watches of optimistic updates, and the change feed's subscribers;
+//! each method changes it as one Redis command does.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
-use statehouse_ports::{
-    ChangeEvent, ChangeKind, FeedEvent, RetryPolicy, StoreError, SubscriptionSender, Watched,
-};
+use statehouse_ports::{ChangeEvent, ChangeKind, FeedEvent, SubscriptionSender, Watched};
 use tokio::time::Instant;
 
-/// A value and its bookkeeping.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub(crate) value: Value,
-    /// Unique per write across the store: a changed version means a changed key.
-    pub(crate) version: u64,
-    pub(crate) expires_at: Option<Instant>,
-}
-
-/// What a key holds. Redis keys have types; so do these, so that using a
-/// key with the wrong kind of operation fails the same way on both backends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Value {
-    /// A Redis string: what documents are stored as.
-    Str(Vec<u8>),
-    /// A Redis hash.
-    Hash(Hash),
-    /// A Redis sorted set.
-    ZSet(ZSet),
-    /// A Redis list.
-    List(VecDeque<Vec<u8>>),
-}
-
-impl Value {
-    /// Whether this is an empty container, which Redis removes.
-    fn is_empty_container(&self) -> bool {
-        match self {
-            Self::Str(_) => false,
-            Self::Hash(hash) => hash.is_empty(),
-            Self::ZSet(zset) => zset.len() == 0,
-            Self::List(list) => list.is_empty(),
-        }
-    }
-}
-
-/// A Redis hash: fields and values, both bytes.
-pub(crate) type Hash = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// A Redis sorted set: members with scores, ordered by (score, member) with
-/// members compared byte-wise, as Redis orders them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ZSet {
-    scores: HashMap<String, Score>,
-    order: BTreeSet<(Score, String)>,
-}
-
-/// A score, totally ordered (`f64::total_cmp`), like Redis' doubles.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Score(pub(crate) f64);
-
-impl Eq for Score {}
-
-impl PartialOrd for Score {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
-impl ZSet {
-    /// Adds `member` or moves it to `score` (`ZADD`).
-    pub(crate) fn insert(&mut self, member: &str, score: f64) {
-        let score = Score(score);
-        if let Some(old) = self.scores.insert(member.to_owned(), score) {
-            self.order.remove(&(old, member.to_owned()));
-        }
-        self.order.insert((score, member.to_owned()));
-    }
-
-    /// Removes `member` (`ZREM`); returns whether it was there.
-    pub(crate) fn remove(&mut self, member: &str) -> bool {
-        match self.scores.remove(member) {
-            Some(score) => {
-                self.order.remove(&(score, member.to_owned()));
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Members with their scores, highest score first, then member
-    /// descending (`ZRANGE … REV`).
-    pub(crate) fn rev_iter(&self) -> impl Iterator<Item = (f64, &str)> {
-        self.order
-            .iter()
-            .rev()
-            .map(|(score, member)| (score.0, member.as_str()))
-    }
-
-    /// How many members (`ZCARD`).
-    pub(crate) fn len(&self) -> usize {
-        self.scores.len()
-    }
-
-    /// Members with their scores, lowest score first, then member
-    /// ascending (`ZRANGE`).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (f64, &str)> {
-        self.order
-            .iter()
-            .map(|(score, member)| (score.0, member.as_str()))
-    }
-
-    /// The score of `member` (`ZSCORE`).
-    pub(crate) fn score(&self, member: &str) -> Option<f64> {
-        self.scores.get(member).map(|score| score.0)
-    }
-}
+use super::{Entry, Hash, Value, ZSet};
 
 /// In-flight optimistic updates of one key (Redis' WATCH, in memory): every
 /// write to a watched key bumps `touched`, and an update commits only if
@@ -136,7 +22,7 @@ struct Watch {
 
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    entries: HashMap<String, Entry>,
+    pub(super) entries: HashMap<String, Entry>,
     watches: HashMap<String, Watch>,
     /// Due times of keys with a TTL, earliest first. Entries are checked
     /// against the key's current version when popped, so a rewritten key
@@ -573,205 +459,14 @@ impl State {
     }
 }
 
-/// The shared keyspace behind a [`MemoryStore`](crate::MemoryStore).
-#[derive(Debug)]
-pub(crate) struct Keyspace {
-    state: Mutex<State>,
-    purger: Mutex<Option<tokio::task::AbortHandle>>,
-    /// The store's clock, Redis' `TIME` in memory: the wall clock when the
-    /// keyspace was made, advanced by tokio time (so paused tests move it).
-    epoch_ms: i64,
-    started: Instant,
-}
-
-impl Keyspace {
-    /// How often the background task removes expired keys. Expired keys are
-    /// never *readable* in between; this only bounds the memory they hold.
-    pub(crate) const PURGE_EVERY: Duration = Duration::from_millis(250);
-
-    pub(crate) fn new() -> Arc<Self> {
-        let epoch_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
-        let keyspace = Arc::new(Self {
-            state: Mutex::new(State::default()),
-            purger: Mutex::new(None),
-            epoch_ms,
-            started: Instant::now(),
-        });
-        // Outside a runtime there is no task; writes still purge what is due.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let weak = Arc::downgrade(&keyspace);
-            let task = runtime.spawn(purge_loop(weak));
-            *lock(&keyspace.purger) = Some(task.abort_handle());
-        }
-        keyspace
-    }
-
-    /// The store clock at `now`: milliseconds since the Unix epoch, as
-    /// Redis' `TIME` reports them, moving with tokio time.
-    pub(crate) fn clock_ms(&self, now: Instant) -> i64 {
-        let elapsed = now.saturating_duration_since(self.started).as_millis();
-        self.epoch_ms
-            .saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX))
-    }
-
-    /// Locks the state. The lock is a `std::sync::Mutex`: it is only ever
-    /// held for a few map operations and never across an `.await`, which is
-    /// the case where a blocking mutex is both correct and fastest.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        let mut state = lock(&self.state);
-        state.purge_due(Instant::now());
-        state
-    }
-}
-
-/// What an optimistic read-modify-write decided after reading.
-pub(crate) enum Decision<W, T> {
-    /// Commit `W` if no watched key changed since the read, then return
-    /// what the commit returns.
-    Commit(W),
-    /// Write nothing; return `T`.
-    Done(T),
-}
-
-impl Keyspace {
-    /// THE optimistic read-modify-write of the memory store, the twin of
-    /// the Redis adapter's WATCH loop (`txn::optimistic`): `read` runs under
-    /// the lock and the `watched` keys are watched; `decide` runs without
-    /// the lock (it may run more than once); `commit` runs under the lock
-    /// only if no watched key was written since the read, else the attempt
-    /// starts over after the policy's backoff. Only running out of attempts
-    /// is `Conflict` (naming `key`). Returns the result and the attempts.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn optimistic<R, W, T>(
-        &self,
-        op: &'static str,
-        key: &str,
-        watched: &[&str],
-        policy: RetryPolicy,
-        mut read: impl FnMut(&mut State, Instant) -> Result<R, StoreError>,
-        mut decide: impl FnMut(R) -> Result<Decision<W, T>, StoreError>,
-        mut commit: impl FnMut(&mut State, Instant, W) -> T,
-    ) -> Result<(T, u32), StoreError> {
-        for attempt in 1..=policy.max_attempts() {
-            let mut guard = WatchGuard {
-                keyspace: self,
-                keys: watched,
-                seen: None,
-            };
-            let current = {
-                let mut state = self.lock();
-                let current = read(&mut state, Instant::now())?;
-                guard.seen = Some(watched.iter().map(|key| state.watch(key)).collect());
-                current
-            };
-            match decide(current)? {
-                Decision::Done(value) => return Ok((value, attempt)),
-                Decision::Commit(write) => {
-                    // Locking purges what is due, so a key that expired since
-                    // the read counts as written: the same as Redis aborting
-                    // EXEC for it.
-                    let mut state = self.lock();
-                    if !guard.release(&mut state) {
-                        return Ok((commit(&mut state, Instant::now(), write), attempt));
-                    }
-                }
-            }
-            if attempt < policy.max_attempts() {
-                tokio::time::sleep(policy.backoff(attempt)).await;
-            }
-        }
-        Err(StoreError::Conflict {
-            op,
-            key: key.to_owned(),
-            attempts: policy.max_attempts(),
-        })
-    }
-}
-
-/// Holds the watch registrations of one attempt and drops them on every
-/// path out of it, including cancellation of the caller's future.
-struct WatchGuard<'a> {
-    keyspace: &'a Keyspace,
-    keys: &'a [&'a str],
-    seen: Option<Vec<u64>>,
-}
-
-impl WatchGuard<'_> {
-    /// Drops the registrations; returns whether any watched key was written
-    /// since the read (a conflict).
-    fn release(&mut self, state: &mut State) -> bool {
-        match self.seen.take() {
-            Some(seen) => {
-                let mut touched = false;
-                for (key, seen) in self.keys.iter().zip(seen) {
-                    touched |= state.unwatch(key, seen);
-                }
-                touched
-            }
-            None => true,
-        }
-    }
-}
-
-impl Drop for WatchGuard<'_> {
-    fn drop(&mut self) {
-        if self.seen.is_some() {
-            let mut state = self.keyspace.lock();
-            self.release(&mut state);
-        }
-    }
-}
-
-impl Drop for Keyspace {
-    fn drop(&mut self) {
-        if let Some(task) = lock(&self.purger).take() {
-            task.abort();
-        }
-    }
-}
-
-/// Locks a mutex, recovering from poisoning: the state is only mutated by
-/// this crate's short, non-panicking sections, so a poisoned lock (a panic
-/// in an unrelated thread holding it) leaves consistent data behind.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-async fn purge_loop(keyspace: Weak<Keyspace>) {
-    loop {
-        tokio::time::sleep(Keyspace::PURGE_EVERY).await;
-        let Some(keyspace) = keyspace.upgrade() else {
-            return;
-        };
-        drop(keyspace.lock());
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn str_value(s: &str) -> Value {
         Value::Str(s.as_bytes().to_vec())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_background_task_purges_expired_keys_nobody_reads() {
-        let keyspace = Keyspace::new();
-        let now = Instant::now();
-        {
-            let mut state = keyspace.lock();
-            state.put("short", str_value("a"), Some(now + Duration::from_millis(100)));
-            state.put("long", str_value("b"), Some(now + Duration::from_secs(3600)));
-            state.put("forever", str_value("c"), None);
-        }
-        tokio::time::sleep(Keyspace::PURGE_EVERY * 2).await;
-        let state = lock(&keyspace.state);
-        let mut left: Vec<&String> = state.entries.keys().collect();
-        left.sort();
-        assert_eq!(left, ["forever", "long"]);
     }
 
     #[test]

@@ -1,0 +1,247 @@
+//! The keyspace: one map shared by every port of a [`MemoryStore`], like the
+//! one keyspace of a Redis database.
+//!
+//! What a key holds is in `value.rs`, the contents under the lock (and each
+//! change made as one Redis command makes it) in `state.rs`; here the
+//! [`Keyspace`] itself, its clock and purge task, and its optimistic section,
+//! the memory attempt of THE optimistic loop.
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use statehouse_ports::{Attempt, Optimistic, RetryPolicy, StoreError};
+use tokio::time::Instant;
+
+pub(crate) use self::state::State;
+pub(crate) use self::value::{Entry, Hash, Value, ZSet};
+
+mod state;
+mod value;
+
+/// The shared keyspace behind a [`MemoryStore`](crate::MemoryStore).
+#[derive(Debug)]
+pub(crate) struct Keyspace {
+    state: Mutex<State>,
+    purger: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The store's clock, Redis' `TIME` in memory: the wall clock when the
+    /// keyspace was made, advanced by tokio time (so paused tests move it).
+    epoch_ms: i64,
+    started: Instant,
+}
+
+impl Keyspace {
+    /// How often the background task removes expired keys. Expired keys are
+    /// never *readable* in between; this only bounds the memory they hold.
+    pub(crate) const PURGE_EVERY: Duration = Duration::from_millis(250);
+
+    pub(crate) fn new() -> Arc<Self> {
+        let epoch_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+        let keyspace = Arc::new(Self {
+            state: Mutex::new(State::default()),
+            purger: Mutex::new(None),
+            epoch_ms,
+            started: Instant::now(),
+        });
+        // Outside a runtime there is no task; writes still purge what is due.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&keyspace);
+            let task = runtime.spawn(purge_loop(weak));
+            *lock(&keyspace.purger) = Some(task.abort_handle());
+        }
+        keyspace
+    }
+
+    /// The store clock at `now`: milliseconds since the Unix epoch, as
+    /// Redis' `TIME` reports them, moving with tokio time.
+    pub(crate) fn clock_ms(&self, now: Instant) -> i64 {
+        let elapsed = now.saturating_duration_since(self.started).as_millis();
+        self.epoch_ms
+            .saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX))
+    }
+
+    /// Locks the state. The lock is a `std::sync::Mutex`: it is only ever
+    /// held for a few map operations and never across an `.await`, which is
+    /// the case where a blocking mutex is both correct and fastest.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        let mut state = lock(&self.state);
+        state.purge_due(Instant::now());
+        state
+    }
+}
+
+/// What an optimistic read-modify-write decided after reading.
+pub(crate) enum Decision<W, T> {
+    /// Commit `W` if no watched key changed since the read, then return
+    /// what the commit returns.
+    Commit(W),
+    /// Write nothing; return `T`.
+    Done(T),
+}
+
+impl Keyspace {
+    /// The optimistic read-modify-write of the memory store, the twin of
+    /// the Redis adapter's WATCH section (`txn::optimistic`), under THE
+    /// loop ([`RetryPolicy::run`]): `read` runs under the lock and the
+    /// `watched` keys are watched; `decide` runs without the lock (it may
+    /// run more than once); `commit` runs under the lock only if no watched
+    /// key was written since the read, else the attempt is a conflict and
+    /// starts over after the policy's backoff. Only running out of attempts
+    /// is `Conflict` (naming `key`). Returns the result and the attempts.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn optimistic<R, W, T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        watched: &[&str],
+        policy: RetryPolicy,
+        read: impl FnMut(&mut State, Instant) -> Result<R, StoreError> + Send,
+        decide: impl FnMut(R) -> Result<Decision<W, T>, StoreError> + Send,
+        commit: impl FnMut(&mut State, Instant, W) -> T + Send,
+    ) -> Result<(T, u32), StoreError>
+    where
+        T: Send,
+    {
+        let mut section = Section {
+            keyspace: self,
+            watched,
+            read,
+            decide,
+            commit,
+        };
+        policy.run(op, key, &mut section).await
+    }
+}
+
+/// The attempts of one optimistic section, for [`RetryPolicy::run`].
+struct Section<'a, Read, Decide, Commit> {
+    keyspace: &'a Keyspace,
+    watched: &'a [&'a str],
+    read: Read,
+    decide: Decide,
+    commit: Commit,
+}
+
+impl<R, W, T, Read, Decide, Commit> Optimistic for Section<'_, Read, Decide, Commit>
+where
+    T: Send,
+    Read: FnMut(&mut State, Instant) -> Result<R, StoreError> + Send,
+    Decide: FnMut(R) -> Result<Decision<W, T>, StoreError> + Send,
+    Commit: FnMut(&mut State, Instant, W) -> T + Send,
+{
+    type Output = T;
+
+    async fn attempt(&mut self, _: u32) -> Result<Attempt<T>, StoreError> {
+        let mut guard = WatchGuard {
+            keyspace: self.keyspace,
+            keys: self.watched,
+            seen: None,
+        };
+        let current = {
+            let mut state = self.keyspace.lock();
+            let current = (self.read)(&mut state, Instant::now())?;
+            guard.seen = Some(self.watched.iter().map(|key| state.watch(key)).collect());
+            current
+        };
+        match (self.decide)(current)? {
+            Decision::Done(value) => Ok(Attempt::Done(value)),
+            Decision::Commit(write) => {
+                // Locking purges what is due, so a key that expired since
+                // the read counts as written: the same as Redis aborting
+                // EXEC for it.
+                let mut state = self.keyspace.lock();
+                if guard.release(&mut state) {
+                    Ok(Attempt::Conflict)
+                } else {
+                    Ok(Attempt::Done((self.commit)(&mut state, Instant::now(), write)))
+                }
+            }
+        }
+    }
+}
+
+/// Holds the watch registrations of one attempt and drops them on every
+/// path out of it, including cancellation of the caller's future.
+struct WatchGuard<'a> {
+    keyspace: &'a Keyspace,
+    keys: &'a [&'a str],
+    seen: Option<Vec<u64>>,
+}
+
+impl WatchGuard<'_> {
+    /// Drops the registrations; returns whether any watched key was written
+    /// since the read (a conflict).
+    fn release(&mut self, state: &mut State) -> bool {
+        match self.seen.take() {
+            Some(seen) => {
+                let mut touched = false;
+                for (key, seen) in self.keys.iter().zip(seen) {
+                    touched |= state.unwatch(key, seen);
+                }
+                touched
+            }
+            None => true,
+        }
+    }
+}
+
+impl Drop for WatchGuard<'_> {
+    fn drop(&mut self) {
+        if self.seen.is_some() {
+            let mut state = self.keyspace.lock();
+            self.release(&mut state);
+        }
+    }
+}
+
+impl Drop for Keyspace {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.purger).take() {
+            task.abort();
+        }
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: the state is only mutated by
+/// this crate's short, non-panicking sections, so a poisoned lock (a panic
+/// in an unrelated thread holding it) leaves consistent data behind.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn purge_loop(keyspace: Weak<Keyspace>) {
+    loop {
+        tokio::time::sleep(Keyspace::PURGE_EVERY).await;
+        let Some(keyspace) = keyspace.upgrade() else {
+            return;
+        };
+        drop(keyspace.lock());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn str_value(s: &str) -> Value {
+        Value::Str(s.as_bytes().to_vec())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_background_task_purges_expired_keys_nobody_reads() {
+        let keyspace = Keyspace::new();
+        let now = Instant::now();
+        {
+            let mut state = keyspace.lock();
+            state.put("short", str_value("a"), Some(now + Duration::from_millis(100)));
+            state.put("long", str_value("b"), Some(now + Duration::from_secs(3600)));
+            state.put("forever", str_value("c"), None);
+        }
+        tokio::time::sleep(Keyspace::PURGE_EVERY * 2).await;
+        let state = lock(&keyspace.state);
+        let mut left: Vec<&String> = state.entries.keys().collect();
+        left.sort();
+        assert_eq!(left, ["forever", "long"]);
+    }
+}

@@ -1,0 +1,402 @@
+//! The config store's cache and the one background task that keeps it:
+//! it subscribes to every entry's changes, re-reads what an event (or a
+//! resync) makes stale, serves the first loads of `fetch` and `watch`, and
+//! tells the watchers.
+
+use std::any::Any;
+use std::any::TypeId;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use statehouse_domain::layout::ConfigKeys;
+use statehouse_domain::{ChangeKind, ConfigHead, FeedEvent};
+use statehouse_ports::{Backoff, ChangeFeed, DocumentStore, JsonError, Key, StoreError, Subscription};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{OP_FETCH, entry_key};
+
+/// The cached state of one entry.
+#[derive(Debug, Clone)]
+pub(super) enum Cached {
+    Absent,
+    Present {
+        version: u64,
+        value: Arc<serde_json::Value>,
+        /// The stored envelope, byte for byte: what an update expects.
+        bytes: Arc<[u8]>,
+    },
+    /// The envelope does not decode.
+    Bad {
+        message: String,
+    },
+}
+
+/// A watcher's callback: told of every new state; `false` once its
+/// receivers are gone.
+pub(super) type Sink = Box<dyn FnMut(&str, &Cached) -> bool + Send>;
+
+pub(super) struct Slot {
+    pub(super) state: Cached,
+    /// The value decoded as the last type asked for, for the current state.
+    pub(super) typed: Option<(TypeId, Arc<dyn Any + Send + Sync>)>,
+    pub(super) sinks: Vec<Sink>,
+    /// How many local writes the slot took ([`ConfigStore::adopt`]): a read
+    /// that started before one may predate it and is not applied.
+    pub(super) local: u64,
+}
+
+pub(super) struct Shared {
+    pub(super) documents: Arc<dyn DocumentStore>,
+    pub(super) changes: Arc<dyn ChangeFeed>,
+    pub(super) cache: Mutex<HashMap<String, Slot>>,
+    /// Requests to the background task; set once it runs.
+    pub(super) requests: tokio::sync::OnceCell<mpsc::UnboundedSender<Request>>,
+    pub(super) task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigCache")
+            .field("entries", &lock(&self.cache).len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct TaskGuard(pub(super) Arc<Shared>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.0.task).take() {
+            task.abort();
+        }
+    }
+}
+
+/// What the background task is asked to do.
+pub(super) enum Request {
+    /// Read the entry (caching it from now on) and answer once cached.
+    Load(String, oneshot::Sender<Result<(), StoreError>>),
+    /// Like `Load`, then add a watcher.
+    Watch(String, Sink, oneshot::Sender<Result<(), StoreError>>),
+}
+
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The state stored bytes describe.
+pub(super) fn cached_of(bytes: Option<&[u8]>) -> Cached {
+    match bytes {
+        None => Cached::Absent,
+        Some(bytes) => match serde_json::from_slice::<ConfigHead>(bytes) {
+            Ok(head) => Cached::Present {
+                version: head.version,
+                value: Arc::new(head.value),
+                bytes: Arc::from(bytes),
+            },
+            Err(error) => Cached::Bad {
+                message: JsonError::without_data(&error).to_string(),
+            },
+        },
+    }
+}
+
+/// The bounds of the backoff of re-reads that failed.
+pub(super) const RETRY_MIN: Duration = Duration::from_millis(50);
+pub(super) const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// The background task: owns the cache's contents.
+pub(super) async fn run(
+    shared: std::sync::Weak<Shared>,
+    mut subscription: Subscription,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+) {
+    // Entries whose re-read failed and must be tried again.
+    let mut pending: HashSet<String> = HashSet::new();
+    // Entries whose read raced with a local write and must be read again.
+    let mut redo: HashSet<String> = HashSet::new();
+    // The wait before pending entries are tried again: the shared backoff,
+    // growing while re-reads keep failing, from the start after a success.
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+    let mut delay = backoff.next_delay();
+    loop {
+        let mut stale: HashSet<String> = HashSet::new();
+        let mut answers: Vec<(oneshot::Sender<Result<(), StoreError>>, String)> = Vec::new();
+        let mut sinks: Vec<(String, Sink)> = Vec::new();
+        tokio::select! {
+            event = subscription.next() => {
+                let Some(event) = event else { return };
+                let Some(shared) = shared.upgrade() else { return };
+                note(&shared, event, &mut stale);
+                // Take whatever else is buffered: one read per entry.
+                while let Some(event) = subscription.try_next() {
+                    note(&shared, event, &mut stale);
+                }
+            }
+            request = requests.recv() => {
+                let Some(request) = request else { return };
+                let mut take = |request: Request| match request {
+                    Request::Load(name, done) => {
+                        stale.insert(name.clone());
+                        answers.push((done, name));
+                    }
+                    Request::Watch(name, sink, done) => {
+                        stale.insert(name.clone());
+                        sinks.push((name.clone(), sink));
+                        answers.push((done, name));
+                    }
+                };
+                take(request);
+                while let Ok(request) = requests.try_recv() {
+                    take(request);
+                }
+            }
+            () = tokio::time::sleep(delay), if !pending.is_empty() => {
+                delay = backoff.next_delay();
+            }
+            () = std::future::ready(()), if !redo.is_empty() => {}
+        }
+        let Some(shared) = shared.upgrade() else { return };
+        stale.extend(pending.drain());
+        stale.extend(redo.drain());
+        if stale.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = stale.into_iter().collect();
+        let seen: Vec<u64> = {
+            let cache = lock(&shared.cache);
+            names
+                .iter()
+                .map(|name| cache.get(name).map_or(0, |slot| slot.local))
+                .collect()
+        };
+        let read = read_entries(&shared, &names).await;
+        match read {
+            Ok(states) => {
+                backoff.reset();
+                delay = backoff.next_delay();
+                redo.extend(apply(&shared, &names, &seen, states, sinks));
+                for (done, _) in answers {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(target: "statehouse", %error, "config: re-read failed; retrying");
+                // Cached entries are tried again; first loads fail now.
+                let cache = lock(&shared.cache);
+                pending.extend(names.into_iter().filter(|name| cache.contains_key(name)));
+                drop(cache);
+                let failed = error.to_string();
+                for (done, name) in answers {
+                    let _ = done.send(Err(StoreError::Operation {
+                        op: OP_FETCH,
+                        key: name,
+                        source: failed.clone().into(),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Adds the entries an event makes stale.
+pub(super) fn note(shared: &Shared, event: FeedEvent, stale: &mut HashSet<String>) {
+    let cache = lock(&shared.cache);
+    match event {
+        FeedEvent::Change(change) => {
+            if let Some(name) = ConfigKeys::name_of(&change.key)
+                && let Some(slot) = cache.get(&name)
+            {
+                // A set announcing the version the cache holds was read (or
+                // written here) already: events of a key come in commit
+                // order, and a version comes back only after a delete, whose
+                // event made the entry stale first.
+                let known = matches!(
+                    (&slot.state, change.kind, change.version),
+                    (Cached::Present { version, .. }, ChangeKind::Set, Some(announced)) if *version == announced
+                );
+                if !known {
+                    stale.insert(name);
+                }
+            }
+        }
+        FeedEvent::Resync(_) => stale.extend(cache.keys().cloned()),
+    }
+}
+
+/// Reads the entries `names`, in one call.
+pub(super) async fn read_entries(shared: &Shared, names: &[String]) -> Result<Vec<Cached>, StoreError> {
+    let keys = names
+        .iter()
+        .map(|name| entry_key(OP_FETCH, name))
+        .collect::<Result<Vec<Key>, _>>()?;
+    let fetched = shared.documents.get_many(&keys).await?;
+    fetched
+        .into_iter()
+        .map(|one| one.map(|bytes| cached_of(bytes.as_deref())))
+        .collect()
+}
+
+/// Puts what was read into the cache and tells the watchers of changed
+/// entries (and the new watchers, of the current state). `seen` is each
+/// slot's count of local writes when the read started: a slot that took a
+/// local write since keeps it (the read may predate it), and its name is
+/// returned, to be read again.
+pub(super) fn apply(
+    shared: &Shared,
+    names: &[String],
+    seen: &[u64],
+    states: Vec<Cached>,
+    mut sinks: Vec<(String, Sink)>,
+) -> Vec<String> {
+    let mut raced = Vec::new();
+    let mut cache = lock(&shared.cache);
+    for ((name, state), seen) in names.iter().zip(states).zip(seen) {
+        let slot = cache.entry(name.clone()).or_insert_with(|| Slot {
+            state: Cached::Absent,
+            typed: None,
+            sinks: Vec::new(),
+            local: 0,
+        });
+        if slot.local != *seen {
+            raced.push(name.clone());
+            continue;
+        }
+        let changed = !same(&slot.state, &state);
+        if changed {
+            slot.state = state;
+            slot.typed = None;
+            slot.sinks.retain_mut(|sink| sink(name, &slot.state));
+        }
+    }
+    for (name, mut sink) in sinks.drain(..) {
+        if let Some(slot) = cache.get_mut(&name)
+            && sink(&name, &slot.state)
+        {
+            slot.sinks.push(sink);
+        }
+    }
+    raced
+}
+
+/// Whether `state` is what the stored bytes `bytes` (`None`: absent) describe.
+pub(super) fn holds(state: &Cached, bytes: Option<&[u8]>) -> bool {
+    match (state, bytes) {
+        (Cached::Absent, None) => true,
+        (Cached::Present { bytes: held, .. }, Some(bytes)) => **held == *bytes,
+        _ => false,
+    }
+}
+
+/// Whether two states are the same version of the same thing.
+pub(super) fn same(a: &Cached, b: &Cached) -> bool {
+    match (a, b) {
+        (Cached::Absent, Cached::Absent) => true,
+        (
+            Cached::Present {
+                version: x, value: v, ..
+            },
+            Cached::Present {
+                version: y, value: w, ..
+            },
+        ) => x == y && v == w,
+        (Cached::Bad { message: x }, Cached::Bad { message: y }) => x == y,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use statehouse_domain::ChangeEvent;
+
+    use super::*;
+
+    fn shared() -> Shared {
+        let store = statehouse_memory::MemoryStore::new();
+        Shared {
+            documents: Arc::new(store.clone()),
+            changes: Arc::new(store),
+            cache: Mutex::new(HashMap::new()),
+            requests: tokio::sync::OnceCell::new(),
+            task: Mutex::new(None),
+        }
+    }
+
+    fn envelope(version: u64) -> Vec<u8> {
+        format!(r#"{{"version":{version},"value":{version}}}"#).into_bytes()
+    }
+
+    fn version_of(shared: &Shared, name: &str) -> Option<u64> {
+        match lock(&shared.cache).get(name).map(|slot| &slot.state) {
+            Some(Cached::Present { version, .. }) => Some(*version),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_read_that_raced_a_local_write_is_not_applied_but_repeated() {
+        let shared = shared();
+        let names = vec!["a".to_owned()];
+        let raced = apply(
+            &shared,
+            &names,
+            &[0],
+            vec![cached_of(Some(&envelope(1)))],
+            Vec::new(),
+        );
+        assert!(raced.is_empty());
+        // A read starts (seeing 0 local writes), then a local write lands.
+        lock(&shared.cache).get_mut("a").unwrap().local += 1;
+        lock(&shared.cache).get_mut("a").unwrap().state = cached_of(Some(&envelope(2)));
+        let raced = apply(
+            &shared,
+            &names,
+            &[0],
+            vec![cached_of(Some(&envelope(1)))],
+            Vec::new(),
+        );
+        assert_eq!(raced, names, "read again");
+        assert_eq!(version_of(&shared, "a"), Some(2), "never back to the older read");
+        let raced = apply(
+            &shared,
+            &names,
+            &[1],
+            vec![cached_of(Some(&envelope(3)))],
+            Vec::new(),
+        );
+        assert!(raced.is_empty());
+        assert_eq!(version_of(&shared, "a"), Some(3));
+    }
+
+    #[test]
+    fn only_an_event_of_another_version_makes_an_entry_stale() {
+        let shared = shared();
+        apply(
+            &shared,
+            &["a".to_owned()],
+            &[0],
+            vec![cached_of(Some(&envelope(4)))],
+            Vec::new(),
+        );
+        let event = |kind, version| {
+            FeedEvent::Change(ChangeEvent {
+                key: "config:a".into(),
+                kind,
+                version,
+            })
+        };
+        for (kind, version, stale) in [
+            (ChangeKind::Set, Some(4), false),
+            (ChangeKind::Set, Some(5), true),
+            (ChangeKind::Set, None, true),
+            (ChangeKind::Deleted, None, true),
+            (ChangeKind::Expired, None, true),
+        ] {
+            let mut names = HashSet::new();
+            note(&shared, event(kind, version), &mut names);
+            assert_eq!(names.contains("a"), stale, "{kind:?} {version:?}");
+        }
+    }
+}

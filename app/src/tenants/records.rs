@@ -1,0 +1,243 @@
+//! What every repository of a tenant shares: [`Core`] (the port, the
+//! tenant, the TTL of writes, the retry policy) with the reads and writes
+//! all of them make, and the conversions between records and JSON fields.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use statehouse_domain::layout::TenantKeys;
+use statehouse_ports::{
+    BoxError, Carry, FieldName, FieldStore, Fields, JsonError, RetryPolicy, StoreError, TenantId, TenantKey,
+    TenantPattern, Ttl, UserId, ValidationExt, decode_value,
+};
+
+/// What every repository holds: the port, the tenant, the TTL its writes
+/// apply and the retry policy of read-modify-writes.
+#[derive(Debug, Clone)]
+pub(super) struct Core {
+    pub(super) store: Arc<dyn FieldStore>,
+    pub(super) tenant: TenantId,
+    pub(super) ttl: Option<Ttl>,
+    pub(super) policy: RetryPolicy,
+}
+
+pub(super) fn id<T>(
+    what: fn(String) -> Result<T, statehouse_ports::ValidationError>,
+    op: &'static str,
+    value: &str,
+) -> Result<T, StoreError> {
+    what(value.to_owned()).for_op(op, value)
+}
+
+pub(super) fn field(op: &'static str, name: &str) -> Result<FieldName, StoreError> {
+    id(FieldName::new, op, name)
+}
+
+/// Ids read back from keys, sorted by id (not by escaped key).
+pub(super) fn sorted(ids: impl Iterator<Item = String>) -> Vec<String> {
+    let mut ids: Vec<String> = ids.collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The fields of a value that serializes to a JSON object.
+pub(super) fn object_fields<T: Serialize + ?Sized>(
+    op: &'static str,
+    key: &TenantKey,
+    value: &T,
+) -> Result<Vec<(FieldName, Value)>, StoreError> {
+    let value = serde_json::to_value(value).map_err(|error| StoreError::Serialization {
+        op,
+        key: key.key().to_owned(),
+        source: Box::new(JsonError::without_data(&error)),
+    })?;
+    let Value::Object(map) = value else {
+        return Err(StoreError::invalid_input(
+            op,
+            key.key(),
+            "a record must serialize to a JSON object (one hash field per member)",
+        ));
+    };
+    map.into_iter()
+        .map(|(name, value)| Ok((field(op, &name)?, value)))
+        .collect()
+}
+
+pub(super) fn to_value<T: Serialize + ?Sized>(
+    op: &'static str,
+    key: &TenantKey,
+    field: &str,
+    value: &T,
+) -> Result<Value, StoreError> {
+    serde_json::to_value(value).map_err(|error| StoreError::Serialization {
+        op,
+        key: key.field_key(field),
+        source: Box::new(JsonError::without_data(&error)),
+    })
+}
+
+/// A whole record as `T`: `None` if it has no field; the first field that
+/// does not parse fails the read (naming that field).
+pub(super) fn record<T: DeserializeOwned>(
+    op: &'static str,
+    key: &TenantKey,
+    fields: Fields,
+) -> Result<Option<T>, StoreError> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let mut map = Map::new();
+    for (name, value) in fields {
+        map.insert(name, value?);
+    }
+    decode_value(op, key.key(), Value::Object(map)).map(Some)
+}
+
+impl Core {
+    pub(super) fn with_ttl(&self, ttl: Option<Ttl>) -> Self {
+        Self { ttl, ..self.clone() }
+    }
+
+    pub(super) fn user(&self, op: &'static str, user: &str) -> Result<UserId, StoreError> {
+        id(UserId::new, op, user)
+    }
+
+    pub(super) async fn get<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+    ) -> Result<Option<T>, StoreError> {
+        record(op, key, self.store.get_all(key).await?)
+    }
+
+    pub(super) async fn get_field<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        name: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let name = field(op, name)?;
+        let loaded = self.store.get_fields(key, std::slice::from_ref(&name)).await?;
+        match loaded.into_iter().next().flatten() {
+            None => Ok(None),
+            Some(value) => decode_value(op, key.field_key(name.as_str()), value?).map(Some),
+        }
+    }
+
+    pub(super) async fn set_field<T: Serialize + ?Sized>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        name: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let name = field(op, name)?;
+        let value = to_value(op, key, name.as_str(), value)?;
+        self.store.set_fields(key, &[(name, value)], self.ttl).await
+    }
+
+    pub(super) async fn merge<T: Serialize + ?Sized>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        value: &T,
+    ) -> Result<Fields, StoreError> {
+        let fields = object_fields(op, key, value)?;
+        self.store.merge_fields(key, &fields, self.ttl).await
+    }
+
+    pub(super) async fn upsert<T: Serialize + ?Sized>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let fields = object_fields(op, key, value)?;
+        self.store.set_fields(key, &fields, self.ttl).await
+    }
+
+    pub(super) async fn replace<T: Serialize + ?Sized>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let fields = object_fields(op, key, value)?;
+        self.store.replace_fields(key, &fields, self.ttl).await
+    }
+
+    pub(super) async fn modify<T, F>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        name: &str,
+        mut f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> T + Send,
+    {
+        let name = field(op, name)?;
+        let field_key = key.field_key(name.as_str());
+        // A field that does not decode as `T`, or a value that does not
+        // encode, comes back naming the field (never as `Aborted`).
+        let mut carry = Carry::new();
+        let mut closure = |current: Option<&Value>| -> Result<Value, BoxError> {
+            carry.keep((|| {
+                let current = current
+                    .map(|value| decode_value::<T, _>(op, field_key.as_str(), value))
+                    .transpose()?;
+                to_value(op, key, name.as_str(), &f(current))
+            })())
+        };
+        let updated = self
+            .store
+            .update_field(key, &name, self.ttl, self.policy, &mut closure)
+            .await;
+        decode_value(op, field_key, carry.outcome(updated)?.new)
+    }
+
+    pub(super) async fn append<T: Serialize + ?Sized>(
+        &self,
+        op: &'static str,
+        key: &TenantKey,
+        name: &str,
+        item: &T,
+    ) -> Result<usize, StoreError> {
+        let name = field(op, name)?;
+        let item = to_value(op, key, name.as_str(), item)?;
+        let field_key = key.field_key(name.as_str());
+        let mut carry = Carry::new();
+        let mut closure = |current: Option<&Value>| -> Result<Value, BoxError> {
+            let mut list = match current {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(list)) => list.clone(),
+                Some(_) => {
+                    return carry.keep(Err(StoreError::deserialization(
+                        op,
+                        field_key.clone(),
+                        "JSON array",
+                        "the field holds no array",
+                    )));
+                }
+            };
+            list.push(item.clone());
+            Ok(Value::Array(list))
+        };
+        let updated = self
+            .store
+            .update_field(key, &name, self.ttl, self.policy, &mut closure)
+            .await;
+        Ok(carry.outcome(updated)?.new.as_array().map_or(0, Vec::len))
+    }
+
+    pub(super) async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
+        self.store.scan(pattern).await
+    }
+
+    pub(super) fn keys(&self) -> TenantKeys {
+        TenantKeys::new(self.tenant.as_str())
+    }
+}

@@ -1,0 +1,660 @@
+//! A real, throw-away Sentinel deployment on loopback for integration tests: one primary, two
+//! replicas and three sentinels, each its own `redis-server` process.
+//!
+//! [`SentinelSet::start`] starts the primary, then the replicas (`--replicaof`, waiting until their
+//! link is up), then the sentinels (`redis-server <dir>/sentinel.conf --sentinel` with a generated
+//! config monitoring the primary with quorum 2) and returns once they are ready, in about 2 seconds
+//! (sentinels find each other through hello messages published every 2 s). Dropping it kills every
+//! process and removes their directories. The design:
+//!
+//! * **The pieces of [`RedisServer`].** Every process is a [`RedisServer`] (see the
+//!   [`server`](super::server) module): binary lookup and install hint, its own directory (a
+//!   sentinel's holds its config, which it rewrites), free loopback ports, its own watchdog, its log
+//!   in every panic.
+//! * **Ready means a failover can happen.** Every sentinel reports the primary by
+//!   `SENTINEL get-master-addr-by-name`, lists both replicas (linked to the primary, not down) and the
+//!   other two sentinels (not down), and `SENTINEL CKQUORUM` says the quorum and the majority for a
+//!   failover are reachable.
+//! * **Fast, bounded failovers.** `down-after-milliseconds` 1000 and `failover-timeout` 5000 by
+//!   default ([`SentinelBuilder`]); replicas sync at once (`repl-diskless-sync-delay 0`).
+//!   [`SentinelSet::failover_bound`] adds up Sentinel's own timings (including a failed election's
+//!   retry after twice the failover timeout) with a margin for a busy machine; waits return as soon
+//!   as their condition holds.
+//! * **Passwords, optional and separate.** [`SentinelBuilder::password`] protects the data nodes
+//!   (`requirepass`, `masterauth`, and `sentinel auth-pass` for the sentinels);
+//!   [`SentinelBuilder::sentinel_password`] protects the sentinels themselves (`requirepass`, and
+//!   `sentinel sentinel-pass` so they can talk to each other). [`SentinelSet::url`] carries both in
+//!   the form statehouse accepts.
+//! * **Keyspace notifications** are on for the data nodes ([`SHARED_ARGS`]), as on the shared server.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use super::node::{Node, Role, info_fields, poll_until, start_nodes};
+use super::server::{ServerSpec, default_binary, percent_encode, userinfo};
+use super::{RedisServer, SHARED_ARGS};
+
+/// How long the start may take until every sentinel is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a restarted data node may take to be taken back as a replica: Sentinel waits 4 hello
+/// periods (8 s) after it reported being a primary, and asks replicas for `INFO` every 10 s.
+const RESTART_SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A primary, its replicas and the sentinels monitoring them; see the [module documentation](self).
+pub struct SentinelSet {
+    service: String,
+    /// The data nodes; the first one started as the primary.
+    data: Vec<Node>,
+    sentinels: Vec<Node>,
+    quorum: usize,
+    down_after: Duration,
+    failover_timeout: Duration,
+    password: Option<String>,
+    sentinel_password: Option<String>,
+}
+
+/// Options of a [`SentinelSet`]; see [`SentinelSet::builder`].
+#[derive(Debug, Clone)]
+pub struct SentinelBuilder {
+    service: String,
+    replicas: usize,
+    sentinels: usize,
+    quorum: usize,
+    down_after: Duration,
+    failover_timeout: Duration,
+    password: Option<String>,
+    sentinel_password: Option<String>,
+    args: Vec<String>,
+}
+
+impl Default for SentinelBuilder {
+    fn default() -> Self {
+        SentinelBuilder {
+            service: "statehouse".to_owned(),
+            replicas: 2,
+            sentinels: 3,
+            quorum: 2,
+            down_after: Duration::from_millis(1_000),
+            failover_timeout: Duration::from_millis(5_000),
+            password: None,
+            sentinel_password: None,
+            args: SHARED_ARGS.iter().map(|arg| (*arg).to_owned()).collect(),
+        }
+    }
+}
+
+impl SentinelBuilder {
+    /// The service (master) name the sentinels monitor. Default `statehouse`.
+    pub fn service(mut self, service: &str) -> Self {
+        service.clone_into(&mut self.service);
+        self
+    }
+
+    /// How many replicas (default 2; at least 1, or no failover can happen).
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// How many sentinels (default 3) and the quorum (default 2) to declare the primary down.
+    pub fn sentinels(mut self, sentinels: usize, quorum: usize) -> Self {
+        self.sentinels = sentinels;
+        self.quorum = quorum;
+        self
+    }
+
+    /// `down-after-milliseconds` (default 1 s): how long the primary may not answer before a
+    /// sentinel thinks it is down.
+    pub fn down_after(mut self, down_after: Duration) -> Self {
+        self.down_after = down_after;
+        self
+    }
+
+    /// `failover-timeout` (default 5 s); a failed election is retried after twice this.
+    pub fn failover_timeout(mut self, timeout: Duration) -> Self {
+        self.failover_timeout = timeout;
+        self
+    }
+
+    /// Makes the data nodes require `password` (`requirepass`; `masterauth` for replication; the
+    /// sentinels get `sentinel auth-pass`). [`SentinelSet::url`] carries it as the URL's password.
+    pub fn password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_owned());
+        self
+    }
+
+    /// Makes the sentinels require `password` (`requirepass`, and `sentinel sentinel-pass` between
+    /// them). [`SentinelSet::url`] carries it as the `sentinel_password` query parameter.
+    pub fn sentinel_password(mut self, password: &str) -> Self {
+        self.sentinel_password = Some(password.to_owned());
+        self
+    }
+
+    /// Extra `redis-server` arguments for the data nodes (after [`SHARED_ARGS`], so they win).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
+    }
+
+    /// Starts the set and waits until it is ready (see [`SentinelSet::start`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`SentinelSet::start`].
+    pub fn start(self) -> SentinelSet {
+        SentinelSet::start_with(self)
+    }
+}
+
+impl SentinelSet {
+    /// Starts one primary, two replicas and three sentinels (quorum 2) for the service
+    /// `statehouse`, and waits until they are ready (see the module documentation);
+    /// [`builder`](Self::builder) for more options.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server` cannot be executed (with install instructions), or if the set is not
+    /// ready within 30 seconds (with every process's log).
+    pub fn start() -> SentinelSet {
+        Self::builder().start()
+    }
+
+    /// Options beyond [`start`](Self::start): service name, counts, timings, passwords.
+    pub fn builder() -> SentinelBuilder {
+        SentinelBuilder::default()
+    }
+
+    fn start_with(options: SentinelBuilder) -> SentinelSet {
+        let binary = default_binary();
+        let mut data_args: Vec<String> = vec!["--repl-diskless-sync-delay".to_owned(), "0".to_owned()];
+        if let Some(password) = &options.password {
+            data_args.extend(["--requirepass".to_owned(), password.clone()]);
+            data_args.extend(["--masterauth".to_owned(), password.clone()]);
+        }
+        data_args.extend(options.args.iter().cloned());
+        let data_spec = |extra: &[String]| ServerSpec {
+            binary: binary.clone(),
+            extra_args: data_args.iter().chain(extra).cloned().collect(),
+            password: options.password.clone(),
+            ..ServerSpec::default()
+        };
+        let primary = Node::new(RedisServer::start_spec(data_spec(&[])));
+        let replica_of = [
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            primary.port().to_string(),
+        ];
+        let mut data = vec![primary];
+        data.extend(start_nodes(options.replicas, || data_spec(&replica_of)));
+        let config = sentinel_config(&options, data[0].port());
+        let sentinels = start_nodes(options.sentinels, || ServerSpec {
+            binary: binary.clone(),
+            extra_args: vec!["--sentinel".to_owned()],
+            config_file: Some(("sentinel.conf".to_owned(), config.clone())),
+            password: options.sentinel_password.clone(),
+            ..ServerSpec::default()
+        });
+        let set = SentinelSet {
+            service: options.service,
+            data,
+            sentinels,
+            quorum: options.quorum,
+            down_after: options.down_after,
+            failover_timeout: options.failover_timeout,
+            password: options.password,
+            sentinel_password: options.sentinel_password,
+        };
+        set.wait_for(READY_TIMEOUT, "the sentinels are not ready", || set.settled(true));
+        set
+    }
+
+    /// The monitored service's name.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// `redis+sentinel://[:password@]127.0.0.1:s1,127.0.0.1:s2,127.0.0.1:s3/SERVICE`, with
+    /// `?sentinel_password=…` when the sentinels have a password: the URL form statehouse accepts.
+    pub fn url(&self) -> String {
+        self.url_for(&self.service)
+    }
+
+    /// [`url`](Self::url) naming another service (which these sentinels do not know, unless it is
+    /// [`service`](Self::service)).
+    pub fn url_for(&self, service: &str) -> String {
+        let userinfo = userinfo(self.password.as_deref());
+        let sentinels: Vec<String> = self.sentinels.iter().map(Node::addr).collect();
+        let query = self
+            .sentinel_password
+            .as_deref()
+            .map_or_else(String::new, |password| {
+                format!("?sentinel_password={}", percent_encode(password))
+            });
+        format!(
+            "redis+sentinel://{userinfo}{}/{}{query}",
+            sentinels.join(","),
+            percent_encode(service)
+        )
+    }
+
+    /// One `redis://[:sentinel_password@]127.0.0.1:port` per sentinel: what redis-rs' `Sentinel`
+    /// takes.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        let userinfo = userinfo(self.sentinel_password.as_deref());
+        self.sentinels
+            .iter()
+            .map(|sentinel| format!("redis://{userinfo}{}", sentinel.addr()))
+            .collect()
+    }
+
+    /// The data nodes' password, if any.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// The sentinels' password, if any.
+    pub fn sentinel_password(&self) -> Option<&str> {
+        self.sentinel_password.as_deref()
+    }
+
+    /// `down-after-milliseconds` of this set.
+    pub fn down_after(&self) -> Duration {
+        self.down_after
+    }
+
+    /// The longest a failover may take from Sentinel's own timings: `down-after-milliseconds` until
+    /// the primary is suspected, 1 s for the other sentinels to agree and 1 s of desync before the
+    /// election, a failed election's retry after twice `failover-timeout`, then `failover-timeout`
+    /// for the promotion and the replicas' reconfiguration, plus 5 s for a busy machine. The waits
+    /// return as soon as the new primary is seen; this is only their bound.
+    pub fn failover_bound(&self) -> Duration {
+        self.down_after + Duration::from_secs(2) + self.failover_timeout * 3 + Duration::from_secs(5)
+    }
+
+    /// Every data node, in start order (the first started as the primary), running or not.
+    pub fn data_nodes(&self) -> &[Node] {
+        &self.data
+    }
+
+    /// Every sentinel, in start order.
+    pub fn sentinels(&self) -> &[Node] {
+        &self.sentinels
+    }
+
+    /// The data node a running sentinel reports as the primary now
+    /// (`SENTINEL get-master-addr-by-name`).
+    ///
+    /// # Panics
+    ///
+    /// If no sentinel answers, or it names no data node of this set (with every log).
+    pub fn primary(&self) -> &Node {
+        let mut last = String::from("no sentinel is running");
+        for sentinel in self.sentinels.iter().filter(|node| node.is_running()) {
+            match self.reported_primary(sentinel) {
+                Ok(port) => match self.data.iter().find(|node| node.port() == port) {
+                    Some(node) => return node,
+                    None => self.fail(&format!("{} reports port {port} as the primary", sentinel.addr())),
+                },
+                Err(err) => last = err,
+            }
+        }
+        self.fail(&format!("no sentinel reports the primary: {last}"))
+    }
+
+    /// The running data nodes other than [`primary`](Self::primary), in start order.
+    ///
+    /// # Panics
+    ///
+    /// As [`primary`](Self::primary).
+    pub fn replicas(&self) -> Vec<&Node> {
+        let primary = self.primary().port();
+        self.data
+            .iter()
+            .filter(|node| node.port() != primary && node.is_running())
+            .collect()
+    }
+
+    /// Asks a running sentinel for a failover (`SENTINEL FAILOVER <service>`: no agreement needed,
+    /// the primary stays up and is turned into a replica) and returns the primary it replaces; then
+    /// [`wait_for_new_primary`](Self::wait_for_new_primary).
+    ///
+    /// # Panics
+    ///
+    /// If the sentinel refuses (e.g. `NOGOODSLAVE`, `INPROG`), with every log.
+    pub fn failover(&self) -> &Node {
+        let old = self.primary();
+        let sentinel = self.running_sentinel();
+        if let Err(err) = sentinel.query::<()>(redis::cmd("SENTINEL").arg("FAILOVER").arg(&self.service)) {
+            self.fail(&format!("SENTINEL FAILOVER {} failed: {err}", self.service));
+        }
+        old
+    }
+
+    /// Kills the primary with `SIGKILL` and returns it; the sentinels notice after
+    /// `down-after-milliseconds` and elect a replica: [`wait_for_new_primary`](Self::wait_for_new_primary).
+    ///
+    /// # Panics
+    ///
+    /// As [`primary`](Self::primary).
+    pub fn kill_primary(&self) -> &Node {
+        let primary = self.primary();
+        primary.kill();
+        primary
+    }
+
+    /// Kills `node` (a data node or a sentinel) with `SIGKILL`.
+    pub fn kill(&self, node: &Node) {
+        node.kill();
+    }
+
+    /// Waits until every running sentinel reports the same primary, another one than `old`, and
+    /// that node says `ROLE` master; returns it. Polls; `timeout` is the bound
+    /// ([`failover_bound`](Self::failover_bound) is the one from Sentinel's timings).
+    ///
+    /// # Panics
+    ///
+    /// If that does not happen within `timeout` (with what was last seen and every log).
+    pub fn wait_for_new_primary(&self, old: &Node, timeout: Duration) -> &Node {
+        let what = format!("no new primary replaced port {}", old.port());
+        let port = self.wait_for(timeout, &what, || {
+            let port = self.agreed_primary()?;
+            if port == old.port() {
+                return Err(format!("the sentinels still report port {port}"));
+            }
+            let node = self.data_node(port)?;
+            match node.try_role()? {
+                Role::Primary => Ok(port),
+                role => Err(format!(
+                    "{} is reported as the primary but says ROLE {role:?}",
+                    node.addr()
+                )),
+            }
+        });
+        self.data
+            .iter()
+            .find(|node| node.port() == port)
+            .unwrap_or_else(|| self.fail(&format!("port {port} vanished")))
+    }
+
+    /// Waits until the set is settled: the sentinels agree on a primary that says `ROLE` master,
+    /// every other running data node replicates it with its link up, and every running sentinel
+    /// lists those replicas and the other running sentinels as not down.
+    ///
+    /// # Panics
+    ///
+    /// If that does not happen within `timeout` (with what was last seen and every log).
+    pub fn wait_until_settled(&self, timeout: Duration) {
+        self.wait_for(timeout, "the set has not settled", || self.settled(false));
+    }
+
+    /// Restarts a killed data node on its port with its original arguments (so a former primary
+    /// comes back as an empty primary, as after a crash without persistence) and waits until the
+    /// sentinels have turned it into a replica of the current primary and it has synced: Sentinel
+    /// waits 8 s after such a node reported being a primary, so this takes about 10 s.
+    ///
+    /// # Panics
+    ///
+    /// If the node does not start or the set does not settle within 60 s (with every log).
+    pub fn restart_node(&self, node: &Node) {
+        node.restart();
+        self.wait_for(
+            RESTART_SETTLE_TIMEOUT,
+            "the set has not settled after a restart",
+            || self.settled(false),
+        );
+    }
+
+    /// Kills every process (`SIGKILL`); their directories stay until the set is dropped.
+    pub fn stop(&self) {
+        for node in self.sentinels.iter().chain(&self.data) {
+            node.kill();
+        }
+    }
+
+    /// Polls `check` until it returns `Ok`, panicking with `what`, the last error and every log at
+    /// the deadline.
+    fn wait_for<T>(&self, timeout: Duration, what: &str, check: impl FnMut() -> Result<T, String>) -> T {
+        poll_until(timeout, check).unwrap_or_else(|why| self.fail(&format!("{what} {why}")))
+    }
+
+    fn running_sentinel(&self) -> &Node {
+        self.sentinels
+            .iter()
+            .find(|node| node.is_running())
+            .unwrap_or_else(|| self.fail("no sentinel is running"))
+    }
+
+    fn data_node(&self, port: u16) -> Result<&Node, String> {
+        self.data
+            .iter()
+            .find(|node| node.port() == port && node.is_running())
+            .ok_or_else(|| format!("port {port} is not a running data node of this set"))
+    }
+
+    /// The port `sentinel` reports for the service.
+    fn reported_primary(&self, sentinel: &Node) -> Result<u16, String> {
+        let addr: Option<(String, u16)> = sentinel.query(
+            redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(&self.service),
+        )?;
+        addr.map(|(_, port)| port)
+            .ok_or_else(|| format!("{} does not know {}", sentinel.addr(), self.service))
+    }
+
+    /// The port every running sentinel reports for the service.
+    fn agreed_primary(&self) -> Result<u16, String> {
+        let mut agreed = None;
+        for sentinel in self.sentinels.iter().filter(|node| node.is_running()) {
+            let port = self.reported_primary(sentinel)?;
+            match agreed {
+                None => agreed = Some(port),
+                Some(first) if first == port => {}
+                Some(first) => return Err(format!("the sentinels report port {first} and port {port}")),
+            }
+        }
+        agreed.ok_or_else(|| "no sentinel is running".to_owned())
+    }
+
+    /// `Ok` when the set is settled (see [`wait_until_settled`](Self::wait_until_settled)). `strict`
+    /// (the start) also wants each sentinel's own record of every replica to show its link to the
+    /// primary up and `SENTINEL CKQUORUM` to pass; Sentinel refreshes a replica's record only every
+    /// 10 s, so after a failover that would wait for nothing a client sees.
+    fn settled(&self, strict: bool) -> Result<(), String> {
+        let primary = self.agreed_primary()?;
+        let primary_node = self.data_node(primary)?;
+        if primary_node.try_role()? != Role::Primary {
+            return Err(format!(
+                "{} is reported as the primary but is not one",
+                primary_node.addr()
+            ));
+        }
+        let replicas: BTreeSet<u16> = self
+            .data
+            .iter()
+            .filter(|node| node.is_running() && node.port() != primary)
+            .map(Node::port)
+            .collect();
+        for port in &replicas {
+            let node = self.data_node(*port)?;
+            let info: String = node.query(redis::cmd("INFO").arg("replication"))?;
+            let fields = info_fields(&info);
+            if fields.get("role").map(String::as_str) != Some("slave")
+                || fields.get("master_port") != Some(&primary.to_string())
+                || fields.get("master_link_status").map(String::as_str) != Some("up")
+            {
+                return Err(format!(
+                    "{} is not a linked replica of port {primary}",
+                    node.addr()
+                ));
+            }
+        }
+        let running_sentinels: BTreeSet<u16> = self
+            .sentinels
+            .iter()
+            .filter(|node| node.is_running())
+            .map(Node::port)
+            .collect();
+        for sentinel in self.sentinels.iter().filter(|node| node.is_running()) {
+            let listed: Vec<Vec<String>> =
+                sentinel.query(redis::cmd("SENTINEL").arg("REPLICAS").arg(&self.service))?;
+            let mut known = BTreeSet::new();
+            for fields in listed.iter().map(|flat| pairs(flat)) {
+                let port = fields.get("port").and_then(|port| port.parse::<u16>().ok());
+                let up = fields.get("flags").is_some_and(|flags| not_down(flags));
+                let linked = fields.get("master-link-status").map(String::as_str) == Some("ok")
+                    && fields.get("master-port") == Some(&primary.to_string());
+                if let Some(port) = port
+                    && up
+                    && (linked || !strict)
+                {
+                    known.insert(port);
+                }
+            }
+            if !replicas.is_subset(&known) {
+                return Err(format!(
+                    "{} knows the replicas {known:?} (want {replicas:?})",
+                    sentinel.addr()
+                ));
+            }
+            let listed: Vec<Vec<String>> =
+                sentinel.query(redis::cmd("SENTINEL").arg("SENTINELS").arg(&self.service))?;
+            let mut known: BTreeSet<u16> = listed
+                .iter()
+                .map(|flat| pairs(flat))
+                .filter(|fields| fields.get("flags").is_some_and(|flags| not_down(flags)))
+                .filter_map(|fields| fields.get("port").and_then(|port| port.parse().ok()))
+                .collect();
+            known.insert(sentinel.port());
+            if !running_sentinels.is_subset(&known) {
+                return Err(format!(
+                    "{} knows the sentinels {known:?} (want {running_sentinels:?})",
+                    sentinel.addr()
+                ));
+            }
+            if strict {
+                sentinel.query::<String>(redis::cmd("SENTINEL").arg("CKQUORUM").arg(&self.service))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Panics with `what` and every process's log.
+    fn fail(&self, what: &str) -> ! {
+        let mut reports = String::new();
+        for (index, node) in self.data.iter().enumerate() {
+            reports.push_str(&format!(
+                "\n===== data node {index}: {} =====\n{}",
+                node.addr(),
+                node.report()
+            ));
+        }
+        for (index, node) in self.sentinels.iter().enumerate() {
+            reports.push_str(&format!(
+                "\n===== sentinel {index}: {} =====\n{}",
+                node.addr(),
+                node.report()
+            ));
+        }
+        panic!(
+            "statehouse redis sentinel harness: {what}\nservice: {}, quorum: {}{reports}",
+            self.service, self.quorum
+        )
+    }
+}
+
+impl fmt::Debug for SentinelSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelSet")
+            .field("service", &self.service)
+            .field("data", &self.data)
+            .field("sentinels", &self.sentinels)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The generated `sentinel.conf` (the harness adds port, bind, dir and log file on the command line).
+fn sentinel_config(options: &SentinelBuilder, primary_port: u16) -> String {
+    let service = &options.service;
+    let mut config = format!(
+        "sentinel resolve-hostnames no\n\
+         sentinel announce-hostnames no\n\
+         sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}\n\
+         sentinel down-after-milliseconds {service} {down_after}\n\
+         sentinel failover-timeout {service} {failover_timeout}\n\
+         sentinel parallel-syncs {service} 1\n",
+        quorum = options.quorum,
+        down_after = options.down_after.as_millis(),
+        failover_timeout = options.failover_timeout.as_millis(),
+    );
+    if let Some(password) = &options.password {
+        config.push_str(&format!("sentinel auth-pass {service} {}\n", quote(password)));
+    }
+    if let Some(password) = &options.sentinel_password {
+        config.push_str(&format!("requirepass {}\n", quote(password)));
+        config.push_str(&format!("sentinel sentinel-pass {}\n", quote(password)));
+    }
+    config
+}
+
+/// `text` as a double-quoted Redis config argument.
+fn quote(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for ch in text.chars() {
+        match ch {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(ch);
+            }
+            '\n' => quoted.push_str("\\n"),
+            _ => quoted.push(ch),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// A flat `[name, value, name, value, …]` reply as a map.
+fn pairs(flat: &[String]) -> HashMap<String, String> {
+    flat.chunks_exact(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect()
+}
+
+/// Whether Sentinel's `flags` say the instance is reachable and not thought down.
+fn not_down(flags: &str) -> bool {
+    !flags
+        .split(',')
+        .any(|flag| matches!(flag, "s_down" | "o_down" | "disconnected"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_quotes_passwords_and_names_the_service() {
+        let options = SentinelBuilder::default()
+            .service("svc")
+            .password("p\"w\\")
+            .sentinel_password("s p");
+        let config = sentinel_config(&options, 7000);
+        assert!(
+            config.contains("sentinel monitor svc 127.0.0.1 7000 2\n"),
+            "{config}"
+        );
+        assert!(
+            config.contains("sentinel auth-pass svc \"p\\\"w\\\\\"\n"),
+            "{config}"
+        );
+        assert!(config.contains("requirepass \"s p\"\n"), "{config}");
+        assert!(config.contains("sentinel sentinel-pass \"s p\"\n"), "{config}");
+        assert!(not_down("slave") && !not_down("slave,s_down") && !not_down("sentinel,disconnected"));
+    }
+}
