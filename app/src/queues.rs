@@ -3,11 +3,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use statehouse_domain::layout::TenantKeys;
-use statehouse_domain::validate_tenant;
+use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys};
 use statehouse_ports::{
-    ActionName, BatchName, QueueItem, QueueName, QueueStore, ServiceName, StoreError, ValidationExt, decode,
-    encode,
+    ActionName, BatchName, QueueItem, QueueName, QueueStore, ServiceName, StoreError, TenantId,
+    ValidationExt, decode, encode,
 };
 
 /// Batch queues: per-tenant FIFO queues of JSON items, named by service,
@@ -48,35 +47,30 @@ pub struct Item<T> {
     pub value: T,
 }
 
-fn tenant(op: &'static str, tenant: &str) -> Result<(), StoreError> {
-    validate_tenant(tenant).for_op(op, tenant)
+fn tenant(op: &'static str, tenant: &str) -> Result<TenantId, StoreError> {
+    TenantId::new(tenant).for_op(op, tenant)
 }
 
 fn service(op: &'static str, name: &str) -> Result<ServiceName, StoreError> {
     ServiceName::new(name).for_op(op, name)
 }
 
-fn key(tenant: &str, queue: &QueueName) -> String {
-    TenantKeys::new(tenant).queue(
-        queue.service.as_str(),
-        queue.batch.as_str(),
-        queue.action.as_str(),
-    )
+/// The keys of `queue` of `tenant`, derived once per call and passed down.
+fn keys(op: &'static str, tenant_name: &str, queue: &QueueName) -> Result<QueueKeys, StoreError> {
+    Ok(QueueKeys::new(&tenant(op, tenant_name)?, queue))
 }
 
 fn decoded<T: DeserializeOwned>(
     op: &'static str,
-    tenant: &str,
-    queue: &QueueName,
+    keys: &QueueKeys,
     items: Vec<QueueItem>,
 ) -> Result<Vec<Item<T>>, StoreError> {
-    let key = key(tenant, queue);
     items
         .into_iter()
         .map(|item| {
             Ok(Item {
                 id: item.id,
-                value: decode(op, &key, &item.payload)?,
+                value: decode(op, keys.list(), &item.payload)?,
             })
         })
         .collect()
@@ -107,12 +101,12 @@ impl Queues {
         items: &[T],
     ) -> Result<Vec<u64>, StoreError> {
         const OP: &str = "enqueue";
-        tenant(OP, tenant_name)?;
+        let keys = keys(OP, tenant_name, queue)?;
         let payloads = items
             .iter()
-            .map(|item| encode(OP, &key(tenant_name, queue), item))
+            .map(|item| encode(OP, keys.list(), item))
             .collect::<Result<Vec<_>, _>>()?;
-        self.port.enqueue(tenant_name, queue, &payloads).await
+        self.port.enqueue(&keys, &payloads).await
     }
 
     /// At most `count` waiting items from index `start` (0 = oldest), left
@@ -125,9 +119,9 @@ impl Queues {
         count: usize,
     ) -> Result<Vec<Item<T>>, StoreError> {
         const OP: &str = "queue_range";
-        tenant(OP, tenant_name)?;
-        let items = self.port.range(tenant_name, queue, start, count).await?;
-        decoded(OP, tenant_name, queue, items)
+        let keys = keys(OP, tenant_name, queue)?;
+        let items = self.port.range(&keys, start, count).await?;
+        decoded(OP, &keys, items)
     }
 
     /// Removes the oldest `count` waiting items; how many went.
@@ -137,35 +131,37 @@ impl Queues {
         queue: &QueueName,
         count: usize,
     ) -> Result<usize, StoreError> {
-        tenant("queue_trim", tenant_name)?;
-        self.port.trim(tenant_name, queue, count).await
+        self.port
+            .trim(&keys("queue_trim", tenant_name, queue)?, count)
+            .await
     }
 
     /// How many items wait (claimed ones not counted).
     pub async fn len(&self, tenant_name: &str, queue: &QueueName) -> Result<u64, StoreError> {
-        tenant("queue_len", tenant_name)?;
-        self.port.len(tenant_name, queue).await
+        self.port.len(&keys("queue_len", tenant_name, queue)?).await
     }
 
     /// The tenant's queues of `service` that hold items.
     pub async fn queues(&self, tenant_name: &str, service_name: &str) -> Result<Vec<QueueName>, StoreError> {
         const OP: &str = "queue_list";
-        tenant(OP, tenant_name)?;
-        self.port.queues(tenant_name, &service(OP, service_name)?).await
+        let index = QueueIndex::new(&tenant(OP, tenant_name)?, &service(OP, service_name)?);
+        self.port.queues(&index).await
     }
 
     /// The tenants with queued work for `service`, oldest mark first.
     pub async fn pending(&self, service_name: &str) -> Result<Vec<String>, StoreError> {
-        self.port.pending(&service("queue_pending", service_name)?).await
+        let service = service("queue_pending", service_name)?;
+        self.port.pending(&ServiceKeys::new(service.as_str())).await
     }
 
     /// Drops a tenant's pending mark. Remove it *before* draining the
     /// tenant's queues: work enqueued meanwhile marks it again.
     pub async fn remove_pending(&self, service_name: &str, tenant_name: &str) -> Result<bool, StoreError> {
         const OP: &str = "queue_remove_pending";
-        tenant(OP, tenant_name)?;
+        let tenant = tenant(OP, tenant_name)?;
+        let service = service(OP, service_name)?;
         self.port
-            .remove_pending(&service(OP, service_name)?, tenant_name)
+            .remove_pending(&ServiceKeys::new(service.as_str()), &tenant)
             .await
     }
 
@@ -179,14 +175,13 @@ impl Queues {
         lease: Duration,
     ) -> Result<Vec<Item<T>>, StoreError> {
         const OP: &str = "queue_claim";
-        tenant(OP, tenant_name)?;
-        let items = self.port.claim(tenant_name, queue, max, lease).await?;
-        decoded(OP, tenant_name, queue, items)
+        let keys = keys(OP, tenant_name, queue)?;
+        let items = self.port.claim(&keys, max, lease).await?;
+        decoded(OP, &keys, items)
     }
 
     /// Acknowledges claimed items (removes them for good); how many were held.
     pub async fn ack(&self, tenant_name: &str, queue: &QueueName, ids: &[u64]) -> Result<usize, StoreError> {
-        tenant("queue_ack", tenant_name)?;
-        self.port.ack(tenant_name, queue, ids).await
+        self.port.ack(&keys("queue_ack", tenant_name, queue)?, ids).await
     }
 }

@@ -2,10 +2,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use statehouse_domain::validate_tenant;
+use statehouse_domain::layout::TriggerKeys;
 use statehouse_ports::{
-    ActionName, BoxError, Claimed, ClaimedTrigger, PendingTrigger, StoreError, TriggerId, TriggerStore,
-    ValidationExt,
+    ActionName, BoxError, Claimed, ClaimedTrigger, PendingTrigger, StoreError, TenantId, TriggerId,
+    TriggerStore, ValidationExt,
 };
 use tokio::sync::Notify;
 
@@ -62,8 +62,10 @@ impl Default for ListenOptions {
     }
 }
 
-fn tenant(op: &'static str, tenant: &str) -> Result<(), StoreError> {
-    validate_tenant(tenant).for_op(op, tenant)
+/// The trigger keys of `tenant`, derived once per call (once per
+/// listener) and passed down.
+fn keys(op: &'static str, tenant: &str) -> Result<TriggerKeys, StoreError> {
+    Ok(TriggerKeys::new(&TenantId::new(tenant).for_op(op, tenant)?))
 }
 
 fn names(op: &'static str, action: &str, id: &str) -> Result<(ActionName, TriggerId), StoreError> {
@@ -94,9 +96,9 @@ impl Triggers {
         delay: Duration,
     ) -> Result<(), StoreError> {
         const OP: &str = "trigger_set";
-        tenant(OP, tenant_name)?;
+        let keys = keys(OP, tenant_name)?;
         let (action, id) = names(OP, action, id)?;
-        self.port.set(tenant_name, &action, &id, delay).await?;
+        self.port.set(&keys, &action, &id, delay).await?;
         self.wake.notify_waiters();
         Ok(())
     }
@@ -104,50 +106,48 @@ impl Triggers {
     /// Cancels one trigger; whether it was pending.
     pub async fn cancel(&self, tenant_name: &str, action: &str, id: &str) -> Result<bool, StoreError> {
         const OP: &str = "trigger_cancel";
-        tenant(OP, tenant_name)?;
+        let keys = keys(OP, tenant_name)?;
         let (action, id) = names(OP, action, id)?;
-        self.port.cancel(tenant_name, &action, &id).await
+        self.port.cancel(&keys, &action, &id).await
     }
 
     /// Cancels every trigger of `id`; how many there were.
     pub async fn cancel_all(&self, tenant_name: &str, id: &str) -> Result<usize, StoreError> {
         const OP: &str = "trigger_cancel_all";
-        tenant(OP, tenant_name)?;
+        let keys = keys(OP, tenant_name)?;
         let id = TriggerId::new(id).for_op(OP, id)?;
-        self.port.cancel_all(tenant_name, &id).await
+        self.port.cancel_all(&keys, &id).await
     }
 
     /// The tenant's triggers, earliest first.
     pub async fn list(&self, tenant_name: &str) -> Result<Vec<PendingTrigger>, StoreError> {
-        tenant("trigger_list", tenant_name)?;
-        self.port.list(tenant_name, false).await
+        self.port.list(&keys("trigger_list", tenant_name)?, false).await
     }
 
     /// The tenant's triggers due now (claimed or not), earliest first.
     pub async fn due(&self, tenant_name: &str) -> Result<Vec<PendingTrigger>, StoreError> {
-        tenant("trigger_list", tenant_name)?;
-        self.port.list(tenant_name, true).await
+        self.port.list(&keys("trigger_list", tenant_name)?, true).await
     }
 
     /// Claims at most `max` due triggers for `lease` (the building block of
     /// [`listen`](Self::listen)).
     pub async fn claim(&self, tenant_name: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
-        tenant("trigger_claim", tenant_name)?;
-        self.port.claim(tenant_name, max, lease).await
+        self.port
+            .claim(&keys("trigger_claim", tenant_name)?, max, lease)
+            .await
     }
 
     /// Acknowledges a claimed trigger: it never fires again. `false` if the
     /// claim was stale (its lease ran out and it was handed out again, or
     /// it was set again or cancelled meanwhile).
     pub async fn ack(&self, tenant_name: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
-        tenant("trigger_ack", tenant_name)?;
-        self.port.ack(tenant_name, trigger).await
+        self.port.ack(&keys("trigger_ack", tenant_name)?, trigger).await
     }
 
     /// Runs a listener for `tenant` until `stop` completes: claims due
     /// triggers, runs `handler` on each, acknowledges those it handled
     /// (`Ok`); a trigger whose handler failed is left to its lease and
-    /// delivered again. Between claims it sleeps until the tenant's next
+    /// delivered again (its [`ClaimedTrigger::deliveries`] then above 1). Between claims it sleeps until the tenant's next
     /// trigger is due (at most `options.max_idle`, and less when a `set`
     /// through this facade wakes it), never polling faster.
     ///
@@ -165,7 +165,7 @@ impl Triggers {
         F: FnMut(ClaimedTrigger) -> Fut,
         Fut: Future<Output = Result<(), BoxError>>,
     {
-        tenant("trigger_listen", tenant_name)?;
+        let keys = keys("trigger_listen", tenant_name)?;
         let batch = options.batch.max(1);
         tokio::pin!(stop);
         loop {
@@ -180,12 +180,12 @@ impl Triggers {
             let woken = self.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let sleep = match self.port.claim(tenant_name, batch, options.lease).await {
+            let sleep = match self.port.claim(&keys, batch, options.lease).await {
                 Ok(claimed) => {
                     let full = claimed.triggers.len() >= batch;
                     for trigger in claimed.triggers {
                         match handler(trigger.clone()).await {
-                            Ok(()) => match self.port.ack(tenant_name, &trigger).await {
+                            Ok(()) => match self.port.ack(&keys, &trigger).await {
                                 Ok(_) => {}
                                 // Unacknowledged: delivered again after its lease.
                                 Err(error) if error.is_retryable() => tracing::warn!(

@@ -16,6 +16,9 @@
 //!   `{TypeName}:{id}`, and its key ([`synced_key`]).
 //! - [`TenantId`], [`TenantKey`], [`TenantPattern`] and the ids of the
 //!   tenant repositories (`tenant.rs`): one tenant's hashes and globs.
+//! - [`ActionName`], [`TriggerId`], [`BatchName`], [`QueueName`]
+//!   (`trigger.rs`): the names of triggers and queues (their keys:
+//!   [`layout::TriggerKeys`], [`layout::QueueKeys`]).
 //! - [`ChangeEvent`], [`FeedEvent`], [`ConfigEntry`] (`change.rs`): what a
 //!   change feed delivers, and the versioned envelope of a configuration
 //!   entry with its bounded history.
@@ -56,5 +59,5 @@ pub use tenant::{
     FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
     validate_tenant,
 };
-pub use trigger::{ActionName, BatchName, TriggerId};
+pub use trigger::{ActionName, BatchName, QueueName, TriggerId};
 pub use ttl::Ttl;

@@ -59,7 +59,7 @@ pub use error::{BoxError, Carry, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, decode_value, encode};
 #[cfg(feature = "mock")]
 pub use queues::MockQueueStore;
-pub use queues::{QueueItem, QueueName, QueueStore};
+pub use queues::{QueueItem, QueueStore};
 pub use retry::{Attempt, Backoff, Optimistic, RetryPolicy};
 #[cfg(feature = "mock")]
 pub use subjects::MockSubjectStore;
@@ -83,7 +83,8 @@ pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;
-pub use statehouse_domain::{ActionName, BatchName, TriggerId};
+pub use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TriggerKeys};
+pub use statehouse_domain::{ActionName, BatchName, QueueName, TriggerId};
 /// Re-exported domain types used in port signatures.
 pub use statehouse_domain::{
     ChangeEvent, ChangeKind, ConfigEntry, FeedEvent, Key, KeyPattern, LogEntry, PropertyKind, PropertyName,

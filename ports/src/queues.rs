@@ -6,53 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use statehouse_domain::layout::TenantKeys;
-use statehouse_domain::{ActionName, BatchName, ServiceName};
+use statehouse_domain::QueueName;
+use statehouse_domain::TenantId;
+use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys};
 
 use crate::StoreError;
-
-/// Which queue: a tenant's queue is named by service, batch and action.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueName {
-    /// The service that drains it.
-    pub service: ServiceName,
-    /// The batch.
-    pub batch: BatchName,
-    /// The action its items are for.
-    pub action: ActionName,
-}
-
-impl QueueName {
-    /// The queue `service`/`batch`/`action`.
-    pub fn new(service: ServiceName, batch: BatchName, action: ActionName) -> Self {
-        Self {
-            service,
-            batch,
-            action,
-        }
-    }
-
-    /// The queues named by the members of a tenant's set of a service's
-    /// queues (`TenantKeys::queues_of`), as both adapters list them; a
-    /// member this layout did not write is skipped.
-    pub fn of_members<'m>(
-        tenant: &TenantKeys,
-        service: &ServiceName,
-        members: impl IntoIterator<Item = &'m str>,
-    ) -> Vec<Self> {
-        members
-            .into_iter()
-            .filter_map(|member| {
-                let (batch, action) = tenant.queue_of_member(member)?;
-                Some(Self::new(
-                    service.clone(),
-                    BatchName::new(batch).ok()?,
-                    ActionName::new(action).ok()?,
-                ))
-            })
-            .collect()
-    }
-}
 
 /// One item of a queue: its id (increasing in enqueue order within the
 /// queue) and its payload bytes.
@@ -65,6 +23,11 @@ pub struct QueueItem {
 }
 
 /// Per-tenant FIFO batch queues.
+///
+/// Every call takes the key set it works on, derived once by the caller
+/// from validated names ([`QueueKeys`]: one queue of one tenant;
+/// [`QueueIndex`]: a tenant's queues of a service; [`ServiceKeys`]: a
+/// service's pending tenants), so no layer or adapter builds a key again.
 ///
 /// # Contract
 ///
@@ -83,7 +46,8 @@ pub struct QueueItem {
 ///   workers reading the same range both process it.
 /// - `claim` atomically takes up to `max` items for `lease`: first items
 ///   whose lease ran out (a crashed worker's), then waiting ones, oldest
-///   first. Two claimers never get the same item while its lease runs.
+///   first, both in queue order (by id, whatever lease each had: a claim
+///   is always in increasing id order). Two claimers never get the same item while its lease runs.
 ///   `ack` removes claimed items for good (ids not held: ignored, not
 ///   counted); an unacknowledged item comes back after its lease. Acks go
 ///   by id, without a claim token: a late ack (after the lease ran out)
@@ -101,109 +65,96 @@ pub struct QueueItem {
 #[async_trait]
 pub trait QueueStore: Debug + Send + Sync + 'static {
     /// Appends `payloads` in order; returns their ids.
-    async fn enqueue(
-        &self,
-        tenant: &str,
-        queue: &QueueName,
-        payloads: &[Vec<u8>],
-    ) -> Result<Vec<u64>, StoreError>;
+    async fn enqueue(&self, queue: &QueueKeys, payloads: &[Vec<u8>]) -> Result<Vec<u64>, StoreError>;
 
     /// At most `count` waiting items from index `start` (0 = oldest).
     async fn range(
         &self,
-        tenant: &str,
-        queue: &QueueName,
+        queue: &QueueKeys,
         start: usize,
         count: usize,
     ) -> Result<Vec<QueueItem>, StoreError>;
 
     /// Removes the oldest `count` waiting items; returns how many went.
-    async fn trim(&self, tenant: &str, queue: &QueueName, count: usize) -> Result<usize, StoreError>;
+    async fn trim(&self, queue: &QueueKeys, count: usize) -> Result<usize, StoreError>;
 
     /// How many items wait (claimed ones not counted).
-    async fn len(&self, tenant: &str, queue: &QueueName) -> Result<u64, StoreError>;
+    async fn len(&self, queue: &QueueKeys) -> Result<u64, StoreError>;
 
-    /// The tenant's queues of `service` holding items, by first enqueue.
-    async fn queues(&self, tenant: &str, service: &ServiceName) -> Result<Vec<QueueName>, StoreError>;
+    /// The tenant's queues of the index's service holding items, by first
+    /// enqueue.
+    async fn queues(&self, index: &QueueIndex) -> Result<Vec<QueueName>, StoreError>;
 
-    /// The tenants with queued work for `service`, oldest mark first.
-    async fn pending(&self, service: &ServiceName) -> Result<Vec<String>, StoreError>;
+    /// The tenants with queued work for the service, oldest mark first.
+    async fn pending(&self, service: &ServiceKeys) -> Result<Vec<String>, StoreError>;
 
-    /// Drops `tenant`'s pending mark for `service`; whether it was there.
-    async fn remove_pending(&self, service: &ServiceName, tenant: &str) -> Result<bool, StoreError>;
+    /// Drops `tenant`'s pending mark for the service; whether it was there.
+    async fn remove_pending(&self, service: &ServiceKeys, tenant: &TenantId) -> Result<bool, StoreError>;
 
     /// Claims up to `max` items for `lease`, oldest first.
     async fn claim(
         &self,
-        tenant: &str,
-        queue: &QueueName,
+        queue: &QueueKeys,
         max: usize,
         lease: Duration,
     ) -> Result<Vec<QueueItem>, StoreError>;
 
     /// Acknowledges claimed items; returns how many were held.
-    async fn ack(&self, tenant: &str, queue: &QueueName, ids: &[u64]) -> Result<usize, StoreError>;
+    async fn ack(&self, queue: &QueueKeys, ids: &[u64]) -> Result<usize, StoreError>;
 }
 
 macro_rules! forward_queue_store {
     ($wrapper:ident) => {
         #[async_trait]
         impl<T: QueueStore + ?Sized> QueueStore for $wrapper<T> {
-            async fn enqueue(
-                &self,
-                tenant: &str,
-                queue: &QueueName,
-                payloads: &[Vec<u8>],
-            ) -> Result<Vec<u64>, StoreError> {
-                (**self).enqueue(tenant, queue, payloads).await
+            async fn enqueue(&self, queue: &QueueKeys, payloads: &[Vec<u8>]) -> Result<Vec<u64>, StoreError> {
+                (**self).enqueue(queue, payloads).await
             }
 
             async fn range(
                 &self,
-                tenant: &str,
-                queue: &QueueName,
+                queue: &QueueKeys,
                 start: usize,
                 count: usize,
             ) -> Result<Vec<QueueItem>, StoreError> {
-                (**self).range(tenant, queue, start, count).await
+                (**self).range(queue, start, count).await
             }
 
-            async fn trim(&self, tenant: &str, queue: &QueueName, count: usize) -> Result<usize, StoreError> {
-                (**self).trim(tenant, queue, count).await
+            async fn trim(&self, queue: &QueueKeys, count: usize) -> Result<usize, StoreError> {
+                (**self).trim(queue, count).await
             }
 
-            async fn len(&self, tenant: &str, queue: &QueueName) -> Result<u64, StoreError> {
-                (**self).len(tenant, queue).await
+            async fn len(&self, queue: &QueueKeys) -> Result<u64, StoreError> {
+                (**self).len(queue).await
             }
 
-            async fn queues(
-                &self,
-                tenant: &str,
-                service: &ServiceName,
-            ) -> Result<Vec<QueueName>, StoreError> {
-                (**self).queues(tenant, service).await
+            async fn queues(&self, index: &QueueIndex) -> Result<Vec<QueueName>, StoreError> {
+                (**self).queues(index).await
             }
 
-            async fn pending(&self, service: &ServiceName) -> Result<Vec<String>, StoreError> {
+            async fn pending(&self, service: &ServiceKeys) -> Result<Vec<String>, StoreError> {
                 (**self).pending(service).await
             }
 
-            async fn remove_pending(&self, service: &ServiceName, tenant: &str) -> Result<bool, StoreError> {
+            async fn remove_pending(
+                &self,
+                service: &ServiceKeys,
+                tenant: &TenantId,
+            ) -> Result<bool, StoreError> {
                 (**self).remove_pending(service, tenant).await
             }
 
             async fn claim(
                 &self,
-                tenant: &str,
-                queue: &QueueName,
+                queue: &QueueKeys,
                 max: usize,
                 lease: Duration,
             ) -> Result<Vec<QueueItem>, StoreError> {
-                (**self).claim(tenant, queue, max, lease).await
+                (**self).claim(queue, max, lease).await
             }
 
-            async fn ack(&self, tenant: &str, queue: &QueueName, ids: &[u64]) -> Result<usize, StoreError> {
-                (**self).ack(tenant, queue, ids).await
+            async fn ack(&self, queue: &QueueKeys, ids: &[u64]) -> Result<usize, StoreError> {
+                (**self).ack(queue, ids).await
             }
         }
     };

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use statehouse_domain::layout::TriggerKeys;
 use statehouse_domain::{ActionName, TriggerId};
 
 use crate::StoreError;
@@ -35,9 +36,16 @@ pub struct ClaimedTrigger {
     pub action: String,
     /// What it is about.
     pub id: String,
-    /// Which claim of this trigger this is (1 for the first delivery, more
-    /// after a lease ran out); an ack must carry the latest.
+    /// The claim's token, from a counter per tenant: unique among the
+    /// tenant's claims, and higher for a later claim, but not 1 for a
+    /// first delivery (use [`deliveries`](Self::deliveries) for that). An
+    /// ack must carry the latest token of the trigger.
     pub token: u64,
+    /// How many times this trigger was handed out since it was last set:
+    /// 1 for the first delivery, more when a lease ran out unacknowledged
+    /// and it came again (a redelivery: an earlier claimer may have run
+    /// it, or part of it). Setting the trigger again starts it at 1.
+    pub deliveries: u32,
 }
 
 /// What one [`TriggerStore::claim`] got.
@@ -53,6 +61,10 @@ pub struct Claimed {
 /// Per-tenant expiration triggers: `(action, identifier)` pairs that come
 /// due after a delay and are handed to exactly one listener at a time.
 ///
+/// Every call takes the tenant's [`TriggerKeys`], derived once by the
+/// caller from the validated tenant, so no layer or adapter builds them
+/// again.
+///
 /// # Contract
 ///
 /// Every implementation behaves the same; the contract suite in
@@ -66,9 +78,14 @@ pub struct Claimed {
 ///   acknowledged moves its deadline (one trigger, never two) and voids an
 ///   outstanding claim (its ack does nothing).
 /// - `claim` hands out at most `max` triggers due now, earliest first, in
-///   one atomic step: each moves to now + `lease` and gets a new token, so
+///   one atomic step: each moves to now + `lease` and gets a new token
+///   (from a per-tenant counter: unique, increasing, not per trigger), so
 ///   two claimers never hold the same trigger at once; a trigger not
 ///   acknowledged within its lease is handed out again (a higher token).
+/// - Each claim also counts the trigger's deliveries
+///   ([`ClaimedTrigger::deliveries`]): 1 the first time, one more at each
+///   redelivery after a lease ran out; `set` (again) restarts the count,
+///   `ack` and `cancel` drop it with the trigger.
 /// - `ack` with the latest token removes the trigger: it never fires again.
 ///   A stale token (the lease ran out and it was claimed again, or it was
 ///   set again or cancelled) removes nothing and answers `false`.
@@ -83,26 +100,32 @@ pub trait TriggerStore: Debug + Send + Sync + 'static {
     /// Sets (or moves) the trigger `(action, id)` of `tenant` to fire after `delay`.
     async fn set(
         &self,
-        tenant: &str,
+        triggers: &TriggerKeys,
         action: &ActionName,
         id: &TriggerId,
         delay: Duration,
     ) -> Result<(), StoreError>;
 
     /// Removes one trigger; returns whether it was pending.
-    async fn cancel(&self, tenant: &str, action: &ActionName, id: &TriggerId) -> Result<bool, StoreError>;
+    async fn cancel(
+        &self,
+        triggers: &TriggerKeys,
+        action: &ActionName,
+        id: &TriggerId,
+    ) -> Result<bool, StoreError>;
 
     /// Removes every trigger of `id`; returns how many there were.
-    async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError>;
+    async fn cancel_all(&self, triggers: &TriggerKeys, id: &TriggerId) -> Result<usize, StoreError>;
 
     /// The tenant's triggers, earliest first; only those due now if `only_due`.
-    async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError>;
+    async fn list(&self, triggers: &TriggerKeys, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError>;
 
     /// Claims at most `max` due triggers for `lease`.
-    async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError>;
+    async fn claim(&self, triggers: &TriggerKeys, max: usize, lease: Duration)
+    -> Result<Claimed, StoreError>;
 
     /// Acknowledges a claimed trigger; `false` if the claim was stale.
-    async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError>;
+    async fn ack(&self, triggers: &TriggerKeys, trigger: &ClaimedTrigger) -> Result<bool, StoreError>;
 }
 
 macro_rules! forward_trigger_store {
@@ -111,37 +134,50 @@ macro_rules! forward_trigger_store {
         impl<T: TriggerStore + ?Sized> TriggerStore for $wrapper<T> {
             async fn set(
                 &self,
-                tenant: &str,
+                triggers: &TriggerKeys,
                 action: &ActionName,
                 id: &TriggerId,
                 delay: Duration,
             ) -> Result<(), StoreError> {
-                (**self).set(tenant, action, id, delay).await
+                (**self).set(triggers, action, id, delay).await
             }
 
             async fn cancel(
                 &self,
-                tenant: &str,
+                triggers: &TriggerKeys,
                 action: &ActionName,
                 id: &TriggerId,
             ) -> Result<bool, StoreError> {
-                (**self).cancel(tenant, action, id).await
+                (**self).cancel(triggers, action, id).await
             }
 
-            async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError> {
-                (**self).cancel_all(tenant, id).await
+            async fn cancel_all(&self, triggers: &TriggerKeys, id: &TriggerId) -> Result<usize, StoreError> {
+                (**self).cancel_all(triggers, id).await
             }
 
-            async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
-                (**self).list(tenant, only_due).await
+            async fn list(
+                &self,
+                triggers: &TriggerKeys,
+                only_due: bool,
+            ) -> Result<Vec<PendingTrigger>, StoreError> {
+                (**self).list(triggers, only_due).await
             }
 
-            async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
-                (**self).claim(tenant, max, lease).await
+            async fn claim(
+                &self,
+                triggers: &TriggerKeys,
+                max: usize,
+                lease: Duration,
+            ) -> Result<Claimed, StoreError> {
+                (**self).claim(triggers, max, lease).await
             }
 
-            async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
-                (**self).ack(tenant, trigger).await
+            async fn ack(
+                &self,
+                triggers: &TriggerKeys,
+                trigger: &ClaimedTrigger,
+            ) -> Result<bool, StoreError> {
+                (**self).ack(triggers, trigger).await
             }
         }
     };

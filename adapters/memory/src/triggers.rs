@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use statehouse_domain::layout::TenantKeys;
+use statehouse_domain::layout::TriggerKeys;
 use statehouse_domain::{ActionName, TriggerId};
 use statehouse_ports::{Claimed, ClaimedTrigger, PendingTrigger, StoreError, TriggerStore, millis_to_utc};
 use tokio::time::Instant;
@@ -30,47 +30,61 @@ pub(crate) fn score_ms(score: f64) -> i64 {
     score as i64
 }
 
-/// The keys of a trigger step, their types checked (what every script
-/// does before it writes).
-struct Keys {
-    due: String,
-    claims: String,
+/// A claimed trigger's entry in the claims hash, `<token>:<deliveries>`
+/// (as the Redis scripts write it; a bare token, as older versions wrote
+/// it, counts one delivery).
+struct Claim {
+    token: Option<u64>,
+    deliveries: u32,
 }
 
+impl Claim {
+    fn parse(held: &[u8]) -> Self {
+        let text = std::str::from_utf8(held).unwrap_or_default();
+        let (token, deliveries) = text.split_once(':').unwrap_or((text, "1"));
+        Self {
+            token: token.parse().ok(),
+            deliveries: deliveries.parse().unwrap_or(1),
+        }
+    }
+
+    fn text(&self) -> Vec<u8> {
+        format!("{}:{}", self.token.unwrap_or(0), self.deliveries).into_bytes()
+    }
+}
+
+/// Checks the types of a trigger step's keys (what every script does
+/// before it writes): the due set, the claims, the by-id sets of `ids`.
 fn checked(
     op: &'static str,
     state: &mut State,
-    tenant: &TenantKeys,
+    keys: &TriggerKeys,
     now: Instant,
     ids: &[&str],
-) -> Result<Keys, StoreError> {
-    let keys = Keys {
-        due: tenant.triggers_due(),
-        claims: tenant.trigger_claims(),
-    };
+) -> Result<(), StoreError> {
     state
-        .zset(&keys.due, now)
-        .map_err(|()| StoreError::wrong_type(op, &keys.due))?;
+        .zset(keys.due(), now)
+        .map_err(|()| StoreError::wrong_type(op, keys.due()))?;
     state
-        .hash(&keys.claims, now)
-        .map_err(|()| StoreError::wrong_type(op, &keys.claims))?;
+        .hash(keys.claims(), now)
+        .map_err(|()| StoreError::wrong_type(op, keys.claims()))?;
     for id in ids {
-        let key = tenant.triggers_of(id);
+        let key = keys.of_id(id);
         state
             .zset(&key, now)
             .map_err(|()| StoreError::wrong_type(op, &key))?;
     }
-    Ok(keys)
+    Ok(())
 }
 
 /// Removes one trigger (due entry, claim, by-id entry); whether it was set.
-fn remove(state: &mut State, keys: &Keys, tenant: &TenantKeys, action: &str, id: &str, now: Instant) -> bool {
-    let member = tenant.trigger_member(action, id);
+fn remove(state: &mut State, keys: &TriggerKeys, action: &str, id: &str, now: Instant) -> bool {
+    let member = keys.member(action, id);
     let existed = state
-        .edit_zset(&keys.due, now, |due| due.remove(&member))
+        .edit_zset(keys.due(), now, |due| due.remove(&member))
         .unwrap_or(false);
-    let _ = state.edit_hash(&keys.claims, now, |claims| claims.remove(member.as_bytes()));
-    let _ = state.edit_zset(&tenant.triggers_of(id), now, |members| members.remove(&member));
+    let _ = state.edit_hash(keys.claims(), now, |claims| claims.remove(member.as_bytes()));
+    let _ = state.edit_zset(&keys.of_id(id), now, |members| members.remove(&member));
     existed
 }
 
@@ -78,76 +92,70 @@ fn remove(state: &mut State, keys: &Keys, tenant: &TenantKeys, action: &str, id:
 impl TriggerStore for MemoryStore {
     async fn set(
         &self,
-        tenant: &str,
+        keys: &TriggerKeys,
         action: &ActionName,
         id: &TriggerId,
         delay: Duration,
     ) -> Result<(), StoreError> {
         const OP: &str = "trigger_set";
-        let tenant = TenantKeys::new(tenant);
         let mut state = self.keyspace.lock();
         let now = Instant::now();
-        let keys = checked(OP, &mut state, &tenant, now, &[id.as_str()])?;
+        checked(OP, &mut state, keys, now, &[id.as_str()])?;
         let due = self.keyspace.clock_ms(now).saturating_add(millis(delay));
-        let member = tenant.trigger_member(action.as_str(), id.as_str());
-        let _ = state.edit_zset(&keys.due, now, |set| set.insert(&member, score(due)));
-        let _ = state.edit_hash(&keys.claims, now, |claims| claims.remove(member.as_bytes()));
-        let _ = state.edit_zset(&tenant.triggers_of(id.as_str()), now, |members| {
+        let member = keys.member(action.as_str(), id.as_str());
+        let _ = state.edit_zset(keys.due(), now, |set| set.insert(&member, score(due)));
+        let _ = state.edit_hash(keys.claims(), now, |claims| claims.remove(member.as_bytes()));
+        let _ = state.edit_zset(&keys.of_id(id.as_str()), now, |members| {
             members.insert(&member, 0.0);
         });
         Ok(())
     }
 
-    async fn cancel(&self, tenant: &str, action: &ActionName, id: &TriggerId) -> Result<bool, StoreError> {
+    async fn cancel(
+        &self,
+        keys: &TriggerKeys,
+        action: &ActionName,
+        id: &TriggerId,
+    ) -> Result<bool, StoreError> {
         const OP: &str = "trigger_cancel";
-        let tenant = TenantKeys::new(tenant);
         let mut state = self.keyspace.lock();
         let now = Instant::now();
-        let keys = checked(OP, &mut state, &tenant, now, &[id.as_str()])?;
-        Ok(remove(
-            &mut state,
-            &keys,
-            &tenant,
-            action.as_str(),
-            id.as_str(),
-            now,
-        ))
+        checked(OP, &mut state, keys, now, &[id.as_str()])?;
+        Ok(remove(&mut state, keys, action.as_str(), id.as_str(), now))
     }
 
-    async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError> {
+    async fn cancel_all(&self, keys: &TriggerKeys, id: &TriggerId) -> Result<usize, StoreError> {
         const OP: &str = "trigger_cancel_all";
-        let tenant = TenantKeys::new(tenant);
         let mut state = self.keyspace.lock();
         let now = Instant::now();
-        let keys = checked(OP, &mut state, &tenant, now, &[id.as_str()])?;
+        checked(OP, &mut state, keys, now, &[id.as_str()])?;
         let members: Vec<String> = state
-            .zset(&tenant.triggers_of(id.as_str()), now)
+            .zset(&keys.of_id(id.as_str()), now)
             .ok()
             .flatten()
             .map(|set| set.iter().map(|(_, member)| member.to_owned()).collect())
             .unwrap_or_default();
         Ok(members
             .iter()
-            .filter_map(|member| tenant.trigger_of_member(member))
-            .filter(|(action, id)| remove(&mut state, &keys, &tenant, action, id, now))
+            .filter_map(|member| keys.of_member(member))
+            .filter(|(action, id)| remove(&mut state, keys, action, id, now))
             .count())
     }
 
-    async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
+    async fn list(&self, keys: &TriggerKeys, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
         const OP: &str = "trigger_list";
-        let tenant = TenantKeys::new(tenant);
         let mut state = self.keyspace.lock();
         let now = Instant::now();
-        let keys = checked(OP, &mut state, &tenant, now, &[])?;
+        checked(OP, &mut state, keys, now, &[])?;
         let clock = self.keyspace.clock_ms(now);
         let entries: Vec<(f64, String)> = state
-            .zset(&keys.due, now)
+            .zset(keys.due(), now)
             .ok()
             .flatten()
             .map(|set| set.iter().map(|(at, member)| (at, member.to_owned())).collect())
             .unwrap_or_default();
         let claims = state
-            .hash(&keys.claims, now)
+            .hash(keys.claims(), now)
             .ok()
             .flatten()
             .cloned()
@@ -156,7 +164,7 @@ impl TriggerStore for MemoryStore {
             .into_iter()
             .filter(|(at, _)| !only_due || score_ms(*at) <= clock)
             .filter_map(|(at, member)| {
-                let (action, id) = tenant.trigger_of_member(&member)?;
+                let (action, id) = keys.of_member(&member)?;
                 Some(PendingTrigger {
                     action,
                     id,
@@ -167,15 +175,14 @@ impl TriggerStore for MemoryStore {
             .collect())
     }
 
-    async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
+    async fn claim(&self, keys: &TriggerKeys, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
         const OP: &str = "trigger_claim";
-        let tenant = TenantKeys::new(tenant);
         let mut state = self.keyspace.lock();
         let now = Instant::now();
-        let keys = checked(OP, &mut state, &tenant, now, &[])?;
+        checked(OP, &mut state, keys, now, &[])?;
         let clock = self.keyspace.clock_ms(now);
         let due: Vec<String> = state
-            .zset(&keys.due, now)
+            .zset(keys.due(), now)
             .ok()
             .flatten()
             .map(|set| {
@@ -189,25 +196,40 @@ impl TriggerStore for MemoryStore {
         let until = score(clock.saturating_add(millis(lease)));
         let mut triggers = Vec::with_capacity(due.len());
         for member in due {
-            let _ = state.edit_zset(&keys.due, now, |set| set.insert(&member, until));
-            let token = state
-                .edit_hash(&keys.claims, now, |claims| {
+            let _ = state.edit_zset(keys.due(), now, |set| set.insert(&member, until));
+            let (token, deliveries) = state
+                .edit_hash(keys.claims(), now, |claims| {
                     let token = claims
                         .get(b"#".as_slice())
                         .and_then(|old| std::str::from_utf8(old).ok()?.parse::<u64>().ok())
                         .unwrap_or(0)
                         + 1;
+                    let deliveries = claims
+                        .get(member.as_bytes())
+                        .map_or(1, |held| Claim::parse(held).deliveries.saturating_add(1));
                     claims.insert(b"#".to_vec(), token.to_string().into_bytes());
-                    claims.insert(member.as_bytes().to_vec(), token.to_string().into_bytes());
-                    token
+                    claims.insert(
+                        member.as_bytes().to_vec(),
+                        Claim {
+                            token: Some(token),
+                            deliveries,
+                        }
+                        .text(),
+                    );
+                    (token, deliveries)
                 })
-                .unwrap_or(1);
-            if let Some((action, id)) = tenant.trigger_of_member(&member) {
-                triggers.push(ClaimedTrigger { action, id, token });
+                .unwrap_or((1, 1));
+            if let Some((action, id)) = keys.of_member(&member) {
+                triggers.push(ClaimedTrigger {
+                    action,
+                    id,
+                    token,
+                    deliveries,
+                });
             }
         }
         let next_due_in = state
-            .zset(&keys.due, now)
+            .zset(keys.due(), now)
             .ok()
             .flatten()
             .and_then(|set| set.iter().next().map(|(at, _)| score_ms(at)))
@@ -218,20 +240,19 @@ impl TriggerStore for MemoryStore {
         })
     }
 
-    async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
+    async fn ack(&self, keys: &TriggerKeys, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
         const OP: &str = "trigger_ack";
-        let tenant = TenantKeys::new(tenant);
         let mut state = self.keyspace.lock();
         let now = Instant::now();
-        let keys = checked(OP, &mut state, &tenant, now, &[trigger.id.as_str()])?;
-        let member = tenant.trigger_member(&trigger.action, &trigger.id);
+        checked(OP, &mut state, keys, now, &[trigger.id.as_str()])?;
+        let member = keys.member(&trigger.action, &trigger.id);
         let held = state
-            .hget(&keys.claims, member.as_bytes(), now)
+            .hget(keys.claims(), member.as_bytes(), now)
             .ok()
             .flatten()
-            .is_some_and(|token| token == trigger.token.to_string().as_bytes());
+            .is_some_and(|held| Claim::parse(&held).token == Some(trigger.token));
         if held {
-            remove(&mut state, &keys, &tenant, &trigger.action, &trigger.id, now);
+            remove(&mut state, keys, &trigger.action, &trigger.id, now);
         }
         Ok(held)
     }

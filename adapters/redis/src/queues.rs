@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use redis::Value;
-use statehouse_domain::ServiceName;
-use statehouse_domain::layout::{ServiceKeys, TenantKeys};
+use statehouse_domain::TenantId;
+use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys};
 use statehouse_ports::{QueueItem, QueueName, QueueStore, StoreError};
 
 use crate::RedisStore;
@@ -50,69 +50,39 @@ fn items(op: &'static str, key: &str, reply: Vec<Value>) -> Result<Vec<QueueItem
         .collect()
 }
 
-/// A queue's keys (unprefixed: the list names errors) and the script's
-/// prefixed KEYS and first ARGV (its member in the tenant's index).
-struct QueueKeys {
-    list: String,
-    keys: Vec<String>,
-    member: String,
-}
-
 impl RedisStore {
-    fn queue_keys(&self, tenant: &str, queue: &QueueName) -> QueueKeys {
-        let tenant = TenantKeys::new(tenant);
-        let (service, batch, action) = (
-            queue.service.as_str(),
-            queue.batch.as_str(),
-            queue.action.as_str(),
-        );
-        let list = tenant.queue(service, batch, action);
-        let keys = [
-            list.clone(),
-            tenant.queue_items(service, batch, action),
-            tenant.queue_leases(service, batch, action),
-            tenant.queues_of(service),
-        ]
-        .iter()
-        .map(|key| self.keys.raw(key).into_owned())
-        .collect();
-        QueueKeys {
-            list,
-            keys,
-            member: tenant.queue_member(batch, action),
-        }
+    /// The queue script's prefixed KEYS: list, items, leases, index.
+    fn queue_script_keys(&self, queue: &QueueKeys) -> [String; 4] {
+        [queue.list(), queue.items(), queue.leases(), queue.index()]
+            .map(|key| self.keys.raw(key).into_owned())
     }
 }
 
 #[async_trait]
 impl QueueStore for RedisStore {
-    async fn enqueue(
-        &self,
-        tenant: &str,
-        queue: &QueueName,
-        payloads: &[Vec<u8>],
-    ) -> Result<Vec<u64>, StoreError> {
+    async fn enqueue(&self, queue: &QueueKeys, payloads: &[Vec<u8>]) -> Result<Vec<u64>, StoreError> {
         const OP: &str = "enqueue";
         if payloads.is_empty() {
             return Ok(Vec::new());
         }
-        let q = self.queue_keys(tenant, queue);
-        let pending = self
-            .keys
-            .raw(&ServiceKeys::new(queue.service.as_str()).pending())
-            .into_owned();
+        let keys = self.queue_script_keys(queue);
+        let pending = self.keys.raw(queue.pending());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
-        let (ids,): (Vec<u64>,) = scripts::run_shared(&self.conns, OP, &q.list, |mut conn| {
+        let (ids,): (Vec<u64>,) = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
             let mut pipe = redis::pipe();
             pipe.atomic()
-                .add_command(scripts::evalsha(&QUEUE_ENQUEUE, &q.keys, (&q.member, payloads)))
+                .add_command(scripts::evalsha(
+                    &QUEUE_ENQUEUE,
+                    &keys,
+                    (queue.member(), payloads),
+                ))
                 .cmd("ZADD")
-                .arg(&pending)
+                .arg(pending.as_ref())
                 .arg("NX")
                 .arg(now)
-                .arg(tenant)
+                .arg(queue.tenant().as_str())
                 .ignore();
             async move { pipe.query_async(&mut conn).await }
         })
@@ -122,8 +92,7 @@ impl QueueStore for RedisStore {
 
     async fn range(
         &self,
-        tenant: &str,
-        queue: &QueueName,
+        queue: &QueueKeys,
         start: usize,
         count: usize,
     ) -> Result<Vec<QueueItem>, StoreError> {
@@ -131,73 +100,68 @@ impl QueueStore for RedisStore {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let q = self.queue_keys(tenant, queue);
+        let keys = self.queue_script_keys(queue);
         let stop = start.saturating_add(count - 1);
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, &q.list, |mut conn| {
-            let cmd = scripts::evalsha(&QUEUE_RANGE, &q.keys, (&q.member, start, stop));
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
+            let cmd = scripts::evalsha(&QUEUE_RANGE, &keys, (queue.member(), start, stop));
             async move { cmd.query_async(&mut conn).await }
         })
         .await?;
-        items(OP, &q.list, reply)
+        items(OP, queue.list(), reply)
     }
 
-    async fn trim(&self, tenant: &str, queue: &QueueName, count: usize) -> Result<usize, StoreError> {
+    async fn trim(&self, queue: &QueueKeys, count: usize) -> Result<usize, StoreError> {
         const OP: &str = "queue_trim";
-        let q = self.queue_keys(tenant, queue);
-        scripts::run_shared(&self.conns, OP, &q.list, |mut conn| {
-            let cmd = scripts::evalsha(&QUEUE_TRIM, &q.keys, (&q.member, count));
+        let keys = self.queue_script_keys(queue);
+        scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
+            let cmd = scripts::evalsha(&QUEUE_TRIM, &keys, (queue.member(), count));
             async move { cmd.query_async(&mut conn).await }
         })
         .await
     }
 
-    async fn len(&self, tenant: &str, queue: &QueueName) -> Result<u64, StoreError> {
+    async fn len(&self, queue: &QueueKeys) -> Result<u64, StoreError> {
         const OP: &str = "queue_len";
-        let q = self.queue_keys(tenant, queue);
         let mut conn = self.conns.shared();
         self.conns
             .run(
                 OP,
-                &q.list,
-                redis::cmd("LLEN").arg(&q.keys[0]).query_async(&mut conn),
+                queue.list(),
+                redis::cmd("LLEN")
+                    .arg(self.keys.raw(queue.list()).as_ref())
+                    .query_async(&mut conn),
             )
             .await
     }
 
-    async fn queues(&self, tenant: &str, service: &ServiceName) -> Result<Vec<QueueName>, StoreError> {
+    async fn queues(&self, index: &QueueIndex) -> Result<Vec<QueueName>, StoreError> {
         const OP: &str = "queue_list";
-        let tenant = TenantKeys::new(tenant);
-        let key = tenant.queues_of(service.as_str());
         let mut conn = self.conns.shared();
         let members: Vec<String> = self
             .conns
             .run(
                 OP,
-                &key,
+                index.key(),
                 redis::cmd("ZRANGE")
-                    .arg(self.keys.raw(&key).as_ref())
+                    .arg(self.keys.raw(index.key()).as_ref())
                     .arg(0)
                     .arg(-1)
                     .query_async(&mut conn),
             )
             .await?;
-        Ok(QueueName::of_members(
-            &tenant,
-            service,
-            members.iter().map(String::as_str),
-        ))
+        Ok(QueueName::of_members(index, members.iter().map(String::as_str)))
     }
 
-    async fn pending(&self, service: &ServiceName) -> Result<Vec<String>, StoreError> {
+    async fn pending(&self, service: &ServiceKeys) -> Result<Vec<String>, StoreError> {
         const OP: &str = "queue_pending";
-        let key = ServiceKeys::new(service.as_str()).pending();
+        let key = service.pending();
         let mut conn = self.conns.shared();
         self.conns
             .run(
                 OP,
-                &key,
+                key,
                 redis::cmd("ZRANGE")
-                    .arg(self.keys.raw(&key).as_ref())
+                    .arg(self.keys.raw(key).as_ref())
                     .arg(0)
                     .arg(-1)
                     .query_async(&mut conn),
@@ -205,18 +169,18 @@ impl QueueStore for RedisStore {
             .await
     }
 
-    async fn remove_pending(&self, service: &ServiceName, tenant: &str) -> Result<bool, StoreError> {
+    async fn remove_pending(&self, service: &ServiceKeys, tenant: &TenantId) -> Result<bool, StoreError> {
         const OP: &str = "queue_remove_pending";
-        let key = ServiceKeys::new(service.as_str()).pending();
+        let key = service.pending();
         let mut conn = self.conns.shared();
         let removed: i64 = self
             .conns
             .run(
                 OP,
-                &key,
+                key,
                 redis::cmd("ZREM")
-                    .arg(self.keys.raw(&key).as_ref())
-                    .arg(tenant)
+                    .arg(self.keys.raw(key).as_ref())
+                    .arg(tenant.as_str())
                     .query_async(&mut conn),
             )
             .await?;
@@ -225,8 +189,7 @@ impl QueueStore for RedisStore {
 
     async fn claim(
         &self,
-        tenant: &str,
-        queue: &QueueName,
+        queue: &QueueKeys,
         max: usize,
         lease: Duration,
     ) -> Result<Vec<QueueItem>, StoreError> {
@@ -234,24 +197,24 @@ impl QueueStore for RedisStore {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let q = self.queue_keys(tenant, queue);
+        let keys = self.queue_script_keys(queue);
         let lease = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, &q.list, |mut conn| {
-            let cmd = scripts::evalsha(&QUEUE_CLAIM, &q.keys, (&q.member, max, lease));
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
+            let cmd = scripts::evalsha(&QUEUE_CLAIM, &keys, (queue.member(), max, lease));
             async move { cmd.query_async(&mut conn).await }
         })
         .await?;
-        items(OP, &q.list, reply)
+        items(OP, queue.list(), reply)
     }
 
-    async fn ack(&self, tenant: &str, queue: &QueueName, ids: &[u64]) -> Result<usize, StoreError> {
+    async fn ack(&self, queue: &QueueKeys, ids: &[u64]) -> Result<usize, StoreError> {
         const OP: &str = "queue_ack";
         if ids.is_empty() {
             return Ok(0);
         }
-        let q = self.queue_keys(tenant, queue);
-        scripts::run_shared(&self.conns, OP, &q.list, |mut conn| {
-            let cmd = scripts::evalsha(&QUEUE_ACK, &q.keys, (&q.member, ids));
+        let keys = self.queue_script_keys(queue);
+        scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
+            let cmd = scripts::evalsha(&QUEUE_ACK, &keys, (queue.member(), ids));
             async move { cmd.query_async(&mut conn).await }
         })
         .await

@@ -229,10 +229,13 @@ return removed
 
 /// Claims due triggers: each moves to the end of its lease and gets the
 /// next claim token (from the tenant's counter, field `#` of the claims
-/// hash, which no member can be: members hold a `:`).
+/// hash, which no member can be: members hold a `:`) and its delivery
+/// count, one more than its last claim's (1 when it holds none: set, or
+/// set again, since). The claim is `<token>:<deliveries>`; a claim of an
+/// older version, a bare token, counts as one delivery.
 ///
 /// KEYS: due zset, claims hash. ARGV: max, lease (ms). Returns `{next due
-/// in ms or -1, member, token, member, token, …}`.
+/// in ms or -1, member, token, deliveries, member, token, deliveries, …}`.
 pub(crate) static TRIGGER_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(TRIGGER_CLAIM_CODE));
 
 /// The Lua source of the trigger claim script (for the benchmark's raw side).
@@ -246,10 +249,14 @@ local out = {-1}
 local until_ms = NOW + tonumber(ARGV[2])
 for _, m in ipairs(due) do
   redis.call('ZADD', KEYS[1], until_ms, m)
-  out[#out + 1] = m
   local token = redis.call('HINCRBY', KEYS[2], '#', 1)
-  redis.call('HSET', KEYS[2], m, token)
+  local deliveries = 1
+  local held = redis.call('HGET', KEYS[2], m)
+  if held then deliveries = (tonumber(string.match(held, ':(%d+)$')) or 1) + 1 end
+  redis.call('HSET', KEYS[2], m, string.format('%d:%d', token, deliveries))
+  out[#out + 1] = m
   out[#out + 1] = token
+  out[#out + 1] = deliveries
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #first > 0 then
@@ -261,7 +268,8 @@ return out
 "
 );
 
-/// Acknowledges a claimed trigger if the token is the latest.
+/// Acknowledges a claimed trigger if the token is the latest (the claim's
+/// token: the text before its `:`).
 ///
 /// KEYS: due zset, claims hash, by-id zset. ARGV: member, token. Returns 1
 /// if it was held (and is now gone), else 0.
@@ -273,7 +281,8 @@ pub const TRIGGER_ACK_CODE: &str = concat!(
     r"
 local bad = check({{KEYS[1], 'zset'}, {KEYS[2], 'hash'}, {KEYS[3], 'zset'}})
 if bad then return bad end
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if not held or string.match(held, '^%d+') ~= ARGV[2] then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -388,7 +397,11 @@ return #ids
 "
 );
 
-/// Claims items: expired leases first, then waiting items, oldest first.
+/// Claims items: expired leases first, then waiting items, oldest first
+/// (by id: queue order). A lease that ran out is first parked below every
+/// lease end, at `id - 2^53`, so lapsed items sort by id whatever lease
+/// they had (equal lease ends would otherwise sort ids as text: 10 before
+/// 2); each lapsed lease is parked once.
 ///
 /// KEYS: list, items hash, leases zset, index zset. ARGV: index member,
 /// max, lease (ms). Returns `{id, payload, …}`.
@@ -401,7 +414,10 @@ pub const QUEUE_CLAIM_CODE: &str = concat!(
     r"
 local max = tonumber(ARGV[2])
 local until_ms = NOW + tonumber(ARGV[3])
-local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', NOW, 'LIMIT', 0, max)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], 0, NOW)) do
+  redis.call('ZADD', KEYS[3], tonumber(id) - 9007199254740992, id)
+end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(0', 'LIMIT', 0, max)
 while #ids < max do
   local id = redis.call('LPOP', KEYS[1])
   if not id then break end

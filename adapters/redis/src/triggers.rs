@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Value;
-use statehouse_domain::layout::TenantKeys;
+use statehouse_domain::layout::TriggerKeys;
 use statehouse_domain::{ActionName, TriggerId};
 use statehouse_ports::{Claimed, ClaimedTrigger, PendingTrigger, StoreError, TriggerStore, millis_to_utc};
 
@@ -43,13 +43,13 @@ fn int(value: &Value) -> Option<i64> {
 
 impl RedisStore {
     /// The prefixed due set, claims hash and (if `id`) by-id set of a tenant.
-    fn trigger_keys(&self, tenant: &TenantKeys, id: Option<&str>) -> Vec<String> {
+    fn trigger_keys(&self, triggers: &TriggerKeys, id: Option<&str>) -> Vec<String> {
         let mut keys = vec![
-            self.keys.raw(&tenant.triggers_due()).into_owned(),
-            self.keys.raw(&tenant.trigger_claims()).into_owned(),
+            self.keys.raw(triggers.due()).into_owned(),
+            self.keys.raw(triggers.claims()).into_owned(),
         ];
         if let Some(id) = id {
-            keys.push(self.keys.raw(&tenant.triggers_of(id)).into_owned());
+            keys.push(self.keys.raw(&triggers.of_id(id)).into_owned());
         }
         keys
     }
@@ -59,31 +59,32 @@ impl RedisStore {
 impl TriggerStore for RedisStore {
     async fn set(
         &self,
-        tenant: &str,
+        triggers: &TriggerKeys,
         action: &ActionName,
         id: &TriggerId,
         delay: Duration,
     ) -> Result<(), StoreError> {
         const OP: &str = "trigger_set";
-        let tenant = TenantKeys::new(tenant);
-        let key = tenant.triggers_due();
-        let keys = self.trigger_keys(&tenant, Some(id.as_str()));
-        let member = tenant.trigger_member(action.as_str(), id.as_str());
+        let keys = self.trigger_keys(triggers, Some(id.as_str()));
+        let member = triggers.member(action.as_str(), id.as_str());
         let delay = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        scripts::run_shared(&self.conns, OP, &key, |mut conn| {
+        scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_SET, &keys, (&member, delay));
             async move { cmd.exec_async(&mut conn).await }
         })
         .await
     }
 
-    async fn cancel(&self, tenant: &str, action: &ActionName, id: &TriggerId) -> Result<bool, StoreError> {
+    async fn cancel(
+        &self,
+        triggers: &TriggerKeys,
+        action: &ActionName,
+        id: &TriggerId,
+    ) -> Result<bool, StoreError> {
         const OP: &str = "trigger_cancel";
-        let tenant = TenantKeys::new(tenant);
-        let key = tenant.triggers_due();
-        let keys = self.trigger_keys(&tenant, Some(id.as_str()));
-        let member = tenant.trigger_member(action.as_str(), id.as_str());
-        let removed: i64 = scripts::run_shared(&self.conns, OP, &key, |mut conn| {
+        let keys = self.trigger_keys(triggers, Some(id.as_str()));
+        let member = triggers.member(action.as_str(), id.as_str());
+        let removed: i64 = scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_CANCEL, &keys, &member);
             async move { cmd.query_async(&mut conn).await }
         })
@@ -91,11 +92,10 @@ impl TriggerStore for RedisStore {
         Ok(removed > 0)
     }
 
-    async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError> {
+    async fn cancel_all(&self, triggers: &TriggerKeys, id: &TriggerId) -> Result<usize, StoreError> {
         const OP: &str = "trigger_cancel_all";
-        let tenant = TenantKeys::new(tenant);
-        let key = tenant.triggers_of(id.as_str());
-        let keys = self.trigger_keys(&tenant, Some(id.as_str()));
+        let key = triggers.of_id(id.as_str());
+        let keys = self.trigger_keys(triggers, Some(id.as_str()));
         let removed: usize = scripts::run_shared(&self.conns, OP, &key, |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_CANCEL, &keys, Vec::<String>::new());
             async move { cmd.query_async(&mut conn).await }
@@ -104,13 +104,12 @@ impl TriggerStore for RedisStore {
         Ok(removed)
     }
 
-    async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
+    async fn list(&self, triggers: &TriggerKeys, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
         const OP: &str = "trigger_list";
-        let tenant = TenantKeys::new(tenant);
-        let key = tenant.triggers_due();
-        let keys = self.trigger_keys(&tenant, None);
+        let key = triggers.due();
+        let keys = self.trigger_keys(triggers, None);
         let flag = if only_due { "1" } else { "0" };
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, &key, |mut conn| {
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_LIST, &keys, flag);
             async move { cmd.query_async(&mut conn).await }
         })
@@ -119,62 +118,70 @@ impl TriggerStore for RedisStore {
             .chunks(3)
             .map(|row| {
                 let [member, at, claimed] = row else {
-                    return Err(bad_reply(OP, &key));
+                    return Err(bad_reply(OP, key));
                 };
-                let member = text(member).ok_or_else(|| bad_reply(OP, &key))?;
-                let (action, id) = tenant
-                    .trigger_of_member(&member)
-                    .ok_or_else(|| bad_reply(OP, &key))?;
+                let member = text(member).ok_or_else(|| bad_reply(OP, key))?;
+                let (action, id) = triggers.of_member(&member).ok_or_else(|| bad_reply(OP, key))?;
                 Ok(PendingTrigger {
                     action,
                     id,
-                    due_at: millis_to_utc(int(at).ok_or_else(|| bad_reply(OP, &key))?),
+                    due_at: millis_to_utc(int(at).ok_or_else(|| bad_reply(OP, key))?),
                     claimed: int(claimed) == Some(1),
                 })
             })
             .collect()
     }
 
-    async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
+    async fn claim(
+        &self,
+        triggers: &TriggerKeys,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError> {
         const OP: &str = "trigger_claim";
-        let tenant = TenantKeys::new(tenant);
-        let key = tenant.triggers_due();
-        let keys = self.trigger_keys(&tenant, None);
+        let key = triggers.due();
+        let keys = self.trigger_keys(triggers, None);
         let lease = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, &key, |mut conn| {
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_CLAIM, &keys, (max, lease));
             async move { cmd.query_async(&mut conn).await }
         })
         .await?;
         let Some((next, claims)) = reply.split_first() else {
-            return Err(bad_reply(OP, &key));
+            return Err(bad_reply(OP, key));
         };
-        let next = int(next).ok_or_else(|| bad_reply(OP, &key))?;
-        let mut triggers = Vec::with_capacity(claims.len() / 2);
-        for pair in claims.chunks(2) {
-            let [member, token] = pair else {
-                return Err(bad_reply(OP, &key));
+        let next = int(next).ok_or_else(|| bad_reply(OP, key))?;
+        let mut claimed = Vec::with_capacity(claims.len() / 3);
+        for row in claims.chunks(3) {
+            let [member, token, deliveries] = row else {
+                return Err(bad_reply(OP, key));
             };
-            let member = text(member).ok_or_else(|| bad_reply(OP, &key))?;
+            let member = text(member).ok_or_else(|| bad_reply(OP, key))?;
             let token = int(token).and_then(|t| u64::try_from(t).ok());
+            let deliveries = int(deliveries).and_then(|d| u32::try_from(d).ok());
             // A member this layout did not write is skipped, not fatal.
-            if let (Some((action, id)), Some(token)) = (tenant.trigger_of_member(&member), token) {
-                triggers.push(ClaimedTrigger { action, id, token });
+            if let (Some((action, id)), Some(token), Some(deliveries)) =
+                (triggers.of_member(&member), token, deliveries)
+            {
+                claimed.push(ClaimedTrigger {
+                    action,
+                    id,
+                    token,
+                    deliveries,
+                });
             }
         }
         Ok(Claimed {
-            triggers,
+            triggers: claimed,
             next_due_in: u64::try_from(next).ok().map(Duration::from_millis),
         })
     }
 
-    async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
+    async fn ack(&self, triggers: &TriggerKeys, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
         const OP: &str = "trigger_ack";
-        let tenant = TenantKeys::new(tenant);
-        let key = tenant.triggers_due();
-        let keys = self.trigger_keys(&tenant, Some(&trigger.id));
-        let member = tenant.trigger_member(&trigger.action, &trigger.id);
-        let held: i64 = scripts::run_shared(&self.conns, OP, &key, |mut conn| {
+        let keys = self.trigger_keys(triggers, Some(&trigger.id));
+        let member = triggers.member(&trigger.action, &trigger.id);
+        let held: i64 = scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_ACK, &keys, (&member, trigger.token));
             async move { cmd.query_async(&mut conn).await }
         })

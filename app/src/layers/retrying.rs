@@ -1,68 +1,44 @@
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use statehouse_domain::{Key, KeyPattern, Ttl};
-use statehouse_ports::Swapped;
-use statehouse_ports::{
-    ActionName, Claimed, ClaimedTrigger, PendingTrigger, QueueItem, QueueName, QueueStore, ServiceName,
-    TriggerId, TriggerStore,
-};
-use statehouse_ports::{AnnouncedUpdateFn, ChangeFeed, Subscription, Watched};
-use statehouse_ports::{
-    DocumentStore, Fetched, KeyTtl, PageRequest, RetryPolicy, SetCondition, SetOptions, StoreError, TaskId,
-    TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, UpdateFn, Updated,
-};
-use statehouse_ports::{
-    FieldFn, FieldName, FieldStore, FieldUpdated, Fields, Loaded, TenantKey, TenantPattern,
-};
-use statehouse_ports::{
-    JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
-    SubjectName, SubjectSpace, SubjectStore,
-};
+use statehouse_ports::{Boxed, RetryPolicy, StoreError};
+
+use super::{Layer, Layered, Op};
 
 /// Retries calls that failed with a temporary error
 /// ([`StoreError::is_retryable`]: connection or timeout), for operations that
-/// are safe to repeat only.
+/// are safe to repeat only (which ones: each port's forwarding, `forward/`).
 ///
 /// | retried | never retried |
 /// |---|---|
 /// | `get`, `get_many`, `exists`, `ttl`, `list_keys`, `ping`, unconditional `set` | `set` with a condition (a lost reply would turn "written" into "not written"), `delete` (its answer could lie), `expire`, `update` (a timed-out EXEC has an unknown outcome) |
 /// | change feed: `subscribe` | change feed: `update_announced`, `swap_announced` |
 /// | tasks: `get`, `list`, `count` | tasks: `save`, `set_status`, `append_log`, `delete` |
+/// | subjects: `load`, `get_property`, `list`, `exists` | subjects: `store`, `update_property`, `delete_subject` |
+/// | tenant fields: `get_all`, `get_fields`, `exists`, `scan`, `set_fields`, `replace_fields` | tenant fields: `merge_fields` (its answer must be the state right after its own write), `delete_fields`, `delete`, `update_field`, `increment`, `delete_matching` |
 /// | triggers: `set`, `list` | triggers: `cancel`, `cancel_all`, `claim`, `ack` |
 /// | queues: `range`, `len`, `queues`, `pending` | queues: `enqueue`, `trim`, `claim`, `ack`, `remove_pending` |
 ///
 /// `Conflict` is never retried here: the update loop already spent its
 /// attempts. The last error is returned as is once `policy` runs out.
-#[derive(Debug, Clone)]
-pub struct Retrying<S> {
-    inner: S,
+pub type Retrying<S> = Layered<Retry, S>;
+
+/// The policy of [`Retrying`].
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
     policy: RetryPolicy,
 }
 
-impl<S> Retrying<S> {
-    /// Retries with `policy`: at most `policy.max_attempts()` tries, with its
-    /// backoff in between.
-    pub fn new(inner: S, policy: RetryPolicy) -> Self {
-        Self { inner, policy }
+impl Retry {
+    /// Retries with `policy`.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self { policy }
     }
 
-    /// The default for transient failures: 3 tries of [`transient_policy`].
-    pub fn with_defaults(inner: S) -> Self {
-        Self::new(inner, transient_policy(3))
-    }
-
-    /// The wrapped store.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    async fn retry<T, Fut>(&self, call: impl FnMut() -> Fut) -> Result<T, StoreError>
-    where
-        Fut: Future<Output = Result<T, StoreError>>,
-    {
-        retry(self.policy, call).await
+    /// The policy.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
     }
 }
 
@@ -70,6 +46,26 @@ impl<S> Retrying<S> {
 /// 250 ms (a reconnection usually takes tens of milliseconds).
 pub fn transient_policy(attempts: u32) -> RetryPolicy {
     RetryPolicy::new(attempts).with_backoff(Duration::from_millis(25), Duration::from_millis(250))
+}
+
+impl Layer for Retry {
+    /// A call that must not be made twice goes through untouched.
+    fn around<'f, T, K>(&'f self, _op: Op<K, T>, call: Boxed<'f, T>) -> Boxed<'f, T>
+    where
+        T: Send + 'f,
+        K: fmt::Display + Send + Sync + 'f,
+    {
+        call
+    }
+
+    fn around_idempotent<'f, T, K, C>(&'f self, _op: Op<K, T>, call: C) -> Boxed<'f, T>
+    where
+        T: Send + 'f,
+        K: fmt::Display + Send + Sync + 'f,
+        C: FnMut() -> Boxed<'f, T> + Send + 'f,
+    {
+        Box::pin(retry(self.policy, call))
+    }
 }
 
 /// Runs `call` again while it fails with a retryable error, at most
@@ -112,369 +108,177 @@ where
     }
 }
 
-#[async_trait]
-impl<S: DocumentStore> DocumentStore for Retrying<S> {
-    async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
-        self.retry(|| self.inner.get(key)).await
+#[cfg(test)]
+mod tests {
+    //! Which calls `Retrying` repeats after a temporary failure: every
+    //! method of the document, trigger and queue ports, and the
+    //! non-obvious choices of the others (the list lives in `forward/`).
+
+    use std::time::Duration;
+
+    use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TriggerKeys};
+    use statehouse_domain::{Key, KeyPattern, Ttl};
+    use statehouse_ports::{
+        ActionName, ChangeFeed, ClaimedTrigger, DocumentStore, FieldName, FieldStore, MockChangeFeed,
+        MockDocumentStore, MockFieldStore, MockQueueStore, MockTaskRepository, MockTriggerStore, QueueName,
+        QueueStore, RetryPolicy, ServiceName, SetOptions, StoreError, TaskId, TaskIndex, TaskRepository,
+        TaskSpace, TenantId, TenantKey, TriggerId, TriggerStore, UserId, Watched,
+    };
+
+    use super::Retrying;
+
+    const TRIES: usize = 3;
+
+    fn down<T>() -> Result<T, StoreError> {
+        Err(StoreError::Connection {
+            op: "test",
+            key: String::new(),
+            source: "down".into(),
+        })
     }
 
-    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Fetched>, StoreError> {
-        self.retry(|| self.inner.get_many(keys)).await
+    fn retrying<S>(inner: S) -> Retrying<S> {
+        Retrying::new(inner, RetryPolicy::new(TRIES as u32))
     }
 
-    async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
-        match options.condition {
-            SetCondition::Always => self.retry(|| self.inner.set(key, value, options)).await,
-            SetCondition::IfAbsent | SetCondition::IfPresent => self.inner.set(key, value, options).await,
-        }
+    /// Expects `$method` to be called `$times` times, each failing.
+    macro_rules! failing {
+        ($mock:ident . $method:ident ($($arg:tt),*), $times:expr) => {
+            $mock.$method().times($times).returning(|$($arg),*| down())
+        };
     }
 
-    async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
-        self.inner.delete(key).await
+    #[tokio::test(start_paused = true)]
+    async fn documents_retry_reads_and_unconditional_sets_only() {
+        let mut mock = MockDocumentStore::new();
+        failing!(mock.expect_get(_), TRIES);
+        failing!(mock.expect_get_many(_), TRIES);
+        failing!(mock.expect_exists(_), TRIES);
+        failing!(mock.expect_ttl(_), TRIES);
+        failing!(mock.expect_list_keys(_), TRIES);
+        failing!(mock.expect_ping(), TRIES);
+        failing!(mock.expect_delete(_), 1);
+        failing!(mock.expect_expire(_, _), 1);
+        failing!(mock.expect_update(_, _, _), 1);
+        mock.expect_set()
+            .withf(|_, _, options| options.condition == statehouse_ports::SetCondition::Always)
+            .times(TRIES)
+            .returning(|_, _, _| down());
+        mock.expect_set()
+            .withf(|_, _, options| options.condition != statehouse_ports::SetCondition::Always)
+            .times(2)
+            .returning(|_, _, _| down());
+        let store = retrying(mock);
+        let key = Key::new("k").unwrap();
+        assert!(store.get(&key).await.is_err());
+        assert!(store.get_many(std::slice::from_ref(&key)).await.is_err());
+        assert!(store.exists(&key).await.is_err());
+        assert!(store.ttl(&key).await.is_err());
+        assert!(store.list_keys(&KeyPattern::new("*").unwrap()).await.is_err());
+        assert!(store.ping().await.is_err());
+        assert!(store.delete(&key).await.is_err());
+        assert!(store.expire(&key, Ttl::from_millis(10).unwrap()).await.is_err());
+        let mut f = |_: Option<&[u8]>| -> Result<_, statehouse_ports::BoxError> { unreachable!() };
+        assert!(store.update(&key, RetryPolicy::default(), &mut f).await.is_err());
+        assert!(store.set(&key, b"v", SetOptions::new()).await.is_err());
+        assert!(
+            store
+                .set(&key, b"v", SetOptions::new().if_absent())
+                .await
+                .is_err()
+        );
+        assert!(
+            store
+                .set(&key, b"v", SetOptions::new().if_present())
+                .await
+                .is_err()
+        );
     }
 
-    async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
-        self.retry(|| self.inner.exists(key)).await
+    #[tokio::test(start_paused = true)]
+    async fn triggers_retry_set_and_list_only() {
+        let mut mock = MockTriggerStore::new();
+        failing!(mock.expect_set(_, _, _, _), TRIES);
+        failing!(mock.expect_list(_, _), TRIES);
+        failing!(mock.expect_cancel(_, _, _), 1);
+        failing!(mock.expect_cancel_all(_, _), 1);
+        failing!(mock.expect_claim(_, _, _), 1);
+        failing!(mock.expect_ack(_, _), 1);
+        let store = retrying(mock);
+        let keys = TriggerKeys::new(&TenantId::new("t").unwrap());
+        let (action, id) = (ActionName::new("a").unwrap(), TriggerId::new("i").unwrap());
+        assert!(store.set(&keys, &action, &id, Duration::ZERO).await.is_err());
+        assert!(store.list(&keys, false).await.is_err());
+        assert!(store.cancel(&keys, &action, &id).await.is_err());
+        assert!(store.cancel_all(&keys, &id).await.is_err());
+        assert!(store.claim(&keys, 1, Duration::from_secs(1)).await.is_err());
+        let claimed = ClaimedTrigger {
+            action: "a".into(),
+            id: "i".into(),
+            token: 1,
+            deliveries: 1,
+        };
+        assert!(store.ack(&keys, &claimed).await.is_err());
     }
 
-    async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
-        self.inner.expire(key, ttl).await
+    #[tokio::test(start_paused = true)]
+    async fn queues_retry_reads_only() {
+        let mut mock = MockQueueStore::new();
+        failing!(mock.expect_range(_, _, _), TRIES);
+        failing!(mock.expect_len(_), TRIES);
+        failing!(mock.expect_queues(_), TRIES);
+        failing!(mock.expect_pending(_), TRIES);
+        failing!(mock.expect_enqueue(_, _), 1);
+        failing!(mock.expect_trim(_, _), 1);
+        failing!(mock.expect_claim(_, _, _), 1);
+        failing!(mock.expect_ack(_, _), 1);
+        failing!(mock.expect_remove_pending(_, _), 1);
+        let store = retrying(mock);
+        let tenant = TenantId::new("t").unwrap();
+        let service = ServiceName::new("s").unwrap();
+        let name = QueueName::new(service.clone(), "b".parse().unwrap(), "a".parse().unwrap());
+        let queue = QueueKeys::new(&tenant, &name);
+        let pending = ServiceKeys::new(service.as_str());
+        assert!(store.range(&queue, 0, 1).await.is_err());
+        assert!(store.len(&queue).await.is_err());
+        assert!(store.queues(&QueueIndex::new(&tenant, &service)).await.is_err());
+        assert!(store.pending(&pending).await.is_err());
+        assert!(store.enqueue(&queue, &[b"x".to_vec()]).await.is_err());
+        assert!(store.trim(&queue, 1).await.is_err());
+        assert!(store.claim(&queue, 1, Duration::from_secs(1)).await.is_err());
+        assert!(store.ack(&queue, &[1]).await.is_err());
+        assert!(store.remove_pending(&pending, &tenant).await.is_err());
     }
 
-    async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError> {
-        self.retry(|| self.inner.ttl(key)).await
-    }
+    #[tokio::test(start_paused = true)]
+    async fn the_other_ports_retry_reads_and_idempotent_writes_only() {
+        let mut tasks = MockTaskRepository::new();
+        failing!(tasks.expect_count(_, _), TRIES);
+        failing!(tasks.expect_append_log(_, _, _), 1);
+        let tasks = retrying(tasks);
+        let space = TaskSpace::default();
+        let index = TaskIndex::Service(ServiceName::new("s").unwrap());
+        assert!(tasks.count(&space, &index).await.is_err());
+        let id = TaskId::new("j").unwrap();
+        assert!(tasks.append_log(&space, &id, "line").await.is_err());
 
-    async fn list_keys(&self, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
-        self.retry(|| self.inner.list_keys(pattern)).await
-    }
+        let mut fields = MockFieldStore::new();
+        failing!(fields.expect_replace_fields(_, _, _), TRIES);
+        failing!(fields.expect_merge_fields(_, _, _), 1);
+        failing!(fields.expect_increment(_, _, _, _), 1);
+        let fields = retrying(fields);
+        let key = TenantKey::user(&TenantId::new("t").unwrap(), &UserId::new("u").unwrap());
+        assert!(fields.replace_fields(&key, &[], None).await.is_err());
+        assert!(fields.merge_fields(&key, &[], None).await.is_err());
+        let field = FieldName::new("n").unwrap();
+        assert!(fields.increment(&key, &field, 1, None).await.is_err());
 
-    async fn update<'a>(
-        &self,
-        key: &Key,
-        policy: RetryPolicy,
-        f: &mut UpdateFn<'a>,
-    ) -> Result<Updated, StoreError> {
-        self.inner.update(key, policy, f).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.retry(|| self.inner.ping()).await
-    }
-}
-
-/// Task calls: reads (`get`, `list`, `count`) are retried; writes are not
-/// (a timed-out EXEC has an unknown outcome, and a repeated `append_log`
-/// would log twice).
-#[async_trait]
-impl<S: TaskRepository> TaskRepository for Retrying<S> {
-    async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
-        self.inner.save(space, record).await
-    }
-
-    async fn get(&self, space: &TaskSpace, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        self.retry(|| self.inner.get(space, id)).await
-    }
-
-    async fn set_status<'m>(
-        &self,
-        space: &TaskSpace,
-        id: &TaskId,
-        status: TaskStatus,
-        message: Option<&'m str>,
-    ) -> Result<TaskRecord, StoreError> {
-        self.inner.set_status(space, id, status, message).await
-    }
-
-    async fn append_log(
-        &self,
-        space: &TaskSpace,
-        id: &TaskId,
-        message: &str,
-    ) -> Result<TaskRecord, StoreError> {
-        self.inner.append_log(space, id, message).await
-    }
-
-    async fn list(
-        &self,
-        space: &TaskSpace,
-        index: &TaskIndex,
-        page: &PageRequest,
-    ) -> Result<TaskPage, StoreError> {
-        self.retry(|| self.inner.list(space, index, page)).await
-    }
-
-    async fn count(&self, space: &TaskSpace, index: &TaskIndex) -> Result<u64, StoreError> {
-        self.retry(|| self.inner.count(space, index)).await
-    }
-
-    async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError> {
-        self.inner.delete(space, id).await
-    }
-}
-
-/// Subject calls: reads (`load`, `get_property`, `list`, `exists`) are
-/// retried; writes are not (a timed-out EXEC has an unknown outcome).
-#[async_trait]
-impl<S: SubjectStore> SubjectStore for Retrying<S> {
-    async fn load(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<SubjectData, StoreError> {
-        self.retry(|| self.inner.load(space, subject)).await
-    }
-
-    async fn store(
-        &self,
-        space: &SubjectSpace,
-        subject: &SubjectName,
-        changes: &[PropertyChange],
-    ) -> Result<(), StoreError> {
-        self.inner.store(space, subject, changes).await
-    }
-
-    async fn get_property(
-        &self,
-        space: &SubjectSpace,
-        subject: &SubjectName,
-        kind: PropertyKind,
-        name: &PropertyName,
-    ) -> Result<Option<JsonValue>, StoreError> {
-        self.retry(|| self.inner.get_property(space, subject, kind, name))
-            .await
-    }
-
-    async fn update_property<'a>(
-        &self,
-        space: &SubjectSpace,
-        subject: &SubjectName,
-        kind: PropertyKind,
-        name: &PropertyName,
-        f: &mut PropertyFn<'a>,
-    ) -> Result<PropertyUpdated, StoreError> {
-        self.inner.update_property(space, subject, kind, name, f).await
-    }
-
-    async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
-        self.inner.delete_subject(space, subject).await
-    }
-
-    async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
-        self.retry(|| self.inner.list(space, pattern)).await
-    }
-
-    async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
-        self.retry(|| self.inner.exists(space, subject)).await
-    }
-}
-
-/// Tenant field calls: reads (`get_all`, `get_fields`, `exists`, `scan`)
-/// and `set_fields`/`replace_fields` (setting the same values twice is the
-/// same) are retried; `merge_fields` is a read too but its answer must be
-/// the state right after its own write, `increment`, `update_field`,
-/// `delete_fields`, `delete` and `delete_matching` are not.
-#[async_trait]
-impl<S: FieldStore> FieldStore for Retrying<S> {
-    async fn get_all(&self, key: &TenantKey) -> Result<Fields, StoreError> {
-        self.retry(|| self.inner.get_all(key)).await
-    }
-
-    async fn get_fields(
-        &self,
-        key: &TenantKey,
-        fields: &[FieldName],
-    ) -> Result<Vec<Option<Loaded>>, StoreError> {
-        self.retry(|| self.inner.get_fields(key, fields)).await
-    }
-
-    async fn set_fields(
-        &self,
-        key: &TenantKey,
-        fields: &[(FieldName, JsonValue)],
-        ttl: Option<Ttl>,
-    ) -> Result<(), StoreError> {
-        self.retry(|| self.inner.set_fields(key, fields, ttl)).await
-    }
-
-    async fn merge_fields(
-        &self,
-        key: &TenantKey,
-        fields: &[(FieldName, JsonValue)],
-        ttl: Option<Ttl>,
-    ) -> Result<Fields, StoreError> {
-        self.inner.merge_fields(key, fields, ttl).await
-    }
-
-    async fn replace_fields(
-        &self,
-        key: &TenantKey,
-        fields: &[(FieldName, JsonValue)],
-        ttl: Option<Ttl>,
-    ) -> Result<(), StoreError> {
-        self.retry(|| self.inner.replace_fields(key, fields, ttl)).await
-    }
-
-    async fn delete_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<u64, StoreError> {
-        self.inner.delete_fields(key, fields).await
-    }
-
-    async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-        FieldStore::delete(&self.inner, key).await
-    }
-
-    async fn exists(&self, key: &TenantKey) -> Result<bool, StoreError> {
-        self.retry(|| FieldStore::exists(&self.inner, key)).await
-    }
-
-    async fn update_field<'a>(
-        &self,
-        key: &TenantKey,
-        field: &FieldName,
-        ttl: Option<Ttl>,
-        policy: RetryPolicy,
-        f: &mut FieldFn<'a>,
-    ) -> Result<FieldUpdated, StoreError> {
-        self.inner.update_field(key, field, ttl, policy, f).await
-    }
-
-    async fn increment(
-        &self,
-        key: &TenantKey,
-        field: &FieldName,
-        by: i64,
-        ttl: Option<Ttl>,
-    ) -> Result<i64, StoreError> {
-        self.inner.increment(key, field, by, ttl).await
-    }
-
-    async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
-        self.retry(|| self.inner.scan(pattern)).await
-    }
-
-    async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {
-        self.inner.delete_matching(pattern).await
-    }
-}
-
-/// Retried: `set` (setting a trigger again only moves its deadline) and
-/// `list`. Never: `cancel`, `cancel_all` (their answers could lie), `claim`
-/// and `ack` (a lost claim reply holds triggers until their lease ends; a
-/// repeated ack answers `false`).
-#[async_trait]
-impl<S: TriggerStore> TriggerStore for Retrying<S> {
-    async fn set(
-        &self,
-        tenant: &str,
-        action: &ActionName,
-        id: &TriggerId,
-        delay: Duration,
-    ) -> Result<(), StoreError> {
-        self.retry(|| self.inner.set(tenant, action, id, delay)).await
-    }
-
-    async fn cancel(&self, tenant: &str, action: &ActionName, id: &TriggerId) -> Result<bool, StoreError> {
-        self.inner.cancel(tenant, action, id).await
-    }
-
-    async fn cancel_all(&self, tenant: &str, id: &TriggerId) -> Result<usize, StoreError> {
-        self.inner.cancel_all(tenant, id).await
-    }
-
-    async fn list(&self, tenant: &str, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
-        self.retry(|| self.inner.list(tenant, only_due)).await
-    }
-
-    async fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
-        self.inner.claim(tenant, max, lease).await
-    }
-
-    async fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
-        self.inner.ack(tenant, trigger).await
-    }
-}
-
-/// Retried: the reads (`range`, `len`, `queues`, `pending`). Never the
-/// writes: an enqueue repeated after a lost reply would queue twice.
-#[async_trait]
-impl<S: QueueStore> QueueStore for Retrying<S> {
-    async fn enqueue(
-        &self,
-        tenant: &str,
-        queue: &QueueName,
-        payloads: &[Vec<u8>],
-    ) -> Result<Vec<u64>, StoreError> {
-        self.inner.enqueue(tenant, queue, payloads).await
-    }
-
-    async fn range(
-        &self,
-        tenant: &str,
-        queue: &QueueName,
-        start: usize,
-        count: usize,
-    ) -> Result<Vec<QueueItem>, StoreError> {
-        self.retry(|| self.inner.range(tenant, queue, start, count)).await
-    }
-
-    async fn trim(&self, tenant: &str, queue: &QueueName, count: usize) -> Result<usize, StoreError> {
-        self.inner.trim(tenant, queue, count).await
-    }
-
-    async fn len(&self, tenant: &str, queue: &QueueName) -> Result<u64, StoreError> {
-        self.retry(|| self.inner.len(tenant, queue)).await
-    }
-
-    async fn queues(&self, tenant: &str, service: &ServiceName) -> Result<Vec<QueueName>, StoreError> {
-        self.retry(|| self.inner.queues(tenant, service)).await
-    }
-
-    async fn pending(&self, service: &ServiceName) -> Result<Vec<String>, StoreError> {
-        self.retry(|| self.inner.pending(service)).await
-    }
-
-    async fn remove_pending(&self, service: &ServiceName, tenant: &str) -> Result<bool, StoreError> {
-        self.inner.remove_pending(service, tenant).await
-    }
-
-    async fn claim(
-        &self,
-        tenant: &str,
-        queue: &QueueName,
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<QueueItem>, StoreError> {
-        self.inner.claim(tenant, queue, max, lease).await
-    }
-
-    async fn ack(&self, tenant: &str, queue: &QueueName, ids: &[u64]) -> Result<usize, StoreError> {
-        self.inner.ack(tenant, queue, ids).await
-    }
-}
-
-/// Change feed calls: `subscribe` is retried (subscribing again is
-/// harmless); `update_announced` is not (a timed-out EXEC has an unknown
-/// outcome).
-#[async_trait]
-impl<S: ChangeFeed> ChangeFeed for Retrying<S> {
-    async fn subscribe(&self, watched: &Watched, capacity: usize) -> Result<Subscription, StoreError> {
-        self.retry(|| self.inner.subscribe(watched, capacity)).await
-    }
-
-    async fn update_announced<'a>(
-        &self,
-        key: &Key,
-        policy: RetryPolicy,
-        f: &mut AnnouncedUpdateFn<'a>,
-    ) -> Result<Updated, StoreError> {
-        self.inner.update_announced(key, policy, f).await
-    }
-
-    /// Never retried: a timed-out swap has an unknown outcome, and a
-    /// refusal is the caller's to decide on.
-    async fn swap_announced<'a>(
-        &self,
-        key: &Key,
-        expected: Option<&'a [u8]>,
-        new: &[u8],
-        version: Option<u64>,
-    ) -> Result<Swapped, StoreError> {
-        self.inner.swap_announced(key, expected, new, version).await
+        let mut changes = MockChangeFeed::new();
+        failing!(changes.expect_subscribe(_, _), TRIES);
+        failing!(changes.expect_swap_announced(_, _, _, _), 1);
+        let changes = retrying(changes);
+        let key = Key::new("k").unwrap();
+        assert!(changes.subscribe(&Watched::Key(key.clone()), 1).await.is_err());
+        assert!(changes.swap_announced(&key, None, b"v", None).await.is_err());
     }
 }

@@ -5,13 +5,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use statehouse::{ActionName, ErrorKind, ListenOptions, TriggerId};
+use statehouse::{ActionName, ErrorKind, ListenOptions, TenantId, TriggerId};
+use statehouse_domain::layout::TriggerKeys;
 use tokio::sync::Notify;
 
 use super::Backend;
 
 const T: &str = "acme";
 const LONG: Duration = Duration::from_secs(30);
+
+/// The trigger keys of `tenant`, as the facade derives them.
+fn keys(tenant: &str) -> TriggerKeys {
+    TriggerKeys::new(&TenantId::new(tenant).unwrap())
+}
 
 fn names(action: &str, id: &str) -> (ActionName, TriggerId) {
     (ActionName::new(action).unwrap(), TriggerId::new(id).unwrap())
@@ -33,18 +39,18 @@ pub async fn a_trigger_is_not_delivered_before_it_is_due(backend: Backend) {
     let (action, id) = names("remind", "user:1");
     backend
         .triggers
-        .set(T, &action, &id, Duration::from_secs(10))
+        .set(&keys(T), &action, &id, Duration::from_secs(10))
         .await
         .unwrap();
-    let claimed = backend.triggers.claim(T, 10, LONG).await.unwrap();
+    let claimed = backend.triggers.claim(&keys(T), 10, LONG).await.unwrap();
     assert!(claimed.triggers.is_empty());
     let next = claimed.next_due_in.expect("a trigger is pending");
     assert!(
         next > Duration::from_secs(8) && next <= Duration::from_secs(10),
         "{next:?}"
     );
-    assert!(backend.triggers.list(T, true).await.unwrap().is_empty());
-    let listed = backend.triggers.list(T, false).await.unwrap();
+    assert!(backend.triggers.list(&keys(T), true).await.unwrap().is_empty());
+    let listed = backend.triggers.list(&keys(T), false).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (
@@ -57,12 +63,12 @@ pub async fn a_trigger_is_not_delivered_before_it_is_due(backend: Backend) {
     let (action2, id2) = names("clean", "s1");
     backend
         .triggers
-        .set(T, &action2, &id2, Duration::from_millis(50))
+        .set(&keys(T), &action2, &id2, Duration::from_millis(50))
         .await
         .unwrap();
     backend.elapse(Duration::from_millis(120)).await;
-    assert_eq!(backend.triggers.list(T, true).await.unwrap().len(), 1);
-    let claimed = backend.triggers.claim(T, 10, LONG).await.unwrap();
+    assert_eq!(backend.triggers.list(&keys(T), true).await.unwrap().len(), 1);
+    let claimed = backend.triggers.claim(&keys(T), 10, LONG).await.unwrap();
     assert_eq!(pairs(&claimed), [pair("clean", "s1")]);
     assert!(claimed.next_due_in.is_some());
 }
@@ -71,28 +77,28 @@ pub async fn setting_again_moves_the_deadline_instead_of_adding(backend: Backend
     let (action, id) = names("remind", "u1");
     backend
         .triggers
-        .set(T, &action, &id, Duration::from_secs(60))
+        .set(&keys(T), &action, &id, Duration::from_secs(60))
         .await
         .unwrap();
     backend
         .triggers
-        .set(T, &action, &id, Duration::from_millis(20))
+        .set(&keys(T), &action, &id, Duration::from_millis(20))
         .await
         .unwrap();
-    assert_eq!(backend.triggers.list(T, false).await.unwrap().len(), 1);
+    assert_eq!(backend.triggers.list(&keys(T), false).await.unwrap().len(), 1);
     backend.elapse(Duration::from_millis(80)).await;
-    let claimed = backend.triggers.claim(T, 10, LONG).await.unwrap();
+    let claimed = backend.triggers.claim(&keys(T), 10, LONG).await.unwrap();
     assert_eq!(pairs(&claimed), [pair("remind", "u1")]);
     // And later: moved out again.
     backend
         .triggers
-        .set(T, &action, &id, Duration::from_secs(60))
+        .set(&keys(T), &action, &id, Duration::from_secs(60))
         .await
         .unwrap();
     assert!(
         backend
             .triggers
-            .claim(T, 10, LONG)
+            .claim(&keys(T), 10, LONG)
             .await
             .unwrap()
             .triggers
@@ -104,80 +110,142 @@ pub async fn acknowledged_triggers_never_fire_again(backend: Backend) {
     let (action, id) = names("remind", "u1");
     backend
         .triggers
-        .set(T, &action, &id, Duration::ZERO)
+        .set(&keys(T), &action, &id, Duration::ZERO)
         .await
         .unwrap();
     backend.elapse(Duration::from_millis(5)).await;
     let claimed = backend
         .triggers
-        .claim(T, 10, Duration::from_millis(100))
+        .claim(&keys(T), 10, Duration::from_millis(100))
         .await
         .unwrap();
     assert_eq!(claimed.triggers.len(), 1);
-    assert!(backend.triggers.ack(T, &claimed.triggers[0]).await.unwrap());
     assert!(
-        !backend.triggers.ack(T, &claimed.triggers[0]).await.unwrap(),
+        backend
+            .triggers
+            .ack(&keys(T), &claimed.triggers[0])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !backend
+            .triggers
+            .ack(&keys(T), &claimed.triggers[0])
+            .await
+            .unwrap(),
         "a second ack holds nothing"
     );
     backend.elapse(Duration::from_millis(200)).await;
-    let again = backend.triggers.claim(T, 10, LONG).await.unwrap();
+    let again = backend.triggers.claim(&keys(T), 10, LONG).await.unwrap();
     assert!(again.triggers.is_empty());
     assert_eq!(again.next_due_in, None);
-    assert!(backend.triggers.list(T, false).await.unwrap().is_empty());
+    assert!(backend.triggers.list(&keys(T), false).await.unwrap().is_empty());
 }
 
 pub async fn an_unacknowledged_claim_is_redelivered_after_the_lease(backend: Backend) {
     let (action, id) = names("remind", "u1");
     backend
         .triggers
-        .set(T, &action, &id, Duration::ZERO)
+        .set(&keys(T), &action, &id, Duration::ZERO)
         .await
         .unwrap();
     backend.elapse(Duration::from_millis(5)).await;
     let lease = Duration::from_millis(800);
-    let first = backend.triggers.claim(T, 10, lease).await.unwrap();
+    let first = backend.triggers.claim(&keys(T), 10, lease).await.unwrap();
     assert_eq!(first.triggers.len(), 1);
-    let listed = backend.triggers.list(T, false).await.unwrap();
+    let listed = backend.triggers.list(&keys(T), false).await.unwrap();
     assert!(listed[0].claimed);
-    let during = backend.triggers.claim(T, 10, lease).await.unwrap();
+    let during = backend.triggers.claim(&keys(T), 10, lease).await.unwrap();
     assert!(during.triggers.is_empty(), "held by the first claimer");
     assert!(during.next_due_in.is_some_and(|next| next <= lease));
     backend.elapse(lease + Duration::from_millis(100)).await;
-    let second = backend.triggers.claim(T, 10, LONG).await.unwrap();
+    let second = backend.triggers.claim(&keys(T), 10, LONG).await.unwrap();
     assert_eq!(pairs(&second), [pair("remind", "u1")]);
     assert!(second.triggers[0].token > first.triggers[0].token);
     assert!(
-        !backend.triggers.ack(T, &first.triggers[0]).await.unwrap(),
+        !backend.triggers.ack(&keys(T), &first.triggers[0]).await.unwrap(),
         "the first claim is stale"
     );
-    assert!(backend.triggers.ack(T, &second.triggers[0]).await.unwrap());
-    assert!(backend.triggers.list(T, false).await.unwrap().is_empty());
+    assert!(backend.triggers.ack(&keys(T), &second.triggers[0]).await.unwrap());
+    assert!(backend.triggers.list(&keys(T), false).await.unwrap().is_empty());
+}
+
+pub async fn deliveries_count_redeliveries_and_restart_when_set_again(backend: Backend) {
+    let (action, id) = names("remind", "u1");
+    let (other_action, other_id) = names("remind", "u2");
+    for (action, id) in [(&action, &id), (&other_action, &other_id)] {
+        backend
+            .triggers
+            .set(&keys(T), action, id, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    backend.elapse(Duration::from_millis(5)).await;
+    let lease = Duration::from_millis(300);
+    let first = backend.triggers.claim(&keys(T), 10, lease).await.unwrap();
+    assert_eq!(first.triggers.len(), 2);
+    assert!(
+        first.triggers.iter().all(|t| t.deliveries == 1),
+        "a first delivery: {first:?}"
+    );
+    assert_ne!(
+        first.triggers[0].token, first.triggers[1].token,
+        "tokens are unique among the tenant's claims"
+    );
+    backend.elapse(lease + Duration::from_millis(100)).await;
+    let second = backend.triggers.claim(&keys(T), 10, lease).await.unwrap();
+    assert_eq!(
+        second.triggers.iter().map(|t| t.deliveries).collect::<Vec<_>>(),
+        [2, 2],
+        "redelivered after the lease ran out"
+    );
+    backend.elapse(lease + Duration::from_millis(100)).await;
+    // Set again (a new deadline): a new trigger, counted from 1.
+    backend
+        .triggers
+        .set(&keys(T), &action, &id, Duration::ZERO)
+        .await
+        .unwrap();
+    backend.elapse(Duration::from_millis(5)).await;
+    let third = backend.triggers.claim(&keys(T), 10, LONG).await.unwrap();
+    let deliveries: HashMap<String, u32> = third
+        .triggers
+        .iter()
+        .map(|t| (t.id.clone(), t.deliveries))
+        .collect();
+    assert_eq!(
+        deliveries,
+        HashMap::from([("u1".to_owned(), 1), ("u2".to_owned(), 3)])
+    );
+    for trigger in &third.triggers {
+        assert!(backend.triggers.ack(&keys(T), trigger).await.unwrap());
+    }
 }
 
 pub async fn setting_again_voids_an_outstanding_claim(backend: Backend) {
     let (action, id) = names("remind", "u1");
     backend
         .triggers
-        .set(T, &action, &id, Duration::ZERO)
+        .set(&keys(T), &action, &id, Duration::ZERO)
         .await
         .unwrap();
     backend.elapse(Duration::from_millis(5)).await;
-    let first = backend.triggers.claim(T, 10, LONG).await.unwrap();
+    let first = backend.triggers.claim(&keys(T), 10, LONG).await.unwrap();
     backend
         .triggers
-        .set(T, &action, &id, Duration::ZERO)
+        .set(&keys(T), &action, &id, Duration::ZERO)
         .await
         .unwrap();
     backend.elapse(Duration::from_millis(5)).await;
-    let second = backend.triggers.claim(T, 10, LONG).await.unwrap();
+    let second = backend.triggers.claim(&keys(T), 10, LONG).await.unwrap();
     assert_eq!(second.triggers.len(), 1, "set again: due again at once");
-    assert!(!backend.triggers.ack(T, &first.triggers[0]).await.unwrap());
+    assert!(!backend.triggers.ack(&keys(T), &first.triggers[0]).await.unwrap());
     assert_eq!(
-        backend.triggers.list(T, false).await.unwrap().len(),
+        backend.triggers.list(&keys(T), false).await.unwrap().len(),
         1,
         "the stale ack removed nothing"
     );
-    assert!(backend.triggers.ack(T, &second.triggers[0]).await.unwrap());
+    assert!(backend.triggers.ack(&keys(T), &second.triggers[0]).await.unwrap());
 }
 
 pub async fn cancel_and_cancel_all_remove_triggers(backend: Backend) {
@@ -185,16 +253,16 @@ pub async fn cancel_and_cancel_all_remove_triggers(backend: Backend) {
         let (action, id) = names(action, id);
         backend
             .triggers
-            .set(T, &action, &id, Duration::from_secs(60))
+            .set(&keys(T), &action, &id, Duration::from_secs(60))
             .await
             .unwrap();
     }
     let (a, x) = names("a", "x");
-    assert!(backend.triggers.cancel(T, &a, &x).await.unwrap());
-    assert!(!backend.triggers.cancel(T, &a, &x).await.unwrap());
-    assert_eq!(backend.triggers.cancel_all(T, &x).await.unwrap(), 2);
-    assert_eq!(backend.triggers.cancel_all(T, &x).await.unwrap(), 0);
-    let left = backend.triggers.list(T, false).await.unwrap();
+    assert!(backend.triggers.cancel(&keys(T), &a, &x).await.unwrap());
+    assert!(!backend.triggers.cancel(&keys(T), &a, &x).await.unwrap());
+    assert_eq!(backend.triggers.cancel_all(&keys(T), &x).await.unwrap(), 2);
+    assert_eq!(backend.triggers.cancel_all(&keys(T), &x).await.unwrap(), 0);
+    let left = backend.triggers.list(&keys(T), false).await.unwrap();
     assert_eq!(
         left.iter().map(|t| pair(&t.action, &t.id)).collect::<Vec<_>>(),
         [pair("a", "y")]
@@ -206,19 +274,19 @@ pub async fn tenants_never_see_each_others_triggers(backend: Backend) {
     let (action, id) = names("re:mind", "u{1}*");
     backend
         .triggers
-        .set("a", &action, &id, Duration::ZERO)
+        .set(&keys("a"), &action, &id, Duration::ZERO)
         .await
         .unwrap();
     backend
         .triggers
-        .set("a:b", &action, &id, Duration::from_secs(60))
+        .set(&keys("a:b"), &action, &id, Duration::from_secs(60))
         .await
         .unwrap();
     backend.elapse(Duration::from_millis(5)).await;
     assert!(
         backend
             .triggers
-            .claim("ab", 10, LONG)
+            .claim(&keys("ab"), 10, LONG)
             .await
             .unwrap()
             .triggers
@@ -227,15 +295,15 @@ pub async fn tenants_never_see_each_others_triggers(backend: Backend) {
     assert!(
         backend
             .triggers
-            .claim("a:b", 10, LONG)
+            .claim(&keys("a:b"), 10, LONG)
             .await
             .unwrap()
             .triggers
             .is_empty()
     );
-    let claimed = backend.triggers.claim("a", 10, LONG).await.unwrap();
+    let claimed = backend.triggers.claim(&keys("a"), 10, LONG).await.unwrap();
     assert_eq!(pairs(&claimed), [pair("re:mind", "u{1}*")]);
-    assert_eq!(backend.triggers.list("a:b", false).await.unwrap().len(), 1);
+    assert_eq!(backend.triggers.list(&keys("a:b"), false).await.unwrap().len(), 1);
 }
 
 pub async fn invalid_names_are_rejected_before_any_io(backend: Backend) {
@@ -305,7 +373,7 @@ pub async fn triggers_due_while_no_listener_ran_are_delivered_when_one_starts(ba
         let (action, id) = names("remind", &format!("u{i}"));
         backend
             .triggers
-            .set(T, &action, &id, Duration::from_millis(10))
+            .set(&keys(T), &action, &id, Duration::from_millis(10))
             .await
             .unwrap();
     }
@@ -317,7 +385,7 @@ pub async fn triggers_due_while_no_listener_ran_are_delivered_when_one_starts(ba
     let seen = listen_until(&backend, 1, options, 20).await;
     assert_eq!(seen.len(), 20);
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
-    assert!(backend.triggers.list(T, false).await.unwrap().is_empty());
+    assert!(backend.triggers.list(&keys(T), false).await.unwrap().is_empty());
 }
 
 pub async fn a_dead_listeners_claims_are_redelivered_after_the_lease(backend: Backend) {
@@ -325,14 +393,14 @@ pub async fn a_dead_listeners_claims_are_redelivered_after_the_lease(backend: Ba
         let (action, id) = names("remind", &format!("u{i}"));
         backend
             .triggers
-            .set(T, &action, &id, Duration::ZERO)
+            .set(&keys(T), &action, &id, Duration::ZERO)
             .await
             .unwrap();
     }
     backend.elapse(Duration::from_millis(5)).await;
     // A listener claims and dies before acknowledging anything.
     let lease = Duration::from_millis(500);
-    let dead = backend.triggers.claim(T, 10, lease).await.unwrap();
+    let dead = backend.triggers.claim(&keys(T), 10, lease).await.unwrap();
     assert_eq!(dead.triggers.len(), 5);
     let started = tokio::time::Instant::now();
     let options = ListenOptions {
@@ -346,7 +414,7 @@ pub async fn a_dead_listeners_claims_are_redelivered_after_the_lease(backend: Ba
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
     for trigger in &dead.triggers {
         assert!(
-            !backend.triggers.ack(T, trigger).await.unwrap(),
+            !backend.triggers.ack(&keys(T), trigger).await.unwrap(),
             "the dead claim is stale"
         );
     }
@@ -359,7 +427,7 @@ pub async fn a_thousand_triggers_reach_four_listeners_exactly_once(backend: Back
         let (action, id) = names(if i % 2 == 0 { "remind" } else { "clean" }, &format!("u{i}"));
         backend
             .triggers
-            .set(T, &action, &id, Duration::from_millis(i * 3 / 2))
+            .set(&keys(T), &action, &id, Duration::from_millis(i * 3 / 2))
             .await
             .unwrap();
     }
@@ -372,16 +440,16 @@ pub async fn a_thousand_triggers_reach_four_listeners_exactly_once(backend: Back
     assert_eq!(seen.len(), 1000);
     let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
     assert!(repeated.is_empty(), "delivered more than once: {repeated:?}");
-    assert!(backend.triggers.list(T, false).await.unwrap().is_empty());
+    assert!(backend.triggers.list(&keys(T), false).await.unwrap().is_empty());
 }
 
 pub async fn a_key_of_another_type_is_wrong_type_and_nothing_is_written(backend: Backend) {
-    let due = statehouse_domain::layout::TenantKeys::new(T).triggers_due();
+    let due = keys(T).due().to_owned();
     backend.plant_hash(&due).await;
     let (action, id) = names("remind", "u1");
     let error = backend
         .triggers
-        .set(T, &action, &id, Duration::ZERO)
+        .set(&keys(T), &action, &id, Duration::ZERO)
         .await
         .unwrap_err();
     assert_eq!(
@@ -389,7 +457,7 @@ pub async fn a_key_of_another_type_is_wrong_type_and_nothing_is_written(backend:
         (ErrorKind::WrongType, due.as_str()),
         "{error}"
     );
-    let by_id = statehouse_domain::layout::TenantKeys::new(T).triggers_of("u1");
+    let by_id = keys(T).of_id("u1");
     let exists = backend
         .documents
         .exists(&statehouse::Key::new(by_id).unwrap())
@@ -397,7 +465,12 @@ pub async fn a_key_of_another_type_is_wrong_type_and_nothing_is_written(backend:
         .unwrap();
     assert!(!exists, "the script checked every key before writing");
     assert_eq!(
-        backend.triggers.claim(T, 10, LONG).await.unwrap_err().kind(),
+        backend
+            .triggers
+            .claim(&keys(T), 10, LONG)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::WrongType
     );
 }

@@ -106,7 +106,7 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
                                         .query_async(&mut con)
                                         .await?;
                                     let mut claimed = Vec::new();
-                                    for pair in reply.get(1..).unwrap_or_default().chunks(2) {
+                                    for pair in reply.get(1..).unwrap_or_default().chunks(3) {
                                         let member: String = redis::from_redis_value(pair[0].clone())?;
                                         let token: u64 = redis::from_redis_value(pair[1].clone())?;
                                         let id = member
@@ -128,6 +128,7 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
                                             action: "remind".to_owned(),
                                             id,
                                             token,
+                                            deliveries: 1,
                                         };
                                         triggers.ack(TQ_TENANT, &trigger).await?
                                     }

@@ -1,0 +1,35 @@
+/// The Pub/Sub channels of statehouse's change events (before the store's
+/// prefix): `statehouse:changes:<key>`, the key verbatim as the caller names
+/// it (so a key pattern is a channel pattern after the fixed head, which
+/// holds no glob character; the head is fixed, so the channel names its key
+/// exactly). The payload is a [`ChangeNotice`](crate::ChangeNotice) as JSON.
+///
+/// ```
+/// use statehouse_domain::layout::ChangeChannels;
+///
+/// assert_eq!(ChangeChannels::channel("config:app"), "statehouse:changes:config:app");
+/// assert_eq!(ChangeChannels::pattern("config:*"), "statehouse:changes:config:*");
+/// assert_eq!(ChangeChannels::key_of("statehouse:changes:a:b"), Some("a:b"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeChannels;
+
+impl ChangeChannels {
+    /// The start of every change channel.
+    pub const HEAD: &'static str = "statehouse:changes:";
+
+    /// The channel of `key`'s changes.
+    pub fn channel(key: &str) -> String {
+        format!("{}{key}", Self::HEAD)
+    }
+
+    /// The channel pattern of the keys matching the glob `pattern`.
+    pub fn pattern(pattern: &str) -> String {
+        format!("{}{pattern}", Self::HEAD)
+    }
+
+    /// The key a channel is about; `None` for another channel.
+    pub fn key_of(channel: &str) -> Option<&str> {
+        channel.strip_prefix(Self::HEAD)
+    }
+}

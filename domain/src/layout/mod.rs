@@ -1,0 +1,171 @@
+//! THE key layout of statehouse's own families: how ids that users give
+//! become parts of Redis keys, and which keys each family uses.
+//!
+//! Both adapters build their keys here (the Redis adapter then puts the
+//! store's prefix in front, in `adapters/redis/src/keys.rs`), so a task or a
+//! tenant lives under the same key in Redis and in the memory keyspace, and
+//! `docs/keys.md` describes both.
+//!
+//! # Escaping
+//!
+//! A component (task id, service, user id, namespace, …) is written with
+//! [`escape_component`]: `%`, the separator `:`, the hash-tag braces `{` `}`,
+//! the glob metacharacters `*` `?` `[` `]` `\` and white space are
+//! percent-encoded (`%3A`, …). So:
+//!
+//! - two different components never give the same text (percent-encoding
+//!   that also encodes `%` is injective), and since an escaped component
+//!   never holds `:`, two different tuples of components never give the same
+//!   key;
+//! - an escaped component holds no glob metacharacter, so a pattern built
+//!   from escaped components matches only what it names;
+//! - an escaped component holds no brace, so the only hash tag of a key is
+//!   the one the layout puts there.
+//!
+//! # Hash tags
+//!
+//! Every key one atomic step touches carries the same hash tag, so the
+//! layout runs unchanged on Redis Cluster (multi-key transactions and
+//! scripts need one slot). Tasks are tagged per namespace: `{tasks}` by
+//! default. The cost: one namespace lives in one slot, on one node.
+//!
+//! Architecture invariant: no key of a family is built anywhere else.
+
+//!
+//! # Files
+//!
+//! One file per family: `tasks.rs` ([`TaskKeys`]), `subjects.rs`
+//! ([`SubjectKeys`]), `tenants.rs` ([`TenantKeys`]), `triggers.rs` and
+//! `queues.rs` (the tenant's trigger and queue keys, and the key sets
+//! the trigger and queue ports take: [`TriggerKeys`], [`QueueKeys`],
+//! [`QueueIndex`], [`ServiceKeys`]),
+//! `config.rs` ([`ConfigKeys`]), `changes.rs` ([`ChangeChannels`]); the
+//! escaping is here.
+
+mod changes;
+mod config;
+mod queues;
+mod subjects;
+mod tasks;
+mod tenants;
+mod triggers;
+
+pub use changes::ChangeChannels;
+pub use config::ConfigKeys;
+pub use queues::{QueueIndex, QueueKeys, ServiceKeys};
+pub use subjects::SubjectKeys;
+pub use tasks::TaskKeys;
+pub use tenants::TenantKeys;
+pub use triggers::TriggerKeys;
+
+use std::fmt::Write as _;
+
+/// Escapes one key component; see the [module documentation](self).
+///
+/// ```
+/// use statehouse_domain::layout::escape_component;
+///
+/// assert_eq!(escape_component("user:1"), "user%3A1");
+/// assert_eq!(escape_component("a*b{c}"), "a%2Ab%7Bc%7D");
+/// assert_eq!(escape_component("100%"), "100%25");
+/// assert_eq!(escape_component("plain-id_42.x"), "plain-id_42.x");
+/// ```
+pub fn escape_component(component: &str) -> String {
+    // Most ids need no escaping: one scan, one copy.
+    if !component.chars().any(needs_escape) {
+        return component.to_owned();
+    }
+    let mut escaped = String::with_capacity(component.len() + 8);
+    for c in component.chars() {
+        if needs_escape(c) {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                // Writing to a String cannot fail.
+                let _ = write!(escaped, "%{byte:02X}");
+            }
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+/// Reverses [`escape_component`]; `None` if `escaped` is not the escaping
+/// of any component (used to read keys back from listings).
+///
+/// ```
+/// use statehouse_domain::layout::{escape_component, unescape_component};
+///
+/// assert_eq!(unescape_component(&escape_component("a:b %")).as_deref(), Some("a:b %"));
+/// assert_eq!(unescape_component("bad%2"), None);
+/// ```
+pub fn unescape_component(escaped: &str) -> Option<String> {
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = escaped.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let text = String::from_utf8(out).ok()?;
+    (escape_component(&text) == escaped).then_some(text)
+}
+
+fn needs_escape(c: char) -> bool {
+    matches!(c, '%' | ':' | '{' | '}' | '*' | '?' | '[' | ']' | '\\') || c.is_whitespace()
+}
+
+/// `<first>:<second>`, both escaped.
+fn pair_member(first: &str, second: &str) -> String {
+    format!("{}:{}", escape_component(first), escape_component(second))
+}
+
+/// The reverse of [`pair_member`].
+fn member_pair(member: &str) -> Option<(String, String)> {
+    let (first, second) = member.split_once(':')?;
+    Some((unescape_component(first)?, unescape_component(second)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn escaped_components_hold_no_separator_brace_or_glob_character() {
+        let nasty = "a:b{c}*?[x]\\ %é\t";
+        let escaped = escape_component(nasty);
+        assert!(
+            !escaped.contains([':', '{', '}', '*', '?', '[', ']', '\\', ' ', '\t']),
+            "{escaped}"
+        );
+        assert_eq!(unescape_component(&escaped).as_deref(), Some(nasty));
+    }
+
+    #[test]
+    fn different_components_never_share_an_escaping() {
+        let samples = [
+            "a", "a:", ":a", "a%3A", "a%", "%", "%25", "a b", "a%20b", "{a}", "%7Ba%7D", "*", "%2A", "é",
+            "%C3%A9",
+        ];
+        let mut seen = HashMap::new();
+        for sample in samples {
+            if let Some(other) = seen.insert(escape_component(sample), sample) {
+                panic!("{sample:?} and {other:?} collide");
+            }
+        }
+    }
+
+    #[test]
+    fn unescape_rejects_text_that_is_no_escaping() {
+        for bad in ["%", "%4", "%zz", "a:b", "%61", "%C3"] {
+            assert_eq!(unescape_component(bad), None, "{bad}");
+        }
+    }
+}
