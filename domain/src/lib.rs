@@ -57,7 +57,6 @@ pub use synced::{SyncedModel, synced_key, synced_key_of, validate_type_name};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
 pub use tenant::{
     FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
-    validate_tenant,
 };
 pub use trigger::{ActionName, BatchName, QueueName, TriggerId};
 pub use ttl::Ttl;

@@ -22,20 +22,6 @@ identifier!(
     MAX_KEY_BYTES
 );
 
-/// Checks a tenant given as text, by [`TenantId`]'s rule (the families
-/// that take a tenant as `&str`, triggers and queues, use it), without
-/// building one.
-///
-/// ```
-/// use statehouse_domain::validate_tenant;
-///
-/// assert!(validate_tenant("acme").is_ok());
-/// assert!(validate_tenant("").is_err());
-/// ```
-pub fn validate_tenant(tenant: &str) -> Result<(), ValidationError> {
-    validate_identifier(TenantId::WHAT, tenant, MAX_KEY_BYTES)
-}
-
 identifier!(
     /// The name of a conversation handler, e.g. `support-bot`.
     HandlerName,
