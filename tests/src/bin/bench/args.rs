@@ -7,7 +7,7 @@ use crate::engine::Side;
 
 const USAGE: &str = "\
 usage: bench [--quick] [--rounds N] [--current-thread] [--only WORKLOAD] [--side SIDE] [--fixed-size]
-             [--bare]
+             [--bare] [--instructions]
 
   --quick          short run (3 rounds of ~0.15 s, 16x50 increments): a smoke check
   --rounds N       rounds per workload (default 7; 3 with --quick)
@@ -22,6 +22,10 @@ usage: bench [--quick] [--rounds N] [--current-thread] [--only WORKLOAD] [--side
                    calibrated to the round time (for profiling, e.g. callgrind)
   --bare           measure statehouse without its tracing layer (the Redis adapter
                    through Statehouse::from_ports), to see what the layers cost
+  --instructions   after the run, count the client instructions per op of both sides of every
+                   workload under valgrind's callgrind (one run per side, with --quick --fixed-size
+                   --current-thread --rounds 1 and the same --only/--bare), and print them beside
+                   this run's wall-clock ratios (takes minutes; valgrind must be on PATH)
   -h, --help       this text
 
 Starts its own redis-server (never the one on 6379) and compares statehouse with raw redis-rs.";
@@ -46,6 +50,8 @@ pub(crate) struct Options {
     pub(crate) fixed_size: bool,
     /// Measure the bare Redis adapter instead of the default stack (for attributing costs).
     pub(crate) bare: bool,
+    /// After the run, count client instructions per op under callgrind.
+    pub(crate) instructions: bool,
 }
 
 impl Options {
@@ -53,13 +59,31 @@ impl Options {
         self.only.is_none_or(|only| only == workload)
     }
 
-    pub(crate) fn sides(&self, slice: usize) -> Vec<Side> {
-        match self.side {
-            Some(side) => vec![side],
-            // The order flips every slice, so that a drift hits both sides alike.
-            None if slice.is_multiple_of(2) => vec![Side::Statehouse, Side::Raw],
-            None => vec![Side::Raw, Side::Statehouse],
-        }
+    /// The sides to run in this slice, in order. As it yields each side it tells the
+    /// instruction counter which side runs now (for the sections of [`Bench::timed`](crate::engine::Bench::timed)).
+    pub(crate) fn sides(&self, slice: usize) -> Sides {
+        Sides(
+            match self.side {
+                Some(side) => vec![side],
+                // The order flips every slice, so that a drift hits both sides alike.
+                None if slice.is_multiple_of(2) => vec![Side::Statehouse, Side::Raw],
+                None => vec![Side::Raw, Side::Statehouse],
+            }
+            .into_iter(),
+        )
+    }
+}
+
+/// What [`Options::sides`] yields.
+pub(crate) struct Sides(std::vec::IntoIter<Side>);
+
+impl Iterator for Sides {
+    type Item = Side;
+
+    fn next(&mut self) -> Option<Side> {
+        let side = self.0.next()?;
+        crate::instructions::set_side(side);
+        Some(side)
     }
 }
 
@@ -82,6 +106,25 @@ pub(crate) enum Workload {
 }
 
 impl Workload {
+    /// The name `--only` takes.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::Seq => "seq",
+            Workload::Conc => "conc",
+            Workload::Mget => "mget",
+            Workload::Update => "update",
+            Workload::Model => "model",
+            Workload::RedisBenchmark => "rb",
+            Workload::Save => "save",
+            Workload::Status => "status",
+            Workload::List => "list",
+            Workload::Subjects => "subjects",
+            Workload::Tenants => "tenants",
+            Workload::TriggersQueues => "tq",
+            Workload::Config => "config",
+        }
+    }
+
     /// The workloads that run in rounds, in their order.
     pub(crate) const MEASURED: [Workload; 8] = [
         Workload::Seq,
@@ -103,6 +146,7 @@ pub(crate) fn parse_args() -> Res<Option<Options>> {
     let mut current_thread = false;
     let mut fixed_size = false;
     let mut bare = false;
+    let mut instructions = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -114,6 +158,7 @@ pub(crate) fn parse_args() -> Res<Option<Options>> {
             "--current-thread" => current_thread = true,
             "--fixed-size" => fixed_size = true,
             "--bare" => bare = true,
+            "--instructions" => instructions = true,
             "--rounds" => {
                 let value = value("--rounds")?;
                 let parsed: usize = value.parse().map_err(|e| format!("--rounds {value:?}: {e}"))?;
@@ -168,5 +213,6 @@ pub(crate) fn parse_args() -> Res<Option<Options>> {
         current_thread,
         fixed_size,
         bare,
+        instructions,
     }))
 }

@@ -13,6 +13,9 @@ use crate::report::median;
 
 /// The config entry of the config workload.
 const CONFIG_NAME: &str = "bench";
+/// The rows of `--instructions`.
+const WATCH_ROW: &str = "15. config: update -> watcher (raw: PUBLISH -> SUBSCRIBE)";
+const FETCH_ROW: &str = "15. config: cached fetch (raw: GET + decode)";
 
 /// The `q`-quantile (0..=1) of sorted `values`.
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
@@ -58,6 +61,7 @@ pub(crate) async fn config_bench(url: &str, bench: &Bench, options: Options) -> 
         for side in options.sides(i) {
             match side {
                 Side::Statehouse => {
+                    let section = crate::instructions::start(WATCH_ROW, side).await;
                     doc.id = i as u64;
                     let start = Instant::now();
                     let version = writer.update(CONFIG_NAME, &doc).await?;
@@ -70,6 +74,7 @@ pub(crate) async fn config_bench(url: &str, bench: &Bench, options: Options) -> 
                     .map_err(|_| format!("the watcher did not see version {version} within 10 s"))??
                     .clone();
                     let latency = start.elapsed();
+                    section.end(1).await;
                     if snapshot.current.map(|c| c.value.id) != Some(i as u64) {
                         return Err(format!("the watcher holds another value than update {i}").into());
                     }
@@ -79,6 +84,7 @@ pub(crate) async fn config_bench(url: &str, bench: &Bench, options: Options) -> 
                     }
                 }
                 Side::Raw => {
+                    let section = crate::instructions::start(WATCH_ROW, side).await;
                     let start = Instant::now();
                     redis::cmd("PUBLISH")
                         .arg(channel)
@@ -90,6 +96,7 @@ pub(crate) async fn config_bench(url: &str, bench: &Bench, options: Options) -> 
                         .map_err(|_| "the raw subscriber got nothing within 10 s")?
                         .ok_or("the raw subscription ended")?;
                     let latency = start.elapsed();
+                    section.end(1).await;
                     if message.get_payload_bytes().len() != payload.len() {
                         return Err("the raw subscriber got another payload".into());
                     }
@@ -134,12 +141,15 @@ pub(crate) async fn config_bench(url: &str, bench: &Bench, options: Options) -> 
     let gets: u32 = if options.quick { 2_000 } else { 20_000 };
     let mut fetch_ratios = Vec::new();
     for round in 0..=options.rounds {
+        let section = crate::instructions::start(FETCH_ROW, Side::Statehouse).await;
         let start = Instant::now();
         for _ in 0..fetches {
             let fetched = reader.fetch::<Doc>(CONFIG_NAME).await?;
             std::hint::black_box(&fetched);
         }
         let fetch = start.elapsed() / fetches;
+        section.end(fetches.into()).await;
+        let section = crate::instructions::start(FETCH_ROW, Side::Raw).await;
         let start = Instant::now();
         for _ in 0..gets {
             let bytes: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut raw_con).await?;
@@ -148,6 +158,7 @@ pub(crate) async fn config_bench(url: &str, bench: &Bench, options: Options) -> 
             std::hint::black_box(&decoded);
         }
         let get = start.elapsed() / gets;
+        section.end(gets.into()).await;
         if round > 0 {
             fetch_ratios.push(ratio(get, fetch));
             println!(

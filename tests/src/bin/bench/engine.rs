@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use crate::Res;
 use crate::args::{Options, Workload};
 use crate::documents::{CONCURRENT_TASKS, Doc, MGET_KEYS, UPDATE_TASKS};
+use crate::instructions;
 use crate::redis_benchmark::RedisBenchmark;
 use crate::report::{Results, median};
 use crate::tasks::TASK_WRITERS;
@@ -53,6 +54,7 @@ impl Sample {
     }
 
     pub(crate) fn new(timed: &Timed, ops: u64, conflicts: u64) -> Self {
+        instructions::set_ops(timed.section, ops);
         Self {
             ops,
             elapsed: timed.elapsed,
@@ -87,6 +89,9 @@ pub(crate) struct Timed {
     pub(crate) server_cpu: Option<Duration>,
     /// What each task returned.
     pub(crate) outputs: Vec<u64>,
+    /// The instruction counter's section of this run (its ops: what the tasks returned, or what
+    /// [`Sample::new`] says).
+    pub(crate) section: usize,
 }
 
 /// CPU time used so far by each thread of process `pid` (`self` for this one), in nanoseconds, from
@@ -191,16 +196,23 @@ impl Bench {
     {
         let mut set = JoinSet::new();
         let (client, server) = (cpu_snapshot("self"), cpu_snapshot(&self.server_pid));
+        let section = instructions::start_tasks::<Fut>(tasks);
         let start = Instant::now();
         for task in 0..tasks {
-            set.spawn(make(task));
+            if instructions::counting() {
+                set.spawn(instructions::task(make(task)));
+            } else {
+                set.spawn(make(task));
+            }
         }
         let mut outputs = Vec::with_capacity(tasks);
         while let Some(joined) = set.join_next().await {
             outputs.push(joined??);
         }
         let elapsed = start.elapsed();
+        let section = section.close(outputs.iter().sum());
         Ok(Timed {
+            section,
             elapsed,
             client_cpu: cpu_between(client, cpu_snapshot("self")),
             server_cpu: cpu_between(server, cpu_snapshot(&self.server_pid)),
@@ -273,6 +285,7 @@ pub(crate) async fn calibrate(
     ]
     .into_iter()
     .any(|workload| options.runs(workload));
+    instructions::set_side(Side::Raw);
     while !options.fixed_size && calibrate.len() < 3 {
         let mut rates = [f64::NAN; 6];
         if set_get_runs {

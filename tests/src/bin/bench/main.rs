@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p statehouse-tests --bin bench            # full run (about two minutes)
 //! cargo run --release -p statehouse-tests --bin bench -- --quick # short smoke run
+//! cargo run --release -p statehouse-tests --bin bench -- --instructions # + instructions per op
 //! ```
 //!
 //! It starts its own `redis-server` (the test harness: a free loopback port, no persistence) and never
@@ -69,6 +70,8 @@
 //!   server), the warm-up and calibration, and the rounds of alternating slices.
 //! - `report.rs`: the tables of rates, ratios and targets, CPU time per op, spreads.
 //! - `redis_benchmark.rs`: the `redis-benchmark` driver (rows 5 and 6).
+//! - `instructions.rs`: `--instructions`, the client instructions per op of both sides under
+//!   callgrind (sections of client work, counted child runs, the table).
 //! - a file per workload group: `documents.rs` (1–4), `tasks.rs` (7–9), `synced.rs` (10),
 //!   `subjects.rs` (11), `tenants.rs` (12), `triggers_queues.rs` (13, 14), `config.rs` (15).
 
@@ -76,6 +79,7 @@ mod args;
 mod config;
 mod documents;
 mod engine;
+mod instructions;
 mod redis_benchmark;
 mod report;
 mod subjects;
@@ -135,10 +139,20 @@ fn try_main() -> Res<()> {
     } else {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()?
     };
-    let result = runtime.block_on(run(&server, options));
+    // In a counted child (`--instructions`), the main task's polls count in the sections it opens.
+    let result = if instructions::init() {
+        runtime.block_on(instructions::main_task(run(&server, options)))
+    } else {
+        runtime.block_on(run(&server, options))
+    };
     drop(runtime);
     drop(server);
-    result
+    result?;
+    instructions::finish()?;
+    if options.instructions {
+        instructions::report(options)?;
+    }
+    Ok(())
 }
 
 async fn run(server: &RedisServer, options: Options) -> Res<()> {
@@ -194,19 +208,19 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
     println!("(statehouse/raw ops/s per workload; rb: redis-benchmark set+get ops/s at -c 1/-c 64)");
     println!();
     results.report(options, &rb);
-    if options.runs(Workload::Subjects) && options.side.is_none() {
+    if options.runs(Workload::Subjects) {
         println!();
         subjects_bench(&state, &bench, options).await?;
     }
-    if options.runs(Workload::Tenants) && options.side.is_none() {
+    if options.runs(Workload::Tenants) {
         println!();
         tenants_bench(&state, &bench, options).await?;
     }
-    if options.runs(Workload::TriggersQueues) && options.side.is_none() {
+    if options.runs(Workload::TriggersQueues) {
         println!();
         triggers_queues_bench(&state, &bench, options).await?;
     }
-    if options.runs(Workload::Config) && options.side.is_none() {
+    if options.runs(Workload::Config) {
         println!();
         config_bench(&url, &bench, options).await?;
     }

@@ -91,6 +91,9 @@ pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: O
         if round == 0 {
             continue;
         }
+        if options.side.is_some() {
+            continue; // one side (--side, --instructions): no ratio
+        }
         let [Some(store_sh), Some(store_raw)] = store_samples else {
             return Err("the subjects workload measured no store()".into());
         };

@@ -44,6 +44,7 @@ impl TenantBench<'_> {
         let mut con = self.bench.raw.clone();
         match op {
             TenantOp::Field => {
+                let section = crate::instructions::start("12. tenants: set_field", side).await;
                 let start = Instant::now();
                 for i in 0..n {
                     match side {
@@ -58,9 +59,11 @@ impl TenantBench<'_> {
                         }
                     }
                 }
+                section.end(n).await;
                 Ok((n, start.elapsed()))
             }
             TenantOp::Merge => {
+                let section = crate::instructions::start("12. tenants: merge-upsert", side).await;
                 let start = Instant::now();
                 for i in 0..n {
                     let merged: HashMap<String, serde_json::Value> = match side {
@@ -92,6 +95,7 @@ impl TenantBench<'_> {
                         return Err(format!("WRONG MERGE ({side:?}): {merged:?}").into());
                     }
                 }
+                section.end(n).await;
                 Ok((n, start.elapsed()))
             }
             TenantOp::Increment => {

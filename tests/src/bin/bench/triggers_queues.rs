@@ -166,6 +166,7 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
             trigger_rates[i] = acked as f64 / timed.elapsed.as_secs_f64().max(1e-9);
 
             // Queues: enqueue in tens (one producer), then 4 consumers claim and ack.
+            let section = crate::instructions::start("14. queues: enqueue in tens (op = item)", side).await;
             let start = Instant::now();
             for chunk in (0..items as u64).collect::<Vec<_>>().chunks(10) {
                 match side {
@@ -195,6 +196,7 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
                 }
             }
             let enqueued = start.elapsed();
+            section.end(items as u64).await;
             let timed = bench
                 .timed(TQ_WORKERS, |_| {
                     let (queues, queue, mut con) = (queues.clone(), queue.clone(), bench.raw.clone());
