@@ -38,9 +38,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::Res;
-use crate::args::Options;
+use crate::args::{Options, Workload};
 use crate::engine::Side;
-use crate::report::load_average;
+use crate::report::{human, load_average};
 
 /// Set in a counted child: the file it writes its sections to.
 pub(crate) const SECTIONS_ENV: &str = "STATEHOUSE_BENCH_SECTIONS";
@@ -391,17 +391,62 @@ fn profile_total(path: &Path) -> Res<u64> {
     Ok(line.trim().parse().unwrap_or(0))
 }
 
-/// Runs one counted child for `side`; adds its rows of that side to `rows`. Returns the lines of
-/// `rows.txt` naming each row's profiles.
-fn count_side(options: Options, side: Side, dir: &Path, rows: &mut Rows) -> Res<String> {
-    let name = match side {
+/// The workloads counted, one child each (`redis-benchmark` has no client side to count).
+const COUNTED: [Workload; 12] = [
+    Workload::Seq,
+    Workload::Conc,
+    Workload::Mget,
+    Workload::Update,
+    Workload::Save,
+    Workload::Status,
+    Workload::List,
+    Workload::Model,
+    Workload::Subjects,
+    Workload::Tenants,
+    Workload::TriggersQueues,
+    Workload::Config,
+];
+
+fn side_name(side: Side) -> &'static str {
+    match side {
         Side::Statehouse => "statehouse",
         Side::Raw => "raw",
-    };
+    }
+}
+
+/// Runs the counted child of `workload` and `side`, once more if it fails (a contended update
+/// slowed down ~50 times by callgrind can run out of attempts); adds its rows of that side to
+/// `rows`. Returns the lines of `rows.txt` naming each row's profiles.
+fn count_side(options: Options, workload: Workload, side: Side, dir: &Path, rows: &mut Rows) -> Res<String> {
+    let dir = dir.join(workload.name());
+    std::fs::create_dir_all(&dir)?;
+    let mut failed = String::new();
+    for _ in 0..2 {
+        match count_child(options, workload, side, &dir) {
+            Ok(groups) => return Ok(add_groups(workload, side, &dir, &groups, rows)),
+            Err(error) => failed = error.to_string(),
+        }
+    }
+    Err(failed.into())
+}
+
+/// A child's sections of one profile: row, warm-up, ops, instructions.
+type Groups = BTreeMap<usize, (String, bool, u64, u64)>;
+
+/// One counted child: runs it under callgrind, reads its sections and profiles.
+fn count_child(options: Options, workload: Workload, side: Side, dir: &Path) -> Res<Groups> {
+    let name = side_name(side);
+    // A failed attempt's profiles must not be read as this one's.
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+        if file.is_some_and(|f| f.starts_with(&format!("{name}."))) {
+            std::fs::remove_file(path)?;
+        }
+    }
     let out = dir.join(format!("{name}.out"));
     let sections = dir.join(format!("{name}.sections"));
     let log_path = dir.join(format!("{name}.log"));
-    let exe = std::env::current_exe()?;
     let mut command = Command::new("valgrind");
     command
         .arg("--tool=callgrind")
@@ -412,19 +457,9 @@ fn count_side(options: Options, side: Side, dir: &Path, rows: &mut Rows) -> Res<
             "--toggle-collect=*instructions_counted_poll*",
             "--dump-before=*instructions_dump_marker*",
         ])
-        .arg(&exe)
-        .args([
-            "--quick",
-            "--fixed-size",
-            "--current-thread",
-            "--rounds",
-            "1",
-            "--side",
-            name,
-        ]);
-    if let Some(only) = options.only {
-        command.args(["--only", only.name()]);
-    }
+        .arg(std::env::current_exe()?)
+        .args(["--quick", "--fixed-size", "--current-thread", "--rounds", "1"])
+        .args(["--side", name, "--only", workload.name()]);
     if options.bare {
         command.arg("--bare");
     }
@@ -437,51 +472,59 @@ fn count_side(options: Options, side: Side, dir: &Path, rows: &mut Rows) -> Res<
         .status()
         .map_err(|e| format!("cannot run valgrind: {e}"))?;
     if !status.success() {
-        return Err(format!(
-            "the counted {name} run failed ({status}); see {}",
-            log_path.display()
-        )
-        .into());
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let error = log
+            .lines()
+            .rfind(|line| line.starts_with("bench: error"))
+            .unwrap_or("");
+        return Err(format!("{status}: {error} (see {})", log_path.display()).into());
     }
     let text =
         std::fs::read_to_string(&sections).map_err(|e| format!("reading {}: {e}", sections.display()))?;
-    let mut parts: BTreeMap<(u32, String), Vec<usize>> = BTreeMap::new();
-    let mut costs: BTreeMap<usize, u64> = BTreeMap::new();
-    let mut groups: BTreeMap<usize, (String, bool, u64)> = BTreeMap::new();
+    let mut groups = Groups::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.splitn(6, '\t').collect();
         let [part, section_side, warm, ops, _elapsed, label] = fields[..] else {
             return Err(format!("{}: a line of another form: {line:?}", sections.display()).into());
         };
+        // A workload may run the other side's sections too (the config fetch runs both).
         if section_side != name {
             continue;
         }
         let part: usize = part.parse()?;
-        let entry = groups
+        let group = groups
             .entry(part)
-            .or_insert_with(|| (label.to_owned(), warm == "1", 0));
-        entry.2 += ops.parse::<u64>()?;
+            .or_insert_with(|| (label.to_owned(), warm == "1", 0, 0));
+        group.2 += ops.parse::<u64>()?;
     }
-    for (&part, (label, warm, ops)) in &groups {
+    for (part, group) in &mut groups {
+        group.3 = profile_total(&PathBuf::from(format!("{}.{part}", out.display())))?;
+    }
+    Ok(groups)
+}
+
+/// Adds a child's groups but the warm-ups to `rows`; returns the lines of `rows.txt`.
+fn add_groups(workload: Workload, side: Side, dir: &Path, groups: &Groups, rows: &mut Rows) -> String {
+    let mut files: BTreeMap<(u32, String), Vec<String>> = BTreeMap::new();
+    for (part, (label, warm, ops, cost)) in groups {
         if *warm {
             continue;
         }
-        let cost = profile_total(&PathBuf::from(format!("{}.{part}", out.display())))?;
-        costs.insert(part, cost);
         let total = &mut rows.entry(row_key(label)).or_default()[slot(side)];
         total.ops += ops;
         total.cost += cost;
-        parts.entry(row_key(label)).or_default().push(part);
+        files.entry(row_key(label)).or_default().push(format!(
+            "{}/{}.out.{part} ({ops} ops, {cost} Ir)",
+            dir.file_name()
+                .map_or(workload.name().into(), |d| d.to_string_lossy()),
+            side_name(side),
+        ));
     }
     let mut listing = String::new();
-    for ((_, label), parts) in parts {
-        let files: Vec<String> = parts
-            .iter()
-            .map(|part| format!("{name}.out.{part} ({} Ir)", costs.get(part).copied().unwrap_or(0)))
-            .collect();
-        let _ = writeln!(listing, "{label} [{name}]: {}", files.join(", "));
+    for ((_, label), files) in files {
+        let _ = writeln!(listing, "{label} [{}]: {}", side_name(side), files.join(", "));
     }
-    Ok(listing)
+    listing
 }
 
 fn ratio_text(ratio: f64) -> String {
@@ -504,13 +547,23 @@ pub(crate) fn report(options: Options) -> Res<()> {
     println!();
     println!(
         "counting instructions under callgrind (--quick --fixed-size --current-thread --rounds 1, one run \
-         per side; this takes minutes) ..."
+         per workload and side; this takes minutes) ..."
     );
     let wall = wall_rows();
     let mut rows = Rows::new();
     let mut listing = String::new();
-    for side in [Side::Statehouse, Side::Raw] {
-        listing.push_str(&count_side(options, side, &dir, &mut rows)?);
+    let mut failures = Vec::new();
+    let workloads = match options.only {
+        Some(only) => vec![only],
+        None => COUNTED.to_vec(),
+    };
+    for workload in workloads {
+        for side in [Side::Statehouse, Side::Raw] {
+            match count_side(options, workload, side, &dir, &mut rows) {
+                Ok(text) => listing.push_str(&text),
+                Err(error) => failures.push(format!("{} {}: {error}", workload.name(), side_name(side))),
+            }
+        }
     }
     std::fs::write(dir.join("rows.txt"), listing)?;
     println!();
@@ -531,10 +584,10 @@ pub(crate) fn report(options: Options) -> Res<()> {
             over.push(key.1.clone());
         }
         println!(
-            "| {} | {:.0} | {:.0} | {}{mark} | {} |",
+            "| {} | {} | {} | {}{mark} | {} |",
             key.1,
-            statehouse.per_op(),
-            raw.per_op(),
+            human(statehouse.per_op()),
+            human(raw.per_op()),
             ratio_text(ratio),
             ratio_text(wall_ratio),
         );
@@ -557,5 +610,9 @@ pub(crate) fn report(options: Options) -> Res<()> {
         dir.display()
     );
     println!("load average at the end: {}", load_average());
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("counted runs that failed twice: {}", failures.join("; ")).into())
+    }
 }

@@ -51,7 +51,7 @@ pub(crate) fn rates(samples: &[Sample]) -> Vec<f64> {
 }
 
 /// `12345.6` as `12,346`; `n/a` for NaN.
-fn human(value: f64) -> String {
+pub(crate) fn human(value: f64) -> String {
     if !value.is_finite() {
         return "n/a".to_owned();
     }
