@@ -15,9 +15,9 @@
 //!   connection's driver task, the runtime's I/O and timers, the library's background tasks
 //!   (the config cache, the trigger listeners) and `redis-server` are not counted.
 //! - **Children.** `bench --instructions` first runs the benchmark as usual (the wall-clock
-//!   ratios, from the same sections), then re-executes itself once per side under
-//!   `valgrind --tool=callgrind`, with `--quick --fixed-size --current-thread --rounds 1 --side SIDE`
-//!   and [`SECTIONS_ENV`] naming the file where the child writes its sections. The child calls
+//!   ratios, from the same sections), then re-executes itself once per workload and side under
+//!   `valgrind --tool=callgrind`, with `--quick --fixed-size --current-thread --rounds 1 --only W
+//!   --side S` and [`SECTIONS_ENV`] naming the file where the child writes its sections. The child calls
 //!   [`instructions_dump_marker`] whenever the row, side or warm-up state changes; callgrind's
 //!   `--dump-before` writes one profile per such group, so profile `N` holds exactly the
 //!   instructions of the sections of group `N`.
@@ -26,7 +26,7 @@
 //! `<not supported>`).
 
 use std::any::{TypeId, type_name};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -59,6 +59,7 @@ static SIDE: AtomicU8 = AtomicU8::new(0);
 
 static LOG: Mutex<Log> = Mutex::new(Log {
     sections: Vec::new(),
+    seen: BTreeSet::new(),
     sites: Vec::new(),
     group: None,
     dumps: 0,
@@ -67,6 +68,8 @@ static LOG: Mutex<Log> = Mutex::new(Log {
 /// Every section of this run, and what the child needs to number its profiles.
 struct Log {
     sections: Vec<Record>,
+    /// The (row, side) pairs that had a section: a first one is a warm-up.
+    seen: BTreeSet<(String, bool)>,
     /// The futures `timed` ran, by type, with their site (for [`row_of`]'s ordinal).
     sites: Vec<(TypeId, String)>,
     /// The (row, side, warm-up) of the sections since the last profile boundary.
@@ -137,10 +140,7 @@ pub(crate) struct Section {
 /// previous section's.
 fn open(label: String, side: Side, main: bool) -> Section {
     let mut log = log();
-    let warm = !log
-        .sections
-        .iter()
-        .any(|record| record.label == label && record.side == side);
+    let warm = log.seen.insert((label.clone(), side == Side::Raw));
     let group = (label.clone(), side, warm);
     if log.group.as_ref() != Some(&group) {
         log.dumps += 1;
