@@ -23,7 +23,7 @@ usage: bench [--quick] [--rounds N] [--current-thread] [--only WORKLOAD] [--side
   --bare           measure statehouse without its tracing layer (the Redis adapter
                    through Statehouse::from_ports), to see what the layers cost
   --instructions   after the run, count the client instructions per op of both sides of every
-                   workload under valgrind's callgrind (one run per side, with --quick --fixed-size
+                   workload under valgrind's callgrind (one run per workload and side, with --quick --fixed-size
                    --current-thread --rounds 1 and the same --only/--bare), and print them beside
                    this run's wall-clock ratios (takes minutes; valgrind must be on PATH)
   -h, --help       this text

@@ -70,7 +70,7 @@
 //!   server), the warm-up and calibration, and the rounds of alternating slices.
 //! - `report.rs`: the tables of rates, ratios and targets, CPU time per op, spreads.
 //! - `redis_benchmark.rs`: the `redis-benchmark` driver (rows 5 and 6).
-//! - `instructions.rs`: `--instructions`, the client instructions per op of both sides under
+//! - `instructions/`: `--instructions`, the client instructions per op of both sides under
 //!   callgrind (sections of client work, counted child runs, the table).
 //! - a file per workload group: `documents.rs` (1–4), `tasks.rs` (7–9), `synced.rs` (10),
 //!   `subjects.rs` (11), `tenants.rs` (12), `triggers_queues.rs` (13, 14), `config.rs` (15).

@@ -1,0 +1,298 @@
+//! The parent side of `--instructions`: runs the counted children under callgrind, reads their
+//! sections and profiles, and prints the table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::{SECTIONS_ENV, log};
+use crate::Res;
+use crate::args::{Options, Workload};
+use crate::engine::Side;
+use crate::report::{human, load_average};
+
+/// A row whose statehouse side runs more instructions than this many times raw's is marked.
+const BUDGET: f64 = 1.3;
+
+/// Ops and instructions (or nanoseconds) of one row and side, warm-up left out.
+#[derive(Debug, Default, Clone, Copy)]
+struct Total {
+    ops: u64,
+    cost: u64,
+}
+
+impl Total {
+    fn per_op(&self) -> f64 {
+        if self.ops == 0 {
+            f64::NAN
+        } else {
+            self.cost as f64 / self.ops as f64
+        }
+    }
+}
+
+/// Per row: statehouse's total, raw's total.
+type Rows = BTreeMap<(u32, String), [Total; 2]>;
+
+/// `"12. tenants: …"` sorts by 12.
+fn row_key(label: &str) -> (u32, String) {
+    let number = label
+        .split('.')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(u32::MAX);
+    (number, label.to_owned())
+}
+
+fn slot(side: Side) -> usize {
+    usize::from(side == Side::Raw)
+}
+
+/// `totals:` (or `summary:`) of a callgrind profile.
+fn profile_total(path: &Path) -> Res<u64> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix("totals:"))
+        .or_else(|| text.lines().find_map(|line| line.strip_prefix("summary:")))
+        .unwrap_or("0");
+    Ok(line.trim().parse().unwrap_or(0))
+}
+
+/// The workloads counted, one child each (`redis-benchmark` has no client side to count).
+const COUNTED: [Workload; 12] = [
+    Workload::Seq,
+    Workload::Conc,
+    Workload::Mget,
+    Workload::Update,
+    Workload::Save,
+    Workload::Status,
+    Workload::List,
+    Workload::Model,
+    Workload::Subjects,
+    Workload::Tenants,
+    Workload::TriggersQueues,
+    Workload::Config,
+];
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Statehouse => "statehouse",
+        Side::Raw => "raw",
+    }
+}
+
+/// Runs the counted child of `workload` and `side`, once more if it fails (a contended update
+/// slowed down ~50 times by callgrind can run out of attempts); adds its rows of that side to
+/// `rows`. Returns the lines of `rows.txt` naming each row's profiles.
+fn count_side(options: Options, workload: Workload, side: Side, dir: &Path, rows: &mut Rows) -> Res<String> {
+    let dir = dir.join(workload.name());
+    std::fs::create_dir_all(&dir)?;
+    let mut failed = String::new();
+    for _ in 0..2 {
+        match count_child(options, workload, side, &dir) {
+            Ok(groups) => return Ok(add_groups(workload, side, &dir, &groups, rows)),
+            Err(error) => failed = error.to_string(),
+        }
+    }
+    Err(failed.into())
+}
+
+/// A child's sections of one profile: row, warm-up, ops, instructions.
+type Groups = BTreeMap<usize, (String, bool, u64, u64)>;
+
+/// One counted child: runs it under callgrind, reads its sections and profiles.
+fn count_child(options: Options, workload: Workload, side: Side, dir: &Path) -> Res<Groups> {
+    let name = side_name(side);
+    // A failed attempt's profiles must not be read as this one's.
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+        if file.is_some_and(|f| f.starts_with(&format!("{name}."))) {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let out = dir.join(format!("{name}.out"));
+    let sections = dir.join(format!("{name}.sections"));
+    let log_path = dir.join(format!("{name}.log"));
+    let mut command = Command::new("valgrind");
+    command
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .args([
+            "--dump-instr=no",
+            "--collect-atstart=no",
+            "--toggle-collect=*instructions_counted_poll*",
+            "--dump-before=*instructions_dump_marker*",
+        ])
+        .arg(std::env::current_exe()?)
+        .args(["--quick", "--fixed-size", "--current-thread", "--rounds", "1"])
+        .args(["--side", name, "--only", workload.name()]);
+    if options.bare {
+        command.arg("--bare");
+    }
+    let log_file = std::fs::File::create(&log_path)?;
+    let status = command
+        .env(SECTIONS_ENV, &sections)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .status()
+        .map_err(|e| format!("cannot run valgrind: {e}"))?;
+    if !status.success() {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let error = log
+            .lines()
+            .rfind(|line| line.starts_with("bench: error"))
+            .unwrap_or("");
+        return Err(format!("{status}: {error} (see {})", log_path.display()).into());
+    }
+    let text =
+        std::fs::read_to_string(&sections).map_err(|e| format!("reading {}: {e}", sections.display()))?;
+    let mut groups = Groups::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.splitn(6, '\t').collect();
+        let [part, section_side, warm, ops, _elapsed, label] = fields[..] else {
+            return Err(format!("{}: a line of another form: {line:?}", sections.display()).into());
+        };
+        // A workload may run the other side's sections too (the config fetch runs both).
+        if section_side != name {
+            continue;
+        }
+        let part: usize = part.parse()?;
+        let group = groups
+            .entry(part)
+            .or_insert_with(|| (label.to_owned(), warm == "1", 0, 0));
+        group.2 += ops.parse::<u64>()?;
+    }
+    for (part, group) in &mut groups {
+        group.3 = profile_total(&PathBuf::from(format!("{}.{part}", out.display())))?;
+    }
+    Ok(groups)
+}
+
+/// Adds a child's groups but the warm-ups to `rows`; returns the lines of `rows.txt`.
+fn add_groups(workload: Workload, side: Side, dir: &Path, groups: &Groups, rows: &mut Rows) -> String {
+    let mut files: BTreeMap<(u32, String), Vec<String>> = BTreeMap::new();
+    for (part, (label, warm, ops, cost)) in groups {
+        if *warm {
+            continue;
+        }
+        let total = &mut rows.entry(row_key(label)).or_default()[slot(side)];
+        total.ops += ops;
+        total.cost += cost;
+        files.entry(row_key(label)).or_default().push(format!(
+            "{}/{}.out.{part} ({ops} ops, {cost} Ir)",
+            dir.file_name()
+                .map_or(workload.name().into(), |d| d.to_string_lossy()),
+            side_name(side),
+        ));
+    }
+    let mut listing = String::new();
+    for ((_, label), files) in files {
+        let _ = writeln!(listing, "{label} [{}]: {}", side_name(side), files.join(", "));
+    }
+    listing
+}
+
+fn ratio_text(ratio: f64) -> String {
+    if ratio.is_finite() {
+        format!("{ratio:.2}×")
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+/// `bench --instructions`, after the usual run: counts both sides under callgrind and prints the
+/// instructions per op of every row beside this run's wall-clock ratio.
+pub(crate) fn report(options: Options) -> Res<()> {
+    match Command::new("valgrind").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        _ => return Err("--instructions needs valgrind (callgrind) on PATH".into()),
+    }
+    let dir = std::env::temp_dir().join(format!("statehouse-bench-instructions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    println!();
+    println!(
+        "counting instructions under callgrind (--quick --fixed-size --current-thread --rounds 1, one run \
+         per workload and side; this takes minutes) ..."
+    );
+    let wall = wall_rows();
+    let mut rows = Rows::new();
+    let mut listing = String::new();
+    let mut failures = Vec::new();
+    let workloads = match options.only {
+        Some(only) => vec![only],
+        None => COUNTED.to_vec(),
+    };
+    for workload in workloads {
+        for side in [Side::Statehouse, Side::Raw] {
+            match count_side(options, workload, side, &dir, &mut rows) {
+                Ok(text) => listing.push_str(&text),
+                Err(error) => failures.push(format!("{} {}: {error}", workload.name(), side_name(side))),
+            }
+        }
+    }
+    std::fs::write(dir.join("rows.txt"), listing)?;
+    println!();
+    println!("Client instructions per op (callgrind, the client tasks only; warm-up left out):");
+    println!();
+    println!(
+        "| workload | statehouse Ir/op | raw Ir/op | instructions statehouse/raw | wall-clock ratio (ops/s) |"
+    );
+    println!("|---|--:|--:|--:|--:|");
+    let mut over = Vec::new();
+    for (key, [statehouse, raw]) in &rows {
+        let ratio = statehouse.per_op() / raw.per_op();
+        let wall_ratio = wall
+            .get(key)
+            .map_or(f64::NAN, |[sh, raw]| raw.per_op() / sh.per_op());
+        let mark = if ratio > BUDGET { " **over**" } else { "" };
+        if ratio > BUDGET {
+            over.push(key.1.clone());
+        }
+        println!(
+            "| {} | {} | {} | {}{mark} | {} |",
+            key.1,
+            human(statehouse.per_op()),
+            human(raw.per_op()),
+            ratio_text(ratio),
+            ratio_text(wall_ratio),
+        );
+    }
+    println!();
+    println!(
+        "budget: statehouse ≤ {BUDGET}× raw's instructions per op; over: {}",
+        if over.is_empty() {
+            "none".to_owned()
+        } else {
+            over.join("; ")
+        }
+    );
+    println!(
+        "wall-clock ratio: statehouse/raw ops per second over the same sections of the run above (not \
+         under valgrind)"
+    );
+    println!(
+        "profiles: {} (rows.txt names each row's callgrind files; `callgrind_annotate FILE`)",
+        dir.display()
+    );
+    println!("load average at the end: {}", load_average());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("counted runs that failed twice: {}", failures.join("; ")).into())
+    }
+}
+
+/// The wall-clock totals of this process's sections (the run just made).
+fn wall_rows() -> Rows {
+    let mut rows = Rows::new();
+    for r in log().sections.iter().filter(|r| !r.warm) {
+        let total = &mut rows.entry(row_key(&r.label)).or_default()[slot(r.side)];
+        total.ops += r.ops;
+        total.cost += u64::try_from(r.elapsed.as_nanos()).unwrap_or(u64::MAX);
+    }
+    rows
+}
