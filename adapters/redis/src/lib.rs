@@ -13,7 +13,9 @@
 //!   and key).
 //! - `error.rs`: the one mapping from redis-rs errors to `StoreError` kinds.
 //! - `store.rs`: [`RedisStore`] (its connections, key builder and
-//!   configuration) and `scan_keys`, the one listing of keys.
+//!   configuration).
+//! - `listing.rs`: `scan_stream`, the one listing of keys: `SCAN` page by
+//!   page over the nodes of `scan_nodes`, as a `KeyStream`.
 //! - `keys.rs`: where Redis keys and patterns are built (prefix, escaping).
 //! - `txn.rs`: the bounded WATCH/MULTI/EXEC loop.
 //! - `scripts.rs`: the Lua scripts (run inside that loop's MULTI), loaded
@@ -50,6 +52,7 @@ mod conn;
 mod documents;
 mod error;
 mod keys;
+mod listing;
 mod queues;
 mod redact;
 mod scripts;
