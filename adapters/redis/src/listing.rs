@@ -153,10 +153,14 @@ impl KeyPages for Scan {
         let mut page = Vec::with_capacity(batch.len());
         let mut seen = HashSet::with_capacity(batch.len());
         for raw in batch {
-            if !self.previous.contains(&raw) && !seen.contains(&raw) {
-                page.push(self.store.keys.strip(&raw));
-                seen.insert(raw);
+            if seen.contains(&raw) {
+                continue;
             }
+            if !self.previous.contains(&raw) {
+                page.push(self.store.keys.strip(&raw));
+            }
+            // Repeats too: the window is everything this step returned.
+            seen.insert(raw);
         }
         self.previous = seen;
         if next == 0 {
