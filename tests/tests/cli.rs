@@ -4,6 +4,20 @@
 
 use statehouse_tests::harness::RedisServer;
 
+/// The lines of a listing, sorted: listings print in the store's order.
+fn sorted_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines
+}
+
+/// The strings of a `--json` listing (one array), sorted.
+fn sorted_json(text: &str) -> Vec<String> {
+    let mut keys: Vec<String> = serde_json::from_str(text).expect("a JSON array of strings");
+    keys.sort_unstable();
+    keys
+}
+
 fn run(server: &RedisServer, args: &[&str]) -> (i32, String, String) {
     let url = server.url();
     let mut argv = vec!["statehouse", "--url", url.as_str(), "--prefix", "cli:"];
@@ -33,7 +47,10 @@ fn documents_round_trip_through_redis_between_invocations() {
         0
     );
     assert_eq!(run(&server, &["doc", "get", "user:1"]).1, "{\"name\":\"Ada\"}\n");
-    assert_eq!(run(&server, &["doc", "list", "user:*"]).1, "user:1\nuser:2\n");
+    assert_eq!(
+        sorted_lines(&run(&server, &["doc", "list", "user:*"]).1),
+        ["user:1", "user:2"]
+    );
     let ttl = run(&server, &["doc", "ttl", "user:2"]).1;
     assert!(
         ttl == "expires in 60 s\n" || ttl.starts_with("expires in 59."),
@@ -91,10 +108,9 @@ fn json_output_round_trips_through_redis() {
             "error: \"user:2\" already exists; nothing written\n".into()
         )
     );
-    assert_eq!(
-        run(&server, &["doc", "list", "user:*", "--json"]).1,
-        "[\"user:1\",\"user:2\"]\n"
-    );
+    let listed = run(&server, &["doc", "list", "user:*", "--json"]).1;
+    assert!(listed.ends_with("]\n") && listed.lines().count() == 1, "{listed}");
+    assert_eq!(sorted_json(&listed), ["user:1", "user:2"]);
     let ttl: serde_json::Value =
         serde_json::from_str(&run(&server, &["doc", "ttl", "user:2", "--json"]).1).expect("JSON");
     assert_eq!(ttl["state"], "expires", "{ttl}");
@@ -627,8 +643,11 @@ fn tenant_records_show_readable_or_as_json() {
         assert_eq!((code, err.as_str()), (0, ""), "{args:?}");
         out
     };
-    assert_eq!(ok(&["tenant", "acme", "users"]), "u2\nu:1\n");
-    assert_eq!(ok(&["--json", "tenant", "acme", "users"]), "[\"u2\",\"u:1\"]\n");
+    assert_eq!(sorted_lines(&ok(&["tenant", "acme", "users"])), ["u2", "u:1"]);
+    assert_eq!(
+        sorted_json(&ok(&["--json", "tenant", "acme", "users"])),
+        ["u2", "u:1"]
+    );
     let shown = ok(&["--json", "tenant", "acme", "users", "get", "u:1"]);
     let shown: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
     assert_eq!(shown["tenant"], "acme");
@@ -917,4 +936,28 @@ fn errors_about_stored_data_name_what_they_are_about() {
     let shown: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(shown["errors"][0]["property"], "count", "{shown}");
     assert_eq!(shown["errors"][0]["kind"], "default", "{shown}");
+}
+
+#[test]
+fn listings_print_every_key_once_across_pages() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    let mut pipe = redis::pipe();
+    for i in 0..2500 {
+        pipe.cmd("SET").arg(format!("cli:many:{i}")).arg("1").ignore();
+    }
+    pipe.exec(&mut conn).expect("SET");
+    let expected: std::collections::BTreeSet<String> = (0..2500).map(|i| format!("many:{i}")).collect();
+
+    let (code, text, err) = run(&server, &["doc", "list", "many:*"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let lines = sorted_lines(&text);
+    assert_eq!(lines.len(), 2500, "each key once");
+    assert!(lines.iter().copied().eq(expected.iter().map(String::as_str)));
+
+    // One array, streamed across pages: still one valid JSON document.
+    let (code, json, _) = run(&server, &["--json", "doc", "list", "many:*"]);
+    assert_eq!(code, 0);
+    assert_eq!(sorted_json(&json), expected.into_iter().collect::<Vec<_>>());
+    assert_eq!(run(&server, &["--json", "doc", "list", "none:*"]).1, "[]\n");
 }
