@@ -91,12 +91,6 @@ impl KeyStream {
         Self::from_keys(Vec::<String>::new())
     }
 
-    /// A stream that fails with `error` on its first read (a listing that
-    /// could not start: a bad pattern).
-    pub fn failed(error: StoreError) -> Self {
-        Self::new(Failed(Some(error)))
-    }
-
     /// The next key, or `None` at the end. An error leaves the stream
     /// where it was (see [`KeyPages`]): calling again retries that step.
     ///
@@ -221,25 +215,6 @@ where
     }
 }
 
-/// The source of [`KeyStream::failed`]: its error, on every read (the
-/// listing never started, so it never ends as if complete).
-#[derive(Debug)]
-struct Failed(Option<StoreError>);
-
-#[async_trait]
-impl KeyPages for Failed {
-    async fn next_page(&mut self) -> Result<Option<Vec<String>>, StoreError> {
-        match self.0.take() {
-            Some(error) => Err(error),
-            None => Err(StoreError::Operation {
-                op: "list",
-                key: String::new(),
-                source: "the listing failed to start".into(),
-            }),
-        }
-    }
-}
-
 /// Compile-time check: a stream can move between tasks.
 const _: fn(KeyStream) -> Box<dyn Send> = |stream| Box::new(stream);
 
@@ -333,15 +308,5 @@ mod tests {
             ["a", "b"]
         );
         assert_eq!(KeyStream::empty().collect().await.unwrap(), Vec::<String>::new());
-    }
-
-    #[tokio::test]
-    async fn a_failed_stream_never_ends_as_if_complete() {
-        let mut stream = KeyStream::failed(StoreError::NotFound {
-            op: "list",
-            key: "k".into(),
-        });
-        assert!(matches!(stream.next().await, Err(StoreError::NotFound { .. })));
-        assert!(stream.next().await.is_err());
     }
 }
