@@ -29,14 +29,15 @@ use std::collections::HashSet;
 use std::fmt;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use statehouse_ports::{KeyPages, KeyStream, StoreError};
 
+use crate::conn::Shared;
 use crate::store::RedisStore;
 
 /// The connection a listing scans one node through (redis-rs'
-/// `ConnectionLike`: a pipeline runs on it as on one server).
-pub(crate) type NodeConn = ConnectionManager;
+/// `ConnectionLike`: a pipeline runs on it as on one server). On one
+/// server, the shared handle itself.
+pub(crate) type NodeConn = Shared;
 
 /// One server a listing scans.
 #[derive(Clone)]

@@ -369,7 +369,7 @@ impl RedisStore {
         &self,
         op: &'static str,
         pattern: &TenantPattern,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut crate::conn::Shared,
         keys: &[String],
     ) -> Result<u64, StoreError> {
         let mut deleted = 0;
