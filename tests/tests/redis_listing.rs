@@ -3,6 +3,8 @@
 //! restarted server (another process: another hash table) fails the
 //! listing with an error saying so, never a listing that ends short.
 
+#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
