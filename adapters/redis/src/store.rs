@@ -7,8 +7,12 @@ use std::sync::Arc;
 use statehouse_ports::StoreError;
 
 use crate::config::RedisConfig;
-use crate::conn::Connections;
+use crate::conn::{Connections, ScanNode, Shared};
 use crate::keys::Keys;
+
+/// How many times a listing on a cluster starts over after the slots moved
+/// during it, before it gives up saying so.
+const MAX_LISTINGS: usize = 3;
 
 /// A Redis-backed store implementing every statehouse port.
 ///
@@ -60,7 +64,9 @@ impl RedisStore {
 
     /// THE listing of keys: `SCAN … MATCH rpattern COUNT … [TYPE kind]`
     /// until the cursor comes back to 0 (never `KEYS`, which blocks the
-    /// server for the whole scan). `rpattern` is the full Redis pattern
+    /// server for the whole scan); on a cluster, on every primary, and
+    /// again if the slot map changed meanwhile (a migrating slot's keys may
+    /// have been on neither node when each was scanned). `rpattern` is the full Redis pattern
     /// (prefix included); `label` names the listing in errors. Returns the
     /// keys without the store prefix, sorted, each once (`SCAN` may return
     /// a key more than once while the table is rehashed).
@@ -71,8 +77,55 @@ impl RedisStore {
         rpattern: &str,
         kind: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conns.shared();
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut listings = 0;
+        loop {
+            let (nodes, generation): (Vec<ScanNode>, u64) = self.conns.scan_nodes(op, label)?;
+            for node in nodes {
+                tracing::trace!(op, node = %node.addr, "listing keys");
+                self.scan_node(op, label, rpattern, kind, node.conn, &mut seen)
+                    .await?;
+            }
+            if !self.conns.is_cluster() {
+                break;
+            }
+            // A slot that moved while its nodes were scanned may have had
+            // keys on neither side when they were: list again on the new
+            // topology (keys seen twice are kept once), or say so.
+            self.conns.refresh_topology().await;
+            if self.conns.topology_generation() == generation {
+                break;
+            }
+            listings += 1;
+            if listings == MAX_LISTINGS {
+                return Err(StoreError::Operation {
+                    op,
+                    key: label.to_owned(),
+                    source: format!(
+                        "the cluster's slots moved during each of {MAX_LISTINGS} listings; a listing during a \
+                         migration may miss keys, so none is returned: try again"
+                    )
+                    .into(),
+                });
+            }
+        }
+        let mut keys: Vec<String> = seen.iter().map(|raw| self.keys.strip(raw)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// `SCAN … MATCH rpattern COUNT … [TYPE kind]` on one node until its
+    /// cursor comes back to 0, the keys into `seen`.
+    async fn scan_node(
+        &self,
+        op: &'static str,
+        label: &str,
+        rpattern: &str,
+        kind: Option<&str>,
+        mut conn: Shared,
+        seen: &mut HashSet<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         let mut cursor: u64 = 0;
         loop {
             let mut scan = redis::cmd("SCAN");
@@ -88,13 +141,9 @@ impl RedisStore {
                 self.conns.run(op, label, scan.query_async(&mut conn)).await?;
             seen.extend(batch);
             if next == 0 {
-                break;
+                return Ok(());
             }
             cursor = next;
         }
-        let mut keys: Vec<String> = seen.iter().map(|raw| self.keys.strip(raw)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(keys)
     }
 }
