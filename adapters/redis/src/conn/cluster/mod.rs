@@ -120,15 +120,27 @@ impl Cluster {
 }
 
 impl ClusterShared {
-    /// `pipeline` on redis-rs' connection; a transaction that comes back
-    /// redirected (nothing of it ran) is sent again where the redirect
-    /// points, until it runs or fails otherwise.
+    /// `pipeline` on redis-rs' connection. A transaction goes to the node
+    /// of its first key; one that comes back redirected (nothing of it ran)
+    /// is sent again where the redirect points, until it runs or fails
+    /// otherwise. A plain pipeline's commands may live in different slots
+    /// (an `MGET` per chunk of keys, a `TYPE` per key): each is sent where
+    /// its keys are, all at once, answers in order; statehouse's plain
+    /// pipelines only read, so their order on the wire does not matter.
     pub(crate) async fn pipeline(
         &mut self,
         pipeline: &Pipeline,
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
+        if !pipeline.is_transaction() {
+            let calls = pipeline.cmd_iter().map(|cmd| {
+                let mut conn = self.conn.clone();
+                async move { redis::aio::ConnectionLike::req_packed_command(&mut conn, cmd).await }
+            });
+            let values = futures_util::future::try_join_all(calls).await?;
+            return Ok(values.into_iter().skip(offset).take(count).collect());
+        }
         let first =
             redis::aio::ConnectionLike::req_packed_commands(&mut self.conn, pipeline, offset, count).await;
         match first {
