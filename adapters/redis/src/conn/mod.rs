@@ -75,7 +75,7 @@ impl redis::aio::ConnectionLike for Shared {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Shared::Single(conn) => conn.req_packed_command(cmd),
-            Shared::Cluster(cluster) => cluster.conn.req_packed_command(cmd),
+            Shared::Cluster(cluster) => async move { cluster.command(cmd).await }.boxed(),
             Shared::Node(cluster, addr) => async move { cluster.on_address(addr, cmd).await }.boxed(),
         }
     }

@@ -119,14 +119,57 @@ impl Cluster {
     }
 }
 
+/// What is sent through [`ClusterShared`]: a command, or a pipeline with
+/// the offset and count of the answers kept.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Command(&'a Cmd),
+    Pipeline(&'a Pipeline, usize, usize),
+}
+
+/// The answer to a [`Request`].
+enum Reply {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+impl Request<'_> {
+    /// Sends it on `conn`.
+    async fn send(self, conn: &mut impl redis::aio::ConnectionLike) -> RedisResult<Reply> {
+        match self {
+            Request::Command(cmd) => conn.req_packed_command(cmd).await.map(Reply::One),
+            Request::Pipeline(pipeline, offset, count) => conn
+                .req_packed_commands(pipeline, offset, count)
+                .await
+                .map(Reply::Many),
+        }
+    }
+}
+
 impl ClusterShared {
+    /// `cmd` on redis-rs' connection, which routes it by its keys and
+    /// follows redirects itself; one that comes back redirected all the
+    /// same (redis-rs sends `ASKING` and the command as two requests of a
+    /// shared connection: under load another caller's request can take the
+    /// flag) is sent again where the redirect points (see
+    /// [`redirected`](Self::redirected)).
+    pub(crate) async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self.send(Request::Command(cmd)).await? {
+            Reply::One(value) => Ok(value),
+            Reply::Many(_) => Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "a command answered as a pipeline",
+            ))),
+        }
+    }
+
     /// `pipeline` on redis-rs' connection. A transaction goes to the node
     /// of its first key; one that comes back redirected (nothing of it ran)
-    /// is sent again where the redirect points, until it runs or fails
-    /// otherwise. A plain pipeline's commands may live in different slots
-    /// (an `MGET` per chunk of keys, a `TYPE` per key): each is sent where
-    /// its keys are, all at once, answers in order; statehouse's plain
-    /// pipelines only read, so their order on the wire does not matter.
+    /// is sent again where the redirect points. A plain pipeline's commands
+    /// may live in different slots (an `MGET` per chunk of keys, a `TYPE`
+    /// per key): each is sent as a [`command`](Self::command), all at once,
+    /// answers in order; statehouse's plain pipelines only read, so their
+    /// order on the wire does not matter.
     pub(crate) async fn pipeline(
         &mut self,
         pipeline: &Pipeline,
@@ -135,31 +178,44 @@ impl ClusterShared {
     ) -> RedisResult<Vec<Value>> {
         if !pipeline.is_transaction() {
             let calls = pipeline.cmd_iter().map(|cmd| {
-                let mut conn = self.conn.clone();
-                async move { redis::aio::ConnectionLike::req_packed_command(&mut conn, cmd).await }
+                let mut shared = self.clone();
+                async move { shared.command(cmd).await }
             });
             let values = futures_util::future::try_join_all(calls).await?;
             return Ok(values.into_iter().skip(offset).take(count).collect());
         }
-        let first =
-            redis::aio::ConnectionLike::req_packed_commands(&mut self.conn, pipeline, offset, count).await;
-        match first {
-            Err(error) if pipeline.is_transaction() => match redirect_of(&error) {
-                Some(redirect) => self.redirected(pipeline, offset, count, redirect, error).await,
-                None => Err(error),
-            },
-            other => other,
+        match self.send(Request::Pipeline(pipeline, offset, count)).await? {
+            Reply::Many(values) => Ok(values),
+            Reply::One(_) => Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "a pipeline answered as a command",
+            ))),
         }
     }
 
+    /// `request` on redis-rs' connection, then where a redirect points.
+    async fn send(&mut self, request: Request<'_>) -> RedisResult<Reply> {
+        match request.send(&mut self.conn).await {
+            Err(error) => match redirect_of(&error) {
+                Some(redirect) => self.redirected(request, redirect, error).await,
+                None => Err(error),
+            },
+            ok => ok,
+        }
+    }
+
+    /// Sends `request`, which came back with `redirect` (so nothing of it
+    /// ran), again: `MOVED` on a dedicated connection to the node named
+    /// (the slot map refreshed), `ASK` there after `ASKING`, `TRYAGAIN` or
+    /// `CLUSTERDOWN` through redis-rs again after a pause; until it runs,
+    /// fails otherwise, or [`MAX_REDIRECTS`] (the call's response timeout
+    /// bounds them all anyway).
     async fn redirected(
         &mut self,
-        pipeline: &Pipeline,
-        offset: usize,
-        count: usize,
+        request: Request<'_>,
         mut redirect: Redirect,
         mut last: RedisError,
-    ) -> RedisResult<Vec<Value>> {
+    ) -> RedisResult<Reply> {
         let mut backoff = Backoff::new(MIN_PAUSE, MAX_PAUSE);
         for attempt in 0..MAX_REDIRECTS {
             if attempt > 0 || redirect == Redirect::Wait {
@@ -168,20 +224,17 @@ impl ClusterShared {
             tracing::debug!(
                 ?redirect,
                 attempt,
-                "cluster: transaction redirected; sending it again"
+                "cluster: request redirected; sending it again"
             );
             let result = match &redirect {
-                Redirect::Wait => {
-                    redis::aio::ConnectionLike::req_packed_commands(&mut self.conn, pipeline, offset, count)
-                        .await
-                }
+                Redirect::Wait => request.send(&mut self.conn).await,
                 Redirect::Moved { node, .. } => {
                     let seen = self.nodes.refreshes();
                     // Best effort: the node the answer names is where to go.
                     let _ = self.nodes.refresh_after(seen).await;
-                    self.on_node(node, false, pipeline, offset, count).await
+                    self.on_node(node, false, request).await
                 }
-                Redirect::Ask { node, .. } => self.on_node(node, true, pipeline, offset, count).await,
+                Redirect::Ask { node, .. } => self.on_node(node, true, request).await,
             };
             match result {
                 Err(error) => match redirect_of(&error) {
@@ -197,18 +250,11 @@ impl ClusterShared {
         Err(last)
     }
 
-    /// `pipeline` on a dedicated connection to the node at `addr`, after
+    /// `request` on a dedicated connection to the node at `addr`, after
     /// `ASKING` if `asking` (nothing else uses that connection in between,
-    /// so the flag reaches the transaction's `MULTI`, which keeps it until
-    /// `EXEC`).
-    async fn on_node(
-        &self,
-        addr: &str,
-        asking: bool,
-        pipeline: &Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisResult<Vec<Value>> {
+    /// so the flag reaches the command, or the transaction's `MULTI`, which
+    /// keeps it until `EXEC`).
+    async fn on_node(&self, addr: &str, asking: bool, request: Request<'_>) -> RedisResult<Reply> {
         let node = self
             .nodes
             .node(addr)
@@ -226,10 +272,9 @@ impl ClusterShared {
         if asking {
             redis::cmd("ASKING").exec_async(&mut txn.conn).await?;
         }
-        let result =
-            redis::aio::ConnectionLike::req_packed_commands(&mut txn.conn, pipeline, offset, count).await;
-        // Answered (even with an error): EXEC or DISCARD ended the
-        // transaction. Cut off: unknown state, the pool drops it.
+        let result = request.send(&mut txn.conn).await;
+        // Answered (even with an error): a transaction ended with EXEC or
+        // DISCARD. Cut off: unknown state, the pool drops it.
         txn.clean = match &result {
             Ok(_) => true,
             Err(error) => !(error.is_io_error() || error.is_timeout()),
