@@ -2,6 +2,7 @@
 //! redirects it; the nodes a listing scans and a change feed listens to.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::{Client, RedisError};
 use statehouse_domain::layout::hash_slot;
@@ -88,8 +89,9 @@ impl Connections {
     /// the slot map refreshed; `ASK`: the importing node, with `ASKING`);
     /// `TRYAGAIN`/`CLUSTERDOWN` and a dropped or refused connection (a
     /// failover) refresh the map and repeat at the slot's owner after a
-    /// pause; the attempt's deadline bounds it all. On one server: a dropped
-    /// connection is repeated once per update (`fresh`), on a new one.
+    /// pause; the attempt's deadline bounds it all. On one server: WATCH
+    /// or the reads failing on a dead connection are repeated once per
+    /// update (`fresh`), on a new one; nothing else is.
     pub(crate) async fn recover(
         &self,
         failure: SectionFailure<'_>,
@@ -99,9 +101,13 @@ impl Connections {
         pause: &mut Backoff,
     ) -> Recovery {
         let Deployment::Cluster(cluster) = &self.deployment else {
+            // A pooled connection that died while idle (what maps to
+            // `Connection`, not a timeout: the server may be there).
             let dropped = match failure {
-                SectionFailure::Redis(error) => error.is_io_error(),
-                SectionFailure::Store(error) => error.kind() == ErrorKind::Connection,
+                SectionFailure::Redis(error) => {
+                    error::map("", "", error.clone(), Duration::ZERO).kind() == ErrorKind::Connection
+                }
+                SectionFailure::Store(_) => false,
             };
             if dropped && !*fresh {
                 *fresh = true;
