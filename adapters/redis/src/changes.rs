@@ -38,7 +38,6 @@ use statehouse_ports::{
 };
 
 use crate::RedisStore;
-use crate::conn::Connections;
 use crate::keys::Keys;
 
 const SUBSCRIBE: &str = "subscribe";
@@ -116,7 +115,6 @@ impl ChangeFeed for RedisStore {
         sender.send(FeedEvent::Resync(ResyncReason::Subscribed));
         if self.conns.is_cluster() {
             let supervisor = Supervisor {
-                conns: self.conns.clone(),
                 store: self.clone(),
                 watched: watched.clone(),
                 label,
@@ -196,7 +194,6 @@ impl RedisStore {
 /// The task of a cluster subscription: runs a listener per primary, and
 /// replaces them when the primaries change.
 struct Supervisor {
-    conns: Connections,
     store: RedisStore,
     watched: Watched,
     label: String,
@@ -206,7 +203,7 @@ struct Supervisor {
 impl Supervisor {
     async fn run(self, mut listeners: Vec<(Listener, PubSub)>) {
         loop {
-            let generation = self.conns.topology_generation();
+            let generation = self.store.conns.topology_generation();
             let tasks: Vec<tokio::task::JoinHandle<()>> = listeners
                 .drain(..)
                 .map(|(listener, pubsub)| tokio::spawn(listener.run(pubsub)))
@@ -237,7 +234,7 @@ impl Supervisor {
                     () = self.sender.closed() => return,
                     () = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                self.conns.refresh_topology().await;
+                self.store.conns.refresh_topology().await;
             };
             if !self.sender.send(FeedEvent::Resync(ResyncReason::Reconnected)) {
                 return;
@@ -254,8 +251,8 @@ impl Supervisor {
                 () = self.sender.closed() => return true,
                 () = tokio::time::sleep(KEEPALIVE) => {}
             }
-            self.conns.refresh_topology().await;
-            if self.conns.topology_generation() != generation {
+            self.store.conns.refresh_topology().await;
+            if self.store.conns.topology_generation() != generation {
                 tracing::debug!("change feed: the cluster's primaries changed; re-subscribing");
                 return false;
             }

@@ -112,7 +112,9 @@ impl redis::aio::ConnectionLike for Shared {
 /// What a store is connected to.
 #[derive(Clone)]
 enum Deployment {
-    Single(Single),
+    /// Boxed: with TLS a server's client is far larger than the cluster's
+    /// handles.
+    Single(Box<Single>),
     Cluster(Cluster),
 }
 
@@ -171,7 +173,7 @@ impl Connections {
                     reason,
                 ));
             }
-            None => Deployment::Single(Single::open(config, &Secrets::of(&config.url)).await?),
+            None => Deployment::Single(Box::new(Single::open(config, &Secrets::of(&config.url)).await?)),
         };
         Ok(Self {
             deployment,

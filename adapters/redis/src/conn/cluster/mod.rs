@@ -7,10 +7,11 @@
 //!
 //! - WATCH sections (`txn.rs`): WATCH state belongs to a connection, and
 //!   redis-rs shares its connections between callers;
-//! - a transaction (`MULTI … EXEC` pipeline) that came back redirected:
-//!   redis-rs sees only `EXECABORT` and does not follow the redirect, so
-//!   [`ClusterShared`] sends it again to the node the redirect names
-//!   (after `ASKING` for an `ASK`), on a dedicated connection.
+//! - a request that came back redirected all the same: a transaction
+//!   (`MULTI … EXEC`), where redis-rs sees only `EXECABORT`, or a command
+//!   whose `ASKING` another caller's request took on redis-rs' shared
+//!   connection: [`ClusterShared`] sends it again to the node the redirect
+//!   names (after `ASKING` for an `ASK`), on a dedicated connection.
 //!
 //! `seeds.rs` reads the URL form, `redis+cluster://[user:pw@]h1:p1,h2:p2`.
 
