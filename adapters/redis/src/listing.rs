@@ -3,9 +3,12 @@
 //! `KEYS`, which blocks the server for the whole scan; never collected,
 //! so memory stays flat however many keys match).
 //!
-//! - The nodes: [`RedisStore::scan_nodes`]. Today the one server (the
-//!   shared connection); on a cluster, every primary: supplying that list
-//!   is the whole of the cluster extension here.
+//! - The nodes: `Connections::scan_nodes`, the one server (the shared
+//!   connection), or on a cluster every primary, each scanned through a
+//!   handle that sends every command to that node. A cluster listing also
+//!   compares the topology generation at its end with the one at its start:
+//!   if slots moved meanwhile it fails saying so (keys of a moving slot may
+//!   have been on neither node when each was scanned).
 //! - Each key once: `SCAN` returns every key present for the whole scan,
 //!   but may return one more than once, which happens only when the hash
 //!   table shrinks between two steps (a cursor taken with the larger table
@@ -31,27 +34,13 @@ use std::fmt;
 use async_trait::async_trait;
 use statehouse_ports::{KeyPages, KeyStream, StoreError};
 
-use crate::conn::Shared;
+use crate::conn::ScanNode;
 use crate::store::RedisStore;
-
-/// The connection a listing scans one node through (redis-rs'
-/// `ConnectionLike`: a pipeline runs on it as on one server). On one
-/// server, the shared handle itself.
-pub(crate) type NodeConn = Shared;
-
-/// One server a listing scans.
-#[derive(Clone)]
-pub(crate) struct ScanNode {
-    /// How errors name the node: empty for the one server (the pattern
-    /// names the listing), `host:port` on a cluster (never a password).
-    pub(crate) name: String,
-    pub(crate) conn: NodeConn,
-}
 
 impl fmt::Debug for ScanNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScanNode")
-            .field("name", &self.name)
+            .field("addr", &self.addr)
             .finish_non_exhaustive()
     }
 }
@@ -71,22 +60,15 @@ pub(crate) struct Listing {
 }
 
 impl RedisStore {
-    /// The nodes a listing scans, each once: the one server.
-    pub(crate) fn scan_nodes(&self) -> Vec<ScanNode> {
-        vec![ScanNode {
-            name: String::new(),
-            conn: self.conns.shared(),
-        }]
-    }
-
     /// THE listing of keys: the keys matching `listing` on every node of
-    /// [`scan_nodes`](Self::scan_nodes), without the store prefix, each
-    /// once, page by page (no I/O until the stream is read).
+    /// `Connections::scan_nodes` (the server, or each primary of a
+    /// cluster), without the store prefix, each once, page by page (no I/O
+    /// until the stream is read).
     pub(crate) fn scan_stream(&self, listing: Listing) -> KeyStream {
         KeyStream::new(Scan {
             store: self.clone(),
             listing,
-            nodes: self.scan_nodes().into_iter(),
+            nodes: None,
             current: None,
             previous: HashSet::new(),
         })
@@ -106,8 +88,9 @@ struct NodeScan {
 struct Scan {
     store: RedisStore,
     listing: Listing,
-    /// The nodes not started yet.
-    nodes: std::vec::IntoIter<ScanNode>,
+    /// The nodes not started yet, and the cluster's topology generation
+    /// when they were read (taken at the first page).
+    nodes: Option<(std::vec::IntoIter<ScanNode>, u64)>,
     current: Option<NodeScan>,
     /// The raw keys of the current node's previous page (the dedupe
     /// window, see the module doc).
@@ -119,7 +102,7 @@ impl fmt::Debug for Scan {
         f.debug_struct("Scan")
             .field("listing", &self.listing)
             .field("current", &self.current)
-            .field("nodes_left", &self.nodes.len())
+            .field("nodes_left", &self.nodes.as_ref().map(|(nodes, _)| nodes.len()))
             .finish_non_exhaustive()
     }
 }
@@ -128,7 +111,24 @@ impl fmt::Debug for Scan {
 impl KeyPages for Scan {
     async fn next_page(&mut self) -> Result<Option<Vec<String>>, StoreError> {
         if self.current.is_none() {
-            let Some(node) = self.nodes.next() else {
+            let conns = &self.store.conns;
+            if self.nodes.is_none() {
+                let (nodes, generation) = conns.scan_nodes(self.listing.op, &self.listing.label)?;
+                self.nodes = Some((nodes.into_iter(), generation));
+            }
+            let Some((nodes, generation)) = self.nodes.as_mut() else {
+                return Ok(None);
+            };
+            let Some(node) = nodes.next() else {
+                // On a cluster, a slot that moved while its nodes were
+                // scanned may have had keys on neither side when each was:
+                // say so rather than end short.
+                if conns.is_cluster() {
+                    conns.refresh_topology().await;
+                    if conns.topology_generation() != *generation {
+                        return Err(topology_changed(&self.listing));
+                    }
+                }
                 return Ok(None);
             };
             self.previous.clear();
@@ -208,12 +208,24 @@ fn run_id(info: &str) -> Option<String> {
         .filter(|id| !id.is_empty())
 }
 
+/// The error of a cluster listing during which slots moved.
+fn topology_changed(listing: &Listing) -> StoreError {
+    StoreError::Operation {
+        op: listing.op,
+        key: listing.label.clone(),
+        source: "the cluster's slots moved during the listing (a resharding or a failover); keys of a \
+                 moving slot may have been on neither node when each was scanned, so the listing stops \
+                 here rather than end short: list again"
+            .into(),
+    }
+}
+
 /// The error of a listing whose node is now another server.
 fn node_changed(listing: &Listing, node: &ScanNode, first: &str, now: &str) -> StoreError {
-    let which = if node.name.is_empty() {
+    let which = if node.addr.is_empty() {
         "the server".to_owned()
     } else {
-        format!("node {}", node.name)
+        format!("node {}", node.addr)
     };
     StoreError::Operation {
         op: listing.op,
