@@ -91,13 +91,9 @@ impl redis::aio::ConnectionLike for Shared {
             Shared::Cluster(cluster) => {
                 async move { cluster.pipeline(pipeline, offset, count).await }.boxed()
             }
-            Shared::Node(..) => async {
-                Err(RedisError::from((
-                    redis::ErrorKind::Client,
-                    "a pipeline on one node of a cluster",
-                )))
+            Shared::Node(cluster, addr) => {
+                async move { cluster.pipeline_on_address(addr, pipeline, offset, count).await }.boxed()
             }
-            .boxed(),
         }
     }
 
