@@ -36,15 +36,13 @@ impl Task {
 pub(super) async fn check(state: &Statehouse, written: Vec<(usize, Items)>) -> FamilyCheck {
     let found = read_items(state, written, |state, task, items| async move {
         let queues = state.queues();
-        {
-            let tenant = tenant(task);
-            let queue = queue(&queues).unwrap();
-            let len = read_back(&tenant, || queues.len(&tenant, &queue)).await;
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            let waiting = read_back(&tenant, || queues.range::<u64>(&tenant, &queue, 0, len)).await;
-            let found = waiting.into_iter().map(|item| item.value).collect();
-            (format!("queue of tenant {tenant}"), items, found)
-        }
+        let tenant = tenant(task);
+        let queue = queue(&queues).unwrap();
+        let len = read_back(&tenant, || queues.len(&tenant, &queue)).await;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let waiting = read_back(&tenant, || queues.range::<u64>(&tenant, &queue, 0, len)).await;
+        let found = waiting.into_iter().map(|item| item.value).collect();
+        (format!("queue of tenant {tenant}"), items, found)
     })
     .await;
     FamilyCheck::of_items(Family::Queues, "items", &found)

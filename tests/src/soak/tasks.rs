@@ -60,16 +60,14 @@ impl Task {
 pub(super) async fn check(state: &Statehouse, written: Vec<(usize, Items)>) -> FamilyCheck {
     let found = read_items(state, written, |state, task, items| async move {
         let tasks = state.tasks();
-        {
-            let mut found = Vec::new();
-            for n in items.acknowledged.iter().chain(&items.unknown) {
-                let id = task_id(task, *n);
-                if read_back(&id, || tasks.get(&id)).await.is_some() {
-                    found.push(*n);
-                }
+        let mut found = Vec::new();
+        for n in items.acknowledged.iter().chain(&items.unknown) {
+            let id = task_id(task, *n);
+            if read_back(&id, || tasks.get(&id)).await.is_some() {
+                found.push(*n);
             }
-            (format!("task {task}"), items, found)
         }
+        (format!("task {task}"), items, found)
     })
     .await;
     FamilyCheck::of_items(Family::Tasks, "records", &found)

@@ -38,16 +38,14 @@ impl Task {
 pub(super) async fn check(state: &Statehouse, written: Vec<(usize, Items)>) -> FamilyCheck {
     let found = read_items(state, written, |state, task, items| async move {
         let triggers = state.triggers();
-        {
-            let tenant = tenant(task);
-            let pending = read_back(&tenant, || triggers.list(&tenant)).await;
-            let found = pending
-                .iter()
-                .filter(|trigger| trigger.action == ACTION)
-                .filter_map(|trigger| trigger.id.strip_prefix('i')?.parse().ok())
-                .collect();
-            (format!("tenant {tenant}"), items, found)
-        }
+        let tenant = tenant(task);
+        let pending = read_back(&tenant, || triggers.list(&tenant)).await;
+        let found = pending
+            .iter()
+            .filter(|trigger| trigger.action == ACTION)
+            .filter_map(|trigger| trigger.id.strip_prefix('i')?.parse().ok())
+            .collect();
+        (format!("tenant {tenant}"), items, found)
     })
     .await;
     FamilyCheck::of_items(Family::Triggers, "triggers", &found)
