@@ -12,7 +12,11 @@ fn status(url: &str, json: bool) -> (i32, String, String) {
     }
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = statehouse_cli::main_with(argv.iter().map(Into::into), &mut out, &mut err);
-    (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
 }
 
 #[test]
@@ -25,7 +29,11 @@ fn status_shows_a_primary_with_its_replica_and_the_replica_with_its_primary() {
     // acknowledged the sync.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !primary.replication_info().contains("state=online") {
-        assert!(std::time::Instant::now() < deadline, "{}", primary.replication_info());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            primary.replication_info()
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 
@@ -33,7 +41,10 @@ fn status_shows_a_primary_with_its_replica_and_the_replica_with_its_primary() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("topology: single"), "{out}");
     assert!(
-        out.contains(&format!("write endpoint {} ({primary_addr}): primary", primary.url())),
+        out.contains(&format!(
+            "write endpoint {} ({primary_addr}): primary",
+            primary.url()
+        )),
         "{out}"
     );
     assert!(out.contains("1 replicas connected"), "{out}");
@@ -44,7 +55,10 @@ fn status_shows_a_primary_with_its_replica_and_the_replica_with_its_primary() {
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["topology"], "single");
     assert_eq!(json["endpoints"][0]["role"], "primary");
-    assert_eq!(json["endpoints"][0]["replicas"][0]["address"], replica_addr.as_str());
+    assert_eq!(
+        json["endpoints"][0]["replicas"][0]["address"],
+        replica_addr.as_str()
+    );
     assert_eq!(json["endpoints"][0]["replicas"][0]["state"], "online");
     assert!(json["endpoints"][0]["offset"].as_u64().is_some(), "{json}");
 
@@ -78,14 +92,26 @@ fn status_never_shows_the_password_and_reports_an_unreachable_endpoint() {
     let (code, out, err) = status(&wrong, false);
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("UNREACHABLE"), "{out}");
-    assert!(!out.contains("wrong-secret") && !err.contains("wrong-secret"), "{out}{err}");
+    assert!(
+        !out.contains("wrong-secret") && !err.contains("wrong-secret"),
+        "{out}{err}"
+    );
 
     // Nothing listens on port 1.
     let (code, out, err) = status("redis://:hunter2@127.0.0.1:1", true);
     assert_eq!(code, 3, "{out}{err}");
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert!(json["endpoints"][0]["error"].as_str().unwrap().starts_with("connect"), "{json}");
-    assert!(err.contains("cannot reach the write endpoint redis://***@127.0.0.1:1"), "{err}");
+    assert!(
+        json["endpoints"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("connect"),
+        "{json}"
+    );
+    assert!(
+        err.contains("cannot reach the write endpoint redis://***@127.0.0.1:1"),
+        "{err}"
+    );
     assert!(!out.contains("hunter2") && !err.contains("hunter2"), "{out}{err}");
 }
 

@@ -195,6 +195,10 @@ impl Task {
             Outcome::Done(Err(error)) => {
                 let kind = error.kind().as_str();
                 *stats.errors.entry(kind).or_default() += 1;
+                stats
+                    .first_errors
+                    .entry(kind)
+                    .or_insert_with(|| error.to_string());
                 stats.longest_error = stats.longest_error.max(took);
                 kind
             }

@@ -110,6 +110,17 @@ impl fmt::Display for Report {
             writeln!(f, "{}", row(op.name(), stats, bound))?;
         }
         writeln!(f, "{}", row("total", &total, None))?;
+        // The first error of each kind but the network's (connection, timeout), per operation:
+        // those are what a fault is expected to cause; any other kind deserves a look.
+        for (op, stats) in &self.ops {
+            for (kind, message) in stats
+                .first_errors
+                .iter()
+                .filter(|(kind, _)| !matches!(**kind, "connection" | "timeout"))
+            {
+                writeln!(f, "first `{kind}` error of {}: {message}", op.name())?;
+            }
+        }
         let longest_ok: Vec<String> = self
             .ops
             .iter()

@@ -101,6 +101,7 @@ fn stats_json(stats: &OpStats) -> Value {
         "calls": stats.calls,
         "ok": stats.ok,
         "errors": stats.errors,
+        "first_errors": stats.first_errors,
         "cancelled": stats.cancelled,
         "hung": stats.hung,
         "p50_ms": stats.percentile(50.0).map(ms),

@@ -23,6 +23,8 @@ pub struct OpStats {
     pub ok: u64,
     /// Failed calls by `StoreError::kind()`.
     pub errors: BTreeMap<&'static str, u64>,
+    /// The first error of each kind, as displayed (names the key, never a value or password).
+    pub first_errors: BTreeMap<&'static str, String>,
     /// Calls dropped by the caller's deadline (`update+cancel` only).
     pub cancelled: u64,
     /// Calls abandoned after [`Options::hang_limit`].
@@ -46,6 +48,9 @@ impl OpStats {
         self.ok += other.ok;
         for (kind, count) in &other.errors {
             *self.errors.entry(kind).or_default() += count;
+        }
+        for (kind, message) in &other.first_errors {
+            self.first_errors.entry(kind).or_insert_with(|| message.clone());
         }
         self.cancelled += other.cancelled;
         self.hung += other.hung;
@@ -165,6 +170,7 @@ impl Report {
             calls: 0,
             ok: 0,
             errors: BTreeMap::new(),
+            first_errors: BTreeMap::new(),
             cancelled: 0,
             hung: 0,
             longest: Duration::ZERO,
