@@ -94,8 +94,6 @@ pub struct SlowCall {
     pub outcome: String,
 }
 
-/// Everything a run measured.
-
 /// The 1-minute load average of the machine during the run, sampled every second.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LoadAverage {
@@ -120,6 +118,7 @@ impl LoadAverage {
     }
 }
 
+/// Everything a run measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     /// What was run.
