@@ -1,10 +1,9 @@
 //! `statehouse status` against real servers: a primary with its replica, the replica itself, a
 //! password-protected server, and an endpoint that does not answer.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
-
 use statehouse_tests::harness::RedisServer;
 
+#[allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 fn status(url: &str, json: bool) -> (i32, String, String) {
     let mut argv = vec!["statehouse", "--url", url, "--timeout-ms", "1000", "status"];
     if json {
