@@ -37,6 +37,7 @@ mod changes;
 mod documents;
 mod error;
 mod ext;
+pub mod hash_fields;
 mod queues;
 mod retry;
 mod subjects;
