@@ -41,7 +41,7 @@ pub use config::Config;
 pub use documents::Documents;
 pub use queues::{Queues, Triggers};
 pub use subjects::{Subject, Subjects};
-pub use synced::Synced;
+pub use synced::{Synced, SyncedBuilder};
 pub use tasks::Tasks;
 pub use tenants::{HandlerStates, SharedStates, Tables, Tenant, UserStates, Users};
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks, Tenant};
+use statehouse_ports::SyncedStore;
 use statehouse_ports::{
     ChangeFeed, DocumentStore, FieldStore, Key, QueueStore, SubjectStore, TaskRepository, TriggerStore,
 };
@@ -69,6 +70,8 @@ pub struct Backend {
     pub queues: Arc<dyn QueueStore>,
     /// The change feed.
     pub changes: Arc<dyn ChangeFeed>,
+    /// The synced-model port.
+    pub synced: Arc<dyn SyncedStore>,
     paused_time: bool,
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
@@ -103,6 +106,7 @@ impl Backend {
             triggers: ports.triggers,
             queues: ports.queues,
             changes: ports.changes,
+            synced: ports.synced,
             paused_time,
             plant_hash,
             raw_hashes,
@@ -117,6 +121,11 @@ impl Backend {
     /// The documents facade with another update retry policy.
     pub fn docs_with(&self, policy: RetryPolicy) -> Documents {
         self.docs().with_retry_policy(policy)
+    }
+
+    /// The synced models over this backend, default retry policy.
+    pub fn models(&self) -> statehouse::Models {
+        statehouse::Models::new(self.synced.clone())
     }
 
     /// The tasks facade over this backend, in the default space.
