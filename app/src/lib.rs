@@ -66,7 +66,6 @@ pub use documents::Documents;
 pub use queues::{Item, Queues};
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_domain::{ModelLayout, SyncedModel};
-pub use statehouse_ports::{ModelUpdated, ModelWrite, StoredModel, SyncedStore};
 pub use statehouse_ports::Swapped;
 pub use statehouse_ports::{
     ActionName, BatchName, ChangeEvent, ChangeFeed, ChangeKind, Claimed, ClaimedTrigger, FeedEvent,
@@ -83,6 +82,7 @@ pub use statehouse_ports::{
     JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,
     SubjectSpace, SubjectStore,
 };
+pub use statehouse_ports::{ModelUpdated, ModelWrite, StoredModel, SyncedStore};
 pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::{Models, Synced, SyncedBuilder};
 pub use tasks::Tasks;

@@ -3,11 +3,11 @@ use std::sync::Arc;
 #[cfg(feature = "memory")]
 use statehouse_memory::MemoryStore;
 use statehouse_ports::FieldStore;
+use statehouse_ports::SyncedStore;
 use statehouse_ports::{
     ChangeFeed, DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
 };
 use statehouse_ports::{QueueStore, TriggerStore};
-use statehouse_ports::SyncedStore;
 #[cfg(feature = "redis")]
 use statehouse_redis::RedisStore;
 
@@ -342,11 +342,11 @@ fn not_compiled_in(settings: &Settings, feature: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use statehouse_ports::MockSyncedStore;
     use statehouse_ports::{
         ErrorKind, MockChangeFeed, MockDocumentStore, MockFieldStore, MockQueueStore, MockSubjectStore,
         MockTaskRepository, MockTriggerStore,
     };
-    use statehouse_ports::MockSyncedStore;
 
     #[tokio::test]
     async fn unknown_schemes_are_invalid_input_without_the_password() {

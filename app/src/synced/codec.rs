@@ -167,7 +167,11 @@ fn known<T: SyncedModel + DeserializeOwned>(key: &Key, field: &str) -> Result<()
 
 /// A value the field does not take: `InvalidInput` naming key and field.
 fn refused(key: &Key, field: &str, error: &dyn std::fmt::Display) -> StoreError {
-    StoreError::invalid_input("set", field_key(key.as_str(), field), format!("the value does not fit: {error}"))
+    StoreError::invalid_input(
+        "set",
+        field_key(key.as_str(), field),
+        format!("the value does not fit: {error}"),
+    )
 }
 
 fn field_error(key: &Key, field: &str, error: &FieldError) -> StoreError {
@@ -236,8 +240,8 @@ where
         ModelLayout::Json => {
             known::<T>(key, field)?;
             let new = serde_json::to_value(new).map_err(|error| refused(key, field, &error))?;
-            let mut document =
-                serde_json::to_value(value).map_err(|error| StoreError::serialization("set", key.as_str(), error))?;
+            let mut document = serde_json::to_value(value)
+                .map_err(|error| StoreError::serialization("set", key.as_str(), error))?;
             match &mut document {
                 serde_json::Value::Object(fields) => {
                     fields.insert(field.to_owned(), new);

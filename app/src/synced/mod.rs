@@ -257,8 +257,9 @@ where
 
     /// Writes field `field` of the model: `value` encoded as the layout
     /// says (see [`hash_fields`](statehouse_ports::hash_fields); `None`
-    /// deletes the field). Returns the model with the field changed, the
-    /// new local copy (the other fields as of the last read).
+    /// deletes the field). Returns the new local copy: in the hash layout
+    /// the local copy with the field changed (the other fields as of the
+    /// last read), otherwise the model as stored.
     ///
     /// In the hash layout, of a model that exists, this is one `HSET` (or
     /// `HDEL`) of that field and nothing else, without reading: what a
@@ -271,7 +272,11 @@ where
     /// holds (it is checked against the local copy: decoding, `validate`,
     /// the id); otherwise [`StoreError::InvalidInput`] naming the key and
     /// field, and nothing is written.
-    pub async fn set<V: Serialize + ?Sized + Sync>(&mut self, field: &str, value: &V) -> Result<&T, StoreError> {
+    pub async fn set<V: Serialize + ?Sized + Sync>(
+        &mut self,
+        field: &str,
+        value: &V,
+    ) -> Result<&T, StoreError> {
         if self.stored == Some(ModelLayout::Hash) {
             let (changed, write) = codec::with_hash_field(&self.key, &self.value, field, value)?;
             check(&self.key, &changed, &self.value.id()).map_err(|error| retag(error, "set"))?;
@@ -339,7 +344,12 @@ where
         let updated = self
             .models
             .store()
-            .update_model(key, self.stored.unwrap_or(new_layout), self.models.retry_policy(), &mut step)
+            .update_model(
+                key,
+                self.stored.unwrap_or(new_layout),
+                self.models.retry_policy(),
+                &mut step,
+            )
             .await;
         let updated = carry.outcome(updated)?;
         match last {

@@ -32,9 +32,10 @@ impl<L: Layer, S: SyncedStore> SyncedStore for Layered<L, S> {
         'd: 'f,
         Self: 'f,
     {
-        self.layer.around_idempotent(Op::new("write_fields", key), move || {
-            self.inner.write_fields(key, set, delete)
-        })
+        self.layer
+            .around_idempotent(Op::new("write_fields", key), move || {
+                self.inner.write_fields(key, set, delete)
+            })
     }
 
     fn update_model<'a, 's, 'k, 'u, 'f>(

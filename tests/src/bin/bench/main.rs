@@ -173,6 +173,7 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
     let bench = Bench {
         client,
         docs: state.documents(),
+        models: state.models(),
         raw,
         doc,
         task_keys,

@@ -101,7 +101,7 @@ impl Bench {
             Side::Statehouse => None,
         };
         let mut synced = match side {
-            Side::Statehouse => Some(Synced::<BenchModel>::load_from(&self.docs, MODEL_ID).await?),
+            Side::Statehouse => Some(Synced::<BenchModel>::load_from(&self.models, MODEL_ID).await?),
             Side::Raw => None,
         };
         if synced.as_ref().is_some_and(|synced| synced.key() != MODEL_KEY) {
