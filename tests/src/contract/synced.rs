@@ -16,10 +16,8 @@ use statehouse::{ErrorKind, Key, KeyTtl, ModelLayout, StoredModel, Synced, Synce
 
 use super::Backend;
 
-#[path = "synced/hash.rs"]
-mod hash_only;
-#[path = "synced/json.rs"]
-mod json_only;
+mod hash_layout;
+mod json_layout;
 
 /// A model as a Python pydantic-state class would declare it (`id_`
 /// included), with a validation rule.
@@ -117,7 +115,7 @@ macro_rules! in_both_layouts {
     ($($name:ident),* $(,)?) => {
         /// The tests with new models in the hash layout.
         pub mod hash {
-            pub use super::hash_only::*;
+            pub use super::hash_layout::*;
             $(
                 pub async fn $name(backend: super::Backend) {
                     super::$name(backend, statehouse::ModelLayout::Hash).await
@@ -127,7 +125,7 @@ macro_rules! in_both_layouts {
 
         /// The tests with new models in the JSON layout.
         pub mod json {
-            pub use super::json_only::*;
+            pub use super::json_layout::*;
             $(
                 pub async fn $name(backend: super::Backend) {
                     super::$name(backend, statehouse::ModelLayout::Json).await
