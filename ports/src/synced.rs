@@ -84,6 +84,37 @@ impl ModelWrite {
     /// assert_eq!(ModelWrite::changes(&old, &old), ModelWrite::Keep);
     /// ```
     pub fn changes(old: &[(String, Vec<u8>)], new: &[(String, Vec<u8>)]) -> Self {
+        if old.len() > 64 || new.len() > 64 {
+            return Self::changes_of_many(old, new);
+        }
+        // A model has few fields: scans, without building maps.
+        fn find<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+            fields
+                .iter()
+                .find(|(field, _)| field == name)
+                .map(|(_, value)| value.as_slice())
+        }
+        let set: Vec<(String, Vec<u8>)> = new
+            .iter()
+            .filter(|(field, value)| find(old, field) != Some(value.as_slice()))
+            .cloned()
+            .collect();
+        let delete: Vec<String> = old
+            .iter()
+            .filter(|(field, _)| find(new, field).is_none())
+            .map(|(field, _)| field.clone())
+            .collect();
+        if set.is_empty() && delete.is_empty() {
+            Self::Keep
+        } else {
+            Self::Fields { set, delete }
+        }
+    }
+}
+
+impl ModelWrite {
+    /// [`changes`](Self::changes) of models with many fields (a map).
+    fn changes_of_many(old: &[(String, Vec<u8>)], new: &[(String, Vec<u8>)]) -> Self {
         let before: BTreeMap<&str, &[u8]> = old
             .iter()
             .map(|(field, value)| (field.as_str(), value.as_slice()))

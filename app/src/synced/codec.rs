@@ -1,6 +1,8 @@
 //! A synced model in each layout: decoding what a key holds, encoding a
 //! model, the writes between two encodings, and one field replaced.
 
+use std::collections::BTreeMap;
+
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Serialize};
 use statehouse_domain::{Key, ModelLayout, SyncedModel};
@@ -80,17 +82,52 @@ impl Encoded {
         })
     }
 
+    /// `value`, just decoded from `stored`, encoded in its layout. A hash
+    /// field whose stored bytes are bytes this encoder wrote for that field
+    /// (`canonical`, what the handle remembers) encodes to those bytes again
+    /// (the codec round-trips), so it is taken as it is instead of being
+    /// encoded once more: a handle that modifies its model repeatedly
+    /// encodes only the fields others changed.
+    pub(super) fn of_stored<T: Serialize>(
+        key: &str,
+        stored: &StoredModel,
+        value: &T,
+        canonical: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, StoreError> {
+        let StoredModel::Hash(fields) = stored else {
+            return Self::of(key, stored.layout(), value);
+        };
+        let verified = |name: &str| {
+            canonical
+                .get(name)
+                .is_some_and(|bytes| fields.get(name) == Some(bytes))
+        };
+        let mut encoded = hash_fields::to_fields_only(value, |name| !verified(name))
+            .map_err(|error| error.into_serialization("update", key))?;
+        encoded.extend(
+            canonical
+                .iter()
+                .filter(|(name, _)| verified(name))
+                .map(|(name, bytes)| (name.clone(), bytes.clone())),
+        );
+        Ok(Self::Hash(encoded))
+    }
+
     /// What turns the stored `old` (as this model encoded it) into `self`:
     /// the changed fields of a hash, all fields of a new one, the whole
-    /// document of the JSON layout.
-    pub(super) fn write_over(self, old: Option<&Self>) -> ModelWrite {
+    /// document of the JSON layout; and the hash fields as encoded, for the
+    /// handle to remember.
+    pub(super) fn write_over(self, old: Option<&Self>) -> (ModelWrite, Option<Vec<(String, Vec<u8>)>>) {
         match (self, old) {
-            (Self::Hash(new), Some(Self::Hash(old))) => ModelWrite::changes(old, &new),
-            (Self::Hash(new), _) => ModelWrite::Fields {
-                set: new,
-                delete: Vec::new(),
-            },
-            (Self::Json(bytes), _) => ModelWrite::Json(bytes),
+            (Self::Hash(new), Some(Self::Hash(old))) => (ModelWrite::changes(old, &new), Some(new)),
+            (Self::Hash(new), _) => (
+                ModelWrite::Fields {
+                    set: new.clone(),
+                    delete: Vec::new(),
+                },
+                Some(new),
+            ),
+            (Self::Json(bytes), _) => (ModelWrite::Json(bytes), None),
         }
     }
 }
@@ -182,15 +219,24 @@ fn field_error(key: &Key, field: &str, error: &FieldError) -> StoreError {
     refused(key, field, &what)
 }
 
+/// A model with one field replaced ([`with_hash_field`]).
+pub(super) struct Changed<T> {
+    /// The model.
+    pub(super) model: T,
+    /// The bytes to write for the field (`None`: `HDEL`).
+    pub(super) written: Option<Vec<u8>>,
+    /// All its hash fields, as encoded.
+    pub(super) encoded: Vec<(String, Vec<u8>)>,
+}
+
 /// `value` with hash field `field` set to `new` (`None`: deleted), and the
-/// bytes to write for it (`None`: `HDEL`), as the model encodes the
-/// result.
+/// bytes to write for it, as the model encodes the result.
 pub(super) fn with_hash_field<T, V>(
     key: &Key,
     value: &T,
     field: &str,
     new: &V,
-) -> Result<(T, Option<Vec<u8>>), StoreError>
+) -> Result<Changed<T>, StoreError>
 where
     T: SyncedModel + Serialize + DeserializeOwned,
     V: Serialize + ?Sized,
@@ -211,15 +257,20 @@ where
     .map_err(|error| field_error(key, field, &error))?;
     // What the model writes for the field (a lenient read may have made
     // `"3.0"` the integer 3, written `3`).
-    let written = hash_fields::to_fields(&changed)
-        .map_err(|error| error.into_serialization("set", key.as_str()))?
-        .into_iter()
+    let encoded =
+        hash_fields::to_fields(&changed).map_err(|error| error.into_serialization("set", key.as_str()))?;
+    let written = encoded
+        .iter()
         .find(|(name, _)| name == field)
-        .map(|(_, bytes)| bytes);
+        .map(|(_, bytes)| bytes.clone());
     if bytes.is_none() && written.is_some() {
         return Err(refused(key, field, &"the field cannot be None"));
     }
-    Ok((changed, written))
+    Ok(Changed {
+        model: changed,
+        written,
+        encoded,
+    })
 }
 
 /// `value` with field `field` set to `new`, in `layout` (the JSON layout
@@ -236,7 +287,7 @@ where
     V: Serialize + ?Sized,
 {
     match layout {
-        ModelLayout::Hash => with_hash_field(key, value, field, new).map(|(changed, _)| changed),
+        ModelLayout::Hash => with_hash_field(key, value, field, new).map(|changed| changed.model),
         ModelLayout::Json => {
             known::<T>(key, field)?;
             let new = serde_json::to_value(new).map_err(|error| refused(key, field, &error))?;

@@ -7,6 +7,7 @@
 //! what the CLI reads raw models with) and the builder are in `models.rs`;
 //! the encoding of a model in each layout in `codec.rs`.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use serde::Serialize;
@@ -82,6 +83,10 @@ pub struct Synced<T> {
     stored: Option<ModelLayout>,
     /// The layout a new model is written in.
     new_layout: ModelLayout,
+    /// Hash fields this handle encoded (bytes the codec wrote for each
+    /// field), so that a field stored as such need not be encoded again:
+    /// a cache, checked against the stored bytes every time.
+    canonical: BTreeMap<String, Vec<u8>>,
 }
 
 /// `T::default()` with its id set.
@@ -144,6 +149,7 @@ where
             value: fresh(id),
             stored: None,
             new_layout,
+            canonical: BTreeMap::new(),
         })
     }
 
@@ -278,14 +284,19 @@ where
         value: &V,
     ) -> Result<&T, StoreError> {
         if self.stored == Some(ModelLayout::Hash) {
-            let (changed, write) = codec::with_hash_field(&self.key, &self.value, field, value)?;
+            let codec::Changed {
+                model: changed,
+                written,
+                encoded,
+            } = codec::with_hash_field(&self.key, &self.value, field, value)?;
             check(&self.key, &changed, &self.value.id()).map_err(|error| retag(error, "set"))?;
-            let (set, delete) = match write {
+            let (set, delete) = match written {
                 Some(bytes) => (vec![(field.to_owned(), bytes)], Vec::new()),
                 None => (Vec::new(), vec![field.to_owned()]),
             };
             self.models.store().write_fields(&self.key, &set, &delete).await?;
             self.value = changed;
+            self.canonical.extend(encoded);
             return Ok(&self.value);
         }
         // Checked once against the local copy, so that a bad field or
@@ -317,6 +328,8 @@ where
         F: FnMut(&mut T) -> Result<(), E> + Send,
     {
         let (id, key, new_layout) = (self.id.as_str(), &self.key, self.new_layout);
+        let canonical = &self.canonical;
+        let mut encoded: Option<Vec<(String, Vec<u8>)>> = None;
         // The change's own error, a decoding or a rejection, comes back as
         // it is (never as the port's `Aborted`).
         let mut carry = Carry::<E>::new();
@@ -326,7 +339,7 @@ where
                 let (mut value, old) = match stored {
                     Some(stored) => {
                         let value: T = codec::decode("update", key.as_str(), stored)?;
-                        let old = codec::Encoded::of(key.as_str(), stored.layout(), &value)?;
+                        let old = codec::Encoded::of_stored(key.as_str(), stored, &value, canonical)?;
                         (value, Some(old))
                     }
                     None => (fresh(id), None),
@@ -336,7 +349,8 @@ where
                 check(key, &value, &before).map_err(|error| E::from(retag(error, op)))?;
                 let layout = stored.map_or(new_layout, StoredModel::layout);
                 let new = codec::Encoded::of(key.as_str(), layout, &value)?;
-                let write = new.write_over(old.as_ref());
+                let (write, fields) = new.write_over(old.as_ref());
+                encoded = fields;
                 last = Some(value);
                 Ok(write)
             })())
@@ -352,6 +366,7 @@ where
             )
             .await;
         let updated = carry.outcome(updated)?;
+        self.canonical.extend(encoded.unwrap_or_default());
         match last {
             Some(value) => {
                 self.value = value;

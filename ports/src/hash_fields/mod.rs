@@ -75,8 +75,51 @@ pub use text::format_float;
 /// # Ok::<(), statehouse_ports::hash_fields::FieldError>(())
 /// ```
 pub fn to_fields<T: Serialize + ?Sized>(model: &T) -> Result<Vec<(String, Vec<u8>)>, FieldError> {
-    let mut fields = model.serialize(ser::ModelSerializer)?;
-    // A later field of the same name wins, as a later `HSET` field does.
+    let mut fields = model.serialize(ser::ModelSerializer { keep: None })?;
+    dedup_last_wins(&mut fields);
+    Ok(fields)
+}
+
+/// [`to_fields`] of the fields `keep` accepts only; the others are not
+/// serialized at all (what a caller that knows most fields' bytes already
+/// saves).
+///
+/// ```
+/// use statehouse_ports::hash_fields::to_fields_only;
+///
+/// #[derive(serde::Serialize)]
+/// struct Order { id_: String, total: f64, items: Vec<u32> }
+///
+/// let order = Order { id_: "7".into(), total: 2.5, items: vec![1] };
+/// let fields = to_fields_only(&order, |field| field != "items")?;
+/// assert_eq!(fields, [("id_".to_owned(), b"7".to_vec()), ("total".to_owned(), b"2.5".to_vec())]);
+/// # Ok::<(), statehouse_ports::hash_fields::FieldError>(())
+/// ```
+pub fn to_fields_only<T: Serialize + ?Sized>(
+    model: &T,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, Vec<u8>)>, FieldError> {
+    let mut fields = model.serialize(ser::ModelSerializer { keep: Some(&keep) })?;
+    dedup_last_wins(&mut fields);
+    Ok(fields)
+}
+
+/// Keeps the last of fields of the same name, as a later `HSET` field wins
+/// (a flattened map may repeat a struct field).
+fn dedup_last_wins(fields: &mut Vec<(String, Vec<u8>)>) {
+    let repeated = |at: usize, fields: &[(String, Vec<u8>)]| {
+        fields[at + 1..].iter().any(|(name, _)| *name == fields[at].0)
+    };
+    // A struct's field names are distinct: the common case costs a scan of
+    // the (short) names, without allocating.
+    if fields.len() <= 64 {
+        if (0..fields.len()).any(|at| repeated(at, fields)) {
+            let keep: Vec<bool> = (0..fields.len()).map(|at| !repeated(at, fields)).collect();
+            let mut keep = keep.into_iter();
+            fields.retain(|_| keep.next().unwrap_or(true));
+        }
+        return;
+    }
     let mut seen = std::collections::HashSet::with_capacity(fields.len());
     let mut keep: Vec<bool> = fields
         .iter()
@@ -84,12 +127,8 @@ pub fn to_fields<T: Serialize + ?Sized>(model: &T) -> Result<Vec<(String, Vec<u8
         .map(|(name, _)| seen.insert(name.clone()))
         .collect();
     keep.reverse();
-    if keep.iter().all(|keep| *keep) {
-        return Ok(fields);
-    }
     let mut keep = keep.into_iter();
     fields.retain(|_| keep.next().unwrap_or(true));
-    Ok(fields)
 }
 
 /// The bytes of one field value, or `None` when it is stored as no field

@@ -165,17 +165,28 @@ impl ser::Serializer for Scalar {
     );
 }
 
-/// Serializes a whole model: a struct or a map of fields.
-pub(super) struct ModelSerializer;
+/// Which fields a [`ModelSerializer`] writes (`None`: all).
+pub(super) type Keep<'f> = Option<&'f (dyn Fn(&str) -> bool + 'f)>;
+
+/// Serializes a whole model: a struct or a map of fields (those `keep`
+/// accepts; the others are not serialized at all).
+pub(super) struct ModelSerializer<'f> {
+    pub(super) keep: Keep<'f>,
+}
 
 /// The fields written so far.
-pub(super) struct Fields {
+pub(super) struct Fields<'f> {
     fields: Vec<(String, Vec<u8>)>,
     /// The key of the map entry being written.
     key: Option<String>,
+    keep: Keep<'f>,
 }
 
-impl Fields {
+impl Fields<'_> {
+    fn kept(&self, name: &str) -> bool {
+        self.keep.is_none_or(|keep| keep(name))
+    }
+
     fn push<T: Serialize + ?Sized>(&mut self, name: String, value: &T) -> Result<(), FieldError> {
         if let Some(bytes) = encode_value(value).map_err(|error| error.in_field(&name))? {
             self.fields.push((name, bytes));
@@ -207,15 +218,15 @@ macro_rules! not_a_model {
     };
 }
 
-impl ser::Serializer for ModelSerializer {
+impl<'f> ser::Serializer for ModelSerializer<'f> {
     type Ok = Vec<(String, Vec<u8>)>;
     type Error = FieldError;
     type SerializeSeq = Impossible<Self::Ok, FieldError>;
     type SerializeTuple = Impossible<Self::Ok, FieldError>;
     type SerializeTupleStruct = Impossible<Self::Ok, FieldError>;
     type SerializeTupleVariant = Impossible<Self::Ok, FieldError>;
-    type SerializeMap = Fields;
-    type SerializeStruct = Fields;
+    type SerializeMap = Fields<'f>;
+    type SerializeStruct = Fields<'f>;
     type SerializeStructVariant = Impossible<Self::Ok, FieldError>;
 
     not_a_model!(
@@ -266,19 +277,20 @@ impl ser::Serializer for ModelSerializer {
         Err(not_a_model("an enum"))
     }
 
-    fn serialize_map(self, len: Option<usize>) -> Result<Fields, FieldError> {
+    fn serialize_map(self, len: Option<usize>) -> Result<Fields<'f>, FieldError> {
         Ok(Fields {
             fields: Vec::with_capacity(len.unwrap_or(8)),
             key: None,
+            keep: self.keep,
         })
     }
 
-    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Fields, FieldError> {
+    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Fields<'f>, FieldError> {
         self.serialize_map(Some(len))
     }
 }
 
-impl SerializeStruct for Fields {
+impl SerializeStruct for Fields<'_> {
     type Ok = Vec<(String, Vec<u8>)>;
     type Error = FieldError;
 
@@ -287,6 +299,9 @@ impl SerializeStruct for Fields {
         name: &'static str,
         value: &T,
     ) -> Result<(), FieldError> {
+        if !self.kept(name) {
+            return Ok(());
+        }
         self.push(name.to_owned(), value)
     }
 
@@ -295,7 +310,7 @@ impl SerializeStruct for Fields {
     }
 }
 
-impl SerializeMap for Fields {
+impl SerializeMap for Fields<'_> {
     type Ok = Vec<(String, Vec<u8>)>;
     type Error = FieldError;
 
