@@ -82,6 +82,7 @@ pub use statehouse_ports::{
     JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,
     SubjectSpace, SubjectStore,
 };
+pub use statehouse_ports::{KeyPages, KeyStream};
 pub use statehouse_ports::{ModelUpdated, ModelWrite, StoredModel, SyncedStore};
 pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::{Models, Synced, SyncedBuilder};
@@ -118,6 +119,9 @@ pub mod guide {
 
     #[doc = include_str!("../../docs/changes.md")]
     pub mod changes {}
+
+    #[doc = include_str!("../../docs/listing.md")]
+    pub mod listing {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}
