@@ -40,6 +40,7 @@ pub struct Ports {
 
 impl Ports {
     /// Ports over the given implementations.
+    #[allow(clippy::too_many_arguments, reason = "one argument per port")]
     pub fn new(
         documents: Arc<dyn DocumentStore>,
         tasks: Arc<dyn TaskRepository>,

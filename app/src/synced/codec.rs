@@ -62,11 +62,14 @@ pub(super) fn field<V: DeserializeOwned>(
     }
 }
 
+/// A model's hash fields, `(field, bytes)`.
+pub(super) type HashFields = Vec<(String, Vec<u8>)>;
+
 /// A model encoded in one layout.
 #[derive(Debug)]
 pub(super) enum Encoded {
     /// Its hash fields.
-    Hash(Vec<(String, Vec<u8>)>),
+    Hash(HashFields),
     /// Its JSON text.
     Json(Vec<u8>),
 }
@@ -117,7 +120,7 @@ impl Encoded {
     /// the changed fields of a hash, all fields of a new one, the whole
     /// document of the JSON layout; and the hash fields as encoded, for the
     /// handle to remember.
-    pub(super) fn write_over(self, old: Option<&Self>) -> (ModelWrite, Option<Vec<(String, Vec<u8>)>>) {
+    pub(super) fn write_over(self, old: Option<&Self>) -> (ModelWrite, Option<HashFields>) {
         match (self, old) {
             (Self::Hash(new), Some(Self::Hash(old))) => (ModelWrite::changes(old, &new), Some(new)),
             (Self::Hash(new), _) => (
@@ -226,7 +229,7 @@ pub(super) struct Changed<T> {
     /// The bytes to write for the field (`None`: `HDEL`).
     pub(super) written: Option<Vec<u8>>,
     /// All its hash fields, as encoded.
-    pub(super) encoded: Vec<(String, Vec<u8>)>,
+    pub(super) encoded: HashFields,
 }
 
 /// `value` with hash field `field` set to `new` (`None`: deleted), and the

@@ -329,7 +329,7 @@ where
     {
         let (id, key, new_layout) = (self.id.as_str(), &self.key, self.new_layout);
         let canonical = &self.canonical;
-        let mut encoded: Option<Vec<(String, Vec<u8>)>> = None;
+        let mut encoded: Option<codec::HashFields> = None;
         // The change's own error, a decoding or a rejection, comes back as
         // it is (never as the port's `Aborted`).
         let mut carry = Carry::<E>::new();
