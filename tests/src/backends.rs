@@ -249,6 +249,7 @@ fn wrap(stack: Stack, ports: Ports) -> Ports {
             Arc::new(Traced::new(Retrying::with_defaults(ports.triggers))),
             Arc::new(Traced::new(Retrying::with_defaults(ports.queues))),
             Arc::new(Traced::new(Retrying::with_defaults(ports.changes))),
+            Arc::new(Traced::new(Retrying::with_defaults(ports.synced))),
         ),
     }
 }

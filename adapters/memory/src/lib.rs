@@ -18,6 +18,8 @@
 //!
 //! - `subjects.rs`: [`SubjectStore`](statehouse_ports::SubjectStore): a
 //!   hash per subject, KRules' layout, as on Redis.
+//! - `synced.rs`: [`SyncedStore`](statehouse_ports::SyncedStore): a
+//!   synced model as a hash or a string, the same keys and steps as on Redis.
 //! - `tenants.rs`: [`FieldStore`](statehouse_ports::FieldStore): tenant
 //!   hashes of JSON fields, the same keys and atomic steps as on Redis.
 //! - `triggers.rs`: [`TriggerStore`](statehouse_ports::TriggerStore): due
@@ -87,6 +89,7 @@ mod listing;
 mod queues;
 mod store;
 mod subjects;
+mod synced;
 mod tasks;
 mod tenants;
 mod triggers;

@@ -32,6 +32,8 @@
 //!   reads may go to a read endpoint.
 //! - `subjects.rs`: [`SubjectStore`](statehouse_ports::SubjectStore), in
 //!   KRules' layout (a hash per subject).
+//! - `synced.rs`: [`SyncedStore`](statehouse_ports::SyncedStore): synced
+//!   models under `{Type}:{id}`, a hash of fields or a JSON string.
 //! - `tenants.rs`: [`FieldStore`](statehouse_ports::FieldStore): tenant
 //!   hashes of JSON fields under `t:{<tenant>}:…`.
 //! - `triggers.rs`: [`TriggerStore`](statehouse_ports::TriggerStore): a
@@ -62,6 +64,7 @@ mod redact;
 mod scripts;
 mod store;
 mod subjects;
+mod synced;
 mod tasks;
 mod tenants;
 mod triggers;

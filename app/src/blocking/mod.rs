@@ -43,7 +43,7 @@ pub use documents::Documents;
 pub use listing::Keys;
 pub use queues::{Queues, Triggers};
 pub use subjects::{Subject, Subjects};
-pub use synced::Synced;
+pub use synced::{Synced, SyncedBuilder};
 pub use tasks::Tasks;
 pub use tenants::{HandlerStates, SharedStates, Tables, Tenant, UserStates, Users};
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks, Tenant};
+use statehouse_ports::SyncedStore;
 use statehouse_ports::{
     ChangeFeed, DocumentStore, FieldStore, Key, QueueStore, SubjectStore, TaskRepository, TriggerStore,
 };
@@ -24,6 +25,7 @@ pub mod listing;
 pub mod queues;
 pub mod subjects;
 pub mod synced;
+pub use synced::{hash as synced_hash, json as synced_json};
 pub mod tasks;
 pub mod tenants;
 pub mod triggers;
@@ -70,6 +72,8 @@ pub struct Backend {
     pub queues: Arc<dyn QueueStore>,
     /// The change feed.
     pub changes: Arc<dyn ChangeFeed>,
+    /// The synced-model port.
+    pub synced: Arc<dyn SyncedStore>,
     paused_time: bool,
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
@@ -104,6 +108,7 @@ impl Backend {
             triggers: ports.triggers,
             queues: ports.queues,
             changes: ports.changes,
+            synced: ports.synced,
             paused_time,
             plant_hash,
             raw_hashes,
@@ -118,6 +123,11 @@ impl Backend {
     /// The documents facade with another update retry policy.
     pub fn docs_with(&self, policy: RetryPolicy) -> Documents {
         self.docs().with_retry_policy(policy)
+    }
+
+    /// The synced models over this backend, default retry policy.
+    pub fn models(&self) -> statehouse::Models {
+        statehouse::Models::new(self.synced.clone())
     }
 
     /// The tasks facade over this backend, in the default space.
@@ -277,20 +287,47 @@ macro_rules! contract_suite {
             concurrent_log_appends_lose_nothing: Threaded,
             status_change_racing_with_appends_loses_neither: Threaded,
         ]);
-        $crate::contract_suite!(@family $runner, synced, [
+        $crate::contract_suite!(@family $runner, synced_hash, [
             an_absent_model_starts_from_default_and_writes_nothing: Plain,
-            modify_writes_through_compact_json: Plain,
+            modify_writes_the_new_model_in_its_layout: Plain,
             the_type_name_is_the_rust_name_unless_overridden: Plain,
-            a_python_json_dumps_document_loads_and_keeps_unknown_fields: Plain,
             a_rejected_change_names_key_and_reason_and_writes_nothing: Plain,
             a_change_may_not_move_the_model_to_another_id: Plain,
             two_handles_see_each_other_after_refresh: Plain,
-            an_undecodable_document_is_deserialization_naming_the_key: Plain,
+            a_stored_model_keeps_its_layout_whatever_the_new_layout: Plain,
+            set_writes_one_field_and_keeps_what_others_wrote: Plain,
+            set_refuses_unknown_fields_and_values_the_field_does_not_take: Plain,
             ids_are_kept_verbatim_and_validated_before_any_io: Plain,
-            delete_removes_the_document_and_resets_the_copy: Plain,
-            modify_keeps_the_ttl: Plain,
+            delete_removes_the_model_and_resets_the_copy: Plain,
+            modify_and_set_keep_the_ttl: Plain,
+            a_key_of_another_type_is_wrong_type_and_stays: Plain,
             concurrent_modifies_from_many_handles_lose_nothing: Threaded,
+            writers_of_different_fields_lose_nothing: Threaded,
             a_conflict_reruns_the_change_on_the_new_value: Threaded,
+            python_written_fields_read_leniently_and_only_changed_ones_are_written: Plain,
+            values_have_the_bytes_python_reads_back: Plain,
+            a_bad_field_names_key_field_and_type_and_the_others_stay_readable: Plain,
+        ]);
+        $crate::contract_suite!(@family $runner, synced_json, [
+            an_absent_model_starts_from_default_and_writes_nothing: Plain,
+            modify_writes_the_new_model_in_its_layout: Plain,
+            the_type_name_is_the_rust_name_unless_overridden: Plain,
+            a_rejected_change_names_key_and_reason_and_writes_nothing: Plain,
+            a_change_may_not_move_the_model_to_another_id: Plain,
+            two_handles_see_each_other_after_refresh: Plain,
+            a_stored_model_keeps_its_layout_whatever_the_new_layout: Plain,
+            set_writes_one_field_and_keeps_what_others_wrote: Plain,
+            set_refuses_unknown_fields_and_values_the_field_does_not_take: Plain,
+            ids_are_kept_verbatim_and_validated_before_any_io: Plain,
+            delete_removes_the_model_and_resets_the_copy: Plain,
+            modify_and_set_keep_the_ttl: Plain,
+            a_key_of_another_type_is_wrong_type_and_stays: Plain,
+            concurrent_modifies_from_many_handles_lose_nothing: Threaded,
+            writers_of_different_fields_lose_nothing: Threaded,
+            a_conflict_reruns_the_change_on_the_new_value: Threaded,
+            a_python_json_dumps_document_loads_and_keeps_unknown_fields: Plain,
+            a_model_declared_json_is_written_as_json: Plain,
+            an_undecodable_document_is_deserialization_naming_the_key: Plain,
         ]);
         $crate::contract_suite!(@family $runner, tenants, [
             users_round_trip_typed_and_field_by_field: Plain,

@@ -25,9 +25,10 @@
 //!    read-modify-write by hand (ops = status changes);
 //! 9. a 50-item page of a service's 500 tasks: `Tasks::list_by_service` against `ZRANGE … BYSCORE
 //!    REV LIMIT 0 59 WITHSCORES`, `MGET` and a decode of each record (ops = pages);
-//! 10. a synced model (the ~1 KiB document and a version) changed by `Synced::modify`, one task,
-//!     uncontended, against raw redis-rs doing the same commands (`WATCH`+`GET` pipelined, then
-//!     `MULTI`/`SET … KEEPTTL`/`EXEC`; ops = modifies; the final version is checked).
+//! 10. a synced model in the hash layout (the ~1 KiB document as a JSON field, and a version)
+//!     changed by `Synced::modify`, one task, uncontended, against raw redis-rs doing the same
+//!     commands (`WATCH`+`HGETALL` pipelined, decode, then `MULTI`/`HSET` of the changed
+//!     field/`EXEC`; ops = modifies; the final version is checked).
 //!
 //! (Rows 5 and 6 of the report are the redis-benchmark comparisons.) The task workloads use the
 //! same key layout, the same Lua source (checked by its SHA1 against the one statehouse loaded) and
@@ -173,6 +174,7 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
     let bench = Bench {
         client,
         docs: state.documents(),
+        models: state.models(),
         raw,
         doc,
         task_keys,
