@@ -64,6 +64,7 @@ pub use documents::Documents;
 pub use queues::{Item, Queues};
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_domain::SyncedModel;
+pub use statehouse_ports::DueTenants;
 pub use statehouse_ports::Swapped;
 pub use statehouse_ports::{
     ActionName, BatchName, ChangeEvent, ChangeFeed, ChangeKind, Claimed, ClaimedTrigger, FeedEvent,

@@ -57,6 +57,7 @@ pub use subjects::SubjectKeys;
 pub use tasks::TaskKeys;
 pub use tenants::TenantKeys;
 pub use triggers::TriggerKeys;
+pub use triggers::{INDEX_SHARDS, IndexShard, TriggerIndex, hash_slot};
 
 use std::fmt::Write as _;
 
