@@ -15,7 +15,7 @@ use statehouse_ports::Key;
 use statehouse_redis::{RedisConfig, RedisStore};
 use tracing::instrument::WithSubscriber;
 
-use crate::contract::{Backend, Flavor, PlantHash, RawHashes};
+use crate::contract::{Backend, Flavor, OtherProcess, PlantHash, RawHashes};
 use crate::harness::RedisServer;
 
 /// Whether the ports are used bare or under the app's layers.
@@ -45,8 +45,13 @@ where
                 Box::pin(async {})
             });
             let raw = Arc::new(MemoryHashes(store.clone()));
+            let other = store.clone();
+            let other_process: OtherProcess = Arc::new(move || {
+                let ports = wrap(stack, Ports::of(other.clone()));
+                Box::pin(async move { ports })
+            });
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("memory", ports, paused, plant_hash, raw)
+            Backend::new("memory", ports, paused, plant_hash, raw).with_other_process(other_process)
         },
         body,
     );
@@ -68,7 +73,11 @@ where
         stack,
         async move {
             let config = RedisConfig::new(url.clone()).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config).await.unwrap();
+            let store = RedisStore::connect(config.clone()).await.unwrap();
+            let other_process: OtherProcess = Arc::new(move || {
+                let config = config.clone();
+                Box::pin(async move { wrap(stack, Ports::of(RedisStore::connect(config).await.unwrap())) })
+            });
             let (raw_url, raw_prefix) = (url.clone(), prefix.clone());
             let plant_hash: PlantHash = Arc::new(move |key: Key| {
                 let url = url.clone();
@@ -90,7 +99,7 @@ where
                 prefix: raw_prefix,
             });
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("redis", ports, false, plant_hash, raw)
+            Backend::new("redis", ports, false, plant_hash, raw).with_other_process(other_process)
         },
         body,
     );
