@@ -44,7 +44,8 @@ pub type PlantHash = Arc<dyn Fn(Key) -> Pin<Box<dyn Future<Output = ()> + Send>>
 /// Connects "another process" to a backend's store: new ports with
 /// connections (or a handle) of their own, sharing nothing with the first
 /// but the store itself (the Redis server, or the memory keyspace).
-pub type OtherProcess = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = statehouse::Ports> + Send>> + Send + Sync>;
+pub type OtherProcess =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = statehouse::Ports> + Send>> + Send + Sync>;
 
 /// Raw access to Redis hashes (in a backend's namespace), below the ports:
 /// what another process (a Python KRules service) writes and reads.
@@ -127,7 +128,10 @@ impl Backend {
     /// The ports of another process on the same store (see
     /// [`OtherProcess`]). Panics if the runner gave none.
     pub async fn other_process(&self) -> statehouse::Ports {
-        let connect = self.other_process.as_ref().expect("the runner connects other processes");
+        let connect = self
+            .other_process
+            .as_ref()
+            .expect("the runner connects other processes");
         connect().await
     }
 

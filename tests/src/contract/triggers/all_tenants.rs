@@ -64,13 +64,18 @@ async fn index_is_empty(triggers: &dyn TriggerStore) -> bool {
 pub async fn take_due_hands_a_due_tenant_to_one_taker_until_it_is_filed_again(backend: Backend) {
     let (action, id) = names("remind", "u1");
     let t = &backend.triggers;
-    t.set(&keys("later"), &action, &id, Duration::from_secs(10)).await.unwrap();
+    t.set(&keys("later"), &action, &id, Duration::from_secs(10))
+        .await
+        .unwrap();
     t.set(&keys("now"), &action, &id, Duration::ZERO).await.unwrap();
     backend.elapse(Duration::from_millis(5)).await;
     let first = t.take_due(index(), 10, LONG).await.unwrap();
     assert_eq!(taken(&first), ["now"], "only the due tenant");
     let next = first.next_due_in.expect("\"later\" is filed");
-    assert!(next > Duration::from_secs(8) && next <= Duration::from_secs(10), "{next:?}");
+    assert!(
+        next > Duration::from_secs(8) && next <= Duration::from_secs(10),
+        "{next:?}"
+    );
     let second = t.take_due(index(), 10, LONG).await.unwrap();
     assert!(second.tenants.is_empty(), "taken: skipped until filed again");
     // The claim files it again: at the end of its trigger's lease.
@@ -86,7 +91,9 @@ pub async fn take_due_hands_a_due_tenant_to_one_taker_until_it_is_filed_again(ba
     let after = t.take_due(index(), 10, LONG).await.unwrap();
     assert!(after.tenants.is_empty(), "{after:?}");
     assert!(
-        after.next_due_in.is_some_and(|next| next <= Duration::from_secs(10)),
+        after
+            .next_due_in
+            .is_some_and(|next| next <= Duration::from_secs(10)),
         "only \"later\" is left: {after:?}"
     );
 }
@@ -114,7 +121,10 @@ pub async fn a_claim_that_missed_a_marked_set_looks_at_the_tenant_again_soon(bac
     backend.hset_raw(keys("acme").claims(), b"#sets", b"2").await;
     let claimed = t.claim_indexed(&keys("acme"), 10, LONG).await.unwrap();
     assert!(claimed.triggers.is_empty());
-    assert!(index_is_empty(t.as_ref()).await, "pruned once every mark was seen");
+    assert!(
+        index_is_empty(t.as_ref()).await,
+        "pruned once every mark was seen"
+    );
 }
 
 pub async fn a_mark_whose_set_never_wrote_is_adopted_after_a_minute(backend: Backend) {
@@ -149,13 +159,26 @@ pub async fn a_shard_of_another_type_fails_the_set_before_the_trigger_is_written
         .set(&keys("acme"), &action, &id, Duration::ZERO)
         .await
         .unwrap_err();
-    assert_eq!((error.kind(), error.key()), (ErrorKind::WrongType, shard.as_str()), "{error}");
+    assert_eq!(
+        (error.kind(), error.key()),
+        (ErrorKind::WrongType, shard.as_str()),
+        "{error}"
+    );
     assert!(
-        backend.triggers.list(&keys("acme"), false).await.unwrap().is_empty(),
+        backend
+            .triggers
+            .list(&keys("acme"), false)
+            .await
+            .unwrap()
+            .is_empty(),
         "the index is written first: nothing of the tenant was"
     );
     let error = backend.triggers.take_due(index(), 10, LONG).await.unwrap_err();
-    assert_eq!((error.kind(), error.key()), (ErrorKind::WrongType, shard.as_str()), "{error}");
+    assert_eq!(
+        (error.kind(), error.key()),
+        (ErrorKind::WrongType, shard.as_str()),
+        "{error}"
+    );
 }
 
 /// One delivery a listener saw.
@@ -171,7 +194,6 @@ struct Delivery {
 /// `expected` deliveries were seen, then `settle` longer (a duplicate
 /// would show up), then stopped. Returns every delivery, in order.
 async fn listen_all_until(
-    backend: &Backend,
     facades: Vec<Triggers>,
     options: ListenOptions,
     expected: usize,
@@ -213,7 +235,9 @@ async fn listen_all_until(
                 seen.lock().unwrap().len()
             )
         });
-    backend.elapse(settle).await;
+    // A sleep, not `elapse`: on paused time the listeners' own timers fire
+    // in turn, as in real time.
+    tokio::time::sleep(settle).await;
     stop.send_replace(true);
     for task in tasks {
         task.await.unwrap();
@@ -256,12 +280,9 @@ pub async fn one_busy_tenant_does_not_starve_the_others(backend: Backend) {
         ..ListenOptions::default()
     };
     let one = facade(t.clone(), backend.changes.clone());
-    let deliveries = listen_all_until(&backend, vec![one], options, 100 + OTHERS, Duration::from_millis(1200)).await;
+    let deliveries = listen_all_until(vec![one], options, 100 + OTHERS, Duration::from_millis(1200)).await;
     assert_exactly_once(&deliveries, 100 + OTHERS);
-    let last_other = deliveries
-        .iter()
-        .rposition(|d| d.tenant != "busy")
-        .unwrap();
+    let last_other = deliveries.iter().rposition(|d| d.tenant != "busy").unwrap();
     let busy_before = deliveries[..last_other]
         .iter()
         .filter(|d| d.tenant == "busy")
@@ -291,7 +312,10 @@ pub async fn a_set_in_another_process_wakes_idle_listeners_at_once(backend: Back
         setter.set("acme", "remind", "u1", Duration::ZERO).await.unwrap();
         Instant::now()
     };
-    let (deliveries, set_at) = tokio::join!(listen_all_until(&backend, listeners, options, 1, Duration::from_millis(500)), set);
+    let (deliveries, set_at) = tokio::join!(
+        listen_all_until(listeners, options, 1, Duration::from_millis(500)),
+        set
+    );
     let late = deliveries[0].at.saturating_duration_since(set_at);
     assert!(
         late < options.max_idle / 2,
@@ -316,7 +340,11 @@ pub async fn ten_thousand_tenants_reach_four_listeners_in_two_processes_exactly_
     let earliest: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let setters: Vec<_> = (0..8u64)
         .map(|setter| {
-            let triggers = if setter % 2 == 0 { here.clone() } else { there.clone() };
+            let triggers = if setter % 2 == 0 {
+                here.clone()
+            } else {
+                there.clone()
+            };
             let earliest = earliest.clone();
             async move {
                 for i in (setter..TENANTS).step_by(8) {
@@ -332,7 +360,6 @@ pub async fn ten_thousand_tenants_reach_four_listeners_in_two_processes_exactly_
     let listeners = vec![here.clone(), here.clone(), there.clone(), there.clone()];
     let setters: Vec<_> = setters.into_iter().map(tokio::spawn).collect();
     let deliveries = listen_all_until(
-        &backend,
         listeners,
         options,
         TENANTS as usize,
@@ -354,7 +381,10 @@ pub async fn ten_thousand_tenants_reach_four_listeners_in_two_processes_exactly_
         );
         assert_eq!(delivery.deliveries, 1, "{delivery:?}");
     }
-    assert!(index_is_empty(backend.triggers.as_ref()).await, "every tenant pruned");
+    assert!(
+        index_is_empty(backend.triggers.as_ref()).await,
+        "every tenant pruned"
+    );
 }
 
 pub async fn a_killed_listeners_claims_are_redelivered_after_the_lease(backend: Backend) {
@@ -395,7 +425,7 @@ pub async fn a_killed_listeners_claims_are_redelivered_after_the_lease(backend: 
     assert!(killed.await.unwrap_err().is_cancelled());
     // The survivor, in the other process, finds them after the lease.
     let survivor = facade(other.triggers.clone(), other.changes.clone());
-    let deliveries = listen_all_until(&backend, vec![survivor], options, 10, Duration::from_millis(400)).await;
+    let deliveries = listen_all_until(vec![survivor], options, 10, Duration::from_millis(400)).await;
     let once = assert_exactly_once(&deliveries, 10);
     for delivery in once.values() {
         assert!(
@@ -405,7 +435,10 @@ pub async fn a_killed_listeners_claims_are_redelivered_after_the_lease(backend: 
         );
     }
     let redelivered = once.values().filter(|d| d.deliveries == 2).count();
-    assert_eq!(redelivered, 2, "the victim's claim (its first tenant's two triggers)");
+    assert_eq!(
+        redelivered, 2,
+        "the victim's claim (its first tenant's two triggers)"
+    );
 }
 
 /// Counts the port calls of a store, by operation.
@@ -459,10 +492,12 @@ pub async fn idle_listeners_take_only_a_few_times_per_second(backend: Backend) {
                 .unwrap();
         }));
     }
-    backend.elapse(Duration::from_millis(500)).await;
+    // Sleeps, not `elapse`: on paused time the listeners' own timers fire
+    // in turn, as in real time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let before = counts.count("trigger_take");
     let window = Duration::from_secs(3);
-    backend.elapse(window).await;
+    tokio::time::sleep(window).await;
     let takes = counts.count("trigger_take") - before;
     stop.send_replace(true);
     for task in tasks {
@@ -471,7 +506,14 @@ pub async fn idle_listeners_take_only_a_few_times_per_second(backend: Backend) {
     // Each listener rests up to `max_idle` (1 s) when nothing is due: at
     // most one take per second each, and one more at the edges.
     let bound = 4 * (window.as_secs() as usize + 1);
-    assert!(takes <= bound, "{takes} takes in {window:?} by 4 idle listeners (at most {bound})");
+    assert!(
+        takes <= bound,
+        "{takes} takes in {window:?} by 4 idle listeners (at most {bound})"
+    );
     assert!(takes >= 4, "the listeners looked at least once each: {takes}");
-    assert_eq!(counts.count("trigger_claim"), 0, "no tenant claimed: none was due");
+    assert_eq!(
+        counts.count("trigger_claim"),
+        0,
+        "no tenant claimed: none was due"
+    );
 }
