@@ -120,10 +120,14 @@ pub struct DueTenants {
 /// - `take_due` takes up to `max` tenants whose index entry is due,
 ///   earliest first, in one atomic step per group of shards: each entry
 ///   moves to the end of `lease`, so other takers skip the tenant meanwhile.
-/// - `claim_indexed` claims like `claim` and then files the tenant again
-///   at its next due time (removed when it has none); `ack_indexed`
+/// - `claim_indexed` claims like `claim`; when it got nothing (a stale
+///   entry) or a full batch (more may be due: the tenant goes behind the
+///   others due) it files the tenant again at once, at its next due time
+///   (removed when it has none). Otherwise the entry keeps its take's lease
+///   and the caller files it once it handled the triggers: `ack_indexed`
 ///   acknowledges like `ack`, several triggers at once, and files the
-///   tenant again the same way. An entry is only ever moved later or
+///   tenant again the same way; `claim_indexed` with `max` 0 files it
+///   without acknowledging anything. An entry is only ever moved later or
 ///   removed when every set marked for the tenant was seen by that claim
 ///   or ack (its count of sets); otherwise (a set in flight) it is looked
 ///   at again soon (at least 50 ms, and at most as long as the mark is
@@ -173,8 +177,8 @@ pub trait TriggerStore: Debug + Send + Sync + 'static {
         lease: Duration,
     ) -> Result<DueTenants, StoreError>;
 
-    /// Claims at most `max` due triggers for `lease`, then files the tenant
-    /// in the due index at its next due time.
+    /// Claims at most `max` due triggers for `lease`; files the tenant in
+    /// the due index again at its next due time if it got none or `max`.
     async fn claim_indexed(
         &self,
         triggers: &TriggerKeys,

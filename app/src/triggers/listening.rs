@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
@@ -185,63 +186,117 @@ impl<'t, S: Future<Output = ()>> Listening<'t, S> {
         }
     }
 
-    /// Serves one tenant taken from the due index: claims its due
-    /// triggers, runs `handler` on each, acknowledges those it handled in
-    /// one step (each claim and the ack file the tenant again). Returns
-    /// when the tenant's next trigger (or lease) is due, as the claim saw
-    /// it. A temporary failure of the claim is returned (the tenant comes
-    /// back after the lease); of the ack, logged (the triggers come back
-    /// after theirs).
-    pub(super) async fn serve<F, Fut>(
+    /// Serves the tenants of one round, taken from the due index: claims
+    /// their due triggers (all tenants at once, concurrently), runs
+    /// `handler` on each trigger with its tenant (one after the other, in
+    /// the order taken), then acknowledges each tenant's handled triggers in
+    /// one step (concurrently again), which files the tenant in the index
+    /// at its next due time. A temporary failure of a claim is handed back
+    /// in [`Round::failed`] (that tenant comes back after the take's lease);
+    /// of an ack, logged (its triggers come back after theirs). When the
+    /// stop signal comes, the handlers of the tenants not yet served are
+    /// skipped (their triggers come back after the lease) and every tenant
+    /// is filed.
+    pub(super) async fn serve_round<F, Fut>(
         &mut self,
-        tenant: TenantId,
+        tenants: Vec<TenantId>,
         handler: &mut F,
-    ) -> Result<Option<Instant>, StoreError>
+    ) -> Result<Round, StoreError>
     where
         F: FnMut(TenantId, ClaimedTrigger) -> Fut,
         Fut: Future<Output = Result<(), BoxError>>,
     {
-        let port = &self.triggers.port;
-        let keys = TriggerKeys::new(&tenant);
-        let claimed = port
-            .claim_indexed(&keys, self.options.batch, self.options.lease)
-            .await?;
-        let next = claimed.next_due_in.map(|next| Instant::now() + next);
-        let mut handled = Vec::with_capacity(claimed.triggers.len());
-        for trigger in claimed.triggers {
-            match handler(tenant.clone(), trigger.clone()).await {
-                Ok(()) => handled.push(trigger),
-                Err(error) => handler_failed(&trigger, &error),
+        let port = self.triggers.port.clone();
+        let ListenOptions { batch, lease, .. } = self.options;
+        let claims = join_all(tenants.into_iter().map(|tenant| {
+            let port = &port;
+            async move {
+                let keys = TriggerKeys::new(&tenant);
+                let claimed = port.claim_indexed(&keys, batch, lease).await;
+                (tenant, keys, claimed)
+            }
+        }))
+        .await;
+        let mut round = Round::default();
+        let mut filings = Vec::new();
+        for (tenant, keys, claimed) in claims {
+            let claimed = match claimed {
+                Ok(claimed) => claimed,
+                Err(error) if error.is_retryable() => {
+                    round.failed.get_or_insert(error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            round.next = earliest(round.next, deadline(claimed.next_due_in));
+            // None or a full batch: filed by the claim already.
+            let filed = claimed.triggers.is_empty() || claimed.triggers.len() >= batch;
+            let stopping = self.stop_requested().await;
+            let mut handled = Vec::with_capacity(claimed.triggers.len());
+            for trigger in claimed.triggers {
+                if stopping {
+                    break;
+                }
+                match handler(tenant.clone(), trigger.clone()).await {
+                    Ok(()) => handled.push(trigger),
+                    Err(error) => handler_failed(&trigger, &error),
+                }
+            }
+            if !filed || !handled.is_empty() {
+                filings.push((keys, handled));
             }
         }
-        if !handled.is_empty()
-            && let Err(error) = port.ack_indexed(&keys, &handled).await
-        {
-            ack_failed(error)?;
+        let filed = join_all(filings.iter().map(|(keys, handled)| {
+            let port = &port;
+            async move {
+                if handled.is_empty() {
+                    port.claim_indexed(keys, 0, lease).await.map(|_| 0)
+                } else {
+                    port.ack_indexed(keys, handled).await
+                }
+            }
+        }))
+        .await;
+        for result in filed {
+            if let Err(error) = result {
+                ack_failed(error)?;
+            }
         }
-        Ok(next)
+        Ok(round)
     }
+}
 
-    /// Files the tenants taken but not served (the listener stops) at
-    /// their next due time, so other listeners find them at once rather
-    /// than after the lease. Best effort: a failure leaves them to it.
-    pub(super) async fn release(&mut self, tenants: impl Iterator<Item = TenantId>) {
-        for tenant in tenants {
-            let keys = TriggerKeys::new(&tenant);
-            if let Err(error) = self
-                .triggers
-                .port
-                .claim_indexed(&keys, 0, self.options.lease)
-                .await
-            {
-                tracing::warn!(
-                    target: "statehouse",
-                    %error,
-                    "releasing a taken tenant failed; it is served again after the lease"
-                );
+/// What a round of [`Listening::serve_round`] learnt.
+#[derive(Debug, Default)]
+pub(super) struct Round {
+    /// When the earliest next trigger (or lease) of its tenants is due, as
+    /// their claims saw it.
+    pub(super) next: Option<Instant>,
+    /// The first temporary failure of a claim, if any.
+    pub(super) failed: Option<StoreError>,
+}
+
+/// Runs `futures` concurrently on this task; their outputs, in order.
+async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    Poll::Pending => done = false,
+                }
             }
         }
-    }
+        if done { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// The deadline of a `next_due_in` measured now.
@@ -276,6 +331,22 @@ pub(super) fn ack_failed(error: StoreError) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn join_all_keeps_the_order_and_runs_the_futures_together() {
+        let started = Instant::now();
+        let outputs = join_all((0..3u64).map(|n| async move {
+            tokio::time::sleep(Duration::from_millis(30 - 10 * n)).await;
+            n
+        }))
+        .await;
+        assert_eq!(outputs, [0, 1, 2]);
+        assert!(
+            started.elapsed() < Duration::from_millis(60),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn the_earliest_known_deadline_wins() {

@@ -254,9 +254,11 @@ impl Triggers {
     /// Pub/Sub hint, only ever a hint, the index stays the truth. Any
     /// number of listeners in any number of processes share the work; each
     /// due trigger goes to exactly one at a time, with a lease, as with
-    /// [`listen`](Self::listen). Failures are handled as there; when `stop`
-    /// completes in the middle of a round, the tenants taken but not served
-    /// are handed back to the index.
+    /// [`listen`](Self::listen). Failures are handled as there. The claims
+    /// of a round's tenants go out together, and so do their acks, after
+    /// the handlers ran one after the other; when `stop` completes in the
+    /// middle of a round, the handlers of the tenants not yet served are
+    /// skipped (their triggers come back after the lease).
     pub async fn listen_all<F, Fut>(
         &self,
         options: ListenOptions,
@@ -291,24 +293,9 @@ impl Triggers {
             };
             listening.succeeded();
             let full = due.tenants.len() >= tenants;
-            let mut next = deadline(due.next_due_in);
-            let mut taken = due.tenants.into_iter();
-            let mut failed = None;
-            while let Some(tenant) = taken.next() {
-                if listening.stop_requested().await {
-                    listening.release(std::iter::once(tenant).chain(taken)).await;
-                    return Ok(());
-                }
-                match listening.serve(tenant, &mut handler).await {
-                    Ok(served) => next = earliest(next, served),
-                    Err(error) => {
-                        // The rest of the round comes back after the lease.
-                        failed = Some(error);
-                        break;
-                    }
-                }
-            }
-            if let Some(error) = failed {
+            let round = listening.serve_round(due.tenants, &mut handler).await?;
+            if let Some(error) = round.failed {
+                // The tenants whose claim failed come back after the lease.
                 if listening
                     .recover(woken, error, "claiming triggers failed")
                     .await?
@@ -317,6 +304,7 @@ impl Triggers {
                 }
                 return Ok(());
             }
+            let next = earliest(deadline(due.next_due_in), round.next);
             if !full && !listening.rest(woken, next).await {
                 return Ok(());
             }

@@ -352,6 +352,7 @@ macro_rules! contract_suite {
             a_thousand_triggers_reach_four_listeners_on_threads_exactly_once: Threaded,
             a_key_of_another_type_is_wrong_type_and_nothing_is_written: Plain,
             take_due_hands_a_due_tenant_to_one_taker_until_it_is_filed_again: Plain,
+            a_full_claim_files_the_tenant_again_at_once_and_none_prunes_it: Plain,
             a_claim_that_missed_a_marked_set_looks_at_the_tenant_again_soon: Plain,
             a_mark_whose_set_never_wrote_is_adopted_after_a_minute: Plain,
             a_shard_of_another_type_fails_the_set_before_the_trigger_is_written: Plain,

@@ -274,7 +274,10 @@ impl TriggerStore for RedisStore {
         lease: Duration,
     ) -> Result<Claimed, StoreError> {
         let seen = self.claim_seen(triggers, max, lease).await?;
-        self.refile(triggers, seen.sets, seen.next_due_in).await?;
+        // Some but not all of a batch: the caller's ack files the tenant.
+        if seen.answers.is_empty() || seen.answers.len() >= max {
+            self.refile(triggers, seen.sets, seen.next_due_in).await?;
+        }
         Ok(Claimed {
             triggers: seen.answers,
             next_due_in: seen.next_due_in,

@@ -37,7 +37,11 @@ pub(crate) struct Shas {
 impl Shas {
     pub(crate) async fn load(con: &mut ConnectionManager) -> Res<Self> {
         let mut load = async |code: &str| -> Res<String> {
-            Ok(redis::cmd("SCRIPT").arg("LOAD").arg(code).query_async(con).await?)
+            Ok(redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(code)
+                .query_async(con)
+                .await?)
         };
         Ok(Self {
             take: load(statehouse_redis::TRIGGER_TAKE_CODE).await?,
@@ -72,7 +76,24 @@ async fn set_due_now(state: &Statehouse, tenants: usize) -> Res<()> {
     Ok(())
 }
 
-/// One raw worker: the listener's steps by hand, until a take finds no due tenant.
+/// `EVALSHA` of the refile script for `tenant` after a claim or an ack replied `next`, `sets`.
+fn refile(pipe: &mut redis::Pipeline, shas: &Shas, keys: &TriggerKeys, next: i64, sets: i64) {
+    let shard = keys.shard();
+    pipe.cmd("EVALSHA")
+        .arg(&shas.refile)
+        .arg(2)
+        .arg(shard.tenants())
+        .arg(shard.marks())
+        .arg(keys.tenant().as_str())
+        .arg(sets)
+        .arg(next)
+        .ignore();
+}
+
+/// One raw worker: the listener's steps by hand, until a take finds no due tenant. Per round, as
+/// the listener sends them: the take; the claims of every tenant at once (a pipeline), then the
+/// refiles of those claimed to the end of a batch or to nothing; the acks at once, then their
+/// refiles.
 async fn raw_worker(mut con: ConnectionManager, shas: Shas) -> Res<u64> {
     let index = TriggerIndex::all();
     let shards: Vec<&str> = index.shards().iter().map(|s| s.tenants()).collect();
@@ -86,40 +107,38 @@ async fn raw_worker(mut con: ConnectionManager, shas: Shas) -> Res<u64> {
             .arg(LEASE_MS)
             .query_async(&mut con)
             .await?;
-        let tenants: Vec<String> = reply
+        let tenants = reply
             .get(1..)
             .unwrap_or_default()
             .iter()
-            .map(|v| redis::from_redis_value(v.clone()))
-            .collect::<Result<_, _>>()?;
+            .map(|v| Ok(TriggerKeys::new(&TenantId::new(redis::from_redis_value::<String>(v.clone())?)?)))
+            .collect::<Res<Vec<_>>>()?;
         if tenants.is_empty() {
             return Ok(acked);
         }
-        for tenant in tenants {
-            let keys = TriggerKeys::new(&TenantId::new(&tenant)?);
-            let shard = keys.shard();
-            let claim: Vec<Value> = redis::cmd("EVALSHA")
+        let mut claims = redis::pipe();
+        for keys in &tenants {
+            claims
+                .cmd("EVALSHA")
                 .arg(&shas.claim)
                 .arg(2)
                 .arg(keys.due())
                 .arg(keys.claims())
                 .arg(BATCH)
-                .arg(LEASE_MS)
-                .query_async(&mut con)
-                .await?;
-            let (next, sets) = (int(&claim[0])?, int(&claim[1])?);
-            redis::cmd("EVALSHA")
-                .arg(&shas.refile)
-                .arg(2)
-                .arg(shard.tenants())
-                .arg(shard.marks())
-                .arg(&tenant)
-                .arg(sets)
-                .arg(next)
-                .exec_async(&mut con)
-                .await?;
-            let mut ack = redis::cmd("EVALSHA");
-            let rows = claim.get(2..).unwrap_or_default().chunks(3);
+                .arg(LEASE_MS);
+        }
+        let claimed: Vec<Vec<Value>> = claims.query_async(&mut con).await?;
+        let (mut refiles, mut acks) = (redis::pipe(), redis::pipe());
+        let mut acking = Vec::new();
+        for (keys, reply) in tenants.iter().zip(&claimed) {
+            let rows = reply.get(2..).unwrap_or_default().chunks(3);
+            if rows.len() == 0 || rows.len() >= BATCH {
+                refile(&mut refiles, &shas, keys, int(&reply[0])?, int(&reply[1])?);
+            }
+            if rows.len() == 0 {
+                continue;
+            }
+            let ack = acks.cmd("EVALSHA");
             ack.arg(&shas.ack).arg(2 + rows.len()).arg(keys.due()).arg(keys.claims());
             let mut args = Vec::new();
             for row in rows {
@@ -128,28 +147,22 @@ async fn raw_worker(mut con: ConnectionManager, shas: Shas) -> Res<u64> {
                 ack.arg(keys.of_id(&id));
                 args.push((member, int(&row[1])?));
             }
-            if args.is_empty() {
-                continue;
-            }
-            let reply: Vec<Value> = ack.arg(&args).query_async(&mut con).await?;
-            let (next, sets) = (int(&reply[0])?, int(&reply[1])?);
+            ack.arg(&args);
+            acking.push(keys);
+        }
+        refiles.exec_async(&mut con).await?;
+        let replies: Vec<Vec<Value>> = acks.query_async(&mut con).await?;
+        let mut refiles = redis::pipe();
+        for (keys, reply) in acking.into_iter().zip(&replies) {
             for held in reply.get(2..).unwrap_or_default() {
                 if int(held)? != 1 {
                     return Err("a claimed trigger was not held at its ack".into());
                 }
                 acked += 1;
             }
-            redis::cmd("EVALSHA")
-                .arg(&shas.refile)
-                .arg(2)
-                .arg(shard.tenants())
-                .arg(shard.marks())
-                .arg(&tenant)
-                .arg(sets)
-                .arg(next)
-                .exec_async(&mut con)
-                .await?;
+            refile(&mut refiles, &shas, keys, int(&reply[0])?, int(&reply[1])?);
         }
+        refiles.exec_async(&mut con).await?;
     }
 }
 
@@ -242,9 +255,7 @@ fn percentiles(mut delays: Vec<f64>) -> (f64, f64) {
 /// so they find them by sleeping until the next due time; and of 100 triggers, each for another
 /// new tenant and due 10 ms after it is set, set by that other process while the listeners idle
 /// (the wake-up hint); and the count of the first set after their due time (setup too slow).
-pub(crate) async fn delivery_delay_all_tenants(
-    state: &Statehouse,
-) -> Res<((f64, f64), (f64, f64), usize)> {
+pub(crate) async fn delivery_delay_all_tenants(state: &Statehouse) -> Res<((f64, f64), (f64, f64), usize)> {
     const TENANTS: usize = 10_000;
     const HINTED: usize = 100;
     let other = Statehouse::with_settings(state.settings().clone()).await?;
@@ -325,7 +336,9 @@ pub(crate) async fn delivery_delay_all_tenants(
         let tenant = format!("hinted-{n}");
         let at = Instant::now() + Duration::from_millis(10);
         hinted.lock().map_err(|_| "poisoned")?.insert(tenant.clone(), at);
-        triggers.set(&tenant, "ping", "u", Duration::from_millis(10)).await?;
+        triggers
+            .set(&tenant, "ping", "u", Duration::from_millis(10))
+            .await?;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while count(&hinted_delays) < HINTED && Instant::now() < deadline {

@@ -16,6 +16,7 @@ mod all_tenants;
 
 pub use all_tenants::{
     a_claim_that_missed_a_marked_set_looks_at_the_tenant_again_soon,
+    a_full_claim_files_the_tenant_again_at_once_and_none_prunes_it,
     a_killed_listeners_claims_are_redelivered_after_the_lease,
     a_mark_whose_set_never_wrote_is_adopted_after_a_minute,
     a_set_in_another_process_wakes_idle_listeners_at_once,
