@@ -129,11 +129,12 @@ async fn raw_worker(mut con: ConnectionManager, shas: Shas) -> Res<u64> {
         }
         let claimed: Vec<Vec<Value>> = claims.query_async(&mut con).await?;
         let (mut refiles, mut acks) = (redis::pipe(), redis::pipe());
-        let mut acking = Vec::new();
+        let (mut refiling, mut acking) = (0, Vec::new());
         for (keys, reply) in tenants.iter().zip(&claimed) {
             let rows = reply.get(2..).unwrap_or_default().chunks(3);
             if rows.len() == 0 || rows.len() >= BATCH {
                 refile(&mut refiles, &shas, keys, int(&reply[0])?, int(&reply[1])?);
+                refiling += 1;
             }
             if rows.len() == 0 {
                 continue;
@@ -150,7 +151,12 @@ async fn raw_worker(mut con: ConnectionManager, shas: Shas) -> Res<u64> {
             ack.arg(&args);
             acking.push(keys);
         }
-        refiles.exec_async(&mut con).await?;
+        if refiling > 0 {
+            refiles.exec_async(&mut con).await?;
+        }
+        if acking.is_empty() {
+            continue;
+        }
         let replies: Vec<Vec<Value>> = acks.query_async(&mut con).await?;
         let mut refiles = redis::pipe();
         for (keys, reply) in acking.into_iter().zip(&replies) {
