@@ -284,3 +284,64 @@ impl Triggers {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocking::Statehouse;
+
+    #[test]
+    fn the_tenant_listener_runs_its_handler_on_the_calling_thread() {
+        let state = Statehouse::connect("memory://").unwrap();
+        let triggers = state.triggers();
+        for id in ["u1", "u2", "u3"] {
+            triggers.set("acme", "remind", id, Duration::ZERO).unwrap();
+        }
+        let caller = std::thread::current().id();
+        let (stop, mut seen) = (Stop::new(), Vec::new());
+        triggers
+            .listen("acme", ListenOptions::default(), &stop, |trigger| {
+                assert_eq!(std::thread::current().id(), caller);
+                seen.push(trigger.id);
+                if seen.len() == 2 {
+                    // A failed handler: left to its lease.
+                    return Err("not now".into());
+                }
+                if seen.len() == 3 {
+                    stop.stop();
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, ["u1", "u2", "u3"]);
+        let left = triggers.list("acme").unwrap();
+        assert_eq!(left.len(), 1, "the failed one waits for its lease: {left:?}");
+        assert!(left[0].claimed);
+    }
+
+    #[test]
+    fn a_panicking_handler_stops_the_listener() {
+        let state = Statehouse::connect("memory://").unwrap();
+        let triggers = state.triggers();
+        triggers.set("acme", "remind", "u1", Duration::ZERO).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            triggers.listen_all(ListenOptions::default(), &Stop::new(), |_, _| {
+                panic!("handler bug")
+            })
+        }));
+        assert!(panicked.is_err());
+        // The loop stopped with the panic; the API still answers.
+        assert_eq!(triggers.list("acme").unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn refuses_to_listen_inside_a_runtime() {
+        let triggers = std::thread::spawn(|| Statehouse::connect("memory://").unwrap().triggers())
+            .join()
+            .unwrap();
+        let error = triggers
+            .listen_all(ListenOptions::default(), &Stop::new(), |_, _| Ok(()))
+            .unwrap_err();
+        assert!(error.to_string().contains("inside an async runtime"), "{error}");
+    }
+}

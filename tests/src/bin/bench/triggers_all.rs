@@ -111,7 +111,11 @@ async fn raw_worker(mut con: ConnectionManager, shas: Shas) -> Res<u64> {
             .get(1..)
             .unwrap_or_default()
             .iter()
-            .map(|v| Ok(TriggerKeys::new(&TenantId::new(redis::from_redis_value::<String>(v.clone())?)?)))
+            .map(|v| {
+                Ok(TriggerKeys::new(&TenantId::new(redis::from_redis_value::<
+                    String,
+                >(v.clone())?)?))
+            })
             .collect::<Res<Vec<_>>>()?;
         if tenants.is_empty() {
             return Ok(acked);
@@ -140,7 +144,10 @@ async fn raw_worker(mut con: ConnectionManager, shas: Shas) -> Res<u64> {
                 continue;
             }
             let ack = acks.cmd("EVALSHA");
-            ack.arg(&shas.ack).arg(2 + rows.len()).arg(keys.due()).arg(keys.claims());
+            ack.arg(&shas.ack)
+                .arg(2 + rows.len())
+                .arg(keys.due())
+                .arg(keys.claims());
             let mut args = Vec::new();
             for row in rows {
                 let member: String = redis::from_redis_value(row[0].clone())?;
