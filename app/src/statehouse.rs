@@ -106,8 +106,10 @@ pub struct Statehouse {
 
 impl Statehouse {
     /// Connects to `url`: `memory://` (an embedded in-memory store; feature
-    /// `memory`), `redis://…`, `unix://…` (feature `redis`) or `rediss://…`
-    /// (feature `tls`), with default settings. A URL whose adapter this
+    /// `memory`), `redis://…`, `unix://…`, `redis+cluster://[user:pw@]h1:p1,h2:p2`
+    /// (a Redis Cluster, the listed nodes its seeds; feature `redis`),
+    /// `rediss://…` or `rediss+cluster://…` (feature `tls`), with default
+    /// settings. A URL whose adapter this
     /// build does not have is an `InvalidInput` error naming the feature to
     /// enable.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -138,12 +140,15 @@ impl Statehouse {
                 }
                 (memory_ports(&settings)?, "memory")
             }
-            Some("redis" | "rediss" | "unix" | "redis+unix") => (redis_ports(&settings).await?, "redis"),
+            Some("redis" | "rediss" | "unix" | "redis+unix" | "redis+cluster" | "rediss+cluster") => {
+                (redis_ports(&settings).await?, "redis")
+            }
             _ => {
                 return Err(StoreError::invalid_input(
                     "connect",
                     settings.redacted_url(),
-                    "expected a URL starting with memory://, redis://, rediss:// or unix://",
+                    "expected a URL starting with memory://, redis://, rediss://, unix://, redis+cluster:// \
+                     or rediss+cluster://",
                 ));
             }
         };
@@ -336,6 +341,7 @@ mod tests {
         assert!(err.to_string().contains("redis://"), "{err}");
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn unreachable_redis_fails_fast_with_a_connection_error() {
         // Port 1 on loopback: nothing listens there, the connect is refused.
@@ -347,6 +353,7 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 
+    #[cfg(all(feature = "memory", feature = "redis"))]
     #[tokio::test]
     async fn a_read_url_with_memory_is_invalid_input_without_the_password() {
         let settings = Settings {
@@ -364,6 +371,7 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn an_unreachable_read_endpoint_is_named_even_when_the_write_one_is_too() {
         // Both refused: the write endpoint is checked first and named.
@@ -377,6 +385,7 @@ mod tests {
     }
 
     #[cfg(not(feature = "tls"))]
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn rediss_without_the_tls_feature_says_so() {
         let err = Statehouse::connect("rediss://127.0.0.1:1").await.unwrap_err();

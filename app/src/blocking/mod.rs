@@ -31,6 +31,7 @@ use crate::Settings;
 
 mod config;
 mod documents;
+mod listing;
 mod queues;
 mod subjects;
 mod synced;
@@ -40,6 +41,7 @@ mod triggers;
 
 pub use config::Config;
 pub use documents::Documents;
+pub use listing::Keys;
 pub use queues::Queues;
 pub use subjects::{Subject, Subjects};
 pub use synced::Synced;
@@ -241,7 +243,7 @@ impl Statehouse {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "memory"))]
 mod tests {
     use statehouse_ports::Update;
 

@@ -1,3 +1,4 @@
+use super::hash_slot;
 use super::tenants::TenantKeys;
 use super::{escape_component, member_pair, pair_member};
 use crate::TenantId;
@@ -154,45 +155,6 @@ const SHARD_TAGS: [&str; INDEX_SHARDS] = [
     "due-3", "due-63", "due-22", "due-13", "due-2", "due-62",
 ];
 
-/// Redis Cluster's slot of `key`: CRC16 (XMODEM) of its hash tag (the
-/// text between the first `{` and the next `}`, if not empty), else of the
-/// whole key, modulo 16,384. What `CLUSTER KEYSLOT` answers.
-///
-/// ```
-/// use statehouse_domain::layout::hash_slot;
-///
-/// assert_eq!(hash_slot("123456789"), 12739);
-/// assert_eq!(hash_slot("t:{acme}:triggers:due"), hash_slot("acme"));
-/// assert_eq!(hash_slot("foo"), 12182);
-/// assert_eq!(hash_slot("{}foo"), hash_slot("{}foo")); // an empty tag: the whole key
-/// assert_ne!(hash_slot("{}foo"), hash_slot("foo"));
-/// ```
-pub fn hash_slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let tagged = bytes.iter().position(|&b| b == b'{').and_then(|open| {
-        let rest = &bytes[open + 1..];
-        let close = rest.iter().position(|&b| b == b'}')?;
-        (close > 0).then(|| &rest[..close])
-    });
-    crc16(tagged.unwrap_or(bytes)) % 16384
-}
-
-/// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0.
-fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in bytes {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 == 0 {
-                crc << 1
-            } else {
-                (crc << 1) ^ 0x1021
-            };
-        }
-    }
-    crc
-}
-
 /// One shard of the cross-tenant due index: every key under the shard's
 /// own hash tag (one slot), outside every tenant's slot.
 ///
@@ -248,9 +210,9 @@ impl IndexShard {
 /// assert_eq!(first.tenants(), "triggers:{due-21}:tenants");
 /// assert_eq!(first.marks(), "triggers:{due-21}:marks");
 /// assert_eq!(first.wake(), "triggers:{due-21}:wake");
-/// assert_eq!(usize::from(hash_slot(first.tenants()) / 1024), 0);
+/// assert_eq!(usize::from(hash_slot(first.tenants().as_bytes()) / 1024), 0);
 /// let shard = index.shard_of(&TenantKeys::new("acme"));
-/// assert_eq!(usize::from(hash_slot("t:{acme}:triggers:due") / 1024), shard.number());
+/// assert_eq!(usize::from(hash_slot(b"t:{acme}:triggers:due") / 1024), shard.number());
 /// # Ok::<(), statehouse_domain::ValidationError>(())
 /// ```
 #[derive(Debug, PartialEq, Eq)]
@@ -284,7 +246,7 @@ impl TriggerIndex {
 
     /// The shard that files the tenant of `keys`.
     pub fn shard_of(&self, keys: &TenantKeys) -> &IndexShard {
-        let number = usize::from(hash_slot(keys.head()) / 1024);
+        let number = usize::from(hash_slot(keys.head().as_bytes()) / 1024);
         &self.shards[number % self.shards.len()]
     }
 }
@@ -318,7 +280,7 @@ mod tests {
         for (number, shard) in TriggerIndex::all().shards().iter().enumerate() {
             assert_eq!(shard.number(), number);
             for key in [shard.tenants(), shard.marks(), shard.wake()] {
-                assert_eq!(usize::from(hash_slot(key) / 1024), number, "{key}");
+                assert_eq!(usize::from(hash_slot(key.as_bytes()) / 1024), number, "{key}");
             }
         }
     }

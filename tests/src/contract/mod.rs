@@ -20,6 +20,7 @@ use statehouse_ports::{
 pub mod changes;
 pub mod config;
 pub mod documents;
+pub mod listing;
 pub mod queues;
 pub mod subjects;
 pub mod synced;
@@ -361,6 +362,13 @@ macro_rules! contract_suite {
             ten_thousand_tenants_reach_four_listeners_in_two_processes_exactly_once: Plain,
             a_killed_listeners_claims_are_redelivered_after_the_lease: Plain,
             idle_listeners_take_only_a_few_times_per_second: Plain,
+        ]);
+        $crate::contract_suite!(@family $runner, listing, [
+            every_family_yields_each_key_once: Plain,
+            patterns_and_prefixes_bound_every_listing: Plain,
+            keys_written_during_a_listing_never_hide_the_others: Plain,
+            an_empty_listing_ends_at_once: Plain,
+            a_listing_spans_pages_and_holds_one_page_at_a_time: Plain,
         ]);
         $crate::contract_suite!(@family $runner, queues, [
             enqueue_keeps_fifo_order_and_marks_the_tenant_pending: Plain,

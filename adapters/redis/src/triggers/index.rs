@@ -13,13 +13,15 @@
 //!   every marked set (else it is looked at again soon).
 //!
 //! Each is one script on one shard's slot except the take, which reads
-//! every shard of a group in one script: on one server the group is every
-//! shard. On Redis Cluster a script may only touch one slot: there the
-//! take runs once per shard (or the shards of one primary once the
-//! adapter groups keys by node), the mark and the tenant's script stay two
-//! steps in this order (as here), and the hint should travel as a sharded
-//! `SPUBLISH` on the shard's wake channel (it carries the shard's tag), to
-//! subscribers on the shard's primary.
+//! every shard in one script on one server. On Redis Cluster a script may
+//! only touch one slot: there the take is one script per shard, all in one
+//! pipeline (each shard taking its share of the round); the mark and the
+//! tenant's script are two steps in this order everywhere. The hint is a
+//! `PUBLISH` from the mark script, which a cluster forwards to every node,
+//! so the change feed's subscription on any primary hears it. (Later, a
+//! take per primary, its shards in one script with `allow-cross-slot-keys`,
+//! and a sharded `SPUBLISH` on the shard's wake channel, which carries the
+//! shard's tag, heard on the shard's primary, would send less.)
 
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
 use statehouse_domain::{ChangeKind, ChangeNotice, TenantId};
 use statehouse_ports::{DueTenants, ErrorKind, StoreError};
 
-use super::{bad_reply, next_due, text};
+use super::{bad_reply, int, next_due, text};
 use crate::RedisStore;
 use crate::scripts::{self, TRIGGER_MARK, TRIGGER_REFILE, TRIGGER_TAKE};
 
@@ -82,11 +84,30 @@ impl RedisStore {
             .map(|shard| self.keys.raw(shard.tenants()).into_owned())
             .collect();
         let lease = millis(lease).max(1);
-        let taken = scripts::run_shared(&self.conns, OP, label, |mut conn| {
-            let cmd = scripts::evalsha(&TRIGGER_TAKE, &keys, (max.max(1), lease));
-            async move { cmd.query_async(&mut conn).await }
-        })
-        .await;
+        let taken = if self.conns.is_cluster() {
+            // One slot per script: a take per shard, all in one pipeline
+            // (each routed to its shard's primary), each taking its share.
+            let share = max.max(1).div_ceil(keys.len());
+            scripts::run_shared(&self.conns, OP, label, |mut conn| {
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.add_command(scripts::evalsha(
+                        &TRIGGER_TAKE,
+                        std::slice::from_ref(key),
+                        (share, lease),
+                    ));
+                }
+                async move { pipe.query_async::<Vec<Vec<Value>>>(&mut conn).await }
+            })
+            .await
+            .map(merge_takes)
+        } else {
+            scripts::run_shared(&self.conns, OP, label, |mut conn| {
+                let cmd = scripts::evalsha(&TRIGGER_TAKE, &keys, (max.max(1), lease));
+                async move { cmd.query_async(&mut conn).await }
+            })
+            .await
+        };
         let shards: Vec<(&str, &str)> = index
             .shards()
             .iter()
@@ -180,9 +201,37 @@ impl RedisStore {
     }
 }
 
+/// The replies of takes of single shards as one: the earliest next due
+/// time of any (`-1` if none has one), then every tenant taken.
+fn merge_takes(replies: Vec<Vec<Value>>) -> Vec<Value> {
+    let mut next = -1;
+    let mut merged = vec![Value::Int(-1)];
+    for reply in replies {
+        let mut reply = reply.into_iter();
+        if let Some(left) = reply.next().as_ref().and_then(int).filter(|left| *left >= 0) {
+            next = if next < 0 { left } else { next.min(left) };
+        }
+        merged.extend(reply);
+    }
+    merged[0] = Value::Int(next);
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn takes_of_single_shards_merge_into_one_reply() {
+        let member = |m: &str| Value::BulkString(m.as_bytes().to_vec());
+        let merged = merge_takes(vec![
+            vec![Value::Int(-1)],
+            vec![Value::Int(700), member("a")],
+            vec![Value::Int(20), member("b"), member("c")],
+        ]);
+        assert_eq!(merged, [Value::Int(20), member("a"), member("b"), member("c")]);
+        assert_eq!(merge_takes(vec![vec![Value::Int(-1)]]), [Value::Int(-1)]);
+    }
 
     #[test]
     fn milliseconds_saturate() {
