@@ -255,9 +255,11 @@ impl Statehouse {
     }
 
     /// Expiration triggers; listeners of this `Statehouse` (and its clones)
-    /// are woken by its `set`s.
+    /// are woken by its `set`s, and all-tenants listeners also by other
+    /// processes' (hints through the change feed).
     pub fn triggers(&self) -> Triggers {
         Triggers::with_wake(self.ports.triggers.clone(), self.wake.clone())
+            .with_hints(self.ports.changes.clone())
     }
 
     /// Batch queues.

@@ -89,12 +89,14 @@ pub use tenants::{
     increment_overflow, not_an_integer,
 };
 
+pub use triggers::DueTenants;
 #[cfg(feature = "mock")]
 pub use triggers::MockTriggerStore;
 pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis_to_utc};
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;
+pub use statehouse_domain::layout::{IndexShard, TriggerIndex};
 pub use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TriggerKeys};
 pub use statehouse_domain::{ActionName, BatchName, QueueName, TriggerId};
 /// Re-exported domain types used in port signatures.
