@@ -13,6 +13,9 @@
 //!   indexed by service and user; [`TaskSpace`] says where and how.
 //! - [`SubjectStore`] (`subjects.rs`): subjects' default and extended JSON
 //!   properties in KRules' layout; [`SubjectSpace`] says where.
+//! - [`SyncedStore`] (`synced.rs`): synced models under `{TypeName}:{id}`,
+//!   a hash of fields or a JSON string ([`ModelLayout`]); their field codec
+//!   is [`hash_fields`] (`hash_fields/`).
 //! - [`FieldStore`] (`tenants.rs`): tenant-scoped hashes of JSON fields,
 //!   behind the tenant repositories; keys are [`TenantKey`]s.
 //! - [`TriggerStore`] (`triggers.rs`): per-tenant expiration triggers,
@@ -22,6 +25,8 @@
 //! - [`ChangeFeed`] (`changes.rs`): subscriptions to changes of a key, keys
 //!   or a pattern ([`Subscription`], bounded, reporting lag), and the
 //!   updates that announce themselves on the feed.
+//! - [`KeyStream`] (`listing.rs`): what every listing returns, a stream of
+//!   keys fetched page by page ([`KeyPages`]), never collected.
 //! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
 //!   updates, and [`RetryPolicy::run`], THE optimistic loop every backend's
 //!   read-modify-write and the config store's compare-and-set go through;
@@ -37,9 +42,12 @@ mod changes;
 mod documents;
 mod error;
 mod ext;
+pub mod hash_fields;
+mod listing;
 mod queues;
 mod retry;
 mod subjects;
+mod synced;
 mod tasks;
 mod tenants;
 mod triggers;
@@ -57,6 +65,7 @@ pub use documents::{
 };
 pub use error::{BoxError, Carry, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, decode_value, encode};
+pub use listing::{KeyPages, KeyStream};
 #[cfg(feature = "mock")]
 pub use queues::MockQueueStore;
 pub use queues::{QueueItem, QueueStore};
@@ -68,6 +77,9 @@ pub use subjects::{
     SubjectStore, decode_property, property_key,
 };
 #[cfg(feature = "mock")]
+pub use synced::MockSyncedStore;
+pub use synced::{ModelFn, ModelUpdated, ModelWrite, StoredModel, SyncedStore};
+#[cfg(feature = "mock")]
 pub use tasks::MockTaskRepository;
 pub use tasks::{PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage, TaskRepository, TaskSpace};
 #[cfg(feature = "mock")]
@@ -77,12 +89,14 @@ pub use tenants::{
     increment_overflow, not_an_integer,
 };
 
+pub use triggers::DueTenants;
 #[cfg(feature = "mock")]
 pub use triggers::MockTriggerStore;
 pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis_to_utc};
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;
+pub use statehouse_domain::layout::{IndexShard, TriggerIndex};
 pub use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TriggerKeys};
 pub use statehouse_domain::{ActionName, BatchName, QueueName, TriggerId};
 /// Re-exported domain types used in port signatures.
@@ -93,3 +107,4 @@ pub use statehouse_domain::{
 pub use statehouse_domain::{
     FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
 };
+pub use statehouse_domain::{ModelLayout, SyncedModel};

@@ -8,6 +8,7 @@
 //!   under the lock), expiry bookkeeping, and per-key watch counters for
 //!   optimistic updates (`Keyspace::optimistic`, under `RetryPolicy::run`).
 //! - `glob.rs`: Redis' glob matcher, ported from `stringmatchlen`.
+//! - `listing.rs`: the listings (`SCAN`'s twin), streamed page by page.
 //! - `changes.rs`: [`ChangeFeed`](statehouse_ports::ChangeFeed): every change
 //!   of the keyspace, expiry included, told to the subscribers watching it.
 //! - `documents.rs`: [`DocumentStore`](statehouse_ports::DocumentStore).
@@ -17,10 +18,13 @@
 //!
 //! - `subjects.rs`: [`SubjectStore`](statehouse_ports::SubjectStore): a
 //!   hash per subject, KRules' layout, as on Redis.
+//! - `synced.rs`: [`SyncedStore`](statehouse_ports::SyncedStore): a
+//!   synced model as a hash or a string, the same keys and steps as on Redis.
 //! - `tenants.rs`: [`FieldStore`](statehouse_ports::FieldStore): tenant
 //!   hashes of JSON fields, the same keys and atomic steps as on Redis.
-//! - `triggers.rs`: [`TriggerStore`](statehouse_ports::TriggerStore): due
-//!   times in a sorted set, claims with leases, on the keyspace's clock.
+//! - `triggers/`: [`TriggerStore`](statehouse_ports::TriggerStore): due
+//!   times in a sorted set, claims with leases, on the keyspace's clock
+//!   (`mod.rs`); the cross-tenant due index (`index.rs`).
 //! - `queues.rs`: [`QueueStore`](statehouse_ports::QueueStore): lists of
 //!   item ids, payloads in a hash, leases in a sorted set, as on Redis.
 //!
@@ -82,9 +86,11 @@
 mod changes;
 mod documents;
 mod glob;
+mod listing;
 mod queues;
 mod store;
 mod subjects;
+mod synced;
 mod tasks;
 mod tenants;
 mod triggers;

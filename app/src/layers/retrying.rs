@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use statehouse_ports::{Boxed, RetryPolicy, StoreError};
 
-use super::{Layer, Layered, Op};
+use super::{Layer, Layered, Op, metered};
 
 /// Retries calls that failed with a temporary error
 /// ([`StoreError::is_retryable`]: connection or timeout), for operations that
@@ -58,19 +58,23 @@ impl Layer for Retry {
         call
     }
 
-    fn around_idempotent<'f, T, K, C>(&'f self, _op: Op<K, T>, call: C) -> Boxed<'f, T>
+    fn around_idempotent<'f, T, K, C>(&'f self, op: Op<K, T>, call: C) -> Boxed<'f, T>
     where
         T: Send + 'f,
         K: fmt::Display + Send + Sync + 'f,
         C: FnMut() -> Boxed<'f, T> + Send + 'f,
     {
-        Box::pin(retry(self.policy, call))
+        Box::pin(retry(self.policy, op.name, call))
     }
 }
 
 /// Runs `call` again while it fails with a retryable error, at most
 /// `policy.max_attempts()` times. Only for calls that are safe to repeat.
-async fn retry<T, Fut>(policy: RetryPolicy, mut call: impl FnMut() -> Fut) -> Result<T, StoreError>
+async fn retry<T, Fut>(
+    policy: RetryPolicy,
+    op: &'static str,
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
 where
     Fut: Future<Output = Result<T, StoreError>>,
 {
@@ -78,7 +82,7 @@ where
     // retry loop out of line.
     match call().await {
         Err(error) if error.is_retryable() && policy.max_attempts() > 1 => {
-            retry_after(policy, error, call).await
+            retry_after(policy, op, error, call).await
         }
         done => done,
     }
@@ -86,6 +90,7 @@ where
 
 async fn retry_after<T, Fut>(
     policy: RetryPolicy,
+    op: &'static str,
     mut error: StoreError,
     mut call: impl FnMut() -> Fut,
 ) -> Result<T, StoreError>
@@ -97,6 +102,7 @@ where
         tracing::debug!(target: "statehouse", %error, attempt, "temporary failure; retrying");
         tokio::time::sleep(policy.backoff(attempt)).await;
         attempt += 1;
+        metered::retried(op);
         match call().await {
             Err(next) if next.is_retryable() && attempt < policy.max_attempts() => error = next,
             Err(next) if next.is_retryable() => {
@@ -114,20 +120,34 @@ mod tests {
     //! method of the document, trigger and queue ports, and the
     //! non-obvious choices of the others (the list lives in `forward/`).
 
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TriggerKeys};
     use statehouse_domain::{Key, KeyPattern, Ttl};
     use statehouse_ports::{
-        ActionName, ChangeFeed, ClaimedTrigger, DocumentStore, FieldName, FieldStore, MockChangeFeed,
-        MockDocumentStore, MockFieldStore, MockQueueStore, MockTaskRepository, MockTriggerStore, QueueName,
-        QueueStore, RetryPolicy, ServiceName, SetOptions, StoreError, TaskId, TaskIndex, TaskRepository,
-        TaskSpace, TenantId, TenantKey, TriggerId, TriggerStore, UserId, Watched,
+        ActionName, ChangeFeed, ClaimedTrigger, DocumentStore, FieldName, FieldStore, KeyPages, KeyStream,
+        MockChangeFeed, MockDocumentStore, MockFieldStore, MockQueueStore, MockTaskRepository,
+        MockTriggerStore, QueueName, QueueStore, RetryPolicy, ServiceName, SetOptions, StoreError, TaskId,
+        TaskIndex, TaskRepository, TaskSpace, TenantId, TenantKey, TriggerId, TriggerStore, UserId, Watched,
     };
 
     use super::Retrying;
 
     const TRIES: usize = 3;
+
+    /// A listing whose every page read fails; counts the reads.
+    #[derive(Debug)]
+    struct DownPages(Arc<AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl KeyPages for DownPages {
+        async fn next_page(&mut self) -> Result<Option<Vec<String>>, StoreError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            down()
+        }
+    }
 
     fn down<T>() -> Result<T, StoreError> {
         Err(StoreError::Connection {
@@ -155,7 +175,11 @@ mod tests {
         failing!(mock.expect_get_many(_), TRIES);
         failing!(mock.expect_exists(_), TRIES);
         failing!(mock.expect_ttl(_), TRIES);
-        failing!(mock.expect_list_keys(_), TRIES);
+        let reads = Arc::new(AtomicUsize::new(0));
+        let pages = DownPages(reads.clone());
+        mock.expect_list_keys()
+            .times(1)
+            .return_once(move |_| KeyStream::new(pages));
         failing!(mock.expect_ping(), TRIES);
         failing!(mock.expect_delete(_), 1);
         failing!(mock.expect_expire(_, _), 1);
@@ -174,7 +198,13 @@ mod tests {
         assert!(store.get_many(std::slice::from_ref(&key)).await.is_err());
         assert!(store.exists(&key).await.is_err());
         assert!(store.ttl(&key).await.is_err());
-        assert!(store.list_keys(&KeyPattern::new("*").unwrap()).await.is_err());
+        let mut keys = store.list_keys(&KeyPattern::new("*").unwrap());
+        assert!(keys.next().await.is_err());
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            TRIES,
+            "a page is an idempotent read"
+        );
         assert!(store.ping().await.is_err());
         assert!(store.delete(&key).await.is_err());
         assert!(store.expire(&key, Ttl::from_millis(10).unwrap()).await.is_err());

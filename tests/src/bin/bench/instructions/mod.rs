@@ -300,6 +300,10 @@ fn row_of(site: &str, ordinal: usize, tasks: usize) -> String {
         ("tenants::run", _) => "12. tenants: increment, 16 tasks",
         ("triggers_queues::triggers_queues_bench", 0) => "13. triggers: claim+ack, 4 listeners",
         ("triggers_queues::triggers_queues_bench", 1) => "14. queues: claim+ack, 4 consumers",
+        // The raw side's tasks run an async fn of their own; both sides are one row.
+        ("triggers_all::claim_ack_across_tenants" | "triggers_all::raw_worker", _) => {
+            "13. triggers: claim+ack across tenants, 4 all-tenants listeners"
+        }
         _ => return format!("{site} #{ordinal}, {tasks} tasks"),
     };
     row.to_owned()
