@@ -131,6 +131,47 @@ where
     );
 }
 
+/// The test process's Sentinel service (one primary, two replicas, three
+/// sentinels, keyspace notifications on), started on first use.
+pub fn shared_sentinel_set() -> &'static crate::harness::SentinelSet {
+    static SHARED: std::sync::OnceLock<crate::harness::SentinelSet> = std::sync::OnceLock::new();
+    SHARED.get_or_init(crate::harness::SentinelSet::start)
+}
+
+/// Runs `body` against the test process's Sentinel service
+/// (`redis+sentinel://…`, [`shared_sentinel_set`]), under a key prefix no
+/// other test uses; raw hash access goes to the primary the sentinels name.
+pub fn run_sentinel<Fut>(stack: Stack, flavor: Flavor, body: impl FnOnce(Backend) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let set = shared_sentinel_set();
+    let url = set.url();
+    let primary = set.primary().url();
+    let prefix = format!("s{}:", NEXT.fetch_add(1, Ordering::Relaxed));
+    run(
+        flavor,
+        false,
+        stack,
+        async move {
+            let config = RedisConfig::new(url).with_prefix(prefix.clone());
+            let store = RedisStore::connect(config).await.unwrap();
+            let raw = Arc::new(RedisHashes {
+                target: RawTarget::Server(primary),
+                prefix,
+            });
+            let planter = raw.clone();
+            let plant_hash: PlantHash = Arc::new(move |key: Key| {
+                planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec())
+            });
+            let ports = wrap(stack, Ports::of(store));
+            Backend::new("sentinel", ports, false, plant_hash, raw)
+        },
+        body,
+    );
+}
+
 /// Raw hash access to a memory store.
 struct MemoryHashes(MemoryStore);
 
