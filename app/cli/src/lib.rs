@@ -83,7 +83,7 @@ enum Command {
     /// Subjects (KRules' layout): show, set, del, list.
     #[command(subcommand)]
     Subject(subjects::SubjectCommand),
-    /// Synced models (JSON documents under TYPE:ID): show.
+    /// Synced models under TYPE:ID (a hash of fields, or a JSON document): show, set.
     #[command(subcommand)]
     Model(synced::ModelCommand),
     /// One tenant's records: users [get USER], state USER [NAME], table TABLE [PK].
@@ -178,7 +178,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,
         Command::Subject(command) => subjects::subject(&state, command, out).await,
         Command::Tenant(args) => tenants::tenant(&state, args, out).await,
-        Command::Model(command) => synced::model(&docs, command, out).await,
+        Command::Model(command) => synced::model(&state.models(), command, out).await,
         Command::Triggers(args) => queues::triggers(&state.triggers(), args, out).await,
         Command::Queue(args) => queues::queue(&state.queues(), args, out).await,
         Command::Config(command) => config::config(&state, command, out).await,

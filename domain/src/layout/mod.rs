@@ -61,6 +61,7 @@ pub use subjects::SubjectKeys;
 pub use tasks::TaskKeys;
 pub use tenants::TenantKeys;
 pub use triggers::TriggerKeys;
+pub use triggers::{INDEX_SHARDS, IndexShard, TriggerIndex};
 
 use std::fmt::Write as _;
 
