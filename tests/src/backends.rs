@@ -169,7 +169,11 @@ where
         stack,
         async move {
             let config = RedisConfig::new(url).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config).await.unwrap();
+            let store = RedisStore::connect(config.clone()).await.unwrap();
+            let other_process: OtherProcess = Arc::new(move || {
+                let config = config.clone();
+                Box::pin(async move { wrap(stack, Ports::of(RedisStore::connect(config).await.unwrap())) })
+            });
             let raw = Arc::new(RedisHashes {
                 target: RawTarget::Server(primary),
                 prefix,
@@ -179,7 +183,7 @@ where
                 planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec())
             });
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("sentinel", ports, false, plant_hash, raw)
+            Backend::new("sentinel", ports, false, plant_hash, raw).with_other_process(other_process)
         },
         body,
     );
