@@ -80,6 +80,7 @@ pub use statehouse_ports::{
     JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,
     SubjectSpace, SubjectStore,
 };
+pub use statehouse_ports::{LegacyMove, TaskBucket};
 pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::Synced;
 pub use tasks::Tasks;
