@@ -109,6 +109,14 @@ impl RawHashes for MemoryHashes {
         let value = self.0.hget_for_tests(&key, &field);
         Box::pin(async move { value })
     }
+
+    fn zadd(&self, key: String, member: String, score: f64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        assert!(
+            self.0.zadd_for_tests(&key, &member, score),
+            "{key} is no sorted set"
+        );
+        Box::pin(async {})
+    }
 }
 
 /// Raw hash access to the test's namespace on a Redis server, on a
@@ -150,6 +158,20 @@ impl RawHashes for RedisHashes {
                 .query_async(&mut conn)
                 .await
                 .unwrap()
+        })
+    }
+
+    fn zadd(&self, key: String, member: String, score: f64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let (url, key) = (self.url.clone(), format!("{}{key}", self.prefix));
+        Box::pin(async move {
+            let mut conn = Self::conn(url).await;
+            redis::cmd("ZADD")
+                .arg(key)
+                .arg(score)
+                .arg(member)
+                .exec_async(&mut conn)
+                .await
+                .unwrap();
         })
     }
 }

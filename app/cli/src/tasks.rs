@@ -1,11 +1,11 @@
-//! `tasks save|show|list|set-status|log|del`: task records from the command line.
+//! `tasks save|show|list|set-status|log|del|migrate`: task records from the command line.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use statehouse::Tasks;
-use statehouse_ports::{PageRequest, StoreError, TaskCursor, TaskPage, TaskRecord, TaskStatus};
+use statehouse_ports::{LegacyMove, PageRequest, StoreError, TaskCursor, TaskPage, TaskRecord, TaskStatus};
 
 use crate::output::{CliError, Output, describe, quoted};
 
@@ -42,6 +42,15 @@ pub(super) enum TasksCommand {
     Del {
         /// The task id.
         id: String,
+    },
+    /// Move the tasks stored in the layout before buckets ({ns}:task:<id>) into their buckets
+    /// ({ns:bN}:task:<id>), keeping each task's update time and TTL. Idempotent and resumable: run
+    /// it again after an interruption; it deletes only the legacy keys of tasks it moved. Run it
+    /// once every client writes the bucketed layout. Exit status 3 if a task could not be moved.
+    Migrate {
+        /// Only list the tasks that would move; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -163,6 +172,80 @@ pub(super) async fn tasks(
                 Err(missing(&id))
             }
         }
+        TasksCommand::Migrate { dry_run } => migrate(tasks, dry_run, out).await,
+    }
+}
+
+/// `tasks migrate --json`.
+#[derive(Debug, Default, Serialize)]
+struct MigrationJson {
+    /// Tasks found in the layout before buckets.
+    legacy: usize,
+    moved: usize,
+    superseded: usize,
+    absent: usize,
+    failed: Vec<Value>,
+}
+
+/// Progress is printed every this many tasks.
+const MIGRATION_PROGRESS: usize = 1000;
+
+async fn migrate(tasks: &Tasks, dry_run: bool, out: &mut Output<'_>) -> Result<(), CliError> {
+    let ids = tasks.legacy_ids().await?;
+    if dry_run {
+        let listed: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        out.json(&serde_json::json!({"legacy": listed}))?;
+        for id in &listed {
+            out.say(quoted(id))?;
+        }
+        return out.say(format_args!(
+            "{} tasks would move (dry run: nothing written)",
+            ids.len()
+        ));
+    }
+    let mut report = MigrationJson {
+        legacy: ids.len(),
+        ..MigrationJson::default()
+    };
+    out.say(format_args!("{} tasks in the layout before buckets", ids.len()))?;
+    for (done, id) in ids.iter().enumerate() {
+        match tasks.migrate_legacy(id.as_str()).await {
+            Ok(LegacyMove::Moved) => report.moved += 1,
+            Ok(LegacyMove::Superseded) => report.superseded += 1,
+            Ok(LegacyMove::Absent) => report.absent += 1,
+            Err(error) => {
+                out.say(format_args!(
+                    "task {} not moved: {}",
+                    quoted(id.as_str()),
+                    describe(&error)
+                ))?;
+                report.failed.push(serde_json::json!({
+                    "id": id.as_str(),
+                    "key": error.key(),
+                    "error": describe(&error),
+                }));
+            }
+        }
+        if (done + 1) % MIGRATION_PROGRESS == 0 {
+            out.say(format_args!("{}/{} done", done + 1, ids.len()))?;
+            out.flush()?;
+        }
+    }
+    out.json(&report)?;
+    out.say(format_args!(
+        "moved {}, kept a newer bucketed copy of {}, found {} gone meanwhile, failed {}",
+        report.moved,
+        report.superseded,
+        report.absent,
+        report.failed.len()
+    ))?;
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "{} tasks could not be moved (they stay in the layout before buckets; run again once fixed)",
+            report.failed.len()
+        )))
     }
 }
 
