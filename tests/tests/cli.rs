@@ -200,8 +200,8 @@ fn precious_keys(conn: &mut redis::Connection) {
         &["SET", "demo:precious", r#""mine too""#],
         // Where the families write, without the demo's namespace.
         &["SET", "cli:Order:7", r#"{"id":"7","items":[],"total_cents":0}"#],
-        &["SET", "cli:{tasks}:task:export-1", "{}"],
-        &["ZADD", "cli:{tasks}:by-service:reports", "1", "export-1"],
+        &["SET", "cli:{tasks:b12}:task:export-1", "{}"],
+        &["ZADD", "cli:{tasks:b12}:by-service:reports", "1", "export-1"],
         &["HSET", "cli:s:sensor-1", "preadings", "7"],
         &["HSET", "cli:t:{acme}:user:ada", "name", r#""Grace""#],
         &["ZADD", "cli:t:{acme}:triggers:due", "1", "remind:ada"],
@@ -293,7 +293,7 @@ fn demo_touches_only_its_own_keys() {
     );
     for family_key in [
         "Order:7",
-        "{tasks}:by-service:reports",
+        "{tasks:b12}:by-service:reports",
         "s:sensor-1",
         "t:{acme}:",
         "config:checkout",
@@ -488,16 +488,16 @@ fn tasks_are_followed_between_invocations() {
     // The keys are where docs/keys.md says.
     let mut conn = server.connection();
     let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg("cli:{tasks}:*")
+        .arg("cli:{tasks*")
         .query(&mut conn)
         .expect("KEYS");
     keys.sort();
     assert_eq!(
         keys,
         [
-            "cli:{tasks}:by-service:exporter",
-            "cli:{tasks}:by-user:ada",
-            "cli:{tasks}:task:export-1"
+            "cli:{tasks:b12}:by-service:exporter",
+            "cli:{tasks:b12}:by-user:ada",
+            "cli:{tasks:b12}:task:export-1"
         ]
     );
 }
