@@ -180,7 +180,7 @@ impl TaskKeys {
 }
 
 /// The keys of a task namespace in the layout before buckets (statehouse
-/// up to 0.x: every key of a namespace under one hash tag `{ns}`, so on one
+/// before buckets: every key of a namespace under one hash tag `{ns}`, so on one
 /// Redis Cluster node). Read only by the migration (`docs/tasks.md`), which
 /// moves each task into its bucket and removes what it moved.
 ///

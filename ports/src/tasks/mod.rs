@@ -324,7 +324,10 @@ pub fn legacy_move(
 /// - Listings are newest first (see [`TaskCursor`]); an expired or deleted
 ///   task never appears in a listing or a count (stale index entries are
 ///   skipped, and pruned); a record that does not parse fails alone in its
-///   page.
+///   page. Paging from a cursor shows every task not written meanwhile
+///   exactly once, in order, with no gap at page or bucket boundaries; a
+///   task written meanwhile (created or updated: it moves to the front)
+///   shows on no later page, so no task shows twice.
 /// - A task's record and index entries live in its bucket
 ///   ([`TaskBucket`], from its id): every write touches the keys of one
 ///   bucket only (one Redis Cluster slot). A listing merges the buckets
