@@ -8,7 +8,7 @@
 #      neither), with a check that it has no command-line dependency,
 #   4. cargo doc -D warnings, 5. cargo test (all crates: unit, integration,
 #      contract and doc tests, the examples' tests), then the rediss:// tests
-#      with the tls feature and the library's features test in each build.
+#      with the tls feature and the library's unit and features tests in each build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -105,7 +105,7 @@ say "cargo test: rediss:// end to end (feature tls)"
 cargo test -p statehouse-tests --features tls --test tls --locked "$@"
 
 for build in "${library_builds[@]}"; do
-    say "cargo test -p statehouse $build --test features"
+    say "cargo test -p statehouse $build --lib --test features"
     # shellcheck disable=SC2086 # the build's flags are separate words
-    cargo test -p statehouse $build --test features --locked "$@"
+    cargo test -p statehouse $build --lib --test features --locked "$@"
 done

@@ -268,6 +268,7 @@ mod tests {
         Settings::from_lookup(|name| vars.get(name).cloned())
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn defaults_to_memory() {
         let settings = from(&[]).unwrap();
@@ -279,6 +280,7 @@ mod tests {
         assert_eq!(settings.transient_retry(), None);
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn reads_every_variable() {
         let settings = from(&[
@@ -341,6 +343,7 @@ mod tests {
         assert!(from(&[("STATEHOUSE_POOL_SIZE", "0")]).is_err());
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn password_is_never_shown() {
         for url in [
@@ -357,6 +360,7 @@ mod tests {
         assert_eq!(settings.to_string(), "redis://***@db:6379");
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn read_url_goes_to_the_redis_config_and_its_password_is_never_shown() {
         let settings = from(&[

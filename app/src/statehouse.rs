@@ -334,6 +334,7 @@ mod tests {
         assert!(err.to_string().contains("redis://"), "{err}");
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn unreachable_redis_fails_fast_with_a_connection_error() {
         // Port 1 on loopback: nothing listens there, the connect is refused.
@@ -345,6 +346,7 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 
+    #[cfg(all(feature = "memory", feature = "redis"))]
     #[tokio::test]
     async fn a_read_url_with_memory_is_invalid_input_without_the_password() {
         let settings = Settings {
@@ -362,6 +364,7 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn an_unreachable_read_endpoint_is_named_even_when_the_write_one_is_too() {
         // Both refused: the write endpoint is checked first and named.
@@ -375,6 +378,7 @@ mod tests {
     }
 
     #[cfg(not(feature = "tls"))]
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn rediss_without_the_tls_feature_says_so() {
         let err = Statehouse::connect("rediss://127.0.0.1:1").await.unwrap_err();

@@ -13,7 +13,8 @@
 //!
 //! Test files in `tests/`: `memory.rs`, `redis.rs`, `layered.rs` (the suite
 //! per backend), `redis_faults.rs` (stop, pause, restart, cancellation),
-//! `soak.rs` (ten seconds of the fault soak), `harness.rs`, `cli.rs`.
+//! `soak.rs` (ten seconds of the fault soak), `harness/` (the harness's
+//! own tests), `cli.rs`.
 
 // Test support: a panic is how a failed expectation is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -95,7 +95,7 @@ struct Listener {
 impl ChangeFeed for RedisStore {
     async fn subscribe(&self, watched: &Watched, capacity: usize) -> Result<Subscription, StoreError> {
         let label = watched.label();
-        let client = self.conns.client.clone();
+        let client = self.conns.client().clone();
         let db = client.get_connection_info().redis_settings().db();
         let plan = Plan::of(&self.keys, db, watched);
         let connect_bound = self.conns.connect_timeout + self.conns.response_timeout;

@@ -6,11 +6,12 @@
 //!   size); passwords never show in `Debug`/`Display`.
 //! - `redact.rs`: [`redact_url`], the one redaction of URLs, and the secrets
 //!   a URL carries (checked against redis-rs error messages).
-//! - `conn.rs`: the shared multiplexed connection, the pool of dedicated
-//!   connections for WATCH sections, the reader (a second multiplexed
-//!   connection, to the read URL, when one is set), and `run`, the one
-//!   helper every call goes through (timeout + error mapping with operation
-//!   and key).
+//! - `conn/`: `mod.rs` the `Shared` handle every family sends through and
+//!   `run`, the one helper every call goes through (timeout + error mapping
+//!   with operation and key); `single.rs` one server (the shared
+//!   multiplexed connection, the reader: a second multiplexed connection,
+//!   to the read URL, when one is set); `pool.rs` the pool of dedicated
+//!   connections for WATCH sections.
 //! - `error.rs`: the one mapping from redis-rs errors to `StoreError` kinds.
 //! - `store.rs`: [`RedisStore`] (its connections, key builder and
 //!   configuration) and `scan_keys`, the one listing of keys.

@@ -19,7 +19,7 @@
 use std::future::Future;
 use std::sync::LazyLock;
 
-use redis::aio::ConnectionManager;
+use crate::conn::Shared;
 use redis::{Cmd, Script};
 use statehouse_ports::StoreError;
 
@@ -529,7 +529,7 @@ pub(crate) async fn run_shared<T, F, Fut>(
     mut call: F,
 ) -> Result<T, StoreError>
 where
-    F: FnMut(ConnectionManager) -> Fut,
+    F: FnMut(Shared) -> Fut,
     Fut: Future<Output = redis::RedisResult<T>>,
 {
     match conns.run_raw(op, key, call(conns.shared())).await? {

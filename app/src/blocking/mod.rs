@@ -239,7 +239,7 @@ impl Statehouse {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "memory"))]
 mod tests {
     use statehouse_ports::Update;
 

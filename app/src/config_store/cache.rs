@@ -307,7 +307,7 @@ pub(super) fn same(a: &Cached, b: &Cached) -> bool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "memory"))]
 mod tests {
     use statehouse_domain::ChangeEvent;
 

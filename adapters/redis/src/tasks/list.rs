@@ -13,6 +13,7 @@ use statehouse_ports::{
 };
 
 use crate::RedisStore;
+use crate::conn::Shared;
 use crate::scripts;
 
 /// Index entries checked per bucket and round trip of a count.
@@ -25,7 +26,7 @@ impl RedisStore {
     /// The answers to `reads` of `index`, in one pipeline.
     async fn read_buckets(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut Shared,
         label: &str,
         space: &TaskSpace,
         index: &TaskIndex,

@@ -25,15 +25,29 @@
 //!   [`SentinelBuilder::sentinel_password`] protects the sentinels themselves (`requirepass`, and
 //!   `sentinel sentinel-pass` so they can talk to each other). [`SentinelSet::url`] carries both in
 //!   the form statehouse accepts.
-//! * **Keyspace notifications** are on for the data nodes ([`SHARED_ARGS`]), as on the shared server.
+//! * **Keyspace notifications** are on for the data nodes ([`SHARED_ARGS`](super::SHARED_ARGS)), as on
+//!   the shared server.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: [`SentinelSet`]: the start, its URLs and nodes, the faults (`SENTINEL FAILOVER`,
+//!   `SIGKILL`) and the waits.
+//! - `builder.rs`: [`SentinelBuilder`], its options, and the `sentinel.conf` made from them.
+//! - `state.rs`: what the sentinels and data nodes report: the agreed primary, and whether the set
+//!   has settled.
 
-use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 
-use super::node::{Node, Role, info_fields, poll_until, start_nodes};
+use super::RedisServer;
+use super::node::{Node, Role, poll_until, start_nodes};
 use super::server::{ServerSpec, default_binary, percent_encode, userinfo};
-use super::{RedisServer, SHARED_ARGS};
+
+mod builder;
+mod state;
+
+pub use builder::SentinelBuilder;
+use builder::sentinel_config;
 
 /// How long the start may take until every sentinel is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,99 +66,6 @@ pub struct SentinelSet {
     failover_timeout: Duration,
     password: Option<String>,
     sentinel_password: Option<String>,
-}
-
-/// Options of a [`SentinelSet`]; see [`SentinelSet::builder`].
-#[derive(Debug, Clone)]
-pub struct SentinelBuilder {
-    service: String,
-    replicas: usize,
-    sentinels: usize,
-    quorum: usize,
-    down_after: Duration,
-    failover_timeout: Duration,
-    password: Option<String>,
-    sentinel_password: Option<String>,
-    args: Vec<String>,
-}
-
-impl Default for SentinelBuilder {
-    fn default() -> Self {
-        SentinelBuilder {
-            service: "statehouse".to_owned(),
-            replicas: 2,
-            sentinels: 3,
-            quorum: 2,
-            down_after: Duration::from_millis(1_000),
-            failover_timeout: Duration::from_millis(5_000),
-            password: None,
-            sentinel_password: None,
-            args: SHARED_ARGS.iter().map(|arg| (*arg).to_owned()).collect(),
-        }
-    }
-}
-
-impl SentinelBuilder {
-    /// The service (master) name the sentinels monitor. Default `statehouse`.
-    pub fn service(mut self, service: &str) -> Self {
-        service.clone_into(&mut self.service);
-        self
-    }
-
-    /// How many replicas (default 2; at least 1, or no failover can happen).
-    pub fn replicas(mut self, replicas: usize) -> Self {
-        self.replicas = replicas;
-        self
-    }
-
-    /// How many sentinels (default 3) and the quorum (default 2) to declare the primary down.
-    pub fn sentinels(mut self, sentinels: usize, quorum: usize) -> Self {
-        self.sentinels = sentinels;
-        self.quorum = quorum;
-        self
-    }
-
-    /// `down-after-milliseconds` (default 1 s): how long the primary may not answer before a
-    /// sentinel thinks it is down.
-    pub fn down_after(mut self, down_after: Duration) -> Self {
-        self.down_after = down_after;
-        self
-    }
-
-    /// `failover-timeout` (default 5 s); a failed election is retried after twice this.
-    pub fn failover_timeout(mut self, timeout: Duration) -> Self {
-        self.failover_timeout = timeout;
-        self
-    }
-
-    /// Makes the data nodes require `password` (`requirepass`; `masterauth` for replication; the
-    /// sentinels get `sentinel auth-pass`). [`SentinelSet::url`] carries it as the URL's password.
-    pub fn password(mut self, password: &str) -> Self {
-        self.password = Some(password.to_owned());
-        self
-    }
-
-    /// Makes the sentinels require `password` (`requirepass`, and `sentinel sentinel-pass` between
-    /// them). [`SentinelSet::url`] carries it as the `sentinel_password` query parameter.
-    pub fn sentinel_password(mut self, password: &str) -> Self {
-        self.sentinel_password = Some(password.to_owned());
-        self
-    }
-
-    /// Extra `redis-server` arguments for the data nodes (after [`SHARED_ARGS`], so they win).
-    pub fn args(mut self, args: &[&str]) -> Self {
-        self.args.extend(args.iter().map(|arg| (*arg).to_owned()));
-        self
-    }
-
-    /// Starts the set and waits until it is ready (see [`SentinelSet::start`]).
-    ///
-    /// # Panics
-    ///
-    /// As [`SentinelSet::start`].
-    pub fn start(self) -> SentinelSet {
-        SentinelSet::start_with(self)
-    }
 }
 
 impl SentinelSet {
@@ -432,114 +353,6 @@ impl SentinelSet {
             .ok_or_else(|| format!("port {port} is not a running data node of this set"))
     }
 
-    /// The port `sentinel` reports for the service.
-    fn reported_primary(&self, sentinel: &Node) -> Result<u16, String> {
-        let addr: Option<(String, u16)> = sentinel.query(
-            redis::cmd("SENTINEL")
-                .arg("get-master-addr-by-name")
-                .arg(&self.service),
-        )?;
-        addr.map(|(_, port)| port)
-            .ok_or_else(|| format!("{} does not know {}", sentinel.addr(), self.service))
-    }
-
-    /// The port every running sentinel reports for the service.
-    fn agreed_primary(&self) -> Result<u16, String> {
-        let mut agreed = None;
-        for sentinel in self.sentinels.iter().filter(|node| node.is_running()) {
-            let port = self.reported_primary(sentinel)?;
-            match agreed {
-                None => agreed = Some(port),
-                Some(first) if first == port => {}
-                Some(first) => return Err(format!("the sentinels report port {first} and port {port}")),
-            }
-        }
-        agreed.ok_or_else(|| "no sentinel is running".to_owned())
-    }
-
-    /// `Ok` when the set is settled (see [`wait_until_settled`](Self::wait_until_settled)). `strict`
-    /// (the start) also wants each sentinel's own record of every replica to show its link to the
-    /// primary up and `SENTINEL CKQUORUM` to pass; Sentinel refreshes a replica's record only every
-    /// 10 s, so after a failover that would wait for nothing a client sees.
-    fn settled(&self, strict: bool) -> Result<(), String> {
-        let primary = self.agreed_primary()?;
-        let primary_node = self.data_node(primary)?;
-        if primary_node.try_role()? != Role::Primary {
-            return Err(format!(
-                "{} is reported as the primary but is not one",
-                primary_node.addr()
-            ));
-        }
-        let replicas: BTreeSet<u16> = self
-            .data
-            .iter()
-            .filter(|node| node.is_running() && node.port() != primary)
-            .map(Node::port)
-            .collect();
-        for port in &replicas {
-            let node = self.data_node(*port)?;
-            let info: String = node.query(redis::cmd("INFO").arg("replication"))?;
-            let fields = info_fields(&info);
-            if fields.get("role").map(String::as_str) != Some("slave")
-                || fields.get("master_port") != Some(&primary.to_string())
-                || fields.get("master_link_status").map(String::as_str) != Some("up")
-            {
-                return Err(format!(
-                    "{} is not a linked replica of port {primary}",
-                    node.addr()
-                ));
-            }
-        }
-        let running_sentinels: BTreeSet<u16> = self
-            .sentinels
-            .iter()
-            .filter(|node| node.is_running())
-            .map(Node::port)
-            .collect();
-        for sentinel in self.sentinels.iter().filter(|node| node.is_running()) {
-            let listed: Vec<Vec<String>> =
-                sentinel.query(redis::cmd("SENTINEL").arg("REPLICAS").arg(&self.service))?;
-            let mut known = BTreeSet::new();
-            for fields in listed.iter().map(|flat| pairs(flat)) {
-                let port = fields.get("port").and_then(|port| port.parse::<u16>().ok());
-                let up = fields.get("flags").is_some_and(|flags| not_down(flags));
-                let linked = fields.get("master-link-status").map(String::as_str) == Some("ok")
-                    && fields.get("master-port") == Some(&primary.to_string());
-                if let Some(port) = port
-                    && up
-                    && (linked || !strict)
-                {
-                    known.insert(port);
-                }
-            }
-            if !replicas.is_subset(&known) {
-                return Err(format!(
-                    "{} knows the replicas {known:?} (want {replicas:?})",
-                    sentinel.addr()
-                ));
-            }
-            let listed: Vec<Vec<String>> =
-                sentinel.query(redis::cmd("SENTINEL").arg("SENTINELS").arg(&self.service))?;
-            let mut known: BTreeSet<u16> = listed
-                .iter()
-                .map(|flat| pairs(flat))
-                .filter(|fields| fields.get("flags").is_some_and(|flags| not_down(flags)))
-                .filter_map(|fields| fields.get("port").and_then(|port| port.parse().ok()))
-                .collect();
-            known.insert(sentinel.port());
-            if !running_sentinels.is_subset(&known) {
-                return Err(format!(
-                    "{} knows the sentinels {known:?} (want {running_sentinels:?})",
-                    sentinel.addr()
-                ));
-            }
-            if strict {
-                sentinel.query::<String>(redis::cmd("SENTINEL").arg("CKQUORUM").arg(&self.service))?;
-            }
-        }
-        Ok(())
-    }
-
     /// Panics with `what` and every process's log.
     fn fail(&self, what: &str) -> ! {
         let mut reports = String::new();
@@ -576,85 +389,5 @@ impl fmt::Debug for SentinelSet {
                 &self.sentinel_password.as_ref().map(|_| "<redacted>"),
             )
             .finish_non_exhaustive()
-    }
-}
-
-/// The generated `sentinel.conf` (the harness adds port, bind, dir and log file on the command line).
-fn sentinel_config(options: &SentinelBuilder, primary_port: u16) -> String {
-    let service = &options.service;
-    let mut config = format!(
-        "sentinel resolve-hostnames no\n\
-         sentinel announce-hostnames no\n\
-         sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}\n\
-         sentinel down-after-milliseconds {service} {down_after}\n\
-         sentinel failover-timeout {service} {failover_timeout}\n\
-         sentinel parallel-syncs {service} 1\n",
-        quorum = options.quorum,
-        down_after = options.down_after.as_millis(),
-        failover_timeout = options.failover_timeout.as_millis(),
-    );
-    if let Some(password) = &options.password {
-        config.push_str(&format!("sentinel auth-pass {service} {}\n", quote(password)));
-    }
-    if let Some(password) = &options.sentinel_password {
-        config.push_str(&format!("requirepass {}\n", quote(password)));
-        config.push_str(&format!("sentinel sentinel-pass {}\n", quote(password)));
-    }
-    config
-}
-
-/// `text` as a double-quoted Redis config argument.
-fn quote(text: &str) -> String {
-    let mut quoted = String::from("\"");
-    for ch in text.chars() {
-        match ch {
-            '"' | '\\' => {
-                quoted.push('\\');
-                quoted.push(ch);
-            }
-            '\n' => quoted.push_str("\\n"),
-            _ => quoted.push(ch),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
-
-/// A flat `[name, value, name, value, …]` reply as a map.
-fn pairs(flat: &[String]) -> HashMap<String, String> {
-    flat.chunks_exact(2)
-        .map(|pair| (pair[0].clone(), pair[1].clone()))
-        .collect()
-}
-
-/// Whether Sentinel's `flags` say the instance is reachable and not thought down.
-fn not_down(flags: &str) -> bool {
-    !flags
-        .split(',')
-        .any(|flag| matches!(flag, "s_down" | "o_down" | "disconnected"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_quotes_passwords_and_names_the_service() {
-        let options = SentinelBuilder::default()
-            .service("svc")
-            .password("p\"w\\")
-            .sentinel_password("s p");
-        let config = sentinel_config(&options, 7000);
-        assert!(
-            config.contains("sentinel monitor svc 127.0.0.1 7000 2\n"),
-            "{config}"
-        );
-        assert!(
-            config.contains("sentinel auth-pass svc \"p\\\"w\\\\\"\n"),
-            "{config}"
-        );
-        assert!(config.contains("requirepass \"s p\"\n"), "{config}");
-        assert!(config.contains("sentinel sentinel-pass \"s p\"\n"), "{config}");
-        assert!(not_down("slave") && !not_down("slave,s_down") && !not_down("sentinel,disconnected"));
     }
 }

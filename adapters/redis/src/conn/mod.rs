@@ -1,0 +1,345 @@
+//! Connections, and the one place where every call gets its timeout and its
+//! error mapping.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: [`Connections`] (what a store holds), [`Shared`] (THE handle
+//!   every family sends its plain commands, pipelines and scripts through),
+//!   and the helpers every call goes through (`run`, `run_dedicated`,
+//!   `run_raw`, the mappings).
+//! - `single.rs`: one server: the shared multiplexed, auto-reconnecting
+//!   [`ConnectionManager`], the reader (a second one, to the read URL, when
+//!   one is set), the pool of dedicated connections.
+//! - `pool.rs`: the dedicated connections of WATCH sections, a bb8 pool of
+//!   `TxnConn`s, never handed back dirty.
+//!
+//! # Shared and dedicated
+//!
+//! - Plain commands share one multiplexed connection: no per-call
+//!   checkout, pipelining for free, and a broken connection is replaced in
+//!   the background.
+//! - WATCH sections need a connection of their own (WATCH state belongs to
+//!   the connection), so they take one from a small bb8 pool (`pool.rs`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use statehouse_ports::StoreError;
+
+use crate::RedisConfig;
+use crate::error;
+use crate::redact::Secrets;
+
+mod pool;
+mod single;
+
+use pool::ConnectError;
+pub(crate) use pool::PooledTxn;
+pub use pool::TXN_CLIENT_NAME;
+use single::Single;
+
+/// The operation of an error connecting to the read endpoint (the write
+/// endpoint's is `"connect"`).
+pub(crate) const CONNECT_READ: &str = "connect_read";
+
+/// THE handle of plain commands, pipelines and scripts: every family sends
+/// through it (`cmd.query_async(&mut conn)`), whatever the deployment.
+/// Cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Shared {
+    /// One server's multiplexed, reconnecting connection.
+    Single(ConnectionManager),
+}
+
+impl redis::aio::ConnectionLike for Shared {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Shared::Single(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Shared::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Shared::Single(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// What a store is connected to.
+#[derive(Clone)]
+enum Deployment {
+    Single(Single),
+}
+
+#[derive(Clone)]
+pub(crate) struct Connections {
+    deployment: Deployment,
+    pub(crate) response_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pool_wait: Duration,
+    /// What of the URL no error may show (redis-rs errors are checked).
+    secrets: Arc<Secrets>,
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut debug = f.debug_struct("Connections");
+        match &self.deployment {
+            Deployment::Single(single) => debug
+                .field("pool", &single.pool.state())
+                .field("read_endpoint", &single.reader.is_some()),
+        };
+        debug
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connections {
+    /// Connects to what `config.url` names (see [`Single::open`]).
+    pub(crate) async fn open(config: &RedisConfig) -> Result<Self, StoreError> {
+        #[cfg(feature = "tls")]
+        install_crypto_provider();
+        // Errors of later calls are checked against the secrets of both
+        // URLs: a call may run on either endpoint.
+        let secrets = Arc::new(Secrets::of_all(
+            std::iter::once(config.url.as_str()).chain(config.read_url.as_deref()),
+        ));
+        let deployment = Deployment::Single(Single::open(config, &Secrets::of(&config.url)).await?);
+        Ok(Self {
+            deployment,
+            response_timeout: config.response_timeout,
+            connect_timeout: config.connect_timeout,
+            pool_wait: config.connect_timeout + config.response_timeout,
+            secrets,
+        })
+    }
+
+    /// Runs one call on the shared connection under the response timeout,
+    /// mapping its error.
+    pub(crate) async fn run<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        // The shared connection has no response timer of its own: redis-rs
+        // times out only while reconnecting, after the connect timeout.
+        self.bounded_call(op, key, self.connect_timeout, call).await
+    }
+
+    /// Runs one call on a dedicated connection under the response timeout,
+    /// mapping its error.
+    pub(crate) async fn run_dedicated<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        // Dedicated connections time out in redis-rs after the same bound.
+        self.bounded_call(op, key, self.response_timeout, call).await
+    }
+
+    /// `call` under the response timeout; `inner` is the bound of the timer
+    /// redis-rs runs on that connection, reported if that one fires first.
+    async fn bounded_call<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        inner: Duration,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.response_timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(error::map_guarded(op, key, e, inner, &self.secrets)),
+            Err(_) => Err(StoreError::Timeout {
+                op,
+                key: key.to_owned(),
+                after: self.response_timeout,
+            }),
+        }
+    }
+
+    /// Runs one call on a dedicated connection under the response timeout,
+    /// handing back its redis-rs result unmapped, for a caller that acts on a
+    /// particular server error (the WATCH loop on `NOSCRIPT`); only the
+    /// timeout is mapped. The caller maps the rest with
+    /// [`map_dedicated`](Self::map_dedicated).
+    pub(crate) async fn run_raw<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<RedisResult<T>, StoreError> {
+        tokio::time::timeout(self.response_timeout, call)
+            .await
+            .map_err(|_| StoreError::Timeout {
+                op,
+                key: key.to_owned(),
+                after: self.response_timeout,
+            })
+    }
+
+    /// The mapping of an error from a call on a dedicated connection (what
+    /// [`run_dedicated`](Self::run_dedicated) applies).
+    pub(crate) fn map_dedicated(&self, op: &'static str, key: &str, error: RedisError) -> StoreError {
+        error::map_guarded(op, key, error, self.response_timeout, &self.secrets)
+    }
+
+    /// The mapping of an error from a call on the shared connection (what
+    /// [`run`](Self::run) applies), for a caller of [`run_raw`](Self::run_raw)
+    /// on it.
+    pub(crate) fn map_shared(&self, op: &'static str, key: &str, error: RedisError) -> StoreError {
+        error::map_guarded(op, key, error, self.connect_timeout, &self.secrets)
+    }
+
+    /// A shared-connection handle for plain commands (cheap clone).
+    pub(crate) fn shared(&self) -> Shared {
+        match &self.deployment {
+            Deployment::Single(single) => Shared::Single(single.shared.clone()),
+        }
+    }
+
+    /// A handle for read-only commands that may be served by a replica: the
+    /// read endpoint's connection if a read URL is set, else the shared one.
+    pub(crate) fn reader(&self) -> Shared {
+        match &self.deployment {
+            Deployment::Single(single) => {
+                Shared::Single(single.reader.as_ref().unwrap_or(&single.shared).clone())
+            }
+        }
+    }
+
+    /// The client of the server, for connections of their own (the change
+    /// feed's Pub/Sub subscriptions).
+    pub(crate) fn client(&self) -> &Client {
+        match &self.deployment {
+            Deployment::Single(single) => &single.client,
+        }
+    }
+
+    /// A dedicated connection for a WATCH section.
+    pub(crate) async fn dedicated(&self, op: &'static str, key: &str) -> Result<PooledTxn, StoreError> {
+        let pool = match &self.deployment {
+            Deployment::Single(single) => &single.pool,
+        };
+        match pool.get_owned().await {
+            Ok(conn) => Ok(conn),
+            Err(bb8::RunError::User(ConnectError { error, bound })) => {
+                Err(error::map_guarded(op, key, error, bound, &self.secrets))
+            }
+            Err(bb8::RunError::TimedOut) => Err(StoreError::Timeout {
+                op,
+                key: key.to_owned(),
+                after: self.pool_wait,
+            }),
+        }
+    }
+}
+
+/// rustls refuses to build a TLS client without a process-wide crypto
+/// provider, and redis-rs does not pick one. Install ring's, unless the
+/// application already installed one of its choice.
+#[cfg(feature = "tls")]
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race against another installer is fine: one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// Opening gave up on `url` (redacted) after `bound`.
+fn connect_timeout(url: &str, bound: Duration) -> StoreError {
+    StoreError::Timeout {
+        op: "connect",
+        key: url.to_owned(),
+        after: bound,
+    }
+}
+
+/// `error` reported as operation `op`, everything else kept.
+fn relabel(error: StoreError, op: &'static str) -> StoreError {
+    match error {
+        StoreError::Connection { key, source, .. } => StoreError::Connection { op, key, source },
+        StoreError::Timeout { key, after, .. } => StoreError::Timeout { op, key, after },
+        StoreError::InvalidInput { key, reason, .. } => StoreError::InvalidInput { op, key, reason },
+        StoreError::WrongType { key, .. } => StoreError::WrongType { op, key },
+        StoreError::Operation { key, source, .. } => StoreError::Operation { op, key, source },
+        other => other,
+    }
+}
+
+/// The redis-rs client of `target` (a URL of one server) with the TLS CA
+/// of `config` if one is set. `url` is the redacted URL errors name.
+fn client(config: &RedisConfig, target: &str, url: &str, secrets: &Secrets) -> Result<Client, StoreError> {
+    // Parsing times nothing out.
+    let parse_error = |e| open_error(url, e, Duration::ZERO, secrets);
+    let Some(ca_file) = &config.tls_ca_file else {
+        return Client::open(target).map_err(parse_error);
+    };
+    #[cfg(feature = "tls")]
+    {
+        let certificates = tls_certificates(ca_file, url)?;
+        Client::build_with_tls(target, certificates).map_err(parse_error)
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        Err(StoreError::invalid_input(
+            "connect",
+            url,
+            format!(
+                "a TLS CA file ({}) is set, but statehouse was built without its `tls` feature",
+                ca_file.display()
+            ),
+        ))
+    }
+}
+
+/// The root certificate of `ca_file`, for redis-rs. `url` is the redacted
+/// URL errors name.
+#[cfg(feature = "tls")]
+fn tls_certificates(ca_file: &std::path::Path, url: &str) -> Result<redis::TlsCertificates, StoreError> {
+    let root_cert = std::fs::read(ca_file).map_err(|e| {
+        StoreError::invalid_input(
+            "connect",
+            url,
+            format!("cannot read the TLS CA file {}: {e}", ca_file.display()),
+        )
+    })?;
+    Ok(redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    })
+}
+
+/// A redis-rs error of opening a connection to `url` (redacted); `bound` is
+/// the timeout redis-rs ran on the failed step.
+fn open_error(url: &str, error: RedisError, bound: Duration, secrets: &Secrets) -> StoreError {
+    let mapped = error::map_guarded("connect", url, error, bound, secrets);
+    match mapped {
+        #[cfg(not(feature = "tls"))]
+        StoreError::InvalidInput { op, key, reason } if key.starts_with("rediss") => {
+            StoreError::InvalidInput {
+                op,
+                key,
+                reason: format!("{reason} (rediss:// needs the `tls` feature of statehouse)"),
+            }
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,125 @@
+//! The dedicated connections of WATCH sections: a bb8 pool of [`TxnConn`]s
+//! per endpoint (one on a single server, one per primary on a cluster).
+//!
+//! A `TxnConn` is marked dirty before WATCH and clean only after EXEC or
+//! UNWATCH answered; the pool discards dirty connections, so a section cut
+//! short (error, timeout, cancelled future) never hands a still-watching
+//! connection to the next user.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError};
+
+/// The name dedicated (WATCH) connections carry in `CLIENT LIST`.
+pub const TXN_CLIENT_NAME: &str = "statehouse-txn";
+
+pub(crate) type Pool = bb8::Pool<TxnManager>;
+pub(crate) type PooledTxn = bb8::PooledConnection<'static, TxnManager>;
+
+/// A dedicated connection, whether it is known to hold no WATCH/MULTI
+/// state, and whether statehouse's scripts were loaded through it (the
+/// server's script cache is emptied by a restart, which also replaces the
+/// connection).
+#[derive(Debug)]
+pub(crate) struct TxnConn {
+    pub(crate) conn: MultiplexedConnection,
+    pub(crate) clean: bool,
+    pub(crate) scripts_loaded: bool,
+}
+
+/// bb8 manager of [`TxnConn`]s. bb8-redis' own manager cannot set timeouts
+/// and never reports a connection broken, which is exactly what a WATCH
+/// section cut short needs.
+#[derive(Debug)]
+pub(crate) struct TxnManager {
+    client: Client,
+    config: AsyncConnectionConfig,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl TxnManager {
+    /// Connections to `client`'s endpoint, with redis-rs' own timers set
+    /// to the store's bounds.
+    pub(crate) fn new(client: Client, connect_timeout: Duration, response_timeout: Duration) -> Self {
+        Self {
+            client,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(response_timeout)),
+            connect_timeout,
+            response_timeout,
+        }
+    }
+}
+
+/// A failed step of opening (or checking) a dedicated connection, with the
+/// bound redis-rs ran on that step, so that a timeout reports it.
+#[derive(Debug)]
+pub(crate) struct ConnectError {
+    pub(crate) error: RedisError,
+    pub(crate) bound: Duration,
+}
+
+impl bb8::ManageConnection for TxnManager {
+    type Connection = TxnConn;
+    type Error = ConnectError;
+
+    async fn connect(&self) -> Result<TxnConn, ConnectError> {
+        // redis-rs bounds connecting and its handshake by the connection
+        // timeout, and every later command by the response timeout.
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+            .map_err(|error| ConnectError {
+                error,
+                bound: self.connect_timeout,
+            })?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(TXN_CLIENT_NAME)
+            .exec_async(&mut conn)
+            .await
+            .map_err(|error| ConnectError {
+                error,
+                bound: self.response_timeout,
+            })?;
+        Ok(TxnConn {
+            conn,
+            clean: true,
+            scripts_loaded: false,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut TxnConn) -> Result<(), ConnectError> {
+        redis::cmd("PING")
+            .exec_async(&mut conn.conn)
+            .await
+            .map_err(|error| ConnectError {
+                error,
+                bound: self.response_timeout,
+            })
+    }
+
+    fn has_broken(&self, conn: &mut TxnConn) -> bool {
+        !conn.clean
+    }
+}
+
+/// A pool of at most `size` dedicated connections made by `manager`, none
+/// opened yet (they open on demand), waiting at most `wait` for one.
+pub(crate) fn build(manager: TxnManager, size: u32, wait: Duration) -> Pool {
+    bb8::Pool::builder()
+        .max_size(size.max(1))
+        .min_idle(None)
+        .connection_timeout(wait)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        // bb8's idle reaper is a task that only notices a dropped pool at
+        // its next tick: tick every second (not every 30 s), so dropping
+        // the store leaves nothing running for long.
+        .reaper_rate(Duration::from_secs(1))
+        .test_on_check_out(false)
+        .build_unchecked(manager)
+}
