@@ -160,7 +160,7 @@ impl MemoryStore {
         for bucket in TaskBucket::all() {
             state
                 .zset(&index.key(space, bucket), now)
-                .map_err(|()| StoreError::wrong_type(op, &index.everywhere(space)))?;
+                .map_err(|()| StoreError::wrong_type(op, index.everywhere(space)))?;
         }
         Ok(())
     }

@@ -442,10 +442,10 @@ async fn list_raw(
         }
         entries.sort_unstable_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
         entries.truncate(LIST_PAGE + 1);
-        if let (Some(horizon), Some(last)) = (&horizon, entries.last()) {
-            if (last.0, &last.1) < (horizon.0, &horizon.1) {
-                return Err("the raw page needs a second read of a bucket".into());
-            }
+        if let (Some(horizon), Some(last)) = (&horizon, entries.last())
+            && (last.0, &last.1) < (horizon.0, &horizon.1)
+        {
+            return Err("the raw page needs a second read of a bucket".into());
         }
         // One MGET per bucket, in the order buckets first appear.
         let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
