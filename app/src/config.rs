@@ -11,7 +11,7 @@ use statehouse_redis::{RedisConfig, redact_url};
 ///
 /// | variable | meaning | default |
 /// |---|---|---|
-/// | `STATEHOUSE_URL` | `memory://`, `redis://…`, `rediss://…` (feature `tls`), `unix://…` | `memory://` |
+/// | `STATEHOUSE_URL` | `memory://`, `redis://…`, `rediss://…` (feature `tls`), `unix://…`, `redis+cluster://[user:pw@]h1:p1,h2:p2` (a Redis Cluster, its nodes as seeds), `rediss+cluster://…` (feature `tls`) | `memory://` |
 /// | `STATEHOUSE_READ_URL` | where task reads (`get`, `list_by_*`, `count_by_*`) go, e.g. a replica; Redis only (an error with `memory://`); empty = unset | `STATEHOUSE_URL` |
 /// | `STATEHOUSE_PREFIX` | put in front of every Redis key | empty |
 /// | `STATEHOUSE_CONNECT_TIMEOUT_MS` | bound on opening a connection | 2000 |

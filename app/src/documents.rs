@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    DocumentStore, DocumentStoreExt, KeyTtl, RetryPolicy, SetOptions, StoreError, Update, ValidationExt,
-    decode,
+    DocumentStore, DocumentStoreExt, KeyStream, KeyTtl, RetryPolicy, SetOptions, StoreError, Update,
+    ValidationExt, decode,
 };
 
 /// Typed documents: JSON values under string keys.
@@ -232,10 +232,31 @@ impl Documents {
     }
 
     /// Every key matching the Redis glob `pattern` (`*`, `?`, `[a-z]`,
-    /// `[^a]`, `\` escapes), each once, sorted. Uses `SCAN`, never `KEYS`.
-    pub async fn list_keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+    /// `[^a]`, `\` escapes), each once, in no particular order, as a stream
+    /// read page by page (`SCAN`, never `KEYS`): memory stays flat however
+    /// many keys match. A bad pattern fails here, before any I/O; see
+    /// [`KeyStream`] for errors while reading and the guide
+    /// [`crate::guide::listing`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
+    /// let docs = statehouse::Statehouse::memory().documents();
+    /// docs.set("user:1", &1).await?;
+    /// let mut keys = docs.stream_keys("user:*")?;
+    /// while let Some(key) = keys.next().await? {
+    ///     assert_eq!(key, "user:1");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream_keys(&self, pattern: &str) -> Result<KeyStream, StoreError> {
         let pattern = KeyPattern::new(pattern).for_op("list_keys", pattern)?;
-        self.port().list_keys(&pattern).await
+        Ok(self.port().list_keys(&pattern))
+    }
+
+    /// [`stream_keys`](Self::stream_keys) collected: every matching key,
+    /// each once, sorted. Holds them all: for listings known to be small.
+    pub async fn list_keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        self.stream_keys(pattern)?.collect_sorted().await
     }
 
     /// Whether the store answers a ping.

@@ -80,6 +80,7 @@ pub use statehouse_ports::{
     JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,
     SubjectSpace, SubjectStore,
 };
+pub use statehouse_ports::{KeyPages, KeyStream};
 pub use statehouse_ports::{LegacyMove, TaskBucket};
 pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::Synced;
@@ -116,6 +117,9 @@ pub mod guide {
 
     #[doc = include_str!("../../docs/changes.md")]
     pub mod changes {}
+
+    #[doc = include_str!("../../docs/listing.md")]
+    pub mod listing {}
 
     #[doc = include_str!("../../README.md")]
     pub mod readme {}

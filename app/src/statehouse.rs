@@ -106,8 +106,10 @@ pub struct Statehouse {
 
 impl Statehouse {
     /// Connects to `url`: `memory://` (an embedded in-memory store; feature
-    /// `memory`), `redis://…`, `unix://…` (feature `redis`) or `rediss://…`
-    /// (feature `tls`), with default settings. A URL whose adapter this
+    /// `memory`), `redis://…`, `unix://…`, `redis+cluster://[user:pw@]h1:p1,h2:p2`
+    /// (a Redis Cluster, the listed nodes its seeds; feature `redis`),
+    /// `rediss://…` or `rediss+cluster://…` (feature `tls`), with default
+    /// settings. A URL whose adapter this
     /// build does not have is an `InvalidInput` error naming the feature to
     /// enable.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -138,12 +140,15 @@ impl Statehouse {
                 }
                 (memory_ports(&settings)?, "memory")
             }
-            Some("redis" | "rediss" | "unix" | "redis+unix") => (redis_ports(&settings).await?, "redis"),
+            Some("redis" | "rediss" | "unix" | "redis+unix" | "redis+cluster" | "rediss+cluster") => {
+                (redis_ports(&settings).await?, "redis")
+            }
             _ => {
                 return Err(StoreError::invalid_input(
                     "connect",
                     settings.redacted_url(),
-                    "expected a URL starting with memory://, redis://, rediss:// or unix://",
+                    "expected a URL starting with memory://, redis://, rediss://, unix://, redis+cluster:// \
+                     or rediss+cluster://",
                 ));
             }
         };

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use statehouse_ports::{
-    LegacyMove, PageRequest, ServiceName, StoreError, TaskId, TaskIndex, TaskPage, TaskRecord,
+    KeyStream, LegacyMove, PageRequest, ServiceName, StoreError, TaskId, TaskIndex, TaskPage, TaskRecord,
     TaskRepository, TaskSpace, TaskStatus, UserId, ValidationExt,
 };
 
@@ -160,11 +160,18 @@ impl Tasks {
     }
 
     /// The ids of the tasks still stored in the layout before buckets
-    /// (`{tasks}:task:<id>`), sorted: what
-    /// [`migrate_legacy`](Self::migrate_legacy) has left to move. See
-    /// `docs/tasks.md`, "Migration".
-    pub async fn legacy_ids(&self) -> Result<Vec<TaskId>, StoreError> {
-        self.port().legacy_ids(&self.space).await
+    /// (`{tasks}:task:<id>`), as a stream: what
+    /// [`migrate_legacy`](Self::migrate_legacy) has left to move (in no
+    /// particular order; an id may come twice on Redis, which the migration
+    /// takes as it is: idempotent). See `docs/tasks.md`, "Migration".
+    pub fn stream_legacy_ids(&self) -> KeyStream {
+        self.port().legacy_ids(&self.space)
+    }
+
+    /// [`stream_legacy_ids`](Self::stream_legacy_ids) collected: each id
+    /// once, sorted. Holds them all: for small migrations and checks.
+    pub async fn legacy_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.stream_legacy_ids().collect_sorted().await
     }
 
     /// Moves task `id` from the layout before buckets into its bucket and

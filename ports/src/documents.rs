@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
 
-use crate::{BoxError, RetryPolicy, StoreError};
+use crate::{BoxError, KeyStream, RetryPolicy, StoreError};
 
 /// When a [`DocumentStore::set`] writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -146,8 +146,11 @@ pub type Fetched = Result<Option<Vec<u8>>, StoreError>;
 /// - A TTL is applied in the same atomic step as the write; an expired key
 ///   is never returned by any operation, even before it is purged.
 /// - `set` without a TTL clears any previous TTL of the key.
-/// - `list_keys` returns every matching key exactly once, sorted, with Redis
-///   glob semantics (`*`, `?`, `[abc]`, `[a-z]`, `[^a]`, `\` escapes).
+/// - `list_keys` streams every matching key exactly once, page by page, in
+///   no particular order (memory stays flat however many match; see
+///   [`KeyPages`](crate::KeyPages) for keys written during the listing),
+///   with Redis glob semantics (`*`, `?`, `[abc]`, `[a-z]`, `[^a]`, `\`
+///   escapes).
 /// - `get_many` returns one result per requested key, in order; a key that
 ///   holds a non-document value fails alone ([`StoreError::WrongType`]).
 /// - `update` is atomic: the closure sees the current value, and its decision
@@ -184,8 +187,9 @@ pub trait DocumentStore: Debug + Send + Sync + 'static {
     /// The remaining life of `key`.
     async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError>;
 
-    /// Every key matching `pattern`, each once, sorted.
-    async fn list_keys(&self, pattern: &KeyPattern) -> Result<Vec<String>, StoreError>;
+    /// Every key matching `pattern`, each once, as a stream (no I/O until
+    /// it is read).
+    fn list_keys(&self, pattern: &KeyPattern) -> KeyStream;
 
     /// Atomic read-modify-write of `key`; see [`UpdateFn`] and the contract.
     async fn update<'a>(
@@ -280,12 +284,7 @@ macro_rules! forward_document_store {
                 (**self).ttl(key)
             }
 
-            fn list_keys<'s, 'p, 'f>(&'s self, pattern: &'p KeyPattern) -> Boxed<'f, Vec<String>>
-            where
-                's: 'f,
-                'p: 'f,
-                Self: 'f,
-            {
+            fn list_keys(&self, pattern: &KeyPattern) -> KeyStream {
                 (**self).list_keys(pattern)
             }
 

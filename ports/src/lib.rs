@@ -22,6 +22,8 @@
 //! - [`ChangeFeed`] (`changes.rs`): subscriptions to changes of a key, keys
 //!   or a pattern ([`Subscription`], bounded, reporting lag), and the
 //!   updates that announce themselves on the feed.
+//! - [`KeyStream`] (`listing.rs`): what every listing returns, a stream of
+//!   keys fetched page by page ([`KeyPages`]), never collected.
 //! - [`RetryPolicy`] (`retry.rs`): bounded, jittered retries of optimistic
 //!   updates, and [`RetryPolicy::run`], THE optimistic loop every backend's
 //!   read-modify-write and the config store's compare-and-set go through;
@@ -37,6 +39,7 @@ mod changes;
 mod documents;
 mod error;
 mod ext;
+mod listing;
 mod queues;
 mod retry;
 mod subjects;
@@ -57,6 +60,7 @@ pub use documents::{
 };
 pub use error::{BoxError, Carry, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, decode_value, encode};
+pub use listing::{KeyPages, KeyStream};
 #[cfg(feature = "mock")]
 pub use queues::MockQueueStore;
 pub use queues::{QueueItem, QueueStore};

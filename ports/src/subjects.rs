@@ -11,7 +11,7 @@ use serde_json::Value;
 use statehouse_domain::layout::SubjectKeys;
 use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, write_python_json};
 
-use crate::{BoxError, JsonError, RetryPolicy, StoreError};
+use crate::{BoxError, JsonError, KeyStream, RetryPolicy, StoreError};
 
 /// Where subjects are kept; every [`SubjectStore`] call takes one.
 ///
@@ -308,7 +308,8 @@ pub struct PropertyUpdated {
 ///   `Deserialization` before the closure runs.
 /// - `list` matches names against a Redis glob pattern relative to the
 ///   space's prefix (the prefix itself is taken literally), by `SCAN`,
-///   sorted, each once.
+///   streamed, each once, in no particular order; only subjects (hashes)
+///   are listed.
 /// - A subject key holding another Redis type is [`StoreError::WrongType`]
 ///   naming the subject's key, and nothing is written.
 /// - Errors name the subject's key without the store's prefix.
@@ -350,8 +351,9 @@ pub trait SubjectStore: Debug + Send + Sync + 'static {
     /// A key of another Redis type is `WrongType` and is left as it is.
     async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError>;
 
-    /// The names of the subjects matching `pattern`, sorted.
-    async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError>;
+    /// The names of the subjects matching `pattern`, each once, as a
+    /// stream (no I/O until it is read; see [`KeyPages`](crate::KeyPages)).
+    fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> KeyStream;
 
     /// Whether the subject exists (has at least one field); a key of
     /// another Redis type is `WrongType`.
@@ -410,12 +412,8 @@ macro_rules! forward_subject_store {
                 (**self).delete_subject(space, subject).await
             }
 
-            async fn list(
-                &self,
-                space: &SubjectSpace,
-                pattern: &KeyPattern,
-            ) -> Result<Vec<String>, StoreError> {
-                (**self).list(space, pattern).await
+            fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> KeyStream {
+                (**self).list(space, pattern)
             }
 
             async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use statehouse_domain::{FieldName, TenantKey, TenantPattern, Ttl};
 
-use crate::{BoxError, JsonError, Loaded, RetryPolicy, StoreError};
+use crate::{BoxError, JsonError, KeyStream, Loaded, RetryPolicy, StoreError};
 
 /// The fields of one tenant hash as loaded, by name. A field whose stored
 /// text is not JSON is an `Err` ([`StoreError::Deserialization`] naming
@@ -126,9 +126,10 @@ pub struct FieldUpdated {
 ///   see [`not_an_integer`]), and leaving the `i64` range is `InvalidInput`
 ///   ([`increment_overflow`]); a failed increment writes nothing (not the
 ///   TTL either). Use `update_field` for floats.
-/// - `scan` lists the keys matching a [`TenantPattern`] by `SCAN` (never
-///   `KEYS`), sorted, each once; `delete_matching` deletes them, batch by
-///   batch, and returns how many it deleted. A pattern never leaves its
+/// - `scan` streams the keys matching a [`TenantPattern`] by `SCAN` (never
+///   `KEYS`), each once, in no particular order; `delete_matching` deletes
+///   them, page by page as the listing goes, and returns how many it
+///   deleted. A pattern never leaves its
 ///   tenant, so neither touches another tenant's keys.
 /// - A key holding another Redis type is [`StoreError::WrongType`] naming the
 ///   key, and nothing is written (not the TTL either).
@@ -202,8 +203,10 @@ pub trait FieldStore: Debug + Send + Sync + 'static {
         ttl: Option<Ttl>,
     ) -> Result<i64, StoreError>;
 
-    /// The keys (without the store's prefix) matching `pattern`, sorted.
-    async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError>;
+    /// The keys (without the store's prefix) matching `pattern`, each once,
+    /// as a stream (no I/O until it is read; see
+    /// [`KeyPages`](crate::KeyPages)).
+    fn scan(&self, pattern: &TenantPattern) -> KeyStream;
 
     /// Deletes every key matching `pattern`; returns how many.
     async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError>;
@@ -285,8 +288,8 @@ macro_rules! forward_field_store {
                 (**self).increment(key, field, by, ttl).await
             }
 
-            async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
-                (**self).scan(pattern).await
+            fn scan(&self, pattern: &TenantPattern) -> KeyStream {
+                (**self).scan(pattern)
             }
 
             async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {

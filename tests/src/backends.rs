@@ -1,7 +1,8 @@
 //! Runners that build a [`Backend`] and run one contract test body on it.
 //!
 //! Each runner gives the test a fresh namespace: a new in-memory store, or
-//! a unique key prefix on the shared `redis-server` of the test process.
+//! a unique key prefix on the shared `redis-server` (or the shared Redis
+//! Cluster) of the test process.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +17,7 @@ use statehouse_redis::{RedisConfig, RedisStore};
 use tracing::instrument::WithSubscriber;
 
 use crate::contract::{Backend, Flavor, PlantHash, RawHashes};
-use crate::harness::RedisServer;
+use crate::harness::{RedisCluster, RedisServer};
 
 /// Whether the ports are used bare or under the app's layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +87,45 @@ where
                 })
             });
             let raw = Arc::new(RedisHashes {
-                url: raw_url,
+                target: RawTarget::Server(raw_url),
                 prefix: raw_prefix,
             });
             let ports = wrap(stack, Ports::of(store));
             Backend::new("redis", ports, false, plant_hash, raw)
+        },
+        body,
+    );
+}
+
+/// Runs `body` against the test process's shared Redis Cluster (three
+/// primaries, [`RedisCluster::shared`]) through a `redis+cluster://` URL
+/// naming every node, under a key prefix no other test uses.
+pub fn run_cluster<Fut>(stack: Stack, flavor: Flavor, body: impl FnOnce(Backend) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let cluster = RedisCluster::shared();
+    let url = cluster.url();
+    let seeds = cluster.seed_urls();
+    let prefix = format!("c{}:", NEXT.fetch_add(1, Ordering::Relaxed));
+    run(
+        flavor,
+        false,
+        stack,
+        async move {
+            let config = RedisConfig::new(url).with_prefix(prefix.clone());
+            let store = RedisStore::connect(config).await.unwrap();
+            let raw = Arc::new(RedisHashes {
+                target: RawTarget::Cluster(seeds),
+                prefix,
+            });
+            let planter = raw.clone();
+            let plant_hash: PlantHash = Arc::new(move |key: Key| {
+                planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec())
+            });
+            let ports = wrap(stack, Ports::of(store));
+            Backend::new("cluster", ports, false, plant_hash, raw)
         },
         body,
     );
@@ -119,25 +154,74 @@ impl RawHashes for MemoryHashes {
     }
 }
 
-/// Raw hash access to the test's namespace on a Redis server, on a
-/// connection of its own (another process, as far as the store can tell).
+/// Raw hash access to the test's namespace on a Redis server or cluster,
+/// on a connection of its own (another process, as far as the store can
+/// tell).
 struct RedisHashes {
-    url: String,
+    target: RawTarget,
     prefix: String,
 }
 
+/// Where [`RedisHashes`] connects.
+#[derive(Clone)]
+enum RawTarget {
+    /// A server's URL.
+    Server(String),
+    /// A cluster's seed URLs (`redis://` each).
+    Cluster(Vec<String>),
+}
+
+/// A plain connection of either kind.
+enum RawConn {
+    Server(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for RawConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            RawConn::Server(conn) => conn.req_packed_command(cmd),
+            RawConn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            RawConn::Server(conn) => conn.req_packed_commands(cmd, offset, count),
+            RawConn::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
 impl RedisHashes {
-    async fn conn(url: String) -> redis::aio::MultiplexedConnection {
-        let client = redis::Client::open(url).unwrap();
-        client.get_multiplexed_async_connection().await.unwrap()
+    async fn conn(target: RawTarget) -> RawConn {
+        match target {
+            RawTarget::Server(url) => {
+                let client = redis::Client::open(url).unwrap();
+                RawConn::Server(client.get_multiplexed_async_connection().await.unwrap())
+            }
+            RawTarget::Cluster(seeds) => {
+                let client = redis::cluster::ClusterClient::new(seeds).unwrap();
+                RawConn::Cluster(client.get_async_connection().await.unwrap())
+            }
+        }
     }
 }
 
 impl RawHashes for RedisHashes {
     fn hset(&self, key: String, field: Vec<u8>, value: Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let (url, key) = (self.url.clone(), format!("{}{key}", self.prefix));
+        let (target, key) = (self.target.clone(), format!("{}{key}", self.prefix));
         Box::pin(async move {
-            let mut conn = Self::conn(url).await;
+            let mut conn = Self::conn(target).await;
             redis::cmd("HSET")
                 .arg(key)
                 .arg(field)
@@ -149,9 +233,9 @@ impl RawHashes for RedisHashes {
     }
 
     fn hget(&self, key: String, field: Vec<u8>) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>> {
-        let (url, key) = (self.url.clone(), format!("{}{key}", self.prefix));
+        let (target, key) = (self.target.clone(), format!("{}{key}", self.prefix));
         Box::pin(async move {
-            let mut conn = Self::conn(url).await;
+            let mut conn = Self::conn(target).await;
             redis::cmd("HGET")
                 .arg(key)
                 .arg(field)
@@ -162,9 +246,9 @@ impl RawHashes for RedisHashes {
     }
 
     fn zadd(&self, key: String, member: String, score: f64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let (url, key) = (self.url.clone(), format!("{}{key}", self.prefix));
+        let (target, key) = (self.target.clone(), format!("{}{key}", self.prefix));
         Box::pin(async move {
-            let mut conn = Self::conn(url).await;
+            let mut conn = Self::conn(target).await;
             redis::cmd("ZADD")
                 .arg(key)
                 .arg(score)

@@ -207,9 +207,10 @@ fn tasks_migrate_moves_the_layout_before_buckets_and_resumes() {
         .unwrap();
     let (code, dry, err) = cli(&server, &["--json", "tasks", "migrate", "--dry-run"]);
     assert_eq!((code, err.as_str()), (0, ""));
-    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
-    assert_eq!(dry["legacy"].as_array().unwrap().len(), 30);
-    assert_eq!(dry["legacy"][0], "legacy-000");
+    let mut dry: Vec<String> = serde_json::from_str(&dry).unwrap();
+    dry.sort();
+    assert_eq!(dry.len(), 30);
+    assert_eq!(dry[0], "legacy-000");
     assert_eq!(sorted_keys(&server).len(), 30 + 2 + 1, "a dry run writes nothing");
 
     // An interrupted run: some tasks moved, the rest not.
@@ -247,5 +248,8 @@ fn tasks_migrate_moves_the_layout_before_buckets_and_resumes() {
     // Again: nothing to do.
     let (code, out, _) = cli(&server, &["tasks", "migrate"]);
     assert_eq!(code, 0);
-    assert!(out.starts_with("0 tasks in the layout before buckets"), "{out}");
+    assert!(
+        out.starts_with("0 tasks of the layout before buckets: moved 0"),
+        "{out}"
+    );
 }

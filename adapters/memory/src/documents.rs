@@ -2,13 +2,13 @@ use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::Swapped;
 use statehouse_ports::{
-    AnnouncedUpdateFn, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError,
-    Update, UpdateFn, Updated,
+    AnnouncedUpdateFn, DocumentStore, Fetched, KeyStream, KeyTtl, RetryPolicy, SetCondition, SetOptions,
+    StoreError, Update, UpdateFn, Updated,
 };
 use tokio::time::Instant;
 
 use crate::MemoryStore;
-use crate::glob;
+use crate::listing::Kind;
 use crate::store::{Decision, State, Value};
 
 const UPDATE: &str = "update";
@@ -91,17 +91,8 @@ impl DocumentStore for MemoryStore {
         })
     }
 
-    async fn list_keys(&self, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
-        let now = Instant::now();
-        let state = self.keyspace.lock();
-        let mut keys: Vec<String> = state
-            .live_keys(now)
-            .filter(|key| glob::matches(pattern.as_str().as_bytes(), key.as_bytes()))
-            .cloned()
-            .collect();
-        drop(state);
-        keys.sort_unstable();
-        Ok(keys)
+    fn list_keys(&self, pattern: &KeyPattern) -> KeyStream {
+        self.scan_stream(pattern.as_str().to_owned(), Kind::Any)
     }
 
     async fn update<'a>(

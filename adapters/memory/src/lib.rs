@@ -8,6 +8,7 @@
 //!   under the lock), expiry bookkeeping, and per-key watch counters for
 //!   optimistic updates (`Keyspace::optimistic`, under `RetryPolicy::run`).
 //! - `glob.rs`: Redis' glob matcher, ported from `stringmatchlen`.
+//! - `listing.rs`: the listings (`SCAN`'s twin), streamed page by page.
 //! - `changes.rs`: [`ChangeFeed`](statehouse_ports::ChangeFeed): every change
 //!   of the keyspace, expiry included, told to the subscribers watching it.
 //! - `documents.rs`: [`DocumentStore`](statehouse_ports::DocumentStore).
@@ -82,6 +83,7 @@
 mod changes;
 mod documents;
 mod glob;
+mod listing;
 mod queues;
 mod store;
 mod subjects;

@@ -5,13 +5,14 @@
 use async_trait::async_trait;
 use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
 use statehouse_ports::{
-    FieldWrites, JsonValue as Value, PropertyChange, PropertyFn, PropertyUpdated, StoreError, SubjectData,
-    SubjectSpace, SubjectStore, decode_property,
+    FieldWrites, JsonValue as Value, KeyStream, PropertyChange, PropertyFn, PropertyUpdated, StoreError,
+    SubjectData, SubjectSpace, SubjectStore, decode_property,
 };
 use tokio::time::Instant;
 
-use crate::store::{Decision, Value as Stored};
-use crate::{MemoryStore, glob};
+use crate::MemoryStore;
+use crate::listing::Kind;
+use crate::store::Decision;
 
 #[async_trait]
 impl SubjectStore for MemoryStore {
@@ -133,28 +134,10 @@ impl SubjectStore for MemoryStore {
         }
     }
 
-    async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
-        let now = Instant::now();
-        let full = space.keys().pattern(pattern.as_str());
-        let mut state = self.keyspace.lock();
-        let matching: Vec<String> = state
-            .live_keys(now)
-            .filter(|key| glob::matches(full.as_bytes(), key.as_bytes()))
-            .cloned()
-            .collect();
-        let mut names: Vec<String> = matching
-            .into_iter()
-            .filter(|key| {
-                matches!(
-                    state.live(key, now).map(|entry| &entry.value),
-                    Some(Stored::Hash(_))
-                )
-            })
-            .filter_map(|key| space.keys().name_of(&key).map(str::to_owned))
-            .collect();
-        drop(state);
-        names.sort_unstable();
-        Ok(names)
+    fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> KeyStream {
+        let keys = space.keys().clone();
+        self.scan_stream(keys.pattern(pattern.as_str()), Kind::Hash)
+            .filter_map(move |key| keys.name_of(&key).map(str::to_owned))
     }
 
     async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {

@@ -7,12 +7,13 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use statehouse_ports::{
-    BucketMerge, BucketRead, LegacyMove, PageRequest, StoreError, TaskBucket, TaskChange, TaskId, TaskIndex,
-    TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, decode, encode, legacy_move,
+    BucketMerge, BucketRead, KeyStream, LegacyMove, PageRequest, StoreError, TaskBucket, TaskChange, TaskId,
+    TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, decode, encode, legacy_move,
 };
 use tokio::time::Instant;
 
 use crate::MemoryStore;
+use crate::listing::Kind;
 use crate::store::{Decision, State, Value};
 
 /// The bytes of the record under `key`; `WrongType` if it is no string.
@@ -305,17 +306,14 @@ impl TaskRepository for MemoryStore {
         Ok(existed)
     }
 
-    async fn legacy_ids(&self, space: &TaskSpace) -> Result<Vec<TaskId>, StoreError> {
-        let legacy = space.keys().legacy();
-        let state = self.keyspace.lock();
-        let mut ids: Vec<TaskId> = state
-            .live_keys(Instant::now())
-            .filter_map(|key| legacy.id_of(key))
-            .filter_map(|id| TaskId::new(id).ok())
-            .collect();
-        drop(state);
-        ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-        Ok(ids)
+    fn legacy_ids(&self, space: &TaskSpace) -> KeyStream {
+        let keys = space.keys().clone();
+        self.scan_stream(keys.legacy().records(), Kind::Any)
+            .filter_map(move |key| {
+                keys.legacy()
+                    .id_of(&key)
+                    .filter(|id| TaskId::new(id.as_str()).is_ok())
+            })
     }
 
     /// One atomic step here (the Redis adapter needs two on a cluster,

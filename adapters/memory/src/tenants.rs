@@ -8,13 +8,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use statehouse_domain::{FieldName, TenantKey, TenantPattern, Ttl};
 use statehouse_ports::{
-    FieldFn, FieldStore, FieldUpdated, Fields, JsonValue as Value, Loaded, RetryPolicy, StoreError,
-    decode_field, decode_fields, encode_field, field_writes, increment_overflow, not_an_integer,
+    FieldFn, FieldStore, FieldUpdated, Fields, JsonValue as Value, KeyStream, Loaded, RetryPolicy,
+    StoreError, decode_field, decode_fields, encode_field, field_writes, increment_overflow, not_an_integer,
 };
 use tokio::time::Instant;
 
+use crate::MemoryStore;
+use crate::listing::Kind;
 use crate::store::{Decision, Hash, State, Value as Stored};
-use crate::{MemoryStore, glob};
 
 /// `HSET` of `writes`, then the TTL as every tenant write applies it (the
 /// `TENANT_WRITE` script's rule on Redis): a new hash gets it; an existing
@@ -70,28 +71,6 @@ fn redis_integer(bytes: &[u8]) -> Option<i64> {
         return None;
     }
     std::str::from_utf8(bytes).ok()?.parse().ok()
-}
-
-impl MemoryStore {
-    /// The live hash keys matching `pattern`, sorted.
-    fn matching(&self, state: &mut State, pattern: &TenantPattern, now: Instant) -> Vec<String> {
-        let matching: Vec<String> = state
-            .live_keys(now)
-            .filter(|key| glob::matches(pattern.pattern().as_bytes(), key.as_bytes()))
-            .cloned()
-            .collect();
-        let mut keys: Vec<String> = matching
-            .into_iter()
-            .filter(|key| {
-                matches!(
-                    state.live(key, now).map(|entry| &entry.value),
-                    Some(Stored::Hash(_))
-                )
-            })
-            .collect();
-        keys.sort_unstable();
-        keys
-    }
 }
 
 #[async_trait]
@@ -305,16 +284,20 @@ impl FieldStore for MemoryStore {
         Ok(new)
     }
 
-    async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
-        let mut state = self.keyspace.lock();
-        Ok(self.matching(&mut state, pattern, Instant::now()))
+    fn scan(&self, pattern: &TenantPattern) -> KeyStream {
+        self.scan_stream(pattern.pattern().to_owned(), Kind::Hash)
     }
 
     async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {
-        let now = Instant::now();
-        let mut state = self.keyspace.lock();
-        let keys = self.matching(&mut state, pattern, now);
-        Ok(keys.iter().filter(|key| state.remove(key, now)).count() as u64)
+        // Page by page, as on Redis: the lock is taken per page.
+        let mut keys = self.scan(pattern);
+        let mut deleted = 0;
+        while let Some(page) = keys.next_page().await? {
+            let now = Instant::now();
+            let mut state = self.keyspace.lock();
+            deleted += page.iter().filter(|key| state.remove(key, now)).count() as u64;
+        }
+        Ok(deleted)
     }
 }
 

@@ -14,6 +14,15 @@
 //! within the response timeout) is re-established with the shared
 //! jittered exponential [`Backoff`] (50 ms to 2 s); after each resubscribe the subscriber gets
 //! `Resync(Reconnected)` and re-reads.
+//!
+//! On a Redis Cluster, keyspace notifications stay on the node where the
+//! key changed, while a `PUBLISH` (statehouse's announcements) reaches
+//! every node: a subscription listens on every primary, each with its own
+//! connection and reconnect loop, to the keyspace channels, and on one of
+//! them also to statehouse's channels (so an announcement arrives once).
+//! A supervisor asks for the slot map every keepalive period; when the
+//! primaries changed (a failover, a resharding that emptied or filled a
+//! node), it subscribes on the new set and sends `Resync(Reconnected)`.
 
 use std::time::Duration;
 
@@ -46,20 +55,26 @@ struct Plan {
 }
 
 impl Plan {
-    fn of(keys: &Keys, db: i64, watched: &Watched) -> Self {
+    /// Statehouse's channels and the keyspace channels of `watched`, or
+    /// (`own` false) the keyspace channels only.
+    fn of(keys: &Keys, db: i64, watched: &Watched, own: bool) -> Self {
         let mut plan = Self {
             channels: Vec::new(),
             patterns: Vec::new(),
         };
         let mut add_key = |key: &Key| {
-            plan.channels.push(keys.change_channel(key.as_str()));
+            if own {
+                plan.channels.push(keys.change_channel(key.as_str()));
+            }
             plan.channels.push(keys.keyspace_channel(db, key.as_str()));
         };
         match watched {
             Watched::Key(key) => add_key(key),
             Watched::Keys(list) => list.iter().for_each(add_key),
             Watched::Pattern(pattern) => {
-                plan.patterns.push(keys.change_channel_pattern(pattern));
+                if own {
+                    plan.patterns.push(keys.change_channel_pattern(pattern));
+                }
                 plan.patterns.push(keys.keyspace_pattern(db, pattern));
             }
         }
@@ -95,33 +110,22 @@ struct Listener {
 impl ChangeFeed for RedisStore {
     async fn subscribe(&self, watched: &Watched, capacity: usize) -> Result<Subscription, StoreError> {
         let label = watched.label();
-        let client = self.conns.client().clone();
-        let db = client.get_connection_info().redis_settings().db();
-        let plan = Plan::of(&self.keys, db, watched);
-        let connect_bound = self.conns.connect_timeout + self.conns.response_timeout;
-        let pubsub = match tokio::time::timeout(connect_bound, plan.open(&client)).await {
-            Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(error)) => return Err(self.conns.map_dedicated(SUBSCRIBE, &label, error)),
-            Err(_) => {
-                return Err(StoreError::Timeout {
-                    op: SUBSCRIBE,
-                    key: label,
-                    after: connect_bound,
-                });
-            }
-        };
         let (sender, subscription) = Subscription::channel(capacity);
+        let listeners = self.listeners(watched, &label, &sender).await?;
         sender.send(FeedEvent::Resync(ResyncReason::Subscribed));
-        let listener = Listener {
-            client,
-            keys: self.keys.clone(),
-            db,
-            plan,
-            sender,
-            connect_bound,
-            response_timeout: self.conns.response_timeout,
-        };
-        tokio::spawn(listener.run(pubsub));
+        if self.conns.is_cluster() {
+            let supervisor = Supervisor {
+                store: self.clone(),
+                watched: watched.clone(),
+                label,
+                sender,
+            };
+            tokio::spawn(supervisor.run(listeners));
+        } else {
+            for (listener, pubsub) in listeners {
+                tokio::spawn(listener.run(pubsub));
+            }
+        }
         Ok(subscription)
     }
 
@@ -142,6 +146,117 @@ impl ChangeFeed for RedisStore {
         version: Option<u64>,
     ) -> Result<Swapped, StoreError> {
         self.swap_str(key, expected, new, version).await
+    }
+}
+
+impl RedisStore {
+    /// A subscribed listener per node the feed listens on (the server, or
+    /// every primary: statehouse's channels on the first only), each with
+    /// its connection; an error if any cannot subscribe within the connect
+    /// and response timeouts.
+    async fn listeners(
+        &self,
+        watched: &Watched,
+        label: &str,
+        sender: &SubscriptionSender,
+    ) -> Result<Vec<(Listener, PubSub)>, StoreError> {
+        let connect_bound = self.conns.connect_timeout + self.conns.response_timeout;
+        let mut listeners = Vec::new();
+        for (index, (_, client)) in self.conns.pubsub_nodes(SUBSCRIBE, label)?.into_iter().enumerate() {
+            let db = client.get_connection_info().redis_settings().db();
+            let plan = Plan::of(&self.keys, db, watched, index == 0);
+            let pubsub = match tokio::time::timeout(connect_bound, plan.open(&client)).await {
+                Ok(Ok(pubsub)) => pubsub,
+                Ok(Err(error)) => return Err(self.conns.map_dedicated(SUBSCRIBE, label, error)),
+                Err(_) => {
+                    return Err(StoreError::Timeout {
+                        op: SUBSCRIBE,
+                        key: label.to_owned(),
+                        after: connect_bound,
+                    });
+                }
+            };
+            let listener = Listener {
+                client,
+                keys: self.keys.clone(),
+                db,
+                plan,
+                sender: sender.clone(),
+                connect_bound,
+                response_timeout: self.conns.response_timeout,
+            };
+            listeners.push((listener, pubsub));
+        }
+        Ok(listeners)
+    }
+}
+
+/// The task of a cluster subscription: runs a listener per primary, and
+/// replaces them when the primaries change.
+struct Supervisor {
+    store: RedisStore,
+    watched: Watched,
+    label: String,
+    sender: SubscriptionSender,
+}
+
+impl Supervisor {
+    async fn run(self, mut listeners: Vec<(Listener, PubSub)>) {
+        loop {
+            let generation = self.store.conns.topology_generation();
+            let tasks: Vec<tokio::task::JoinHandle<()>> = listeners
+                .drain(..)
+                .map(|(listener, pubsub)| tokio::spawn(listener.run(pubsub)))
+                .collect();
+            let stop = self.watch_topology(generation).await;
+            for task in &tasks {
+                task.abort();
+            }
+            if stop {
+                return;
+            }
+            // The primaries changed: listen on the new ones (after backoff
+            // while they cannot all be reached), then say events may have
+            // been missed.
+            let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
+            listeners = loop {
+                match self
+                    .store
+                    .listeners(&self.watched, &self.label, &self.sender)
+                    .await
+                {
+                    Ok(fresh) => break fresh,
+                    Err(error) => {
+                        tracing::debug!(%error, "change feed: re-subscribing on the cluster failed")
+                    }
+                }
+                tokio::select! {
+                    () = self.sender.closed() => return,
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+                self.store.conns.refresh_topology().await;
+            };
+            if !self.sender.send(FeedEvent::Resync(ResyncReason::Reconnected)) {
+                return;
+            }
+        }
+    }
+
+    /// Waits until the subscription is dropped (`true`) or the cluster's
+    /// slot map, asked every keepalive period, is another than at
+    /// `generation` (`false`).
+    async fn watch_topology(&self, generation: u64) -> bool {
+        loop {
+            tokio::select! {
+                () = self.sender.closed() => return true,
+                () = tokio::time::sleep(KEEPALIVE) => {}
+            }
+            self.store.conns.refresh_topology().await;
+            if self.store.conns.topology_generation() != generation {
+                tracing::debug!("change feed: the cluster's primaries changed; re-subscribing");
+                return false;
+            }
+        }
     }
 }
 

@@ -25,7 +25,9 @@ use crate::redact_url;
 #[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS, with the
-    /// `tls` feature) or `unix:///path/to/socket`.
+    /// `tls` feature), `unix:///path/to/socket`, or a Redis Cluster:
+    /// `redis+cluster://[user:password@]host1:port1,host2:port2[,…]`
+    /// (`rediss+cluster://…` with `tls`), the nodes its seeds.
     pub url: String,
     /// Put in front of every key and every pattern, stripped from listed
     /// keys. Empty by default. Glob characters in it are matched literally.

@@ -4,11 +4,12 @@ use async_trait::async_trait;
 use redis::Value;
 use statehouse_domain::{ChangeKind, ChangeNotice, Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    AnnouncedUpdateFn, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, StoreError,
-    Update, UpdateFn, Updated,
+    AnnouncedUpdateFn, DocumentStore, Fetched, KeyStream, KeyTtl, RetryPolicy, SetCondition, SetOptions,
+    StoreError, Update, UpdateFn, Updated,
 };
 
 use crate::RedisStore;
+use crate::listing::Listing;
 use crate::scripts::{self, DOC_SWAP};
 use crate::txn::{self, Decision};
 use statehouse_ports::Swapped;
@@ -156,10 +157,13 @@ impl DocumentStore for RedisStore {
         })
     }
 
-    async fn list_keys(&self, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
-        const OP: &str = "list_keys";
-        let rpattern = self.keys.pattern(pattern);
-        self.scan_keys(OP, pattern.as_str(), &rpattern, None).await
+    fn list_keys(&self, pattern: &KeyPattern) -> KeyStream {
+        self.scan_stream(Listing {
+            op: "list_keys",
+            label: pattern.as_str().to_owned(),
+            rpattern: self.keys.pattern(pattern),
+            kind: None,
+        })
     }
 
     async fn update<'a>(

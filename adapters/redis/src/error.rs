@@ -61,6 +61,56 @@ pub(crate) fn is_no_script(error: &RedisError) -> bool {
             .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "NOSCRIPT"))
 }
 
+/// What a Redis Cluster answer asks of a client, when an answer (of a
+/// command, a pipeline or a transaction) says the request reached a node
+/// that cannot serve it now: nothing ran (a transaction with a redirected
+/// command is aborted as a whole, `EXECABORT`), so the request may be sent
+/// again where it belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Redirect {
+    /// `MOVED <slot> <host:port>`: the slot belongs to that node now.
+    Moved { slot: u16, node: String },
+    /// `ASK <slot> <host:port>`: the slot is being migrated and the key is
+    /// on that node; send `ASKING` first, once.
+    Ask { slot: u16, node: String },
+    /// `TRYAGAIN` (a multi-key request whose keys are split by a
+    /// migration), `CLUSTERDOWN`, `MASTERDOWN`: wait a little and ask again.
+    Wait,
+}
+
+/// The [`Redirect`] `error` carries, in a command's answer or in any
+/// command of a pipeline or transaction; `None` for any other error (a
+/// dropped connection included: whether a request it cut short ran is for
+/// the caller to say).
+pub(crate) fn redirect_of(error: &RedisError) -> Option<Redirect> {
+    let errors = error.clone().into_server_errors()?;
+    let mut wait = false;
+    for (_, server) in errors.iter() {
+        let parse = || {
+            let mut words = server.details()?.split_ascii_whitespace();
+            let slot: u16 = words.next()?.parse().ok()?;
+            Some((slot, words.next()?.to_owned()))
+        };
+        match server.kind() {
+            Some(ServerErrorKind::Moved) => {
+                if let Some((slot, node)) = parse() {
+                    return Some(Redirect::Moved { slot, node });
+                }
+            }
+            Some(ServerErrorKind::Ask) => {
+                if let Some((slot, node)) = parse() {
+                    return Some(Redirect::Ask { slot, node });
+                }
+            }
+            Some(ServerErrorKind::TryAgain | ServerErrorKind::ClusterDown | ServerErrorKind::MasterDown) => {
+                wait = true;
+            }
+            _ => {}
+        }
+    }
+    wait.then_some(Redirect::Wait)
+}
+
 /// [`map`], then [`withhold`]: the mapping for every redis-rs error of a
 /// store whose URL carries `secrets`.
 pub(crate) fn map_guarded(
@@ -264,6 +314,37 @@ mod tests {
             &Secrets::of("redis://h"),
         );
         assert!(error.to_string().contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn cluster_redirects_are_read_from_commands_pipelines_and_transactions() {
+        let moved = server_error("MOVED 3999 127.0.0.1:6381");
+        assert_eq!(
+            redirect_of(&moved),
+            Some(Redirect::Moved {
+                slot: 3999,
+                node: "127.0.0.1:6381".into()
+            })
+        );
+        assert_eq!(
+            redirect_of(&server_error("ASK 12 10.0.0.2:7000")),
+            Some(Redirect::Ask {
+                slot: 12,
+                node: "10.0.0.2:7000".into()
+            })
+        );
+        for line in [
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "MASTERDOWN Link with MASTER is down",
+        ] {
+            assert_eq!(redirect_of(&server_error(line)), Some(Redirect::Wait), "{line}");
+        }
+        for line in ["ERR boom", "WRONGTYPE Operation", "NOSCRIPT No matching script"] {
+            assert_eq!(redirect_of(&server_error(line)), None, "{line}");
+        }
+        let dropped = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(redirect_of(&dropped), None);
     }
 
     #[test]

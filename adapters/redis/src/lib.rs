@@ -11,10 +11,15 @@
 //!   with operation and key); `single.rs` one server (the shared
 //!   multiplexed connection, the reader: a second multiplexed connection,
 //!   to the read URL, when one is set); `pool.rs` the pool of dedicated
-//!   connections for WATCH sections.
+//!   connections for WATCH sections; `cluster/` a Redis Cluster
+//!   (`redis+cluster://h1:p1,h2:p2`): redis-rs' cluster connection, a slot
+//!   map and a pool per primary; `targets.rs` where a WATCH section runs
+//!   and how it follows a redirect (see `docs/scaling.md`).
 //! - `error.rs`: the one mapping from redis-rs errors to `StoreError` kinds.
 //! - `store.rs`: [`RedisStore`] (its connections, key builder and
-//!   configuration) and `scan_keys`, the one listing of keys.
+//!   configuration).
+//! - `listing.rs`: `scan_stream`, the one listing of keys: `SCAN` page by
+//!   page over the nodes of `scan_nodes`, as a `KeyStream`.
 //! - `keys.rs`: where Redis keys and patterns are built (prefix, escaping).
 //! - `txn.rs`: the bounded WATCH/MULTI/EXEC loop.
 //! - `scripts.rs`: the Lua scripts (run inside that loop's MULTI), loaded
@@ -51,6 +56,7 @@ mod conn;
 mod documents;
 mod error;
 mod keys;
+mod listing;
 mod queues;
 mod redact;
 mod scripts;

@@ -70,6 +70,31 @@ impl QueueStore for RedisStore {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        if self.conns.is_cluster() {
+            // The pending set is in the service's slot, the queue in the
+            // tenant's: on a cluster no MULTI spans both, so the mark is a
+            // step of its own, sent first (a mark without work is harmless:
+            // a worker finds the queues empty; work without a mark could
+            // be stranded). See docs/keys.md.
+            let mut conn = self.conns.shared();
+            self.conns
+                .run(
+                    OP,
+                    queue.list(),
+                    redis::cmd("ZADD")
+                        .arg(pending.as_ref())
+                        .arg("NX")
+                        .arg(now)
+                        .arg(queue.tenant().as_str())
+                        .exec_async(&mut conn),
+                )
+                .await?;
+            return scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
+                let cmd = scripts::evalsha(&QUEUE_ENQUEUE, &keys, (queue.member(), payloads));
+                async move { cmd.query_async(&mut conn).await }
+            })
+            .await;
+        }
         let (ids,): (Vec<u64>,) = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
             let mut pipe = redis::pipe();
             pipe.atomic()

@@ -12,12 +12,14 @@
 //! over-redacting rather than leaking:
 //!
 //! - A URL that does not start with a known scheme (`redis:`, `rediss:`,
-//!   `unix:`, `redis+unix:`, `valkey…`, `memory:`, `custom:`, any case) is
-//!   hidden whole: it may be a password pasted where a URL belongs.
+//!   `unix:`, `redis+unix:`, `redis+cluster:`, `rediss+cluster:`,
+//!   `valkey…`, `memory:`, `custom:`, any case) is hidden whole: it may be
+//!   a password pasted where a URL belongs.
 //! - User info: everything between the scheme and the *last* `@` of the
 //!   whole URL, user name included.
 //! - A port that is not a number (`redis://:pw` without a host, a password
-//!   with a `/`): from the port on, everything.
+//!   with a `/`): from the port on, everything; in a cluster URL's node
+//!   list (`h1:p1,h2:p2`), each node's port.
 //! - Query: parameters are shown only while they are `db` or `protocol`;
 //!   from the value of the first other parameter (`pass`, `password`,
 //!   `user`, a token, anything) on, everything, fragment included.
@@ -36,6 +38,8 @@ const KNOWN_SCHEMES: &[&str] = &[
     "redis",
     "rediss",
     "redis+unix",
+    "redis+cluster",
+    "rediss+cluster",
     "unix",
     "valkey",
     "valkeys",
@@ -109,22 +113,28 @@ fn hidden_parts(url: &str) -> Vec<Range<usize>> {
 
     // A port that is not a number: a password cut short by a `/`, `?` or
     // `#`, or `redis://:pw` without a host.
+    // A cluster URL lists nodes separated by commas: each is checked.
     if has_authority {
         let end = url[host..].find(['/', '?', '#']).map_or(url.len(), |i| host + i);
-        let authority = &url[host..end];
-        let after_host = if authority.starts_with('[') {
-            authority.find(']').map_or(authority.len(), |close| close + 1)
-        } else {
-            authority.find(':').unwrap_or(authority.len())
-        };
-        let port = &authority[after_host..];
-        let numeric = port.is_empty()
-            || port
-                .strip_prefix(':')
-                .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_digit()));
-        if !numeric {
-            let from = host + after_host + usize::from(port.starts_with(':'));
-            hidden.push(from..url.len());
+        let cluster = url[..colon].to_ascii_lowercase().ends_with("+cluster");
+        let mut node_start = host;
+        for node in url[host..end].split(if cluster { ',' } else { '\0' }) {
+            let after_host = if node.starts_with('[') {
+                node.find(']').map_or(node.len(), |close| close + 1)
+            } else {
+                node.find(':').unwrap_or(node.len())
+            };
+            let port = &node[after_host..];
+            let numeric = port.is_empty()
+                || port
+                    .strip_prefix(':')
+                    .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_digit()));
+            if !numeric {
+                let from = node_start + after_host + usize::from(port.starts_with(':'));
+                hidden.push(from..url.len());
+                break;
+            }
+            node_start += node.len() + 1;
         }
     }
 
@@ -334,6 +344,21 @@ mod tests {
                 "rediss://host/#insecure?pass=***",
             ),
             ("unix:/tmp/x.sock?pass=pw", "unix:/tmp/x.sock?pass=***"),
+            // Cluster node lists: each node's port is checked.
+            (
+                "redis+cluster://u:pw@h1:7000,h2:7001,[::1]:7002/0",
+                "redis+cluster://***@h1:7000,h2:7001,[::1]:7002/0",
+            ),
+            (
+                "rediss+cluster://:p,w@h1:1,h2:2",
+                "rediss+cluster://***@h1:1,h2:2",
+            ),
+            ("redis+cluster://h1:1,h2:pw/x", "redis+cluster://h1:1,h2:***"),
+            ("redis+cluster://h1:1,u:pw", "redis+cluster://h1:1,u:***"),
+            (
+                "REDIS+CLUSTER://:pw@h:1?password=pw",
+                "REDIS+CLUSTER://***@h:1?password=***",
+            ),
             // Nothing secret.
             ("redis://host:6379", "redis://host:6379"),
             ("unix:///tmp/redis.sock", "unix:///tmp/redis.sock"),

@@ -518,7 +518,9 @@ pub(crate) fn evalsha<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(
 /// Runs `call` (commands with `EVALSHA`s, or a `MULTI` holding some) on
 /// the shared connection under the response timeout; on a `NOSCRIPT`
 /// answer (a restarted or flushed server) loads every script and runs it
-/// once more. Outside a WATCH section this is how scripts run: a script is
+/// once more. On a cluster, `EVALSHA` goes where its first key lives
+/// (redis-rs routes it), and the scripts are loaded on every primary, the
+/// node that answered among them. Outside a WATCH section this is how scripts run: a script is
 /// one atomic step by itself. A `NOSCRIPT` inside a `MULTI` ran the
 /// transaction's other commands, so those must be idempotent (they are:
 /// `ZADD NX`).
@@ -537,8 +539,7 @@ where
         Err(error) if error::is_no_script(&error) => {}
         Err(error) => return Err(conns.map_shared(op, key, error)),
     }
-    let mut conn = conns.shared();
-    conns.run(op, key, load_all().exec_async(&mut conn)).await?;
+    conns.load_scripts(op, key, &load_all()).await?;
     conns.run(op, key, call(conns.shared())).await
 }
 

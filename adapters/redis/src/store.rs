@@ -1,7 +1,6 @@
 //! [`RedisStore`]: the store every port is implemented on (its connections,
-//! key builder and configuration), and `scan_keys`, THE listing of keys.
+//! key builder and configuration). THE listing of keys is `listing.rs`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use statehouse_ports::StoreError;
@@ -56,45 +55,5 @@ impl RedisStore {
     /// The configuration this store was built from.
     pub fn config(&self) -> &RedisConfig {
         &self.config
-    }
-
-    /// THE listing of keys: `SCAN … MATCH rpattern COUNT … [TYPE kind]`
-    /// until the cursor comes back to 0 (never `KEYS`, which blocks the
-    /// server for the whole scan). `rpattern` is the full Redis pattern
-    /// (prefix included); `label` names the listing in errors. Returns the
-    /// keys without the store prefix, sorted, each once (`SCAN` may return
-    /// a key more than once while the table is rehashed).
-    pub(crate) async fn scan_keys(
-        &self,
-        op: &'static str,
-        label: &str,
-        rpattern: &str,
-        kind: Option<&str>,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conns.shared();
-        let mut seen: HashSet<Vec<u8>> = HashSet::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(rpattern)
-                .arg("COUNT")
-                .arg(self.config.scan_count.max(1));
-            if let Some(kind) = kind {
-                scan.arg("TYPE").arg(kind);
-            }
-            let (next, batch): (u64, Vec<Vec<u8>>) =
-                self.conns.run(op, label, scan.query_async(&mut conn)).await?;
-            seen.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        let mut keys: Vec<String> = seen.iter().map(|raw| self.keys.strip(raw)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(keys)
     }
 }

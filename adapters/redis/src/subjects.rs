@@ -16,11 +16,12 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
 use statehouse_ports::{
-    FieldWrites, JsonValue, PropertyChange, PropertyFn, PropertyUpdated, StoreError, SubjectData,
+    FieldWrites, JsonValue, KeyStream, PropertyChange, PropertyFn, PropertyUpdated, StoreError, SubjectData,
     SubjectSpace, SubjectStore, decode_property,
 };
 
 use crate::RedisStore;
+use crate::listing::Listing;
 use crate::txn::{self, Decision};
 
 #[async_trait]
@@ -188,17 +189,17 @@ impl SubjectStore for RedisStore {
         Ok(committed.value)
     }
 
-    async fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> Result<Vec<String>, StoreError> {
-        const OP: &str = "list_subjects";
+    fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> KeyStream {
         let relative = space.keys().pattern(pattern.as_str());
-        // The store prefix, escaped, then the subject head, escaped.
-        let rpattern = self.keys.raw_pattern(&relative);
-        let keys = self.scan_keys(OP, &relative, &rpattern, Some("hash")).await?;
-        // Sorted keys of one head give sorted names.
-        Ok(keys
-            .iter()
-            .filter_map(|key| space.keys().name_of(key).map(str::to_owned))
-            .collect())
+        let keys = space.keys().clone();
+        self.scan_stream(Listing {
+            op: "list_subjects",
+            // The store prefix, escaped, then the subject head, escaped.
+            rpattern: self.keys.raw_pattern(&relative),
+            label: relative,
+            kind: Some("hash"),
+        })
+        .filter_map(move |key| keys.name_of(&key).map(str::to_owned))
     }
 
     async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {

@@ -13,7 +13,7 @@
 //! - `increment`: the `TENANT_INCREMENT` script (`HINCRBY`, then the TTL
 //!   only if it went through), by `EVALSHA`.
 //! - `scan`/`delete_matching`: `SCAN … MATCH … COUNT … TYPE hash`, never
-//!   `KEYS`, then `DEL` in batches (all keys of one tenant share its hash
+//!   `KEYS`, streamed (`listing.rs`), then `DEL` in batches, page by page (all keys of one tenant share its hash
 //!   tag, so a batch is one slot on Redis Cluster).
 
 use std::collections::BTreeMap;
@@ -21,11 +21,12 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use statehouse_domain::{FieldName, TenantKey, TenantPattern, Ttl};
 use statehouse_ports::{
-    FieldFn, FieldStore, FieldUpdated, Fields, JsonValue, Loaded, RetryPolicy, StoreError, decode_field,
-    decode_fields, encode_field, field_writes, increment_overflow, not_an_integer,
+    FieldFn, FieldStore, FieldUpdated, Fields, JsonValue, KeyStream, Loaded, RetryPolicy, StoreError,
+    decode_field, decode_fields, encode_field, field_writes, increment_overflow, not_an_integer,
 };
 
 use crate::RedisStore;
+use crate::listing::Listing;
 use crate::scripts::{self, TENANT_INCREMENT, TENANT_WRITE};
 use crate::txn::{self, Decision};
 
@@ -74,15 +75,14 @@ impl RedisStore {
     }
 
     /// The tenant hashes matching `pattern` (without the store prefix),
-    /// sorted, once each.
-    async fn scan_hashes(
-        &self,
-        op: &'static str,
-        pattern: &TenantPattern,
-    ) -> Result<Vec<String>, StoreError> {
-        let rpattern = self.keys.raw_pattern(pattern.pattern());
-        self.scan_keys(op, pattern.pattern(), &rpattern, Some("hash"))
-            .await
+    /// once each, as a stream.
+    fn scan_hashes(&self, op: &'static str, pattern: &TenantPattern) -> KeyStream {
+        self.scan_stream(Listing {
+            op,
+            label: pattern.pattern().to_owned(),
+            rpattern: self.keys.raw_pattern(pattern.pattern()),
+            kind: Some("hash"),
+        })
     }
 }
 
@@ -343,23 +343,44 @@ impl FieldStore for RedisStore {
         }
     }
 
-    async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
-        self.scan_hashes("scan", pattern).await
+    fn scan(&self, pattern: &TenantPattern) -> KeyStream {
+        self.scan_hashes("scan", pattern)
     }
 
     async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {
         const OP: &str = "delete_matching";
-        let keys = self.scan_hashes(OP, pattern).await?;
+        let mut keys = self.scan_hashes(OP, pattern);
         let mut deleted = 0;
         let mut conn = self.conns.shared();
+        // Page by page as the listing goes: deleting keys the scan has
+        // returned never hides others from it, and a key it repeats is not
+        // counted twice (`DEL` counts what existed).
+        while let Some(page) = keys.next_page().await? {
+            deleted += self.delete_page(OP, pattern, &mut conn, &page).await?;
+        }
+        Ok(deleted)
+    }
+}
+
+impl RedisStore {
+    /// Deletes one page of `delete_matching`, in batches; returns how many
+    /// existed.
+    async fn delete_page(
+        &self,
+        op: &'static str,
+        pattern: &TenantPattern,
+        conn: &mut crate::conn::Shared,
+        keys: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut deleted = 0;
         for batch in keys.chunks(DELETE_BATCH) {
             let raw: Vec<String> = batch.iter().map(|key| self.keys.raw(key).into_owned()).collect();
             let count: u64 = self
                 .conns
                 .run(
-                    OP,
+                    op,
                     pattern.pattern(),
-                    redis::cmd("DEL").arg(raw).query_async(&mut conn),
+                    redis::cmd("DEL").arg(raw).query_async(conn),
                 )
                 .await?;
             deleted += count;

@@ -18,16 +18,33 @@
 //! call; only conflicts and repeats (answered EXECs) start a new attempt,
 //! with a deadline of its own.
 //!
+//! On a Redis Cluster the section runs on a dedicated connection to the
+//! primary owning the slot of its watched keys (which must share one slot:
+//! an error naming them otherwise). A node that redirects the section
+//! before EXEC answered (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, an
+//! `EXECABORT` caused by one) or drops its connection wrote nothing: the
+//! section runs again from WATCH where the redirect points, the slot map
+//! refreshed (`Connections::recover`), within the attempt's deadline and
+//! without counting as a conflict. WATCH and EXEC always run on one
+//! connection, so EXEC never runs on a node where WATCH was not set.
+//!
 //! Writes may run statehouse's Lua scripts (`scripts.rs`) by `EVALSHA`: the
 //! scripts are loaded in the first read pipeline of a connection, and a
 //! `NOSCRIPT` from EXEC (a flushed script cache: nothing ran) loads them
 //! again and repeats the attempt once, without counting it as a conflict.
 
-use redis::{Cmd, FromRedisValue, Pipeline};
-use statehouse_ports::{Attempt, Optimistic, RetryPolicy, StoreError};
+use std::time::Duration;
 
-use crate::conn::{Connections, PooledTxn};
+use redis::{Cmd, FromRedisValue, Pipeline};
+use statehouse_ports::{Attempt, Backoff, Optimistic, RetryPolicy, StoreError};
+
+use crate::conn::{Connections, PooledTxn, Recovery, SectionFailure, Target};
 use crate::{error, scripts};
+
+/// The pauses between repeats of a section a cluster node turned away
+/// (`TRYAGAIN`, `CLUSTERDOWN`, a failover).
+const MIN_PAUSE: Duration = Duration::from_millis(2);
+const MAX_PAUSE: Duration = Duration::from_millis(100);
 
 /// What to do after reading the watched keys.
 pub(crate) enum Decision<T> {
@@ -61,7 +78,8 @@ where
     R: FromRedisValue + Send,
     T: Send,
 {
-    let read = read_pipeline(None, watched, reads);
+    let home = conns.route(op, key, watched)?;
+    let read = read_pipeline(None, watched, reads, false);
     let mut watch = Watch {
         conns,
         op,
@@ -70,6 +88,7 @@ where
             read: &read,
             watched,
             reads,
+            home,
         },
         decide,
         fresh: false,
@@ -154,7 +173,10 @@ enum Outcome<T> {
     NoScript,
 }
 
-/// One attempt, up to EXEC or the decision not to write.
+/// One attempt, up to EXEC or the decision not to write. A section turned
+/// away before EXEC wrote nothing: it runs again where
+/// [`Connections::recover`] says (the attempt's deadline bounds the
+/// repeats).
 async fn attempt_once<R, T>(
     conns: &Connections,
     op: &'static str,
@@ -166,49 +188,110 @@ async fn attempt_once<R, T>(
 where
     R: FromRedisValue,
 {
-    // Taken per attempt, so that a conflict's backoff sleeps without
-    // holding a pooled connection others could use.
-    let mut txn = conns.dedicated(op, key).await?;
-    let current: R = match section.read(conns, op, key, &mut txn).await {
-        Ok(current) => current,
-        // A pooled connection can have died while idle (server restart,
-        // idle timeout). WATCH and the reads change nothing, so trying once
-        // more (per update) on a fresh connection is safe; the dead one is
-        // dirty and the pool drops it.
-        Err(StoreError::Connection { .. }) if !*fresh => {
-            *fresh = true;
-            txn = conns.dedicated(op, key).await?;
-            section.read(conns, op, key, &mut txn).await?
-        }
-        Err(error) => return Err(error),
-    };
-    match decide(current) {
-        Err(error) => Ok(Outcome::Unwatch(txn, Err(error))),
-        Ok(Decision::Done(value)) => Ok(Outcome::Unwatch(txn, Ok(value))),
-        Ok(Decision::Commit(mut writes, value)) => {
-            writes.atomic();
-            let exec: redis::RedisResult<Option<()>> =
-                conns.run_raw(op, key, writes.query_async(&mut txn.conn)).await?;
-            // EXEC answered, committed or not: no watch is left.
-            txn.clean = true;
-            match exec {
-                Ok(committed) => Ok(Outcome::Executed(committed.map(|()| value))),
-                Err(error) if error::is_no_script(&error) => {
-                    txn.scripts_loaded = false;
-                    Ok(Outcome::NoScript)
-                }
-                Err(error) => Err(conns.map_dedicated(op, key, error)),
+    let mut target = Target::Slot(section.home_slot());
+    let mut pause = Backoff::new(MIN_PAUSE, MAX_PAUSE);
+    loop {
+        // Taken per attempt, so that a conflict's backoff sleeps without
+        // holding a pooled connection others could use.
+        let mut txn = match conns.dedicated(op, key, &target).await {
+            Ok(txn) => txn,
+            Err(error) => match conns
+                .recover(
+                    SectionFailure::Store(&error),
+                    &mut target,
+                    section.home_slot(),
+                    fresh,
+                    &mut pause,
+                )
+                .await
+            {
+                Recovery::Repeat => continue,
+                Recovery::Fail => return Err(error),
+            },
+        };
+        let asking = target.asking();
+        let current: R = match section.read(conns, op, key, &mut txn, asking).await? {
+            Ok(current) => current,
+            // A pooled connection can have died while idle (server restart,
+            // idle timeout), a cluster node can have handed the slot on.
+            // WATCH and the reads change nothing, so running them again is
+            // safe; a dead connection is dirty and the pool drops it.
+            Err(error) => match conns
+                .recover(
+                    SectionFailure::Redis(&error),
+                    &mut target,
+                    section.home_slot(),
+                    fresh,
+                    &mut pause,
+                )
+                .await
+            {
+                Recovery::Repeat => continue,
+                Recovery::Fail => return Err(conns.map_dedicated(op, key, error)),
+            },
+        };
+        let (mut writes, value) = match decide(current) {
+            Err(error) => return Ok(Outcome::Unwatch(txn, Err(error))),
+            Ok(Decision::Done(value)) => return Ok(Outcome::Unwatch(txn, Ok(value))),
+            Ok(Decision::Commit(writes, value)) => (writes, value),
+        };
+        writes.atomic();
+        if asking {
+            // The connection is this section's alone: the flag reaches
+            // MULTI, which keeps it until EXEC.
+            if let Err(error) = conns
+                .run_raw(op, key, redis::cmd("ASKING").exec_async(&mut txn.conn))
+                .await?
+            {
+                return Err(conns.map_dedicated(op, key, error));
             }
+        }
+        let exec: redis::RedisResult<Option<()>> =
+            conns.run_raw(op, key, writes.query_async(&mut txn.conn)).await?;
+        // EXEC answered, committed or not: no watch is left.
+        txn.clean = true;
+        match exec {
+            Ok(committed) => return Ok(Outcome::Executed(committed.map(|()| value))),
+            Err(error) if error::is_no_script(&error) => {
+                txn.scripts_loaded = false;
+                return Ok(Outcome::NoScript);
+            }
+            // Aborted by a redirect (EXECABORT): nothing ran. Not a
+            // dropped connection: EXEC's outcome would be unknown.
+            Err(error) if error::redirect_of(&error).is_some() => {
+                drop(txn);
+                match conns
+                    .recover(
+                        SectionFailure::Redis(&error),
+                        &mut target,
+                        section.home_slot(),
+                        fresh,
+                        &mut pause,
+                    )
+                    .await
+                {
+                    Recovery::Repeat => continue,
+                    Recovery::Fail => return Err(conns.map_dedicated(op, key, error)),
+                }
+            }
+            Err(error) => return Err(conns.map_dedicated(op, key, error)),
         }
     }
 }
 
 /// `[SCRIPT LOAD …;] WATCH watched; reads`, with only the reads' answers
-/// kept.
-fn read_pipeline(load: Option<Pipeline>, watched: &[&str], reads: &[Cmd]) -> Pipeline {
+/// kept; with `asking`, each keyed command preceded by `ASKING` (a node
+/// importing the slot serves only commands asked so).
+fn read_pipeline(load: Option<Pipeline>, watched: &[&str], reads: &[Cmd], asking: bool) -> Pipeline {
     let mut pipe = load.unwrap_or_else(redis::pipe);
+    if asking {
+        pipe.cmd("ASKING").ignore();
+    }
     pipe.cmd("WATCH").arg(watched).ignore();
     for cmd in reads {
+        if asking {
+            pipe.cmd("ASKING").ignore();
+        }
         pipe.add_command(cmd.clone());
     }
     pipe
@@ -219,30 +302,42 @@ struct Section<'a> {
     read: &'a Pipeline,
     watched: &'a [&'a str],
     reads: &'a [Cmd],
+    /// Where the section runs unless redirected.
+    home: Target,
 }
 
 impl Section<'_> {
+    fn home_slot(&self) -> Option<u16> {
+        match self.home {
+            Target::Slot(slot) => slot,
+            Target::Node { .. } => None,
+        }
+    }
+
     /// Runs the read pipeline on `txn`, marking it dirty first; the first
     /// time on a connection, with the scripts loaded in the same round trip.
+    /// Only the timeout is mapped: the caller decides on a redis-rs error.
     async fn read<R: FromRedisValue>(
         &self,
         conns: &Connections,
         op: &'static str,
         key: &str,
         txn: &mut PooledTxn,
-    ) -> Result<R, StoreError> {
+        asking: bool,
+    ) -> Result<redis::RedisResult<R>, StoreError> {
         txn.clean = false;
-        let current = if txn.scripts_loaded {
+        let load = (!txn.scripts_loaded).then(scripts::load_all);
+        let current = if load.is_none() && !asking {
             conns
-                .run_dedicated(op, key, self.read.query_async(&mut txn.conn))
+                .run_raw(op, key, self.read.query_async(&mut txn.conn))
                 .await?
         } else {
-            let first = read_pipeline(Some(scripts::load_all()), self.watched, self.reads);
-            conns
-                .run_dedicated(op, key, first.query_async(&mut txn.conn))
-                .await?
+            let pipe = read_pipeline(load, self.watched, self.reads, asking);
+            conns.run_raw(op, key, pipe.query_async(&mut txn.conn)).await?
         };
-        txn.scripts_loaded = true;
+        if current.is_ok() {
+            txn.scripts_loaded = true;
+        }
         Ok(current)
     }
 }

@@ -6,7 +6,9 @@ use serde::de::IgnoredAny;
 use statehouse::{Documents, Statehouse};
 use statehouse_ports::{KeyTtl, SetOptions, Ttl, ValidationExt, decode};
 
-use crate::output::{CliError, Output, StoreJson, describe, parse_json, quoted, store_name, ttl_in_words};
+use crate::output::{
+    CliError, Output, StoreJson, describe, parse_json, print_stream, quoted, store_name, ttl_in_words,
+};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DocCommand {
@@ -26,7 +28,8 @@ pub(super) enum DocCommand {
         /// The key.
         key: String,
     },
-    /// List keys matching a Redis glob pattern (sorted, via SCAN).
+    /// List keys matching a Redis glob pattern (via SCAN, printed page by
+    /// page as they come, in the store's order; --json: one array, streamed).
     List {
         /// The pattern (`*`, `?`, `[a-z]`, `[^a]`, `\` escapes).
         #[arg(default_value = "*")]
@@ -112,16 +115,7 @@ pub(super) async fn doc(docs: &Documents, command: DocCommand, out: &mut Output<
                 "deleted",
             )
         }
-        DocCommand::List { pattern } => {
-            let keys = docs.list_keys(&pattern).await?;
-            if out.is_json() {
-                return out.json(&keys);
-            }
-            for key in keys {
-                out.say(key)?;
-            }
-            Ok(())
-        }
+        DocCommand::List { pattern } => print_stream(out, docs.stream_keys(&pattern)?).await,
         DocCommand::Ttl { key } => {
             let ttl = docs.ttl(&key).await?;
             let (ttl_ms, state) = match ttl {

@@ -44,7 +44,8 @@ use output::{EXIT_STATUS_HELP, Output};
 #[derive(Parser)]
 #[command(name = "statehouse", version, about, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
-    /// Store URL: memory:// (embedded, the default), redis://, rediss://, unix://
+    /// Store URL: memory:// (embedded, the default), redis://, rediss://, unix://,
+    /// redis+cluster://[user:pw@]host1:port1,host2:port2 (a Redis Cluster)
     #[arg(
         long,
         global = true,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use statehouse::{ErrorKind, KeyTtl, Settings, StoreError};
+use statehouse::{ErrorKind, KeyStream, KeyTtl, Settings, StoreError};
 use statehouse_domain::HumanDuration;
 use statehouse_ports::JsonError;
 
@@ -304,6 +304,43 @@ pub(crate) async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Prints a listing as it is fetched: each page is written and flushed as
+/// soon as it arrives, so nothing waits in a buffer while the next page is
+/// fetched, and memory stays flat however many keys match. Text: one key
+/// per line. `--json`: one JSON array, streamed (`[` first, the keys as
+/// their pages arrive, `]` last): the same compact document as a collected
+/// list, valid once the command ends. Keys come in the store's order (hash
+/// order on Redis), not sorted.
+pub(crate) async fn print_stream(out: &mut Output<'_>, mut keys: KeyStream) -> Result<(), CliError> {
+    let json = out.is_json();
+    let mut line = Vec::new();
+    let mut first = true;
+    if json {
+        out.bytes(b"[")?;
+    }
+    while let Some(page) = keys.next_page().await? {
+        line.clear();
+        for key in &page {
+            if json {
+                if !first {
+                    line.push(b',');
+                }
+                serde_json::to_writer(&mut line, key).map_err(|error| CliError::Output(error.into()))?;
+            } else {
+                line.extend_from_slice(key.as_bytes());
+                line.push(b'\n');
+            }
+            first = false;
+        }
+        out.bytes(&line)?;
+        out.flush()?;
+    }
+    if json {
+        out.bytes(b"]\n")?;
+    }
+    out.flush()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde_json::Value;
 use statehouse::Statehouse;
 use statehouse_ports::{PropertyKind, SubjectName, ValidationExt};
 
-use crate::output::{CliError, Output, describe, parse_json, quoted};
+use crate::output::{CliError, Output, describe, parse_json, print_stream, quoted};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum SubjectCommand {
@@ -38,7 +38,8 @@ pub(super) enum SubjectCommand {
         /// Only this property.
         prop: Option<String>,
     },
-    /// List the subjects whose names match a glob PATTERN.
+    /// List the subjects whose names match a glob PATTERN (printed page by
+    /// page as they come, in the store's order; --json: one array, streamed).
     List {
         /// A Redis glob pattern over subject names, e.g. 'user:*'.
         pattern: String,
@@ -195,15 +196,6 @@ pub(super) async fn subject(
                 )))
             }
         }
-        SubjectCommand::List { pattern } => {
-            let names = subjects.list(&pattern).await?;
-            if out.is_json() {
-                return out.json(&names);
-            }
-            for name in &names {
-                out.say(name)?;
-            }
-            Ok(())
-        }
+        SubjectCommand::List { pattern } => print_stream(out, subjects.stream(&pattern)?).await,
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use statehouse::Tasks;
 use statehouse_ports::{LegacyMove, PageRequest, StoreError, TaskCursor, TaskPage, TaskRecord, TaskStatus};
 
-use crate::output::{CliError, Output, describe, quoted};
+use crate::output::{CliError, Output, describe, print_stream, quoted};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TasksCommand {
@@ -48,7 +48,8 @@ pub(super) enum TasksCommand {
     /// it again after an interruption; it deletes only the legacy keys of tasks it moved. Run it
     /// once every client writes the bucketed layout. Exit status 3 if a task could not be moved.
     Migrate {
-        /// Only list the tasks that would move; write nothing.
+        /// Only list the ids of the tasks that would move (as they are found; a JSON array with
+        /// --json); write nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -191,49 +192,44 @@ struct MigrationJson {
 const MIGRATION_PROGRESS: usize = 1000;
 
 async fn migrate(tasks: &Tasks, dry_run: bool, out: &mut Output<'_>) -> Result<(), CliError> {
-    let ids = tasks.legacy_ids().await?;
+    let mut ids = tasks.stream_legacy_ids();
     if dry_run {
-        let listed: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
-        out.json(&serde_json::json!({"legacy": listed}))?;
-        for id in &listed {
-            out.say(quoted(id))?;
-        }
-        return out.say(format_args!(
-            "{} tasks would move (dry run: nothing written)",
-            ids.len()
-        ));
+        // The ids as they are listed (a JSON array with --json).
+        return print_stream(out, ids).await;
     }
-    let mut report = MigrationJson {
-        legacy: ids.len(),
-        ..MigrationJson::default()
-    };
-    out.say(format_args!("{} tasks in the layout before buckets", ids.len()))?;
-    for (done, id) in ids.iter().enumerate() {
-        match tasks.migrate_legacy(id.as_str()).await {
-            Ok(LegacyMove::Moved) => report.moved += 1,
-            Ok(LegacyMove::Superseded) => report.superseded += 1,
-            Ok(LegacyMove::Absent) => report.absent += 1,
-            Err(error) => {
-                out.say(format_args!(
-                    "task {} not moved: {}",
-                    quoted(id.as_str()),
-                    describe(&error)
-                ))?;
-                report.failed.push(serde_json::json!({
-                    "id": id.as_str(),
-                    "key": error.key(),
-                    "error": describe(&error),
-                }));
+    let mut report = MigrationJson::default();
+    // Each task moves as soon as it is listed: memory stays flat however
+    // many there are. An id listed twice is found moved (absent).
+    while let Some(page) = ids.next_page().await? {
+        for id in page {
+            report.legacy += 1;
+            match tasks.migrate_legacy(&id).await {
+                Ok(LegacyMove::Moved) => report.moved += 1,
+                Ok(LegacyMove::Superseded) => report.superseded += 1,
+                Ok(LegacyMove::Absent) => report.absent += 1,
+                Err(error) => {
+                    out.say(format_args!(
+                        "task {} not moved: {}",
+                        quoted(&id),
+                        describe(&error)
+                    ))?;
+                    report.failed.push(serde_json::json!({
+                        "id": id,
+                        "key": error.key(),
+                        "error": describe(&error),
+                    }));
+                }
             }
-        }
-        if (done + 1) % MIGRATION_PROGRESS == 0 {
-            out.say(format_args!("{}/{} done", done + 1, ids.len()))?;
-            out.flush()?;
+            if report.legacy % MIGRATION_PROGRESS == 0 {
+                out.say(format_args!("{} tasks done", report.legacy))?;
+                out.flush()?;
+            }
         }
     }
     out.json(&report)?;
     out.say(format_args!(
-        "moved {}, kept a newer bucketed copy of {}, found {} gone meanwhile, failed {}",
+        "{} tasks of the layout before buckets: moved {}, kept a newer bucketed copy of {}, found {} gone meanwhile, failed {}",
+        report.legacy,
         report.moved,
         report.superseded,
         report.absent,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use statehouse::Statehouse;
 use statehouse_ports::Fields;
 
-use crate::output::{CliError, Output, describe, quoted};
+use crate::output::{CliError, Output, describe, print_stream, quoted};
 
 #[derive(Debug, Args)]
 pub(super) struct TenantArgs {
@@ -71,14 +71,16 @@ pub(super) async fn tenant(
     let tenant = state.tenant(&args.tenant)?;
     let id = args.tenant.as_str();
     match args.command {
-        TenantCommand::Users { command: None } => list(out, &tenant.users().list().await?),
+        TenantCommand::Users { command: None } => print_stream(out, tenant.users().stream()).await,
         TenantCommand::Users {
             command: Some(UsersCommand::Get { user }),
         } => {
             let fields = tenant.users().get_fields(&user).await?;
             show(out, id, [("user", user)], fields)
         }
-        TenantCommand::State { user, name: None } => list(out, &tenant.shared_states().list(&user).await?),
+        TenantCommand::State { user, name: None } => {
+            print_stream(out, tenant.shared_states().stream(&user)?).await
+        }
         TenantCommand::State {
             user,
             name: Some(name),
@@ -86,22 +88,12 @@ pub(super) async fn tenant(
             let fields = tenant.shared_states().get_fields(&user, &name).await?;
             show(out, id, [("user", user), ("state", name)], fields)
         }
-        TenantCommand::Table { table, pk: None } => list(out, &tenant.tables().list(&table).await?),
+        TenantCommand::Table { table, pk: None } => print_stream(out, tenant.tables().stream(&table)?).await,
         TenantCommand::Table { table, pk: Some(pk) } => {
             let fields = tenant.tables().get_fields(&table, &pk).await?;
             show(out, id, [("table", table), ("pk", pk)], fields)
         }
     }
-}
-
-fn list(out: &mut Output<'_>, ids: &[String]) -> Result<(), CliError> {
-    if out.is_json() {
-        return out.json(ids);
-    }
-    for id in ids {
-        out.say(id)?;
-    }
-    Ok(())
 }
 
 fn show<const N: usize>(

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use statehouse_ports::{KeyTtl, SetOptions, StoreError, Update};
 
-use super::{OwnedRuntime, block_on};
+use super::{Keys, OwnedRuntime, block_on};
 
 /// Blocking twin of [`crate::Documents`]; every method behaves as its async
 /// namesake.
@@ -79,6 +79,13 @@ impl Documents {
     /// See [`crate::Documents::ttl`].
     pub fn ttl(&self, key: &str) -> Result<KeyTtl, StoreError> {
         block_on(&self.runtime, "ttl", self.inner.ttl(key))
+    }
+
+    /// See [`crate::Documents::stream_keys`]: an iterator fetching page by
+    /// page.
+    pub fn stream_keys(&self, pattern: &str) -> Result<Keys, StoreError> {
+        let stream = self.inner.stream_keys(pattern)?;
+        Ok(Keys::new(stream, self.runtime.clone(), "list_keys"))
     }
 
     /// See [`crate::Documents::list_keys`].

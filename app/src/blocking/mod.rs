@@ -31,6 +31,7 @@ use crate::Settings;
 
 mod config;
 mod documents;
+mod listing;
 mod queues;
 mod subjects;
 mod synced;
@@ -39,6 +40,7 @@ mod tenants;
 
 pub use config::Config;
 pub use documents::Documents;
+pub use listing::Keys;
 pub use queues::{Queues, Triggers};
 pub use subjects::{Subject, Subjects};
 pub use synced::Synced;

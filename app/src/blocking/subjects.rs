@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use statehouse_ports::{PropertyKind, StoreError};
 
-use super::{OwnedRuntime, block_on};
+use super::{Keys, OwnedRuntime, block_on};
 use crate::PropertyChanged;
 
 /// Blocking twin of [`crate::Subjects`].
@@ -46,6 +46,12 @@ impl Subjects {
             inner: self.inner.subject(name)?,
             runtime: self.runtime.clone(),
         })
+    }
+
+    /// See [`crate::Subjects::stream`]: an iterator fetching page by page.
+    pub fn stream(&self, pattern: &str) -> Result<Keys, StoreError> {
+        let stream = self.inner.stream(pattern)?;
+        Ok(Keys::new(stream, self.runtime.clone(), "list_subjects"))
     }
 
     /// See [`crate::Subjects::list`].

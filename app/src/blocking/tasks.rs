@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use statehouse_ports::{LegacyMove, PageRequest, StoreError, TaskId, TaskPage, TaskRecord, TaskStatus};
+use statehouse_ports::{LegacyMove, PageRequest, StoreError, TaskPage, TaskRecord, TaskStatus};
 
 use super::{OwnedRuntime, block_on};
 
@@ -101,7 +101,7 @@ impl Tasks {
     }
 
     /// See [`crate::Tasks::legacy_ids`].
-    pub fn legacy_ids(&self) -> Result<Vec<TaskId>, StoreError> {
+    pub fn legacy_ids(&self) -> Result<Vec<String>, StoreError> {
         block_on(&self.runtime, "legacy_ids", self.inner.legacy_ids())
     }
 

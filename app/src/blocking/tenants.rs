@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use statehouse_ports::{Fields, StoreError, Ttl};
 
-use super::{OwnedRuntime, block_on};
+use super::{Keys, OwnedRuntime, block_on};
 use crate::{HandlerKind, SharedKind, StateKind, TenantTtls};
 
 /// Blocking twin of [`crate::Tenant`].
@@ -139,6 +139,11 @@ impl Users {
         block_on(&self.1, "user_exists", self.0.exists(user))
     }
 
+    /// See [`crate::Users::stream`]: an iterator fetching page by page.
+    pub fn stream(&self) -> Keys {
+        Keys::new(self.0.stream(), self.1.clone(), "scan")
+    }
+
     /// See [`crate::Users::list`].
     pub fn list(&self) -> Result<Vec<String>, StoreError> {
         block_on(&self.1, "scan", self.0.list())
@@ -199,6 +204,11 @@ impl Tables {
     /// See [`crate::Tables::delete_pk`].
     pub fn delete_pk(&self, pk: &str) -> Result<u64, StoreError> {
         block_on(&self.1, "delete_pk", self.0.delete_pk(pk))
+    }
+
+    /// See [`crate::Tables::stream`]: an iterator fetching page by page.
+    pub fn stream(&self, table: &str) -> Result<Keys, StoreError> {
+        Ok(Keys::new(self.0.stream(table)?, self.1.clone(), "list_rows"))
     }
 
     /// See [`crate::Tables::list`].
@@ -300,6 +310,11 @@ impl<K: StateKind> UserStates<K> {
     /// See [`crate::UserStates::delete`].
     pub fn delete(&self, user: &str, name: &str) -> Result<bool, StoreError> {
         block_on(&self.1, K::OPS.delete, self.0.delete(user, name))
+    }
+
+    /// See [`crate::UserStates::stream`]: an iterator fetching page by page.
+    pub fn stream(&self, user: &str) -> Result<Keys, StoreError> {
+        Ok(Keys::new(self.0.stream(user)?, self.1.clone(), K::OPS.list))
     }
 
     /// See [`crate::UserStates::list`].

@@ -38,7 +38,10 @@ pub use traced::{Traced, Tracing};
 /// make again. Both get the inner store's boxed future (or a maker of it)
 /// and hand back a future; a layer with nothing to add returns the inner
 /// one untouched, which costs no allocation.
-pub trait Layer: fmt::Debug + Send + Sync + 'static {
+///
+/// A layer is cheap to clone: a listing's stream keeps a copy, to run each
+/// of its pages through it.
+pub trait Layer: fmt::Debug + Clone + Send + Sync + 'static {
     /// Wraps a call that must not be made twice: `call` is the inner
     /// store's future.
     fn around<'f, T, K>(&'f self, op: Op<K, T>, call: Boxed<'f, T>) -> Boxed<'f, T>

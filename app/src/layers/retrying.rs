@@ -114,20 +114,34 @@ mod tests {
     //! method of the document, trigger and queue ports, and the
     //! non-obvious choices of the others (the list lives in `forward/`).
 
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TriggerKeys};
     use statehouse_domain::{Key, KeyPattern, Ttl};
     use statehouse_ports::{
-        ActionName, ChangeFeed, ClaimedTrigger, DocumentStore, FieldName, FieldStore, MockChangeFeed,
-        MockDocumentStore, MockFieldStore, MockQueueStore, MockTaskRepository, MockTriggerStore, QueueName,
-        QueueStore, RetryPolicy, ServiceName, SetOptions, StoreError, TaskId, TaskIndex, TaskRepository,
-        TaskSpace, TenantId, TenantKey, TriggerId, TriggerStore, UserId, Watched,
+        ActionName, ChangeFeed, ClaimedTrigger, DocumentStore, FieldName, FieldStore, KeyPages, KeyStream,
+        MockChangeFeed, MockDocumentStore, MockFieldStore, MockQueueStore, MockTaskRepository,
+        MockTriggerStore, QueueName, QueueStore, RetryPolicy, ServiceName, SetOptions, StoreError, TaskId,
+        TaskIndex, TaskRepository, TaskSpace, TenantId, TenantKey, TriggerId, TriggerStore, UserId, Watched,
     };
 
     use super::Retrying;
 
     const TRIES: usize = 3;
+
+    /// A listing whose every page read fails; counts the reads.
+    #[derive(Debug)]
+    struct DownPages(Arc<AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl KeyPages for DownPages {
+        async fn next_page(&mut self) -> Result<Option<Vec<String>>, StoreError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            down()
+        }
+    }
 
     fn down<T>() -> Result<T, StoreError> {
         Err(StoreError::Connection {
@@ -155,7 +169,11 @@ mod tests {
         failing!(mock.expect_get_many(_), TRIES);
         failing!(mock.expect_exists(_), TRIES);
         failing!(mock.expect_ttl(_), TRIES);
-        failing!(mock.expect_list_keys(_), TRIES);
+        let reads = Arc::new(AtomicUsize::new(0));
+        let pages = DownPages(reads.clone());
+        mock.expect_list_keys()
+            .times(1)
+            .return_once(move |_| KeyStream::new(pages));
         failing!(mock.expect_ping(), TRIES);
         failing!(mock.expect_delete(_), 1);
         failing!(mock.expect_expire(_, _), 1);
@@ -174,7 +192,13 @@ mod tests {
         assert!(store.get_many(std::slice::from_ref(&key)).await.is_err());
         assert!(store.exists(&key).await.is_err());
         assert!(store.ttl(&key).await.is_err());
-        assert!(store.list_keys(&KeyPattern::new("*").unwrap()).await.is_err());
+        let mut keys = store.list_keys(&KeyPattern::new("*").unwrap());
+        assert!(keys.next().await.is_err());
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            TRIES,
+            "a page is an idempotent read"
+        );
         assert!(store.ping().await.is_err());
         assert!(store.delete(&key).await.is_err());
         assert!(store.expire(&key, Ttl::from_millis(10).unwrap()).await.is_err());

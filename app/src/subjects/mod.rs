@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use statehouse_ports::{
-    Carry, KeyPattern, PropertyChange, PropertyKind, PropertyName, StoreError, SubjectName, SubjectSpace,
-    SubjectStore, ValidationExt, decode_value, property_key,
+    Carry, KeyPattern, KeyStream, PropertyChange, PropertyKind, PropertyName, StoreError, SubjectName,
+    SubjectSpace, SubjectStore, ValidationExt, decode_value, property_key,
 };
 
 use self::cache::{ByKind, InFlight, Staging};
@@ -78,10 +78,18 @@ impl Subjects {
     }
 
     /// The names of the subjects matching the glob `pattern` (relative to
-    /// the subject prefix), sorted.
-    pub async fn list(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+    /// the subject prefix), each once, in no particular order, as a stream
+    /// read page by page (memory stays flat; see [`KeyStream`]). A bad
+    /// pattern fails here, before any I/O.
+    pub fn stream(&self, pattern: &str) -> Result<KeyStream, StoreError> {
         let pattern = KeyPattern::new(pattern).for_op("list_subjects", pattern)?;
-        self.store.list(&self.space, &pattern).await
+        Ok(self.store.list(&self.space, &pattern))
+    }
+
+    /// [`stream`](Self::stream) collected: the names, sorted. Holds them
+    /// all: for listings known to be small.
+    pub async fn list(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        self.stream(pattern)?.collect_sorted().await
     }
 
     /// Whether subject `name` exists.

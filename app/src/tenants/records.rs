@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use statehouse_domain::layout::TenantKeys;
 use statehouse_ports::{
-    BoxError, Carry, FieldName, FieldStore, Fields, JsonError, RetryPolicy, StoreError, TenantId, TenantKey,
-    TenantPattern, Ttl, UserId, ValidationExt, decode_value,
+    BoxError, Carry, FieldName, FieldStore, Fields, JsonError, KeyStream, RetryPolicy, StoreError, TenantId,
+    TenantKey, TenantPattern, Ttl, UserId, ValidationExt, decode_value,
 };
 
 /// What every repository holds: the port, the tenant, the TTL its writes
@@ -33,13 +33,6 @@ pub(super) fn id<T>(
 
 pub(super) fn field(op: &'static str, name: &str) -> Result<FieldName, StoreError> {
     id(FieldName::new, op, name)
-}
-
-/// Ids read back from keys, sorted by id (not by escaped key).
-pub(super) fn sorted(ids: impl Iterator<Item = String>) -> Vec<String> {
-    let mut ids: Vec<String> = ids.collect();
-    ids.sort_unstable();
-    ids
 }
 
 /// The fields of a value that serializes to a JSON object.
@@ -233,8 +226,8 @@ impl Core {
         Ok(carry.outcome(updated)?.new.as_array().map_or(0, Vec::len))
     }
 
-    pub(super) async fn scan(&self, pattern: &TenantPattern) -> Result<Vec<String>, StoreError> {
-        self.store.scan(pattern).await
+    pub(super) fn scan(&self, pattern: &TenantPattern) -> KeyStream {
+        self.store.scan(pattern)
     }
 
     pub(super) fn keys(&self) -> TenantKeys {

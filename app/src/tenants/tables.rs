@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use statehouse_ports::{Fields, PrimaryKey, StoreError, TableName, TenantKey, TenantPattern, Ttl};
+use statehouse_ports::{Fields, KeyStream, PrimaryKey, StoreError, TableName, TenantKey, TenantPattern, Ttl};
 
-use super::records::{Core, id, sorted};
+use super::records::{Core, id};
 
 /// Tables of one tenant: rows by table name and primary key
 /// (`t:{<tenant>}:table:<table>:<pk>`).
@@ -90,20 +90,28 @@ impl Tables {
             .await
     }
 
-    /// The primary keys of `table`, sorted.
-    pub async fn list(&self, table: &str) -> Result<Vec<String>, StoreError> {
+    /// The primary keys of `table`, each once, in no particular order, as
+    /// a stream (SCAN over the tenant's own pattern, page by page: memory
+    /// stays flat; see [`KeyStream`]). A bad table name fails here, before
+    /// any I/O.
+    pub fn stream(&self, table: &str) -> Result<KeyStream, StoreError> {
         const OP: &str = "list_rows";
         let table = id(TableName::new, OP, table)?;
-        let keys = self
+        let layout = self.0.keys();
+        Ok(self
             .0
             .scan(&TenantPattern::rows_of_table(&self.0.tenant, &table))
-            .await?;
-        let layout = self.0.keys();
-        Ok(sorted(
-            keys.iter()
-                .filter_map(|key| layout.row_of(key))
-                .filter(|(of, _)| of == table.as_str())
-                .map(|(_, pk)| pk),
-        ))
+            .filter_map(move |key| {
+                layout
+                    .row_of(&key)
+                    .filter(|(of, _)| of == table.as_str())
+                    .map(|(_, pk)| pk)
+            }))
+    }
+
+    /// [`stream`](Self::stream) collected: the primary keys, sorted. Holds
+    /// them all: for tables known to be small.
+    pub async fn list(&self, table: &str) -> Result<Vec<String>, StoreError> {
+        self.stream(table)?.collect_sorted().await
     }
 }

@@ -9,11 +9,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use statehouse_domain::layout::TenantKeys;
 use statehouse_ports::{
-    Fields, HandlerName, StateName, StoreError, TenantId, TenantKey, TenantPattern, Ttl, UserId,
+    Fields, HandlerName, KeyStream, StateName, StoreError, TenantId, TenantKey, TenantPattern, Ttl, UserId,
 };
 
 use super::SharedState;
-use super::records::{Core, id, record, sorted};
+use super::records::{Core, id, record};
 
 /// Handler states of one tenant: conversation state per user and handler
 /// (`t:{<tenant>}:handler:<user>:<handler>`). See [`UserStates`].
@@ -267,17 +267,24 @@ impl<K: StateKind> UserStates<K> {
         self.core.store.delete(&self.key(op, user, name)?).await
     }
 
-    /// The names of `user`'s records, sorted (by SCAN over the tenant's own
-    /// pattern for that user).
-    pub async fn list(&self, user: &str) -> Result<Vec<String>, StoreError> {
+    /// The names of `user`'s records, each once, in no particular order,
+    /// as a stream (SCAN over the tenant's own pattern for that user, page
+    /// by page: memory stays flat; see [`KeyStream`]). A bad user id fails
+    /// here, before any I/O.
+    pub fn stream(&self, user: &str) -> Result<KeyStream, StoreError> {
         let op = K::OPS.list;
         let user = self.core.user(op, user)?;
-        let keys = self.core.scan(&K::pattern(&self.core.tenant, &user)).await?;
         let layout = self.core.keys();
-        Ok(sorted(
-            keys.iter()
-                .filter_map(|key| K::name_of(&layout, user.as_str(), key)),
-        ))
+        Ok(self
+            .core
+            .scan(&K::pattern(&self.core.tenant, &user))
+            .filter_map(move |key| K::name_of(&layout, user.as_str(), &key)))
+    }
+
+    /// [`stream`](Self::stream) collected: the names, sorted. Holds them
+    /// all: for users known to have few records.
+    pub async fn list(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        self.stream(user)?.collect_sorted().await
     }
 
     /// Deletes every record of `user` (SCAN over the tenant's own pattern

@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use statehouse_ports::{Fields, JsonError, StoreError, TenantKey, TenantPattern, Ttl};
+use statehouse_ports::{Fields, JsonError, KeyStream, StoreError, TenantKey, TenantPattern, Ttl};
 
-use super::records::{Core, field, sorted};
+use super::records::{Core, field};
 
 /// Users of one tenant: one hash per user (`t:{<tenant>}:user:<user>`),
 /// one JSON value per field.
@@ -123,12 +123,20 @@ impl Users {
         self.0.store.exists(&self.key(OP, user)?).await
     }
 
-    /// The ids of the tenant's users, sorted (by SCAN over the tenant's own
-    /// pattern).
-    pub async fn list(&self) -> Result<Vec<String>, StoreError> {
-        let keys = self.0.scan(&TenantPattern::users(&self.0.tenant)).await?;
+    /// The ids of the tenant's users, each once, in no particular order,
+    /// as a stream (SCAN over the tenant's own pattern, page by page: memory
+    /// stays flat; see [`KeyStream`]).
+    pub fn stream(&self) -> KeyStream {
         let layout = self.0.keys();
-        Ok(sorted(keys.iter().filter_map(|key| layout.user_of(key))))
+        self.0
+            .scan(&TenantPattern::users(&self.0.tenant))
+            .filter_map(move |key| layout.user_of(&key))
+    }
+
+    /// [`stream`](Self::stream) collected: the ids, sorted. Holds them all:
+    /// for tenants known to be small.
+    pub async fn list(&self) -> Result<Vec<String>, StoreError> {
+        self.stream().collect_sorted().await
     }
 
     /// The ids of the tenant's users whose field `name` holds `value`
@@ -146,7 +154,8 @@ impl Users {
             source: Box::new(JsonError::without_data(&error)),
         })?;
         let mut found = Vec::new();
-        for user in self.list().await? {
+        let mut users = self.stream();
+        while let Some(user) = users.next().await? {
             let key = self.key(OP, &user)?;
             let loaded = self.0.store.get_fields(&key, std::slice::from_ref(&name)).await?;
             // A field that does not parse cannot equal `value`: skipped.
@@ -156,6 +165,7 @@ impl Users {
                 found.push(user);
             }
         }
+        found.sort_unstable();
         Ok(found)
     }
 }

@@ -215,6 +215,11 @@ pub const FORMS: &[&str] = &[
     "unix:///tmp/statehouse-secrets-none.sock?user=u&pass={pw}",
     "redis+unix:///tmp/statehouse-secrets-none.sock?db=1&pass={pw}",
     "unix:/tmp/statehouse-secrets-none.sock?pass={pw}",
+    // Cluster node lists: the password once, before every node.
+    "redis+cluster://user:{pw}@{host},{host}",
+    "redis+cluster://:{pw}@{host},127.0.0.1:1/0",
+    "rediss+cluster://user:{pw}@{host},{host}",
+    "redis+cluster://{host},{host}?password={pw}",
     // Malformed: no host, a bad port or db, a bad scheme, no URL at all.
     "redis://user:{pw}@",
     "redis://user:{pw}@{host}x",

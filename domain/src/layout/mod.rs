@@ -41,11 +41,14 @@
 //! the trigger and queue ports take: [`TriggerKeys`], [`QueueKeys`],
 //! [`QueueIndex`], [`ServiceKeys`]),
 //! `config.rs` ([`ConfigKeys`]), `changes.rs` ([`ChangeChannels`]); the
-//! escaping is here.
+//! escaping is here; `slots.rs`: Redis Cluster's hash slot of a key
+//! ([`hash_slot`]) and the proof that every multi-key step of every family
+//! stays in one slot.
 
 mod changes;
 mod config;
 mod queues;
+mod slots;
 mod subjects;
 mod tasks;
 mod tenants;
@@ -54,6 +57,7 @@ mod triggers;
 pub use changes::ChangeChannels;
 pub use config::ConfigKeys;
 pub use queues::{QueueIndex, QueueKeys, ServiceKeys};
+pub use slots::{SLOTS, hash_slot, hash_tag};
 pub use subjects::SubjectKeys;
 pub use tasks::{LegacyTaskKeys, TaskBucket, TaskKeys};
 pub use tenants::TenantKeys;

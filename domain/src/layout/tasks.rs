@@ -66,20 +66,10 @@ impl TaskBucket {
     }
 
     /// CRC-16/XMODEM of `bytes`: polynomial `0x1021`, initial value 0, no
-    /// reflection, no final xor.
+    /// reflection, no final xor; the checksum of Redis Cluster's hash slots
+    /// ([`hash_slot`](super::hash_slot)), the same function.
     pub fn crc16(bytes: &[u8]) -> u16 {
-        let mut crc: u16 = 0;
-        for &byte in bytes {
-            crc ^= u16::from(byte) << 8;
-            for _ in 0..8 {
-                crc = if crc & 0x8000 != 0 {
-                    (crc << 1) ^ 0x1021
-                } else {
-                    crc << 1
-                };
-            }
-        }
-        crc
+        super::slots::crc16(bytes)
     }
 }
 

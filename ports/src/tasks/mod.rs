@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use statehouse_domain::layout::{TaskBucket, TaskKeys};
 use statehouse_domain::{ServiceName, TaskId, TaskRecord, TaskStatus, Ttl, UserId, ValidationError};
 
-use crate::{RetryPolicy, StoreError, decode};
+use crate::{KeyStream, RetryPolicy, StoreError, decode};
 
 mod page;
 
@@ -336,7 +336,7 @@ pub fn legacy_move(
 ///   `{tasks:b<bucket>}:task:<id>`; a listing's or count's error that
 ///   concerns no one bucket names `{tasks:b*}:by-service:<name>`.
 /// - Tasks of the layout before buckets (`{tasks}:task:<id>`) are not read
-///   by the other calls: [`legacy_ids`](Self::legacy_ids) finds them and
+///   by the other calls: [`legacy_ids`](Self::legacy_ids) lists them and
 ///   [`migrate_legacy`](Self::migrate_legacy) moves them, one at a time
 ///   (`docs/tasks.md`, "Migration").
 /// - Read-only calls (`get`, `list`, `count`) may be served by a read
@@ -384,10 +384,12 @@ pub trait TaskRepository: Debug + Send + Sync + 'static {
     async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError>;
 
     /// The ids of the tasks of `space` still stored in the layout before
-    /// buckets (`{<ns>}:task:<id>`), sorted. Keys there whose id is no
-    /// escaping of a valid task id are not listed (statehouse did not write
-    /// them).
-    async fn legacy_ids(&self, space: &TaskSpace) -> Result<Vec<TaskId>, StoreError>;
+    /// buckets (a listing of `{<ns>}:task:*`), as a stream, in no
+    /// particular order (on Redis a listing may repeat an id, never miss
+    /// one present for the whole listing; moving tasks while reading it is
+    /// fine). Keys there whose id is no escaping of a valid task id are not
+    /// listed (statehouse did not write them).
+    fn legacy_ids(&self, space: &TaskSpace) -> KeyStream;
 
     /// Moves task `id` from the layout before buckets into its bucket (see
     /// [`legacy_move`] for which copy wins), then removes the legacy record
@@ -448,8 +450,8 @@ macro_rules! forward_task_repository {
                 (**self).delete(space, id).await
             }
 
-            async fn legacy_ids(&self, space: &TaskSpace) -> Result<Vec<TaskId>, StoreError> {
-                (**self).legacy_ids(space).await
+            fn legacy_ids(&self, space: &TaskSpace) -> KeyStream {
+                (**self).legacy_ids(space)
             }
 
             async fn migrate_legacy(&self, space: &TaskSpace, id: &TaskId) -> Result<LegacyMove, StoreError> {

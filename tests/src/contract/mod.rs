@@ -20,6 +20,7 @@ use statehouse_ports::{
 pub mod changes;
 pub mod config;
 pub mod documents;
+pub mod listing;
 pub mod queues;
 pub mod subjects;
 pub mod synced;
@@ -341,6 +342,13 @@ macro_rules! contract_suite {
             a_thousand_triggers_reach_four_listeners_exactly_once: Plain,
             a_thousand_triggers_reach_four_listeners_on_threads_exactly_once: Threaded,
             a_key_of_another_type_is_wrong_type_and_nothing_is_written: Plain,
+        ]);
+        $crate::contract_suite!(@family $runner, listing, [
+            every_family_yields_each_key_once: Plain,
+            patterns_and_prefixes_bound_every_listing: Plain,
+            keys_written_during_a_listing_never_hide_the_others: Plain,
+            an_empty_listing_ends_at_once: Plain,
+            a_listing_spans_pages_and_holds_one_page_at_a_time: Plain,
         ]);
         $crate::contract_suite!(@family $runner, queues, [
             enqueue_keeps_fifo_order_and_marks_the_tenant_pending: Plain,

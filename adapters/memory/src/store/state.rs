@@ -330,12 +330,12 @@ impl State {
         }
     }
 
-    /// All live keys.
-    pub(crate) fn live_keys(&self, now: Instant) -> impl Iterator<Item = &String> {
+    /// All live keys, with their values.
+    pub(crate) fn live_entries(&self, now: Instant) -> impl Iterator<Item = (&String, &Value)> {
         self.entries
             .iter()
             .filter(move |(_, entry)| entry.expires_at.is_none_or(|at| at > now))
-            .map(|(key, _)| key)
+            .map(|(key, entry)| (key, &entry.value))
     }
 
     /// Registers an optimistic reader of `key` and returns the write count to

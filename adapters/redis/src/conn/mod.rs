@@ -12,6 +12,11 @@
 //!   one is set), the pool of dedicated connections.
 //! - `pool.rs`: the dedicated connections of WATCH sections, a bb8 pool of
 //!   `TxnConn`s, never handed back dirty.
+//! - `cluster/`: a Redis Cluster (`redis+cluster://h1:p1,h2:p2`): redis-rs'
+//!   cluster connection for plain commands, statehouse's slot map and a
+//!   pool per primary for WATCH sections and redirected transactions.
+//! - `targets.rs`: where a WATCH section runs and how it recovers from a
+//!   redirect; the nodes a listing scans and a change feed listens to.
 //!
 //! # Shared and dedicated
 //!
@@ -19,12 +24,15 @@
 //!   checkout, pipelining for free, and a broken connection is replaced in
 //!   the background.
 //! - WATCH sections need a connection of their own (WATCH state belongs to
-//!   the connection), so they take one from a small bb8 pool (`pool.rs`).
+//!   the connection), so they take one from a small bb8 pool (`pool.rs`);
+//!   on a cluster, from the pool of the primary owning the slot of their
+//!   keys (`targets.rs`).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use redis::aio::ConnectionManager;
 use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use statehouse_ports::StoreError;
@@ -33,13 +41,17 @@ use crate::RedisConfig;
 use crate::error;
 use crate::redact::Secrets;
 
+mod cluster;
 mod pool;
 mod single;
+mod targets;
 
-use pool::ConnectError;
 pub(crate) use pool::PooledTxn;
 pub use pool::TXN_CLIENT_NAME;
+
+use cluster::{Cluster, ClusterShared, ClusterUrl};
 use single::Single;
+pub(crate) use targets::{Recovery, ScanNode, SectionFailure, Target};
 
 /// The operation of an error connecting to the read endpoint (the write
 /// endpoint's is `"connect"`).
@@ -52,12 +64,19 @@ pub(crate) const CONNECT_READ: &str = "connect_read";
 pub(crate) enum Shared {
     /// One server's multiplexed, reconnecting connection.
     Single(ConnectionManager),
+    /// redis-rs' cluster connection (routing by slot), with statehouse's
+    /// nodes for transactions that come back redirected.
+    Cluster(ClusterShared),
+    /// One node of a cluster, every command sent to it (`SCAN` per node).
+    Node(ClusterShared, Arc<str>),
 }
 
 impl redis::aio::ConnectionLike for Shared {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Shared::Single(conn) => conn.req_packed_command(cmd),
+            Shared::Cluster(cluster) => async move { cluster.command(cmd).await }.boxed(),
+            Shared::Node(cluster, addr) => async move { cluster.on_address(addr, cmd).await }.boxed(),
         }
     }
 
@@ -69,12 +88,19 @@ impl redis::aio::ConnectionLike for Shared {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Shared::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Shared::Cluster(cluster) => {
+                async move { cluster.pipeline(pipeline, offset, count).await }.boxed()
+            }
+            Shared::Node(cluster, addr) => {
+                async move { cluster.pipeline_on_address(addr, pipeline, offset, count).await }.boxed()
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Shared::Single(conn) => conn.get_db(),
+            Shared::Cluster(_) | Shared::Node(..) => 0,
         }
     }
 }
@@ -82,7 +108,10 @@ impl redis::aio::ConnectionLike for Shared {
 /// What a store is connected to.
 #[derive(Clone)]
 enum Deployment {
-    Single(Single),
+    /// Boxed: with TLS a server's client is far larger than the cluster's
+    /// handles.
+    Single(Box<Single>),
+    Cluster(Cluster),
 }
 
 #[derive(Clone)]
@@ -102,6 +131,7 @@ impl std::fmt::Debug for Connections {
             Deployment::Single(single) => debug
                 .field("pool", &single.pool.state())
                 .field("read_endpoint", &single.reader.is_some()),
+            Deployment::Cluster(cluster) => debug.field("cluster", &cluster.shared.nodes),
         };
         debug
             .field("response_timeout", &self.response_timeout)
@@ -111,7 +141,8 @@ impl std::fmt::Debug for Connections {
 }
 
 impl Connections {
-    /// Connects to what `config.url` names (see [`Single::open`]).
+    /// Connects to what `config.url` names: a cluster
+    /// ([`Cluster::open`]), or one server ([`Single::open`]).
     pub(crate) async fn open(config: &RedisConfig) -> Result<Self, StoreError> {
         #[cfg(feature = "tls")]
         install_crypto_provider();
@@ -120,7 +151,26 @@ impl Connections {
         let secrets = Arc::new(Secrets::of_all(
             std::iter::once(config.url.as_str()).chain(config.read_url.as_deref()),
         ));
-        let deployment = Deployment::Single(Single::open(config, &Secrets::of(&config.url)).await?);
+        let deployment = match ClusterUrl::parse(&config.url) {
+            Some(Ok(url)) => {
+                if let Some(read_url) = &config.read_url {
+                    return Err(StoreError::invalid_input(
+                        CONNECT_READ,
+                        crate::redact_url(read_url),
+                        "a read URL is for one server; on a cluster every key is read from its primary",
+                    ));
+                }
+                Deployment::Cluster(Cluster::open(config, url, &Secrets::of(&config.url)).await?)
+            }
+            Some(Err(reason)) => {
+                return Err(StoreError::invalid_input(
+                    "connect",
+                    config.redacted_url(),
+                    reason,
+                ));
+            }
+            None => Deployment::Single(Box::new(Single::open(config, &Secrets::of(&config.url)).await?)),
+        };
         Ok(Self {
             deployment,
             response_timeout: config.response_timeout,
@@ -212,7 +262,13 @@ impl Connections {
     pub(crate) fn shared(&self) -> Shared {
         match &self.deployment {
             Deployment::Single(single) => Shared::Single(single.shared.clone()),
+            Deployment::Cluster(cluster) => Shared::Cluster(cluster.shared.clone()),
         }
+    }
+
+    /// Whether the store is connected to a cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.deployment, Deployment::Cluster(_))
     }
 
     /// A handle for read-only commands that may be served by a replica: the
@@ -222,32 +278,7 @@ impl Connections {
             Deployment::Single(single) => {
                 Shared::Single(single.reader.as_ref().unwrap_or(&single.shared).clone())
             }
-        }
-    }
-
-    /// The client of the server, for connections of their own (the change
-    /// feed's Pub/Sub subscriptions).
-    pub(crate) fn client(&self) -> &Client {
-        match &self.deployment {
-            Deployment::Single(single) => &single.client,
-        }
-    }
-
-    /// A dedicated connection for a WATCH section.
-    pub(crate) async fn dedicated(&self, op: &'static str, key: &str) -> Result<PooledTxn, StoreError> {
-        let pool = match &self.deployment {
-            Deployment::Single(single) => &single.pool,
-        };
-        match pool.get_owned().await {
-            Ok(conn) => Ok(conn),
-            Err(bb8::RunError::User(ConnectError { error, bound })) => {
-                Err(error::map_guarded(op, key, error, bound, &self.secrets))
-            }
-            Err(bb8::RunError::TimedOut) => Err(StoreError::Timeout {
-                op,
-                key: key.to_owned(),
-                after: self.pool_wait,
-            }),
+            Deployment::Cluster(cluster) => Shared::Cluster(cluster.shared.clone()),
         }
     }
 }

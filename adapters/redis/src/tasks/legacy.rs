@@ -19,30 +19,33 @@
 //! update time; the next run finds it superseded and finishes step 3.
 
 use statehouse_ports::{
-    Attempt, LegacyMove, Optimistic, StoreError, TaskId, TaskIndex, TaskSpace, legacy_move,
+    Attempt, KeyStream, LegacyMove, Optimistic, StoreError, TaskId, TaskIndex, TaskSpace, legacy_move,
 };
 
 use crate::RedisStore;
+use crate::listing::Listing;
 use crate::txn::{self, Decision};
 
 const OP: &str = "migrate_legacy";
 
 impl RedisStore {
-    /// `legacy_ids`: a `SCAN` of the legacy record keys.
-    pub(super) async fn legacy_task_ids(&self, space: &TaskSpace) -> Result<Vec<TaskId>, StoreError> {
-        let legacy = space.keys().legacy();
-        let pattern = legacy.records();
-        let rpattern = self.keys.raw_pattern(&pattern);
-        let keys = self
-            .scan_keys("legacy_ids", &pattern, &rpattern, Some("string"))
-            .await?;
-        let mut ids: Vec<TaskId> = keys
-            .iter()
-            .filter_map(|key| legacy.id_of(key))
-            .filter_map(|id| TaskId::new(id).ok())
-            .collect();
-        ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-        Ok(ids)
+    /// `legacy_ids`: THE listing of keys (`SCAN`, every primary of a
+    /// cluster) of the legacy record keys, as ids. Any type: a key there
+    /// that holds no string fails its move with `WrongType`, as in memory.
+    pub(super) fn legacy_task_ids(&self, space: &TaskSpace) -> KeyStream {
+        let keys = space.keys().clone();
+        let pattern = keys.legacy().records();
+        let listing = Listing {
+            op: "legacy_ids",
+            rpattern: self.keys.raw_pattern(&pattern),
+            label: pattern,
+            kind: None,
+        };
+        self.scan_stream(listing).filter_map(move |key| {
+            keys.legacy()
+                .id_of(&key)
+                .filter(|id| TaskId::new(id.as_str()).is_ok())
+        })
     }
 
     /// `migrate_legacy`: the three steps of the module documentation.

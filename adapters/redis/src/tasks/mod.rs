@@ -18,8 +18,8 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use statehouse_ports::{
-    LegacyMove, PageRequest, StoreError, TaskChange, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository,
-    TaskSpace, TaskStatus, decode, encode,
+    KeyStream, LegacyMove, PageRequest, StoreError, TaskChange, TaskId, TaskIndex, TaskPage, TaskRecord,
+    TaskRepository, TaskSpace, TaskStatus, decode, encode,
 };
 
 use crate::RedisStore;
@@ -173,8 +173,8 @@ impl TaskRepository for RedisStore {
         .await
     }
 
-    async fn legacy_ids(&self, space: &TaskSpace) -> Result<Vec<TaskId>, StoreError> {
-        self.legacy_task_ids(space).await
+    fn legacy_ids(&self, space: &TaskSpace) -> KeyStream {
+        self.legacy_task_ids(space)
     }
 
     async fn migrate_legacy(&self, space: &TaskSpace, id: &TaskId) -> Result<LegacyMove, StoreError> {

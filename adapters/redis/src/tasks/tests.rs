@@ -1,9 +1,12 @@
 //! Every multi-key operation of the task family names keys of one Redis
 //! Cluster hash slot: each multi-key command, and each MULTI together with
 //! the key its WATCH section watches. Checked on the commands as built
-//! (`commands.rs`), for ids of every bucket, with a store prefix.
+//! (`commands.rs`), for ids of every bucket, with a store prefix; slots
+//! by the one `hash_slot` (`statehouse_domain::layout`).
 
 use std::collections::BTreeSet;
+
+use statehouse_domain::layout::hash_slot;
 
 use redis::{Cmd, Pipeline};
 use statehouse_ports::{
@@ -12,44 +15,6 @@ use statehouse_ports::{
 
 use super::TaskCommands;
 use crate::keys::Keys;
-
-/// CRC-16/XMODEM, as Redis Cluster hashes keys. Written here on its own
-/// (rather than taken from the layout's `TaskBucket::crc16`) so that the
-/// check does not depend on the code it checks.
-fn crc16(bytes: &[u8]) -> u16 {
-    bytes.iter().fold(0u16, |crc, &byte| {
-        (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| {
-            if crc & 0x8000 == 0 {
-                crc << 1
-            } else {
-                (crc << 1) ^ 0x1021
-            }
-        })
-    })
-}
-
-/// The hash slot of `key`: of the text between the first `{` and the next
-/// `}` if that is not empty, else of the whole key (the cluster spec).
-fn hash_slot(key: &[u8]) -> u16 {
-    let tag = key.iter().position(|&b| b == b'{').and_then(|open| {
-        let rest = &key[open + 1..];
-        let len = rest.iter().position(|&b| b == b'}')?;
-        (len > 0).then(|| &rest[..len])
-    });
-    crc16(tag.unwrap_or(key)) % 16384
-}
-
-#[test]
-fn the_slot_function_is_redis_clusters() {
-    assert_eq!(crc16(b"123456789"), 0x31C3);
-    assert_eq!(hash_slot(b"foo"), 12182);
-    assert_eq!(
-        hash_slot(b"{user1000}.following"),
-        hash_slot(b"{user1000}.followers")
-    );
-    assert_eq!(hash_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
-    assert_eq!(hash_slot(b"foo{{bar}}zap"), crc16(b"{bar") % 16384);
-}
 
 /// The keys a command names, by its name.
 fn keys_of(cmd: &Cmd) -> Vec<Vec<u8>> {

@@ -2,10 +2,11 @@ use std::fmt;
 
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    Boxed, DocumentStore, Fetched, KeyTtl, RetryPolicy, SetCondition, SetOptions, UpdateFn, Updated,
+    Boxed, DocumentStore, Fetched, KeyStream, KeyTtl, RetryPolicy, SetCondition, SetOptions, UpdateFn,
+    Updated,
 };
 
-use super::{Layer, Layered, Op};
+use super::{Layer, Layered, Op, paged};
 
 /// The `key` of a `get_many` call: the first key and how many more,
 /// formatted only if a layer asks.
@@ -102,14 +103,13 @@ impl<L: Layer, S: DocumentStore> DocumentStore for Layered<L, S> {
             .around_idempotent(Op::new("ttl", key), || self.inner.ttl(key))
     }
 
-    fn list_keys<'s, 'p, 'f>(&'s self, pattern: &'p KeyPattern) -> Boxed<'f, Vec<String>>
-    where
-        's: 'f,
-        'p: 'f,
-        Self: 'f,
-    {
-        self.layer
-            .around_idempotent(Op::new("list_keys", pattern), || self.inner.list_keys(pattern))
+    fn list_keys(&self, pattern: &KeyPattern) -> KeyStream {
+        paged(
+            &self.layer,
+            "list_keys",
+            pattern.to_string(),
+            self.inner.list_keys(pattern),
+        )
     }
 
     fn update<'a, 's, 'k, 'u, 'f>(

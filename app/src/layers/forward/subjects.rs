@@ -1,10 +1,10 @@
 use statehouse_domain::KeyPattern;
 use statehouse_ports::{
-    Boxed, JsonValue, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated, SubjectData,
-    SubjectName, SubjectSpace, SubjectStore,
+    Boxed, JsonValue, KeyStream, PropertyChange, PropertyFn, PropertyKind, PropertyName, PropertyUpdated,
+    SubjectData, SubjectName, SubjectSpace, SubjectStore,
 };
 
-use super::{Layer, Layered, Op};
+use super::{Layer, Layered, Op, paged};
 
 /// The key a subject call names: the subject's key (the pattern for
 /// listings), built only if a layer formats it; `attempts` for
@@ -109,20 +109,12 @@ impl<L: Layer, S: SubjectStore> SubjectStore for Layered<L, S> {
         )
     }
 
-    fn list<'s, 'a, 'p, 'f>(
-        &'s self,
-        space: &'a SubjectSpace,
-        pattern: &'p KeyPattern,
-    ) -> Boxed<'f, Vec<String>>
-    where
-        's: 'f,
-        'a: 'f,
-        'p: 'f,
-        Self: 'f,
-    {
-        self.layer.around_idempotent(
-            Op::lazy("list", || space.keys().pattern(pattern.as_str())),
-            || self.inner.list(space, pattern),
+    fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> KeyStream {
+        paged(
+            &self.layer,
+            "list",
+            space.keys().pattern(pattern.as_str()),
+            self.inner.list(space, pattern),
         )
     }
 

@@ -1,9 +1,9 @@
 use statehouse_ports::{
-    Boxed, LegacyMove, PageRequest, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace,
-    TaskStatus,
+    Boxed, KeyStream, LegacyMove, PageRequest, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository,
+    TaskSpace, TaskStatus,
 };
 
-use super::{Layer, Layered, Op};
+use super::{Layer, Layered, Op, paged};
 
 /// The key a task call names: the record's key, or the index's key for
 /// listings and counts (built only if a layer formats it). Idempotent: the
@@ -122,16 +122,13 @@ impl<L: Layer, S: TaskRepository> TaskRepository for Layered<L, S> {
         )
     }
 
-    fn legacy_ids<'s, 'a, 'f>(&'s self, space: &'a TaskSpace) -> Boxed<'f, Vec<TaskId>>
-    where
-        's: 'f,
-        'a: 'f,
-        Self: 'f,
-    {
-        self.layer
-            .around_idempotent(Op::lazy("legacy_ids", || space.keys().legacy().records()), || {
-                self.inner.legacy_ids(space)
-            })
+    fn legacy_ids(&self, space: &TaskSpace) -> KeyStream {
+        paged(
+            &self.layer,
+            "legacy_ids",
+            space.keys().legacy().records(),
+            self.inner.legacy_ids(space),
+        )
     }
 
     fn migrate_legacy<'s, 'a, 'i, 'f>(&'s self, space: &'a TaskSpace, id: &'i TaskId) -> Boxed<'f, LegacyMove>

@@ -1,10 +1,10 @@
 use statehouse_domain::Ttl;
 use statehouse_ports::{
-    Boxed, FieldFn, FieldName, FieldStore, FieldUpdated, Fields, JsonValue, Loaded, RetryPolicy, TenantKey,
-    TenantPattern,
+    Boxed, FieldFn, FieldName, FieldStore, FieldUpdated, Fields, JsonValue, KeyStream, Loaded, RetryPolicy,
+    TenantKey, TenantPattern,
 };
 
-use super::{Layer, Layered, Op};
+use super::{Layer, Layered, Op, paged};
 
 /// The key a tenant field call names: the tenant key (the pattern for
 /// `scan`/`delete_matching`); `attempts` for `update_field`. Idempotent:
@@ -165,14 +165,8 @@ impl<L: Layer, S: FieldStore> FieldStore for Layered<L, S> {
         )
     }
 
-    fn scan<'s, 'p, 'f>(&'s self, pattern: &'p TenantPattern) -> Boxed<'f, Vec<String>>
-    where
-        's: 'f,
-        'p: 'f,
-        Self: 'f,
-    {
-        self.layer
-            .around_idempotent(Op::new("scan", pattern), || self.inner.scan(pattern))
+    fn scan(&self, pattern: &TenantPattern) -> KeyStream {
+        paged(&self.layer, "scan", pattern.to_string(), self.inner.scan(pattern))
     }
 
     fn delete_matching<'s, 'p, 'f>(&'s self, pattern: &'p TenantPattern) -> Boxed<'f, u64>

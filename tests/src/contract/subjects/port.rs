@@ -419,6 +419,7 @@ pub async fn a_subject_key_of_another_type_is_wrong_type(backend: Backend) {
     assert!(
         store
             .list(&space, &KeyPattern::new("*").unwrap())
+            .collect()
             .await
             .unwrap()
             .is_empty(),
@@ -444,7 +445,7 @@ pub async fn list_matches_names_under_the_prefix_taken_literally(backend: Backen
         let space = space.clone();
         let pattern = KeyPattern::new(pattern).unwrap();
         let store = Arc::clone(&backend.subjects);
-        async move { store.list(&space, &pattern).await.unwrap() }
+        async move { store.list(&space, &pattern).collect_sorted().await.unwrap() }
     };
     assert_eq!(list(&literal, "user:*").await, ["user:1", "user:2"]);
     assert_eq!(list(&literal, "*").await, ["device:1", "user:1", "user:2"]);

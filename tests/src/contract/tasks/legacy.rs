@@ -48,13 +48,7 @@ pub async fn legacy_tasks_move_into_their_buckets_keeping_order_and_ttl(backend:
     // The bucketed layout does not read them.
     assert_eq!(tasks.get("old-00").await.unwrap(), None);
     assert_eq!(tasks.count_by_service("svc").await.unwrap(), 0);
-    let legacy_ids: Vec<String> = tasks
-        .legacy_ids()
-        .await
-        .unwrap()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let legacy_ids: Vec<String> = tasks.legacy_ids().await.unwrap();
     let mut expected_ids: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
     expected_ids.sort();
     assert_eq!(legacy_ids, expected_ids);
@@ -125,13 +119,7 @@ pub async fn the_migration_keeps_the_newer_copy_and_deletes_only_what_it_moved(b
         .await;
     write_legacy(&backend, "other", &[record_at("x", "svc", "u", T)], None).await;
 
-    let legacy_ids: Vec<String> = tasks
-        .legacy_ids()
-        .await
-        .unwrap()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let legacy_ids: Vec<String> = tasks.legacy_ids().await.unwrap();
     assert_eq!(legacy_ids, ["both", "broken", "late"]);
 
     assert_eq!(

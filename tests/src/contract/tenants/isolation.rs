@@ -122,10 +122,20 @@ pub async fn isolation_holds_for_random_nasty_ids(backend: Backend) {
         // only the tenant's own keys, each once.
         let id = TenantId::new(tenant.as_str()).unwrap();
         let head = TenantKeys::new(tenant).head().to_owned();
-        let keys = backend.tenants.scan(&TenantPattern::users(&id)).await.unwrap();
+        let keys = backend
+            .tenants
+            .scan(&TenantPattern::users(&id))
+            .collect()
+            .await
+            .unwrap();
         assert_eq!(keys.len(), users.len(), "user keys of {tenant:?}");
         assert!(keys.iter().all(|key| key.starts_with(&head)), "{keys:?}");
-        let keys = backend.tenants.scan(&TenantPattern::all(&id)).await.unwrap();
+        let keys = backend
+            .tenants
+            .scan(&TenantPattern::all(&id))
+            .collect()
+            .await
+            .unwrap();
         assert_eq!(
             keys.len(),
             users.len() * (1 + 3 * names.len()),
