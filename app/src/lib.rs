@@ -11,14 +11,16 @@
 //! - [`Tasks`] (`tasks.rs`): task records with status, log and indexes.
 //! - [`Subjects`], [`Subject`] (`subjects/`): subjects' JSON properties
 //!   in KRules' layout, cached and staged per handle.
-//! - [`Synced`] (`synced.rs`): a [`SyncedModel`] bound to the document
-//!   `{TypeName}:{id}`, changed atomically and written through.
+//! - [`Synced`] (`synced/`): a [`SyncedModel`] bound to the key
+//!   `{TypeName}:{id}` (a hash of fields, as Python's pydantic-state
+//!   writes it, or a JSON string), changed atomically and written through
+//!   field by field; [`Models`], the port they load through.
 //! - [`Tenant`] (`tenants/`): one tenant's repositories ([`Users`],
 //!   [`HandlerStates`], [`Tables`], [`SharedStates`]) over the
 //!   [`FieldStore`] port, strictly isolated per tenant, and the task-local
 //!   current [`SharedState`].
-//! - [`Triggers`] (`triggers.rs`): per-tenant expiration triggers, claimed
-//!   by listeners with a lease.
+//! - [`Triggers`] (`triggers/`): per-tenant expiration triggers, claimed
+//!   by listeners with a lease, one tenant's or every tenant's.
 //! - [`Queues`] (`queues.rs`): per-tenant FIFO batch queues with pending
 //!   tenants per service and leased claims.
 //! - [`ConfigStore`] (`config_store/`): typed, versioned configuration
@@ -63,7 +65,8 @@ pub use config_store::{BadConfig, ConfigStore, Snapshot, Versioned};
 pub use documents::Documents;
 pub use queues::{Item, Queues};
 pub use statehouse::{Ports, Statehouse};
-pub use statehouse_domain::SyncedModel;
+pub use statehouse_domain::{ModelLayout, SyncedModel};
+pub use statehouse_ports::DueTenants;
 pub use statehouse_ports::Swapped;
 pub use statehouse_ports::{
     ActionName, BatchName, ChangeEvent, ChangeFeed, ChangeKind, Claimed, ClaimedTrigger, FeedEvent,
@@ -82,8 +85,9 @@ pub use statehouse_ports::{
 };
 pub use statehouse_ports::{KeyPages, KeyStream};
 pub use statehouse_ports::{LegacyMove, TaskBucket};
+pub use statehouse_ports::{ModelUpdated, ModelWrite, StoredModel, SyncedStore};
 pub use subjects::{PropertyChanged, Subject, Subjects};
-pub use synced::Synced;
+pub use synced::{Models, Synced, SyncedBuilder};
 pub use tasks::Tasks;
 pub use tenants::{
     BlockingSharedState, HandlerKind, HandlerStates, SharedKind, SharedState, SharedStates, StateKind,

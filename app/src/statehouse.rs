@@ -3,6 +3,7 @@ use std::sync::Arc;
 #[cfg(feature = "memory")]
 use statehouse_memory::MemoryStore;
 use statehouse_ports::FieldStore;
+use statehouse_ports::SyncedStore;
 use statehouse_ports::{
     ChangeFeed, DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
 };
@@ -11,7 +12,7 @@ use statehouse_ports::{QueueStore, TriggerStore};
 use statehouse_redis::RedisStore;
 
 use crate::layers::{Retrying, Traced};
-use crate::{ConfigStore, Documents, Queues, Settings, Subjects, Tasks, Tenant, Triggers};
+use crate::{ConfigStore, Documents, Models, Queues, Settings, Subjects, Tasks, Tenant, Triggers};
 
 /// The ports a [`Statehouse`] hands out facades over. Build one yourself to
 /// inject any implementation (a mock, a decorator, a store of your own).
@@ -33,10 +34,13 @@ pub struct Ports {
     /// The change feed behind [`ConfigStore`](crate::ConfigStore) and
     /// [`Statehouse::watch`].
     pub changes: Arc<dyn ChangeFeed>,
+    /// The synced models behind [`Synced`](crate::Synced).
+    pub synced: Arc<dyn SyncedStore>,
 }
 
 impl Ports {
     /// Ports over the given implementations.
+    #[allow(clippy::too_many_arguments, reason = "one argument per port")]
     pub fn new(
         documents: Arc<dyn DocumentStore>,
         tasks: Arc<dyn TaskRepository>,
@@ -45,6 +49,7 @@ impl Ports {
         triggers: Arc<dyn TriggerStore>,
         queues: Arc<dyn QueueStore>,
         changes: Arc<dyn ChangeFeed>,
+        synced: Arc<dyn SyncedStore>,
     ) -> Self {
         Self {
             documents,
@@ -54,12 +59,20 @@ impl Ports {
             triggers,
             queues,
             changes,
+            synced,
         }
     }
 
     /// Every port over one store that implements them all (an adapter).
     pub fn of<
-        S: DocumentStore + TaskRepository + SubjectStore + FieldStore + TriggerStore + QueueStore + ChangeFeed,
+        S: DocumentStore
+            + TaskRepository
+            + SubjectStore
+            + FieldStore
+            + TriggerStore
+            + QueueStore
+            + ChangeFeed
+            + SyncedStore,
     >(
         store: S,
     ) -> Self {
@@ -71,7 +84,8 @@ impl Ports {
             tenants: store.clone(),
             triggers: store.clone(),
             queues: store.clone(),
-            changes: store,
+            changes: store.clone(),
+            synced: store,
         }
     }
 }
@@ -187,6 +201,7 @@ impl Statehouse {
                 triggers: Arc::new(Traced::new(Retrying::new(ports.triggers, policy))),
                 queues: Arc::new(Traced::new(Retrying::new(ports.queues, policy))),
                 changes: Arc::new(Traced::new(Retrying::new(ports.changes, policy))),
+                synced: Arc::new(Traced::new(Retrying::new(ports.synced, policy))),
             },
             None => Ports {
                 documents: Arc::new(Traced::new(ports.documents)),
@@ -196,6 +211,7 @@ impl Statehouse {
                 triggers: Arc::new(Traced::new(ports.triggers)),
                 queues: Arc::new(Traced::new(ports.queues)),
                 changes: Arc::new(Traced::new(ports.changes)),
+                synced: Arc::new(Traced::new(ports.synced)),
             },
         };
         Self {
@@ -209,6 +225,12 @@ impl Statehouse {
     /// Typed documents.
     pub fn documents(&self) -> Documents {
         Documents::new(self.ports.documents.clone()).with_retry_policy(self.update_policy())
+    }
+
+    /// Synced models ([`Synced`](crate::Synced) handles load through
+    /// them), with the update retry policy of the settings.
+    pub fn models(&self) -> Models {
+        Models::new(self.ports.synced.clone()).with_retry_policy(self.update_policy())
     }
 
     /// Task records, in the namespace, TTL and log cap of the settings.
@@ -233,9 +255,11 @@ impl Statehouse {
     }
 
     /// Expiration triggers; listeners of this `Statehouse` (and its clones)
-    /// are woken by its `set`s.
+    /// are woken by its `set`s, and all-tenants listeners also by other
+    /// processes' (hints through the change feed).
     pub fn triggers(&self) -> Triggers {
         Triggers::with_wake(self.ports.triggers.clone(), self.wake.clone())
+            .with_hints(self.ports.changes.clone())
     }
 
     /// Batch queues.
@@ -326,6 +350,7 @@ fn not_compiled_in(settings: &Settings, feature: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use statehouse_ports::MockSyncedStore;
     use statehouse_ports::{
         ErrorKind, MockChangeFeed, MockDocumentStore, MockFieldStore, MockQueueStore, MockSubjectStore,
         MockTaskRepository, MockTriggerStore,
@@ -420,6 +445,7 @@ mod tests {
                 Arc::new(MockTriggerStore::new()),
                 Arc::new(MockQueueStore::new()),
                 Arc::new(MockChangeFeed::new()),
+                Arc::new(MockSyncedStore::new()),
             ),
             Settings::default(),
             "mock",
@@ -443,6 +469,7 @@ mod tests {
                 Arc::new(MockTriggerStore::new()),
                 Arc::new(MockQueueStore::new()),
                 Arc::new(MockChangeFeed::new()),
+                Arc::new(MockSyncedStore::new()),
             ),
             settings.clone(),
             "mock",
@@ -457,6 +484,7 @@ mod tests {
                 Arc::new(MockTriggerStore::new()),
                 Arc::new(MockQueueStore::new()),
                 Arc::new(MockChangeFeed::new()),
+                Arc::new(MockSyncedStore::new()),
             ),
             settings,
             "mock",
@@ -485,6 +513,7 @@ mod tests {
             Arc::new(MockTriggerStore::new()),
             Arc::new(MockQueueStore::new()),
             Arc::new(MockChangeFeed::new()),
+            Arc::new(MockSyncedStore::new()),
         ));
         assert_eq!(state.backend(), "custom");
         assert!(!state.documents().is_alive().await);

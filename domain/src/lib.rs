@@ -12,8 +12,9 @@
 //!   Python's `json.dumps` writes (KRules compatibility).
 //! - [`layout`]: THE key layout of the families, with the escaping of
 //!   user-given components and the hash tags.
-//! - [`SyncedModel`] (`synced.rs`): a model bound to the document
-//!   `{TypeName}:{id}`, and its key ([`synced_key`]).
+//! - [`SyncedModel`] (`synced.rs`): a model bound to the key
+//!   `{TypeName}:{id}`, its key ([`synced_key`]) and its [`ModelLayout`]
+//!   (a hash of fields, or one JSON string).
 //! - [`TenantId`], [`TenantKey`], [`TenantPattern`] and the ids of the
 //!   tenant repositories (`tenant.rs`): one tenant's hashes and globs.
 //! - [`ActionName`], [`TriggerId`], [`BatchName`], [`QueueName`]
@@ -52,8 +53,9 @@ pub use change::{
 pub use duration::HumanDuration;
 pub use error::ValidationError;
 pub use key::{Key, KeyPattern, MAX_KEY_BYTES, MAX_PATTERN_BYTES, validate_identifier};
+pub use subject::python_float_repr;
 pub use subject::{PropertyKind, PropertyName, PythonFormatter, SubjectName, python_json, write_python_json};
-pub use synced::{SyncedModel, synced_key, synced_key_of, validate_type_name};
+pub use synced::{ModelLayout, SyncedModel, synced_key, synced_key_of, validate_type_name};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
 pub use tenant::{
     FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,

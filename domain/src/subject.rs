@@ -186,8 +186,9 @@ impl serde_json::ser::Formatter for PythonFormatter {
 
 /// A finite float as Python's `repr` writes it: the shortest digits that
 /// round-trip, in positional form when the decimal exponent is in
-/// `-4..16`, else as `d.ddde±XX` (at least two exponent digits).
-fn python_float_repr(value: f64) -> String {
+/// `-4..16`, else as `d.ddde±XX` (at least two exponent digits). Also what
+/// redis-py sends for a Python `float` (synced models' hash fields).
+pub fn python_float_repr(value: f64) -> String {
     if !value.is_finite() {
         // serde_json never holds these; Python would write NaN/Infinity.
         return "null".to_owned();

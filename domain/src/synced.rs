@@ -1,5 +1,7 @@
-//! Synced models: a serde struct bound to one JSON document at
-//! `{TypeName}:{id}`.
+//! Synced models: a serde struct bound to the key `{TypeName}:{id}`, kept
+//! there in one of two [`ModelLayout`]s: a Redis hash with a field per
+//! model field (the default: what Python's pydantic-state writes), or one
+//! JSON string.
 //!
 //! The key is written verbatim, without escaping, because Python services
 //! write these keys today as `f"{Type}:{id}"`; escaping the id would put a
@@ -12,11 +14,44 @@
 
 use crate::{Key, MAX_KEY_BYTES, ValidationError, validate_identifier};
 
-/// A model kept in one JSON document under `{TypeName}:{id}`, shared
-/// between services.
+/// How a synced model is stored under its key.
+///
+/// Loading detects the layout a key holds (by its Redis type) and keeps it
+/// on every write; the layout chosen for a model type
+/// ([`SyncedModel::LAYOUT`], or a builder option of the facade) only says
+/// how a model that does not exist yet is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ModelLayout {
+    /// A Redis hash, one field per model field (`HSET key field value`),
+    /// the layout of Python's pydantic-state (`BaseRedisStateModel`).
+    /// Changing a field writes that field alone.
+    #[default]
+    Hash,
+    /// One JSON string (`SET key '{"field":…}'`), as documents are stored.
+    Json,
+}
+
+impl ModelLayout {
+    /// `"hash"` or `"json"`, as the CLI and the docs name them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hash => "hash",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A model kept under `{TypeName}:{id}`, shared between services.
 ///
 /// The serde and `Default` bounds are the facade's (`statehouse::Synced`);
-/// this trait only says where the model lives and what a valid one is.
+/// this trait only says where the model lives, in which layout a new one is
+/// written, and what a valid one is.
 ///
 /// ```
 /// use statehouse_domain::SyncedModel;
@@ -33,9 +68,16 @@ use crate::{Key, MAX_KEY_BYTES, ValidationError, validate_identifier};
 /// }
 ///
 /// assert_eq!(Order::type_name(), "Order");
+/// assert_eq!(Order::LAYOUT, statehouse_domain::ModelLayout::Hash);
 /// assert_eq!(statehouse_domain::synced_key::<Order>("7").unwrap().as_str(), "Order:7");
 /// ```
 pub trait SyncedModel {
+    /// The layout a new model of this type is written in: a hash of fields
+    /// by default (what Python's pydantic-state writes); set
+    /// `const LAYOUT: ModelLayout = ModelLayout::Json;` for one JSON
+    /// string. A key that already holds a model keeps its layout.
+    const LAYOUT: ModelLayout = ModelLayout::Hash;
+
     /// The type name in the key: by default the last path segment of the
     /// Rust type, without generic arguments (`shop::Order<X>` -> `Order`).
     /// Override it to match the name another service uses (a Python class
@@ -52,7 +94,7 @@ pub trait SyncedModel {
     fn id(&self) -> String;
 
     /// Puts `id` into a fresh model (`Default::default()`), when the
-    /// document does not exist yet. The default does nothing: override it
+    /// model does not exist yet. The default does nothing: override it
     /// if the model carries its id as a field.
     fn set_id(&mut self, id: &str) {
         let _ = id;
@@ -125,6 +167,7 @@ mod tests {
 
     struct Renamed;
     impl SyncedModel for Renamed {
+        const LAYOUT: ModelLayout = ModelLayout::Json;
         fn type_name() -> &'static str {
             "LegacyOrder"
         }
@@ -138,6 +181,11 @@ mod tests {
         assert_eq!(Plain::type_name(), "Plain");
         assert_eq!(Generic::<Vec<u8>>::type_name(), "Generic");
         assert_eq!(Renamed::type_name(), "LegacyOrder");
+        assert_eq!(
+            (Plain::LAYOUT, Renamed::LAYOUT),
+            (ModelLayout::Hash, ModelLayout::Json)
+        );
+        assert_eq!(ModelLayout::default().to_string(), "hash");
         assert_eq!(Generic(Plain).0.id(), "");
     }
 

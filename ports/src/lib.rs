@@ -13,6 +13,9 @@
 //!   indexed by service and user; [`TaskSpace`] says where and how.
 //! - [`SubjectStore`] (`subjects.rs`): subjects' default and extended JSON
 //!   properties in KRules' layout; [`SubjectSpace`] says where.
+//! - [`SyncedStore`] (`synced.rs`): synced models under `{TypeName}:{id}`,
+//!   a hash of fields or a JSON string ([`ModelLayout`]); their field codec
+//!   is [`hash_fields`] (`hash_fields/`).
 //! - [`FieldStore`] (`tenants.rs`): tenant-scoped hashes of JSON fields,
 //!   behind the tenant repositories; keys are [`TenantKey`]s.
 //! - [`TriggerStore`] (`triggers.rs`): per-tenant expiration triggers,
@@ -39,10 +42,12 @@ mod changes;
 mod documents;
 mod error;
 mod ext;
+pub mod hash_fields;
 mod listing;
 mod queues;
 mod retry;
 mod subjects;
+mod synced;
 mod tasks;
 mod tenants;
 mod triggers;
@@ -72,6 +77,9 @@ pub use subjects::{
     SubjectStore, decode_property, property_key,
 };
 #[cfg(feature = "mock")]
+pub use synced::MockSyncedStore;
+pub use synced::{ModelFn, ModelUpdated, ModelWrite, StoredModel, SyncedStore};
+#[cfg(feature = "mock")]
 pub use tasks::MockTaskRepository;
 pub use tasks::{
     BucketMerge, BucketRead, LegacyMove, PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage,
@@ -84,12 +92,14 @@ pub use tenants::{
     increment_overflow, not_an_integer,
 };
 
+pub use triggers::DueTenants;
 #[cfg(feature = "mock")]
 pub use triggers::MockTriggerStore;
 pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis_to_utc};
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;
+pub use statehouse_domain::layout::{IndexShard, TriggerIndex};
 pub use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TaskBucket, TriggerKeys};
 pub use statehouse_domain::{ActionName, BatchName, QueueName, TriggerId};
 /// Re-exported domain types used in port signatures.
@@ -100,3 +110,4 @@ pub use statehouse_domain::{
 pub use statehouse_domain::{
     FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
 };
+pub use statehouse_domain::{ModelLayout, SyncedModel};

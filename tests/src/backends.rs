@@ -16,7 +16,7 @@ use statehouse_ports::Key;
 use statehouse_redis::{RedisConfig, RedisStore};
 use tracing::instrument::WithSubscriber;
 
-use crate::contract::{Backend, Flavor, PlantHash, RawHashes};
+use crate::contract::{Backend, Flavor, OtherProcess, PlantHash, RawHashes};
 use crate::harness::{RedisCluster, RedisServer};
 
 /// Whether the ports are used bare or under the app's layers.
@@ -46,8 +46,13 @@ where
                 Box::pin(async {})
             });
             let raw = Arc::new(MemoryHashes(store.clone()));
+            let other = store.clone();
+            let other_process: OtherProcess = Arc::new(move || {
+                let ports = wrap(stack, Ports::of(other.clone()));
+                Box::pin(async move { ports })
+            });
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("memory", ports, paused, plant_hash, raw)
+            Backend::new("memory", ports, paused, plant_hash, raw).with_other_process(other_process)
         },
         body,
     );
@@ -69,7 +74,11 @@ where
         stack,
         async move {
             let config = RedisConfig::new(url.clone()).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config).await.unwrap();
+            let store = RedisStore::connect(config.clone()).await.unwrap();
+            let other_process: OtherProcess = Arc::new(move || {
+                let config = config.clone();
+                Box::pin(async move { wrap(stack, Ports::of(RedisStore::connect(config).await.unwrap())) })
+            });
             let (raw_url, raw_prefix) = (url.clone(), prefix.clone());
             let plant_hash: PlantHash = Arc::new(move |key: Key| {
                 let url = url.clone();
@@ -91,7 +100,7 @@ where
                 prefix: raw_prefix,
             });
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("redis", ports, false, plant_hash, raw)
+            Backend::new("redis", ports, false, plant_hash, raw).with_other_process(other_process)
         },
         body,
     );
@@ -115,7 +124,11 @@ where
         stack,
         async move {
             let config = RedisConfig::new(url).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config).await.unwrap();
+            let store = RedisStore::connect(config.clone()).await.unwrap();
+            let other_process: OtherProcess = Arc::new(move || {
+                let config = config.clone();
+                Box::pin(async move { wrap(stack, Ports::of(RedisStore::connect(config).await.unwrap())) })
+            });
             let raw = Arc::new(RedisHashes {
                 target: RawTarget::Cluster(seeds),
                 prefix,
@@ -125,7 +138,7 @@ where
                 planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec())
             });
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("cluster", ports, false, plant_hash, raw)
+            Backend::new("cluster", ports, false, plant_hash, raw).with_other_process(other_process)
         },
         body,
     );
@@ -271,6 +284,7 @@ fn wrap(stack: Stack, ports: Ports) -> Ports {
             Arc::new(Traced::new(Retrying::with_defaults(ports.triggers))),
             Arc::new(Traced::new(Retrying::with_defaults(ports.queues))),
             Arc::new(Traced::new(Retrying::with_defaults(ports.changes))),
+            Arc::new(Traced::new(Retrying::with_defaults(ports.synced))),
         ),
     }
 }

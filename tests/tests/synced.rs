@@ -1,19 +1,22 @@
 //! Synced models shared by two services: two `Statehouse` instances (each
 //! its own connections, as two processes would have) on one real
-//! `redis-server` of this test's own.
+//! `redis-server` of this test's own, and on one in-memory store.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use statehouse::{Settings, Statehouse, Synced, SyncedModel};
+use statehouse::{Ports, Settings, Statehouse, Synced, SyncedModel};
+use statehouse_memory::MemoryStore;
 use statehouse_tests::harness::RedisServer;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Inventory {
+    #[serde(rename = "id_")]
     sku: String,
     count: u64,
+    reserved: u64,
     notes: Vec<String>,
 }
 
@@ -31,6 +34,15 @@ async fn service(server: &RedisServer) -> Statehouse {
     let mut settings = Settings::new(server.url());
     settings.prefix = "shop:".into();
     Statehouse::with_settings(settings).await.unwrap()
+}
+
+/// Two services on one in-memory store.
+fn memory_services() -> (Statehouse, Statehouse) {
+    let store = MemoryStore::new();
+    (
+        Statehouse::from_ports(Ports::of(store.clone())),
+        Statehouse::from_ports(Ports::of(store)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -59,17 +71,28 @@ async fn two_services_see_each_others_changes_after_refresh() {
         Inventory {
             sku: "tea".into(),
             count: 9,
+            reserved: 0,
             notes: vec!["order 1".into()]
         }
     );
 
-    // On the server: one plain JSON string under the prefix, `{Type}:{id}`.
+    // On the server: a hash under the prefix, `{Type}:{id}`, a field per
+    // model field, as pydantic-state writes it.
     let mut conn = server.connection();
-    let raw: String = redis::cmd("GET")
+    let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
         .arg("shop:Inventory:tea")
         .query(&mut conn)
         .unwrap();
-    assert_eq!(raw, r#"{"sku":"tea","count":9,"notes":["order 1"]}"#);
+    let expected: BTreeMap<String, String> = [
+        ("id_", "tea"),
+        ("count", "9"),
+        ("reserved", "0"),
+        ("notes", r#"["order 1"]"#),
+    ]
+    .into_iter()
+    .map(|(field, value)| (field.to_owned(), value.to_owned()))
+    .collect();
+    assert_eq!(fields, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -100,4 +123,77 @@ async fn concurrent_modifies_from_two_services_lose_no_update() {
     let fresh = service(&server).await;
     let model = Synced::<Inventory>::load(&fresh, "hot").await.unwrap();
     assert_eq!(model.value().count, total);
+}
+
+/// Service `stock` changes `count`, service `orders` changes `reserved`, at
+/// the same time, each from several tasks: neither loses a change of the
+/// other (each modify writes its own field only, through the WATCH loop).
+async fn services_changing_different_fields(stock: &Statehouse, orders: &Statehouse) {
+    const TASKS: u64 = 4;
+    const CHANGES: u64 = 40;
+    let mut workers = tokio::task::JoinSet::new();
+    for (state, field) in [(stock, "count"), (orders, "reserved")] {
+        for _ in 0..TASKS {
+            let state = state.clone();
+            workers.spawn(async move {
+                let mut model = Synced::<Inventory>::load(&state, "jam").await.unwrap();
+                for _ in 0..CHANGES {
+                    model
+                        .modify(|i| match field {
+                            "count" => i.count += 1,
+                            _ => i.reserved += 1,
+                        })
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+    }
+    workers.join_all().await;
+    let total = TASKS * CHANGES;
+    for state in [stock, orders] {
+        let model = Synced::<Inventory>::load(state, "jam").await.unwrap();
+        assert_eq!((model.value().count, model.value().reserved), (total, total));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_services_changing_different_fields_lose_neither_on_redis() {
+    const PYTHON_WRITES: u64 = 200;
+    let server = RedisServer::start();
+    let (stock, orders) = (service(&server).await, service(&server).await);
+    // A third writer that knows nothing of the model (a Python service's
+    // own field), on a connection of its own.
+    let url = server.url();
+    let python = tokio::spawn(async move {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        for _ in 0..PYTHON_WRITES {
+            redis::cmd("HINCRBY")
+                .arg("shop:Inventory:jam")
+                .arg("visits")
+                .arg(1)
+                .exec_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
+    services_changing_different_fields(&stock, &orders).await;
+    python.await.unwrap();
+    let mut conn = server.connection();
+    let visits: u64 = redis::cmd("HGET")
+        .arg("shop:Inventory:jam")
+        .arg("visits")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        visits, PYTHON_WRITES,
+        "a field the model does not know is never rewritten"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_services_changing_different_fields_lose_neither_in_memory() {
+    let (stock, orders) = memory_services();
+    services_changing_different_fields(&stock, &orders).await;
 }

@@ -18,10 +18,13 @@
 //!
 //! - `subjects.rs`: [`SubjectStore`](statehouse_ports::SubjectStore): a
 //!   hash per subject, KRules' layout, as on Redis.
+//! - `synced.rs`: [`SyncedStore`](statehouse_ports::SyncedStore): a
+//!   synced model as a hash or a string, the same keys and steps as on Redis.
 //! - `tenants.rs`: [`FieldStore`](statehouse_ports::FieldStore): tenant
 //!   hashes of JSON fields, the same keys and atomic steps as on Redis.
-//! - `triggers.rs`: [`TriggerStore`](statehouse_ports::TriggerStore): due
-//!   times in a sorted set, claims with leases, on the keyspace's clock.
+//! - `triggers/`: [`TriggerStore`](statehouse_ports::TriggerStore): due
+//!   times in a sorted set, claims with leases, on the keyspace's clock
+//!   (`mod.rs`); the cross-tenant due index (`index.rs`).
 //! - `queues.rs`: [`QueueStore`](statehouse_ports::QueueStore): lists of
 //!   item ids, payloads in a hash, leases in a sorted set, as on Redis.
 //!
@@ -87,6 +90,7 @@ mod listing;
 mod queues;
 mod store;
 mod subjects;
+mod synced;
 mod tasks;
 mod tenants;
 mod triggers;

@@ -50,8 +50,14 @@ const FAMILIES: &[Family] = &[
     Family {
         family: "synced",
         redis_key: "<prefix><Type>:<id>",
+        redis_type: "hash",
+        notes: "synced model, hash layout (default, pydantic-state's): a field per model field; verbatim, not escaped; type names hold no ':'",
+    },
+    Family {
+        family: "synced",
+        redis_key: "<prefix><Type>:<id>",
         redis_type: "string",
-        notes: "synced model (JSON); verbatim, not escaped (Python services' keys); type names hold no ':'",
+        notes: "synced model, JSON layout: the model as one JSON document; load tells the layouts apart by type",
     },
     Family {
         family: "tenants",

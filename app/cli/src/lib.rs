@@ -13,7 +13,7 @@
 //! - one file per command family: `documents.rs` (`doc`, `ping`),
 //!   `tasks.rs`, `subjects.rs`, `synced.rs` (`model`), `tenants.rs`,
 //!   `queues.rs` (`triggers` and `queue`), `config.rs` (`config` and
-//!   `watch`), `layout.rs`, and `demo/` (the tour). Commands import
+//!   `watch`), `layout.rs`, `status.rs`, and `demo/` (the tour). Commands import
 //!   `output.rs`, never each other.
 
 use std::ffi::OsString;
@@ -30,6 +30,7 @@ mod documents;
 mod layout;
 mod output;
 mod queues;
+mod status;
 mod subjects;
 mod synced;
 mod tasks;
@@ -82,7 +83,7 @@ enum Command {
     /// Subjects (KRules' layout): show, set, del, list.
     #[command(subcommand)]
     Subject(subjects::SubjectCommand),
-    /// Synced models (JSON documents under TYPE:ID): show.
+    /// Synced models under TYPE:ID (a hash of fields, or a JSON document): show, set.
     #[command(subcommand)]
     Model(synced::ModelCommand),
     /// One tenant's records: users [get USER], state USER [NAME], table TABLE [PK].
@@ -104,6 +105,10 @@ enum Command {
     Ping,
     /// Show how statehouse lays out its Redis keys.
     Layout,
+    /// Show the topology: each endpoint, the role its server reports, its
+    /// replicas or primary and the replication lag (exit status 3 if an
+    /// endpoint cannot be reached).
+    Status,
 }
 
 impl fmt::Debug for Cli {
@@ -158,6 +163,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let out = &mut Output::new(out, cli.json);
     let command = match cli.command {
         Command::Layout => return layout::layout(&settings, out),
+        // Status asks each endpoint itself: an unreachable one is reported, not fatal.
+        Command::Status => return status::status(&settings, status::backend_of(&settings), out).await,
         // The demo connects itself, under a namespace of its own.
         Command::Demo(args) => return demo::demo(settings, args, out).await,
         command => command,
@@ -165,13 +172,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let state = Statehouse::with_settings(settings).await?;
     let docs = state.documents();
     match command {
-        Command::Layout | Command::Demo(_) => Ok(()),
+        Command::Layout | Command::Demo(_) | Command::Status => Ok(()),
         Command::Ping => documents::ping(&state, &docs, out).await,
         Command::Doc(command) => documents::doc(&docs, command, out).await,
         Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,
         Command::Subject(command) => subjects::subject(&state, command, out).await,
         Command::Tenant(args) => tenants::tenant(&state, args, out).await,
-        Command::Model(command) => synced::model(&docs, command, out).await,
+        Command::Model(command) => synced::model(&state.models(), command, out).await,
         Command::Triggers(args) => queues::triggers(&state.triggers(), args, out).await,
         Command::Queue(args) => queues::queue(&state.queues(), args, out).await,
         Command::Config(command) => config::config(&state, command, out).await,

@@ -62,6 +62,7 @@ pub use subjects::SubjectKeys;
 pub use tasks::{LegacyTaskKeys, TaskBucket, TaskKeys};
 pub use tenants::TenantKeys;
 pub use triggers::TriggerKeys;
+pub use triggers::{INDEX_SHARDS, IndexShard, TriggerIndex};
 
 use std::fmt::Write as _;
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use statehouse::{Documents, RetryPolicy, TaskSpace, Tasks, Tenant};
+use statehouse_ports::SyncedStore;
 use statehouse_ports::{
     ChangeFeed, DocumentStore, FieldStore, Key, QueueStore, SubjectStore, TaskRepository, TriggerStore,
 };
@@ -24,6 +25,7 @@ pub mod listing;
 pub mod queues;
 pub mod subjects;
 pub mod synced;
+pub use synced::{hash as synced_hash, json as synced_json};
 pub mod tasks;
 pub mod tenants;
 pub mod triggers;
@@ -41,6 +43,12 @@ pub enum Flavor {
 
 /// Puts a value of another Redis type (a hash) under a key.
 pub type PlantHash = Arc<dyn Fn(Key) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Connects "another process" to a backend's store: new ports with
+/// connections (or a handle) of their own, sharing nothing with the first
+/// but the store itself (the Redis server, or the memory keyspace).
+pub type OtherProcess =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = statehouse::Ports> + Send>> + Send + Sync>;
 
 /// Raw access to Redis hashes (in a backend's namespace), below the ports:
 /// what another process (a Python KRules service) writes and reads.
@@ -72,9 +80,12 @@ pub struct Backend {
     pub queues: Arc<dyn QueueStore>,
     /// The change feed.
     pub changes: Arc<dyn ChangeFeed>,
+    /// The synced-model port.
+    pub synced: Arc<dyn SyncedStore>,
     paused_time: bool,
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
+    other_process: Option<OtherProcess>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -106,10 +117,30 @@ impl Backend {
             triggers: ports.triggers,
             queues: ports.queues,
             changes: ports.changes,
+            synced: ports.synced,
             paused_time,
             plant_hash,
             raw_hashes,
+            other_process: None,
         }
+    }
+
+    /// The same fixture, able to connect another process
+    /// ([`other_process`](Self::other_process)).
+    #[must_use]
+    pub fn with_other_process(mut self, connect: OtherProcess) -> Self {
+        self.other_process = Some(connect);
+        self
+    }
+
+    /// The ports of another process on the same store (see
+    /// [`OtherProcess`]). Panics if the runner gave none.
+    pub async fn other_process(&self) -> statehouse::Ports {
+        let connect = self
+            .other_process
+            .as_ref()
+            .expect("the runner connects other processes");
+        connect().await
     }
 
     /// The documents facade over this backend.
@@ -120,6 +151,11 @@ impl Backend {
     /// The documents facade with another update retry policy.
     pub fn docs_with(&self, policy: RetryPolicy) -> Documents {
         self.docs().with_retry_policy(policy)
+    }
+
+    /// The synced models over this backend, default retry policy.
+    pub fn models(&self) -> statehouse::Models {
+        statehouse::Models::new(self.synced.clone())
     }
 
     /// The tasks facade over this backend, in the default space.
@@ -293,20 +329,47 @@ macro_rules! contract_suite {
             legacy_tasks_move_into_their_buckets_keeping_order_and_ttl: Plain,
             the_migration_keeps_the_newer_copy_and_deletes_only_what_it_moved: Plain,
         ]);
-        $crate::contract_suite!(@family $runner, synced, [
+        $crate::contract_suite!(@family $runner, synced_hash, [
             an_absent_model_starts_from_default_and_writes_nothing: Plain,
-            modify_writes_through_compact_json: Plain,
+            modify_writes_the_new_model_in_its_layout: Plain,
             the_type_name_is_the_rust_name_unless_overridden: Plain,
-            a_python_json_dumps_document_loads_and_keeps_unknown_fields: Plain,
             a_rejected_change_names_key_and_reason_and_writes_nothing: Plain,
             a_change_may_not_move_the_model_to_another_id: Plain,
             two_handles_see_each_other_after_refresh: Plain,
-            an_undecodable_document_is_deserialization_naming_the_key: Plain,
+            a_stored_model_keeps_its_layout_whatever_the_new_layout: Plain,
+            set_writes_one_field_and_keeps_what_others_wrote: Plain,
+            set_refuses_unknown_fields_and_values_the_field_does_not_take: Plain,
             ids_are_kept_verbatim_and_validated_before_any_io: Plain,
-            delete_removes_the_document_and_resets_the_copy: Plain,
-            modify_keeps_the_ttl: Plain,
+            delete_removes_the_model_and_resets_the_copy: Plain,
+            modify_and_set_keep_the_ttl: Plain,
+            a_key_of_another_type_is_wrong_type_and_stays: Plain,
             concurrent_modifies_from_many_handles_lose_nothing: Threaded,
+            writers_of_different_fields_lose_nothing: Threaded,
             a_conflict_reruns_the_change_on_the_new_value: Threaded,
+            python_written_fields_read_leniently_and_only_changed_ones_are_written: Plain,
+            values_have_the_bytes_python_reads_back: Plain,
+            a_bad_field_names_key_field_and_type_and_the_others_stay_readable: Plain,
+        ]);
+        $crate::contract_suite!(@family $runner, synced_json, [
+            an_absent_model_starts_from_default_and_writes_nothing: Plain,
+            modify_writes_the_new_model_in_its_layout: Plain,
+            the_type_name_is_the_rust_name_unless_overridden: Plain,
+            a_rejected_change_names_key_and_reason_and_writes_nothing: Plain,
+            a_change_may_not_move_the_model_to_another_id: Plain,
+            two_handles_see_each_other_after_refresh: Plain,
+            a_stored_model_keeps_its_layout_whatever_the_new_layout: Plain,
+            set_writes_one_field_and_keeps_what_others_wrote: Plain,
+            set_refuses_unknown_fields_and_values_the_field_does_not_take: Plain,
+            ids_are_kept_verbatim_and_validated_before_any_io: Plain,
+            delete_removes_the_model_and_resets_the_copy: Plain,
+            modify_and_set_keep_the_ttl: Plain,
+            a_key_of_another_type_is_wrong_type_and_stays: Plain,
+            concurrent_modifies_from_many_handles_lose_nothing: Threaded,
+            writers_of_different_fields_lose_nothing: Threaded,
+            a_conflict_reruns_the_change_on_the_new_value: Threaded,
+            a_python_json_dumps_document_loads_and_keeps_unknown_fields: Plain,
+            a_model_declared_json_is_written_as_json: Plain,
+            an_undecodable_document_is_deserialization_naming_the_key: Plain,
         ]);
         $crate::contract_suite!(@family $runner, tenants, [
             users_round_trip_typed_and_field_by_field: Plain,
@@ -342,6 +405,16 @@ macro_rules! contract_suite {
             a_thousand_triggers_reach_four_listeners_exactly_once: Plain,
             a_thousand_triggers_reach_four_listeners_on_threads_exactly_once: Threaded,
             a_key_of_another_type_is_wrong_type_and_nothing_is_written: Plain,
+            take_due_hands_a_due_tenant_to_one_taker_until_it_is_filed_again: Plain,
+            a_full_claim_files_the_tenant_again_at_once_and_none_prunes_it: Plain,
+            a_claim_that_missed_a_marked_set_looks_at_the_tenant_again_soon: Plain,
+            a_mark_whose_set_never_wrote_is_adopted_after_a_minute: Plain,
+            a_shard_of_another_type_fails_the_set_before_the_trigger_is_written: Plain,
+            one_busy_tenant_does_not_starve_the_others: Plain,
+            a_set_in_another_process_wakes_idle_listeners_at_once: Plain,
+            ten_thousand_tenants_reach_four_listeners_in_two_processes_exactly_once: Plain,
+            a_killed_listeners_claims_are_redelivered_after_the_lease: Plain,
+            idle_listeners_take_only_a_few_times_per_second: Plain,
         ]);
         $crate::contract_suite!(@family $runner, listing, [
             every_family_yields_each_key_once: Plain,

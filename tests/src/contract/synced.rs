@@ -1,4 +1,10 @@
-//! Contract: synced models ([`statehouse::Synced`] over the document port).
+//! Contract: synced models ([`statehouse::Synced`] over the
+//! [`SyncedStore`](statehouse_ports::SyncedStore) port), in both layouts.
+//!
+//! Most tests take the layout a new model is written in and run once per
+//! layout: [`hash`] and [`json`] hold the runs (`synced_hash::…` and
+//! `synced_json::…` in the suite), beside the tests of one layout's own
+//! bytes (`synced/hash.rs`, `synced/json.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -6,21 +12,25 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use statehouse::{ErrorKind, KeyTtl, SetOptions, Synced, SyncedModel};
+use statehouse::{ErrorKind, Key, KeyTtl, ModelLayout, StoredModel, Synced, SyncedModel};
 
 use super::Backend;
 
-/// A model that carries its id, validates, and keeps fields it does not know.
+mod hash_layout;
+mod json_layout;
+
+/// A model as a Python pydantic-state class would declare it (`id_`
+/// included), with a validation rule.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Account {
-    id: String,
-    owner: String,
-    balance: i64,
-    tags: Vec<String>,
-    /// Fields other services write that this one does not know.
-    #[serde(flatten)]
-    extra: Map<String, Value>,
+pub(crate) struct Account {
+    #[serde(rename = "id_")]
+    pub(crate) id: String,
+    pub(crate) owner: String,
+    pub(crate) balance: i64,
+    pub(crate) rate: f64,
+    pub(crate) vip: bool,
+    pub(crate) note: Option<String>,
+    pub(crate) tags: Vec<String>,
 }
 
 impl SyncedModel for Account {
@@ -45,8 +55,8 @@ impl SyncedModel for Account {
 
 /// A model without an id field, under another type name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Hits {
-    n: u64,
+pub(crate) struct Hits {
+    pub(crate) n: u64,
 }
 
 impl SyncedModel for Hits {
@@ -59,16 +69,95 @@ impl SyncedModel for Hits {
     }
 }
 
-async fn load<T>(backend: &Backend, id: &str) -> Synced<T>
+/// Two counters, for writers of different fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Pair {
+    a: u64,
+    b: u64,
+}
+
+impl SyncedModel for Pair {
+    fn id(&self) -> String {
+        String::new()
+    }
+}
+
+pub(crate) async fn load<T>(backend: &Backend, layout: ModelLayout, id: &str) -> Synced<T>
 where
     T: SyncedModel + Serialize + for<'de> Deserialize<'de> + Default + Send,
 {
-    Synced::load_from(&backend.docs(), id).await.unwrap()
+    Synced::builder()
+        .layout(layout)
+        .load_from(&backend.models(), id)
+        .await
+        .unwrap()
 }
 
-pub async fn an_absent_model_starts_from_default_and_writes_nothing(backend: Backend) {
-    let account = load::<Account>(&backend, "acc-1").await;
+/// What the key holds, below the facade.
+pub(crate) async fn stored(backend: &Backend, key: &str) -> Option<StoredModel> {
+    backend.synced.load_model(&Key::new(key).unwrap()).await.unwrap()
+}
+
+/// A hash model's fields as text, in field order.
+pub(crate) fn fields_of(stored: Option<StoredModel>) -> Vec<(String, String)> {
+    match stored {
+        Some(StoredModel::Hash(fields)) => fields
+            .into_iter()
+            .map(|(field, value)| (field, String::from_utf8(value).unwrap()))
+            .collect(),
+        other => panic!("expected a hash, found {other:?}"),
+    }
+}
+
+/// Runs each layout-taking test once per layout, as `hash::name` and
+/// `json::name`.
+macro_rules! in_both_layouts {
+    ($($name:ident),* $(,)?) => {
+        /// The tests with new models in the hash layout.
+        pub mod hash {
+            pub use super::hash_layout::*;
+            $(
+                pub async fn $name(backend: super::Backend) {
+                    super::$name(backend, statehouse::ModelLayout::Hash).await
+                }
+            )*
+        }
+
+        /// The tests with new models in the JSON layout.
+        pub mod json {
+            pub use super::json_layout::*;
+            $(
+                pub async fn $name(backend: super::Backend) {
+                    super::$name(backend, statehouse::ModelLayout::Json).await
+                }
+            )*
+        }
+    };
+}
+
+in_both_layouts!(
+    an_absent_model_starts_from_default_and_writes_nothing,
+    modify_writes_the_new_model_in_its_layout,
+    the_type_name_is_the_rust_name_unless_overridden,
+    a_rejected_change_names_key_and_reason_and_writes_nothing,
+    a_change_may_not_move_the_model_to_another_id,
+    two_handles_see_each_other_after_refresh,
+    a_stored_model_keeps_its_layout_whatever_the_new_layout,
+    set_writes_one_field_and_keeps_what_others_wrote,
+    set_refuses_unknown_fields_and_values_the_field_does_not_take,
+    ids_are_kept_verbatim_and_validated_before_any_io,
+    delete_removes_the_model_and_resets_the_copy,
+    modify_and_set_keep_the_ttl,
+    a_key_of_another_type_is_wrong_type_and_stays,
+    concurrent_modifies_from_many_handles_lose_nothing,
+    writers_of_different_fields_lose_nothing,
+    a_conflict_reruns_the_change_on_the_new_value,
+);
+
+pub async fn an_absent_model_starts_from_default_and_writes_nothing(backend: Backend, layout: ModelLayout) {
+    let account = load::<Account>(&backend, layout, "acc-1").await;
     assert!(!account.exists());
+    assert_eq!(account.layout(), layout);
     assert_eq!(account.key(), "Account:acc-1");
     assert_eq!(account.id(), "acc-1");
     assert_eq!(
@@ -78,70 +167,67 @@ pub async fn an_absent_model_starts_from_default_and_writes_nothing(backend: Bac
             ..Account::default()
         }
     );
-    assert!(!backend.docs().exists("Account:acc-1").await.unwrap());
+    assert_eq!(stored(&backend, "Account:acc-1").await, None);
 }
 
-pub async fn modify_writes_through_compact_json(backend: Backend) {
-    let mut account = load::<Account>(&backend, "acc-1").await;
-    let stored = account
+pub async fn modify_writes_the_new_model_in_its_layout(backend: Backend, layout: ModelLayout) {
+    let mut account = load::<Account>(&backend, layout, "acc-1").await;
+    let after = account
         .modify(|a| {
             a.owner = "Zoë".into();
             a.balance += 10;
+            a.rate = 1e20;
         })
         .await
         .unwrap()
         .clone();
     assert!(account.exists());
-    assert_eq!(stored.balance, 10);
-    let raw = backend.docs().get_raw("Account:acc-1").await.unwrap().unwrap();
-    assert_eq!(
-        String::from_utf8(raw).unwrap(),
-        r#"{"id":"acc-1","owner":"Zoë","balance":10,"tags":[]}"#
-    );
-    let again = load::<Account>(&backend, "acc-1").await;
+    assert_eq!(account.layout(), layout);
+    assert_eq!(after.balance, 10);
+    match layout {
+        ModelLayout::Hash => assert_eq!(
+            fields_of(stored(&backend, "Account:acc-1").await),
+            [
+                ("balance", "10"),
+                ("id_", "acc-1"),
+                ("owner", "Zoë"),
+                ("rate", "1e+20"),
+                ("tags", "[]"),
+                ("vip", "False"),
+            ]
+            .map(|(f, v)| (f.to_owned(), v.to_owned())),
+            "every field of a new model, the None one left out"
+        ),
+        ModelLayout::Json => assert_eq!(
+            stored(&backend, "Account:acc-1").await,
+            Some(StoredModel::Json(
+                r#"{"id_":"acc-1","owner":"Zoë","balance":10,"rate":1e+20,"vip":false,"note":null,"tags":[]}"#
+                    .as_bytes()
+                    .to_vec()
+            ))
+        ),
+    }
+    let again = load::<Account>(&backend, layout, "acc-1").await;
     assert!(again.exists());
-    assert_eq!(again.value(), &stored);
+    assert_eq!(again.value(), &after);
 }
 
-pub async fn the_type_name_is_the_rust_name_unless_overridden(backend: Backend) {
-    let mut hits = load::<Hits>(&backend, "home").await;
+pub async fn the_type_name_is_the_rust_name_unless_overridden(backend: Backend, layout: ModelLayout) {
+    let mut hits = load::<Hits>(&backend, layout, "home").await;
     assert_eq!(hits.key(), "PageHits:home");
     hits.modify(|h| h.n += 1).await.unwrap();
-    assert_eq!(
-        backend.docs().get::<Hits>("PageHits:home").await.unwrap(),
-        Some(Hits { n: 1 })
-    );
+    let again = load::<Hits>(&backend, ModelLayout::default(), "home").await;
+    assert_eq!(again.value(), &Hits { n: 1 });
     assert_eq!(backend.docs().list_keys("*").await.unwrap(), ["PageHits:home"]);
 }
 
-pub async fn a_python_json_dumps_document_loads_and_keeps_unknown_fields(backend: Backend) {
-    // As Python's `json.dumps` writes it by default: spaces after `,` and
-    // `:`, non-ASCII as \uXXXX (here "Zoë" and a surrogate pair for 🎉),
-    // and a field this model does not know.
-    let python = r#"{"id": "acc-7", "owner": "Zo\u00eb \ud83c\udf89", "balance": 42, "tags": ["vip", "eu"], "since": "2026-11-21"}"#;
-    backend
-        .docs()
-        .set_raw("Account:acc-7", python, SetOptions::new())
-        .await
-        .unwrap();
-    let mut account = load::<Account>(&backend, "acc-7").await;
-    assert!(account.exists());
-    assert_eq!(account.value().owner, "Zoë 🎉");
-    assert_eq!(account.value().balance, 42);
-    assert_eq!(account.value().tags, ["vip", "eu"]);
-    account.modify(|a| a.balance -= 2).await.unwrap();
-    let raw = backend.docs().get_raw("Account:acc-7").await.unwrap().unwrap();
-    assert_eq!(
-        String::from_utf8(raw).unwrap(),
-        r#"{"id":"acc-7","owner":"Zoë 🎉","balance":40,"tags":["vip","eu"],"since":"2026-11-21"}"#,
-        "written back compact, the unknown field kept"
-    );
-}
-
-pub async fn a_rejected_change_names_key_and_reason_and_writes_nothing(backend: Backend) {
-    let mut account = load::<Account>(&backend, "acc-1").await;
+pub async fn a_rejected_change_names_key_and_reason_and_writes_nothing(
+    backend: Backend,
+    layout: ModelLayout,
+) {
+    let mut account = load::<Account>(&backend, layout, "acc-1").await;
     account.modify(|a| a.balance = 5).await.unwrap();
-    let before = backend.docs().get_raw("Account:acc-1").await.unwrap();
+    let before = stored(&backend, "Account:acc-1").await;
     let error = account.modify(|a| a.balance -= 8).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
     assert_eq!(error.key(), "Account:acc-1");
@@ -149,28 +235,37 @@ pub async fn a_rejected_change_names_key_and_reason_and_writes_nothing(backend: 
         error.to_string(),
         r#"modify "Account:acc-1": invalid input: Account rejected the change: balance must not be negative (would be -3)"#
     );
+    let error = account.set("balance", &-1).await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.op()),
+        (ErrorKind::InvalidInput, "set"),
+        "{error}"
+    );
     assert_eq!(account.value().balance, 5, "the local copy is unchanged");
-    assert_eq!(backend.docs().get_raw("Account:acc-1").await.unwrap(), before);
+    assert_eq!(stored(&backend, "Account:acc-1").await, before);
 
     // Nothing is created either.
-    let mut fresh = load::<Account>(&backend, "acc-2").await;
+    let mut fresh = load::<Account>(&backend, layout, "acc-2").await;
     assert!(fresh.modify(|a| a.balance = -1).await.is_err());
-    assert!(!backend.docs().exists("Account:acc-2").await.unwrap());
+    assert!(fresh.set("balance", &-1).await.is_err());
+    assert_eq!(stored(&backend, "Account:acc-2").await, None);
     assert!(!fresh.exists());
 }
 
-pub async fn a_change_may_not_move_the_model_to_another_id(backend: Backend) {
-    let mut account = load::<Account>(&backend, "acc-1").await;
+pub async fn a_change_may_not_move_the_model_to_another_id(backend: Backend, layout: ModelLayout) {
+    let mut account = load::<Account>(&backend, layout, "acc-1").await;
     let error = account.modify(|a| a.id = "acc-2".into()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
     assert_eq!(error.key(), "Account:acc-1");
     assert!(error.to_string().contains("fixed by its key"), "{error}");
+    let error = account.set("id_", "acc-2").await.unwrap_err();
+    assert!(error.to_string().contains("fixed by its key"), "{error}");
     assert!(backend.docs().list_keys("*").await.unwrap().is_empty());
 }
 
-pub async fn two_handles_see_each_other_after_refresh(backend: Backend) {
-    let mut here = load::<Account>(&backend, "shared").await;
-    let mut there = load::<Account>(&backend, "shared").await;
+pub async fn two_handles_see_each_other_after_refresh(backend: Backend, layout: ModelLayout) {
+    let mut here = load::<Account>(&backend, layout, "shared").await;
+    let mut there = load::<Account>(&backend, layout, "shared").await;
     here.modify(|a| a.tags.push("from-here".into())).await.unwrap();
     assert!(there.value().tags.is_empty(), "no refresh, no change");
     assert_eq!(there.refresh().await.unwrap().tags, ["from-here"]);
@@ -184,46 +279,104 @@ pub async fn two_handles_see_each_other_after_refresh(backend: Backend) {
     assert_eq!(there.value().balance, 1);
 }
 
-pub async fn an_undecodable_document_is_deserialization_naming_the_key(backend: Backend) {
-    let docs = backend.docs();
-    docs.set_raw(
-        "Account:bad",
-        r#"{"id": "bad", "balance": "lots"}"#,
-        SetOptions::new(),
-    )
-    .await
-    .unwrap();
-    let error = Synced::<Account>::load_from(&docs, "bad").await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Deserialization, "{error}");
-    assert_eq!(error.key(), "Account:bad");
-    assert!(!error.to_string().contains("lots"), "{error}");
+pub async fn a_stored_model_keeps_its_layout_whatever_the_new_layout(backend: Backend, layout: ModelLayout) {
+    let other = match layout {
+        ModelLayout::Hash => ModelLayout::Json,
+        ModelLayout::Json => ModelLayout::Hash,
+    };
+    let mut written = load::<Account>(&backend, other, "acc-9").await;
+    written.modify(|a| a.owner = "Ann".into()).await.unwrap();
 
-    // A handle whose document went bad fails to modify, and writes nothing.
-    docs.set(
-        "Account:ok",
-        &serde_json::json!({"id": "ok", "owner": "", "balance": 0, "tags": []}),
-    )
-    .await
-    .unwrap();
-    let mut ok = load::<Account>(&backend, "ok").await;
-    docs.set_raw("Account:ok", "[1, 2]", SetOptions::new())
-        .await
-        .unwrap();
-    let error = ok.modify(|a| a.balance += 1).await.unwrap_err();
-    assert_eq!(
-        (error.kind(), error.key()),
-        (ErrorKind::Deserialization, "Account:ok")
-    );
-    assert_eq!(docs.get_raw("Account:ok").await.unwrap().unwrap(), b"[1, 2]");
+    let mut account = load::<Account>(&backend, layout, "acc-9").await;
+    assert_eq!(account.layout(), other, "load tells the layout the key holds");
+    assert_eq!(account.value().owner, "Ann");
+    account.modify(|a| a.balance = 7).await.unwrap();
+    account.set("vip", &true).await.unwrap();
+    assert_eq!(stored(&backend, "Account:acc-9").await.unwrap().layout(), other);
+
+    // Rewritten in the other layout behind a handle's back: its next
+    // modify reads what the key holds now.
+    written.delete().await.unwrap();
+    let mut rewritten = load::<Account>(&backend, layout, "acc-9").await;
+    rewritten.modify(|a| a.balance = 1).await.unwrap();
+    let stored_now = account.modify(|a| a.balance += 1).await.unwrap().clone();
+    assert_eq!(stored_now.balance, 2);
+    assert_eq!(account.layout(), layout);
+    assert_eq!(stored(&backend, "Account:acc-9").await.unwrap().layout(), layout);
 }
 
-pub async fn ids_are_kept_verbatim_and_validated_before_any_io(backend: Backend) {
+pub async fn set_writes_one_field_and_keeps_what_others_wrote(backend: Backend, layout: ModelLayout) {
+    // Setting a field of a model that does not exist writes it whole.
+    let mut mine = load::<Account>(&backend, layout, "acc-3").await;
+    assert_eq!(mine.set("owner", "Ann").await.unwrap().owner, "Ann");
+    assert!(mine.exists());
+    let mut theirs = load::<Account>(&backend, layout, "acc-3").await;
+    assert_eq!(theirs.value().owner, "Ann");
+
+    // Two stale handles set different fields: neither is lost.
+    mine.set("balance", &12).await.unwrap();
+    theirs.set("note", &Some("from theirs")).await.unwrap();
+    mine.set("rate", &0.25).await.unwrap();
+    let fresh = load::<Account>(&backend, layout, "acc-3").await.into_value();
+    assert_eq!(
+        (fresh.balance, fresh.note.as_deref(), fresh.rate),
+        (12, Some("from theirs"), 0.25)
+    );
+    match layout {
+        // One HSET: a handle's copy is its own writes over what it last read.
+        ModelLayout::Hash => {
+            assert_eq!(mine.value().note, None);
+            assert_eq!(theirs.value().balance, 0);
+        }
+        // A modify of the field: the copy is the model as stored.
+        ModelLayout::Json => assert_eq!(mine.value(), &fresh),
+    }
+
+    // None removes an optional field; the value is checked as the model reads it.
+    theirs.set("note", &None::<String>).await.unwrap();
+    mine.set("tags", &["x", "y"]).await.unwrap();
+    let fresh = load::<Account>(&backend, layout, "acc-3").await.into_value();
+    assert_eq!(
+        (fresh.note, fresh.tags),
+        (None, vec!["x".to_owned(), "y".to_owned()])
+    );
+    if layout == ModelLayout::Hash {
+        let fields = fields_of(stored(&backend, "Account:acc-3").await);
+        assert!(
+            fields.iter().all(|(field, _)| field != "note"),
+            "HDEL: {fields:?}"
+        );
+    }
+}
+
+pub async fn set_refuses_unknown_fields_and_values_the_field_does_not_take(
+    backend: Backend,
+    layout: ModelLayout,
+) {
+    let mut account = load::<Account>(&backend, layout, "acc-4").await;
+    account.modify(|a| a.owner = "Ann".into()).await.unwrap();
+    let before = stored(&backend, "Account:acc-4").await;
+    for (field, error) in [
+        ("nope", account.set("nope", &1).await.unwrap_err()),
+        ("balance", account.set("balance", "lots").await.unwrap_err()),
+        ("vip", account.set("vip", &3.5).await.unwrap_err()),
+        ("owner", account.set("owner", &None::<String>).await.unwrap_err()),
+    ] {
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{field}: {error}");
+        assert_eq!(error.key(), format!("Account:acc-4 field {field}"));
+        assert!(!error.to_string().contains("lots"), "{error}");
+    }
+    assert_eq!(stored(&backend, "Account:acc-4").await, before);
+    assert_eq!(account.value().owner, "Ann");
+}
+
+pub async fn ids_are_kept_verbatim_and_validated_before_any_io(backend: Backend, layout: ModelLayout) {
     // Verbatim: separators and glob characters are the id's own.
-    let mut odd = load::<Hits>(&backend, "a:b*[c]").await;
+    let mut odd = load::<Hits>(&backend, layout, "a:b*[c]").await;
     odd.modify(|h| h.n = 3).await.unwrap();
     assert_eq!(backend.docs().list_keys("*").await.unwrap(), ["PageHits:a:b*[c]"]);
 
-    let docs = backend.docs();
+    let models = backend.models();
     for (id, reason) in [
         ("", "synced model id must not be empty"),
         (
@@ -231,12 +384,16 @@ pub async fn ids_are_kept_verbatim_and_validated_before_any_io(backend: Backend)
             "synced model id contains the control character U+000A at byte 1",
         ),
     ] {
-        let error = Synced::<Hits>::load_from(&docs, id).await.unwrap_err();
+        let error = Synced::<Hits>::builder()
+            .layout(layout)
+            .load_from(&models, id)
+            .await
+            .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
         assert!(error.to_string().ends_with(reason), "{error}");
     }
     let long = "x".repeat(600);
-    let error = Synced::<Hits>::load_from(&docs, &long).await.unwrap_err();
+    let error = Synced::<Hits>::load_from(&models, &long).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
 
     #[derive(Debug, Default, Serialize, Deserialize)]
@@ -249,44 +406,92 @@ pub async fn ids_are_kept_verbatim_and_validated_before_any_io(backend: Backend)
             String::new()
         }
     }
-    let error = Synced::<Colon>::load_from(&docs, "1").await.unwrap_err();
+    let error = Synced::<Colon>::load_from(&models, "1").await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
     assert!(error.to_string().contains("must not contain ':'"), "{error}");
-    assert_eq!(docs.list_keys("*").await.unwrap(), ["PageHits:a:b*[c]"]);
+    assert_eq!(backend.docs().list_keys("*").await.unwrap(), ["PageHits:a:b*[c]"]);
 }
 
-pub async fn delete_removes_the_document_and_resets_the_copy(backend: Backend) {
-    let mut account = load::<Account>(&backend, "acc-1").await;
+pub async fn delete_removes_the_model_and_resets_the_copy(backend: Backend, layout: ModelLayout) {
+    let mut account = load::<Account>(&backend, layout, "acc-1").await;
     account.modify(|a| a.balance = 3).await.unwrap();
     assert!(account.delete().await.unwrap());
     assert!(!account.exists());
     assert_eq!(account.value().balance, 0);
     assert_eq!(account.value().id, "acc-1");
     assert!(!account.delete().await.unwrap());
-    assert!(!backend.docs().exists("Account:acc-1").await.unwrap());
+    assert_eq!(stored(&backend, "Account:acc-1").await, None);
 }
 
-pub async fn modify_keeps_the_ttl(backend: Backend) {
+pub async fn modify_and_set_keep_the_ttl(backend: Backend, layout: ModelLayout) {
+    let mut hits = load::<Hits>(&backend, layout, "lease").await;
+    hits.modify(|h| h.n = 1).await.unwrap();
     let docs = backend.docs();
-    docs.set_with_ttl("PageHits:lease", &Hits { n: 1 }, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let mut hits = load::<Hits>(&backend, "lease").await;
+    assert!(
+        docs.expire("PageHits:lease", Duration::from_secs(10))
+            .await
+            .unwrap()
+    );
     hits.modify(|h| h.n += 1).await.unwrap();
+    hits.set("n", &5).await.unwrap();
     assert!(matches!(
         docs.ttl("PageHits:lease").await.unwrap(),
         KeyTtl::ExpiresIn(_)
     ));
+    assert_eq!(load::<Hits>(&backend, layout, "lease").await.value().n, 5);
 }
 
-pub async fn concurrent_modifies_from_many_handles_lose_nothing(backend: Backend) {
+pub async fn a_key_of_another_type_is_wrong_type_and_stays(backend: Backend, layout: ModelLayout) {
+    // A task index (a sorted set) read as a model of type "{tasks}".
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    struct Index {
+        n: u64,
+    }
+    impl SyncedModel for Index {
+        fn type_name() -> &'static str {
+            "{tasks}"
+        }
+        fn id(&self) -> String {
+            String::new()
+        }
+    }
+    backend.tasks().create("t", "svc", "u").await.unwrap();
+    let models = backend.models();
+    let error = Synced::<Index>::load_from(&models, "by-service:svc")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.key()),
+        (ErrorKind::WrongType, "{tasks}:by-service:svc")
+    );
+    // A handle made before the index was: every write fails alike.
+    let mut index = Synced::<Index>::builder()
+        .layout(layout)
+        .load_from(&models, "by-service:none")
+        .await
+        .unwrap();
+    backend.tasks().create("t3", "none", "u").await.unwrap();
+    assert_eq!(
+        index.modify(|i| i.n = 1).await.unwrap_err().kind(),
+        ErrorKind::WrongType
+    );
+    assert_eq!(index.set("n", &1).await.unwrap_err().kind(), ErrorKind::WrongType);
+    assert_eq!(index.delete().await.unwrap_err().kind(), ErrorKind::WrongType);
+    assert_eq!(backend.tasks().count_by_service("none").await.unwrap(), 1);
+}
+
+pub async fn concurrent_modifies_from_many_handles_lose_nothing(backend: Backend, layout: ModelLayout) {
     const WORKERS: u64 = 8;
     const INCREMENTS: u64 = 50;
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..WORKERS {
-        let docs = backend.docs();
+        let models = backend.models();
         workers.spawn(async move {
-            let mut hits = Synced::<Hits>::load_from(&docs, "busy").await.unwrap();
+            let mut hits = Synced::<Hits>::builder()
+                .layout(layout)
+                .load_from(&models, "busy")
+                .await
+                .unwrap();
             let mut seen = Vec::new();
             for _ in 0..INCREMENTS {
                 seen.push(hits.modify(|h| h.n += 1).await.unwrap().n);
@@ -301,14 +506,47 @@ pub async fn concurrent_modifies_from_many_handles_lose_nothing(backend: Backend
         WORKERS * INCREMENTS,
         "two modifies saw the same value"
     );
-    let hits = load::<Hits>(&backend, "busy").await;
+    let hits = load::<Hits>(&backend, layout, "busy").await;
     assert_eq!(hits.value().n, WORKERS * INCREMENTS);
 }
 
-pub async fn a_conflict_reruns_the_change_on_the_new_value(backend: Backend) {
-    let mut hits = load::<Hits>(&backend, "contended").await;
+pub async fn writers_of_different_fields_lose_nothing(backend: Backend, layout: ModelLayout) {
+    const ROUNDS: u64 = 40;
+    let mut workers = tokio::task::JoinSet::new();
+    for field in ["a", "b"] {
+        let models = backend.models();
+        workers.spawn(async move {
+            let mut pair = Synced::<Pair>::builder()
+                .layout(layout)
+                .load_from(&models, "p")
+                .await
+                .unwrap();
+            for round in 1..=ROUNDS {
+                // Alternately an atomic increment and a blind field write.
+                if round % 2 == 1 {
+                    pair.modify(|p| match field {
+                        "a" => p.a += 1,
+                        _ => p.b += 1,
+                    })
+                    .await
+                    .unwrap();
+                } else {
+                    pair.set(field, &round).await.unwrap();
+                }
+            }
+        });
+    }
+    workers.join_all().await;
+    let pair = load::<Pair>(&backend, layout, "p").await;
+    assert_eq!(pair.value(), &Pair { a: ROUNDS, b: ROUNDS });
+}
+
+pub async fn a_conflict_reruns_the_change_on_the_new_value(backend: Backend, layout: ModelLayout) {
+    let mut hits = load::<Hits>(&backend, layout, "contended").await;
     hits.modify(|h| h.n = 1).await.unwrap();
-    let interferer = backend.docs();
+    let interferer = Arc::new(tokio::sync::Mutex::new(
+        load::<Hits>(&backend, layout, "contended").await,
+    ));
     let runtime = tokio::runtime::Handle::current();
     let calls = Arc::new(AtomicU32::new(0));
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -317,7 +555,7 @@ pub async fn a_conflict_reruns_the_change_on_the_new_value(backend: Backend) {
             seen.lock().unwrap().push(h.n);
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 tokio::task::block_in_place(|| {
-                    runtime.block_on(interferer.set("PageHits:contended", &Hits { n: 100 }))
+                    runtime.block_on(async { interferer.lock().await.set("n", &100).await.map(|_| ()) })
                 })
                 .unwrap();
             }

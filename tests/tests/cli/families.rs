@@ -214,7 +214,7 @@ fn model_show_reads_what_a_python_service_wrote() {
         run(&server, &["model", "show", "Order", "7"]),
         (
             0,
-            "model \"Order:7\"\n  customer  \"Zoë\"\n  id        \"7\"\n  lines     [1,2]\n".into(),
+            "model \"Order:7\" (json)\n  customer  \"Zoë\"\n  id        \"7\"\n  lines     [1,2]\n".into(),
             String::new()
         )
     );
@@ -226,12 +226,35 @@ fn model_show_reads_what_a_python_service_wrote() {
             String::new()
         )
     );
+    // As pydantic-state writes a model: a hash, a field per attribute.
+    redis::cmd("HSET")
+        .arg("cli:Cart:ada")
+        .arg("id_")
+        .arg("ada")
+        .arg("total")
+        .arg("12.5")
+        .arg("note")
+        .arg("two\nlines")
+        .exec(&mut conn)
+        .expect("HSET");
+    assert_eq!(
+        run(&server, &["model", "show", "Cart", "ada"]),
+        (
+            0,
+            "model \"Cart:ada\" (hash)\n  id_    ada\n  note   \"two\\nlines\"\n  total  12.5\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        run(&server, &["--json", "model", "show", "Cart", "ada"]).1,
+        "{\"id_\":\"ada\",\"note\":\"two\\nlines\",\"total\":\"12.5\"}\n"
+    );
     assert_eq!(
         run(&server, &["model", "show", "Order", "8"]),
         (
             1,
             String::new(),
-            "error: model Order \"8\" does not exist (no document under \"Order:8\")\n".into()
+            "error: model Order \"8\" does not exist (nothing under \"Order:8\")\n".into()
         )
     );
     assert_eq!(
@@ -249,6 +272,71 @@ fn model_show_reads_what_a_python_service_wrote() {
     let (code, _, err) = run(&server, &["model", "show", "Order", "9"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("\"Order:9\""), "{err}");
+    redis::cmd("RPUSH")
+        .arg("cli:Order:10")
+        .arg("x")
+        .exec(&mut conn)
+        .expect("RPUSH");
+    let (code, _, err) = run(&server, &["model", "show", "Order", "10"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("\"Order:10\""), "{err}");
+}
+
+#[test]
+fn model_set_writes_one_field_in_the_layout_the_key_holds() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    redis::cmd("HSET")
+        .arg("cli:Cart:ada")
+        .arg("id_")
+        .arg("ada")
+        .arg("total")
+        .arg("1")
+        .exec(&mut conn)
+        .expect("HSET");
+    assert_eq!(
+        run(&server, &["model", "set", "Cart", "ada", "total", "12.5"]),
+        (
+            0,
+            "model \"Cart:ada\" (hash): field \"total\" written\n".into(),
+            String::new()
+        )
+    );
+    let total: String = redis::cmd("HGET")
+        .arg("cli:Cart:ada")
+        .arg("total")
+        .query(&mut conn)
+        .expect("HGET");
+    assert_eq!(total, "12.5");
+    redis::cmd("SET")
+        .arg("cli:Order:7")
+        .arg(r#"{"id": "7", "lines": []}"#)
+        .exec(&mut conn)
+        .expect("SET");
+    assert_eq!(
+        run(
+            &server,
+            &["--json", "model", "set", "Order", "7", "lines", "[1, 2]"]
+        )
+        .1,
+        "{\"field\":\"lines\",\"key\":\"Order:7\",\"layout\":\"json\"}\n"
+    );
+    run(&server, &["model", "set", "Order", "7", "note", "not json"]);
+    let document: String = redis::cmd("GET")
+        .arg("cli:Order:7")
+        .query(&mut conn)
+        .expect("GET");
+    assert_eq!(document, r#"{"id":"7","lines":[1,2],"note":"not json"}"#);
+    // A model that does not exist becomes a hash of that field.
+    assert_eq!(run(&server, &["model", "set", "Cart", "bo", "total", "3"]).0, 0);
+    let kind: String = redis::cmd("TYPE")
+        .arg("cli:Cart:bo")
+        .query(&mut conn)
+        .expect("TYPE");
+    assert_eq!(kind, "hash");
+    let (code, _, err) = run(&server, &["model", "set", "Cart", "bo", "", "3"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"Cart:bo\""), "{err}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use statehouse::{PageRequest, SharedState, StoreError, Synced, SyncedModel, Task
 use super::{INCREMENTS, Run, Summary, TASKS, join_all};
 use crate::output::{CliError, Output, describe, quoted, to_json};
 
-/// An order, synced with the document `Order:<id>` (what a Python service
+/// An order, synced with the hash `Order:<id>` (what a Python service
 /// would write too).
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Order {
@@ -75,7 +75,7 @@ pub(super) struct TenantJson {
 
 /// Step 6: a synced model: written through by one handle, seen by another.
 pub(super) async fn model(run: &Run, out: &mut Output<'_>, summary: &mut Summary) -> Result<(), CliError> {
-    out.say("\n6. Synced models: a struct bound to the document Order:<id>, written through")?;
+    out.say("\n6. Synced models: a struct bound to the hash Order:<id>, written through field by field")?;
     let mut order = Synced::<Order>::load(&run.state, "7").await?;
     let key = run.shown(order.key());
     out.say(format_args!("   load Order 7 -> exists = {}", order.exists()))?;

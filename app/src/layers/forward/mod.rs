@@ -26,6 +26,7 @@ mod changes;
 mod documents;
 mod queues;
 mod subjects;
+mod synced;
 mod tasks;
 mod tenants;
 mod triggers;

@@ -123,6 +123,8 @@ fn cpu_between(
 pub(crate) struct Bench {
     pub(crate) client: redis::Client,
     pub(crate) docs: Documents,
+    /// statehouse's synced models.
+    pub(crate) models: statehouse::Models,
     pub(crate) raw: ConnectionManager,
     pub(crate) doc: Doc,
     /// Per task of the set/get workloads, its own keys.

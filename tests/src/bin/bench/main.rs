@@ -25,9 +25,10 @@
 //!    read-modify-write by hand (ops = status changes);
 //! 9. a 50-item page of a service's 500 tasks: `Tasks::list_by_service` against `ZRANGE … BYSCORE
 //!    REV LIMIT 0 59 WITHSCORES`, `MGET` and a decode of each record (ops = pages);
-//! 10. a synced model (the ~1 KiB document and a version) changed by `Synced::modify`, one task,
-//!     uncontended, against raw redis-rs doing the same commands (`WATCH`+`GET` pipelined, then
-//!     `MULTI`/`SET … KEEPTTL`/`EXEC`; ops = modifies; the final version is checked).
+//! 10. a synced model in the hash layout (the ~1 KiB document as a JSON field, and a version)
+//!     changed by `Synced::modify`, one task, uncontended, against raw redis-rs doing the same
+//!     commands (`WATCH`+`HGETALL` pipelined, decode, then `MULTI`/`HSET` of the changed
+//!     field/`EXEC`; ops = modifies; the final version is checked).
 //!
 //! (Rows 5 and 6 of the report are the redis-benchmark comparisons.) The task workloads use the
 //! same key layout, the same Lua source (checked by its SHA1 against the one statehouse loaded) and
@@ -44,6 +45,12 @@
 //!    4 listeners, `Triggers::claim`/`ack` against raw `EVALSHA` of the same claim and ack scripts
 //!    (ops = acks, each trigger exactly once); then the delivery delay of 200 triggers due over
 //!    1 s to 4 idle `Triggers::listen` listeners (p50/p99 after the due time).
+//!    Across tenants: 10,000 tenants with one due trigger each, claimed and acknowledged by 4
+//!    `Triggers::listen_all` listeners against 4 raw loops of `EVALSHA` of the same take, claim,
+//!    refile, ack and refile scripts (ops = acks, each exactly once, the index left empty); then
+//!    the delivery delay of 4 idle all-tenants listeners with 10,000 tenants filed, for 10,000
+//!    triggers due over 5 s set before they start and for 100 triggers set by another
+//!    `Statehouse` while they idle (p50/p99 after the due time).
 //! 14. (after the rounds) queues: 10,000 items enqueued in tens, then claimed (batches of 20) and
 //!    acknowledged by 4 consumers, `Queues` against raw `MULTI`/`EVALSHA` of the same scripts +
 //!    `ZADD NX` (ops = items, each exactly once).
@@ -70,7 +77,8 @@
 //! - `report.rs`: the tables of rates, ratios and targets, CPU time per op, spreads.
 //! - `redis_benchmark.rs`: the `redis-benchmark` driver (rows 5 and 6).
 //! - a file per workload group: `documents.rs` (1–4), `tasks.rs` (7–9), `synced.rs` (10),
-//!   `subjects.rs` (11), `tenants.rs` (12), `triggers_queues.rs` (13, 14), `config.rs` (15).
+//!   `subjects.rs` (11), `tenants.rs` (12), `triggers_queues.rs` (13, 14) with `triggers_all.rs` (13
+//!   across tenants), `config.rs` (15).
 
 mod args;
 mod config;
@@ -82,6 +90,7 @@ mod subjects;
 mod synced;
 mod tasks;
 mod tenants;
+mod triggers_all;
 mod triggers_queues;
 
 use std::error::Error;
@@ -173,6 +182,7 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
     let bench = Bench {
         client,
         docs: state.documents(),
+        models: state.models(),
         raw,
         doc,
         task_keys,

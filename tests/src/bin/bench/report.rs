@@ -275,7 +275,7 @@ impl Results {
                 target_text: "≥ 0.9× raw",
             },
             Row {
-                name: "10. synced-model modify, 1 task, modifies/s (raw: redis-rs WATCH/GET/MULTI/SET/EXEC)"
+                name: "10. synced-model modify, 1 task, modifies/s (raw: redis-rs WATCH/HGETALL/MULTI/HSET/EXEC)"
                     .to_owned(),
                 statehouse: rates(&self.model.statehouse),
                 other: rates(&self.model.raw),

@@ -1,8 +1,13 @@
-//! Synced models (workload 10): `Synced::modify` against raw WATCH/GET/MULTI/SET/EXEC.
+//! Synced models (workload 10): `Synced::modify` of one field of a model in the hash layout against
+//! raw redis-rs running the same commands: `WATCH`+`HGETALL`, decode, change, then
+//! `MULTI`/`HSET` of the changed field/`EXEC`.
+
+use std::collections::HashMap;
 
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use statehouse::{Synced, SyncedModel};
+use statehouse_ports::hash_fields;
 
 use crate::Res;
 use crate::documents::Doc;
@@ -13,9 +18,11 @@ const MODEL_ID: &str = "bench-1";
 /// Its key, `{TypeName}:{id}`.
 const MODEL_KEY: &str = "BenchModel:bench-1";
 
-/// The synced model of workload 10: the sample document, and a version every modify bumps.
+/// The synced model of workload 10: the sample document (a field of JSON text), and a version
+/// every modify bumps (the one field it writes).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct BenchModel {
+    #[serde(rename = "id_")]
     id: String,
     version: u64,
     doc: Option<Doc>,
@@ -42,37 +49,41 @@ async fn modify_statehouse(mut synced: Synced<BenchModel>, modifies: u64) -> Res
     Ok(modifies)
 }
 
-/// The same with redis-rs: `WATCH`+`GET` pipelined, decode, change, encode, then
-/// `MULTI`/`SET … KEEPTTL`/`EXEC`, starting over on an aborted EXEC.
+/// The same with redis-rs: `WATCH`+`HGETALL` pipelined, decode the fields (the version, the
+/// document's JSON), change, then `MULTI`/`HSET version`/`EXEC`, starting over on an aborted
+/// EXEC.
 async fn modify_raw(mut con: MultiplexedConnection, modifies: u64) -> Res<u64> {
     for i in 1..=modifies {
         loop {
-            let (old,): (Option<Vec<u8>>,) = redis::pipe()
+            let (fields,): (HashMap<String, Vec<u8>>,) = redis::pipe()
                 .cmd("WATCH")
                 .arg(MODEL_KEY)
                 .ignore()
-                .cmd("GET")
+                .cmd("HGETALL")
                 .arg(MODEL_KEY)
                 .query_async(&mut con)
                 .await?;
-            let mut model = match old {
-                Some(bytes) => serde_json::from_slice::<BenchModel>(&bytes)?,
-                None => BenchModel::default(),
+            let version: u64 = match fields.get("version") {
+                Some(text) => std::str::from_utf8(text)?.parse()?,
+                None => 0,
             };
-            model.version += 1;
-            let new = serde_json::to_vec(&model)?;
+            let _doc: Option<Doc> = fields
+                .get("doc")
+                .map(|json| serde_json::from_slice(json))
+                .transpose()?;
+            let version = version + 1;
             let committed: Option<()> = redis::pipe()
                 .atomic()
-                .cmd("SET")
+                .cmd("HSET")
                 .arg(MODEL_KEY)
-                .arg(new)
-                .arg("KEEPTTL")
+                .arg("version")
+                .arg(version)
                 .ignore()
                 .query_async(&mut con)
                 .await?;
             if committed.is_some() {
-                if model.version != i {
-                    return Err(format!("stored version {} where {i} was expected", model.version).into());
+                if version != i {
+                    return Err(format!("stored version {version} where {i} was expected").into());
                 }
                 break;
             }
@@ -90,18 +101,21 @@ impl Bench {
             version: 0,
             doc: Some(self.doc.clone()),
         };
-        redis::cmd("SET")
-            .arg(MODEL_KEY)
-            .arg(serde_json::to_vec(&start)?)
-            .exec_async(&mut con)
-            .await?;
+        let mut reset = redis::pipe();
+        reset.atomic().cmd("DEL").arg(MODEL_KEY).ignore();
+        let hset = reset.cmd("HSET").arg(MODEL_KEY);
+        for (field, value) in hash_fields::to_fields(&start)? {
+            hset.arg(field).arg(value);
+        }
+        hset.ignore();
+        reset.exec_async(&mut con).await?;
         // Set up before the clock starts: the raw side's dedicated connection, statehouse's handle.
         let mut dedicated = match side {
             Side::Raw => Some(self.client.get_multiplexed_async_connection().await?),
             Side::Statehouse => None,
         };
         let mut synced = match side {
-            Side::Statehouse => Some(Synced::<BenchModel>::load_from(&self.docs, MODEL_ID).await?),
+            Side::Statehouse => Some(Synced::<BenchModel>::load_from(&self.models, MODEL_ID).await?),
             Side::Raw => None,
         };
         if synced.as_ref().is_some_and(|synced| synced.key() != MODEL_KEY) {
@@ -118,8 +132,12 @@ impl Bench {
                 }
             })
             .await?;
-        let stored: Option<Vec<u8>> = redis::cmd("GET").arg(MODEL_KEY).query_async(&mut con).await?;
-        let version = serde_json::from_slice::<BenchModel>(&stored.ok_or("the model is gone")?)?.version;
+        let version: Option<u64> = redis::cmd("HGET")
+            .arg(MODEL_KEY)
+            .arg("version")
+            .query_async(&mut con)
+            .await?;
+        let version = version.ok_or("the model is gone")?;
         if version != modifies {
             return Err(format!(
                 "WRONG VERSION ({side:?}): the model is at version {version} after {modifies} modifies"

@@ -1,0 +1,158 @@
+//! [`SyncedStore`] in memory: a synced model is a hash or a string in the
+//! one keyspace, under the same key as on Redis, written by the same
+//! optimistic protocol (field by field for a hash, `SET … KEEPTTL` for a
+//! string).
+
+use async_trait::async_trait;
+use statehouse_domain::{Key, ModelLayout};
+use statehouse_ports::{
+    ModelFn, ModelUpdated, ModelWrite, RetryPolicy, StoreError, StoredModel, SyncedStore,
+};
+use tokio::time::Instant;
+
+use crate::MemoryStore;
+use crate::store::{Decision, State, Value};
+
+const LOAD: &str = "load_model";
+const WRITE: &str = "write_fields";
+const UPDATE: &str = "update_model";
+const DELETE: &str = "delete_model";
+
+/// The model under `key`, in its layout; `WrongType` for another type.
+fn read_model(
+    state: &mut State,
+    op: &'static str,
+    key: &Key,
+    now: Instant,
+) -> Result<Option<StoredModel>, StoreError> {
+    match state.live(key.as_str(), now).map(|entry| &entry.value) {
+        None => Ok(None),
+        Some(Value::Hash(hash)) => Ok(Some(StoredModel::hash_from_raw(hash.clone()))),
+        Some(Value::Str(bytes)) => Ok(Some(StoredModel::Json(bytes.clone()))),
+        Some(_) => Err(StoreError::wrong_type(op, key.as_str())),
+    }
+}
+
+/// `HSET` + `HDEL` of `set` and `delete` as one step; `WrongType` (nothing
+/// written) unless the key holds a hash or nothing.
+fn write(
+    state: &mut State,
+    op: &'static str,
+    key: &Key,
+    set: &[(String, Vec<u8>)],
+    delete: &[String],
+    now: Instant,
+) -> Result<(), StoreError> {
+    let sets: Vec<(&[u8], &[u8])> = set
+        .iter()
+        .map(|(field, value)| (field.as_bytes(), value.as_slice()))
+        .collect();
+    let deletes: Vec<&[u8]> = delete.iter().map(String::as_bytes).collect();
+    state
+        .hset_hdel(key.as_str(), &sets, &deletes, now)
+        .map_err(|()| StoreError::wrong_type(op, key.as_str()))
+}
+
+#[async_trait]
+impl SyncedStore for MemoryStore {
+    async fn load_model(&self, key: &Key) -> Result<Option<StoredModel>, StoreError> {
+        read_model(&mut self.keyspace.lock(), LOAD, key, Instant::now())
+    }
+
+    async fn write_fields(
+        &self,
+        key: &Key,
+        set: &[(String, Vec<u8>)],
+        delete: &[String],
+    ) -> Result<(), StoreError> {
+        if set.is_empty() && delete.is_empty() {
+            return Ok(());
+        }
+        write(&mut self.keyspace.lock(), WRITE, key, set, delete, Instant::now())
+    }
+
+    async fn update_model<'a>(
+        &self,
+        key: &Key,
+        _expected: ModelLayout,
+        policy: RetryPolicy,
+        f: &mut ModelFn<'a>,
+    ) -> Result<ModelUpdated, StoreError> {
+        let (layout, attempts) = self
+            .keyspace
+            .optimistic(
+                UPDATE,
+                key.as_str(),
+                &[key.as_str()],
+                policy,
+                |state, now| read_model(state, UPDATE, key, now),
+                |stored| {
+                    let write = f(stored.as_ref()).map_err(|source| StoreError::Aborted {
+                        op: UPDATE,
+                        key: key.to_string(),
+                        source,
+                    })?;
+                    let now = stored.as_ref().map(StoredModel::layout);
+                    Ok(match write {
+                        ModelWrite::Keep => Decision::Done(Ok(now)),
+                        ModelWrite::Fields { .. } if now == Some(ModelLayout::Json) => {
+                            return Err(StoreError::invalid_input(
+                                UPDATE,
+                                key.as_str(),
+                                "field writes to a model stored as a JSON string (write the whole model instead)",
+                            ));
+                        }
+                        ModelWrite::Fields { set, delete } if set.is_empty() && (delete.is_empty() || now.is_none()) => {
+                            Decision::Done(Ok(now))
+                        }
+                        ModelWrite::Delete if now.is_none() => Decision::Done(Ok(None)),
+                        write => Decision::Commit(write),
+                    })
+                },
+                |state, now, write| match write {
+                    ModelWrite::Fields { set, delete } => {
+                        write_hash(state, key, &set, &delete, now)
+                    }
+                    ModelWrite::Json(bytes) => {
+                        // Keep the TTL, like `SET … KEEPTTL`.
+                        let expires_at = state.live(key.as_str(), now).and_then(|entry| entry.expires_at);
+                        state.put(key.as_str(), Value::Str(bytes), expires_at);
+                        Ok(Some(ModelLayout::Json))
+                    }
+                    ModelWrite::Delete => {
+                        state.remove(key.as_str(), now);
+                        Ok(None)
+                    }
+                    // Decided as `Done` above; here for completeness.
+                    ModelWrite::Keep => Ok(read_model(state, UPDATE, key, now)?.map(|model| model.layout())),
+                },
+            )
+            .await?;
+        Ok(ModelUpdated {
+            layout: layout?,
+            attempts,
+        })
+    }
+
+    async fn delete_model(&self, key: &Key) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut state = self.keyspace.lock();
+        match read_model(&mut state, DELETE, key, now)? {
+            Some(_) => Ok(state.remove(key.as_str(), now)),
+            None => Ok(false),
+        }
+    }
+}
+
+/// The commit of field writes: the layout afterwards (`None` if the hash
+/// was emptied).
+fn write_hash(
+    state: &mut State,
+    key: &Key,
+    set: &[(String, Vec<u8>)],
+    delete: &[String],
+    now: Instant,
+) -> Result<Option<ModelLayout>, StoreError> {
+    write(state, UPDATE, key, set, delete, now)?;
+    Ok(state.live(key.as_str(), now).map(|_| ModelLayout::Hash))
+}
