@@ -202,6 +202,14 @@ impl RawHashes for MemoryHashes {
         let value = self.0.hget_for_tests(&key, &field);
         Box::pin(async move { value })
     }
+
+    fn zadd(&self, key: String, member: String, score: f64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        assert!(
+            self.0.zadd_for_tests(&key, &member, score),
+            "{key} is no sorted set"
+        );
+        Box::pin(async {})
+    }
 }
 
 /// Raw hash access to the test's namespace on a Redis server or cluster,
@@ -292,6 +300,20 @@ impl RawHashes for RedisHashes {
                 .query_async(&mut conn)
                 .await
                 .unwrap()
+        })
+    }
+
+    fn zadd(&self, key: String, member: String, score: f64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let (target, key) = (self.target.clone(), format!("{}{key}", self.prefix));
+        Box::pin(async move {
+            let mut conn = Self::conn(target).await;
+            redis::cmd("ZADD")
+                .arg(key)
+                .arg(score)
+                .arg(member)
+                .exec_async(&mut conn)
+                .await
+                .unwrap();
         })
     }
 }
