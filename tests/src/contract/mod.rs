@@ -349,6 +349,7 @@ macro_rules! contract_suite {
             python_written_fields_read_leniently_and_only_changed_ones_are_written: Plain,
             values_have_the_bytes_python_reads_back: Plain,
             a_bad_field_names_key_field_and_type_and_the_others_stay_readable: Plain,
+            a_partial_hash_reads_missing_fields_from_the_defaults_and_the_next_write_stores_them: Plain,
         ]);
         $crate::contract_suite!(@family $runner, synced_json, [
             an_absent_model_starts_from_default_and_writes_nothing: Plain,
