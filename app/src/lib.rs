@@ -84,6 +84,7 @@ pub use statehouse_ports::{
     SubjectSpace, SubjectStore,
 };
 pub use statehouse_ports::{KeyPages, KeyStream};
+pub use statehouse_ports::{LegacyMove, TaskBucket};
 pub use statehouse_ports::{ModelUpdated, ModelWrite, StoredModel, SyncedStore};
 pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::{Models, Synced, SyncedBuilder};

@@ -159,4 +159,17 @@ impl MemoryStore {
             .ok()
             .flatten()
     }
+
+    /// `ZADD key score member` (creating the sorted set, without expiry).
+    /// Test support: lets a suite plant index entries of another layout.
+    /// `false` if the key holds another type (nothing written).
+    #[doc(hidden)]
+    pub fn zadd_for_tests(&self, key: &str, member: &str, score: f64) -> bool {
+        self.keyspace
+            .lock()
+            .edit_zset(key, tokio::time::Instant::now(), |zset| {
+                zset.insert(member, score)
+            })
+            .is_ok()
+    }
 }

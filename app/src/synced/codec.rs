@@ -9,21 +9,37 @@ use statehouse_domain::{Key, ModelLayout, SyncedModel};
 use statehouse_ports::hash_fields::{self, FieldError, field_key};
 use statehouse_ports::{JsonError, ModelWrite, StoreError, StoredModel, decode_value, encode};
 
-/// The model stored under `key`, decoded as `T`.
-pub(super) fn decode<T: DeserializeOwned>(
+/// The model stored under `key`, decoded as `T`. A hash lacking fields
+/// (partly written by others: an `HSET` of one field on a missing key) reads
+/// them from `fresh()`, the model's defaults; the next write stores them.
+pub(super) fn decode<T: Serialize + DeserializeOwned>(
     op: &'static str,
     key: &str,
     stored: &StoredModel,
+    fresh: impl FnOnce() -> T,
 ) -> Result<T, StoreError> {
-    match stored {
-        StoredModel::Hash(fields) => hash_fields::from_fields(
-            fields
+    let fields = match stored {
+        StoredModel::Hash(fields) => fields,
+        StoredModel::Json(bytes) => return statehouse_ports::decode(op, key, bytes),
+    };
+    let stored_fields = || {
+        fields
+            .iter()
+            .map(|(field, value)| (field.as_str(), value.as_slice()))
+    };
+    match hash_fields::from_fields(stored_fields()) {
+        Err(error) if error.is_missing() => {
+            let defaults =
+                hash_fields::to_fields(&fresh()).map_err(|error| error.into_serialization(op, key))?;
+            let missing = defaults
                 .iter()
-                .map(|(field, value)| (field.as_str(), value.as_slice())),
-        )
-        .map_err(|error| error.into_deserialization(op, key)),
-        StoredModel::Json(bytes) => statehouse_ports::decode(op, key, bytes),
+                .filter(|(field, _)| !fields.contains_key(field))
+                .map(|(field, value)| (field.as_str(), value.as_slice()));
+            hash_fields::from_fields(stored_fields().chain(missing))
+        }
+        decoded => decoded,
     }
+    .map_err(|error| error.into_deserialization(op, key))
 }
 
 /// Field `field` of the model stored under `key`, as `V` (`None`: no such
@@ -85,7 +101,8 @@ impl Encoded {
         })
     }
 
-    /// `value`, just decoded from `stored`, encoded in its layout. A hash
+    /// `value`, just decoded from `stored`, encoded in its layout, as far as
+    /// it is stored (fields read from the defaults are not). A hash
     /// field whose stored bytes are bytes this encoder wrote for that field
     /// (`canonical`, what the handle remembers) encodes to those bytes again
     /// (the codec round-trips), so it is taken as it is instead of being
@@ -113,6 +130,9 @@ impl Encoded {
                 .filter(|(name, _)| verified(name))
                 .map(|(name, bytes)| (name.clone(), bytes.clone())),
         );
+        // What is stored: a field read from the defaults (missing) is
+        // written by the next change.
+        encoded.retain(|(name, _)| fields.contains_key(name));
         Ok(Self::Hash(encoded))
     }
 

@@ -208,7 +208,7 @@ where
     pub async fn refresh(&mut self) -> Result<&T, StoreError> {
         match self.models.store().load_model(&self.key).await? {
             Some(stored) => {
-                self.value = codec::decode("load", self.key.as_str(), &stored)?;
+                self.value = codec::decode("load", self.key.as_str(), &stored, || fresh(&self.id))?;
                 self.stored = Some(stored.layout());
             }
             None => {
@@ -338,7 +338,7 @@ where
             carry.keep((|| {
                 let (mut value, old) = match stored {
                     Some(stored) => {
-                        let value: T = codec::decode("update", key.as_str(), stored)?;
+                        let value: T = codec::decode("update", key.as_str(), stored, || fresh(id))?;
                         let old = codec::Encoded::of_stored(key.as_str(), stored, &value, canonical)?;
                         (value, Some(old))
                     }

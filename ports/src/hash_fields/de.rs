@@ -36,7 +36,7 @@ impl de::Error for FieldError {
     }
 
     fn missing_field(field: &'static str) -> Self {
-        Self::new("a value", "the field is missing").in_field(field)
+        Self::missing().in_field(field)
     }
 }
 
@@ -367,7 +367,7 @@ impl<'de> de::Deserializer<'de> for MissingDeserializer {
     type Error = FieldError;
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, FieldError> {
-        Err(FieldError::new("a value", "the field is missing"))
+        Err(FieldError::missing())
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FieldError> {

@@ -214,6 +214,8 @@ pub struct FieldError {
     field: Option<String>,
     expected: &'static str,
     reason: String,
+    /// The field is not there at all.
+    missing: bool,
 }
 
 impl FieldError {
@@ -223,7 +225,22 @@ impl FieldError {
             field: None,
             expected,
             reason: reason.into(),
+            missing: false,
         }
+    }
+
+    /// A field that is missing (and not an `Option`).
+    pub(crate) fn missing() -> Self {
+        Self {
+            missing: true,
+            ..Self::new("a value", "the field is missing")
+        }
+    }
+
+    /// Whether the field is missing (rather than holding text that does
+    /// not parse).
+    pub fn is_missing(&self) -> bool {
+        self.missing
     }
 
     /// A JSON text that did not decode, without its data.

@@ -171,3 +171,34 @@ pub async fn a_bad_field_names_key_field_and_type_and_the_others_stay_readable(b
     early.set("rate", &2.5).await.unwrap();
     assert_eq!(backend.hget_raw("Account:acc-6", b"rate").await.unwrap(), b"2.5");
 }
+
+pub async fn a_partial_hash_reads_missing_fields_from_the_defaults_and_the_next_write_stores_them(
+    backend: Backend,
+) {
+    // Another service's field writes on a key that held no model (a Python
+    // `HSET`, an `HINCRBY` of a field of its own).
+    plant(&backend, "Account:acc-8", &[("visits", "3"), ("balance", "5")]).await;
+    let mut account = load::<Account>(&backend, HASH, "acc-8").await;
+    assert!(account.exists());
+    assert_eq!(
+        account.value(),
+        &Account {
+            id: "acc-8".into(),
+            balance: 5,
+            ..Account::default()
+        }
+    );
+    account.modify(|a| a.balance += 1).await.unwrap();
+    assert_eq!(
+        fields_of(stored(&backend, "Account:acc-8").await),
+        owned(&[
+            ("id_", "acc-8"),
+            ("owner", ""),
+            ("balance", "6"),
+            ("rate", "0.0"),
+            ("vip", "False"),
+            ("tags", "[]"),
+            ("visits", "3"),
+        ])
+    );
+}
