@@ -29,9 +29,9 @@
 //!   node), stopped by the watchdogs when the process exits. Tests on it namespace their keys and
 //!   never kill or migrate.
 //!
-//! The files: this one has the cluster, its nodes, its options and its start; [`cli`] finds and runs
-//! `redis-cli --cluster create`; [`topology`] asks the running nodes (roles, slots, health, failover);
-//! [`migrate`] moves a slot with the steps of a real resharding.
+//! The files: this one has the cluster, its nodes, its options and its start; `cli.rs` finds and runs
+//! `redis-cli --cluster create`; `topology.rs` asks the running nodes (roles, slots, health, failover);
+//! `migrate.rs` moves a slot with the steps of a real resharding.
 
 mod cli;
 mod migrate;

@@ -52,7 +52,7 @@ static COUNTING: AtomicBool = AtomicBool::new(false);
 static OPEN_MAIN: AtomicBool = AtomicBool::new(false);
 /// A section of spawned tasks is open: the polls of the tasks `timed` spawned count.
 static OPEN_TASKS: AtomicBool = AtomicBool::new(false);
-/// The side the workloads run now (set by [`Options::sides`] as it yields each side).
+/// The side the workloads run now (set by `Options::sides` as it yields each side).
 static SIDE: AtomicU8 = AtomicU8::new(0);
 
 static LOG: Mutex<Log> = Mutex::new(Log {
