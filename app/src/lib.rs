@@ -19,8 +19,8 @@
 //!   [`HandlerStates`], [`Tables`], [`SharedStates`]) over the
 //!   [`FieldStore`] port, strictly isolated per tenant, and the task-local
 //!   current [`SharedState`].
-//! - [`Triggers`] (`triggers.rs`): per-tenant expiration triggers, claimed
-//!   by listeners with a lease.
+//! - [`Triggers`] (`triggers/`): per-tenant expiration triggers, claimed
+//!   by listeners with a lease, one tenant's or every tenant's.
 //! - [`Queues`] (`queues.rs`): per-tenant FIFO batch queues with pending
 //!   tenants per service and leased claims.
 //! - [`ConfigStore`] (`config_store/`): typed, versioned configuration
@@ -66,6 +66,7 @@ pub use documents::Documents;
 pub use queues::{Item, Queues};
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_domain::{ModelLayout, SyncedModel};
+pub use statehouse_ports::DueTenants;
 pub use statehouse_ports::Swapped;
 pub use statehouse_ports::{
     ActionName, BatchName, ChangeEvent, ChangeFeed, ChangeKind, Claimed, ClaimedTrigger, FeedEvent,
@@ -83,6 +84,7 @@ pub use statehouse_ports::{
     SubjectSpace, SubjectStore,
 };
 pub use statehouse_ports::{KeyPages, KeyStream};
+pub use statehouse_ports::{LegacyMove, TaskBucket};
 pub use statehouse_ports::{ModelUpdated, ModelWrite, StoredModel, SyncedStore};
 pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::{Models, Synced, SyncedBuilder};

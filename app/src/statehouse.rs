@@ -122,6 +122,9 @@ impl Statehouse {
     /// Connects to `url`: `memory://` (an embedded in-memory store; feature
     /// `memory`), `redis://…`, `unix://…`, `redis+cluster://[user:pw@]h1:p1,h2:p2`
     /// (a Redis Cluster, the listed nodes its seeds; feature `redis`),
+    /// `redis+sentinel://[user:pw@]s1:26379,s2:26379/SERVICE[/DB]` (the
+    /// primary of a Sentinel service; `?sentinel_username=…&sentinel_password=…`
+    /// for the sentinels' own credentials),
     /// `rediss://…` or `rediss+cluster://…` (feature `tls`), with default
     /// settings. A URL whose adapter this
     /// build does not have is an `InvalidInput` error naming the feature to
@@ -154,15 +157,16 @@ impl Statehouse {
                 }
                 (memory_ports(&settings)?, "memory")
             }
-            Some("redis" | "rediss" | "unix" | "redis+unix" | "redis+cluster" | "rediss+cluster") => {
-                (redis_ports(&settings).await?, "redis")
-            }
+            Some(
+                "redis" | "rediss" | "unix" | "redis+unix" | "redis+cluster" | "rediss+cluster"
+                | "redis+sentinel" | "rediss+sentinel",
+            ) => (redis_ports(&settings).await?, "redis"),
             _ => {
                 return Err(StoreError::invalid_input(
                     "connect",
                     settings.redacted_url(),
-                    "expected a URL starting with memory://, redis://, rediss://, unix://, redis+cluster:// \
-                     or rediss+cluster://",
+                    "expected a URL starting with memory://, redis://, rediss://, unix://, redis+cluster://, \
+                     rediss+cluster://, redis+sentinel:// or rediss+sentinel://",
                 ));
             }
         };
@@ -255,9 +259,11 @@ impl Statehouse {
     }
 
     /// Expiration triggers; listeners of this `Statehouse` (and its clones)
-    /// are woken by its `set`s.
+    /// are woken by its `set`s, and all-tenants listeners also by other
+    /// processes' (hints through the change feed).
     pub fn triggers(&self) -> Triggers {
         Triggers::with_wake(self.ports.triggers.clone(), self.wake.clone())
+            .with_hints(self.ports.changes.clone())
     }
 
     /// Batch queues.

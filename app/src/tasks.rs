@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use statehouse_ports::{
-    PageRequest, ServiceName, StoreError, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace,
-    TaskStatus, UserId, ValidationExt,
+    KeyStream, LegacyMove, PageRequest, ServiceName, StoreError, TaskId, TaskIndex, TaskPage, TaskRecord,
+    TaskRepository, TaskSpace, TaskStatus, UserId, ValidationExt,
 };
 
 /// Task lifecycle: records that services publish about long-running tasks,
@@ -13,7 +13,8 @@ use statehouse_ports::{
 /// bytes, no control characters): a bad one is
 /// [`StoreError::InvalidInput`] before any I/O. Every write refreshes the
 /// TTL of the record and of its indexes (90 days unless configured), in the
-/// same atomic step.
+/// same atomic step. Each task lives in one of 16 buckets, derived from its
+/// id ([`TaskBucket`](crate::TaskBucket)); listings merge them.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
@@ -156,5 +157,28 @@ impl Tasks {
     /// Deletes task `id` and its index entries. Returns whether it existed.
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         self.port().delete(&self.space, &task_id("delete", id)?).await
+    }
+
+    /// The ids of the tasks still stored in the layout before buckets
+    /// (`{tasks}:task:<id>`), as a stream: what
+    /// [`migrate_legacy`](Self::migrate_legacy) has left to move (in no
+    /// particular order; an id may come twice on Redis, which the migration
+    /// takes as it is: idempotent). See `docs/tasks.md`, "Migration".
+    pub fn stream_legacy_ids(&self) -> KeyStream {
+        self.port().legacy_ids(&self.space)
+    }
+
+    /// [`stream_legacy_ids`](Self::stream_legacy_ids) collected: each id
+    /// once, sorted. Holds them all: for small migrations and checks.
+    pub async fn legacy_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.stream_legacy_ids().collect_sorted().await
+    }
+
+    /// Moves task `id` from the layout before buckets into its bucket and
+    /// removes the legacy copy; idempotent. See
+    /// [`TaskRepository::migrate_legacy`].
+    pub async fn migrate_legacy(&self, id: &str) -> Result<LegacyMove, StoreError> {
+        let id = task_id("migrate_legacy", id)?;
+        self.port().migrate_legacy(&self.space, &id).await
     }
 }

@@ -9,7 +9,7 @@
 //!   including `Arc<dyn DocumentStore>`.
 //! - [`StoreError`] (`error.rs`): one `#[non_exhaustive]` error, every variant
 //!   naming the operation and the key.
-//! - [`TaskRepository`] (`tasks.rs`): task records with status and log,
+//! - [`TaskRepository`] (`tasks/`): task records with status and log,
 //!   indexed by service and user; [`TaskSpace`] says where and how.
 //! - [`SubjectStore`] (`subjects.rs`): subjects' default and extended JSON
 //!   properties in KRules' layout; [`SubjectSpace`] says where.
@@ -81,7 +81,10 @@ pub use synced::MockSyncedStore;
 pub use synced::{ModelFn, ModelUpdated, ModelWrite, StoredModel, SyncedStore};
 #[cfg(feature = "mock")]
 pub use tasks::MockTaskRepository;
-pub use tasks::{PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage, TaskRepository, TaskSpace};
+pub use tasks::{
+    BucketMerge, BucketRead, LegacyMove, PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage,
+    TaskRepository, TaskSpace, legacy_move,
+};
 #[cfg(feature = "mock")]
 pub use tenants::MockFieldStore;
 pub use tenants::{
@@ -89,13 +92,15 @@ pub use tenants::{
     increment_overflow, not_an_integer,
 };
 
+pub use triggers::DueTenants;
 #[cfg(feature = "mock")]
 pub use triggers::MockTriggerStore;
 pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis_to_utc};
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;
-pub use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TriggerKeys};
+pub use statehouse_domain::layout::{IndexShard, TriggerIndex};
+pub use statehouse_domain::layout::{QueueIndex, QueueKeys, ServiceKeys, TaskBucket, TriggerKeys};
 pub use statehouse_domain::{ActionName, BatchName, QueueName, TriggerId};
 /// Re-exported domain types used in port signatures.
 pub use statehouse_domain::{

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use statehouse_domain::layout::TriggerKeys;
-use statehouse_domain::{ActionName, TriggerId};
+use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
+use statehouse_domain::{ActionName, TenantId, TriggerId};
 
 use crate::StoreError;
 
@@ -58,6 +58,19 @@ pub struct Claimed {
     pub next_due_in: Option<Duration>,
 }
 
+/// What one [`TriggerStore::take_due`] took from the due index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueTenants {
+    /// Tenants whose earliest trigger was due, earliest first: each now
+    /// held by the caller in the index for the lease (another taker skips
+    /// it) until [`TriggerStore::claim_indexed`] files it again.
+    pub tenants: Vec<TenantId>,
+    /// How long until the index's next entry comes due (any tenant, taken
+    /// ones at the end of their lease), after this take; `None` if the
+    /// index is empty.
+    pub next_due_in: Option<Duration>,
+}
+
 /// Per-tenant expiration triggers: `(action, identifier)` pairs that come
 /// due after a delay and are handed to exactly one listener at a time.
 ///
@@ -92,8 +105,36 @@ pub struct Claimed {
 /// - `cancel` removes one trigger, `cancel_all` every action of one
 ///   identifier; `list` reports a tenant's triggers earliest first (with
 ///   `only_due`, those due now).
-/// - Every key of one tenant shares the tenant's hash tag; each call is
-///   one atomic step on one slot.
+/// - Every key of one tenant shares the tenant's hash tag; each per-tenant
+///   step is one atomic step on one slot.
+///
+/// ## The due index across tenants
+///
+/// - `set` files the tenant in the cross-tenant due index
+///   ([`TriggerIndex`]: shards outside every tenant's slot) *before* it
+///   writes the trigger, at a due time no later than the trigger's, and
+///   counts the mark; when that lowers its shard's earliest entry, it
+///   publishes a wake-up hint on the change channel of the shard's
+///   [`wake`](statehouse_domain::layout::IndexShard::wake) name (a hint
+///   only, possibly lost: the index is the truth).
+/// - `take_due` takes up to `max` tenants whose index entry is due,
+///   earliest first, in one atomic step per group of shards: each entry
+///   moves to the end of `lease`, so other takers skip the tenant meanwhile.
+/// - `claim_indexed` claims like `claim`; when it got nothing (a stale
+///   entry) or a full batch (more may be due: the tenant goes behind the
+///   others due) it files the tenant again at once, at its next due time
+///   (removed when it has none). Otherwise the entry keeps its take's lease
+///   and the caller files it once it handled the triggers: `ack_indexed`
+///   acknowledges like `ack`, several triggers at once, and files the
+///   tenant again the same way; `claim_indexed` with `max` 0 files it
+///   without acknowledging anything. An entry is only ever moved later or
+///   removed when every set marked for the tenant was seen by that claim
+///   or ack (its count of sets); otherwise (a set in flight) it is looked
+///   at again soon (at least 50 ms, and at most as long as the mark is
+///   old), and a mark left by a set that never wrote (a failed or dead
+///   writer) is adopted after a minute. So a trigger is never filed later
+///   than it is due, and entries without triggers (after `ack`, `cancel`)
+///   are pruned by the next claimer that meets them.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait TriggerStore: Debug + Send + Sync + 'static {
@@ -126,6 +167,32 @@ pub trait TriggerStore: Debug + Send + Sync + 'static {
 
     /// Acknowledges a claimed trigger; `false` if the claim was stale.
     async fn ack(&self, triggers: &TriggerKeys, trigger: &ClaimedTrigger) -> Result<bool, StoreError>;
+
+    /// Takes up to `max` tenants with due triggers from the due index, for
+    /// `lease`.
+    async fn take_due(
+        &self,
+        index: &TriggerIndex,
+        max: usize,
+        lease: Duration,
+    ) -> Result<DueTenants, StoreError>;
+
+    /// Claims at most `max` due triggers for `lease`; files the tenant in
+    /// the due index again at its next due time if it got none or `max`.
+    async fn claim_indexed(
+        &self,
+        triggers: &TriggerKeys,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError>;
+
+    /// Acknowledges claimed triggers of one tenant, then files the tenant
+    /// in the due index at its next due time; returns how many were held.
+    async fn ack_indexed(
+        &self,
+        triggers: &TriggerKeys,
+        handled: &[ClaimedTrigger],
+    ) -> Result<usize, StoreError>;
 }
 
 macro_rules! forward_trigger_store {
@@ -178,6 +245,32 @@ macro_rules! forward_trigger_store {
                 trigger: &ClaimedTrigger,
             ) -> Result<bool, StoreError> {
                 (**self).ack(triggers, trigger).await
+            }
+
+            async fn take_due(
+                &self,
+                index: &TriggerIndex,
+                max: usize,
+                lease: Duration,
+            ) -> Result<DueTenants, StoreError> {
+                (**self).take_due(index, max, lease).await
+            }
+
+            async fn claim_indexed(
+                &self,
+                triggers: &TriggerKeys,
+                max: usize,
+                lease: Duration,
+            ) -> Result<Claimed, StoreError> {
+                (**self).claim_indexed(triggers, max, lease).await
+            }
+
+            async fn ack_indexed(
+                &self,
+                triggers: &TriggerKeys,
+                handled: &[ClaimedTrigger],
+            ) -> Result<usize, StoreError> {
+                (**self).ack_indexed(triggers, handled).await
             }
         }
     };

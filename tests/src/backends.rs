@@ -16,7 +16,7 @@ use statehouse_ports::Key;
 use statehouse_redis::{RedisConfig, RedisStore};
 use tracing::instrument::WithSubscriber;
 
-use crate::contract::{Backend, Flavor, PlantHash, RawHashes};
+use crate::contract::{Backend, Flavor, OtherProcess, PlantHash, RawHashes};
 use crate::harness::{RedisCluster, RedisServer};
 
 /// Whether the ports are used bare or under the app's layers.
@@ -46,8 +46,13 @@ where
                 Box::pin(async {})
             });
             let raw = Arc::new(MemoryHashes(store.clone()));
+            let other = store.clone();
+            let other_process: OtherProcess = Arc::new(move || {
+                let ports = wrap(stack, Ports::of(other.clone()));
+                Box::pin(async move { ports })
+            });
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("memory", ports, paused, plant_hash, raw)
+            Backend::new("memory", ports, paused, plant_hash, raw).with_other_process(other_process)
         },
         body,
     );
@@ -69,7 +74,11 @@ where
         stack,
         async move {
             let config = RedisConfig::new(url.clone()).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config).await.unwrap();
+            let store = RedisStore::connect(config.clone()).await.unwrap();
+            let other_process: OtherProcess = Arc::new(move || {
+                let config = config.clone();
+                Box::pin(async move { wrap(stack, Ports::of(RedisStore::connect(config).await.unwrap())) })
+            });
             let (raw_url, raw_prefix) = (url.clone(), prefix.clone());
             let plant_hash: PlantHash = Arc::new(move |key: Key| {
                 let url = url.clone();
@@ -91,7 +100,7 @@ where
                 prefix: raw_prefix,
             });
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("redis", ports, false, plant_hash, raw)
+            Backend::new("redis", ports, false, plant_hash, raw).with_other_process(other_process)
         },
         body,
     );
@@ -115,7 +124,11 @@ where
         stack,
         async move {
             let config = RedisConfig::new(url).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config).await.unwrap();
+            let store = RedisStore::connect(config.clone()).await.unwrap();
+            let other_process: OtherProcess = Arc::new(move || {
+                let config = config.clone();
+                Box::pin(async move { wrap(stack, Ports::of(RedisStore::connect(config).await.unwrap())) })
+            });
             let raw = Arc::new(RedisHashes {
                 target: RawTarget::Cluster(seeds),
                 prefix,
@@ -125,7 +138,52 @@ where
                 planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec())
             });
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("cluster", ports, false, plant_hash, raw)
+            Backend::new("cluster", ports, false, plant_hash, raw).with_other_process(other_process)
+        },
+        body,
+    );
+}
+
+/// The test process's Sentinel service (one primary, two replicas, three
+/// sentinels, keyspace notifications on), started on first use.
+pub fn shared_sentinel_set() -> &'static crate::harness::SentinelSet {
+    static SHARED: std::sync::OnceLock<crate::harness::SentinelSet> = std::sync::OnceLock::new();
+    SHARED.get_or_init(crate::harness::SentinelSet::start)
+}
+
+/// Runs `body` against the test process's Sentinel service
+/// (`redis+sentinel://…`, [`shared_sentinel_set`]), under a key prefix no
+/// other test uses; raw hash access goes to the primary the sentinels name.
+pub fn run_sentinel<Fut>(stack: Stack, flavor: Flavor, body: impl FnOnce(Backend) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let set = shared_sentinel_set();
+    let url = set.url();
+    let primary = set.primary().url();
+    let prefix = format!("s{}:", NEXT.fetch_add(1, Ordering::Relaxed));
+    run(
+        flavor,
+        false,
+        stack,
+        async move {
+            let config = RedisConfig::new(url).with_prefix(prefix.clone());
+            let store = RedisStore::connect(config.clone()).await.unwrap();
+            let other_process: OtherProcess = Arc::new(move || {
+                let config = config.clone();
+                Box::pin(async move { wrap(stack, Ports::of(RedisStore::connect(config).await.unwrap())) })
+            });
+            let raw = Arc::new(RedisHashes {
+                target: RawTarget::Server(primary),
+                prefix,
+            });
+            let planter = raw.clone();
+            let plant_hash: PlantHash = Arc::new(move |key: Key| {
+                planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec())
+            });
+            let ports = wrap(stack, Ports::of(store));
+            Backend::new("sentinel", ports, false, plant_hash, raw).with_other_process(other_process)
         },
         body,
     );
@@ -143,6 +201,14 @@ impl RawHashes for MemoryHashes {
     fn hget(&self, key: String, field: Vec<u8>) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>> {
         let value = self.0.hget_for_tests(&key, &field);
         Box::pin(async move { value })
+    }
+
+    fn zadd(&self, key: String, member: String, score: f64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        assert!(
+            self.0.zadd_for_tests(&key, &member, score),
+            "{key} is no sorted set"
+        );
+        Box::pin(async {})
     }
 }
 
@@ -234,6 +300,20 @@ impl RawHashes for RedisHashes {
                 .query_async(&mut conn)
                 .await
                 .unwrap()
+        })
+    }
+
+    fn zadd(&self, key: String, member: String, score: f64) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let (target, key) = (self.target.clone(), format!("{}{key}", self.prefix));
+        Box::pin(async move {
+            let mut conn = Self::conn(target).await;
+            redis::cmd("ZADD")
+                .arg(key)
+                .arg(score)
+                .arg(member)
+                .exec_async(&mut conn)
+                .await
+                .unwrap();
         })
     }
 }

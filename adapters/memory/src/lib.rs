@@ -22,8 +22,9 @@
 //!   synced model as a hash or a string, the same keys and steps as on Redis.
 //! - `tenants.rs`: [`FieldStore`](statehouse_ports::FieldStore): tenant
 //!   hashes of JSON fields, the same keys and atomic steps as on Redis.
-//! - `triggers.rs`: [`TriggerStore`](statehouse_ports::TriggerStore): due
-//!   times in a sorted set, claims with leases, on the keyspace's clock.
+//! - `triggers/`: [`TriggerStore`](statehouse_ports::TriggerStore): due
+//!   times in a sorted set, claims with leases, on the keyspace's clock
+//!   (`mod.rs`); the cross-tenant due index (`index.rs`).
 //! - `queues.rs`: [`QueueStore`](statehouse_ports::QueueStore): lists of
 //!   item ids, payloads in a hash, leases in a sorted set, as on Redis.
 //!
@@ -157,5 +158,18 @@ impl MemoryStore {
             .hget(key, field, tokio::time::Instant::now())
             .ok()
             .flatten()
+    }
+
+    /// `ZADD key score member` (creating the sorted set, without expiry).
+    /// Test support: lets a suite plant index entries of another layout.
+    /// `false` if the key holds another type (nothing written).
+    #[doc(hidden)]
+    pub fn zadd_for_tests(&self, key: &str, member: &str, score: f64) -> bool {
+        self.keyspace
+            .lock()
+            .edit_zset(key, tokio::time::Instant::now(), |zset| {
+                zset.insert(member, score)
+            })
+            .is_ok()
     }
 }

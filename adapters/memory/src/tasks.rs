@@ -1,16 +1,19 @@
 //! [`TaskRepository`] in memory: records as strings and indexes as sorted
-//! sets in the one keyspace, under the same keys as on Redis
-//! (`statehouse_domain::layout`), written by the same optimistic protocol.
+//! sets in the one keyspace, under the same keys as on Redis (each task in
+//! its bucket: `statehouse_domain::layout`), written by the same optimistic
+//! protocol; a listing merges the buckets through the same `BucketMerge`
+//! as the Redis adapter, reading the sorted sets under the lock.
 
 use async_trait::async_trait;
 use chrono::Utc;
 use statehouse_ports::{
-    PageRequest, StoreError, TaskChange, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace,
-    TaskStatus, decode, encode,
+    BucketMerge, BucketRead, KeyStream, LegacyMove, PageRequest, StoreError, TaskBucket, TaskChange, TaskId,
+    TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, decode, encode, legacy_move,
 };
 use tokio::time::Instant;
 
 use crate::MemoryStore;
+use crate::listing::Kind;
 use crate::store::{Decision, State, Value};
 
 /// The bytes of the record under `key`; `WrongType` if it is no string.
@@ -27,10 +30,11 @@ fn read_record(
     }
 }
 
-/// Writes `record` (encoded as `bytes`) and its index entries, moving it out
-/// of the `old` indexes it no longer belongs to; the TTL goes on every key
-/// touched, never shortening a longer one. Checks every key's type first,
-/// so a wrong type writes nothing (as the Redis script does).
+/// Writes `record` (encoded as `bytes`) and its index entries in its
+/// bucket, moving it out of the `old` indexes it no longer belongs to; every
+/// key touched expires at `at` unless it lives longer. Checks every key's
+/// type first, so a wrong type writes nothing (as the Redis script does).
+#[allow(clippy::too_many_arguments)]
 fn write_task(
     state: &mut State,
     now: Instant,
@@ -39,24 +43,25 @@ fn write_task(
     record: &TaskRecord,
     bytes: Vec<u8>,
     old: &[TaskIndex],
+    at: Instant,
 ) -> Result<(), StoreError> {
-    let record_key = space.keys().record(record.id.as_str());
+    let id = record.id.as_str();
+    let bucket = TaskBucket::of(id);
+    let record_key = space.keys().record(id);
     let new = TaskIndex::of(record);
     let moved: Vec<&TaskIndex> = old.iter().filter(|index| !new.contains(index)).collect();
     if matches!(state.live(&record_key, now).map(|e| &e.value), Some(v) if !matches!(v, Value::Str(_))) {
         return Err(StoreError::wrong_type(op, &record_key));
     }
     for index in new.iter().chain(moved.iter().copied()) {
-        let key = index.key(space);
+        let key = index.key(space, bucket);
         state
             .zset(&key, now)
             .map_err(|()| StoreError::wrong_type(op, &key))?;
     }
-    let at = now + space.ttl().as_duration();
-    let id = record.id.as_str();
     state.put_extending(&record_key, Value::Str(bytes), at, now);
     for index in moved {
-        let key = index.key(space);
+        let key = index.key(space, bucket);
         state.zrem(&key, id, now);
         state.extend_expiry(&key, at, now);
     }
@@ -65,9 +70,25 @@ fn write_task(
     let score = record.updated_millis() as f64;
     for index in &new {
         // Types were checked above.
-        let _ = state.zadd_extending(&index.key(space), id, score, at, now);
+        let _ = state.zadd_extending(&index.key(space, bucket), id, score, at, now);
     }
     Ok(())
+}
+
+/// `ZRANGE <index in bucket> <max> -inf BYSCORE REV LIMIT 0 <count>` of a
+/// listing's merge. A key of another type reads as empty (a listing
+/// reports it on the bucket's first read, below).
+fn read_bucket(state: &mut State, key: &str, read: &BucketRead, now: Instant) -> Vec<(i64, String)> {
+    let Ok(Some(zset)) = state.zset(key, now) else {
+        return Vec::new();
+    };
+    // Millisecond scores are whole numbers.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    zset.rev_iter()
+        .skip_while(|(score, _)| read.max.is_some_and(|max| *score > max as f64))
+        .take(read.count)
+        .map(|(score, id)| (score as i64, id.to_owned()))
+        .collect()
 }
 
 /// What a task write commits: the record, its JSON, and the indexes it
@@ -97,7 +118,8 @@ impl MemoryStore {
                 |state, now| read_record(state, op, &key, now),
                 |current| decide(current, &key).map(Decision::<_, Result<TaskRecord, StoreError>>::Commit),
                 |state, now, (record, encoded, old): Write| {
-                    write_task(state, now, op, space, &record, encoded, &old).map(|()| record)
+                    let at = now + space.ttl().as_duration();
+                    write_task(state, now, op, space, &record, encoded, &old, at).map(|()| record)
                 },
             )
             .await?;
@@ -124,6 +146,24 @@ impl MemoryStore {
             Ok((record, encoded, Vec::new()))
         })
         .await
+    }
+
+    /// Fails with `WrongType` if a bucket's key of `index` holds another
+    /// type, as Redis' `ZRANGE` does; named as the Redis adapter names it
+    /// (the index in every bucket: a pipeline's error does not say which).
+    fn check_index_types(
+        state: &mut State,
+        op: &'static str,
+        space: &TaskSpace,
+        index: &TaskIndex,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        for bucket in TaskBucket::all() {
+            state
+                .zset(&index.key(space, bucket), now)
+                .map_err(|()| StoreError::wrong_type(op, index.everywhere(space)))?;
+        }
+        Ok(())
     }
 }
 
@@ -175,77 +215,71 @@ impl TaskRepository for MemoryStore {
         page: &PageRequest,
     ) -> Result<TaskPage, StoreError> {
         const OP: &str = "list";
-        let index_key = index.key(space);
         let now = Instant::now();
         let mut state = self.keyspace.lock();
-        let Some(zset) = state
-            .zset(&index_key, now)
-            .map_err(|()| StoreError::wrong_type(OP, &index_key))?
-        else {
-            return Ok(TaskPage {
-                items: Vec::new(),
-                next: None,
-            });
-        };
-        // Millisecond scores are whole numbers.
-        #[allow(clippy::cast_possible_truncation)]
-        let candidates: Vec<(i64, String)> = zset
-            .rev_iter()
-            .map(|(score, id)| (score as i64, id.to_owned()))
-            .filter(|(score, id)| page.cursor().is_none_or(|cursor| cursor.precedes(*score, id)))
-            .collect();
+        Self::check_index_types(&mut state, OP, space, index, now)?;
+        let mut merge = BucketMerge::new(page);
         let mut items = Vec::new();
         let mut positions = Vec::new();
         let mut stale = Vec::new();
-        for (score, id) in candidates {
-            if items.len() > page.limit() {
+        while items.len() <= page.limit() {
+            for read in merge.reads() {
+                let entries = read_bucket(&mut state, &index.key(space, read.bucket), &read, now);
+                merge.take(&read, entries);
+            }
+            let next = merge.next(page.limit() + 1 - items.len());
+            if next.is_empty() && merge.is_done() {
                 break;
             }
-            let key = space.keys().record(&id);
-            let item = match state.live(&key, now).map(|entry| &entry.value) {
-                None => {
-                    stale.push(id);
-                    continue;
-                }
-                Some(Value::Str(bytes)) => match decode::<TaskRecord>(OP, &key, bytes) {
-                    // An entry left behind by a record that moved elsewhere.
-                    Ok(record) if !index.holds(&record) => continue,
-                    other => other,
-                },
-                // Not a record (Redis' MGET reads it as nil): skipped, kept.
-                Some(_) => continue,
-            };
-            items.push(item);
-            positions.push((score, id));
+            for (bucket, score, id) in next {
+                let key = space.keys().record(&id);
+                let item = match state.live(&key, now).map(|entry| &entry.value) {
+                    None => {
+                        stale.push((bucket, id));
+                        continue;
+                    }
+                    Some(Value::Str(bytes)) => match decode::<TaskRecord>(OP, &key, bytes) {
+                        // An entry left behind by a record that moved elsewhere.
+                        Ok(record) if !index.holds(&record) => continue,
+                        other => other,
+                    },
+                    // Not a record (Redis' MGET reads it as nil): skipped, kept.
+                    Some(_) => continue,
+                };
+                items.push(item);
+                positions.push((score, id));
+            }
         }
-        for id in &stale {
-            state.zrem(&index_key, id, now);
+        for (bucket, id) in &stale {
+            state.zrem(&index.key(space, *bucket), id, now);
         }
         drop(state);
         Ok(TaskPage::cut(items, &positions, page.limit()))
     }
 
     async fn count(&self, space: &TaskSpace, index: &TaskIndex) -> Result<u64, StoreError> {
-        let index_key = index.key(space);
+        const OP: &str = "count";
         let now = Instant::now();
         let mut state = self.keyspace.lock();
-        let members: Vec<String> = match state
-            .zset(&index_key, now)
-            .map_err(|()| StoreError::wrong_type("count", &index_key))?
-        {
-            None => return Ok(0),
-            Some(zset) => zset.rev_iter().map(|(_, id)| id.to_owned()).collect(),
-        };
-        let live = members
-            .iter()
-            .filter(|id| state.live(&space.keys().record(id), now).is_some())
-            .count();
+        Self::check_index_types(&mut state, OP, space, index, now)?;
+        let mut live = 0;
+        for bucket in TaskBucket::all() {
+            let members: Vec<String> = match state.zset(&index.key(space, bucket), now) {
+                Ok(Some(zset)) => zset.rev_iter().map(|(_, id)| id.to_owned()).collect(),
+                _ => continue,
+            };
+            live += members
+                .iter()
+                .filter(|id| state.live(&space.keys().record(id), now).is_some())
+                .count();
+        }
         Ok(u64::try_from(live).unwrap_or(u64::MAX))
     }
 
     async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError> {
         const OP: &str = "delete";
         let key = space.keys().record(id.as_str());
+        let bucket = TaskBucket::of(id.as_str());
         let (existed, _) = self
             .keyspace
             .optimistic(
@@ -263,12 +297,53 @@ impl TaskRepository for MemoryStore {
                 |state, now, old| {
                     state.remove(&key, now);
                     for index in old {
-                        state.zrem(&index.key(space), id.as_str(), now);
+                        state.zrem(&index.key(space, bucket), id.as_str(), now);
                     }
                     true
                 },
             )
             .await?;
         Ok(existed)
+    }
+
+    fn legacy_ids(&self, space: &TaskSpace) -> KeyStream {
+        let keys = space.keys().clone();
+        self.scan_stream(keys.legacy().records(), Kind::Any)
+            .filter_map(move |key| {
+                keys.legacy()
+                    .id_of(&key)
+                    .filter(|id| TaskId::new(id.as_str()).is_ok())
+            })
+    }
+
+    /// One atomic step here (the Redis adapter needs two on a cluster,
+    /// with the same outcome).
+    async fn migrate_legacy(&self, space: &TaskSpace, id: &TaskId) -> Result<LegacyMove, StoreError> {
+        const OP: &str = "migrate_legacy";
+        let legacy_key = space.keys().legacy().record(id.as_str());
+        let key = space.keys().record(id.as_str());
+        let now = Instant::now();
+        let mut state = self.keyspace.lock();
+        let Some(bytes) = read_record(&mut state, OP, &legacy_key, now)? else {
+            return Ok(LegacyMove::Absent);
+        };
+        let at = state
+            .live(&legacy_key, now)
+            .and_then(|entry| entry.expires_at)
+            .unwrap_or(now + space.ttl().as_duration());
+        let current = read_record(&mut state, OP, &key, now)?;
+        let outcome = match legacy_move(OP, &legacy_key, &bytes, current.as_deref())? {
+            None => LegacyMove::Superseded,
+            Some(record) => {
+                let old = current.as_deref().map(TaskIndex::of_stored).unwrap_or_default();
+                write_task(&mut state, now, OP, space, &record, bytes.clone(), &old, at)?;
+                LegacyMove::Moved
+            }
+        };
+        state.remove(&legacy_key, now);
+        for index in TaskIndex::of_stored(&bytes) {
+            state.zrem(&index.legacy_key(space), id.as_str(), now);
+        }
+        Ok(outcome)
     }
 }

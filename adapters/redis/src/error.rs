@@ -61,6 +61,17 @@ pub(crate) fn is_no_script(error: &RedisError) -> bool {
             .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "NOSCRIPT"))
 }
 
+/// READONLY (a write reached a replica: on a Sentinel service, a demoted
+/// primary), from a command or from any command of a transaction.
+pub(crate) fn is_read_only(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+        || error.code() == Some("READONLY")
+        || error
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "READONLY"))
+}
+
 /// What a Redis Cluster answer asks of a client, when an answer (of a
 /// command, a pipeline or a transaction) says the request reached a node
 /// that cannot serve it now: nothing ran (a transaction with a redirected

@@ -36,8 +36,10 @@
 //!   models under `{Type}:{id}`, a hash of fields or a JSON string.
 //! - `tenants.rs`: [`FieldStore`](statehouse_ports::FieldStore): tenant
 //!   hashes of JSON fields under `t:{<tenant>}:…`.
-//! - `triggers.rs`: [`TriggerStore`](statehouse_ports::TriggerStore): a
-//!   due-time sorted set per tenant, claimed with leases by scripts.
+//! - `triggers/`: [`TriggerStore`](statehouse_ports::TriggerStore): a
+//!   due-time sorted set per tenant, claimed with leases by scripts
+//!   (`mod.rs`); the cross-tenant due index in shards of their own hash
+//!   tags (`index.rs`).
 //! - `queues.rs`: [`QueueStore`](statehouse_ports::QueueStore): per-tenant
 //!   lists with leased claims by scripts; a per-service pending set.
 //!
@@ -87,4 +89,8 @@ pub use scripts::TENANT_INCREMENT_CODE as TENANT_INCREMENT_SCRIPT;
 pub use scripts::{
     QUEUE_ACK_CODE, QUEUE_CLAIM_CODE, QUEUE_ENQUEUE_CODE, TRIGGER_ACK_CODE, TRIGGER_CLAIM_CODE,
 };
+/// The Lua sources of the due index's scripts and the trigger set, for the
+/// benchmark's raw side. Not a stable API.
+#[doc(hidden)]
+pub use scripts::{TRIGGER_MARK_CODE, TRIGGER_REFILE_CODE, TRIGGER_SET_CODE, TRIGGER_TAKE_CODE};
 pub use store::RedisStore;

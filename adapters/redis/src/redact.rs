@@ -13,6 +13,7 @@
 //!
 //! - A URL that does not start with a known scheme (`redis:`, `rediss:`,
 //!   `unix:`, `redis+unix:`, `redis+cluster:`, `rediss+cluster:`,
+//!   `redis+sentinel:`, `rediss+sentinel:`,
 //!   `valkey…`, `memory:`, `custom:`, any case) is hidden whole: it may be
 //!   a password pasted where a URL belongs.
 //! - User info: everything between the scheme and the *last* `@` of the
@@ -40,6 +41,8 @@ const KNOWN_SCHEMES: &[&str] = &[
     "redis+unix",
     "redis+cluster",
     "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
     "unix",
     "valkey",
     "valkeys",
@@ -116,7 +119,8 @@ fn hidden_parts(url: &str) -> Vec<Range<usize>> {
     // A cluster URL lists nodes separated by commas: each is checked.
     if has_authority {
         let end = url[host..].find(['/', '?', '#']).map_or(url.len(), |i| host + i);
-        let cluster = url[..colon].to_ascii_lowercase().ends_with("+cluster");
+        let scheme = url[..colon].to_ascii_lowercase();
+        let cluster = scheme.ends_with("+cluster") || scheme.ends_with("+sentinel");
         let mut node_start = host;
         for node in url[host..end].split(if cluster { ',' } else { '\0' }) {
             let after_host = if node.starts_with('[') {
@@ -355,6 +359,14 @@ mod tests {
             ),
             ("redis+cluster://h1:1,h2:pw/x", "redis+cluster://h1:1,h2:***"),
             ("redis+cluster://h1:1,u:pw", "redis+cluster://h1:1,u:***"),
+            (
+                "redis+sentinel://u:pw@s1:26379,s2:26380/mymaster/2?sentinel_username=su&sentinel_password=sp",
+                "redis+sentinel://***@s1:26379,s2:26380/mymaster/2?sentinel_username=***",
+            ),
+            (
+                "rediss+sentinel://s1:1,s2:pw/svc",
+                "rediss+sentinel://s1:1,s2:***",
+            ),
             (
                 "REDIS+CLUSTER://:pw@h:1?password=pw",
                 "REDIS+CLUSTER://***@h:1?password=***",

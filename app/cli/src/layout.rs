@@ -25,21 +25,21 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         family: "tasks",
-        redis_key: "<prefix>{<ns>}:task:<id>",
+        redis_key: "<prefix>{<ns>:b<N>}:task:<id>",
         redis_type: "string",
-        notes: "task record (JSON); <ns> is the namespace and hash tag (default tasks); ids escaped (: -> %3A)",
+        notes: "task record (JSON); <ns> the namespace (default tasks), <N> the task's bucket 0-15 (from its id); ids escaped (: -> %3A)",
     },
     Family {
         family: "tasks",
-        redis_key: "<prefix>{<ns>}:by-service:<service>",
+        redis_key: "<prefix>{<ns>:b<N>}:by-service:<service>",
         redis_type: "zset",
-        notes: "task ids of a service, scored by update time (ms); same hash tag as the records",
+        notes: "ids of a service's tasks in bucket N, scored by update time (ms); listings merge the 16 buckets",
     },
     Family {
         family: "tasks",
-        redis_key: "<prefix>{<ns>}:by-user:<user>",
+        redis_key: "<prefix>{<ns>:b<N>}:by-user:<user>",
         redis_type: "zset",
-        notes: "task ids of a user, scored by update time (ms); TTL refreshed with every write",
+        notes: "ids of a user's tasks in bucket N, scored by update time (ms); TTL refreshed with every write",
     },
     Family {
         family: "subjects",

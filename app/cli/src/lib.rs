@@ -13,7 +13,7 @@
 //! - one file per command family: `documents.rs` (`doc`, `ping`),
 //!   `tasks.rs`, `subjects.rs`, `synced.rs` (`model`), `tenants.rs`,
 //!   `queues.rs` (`triggers` and `queue`), `config.rs` (`config` and
-//!   `watch`), `layout.rs`, and `demo/` (the tour). Commands import
+//!   `watch`), `layout.rs`, `status.rs`, and `demo/` (the tour). Commands import
 //!   `output.rs`, never each other.
 
 use std::ffi::OsString;
@@ -30,6 +30,7 @@ mod documents;
 mod layout;
 mod output;
 mod queues;
+mod status;
 mod subjects;
 mod synced;
 mod tasks;
@@ -104,6 +105,10 @@ enum Command {
     Ping,
     /// Show how statehouse lays out its Redis keys.
     Layout,
+    /// Show the topology: each endpoint, the role its server reports, its
+    /// replicas or primary and the replication lag (exit status 3 if an
+    /// endpoint cannot be reached).
+    Status,
 }
 
 impl fmt::Debug for Cli {
@@ -158,6 +163,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let out = &mut Output::new(out, cli.json);
     let command = match cli.command {
         Command::Layout => return layout::layout(&settings, out),
+        // Status asks each endpoint itself: an unreachable one is reported, not fatal.
+        Command::Status => return status::status(&settings, status::backend_of(&settings), out).await,
         // The demo connects itself, under a namespace of its own.
         Command::Demo(args) => return demo::demo(settings, args, out).await,
         command => command,
@@ -165,7 +172,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let state = Statehouse::with_settings(settings).await?;
     let docs = state.documents();
     match command {
-        Command::Layout | Command::Demo(_) => Ok(()),
+        Command::Layout | Command::Demo(_) | Command::Status => Ok(()),
         Command::Ping => documents::ping(&state, &docs, out).await,
         Command::Doc(command) => documents::doc(&docs, command, out).await,
         Command::Tasks(command) => tasks::tasks(&state.tasks(), command, out).await,

@@ -1,13 +1,13 @@
-//! `tasks save|show|list|set-status|log|del`: task records from the command line.
+//! `tasks save|show|list|set-status|log|del|migrate`: task records from the command line.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use statehouse::Tasks;
-use statehouse_ports::{PageRequest, StoreError, TaskCursor, TaskPage, TaskRecord, TaskStatus};
+use statehouse_ports::{LegacyMove, PageRequest, StoreError, TaskCursor, TaskPage, TaskRecord, TaskStatus};
 
-use crate::output::{CliError, Output, describe, quoted};
+use crate::output::{CliError, Output, describe, print_stream, quoted};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TasksCommand {
@@ -42,6 +42,16 @@ pub(super) enum TasksCommand {
     Del {
         /// The task id.
         id: String,
+    },
+    /// Move the tasks stored in the layout before buckets ({ns}:task:<id>) into their buckets
+    /// ({ns:bN}:task:<id>), keeping each task's update time and TTL. Idempotent and resumable: run
+    /// it again after an interruption; it deletes only the legacy keys of tasks it moved. Run it
+    /// once every client writes the bucketed layout. Exit status 3 if a task could not be moved.
+    Migrate {
+        /// Only list the ids of the tasks that would move (as they are found; a JSON array with
+        /// --json); write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -163,6 +173,75 @@ pub(super) async fn tasks(
                 Err(missing(&id))
             }
         }
+        TasksCommand::Migrate { dry_run } => migrate(tasks, dry_run, out).await,
+    }
+}
+
+/// `tasks migrate --json`.
+#[derive(Debug, Default, Serialize)]
+struct MigrationJson {
+    /// Tasks found in the layout before buckets.
+    legacy: usize,
+    moved: usize,
+    superseded: usize,
+    absent: usize,
+    failed: Vec<Value>,
+}
+
+/// Progress is printed every this many tasks.
+const MIGRATION_PROGRESS: usize = 1000;
+
+async fn migrate(tasks: &Tasks, dry_run: bool, out: &mut Output<'_>) -> Result<(), CliError> {
+    let mut ids = tasks.stream_legacy_ids();
+    if dry_run {
+        // The ids as they are listed (a JSON array with --json).
+        return print_stream(out, ids).await;
+    }
+    let mut report = MigrationJson::default();
+    // Each task moves as soon as it is listed: memory stays flat however
+    // many there are. An id listed twice is found moved (absent).
+    while let Some(page) = ids.next_page().await? {
+        for id in page {
+            report.legacy += 1;
+            match tasks.migrate_legacy(&id).await {
+                Ok(LegacyMove::Moved) => report.moved += 1,
+                Ok(LegacyMove::Superseded) => report.superseded += 1,
+                Ok(LegacyMove::Absent) => report.absent += 1,
+                Err(error) => {
+                    out.say(format_args!(
+                        "task {} not moved: {}",
+                        quoted(&id),
+                        describe(&error)
+                    ))?;
+                    report.failed.push(serde_json::json!({
+                        "id": id,
+                        "key": error.key(),
+                        "error": describe(&error),
+                    }));
+                }
+            }
+            if report.legacy % MIGRATION_PROGRESS == 0 {
+                out.say(format_args!("{} tasks done", report.legacy))?;
+                out.flush()?;
+            }
+        }
+    }
+    out.json(&report)?;
+    out.say(format_args!(
+        "{} tasks of the layout before buckets: moved {}, kept a newer bucketed copy of {}, found {} gone meanwhile, failed {}",
+        report.legacy,
+        report.moved,
+        report.superseded,
+        report.absent,
+        report.failed.len()
+    ))?;
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "{} tasks could not be moved (they stay in the layout before buckets; run again once fixed)",
+            report.failed.len()
+        )))
     }
 }
 

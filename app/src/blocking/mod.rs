@@ -37,15 +37,17 @@ mod subjects;
 mod synced;
 mod tasks;
 mod tenants;
+mod triggers;
 
 pub use config::Config;
 pub use documents::Documents;
 pub use listing::Keys;
-pub use queues::{Queues, Triggers};
+pub use queues::Queues;
 pub use subjects::{Subject, Subjects};
 pub use synced::{Synced, SyncedBuilder};
 pub use tasks::Tasks;
 pub use tenants::{HandlerStates, SharedStates, Tables, Tenant, UserStates, Users};
+pub use triggers::{Stop, Triggers};
 
 /// Blocking twin of [`crate::Statehouse`].
 #[derive(Debug, Clone)]

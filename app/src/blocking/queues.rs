@@ -1,89 +1,14 @@
-//! The blocking twins of [`crate::Triggers`] and [`crate::Queues`].
+//! The blocking twin of [`crate::Queues`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use statehouse_ports::{Claimed, ClaimedTrigger, PendingTrigger, QueueName, StoreError};
+use statehouse_ports::{QueueName, StoreError};
 
 use super::{OwnedRuntime, block_on};
 use crate::Item;
-
-/// Blocking twin of [`crate::Triggers`] (without the listener loop: call
-/// [`claim`](Self::claim) and [`ack`](Self::ack) from your own loop, or use
-/// the async listener).
-///
-/// ```
-/// use std::time::Duration;
-/// use statehouse::blocking::Statehouse;
-///
-/// let triggers = Statehouse::connect("memory://")?.triggers();
-/// triggers.set("acme", "remind", "user-1", Duration::ZERO)?;
-/// let claimed = triggers.claim("acme", 10, Duration::from_secs(30))?;
-/// for trigger in &claimed.triggers {
-///     assert!(triggers.ack("acme", trigger)?);
-/// }
-/// # Ok::<(), statehouse::StoreError>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Triggers {
-    pub(super) inner: crate::Triggers,
-    pub(super) runtime: Arc<OwnedRuntime>,
-}
-
-impl Triggers {
-    /// See [`crate::Triggers::set`].
-    pub fn set(&self, tenant: &str, action: &str, id: &str, delay: Duration) -> Result<(), StoreError> {
-        block_on(
-            &self.runtime,
-            "trigger_set",
-            self.inner.set(tenant, action, id, delay),
-        )
-    }
-
-    /// See [`crate::Triggers::cancel`].
-    pub fn cancel(&self, tenant: &str, action: &str, id: &str) -> Result<bool, StoreError> {
-        block_on(
-            &self.runtime,
-            "trigger_cancel",
-            self.inner.cancel(tenant, action, id),
-        )
-    }
-
-    /// See [`crate::Triggers::cancel_all`].
-    pub fn cancel_all(&self, tenant: &str, id: &str) -> Result<usize, StoreError> {
-        block_on(
-            &self.runtime,
-            "trigger_cancel_all",
-            self.inner.cancel_all(tenant, id),
-        )
-    }
-
-    /// See [`crate::Triggers::list`].
-    pub fn list(&self, tenant: &str) -> Result<Vec<PendingTrigger>, StoreError> {
-        block_on(&self.runtime, "trigger_list", self.inner.list(tenant))
-    }
-
-    /// See [`crate::Triggers::due`].
-    pub fn due(&self, tenant: &str) -> Result<Vec<PendingTrigger>, StoreError> {
-        block_on(&self.runtime, "trigger_list", self.inner.due(tenant))
-    }
-
-    /// See [`crate::Triggers::claim`].
-    pub fn claim(&self, tenant: &str, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
-        block_on(
-            &self.runtime,
-            "trigger_claim",
-            self.inner.claim(tenant, max, lease),
-        )
-    }
-
-    /// See [`crate::Triggers::ack`].
-    pub fn ack(&self, tenant: &str, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
-        block_on(&self.runtime, "trigger_ack", self.inner.ack(tenant, trigger))
-    }
-}
 
 /// Blocking twin of [`crate::Queues`].
 ///

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use statehouse_ports::{PageRequest, StoreError, TaskPage, TaskRecord, TaskStatus};
+use statehouse_ports::{LegacyMove, PageRequest, StoreError, TaskPage, TaskRecord, TaskStatus};
 
 use super::{OwnedRuntime, block_on};
 
@@ -98,5 +98,15 @@ impl Tasks {
     /// See [`crate::Tasks::delete`].
     pub fn delete(&self, id: &str) -> Result<bool, StoreError> {
         block_on(&self.runtime, "delete", self.inner.delete(id))
+    }
+
+    /// See [`crate::Tasks::legacy_ids`].
+    pub fn legacy_ids(&self) -> Result<Vec<String>, StoreError> {
+        block_on(&self.runtime, "legacy_ids", self.inner.legacy_ids())
+    }
+
+    /// See [`crate::Tasks::migrate_legacy`].
+    pub fn migrate_legacy(&self, id: &str) -> Result<LegacyMove, StoreError> {
+        block_on(&self.runtime, "migrate_legacy", self.inner.migrate_legacy(id))
     }
 }

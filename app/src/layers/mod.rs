@@ -7,7 +7,10 @@
 //!
 //! - `mod.rs`: the [`Layer`] hook, what a layer sees of a call ([`Op`]),
 //!   and [`Layered`].
-//! - `traced.rs`: [`Tracing`], a `tracing` span per call ([`Traced`]).
+//! - `traced.rs`: [`Tracing`], a `tracing` span per call ([`Traced`]), and
+//!   the metrics of each call when [`record_metrics`] switched them on.
+//! - `metered.rs`: those metrics, through the `metrics` facade (names,
+//!   labels, and how to attach an exporter).
 //! - `retrying.rs`: [`Retry`], temporary failures of idempotent calls
 //!   tried again ([`Retrying`]).
 //! - `forward/`: one file per port, implementing it for `Layered<L, S>`
@@ -23,9 +26,11 @@ use std::fmt;
 use statehouse_ports::{Boxed, RetryPolicy};
 
 mod forward;
+mod metered;
 mod retrying;
 mod traced;
 
+pub use metered::{CALL_SECONDS, CALLS, CONFLICTS, ERRORS, RETRIES, metrics_on, record_metrics};
 pub use retrying::{Retry, Retrying, transient_policy};
 pub use traced::{Traced, Tracing};
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use statehouse_ports::{Boxed, RetryPolicy, StoreError};
 
-use super::{Layer, Layered, Op};
+use super::{Layer, Layered, Op, metered};
 
 /// Retries calls that failed with a temporary error
 /// ([`StoreError::is_retryable`]: connection or timeout), for operations that
@@ -58,19 +58,23 @@ impl Layer for Retry {
         call
     }
 
-    fn around_idempotent<'f, T, K, C>(&'f self, _op: Op<K, T>, call: C) -> Boxed<'f, T>
+    fn around_idempotent<'f, T, K, C>(&'f self, op: Op<K, T>, call: C) -> Boxed<'f, T>
     where
         T: Send + 'f,
         K: fmt::Display + Send + Sync + 'f,
         C: FnMut() -> Boxed<'f, T> + Send + 'f,
     {
-        Box::pin(retry(self.policy, call))
+        Box::pin(retry(self.policy, op.name, call))
     }
 }
 
 /// Runs `call` again while it fails with a retryable error, at most
 /// `policy.max_attempts()` times. Only for calls that are safe to repeat.
-async fn retry<T, Fut>(policy: RetryPolicy, mut call: impl FnMut() -> Fut) -> Result<T, StoreError>
+async fn retry<T, Fut>(
+    policy: RetryPolicy,
+    op: &'static str,
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
 where
     Fut: Future<Output = Result<T, StoreError>>,
 {
@@ -78,7 +82,7 @@ where
     // retry loop out of line.
     match call().await {
         Err(error) if error.is_retryable() && policy.max_attempts() > 1 => {
-            retry_after(policy, error, call).await
+            retry_after(policy, op, error, call).await
         }
         done => done,
     }
@@ -86,6 +90,7 @@ where
 
 async fn retry_after<T, Fut>(
     policy: RetryPolicy,
+    op: &'static str,
     mut error: StoreError,
     mut call: impl FnMut() -> Fut,
 ) -> Result<T, StoreError>
@@ -97,6 +102,7 @@ where
         tracing::debug!(target: "statehouse", %error, attempt, "temporary failure; retrying");
         tokio::time::sleep(policy.backoff(attempt)).await;
         attempt += 1;
+        metered::retried(op);
         match call().await {
             Err(next) if next.is_retryable() && attempt < policy.max_attempts() => error = next,
             Err(next) if next.is_retryable() => {

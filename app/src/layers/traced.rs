@@ -3,7 +3,7 @@ use std::fmt;
 use statehouse_ports::{Boxed, StoreError};
 use tracing::Instrument;
 
-use super::{Layer, Layered, Op};
+use super::{Layer, Layered, Op, metered};
 
 /// A `tracing` span around every port call: target `statehouse`, name
 /// `store`, fields `op`, `key` (the pattern for listings, the first key and
@@ -11,11 +11,13 @@ use super::{Layer, Layered, Op};
 /// `attempts` for updates. Values and secrets are never recorded.
 ///
 /// Spans are at `DEBUG` level: with no subscriber, or one filtering DEBUG
-/// out, the layer passes the inner store's future through untouched (no
-/// allocation, no span), and keys are never built.
+/// out, and metrics off (the default; see [`record_metrics`](super::record_metrics)),
+/// the layer passes the inner store's future through untouched (no
+/// allocation, no span), and keys are never built. With metrics on, each
+/// call is also counted and timed (`metered.rs`).
 pub type Traced<S> = Layered<Tracing, S>;
 
-/// The policy of [`Traced`]: a span per call.
+/// The policy of [`Traced`]: a span per call (and its metrics, when on).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tracing;
 
@@ -25,10 +27,13 @@ impl Layer for Tracing {
         T: Send + 'f,
         K: fmt::Display + Send + Sync + 'f,
     {
-        if !tracing_on() {
-            return call;
+        let (name, attempts) = (op.name, op.attempts);
+        match (tracing_on(), metered::metrics_on()) {
+            (false, false) => call,
+            (true, false) => Box::pin(traced(op, call)),
+            (false, true) => Box::pin(metered::measured(name, attempts, call)),
+            (true, true) => Box::pin(metered::measured(name, attempts, traced(op, call))),
         }
-        Box::pin(traced(op, call))
     }
 }
 

@@ -220,6 +220,10 @@ pub const FORMS: &[&str] = &[
     "redis+cluster://:{pw}@{host},127.0.0.1:1/0",
     "rediss+cluster://user:{pw}@{host},{host}",
     "redis+cluster://{host},{host}?password={pw}",
+    "redis+sentinel://user:{pw}@{host},{host}/mymaster",
+    "redis+sentinel://:{pw}@{host},127.0.0.1:1/mymaster/1?sentinel_password={pw}",
+    "redis+sentinel://{host}/mymaster?sentinel_username=u&sentinel_password={pw}",
+    "rediss+sentinel://:{pw}@{host}/mymaster/0",
     // Malformed: no host, a bad port or db, a bad scheme, no URL at all.
     "redis://user:{pw}@",
     "redis://user:{pw}@{host}x",

@@ -26,8 +26,9 @@
 //!
 //! Every key one atomic step touches carries the same hash tag, so the
 //! layout runs unchanged on Redis Cluster (multi-key transactions and
-//! scripts need one slot). Tasks are tagged per namespace: `{tasks}` by
-//! default. The cost: one namespace lives in one slot, on one node.
+//! scripts need one slot). Tasks are tagged per namespace and bucket
+//! (`{tasks:b0}` … `{tasks:b15}` by default, the bucket derived from the
+//! task id: [`TaskBucket`]), so a namespace spreads over the nodes.
 //!
 //! Architecture invariant: no key of a family is built anywhere else.
 
@@ -58,9 +59,10 @@ pub use config::ConfigKeys;
 pub use queues::{QueueIndex, QueueKeys, ServiceKeys};
 pub use slots::{SLOTS, hash_slot, hash_tag};
 pub use subjects::SubjectKeys;
-pub use tasks::TaskKeys;
+pub use tasks::{LegacyTaskKeys, TaskBucket, TaskKeys};
 pub use tenants::TenantKeys;
 pub use triggers::TriggerKeys;
+pub use triggers::{INDEX_SHARDS, IndexShard, TriggerIndex};
 
 use std::fmt::Write as _;
 

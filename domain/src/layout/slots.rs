@@ -40,8 +40,9 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
     key
 }
 
-/// CRC16/XMODEM, bitwise (keys are short; no table needed).
-fn crc16(bytes: &[u8]) -> u16 {
+/// CRC16/XMODEM, bitwise (keys are short; no table needed); also what a
+/// task's bucket is derived from (`TaskBucket`).
+pub(crate) fn crc16(bytes: &[u8]) -> u16 {
     let mut crc: u16 = 0;
     for &byte in bytes {
         crc ^= u16::from(byte) << 8;
@@ -59,7 +60,7 @@ fn crc16(bytes: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{ConfigKeys, QueueIndex, QueueKeys, TaskKeys, TenantKeys, TriggerKeys};
+    use crate::layout::{ConfigKeys, QueueIndex, QueueKeys, TaskBucket, TaskKeys, TenantKeys, TriggerKeys};
     use crate::{ActionName, BatchName, QueueName, ServiceName, TenantId};
 
     /// Asserts that every key of one atomic step is in one slot, naming
@@ -100,19 +101,27 @@ mod tests {
     fn a_task_write_touches_one_slot() {
         // TaskRepository::save/update: the record, the indexes it joins and
         // those it leaves (another service or user), one script.
+        // All in the task's bucket (the commands as sent are checked in
+        // adapters/redis/src/tasks/tests.rs).
         let keys = TaskKeys::new("tasks-eu");
+        let bucket = TaskBucket::of("job:1");
         let step = [
             keys.record("job:1"),
-            keys.by_service("mailer"),
-            keys.by_user("u 1"),
-            keys.by_service("billing"),
-            keys.by_user("u 2"),
+            keys.by_service(bucket, "mailer"),
+            keys.by_user(bucket, "u 1"),
+            keys.by_service(bucket, "billing"),
+            keys.by_user(bucket, "u 2"),
         ];
         one_slot("task write", &step.iter().map(String::as_str).collect::<Vec<_>>());
-        // Index pruning: the index and the records it checks.
+        // Index pruning, per bucket: the index and the records it checks.
+        let a = TaskBucket::of("a");
+        let b = (0..)
+            .map(|i| format!("b{i}"))
+            .find(|id| TaskBucket::of(id) == a)
+            .unwrap();
         let prune = prefixed(
             "app:",
-            &[keys.by_service("mailer"), keys.record("a"), keys.record("b")],
+            &[keys.by_service(a, "mailer"), keys.record("a"), keys.record(&b)],
         );
         one_slot(
             "task prune",

@@ -1,3 +1,4 @@
+use super::hash_slot;
 use super::tenants::TenantKeys;
 use super::{escape_component, member_pair, pair_member};
 use crate::TenantId;
@@ -10,7 +11,8 @@ use crate::TenantId;
 /// t:{<tenant>}:triggers:due                     zset  "<action>:<id>" by due time (ms since the epoch;
 ///                                                     a claimed trigger: the end of its lease)
 /// t:{<tenant>}:triggers:claims                  hash  "<action>:<id>" -> "<token>:<deliveries>" of a claimed
-///                                                     trigger; field "#": the tenant's token counter
+///                                                     trigger; field "#": the tenant's token counter; field
+///                                                     "#sets": how many sets the tenant's triggers took
 /// t:{<tenant>}:triggers:by-id:<id>              zset  the members "<action>:<id>" of one identifier (score 0)
 /// t:{<tenant>}:queue:<service>:<batch>:<action>         list  item ids waiting, oldest first
 /// t:{<tenant>}:queue-items:<service>:<batch>:<action>   hash  item id -> payload; field "next": the id counter
@@ -75,24 +77,40 @@ impl TenantKeys {
 /// assert_eq!(keys.of_id("user:1"), "t:{acme}:triggers:by-id:user%3A1");
 /// assert_eq!(keys.member("remind", "user:1"), "remind:user%3A1");
 /// assert_eq!(keys.of_member("remind:user%3A1"), Some(("remind".into(), "user:1".into())));
+/// assert_eq!(keys.tenant().as_str(), "acme");
+/// assert_eq!(keys.shard().tenants(), "triggers:{due-63}:tenants");
 /// # Ok::<(), statehouse_domain::ValidationError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerKeys {
     tenant: TenantKeys,
+    id: TenantId,
     due: String,
     claims: String,
+    shard: &'static IndexShard,
 }
 
 impl TriggerKeys {
     /// The trigger keys of `tenant`.
     pub fn new(tenant: &TenantId) -> Self {
-        let tenant = TenantKeys::new(tenant.as_str());
+        let keys = TenantKeys::new(tenant.as_str());
         Self {
-            due: tenant.triggers_due(),
-            claims: tenant.trigger_claims(),
-            tenant,
+            due: keys.triggers_due(),
+            claims: keys.trigger_claims(),
+            shard: TriggerIndex::all().shard_of(&keys),
+            tenant: keys,
+            id: tenant.clone(),
         }
+    }
+
+    /// The tenant, verbatim: its member in the due index.
+    pub fn tenant(&self) -> &TenantId {
+        &self.id
+    }
+
+    /// The shard of the cross-tenant due index that files this tenant.
+    pub fn shard(&self) -> &'static IndexShard {
+        self.shard
     }
 
     /// The sorted set of the tenant's triggers by due time: the key errors
@@ -123,6 +141,116 @@ impl TriggerKeys {
     }
 }
 
+/// How many shards the cross-tenant due index has: fixed, so every process
+/// (and every language) files a tenant in the same one.
+pub const INDEX_SHARDS: usize = 16;
+
+/// The hash tags of the index shards, shard `i` first: each tag's slot
+/// lies in the `i`-th sixteenth of Redis Cluster's 16,384 slots
+/// (`i * 1024 ..= i * 1024 + 1023`), so the shards spread over a cluster's
+/// primaries as its slot ranges do, and a tenant's shard sits in the same
+/// range as the tenant's own slot (often on the same node).
+const SHARD_TAGS: [&str; INDEX_SHARDS] = [
+    "due-21", "due-10", "due-1", "due-61", "due-20", "due-11", "due-0", "due-60", "due-23", "due-12",
+    "due-3", "due-63", "due-22", "due-13", "due-2", "due-62",
+];
+
+/// One shard of the cross-tenant due index: every key under the shard's
+/// own hash tag (one slot), outside every tenant's slot.
+///
+/// ```text
+/// triggers:{<tag>}:tenants  zset  tenants (verbatim) with pending triggers, by their earliest due time
+///                                 (ms, server clock; never later than the tenant's own, earlier is harmless)
+/// triggers:{<tag>}:marks    hash  tenant -> "<sets>:<ms>": how many sets marked the tenant, and when the last did
+/// triggers:{<tag>}:wake     -     not a key: its change channel carries the wake-up hint
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+pub struct IndexShard {
+    number: usize,
+    tenants: String,
+    marks: String,
+    wake: String,
+}
+
+impl IndexShard {
+    /// The shard's number, `0..INDEX_SHARDS`.
+    pub fn number(&self) -> usize {
+        self.number
+    }
+
+    /// The sorted set of the shard's tenants by earliest due time.
+    pub fn tenants(&self) -> &str {
+        &self.tenants
+    }
+
+    /// The hash of the shard's set marks.
+    pub fn marks(&self) -> &str {
+        &self.marks
+    }
+
+    /// The name whose change channel (`ChangeChannels::channel`) carries
+    /// the shard's wake-up hints; never written as a key.
+    pub fn wake(&self) -> &str {
+        &self.wake
+    }
+}
+
+/// The cross-tenant due index of triggers: which tenants have pending
+/// triggers, and the earliest due time of each, in [`INDEX_SHARDS`]
+/// shards ([`IndexShard`]). A tenant is filed in shard
+/// `hash_slot(<its tag>) / 1024`: the top four bits of its slot.
+///
+/// ```
+/// use statehouse_domain::TenantId;
+/// use statehouse_domain::layout::{TenantKeys, TriggerIndex, hash_slot};
+///
+/// let index = TriggerIndex::all();
+/// assert_eq!(index.shards().len(), 16);
+/// let first = &index.shards()[0];
+/// assert_eq!(first.tenants(), "triggers:{due-21}:tenants");
+/// assert_eq!(first.marks(), "triggers:{due-21}:marks");
+/// assert_eq!(first.wake(), "triggers:{due-21}:wake");
+/// assert_eq!(usize::from(hash_slot(first.tenants().as_bytes()) / 1024), 0);
+/// let shard = index.shard_of(&TenantKeys::new("acme"));
+/// assert_eq!(usize::from(hash_slot(b"t:{acme}:triggers:due") / 1024), shard.number());
+/// # Ok::<(), statehouse_domain::ValidationError>(())
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+pub struct TriggerIndex {
+    shards: Vec<IndexShard>,
+}
+
+static INDEX: std::sync::LazyLock<TriggerIndex> = std::sync::LazyLock::new(|| TriggerIndex {
+    shards: SHARD_TAGS
+        .iter()
+        .enumerate()
+        .map(|(number, tag)| IndexShard {
+            number,
+            tenants: format!("triggers:{{{tag}}}:tenants"),
+            marks: format!("triggers:{{{tag}}}:marks"),
+            wake: format!("triggers:{{{tag}}}:wake"),
+        })
+        .collect(),
+});
+
+impl TriggerIndex {
+    /// The index (built once).
+    pub fn all() -> &'static Self {
+        &INDEX
+    }
+
+    /// Every shard, by number.
+    pub fn shards(&self) -> &[IndexShard] {
+        &self.shards
+    }
+
+    /// The shard that files the tenant of `keys`.
+    pub fn shard_of(&self, keys: &TenantKeys) -> &IndexShard {
+        let number = usize::from(hash_slot(keys.head().as_bytes()) / 1024);
+        &self.shards[number % self.shards.len()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +273,26 @@ mod tests {
             }
         }
         assert_eq!(keys.trigger_of_member("no-separator"), None);
+    }
+
+    #[test]
+    fn each_shard_tag_lies_in_its_sixteenth_of_the_slots() {
+        for (number, shard) in TriggerIndex::all().shards().iter().enumerate() {
+            assert_eq!(shard.number(), number);
+            for key in [shard.tenants(), shard.marks(), shard.wake()] {
+                assert_eq!(usize::from(hash_slot(key.as_bytes()) / 1024), number, "{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn tenants_spread_over_the_shards() {
+        let mut counts = [0usize; INDEX_SHARDS];
+        for n in 0..16_000 {
+            counts[TriggerIndex::all()
+                .shard_of(&TenantKeys::new(&format!("tenant-{n}")))
+                .number()] += 1;
+        }
+        assert!(counts.iter().all(|&count| count > 500), "{counts:?}");
     }
 }

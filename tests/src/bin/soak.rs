@@ -1,5 +1,6 @@
-//! The fault soak: many tasks on the default stack while a durable server is killed, restarted,
-//! paused and resumed; then the count check.
+//! The fault soak: many tasks calling every family on the default stack while the topology is
+//! faulted (a durable server killed, restarted, paused and resumed, its connections killed); then
+//! the accounting of acknowledged writes against what is found.
 //!
 //! ```text
 //! cargo run --release -p statehouse-tests --bin soak                  # 60 s
@@ -8,19 +9,19 @@
 //!
 //! The engine is `statehouse_tests::soak` (also run for 10 s by `tests/tests/soak.rs`); this binary
 //! parses arguments, prints the report and exits non-zero if a promise was broken: an acknowledged
-//! write lost, an increment applied twice, a call past its bound, a fault never recovered from.
-//! It starts its own `redis-server` (the test harness, on a free loopback port) and touches no other.
+//! write lost, a write applied twice, a call past its bound, a fault never recovered from.
+//! It starts its own `redis-server`s (the test harness, on free loopback ports) and touches no other.
 //! See `docs/reliability.md`.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use statehouse_tests::soak::{self, Options};
+use statehouse_tests::soak::{self, FaultKind, Options, Topology};
 
 const USAGE: &str = "\
 usage: soak [--seconds N] [--tasks N] [--counters N] [--timeout-ms N] [--connect-timeout-ms N]
-            [--slack-ms N] [--seed N] [--json]
+            [--slack-ms N] [--seed N] [--topology T] [--faults K,K] [--volatile] [--json]
 
   --seconds N     how long the tasks work (default 60)
   --tasks N       concurrent tasks (default 32)
@@ -30,12 +31,18 @@ usage: soak [--seconds N] [--tasks N] [--counters N] [--timeout-ms N] [--connect
                   the connect timeout (default 2000)
   --slack-ms N    allowance for the scheduler in each call's bound (default 250)
   --seed N        seed of the random operations and faults
+  --topology T    single (default), sentinel or cluster
+  --faults K,K    the fault kinds, in order: restart, pause, kill-connections (single);
+                  sentinel-failover, kill-connections (sentinel); cluster-primary-kill,
+                  kill-connections (cluster); `none` for none (default: all of the topology's)
+  --volatile      data nodes without persistence: a restart loses every write, and the
+                  accounting must report them lost
   --json          print the summary as JSON instead of tables
   -h, --help      this text
 
-Starts its own durable redis-server (never the one on 6379); exits 1 if an acknowledged write
-was lost, an increment applied twice, a call took longer than its bound or a fault was never
-recovered from; 2 on bad arguments.";
+Starts its own durable redis-servers (never the one on 6379); exits 1 if an acknowledged write
+was lost, a write applied twice, a call took longer than its bound or a fault was never
+recovered from; 2 on bad arguments, or a topology statehouse cannot connect to.";
 
 struct Args {
     options: Options,
@@ -45,6 +52,7 @@ struct Args {
 fn parse_args() -> Result<Option<Args>, String> {
     let mut options = Options::new(Duration::from_secs(60));
     let mut json = false;
+    let mut faults: Option<Vec<FaultKind>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> Result<u64, String> {
@@ -68,6 +76,27 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--slack-ms" => options.slack = Duration::from_millis(number("--slack-ms")?),
             "--seed" => options.seed = number("--seed")?,
+            "--topology" => {
+                let name = args.next().ok_or("--topology needs a value")?;
+                let topology = Topology::from_name(&name)
+                    .ok_or_else(|| format!("--topology {name:?}: expected single, sentinel or cluster"))?;
+                options = options.on(topology);
+            }
+            "--faults" => {
+                let list = args.next().ok_or("--faults needs a value")?;
+                let kinds = if list == "none" {
+                    Vec::new()
+                } else {
+                    list.split(',')
+                        .map(|name| {
+                            FaultKind::from_name(name.trim())
+                                .ok_or_else(|| format!("--faults: unknown fault kind {name:?}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?
+                };
+                faults = Some(kinds);
+            }
+            "--volatile" => options.durable = false,
             "--json" => json = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -75,6 +104,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if let Some(faults) = faults {
+        options.faults = faults;
     }
     Ok(Some(Args { options, json }))
 }
@@ -98,7 +130,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = runtime.block_on(soak::run(args.options));
+    let report = match runtime.block_on(soak::run(args.options)) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("soak: {error}");
+            return ExitCode::from(2);
+        }
+    };
     // A closed pipe (`soak | head`) is not worth a panic.
     let mut out = std::io::stdout().lock();
     let _ = if args.json {

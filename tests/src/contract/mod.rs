@@ -44,6 +44,12 @@ pub enum Flavor {
 /// Puts a value of another Redis type (a hash) under a key.
 pub type PlantHash = Arc<dyn Fn(Key) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// Connects "another process" to a backend's store: new ports with
+/// connections (or a handle) of their own, sharing nothing with the first
+/// but the store itself (the Redis server, or the memory keyspace).
+pub type OtherProcess =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = statehouse::Ports> + Send>> + Send + Sync>;
+
 /// Raw access to Redis hashes (in a backend's namespace), below the ports:
 /// what another process (a Python KRules service) writes and reads.
 pub trait RawHashes: Send + Sync {
@@ -51,6 +57,8 @@ pub trait RawHashes: Send + Sync {
     fn hset(&self, key: String, field: Vec<u8>, value: Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
     /// `HGET key field`.
     fn hget(&self, key: String, field: Vec<u8>) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
+    /// `ZADD key score member`.
+    fn zadd(&self, key: String, member: String, score: f64) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// What a contract test gets: the ports of one backend, in a namespace of
@@ -77,6 +85,7 @@ pub struct Backend {
     paused_time: bool,
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
+    other_process: Option<OtherProcess>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -112,7 +121,26 @@ impl Backend {
             paused_time,
             plant_hash,
             raw_hashes,
+            other_process: None,
         }
+    }
+
+    /// The same fixture, able to connect another process
+    /// ([`other_process`](Self::other_process)).
+    #[must_use]
+    pub fn with_other_process(mut self, connect: OtherProcess) -> Self {
+        self.other_process = Some(connect);
+        self
+    }
+
+    /// The ports of another process on the same store (see
+    /// [`OtherProcess`]). Panics if the runner gave none.
+    pub async fn other_process(&self) -> statehouse::Ports {
+        let connect = self
+            .other_process
+            .as_ref()
+            .expect("the runner connects other processes");
+        connect().await
     }
 
     /// The documents facade over this backend.
@@ -181,6 +209,14 @@ impl Backend {
     /// Reads one raw hash field under `key`, bypassing the ports.
     pub async fn hget_raw(&self, key: &str, field: &[u8]) -> Option<Vec<u8>> {
         self.raw_hashes.hget(key.to_owned(), field.to_vec()).await
+    }
+
+    /// Adds one raw sorted-set entry under `key`, bypassing the ports
+    /// (another layout's index).
+    pub async fn zadd_raw(&self, key: &str, member: &str, score: f64) {
+        self.raw_hashes
+            .zadd(key.to_owned(), member.to_owned(), score)
+            .await;
     }
 
     /// Stores a hash under `key` (in this backend's namespace).
@@ -286,6 +322,12 @@ macro_rules! contract_suite {
             a_key_of_another_type_fails_the_write_and_writes_nothing: Plain,
             concurrent_log_appends_lose_nothing: Threaded,
             status_change_racing_with_appends_loses_neither: Threaded,
+            ties_in_one_millisecond_page_by_id_across_buckets: Plain,
+            pages_cross_bucket_boundaries_without_gaps_or_repeats: Plain,
+            a_task_written_by_another_client_in_the_documented_layout_is_read: Plain,
+            paging_while_tasks_are_inserted_and_updated_repeats_none_and_keeps_the_rest: Threaded,
+            legacy_tasks_move_into_their_buckets_keeping_order_and_ttl: Plain,
+            the_migration_keeps_the_newer_copy_and_deletes_only_what_it_moved: Plain,
         ]);
         $crate::contract_suite!(@family $runner, synced_hash, [
             an_absent_model_starts_from_default_and_writes_nothing: Plain,
@@ -364,6 +406,16 @@ macro_rules! contract_suite {
             a_thousand_triggers_reach_four_listeners_exactly_once: Plain,
             a_thousand_triggers_reach_four_listeners_on_threads_exactly_once: Threaded,
             a_key_of_another_type_is_wrong_type_and_nothing_is_written: Plain,
+            take_due_hands_a_due_tenant_to_one_taker_until_it_is_filed_again: Plain,
+            a_full_claim_files_the_tenant_again_at_once_and_none_prunes_it: Plain,
+            a_claim_that_missed_a_marked_set_looks_at_the_tenant_again_soon: Plain,
+            a_mark_whose_set_never_wrote_is_adopted_after_a_minute: Plain,
+            a_shard_of_another_type_fails_the_set_before_the_trigger_is_written: Plain,
+            one_busy_tenant_does_not_starve_the_others: Plain,
+            a_set_in_another_process_wakes_idle_listeners_at_once: Plain,
+            ten_thousand_tenants_reach_four_listeners_in_two_processes_exactly_once: Plain,
+            a_killed_listeners_claims_are_redelivered_after_the_lease: Plain,
+            idle_listeners_take_only_a_few_times_per_second: Plain,
         ]);
         $crate::contract_suite!(@family $runner, listing, [
             every_family_yields_each_key_once: Plain,

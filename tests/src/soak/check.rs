@@ -1,86 +1,105 @@
-//! The count check at the end of a run: every counter against its attempted and acknowledged
-//! increments, every task's own key against what it may hold.
+//! The check after the run: every family's writes read back on a fresh `Statehouse` (nothing
+//! cached, nothing in flight), against the accounting.
 
-use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use super::PREFIX;
-use super::documents::{Own, TaskStats, counter_key};
+use statehouse::{Settings, Statehouse, StoreError};
+
 use super::engine::Shared;
-use crate::harness::RedisServer;
+use super::ledger::{CounterCheck, FamilyCheck, Items};
+use super::task::{TaskStats, Written};
+use super::{PREFIX, config, documents, queues, subjects, tasks, tenants, triggers};
 
-/// The end-of-run count of one counter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterCheck {
-    /// The key.
-    pub key: String,
-    /// `update` calls made on it.
-    pub attempted: u64,
-    /// `update` calls on it that returned `Ok`.
-    pub acknowledged: u64,
-    /// What the server holds after the run.
-    pub value: u64,
-}
+/// How long a read of the check may keep failing (the topology has recovered from its last fault,
+/// but a replica may still be catching up) before the soak gives up.
+const READ_BACK_LIMIT: Duration = Duration::from_secs(30);
 
-impl CounterCheck {
-    /// Increments acknowledged but missing.
-    pub fn lost(&self) -> u64 {
-        self.acknowledged.saturating_sub(self.value)
-    }
-
-    /// Increments beyond every attempted one (something applied twice).
-    pub fn excess(&self) -> u64 {
-        self.value.saturating_sub(self.attempted)
-    }
-}
-
-/// The count check after the run, on a connection of its own (the server is up and nothing is in
-/// flight): each of the `counters` counters against its attempted and acknowledged increments, and
-/// each task's `own` key against what it may hold (reads checked, and violations, in `stats`). Then
-/// stops the server.
-pub(super) async fn final_count(
-    server: RedisServer,
-    shared: &Shared,
-    counters: usize,
-    own: Vec<Own>,
-    stats: &mut TaskStats,
-) -> Vec<CounterCheck> {
-    let (server, counter_values, own_values) = tokio::task::spawn_blocking(move || {
-        let mut connection = server.connection();
-        let mut read = |key: &str| -> Option<u64> {
-            let raw: Option<String> = redis::cmd("GET")
-                .arg(format!("{PREFIX}{key}"))
-                .query(&mut connection)
-                .unwrap();
-            raw.map(|raw| raw.parse().unwrap())
-        };
-        let counter_values: Vec<u64> = (0..counters)
-            .map(|c| read(&counter_key(c)).unwrap_or(0))
-            .collect();
-        let own_values: Vec<Option<u64>> = own.iter().map(|own| read(&own.key)).collect();
-        (server, counter_values, (own, own_values))
-    })
-    .await
-    .unwrap();
-    let counters: Vec<CounterCheck> = counter_values
-        .iter()
-        .enumerate()
-        .map(|(c, &value)| CounterCheck {
-            key: counter_key(c),
-            attempted: shared.attempted[c].load(Ordering::SeqCst),
-            acknowledged: shared.acknowledged[c].load(Ordering::SeqCst),
-            value,
-        })
-        .collect();
-    let (own, own_values) = own_values;
-    for (own, value) in own.iter().zip(own_values) {
-        stats.reads_checked += 1;
-        if !own.allows(value) {
-            stats.violation(format!(
-                "after the run {}: holds {value:?}, last acknowledged {:?}, unknown outcomes {:?}",
-                own.key, own.last_acknowledged, own.unknown
-            ));
+/// Runs `read` until it succeeds, for at most [`READ_BACK_LIMIT`].
+///
+/// # Panics
+///
+/// If it still fails then (naming `what` and the last error): the check cannot count.
+pub(super) async fn read_back<T, F, Fut>(what: &str, mut read: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let deadline = Instant::now() + READ_BACK_LIMIT;
+    loop {
+        match read().await {
+            Ok(value) => return value,
+            Err(error) if Instant::now() >= deadline => {
+                panic!("soak: the check cannot read {what} after the run: {error}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
-    counters
+}
+
+/// Reads back each task's items with `read` (given a clone of `state`, the task and its items;
+/// returning an owner for examples, the items and the item numbers found), the tasks
+/// concurrently.
+pub(super) async fn read_items<F, Fut>(
+    state: &Statehouse,
+    written: Vec<(usize, Items)>,
+    read: F,
+) -> Vec<(String, Items, Vec<u64>)>
+where
+    F: Fn(Statehouse, usize, Items) -> Fut,
+    Fut: Future<Output = (String, Items, Vec<u64>)> + Send + 'static,
+{
+    let mut reads = tokio::task::JoinSet::new();
+    for (task, items) in written {
+        reads.spawn(read(state.clone(), task, items));
+    }
+    let mut found = Vec::new();
+    while let Some(joined) = reads.join_next().await {
+        found.push(joined.unwrap());
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// The check of every family, in [`Family::ALL`](super::Family::ALL) order, and every counter.
+///
+/// # Panics
+///
+/// If the topology at `url` cannot be read back (see [`read_back`]).
+pub(super) async fn after_run(
+    url: String,
+    shared: &Shared,
+    written: Vec<(usize, Written)>,
+    stats: &mut TaskStats,
+) -> (Vec<FamilyCheck>, Vec<CounterCheck>) {
+    let mut settings = Settings::new(url);
+    settings.prefix = PREFIX.to_owned();
+    settings.connect_timeout = Duration::from_secs(5);
+    settings.response_timeout = Duration::from_secs(5);
+    let state = read_back("the topology", || Statehouse::with_settings(settings.clone())).await;
+
+    let mut own = Vec::new();
+    let (mut task_records, mut trigger_items, mut queue_items) = (Vec::new(), Vec::new(), Vec::new());
+    for (task, written) in written {
+        own.extend(written.own);
+        task_records.push((task, written.tasks));
+        trigger_items.push((task, written.triggers));
+        queue_items.push((task, written.queue_items));
+    }
+
+    let mut counters = Vec::new();
+    let (documents, of_documents) = documents::check(&state, shared, &own, stats).await;
+    counters.extend(of_documents);
+    let tasks = tasks::check(&state, task_records).await;
+    let (subjects, of_subjects) = subjects::check(&state, shared).await;
+    counters.extend(of_subjects);
+    let (tenants, of_tenants) = tenants::check(&state, shared).await;
+    counters.extend(of_tenants);
+    let triggers = triggers::check(&state, trigger_items).await;
+    let queues = queues::check(&state, queue_items).await;
+    let (config, of_config) = config::check(&state, shared).await;
+    counters.extend(of_config);
+    (
+        vec![documents, tasks, subjects, tenants, triggers, queues, config],
+        counters,
+    )
 }

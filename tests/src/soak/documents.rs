@@ -1,16 +1,17 @@
-//! The workload: tasks calling `set`, `get` and `mget` on their own keys and `update` on the shared
-//! counters, timing every call and checking every read.
+//! Documents: `set`, `get` and `mget` of each task's own keys, `update` of the shared counters;
+//! the check of both after the run.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::time::Duration;
 
-use statehouse::{Documents, StoreError, Update};
+use statehouse::{Statehouse, Update};
 
-use super::engine::{Rng, Shared};
-use super::report::{OpStats, SlowCall};
-use super::{KEEP, Op, Options};
+use super::Family;
+use super::Op;
+use super::check::read_back;
+use super::engine::Shared;
+use super::ledger::{CounterCheck, FamilyCheck};
+use super::task::{Outcome, Task, TaskStats};
 
 /// One task's own key: what may be read back.
 #[derive(Debug, Default)]
@@ -32,176 +33,30 @@ impl Own {
     }
 }
 
-/// What one task saw.
-#[derive(Debug, Default)]
-pub(super) struct TaskStats {
-    pub(super) ops: BTreeMap<Op, OpStats>,
-    pub(super) slow_calls: Vec<SlowCall>,
-    pub(super) slow_call_count: u64,
-    pub(super) reads_checked: u64,
-    pub(super) read_violations: Vec<String>,
-    pub(super) read_violation_count: u64,
-}
-
-impl TaskStats {
-    pub(super) fn violation(&mut self, what: String) {
-        self.read_violation_count += 1;
-        if self.read_violations.len() < KEEP {
-            self.read_violations.push(what);
-        }
-    }
-}
-
-/// How a call ended.
-enum Outcome<T> {
-    Done(Result<T, StoreError>),
-    /// The caller's own deadline dropped it.
-    Cancelled,
-    /// Still running at the hang limit; abandoned.
-    Hung,
-}
-
-/// One task: random operations until told to stop.
-pub(super) struct Task {
-    pub(super) id: usize,
-    pub(super) docs: Documents,
-    pub(super) shared: Arc<Shared>,
-    pub(super) options: Options,
-    pub(super) rng: Rng,
-    pub(super) own: Vec<Own>,
-    pub(super) next_value: u64,
-    pub(super) stats: TaskStats,
-    /// The current call's progress, as far as it reports it: an update's closure records each run
-    /// (WATCH and GET answered).
-    pub(super) progress: Arc<Mutex<Progress>>,
-}
-
-/// The points a call is known to have progressed.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Progress {
-    /// The latest: the call's start or its closure's last run.
-    last: Instant,
-    /// The longest stretch between two points so far (see [`Shared::waited`]).
-    longest: Duration,
-}
-
-impl Progress {
-    pub(super) fn starting(at: Instant) -> Self {
-        Self {
-            last: at,
-            longest: Duration::ZERO,
-        }
-    }
-
-    /// Records progress at `now`.
-    fn step(&mut self, shared: &Shared, now: Instant, response_timeout: Duration) {
-        self.longest = self.longest.max(shared.waited(self.last, now, response_timeout));
-        self.last = now;
-    }
-}
-
 impl Task {
-    pub(super) async fn run(mut self) -> (TaskStats, Vec<Own>) {
-        while !self.shared.stop.load(Ordering::Relaxed) {
-            match self.rng.below(100) {
-                0..25 => self.set().await,
-                25..45 => self.get().await,
-                45..60 => self.mget().await,
-                60..96 => self.update(false).await,
-                _ => self.update(true).await,
-            }
-        }
-        (self.stats, self.own)
-    }
-
-    /// Runs `call`, times it, and records its outcome.
-    async fn call<T>(
-        &mut self,
-        op: Op,
-        deadline: Option<Duration>,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Outcome<T> {
-        let started = Instant::now();
-        *self.progress.lock().unwrap() = Progress::starting(started);
-        let limit = deadline.unwrap_or(self.options.hang_limit());
-        let outcome = match tokio::time::timeout(limit, call).await {
-            Ok(result) => Outcome::Done(result),
-            Err(_) if deadline.is_some() => Outcome::Cancelled,
-            Err(_) => Outcome::Hung,
-        };
-        let done = Instant::now();
-        let took = done - started;
-        let stats = self.stats.ops.entry(op).or_default();
-        stats.calls += 1;
-        let label = match &outcome {
-            Outcome::Done(Ok(_)) => {
-                stats.ok += 1;
-                self.shared.succeeded(op, done);
-                "ok"
-            }
-            Outcome::Done(Err(error)) => {
-                let kind = error.kind().as_str();
-                *stats.errors.entry(kind).or_default() += 1;
-                kind
-            }
-            Outcome::Cancelled => {
-                stats.cancelled += 1;
-                "cancelled"
-            }
-            Outcome::Hung => {
-                stats.hung += 1;
-                "hung"
-            }
-        };
-        if !matches!(outcome, Outcome::Cancelled) {
-            stats.longest = stats.longest.max(took);
-            if matches!(outcome, Outcome::Done(Ok(_))) {
-                stats.longest_ok = stats.longest_ok.max(took);
-            }
-            stats
-                .micros
-                .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
-            let bound = self.options.bound(op);
-            let waited = {
-                let mut progress = self.progress.lock().unwrap();
-                progress.step(&self.shared, done, self.options.response_timeout);
-                progress.longest
-            };
-            stats.longest_wait = stats.longest_wait.max(waited);
-            if waited > bound {
-                self.stats.slow_call_count += 1;
-                if self.stats.slow_calls.len() < KEEP {
-                    self.stats.slow_calls.push(SlowCall {
-                        op,
-                        took,
-                        waited,
-                        at: started - self.shared.start,
-                        outcome: label.to_owned(),
-                    });
-                }
-            }
-        }
-        outcome
-    }
-
-    async fn set(&mut self) {
-        let i = self.rng.below(self.own.len());
+    pub(super) async fn set(&mut self) {
+        let own = &mut self.written.own;
+        let i = self.rng.below(own.len());
         self.next_value += 1;
         let value = self.next_value;
-        let key = self.own[i].key.clone();
-        let docs = self.docs.clone();
-        match self.call(Op::Set, None, docs.set(&key, &value)).await {
-            Outcome::Done(Ok(())) => self.own[i].last_acknowledged = Some(value),
-            _ => {
-                self.own[i].unknown.insert(value);
-            }
+        let key = own[i].key.clone();
+        let docs = self.handles.docs.clone();
+        let acknowledged = matches!(
+            self.call(Op::Set, None, docs.set(&key, &value)).await,
+            Outcome::Done(Ok(()))
+        );
+        let own = &mut self.written.own[i];
+        if acknowledged {
+            own.last_acknowledged = Some(value);
+        } else {
+            own.unknown.insert(value);
         }
     }
 
-    async fn get(&mut self) {
-        let i = self.rng.below(self.own.len());
-        let key = self.own[i].key.clone();
-        let docs = self.docs.clone();
+    pub(super) async fn get(&mut self) {
+        let i = self.rng.below(self.written.own.len());
+        let key = self.written.own[i].key.clone();
+        let docs = self.handles.docs.clone();
         if let Outcome::Done(Ok(read)) = self.call(Op::Get, None, docs.get::<u64>(&key)).await {
             self.check_own(i, read, "get");
         }
@@ -209,7 +64,7 @@ impl Task {
 
     fn check_own(&mut self, i: usize, read: Option<u64>, how: &str) {
         self.stats.reads_checked += 1;
-        let own = &self.own[i];
+        let own = &self.written.own[i];
         if !own.allows(read) {
             let what = format!(
                 "task {} {how} {}: read {read:?}, last acknowledged {:?}, unknown outcomes {:?}",
@@ -219,34 +74,19 @@ impl Task {
         }
     }
 
-    /// Checks a counter read: at least what was acknowledged before, at most what was attempted
-    /// after.
-    fn check_counter(&mut self, c: usize, read: u64, acknowledged_before: u64, how: &str) {
-        self.stats.reads_checked += 1;
-        let attempted_after = self.shared.attempted[c].load(Ordering::SeqCst);
-        if read < acknowledged_before || read > attempted_after {
-            let what = format!(
-                "task {} {how} {}: read {read}, but {acknowledged_before} increments were acknowledged \
-                 before and {attempted_after} attempted after",
-                self.id,
-                counter_key(c)
-            );
-            self.stats.violation(what);
-        }
-    }
-
-    async fn mget(&mut self) {
-        let first = self.rng.below(self.own.len());
-        let second = (first + 1) % self.own.len();
-        let c = self.rng.below(self.options.counters);
+    pub(super) async fn mget(&mut self) {
+        let own = &self.written.own;
+        let first = self.rng.below(own.len());
+        let second = (first + 1) % own.len();
+        let c = self.rng.below(self.shared.documents.len());
         let keys = [
-            self.own[first].key.clone(),
-            self.own[second].key.clone(),
+            own[first].key.clone(),
+            own[second].key.clone(),
             counter_key(c),
             format!("t{}:never-written", self.id),
         ];
-        let acknowledged_before = self.shared.acknowledged[c].load(Ordering::SeqCst);
-        let docs = self.docs.clone();
+        let acknowledged_before = self.shared.documents.acknowledged(c);
+        let docs = self.handles.docs.clone();
         let Outcome::Done(Ok(values)) = self.call(Op::Mget, None, docs.mget::<u64>(&keys)).await else {
             return;
         };
@@ -261,7 +101,9 @@ impl Task {
             (Ok(a), Ok(b), Ok(counter), Ok(never)) => {
                 self.check_own(first, a, "mget");
                 self.check_own(second, b, "mget");
-                self.check_counter(c, counter.unwrap_or(0), acknowledged_before, "mget");
+                let attempted_after = self.shared.documents.attempted(c);
+                let what = format!("mget {}", counter_key(c));
+                self.check_counter(&what, counter.unwrap_or(0), acknowledged_before, attempted_after);
                 if never.is_some() {
                     self.stats.violation(format!(
                         "task {} mget: a never-written key holds {never:?}",
@@ -280,8 +122,8 @@ impl Task {
         }
     }
 
-    async fn update(&mut self, cancel: bool) {
-        let c = self.rng.below(self.options.counters);
+    pub(super) async fn update(&mut self, cancel: bool) {
+        let c = self.rng.below(self.shared.documents.len());
         let key = counter_key(c);
         let (op, deadline) = if cancel {
             let deadline = self.rng.between((Duration::ZERO, Duration::from_millis(4)));
@@ -290,26 +132,60 @@ impl Task {
             (Op::Update, None)
         };
         // Counted before the call: from here on its outcome may be "applied".
-        self.shared.attempted[c].fetch_add(1, Ordering::SeqCst);
-        let acknowledged_before = self.shared.acknowledged[c].load(Ordering::SeqCst);
-        let docs = self.docs.clone();
-        let (progress, shared) = (self.progress.clone(), self.shared.clone());
-        let response_timeout = self.options.response_timeout;
+        let acknowledged_before = self.shared.documents.attempt(c);
+        let docs = self.handles.docs.clone();
+        let progressed = self.progress_marker();
         let increment = docs.update(&key, move |n: Option<u64>| {
-            progress
-                .lock()
-                .unwrap()
-                .step(&shared, Instant::now(), response_timeout);
+            progressed();
             Update::Set(n.unwrap_or(0) + 1)
         });
         if let Outcome::Done(Ok(now)) = self.call(op, deadline, increment).await {
-            self.shared.acknowledged[c].fetch_add(1, Ordering::SeqCst);
+            self.shared.documents.acknowledge(c);
             // Our own increment is in `now`, on top of everything acknowledged before.
-            self.check_counter(c, now.unwrap_or(0), acknowledged_before + 1, "update");
+            let attempted_after = self.shared.documents.attempted(c);
+            let what = format!("update {key}");
+            self.check_counter(&what, now.unwrap_or(0), acknowledged_before + 1, attempted_after);
         }
     }
 }
 
 pub(super) fn counter_key(c: usize) -> String {
     format!("counter:{c}")
+}
+
+/// The check after the run: each counter against its attempted and acknowledged increments, each
+/// task's own key against what it may hold (a key whose last acknowledged value is gone counts as
+/// one lost write; `stats` counts the reads).
+pub(super) async fn check(
+    state: &Statehouse,
+    shared: &Shared,
+    own: &[Own],
+    stats: &mut TaskStats,
+) -> (FamilyCheck, Vec<CounterCheck>) {
+    let docs = state.documents();
+    let mut counters = Vec::new();
+    for c in 0..shared.documents.len() {
+        let key = counter_key(c);
+        let value: Option<u64> = read_back(&key, || docs.get::<u64>(&key)).await;
+        counters.push(shared.documents.check(
+            Family::Documents,
+            c,
+            format!("document {key}"),
+            value.unwrap_or(0),
+        ));
+    }
+    let mut check = FamilyCheck::of_counters(Family::Documents, "increments", &counters);
+    for own in own {
+        let value: Option<u64> = read_back(&own.key, || docs.get::<u64>(&own.key)).await;
+        stats.reads_checked += 1;
+        if !own.allows(value) {
+            let what = format!(
+                "after the run {}: holds {value:?}, last acknowledged {:?}, unknown outcomes {:?}",
+                own.key, own.last_acknowledged, own.unknown
+            );
+            check.lost += 1;
+            check.example(what);
+        }
+    }
+    (check, counters)
 }

@@ -1,6 +1,5 @@
-//! [`run`]: the durable server, the tasks and the chaos thread, then the count check and the report.
+//! [`run`]: the topology, the tasks and the chaos thread, then the check and the report.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -8,11 +7,12 @@ use std::time::{Duration, Instant};
 use statehouse::{Settings, Statehouse};
 
 use super::check;
-use super::documents::{Own, Progress, Task, TaskStats};
 use super::faults::{Chaos, RecoveryWatch, chaos};
-use super::report::{OpStats, Report};
-use super::{KEEP, Op, Options, PREFIX};
-use crate::harness::RedisServer;
+use super::ledger::Counters;
+use super::report::{LoadAverage, Report};
+use super::task::{Handles, Task, TaskStats};
+use super::topology::Deployment;
+use super::{KEEP, Op, Options, PREFIX, queues, tenants};
 
 /// splitmix64: small, seedable, good enough to pick operations and intervals.
 #[derive(Debug, Clone)]
@@ -43,8 +43,14 @@ pub(super) struct Shared {
     pub(super) start: Instant,
     pub(super) stop: AtomicBool,
     pub(super) ok_calls: AtomicU64,
-    pub(super) attempted: Vec<AtomicU64>,
-    pub(super) acknowledged: Vec<AtomicU64>,
+    /// The increments of the documents' counters (`update`).
+    pub(super) documents: Counters,
+    /// The increments of the subjects' property (`set_with`).
+    pub(super) subjects: Counters,
+    /// The increments of the tenant users' field (`increment`).
+    pub(super) tenants: Counters,
+    /// The updates (versions) of each task's config entry.
+    pub(super) config: Counters,
     pub(super) watch: RecoveryWatch,
     /// When each fault began (before the kill or `SIGSTOP`).
     pub(super) fault_starts: Mutex<Vec<Instant>>,
@@ -66,7 +72,7 @@ impl Shared {
     /// Counts a successful call that completed at `done`, and notes it if a recovery is awaited.
     pub(super) fn succeeded(&self, op: Op, done: Instant) {
         self.ok_calls.fetch_add(1, Ordering::Relaxed);
-        let is_update = matches!(op, Op::Update | Op::CancelledUpdate);
+        let is_update = op.is_update();
         let watching = self.watch.any.load(Ordering::Acquire)
             || (is_update && self.watch.update.load(Ordering::Acquire));
         if !watching {
@@ -102,61 +108,107 @@ fn server_version() -> String {
         .unwrap_or_else(|error| format!("unknown ({error})"))
 }
 
+/// The 1-minute load average (`/proc/loadavg`), if readable.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Runs the soak (see the [module documentation](crate::soak)).
+///
+/// # Errors
+///
+/// Before any work, if the options ask for a fault the topology cannot take, or statehouse cannot
+/// connect to the topology (e.g. a `redis+sentinel://` or `redis+cluster://` URL before statehouse
+/// knows those schemes).
 ///
 /// # Panics
 ///
-/// If the server cannot be started or restarted (the harness panics with its log), or the first
-/// connection fails.
-pub async fn run(options: Options) -> Report {
-    let server = tokio::task::spawn_blocking(RedisServer::start_durable)
+/// If the topology cannot be started or faulted (the harness panics with every log), or the check
+/// after the run cannot read it back.
+pub async fn run(options: Options) -> Result<Report, String> {
+    if let Some(kind) = options
+        .faults
+        .iter()
+        .find(|kind| !options.topology.supports(**kind))
+    {
+        return Err(format!(
+            "the {} topology cannot take a {} fault",
+            options.topology.name(),
+            kind.name()
+        ));
+    }
+    let (topology, durable) = (options.topology, options.durable);
+    let deployment = tokio::task::spawn_blocking(move || Deployment::start(topology, durable))
         .await
         .unwrap();
-    let mut settings = Settings::new(server.url());
+    let url = deployment.url();
+    let mut settings = Settings::new(url.clone());
     settings.prefix = PREFIX.to_owned();
     settings.connect_timeout = options.connect_timeout;
     settings.response_timeout = options.response_timeout;
-    let state = Statehouse::with_settings(settings).await.unwrap();
-    let docs = state.documents();
+    let state = match Statehouse::with_settings(settings).await {
+        Ok(state) => state,
+        Err(error) => {
+            tokio::task::spawn_blocking(move || drop(deployment))
+                .await
+                .unwrap();
+            return Err(format!(
+                "statehouse cannot connect to the {} topology: {error}",
+                topology.name()
+            ));
+        }
+    };
+    let queues = state.queues();
+    let handles = Handles {
+        docs: state.documents(),
+        tasks: state.tasks(),
+        subjects: state.subjects(),
+        users: state.tenant(tenants::TENANT).unwrap().users(),
+        triggers: state.triggers(),
+        queue: queues::queue(&queues).unwrap(),
+        queues,
+        config: state.config(),
+    };
 
     let shared = Arc::new(Shared {
         start: Instant::now(),
         stop: AtomicBool::new(false),
         ok_calls: AtomicU64::new(0),
-        attempted: (0..options.counters).map(|_| AtomicU64::new(0)).collect(),
-        acknowledged: (0..options.counters).map(|_| AtomicU64::new(0)).collect(),
+        documents: Counters::new(options.counters),
+        subjects: Counters::new(options.counters),
+        tenants: Counters::new(options.counters),
+        config: Counters::new(options.tasks),
         watch: RecoveryWatch::default(),
         fault_starts: Mutex::new(Vec::new()),
     });
     let deadline = shared.start + options.duration;
     let mut tasks = tokio::task::JoinSet::new();
     for id in 0..options.tasks {
-        let task = Task {
-            id,
-            docs: docs.clone(),
-            shared: shared.clone(),
-            options: options.clone(),
-            rng: Rng(options.seed.wrapping_add(id as u64 + 1)),
-            own: (0..options.keys_per_task.max(2))
-                .map(|j| Own {
-                    key: format!("t{id}:k{j}"),
-                    ..Own::default()
-                })
-                .collect(),
-            next_value: 0,
-            stats: TaskStats::default(),
-            progress: Arc::new(Mutex::new(Progress::starting(Instant::now()))),
-        };
-        tasks.spawn(task.run());
+        tasks.spawn(Task::new(id, handles.clone(), shared.clone(), &options).run());
     }
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        while Instant::now() < deadline {
+            every.tick().await;
+            samples.extend(load_average());
+        }
+        samples
+    });
 
     let chaos_shared = shared.clone();
     let chaos_options = options.clone();
-    let chaos = tokio::task::spawn_blocking(move || chaos(server, &chaos_shared, &chaos_options, deadline))
-        .await
-        .unwrap();
+    let chaos =
+        tokio::task::spawn_blocking(move || chaos(deployment, &chaos_shared, &chaos_options, deadline))
+            .await
+            .unwrap();
     let Chaos {
-        server,
+        deployment,
         mut faults,
         ok_calls_before_faults,
         ok_calls_at_last_end,
@@ -164,50 +216,52 @@ pub async fn run(options: Options) -> Report {
     tokio::time::sleep_until(deadline.into()).await;
     shared.stop.store(true, Ordering::SeqCst);
 
-    let mut ops: BTreeMap<Op, OpStats> = BTreeMap::new();
     let mut stats = TaskStats::default();
-    let mut own = Vec::new();
+    let mut written = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let (task, task_own) = joined.unwrap();
-        for (op, op_stats) in &task.ops {
-            ops.entry(*op).or_default().merge(op_stats);
-        }
-        stats.slow_call_count += task.slow_call_count;
-        stats.slow_calls.extend(task.slow_calls);
-        stats.reads_checked += task.reads_checked;
-        stats.read_violation_count += task.read_violation_count;
-        stats.read_violations.extend(task.read_violations);
-        own.extend(task_own);
+        let (task_stats, task_written) = joined.unwrap();
+        stats.merge(task_stats);
+        written.push((task_written.task, task_written));
     }
     let elapsed = shared.start.elapsed();
     let ok_now = shared.ok_calls.load(Ordering::SeqCst);
     if let Some(last) = faults.last_mut() {
         last.ok_calls_after = ok_now - ok_calls_at_last_end;
     }
+    let samples = sampler.await.unwrap_or_default();
+    let load = LoadAverage::of(&samples);
+    drop(state);
 
-    // The count check, on a connection of its own: the server is up and nothing is in flight.
-    let counters = check::final_count(server, &shared, options.counters, own, &mut stats).await;
+    // The check, on a connection of its own: the topology is up and nothing is in flight.
+    let (families, counters) = check::after_run(url, &shared, written, &mut stats).await;
+    let description = deployment.describe();
+    tokio::task::spawn_blocking(move || drop(deployment))
+        .await
+        .unwrap();
 
     stats
         .slow_calls
         .sort_by_key(|call| std::cmp::Reverse(call.waited));
     stats.slow_calls.truncate(KEEP);
     stats.read_violations.truncate(KEEP);
-    Report {
+    Ok(Report {
         server_version: server_version(),
+        deployment: description,
         elapsed,
+        load,
         ops: Op::ALL
             .iter()
-            .map(|op| (*op, ops.remove(op).unwrap_or_default()))
+            .map(|op| (*op, stats.ops.remove(op).unwrap_or_default()))
             .collect(),
         faults,
         ok_calls_before_faults,
         slow_calls: stats.slow_calls,
         slow_call_count: stats.slow_call_count,
+        families,
         counters,
         reads_checked: stats.reads_checked,
         read_violations: stats.read_violations,
         read_violation_count: stats.read_violation_count,
         options,
-    }
+    })
 }

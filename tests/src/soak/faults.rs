@@ -7,24 +7,58 @@ use std::time::{Duration, Instant};
 
 use super::Options;
 use super::engine::{Rng, Shared};
-use crate::harness::RedisServer;
+use super::topology::Deployment;
 
-/// The two kinds of fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kinds of fault, each a hook of the chaos thread; which topology takes which:
+/// [`Topology::supports`](super::Topology::supports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultKind {
-    /// `SIGKILL`, then a new process that reloads the AOF.
+    /// `SIGKILL`, then a new process on the same port (that reloads the AOF when durable).
     StopRestart,
     /// `SIGSTOP`, then `SIGCONT`.
     PauseResume,
+    /// `CLIENT KILL` of every command and subscription connection (on every data node that takes
+    /// writes).
+    ConnectionKill,
+    /// `SENTINEL FAILOVER`: a replica promoted, the old primary demoted (Sentinel only).
+    SentinelFailover,
+    /// `SIGKILL` of a cluster primary: its replica promoted (cluster only).
+    ClusterPrimaryKill,
 }
 
 impl FaultKind {
-    /// Its name in reports.
+    /// Every kind, in report order.
+    pub const ALL: [FaultKind; 5] = [
+        FaultKind::StopRestart,
+        FaultKind::PauseResume,
+        FaultKind::ConnectionKill,
+        FaultKind::SentinelFailover,
+        FaultKind::ClusterPrimaryKill,
+    ];
+
+    /// Its name in reports and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::StopRestart => "stop/restart",
             FaultKind::PauseResume => "pause/resume",
+            FaultKind::ConnectionKill => "connection kill",
+            FaultKind::SentinelFailover => "sentinel failover",
+            FaultKind::ClusterPrimaryKill => "cluster primary killed",
         }
+    }
+
+    /// The kind named `name`: its [`name`](Self::name) or a short form (`restart`, `pause`,
+    /// `kill-connections`, `sentinel-failover`, `cluster-primary-kill`).
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        let short = match name {
+            "restart" => Some(FaultKind::StopRestart),
+            "pause" => Some(FaultKind::PauseResume),
+            "kill-connections" => Some(FaultKind::ConnectionKill),
+            "sentinel-failover" => Some(FaultKind::SentinelFailover),
+            "cluster-primary-kill" => Some(FaultKind::ClusterPrimaryKill),
+            _ => None,
+        };
+        short.or_else(|| Self::ALL.into_iter().find(|kind| kind.name() == name))
     }
 }
 
@@ -35,8 +69,8 @@ pub struct Fault {
     pub kind: FaultKind,
     /// When it began, from the start of the run.
     pub at: Duration,
-    /// From the kill (or `SIGSTOP`) until the server answered again (restart includes loading the
-    /// AOF).
+    /// From the kill (or `SIGSTOP`, `CLIENT KILL`, `SENTINEL FAILOVER`) until the topology answered
+    /// again (a restart includes loading the AOF; a failover, the promotion).
     pub outage: Duration,
     /// From the server being back to the first successful call of any kind completing.
     pub recovery: Option<Duration>,
@@ -63,9 +97,15 @@ pub(super) struct WatchState {
     pub(super) update: Option<Duration>,
 }
 
-/// The chaos thread: faults one at a time, each followed by a wait for recovery and a healthy
-/// interval, until `deadline`. Returns the server (running) and the faults.
-pub(super) fn chaos(mut server: RedisServer, shared: &Shared, options: &Options, deadline: Instant) -> Chaos {
+/// The chaos thread: faults of the kinds of `options` one at a time (each kind once, in order,
+/// then at random), each followed by a wait for recovery and a healthy interval, until
+/// `deadline`. Returns the deployment (running) and the faults.
+pub(super) fn chaos(
+    mut deployment: Deployment,
+    shared: &Shared,
+    options: &Options,
+    deadline: Instant,
+) -> Chaos {
     let mut rng = Rng(options.seed ^ 0xc4a0_5c4a_05c4_a05c);
     let mut faults: Vec<Fault> = Vec::new();
     let mut ok_before = 0;
@@ -77,12 +117,15 @@ pub(super) fn chaos(mut server: RedisServer, shared: &Shared, options: &Options,
         if Instant::now() + outage + options.healthy.0 + Duration::from_secs(1) > deadline {
             break;
         }
-        let kind = match faults.len() {
-            0 => FaultKind::StopRestart,
-            1 => FaultKind::PauseResume,
-            _ if rng.below(2) == 0 => FaultKind::StopRestart,
-            _ => FaultKind::PauseResume,
+        let kinds = &options.faults;
+        if kinds.is_empty() {
+            break;
+        }
+        let kind = match kinds.get(faults.len()) {
+            Some(kind) => *kind,
+            None => kinds[rng.below(kinds.len())],
         };
+        let pick = rng.below(usize::MAX);
         let ok_now = shared.ok_calls.load(Ordering::SeqCst);
         match faults.last_mut() {
             Some(last) => last.ok_calls_after = ok_now - ok_at_last_end,
@@ -91,19 +134,7 @@ pub(super) fn chaos(mut server: RedisServer, shared: &Shared, options: &Options,
         *shared.watch.state.lock().unwrap() = WatchState::default();
         let began = Instant::now();
         shared.fault_starts.lock().unwrap().push(began);
-        match kind {
-            FaultKind::StopRestart => {
-                server.stop();
-                std::thread::sleep(outage);
-                server.restart();
-            }
-            FaultKind::PauseResume => {
-                server.pause();
-                std::thread::sleep(outage);
-                server.resume();
-            }
-        }
-        let back_at = Instant::now();
+        let back_at = deployment.inject(kind, outage, pick).back_at;
         shared.watch.state.lock().unwrap().back_at = Some(back_at);
         shared.watch.any.store(true, Ordering::Release);
         shared.watch.update.store(true, Ordering::Release);
@@ -126,17 +157,17 @@ pub(super) fn chaos(mut server: RedisServer, shared: &Shared, options: &Options,
             update_recovery: state.update,
             ok_calls_after: 0,
         });
-        // The shortest healthy interval after the first fault, so that the second (the first
-        // pause) happens early even in a short run.
+        // The shortest healthy interval until each kind happened once, so that every kind happens
+        // early even in a short run.
         let healthy = rng.between(options.healthy);
-        std::thread::sleep(if faults.len() == 1 {
+        std::thread::sleep(if faults.len() < kinds.len() {
             options.healthy.0
         } else {
             healthy
         });
     }
     Chaos {
-        server,
+        deployment,
         faults,
         ok_calls_before_faults: ok_before,
         ok_calls_at_last_end: ok_at_last_end,
@@ -145,7 +176,7 @@ pub(super) fn chaos(mut server: RedisServer, shared: &Shared, options: &Options,
 
 /// What the chaos thread hands back.
 pub(super) struct Chaos {
-    pub(super) server: RedisServer,
+    pub(super) deployment: Deployment,
     pub(super) faults: Vec<Fault>,
     pub(super) ok_calls_before_faults: u64,
     pub(super) ok_calls_at_last_end: u64,

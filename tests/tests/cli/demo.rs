@@ -33,8 +33,8 @@ fn precious_keys(conn: &mut redis::Connection) {
         &["SET", "demo:precious", r#""mine too""#],
         // Where the families write, without the demo's namespace.
         &["SET", "cli:Order:7", r#"{"id":"7","items":[],"total_cents":0}"#],
-        &["SET", "cli:{tasks}:task:export-1", "{}"],
-        &["ZADD", "cli:{tasks}:by-service:reports", "1", "export-1"],
+        &["SET", "cli:{tasks:b12}:task:export-1", "{}"],
+        &["ZADD", "cli:{tasks:b12}:by-service:reports", "1", "export-1"],
         &["HSET", "cli:s:sensor-1", "preadings", "7"],
         &["HSET", "cli:t:{acme}:user:ada", "name", r#""Grace""#],
         &["ZADD", "cli:t:{acme}:triggers:due", "1", "remind:ada"],
@@ -126,7 +126,7 @@ fn demo_touches_only_its_own_keys() {
     );
     for family_key in [
         "Order:7",
-        "{tasks}:by-service:reports",
+        "{tasks:b12}:by-service:reports",
         "s:sensor-1",
         "t:{acme}:",
         "config:checkout",

@@ -137,16 +137,16 @@ fn tasks_are_followed_between_invocations() {
     // The keys are where docs/keys.md says.
     let mut conn = server.connection();
     let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg("cli:{tasks}:*")
+        .arg("cli:{tasks*")
         .query(&mut conn)
         .expect("KEYS");
     keys.sort();
     assert_eq!(
         keys,
         [
-            "cli:{tasks}:by-service:exporter",
-            "cli:{tasks}:by-user:ada",
-            "cli:{tasks}:task:export-1"
+            "cli:{tasks:b12}:by-service:exporter",
+            "cli:{tasks:b12}:by-user:ada",
+            "cli:{tasks:b12}:task:export-1"
         ]
     );
 }

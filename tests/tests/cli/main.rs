@@ -20,6 +20,7 @@ fn run(server: &RedisServer, args: &[&str]) -> (i32, String, String) {
 mod demo;
 mod families;
 mod listing;
+mod status;
 mod streams;
 
 /// The lines of a listing, sorted: listings print in the store's order.

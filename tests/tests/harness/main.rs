@@ -1,5 +1,5 @@
 //! Tests of the test harness itself: one server (`server.rs`), a Redis Cluster (`cluster.rs`), a
-//! Sentinel set (`sentinel.rs`); the helpers they share here.
+//! Sentinel set (`sentinel.rs`), their failover faults (`failover.rs`); the helpers they share here.
 
 #![allow(clippy::unwrap_used, reason = "helpers fail a test by panicking")]
 
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use statehouse_tests::harness::Node;
 
 mod cluster;
+mod failover;
 mod sentinel;
 mod server;
 

@@ -380,6 +380,13 @@ impl State {
         result
     }
 
+    /// Tells the subscribers watching `key` of a change without writing
+    /// anything: a published hint (Redis' `PUBLISH` on the key's change
+    /// channel, as the trigger index's wake-up hint).
+    pub(crate) fn publish(&mut self, key: &str) {
+        self.emit(key, ChangeKind::Set);
+    }
+
     /// Tells the subscribers watching `key` of a change; forgets dropped
     /// subscriptions.
     fn emit(&mut self, key: &str, kind: ChangeKind) {

@@ -43,6 +43,7 @@ use crate::redact::Secrets;
 
 mod cluster;
 mod pool;
+mod sentinel;
 mod single;
 mod targets;
 
@@ -50,6 +51,7 @@ pub(crate) use pool::PooledTxn;
 pub use pool::TXN_CLIENT_NAME;
 
 use cluster::{Cluster, ClusterShared, ClusterUrl};
+use sentinel::{Sentinel, SentinelUrl};
 use single::Single;
 pub(crate) use targets::{Recovery, ScanNode, SectionFailure, Target};
 
@@ -91,13 +93,9 @@ impl redis::aio::ConnectionLike for Shared {
             Shared::Cluster(cluster) => {
                 async move { cluster.pipeline(pipeline, offset, count).await }.boxed()
             }
-            Shared::Node(..) => async {
-                Err(RedisError::from((
-                    redis::ErrorKind::Client,
-                    "a pipeline on one node of a cluster",
-                )))
+            Shared::Node(cluster, addr) => {
+                async move { cluster.pipeline_on_address(addr, pipeline, offset, count).await }.boxed()
             }
-            .boxed(),
         }
     }
 
@@ -116,6 +114,9 @@ enum Deployment {
     /// handles.
     Single(Box<Single>),
     Cluster(Cluster),
+    /// A Sentinel service: its current primary, as one server, replaced on
+    /// a failover.
+    Sentinel(Sentinel),
 }
 
 #[derive(Clone)]
@@ -136,6 +137,9 @@ impl std::fmt::Debug for Connections {
                 .field("pool", &single.pool.state())
                 .field("read_endpoint", &single.reader.is_some()),
             Deployment::Cluster(cluster) => debug.field("cluster", &cluster.shared.nodes),
+            Deployment::Sentinel(sentinel) => debug
+                .field("primary", &sentinel.primary_addr())
+                .field("pool", &sentinel.current().pool.state()),
         };
         debug
             .field("response_timeout", &self.response_timeout)
@@ -155,6 +159,19 @@ impl Connections {
         let secrets = Arc::new(Secrets::of_all(
             std::iter::once(config.url.as_str()).chain(config.read_url.as_deref()),
         ));
+        if let Some(parsed) = SentinelUrl::parse(&config.url) {
+            let url = parsed
+                .map_err(|reason| StoreError::invalid_input("connect", config.redacted_url(), reason))?;
+            if let Some(read_url) = &config.read_url {
+                return Err(StoreError::invalid_input(
+                    CONNECT_READ,
+                    crate::redact_url(read_url),
+                    "a read URL is for one server; a Sentinel service's primary serves every read",
+                ));
+            }
+            let sentinel = Sentinel::open(config, url, Secrets::of(&config.url)).await?;
+            return Ok(Self::with(config, Deployment::Sentinel(sentinel), secrets));
+        }
         let deployment = match ClusterUrl::parse(&config.url) {
             Some(Ok(url)) => {
                 if let Some(read_url) = &config.read_url {
@@ -175,13 +192,33 @@ impl Connections {
             }
             None => Deployment::Single(Box::new(Single::open(config, &Secrets::of(&config.url)).await?)),
         };
-        Ok(Self {
+        Ok(Self::with(config, deployment, secrets))
+    }
+
+    fn with(config: &RedisConfig, deployment: Deployment, secrets: Arc<Secrets>) -> Self {
+        Self {
             deployment,
             response_timeout: config.response_timeout,
             connect_timeout: config.connect_timeout,
             pool_wait: config.connect_timeout + config.response_timeout,
             secrets,
-        })
+        }
+    }
+
+    /// On a Sentinel service, a call's failure that may mean a failover
+    /// starts a resolution of the primary (in the background).
+    fn observe(&self, error: &RedisError) {
+        if let Deployment::Sentinel(sentinel) = &self.deployment {
+            sentinel.suspect_error(error);
+        }
+    }
+
+    /// On a Sentinel service, a call that timed out starts a resolution of
+    /// the primary (in the background).
+    fn observe_timeout(&self) {
+        if let Deployment::Sentinel(sentinel) = &self.deployment {
+            sentinel.suspect();
+        }
     }
 
     /// Runs one call on the shared connection under the response timeout,
@@ -220,12 +257,18 @@ impl Connections {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.response_timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(error::map_guarded(op, key, e, inner, &self.secrets)),
-            Err(_) => Err(StoreError::Timeout {
-                op,
-                key: key.to_owned(),
-                after: self.response_timeout,
-            }),
+            Ok(Err(e)) => {
+                self.observe(&e);
+                Err(error::map_guarded(op, key, e, inner, &self.secrets))
+            }
+            Err(_) => {
+                self.observe_timeout();
+                Err(StoreError::Timeout {
+                    op,
+                    key: key.to_owned(),
+                    after: self.response_timeout,
+                })
+            }
         }
     }
 
@@ -242,16 +285,20 @@ impl Connections {
     ) -> Result<RedisResult<T>, StoreError> {
         tokio::time::timeout(self.response_timeout, call)
             .await
-            .map_err(|_| StoreError::Timeout {
-                op,
-                key: key.to_owned(),
-                after: self.response_timeout,
+            .map_err(|_| {
+                self.observe_timeout();
+                StoreError::Timeout {
+                    op,
+                    key: key.to_owned(),
+                    after: self.response_timeout,
+                }
             })
     }
 
     /// The mapping of an error from a call on a dedicated connection (what
     /// [`run_dedicated`](Self::run_dedicated) applies).
     pub(crate) fn map_dedicated(&self, op: &'static str, key: &str, error: RedisError) -> StoreError {
+        self.observe(&error);
         error::map_guarded(op, key, error, self.response_timeout, &self.secrets)
     }
 
@@ -259,6 +306,7 @@ impl Connections {
     /// [`run`](Self::run) applies), for a caller of [`run_raw`](Self::run_raw)
     /// on it.
     pub(crate) fn map_shared(&self, op: &'static str, key: &str, error: RedisError) -> StoreError {
+        self.observe(&error);
         error::map_guarded(op, key, error, self.connect_timeout, &self.secrets)
     }
 
@@ -267,6 +315,7 @@ impl Connections {
         match &self.deployment {
             Deployment::Single(single) => Shared::Single(single.shared.clone()),
             Deployment::Cluster(cluster) => Shared::Cluster(cluster.shared.clone()),
+            Deployment::Sentinel(sentinel) => Shared::Single(sentinel.current().shared.clone()),
         }
     }
 
@@ -283,6 +332,7 @@ impl Connections {
                 Shared::Single(single.reader.as_ref().unwrap_or(&single.shared).clone())
             }
             Deployment::Cluster(cluster) => Shared::Cluster(cluster.shared.clone()),
+            Deployment::Sentinel(sentinel) => Shared::Single(sentinel.current().shared.clone()),
         }
     }
 }

@@ -109,6 +109,11 @@ impl Connections {
                 }
                 SectionFailure::Store(_) => false,
             };
+            if let Deployment::Sentinel(sentinel) = &self.deployment
+                && let SectionFailure::Redis(error) = failure
+            {
+                sentinel.suspect_error(error);
+            }
             if dropped && !*fresh {
                 *fresh = true;
                 return Recovery::Repeat;
@@ -167,8 +172,13 @@ impl Connections {
         target: &Target,
     ) -> Result<PooledTxn, StoreError> {
         let node;
+        let current;
         let pool = match &self.deployment {
             Deployment::Single(single) => &single.pool,
+            Deployment::Sentinel(sentinel) => {
+                current = sentinel.current();
+                &current.pool
+            }
             Deployment::Cluster(cluster) => {
                 let nodes = &cluster.shared.nodes;
                 let found = match target {
@@ -212,6 +222,7 @@ impl Connections {
     ) -> Result<Vec<(String, Client)>, StoreError> {
         match &self.deployment {
             Deployment::Single(single) => Ok(vec![(String::new(), single.client.clone())]),
+            Deployment::Sentinel(sentinel) => Ok(vec![(String::new(), sentinel.current().client.clone())]),
             Deployment::Cluster(cluster) => Ok(cluster
                 .shared
                 .nodes
@@ -237,6 +248,10 @@ impl Connections {
                 self.run(op, key, load.exec_async(&mut conn)).await
             }
             Deployment::Cluster(cluster) => self.run(op, key, cluster.shared.nodes.load_scripts(load)).await,
+            Deployment::Sentinel(sentinel) => {
+                let mut conn = Shared::Single(sentinel.current().shared.clone());
+                self.run(op, key, load.exec_async(&mut conn)).await
+            }
         }
     }
 
@@ -246,12 +261,16 @@ impl Connections {
         match &self.deployment {
             Deployment::Single(_) => 0,
             Deployment::Cluster(cluster) => cluster.shared.nodes.generation(),
+            Deployment::Sentinel(sentinel) => sentinel.generation(),
         }
     }
 
     /// Asks the cluster for its slot map now (nothing on a single server);
     /// a failure is logged and left to the next call's own recovery.
     pub(crate) async fn refresh_topology(&self) {
+        if let Deployment::Sentinel(sentinel) = &self.deployment {
+            sentinel.resolve_now().await;
+        }
         if let Deployment::Cluster(cluster) = &self.deployment
             && let Err(error) = cluster.shared.nodes.refresh_now().await
         {
@@ -276,6 +295,17 @@ impl Connections {
                 }],
                 0,
             )),
+            Deployment::Sentinel(sentinel) => {
+                // The generation first: a switch after it shows at the end.
+                let generation = sentinel.generation();
+                Ok((
+                    vec![ScanNode {
+                        addr: String::new(),
+                        conn: Shared::Single(sentinel.current().shared.clone()),
+                    }],
+                    generation,
+                ))
+            }
             Deployment::Cluster(cluster) => {
                 let generation = cluster.shared.nodes.generation();
                 let nodes = cluster

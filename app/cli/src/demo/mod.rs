@@ -10,7 +10,7 @@
 //! made of the time, the process id and a randomly keyed hash): the demo's
 //! `Statehouse` puts it in front of every key it writes (after `--prefix`),
 //! so the keys of every family, index and queue bookkeeping included
-//! (`{tasks}:by-service:…`, `t:{acme}:triggers:claims`,
+//! (`{tasks:b12}:by-service:…`, `t:{acme}:triggers:claims`,
 //! `svc:{mailer}:pending`, …), are under it. The demo
 //!
 //! - refuses to start if its namespace holds a key already;

@@ -1,13 +1,16 @@
 use statehouse_ports::{
-    Boxed, PageRequest, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus,
+    Boxed, KeyStream, LegacyMove, PageRequest, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository,
+    TaskSpace, TaskStatus,
 };
 
-use super::{Layer, Layered, Op};
+use super::{Layer, Layered, Op, paged};
 
 /// The key a task call names: the record's key, or the index's key for
 /// listings and counts (built only if a layer formats it). Idempotent: the
-/// reads (`get`, `list`, `count`). Not: the writes (a timed-out EXEC has
-/// an unknown outcome, and a repeated `append_log` would log twice).
+/// reads (`get`, `list`, `count`, `legacy_ids`) and the migration of a
+/// task (`migrate_legacy`: made again, it finds the task moved). Not: the
+/// writes (a timed-out EXEC has an unknown outcome, and a repeated
+/// `append_log` would log twice).
 impl<L: Layer, S: TaskRepository> TaskRepository for Layered<L, S> {
     fn save<'s, 'a, 'r, 'f>(&'s self, space: &'a TaskSpace, record: &'r TaskRecord) -> Boxed<'f, TaskRecord>
     where
@@ -88,7 +91,7 @@ impl<L: Layer, S: TaskRepository> TaskRepository for Layered<L, S> {
         Self: 'f,
     {
         self.layer
-            .around_idempotent(Op::lazy("list", || index.key(space)), || {
+            .around_idempotent(Op::lazy("list", || index.everywhere(space)), || {
                 self.inner.list(space, index, page)
             })
     }
@@ -101,7 +104,7 @@ impl<L: Layer, S: TaskRepository> TaskRepository for Layered<L, S> {
         Self: 'f,
     {
         self.layer
-            .around_idempotent(Op::lazy("count", || index.key(space)), || {
+            .around_idempotent(Op::lazy("count", || index.everywhere(space)), || {
                 self.inner.count(space, index)
             })
     }
@@ -116,6 +119,28 @@ impl<L: Layer, S: TaskRepository> TaskRepository for Layered<L, S> {
         self.layer.around(
             Op::lazy("delete", || space.keys().record(id.as_str())),
             self.inner.delete(space, id),
+        )
+    }
+
+    fn legacy_ids(&self, space: &TaskSpace) -> KeyStream {
+        paged(
+            &self.layer,
+            "legacy_ids",
+            space.keys().legacy().records(),
+            self.inner.legacy_ids(space),
+        )
+    }
+
+    fn migrate_legacy<'s, 'a, 'i, 'f>(&'s self, space: &'a TaskSpace, id: &'i TaskId) -> Boxed<'f, LegacyMove>
+    where
+        's: 'f,
+        'a: 'f,
+        'i: 'f,
+        Self: 'f,
+    {
+        self.layer.around_idempotent(
+            Op::lazy("migrate_legacy", || space.keys().legacy().record(id.as_str())),
+            || self.inner.migrate_legacy(space, id),
         )
     }
 }

@@ -1,15 +1,20 @@
 use std::time::Duration;
 
-use statehouse_domain::layout::TriggerKeys;
-use statehouse_ports::{ActionName, Boxed, Claimed, ClaimedTrigger, PendingTrigger, TriggerId, TriggerStore};
+use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
+use statehouse_ports::{
+    ActionName, Boxed, Claimed, ClaimedTrigger, DueTenants, PendingTrigger, TriggerId, TriggerStore,
+};
 
 use super::{Layer, Layered, Op};
 
 /// The key a trigger call names: the tenant's due set (the identifier's
-/// set for `cancel_all`). Idempotent: `set` (setting a trigger again only
-/// moves its deadline) and `list`. Not: `cancel`, `cancel_all` (their
-/// answers could lie), `claim` and `ack` (a lost claim reply holds
-/// triggers until their lease ends; a repeated ack answers `false`).
+/// set for `cancel_all`; the first shard of the due index for
+/// `take_due`). Idempotent: `set` (setting a trigger again only moves its
+/// deadline; its index mark counts once more, which a claim settles) and
+/// `list`. Not: `cancel`, `cancel_all` (their answers could lie), `claim`,
+/// `claim_indexed`, `take_due` (a lost reply holds triggers or tenants
+/// until their lease ends) and `ack`, `ack_indexed` (a repeated ack
+/// answers `false`).
 impl<L: Layer, S: TriggerStore> TriggerStore for Layered<L, S> {
     fn set<'s, 't, 'a, 'i, 'f>(
         &'s self,
@@ -106,6 +111,63 @@ impl<L: Layer, S: TriggerStore> TriggerStore for Layered<L, S> {
         self.layer.around(
             Op::new("trigger_ack", triggers.due()),
             self.inner.ack(triggers, trigger),
+        )
+    }
+
+    fn take_due<'s, 'x, 'f>(
+        &'s self,
+        index: &'x TriggerIndex,
+        max: usize,
+        lease: Duration,
+    ) -> Boxed<'f, DueTenants>
+    where
+        's: 'f,
+        'x: 'f,
+        Self: 'f,
+    {
+        self.layer.around(
+            Op::lazy("trigger_take", || {
+                index
+                    .shards()
+                    .first()
+                    .map(|shard| shard.tenants().to_owned())
+                    .unwrap_or_default()
+            }),
+            self.inner.take_due(index, max, lease),
+        )
+    }
+
+    fn claim_indexed<'s, 't, 'f>(
+        &'s self,
+        triggers: &'t TriggerKeys,
+        max: usize,
+        lease: Duration,
+    ) -> Boxed<'f, Claimed>
+    where
+        's: 'f,
+        't: 'f,
+        Self: 'f,
+    {
+        self.layer.around(
+            Op::new("trigger_claim", triggers.due()),
+            self.inner.claim_indexed(triggers, max, lease),
+        )
+    }
+
+    fn ack_indexed<'s, 't, 'c, 'f>(
+        &'s self,
+        triggers: &'t TriggerKeys,
+        handled: &'c [ClaimedTrigger],
+    ) -> Boxed<'f, usize>
+    where
+        's: 'f,
+        't: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        self.layer.around(
+            Op::new("trigger_ack", triggers.due()),
+            self.inner.ack_indexed(triggers, handled),
         )
     }
 }

@@ -45,6 +45,12 @@
 //!    4 listeners, `Triggers::claim`/`ack` against raw `EVALSHA` of the same claim and ack scripts
 //!    (ops = acks, each trigger exactly once); then the delivery delay of 200 triggers due over
 //!    1 s to 4 idle `Triggers::listen` listeners (p50/p99 after the due time).
+//!    Across tenants: 10,000 tenants with one due trigger each, claimed and acknowledged by 4
+//!    `Triggers::listen_all` listeners against 4 raw loops of `EVALSHA` of the same take, claim,
+//!    refile, ack and refile scripts (ops = acks, each exactly once, the index left empty); then
+//!    the delivery delay of 4 idle all-tenants listeners with 10,000 tenants filed, for 10,000
+//!    triggers due over 5 s set before they start and for 100 triggers set by another
+//!    `Statehouse` while they idle (p50/p99 after the due time).
 //! 14. (after the rounds) queues: 10,000 items enqueued in tens, then claimed (batches of 20) and
 //!    acknowledged by 4 consumers, `Queues` against raw `MULTI`/`EVALSHA` of the same scripts +
 //!    `ZADD NX` (ops = items, each exactly once).
@@ -71,7 +77,8 @@
 //! - `report.rs`: the tables of rates, ratios and targets, CPU time per op, spreads.
 //! - `redis_benchmark.rs`: the `redis-benchmark` driver (rows 5 and 6).
 //! - a file per workload group: `documents.rs` (1–4), `tasks.rs` (7–9), `synced.rs` (10),
-//!   `subjects.rs` (11), `tenants.rs` (12), `triggers_queues.rs` (13, 14), `config.rs` (15).
+//!   `subjects.rs` (11), `tenants.rs` (12), `triggers_queues.rs` (13, 14) with `triggers_all.rs` (13
+//!   across tenants), `config.rs` (15).
 
 mod args;
 mod config;
@@ -83,6 +90,7 @@ mod subjects;
 mod synced;
 mod tasks;
 mod tenants;
+mod triggers_all;
 mod triggers_queues;
 
 use std::error::Error;

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use serde::Deserialize;
-use statehouse::{PageRequest, ServiceName, TaskCursor, TaskId, TaskRecord, TaskStatus, Tasks, UserId};
+use statehouse::{
+    PageRequest, ServiceName, TaskBucket, TaskCursor, TaskId, TaskRecord, TaskStatus, Tasks, UserId,
+};
+use statehouse_ports::BucketMerge;
 
 use crate::Res;
 use crate::engine::{Bench, Sample, Side};
@@ -20,9 +23,12 @@ const SAVE_IDS_PER_WRITER: usize = 4;
 pub(crate) const LIST_TASKS: usize = 500;
 /// Items per page of the list workload.
 pub(crate) const LIST_PAGE: usize = 50;
-/// Index entries per `ZRANGE` of a listing: the page, one more to know whether another page
-/// follows, and statehouse's slack of 8 (`LIST_SLACK` in `adapters/redis/src/tasks.rs`).
-const LIST_BATCH: usize = LIST_PAGE + 1 + 8;
+/// Index entries per bucket and `ZRANGE` of a listing: twice a bucket's share of the page and one
+/// more (`ceil(51 / 16) * 2`), and 4 of slack: what statehouse's `BucketMerge` asks for first
+/// (checked at start-up by [`check_task_layout`]).
+const LIST_BATCH: usize = 12;
+/// The buckets of a task namespace (`TaskBucket::COUNT`).
+const BUCKETS: u16 = 16;
 /// The log cap of the task workloads (`TaskSpace::with_max_log`), on both sides.
 pub(crate) const TASK_MAX_LOG: usize = 10;
 /// The message of every status change.
@@ -36,18 +42,25 @@ const LIST_SERVICE: &str = "bench-list";
 /// the fresh server got from statehouse (`SCRIPT EXISTS` before the raw side loads anything).
 pub(crate) const RAW_TASK_WRITE: &str = statehouse_redis::TASK_WRITE_SCRIPT;
 
+/// The bucket of a task id as a raw program computes it from the documented formula: the top 4
+/// bits of CRC-16/XMODEM(id) × 0x9E3779B1 (mod 2^32). The checksum is the standard one (Redis
+/// Cluster's); [`check_task_layout`] checks the buckets against statehouse's.
+fn raw_bucket(id: &str) -> u16 {
+    (u32::from(TaskBucket::crc16(id.as_bytes())).wrapping_mul(0x9E37_79B1) >> 28) as u16
+}
+
 /// The Redis keys of the task layout, as a raw redis-rs program would write them for ids that need
 /// no escaping; [`check_task_layout`] checks them against statehouse's.
 fn raw_record_key(id: &str) -> String {
-    format!("{{tasks}}:task:{id}")
+    format!("{{tasks:b{}}}:task:{id}", raw_bucket(id))
 }
 
-fn raw_service_key(service: &str) -> String {
-    format!("{{tasks}}:by-service:{service}")
+fn raw_service_key(bucket: u16, service: &str) -> String {
+    format!("{{tasks:b{bucket}}}:by-service:{service}")
 }
 
-fn raw_user_key(user: &str) -> String {
-    format!("{{tasks}}:by-user:{user}")
+fn raw_user_key(bucket: u16, user: &str) -> String {
+    format!("{{tasks:b{bucket}}}:by-user:{user}")
 }
 
 /// The TTL the raw side gives records and indexes: statehouse's default, 90 days.
@@ -56,9 +69,21 @@ const TASK_TTL_MS: u64 = 90 * 24 * 3600 * 1000;
 /// Stops unless the raw side's keys and TTL are statehouse's.
 pub(crate) fn check_task_layout(space: &statehouse::TaskSpace) -> Res<()> {
     let keys = space.keys();
-    let same = keys.record("save-1-2") == raw_record_key("save-1-2")
-        && keys.by_service(SAVE_SERVICE) == raw_service_key(SAVE_SERVICE)
-        && keys.by_user("bench-user-3") == raw_user_key("bench-user-3")
+    let ids = (0..TASK_WRITERS).flat_map(|w| (0..SAVE_IDS_PER_WRITER).map(move |i| format!("save-{w}-{i}")));
+    let ids = ids.chain((0..LIST_TASKS).map(|i| format!("list-{i:04}")));
+    let same_keys = ids.into_iter().all(|id| {
+        let bucket = TaskBucket::of(&id);
+        keys.record(&id) == raw_record_key(&id)
+            && keys.by_service(bucket, SAVE_SERVICE) == raw_service_key(raw_bucket(&id), SAVE_SERVICE)
+            && keys.by_user(bucket, "bench-user-3") == raw_user_key(raw_bucket(&id), "bench-user-3")
+    });
+    let first_reads = BucketMerge::new(&PageRequest::first(LIST_PAGE)).reads();
+    let same = same_keys
+        && TaskBucket::COUNT == BUCKETS
+        && first_reads.len() == usize::from(BUCKETS)
+        && first_reads
+            .iter()
+            .all(|read| read.count == LIST_BATCH && read.max.is_none())
         && space.ttl().as_millis() == TASK_TTL_MS
         && space.max_log() == Some(TASK_MAX_LOG);
     if same {
@@ -217,19 +242,20 @@ async fn save_raw(
                 .arg(&key)
                 .query_async(&mut con)
                 .await?;
+            let bucket = raw_bucket(record.id.as_str());
             let mut keys = vec![
                 key.clone(),
-                raw_service_key(record.service.as_str()),
-                raw_user_key(record.user.as_str()),
+                raw_service_key(bucket, record.service.as_str()),
+                raw_user_key(bucket, record.user.as_str()),
             ];
             // Indexes the record leaves, if its service or user changed.
             if let Some(bytes) = current {
                 let old: Owners = serde_json::from_slice(&bytes)?;
                 if old.service != record.service.as_str() {
-                    keys.push(raw_service_key(&old.service));
+                    keys.push(raw_service_key(bucket, &old.service));
                 }
                 if old.user != record.user.as_str() {
-                    keys.push(raw_user_key(&old.user));
+                    keys.push(raw_user_key(bucket, &old.user));
                 }
             }
             record.updated_at = Utc::now();
@@ -325,10 +351,11 @@ async fn status_raw(mut con: MultiplexedConnection, sha: String, id: String, cha
             record.set_status(to, Some(STATUS_MESSAGE), now)?;
             record.cap_log(TASK_MAX_LOG);
             let bytes = serde_json::to_vec(&record)?;
+            let bucket = raw_bucket(&id);
             let keys = [
                 key.clone(),
-                raw_service_key(record.service.as_str()),
-                raw_user_key(record.user.as_str()),
+                raw_service_key(bucket, record.service.as_str()),
+                raw_user_key(bucket, record.user.as_str()),
             ];
             if raw_task_write(&mut con, &sha, &keys, &bytes, &record).await? {
                 break;
@@ -373,45 +400,85 @@ async fn list_statehouse(tasks: Tasks, expected: Arc<[String]>, next: TaskCursor
     Ok(pages)
 }
 
-/// A first page as a raw redis-rs program reads it, with the commands statehouse sends: `ZRANGE …
-/// BYSCORE REV LIMIT 0 59 WITHSCORES`, `MGET` of those records, then decode records in order until
-/// one more than a page is found (a missing record, or one of another service, is skipped), keep
-/// the page and make the cursor after its last item.
+/// A first page as a raw redis-rs program reads it, with the commands statehouse sends: a pipeline
+/// of `ZRANGE <bucket's index> +inf -inf BYSCORE REV LIMIT 0 12 WITHSCORES` for each of the 16
+/// buckets, the newest 51 entries of all (a bucket that answered a whole batch may hold newer ones
+/// than the 51st only if its last entry is newer: then the page would need another read, which is
+/// an error here), a pipeline of one `MGET` per bucket of those records (in the order buckets first
+/// appear), then decode records in order until one more than a page is found (a missing record, or
+/// one of another service, is skipped), keep the page and make the cursor after its last item.
 async fn list_raw(
     mut con: ConnectionManager,
     expected: Arc<[String]>,
     next: TaskCursor,
     pages: u64,
 ) -> Res<u64> {
-    let index = raw_service_key(LIST_SERVICE);
+    let indexes: Vec<String> = (0..BUCKETS).map(|b| raw_service_key(b, LIST_SERVICE)).collect();
     for _ in 0..pages {
-        let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(&index)
-            .arg("+inf")
-            .arg("-inf")
-            .arg("BYSCORE")
-            .arg("REV")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(LIST_BATCH)
-            .arg("WITHSCORES")
-            .query_async(&mut con)
-            .await?;
-        let keys: Vec<String> = entries.iter().map(|(id, _)| raw_record_key(id)).collect();
-        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut con).await?;
+        let mut ranges = redis::pipe();
+        for index in &indexes {
+            ranges
+                .cmd("ZRANGE")
+                .arg(index)
+                .arg("+inf")
+                .arg("-inf")
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(LIST_BATCH)
+                .arg("WITHSCORES");
+        }
+        let answers: Vec<Vec<(String, f64)>> = ranges.query_async(&mut con).await?;
+        let mut entries: Vec<(i64, String, u16)> = Vec::with_capacity(answers.len() * LIST_BATCH);
+        let mut horizon = None;
+        for (bucket, answer) in (0..BUCKETS).zip(answers) {
+            if answer.len() == LIST_BATCH {
+                let (id, score) = &answer[LIST_BATCH - 1];
+                let last = (*score as i64, id.clone());
+                horizon = horizon.max(Some(last));
+            }
+            entries.extend(answer.into_iter().map(|(id, score)| (score as i64, id, bucket)));
+        }
+        entries.sort_unstable_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+        entries.truncate(LIST_PAGE + 1);
+        if let (Some(horizon), Some(last)) = (&horizon, entries.last())
+            && (last.0, &last.1) < (horizon.0, &horizon.1)
+        {
+            return Err("the raw page needs a second read of a bucket".into());
+        }
+        // One MGET per bucket, in the order buckets first appear.
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (at, (_, _, bucket)) in entries.iter().enumerate() {
+            match groups.iter_mut().find(|(b, _)| b == bucket) {
+                Some((_, members)) => members.push(at),
+                None => groups.push((*bucket, vec![at])),
+            }
+        }
+        let mut mgets = redis::pipe();
+        for (_, members) in &groups {
+            let mget = mgets.cmd("MGET");
+            for &at in members {
+                mget.arg(raw_record_key(&entries[at].1));
+            }
+        }
+        let answers: Vec<Vec<Option<Vec<u8>>>> = mgets.query_async(&mut con).await?;
+        let mut values: Vec<Option<Vec<u8>>> = vec![None; entries.len()];
+        for ((_, members), answer) in groups.iter().zip(answers) {
+            for (&at, value) in members.iter().zip(answer) {
+                values[at] = value;
+            }
+        }
         let mut records = Vec::with_capacity(LIST_PAGE + 1);
         let mut positions = Vec::with_capacity(LIST_PAGE + 1);
-        for ((id, score), value) in entries.into_iter().zip(values) {
-            if records.len() > LIST_PAGE {
-                break;
-            }
+        for ((score, id, _), value) in entries.into_iter().zip(values) {
             let Some(bytes) = value else { continue };
             let record: TaskRecord = serde_json::from_slice(&bytes)?;
             if record.service.as_str() != LIST_SERVICE {
                 continue;
             }
             records.push(record);
-            positions.push((score as i64, id));
+            positions.push((score, id));
         }
         let mut cursor = None;
         if records.len() > LIST_PAGE {
@@ -459,10 +526,12 @@ impl Bench {
             .query_async(&mut con)
             .await?;
         let stored: TaskRecord = serde_json::from_slice(&stored.ok_or("a saved task is missing")?)?;
-        let in_index: u64 = redis::cmd("ZCARD")
-            .arg(raw_service_key(SAVE_SERVICE))
-            .query_async(&mut con)
-            .await?;
+        let mut cards = redis::pipe();
+        for bucket in 0..BUCKETS {
+            cards.cmd("ZCARD").arg(raw_service_key(bucket, SAVE_SERVICE));
+        }
+        let cards: Vec<u64> = cards.query_async(&mut con).await?;
+        let in_index: u64 = cards.iter().sum();
         if stored.log.len() != TASK_MAX_LOG
             || stored.user.as_str() != "bench-user-0"
             || in_index != (TASK_WRITERS * SAVE_IDS_PER_WRITER) as u64

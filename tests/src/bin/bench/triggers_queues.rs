@@ -1,5 +1,7 @@
-//! Triggers and queues (after the rounds): claim+ack of 4 listeners, the delivery delay of idle
-//! listeners, and enqueue/claim/ack of 4 consumers, each against raw redis-rs running the same scripts.
+//! Triggers and queues (after the rounds): claim+ack of 4 listeners of one tenant and (in
+//! `triggers_all.rs`) of 4 all-tenants listeners across 10,000 tenants, the delivery delay of idle
+//! listeners (one tenant; all tenants, with a trigger set by another process), and
+//! enqueue/claim/ack of 4 consumers, each against raw redis-rs running the same scripts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +14,8 @@ use tokio::task::JoinSet;
 
 use crate::args::Options;
 use crate::engine::{Bench, Side};
-use crate::report::median;
+use crate::report::{load_average, median};
+use crate::triggers_all::{Shas, claim_ack_across_tenants, delivery_delay_all_tenants};
 use crate::{BoxError, Res};
 
 /// Triggers (and queue items) per round of the triggers and queues workload.
@@ -62,14 +65,17 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
     let enqueue_sha = load_script(&mut raw, statehouse_redis::QUEUE_ENQUEUE_CODE).await?;
     let qclaim_sha = load_script(&mut raw, statehouse_redis::QUEUE_CLAIM_CODE).await?;
     let qack_sha = load_script(&mut raw, statehouse_redis::QUEUE_ACK_CODE).await?;
+    let all_shas = Shas::load(&mut raw).await?;
     let triggers = state.triggers();
     let queues = state.queues();
     let queue = queues.queue("bench-svc", "b", "send")?;
     let items = if options.quick { 1_000 } else { TQ_ITEMS };
     let mut trigger_ratios = Vec::new();
+    let mut all_ratios = Vec::new();
     let mut queue_ratios = Vec::new();
     for round in 0..=options.rounds {
         let mut trigger_rates = [0.0; 2];
+        let mut all_rates = [0.0; 2];
         let mut queue_rates = [0.0; 2];
         for side in options.sides(round) {
             let i = usize::from(side == Side::Raw);
@@ -106,7 +112,7 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
                                         .query_async(&mut con)
                                         .await?;
                                     let mut claimed = Vec::new();
-                                    for pair in reply.get(1..).unwrap_or_default().chunks(3) {
+                                    for pair in reply.get(2..).unwrap_or_default().chunks(3) {
                                         let member: String = redis::from_redis_value(pair[0].clone())?;
                                         let token: u64 = redis::from_redis_value(pair[1].clone())?;
                                         let id = member
@@ -134,7 +140,7 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
                                     }
                                     Side::Raw => {
                                         let by_id = format!("t:{{bench}}:triggers:by-id:{id}");
-                                        let held: i64 = redis::cmd("EVALSHA")
+                                        let reply: Vec<i64> = redis::cmd("EVALSHA")
                                             .arg(&ack_sha)
                                             .arg(3)
                                             .arg(TQ_DUE)
@@ -144,7 +150,7 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
                                             .arg(token)
                                             .query_async(&mut con)
                                             .await?;
-                                        held == 1
+                                        reply.get(2) == Some(&1)
                                     }
                                 };
                                 if !held {
@@ -164,6 +170,9 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
                 .into());
             }
             trigger_rates[i] = acked as f64 / timed.elapsed.as_secs_f64().max(1e-9);
+
+            // Across tenants: one due trigger for each of `items` tenants, 4 all-tenants listeners.
+            all_rates[i] = claim_ack_across_tenants(state, bench, &all_shas, side, items).await?;
 
             // Queues: enqueue in tens (one producer), then 4 consumers claim and ack.
             let start = Instant::now();
@@ -267,27 +276,57 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
             continue;
         }
         trigger_ratios.push(trigger_rates[0] / trigger_rates[1]);
+        all_ratios.push(all_rates[0] / all_rates[1]);
         queue_ratios.push(queue_rates[0] / queue_rates[1]);
         println!(
-            "triggers/queues round {}/{}: trigger claim+ack {:.0}/s vs raw {:.0}/s; \
-             enqueue+claim+ack {:.0}/s vs raw {:.0}/s",
-            round, options.rounds, trigger_rates[0], trigger_rates[1], queue_rates[0], queue_rates[1],
+            "triggers/queues round {}/{}: trigger claim+ack {:.0}/s vs raw {:.0}/s; across tenants \
+             {:.0}/s vs raw {:.0}/s; enqueue+claim+ack {:.0}/s vs raw {:.0}/s (load {})",
+            round,
+            options.rounds,
+            trigger_rates[0],
+            trigger_rates[1],
+            all_rates[0],
+            all_rates[1],
+            queue_rates[0],
+            queue_rates[1],
+            load_average(),
         );
     }
     let (p50, p99) = delivery_delay(&triggers).await?;
     let trigger = median(trigger_ratios);
+    let all = median(all_ratios);
     let queue = median(queue_ratios);
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!(
         "triggers: claim+ack {trigger:.2}x raw (target >= 0.9: {}); delivery delay after the due time \
          p50 {:.1} ms, p99 {:.1} ms with listeners idle (target p99 <= 50 ms: {}); queues: \
-         enqueue+claim+ack {queue:.2}x raw (target >= 0.9: {}); counts exact",
+         enqueue+claim+ack {queue:.2}x raw (target >= 0.9: {}); counts exact (load {})",
         verdict(trigger >= 0.9),
         p50,
         p99,
         verdict(p99 <= 50.0),
         verdict(queue >= 0.9),
+        load_average(),
     );
+    println!(
+        "triggers across tenants: claim+ack {all:.2}x raw (target >= 0.9: {}); counts exact (load {})",
+        verdict(all >= 0.9),
+        load_average(),
+    );
+    if state.backend() == "redis" {
+        let ((p50, p99), (hint_p50, hint_p99), late_sets) = delivery_delay_all_tenants(state).await?;
+        println!(
+            "triggers across tenants: delivery delay after the due time with 10,000 tenants and 4 idle \
+             listeners p50 {p50:.1} ms, p99 {p99:.1} ms (target p99 <= 50 ms: {}); set by another \
+             process while they idle p50 {hint_p50:.1} ms, p99 {hint_p99:.1} ms (target p99 <= 50 ms: \
+             {}); {late_sets} set after their due time (load {})",
+            verdict(p99 <= 50.0),
+            verdict(hint_p99 <= 50.0),
+            load_average(),
+        );
+    } else {
+        println!("triggers across tenants: delivery delay skipped (needs the default stack's change feed)");
+    }
     Ok(())
 }
 

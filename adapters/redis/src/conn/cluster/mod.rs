@@ -293,6 +293,25 @@ impl ClusterShared {
         });
         self.conn.route_command(cmd.clone(), routing).await
     }
+
+    /// `pipeline` (its `count` replies from `offset`) sent to the node at
+    /// `addr` (a listing's `SCAN` and `INFO` of one node).
+    pub(crate) async fn pipeline_on_address(
+        &mut self,
+        addr: &str,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        let (host, port) = split_addr(addr)?;
+        let route = SingleNodeRoutingInfo::ByAddress {
+            host: host.to_owned(),
+            port,
+        };
+        self.conn
+            .route_pipeline(pipeline.clone(), offset, count, route)
+            .await
+    }
 }
 
 /// `host` and `port` of `host:port` (`[v6]:port` gives the bare `v6`).

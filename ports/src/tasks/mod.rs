@@ -3,17 +3,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use statehouse_domain::layout::TaskKeys;
+use statehouse_domain::layout::{TaskBucket, TaskKeys};
 use statehouse_domain::{ServiceName, TaskId, TaskRecord, TaskStatus, Ttl, UserId, ValidationError};
 
-use crate::{RetryPolicy, StoreError};
+use crate::{KeyStream, RetryPolicy, StoreError, decode};
+
+mod page;
+
+pub use page::{BucketMerge, BucketRead, PageRequest, TaskCursor, TaskPage};
 
 /// Where and how tasks are kept; every [`TaskRepository`] call takes one.
 ///
-/// - `namespace`: the hash tag of every key of these tasks (`{tasks}` by
-///   default), so one namespace's records and indexes share a Redis Cluster
-///   slot, which its atomic steps need. The cost: one namespace lives on one
-///   node. Any text works (it is escaped).
+/// - `namespace`: the head of the hash tags of these tasks' keys (`tasks`
+///   by default): a task's record and index entries are in its bucket, under
+///   the tag `{<namespace>:b<bucket>}` ([`TaskBucket`]: 16 buckets, derived
+///   from the task id), so each write of a task stays in one Redis Cluster
+///   slot while a namespace spreads over the nodes. Any text works (it is
+///   escaped).
 /// - `ttl`: applied to the record and to every index a write touches, in the
 ///   same atomic step; a write never shortens a longer TTL. Default 90 days.
 /// - `max_log`: keep only the newest entries of a task's log. Default: no cap.
@@ -125,11 +131,28 @@ pub enum TaskIndex {
 }
 
 impl TaskIndex {
-    /// The index's key in `space` (before any store prefix).
-    pub fn key(&self, space: &TaskSpace) -> String {
+    /// The index's key in `bucket` of `space` (before any store prefix).
+    pub fn key(&self, space: &TaskSpace, bucket: TaskBucket) -> String {
         match self {
-            Self::Service(service) => space.keys().by_service(service.as_str()),
-            Self::User(user) => space.keys().by_user(user.as_str()),
+            Self::Service(service) => space.keys().by_service(bucket, service.as_str()),
+            Self::User(user) => space.keys().by_user(bucket, user.as_str()),
+        }
+    }
+
+    /// The name of the index in every bucket, `{<ns>:b*}:by-service:<name>`
+    /// (before any store prefix): what a listing or a count is about.
+    pub fn everywhere(&self, space: &TaskSpace) -> String {
+        match self {
+            Self::Service(service) => space.keys().by_service_everywhere(service.as_str()),
+            Self::User(user) => space.keys().by_user_everywhere(user.as_str()),
+        }
+    }
+
+    /// The index's key in the layout before buckets (for the migration).
+    pub fn legacy_key(&self, space: &TaskSpace) -> String {
+        match self {
+            Self::Service(service) => space.keys().legacy().by_service(service.as_str()),
+            Self::User(user) => space.keys().legacy().by_user(user.as_str()),
         }
     }
 
@@ -236,139 +259,45 @@ impl TaskChange<'_> {
     }
 }
 
-/// Where a page of a listing starts: after the task last shown. Listings
-/// are ordered by update time, newest first, then by task id (descending,
-/// byte-wise) among tasks updated in the same millisecond.
-///
-/// Its text form (`<millis>:<task id>`) can be handed to a client and parsed
-/// back.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TaskCursor {
-    /// The update time of the last task shown, in ms since the epoch.
-    pub updated_millis: i64,
-    /// Its id.
-    pub id: TaskId,
+/// What [`TaskRepository::migrate_legacy`] did with one task of the layout
+/// before buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LegacyMove {
+    /// The record moved into its bucket as it was (its update time, so its
+    /// place in listings, and its remaining TTL kept), with its index
+    /// entries; the legacy record and its legacy index entries are gone.
+    Moved,
+    /// Its bucket held the same task updated at the same time or later
+    /// (written since, or moved by an earlier run that stopped before
+    /// removing the legacy copy): that one is kept; the legacy record and
+    /// its legacy index entries are gone.
+    Superseded,
+    /// There was no legacy record (moved already, expired, or deleted).
+    Absent,
 }
 
-impl TaskCursor {
-    /// The cursor after `record`.
-    pub fn after(record: &TaskRecord) -> Self {
-        Self {
-            updated_millis: record.updated_millis(),
-            id: record.id.clone(),
-        }
+/// THE decision of the migration, for both adapters: given a legacy
+/// record (stored under the legacy key `key`) and the record its bucket
+/// holds now, if any, the record to write into the bucket (`None`: the
+/// bucket's is as new or newer; keep it). A legacy record that does not
+/// parse is [`StoreError::Deserialization`] naming `key`, and stays where
+/// it is; a bucketed record whose update time does not parse counts as
+/// newer (it is kept).
+pub fn legacy_move(
+    op: &'static str,
+    key: &str,
+    legacy: &[u8],
+    bucketed: Option<&[u8]>,
+) -> Result<Option<TaskRecord>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Stamp {
+        updated_at: chrono::DateTime<chrono::Utc>,
     }
-
-    /// Whether an index entry `(score, id)` comes after this cursor in
-    /// listing order.
-    pub fn precedes(&self, score: i64, id: &str) -> bool {
-        score < self.updated_millis || (score == self.updated_millis && id < self.id.as_str())
-    }
-}
-
-impl fmt::Display for TaskCursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.updated_millis, self.id)
-    }
-}
-
-impl std::str::FromStr for TaskCursor {
-    type Err = ValidationError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || ValidationError::UnknownName {
-            what: "cursor",
-            expected: "<millis>:<task id>, as returned with a page",
-        };
-        let (millis, id) = text.split_once(':').ok_or_else(bad)?;
-        Ok(Self {
-            updated_millis: millis.parse().map_err(|_| bad())?,
-            id: TaskId::new(id)?,
-        })
-    }
-}
-
-/// Which page of a listing to return.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageRequest {
-    limit: usize,
-    after: Option<TaskCursor>,
-}
-
-impl Default for PageRequest {
-    fn default() -> Self {
-        Self::first(Self::DEFAULT_LIMIT)
-    }
-}
-
-impl PageRequest {
-    /// The page size unless one is chosen.
-    pub const DEFAULT_LIMIT: usize = 50;
-    /// The largest page.
-    pub const MAX_LIMIT: usize = 1000;
-
-    /// The first `limit` tasks (clamped to 1..=[`MAX_LIMIT`](Self::MAX_LIMIT)).
-    pub fn first(limit: usize) -> Self {
-        Self {
-            limit: limit.clamp(1, Self::MAX_LIMIT),
-            after: None,
-        }
-    }
-
-    /// The same page size, starting after `cursor`.
-    #[must_use]
-    pub fn after(mut self, cursor: TaskCursor) -> Self {
-        self.after = Some(cursor);
-        self
-    }
-
-    /// How many tasks at most.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
-    /// Where the page starts.
-    pub fn cursor(&self) -> Option<&TaskCursor> {
-        self.after.as_ref()
-    }
-}
-
-/// One page of a listing.
-#[derive(Debug)]
-pub struct TaskPage {
-    /// The tasks, newest first. A record that does not parse is an `Err`
-    /// ([`StoreError::Deserialization`] naming its key) in its place; the
-    /// rest of the page is unaffected.
-    pub items: Vec<Result<TaskRecord, StoreError>>,
-    /// Where the next page starts; `None` on the last page.
-    pub next: Option<TaskCursor>,
-}
-
-impl TaskPage {
-    /// Builds a page from items gathered up to one beyond `limit`, with
-    /// each item's index position `(score, id)`: there is a next page exactly
-    /// when an item beyond the limit was found, and it starts after the last
-    /// item kept. What both adapters do at the end of a listing.
-    pub fn cut(
-        mut items: Vec<Result<TaskRecord, StoreError>>,
-        positions: &[(i64, String)],
-        limit: usize,
-    ) -> Self {
-        let mut next = None;
-        if items.len() > limit {
-            items.truncate(limit);
-            next = limit
-                .checked_sub(1)
-                .and_then(|last| positions.get(last))
-                .and_then(|(score, id)| {
-                    Some(TaskCursor {
-                        updated_millis: *score,
-                        id: TaskId::new(id.as_str()).ok()?,
-                    })
-                });
-        }
-        Self { items, next }
-    }
+    let record: TaskRecord = decode(op, key, legacy)?;
+    let newer = bucketed.is_some_and(|bytes| {
+        serde_json::from_slice::<Stamp>(bytes).map_or(true, |stamp| stamp.updated_at >= record.updated_at)
+    });
+    Ok((!newer).then_some(record))
 }
 
 /// Task records with their status and log, indexed by service and by user.
@@ -395,9 +324,21 @@ impl TaskPage {
 /// - Listings are newest first (see [`TaskCursor`]); an expired or deleted
 ///   task never appears in a listing or a count (stale index entries are
 ///   skipped, and pruned); a record that does not parse fails alone in its
-///   page.
+///   page. Paging from a cursor shows every task not written meanwhile
+///   exactly once, in order, with no gap at page or bucket boundaries; a
+///   task written meanwhile (created or updated: it moves to the front)
+///   shows on no later page, so no task shows twice.
+/// - A task's record and index entries live in its bucket
+///   ([`TaskBucket`], from its id): every write touches the keys of one
+///   bucket only (one Redis Cluster slot). A listing merges the buckets
+///   ([`BucketMerge`]) in the order above, each task once.
 /// - Errors name the record's or index's key (without the store's prefix):
-///   `{tasks}:task:<id>`.
+///   `{tasks:b<bucket>}:task:<id>`; a listing's or count's error that
+///   concerns no one bucket names `{tasks:b*}:by-service:<name>`.
+/// - Tasks of the layout before buckets (`{tasks}:task:<id>`) are not read
+///   by the other calls: [`legacy_ids`](Self::legacy_ids) lists them and
+///   [`migrate_legacy`](Self::migrate_legacy) moves them, one at a time
+///   (`docs/tasks.md`, "Migration").
 /// - Read-only calls (`get`, `list`, `count`) may be served by a read
 ///   endpoint (a replica); everything else goes to the write endpoint.
 #[cfg_attr(feature = "mock", mockall::automock)]
@@ -441,6 +382,24 @@ pub trait TaskRepository: Debug + Send + Sync + 'static {
 
     /// Deletes task `id` and its index entries. Returns whether it existed.
     async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError>;
+
+    /// The ids of the tasks of `space` still stored in the layout before
+    /// buckets (a listing of `{<ns>}:task:*`), as a stream, in no
+    /// particular order (on Redis a listing may repeat an id, never miss
+    /// one present for the whole listing; moving tasks while reading it is
+    /// fine). Keys there whose id is no escaping of a valid task id are not
+    /// listed (statehouse did not write them).
+    fn legacy_ids(&self, space: &TaskSpace) -> KeyStream;
+
+    /// Moves task `id` from the layout before buckets into its bucket (see
+    /// [`legacy_move`] for which copy wins), then removes the legacy record
+    /// and the task's entries in the legacy indexes, nothing else.
+    /// Idempotent: a task moved already is [`LegacyMove::Absent`]; a run cut
+    /// short anywhere leaves the task readable in one layout or the other
+    /// and is completed by the next. A legacy record written again while it
+    /// moves is moved again. A legacy record that does not parse is
+    /// [`StoreError::Deserialization`] naming its legacy key, and stays.
+    async fn migrate_legacy(&self, space: &TaskSpace, id: &TaskId) -> Result<LegacyMove, StoreError>;
 }
 
 macro_rules! forward_task_repository {
@@ -490,6 +449,14 @@ macro_rules! forward_task_repository {
             async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError> {
                 (**self).delete(space, id).await
             }
+
+            fn legacy_ids(&self, space: &TaskSpace) -> KeyStream {
+                (**self).legacy_ids(space)
+            }
+
+            async fn migrate_legacy(&self, space: &TaskSpace, id: &TaskId) -> Result<LegacyMove, StoreError> {
+                (**self).migrate_legacy(space, id).await
+            }
         }
     };
 }
@@ -505,29 +472,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursors_round_trip_as_text() {
-        let cursor = TaskCursor {
-            updated_millis: 1_700_000_000_123,
-            id: TaskId::new("job:7").unwrap(),
-        };
-        let text = cursor.to_string();
-        assert_eq!(text, "1700000000123:job:7");
-        assert_eq!(text.parse::<TaskCursor>().unwrap(), cursor);
-        assert!("nonsense".parse::<TaskCursor>().is_err());
-        assert!("12:".parse::<TaskCursor>().is_err());
-    }
-
-    #[test]
-    fn cursor_order_is_newest_first_then_id_descending() {
-        let cursor = TaskCursor {
-            updated_millis: 10,
-            id: TaskId::new("m").unwrap(),
-        };
-        assert!(cursor.precedes(9, "z"));
-        assert!(cursor.precedes(10, "a"));
-        assert!(!cursor.precedes(10, "m"));
-        assert!(!cursor.precedes(10, "n"));
-        assert!(!cursor.precedes(11, "a"));
+    fn the_newer_copy_wins_a_migration() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        let mut record = TaskRecord::new(
+            TaskId::new("t").unwrap(),
+            ServiceName::new("svc").unwrap(),
+            UserId::new("u").unwrap(),
+            at(0),
+        );
+        record.updated_at = at(10);
+        let legacy = serde_json::to_vec(&record).unwrap();
+        let mut newer = record.clone();
+        newer.updated_at = at(11);
+        let mut older = record.clone();
+        older.updated_at = at(9);
+        let bytes = |r: &TaskRecord| serde_json::to_vec(r).unwrap();
+        assert_eq!(
+            legacy_move("m", "k", &legacy, None).unwrap(),
+            Some(record.clone())
+        );
+        assert_eq!(
+            legacy_move("m", "k", &legacy, Some(&bytes(&older))).unwrap(),
+            Some(record.clone())
+        );
+        assert_eq!(
+            legacy_move("m", "k", &legacy, Some(&bytes(&record))).unwrap(),
+            None
+        );
+        assert_eq!(
+            legacy_move("m", "k", &legacy, Some(&bytes(&newer))).unwrap(),
+            None
+        );
+        assert_eq!(legacy_move("m", "k", &legacy, Some(b"{bad")).unwrap(), None);
+        let error = legacy_move("m", "k", b"{bad", None).unwrap_err();
+        assert_eq!((error.op(), error.key()), ("m", "k"));
     }
 
     #[test]
@@ -586,11 +564,5 @@ mod tests {
         .apply(&space, "k", &mut record, now)
         .unwrap_err();
         assert_eq!((error.op(), error.key()), ("set_status", "k"));
-    }
-
-    #[test]
-    fn page_limits_are_clamped() {
-        assert_eq!(PageRequest::first(0).limit(), 1);
-        assert_eq!(PageRequest::first(5000).limit(), PageRequest::MAX_LIMIT);
     }
 }

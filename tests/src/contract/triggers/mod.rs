@@ -1,5 +1,6 @@
 //! Contract: expiration triggers ([`statehouse_ports::TriggerStore`], and
-//! the `Triggers` facade's listener over it).
+//! the `Triggers` facade's per-tenant listener over it); the cross-tenant
+//! due index and the all-tenants listener in `all_tenants.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,20 @@ use statehouse_domain::layout::TriggerKeys;
 use tokio::sync::Notify;
 
 use super::Backend;
+
+mod all_tenants;
+
+pub use all_tenants::{
+    a_claim_that_missed_a_marked_set_looks_at_the_tenant_again_soon,
+    a_full_claim_files_the_tenant_again_at_once_and_none_prunes_it,
+    a_killed_listeners_claims_are_redelivered_after_the_lease,
+    a_mark_whose_set_never_wrote_is_adopted_after_a_minute,
+    a_set_in_another_process_wakes_idle_listeners_at_once,
+    a_shard_of_another_type_fails_the_set_before_the_trigger_is_written,
+    idle_listeners_take_only_a_few_times_per_second, one_busy_tenant_does_not_starve_the_others,
+    take_due_hands_a_due_tenant_to_one_taker_until_it_is_filed_again,
+    ten_thousand_tenants_reach_four_listeners_in_two_processes_exactly_once,
+};
 
 const T: &str = "acme";
 const LONG: Duration = Duration::from_secs(30);
@@ -435,6 +450,7 @@ pub async fn a_thousand_triggers_reach_four_listeners_exactly_once(backend: Back
         batch: 16,
         lease: LONG,
         max_idle: Duration::from_millis(250),
+        ..ListenOptions::default()
     };
     let seen = listen_until(&backend, 4, options, 1000).await;
     assert_eq!(seen.len(), 1000);

@@ -1,0 +1,465 @@
+//! A Redis Sentinel service:
+//! `redis+sentinel://[user:password@]s1:26379,s2:26379/SERVICE[/DB][?sentinel_username=…&sentinel_password=…]`.
+//!
+//! The primary is resolved with `SENTINEL get-master-addr-by-name` from the
+//! first sentinel that answers (each bounded by the connect and response
+//! timeouts), confirmed with `ROLE`, then connected to as one server
+//! ([`Single`]): the credentials, database and other query parameters of
+//! the URL are the primary's. On a failover (a `READONLY` reply, a dropped
+//! or refused connection, a timeout) the store calls [`Sentinel::suspect`]:
+//! one resolution runs in the background and, when the sentinels name
+//! another primary (or the known one no longer says `master`), a new
+//! [`Single`] replaces the old one and the generation grows. The old
+//! connections, its pool of WATCH connections included, are dropped with
+//! it (a WATCH connection of the old generation still checked out goes back
+//! to the dropped pool, which discards it); the new pool's connections are
+//! opened to the confirmed primary.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use redis::{AsyncConnectionConfig, Client, RedisError};
+use statehouse_ports::StoreError;
+
+use super::single::Single;
+use crate::RedisConfig;
+use crate::redact::Secrets;
+
+/// A parsed Sentinel URL.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SentinelUrl {
+    /// `redis` or `rediss`.
+    scheme: &'static str,
+    /// The primary's user info, as written.
+    userinfo: Option<String>,
+    /// The sentinels, `host:port` each (port 26379 if none is given).
+    pub(crate) sentinels: Vec<String>,
+    /// The monitored service's name (percent-decoded).
+    pub(crate) service: String,
+    /// The primary's database, as written (empty: 0).
+    db: String,
+    /// The sentinels' user info (`user:password`, as written), from the
+    /// `sentinel_username`/`sentinel_password` query parameters.
+    sentinel_userinfo: Option<String>,
+    /// Other query parameters (the primary's), as written, without `?`.
+    query: String,
+}
+
+impl std::fmt::Debug for SentinelUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelUrl")
+            .field("scheme", &self.scheme)
+            .field("sentinels", &self.sentinels)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SentinelUrl {
+    /// Parses a Sentinel URL; `None` if it is none (another scheme), an
+    /// error that never quotes the URL if it is malformed.
+    pub(crate) fn parse(url: &str) -> Option<Result<Self, String>> {
+        let (scheme, body) = url.split_once("://")?;
+        let scheme = if scheme.eq_ignore_ascii_case("redis+sentinel") {
+            "redis"
+        } else if scheme.eq_ignore_ascii_case("rediss+sentinel") {
+            "rediss"
+        } else {
+            return None;
+        };
+        Some(Self::parse_body(scheme, body))
+    }
+
+    fn parse_body(scheme: &'static str, body: &str) -> Result<Self, String> {
+        let (userinfo, rest) = match body.rfind('@') {
+            Some(at) => (Some(body[..at].to_owned()), &body[at + 1..]),
+            None => (None, body),
+        };
+        let (rest, _fragment) = rest.split_once('#').unwrap_or((rest, ""));
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut sentinels = Vec::new();
+        for (index, node) in hosts.split(',').enumerate() {
+            sentinels.push(sentinel_addr(node).ok_or_else(|| {
+                format!(
+                    "sentinel {} of the URL is not host:port (sentinels are separated by commas)",
+                    index + 1
+                )
+            })?);
+        }
+        let mut parts = path.split('/');
+        let service = parts.next().unwrap_or_default();
+        if service.is_empty() {
+            return Err(
+                "a Sentinel URL names its service: redis+sentinel://s1:26379,s2:26379/SERVICE[/DB]".into(),
+            );
+        }
+        let db = parts.next().unwrap_or_default().to_owned();
+        if !db.is_empty() && db.parse::<u32>().is_err() {
+            return Err("the database of a Sentinel URL (after the service) is not a number".into());
+        }
+        if parts.next().is_some_and(|extra| !extra.is_empty()) {
+            return Err("a Sentinel URL's path is /SERVICE[/DB]".into());
+        }
+        let (mut user, mut password) = (None, None);
+        let mut kept = Vec::new();
+        for parameter in query.split('&').filter(|p| !p.is_empty()) {
+            match parameter.split_once('=') {
+                Some(("sentinel_username", value)) => user = Some(value.to_owned()),
+                Some(("sentinel_password", value)) => password = Some(value.to_owned()),
+                _ => kept.push(parameter),
+            }
+        }
+        let sentinel_userinfo = match (user, password) {
+            (None, None) => None,
+            (user, password) => Some(format!(
+                "{}:{}",
+                user.unwrap_or_default(),
+                password.unwrap_or_default()
+            )),
+        };
+        Ok(Self {
+            scheme,
+            userinfo,
+            sentinels,
+            service: percent_decode(service),
+            db,
+            sentinel_userinfo,
+            query: kept.join("&"),
+        })
+    }
+
+    /// The `redis://` (`rediss://`) URL of the primary at `addr`.
+    pub(crate) fn primary_url(&self, addr: &str) -> String {
+        let userinfo = self
+            .userinfo
+            .as_ref()
+            .map_or_else(String::new, |u| format!("{u}@"));
+        let query = if self.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", self.query)
+        };
+        format!("{}://{userinfo}{addr}/{}{query}", self.scheme, self.db)
+    }
+
+    /// The URL of the sentinel at `addr` (its own credentials, no database).
+    fn sentinel_url(&self, addr: &str) -> String {
+        match &self.sentinel_userinfo {
+            Some(userinfo) => format!("{}://{userinfo}@{addr}", self.scheme),
+            None => format!("{}://{addr}", self.scheme),
+        }
+    }
+}
+
+/// `host:port` of one sentinel (port 26379 if none is given).
+fn sentinel_addr(node: &str) -> Option<String> {
+    let node = node.trim();
+    let (host, port) = if let Some(v6) = node.strip_prefix('[') {
+        let close = v6.find(']')?;
+        let port = &v6[close + 1..];
+        (&node[..close + 2], port.strip_prefix(':').unwrap_or(port))
+    } else {
+        node.rsplit_once(':').unwrap_or((node, ""))
+    };
+    if host.is_empty() || (host.contains(':') && !host.starts_with('[')) {
+        return None;
+    }
+    let port: u16 = if port.is_empty() {
+        26379
+    } else {
+        port.parse().ok()?
+    };
+    Some(format!("{host}:{port}"))
+}
+
+/// `host:port` as a sentinel names it (IPv6 in brackets).
+fn node_addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `%XX` escapes decoded (lossy); anything malformed kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The connections to a Sentinel service's current primary. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Sentinel {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: SentinelUrl,
+    config: RedisConfig,
+    secrets: Secrets,
+    /// The primary's `host:port` and its connections.
+    current: RwLock<(String, Arc<Single>)>,
+    generation: AtomicU64,
+    /// Whether a resolution runs (at most one at a time).
+    resolving: AtomicBool,
+}
+
+impl Sentinel {
+    /// Resolves the primary and connects to it, failing with the cause if
+    /// no sentinel names a primary that confirms its role.
+    pub(super) async fn open(
+        config: &RedisConfig,
+        url: SentinelUrl,
+        secrets: Secrets,
+    ) -> Result<Self, StoreError> {
+        let (addr, single) = connect(config, &url, &secrets).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                url,
+                config: config.clone(),
+                secrets,
+                current: RwLock::new((addr, Arc::new(single))),
+                generation: AtomicU64::new(0),
+                resolving: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The current primary's connections.
+    pub(super) fn current(&self) -> Arc<Single> {
+        match self.inner.current.read() {
+            Ok(current) => current.1.clone(),
+            Err(poisoned) => poisoned.into_inner().1.clone(),
+        }
+    }
+
+    /// The current primary's `host:port`.
+    pub(crate) fn primary_addr(&self) -> String {
+        match self.inner.current.read() {
+            Ok(current) => current.0.clone(),
+            Err(poisoned) => poisoned.into_inner().0.clone(),
+        }
+    }
+
+    /// How many times the primary was replaced.
+    pub(super) fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// A call failed with `error`: if it may mean a failover, resolve the
+    /// primary again in the background (once at a time).
+    pub(super) fn suspect_error(&self, error: &RedisError) {
+        if is_failover_sign(error) {
+            self.suspect();
+        }
+    }
+
+    /// Resolves the primary again in the background, unless a resolution
+    /// runs already.
+    pub(super) fn suspect(&self) {
+        if self.inner.resolving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.resolve_now().await;
+            this.inner.resolving.store(false, Ordering::Release);
+        });
+    }
+
+    /// Asks the sentinels for the primary now and switches to it if it is
+    /// another one, or if the known one no longer says `master`. A failure
+    /// is logged and left to the next suspicion.
+    pub(super) async fn resolve_now(&self) {
+        let inner = &self.inner;
+        let known = self.primary_addr();
+        let addr = match ask_sentinels(&inner.config, &inner.url, &inner.secrets).await {
+            Ok(addr) => addr,
+            Err(error) => {
+                tracing::debug!(kind = ?error.kind(), "sentinel: resolving the primary failed");
+                return;
+            }
+        };
+        if addr == known && is_primary(&inner.config, &self.current().shared).await {
+            return;
+        }
+        match open_primary(&inner.config, &inner.url, &addr, &inner.secrets).await {
+            Ok(single) => {
+                if let Ok(mut current) = inner.current.write() {
+                    *current = (addr.clone(), Arc::new(single));
+                }
+                let generation = inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                tracing::info!(primary = %addr, generation, "sentinel: switched to a new primary");
+            }
+            Err(error) => {
+                tracing::debug!(kind = ?error.kind(), "sentinel: connecting to the resolved primary failed");
+            }
+        }
+    }
+}
+
+/// Whether `error` may mean the primary moved: `READONLY` (a demoted
+/// primary), a dropped or refused connection, a timeout.
+pub(crate) fn is_failover_sign(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || crate::error::is_read_only(error)
+}
+
+/// The first primary the sentinels name that confirms it with `ROLE`.
+async fn connect(
+    config: &RedisConfig,
+    url: &SentinelUrl,
+    secrets: &Secrets,
+) -> Result<(String, Single), StoreError> {
+    let withhold = |error| crate::error::withhold(error, secrets);
+    let addr = ask_sentinels(config, url, secrets).await.map_err(withhold)?;
+    let single = open_primary(config, url, &addr, secrets)
+        .await
+        .map_err(withhold)?;
+    Ok((addr, single))
+}
+
+/// Connects to the primary at `addr` as to one server, and checks that it
+/// says `master`.
+async fn open_primary(
+    config: &RedisConfig,
+    url: &SentinelUrl,
+    addr: &str,
+    secrets: &Secrets,
+) -> Result<Single, StoreError> {
+    let primary = RedisConfig {
+        url: url.primary_url(addr),
+        read_url: None,
+        ..config.clone()
+    };
+    let single = Single::open(&primary, secrets).await?;
+    if !is_primary(config, &single.shared).await {
+        return Err(StoreError::Connection {
+            op: "connect",
+            key: config.redacted_url(),
+            source: format!(
+                "the sentinels name {addr} as the primary of {:?}, but it does not say `master` to ROLE",
+                url.service
+            )
+            .into(),
+        });
+    }
+    Ok(single)
+}
+
+/// Whether the server behind `conn` answers `ROLE` with `master` within the
+/// response timeout.
+async fn is_primary(config: &RedisConfig, conn: &redis::aio::ConnectionManager) -> bool {
+    let mut conn = conn.clone();
+    let role = tokio::time::timeout(
+        config.response_timeout,
+        redis::cmd("ROLE").query_async::<redis::Value>(&mut conn),
+    )
+    .await;
+    match role {
+        Ok(Ok(redis::Value::Array(items))) => {
+            matches!(
+                items.first(),
+                Some(redis::Value::BulkString(role)) if role == b"master"
+            ) || matches!(
+                items.first(),
+                Some(redis::Value::SimpleString(role)) if role == "master"
+            )
+        }
+        _ => false,
+    }
+}
+
+/// `host:port` of the primary per the first sentinel that answers, each
+/// bounded by the connect timeout (connecting) and the response timeout
+/// (the command).
+async fn ask_sentinels(
+    config: &RedisConfig,
+    url: &SentinelUrl,
+    secrets: &Secrets,
+) -> Result<String, StoreError> {
+    let mut last = String::from("no sentinel is listed");
+    let probe = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.response_timeout));
+    let bound = config.connect_timeout + config.response_timeout;
+    for sentinel in &url.sentinels {
+        let ask = async {
+            let client = Client::open(url.sentinel_url(sentinel))?;
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&probe)
+                .await?;
+            redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(&url.service)
+                .query_async::<Option<(String, u16)>>(&mut conn)
+                .await
+        };
+        match tokio::time::timeout(bound, ask).await {
+            Ok(Ok(Some((host, port)))) => return Ok(node_addr(&host, port)),
+            Ok(Ok(None)) => last = format!("sentinel {sentinel} knows no service {:?}", url.service),
+            Ok(Err(error)) => {
+                let mapped = crate::error::map_guarded("connect", sentinel, error, bound, secrets);
+                last = format!("sentinel {sentinel}: {mapped}");
+            }
+            Err(_) => last = format!("sentinel {sentinel} did not answer within {bound:?}"),
+        }
+    }
+    Err(StoreError::Connection {
+        op: "connect",
+        key: config.redacted_url(),
+        source: format!("no sentinel named the primary of {:?}: {last}", url.service).into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sentinels_service_db_and_credentials() {
+        let url = SentinelUrl::parse(
+            "redis+sentinel://u:p@w@s1:26380,s2,[::1]:26381/my%20svc/3?sentinel_username=su&sentinel_password=sp&protocol=3",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(url.sentinels, ["s1:26380", "s2:26379", "[::1]:26381"]);
+        assert_eq!(url.service, "my svc");
+        assert_eq!(url.primary_url("h:1"), "redis://u:p@w@h:1/3?protocol=3");
+        assert_eq!(url.sentinel_url("s1:1"), "redis://su:sp@s1:1");
+        assert!(!format!("{url:?}").contains("sp"));
+        assert!(SentinelUrl::parse("redis://h").is_none());
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_without_quoting_them() {
+        for bad in [
+            "redis+sentinel://:hunter2@s1:1",
+            "redis+sentinel://:hunter2@s1:x/svc",
+            "redis+sentinel://:hunter2@s1:1/svc/db",
+            "redis+sentinel://:hunter2@s1:1,,s2/svc",
+        ] {
+            let reason = SentinelUrl::parse(bad).unwrap().unwrap_err();
+            assert!(!reason.contains("hunter2"), "{reason}");
+        }
+    }
+}

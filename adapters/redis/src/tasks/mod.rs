@@ -1,0 +1,186 @@
+//! [`TaskRepository`] on Redis.
+//!
+//! - A task lives in its bucket (`TaskBucket`, from its id): its record is a
+//!   string (JSON) at `{ns:bN}:task:<id>`, its index entries are in the
+//!   sorted sets `{ns:bN}:by-service:<name>` and `{ns:bN}:by-user:<id>` of
+//!   that bucket, scored by update time in ms (`statehouse_domain::layout`).
+//! - Every write is one WATCH section on the record (`txn::optimistic`)
+//!   whose MULTI runs the `TASK_WRITE` script: record, index moves and TTLs
+//!   in one atomic step, every key under the bucket's hash tag (one slot).
+//! - Reads (`get`, `list`, `count`) use the read connection (a replica when
+//!   a read URL is configured); a listing merges the buckets' indexes
+//!   (`list.rs`, through the ports' `BucketMerge`); pruning stale index
+//!   entries goes to the write endpoint, through a script per bucket that
+//!   re-checks each record there.
+//! - `commands.rs` builds every command (no I/O; `tests.rs` checks their
+//!   slots); `legacy.rs`: the migration from the layout before buckets.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use statehouse_ports::{
+    KeyStream, LegacyMove, PageRequest, StoreError, TaskChange, TaskId, TaskIndex, TaskPage, TaskRecord,
+    TaskRepository, TaskSpace, TaskStatus, decode, encode,
+};
+
+use crate::RedisStore;
+use crate::txn::{self, Decision};
+
+mod commands;
+mod legacy;
+mod list;
+
+use commands::TaskCommands;
+
+impl RedisStore {
+    /// The commands of `space` under this store's prefix.
+    fn task_commands<'a>(&'a self, space: &'a TaskSpace) -> TaskCommands<'a> {
+        TaskCommands::new(&self.keys, space)
+    }
+
+    /// THE read-modify-write of one task record: WATCH and GET it, let
+    /// `decide` choose from its bytes (given the record's key and its Redis
+    /// key), commit in MULTI/EXEC, retried under the space's policy.
+    async fn on_record<T: Send>(
+        &self,
+        op: &'static str,
+        space: &TaskSpace,
+        id: &TaskId,
+        mut decide: impl FnMut(Option<Vec<u8>>, &str, &str) -> Result<Decision<T>, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        let key = space.keys().record(id.as_str());
+        let rkey = self.keys.raw(&key);
+        let mut get = redis::cmd("GET");
+        get.arg(rkey.as_ref());
+        let mut decide = |(current,): (Option<Vec<u8>>,)| decide(current, &key, &rkey);
+        let committed = txn::optimistic(
+            &self.conns,
+            op,
+            &key,
+            &[rkey.as_ref()],
+            &[get],
+            space.policy(),
+            &mut decide,
+        )
+        .await?;
+        Ok(committed.value)
+    }
+
+    /// `set_status` and `append_log`: the change applied to the current
+    /// record (the domain's rules, through [`TaskChange`]).
+    async fn change_task(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        change: TaskChange<'_>,
+    ) -> Result<TaskRecord, StoreError> {
+        let op = change.op();
+        self.on_record(op, space, id, |current, key, rkey| {
+            let bytes = current.ok_or_else(|| StoreError::NotFound {
+                op,
+                key: key.to_owned(),
+            })?;
+            let mut record: TaskRecord = decode(op, key, &bytes)?;
+            change.apply(space, key, &mut record, Utc::now())?;
+            let encoded = encode(op, key, &record)?;
+            // A change keeps the service and the user: no index is left.
+            Ok(Decision::Commit(
+                self.task_commands(space)
+                    .write(rkey, &record, &encoded, &[], space.ttl().as_millis()),
+                record,
+            ))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TaskRepository for RedisStore {
+    async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
+        const OP: &str = "save";
+        self.on_record(OP, space, &record.id, |current, key, rkey| {
+            let old = current.as_deref().map(TaskIndex::of_stored).unwrap_or_default();
+            let mut record = record.clone();
+            space.prepare(&mut record, Utc::now());
+            let encoded = encode(OP, key, &record)?;
+            Ok(Decision::Commit(
+                self.task_commands(space)
+                    .write(rkey, &record, &encoded, &old, space.ttl().as_millis()),
+                record,
+            ))
+        })
+        .await
+    }
+
+    async fn get(&self, space: &TaskSpace, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        const OP: &str = "get";
+        let key = space.keys().record(id.as_str());
+        let mut conn = self.conns.reader();
+        let bytes: Option<Vec<u8>> = self
+            .conns
+            .run(
+                OP,
+                &key,
+                redis::cmd("GET")
+                    .arg(self.keys.raw(&key).as_ref())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        bytes.map(|bytes| decode(OP, &key, &bytes)).transpose()
+    }
+
+    async fn set_status<'m>(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        status: TaskStatus,
+        message: Option<&'m str>,
+    ) -> Result<TaskRecord, StoreError> {
+        self.change_task(space, id, TaskChange::Status { status, message })
+            .await
+    }
+
+    async fn append_log(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        message: &str,
+    ) -> Result<TaskRecord, StoreError> {
+        self.change_task(space, id, TaskChange::Log(message)).await
+    }
+
+    async fn list(
+        &self,
+        space: &TaskSpace,
+        index: &TaskIndex,
+        page: &PageRequest,
+    ) -> Result<TaskPage, StoreError> {
+        self.list_tasks(space, index, page).await
+    }
+
+    async fn count(&self, space: &TaskSpace, index: &TaskIndex) -> Result<u64, StoreError> {
+        self.count_tasks(space, index).await
+    }
+
+    async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError> {
+        self.on_record("delete", space, id, |current, _, rkey| {
+            Ok(match current {
+                None => Decision::Done(false),
+                Some(bytes) => {
+                    Decision::Commit(self.task_commands(space).delete(rkey, id.as_str(), &bytes), true)
+                }
+            })
+        })
+        .await
+    }
+
+    fn legacy_ids(&self, space: &TaskSpace) -> KeyStream {
+        self.legacy_task_ids(space)
+    }
+
+    async fn migrate_legacy(&self, space: &TaskSpace, id: &TaskId) -> Result<LegacyMove, StoreError> {
+        self.migrate_legacy_task(space, id).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,241 @@
+//! The cross-tenant due index on Redis: the tenants with pending triggers
+//! and the earliest due time of each, in the shards of
+//! [`TriggerIndex`] (each under its own hash tag, outside every tenant's
+//! slot), kept order-safe by three scripts (`scripts.rs`):
+//!
+//! - `TRIGGER_MARK`, the first step of a `set`, before the tenant's own
+//!   script: the entry can only move earlier, the mark count goes up, and
+//!   a new earliest entry of the shard publishes the wake-up hint;
+//! - `TRIGGER_TAKE`: due entries of every shard, earliest first, moved to
+//!   the end of the lease;
+//! - `TRIGGER_REFILE`, after a claim or an ack of the tenant: the entry
+//!   moves to the tenant's next due time only if that claim or ack counted
+//!   every marked set (else it is looked at again soon).
+//!
+//! Each is one script on one shard's slot except the take, which reads
+//! every shard in one script on one server. On Redis Cluster a script may
+//! only touch one slot: there the take is one script per shard, all in one
+//! pipeline (each shard taking its share of the round); the mark and the
+//! tenant's script are two steps in this order everywhere. The hint is a
+//! `PUBLISH` from the mark script, which a cluster forwards to every node,
+//! so the change feed's subscription on any primary hears it. (Later, a
+//! take per primary, its shards in one script with `allow-cross-slot-keys`,
+//! and a sharded `SPUBLISH` on the shard's wake channel, which carries the
+//! shard's tag, heard on the shard's primary, would send less.)
+
+use std::time::Duration;
+
+use redis::Value;
+use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
+use statehouse_domain::{ChangeKind, ChangeNotice, TenantId};
+use statehouse_ports::{DueTenants, ErrorKind, StoreError};
+
+use super::{bad_reply, int, next_due, text};
+use crate::RedisStore;
+use crate::scripts::{self, TRIGGER_MARK, TRIGGER_REFILE, TRIGGER_TAKE};
+
+/// Milliseconds of `duration`, saturating.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RedisStore {
+    /// Files the tenant in its shard at now + `delay` (unless earlier
+    /// already) and counts the mark: the first step of `set`.
+    pub(super) async fn mark(&self, triggers: &TriggerKeys, delay: Duration) -> Result<(), StoreError> {
+        const OP: &str = "trigger_mark";
+        let shard = triggers.shard();
+        let keys = [
+            self.keys.raw(shard.tenants()).into_owned(),
+            self.keys.raw(shard.marks()).into_owned(),
+        ];
+        let channel = self.keys.change_channel(shard.wake());
+        let hint = ChangeNotice {
+            kind: ChangeKind::Set,
+            version: None,
+        }
+        .to_json();
+        let tenant = triggers.tenant().as_str();
+        let delay = millis(delay);
+        let marked = scripts::run_shared(&self.conns, OP, shard.tenants(), |mut conn| {
+            let cmd = scripts::evalsha(&TRIGGER_MARK, &keys, (tenant, delay, &channel, &hint));
+            async move { cmd.exec_async(&mut conn).await }
+        })
+        .await;
+        self.naming_the_culprit(marked, &[(shard.tenants(), "zset"), (shard.marks(), "hash")])
+            .await
+    }
+
+    /// Takes up to `max` due tenants of every shard for `lease`.
+    pub(super) async fn take(
+        &self,
+        index: &TriggerIndex,
+        max: usize,
+        lease: Duration,
+    ) -> Result<DueTenants, StoreError> {
+        const OP: &str = "trigger_take";
+        let Some(first) = index.shards().first() else {
+            return Ok(DueTenants::default());
+        };
+        let label = first.tenants();
+        let keys: Vec<String> = index
+            .shards()
+            .iter()
+            .map(|shard| self.keys.raw(shard.tenants()).into_owned())
+            .collect();
+        let lease = millis(lease).max(1);
+        let taken = if self.conns.is_cluster() {
+            // One slot per script: a take per shard, all in one pipeline
+            // (each routed to its shard's primary), each taking its share.
+            let share = max.max(1).div_ceil(keys.len());
+            scripts::run_shared(&self.conns, OP, label, |mut conn| {
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.add_command(scripts::evalsha(
+                        &TRIGGER_TAKE,
+                        std::slice::from_ref(key),
+                        (share, lease),
+                    ));
+                }
+                async move { pipe.query_async::<Vec<Vec<Value>>>(&mut conn).await }
+            })
+            .await
+            .map(merge_takes)
+        } else {
+            scripts::run_shared(&self.conns, OP, label, |mut conn| {
+                let cmd = scripts::evalsha(&TRIGGER_TAKE, &keys, (max.max(1), lease));
+                async move { cmd.query_async(&mut conn).await }
+            })
+            .await
+        };
+        let shards: Vec<(&str, &str)> = index
+            .shards()
+            .iter()
+            .map(|shard| (shard.tenants(), "zset"))
+            .collect();
+        let reply: Vec<Value> = self.naming_the_culprit(taken, &shards).await?;
+        let [next, members @ ..] = reply.as_slice() else {
+            return Err(bad_reply(OP, label));
+        };
+        let next_due_in = next_due(next).ok_or_else(|| bad_reply(OP, label))?;
+        let mut tenants = Vec::with_capacity(members.len());
+        for member in members {
+            let member = text(member).ok_or_else(|| bad_reply(OP, label))?;
+            match TenantId::new(&member) {
+                Ok(tenant) => tenants.push(tenant),
+                // Not a tenant this layout filed: pruned, not fatal.
+                Err(_) => self.forget(index, &member).await?,
+            }
+        }
+        Ok(DueTenants { tenants, next_due_in })
+    }
+
+    /// Files the tenant again after a claim or an ack that saw `sets` sets
+    /// and its next due time.
+    pub(super) async fn refile(
+        &self,
+        triggers: &TriggerKeys,
+        sets: i64,
+        next_due_in: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "trigger_refile";
+        let shard = triggers.shard();
+        let keys = [
+            self.keys.raw(shard.tenants()).into_owned(),
+            self.keys.raw(shard.marks()).into_owned(),
+        ];
+        let tenant = triggers.tenant().as_str();
+        let next = next_due_in.map_or(-1, |next| i64::try_from(next.as_millis()).unwrap_or(i64::MAX));
+        let refiled = scripts::run_shared(&self.conns, OP, shard.tenants(), |mut conn| {
+            let cmd = scripts::evalsha(&TRIGGER_REFILE, &keys, (tenant, sets, next));
+            async move { cmd.exec_async(&mut conn).await }
+        })
+        .await;
+        self.naming_the_culprit(refiled, &[(shard.tenants(), "zset"), (shard.marks(), "hash")])
+            .await
+    }
+
+    /// `result`, but a `WrongType` error names the key of `keys` (layout
+    /// key, expected type) that holds another type, looked up with `TYPE`
+    /// (a script names only one key to the error mapping). On this rare
+    /// path the extra round trips cost nothing that matters.
+    async fn naming_the_culprit<T>(
+        &self,
+        result: Result<T, StoreError>,
+        keys: &[(&str, &str)],
+    ) -> Result<T, StoreError> {
+        let error = match result {
+            Err(error) if error.kind() == ErrorKind::WrongType => error,
+            other => return other,
+        };
+        for (key, expected) in keys {
+            let mut conn = self.conns.shared();
+            let raw = self.keys.raw(key);
+            let kind: String = self
+                .conns
+                .run(
+                    error.op(),
+                    key,
+                    redis::cmd("TYPE").arg(raw.as_ref()).query_async(&mut conn),
+                )
+                .await?;
+            if kind != "none" && kind != *expected {
+                return Err(StoreError::wrong_type(error.op(), *key));
+            }
+        }
+        Err(error)
+    }
+
+    /// Removes a member that names no tenant from every shard.
+    async fn forget(&self, index: &TriggerIndex, member: &str) -> Result<(), StoreError> {
+        const OP: &str = "trigger_take";
+        for shard in index.shards() {
+            let mut conn = self.conns.shared();
+            let key = self.keys.raw(shard.tenants());
+            let cmd = redis::cmd("ZREM").arg(key.as_ref()).arg(member).clone();
+            self.conns
+                .run(OP, shard.tenants(), cmd.exec_async(&mut conn))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The replies of takes of single shards as one: the earliest next due
+/// time of any (`-1` if none has one), then every tenant taken.
+fn merge_takes(replies: Vec<Vec<Value>>) -> Vec<Value> {
+    let mut next = -1;
+    let mut merged = vec![Value::Int(-1)];
+    for reply in replies {
+        let mut reply = reply.into_iter();
+        if let Some(left) = reply.next().as_ref().and_then(int).filter(|left| *left >= 0) {
+            next = if next < 0 { left } else { next.min(left) };
+        }
+        merged.extend(reply);
+    }
+    merged[0] = Value::Int(next);
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_of_single_shards_merge_into_one_reply() {
+        let member = |m: &str| Value::BulkString(m.as_bytes().to_vec());
+        let merged = merge_takes(vec![
+            vec![Value::Int(-1)],
+            vec![Value::Int(700), member("a")],
+            vec![Value::Int(20), member("b"), member("c")],
+        ]);
+        assert_eq!(merged, [Value::Int(20), member("a"), member("b"), member("c")]);
+        assert_eq!(merge_takes(vec![vec![Value::Int(-1)]]), [Value::Int(-1)]);
+    }
+
+    #[test]
+    fn milliseconds_saturate() {
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
+}

@@ -1,0 +1,299 @@
+//! [`TriggerStore`] on Redis: a tenant's triggers are a sorted set by due
+//! time, claimed and acknowledged by Lua scripts (`scripts.rs`), each one
+//! atomic step on the tenant's slot, on the server's clock (`TIME`); the
+//! cross-tenant due index (its shards, the mark of a `set`, the take and
+//! the refile) is in `index.rs`.
+//!
+//! No keyspace notifications and no blocking command: a listener asks
+//! `claim` (or the index's `take_due`), which also says how long until the
+//! next trigger, and sleeps that long (see the `Triggers` facade).
+
+mod index;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
+use statehouse_domain::{ActionName, TriggerId};
+use statehouse_ports::{
+    Claimed, ClaimedTrigger, DueTenants, PendingTrigger, StoreError, TriggerStore, millis_to_utc,
+};
+
+use crate::RedisStore;
+use crate::scripts::{self, TRIGGER_ACK, TRIGGER_CANCEL, TRIGGER_CLAIM, TRIGGER_LIST, TRIGGER_SET};
+
+/// What a claim or an ack of one tenant saw: its triggers' answers, the
+/// tenant's next due time and its count of sets (for the due index).
+struct Seen<T> {
+    answers: T,
+    next_due_in: Option<Duration>,
+    sets: i64,
+}
+
+fn bad_reply(op: &'static str, key: &str) -> StoreError {
+    StoreError::Operation {
+        op,
+        key: key.to_owned(),
+        source: "unexpected reply from a trigger script".into(),
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(n) => Some(*n),
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The `next due in ms or -1` of a script's reply.
+fn next_due(value: &Value) -> Option<Option<Duration>> {
+    Some(u64::try_from(int(value)?).ok().map(Duration::from_millis))
+}
+
+impl RedisStore {
+    /// The prefixed due set, claims hash and the by-id sets of `ids` of a
+    /// tenant.
+    fn trigger_keys<'i>(
+        &self,
+        triggers: &TriggerKeys,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> Vec<String> {
+        let mut keys = vec![
+            self.keys.raw(triggers.due()).into_owned(),
+            self.keys.raw(triggers.claims()).into_owned(),
+        ];
+        keys.extend(
+            ids.into_iter()
+                .map(|id| self.keys.raw(&triggers.of_id(id)).into_owned()),
+        );
+        keys
+    }
+
+    /// The claim script: at most `max` due triggers for `lease`.
+    async fn claim_seen(
+        &self,
+        triggers: &TriggerKeys,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Seen<Vec<ClaimedTrigger>>, StoreError> {
+        const OP: &str = "trigger_claim";
+        let key = triggers.due();
+        let keys = self.trigger_keys(triggers, []);
+        let lease = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
+            let cmd = scripts::evalsha(&TRIGGER_CLAIM, &keys, (max, lease));
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await?;
+        let [next, sets, claims @ ..] = reply.as_slice() else {
+            return Err(bad_reply(OP, key));
+        };
+        let next_due_in = next_due(next).ok_or_else(|| bad_reply(OP, key))?;
+        let sets = int(sets).ok_or_else(|| bad_reply(OP, key))?;
+        let mut claimed = Vec::with_capacity(claims.len() / 3);
+        for row in claims.chunks(3) {
+            let [member, token, deliveries] = row else {
+                return Err(bad_reply(OP, key));
+            };
+            let member = text(member).ok_or_else(|| bad_reply(OP, key))?;
+            let token = int(token).and_then(|t| u64::try_from(t).ok());
+            let deliveries = int(deliveries).and_then(|d| u32::try_from(d).ok());
+            // A member this layout did not write is skipped, not fatal.
+            if let (Some((action, id)), Some(token), Some(deliveries)) =
+                (triggers.of_member(&member), token, deliveries)
+            {
+                claimed.push(ClaimedTrigger {
+                    action,
+                    id,
+                    token,
+                    deliveries,
+                });
+            }
+        }
+        Ok(Seen {
+            answers: claimed,
+            next_due_in,
+            sets,
+        })
+    }
+
+    /// The ack script: each of `handled` removed if its token is the
+    /// latest; whether each was held.
+    async fn ack_seen(
+        &self,
+        triggers: &TriggerKeys,
+        handled: &[ClaimedTrigger],
+    ) -> Result<Seen<Vec<bool>>, StoreError> {
+        const OP: &str = "trigger_ack";
+        let key = triggers.due();
+        let keys = self.trigger_keys(triggers, handled.iter().map(|t| t.id.as_str()));
+        let args: Vec<(String, u64)> = handled
+            .iter()
+            .map(|t| (triggers.member(&t.action, &t.id), t.token))
+            .collect();
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
+            let cmd = scripts::evalsha(&TRIGGER_ACK, &keys, &args);
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await?;
+        let [next, sets, held @ ..] = reply.as_slice() else {
+            return Err(bad_reply(OP, key));
+        };
+        if held.len() != handled.len() {
+            return Err(bad_reply(OP, key));
+        }
+        Ok(Seen {
+            answers: held.iter().map(|held| int(held) == Some(1)).collect(),
+            next_due_in: next_due(next).ok_or_else(|| bad_reply(OP, key))?,
+            sets: int(sets).ok_or_else(|| bad_reply(OP, key))?,
+        })
+    }
+}
+
+#[async_trait]
+impl TriggerStore for RedisStore {
+    async fn set(
+        &self,
+        triggers: &TriggerKeys,
+        action: &ActionName,
+        id: &TriggerId,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "trigger_set";
+        // The index first: an entry without a trigger is harmless (pruned
+        // by a claimer), a trigger without an entry would wait unseen.
+        self.mark(triggers, delay).await?;
+        let keys = self.trigger_keys(triggers, [id.as_str()]);
+        let member = triggers.member(action.as_str(), id.as_str());
+        let delay = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
+            let cmd = scripts::evalsha(&TRIGGER_SET, &keys, (&member, delay));
+            async move { cmd.exec_async(&mut conn).await }
+        })
+        .await
+    }
+
+    async fn cancel(
+        &self,
+        triggers: &TriggerKeys,
+        action: &ActionName,
+        id: &TriggerId,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "trigger_cancel";
+        let keys = self.trigger_keys(triggers, [id.as_str()]);
+        let member = triggers.member(action.as_str(), id.as_str());
+        let removed: i64 = scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
+            let cmd = scripts::evalsha(&TRIGGER_CANCEL, &keys, &member);
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await?;
+        Ok(removed > 0)
+    }
+
+    async fn cancel_all(&self, triggers: &TriggerKeys, id: &TriggerId) -> Result<usize, StoreError> {
+        const OP: &str = "trigger_cancel_all";
+        let key = triggers.of_id(id.as_str());
+        let keys = self.trigger_keys(triggers, [id.as_str()]);
+        let removed: usize = scripts::run_shared(&self.conns, OP, &key, |mut conn| {
+            let cmd = scripts::evalsha(&TRIGGER_CANCEL, &keys, Vec::<String>::new());
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await?;
+        Ok(removed)
+    }
+
+    async fn list(&self, triggers: &TriggerKeys, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
+        const OP: &str = "trigger_list";
+        let key = triggers.due();
+        let keys = self.trigger_keys(triggers, []);
+        let flag = if only_due { "1" } else { "0" };
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
+            let cmd = scripts::evalsha(&TRIGGER_LIST, &keys, flag);
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await?;
+        reply
+            .chunks(3)
+            .map(|row| {
+                let [member, at, claimed] = row else {
+                    return Err(bad_reply(OP, key));
+                };
+                let member = text(member).ok_or_else(|| bad_reply(OP, key))?;
+                let (action, id) = triggers.of_member(&member).ok_or_else(|| bad_reply(OP, key))?;
+                Ok(PendingTrigger {
+                    action,
+                    id,
+                    due_at: millis_to_utc(int(at).ok_or_else(|| bad_reply(OP, key))?),
+                    claimed: int(claimed) == Some(1),
+                })
+            })
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        triggers: &TriggerKeys,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError> {
+        let seen = self.claim_seen(triggers, max, lease).await?;
+        Ok(Claimed {
+            triggers: seen.answers,
+            next_due_in: seen.next_due_in,
+        })
+    }
+
+    async fn ack(&self, triggers: &TriggerKeys, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
+        let seen = self.ack_seen(triggers, std::slice::from_ref(trigger)).await?;
+        Ok(seen.answers.first() == Some(&true))
+    }
+
+    async fn take_due(
+        &self,
+        index: &TriggerIndex,
+        max: usize,
+        lease: Duration,
+    ) -> Result<DueTenants, StoreError> {
+        self.take(index, max, lease).await
+    }
+
+    async fn claim_indexed(
+        &self,
+        triggers: &TriggerKeys,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError> {
+        let seen = self.claim_seen(triggers, max, lease).await?;
+        // Some but not all of a batch: the caller's ack files the tenant.
+        if seen.answers.is_empty() || seen.answers.len() >= max {
+            self.refile(triggers, seen.sets, seen.next_due_in).await?;
+        }
+        Ok(Claimed {
+            triggers: seen.answers,
+            next_due_in: seen.next_due_in,
+        })
+    }
+
+    async fn ack_indexed(
+        &self,
+        triggers: &TriggerKeys,
+        handled: &[ClaimedTrigger],
+    ) -> Result<usize, StoreError> {
+        if handled.is_empty() {
+            return Ok(0);
+        }
+        let seen = self.ack_seen(triggers, handled).await?;
+        self.refile(triggers, seen.sets, seen.next_due_in).await?;
+        Ok(seen.answers.iter().filter(|held| **held).count())
+    }
+}

@@ -1,0 +1,360 @@
+//! [`Listening`]: the state of a listener's loop (its options, its stop
+//! signal, its wake-ups, its backoff after failures), shared by the
+//! per-tenant listener ([`Triggers::listen`]) and the all-tenants one
+//! ([`Triggers::listen_all`]), so each loop reads as its steps: claim (or
+//! take), handle, acknowledge, rest.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
+use statehouse_ports::{Backoff, BoxError, ClaimedTrigger, Key, StoreError, Subscription, TenantId, Watched};
+use tokio::sync::futures::Notified;
+use tokio::time::Instant;
+
+use super::{ListenOptions, Triggers};
+
+/// How many hints a listener's subscription buffers (more: one `Lagged`,
+/// which wakes it just the same).
+const HINT_CAPACITY: usize = 16;
+/// How long a listener waits before subscribing to the hints again after
+/// the subscription failed or ended.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(5);
+/// The first delay after a failed store call (doubling up to `max_idle`).
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The state of one listener's loop.
+pub(super) struct Listening<'t, S> {
+    triggers: &'t Triggers,
+    pub(super) options: ListenOptions,
+    stop: Pin<Box<S>>,
+    stopped: bool,
+    /// The cross-process wake-up hints (all-tenants listener only).
+    hints: Option<Subscription>,
+    /// When to try subscribing to the hints again, if not subscribed.
+    resubscribe_at: Option<Instant>,
+    backoff: Backoff,
+}
+
+/// The earliest of two known due times.
+pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The next hint: `true` for an event, `false` once the feed ended; never
+/// completes without a subscription.
+async fn next_hint(hints: &mut Option<Subscription>) -> bool {
+    match hints {
+        Some(subscription) => subscription.next().await.is_some(),
+        None => std::future::pending().await,
+    }
+}
+
+impl<'t, S: Future<Output = ()>> Listening<'t, S> {
+    /// A listener of `triggers`; `hints`: subscribe to the cross-process
+    /// wake-up hints (if the facade has a change feed).
+    pub(super) fn new(triggers: &'t Triggers, options: ListenOptions, stop: S, hints: bool) -> Self {
+        let options = ListenOptions {
+            batch: options.batch.max(1),
+            tenants: options.tenants.max(1),
+            lease: options.lease.max(Duration::from_millis(1)),
+            max_idle: options.max_idle.max(Duration::from_millis(1)),
+        };
+        Self {
+            triggers,
+            options,
+            stop: Box::pin(stop),
+            stopped: false,
+            hints: None,
+            resubscribe_at: (hints && triggers.hints.is_some()).then(Instant::now),
+            backoff: Backoff::new(FIRST_BACKOFF, options.max_idle),
+        }
+    }
+
+    /// Whether the stop signal completed (checked without waiting: a
+    /// listener kept busy by full batches still stops when asked).
+    pub(super) async fn stop_requested(&mut self) -> bool {
+        if !self.stopped {
+            tokio::select! {
+                biased;
+                () = self.stop.as_mut() => self.stopped = true,
+                () = std::future::ready(()) => {}
+            }
+        }
+        self.stopped
+    }
+
+    /// A wake-up of this process's `set`s, registered now: create it
+    /// before a claim, so a `set` between the claim and the rest still
+    /// wakes the listener.
+    pub(super) fn woken(&self) -> Notified<'t> {
+        self.triggers.wake.notified()
+    }
+
+    /// Forgets the hints received so far (the claim about to run sees what
+    /// they told of), and subscribes to them if due.
+    pub(super) async fn refresh_hints(&mut self) {
+        if let Some(hints) = &mut self.hints {
+            while hints.try_next().is_some() {}
+            return;
+        }
+        let (Some(at), Some(feed)) = (self.resubscribe_at, &self.triggers.hints) else {
+            return;
+        };
+        if Instant::now() < at {
+            return;
+        }
+        let watched = TriggerIndex::all()
+            .shards()
+            .iter()
+            .filter_map(|shard| Key::new(shard.wake()).ok())
+            .collect();
+        match feed.subscribe(&Watched::Keys(watched), HINT_CAPACITY).await {
+            Ok(mut subscription) => {
+                // Its first event, `Subscribed`, tells of nothing to claim.
+                while subscription.try_next().is_some() {}
+                self.hints = Some(subscription);
+                self.resubscribe_at = None;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    target: "statehouse",
+                    %error,
+                    "subscribing to trigger wake-up hints failed; due triggers are found at the next wake-up"
+                );
+                self.resubscribe_at = Some(Instant::now() + RESUBSCRIBE_AFTER);
+            }
+        }
+    }
+
+    /// The rest before the next claim: until the earliest known due time
+    /// (at most `max_idle`), a wake-up, a hint or the stop signal. `false`
+    /// once stopped.
+    pub(super) async fn rest(&mut self, woken: Pin<&mut Notified<'t>>, until: Option<Instant>) -> bool {
+        let idle = Instant::now() + self.options.max_idle;
+        let deadline = until.map_or(idle, |until| until.min(idle));
+        self.rest_until(woken, deadline).await
+    }
+
+    /// The rest after a failed store call: the next backoff delay; the
+    /// error itself if it is not temporary.
+    pub(super) async fn recover(
+        &mut self,
+        woken: Pin<&mut Notified<'t>>,
+        error: StoreError,
+        what: &'static str,
+    ) -> Result<bool, StoreError> {
+        if !error.is_retryable() {
+            return Err(error);
+        }
+        tracing::warn!(target: "statehouse", %error, "{what}; retrying");
+        let deadline = Instant::now() + self.backoff.next_delay();
+        Ok(self.rest_until(woken, deadline).await)
+    }
+
+    /// A store call succeeded: the next failure backs off from the start.
+    pub(super) fn succeeded(&mut self) {
+        self.backoff.reset();
+    }
+
+    async fn rest_until(&mut self, mut woken: Pin<&mut Notified<'t>>, deadline: Instant) -> bool {
+        if self.stopped {
+            return false;
+        }
+        loop {
+            tokio::select! {
+                () = self.stop.as_mut() => {
+                    self.stopped = true;
+                    return false;
+                }
+                () = tokio::time::sleep_until(deadline) => return true,
+                () = woken.as_mut() => return true,
+                alive = next_hint(&mut self.hints) => {
+                    if alive {
+                        return true;
+                    }
+                    // The feed ended: rest on, subscribe again later.
+                    self.hints = None;
+                    self.resubscribe_at = Some(Instant::now() + RESUBSCRIBE_AFTER);
+                }
+            }
+        }
+    }
+
+    /// Serves the tenants of one round, taken from the due index: claims
+    /// their due triggers (all tenants at once, concurrently), runs
+    /// `handler` on each trigger with its tenant (one after the other, in
+    /// the order taken), then acknowledges each tenant's handled triggers in
+    /// one step (concurrently again), which files the tenant in the index
+    /// at its next due time. A temporary failure of a claim is handed back
+    /// in [`Round::failed`] (that tenant comes back after the take's lease);
+    /// of an ack, logged (its triggers come back after theirs). When the
+    /// stop signal comes, the handlers of the tenants not yet served are
+    /// skipped (their triggers come back after the lease) and every tenant
+    /// is filed.
+    pub(super) async fn serve_round<F, Fut>(
+        &mut self,
+        tenants: Vec<TenantId>,
+        handler: &mut F,
+    ) -> Result<Round, StoreError>
+    where
+        F: FnMut(TenantId, ClaimedTrigger) -> Fut,
+        Fut: Future<Output = Result<(), BoxError>>,
+    {
+        let port = self.triggers.port.clone();
+        let ListenOptions { batch, lease, .. } = self.options;
+        let claims = join_all(tenants.into_iter().map(|tenant| {
+            let port = &port;
+            async move {
+                let keys = TriggerKeys::new(&tenant);
+                let claimed = port.claim_indexed(&keys, batch, lease).await;
+                (tenant, keys, claimed)
+            }
+        }))
+        .await;
+        let mut round = Round::default();
+        let mut filings = Vec::new();
+        for (tenant, keys, claimed) in claims {
+            let claimed = match claimed {
+                Ok(claimed) => claimed,
+                Err(error) if error.is_retryable() => {
+                    round.failed.get_or_insert(error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            round.next = earliest(round.next, deadline(claimed.next_due_in));
+            // None or a full batch: filed by the claim already.
+            let filed = claimed.triggers.is_empty() || claimed.triggers.len() >= batch;
+            let stopping = self.stop_requested().await;
+            let mut handled = Vec::with_capacity(claimed.triggers.len());
+            for trigger in claimed.triggers {
+                if stopping {
+                    break;
+                }
+                match handler(tenant.clone(), trigger.clone()).await {
+                    Ok(()) => handled.push(trigger),
+                    Err(error) => handler_failed(&trigger, &error),
+                }
+            }
+            if !filed || !handled.is_empty() {
+                filings.push((keys, handled));
+            }
+        }
+        let filed = join_all(filings.iter().map(|(keys, handled)| {
+            let port = &port;
+            async move {
+                if handled.is_empty() {
+                    port.claim_indexed(keys, 0, lease).await.map(|_| 0)
+                } else {
+                    port.ack_indexed(keys, handled).await
+                }
+            }
+        }))
+        .await;
+        for result in filed {
+            if let Err(error) = result {
+                ack_failed(error)?;
+            }
+        }
+        Ok(round)
+    }
+}
+
+/// What a round of [`Listening::serve_round`] learnt.
+#[derive(Debug, Default)]
+pub(super) struct Round {
+    /// When the earliest next trigger (or lease) of its tenants is due, as
+    /// their claims saw it.
+    pub(super) next: Option<Instant>,
+    /// The first temporary failure of a claim, if any.
+    pub(super) failed: Option<StoreError>,
+}
+
+/// Runs `futures` concurrently on this task; their outputs, in order.
+async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// The deadline of a `next_due_in` measured now.
+pub(super) fn deadline(next: Option<Duration>) -> Option<Instant> {
+    next.map(|next| Instant::now() + next)
+}
+
+/// Logs a failed handler: the trigger comes back after its lease.
+pub(super) fn handler_failed(trigger: &ClaimedTrigger, error: &BoxError) {
+    tracing::warn!(
+        target: "statehouse",
+        action = %trigger.action,
+        %error,
+        "trigger handler failed; it is delivered again after its lease"
+    );
+}
+
+/// A failed ack: logged if temporary (the trigger comes back after its
+/// lease), else returned.
+pub(super) fn ack_failed(error: StoreError) -> Result<(), StoreError> {
+    if !error.is_retryable() {
+        return Err(error);
+    }
+    tracing::warn!(
+        target: "statehouse",
+        %error,
+        "acknowledging a trigger failed; it is delivered again after its lease"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn join_all_keeps_the_order_and_runs_the_futures_together() {
+        let started = Instant::now();
+        let outputs = join_all((0..3u64).map(|n| async move {
+            tokio::time::sleep(Duration::from_millis(30 - 10 * n)).await;
+            n
+        }))
+        .await;
+        assert_eq!(outputs, [0, 1, 2]);
+        assert!(
+            started.elapsed() < Duration::from_millis(60),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn the_earliest_known_deadline_wins() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        assert_eq!(earliest(Some(now), Some(later)), Some(now));
+        assert_eq!(earliest(None, Some(later)), Some(later));
+        assert_eq!(earliest(Some(now), None), Some(now));
+        assert_eq!(earliest(None, None), None);
+    }
+}
