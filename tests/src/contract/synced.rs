@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use statehouse::{ErrorKind, Key, KeyTtl, ModelLayout, StoredModel, Synced, SyncedModel};
+use statehouse::{ErrorKind, Key, KeyTtl, ModelLayout, ModelWrite, StoredModel, Synced, SyncedModel};
 
 use super::Backend;
 
@@ -442,42 +442,43 @@ pub async fn modify_and_set_keep_the_ttl(backend: Backend, layout: ModelLayout) 
 }
 
 pub async fn a_key_of_another_type_is_wrong_type_and_stays(backend: Backend, layout: ModelLayout) {
-    // A task index (a sorted set) read as a model of type "{tasks}".
-    #[derive(Debug, Default, Serialize, Deserialize)]
-    struct Index {
-        n: u64,
-    }
-    impl SyncedModel for Index {
-        fn type_name() -> &'static str {
-            "{tasks}"
-        }
-        fn id(&self) -> String {
-            String::new()
-        }
-    }
+    // A task index (a sorted set), found where the task layout put it and
+    // read as a model: type name up to the first `:`, the rest the id.
     backend.tasks().create("t", "svc", "u").await.unwrap();
-    let models = backend.models();
-    let error = Synced::<Index>::load_from(&models, "by-service:svc")
-        .await
-        .unwrap_err();
+    let listed = backend.docs().list_keys("*:by-service:svc").await.unwrap();
+    let [index] = listed.as_slice() else {
+        panic!("one index expected, found {listed:?}")
+    };
+    let (type_name, id) = index.split_once(':').unwrap();
+    let error = backend.models().load_raw(type_name, id).await.unwrap_err();
     assert_eq!(
         (error.kind(), error.key()),
-        (ErrorKind::WrongType, "{tasks}:by-service:svc")
+        (ErrorKind::WrongType, index.as_str())
     );
-    // A handle made before the index was: every write fails alike.
-    let mut index = Synced::<Index>::builder()
-        .layout(layout)
-        .load_from(&models, "by-service:none")
+    // Every write fails alike, through the port a handle uses, whatever
+    // layout it expected, and writes nothing.
+    let key = Key::new(index.as_str()).unwrap();
+    let port = &backend.synced;
+    let mut write = |_: Option<&StoredModel>| Ok(ModelWrite::Json(b"{}".to_vec()));
+    let error = port
+        .update_model(&key, layout, statehouse::RetryPolicy::default(), &mut write)
         .await
-        .unwrap();
-    backend.tasks().create("t3", "none", "u").await.unwrap();
-    assert_eq!(
-        index.modify(|i| i.n = 1).await.unwrap_err().kind(),
-        ErrorKind::WrongType
-    );
-    assert_eq!(index.set("n", &1).await.unwrap_err().kind(), ErrorKind::WrongType);
-    assert_eq!(index.delete().await.unwrap_err().kind(), ErrorKind::WrongType);
-    assert_eq!(backend.tasks().count_by_service("none").await.unwrap(), 1);
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WrongType, "{error}");
+    let error = port
+        .write_fields(&key, &[("n".to_owned(), b"1".to_vec())], &[])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WrongType, "{error}");
+    let error = port.delete_model(&key).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WrongType, "{error}");
+    let error = backend
+        .models()
+        .set_raw_field(type_name, id, "n", "1")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WrongType, "{error}");
+    assert_eq!(backend.tasks().count_by_service("svc").await.unwrap(), 1);
 }
 
 pub async fn concurrent_modifies_from_many_handles_lose_nothing(backend: Backend, layout: ModelLayout) {
