@@ -144,8 +144,15 @@ fn hidden_parts(url: &str) -> Vec<Range<usize>> {
 
     // Query: shown while its parameters are known harmless; from the first
     // other one on, hidden to the end (a password may hold `&` or `#`).
-    if let Some(question) = url[body..].find('?') {
-        let query_start = body + question + 1;
+    // Looked for from the start of the authority (a `?` cutting a password
+    // short) and again after the user info (a `?` inside a password is not
+    // the query): each query found is checked.
+    let questions = [
+        url[body..].find('?').map(|i| body + i),
+        url[host..].find('?').map(|i| host + i),
+    ];
+    for question in questions.into_iter().flatten() {
+        let query_start = question + 1;
         let query_end = url[query_start..]
             .find('#')
             .map_or(url.len(), |i| query_start + i);
