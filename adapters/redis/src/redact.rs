@@ -186,6 +186,14 @@ fn hidden_parts(url: &str) -> Vec<Range<usize>> {
         }
     }
 
+    // The only fragment Redis URLs use is redis-rs' `#insecure`; any other
+    // `#` after the user info is a password cut short, hidden to the end.
+    if let Some(hash) = url[host..].find('#')
+        && &url[host + hash..] != "#insecure"
+    {
+        hidden.push(host + hash..url.len());
+    }
+
     merge(hidden)
 }
 
@@ -352,7 +360,7 @@ mod tests {
             ("rediss://host/#insecure", "rediss://host/#insecure"),
             (
                 "rediss://host/#insecure?pass=pw",
-                "rediss://host/#insecure?pass=***",
+                "rediss://host/***",
             ),
             ("unix:/tmp/x.sock?pass=pw", "unix:/tmp/x.sock?pass=***"),
             // Cluster node lists: each node's port is checked.
