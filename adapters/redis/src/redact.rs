@@ -358,10 +358,7 @@ mod tests {
             ("unix:///s?secret", "unix:///s?***"),
             ("unix:///s?db=1;token=x", "unix:///s?db=1;token=***"),
             ("rediss://host/#insecure", "rediss://host/#insecure"),
-            (
-                "rediss://host/#insecure?pass=pw",
-                "rediss://host/***",
-            ),
+            ("rediss://host/#insecure?pass=pw", "rediss://host/***"),
             ("unix:/tmp/x.sock?pass=pw", "unix:/tmp/x.sock?pass=***"),
             // Cluster node lists: each node's port is checked.
             (
