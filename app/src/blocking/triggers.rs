@@ -279,7 +279,7 @@ impl Triggers {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "memory"))]
 mod tests {
     use super::*;
     use crate::blocking::Statehouse;
