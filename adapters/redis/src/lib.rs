@@ -22,7 +22,7 @@
 //!   page over the nodes of `scan_nodes`, as a `KeyStream`.
 //! - `keys.rs`: where Redis keys and patterns are built (prefix, escaping).
 //! - `txn.rs`: the bounded WATCH/MULTI/EXEC loop.
-//! - `scripts.rs`: the Lua scripts (run inside that loop's MULTI), loaded
+//! - `scripts/`: the Lua scripts (run inside that loop's MULTI), loaded
 //!   by it on each dedicated connection.
 //! - `changes.rs`: [`ChangeFeed`](statehouse_ports::ChangeFeed): a Pub/Sub
 //!   connection per subscription, with its own reconnect loop; announced

@@ -1,7 +1,7 @@
 //! [`QueueStore`] on Redis: per tenant and queue, a list of item ids, a
 //! hash of payloads (and the id counter), a sorted set of leases, and the
 //! tenant's index of its queues per service; every per-tenant step is one
-//! Lua script (`scripts.rs`) on the tenant's slot.
+//! Lua script (`scripts/`) on the tenant's slot.
 //!
 //! The cross-tenant part is the service's pending set
 //! (`svc:{<service>}:pending`, another slot): `enqueue` runs the tenant's

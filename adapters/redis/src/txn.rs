@@ -28,7 +28,7 @@
 //! without counting as a conflict. WATCH and EXEC always run on one
 //! connection, so EXEC never runs on a node where WATCH was not set.
 //!
-//! Writes may run statehouse's Lua scripts (`scripts.rs`) by `EVALSHA`: the
+//! Writes may run statehouse's Lua scripts (`scripts/`) by `EVALSHA`: the
 //! scripts are loaded in the first read pipeline of a connection, and a
 //! `NOSCRIPT` from EXEC (a flushed script cache: nothing ran) loads them
 //! again and repeats the attempt once, without counting it as a conflict.

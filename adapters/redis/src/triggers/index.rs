@@ -1,7 +1,7 @@
 //! The cross-tenant due index on Redis: the tenants with pending triggers
 //! and the earliest due time of each, in the shards of
 //! [`TriggerIndex`] (each under its own hash tag, outside every tenant's
-//! slot), kept order-safe by three scripts (`scripts.rs`):
+//! slot), kept order-safe by three scripts (`scripts/`):
 //!
 //! - `TRIGGER_MARK`, the first step of a `set`, before the tenant's own
 //!   script: the entry can only move earlier, the mark count goes up, and

@@ -1,5 +1,5 @@
 //! [`TriggerStore`] on Redis: a tenant's triggers are a sorted set by due
-//! time, claimed and acknowledged by Lua scripts (`scripts.rs`), each one
+//! time, claimed and acknowledged by Lua scripts (`scripts/`), each one
 //! atomic step on the tenant's slot, on the server's clock (`TIME`); the
 //! cross-tenant due index (its shards, the mark of a `set`, the take and
 //! the refile) is in `index.rs`.
