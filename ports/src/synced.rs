@@ -165,7 +165,7 @@ pub struct ModelUpdated {
 /// # Contract
 ///
 /// Every implementation behaves the same; the contract suite in
-/// `statehouse-tests` (`synced_hash::…`, `synced_json::…`) runs one list of
+/// `statehouse-tests` (`synced::hash::…`, `synced::json::…`) runs one list of
 /// tests against each.
 ///
 /// - `load_model` answers the model in the layout the key holds, told

@@ -2,8 +2,8 @@
 //! [`SyncedStore`](statehouse_ports::SyncedStore) port), in both layouts.
 //!
 //! Most tests take the layout a new model is written in and run once per
-//! layout: [`hash`] and [`json`] hold the runs (`synced_hash::…` and
-//! `synced_json::…` in the suite), beside the tests of one layout's own
+//! layout: [`hash`] and [`json`] hold the runs (`synced::hash::…` and
+//! `synced::json::…` in the suite), beside the tests of one layout's own
 //! bytes (`synced/hash.rs`, `synced/json.rs`).
 
 use std::collections::BTreeSet;
