@@ -40,6 +40,7 @@
 
 mod changes;
 mod documents;
+mod durability;
 mod error;
 mod ext;
 pub mod hash_fields;
@@ -63,6 +64,7 @@ pub use documents::MockDocumentStore;
 pub use documents::{
     Boxed, DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated,
 };
+pub use durability::Durability;
 pub use error::{BoxError, Carry, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, decode_value, encode};
 pub use listing::{KeyPages, KeyStream};

@@ -217,7 +217,7 @@ impl TriggerStore for RedisStore {
         let key = triggers.due();
         let keys = self.trigger_keys(triggers, []);
         let flag = if only_due { "1" } else { "0" };
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
+        let reply: Vec<Value> = scripts::run_shared_read(&self.conns, OP, key, |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_LIST, &keys, flag);
             async move { cmd.query_async(&mut conn).await }
         })
