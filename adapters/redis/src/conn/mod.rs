@@ -173,11 +173,14 @@ impl Connections {
         durable::check(config.durability, config.response_timeout, &config.redacted_url())?;
         // Errors of later calls are checked against the secrets of both
         // URLs: a call may run on either endpoint.
+        // With the sentinels' credentials of the configuration (if any) as
+        // query parameters: they are parsed and hidden like the URL's own.
+        let url = config.effective_url();
         let secrets = Arc::new(Secrets::of_all(
-            std::iter::once(config.url.as_str()).chain(config.read_url.as_deref()),
+            std::iter::once(url.as_str()).chain(config.read_url.as_deref()),
         ));
-        if let Some(parsed) = SentinelUrl::parse(&config.url) {
-            let url = parsed
+        if let Some(parsed) = SentinelUrl::parse(&url) {
+            let parsed = parsed
                 .map_err(|reason| StoreError::invalid_input("connect", config.redacted_url(), reason))?;
             if let Some(read_url) = &config.read_url {
                 return Err(StoreError::invalid_input(
@@ -186,7 +189,7 @@ impl Connections {
                     "a read URL is for one server; a Sentinel service's primary serves every read",
                 ));
             }
-            let sentinel = Sentinel::open(config, url, Secrets::of(&config.url)).await?;
+            let sentinel = Sentinel::open(config, parsed, Secrets::of(&url)).await?;
             return Ok(Self::with(config, Deployment::Sentinel(sentinel), secrets));
         }
         let deployment = match ClusterUrl::parse(&config.url) {
