@@ -356,13 +356,16 @@ impl FieldStore for RedisStore {
         const OP: &str = "delete_matching";
         let mut keys = self.scan_hashes(OP, pattern);
         let mut deleted = 0;
+        // A batch short of replicas was deleted: the others are deleted all
+        // the same, then the shortfall reported.
+        let mut shortfall = crate::conn::Shortfall::none();
         // Page by page as the listing goes: deleting keys the scan has
         // returned never hides others from it, and a key it repeats is not
         // counted twice (`DEL` counts what existed).
         while let Some(page) = keys.next_page().await? {
-            deleted += self.delete_page(OP, pattern, &page).await?;
+            deleted += self.delete_page(OP, pattern, &page, &mut shortfall).await?;
         }
-        Ok(deleted)
+        shortfall.after(Ok(deleted))
     }
 }
 
@@ -374,6 +377,7 @@ impl RedisStore {
         op: &'static str,
         pattern: &TenantPattern,
         keys: &[String],
+        shortfall: &mut crate::conn::Shortfall,
     ) -> Result<u64, StoreError> {
         let mut deleted = 0;
         for batch in keys.chunks(DELETE_BATCH) {
@@ -381,14 +385,14 @@ impl RedisStore {
             let (mut conn, acks) = self.conns.writer();
             let count: u64 = self
                 .conns
-                .run_write(
-                    acks,
+                .run(
                     op,
                     pattern.pattern(),
                     redis::cmd("DEL").arg(raw).query_async(&mut conn),
                 )
                 .await?;
             deleted += count;
+            shortfall.keep(self.conns.confirm(op, pattern.pattern(), &acks))?;
         }
         Ok(deleted)
     }

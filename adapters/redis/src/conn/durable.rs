@@ -266,6 +266,43 @@ impl Connections {
     }
 }
 
+/// The shortfall of an early step of a write made of several (a mark,
+/// then the write): a step that failed `NotDurable` was applied, so the
+/// call goes on with the next step, and the shortfall is reported once the
+/// last step succeeded. Without it, a `NotDurable` mark would leave its
+/// write undone.
+#[must_use]
+pub(crate) struct Shortfall(Option<StoreError>);
+
+impl Shortfall {
+    /// Nothing short yet.
+    pub(crate) fn none() -> Self {
+        Self(None)
+    }
+
+    /// Keeps `step`'s shortfall; any other error is the call's.
+    pub(crate) fn keep<T>(&mut self, step: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+        match step {
+            Ok(value) => Ok(Some(value)),
+            Err(error @ StoreError::NotDurable { .. }) => {
+                self.0.get_or_insert(error);
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The call's outcome: the last step's error, else the kept shortfall,
+    /// else its value.
+    pub(crate) fn after<T>(self, last: Result<T, StoreError>) -> Result<T, StoreError> {
+        let value = last?;
+        match self.0 {
+            Some(shortfall) => Err(shortfall),
+            None => Ok(value),
+        }
+    }
+}
+
 /// Refuses a durability whose `WAIT` would not fit in a call's response
 /// timeout with room for the write itself: at most half of it.
 pub(super) fn check(durability: Durability, response_timeout: Duration, url: &str) -> Result<(), StoreError> {

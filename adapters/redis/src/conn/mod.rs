@@ -51,7 +51,7 @@ mod sentinel;
 mod single;
 mod targets;
 
-pub(crate) use durable::Acks;
+pub(crate) use durable::{Acks, Shortfall};
 pub(crate) use pool::PooledTxn;
 pub use pool::TXN_CLIENT_NAME;
 
