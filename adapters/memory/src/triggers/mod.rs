@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
 use statehouse_domain::{ActionName, TriggerId};
 use statehouse_ports::{
-    Claimed, ClaimedTrigger, DueTenants, PendingTrigger, StoreError, TriggerStore, millis_to_utc,
+    Claimed, ClaimedTrigger, DueTenants, IndexedTenant, PendingTrigger, StoreError, TriggerStore,
+    millis_to_utc,
 };
 use tokio::time::Instant;
 
@@ -345,6 +346,10 @@ impl TriggerStore for MemoryStore {
         lease: Duration,
     ) -> Result<DueTenants, StoreError> {
         self.take(index, max, lease)
+    }
+
+    async fn indexed(&self, index: &TriggerIndex, limit: usize) -> Result<Vec<IndexedTenant>, StoreError> {
+        self.indexed_tenants(index, limit)
     }
 
     async fn claim_indexed(
