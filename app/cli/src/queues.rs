@@ -181,7 +181,7 @@ async fn due_index(triggers: &Triggers, limit: usize, out: &mut Output<'_>) -> R
         return out.say("no tenant has pending triggers");
     }
     let now = Utc::now();
-    out.say("DUE AT (UTC)              WHEN          TENANT")?;
+    out.say("DUE AT (UTC)              WHEN            TENANT")?;
     for entry in &tenants {
         let when = match (entry.due_at - now).to_std() {
             Ok(ahead) if ahead >= Duration::from_millis(1) => format!("in {}", human_duration(ahead)),
@@ -193,7 +193,7 @@ async fn due_index(triggers: &Triggers, limit: usize, out: &mut Output<'_>) -> R
             },
         };
         out.say(format_args!(
-            "{:<25} {:<13} {}",
+            "{:<25} {:<15} {}",
             entry.due_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             when,
             quoted(&entry.tenant)
