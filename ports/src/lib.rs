@@ -94,10 +94,10 @@ pub use tenants::{
     increment_overflow, not_an_integer,
 };
 
-pub use triggers::DueTenants;
 #[cfg(feature = "mock")]
 pub use triggers::MockTriggerStore;
 pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis_to_utc};
+pub use triggers::{DueTenants, IndexedTenant};
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;

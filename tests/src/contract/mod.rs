@@ -457,6 +457,7 @@ macro_rules! contract_suite {
             ten_thousand_tenants_reach_four_listeners_in_two_processes_exactly_once: Plain,
             a_killed_listeners_claims_are_redelivered_after_the_lease: Plain,
             idle_listeners_take_only_a_few_times_per_second: Plain,
+            a_round_claims_and_acks_its_tenants_together_and_the_index_reads_without_taking: Plain,
         ]);
         $crate::contract_suite!(@family $runner, listing, [
             every_family_yields_each_key_once: Plain,

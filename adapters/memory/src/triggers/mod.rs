@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
 use statehouse_domain::{ActionName, TriggerId};
 use statehouse_ports::{
-    Claimed, ClaimedTrigger, DueTenants, PendingTrigger, StoreError, TriggerStore, millis_to_utc,
+    Claimed, ClaimedTrigger, DueTenants, IndexedTenant, PendingTrigger, StoreError, TriggerStore,
+    millis_to_utc,
 };
 use tokio::time::Instant;
 
@@ -361,6 +362,10 @@ impl TriggerStore for MemoryStore {
     ) -> Result<DueTenants, StoreError> {
         self.replicated("trigger_take", "", async { self.take(index, max, lease) })
             .await
+    }
+
+    async fn indexed(&self, index: &TriggerIndex, limit: usize) -> Result<Vec<IndexedTenant>, StoreError> {
+        self.indexed_tenants(index, limit)
     }
 
     async fn claim_indexed(
