@@ -93,7 +93,8 @@ impl Wait {
 
     /// `pipeline` (a transaction spelled out as `MULTI … EXEC`) then `WAIT`,
     /// as one pipeline on `inner`; the `count` answers from `offset`, as
-    /// redis-rs asked for them.
+    /// redis-rs asked for them. A plain pipeline on a cluster: each command
+    /// with its own `WAIT`.
     pub(super) async fn pipeline_then_wait(
         &self,
         inner: &mut Shared,
@@ -101,8 +102,20 @@ impl Wait {
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
-        let mut pipe = redis::pipe();
         let transaction = pipeline.is_transaction();
+        if !transaction && matches!(inner, Shared::Cluster(_)) {
+            // A plain pipeline on a cluster may span slots (a round of
+            // scripts of many tenants): as `ClusterShared::pipeline` does,
+            // each command on its own, here each with its `WAIT`, on the
+            // node of its key; answers in order.
+            let calls = pipeline.cmd_iter().map(|cmd| {
+                let mut shared = inner.clone();
+                async move { self.command_then_wait(&mut shared, cmd).await }
+            });
+            let values = futures_util::future::try_join_all(calls).await?;
+            return Ok(values.into_iter().skip(offset).take(count).collect());
+        }
+        let mut pipe = redis::pipe();
         if transaction {
             pipe.cmd("MULTI");
         }
