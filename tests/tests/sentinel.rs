@@ -4,6 +4,8 @@
 //! Then a failover under load: calls fail within their bound or succeed,
 //! and succeed again soon after the promotion, without a new store.
 
+#![allow(clippy::unwrap_used, reason = "test helpers: a panic is a failed test")]
+
 use std::future::Future;
 
 use statehouse_tests::backends::{Stack, run_sentinel};
@@ -214,9 +216,7 @@ async fn a_change_feed_follows_a_sentinel_failover_with_a_resync_then_the_new_pr
         }
     }
     let seen = next_change(&mut sub, "config:after", bound, "change after the failover").await;
-    let resynced = seen
-        .iter()
-        .any(|event| *event == FeedEvent::Resync(ResyncReason::Reconnected));
+    let resynced = seen.contains(&FeedEvent::Resync(ResyncReason::Reconnected));
     assert!(
         resynced,
         "no Resync before the first change after the switch: {seen:?}"

@@ -33,7 +33,7 @@ usage: soak [--seconds N] [--tasks N] [--counters N] [--timeout-ms N] [--connect
   --seed N        seed of the random operations and faults
   --topology T    single (default), sentinel or cluster
   --faults K,K    the fault kinds, in order: restart, pause, kill-connections (single);
-                  sentinel-failover, kill-connections (sentinel); cluster-primary-kill,
+                  sentinel-failover, sentinel-primary-kill, kill-connections (sentinel); cluster-primary-kill,
                   kill-connections (cluster); `none` for none (default: all of the topology's)
   --volatile      data nodes without persistence: a restart loses every write, and the
                   accounting must report them lost

@@ -90,6 +90,9 @@ pub use topology::Topology;
 
 /// The prefix of every key the soak writes.
 const PREFIX: &str = "soak:";
+/// Calls started this long after the topology is back from a fault (answering again, or the new
+/// primary promoted) must succeed: issue 16's promise for a failover.
+pub const RECOVERED_WITHIN: Duration = Duration::from_secs(5);
 /// At most this many slow calls and read violations are kept in the report (all are counted).
 const KEEP: usize = 20;
 

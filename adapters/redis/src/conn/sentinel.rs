@@ -16,9 +16,9 @@
 //! opened to the confirmed primary.
 //!
 //! A failover is also noticed without a failing call: a task listens to
-//! `+switch-master` on one sentinel's Pub/Sub at a time (the next one
-//! when its connection is lost) and starts a resolution when the message
-//! names the service. It holds the connections weakly and ends within a
+//! `+failover-state-reconf-slaves` (a replica was promoted) and
+//! `+switch-master` on each sentinel's Pub/Sub and starts a resolution when
+//! a message names the service. It holds the connections weakly and ends within a
 //! second of the last store handle's drop.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -239,6 +239,10 @@ struct Inner {
     generation: AtomicU64,
     /// Whether a resolution runs (at most one at a time).
     resolving: AtomicBool,
+    /// A suspicion arrived: the running resolution (if any) resolves once
+    /// more when it ends, so that a `+switch-master` seen during it is not
+    /// lost.
+    pending: AtomicBool,
     /// The read endpoint "any replica of the service", if one is set.
     read: Option<ReadSide>,
 }
@@ -281,6 +285,7 @@ impl Sentinel {
                 current: RwLock::new((addr, Arc::new(single))),
                 generation: AtomicU64::new(0),
                 resolving: AtomicBool::new(false),
+                pending: AtomicBool::new(false),
                 read: read.map(|(url, secrets, redacted)| ReadSide {
                     url,
                     secrets,
@@ -299,7 +304,9 @@ impl Sentinel {
                 })?;
             sentinel.connect_reader(replicas).await;
         }
-        tokio::spawn(follow_switches(Arc::downgrade(&sentinel.inner)));
+        for index in 0..sentinel.inner.url.sentinels.len() {
+            tokio::spawn(follow_switches(Arc::downgrade(&sentinel.inner), index));
+        }
         Ok(sentinel)
     }
 
@@ -415,16 +422,28 @@ impl Sentinel {
         }
     }
 
-    /// Resolves the primary again in the background, unless a resolution
-    /// runs already.
+    /// Resolves the primary again in the background; if a resolution runs
+    /// already, it runs once more when it ends.
     pub(super) fn suspect(&self) {
+        self.inner.pending.store(true, Ordering::Release);
         if self.inner.resolving.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
         tokio::spawn(async move {
-            this.resolve_now().await;
-            this.inner.resolving.store(false, Ordering::Release);
+            loop {
+                while this.inner.pending.swap(false, Ordering::AcqRel) {
+                    this.resolve_now().await;
+                }
+                this.inner.resolving.store(false, Ordering::Release);
+                // A suspicion between the last check and the release, whose
+                // caller saw `resolving` still set.
+                if !this.inner.pending.load(Ordering::Acquire)
+                    || this.inner.resolving.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
         });
     }
 
@@ -471,23 +490,26 @@ impl Sentinel {
 /// the connections.
 const ALIVE_CHECK: Duration = Duration::from_secs(1);
 
-/// Listens to `+switch-master` on the sentinels, one at a time, and starts
-/// a resolution when a message names the service; ends once `inner` is
+/// Listens to the failover events of the sentinel at `index` (only the
+/// leading sentinel announces a promotion), and starts a resolution when one
+/// names the service; reconnects after backoff; ends once `inner` is
 /// dropped.
-async fn follow_switches(inner: Weak<Inner>) {
+async fn follow_switches(inner: Weak<Inner>, index: usize) {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    let mut next = 0usize;
     let mut first = true;
     loop {
         let Some(strong) = inner.upgrade() else { return };
         let (url, config) = (strong.url.clone(), strong.config.clone());
         drop(strong);
-        let sentinel = &url.sentinels[next % url.sentinels.len()];
-        next = next.wrapping_add(1);
+        let Some(sentinel) = url.sentinels.get(index) else {
+            return;
+        };
         let open = async {
             let client = Client::open(url.sentinel_url(sentinel))?;
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe("+switch-master").await?;
+            pubsub
+                .subscribe(&["+switch-master", "+failover-state-reconf-slaves"])
+                .await?;
             Ok::<_, RedisError>(pubsub)
         };
         let bound = config.connect_timeout + config.response_timeout;
@@ -509,12 +531,15 @@ async fn follow_switches(inner: Weak<Inner>) {
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    // `<service> <old ip> <old port> <new ip> <new port>`
+                    // `+switch-master`: `<service> <old ip> <old port> <new ip> <new port>`;
+                    // `+failover-state-reconf-slaves` (the replica is promoted, the
+                    // sentinel names it from now on): `master <service> <ip> <port>`.
                     Some(message) => {
                         let payload = message.get_payload_bytes();
+                        let skip = usize::from(message.get_channel_name() != "+switch-master");
                         let named = payload
                             .split(|b| *b == b' ')
-                            .next()
+                            .nth(skip)
                             .is_some_and(|name| name == url.service.as_bytes());
                         if named {
                             let Some(strong) = inner.upgrade() else { return };
@@ -607,29 +632,96 @@ async fn role_of(config: &RedisConfig, conn: &ConnectionManager) -> Option<Vec<u
     }
 }
 
-/// `host:port` of the primary per the first sentinel that answers, each
-/// bounded by the connect timeout (connecting) and the response timeout
-/// (the command).
+/// `host:port` of the primary per the sentinels: every sentinel is asked at
+/// once (`SENTINEL MASTER` and `SENTINEL get-master-addr-by-name`, each
+/// sentinel bounded by the connect timeout, connecting, and the response
+/// timeout, the commands), and the answer of the newest configuration wins:
+/// the highest `config-epoch`, and at the same epoch a sentinel running a
+/// failover (whose `get-master-addr-by-name` already names the promoted
+/// replica once it reconfigures the others). During a failover the
+/// sentinels that have not heard of it yet still name the old primary,
+/// which keeps saying `master` to `ROLE` until the sentinels reconfigure it
+/// (up to 10 s later): asking only the first sentinel that answers could
+/// switch to it, or back to it, and every write meanwhile would be lost.
 async fn ask_sentinels(
     config: &RedisConfig,
     url: &SentinelUrl,
     secrets: &Secrets,
 ) -> Result<String, StoreError> {
-    let mut command = redis::cmd("SENTINEL");
-    command.arg("get-master-addr-by-name").arg(&url.service);
-    ask_each(
-        config,
-        url,
-        secrets,
-        &command,
-        "the primary",
-        |answer| match redis::from_redis_value::<Option<(String, u16)>>(answer) {
-            Ok(Some((host, port))) => Ok(node_addr(&host, port)),
-            Ok(None) => Err(format!("knows no service {:?}", url.service)),
-            Err(error) => Err(format!("answered {error}")),
-        },
-    )
-    .await
+    let probe = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.response_timeout));
+    let bound = config.connect_timeout + config.response_timeout;
+    let asks = url.sentinels.iter().map(|sentinel| {
+        let probe = probe.clone();
+        async move {
+            let ask = async {
+                let client = Client::open(url.sentinel_url(sentinel))?;
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&probe)
+                    .await?;
+                redis::pipe()
+                    .cmd("SENTINEL")
+                    .arg("MASTER")
+                    .arg(&url.service)
+                    .cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&url.service)
+                    .query_async::<(Vec<String>, Option<(String, u16)>)>(&mut conn)
+                    .await
+            };
+            match tokio::time::timeout(bound, ask).await {
+                Ok(Ok((fields, Some((host, port))))) => Ok((rank_of(&fields), node_addr(&host, port))),
+                Ok(Ok((_, None))) => Err(format!("sentinel {sentinel} knows no service {:?}", url.service)),
+                Ok(Err(error)) if error.to_string().contains("No such master") => {
+                    Err(format!("sentinel {sentinel} knows no service {:?}", url.service))
+                }
+                Ok(Err(error)) => {
+                    let mapped = crate::error::map_guarded("connect", sentinel, error, bound, secrets);
+                    Err(format!("sentinel {sentinel}: {mapped}"))
+                }
+                Err(_) => Err(format!("sentinel {sentinel} did not answer within {bound:?}")),
+            }
+        }
+    });
+    let mut newest: Option<((u64, bool), String)> = None;
+    let mut last = String::from("no sentinel is listed");
+    for answer in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok((epoch, addr)) => {
+                if newest.as_ref().is_none_or(|(known, _)| epoch > *known) {
+                    newest = Some((epoch, addr));
+                }
+            }
+            Err(reason) => last = reason,
+        }
+    }
+    newest
+        .map(|(_, addr)| addr)
+        .ok_or_else(|| StoreError::Connection {
+            op: "connect",
+            key: config.redacted_url(),
+            source: format!("no sentinel named the primary of {:?}: {last}", url.service).into(),
+        })
+}
+
+/// How new a sentinel's view of the service is, from its `SENTINEL MASTER`
+/// entry (name, value, name, value, …): the configuration epoch, then
+/// whether it runs a failover.
+fn rank_of(fields: &[String]) -> (u64, bool) {
+    let field = |name: &str| {
+        fields
+            .chunks(2)
+            .find(|pair| pair[0] == name)
+            .and_then(|pair| pair.get(1))
+            .map(String::as_str)
+    };
+    let epoch = field("config-epoch")
+        .and_then(|epoch| epoch.parse().ok())
+        .unwrap_or(0);
+    let failing_over =
+        field("flags").is_some_and(|flags| flags.split(',').any(|flag| flag == "failover_in_progress"));
+    (epoch, failing_over)
 }
 
 /// `host:port` of each replica of the service that the first sentinel

@@ -288,6 +288,22 @@ impl fmt::Display for Report {
                 call.outcome
             )?;
         }
+        writeln!(
+            f,
+            "calls failed {} or more after the topology was back (a promotion, a restart): {}",
+            human(super::super::RECOVERED_WITHIN),
+            count(self.late_failure_count)
+        )?;
+        for call in &self.late_failures {
+            writeln!(
+                f,
+                "  {} at {} failed after {}: {}",
+                call.op.name(),
+                human(call.at),
+                human(call.took),
+                call.outcome
+            )?;
+        }
         writeln!(f)?;
 
         let violations = self.violations();

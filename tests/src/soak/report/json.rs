@@ -63,10 +63,12 @@ impl Report {
             "longest_call_ms": ms(self.total().longest),
             "longest_wait_ms": ms(self.total().longest_wait),
             "slow_calls": self.slow_call_count,
+            "late_failures": self.late_failure_count,
             "faults": self.faults.iter().map(|fault| json!({
                 "kind": fault.kind.name(),
                 "at_ms": ms(fault.at),
                 "outage_ms": ms(fault.outage),
+                "failover": fault.failover,
                 "recovery_ms": fault.recovery.map(ms),
                 "update_recovery_ms": fault.update_recovery.map(ms),
                 "ok_calls_after": fault.ok_calls_after,
