@@ -362,12 +362,25 @@ impl Sentinel {
                 }
             }
         }
+        let found = chosen.is_some();
         match &chosen {
             Some((addr, _)) => tracing::debug!(replica = %addr, "sentinel: task reads from a replica"),
             None => tracing::info!("sentinel: no healthy replica; task reads go to the primary"),
         }
         if let Ok(mut current) = read.current.write() {
             *current = chosen;
+        }
+        if !found {
+            // Reads on the primary fail nothing that would start another
+            // resolution: look again shortly (a replica resynchronising after
+            // a failover is healthy again within seconds).
+            let inner = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                tokio::time::sleep(READER_RETRY).await;
+                if let Some(inner) = inner.upgrade() {
+                    Sentinel { inner }.suspect();
+                }
+            });
         }
     }
 
@@ -485,6 +498,9 @@ impl Sentinel {
         }
     }
 }
+
+/// How soon the replicas are asked again while none is healthy.
+const READER_RETRY: Duration = Duration::from_secs(1);
 
 /// How often the `+switch-master` listener checks that a store still holds
 /// the connections.
