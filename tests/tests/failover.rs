@@ -10,12 +10,14 @@
 //!   node's `ROLE`): the first call and the first update complete within it, and no call started
 //!   later fails; on the same `Statehouse`, without a restart of the caller;
 //! * acknowledged writes: without durability (the default, primary only), the number lost to the
-//!   failover is printed, never hidden; nothing is applied twice.
+//!   failover is printed, never hidden; with durability 1 (`WAIT 1` after every write), none is
+//!   lost to a killed primary; nothing is applied twice.
 
 #![allow(clippy::unwrap_used, reason = "test helpers: a panic is a failed test")]
 
 use std::time::Duration;
 
+use statehouse::Durability;
 use statehouse_tests::soak::{self, Family, FaultKind, Options, RECOVERED_WITHIN, Report, Topology};
 
 /// One fault of `kind` on `topology`, with room for the promotion, the killed node's restore
@@ -32,8 +34,11 @@ fn options(topology: Topology, kind: FaultKind) -> Options {
     options
 }
 
-/// The promises every failover test checks (see the module documentation).
-fn check_promises(report: &Report, kind: FaultKind) {
+/// The promises every failover test checks (see the module documentation); `late_failures_allowed`:
+/// with durability, writes may fail (`NotDurable`, or a WATCH section whose `WAIT` overran the
+/// response timeout) while no replica has resynchronised with the new primary, later than 5 s
+/// after the promotion: counted and printed then, not a failure.
+fn check_promises(report: &Report, kind: FaultKind, late_failures_allowed: bool) {
     assert!(report.faults_of(kind) >= 1, "no {} happened", kind.name());
     assert!(report.ok_calls_before_faults > 0, "no work before the fault");
     let total = report.total();
@@ -57,7 +62,16 @@ fn check_promises(report: &Report, kind: FaultKind) {
             fault.kind.name()
         );
     }
-    assert_eq!(report.late_failure_count, 0, "{:?}", report.late_failures);
+    if late_failures_allowed {
+        eprintln!(
+            "{}: {} calls failed 5 s or more after the promotion: {:?}",
+            kind.name(),
+            report.late_failure_count,
+            report.late_failures.iter().take(3).collect::<Vec<_>>()
+        );
+    } else {
+        assert_eq!(report.late_failure_count, 0, "{:?}", report.late_failures);
+    }
     for family in Family::ALL {
         let check = report.family(family);
         assert!(check.acknowledged > 0, "{check:?}");
@@ -90,7 +104,7 @@ async fn fault_under_load(topology: Topology, kind: FaultKind) {
     let report = soak::run(options(topology, kind)).await.unwrap();
     println!("{report}");
     print_losses(&report, kind, "no durability");
-    check_promises(&report, kind);
+    check_promises(&report, kind, false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,4 +122,30 @@ async fn a_sentinel_primary_killed_under_every_family_fails_calls_within_their_b
 async fn a_cluster_primary_killed_under_every_family_fails_calls_within_their_bound_then_recovers_within_5s()
 {
     fault_under_load(Topology::Cluster, FaultKind::ClusterPrimaryKill).await;
+}
+
+/// With durability 1, a killed primary loses no acknowledged write: the promoted replica is the
+/// one that confirmed them (Sentinel and the cluster election prefer the most up-to-date one).
+async fn killed_under_load_with_durability(topology: Topology, kind: FaultKind) {
+    let mut options = options(topology, kind);
+    // WAIT's timeout: half the response timeout (Settings' rule), so a write and its WAIT stay
+    // within one response timeout.
+    options.durability = Durability::replicas(1, options.response_timeout / 2);
+    let report = soak::run(options).await.unwrap();
+    println!("{report}");
+    print_losses(&report, kind, "durability 1");
+    check_promises(&report, kind, true);
+    assert_eq!(report.lost(), 0, "{:?}", report.violations());
+    assert_eq!(report.lost_increments(), 0);
+    assert_eq!(report.read_violation_count, 0, "{:?}", report.read_violations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_primary_killed_with_durability_1_loses_no_acknowledged_write() {
+    killed_under_load_with_durability(Topology::Sentinel, FaultKind::SentinelPrimaryKill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_primary_killed_with_durability_1_loses_no_acknowledged_write() {
+    killed_under_load_with_durability(Topology::Cluster, FaultKind::ClusterPrimaryKill).await;
 }

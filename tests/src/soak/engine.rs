@@ -170,6 +170,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
     settings.prefix = PREFIX.to_owned();
     settings.connect_timeout = options.connect_timeout;
     settings.response_timeout = options.response_timeout;
+    settings.durability = options.durability;
     let state = match Statehouse::with_settings(settings).await {
         Ok(state) => state,
         Err(error) => {

@@ -126,6 +126,9 @@ pub struct Options {
     /// Whether the data nodes persist every write before answering (`appendfsync always`); a
     /// volatile server loses everything on a restart, which the accounting must report.
     pub durable: bool,
+    /// `Settings::durability`: how many replicas must confirm a write before it is acknowledged
+    /// (`WAIT`); [`Durability::Primary`](statehouse::Durability) by default.
+    pub durability: statehouse::Durability,
     /// The kinds of fault injected (each at least once if the run is long enough, in this order,
     /// then at random); empty: none. [`Topology::default_faults`] by default.
     pub faults: Vec<FaultKind>,
@@ -151,6 +154,7 @@ impl Options {
             seed: 0x5eed_50a4,
             topology: Topology::Single,
             durable: true,
+            durability: statehouse::Durability::Primary,
             faults: Topology::Single.default_faults(),
         }
     }

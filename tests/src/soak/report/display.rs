@@ -51,9 +51,10 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "topology: {} ({}); server: {} ({}); {} CPUs; wall time {}",
+            "topology: {} ({}); durability: {}; server: {} ({}); {} CPUs; wall time {}",
             o.topology.name(),
             self.deployment,
+            o.durability,
             self.server_version,
             if o.durable {
                 DURABLE_ARGS.join(" ")

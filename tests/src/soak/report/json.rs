@@ -32,6 +32,7 @@ impl Report {
                 "seed": self.options.seed,
                 "topology": self.options.topology.name(),
                 "durable": self.options.durable,
+                "durability_replicas": self.options.durability.wanted(),
                 "faults": self.options.faults.iter().map(|kind| kind.name()).collect::<Vec<_>>(),
             },
             "server": self.server_version,
