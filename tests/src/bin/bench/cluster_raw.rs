@@ -39,22 +39,20 @@ impl ConnectionLike for RawCon {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
+        if let (RawCon::Cluster(con), false) = (&*self, pipeline.is_transaction()) {
+            let con = con.clone();
+            return Box::pin(async move {
+                let calls = pipeline.cmd_iter().map(|cmd| {
+                    let mut con = con.clone();
+                    async move { con.req_packed_command(cmd).await }
+                });
+                let values = futures_util::future::try_join_all(calls).await?;
+                Ok(values.into_iter().skip(offset).take(count).collect())
+            });
+        }
         match self {
             RawCon::Single(con) => con.req_packed_commands(pipeline, offset, count),
-            RawCon::Cluster(con) if pipeline.is_transaction() => {
-                con.req_packed_commands(pipeline, offset, count)
-            }
-            RawCon::Cluster(con) => {
-                let con = con.clone();
-                Box::pin(async move {
-                    let calls = pipeline.cmd_iter().map(|cmd| {
-                        let mut con = con.clone();
-                        async move { con.req_packed_command(cmd).await }
-                    });
-                    let values = futures_util::future::try_join_all(calls).await?;
-                    Ok(values.into_iter().skip(offset).take(count).collect())
-                })
-            }
+            RawCon::Cluster(con) => con.req_packed_commands(pipeline, offset, count),
         }
     }
 

@@ -166,9 +166,10 @@ pub(crate) async fn tenants_bench(
         handlers: tenant.handler_states(),
         script: redis::Script::new(statehouse_redis::TENANT_INCREMENT_SCRIPT),
     };
-    let mut con = bench.raw.clone();
     // The raw increments must run the script statehouse runs: after one statehouse increment on
-    // this fresh server, the server holds the raw side's script (same SHA1).
+    // this fresh server, the server holds the raw side's script (same SHA1). On a cluster: the
+    // primary of the tenant's slot (`{bench}`, its hash tag), where statehouse ran it.
+    let mut con = bench.raw_nodes.dedicated("{bench}").await?;
     run.users.increment("bench-user", "warm", 1).await?;
     let (loaded,): (Vec<bool>,) = redis::pipe()
         .cmd("SCRIPT")
