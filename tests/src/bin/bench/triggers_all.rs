@@ -99,14 +99,28 @@ async fn raw_worker(mut con: RawCon, shas: Shas) -> Res<u64> {
     let shards: Vec<&str> = index.shards().iter().map(|s| s.tenants()).collect();
     let mut acked = 0;
     loop {
-        let reply: Vec<Value> = redis::cmd("EVALSHA")
-            .arg(&shas.take)
-            .arg(shards.len())
-            .arg(&shards)
-            .arg(TENANTS_PER_ROUND)
-            .arg(LEASE_MS)
-            .query_async(&mut con)
-            .await?;
+        let reply: Vec<Value> = if matches!(con, RawCon::Cluster(_)) {
+            // One slot per script on a cluster: a take per shard, each its share, in one pipeline
+            // (one command per shard, as statehouse sends them there), the members merged.
+            let share = TENANTS_PER_ROUND.div_ceil(shards.len());
+            let mut takes = redis::pipe();
+            for shard in &shards {
+                takes.cmd("EVALSHA").arg(&shas.take).arg(1).arg(shard).arg(share).arg(LEASE_MS);
+            }
+            let replies: Vec<Vec<Value>> = takes.query_async(&mut con).await?;
+            let mut merged = vec![Value::Nil];
+            merged.extend(replies.into_iter().flat_map(|reply| reply.into_iter().skip(1)));
+            merged
+        } else {
+            redis::cmd("EVALSHA")
+                .arg(&shas.take)
+                .arg(shards.len())
+                .arg(&shards)
+                .arg(TENANTS_PER_ROUND)
+                .arg(LEASE_MS)
+                .query_async(&mut con)
+                .await?
+        };
         let tenants = reply
             .get(1..)
             .unwrap_or_default()
