@@ -203,6 +203,7 @@ fn append(into: &mut Results, mut from: Results) {
 fn report(results: &[Results; 2], loads: &[String]) {
     let [single, clustered] = results;
     let rate = |samples: &[Sample]| median(samples.iter().map(Sample::rate).collect());
+    let cpu = |samples: &[Sample]| median(samples.iter().filter_map(Sample::client_us).collect());
     let ratio = |pair: &Pair| {
         median(
             pair.statehouse
@@ -220,9 +221,9 @@ fn report(results: &[Results; 2], loads: &[String]) {
     println!();
     println!(
         "| workload | cluster statehouse | cluster raw | statehouse/raw | met | single statehouse | single raw \
-         | cluster/single statehouse | cluster/single raw |"
+         | cluster/single statehouse | cluster/single raw | client CPU µs/op on the cluster, statehouse / raw |"
     );
-    println!("|---|--:|--:|--:|---|--:|--:|--:|--:|");
+    println!("|---|--:|--:|--:|---|--:|--:|--:|--:|--:|");
     for (name, one, many) in [
         ("2. set+get, 64 tasks", &single.conc, &clustered.conc),
         ("3. mget of 1,000 keys (per key)", &single.mget, &clustered.mget),
@@ -238,7 +239,7 @@ fn report(results: &[Results; 2], loads: &[String]) {
         let mut line = String::new();
         let _ = write!(
             line,
-            "| {name} | {} | {} | {r:.3}× | {} | {} | {} | {:.2}× | {:.2}× |",
+            "| {name} | {} | {} | {r:.3}× | {} | {} | {} | {:.2}× | {:.2}× | {:.2} / {:.2} |",
             human(rate(&many.statehouse)),
             human(rate(&many.raw)),
             if r >= 0.9 { "yes" } else { "**no**" },
@@ -246,6 +247,8 @@ fn report(results: &[Results; 2], loads: &[String]) {
             human(rate(&one.raw)),
             rate(&many.statehouse) / rate(&one.statehouse),
             rate(&many.raw) / rate(&one.raw),
+            cpu(&many.statehouse),
+            cpu(&many.raw),
         );
         println!("{line}");
     }

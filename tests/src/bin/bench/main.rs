@@ -4,6 +4,7 @@
 //! cargo run --release -p statehouse-tests --bin bench            # full run (about two minutes)
 //! cargo run --release -p statehouse-tests --bin bench -- --quick # short smoke run
 //! cargo run --release -p statehouse-tests --bin bench -- --instructions # + instructions per op
+//! cargo run --release -p statehouse-tests --bin bench -- --cluster # on a 3-primary cluster too
 //! ```
 //!
 //! It starts its own `redis-server` (the test harness: a free loopback port, no persistence) and never
@@ -73,6 +74,8 @@
 //! - `main.rs`: the setup ([`run`]: the server, both sides' connections, the shared [`Bench`]),
 //!   then the rounds and the workloads that run after them.
 //! - `args.rs`: the command line ([`Options`]).
+//! - `cluster.rs`: `--cluster`, the workloads on a 3-primary Redis Cluster beside the single
+//!   server; `cluster_raw.rs`: the raw side's connections, on one server or a cluster.
 //! - `engine.rs`: [`Bench::timed`] (wall time, and the CPU time of this process and of the
 //!   server), the warm-up and calibration, and the rounds of alternating slices.
 //! - `report.rs`: the tables of rates, ratios and targets, CPU time per op, spreads.
