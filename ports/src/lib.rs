@@ -40,6 +40,7 @@
 
 mod changes;
 mod documents;
+mod durability;
 mod error;
 mod ext;
 pub mod hash_fields;
@@ -63,6 +64,7 @@ pub use documents::MockDocumentStore;
 pub use documents::{
     Boxed, DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated,
 };
+pub use durability::Durability;
 pub use error::{BoxError, Carry, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, decode_value, encode};
 pub use listing::{KeyPages, KeyStream};
@@ -92,10 +94,10 @@ pub use tenants::{
     increment_overflow, not_an_integer,
 };
 
-pub use triggers::DueTenants;
 #[cfg(feature = "mock")]
 pub use triggers::MockTriggerStore;
 pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis_to_utc};
+pub use triggers::{DueTenants, IndexedTenant};
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;

@@ -45,23 +45,29 @@ impl DocumentStore for MemoryStore {
     }
 
     async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
-        let now = Instant::now();
-        let mut state = self.keyspace.lock();
-        let exists = state.live(key.as_str(), now).is_some();
-        let write = match options.condition {
-            SetCondition::IfAbsent => !exists,
-            SetCondition::IfPresent => exists,
-            SetCondition::Always => true,
-        };
-        if write {
-            let expires_at = options.ttl.map(|ttl| now + ttl.as_duration());
-            state.put(key.as_str(), Value::Str(value.to_vec()), expires_at);
-        }
-        Ok(write)
+        self.replicated("set", key.as_str(), async {
+            let now = Instant::now();
+            let mut state = self.keyspace.lock();
+            let exists = state.live(key.as_str(), now).is_some();
+            let write = match options.condition {
+                SetCondition::IfAbsent => !exists,
+                SetCondition::IfPresent => exists,
+                SetCondition::Always => true,
+            };
+            if write {
+                let expires_at = options.ttl.map(|ttl| now + ttl.as_duration());
+                state.put(key.as_str(), Value::Str(value.to_vec()), expires_at);
+            }
+            Ok(write)
+        })
+        .await
     }
 
     async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
-        Ok(self.keyspace.lock().remove(key.as_str(), Instant::now()))
+        self.replicated("delete", key.as_str(), async {
+            Ok(self.keyspace.lock().remove(key.as_str(), Instant::now()))
+        })
+        .await
     }
 
     async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
@@ -69,11 +75,14 @@ impl DocumentStore for MemoryStore {
     }
 
     async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
-        let now = Instant::now();
-        Ok(self
-            .keyspace
-            .lock()
-            .set_expiry(key.as_str(), now + ttl.as_duration(), now))
+        self.replicated("expire", key.as_str(), async {
+            let now = Instant::now();
+            Ok(self
+                .keyspace
+                .lock()
+                .set_expiry(key.as_str(), now + ttl.as_duration(), now))
+        })
+        .await
     }
 
     async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError> {
@@ -126,7 +135,7 @@ impl MemoryStore {
                 UPDATE,
                 key.as_str(),
                 &[key.as_str()],
-                policy,
+                self.section(policy),
                 |state, now| read_str(state, UPDATE, key, now),
                 |current| {
                     let (decision, version) =

@@ -37,6 +37,20 @@ impl RedisStore {
         let mut conn = self.conns.shared();
         self.conns.run(op, key.as_str(), cmd.query_async(&mut conn)).await
     }
+
+    /// Runs one write on the shared connection, bounded and mapped, its
+    /// replicas waited for as the durability asks.
+    async fn write<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &Key,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let (mut conn, acks) = self.conns.writer();
+        self.conns
+            .run_write(acks, op, key.as_str(), cmd.query_async(&mut conn))
+            .await
+    }
 }
 
 #[async_trait]
@@ -127,12 +141,12 @@ impl DocumentStore for RedisStore {
                 cmd.arg("XX");
             }
         }
-        let reply: Value = self.query("set", key, &cmd).await?;
+        let reply: Value = self.write("set", key, &cmd).await?;
         Ok(!matches!(reply, Value::Nil))
     }
 
     async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
-        let removed: u64 = self.query("delete", key, &self.key_cmd("DEL", key)).await?;
+        let removed: u64 = self.write("delete", key, &self.key_cmd("DEL", key)).await?;
         Ok(removed > 0)
     }
 
@@ -144,7 +158,7 @@ impl DocumentStore for RedisStore {
     async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
         let mut cmd = self.key_cmd("PEXPIRE", key);
         cmd.arg(ttl.as_millis());
-        let set: u64 = self.query("expire", key, &cmd).await?;
+        let set: u64 = self.write("expire", key, &cmd).await?;
         Ok(set == 1)
     }
 

@@ -78,8 +78,10 @@ impl SubjectStore for RedisStore {
             }
             hdel.ignore();
         }
-        let mut conn = self.conns.shared();
-        self.conns.run(OP, &key, pipe.exec_async(&mut conn)).await
+        let (mut conn, acks) = self.conns.writer();
+        self.conns
+            .run_write(acks, OP, &key, pipe.exec_async(&mut conn))
+            .await
     }
 
     async fn get_property(

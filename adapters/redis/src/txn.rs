@@ -251,7 +251,12 @@ where
         // EXEC answered, committed or not: no watch is left.
         txn.clean = true;
         match exec {
-            Ok(committed) => return Ok(Outcome::Executed(committed.map(|()| value))),
+            Ok(committed) => {
+                conns
+                    .confirm_exec(op, key, &mut txn.conn, committed.is_some())
+                    .await?;
+                return Ok(Outcome::Executed(committed.map(|()| value)));
+            }
             Err(error) if error::is_no_script(&error) => {
                 txn.scripts_loaded = false;
                 return Ok(Outcome::NoScript);
