@@ -280,7 +280,7 @@ impl RedisStore {
             version,
         }
         .to_json();
-        let cmd = scripts::evalsha(
+        let cmd = &scripts::evalsha(
             &DOC_SWAP,
             &[rkey.as_ref()],
             (
@@ -291,9 +291,8 @@ impl RedisStore {
                 notice,
             ),
         );
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key.as_str(), |mut conn| {
-            let cmd = cmd.clone();
-            async move { cmd.query_async(&mut conn).await }
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key.as_str(), |mut conn| async move {
+            cmd.query_async(&mut conn).await
         })
         .await?;
         let unexpected = || StoreError::Operation {
