@@ -109,6 +109,8 @@ use store::{Keyspace, Value};
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     keyspace: Arc<Keyspace>,
+    /// Concurrent document updates of one key, combined (`Combiner`).
+    documents_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
 }
 
 impl Default for MemoryStore {
@@ -122,7 +124,21 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             keyspace: Keyspace::new(),
+            documents_round: Arc::default(),
         }
+    }
+
+    /// The same store with combining of concurrent updates of one key on
+    /// (the default) or off (every update its own optimistic round, as
+    /// before combining existed; `docs/hotkeys.md`).
+    #[must_use]
+    pub fn with_combining(mut self, on: bool) -> Self {
+        self.documents_round = Arc::new(if on {
+            statehouse_ports::Combiner::default()
+        } else {
+            statehouse_ports::Combiner::off()
+        });
+        self
     }
 
     /// Stores a hash under `key`, replacing what was there, as `HSET` on a
