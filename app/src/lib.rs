@@ -66,7 +66,7 @@ pub use documents::Documents;
 pub use queues::{Item, Queues};
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_domain::{ModelLayout, SyncedModel};
-pub use statehouse_ports::DueTenants;
+pub use statehouse_ports::Durability;
 pub use statehouse_ports::Swapped;
 pub use statehouse_ports::{
     ActionName, BatchName, ChangeEvent, ChangeFeed, ChangeKind, Claimed, ClaimedTrigger, FeedEvent,
@@ -78,6 +78,7 @@ pub use statehouse_ports::{
     ServiceName, SetCondition, SetOptions, StoreError, TaskCursor, TaskId, TaskIndex, TaskPage, TaskRecord,
     TaskRepository, TaskSpace, TaskStatus, Ttl, Update, Updated, UserId, ValidationError,
 };
+pub use statehouse_ports::{DueTenants, IndexedTenant};
 pub use statehouse_ports::{FieldName, FieldStore, FieldUpdated, Fields, TenantId, TenantKey, TenantPattern};
 pub use statehouse_ports::{
     JsonValue, PropertyChange, PropertyKind, PropertyName, PropertyUpdated, SubjectData, SubjectName,

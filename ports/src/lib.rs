@@ -41,6 +41,7 @@
 mod changes;
 pub mod combine;
 mod documents;
+mod durability;
 mod error;
 mod ext;
 pub mod hash_fields;
@@ -67,6 +68,7 @@ pub use documents::{
     append_to_array, canonical_integer, check_append_item, document_result, document_step,
     increment_overflow_document, not_an_array_document, not_an_integer_document,
 };
+pub use durability::Durability;
 pub use error::{BoxError, Carry, ErrorKind, StoreError, ValidationExt};
 pub use ext::{DocumentStoreExt, JsonError, decode, decode_value, encode};
 pub use listing::{KeyPages, KeyStream};
@@ -96,10 +98,10 @@ pub use tenants::{
     increment_overflow, not_an_integer,
 };
 
-pub use triggers::DueTenants;
 #[cfg(feature = "mock")]
 pub use triggers::MockTriggerStore;
 pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis_to_utc};
+pub use triggers::{DueTenants, IndexedTenant};
 
 /// A JSON value (serde_json's): what subject properties hold.
 pub use serde_json::Value as JsonValue;

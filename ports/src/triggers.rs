@@ -58,6 +58,19 @@ pub struct Claimed {
     pub next_due_in: Option<Duration>,
 }
 
+/// A tenant filed in the cross-tenant due index, as
+/// [`TriggerStore::indexed`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedTenant {
+    /// The tenant, verbatim.
+    pub tenant: String,
+    /// Its entry's time, by the store's clock: never later than the
+    /// tenant's earliest trigger (earlier while a set is in flight or an
+    /// entry is stale); for a tenant a listener took, the end of the
+    /// take's lease.
+    pub due_at: DateTime<Utc>,
+}
+
 /// What one [`TriggerStore::take_due`] took from the due index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DueTenants {
@@ -117,6 +130,8 @@ pub struct DueTenants {
 ///   publishes a wake-up hint on the change channel of the shard's
 ///   [`wake`](statehouse_domain::layout::IndexShard::wake) name (a hint
 ///   only, possibly lost: the index is the truth).
+/// - `indexed` reads the index (tenants and their entries' times,
+///   earliest first across the shards) without changing it.
 /// - `take_due` takes up to `max` tenants whose index entry is due,
 ///   earliest first, in one atomic step per group of shards: each entry
 ///   moves to the end of `lease`, so other takers skip the tenant meanwhile.
@@ -177,6 +192,10 @@ pub trait TriggerStore: Debug + Send + Sync + 'static {
         lease: Duration,
     ) -> Result<DueTenants, StoreError>;
 
+    /// The first `limit` entries of the due index, earliest first across
+    /// its shards, read without changing anything.
+    async fn indexed(&self, index: &TriggerIndex, limit: usize) -> Result<Vec<IndexedTenant>, StoreError>;
+
     /// Claims at most `max` due triggers for `lease`; files the tenant in
     /// the due index again at its next due time if it got none or `max`.
     async fn claim_indexed(
@@ -193,6 +212,43 @@ pub trait TriggerStore: Debug + Send + Sync + 'static {
         triggers: &TriggerKeys,
         handled: &[ClaimedTrigger],
     ) -> Result<usize, StoreError>;
+
+    /// The claims of a round of an all-tenants listener: `claim_indexed`
+    /// of each of `tenants`, sent together (on Redis one pipeline of claim
+    /// scripts, then one of the refiles they call for); one answer per
+    /// tenant, in order. An error may leave some of the tenants claimed:
+    /// their triggers come back after `lease`.
+    async fn claim_round(
+        &self,
+        tenants: &[TriggerKeys],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let mut claimed = Vec::with_capacity(tenants.len());
+        for triggers in tenants {
+            claimed.push(self.claim_indexed(triggers, max, lease).await?);
+        }
+        Ok(claimed)
+    }
+
+    /// The acks of a round: `ack_indexed` of each tenant's handled
+    /// triggers, and for a tenant with none handled, `claim_indexed` with
+    /// `max` 0 (filing it only), sent together (on Redis one pipeline of
+    /// scripts, then one of the refiles); returns how many were held in
+    /// all. An error may leave some acknowledged.
+    async fn ack_round(&self, acks: &[(TriggerKeys, Vec<ClaimedTrigger>)]) -> Result<usize, StoreError> {
+        let mut held = 0;
+        for (triggers, handled) in acks {
+            held += if handled.is_empty() {
+                self.claim_indexed(triggers, 0, Duration::from_millis(1))
+                    .await
+                    .map(|_| 0)?
+            } else {
+                self.ack_indexed(triggers, handled).await?
+            };
+        }
+        Ok(held)
+    }
 }
 
 macro_rules! forward_trigger_store {
@@ -256,6 +312,14 @@ macro_rules! forward_trigger_store {
                 (**self).take_due(index, max, lease).await
             }
 
+            async fn indexed(
+                &self,
+                index: &TriggerIndex,
+                limit: usize,
+            ) -> Result<Vec<IndexedTenant>, StoreError> {
+                (**self).indexed(index, limit).await
+            }
+
             async fn claim_indexed(
                 &self,
                 triggers: &TriggerKeys,
@@ -271,6 +335,22 @@ macro_rules! forward_trigger_store {
                 handled: &[ClaimedTrigger],
             ) -> Result<usize, StoreError> {
                 (**self).ack_indexed(triggers, handled).await
+            }
+
+            async fn claim_round(
+                &self,
+                tenants: &[TriggerKeys],
+                max: usize,
+                lease: Duration,
+            ) -> Result<Vec<Claimed>, StoreError> {
+                (**self).claim_round(tenants, max, lease).await
+            }
+
+            async fn ack_round(
+                &self,
+                acks: &[(TriggerKeys, Vec<ClaimedTrigger>)],
+            ) -> Result<usize, StoreError> {
+                (**self).ack_round(acks).await
             }
         }
     };

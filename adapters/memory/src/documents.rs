@@ -47,23 +47,29 @@ impl DocumentStore for MemoryStore {
     }
 
     async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
-        let now = Instant::now();
-        let mut state = self.keyspace.lock();
-        let exists = state.live(key.as_str(), now).is_some();
-        let write = match options.condition {
-            SetCondition::IfAbsent => !exists,
-            SetCondition::IfPresent => exists,
-            SetCondition::Always => true,
-        };
-        if write {
-            let expires_at = options.ttl.map(|ttl| now + ttl.as_duration());
-            state.put(key.as_str(), Value::Str(value.to_vec()), expires_at);
-        }
-        Ok(write)
+        self.replicated("set", key.as_str(), async {
+            let now = Instant::now();
+            let mut state = self.keyspace.lock();
+            let exists = state.live(key.as_str(), now).is_some();
+            let write = match options.condition {
+                SetCondition::IfAbsent => !exists,
+                SetCondition::IfPresent => exists,
+                SetCondition::Always => true,
+            };
+            if write {
+                let expires_at = options.ttl.map(|ttl| now + ttl.as_duration());
+                state.put(key.as_str(), Value::Str(value.to_vec()), expires_at);
+            }
+            Ok(write)
+        })
+        .await
     }
 
     async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
-        Ok(self.keyspace.lock().remove(key.as_str(), Instant::now()))
+        self.replicated("delete", key.as_str(), async {
+            Ok(self.keyspace.lock().remove(key.as_str(), Instant::now()))
+        })
+        .await
     }
 
     async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
@@ -71,11 +77,14 @@ impl DocumentStore for MemoryStore {
     }
 
     async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
-        let now = Instant::now();
-        Ok(self
-            .keyspace
-            .lock()
-            .set_expiry(key.as_str(), now + ttl.as_duration(), now))
+        self.replicated("expire", key.as_str(), async {
+            let now = Instant::now();
+            Ok(self
+                .keyspace
+                .lock()
+                .set_expiry(key.as_str(), now + ttl.as_duration(), now))
+        })
+        .await
     }
 
     async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError> {
@@ -116,7 +125,7 @@ impl DocumentStore for MemoryStore {
                             UPDATE,
                             key.as_str(),
                             &[key.as_str()],
-                            policy,
+                            self.section(policy),
                             &mut pass,
                             &mut apply,
                             |state, now| read_str(state, UPDATE, key, now),
@@ -162,6 +171,8 @@ impl DocumentStore for MemoryStore {
         };
         // Keeps the TTL, like `INCRBY`.
         state.put(key.as_str(), Value::Str(new.to_string().into_bytes()), expires_at);
+        drop(state);
+        self.unreplicated(OP, key.as_str())?;
         Ok(new)
     }
 
@@ -189,6 +200,8 @@ impl DocumentStore for MemoryStore {
         };
         // Keeps the TTL, like the Redis script's `SET … KEEPTTL`.
         state.put(key.as_str(), Value::Str(bytes), expires_at);
+        drop(state);
+        self.unreplicated(OP, key.as_str())?;
         Ok(len)
     }
 
@@ -213,7 +226,7 @@ impl MemoryStore {
                 UPDATE,
                 key.as_str(),
                 &[key.as_str()],
-                policy,
+                self.section(policy),
                 |state, now| read_str(state, UPDATE, key, now),
                 |current| {
                     let (decision, version) =

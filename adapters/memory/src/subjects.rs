@@ -40,18 +40,21 @@ impl SubjectStore for MemoryStore {
         subject: &SubjectName,
         changes: &[PropertyChange],
     ) -> Result<(), StoreError> {
-        const OP: &str = "store";
-        let key = space.key(subject.as_str());
-        let writes = FieldWrites::of(changes);
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let sets: Vec<(&[u8], &[u8])> = writes.sets().collect();
-        let deletes: Vec<&[u8]> = writes.deletes().collect();
-        self.keyspace
-            .lock()
-            .hset_hdel(&key, &sets, &deletes, Instant::now())
-            .map_err(|()| StoreError::wrong_type(OP, &key))
+        self.replicated("store", &space.key(subject.as_str()), async {
+            const OP: &str = "store";
+            let key = space.key(subject.as_str());
+            let writes = FieldWrites::of(changes);
+            if writes.is_empty() {
+                return Ok(());
+            }
+            let sets: Vec<(&[u8], &[u8])> = writes.sets().collect();
+            let deletes: Vec<&[u8]> = writes.deletes().collect();
+            self.keyspace
+                .lock()
+                .hset_hdel(&key, &sets, &deletes, Instant::now())
+                .map_err(|()| StoreError::wrong_type(OP, &key))
+        })
+        .await
     }
 
     async fn get_property(
@@ -91,7 +94,7 @@ impl SubjectStore for MemoryStore {
                 OP,
                 &key,
                 &[key.as_str()],
-                space.policy(),
+                self.section(space.policy()),
                 |state, now| {
                     state
                         .hget(&key, field.as_bytes(), now)
@@ -150,6 +153,8 @@ impl SubjectStore for MemoryStore {
         state
             .hset_hdel(&key, &[(field.as_bytes(), text.as_bytes())], &[], now)
             .map_err(|()| StoreError::wrong_type(OP, &key))?;
+        drop(state);
+        self.unreplicated(OP, &key)?;
         Ok(new)
     }
 
@@ -162,7 +167,13 @@ impl SubjectStore for MemoryStore {
             .hash(&key, now)
             .map_err(|()| StoreError::wrong_type(OP, &key))?
         {
-            Some(_) => Ok(state.remove(&key, now)),
+            // A deletion writes; as on Redis, whose WATCH section then
+            // waits for the replicas.
+            Some(_) => {
+                let removed = state.remove(&key, now);
+                drop(state);
+                self.unreplicated(OP, &key).map(|()| removed)
+            }
             None => Ok(false),
         }
     }

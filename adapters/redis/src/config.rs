@@ -1,6 +1,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use statehouse_ports::Durability;
+
 use crate::redact_url;
 
 /// Configuration of a [`RedisStore`](crate::RedisStore).
@@ -55,6 +57,11 @@ pub struct RedisConfig {
     /// A replica lags its primary, so a task read may miss the latest
     /// write. Default: none (reads go to `url`). Redacted like `url`.
     pub read_url: Option<String>,
+    /// How many replicas must confirm a write before it is acknowledged
+    /// (`WAIT` after it, on its connection); its timeout must be at most
+    /// half of `response_timeout`. Default: the primary alone
+    /// ([`Durability::Primary`]). See `docs/reliability.md`, "Durability".
+    pub durability: Durability,
 }
 
 impl RedisConfig {
@@ -70,6 +77,7 @@ impl RedisConfig {
             scan_count: 1000,
             tls_ca_file: None,
             read_url: None,
+            durability: Durability::Primary,
         }
     }
 
@@ -77,6 +85,14 @@ impl RedisConfig {
     #[must_use]
     pub fn with_read_url(mut self, read_url: impl Into<String>) -> Self {
         self.read_url = Some(read_url.into());
+        self
+    }
+
+    /// The same configuration with writes acknowledged only once
+    /// `durability`'s replicas confirmed them.
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
     }
 
@@ -119,6 +135,7 @@ impl fmt::Debug for RedisConfig {
             .field("scan_count", &self.scan_count)
             .field("tls_ca_file", &self.tls_ca_file)
             .field("read_url", &self.redacted_read_url())
+            .field("durability", &self.durability)
             .finish()
     }
 }

@@ -38,6 +38,20 @@ impl RedisStore {
         let mut conn = self.conns.shared();
         self.conns.run(op, key.as_str(), cmd.query_async(&mut conn)).await
     }
+
+    /// Runs one write on the shared connection, bounded and mapped, its
+    /// replicas waited for as the durability asks.
+    async fn write<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &Key,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let (mut conn, acks) = self.conns.writer();
+        self.conns
+            .run_write(acks, op, key.as_str(), cmd.query_async(&mut conn))
+            .await
+    }
 }
 
 #[async_trait]
@@ -128,12 +142,12 @@ impl DocumentStore for RedisStore {
                 cmd.arg("XX");
             }
         }
-        let reply: Value = self.query("set", key, &cmd).await?;
+        let reply: Value = self.write("set", key, &cmd).await?;
         Ok(!matches!(reply, Value::Nil))
     }
 
     async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
-        let removed: u64 = self.query("delete", key, &self.key_cmd("DEL", key)).await?;
+        let removed: u64 = self.write("delete", key, &self.key_cmd("DEL", key)).await?;
         Ok(removed > 0)
     }
 
@@ -145,7 +159,7 @@ impl DocumentStore for RedisStore {
     async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
         let mut cmd = self.key_cmd("PEXPIRE", key);
         cmd.arg(ttl.as_millis());
-        let set: u64 = self.query("expire", key, &cmd).await?;
+        let set: u64 = self.write("expire", key, &cmd).await?;
         Ok(set == 1)
     }
 
@@ -194,10 +208,10 @@ impl DocumentStore for RedisStore {
         const OP: &str = "increment";
         let mut cmd = self.key_cmd("INCRBY", key);
         cmd.arg(by);
-        let mut conn = self.conns.shared();
+        let (mut conn, acks) = self.conns.writer();
         let answer = self
             .conns
-            .run(OP, key.as_str(), async move {
+            .run_write(acks, OP, key.as_str(), async move {
                 match cmd.query_async::<i64>(&mut conn).await {
                     Ok(value) => Ok(Ok(value)),
                     Err(error) => refusal(&error).map(Err).ok_or(error),

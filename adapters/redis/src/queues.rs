@@ -76,9 +76,10 @@ impl QueueStore for RedisStore {
             // step of its own, sent first (a mark without work is harmless:
             // a worker finds the queues empty; work without a mark could
             // be stranded). See docs/keys.md.
-            let mut conn = self.conns.shared();
+            let (mut conn, acks) = self.conns.writer();
             self.conns
-                .run(
+                .run_write(
+                    acks,
                     OP,
                     queue.list(),
                     redis::cmd("ZADD")
@@ -127,7 +128,7 @@ impl QueueStore for RedisStore {
         }
         let keys = self.queue_script_keys(queue);
         let stop = start.saturating_add(count - 1);
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
+        let reply: Vec<Value> = scripts::run_shared_read(&self.conns, OP, queue.list(), |mut conn| {
             let cmd = scripts::evalsha(&QUEUE_RANGE, &keys, (queue.member(), start, stop));
             async move { cmd.query_async(&mut conn).await }
         })
@@ -197,10 +198,11 @@ impl QueueStore for RedisStore {
     async fn remove_pending(&self, service: &ServiceKeys, tenant: &TenantId) -> Result<bool, StoreError> {
         const OP: &str = "queue_remove_pending";
         let key = service.pending();
-        let mut conn = self.conns.shared();
+        let (mut conn, acks) = self.conns.writer();
         let removed: i64 = self
             .conns
-            .run(
+            .run_write(
+                acks,
                 OP,
                 key,
                 redis::cmd("ZREM")

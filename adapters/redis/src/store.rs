@@ -73,4 +73,22 @@ impl RedisStore {
     pub fn config(&self) -> &RedisConfig {
         &self.config
     }
+
+    /// The same store (the same connections, keys and feed) with writes
+    /// acknowledged as `durability` says: a family that needs its writes on
+    /// replicas takes its facade from this view, the others keep the
+    /// store's default. Its WAIT timeout must be at most half the response
+    /// timeout (`InvalidInput` otherwise).
+    pub fn with_durability(&self, durability: statehouse_ports::Durability) -> Result<Self, StoreError> {
+        let mut config = RedisConfig::clone(&self.config);
+        config.durability = durability;
+        Ok(Self {
+            conns: self.conns.with_durability(durability, &config)?,
+            keys: Arc::clone(&self.keys),
+            config: Arc::new(config),
+            // Lanes of its own: a round is written with its leader's
+            // durability.
+            documents_round: Arc::new(statehouse_ports::Combiner::new(self.documents_round.max_batch())),
+        })
+    }
 }

@@ -79,8 +79,10 @@ impl SubjectStore for RedisStore {
             }
             hdel.ignore();
         }
-        let mut conn = self.conns.shared();
-        self.conns.run(OP, &key, pipe.exec_async(&mut conn)).await
+        let (mut conn, acks) = self.conns.writer();
+        self.conns
+            .run_write(acks, OP, &key, pipe.exec_async(&mut conn))
+            .await
     }
 
     async fn get_property(
@@ -174,10 +176,10 @@ impl SubjectStore for RedisStore {
         let field = kind.field(name.as_str());
         let mut cmd = redis::cmd("HINCRBY");
         cmd.arg(self.keys.raw(&key).as_ref()).arg(&field).arg(by);
-        let mut conn = self.conns.shared();
+        let (mut conn, acks) = self.conns.writer();
         let answer = self
             .conns
-            .run(OP, &key, async move {
+            .run_write(acks, OP, &key, async move {
                 match cmd.query_async::<i64>(&mut conn).await {
                     Ok(value) => Ok(Ok(value)),
                     Err(error) => refusal(&error).map(Err).ok_or(error),

@@ -151,9 +151,10 @@ impl FieldStore for RedisStore {
             let _: i64 = self.run_write(OP, key, ttl, "set", &writes).await?;
             return Ok(());
         }
-        let mut conn = self.conns.shared();
+        let (mut conn, acks) = self.conns.writer();
         self.conns
-            .run(
+            .run_write(
+                acks,
                 OP,
                 key.key(),
                 hset(&self.keys.raw(key.key()), &writes).exec_async(&mut conn),
@@ -180,9 +181,11 @@ impl FieldStore for RedisStore {
             pipe.atomic();
             pipe.add_command(hset(&rkey, &writes)).ignore();
             pipe.cmd("HGETALL").arg(rkey.as_ref());
-            let mut conn = self.conns.shared();
-            let (merged,): (BTreeMap<Vec<u8>, Vec<u8>>,) =
-                self.conns.run(OP, key.key(), pipe.query_async(&mut conn)).await?;
+            let (mut conn, acks) = self.conns.writer();
+            let (merged,): (BTreeMap<Vec<u8>, Vec<u8>>,) = self
+                .conns
+                .run_write(acks, OP, key.key(), pipe.query_async(&mut conn))
+                .await?;
             merged
         };
         Ok(decode_fields(
@@ -209,9 +212,10 @@ impl FieldStore for RedisStore {
         if fields.is_empty() {
             return Ok(0);
         }
-        let mut conn = self.conns.shared();
+        let (mut conn, acks) = self.conns.writer();
         self.conns
-            .run(
+            .run_write(
+                acks,
                 OP,
                 key.key(),
                 redis::cmd("HDEL")
@@ -224,10 +228,11 @@ impl FieldStore for RedisStore {
 
     async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
         const OP: &str = "delete";
-        let mut conn = self.conns.shared();
+        let (mut conn, acks) = self.conns.writer();
         let deleted: u64 = self
             .conns
-            .run(
+            .run_write(
+                acks,
                 OP,
                 key.key(),
                 redis::cmd("DEL")
@@ -351,12 +356,11 @@ impl FieldStore for RedisStore {
         const OP: &str = "delete_matching";
         let mut keys = self.scan_hashes(OP, pattern);
         let mut deleted = 0;
-        let mut conn = self.conns.shared();
         // Page by page as the listing goes: deleting keys the scan has
         // returned never hides others from it, and a key it repeats is not
         // counted twice (`DEL` counts what existed).
         while let Some(page) = keys.next_page().await? {
-            deleted += self.delete_page(OP, pattern, &mut conn, &page).await?;
+            deleted += self.delete_page(OP, pattern, &page).await?;
         }
         Ok(deleted)
     }
@@ -369,18 +373,19 @@ impl RedisStore {
         &self,
         op: &'static str,
         pattern: &TenantPattern,
-        conn: &mut crate::conn::Shared,
         keys: &[String],
     ) -> Result<u64, StoreError> {
         let mut deleted = 0;
         for batch in keys.chunks(DELETE_BATCH) {
             let raw: Vec<String> = batch.iter().map(|key| self.keys.raw(key).into_owned()).collect();
+            let (mut conn, acks) = self.conns.writer();
             let count: u64 = self
                 .conns
-                .run(
+                .run_write(
+                    acks,
                     op,
                     pattern.pattern(),
-                    redis::cmd("DEL").arg(raw).query_async(conn),
+                    redis::cmd("DEL").arg(raw).query_async(&mut conn),
                 )
                 .await?;
             deleted += count;

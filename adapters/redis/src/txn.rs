@@ -302,10 +302,14 @@ where
         // EXEC answered, committed or not: no watch is left.
         txn.clean = true;
         match exec {
-            Ok(Some(())) => return Ok(Outcome::Executed(Some(value))),
-            Ok(None) => {
-                decide.not_written();
-                return Ok(Outcome::Executed(None));
+            Ok(committed) => {
+                if committed.is_none() {
+                    decide.not_written();
+                }
+                conns
+                    .confirm_exec(op, key, &mut txn.conn, committed.is_some())
+                    .await?;
+                return Ok(Outcome::Executed(committed.map(|()| value)));
             }
             Err(error) if error::is_no_script(&error) => {
                 decide.not_written();

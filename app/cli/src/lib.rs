@@ -89,7 +89,8 @@ enum Command {
     /// One tenant's records: users [get USER], state USER [NAME], table TABLE [PK].
     Tenant(tenants::TenantArgs),
     /// Expiration triggers of a tenant: `triggers TENANT [--due]` lists
-    /// them, `triggers set TENANT ACTION ID DELAY` sets one.
+    /// them, `triggers set TENANT ACTION ID DELAY` sets one, `triggers due
+    /// [--limit N]` shows the due index across tenants.
     Triggers(queues::TriggersArgs),
     /// Batch queues: `queue TENANT SERVICE BATCH ACTION [--peek N]` shows a
     /// queue, `queue pending SERVICE` the tenants with queued work.

@@ -1,10 +1,11 @@
 //! `triggers TENANT [--due]`, `triggers set TENANT ACTION ID DELAY`,
+//! `triggers due [--limit N]` (the due index across tenants),
 //! `queue TENANT SERVICE BATCH ACTION [--peek N]`, `queue pending SERVICE`:
 //! expiration triggers and batch queues from the command line.
 
 use std::time::Duration;
 
-use chrono::SecondsFormat;
+use chrono::{SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
@@ -39,6 +40,15 @@ pub(super) enum TriggersCommand {
         /// When, from now.
         #[arg(value_parser = parse_delay)]
         delay: Duration,
+    },
+    /// The due index across tenants: the tenants with pending triggers,
+    /// each with its earliest due time, earliest first (a tenant an
+    /// all-tenants listener is serving shows the end of its lease). A
+    /// tenant named "due" or "set" is listed with `triggers -- due`.
+    Due {
+        /// Show at most N tenants.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
     },
 }
 
@@ -124,6 +134,7 @@ pub(super) async fn triggers(
                 ),
             )
         }
+        (Some(TriggersCommand::Due { limit }), _) => due_index(triggers, limit, out).await,
         (None, Some(tenant)) => {
             let list = if args.due {
                 triggers.due(&tenant).await?
@@ -154,6 +165,44 @@ pub(super) async fn triggers(
         }
         (None, None) => Err(CliError::Usage("triggers needs a TENANT".to_owned())),
     }
+}
+
+/// `triggers due`: the first `limit` tenants of the due index, with their
+/// times as UTC and as a distance from now (by this machine's clock).
+async fn due_index(triggers: &Triggers, limit: usize, out: &mut Output<'_>) -> Result<(), CliError> {
+    if limit == 0 {
+        return Err(CliError::Usage("--limit must be at least 1".to_owned()));
+    }
+    let tenants = triggers.index(limit).await?;
+    if out.is_json() {
+        return out.json(&tenants);
+    }
+    if tenants.is_empty() {
+        return out.say("no tenant has pending triggers");
+    }
+    let now = Utc::now();
+    out.say("DUE AT (UTC)              WHEN            TENANT")?;
+    for entry in &tenants {
+        let when = match (entry.due_at - now).to_std() {
+            Ok(ahead) if ahead >= Duration::from_millis(1) => format!("in {}", human_duration(ahead)),
+            _ => match (now - entry.due_at).to_std() {
+                Ok(behind) if behind >= Duration::from_millis(1) => {
+                    format!("{} ago", human_duration(behind))
+                }
+                _ => "now".to_owned(),
+            },
+        };
+        out.say(format_args!(
+            "{:<25} {:<15} {}",
+            entry.due_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            when,
+            quoted(&entry.tenant)
+        ))?;
+    }
+    if tenants.len() == limit {
+        out.say(format_args!("(the first {limit}; --limit N shows more)"))?;
+    }
+    Ok(())
 }
 
 pub(super) async fn queue(queues: &Queues, args: QueueArgs, out: &mut Output<'_>) -> Result<(), CliError> {

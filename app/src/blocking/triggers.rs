@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use statehouse_ports::{
-    BoxError, Claimed, ClaimedTrigger, PendingTrigger, StoreError, TenantId, ValidationExt,
+    BoxError, Claimed, ClaimedTrigger, IndexedTenant, PendingTrigger, StoreError, TenantId, ValidationExt,
 };
 use tokio::sync::{Notify, oneshot};
 
@@ -180,6 +180,11 @@ impl Triggers {
     /// See [`crate::Triggers::due`].
     pub fn due(&self, tenant: &str) -> Result<Vec<PendingTrigger>, StoreError> {
         block_on(&self.runtime, "trigger_list", self.inner.due(tenant))
+    }
+
+    /// See [`crate::Triggers::index`].
+    pub fn index(&self, limit: usize) -> Result<Vec<IndexedTenant>, StoreError> {
+        block_on(&self.runtime, "trigger_indexed", self.inner.index(limit))
     }
 
     /// See [`crate::Triggers::claim`].

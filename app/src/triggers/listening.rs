@@ -6,7 +6,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Poll;
 use std::time::Duration;
 
 use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
@@ -187,16 +186,16 @@ impl<'t, S: Future<Output = ()>> Listening<'t, S> {
     }
 
     /// Serves the tenants of one round, taken from the due index: claims
-    /// their due triggers (all tenants at once, concurrently), runs
-    /// `handler` on each trigger with its tenant (one after the other, in
-    /// the order taken), then acknowledges each tenant's handled triggers in
-    /// one step (concurrently again), which files the tenant in the index
-    /// at its next due time. A temporary failure of a claim is handed back
-    /// in [`Round::failed`] (that tenant comes back after the take's lease);
-    /// of an ack, logged (its triggers come back after theirs). When the
-    /// stop signal comes, the handlers of the tenants not yet served are
-    /// skipped (their triggers come back after the lease) and every tenant
-    /// is filed.
+    /// their due triggers (all tenants together, one port call: on Redis
+    /// one pipeline), runs `handler` on each trigger with its tenant (one
+    /// after the other, in the order taken), then acknowledges each
+    /// tenant's handled triggers (all together again), which files the
+    /// tenant in the index at its next due time. A temporary failure of
+    /// the claims is handed back in [`Round::failed`] (the round's tenants
+    /// come back after the take's lease); of the acks, logged (their
+    /// triggers come back after theirs). When the stop signal comes, the
+    /// handlers of the tenants not yet served are skipped (their triggers
+    /// come back after the lease) and every tenant is filed.
     pub(super) async fn serve_round<F, Fut>(
         &mut self,
         tenants: Vec<TenantId>,
@@ -206,28 +205,21 @@ impl<'t, S: Future<Output = ()>> Listening<'t, S> {
         F: FnMut(TenantId, ClaimedTrigger) -> Fut,
         Fut: Future<Output = Result<(), BoxError>>,
     {
-        let port = self.triggers.port.clone();
+        let port = &self.triggers.port;
         let ListenOptions { batch, lease, .. } = self.options;
-        let claims = join_all(tenants.into_iter().map(|tenant| {
-            let port = &port;
-            async move {
-                let keys = TriggerKeys::new(&tenant);
-                let claimed = port.claim_indexed(&keys, batch, lease).await;
-                (tenant, keys, claimed)
-            }
-        }))
-        .await;
+        let keys: Vec<TriggerKeys> = tenants.iter().map(TriggerKeys::new).collect();
         let mut round = Round::default();
+        let claims = match port.claim_round(&keys, batch, lease).await {
+            Ok(claims) => claims,
+            Err(error) if error.is_retryable() => {
+                // The round's tenants come back after the take's lease.
+                round.failed = Some(error);
+                return Ok(round);
+            }
+            Err(error) => return Err(error),
+        };
         let mut filings = Vec::new();
-        for (tenant, keys, claimed) in claims {
-            let claimed = match claimed {
-                Ok(claimed) => claimed,
-                Err(error) if error.is_retryable() => {
-                    round.failed.get_or_insert(error);
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
+        for ((tenant, keys), claimed) in tenants.into_iter().zip(keys).zip(claims) {
             round.next = earliest(round.next, deadline(claimed.next_due_in));
             // None or a full batch: filed by the claim already.
             let filed = claimed.triggers.is_empty() || claimed.triggers.len() >= batch;
@@ -246,21 +238,10 @@ impl<'t, S: Future<Output = ()>> Listening<'t, S> {
                 filings.push((keys, handled));
             }
         }
-        let filed = join_all(filings.iter().map(|(keys, handled)| {
-            let port = &port;
-            async move {
-                if handled.is_empty() {
-                    port.claim_indexed(keys, 0, lease).await.map(|_| 0)
-                } else {
-                    port.ack_indexed(keys, handled).await
-                }
-            }
-        }))
-        .await;
-        for result in filed {
-            if let Err(error) = result {
-                ack_failed(error)?;
-            }
+        if !filings.is_empty()
+            && let Err(error) = self.triggers.port.ack_round(&filings).await
+        {
+            ack_failed(error)?;
         }
         Ok(round)
     }
@@ -274,29 +255,6 @@ pub(super) struct Round {
     pub(super) next: Option<Instant>,
     /// The first temporary failure of a claim, if any.
     pub(super) failed: Option<StoreError>,
-}
-
-/// Runs `futures` concurrently on this task; their outputs, in order.
-async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut pending: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => {
-                        *output = Some(value);
-                        *slot = None;
-                    }
-                    Poll::Pending => done = false,
-                }
-            }
-        }
-        if done { Poll::Ready(()) } else { Poll::Pending }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 /// The deadline of a `next_due_in` measured now.
@@ -331,22 +289,6 @@ pub(super) fn ack_failed(error: StoreError) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn join_all_keeps_the_order_and_runs_the_futures_together() {
-        let started = Instant::now();
-        let outputs = join_all((0..3u64).map(|n| async move {
-            tokio::time::sleep(Duration::from_millis(30 - 10 * n)).await;
-            n
-        }))
-        .await;
-        assert_eq!(outputs, [0, 1, 2]);
-        assert!(
-            started.elapsed() < Duration::from_millis(60),
-            "{:?}",
-            started.elapsed()
-        );
-    }
 
     #[test]
     fn the_earliest_known_deadline_wins() {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
 use statehouse_ports::{
-    ActionName, BoxError, ChangeFeed, Claimed, ClaimedTrigger, PendingTrigger, StoreError, TenantId,
-    TriggerId, TriggerStore, ValidationExt,
+    ActionName, BoxError, ChangeFeed, Claimed, ClaimedTrigger, IndexedTenant, PendingTrigger, StoreError,
+    TenantId, TriggerId, TriggerStore, ValidationExt,
 };
 use tokio::sync::Notify;
 
@@ -155,6 +155,15 @@ impl Triggers {
     /// The tenant's triggers due now (claimed or not), earliest first.
     pub async fn due(&self, tenant_name: &str) -> Result<Vec<PendingTrigger>, StoreError> {
         self.port.list(&keys("trigger_list", tenant_name)?, true).await
+    }
+
+    /// The cross-tenant due index, read without changing it: the first
+    /// `limit` tenants with pending triggers, each with its entry's time
+    /// (never later than its earliest trigger; for a tenant a
+    /// [`listen_all`](Self::listen_all) listener is serving, the end of
+    /// its lease), earliest first.
+    pub async fn index(&self, limit: usize) -> Result<Vec<IndexedTenant>, StoreError> {
+        self.port.indexed(TriggerIndex::all(), limit).await
     }
 
     /// Claims at most `max` due triggers for `lease` (the building block of

@@ -21,6 +21,7 @@ use statehouse_ports::{
 pub mod changes;
 pub mod config;
 pub mod documents;
+pub mod durability;
 pub mod hotkeys;
 pub mod listing;
 pub mod queues;
@@ -49,6 +50,11 @@ pub type PlantHash = Arc<dyn Fn(Key) -> Pin<Box<dyn Future<Output = ()> + Send>>
 /// but the store itself (the Redis server, or the memory keyspace).
 pub type OtherProcess =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = statehouse::Ports> + Send>> + Send + Sync>;
+
+/// The ports of the same store (same connections, same namespace) with
+/// writes acknowledged as a [`Durability`](statehouse_ports::Durability)
+/// says, under the same layers.
+pub type DurableView = Arc<dyn Fn(statehouse_ports::Durability) -> statehouse::Ports + Send + Sync>;
 
 /// Raw access to Redis hashes (in a backend's namespace), below the ports:
 /// what another process (a Python KRules service) writes and reads.
@@ -86,6 +92,8 @@ pub struct Backend {
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
     other_process: Option<OtherProcess>,
+    /// How many replicas the store has, and its durable views.
+    replicated: Option<(u32, DurableView)>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -122,7 +130,32 @@ impl Backend {
             plant_hash,
             raw_hashes,
             other_process: None,
+            replicated: None,
         }
+    }
+
+    /// The same fixture, whose store has `replicas` replicas and gives
+    /// durable views of itself ([`durable`](Self::durable)).
+    #[must_use]
+    pub fn with_replicas(mut self, replicas: u32, view: DurableView) -> Self {
+        self.replicated = Some((replicas, view));
+        self
+    }
+
+    /// How many replicas the store has (0 for memory and a lone server).
+    /// Panics if the runner did not say.
+    pub fn replicas(&self) -> u32 {
+        self.replicated
+            .as_ref()
+            .expect("the runner gives durable views")
+            .0
+    }
+
+    /// The ports of this store with writes acknowledged as `durability`
+    /// says. Panics if the runner gave no view.
+    pub fn durable(&self, durability: statehouse_ports::Durability) -> statehouse::Ports {
+        let (_, view) = self.replicated.as_ref().expect("the runner gives durable views");
+        view(durability)
     }
 
     /// The same fixture, able to connect another process
@@ -405,6 +438,13 @@ macro_rules! contract_suite {
             writers_on_different_fields_lose_nothing: Threaded,
             the_current_shared_state_never_leaks_between_requests: Threaded,
         ]);
+        $crate::contract_suite!(@family $runner, durability, [
+            primary_only_acknowledges_as_before: Plain,
+            as_many_replicas_as_the_store_has_acknowledge_every_family: Plain,
+            more_replicas_than_the_store_has_apply_the_write_then_fail_not_durable: Plain,
+            reads_never_wait_for_replicas: Plain,
+            an_update_that_writes_nothing_waits_for_nothing: Plain,
+        ]);
         $crate::contract_suite!(@family $runner, triggers, [
             a_trigger_is_not_delivered_before_it_is_due: Plain,
             setting_again_moves_the_deadline_instead_of_adding: Plain,
@@ -430,6 +470,7 @@ macro_rules! contract_suite {
             ten_thousand_tenants_reach_four_listeners_in_two_processes_exactly_once: Plain,
             a_killed_listeners_claims_are_redelivered_after_the_lease: Plain,
             idle_listeners_take_only_a_few_times_per_second: Plain,
+            a_round_claims_and_acks_its_tenants_together_and_the_index_reads_without_taking: Plain,
         ]);
         $crate::contract_suite!(@family $runner, listing, [
             every_family_yields_each_key_once: Plain,

@@ -19,6 +19,7 @@ pub use all_tenants::{
     a_full_claim_files_the_tenant_again_at_once_and_none_prunes_it,
     a_killed_listeners_claims_are_redelivered_after_the_lease,
     a_mark_whose_set_never_wrote_is_adopted_after_a_minute,
+    a_round_claims_and_acks_its_tenants_together_and_the_index_reads_without_taking,
     a_set_in_another_process_wakes_idle_listeners_at_once,
     a_shard_of_another_type_fails_the_set_before_the_trigger_is_written,
     idle_listeners_take_only_a_few_times_per_second, one_busy_tenant_does_not_starve_the_others,

@@ -466,6 +466,61 @@ fn triggers_and_queues_are_followed_between_invocations() {
 }
 
 #[test]
+fn the_due_index_across_tenants_is_shown_earliest_first() {
+    let server = RedisServer::start();
+    assert_eq!(
+        run(&server, &["triggers", "due"]),
+        (0, "no tenant has pending triggers\n".to_owned(), String::new())
+    );
+    for (tenant, delay) in [("globex", "2h"), ("acme", "1h"), ("initech", "0"), ("acme", "3h")] {
+        assert_eq!(
+            run(&server, &["triggers", "set", tenant, "remind", "u", delay]).0,
+            0
+        );
+    }
+    let (code, out, err) = run(&server, &["triggers", "due"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and one line per tenant:\n{out}");
+    assert!(lines[0].starts_with("DUE AT (UTC)"), "{out}");
+    // Each tenant once, at its earliest trigger ("acme" at 1 h, not 3 h).
+    for (line, (when, tenant)) in lines[1..].iter().zip([
+        ("ago", "\"initech\""),
+        ("in 59 min", "\"acme\""),
+        ("in 1 h 59 min", "\"globex\""),
+    ]) {
+        // Due at once: some milliseconds ago by now (or "now" within one).
+        let when_ok = line.contains(when) || (when == "ago" && line.contains(" now "));
+        assert!(line.ends_with(tenant) && when_ok, "{line:?} in\n{out}");
+        assert!(line.get(..24).is_some_and(|at| at.ends_with('Z')), "{line:?}");
+    }
+
+    let (code, out, _) = run(&server, &["--json", "triggers", "due", "--limit", "2"]);
+    assert_eq!(code, 0);
+    let due: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let tenants: Vec<&str> = due
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|entry| entry["tenant"].as_str().expect("a tenant"))
+        .collect();
+    assert_eq!(tenants, ["initech", "acme"], "the first two, earliest first");
+    let at = |n: usize| {
+        chrono::DateTime::parse_from_rfc3339(due[n]["due_at"].as_str().expect("a time")).expect("RFC 3339")
+    };
+    let apart = at(1) - at(0);
+    assert!(
+        (3_599_000..=3_601_000).contains(&apart.num_milliseconds()),
+        "acme an hour after initech: {apart}"
+    );
+    let (_, out, _) = run(&server, &["triggers", "due", "--limit", "1"]);
+    assert!(out.ends_with("(the first 1; --limit N shows more)\n"), "{out}");
+    assert_eq!(run(&server, &["triggers", "due", "--limit", "0"]).0, 2);
+    // The per-tenant listing is unchanged beside it.
+    assert_eq!(run(&server, &["triggers", "acme"]).1.lines().count(), 3);
+}
+
+#[test]
 fn config_is_versioned_between_invocations() {
     let server = RedisServer::start();
     assert_eq!(

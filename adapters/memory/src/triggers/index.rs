@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use statehouse_domain::TenantId;
 use statehouse_domain::layout::{IndexShard, TriggerIndex, TriggerKeys};
-use statehouse_ports::{DueTenants, StoreError};
+use statehouse_ports::{DueTenants, IndexedTenant, StoreError, millis_to_utc};
 use tokio::time::Instant;
 
 use super::{from_ms, millis, score, score_ms};
@@ -131,6 +131,40 @@ impl MemoryStore {
             .min()
             .map(|at| from_ms(at.saturating_sub(clock)));
         Ok(DueTenants { tenants, next_due_in })
+    }
+
+    /// The first `limit` entries of the index, earliest first across the
+    /// shards.
+    pub(super) fn indexed_tenants(
+        &self,
+        index: &TriggerIndex,
+        limit: usize,
+    ) -> Result<Vec<IndexedTenant>, StoreError> {
+        const OP: &str = "trigger_indexed";
+        let mut state = self.keyspace.lock();
+        let now = Instant::now();
+        let mut entries: Vec<(i64, String)> = Vec::new();
+        for shard in index.shards() {
+            let set = state
+                .zset(shard.tenants(), now)
+                .map_err(|()| StoreError::wrong_type(OP, shard.tenants()))?;
+            if let Some(set) = set {
+                entries.extend(
+                    set.iter()
+                        .take(limit)
+                        .map(|(at, tenant)| (score_ms(at), tenant.to_owned())),
+                );
+            }
+        }
+        entries.sort();
+        entries.truncate(limit);
+        Ok(entries
+            .into_iter()
+            .map(|(at, tenant)| IndexedTenant {
+                tenant,
+                due_at: millis_to_utc(at),
+            })
+            .collect())
     }
 
     /// Files the tenant again after a claim or an ack that saw `sets` sets

@@ -15,6 +15,9 @@
 //! - `cluster/`: a Redis Cluster (`redis+cluster://h1:p1,h2:p2`): redis-rs'
 //!   cluster connection for plain commands, statehouse's slot map and a
 //!   pool per primary for WATCH sections and redirected transactions.
+//! - `durable.rs`: durability on demand, THE place a write waits for its
+//!   replicas (`WAIT` after the write, on its connection): the
+//!   [`writer`](Connections::writer) handle and its checks.
 //! - `targets.rs`: where a WATCH section runs and how it recovers from a
 //!   redirect; the nodes a listing scans and a change feed listens to.
 //!
@@ -35,18 +38,20 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use redis::aio::ConnectionManager;
 use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
-use statehouse_ports::StoreError;
+use statehouse_ports::{Durability, StoreError};
 
 use crate::RedisConfig;
 use crate::error;
 use crate::redact::Secrets;
 
 mod cluster;
+mod durable;
 mod pool;
 mod sentinel;
 mod single;
 mod targets;
 
+pub(crate) use durable::Acks;
 pub(crate) use pool::PooledTxn;
 pub use pool::TXN_CLIENT_NAME;
 
@@ -71,6 +76,9 @@ pub(crate) enum Shared {
     Cluster(ClusterShared),
     /// One node of a cluster, every command sent to it (`SCAN` per node).
     Node(ClusterShared, Arc<str>),
+    /// Writes that wait for replicas: each command or pipeline is sent with
+    /// `WAIT` after it, in one request (`durable.rs`).
+    Durable(Box<Shared>, durable::Wait),
 }
 
 impl redis::aio::ConnectionLike for Shared {
@@ -79,6 +87,7 @@ impl redis::aio::ConnectionLike for Shared {
             Shared::Single(conn) => conn.req_packed_command(cmd),
             Shared::Cluster(cluster) => async move { cluster.command(cmd).await }.boxed(),
             Shared::Node(cluster, addr) => async move { cluster.on_address(addr, cmd).await }.boxed(),
+            Shared::Durable(inner, wait) => async move { wait.command_then_wait(inner, cmd).await }.boxed(),
         }
     }
 
@@ -96,6 +105,9 @@ impl redis::aio::ConnectionLike for Shared {
             Shared::Node(cluster, addr) => {
                 async move { cluster.pipeline_on_address(addr, pipeline, offset, count).await }.boxed()
             }
+            Shared::Durable(inner, wait) => {
+                async move { wait.pipeline_then_wait(inner, pipeline, offset, count).await }.boxed()
+            }
         }
     }
 
@@ -103,6 +115,7 @@ impl redis::aio::ConnectionLike for Shared {
         match self {
             Shared::Single(conn) => conn.get_db(),
             Shared::Cluster(_) | Shared::Node(..) => 0,
+            Shared::Durable(inner, _) => inner.get_db(),
         }
     }
 }
@@ -125,6 +138,8 @@ pub(crate) struct Connections {
     pub(crate) response_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pool_wait: Duration,
+    /// How many replicas a write waits for (`durable.rs`).
+    durability: Durability,
     /// What of the URL no error may show (redis-rs errors are checked).
     secrets: Arc<Secrets>,
 }
@@ -142,6 +157,7 @@ impl std::fmt::Debug for Connections {
                 .field("pool", &sentinel.current().pool.state()),
         };
         debug
+            .field("durability", &self.durability)
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
@@ -154,6 +170,7 @@ impl Connections {
     pub(crate) async fn open(config: &RedisConfig) -> Result<Self, StoreError> {
         #[cfg(feature = "tls")]
         install_crypto_provider();
+        durable::check(config.durability, config.response_timeout, &config.redacted_url())?;
         // Errors of later calls are checked against the secrets of both
         // URLs: a call may run on either endpoint.
         let secrets = Arc::new(Secrets::of_all(
@@ -201,6 +218,7 @@ impl Connections {
             response_timeout: config.response_timeout,
             connect_timeout: config.connect_timeout,
             pool_wait: config.connect_timeout + config.response_timeout,
+            durability: config.durability,
             secrets,
         }
     }

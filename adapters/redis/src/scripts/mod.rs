@@ -19,7 +19,7 @@
 use std::future::Future;
 use std::sync::LazyLock;
 
-use crate::conn::Shared;
+use crate::conn::{Acks, Shared};
 use redis::{Cmd, Script};
 use statehouse_ports::StoreError;
 
@@ -301,24 +301,69 @@ pub(crate) fn evalsha<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(
 /// node that answered among them. Outside a WATCH section this is how scripts run: a script is
 /// one atomic step by itself. A `NOSCRIPT` inside a `MULTI` ran the
 /// transaction's other commands, so those must be idempotent (they are:
-/// `ZADD NX`).
+/// `ZADD NX`). Scripts write: their replicas are waited for as the
+/// durability asks ([`Connections::writer`]); a script that only reads
+/// runs through [`run_shared_read`].
 pub(crate) async fn run_shared<T, F, Fut>(
     conns: &Connections,
     op: &'static str,
     key: &str,
-    mut call: F,
+    call: F,
 ) -> Result<T, StoreError>
 where
     F: FnMut(Shared) -> Fut,
     Fut: Future<Output = redis::RedisResult<T>>,
 {
-    match conns.run_raw(op, key, call(conns.shared())).await? {
-        Ok(value) => return Ok(value),
+    run_scripts(conns, op, key, call, true).await
+}
+
+/// [`run_shared`] for a script that only reads: no `WAIT` after it,
+/// whatever the durability.
+pub(crate) async fn run_shared_read<T, F, Fut>(
+    conns: &Connections,
+    op: &'static str,
+    key: &str,
+    call: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut(Shared) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    run_scripts(conns, op, key, call, false).await
+}
+
+/// THE script runner: `call` on a writer's handle (its replicas waited for
+/// as the durability asks) if `writes`, else on the shared connection.
+async fn run_scripts<T, F, Fut>(
+    conns: &Connections,
+    op: &'static str,
+    key: &str,
+    mut call: F,
+    writes: bool,
+) -> Result<T, StoreError>
+where
+    F: FnMut(Shared) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    let handle = || {
+        if writes {
+            conns.writer()
+        } else {
+            (conns.shared(), Acks::default())
+        }
+    };
+    let (conn, acks) = handle();
+    match conns.run_raw(op, key, call(conn)).await? {
+        Ok(value) => {
+            conns.confirm(op, key, &acks)?;
+            return Ok(value);
+        }
         Err(error) if error::is_no_script(&error) => {}
         Err(error) => return Err(conns.map_shared(op, key, error)),
     }
     conns.load_scripts(op, key, &load_all()).await?;
-    conns.run(op, key, call(conns.shared())).await
+    let (conn, acks) = handle();
+    conns.run_write(acks, op, key, call(conn)).await
 }
 
 /// `SCRIPT LOAD` of every script, answers ignored.

@@ -25,10 +25,10 @@
 
 use std::time::Duration;
 
-use redis::Value;
+use redis::{Cmd, Value};
 use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
 use statehouse_domain::{ChangeKind, ChangeNotice, TenantId};
-use statehouse_ports::{DueTenants, ErrorKind, StoreError};
+use statehouse_ports::{DueTenants, ErrorKind, IndexedTenant, StoreError, millis_to_utc};
 
 use super::{bad_reply, int, next_due, text};
 use crate::RedisStore;
@@ -130,6 +130,74 @@ impl RedisStore {
         Ok(DueTenants { tenants, next_due_in })
     }
 
+    /// The first `limit` entries of every shard, merged earliest first and
+    /// cut to `limit`: a `ZRANGE … WITHSCORES` per shard in one pipeline
+    /// (on a cluster, each routed to its shard's primary).
+    pub(super) async fn indexed_tenants(
+        &self,
+        index: &TriggerIndex,
+        limit: usize,
+    ) -> Result<Vec<IndexedTenant>, StoreError> {
+        const OP: &str = "trigger_indexed";
+        let Some(first) = index.shards().first() else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let last = i64::try_from(limit).unwrap_or(i64::MAX).saturating_sub(1);
+        let mut pipe = redis::pipe();
+        for shard in index.shards() {
+            pipe.cmd("ZRANGE")
+                .arg(self.keys.raw(shard.tenants()).as_ref())
+                .arg(0)
+                .arg(last)
+                .arg("WITHSCORES");
+        }
+        let mut conn = self.conns.shared();
+        let read = self
+            .conns
+            .run(
+                OP,
+                first.tenants(),
+                pipe.query_async::<Vec<Vec<(Vec<u8>, f64)>>>(&mut conn),
+            )
+            .await;
+        let shards: Vec<(&str, &str)> = index
+            .shards()
+            .iter()
+            .map(|shard| (shard.tenants(), "zset"))
+            .collect();
+        let replies = self.naming_the_culprit(read, &shards).await?;
+        let mut entries: Vec<(i64, String)> = replies
+            .into_iter()
+            .flatten()
+            .map(|(tenant, at)| (score_ms(at), String::from_utf8_lossy(&tenant).into_owned()))
+            .collect();
+        entries.sort();
+        entries.truncate(limit);
+        Ok(entries
+            .into_iter()
+            .map(|(at, tenant)| IndexedTenant {
+                tenant,
+                due_at: millis_to_utc(at),
+            })
+            .collect())
+    }
+
+    /// The refile script's command for the tenant after a claim or an ack
+    /// that saw `sets` sets and its next due time.
+    pub(super) fn refile_cmd(&self, triggers: &TriggerKeys, sets: i64, next_due_in: Option<Duration>) -> Cmd {
+        let shard = triggers.shard();
+        let (tenants, marks) = (self.keys.raw(shard.tenants()), self.keys.raw(shard.marks()));
+        let next = next_due_in.map_or(-1, |next| i64::try_from(next.as_millis()).unwrap_or(i64::MAX));
+        scripts::evalsha(
+            &TRIGGER_REFILE,
+            &[tenants.as_ref(), marks.as_ref()],
+            (triggers.tenant().as_str(), sets, next),
+        )
+    }
+
     /// Files the tenant again after a claim or an ack that saw `sets` sets
     /// and its next due time.
     pub(super) async fn refile(
@@ -138,28 +206,43 @@ impl RedisStore {
         sets: i64,
         next_due_in: Option<Duration>,
     ) -> Result<(), StoreError> {
+        let mut refiles = redis::pipe();
+        refiles.add_command(self.refile_cmd(triggers, sets, next_due_in));
+        self.refile_all(&refiles, std::iter::once(triggers)).await
+    }
+
+    /// Runs `refiles`, the refile commands of `tenants` (one pipeline),
+    /// replies ignored.
+    pub(super) async fn refile_all<'k>(
+        &self,
+        refiles: &redis::Pipeline,
+        tenants: impl Iterator<Item = &'k TriggerKeys> + Clone,
+    ) -> Result<(), StoreError> {
         const OP: &str = "trigger_refile";
-        let shard = triggers.shard();
-        let keys = [
-            self.keys.raw(shard.tenants()).into_owned(),
-            self.keys.raw(shard.marks()).into_owned(),
-        ];
-        let tenant = triggers.tenant().as_str();
-        let next = next_due_in.map_or(-1, |next| i64::try_from(next.as_millis()).unwrap_or(i64::MAX));
-        let refiled = scripts::run_shared(&self.conns, OP, shard.tenants(), |mut conn| {
-            let cmd = scripts::evalsha(&TRIGGER_REFILE, &keys, (tenant, sets, next));
-            async move { cmd.exec_async(&mut conn).await }
+        let Some(first) = tenants.clone().next() else {
+            return Ok(());
+        };
+        if refiles.is_empty() {
+            return Ok(());
+        }
+        let refiled = scripts::run_shared(&self.conns, OP, first.shard().tenants(), |mut conn| async move {
+            refiles.exec_async(&mut conn).await
         })
         .await;
-        self.naming_the_culprit(refiled, &[(shard.tenants(), "zset"), (shard.marks(), "hash")])
-            .await
+        if refiled.is_ok() {
+            return refiled;
+        }
+        let shards: Vec<(&str, &str)> = tenants
+            .flat_map(|t| [(t.shard().tenants(), "zset"), (t.shard().marks(), "hash")])
+            .collect();
+        self.naming_the_culprit(refiled, &shards).await
     }
 
     /// `result`, but a `WrongType` error names the key of `keys` (layout
     /// key, expected type) that holds another type, looked up with `TYPE`
     /// (a script names only one key to the error mapping). On this rare
     /// path the extra round trips cost nothing that matters.
-    async fn naming_the_culprit<T>(
+    pub(super) async fn naming_the_culprit<T>(
         &self,
         result: Result<T, StoreError>,
         keys: &[(&str, &str)],
@@ -190,15 +273,22 @@ impl RedisStore {
     async fn forget(&self, index: &TriggerIndex, member: &str) -> Result<(), StoreError> {
         const OP: &str = "trigger_take";
         for shard in index.shards() {
-            let mut conn = self.conns.shared();
+            let (mut conn, acks) = self.conns.writer();
             let key = self.keys.raw(shard.tenants());
             let cmd = redis::cmd("ZREM").arg(key.as_ref()).arg(member).clone();
             self.conns
-                .run(OP, shard.tenants(), cmd.exec_async(&mut conn))
+                .run_write(acks, OP, shard.tenants(), cmd.exec_async(&mut conn))
                 .await?;
         }
         Ok(())
     }
+}
+
+/// A sorted-set score (ms) as an integer (scores of the index are whole
+/// milliseconds, exact below 2^53).
+#[allow(clippy::cast_possible_truncation)]
+fn score_ms(score: f64) -> i64 {
+    score as i64
 }
 
 /// The replies of takes of single shards as one: the earliest next due

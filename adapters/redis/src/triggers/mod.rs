@@ -13,11 +13,12 @@ mod index;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::Value;
+use redis::{Cmd, Value};
 use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
 use statehouse_domain::{ActionName, TriggerId};
 use statehouse_ports::{
-    Claimed, ClaimedTrigger, DueTenants, PendingTrigger, StoreError, TriggerStore, millis_to_utc,
+    Claimed, ClaimedTrigger, DueTenants, IndexedTenant, PendingTrigger, StoreError, TriggerStore,
+    millis_to_utc,
 };
 
 use crate::RedisStore;
@@ -47,6 +48,15 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
+/// The text of a bulk string, borrowed.
+fn str_of(value: &Value) -> Option<&str> {
+    match value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
+        _ => None,
+    }
+}
+
 fn int(value: &Value) -> Option<i64> {
     match value {
         Value::Int(n) => Some(*n),
@@ -58,6 +68,62 @@ fn int(value: &Value) -> Option<i64> {
 /// The `next due in ms or -1` of a script's reply.
 fn next_due(value: &Value) -> Option<Option<Duration>> {
     Some(u64::try_from(int(value)?).ok().map(Duration::from_millis))
+}
+
+/// A claim script's reply: `{next due in ms or -1, sets, member, token,
+/// deliveries, …}`.
+fn claimed_of(triggers: &TriggerKeys, reply: &[Value]) -> Result<Seen<Vec<ClaimedTrigger>>, StoreError> {
+    const OP: &str = "trigger_claim";
+    let key = triggers.due();
+    let [next, sets, claims @ ..] = reply else {
+        return Err(bad_reply(OP, key));
+    };
+    let next_due_in = next_due(next).ok_or_else(|| bad_reply(OP, key))?;
+    let sets = int(sets).ok_or_else(|| bad_reply(OP, key))?;
+    let mut claimed = Vec::with_capacity(claims.len() / 3);
+    for row in claims.chunks(3) {
+        let [member, token, deliveries] = row else {
+            return Err(bad_reply(OP, key));
+        };
+        let member = str_of(member).ok_or_else(|| bad_reply(OP, key))?;
+        let token = int(token).and_then(|t| u64::try_from(t).ok());
+        let deliveries = int(deliveries).and_then(|d| u32::try_from(d).ok());
+        // A member this layout did not write is skipped, not fatal.
+        if let (Some((action, id)), Some(token), Some(deliveries)) =
+            (triggers.of_member(member), token, deliveries)
+        {
+            claimed.push(ClaimedTrigger {
+                action,
+                id,
+                token,
+                deliveries,
+            });
+        }
+    }
+    Ok(Seen {
+        answers: claimed,
+        next_due_in,
+        sets,
+    })
+}
+
+/// An ack script's reply for `count` triggers: `{next due in ms or -1,
+/// sets, held, held, …}`; how many were held. A filing-only claim (`max`
+/// 0) answers `{next, sets}`: count 0.
+fn acked_of(triggers: &TriggerKeys, reply: &[Value], count: usize) -> Result<Seen<usize>, StoreError> {
+    const OP: &str = "trigger_ack";
+    let key = triggers.due();
+    let [next, sets, held @ ..] = reply else {
+        return Err(bad_reply(OP, key));
+    };
+    if held.len() != count {
+        return Err(bad_reply(OP, key));
+    }
+    Ok(Seen {
+        answers: held.iter().filter(|held| int(held) == Some(1)).count(),
+        next_due_in: next_due(next).ok_or_else(|| bad_reply(OP, key))?,
+        sets: int(sets).ok_or_else(|| bad_reply(OP, key))?,
+    })
 }
 
 impl RedisStore {
@@ -88,43 +154,64 @@ impl RedisStore {
     ) -> Result<Seen<Vec<ClaimedTrigger>>, StoreError> {
         const OP: &str = "trigger_claim";
         let key = triggers.due();
-        let keys = self.trigger_keys(triggers, []);
         let lease = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let cmd = self.claim_cmd(triggers, max, lease);
         let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
-            let cmd = scripts::evalsha(&TRIGGER_CLAIM, &keys, (max, lease));
+            let cmd = &cmd;
             async move { cmd.query_async(&mut conn).await }
         })
         .await?;
-        let [next, sets, claims @ ..] = reply.as_slice() else {
-            return Err(bad_reply(OP, key));
-        };
-        let next_due_in = next_due(next).ok_or_else(|| bad_reply(OP, key))?;
-        let sets = int(sets).ok_or_else(|| bad_reply(OP, key))?;
-        let mut claimed = Vec::with_capacity(claims.len() / 3);
-        for row in claims.chunks(3) {
-            let [member, token, deliveries] = row else {
-                return Err(bad_reply(OP, key));
-            };
-            let member = text(member).ok_or_else(|| bad_reply(OP, key))?;
-            let token = int(token).and_then(|t| u64::try_from(t).ok());
-            let deliveries = int(deliveries).and_then(|d| u32::try_from(d).ok());
-            // A member this layout did not write is skipped, not fatal.
-            if let (Some((action, id)), Some(token), Some(deliveries)) =
-                (triggers.of_member(&member), token, deliveries)
-            {
-                claimed.push(ClaimedTrigger {
-                    action,
-                    id,
-                    token,
-                    deliveries,
-                });
-            }
+        claimed_of(triggers, &reply)
+    }
+
+    /// The claim script's command: at most `max` due triggers of the
+    /// tenant for `lease` (ms).
+    fn claim_cmd(&self, triggers: &TriggerKeys, max: usize, lease: u64) -> Cmd {
+        let (due, claims) = (self.keys.raw(triggers.due()), self.keys.raw(triggers.claims()));
+        scripts::evalsha(&TRIGGER_CLAIM, &[due.as_ref(), claims.as_ref()], (max, lease))
+    }
+
+    /// The ack script's command for `handled` of the tenant.
+    fn ack_cmd(&self, triggers: &TriggerKeys, handled: &[ClaimedTrigger]) -> Cmd {
+        let (due, claims) = (self.keys.raw(triggers.due()), self.keys.raw(triggers.claims()));
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(TRIGGER_ACK.get_hash())
+            .arg(2 + handled.len())
+            .arg(due.as_ref())
+            .arg(claims.as_ref());
+        for trigger in handled {
+            cmd.arg(self.keys.raw(&triggers.of_id(&trigger.id)).as_ref());
         }
-        Ok(Seen {
-            answers: claimed,
-            next_due_in,
-            sets,
+        for trigger in handled {
+            cmd.arg(triggers.member(&trigger.action, &trigger.id))
+                .arg(trigger.token);
+        }
+        cmd
+    }
+
+    /// Runs `pipe`, one script per tenant of `tenants`, on the shared
+    /// connection; a `WrongType` error names the tenant's key that holds
+    /// another type.
+    async fn run_round(
+        &self,
+        op: &'static str,
+        pipe: &redis::Pipeline,
+        tenants: impl Iterator<Item = &TriggerKeys> + Clone,
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
+        let Some(first) = tenants.clone().next() else {
+            return Ok(Vec::new());
+        };
+        let replies = scripts::run_shared(&self.conns, op, first.due(), |mut conn| async move {
+            pipe.query_async::<Vec<Vec<Value>>>(&mut conn).await
         })
+        .await;
+        if replies.is_ok() {
+            return replies;
+        }
+        let keys: Vec<(&str, &str)> = tenants
+            .flat_map(|t| [(t.due(), "zset"), (t.claims(), "hash")])
+            .collect();
+        self.naming_the_culprit(replies, &keys).await
     }
 
     /// The ack script: each of `handled` removed if its token is the
@@ -217,7 +304,7 @@ impl TriggerStore for RedisStore {
         let key = triggers.due();
         let keys = self.trigger_keys(triggers, []);
         let flag = if only_due { "1" } else { "0" };
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
+        let reply: Vec<Value> = scripts::run_shared_read(&self.conns, OP, key, |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_LIST, &keys, flag);
             async move { cmd.query_async(&mut conn).await }
         })
@@ -267,6 +354,10 @@ impl TriggerStore for RedisStore {
         self.take(index, max, lease).await
     }
 
+    async fn indexed(&self, index: &TriggerIndex, limit: usize) -> Result<Vec<IndexedTenant>, StoreError> {
+        self.indexed_tenants(index, limit).await
+    }
+
     async fn claim_indexed(
         &self,
         triggers: &TriggerKeys,
@@ -295,5 +386,67 @@ impl TriggerStore for RedisStore {
         let seen = self.ack_seen(triggers, handled).await?;
         self.refile(triggers, seen.sets, seen.next_due_in).await?;
         Ok(seen.answers.iter().filter(|held| **held).count())
+    }
+
+    async fn claim_round(
+        &self,
+        tenants: &[TriggerKeys],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        const OP: &str = "trigger_claim";
+        let lease = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut claims = redis::pipe();
+        for triggers in tenants {
+            claims.add_command(self.claim_cmd(triggers, max, lease));
+        }
+        let replies = self.run_round(OP, &claims, tenants.iter()).await?;
+        if replies.len() != tenants.len() {
+            return Err(bad_reply(OP, tenants.first().map_or("", TriggerKeys::due)));
+        }
+        let mut claimed = Vec::with_capacity(tenants.len());
+        let (mut refiles, mut refiled) = (redis::pipe(), Vec::new());
+        for (triggers, reply) in tenants.iter().zip(&replies) {
+            let seen = claimed_of(triggers, reply)?;
+            // Some but not all of a batch: the ack files the tenant.
+            if seen.answers.is_empty() || seen.answers.len() >= max {
+                refiles.add_command(self.refile_cmd(triggers, seen.sets, seen.next_due_in));
+                refiled.push(triggers);
+            }
+            claimed.push(Claimed {
+                triggers: seen.answers,
+                next_due_in: seen.next_due_in,
+            });
+        }
+        self.refile_all(&refiles, refiled.iter().copied()).await?;
+        Ok(claimed)
+    }
+
+    async fn ack_round(&self, acks: &[(TriggerKeys, Vec<ClaimedTrigger>)]) -> Result<usize, StoreError> {
+        const OP: &str = "trigger_ack";
+        let mut scripts = redis::pipe();
+        for (triggers, handled) in acks {
+            scripts.add_command(if handled.is_empty() {
+                self.claim_cmd(triggers, 0, 1)
+            } else {
+                self.ack_cmd(triggers, handled)
+            });
+        }
+        let replies = self
+            .run_round(OP, &scripts, acks.iter().map(|(triggers, _)| triggers))
+            .await?;
+        if replies.len() != acks.len() {
+            return Err(bad_reply(OP, acks.first().map_or("", |(t, _)| t.due())));
+        }
+        let mut refiles = redis::pipe();
+        let mut held = 0;
+        for ((triggers, handled), reply) in acks.iter().zip(&replies) {
+            let seen = acked_of(triggers, reply, handled.len())?;
+            held += seen.answers;
+            refiles.add_command(self.refile_cmd(triggers, seen.sets, seen.next_due_in));
+        }
+        self.refile_all(&refiles, acks.iter().map(|(triggers, _)| triggers))
+            .await?;
+        Ok(held)
     }
 }

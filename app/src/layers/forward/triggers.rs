@@ -2,18 +2,20 @@ use std::time::Duration;
 
 use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
 use statehouse_ports::{
-    ActionName, Boxed, Claimed, ClaimedTrigger, DueTenants, PendingTrigger, TriggerId, TriggerStore,
+    ActionName, Boxed, Claimed, ClaimedTrigger, DueTenants, IndexedTenant, PendingTrigger, TriggerId,
+    TriggerStore,
 };
 
 use super::{Layer, Layered, Op};
 
-/// The key a trigger call names: the tenant's due set (the identifier's
+/// The key a trigger call names: the tenant's due set (a round's: its
+/// first tenant's; the identifier's
 /// set for `cancel_all`; the first shard of the due index for
-/// `take_due`). Idempotent: `set` (setting a trigger again only moves its
+/// `take_due` and `indexed`). Idempotent: `indexed` (a read), `set` (setting a trigger again only moves its
 /// deadline; its index mark counts once more, which a claim settles) and
 /// `list`. Not: `cancel`, `cancel_all` (their answers could lie), `claim`,
-/// `claim_indexed`, `take_due` (a lost reply holds triggers or tenants
-/// until their lease ends) and `ack`, `ack_indexed` (a repeated ack
+/// `claim_indexed`, `claim_round`, `take_due` (a lost reply holds triggers or tenants
+/// until their lease ends) and `ack`, `ack_indexed`, `ack_round` (a repeated ack
 /// answers `false`).
 impl<L: Layer, S: TriggerStore> TriggerStore for Layered<L, S> {
     fn set<'s, 't, 'a, 'i, 'f>(
@@ -137,6 +139,19 @@ impl<L: Layer, S: TriggerStore> TriggerStore for Layered<L, S> {
         )
     }
 
+    fn indexed<'s, 'x, 'f>(&'s self, index: &'x TriggerIndex, limit: usize) -> Boxed<'f, Vec<IndexedTenant>>
+    where
+        's: 'f,
+        'x: 'f,
+        Self: 'f,
+    {
+        let key = index.shards().first().map_or("", |shard| shard.tenants());
+        self.layer
+            .around_idempotent(Op::new("trigger_indexed", key), move || {
+                self.inner.indexed(index, limit)
+            })
+    }
+
     fn claim_indexed<'s, 't, 'f>(
         &'s self,
         triggers: &'t TriggerKeys,
@@ -169,5 +184,34 @@ impl<L: Layer, S: TriggerStore> TriggerStore for Layered<L, S> {
             Op::new("trigger_ack", triggers.due()),
             self.inner.ack_indexed(triggers, handled),
         )
+    }
+
+    fn claim_round<'s, 't, 'f>(
+        &'s self,
+        tenants: &'t [TriggerKeys],
+        max: usize,
+        lease: Duration,
+    ) -> Boxed<'f, Vec<Claimed>>
+    where
+        's: 'f,
+        't: 'f,
+        Self: 'f,
+    {
+        let key = tenants.first().map_or("", TriggerKeys::due);
+        self.layer.around(
+            Op::new("trigger_claim", key),
+            self.inner.claim_round(tenants, max, lease),
+        )
+    }
+
+    fn ack_round<'s, 'a, 'f>(&'s self, acks: &'a [(TriggerKeys, Vec<ClaimedTrigger>)]) -> Boxed<'f, usize>
+    where
+        's: 'f,
+        'a: 'f,
+        Self: 'f,
+    {
+        let key = acks.first().map_or("", |(triggers, _)| triggers.due());
+        self.layer
+            .around(Op::new("trigger_ack", key), self.inner.ack_round(acks))
     }
 }
