@@ -77,13 +77,13 @@ enum Command {
     /// under `demo:<run id>:`, a namespace of each run's own, and removed
     /// afterwards, also after a failure or Ctrl-C (exit status 130).
     Demo(demo::DemoArgs),
-    /// Typed documents: get, set, delete, list.
+    /// Typed documents: get, set, delete, list, ttl, incr, append.
     #[command(subcommand)]
     Doc(DocCommand),
     /// Task lifecycle: save, show, list, set-status, log, del.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
-    /// Subjects (KRules' layout): show, set, del, list.
+    /// Subjects (KRules' layout): show, set, incr, del, list.
     #[command(subcommand)]
     Subject(subjects::SubjectCommand),
     /// Synced models under TYPE:ID (a hash of fields, or a JSON document): show, set.
