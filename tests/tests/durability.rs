@@ -6,6 +6,12 @@
 //! script, a WATCH section); asking for one replica it succeeds. The
 //! contract suite (`durability::…`) covers the rest on every backend.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test"
+)]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,8 @@
 //! (`sentinel_username`/`sentinel_password`), not URL query parameters:
 //! against a Sentinel service whose sentinels (only) have a password.
 
+#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
+
 use statehouse::{ErrorKind, Settings, Statehouse};
 use statehouse_tests::harness::SentinelSet;
 
