@@ -92,6 +92,7 @@ mod cluster_raw;
 mod config;
 mod documents;
 mod engine;
+mod hotkeys;
 mod instructions;
 mod redis_benchmark;
 mod report;
@@ -186,6 +187,10 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
     println!("(statehouse/raw ops/s per workload; rb: redis-benchmark set+get ops/s at -c 1/-c 64)");
     println!();
     results.report(options, &rb);
+    if options.runs(Workload::Update) {
+        println!();
+        hotkeys::hotkeys_bench(&url, &bench.raw, options).await?;
+    }
     if options.runs(Workload::Subjects) {
         println!();
         subjects_bench(&state, &bench, options).await?;
