@@ -1,7 +1,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use statehouse_ports::{RetryPolicy, StoreError, TaskSpace, Ttl, ValidationExt};
+use statehouse_ports::{Durability, RetryPolicy, StoreError, TaskSpace, Ttl, ValidationExt};
 #[cfg(feature = "redis")]
 use statehouse_redis::{RedisConfig, redact_url};
 
@@ -23,6 +23,10 @@ use statehouse_redis::{RedisConfig, redact_url};
 /// | `STATEHOUSE_TASK_NAMESPACE` | namespace of task keys (hash tags `{<ns>:b0}` … `{<ns>:b15}`) | `tasks` |
 /// | `STATEHOUSE_TASK_TTL_SECONDS` | TTL of task records and indexes, refreshed by every write | 7776000 (90 days) |
 /// | `STATEHOUSE_TASK_MAX_LOG` | keep at most this many log entries per task | no cap |
+/// | `STATEHOUSE_SENTINEL_USERNAME` | for `redis+sentinel://`: the sentinels' own user (instead of the URL's `sentinel_username`) | none |
+/// | `STATEHOUSE_SENTINEL_PASSWORD` | for `redis+sentinel://`: the sentinels' own password (instead of the URL's `sentinel_password`); never shown | none |
+/// | `STATEHOUSE_DURABILITY_REPLICAS` | acknowledge a write only once this many replicas confirmed it (`WAIT`); 0 = the primary alone | 0 |
+/// | `STATEHOUSE_DURABILITY_TIMEOUT_MS` | how long a write waits for those replicas (at most half the response timeout) | 1000 |
 ///
 /// `Debug` and `Display` never show the password of either URL: they show
 /// [`Settings::redacted_url`].
@@ -58,6 +62,17 @@ pub struct Settings {
     pub task_ttl: Duration,
     /// Keep at most this many log entries per task (`None`: no cap).
     pub task_max_log: Option<usize>,
+    /// How many replicas must confirm a write before it is acknowledged
+    /// (default: the primary alone, which a failover can lose; see
+    /// [`Durability`] and `docs/reliability.md`, "Durability"). Its
+    /// timeout must be at most half of `response_timeout`.
+    pub durability: Durability,
+    /// For `redis+sentinel://`: the sentinels' own user (the URL's user
+    /// info is the primary's), instead of the URL's `sentinel_username`.
+    pub sentinel_username: Option<String>,
+    /// For `redis+sentinel://`: the sentinels' own password, instead of
+    /// the URL's `sentinel_password`. Never shown by `Debug`/`Display`.
+    pub sentinel_password: Option<String>,
 }
 
 impl Default for Settings {
@@ -83,7 +98,17 @@ impl Settings {
             task_namespace: TaskSpace::DEFAULT_NAMESPACE.to_owned(),
             task_ttl: TaskSpace::DEFAULT_TTL,
             task_max_log: None,
+            durability: Durability::Primary,
+            sentinel_username: None,
+            sentinel_password: None,
         }
+    }
+
+    /// The same settings with writes acknowledged as `durability` says.
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
     }
 
     /// Settings from the process environment; see the table above. A
@@ -128,6 +153,16 @@ impl Settings {
         if let Some(max) = number(&lookup, "STATEHOUSE_TASK_MAX_LOG")? {
             settings.task_max_log = Some(usize::try_from(max).unwrap_or(usize::MAX));
         }
+        settings.sentinel_username = lookup("STATEHOUSE_SENTINEL_USERNAME").filter(|v| !v.is_empty());
+        settings.sentinel_password = lookup("STATEHOUSE_SENTINEL_PASSWORD").filter(|v| !v.is_empty());
+        let replicas = number(&lookup, "STATEHOUSE_DURABILITY_REPLICAS")?;
+        let wait = number(&lookup, "STATEHOUSE_DURABILITY_TIMEOUT_MS")?;
+        if replicas.is_some() || wait.is_some() {
+            settings.durability = Durability::replicas(
+                replicas.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                wait.map_or(DEFAULT_DURABILITY_WAIT, Duration::from_millis),
+            );
+        }
         Ok(settings)
     }
 
@@ -155,6 +190,9 @@ impl Settings {
         config.pool_size = self.pool_size;
         config.tls_ca_file = self.tls_ca_file.clone();
         config.read_url = self.read_url.clone();
+        config.durability = self.durability;
+        config.sentinel_username = self.sentinel_username.clone();
+        config.sentinel_password = self.sentinel_password.clone();
         config
     }
 
@@ -176,6 +214,11 @@ impl Settings {
         self.read_url.as_deref().map(redact_url)
     }
 }
+
+/// How long a write waits for its replicas when `STATEHOUSE_DURABILITY_REPLICAS`
+/// is set without `STATEHOUSE_DURABILITY_TIMEOUT_MS`: half the default
+/// response timeout.
+const DEFAULT_DURABILITY_WAIT: Duration = Duration::from_secs(1);
 
 /// The defaults of `connect_timeout`, `response_timeout` and `pool_size`:
 /// the Redis adapter's own.
@@ -240,6 +283,12 @@ impl fmt::Debug for Settings {
             .field("task_namespace", &self.task_namespace)
             .field("task_ttl", &self.task_ttl)
             .field("task_max_log", &self.task_max_log)
+            .field("durability", &self.durability)
+            .field("sentinel_username", &self.sentinel_username)
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -281,6 +330,58 @@ mod tests {
     }
 
     #[cfg(feature = "redis")]
+    #[test]
+    fn durability_comes_from_the_environment_and_goes_to_the_redis_config() {
+        assert_eq!(from(&[]).unwrap().durability, Durability::Primary);
+        let settings = from(&[
+            ("STATEHOUSE_URL", "redis://db"),
+            ("STATEHOUSE_DURABILITY_REPLICAS", "2"),
+            ("STATEHOUSE_DURABILITY_TIMEOUT_MS", "300"),
+        ])
+        .unwrap();
+        let wanted = Durability::replicas(2, Duration::from_millis(300));
+        assert_eq!(settings.durability, wanted);
+        assert_eq!(settings.redis_config().durability, wanted);
+        let defaulted = from(&[("STATEHOUSE_DURABILITY_REPLICAS", "1")]).unwrap();
+        assert_eq!(
+            defaulted.durability,
+            Durability::replicas(1, Duration::from_secs(1))
+        );
+        let error = from(&[("STATEHOUSE_DURABILITY_REPLICAS", "two")]).unwrap_err();
+        assert!(
+            error.to_string().contains("STATEHOUSE_DURABILITY_REPLICAS"),
+            "{error}"
+        );
+        assert_eq!(
+            Settings::new("redis://db").with_durability(wanted).durability,
+            wanted
+        );
+    }
+
+    #[test]
+    fn sentinel_credentials_come_from_the_environment_and_never_show() {
+        let settings = from(&[
+            ("STATEHOUSE_URL", "redis+sentinel://s1:26379/mymaster"),
+            ("STATEHOUSE_SENTINEL_USERNAME", "watcher"),
+            ("STATEHOUSE_SENTINEL_PASSWORD", "s3ntinel-secret"),
+        ])
+        .unwrap();
+        assert_eq!(settings.sentinel_username.as_deref(), Some("watcher"));
+        assert_eq!(settings.sentinel_password.as_deref(), Some("s3ntinel-secret"));
+        let redis = settings.redis_config();
+        assert_eq!(redis.sentinel_username.as_deref(), Some("watcher"));
+        assert_eq!(redis.sentinel_password.as_deref(), Some("s3ntinel-secret"));
+        for shown in [
+            format!("{settings:?}"),
+            settings.to_string(),
+            format!("{redis:?}"),
+            redis.to_string(),
+        ] {
+            assert!(!shown.contains("s3ntinel-secret"), "{shown}");
+        }
+        assert_eq!(from(&[]).unwrap().sentinel_password, None);
+    }
+
     #[test]
     fn reads_every_variable() {
         let settings = from(&[

@@ -66,6 +66,7 @@ pub use documents::Documents;
 pub use queues::{Item, Queues};
 pub use statehouse::{Ports, Statehouse};
 pub use statehouse_domain::{ModelLayout, SyncedModel};
+pub use statehouse_ports::Durability;
 pub use statehouse_ports::Swapped;
 pub use statehouse_ports::{
     ActionName, BatchName, ChangeEvent, ChangeFeed, ChangeKind, Claimed, ClaimedTrigger, FeedEvent,

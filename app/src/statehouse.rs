@@ -7,7 +7,7 @@ use statehouse_ports::SyncedStore;
 use statehouse_ports::{
     ChangeFeed, DocumentStore, RetryPolicy, StoreError, SubjectSpace, SubjectStore, TaskRepository, TaskSpace,
 };
-use statehouse_ports::{QueueStore, TriggerStore};
+use statehouse_ports::{Durability, QueueStore, TriggerStore};
 #[cfg(feature = "redis")]
 use statehouse_redis::RedisStore;
 
@@ -116,6 +116,20 @@ pub struct Statehouse {
     backend: &'static str,
     /// The wake-up hint shared by this instance's [`Triggers`].
     wake: Arc<tokio::sync::Notify>,
+    /// The adapter's ports with another durability (none for injected
+    /// ports).
+    views: Option<Views>,
+}
+
+/// Makes the adapter's (unlayered) ports with another [`Durability`]: the
+/// same store, connections and data.
+#[derive(Clone)]
+struct Views(Arc<dyn Fn(Durability) -> Result<Ports, StoreError> + Send + Sync>);
+
+impl std::fmt::Debug for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Views(..)")
+    }
 }
 
 impl Statehouse {
@@ -170,18 +184,20 @@ impl Statehouse {
                 ));
             }
         };
-        Ok(Self::assemble(ports, settings, backend))
+        let (ports, views) = ports;
+        let mut state = Self::assemble(ports, settings, backend);
+        state.views = Some(views);
+        Ok(state)
     }
 
     /// An embedded in-memory store: for tests, demos and single-process use
     /// (feature `memory`).
     #[cfg(feature = "memory")]
     pub fn memory() -> Self {
-        Self::assemble(
-            Ports::of(MemoryStore::new()),
-            Settings::new("memory://"),
-            "memory",
-        )
+        let (ports, views) = memory_store(MemoryStore::new());
+        let mut state = Self::assemble(ports, Settings::new("memory://"), "memory");
+        state.views = Some(views);
+        state
     }
 
     /// Facades over ports built elsewhere (dependency injection); they are
@@ -192,7 +208,46 @@ impl Statehouse {
             settings: Settings::new("custom://"),
             backend: "custom",
             wake: Arc::new(tokio::sync::Notify::new()),
+            views: None,
         }
+    }
+
+    /// The same store (the same connections, data and wake-ups) with
+    /// writes acknowledged as `durability` says: take the facades of the
+    /// families whose writes must survive a failover from it, and keep the
+    /// others on `self`. Reads never wait. An `InvalidInput` error if the
+    /// `WAIT` timeout is over half the response timeout, or for ports
+    /// injected with [`from_ports`](Self::from_ports).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
+    /// use std::time::Duration;
+    /// use statehouse::{Durability, ErrorKind, Statehouse};
+    ///
+    /// let state = Statehouse::connect("memory://").await?;
+    /// // The memory store has no replicas: the write is applied, then
+    /// // reported as not durable, as on a Redis server without replicas.
+    /// let durable = state.with_durability(Durability::replicas(1, Duration::from_millis(500)))?;
+    /// let error = durable.documents().set("order:1", &42).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::NotDurable);
+    /// assert_eq!(state.documents().get::<u32>("order:1").await?, Some(42));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_durability(&self, durability: Durability) -> Result<Self, StoreError> {
+        let Some(views) = &self.views else {
+            return Err(StoreError::invalid_input(
+                "with_durability",
+                self.settings.redacted_url(),
+                "injected ports have no durability of their own: build them with it",
+            ));
+        };
+        let ports = (views.0)(durability)?;
+        let mut settings = self.settings.clone();
+        settings.durability = durability;
+        let mut view = Self::assemble(ports, settings, self.backend);
+        view.wake = Arc::clone(&self.wake);
+        view.views = self.views.clone();
+        Ok(view)
     }
 
     fn assemble(ports: Ports, settings: Settings, backend: &'static str) -> Self {
@@ -223,6 +278,7 @@ impl Statehouse {
             settings,
             backend,
             wake: Arc::new(tokio::sync::Notify::new()),
+            views: None,
         }
     }
 
@@ -319,25 +375,43 @@ impl Statehouse {
     }
 }
 
-/// The ports of a new embedded in-memory store.
+/// The ports of a new embedded in-memory store, with the settings'
+/// durability, and its views.
 #[cfg(feature = "memory")]
-fn memory_ports(_: &Settings) -> Result<Ports, StoreError> {
-    Ok(Ports::of(MemoryStore::new()))
+fn memory_ports(settings: &Settings) -> Result<(Ports, Views), StoreError> {
+    Ok(memory_store(
+        MemoryStore::new().with_durability(settings.durability),
+    ))
+}
+
+/// The ports of `store` and its views.
+#[cfg(feature = "memory")]
+fn memory_store(store: MemoryStore) -> (Ports, Views) {
+    let viewed = store.clone();
+    let views = Views(Arc::new(move |durability| {
+        Ok(Ports::of(viewed.with_durability(durability)))
+    }));
+    (Ports::of(store), views)
 }
 
 #[cfg(not(feature = "memory"))]
-fn memory_ports(settings: &Settings) -> Result<Ports, StoreError> {
+fn memory_ports(settings: &Settings) -> Result<(Ports, Views), StoreError> {
     Err(not_compiled_in(settings, "memory"))
 }
 
-/// The ports of a Redis store connected as `settings` say.
+/// The ports of a Redis store connected as `settings` say, and its views.
 #[cfg(feature = "redis")]
-async fn redis_ports(settings: &Settings) -> Result<Ports, StoreError> {
-    Ok(Ports::of(RedisStore::connect(settings.redis_config()).await?))
+async fn redis_ports(settings: &Settings) -> Result<(Ports, Views), StoreError> {
+    let store = RedisStore::connect(settings.redis_config()).await?;
+    let viewed = store.clone();
+    let views = Views(Arc::new(move |durability| {
+        Ok(Ports::of(viewed.with_durability(durability)?))
+    }));
+    Ok((Ports::of(store), views))
 }
 
 #[cfg(not(feature = "redis"))]
-async fn redis_ports(settings: &Settings) -> Result<Ports, StoreError> {
+async fn redis_ports(settings: &Settings) -> Result<(Ports, Views), StoreError> {
     Err(not_compiled_in(settings, "redis"))
 }
 

@@ -26,6 +26,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// | [`InvalidInput`](Self::InvalidInput), [`Serialization`](Self::Serialization) | a bug in the caller's input |
 /// | [`InvalidTransition`](Self::InvalidTransition) | the task is already final; nothing was written |
 /// | [`Aborted`](Self::Aborted) | the caller's own update closure failed; its error is the source |
+/// | [`NotDurable`](Self::NotDurable) | the write WAS applied on the primary, but fewer replicas than asked confirmed it in time: it may be lost on a failover; check the replicas, and do not blindly repeat a non-idempotent write |
 /// | [`NotFound`](Self::NotFound), [`Operation`](Self::Operation) | as named |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -162,6 +163,25 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The write was applied on the primary, but fewer replicas than the
+    /// [`Durability`](crate::Durability) asks for confirmed it within its
+    /// timeout (`WAIT`): it is there, and may be lost on a failover.
+    #[error(
+        "{op}{}: the write was applied on the primary but confirmed by only {confirmed} of {wanted} replicas within {timeout:?}; a failover may lose it",
+        on(key)
+    )]
+    NotDurable {
+        /// The operation (the write).
+        op: &'static str,
+        /// The key written.
+        key: String,
+        /// How many replicas had to confirm.
+        wanted: u32,
+        /// How many did.
+        confirmed: u32,
+        /// How long they were waited for.
+        timeout: Duration,
+    },
     /// Any other error reported by the store.
     #[error("{op}{}: the store refused the command: {source}", on(key))]
     Operation {
@@ -202,6 +222,8 @@ pub enum ErrorKind {
     Aborted,
     /// See [`StoreError::Operation`].
     Operation,
+    /// See [`StoreError::NotDurable`].
+    NotDurable,
 }
 
 impl ErrorKind {
@@ -219,6 +241,7 @@ impl ErrorKind {
             Self::InvalidTransition => "invalid_transition",
             Self::Aborted => "aborted",
             Self::Operation => "operation",
+            Self::NotDurable => "not_durable",
         }
     }
 }
@@ -245,6 +268,7 @@ impl StoreError {
             Self::InvalidTransition { .. } => ErrorKind::InvalidTransition,
             Self::Aborted { .. } => ErrorKind::Aborted,
             Self::Operation { .. } => ErrorKind::Operation,
+            Self::NotDurable { .. } => ErrorKind::NotDurable,
         }
     }
 
@@ -262,7 +286,8 @@ impl StoreError {
             | Self::WrongType { op, .. }
             | Self::InvalidTransition { op, .. }
             | Self::Aborted { op, .. }
-            | Self::Operation { op, .. } => op,
+            | Self::Operation { op, .. }
+            | Self::NotDurable { op, .. } => op,
         }
     }
 
@@ -281,7 +306,8 @@ impl StoreError {
             | Self::WrongType { key, .. }
             | Self::InvalidTransition { key, .. }
             | Self::Aborted { key, .. }
-            | Self::Operation { key, .. } => key,
+            | Self::Operation { key, .. }
+            | Self::NotDurable { key, .. } => key,
         }
     }
 
@@ -508,6 +534,26 @@ mod tests {
             StoreError::deserialization("get", "k", "User", io()),
         ];
         assert!(permanent.iter().all(|e| !e.is_retryable()));
+    }
+
+    #[test]
+    fn not_durable_says_the_write_was_applied_and_is_not_retryable() {
+        let err = StoreError::NotDurable {
+            op: "set",
+            key: "k".into(),
+            wanted: 2,
+            confirmed: 1,
+            timeout: Duration::from_millis(250),
+        };
+        assert_eq!(
+            err.to_string(),
+            "set \"k\": the write was applied on the primary but confirmed by only 1 of 2 replicas \
+             within 250ms; a failover may lose it"
+        );
+        assert_eq!(err.kind(), ErrorKind::NotDurable);
+        assert_eq!(err.kind().as_str(), "not_durable");
+        assert_eq!((err.op(), err.key()), ("set", "k"));
+        assert!(!err.is_retryable());
     }
 
     #[test]

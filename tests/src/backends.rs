@@ -16,7 +16,7 @@ use statehouse_ports::Key;
 use statehouse_redis::{RedisConfig, RedisStore};
 use tracing::instrument::WithSubscriber;
 
-use crate::contract::{Backend, Flavor, OtherProcess, PlantHash, RawHashes};
+use crate::contract::{Backend, DurableView, Flavor, OtherProcess, PlantHash, RawHashes};
 use crate::harness::{RedisCluster, RedisServer};
 
 /// Whether the ports are used bare or under the app's layers.
@@ -51,8 +51,13 @@ where
                 let ports = wrap(stack, Ports::of(other.clone()));
                 Box::pin(async move { ports })
             });
+            let viewed = store.clone();
+            let view: DurableView =
+                Arc::new(move |durability| wrap(stack, Ports::of(viewed.with_durability(durability))));
             let ports = wrap(stack, Ports::of(store));
-            Backend::new("memory", ports, paused, plant_hash, raw).with_other_process(other_process)
+            Backend::new("memory", ports, paused, plant_hash, raw)
+                .with_other_process(other_process)
+                .with_replicas(0, view)
         },
         body,
     );
@@ -99,8 +104,10 @@ where
                 target: RawTarget::Server(raw_url),
                 prefix: raw_prefix,
             });
-            let ports = wrap(stack, Ports::of(store));
-            Backend::new("redis", ports, false, plant_hash, raw).with_other_process(other_process)
+            let ports = wrap(stack, Ports::of(store.clone()));
+            Backend::new("redis", ports, false, plant_hash, raw)
+                .with_other_process(other_process)
+                .with_replicas(0, redis_view(stack, store))
         },
         body,
     );
@@ -137,8 +144,10 @@ where
             let plant_hash: PlantHash = Arc::new(move |key: Key| {
                 planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec())
             });
-            let ports = wrap(stack, Ports::of(store));
-            Backend::new("cluster", ports, false, plant_hash, raw).with_other_process(other_process)
+            let ports = wrap(stack, Ports::of(store.clone()));
+            Backend::new("cluster", ports, false, plant_hash, raw)
+                .with_other_process(other_process)
+                .with_replicas(0, redis_view(stack, store))
         },
         body,
     );
@@ -182,8 +191,10 @@ where
             let plant_hash: PlantHash = Arc::new(move |key: Key| {
                 planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec())
             });
-            let ports = wrap(stack, Ports::of(store));
-            Backend::new("sentinel", ports, false, plant_hash, raw).with_other_process(other_process)
+            let ports = wrap(stack, Ports::of(store.clone()));
+            Backend::new("sentinel", ports, false, plant_hash, raw)
+                .with_other_process(other_process)
+                .with_replicas(2, redis_view(stack, store))
         },
         body,
     );
@@ -316,6 +327,17 @@ impl RawHashes for RedisHashes {
                 .unwrap();
         })
     }
+}
+
+/// The durable views of a Redis store (a refused durability panics: the
+/// suite checks the refusal on the store itself).
+fn redis_view(stack: Stack, store: RedisStore) -> DurableView {
+    Arc::new(move |durability| {
+        let view = store
+            .with_durability(durability)
+            .expect("a durability within the response timeout");
+        wrap(stack, Ports::of(view))
+    })
 }
 
 fn wrap(stack: Stack, ports: Ports) -> Ports {

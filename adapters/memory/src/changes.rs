@@ -38,7 +38,10 @@ impl ChangeFeed for MemoryStore {
         new: &[u8],
         version: Option<u64>,
     ) -> Result<Swapped, StoreError> {
-        self.swap_str(key, expected, new, version)
+        self.replicated("swap", key.as_str(), async {
+            self.swap_str(key, expected, new, version)
+        })
+        .await
     }
 }
 

@@ -98,6 +98,7 @@ mod triggers;
 use std::sync::Arc;
 
 use statehouse_domain::Key;
+use statehouse_ports::Durability;
 use store::{Keyspace, Value};
 
 /// An in-memory store implementing every statehouse port.
@@ -109,6 +110,11 @@ use store::{Keyspace, Value};
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     keyspace: Arc<Keyspace>,
+    /// Concurrent document updates of one key, combined (`Combiner`).
+    documents_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
+    /// How many replicas a write must reach: none can, as on a server
+    /// without replicas (`store::unreplicated`).
+    durability: Durability,
 }
 
 impl Default for MemoryStore {
@@ -122,7 +128,63 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             keyspace: Keyspace::new(),
+            documents_round: Arc::default(),
+            durability: Durability::Primary,
         }
+    }
+
+    /// The same store with combining of concurrent updates of one key on
+    /// (the default) or off (every update its own optimistic round, as
+    /// before combining existed; `docs/hotkeys.md`).
+    #[must_use]
+    pub fn with_combining(mut self, on: bool) -> Self {
+        self.documents_round = Arc::new(if on {
+            statehouse_ports::Combiner::default()
+        } else {
+            statehouse_ports::Combiner::off()
+        });
+        self
+    }
+
+    /// The same store (the same data) with writes acknowledged as
+    /// `durability` says. The memory store has no replicas: with one or
+    /// more asked for, every write is applied and then fails with
+    /// [`StoreError::NotDurable`](statehouse_ports::StoreError::NotDurable),
+    /// as on a Redis server without replicas.
+    #[must_use]
+    pub fn with_durability(&self, durability: Durability) -> Self {
+        Self {
+            keyspace: Arc::clone(&self.keyspace),
+            // Lanes of its own: a round is written with its leader's
+            // durability.
+            documents_round: Arc::new(statehouse_ports::Combiner::new(self.documents_round.max_batch())),
+            durability,
+        }
+    }
+
+    /// `write` (one write of `op` on `key`), checked against the
+    /// durability once it succeeded.
+    async fn replicated<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        write: impl std::future::Future<Output = Result<T, statehouse_ports::StoreError>>,
+    ) -> Result<T, statehouse_ports::StoreError> {
+        let value = write.await?;
+        self.unreplicated(op, key)?;
+        Ok(value)
+    }
+
+    /// After a write of `op` on `key`: the durability check
+    /// (`store::unreplicated`).
+    fn unreplicated(&self, op: &'static str, key: &str) -> Result<(), statehouse_ports::StoreError> {
+        store::unreplicated(self.durability, op, key)
+    }
+
+    /// The retry policy of an optimistic section with this store's
+    /// durability.
+    fn section(&self, policy: statehouse_ports::RetryPolicy) -> (statehouse_ports::RetryPolicy, Durability) {
+        (policy, self.durability)
     }
 
     /// Stores a hash under `key`, replacing what was there, as `HSET` on a

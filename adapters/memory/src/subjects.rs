@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
 use statehouse_ports::{
     FieldWrites, JsonValue as Value, KeyStream, PropertyChange, PropertyFn, PropertyUpdated, StoreError,
-    SubjectData, SubjectSpace, SubjectStore, decode_property,
+    SubjectData, SubjectSpace, SubjectStore, canonical_integer, decode_property, property_increment_overflow,
+    property_not_an_integer,
 };
 use tokio::time::Instant;
 
@@ -39,18 +40,21 @@ impl SubjectStore for MemoryStore {
         subject: &SubjectName,
         changes: &[PropertyChange],
     ) -> Result<(), StoreError> {
-        const OP: &str = "store";
-        let key = space.key(subject.as_str());
-        let writes = FieldWrites::of(changes);
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let sets: Vec<(&[u8], &[u8])> = writes.sets().collect();
-        let deletes: Vec<&[u8]> = writes.deletes().collect();
-        self.keyspace
-            .lock()
-            .hset_hdel(&key, &sets, &deletes, Instant::now())
-            .map_err(|()| StoreError::wrong_type(OP, &key))
+        self.replicated("store", &space.key(subject.as_str()), async {
+            const OP: &str = "store";
+            let key = space.key(subject.as_str());
+            let writes = FieldWrites::of(changes);
+            if writes.is_empty() {
+                return Ok(());
+            }
+            let sets: Vec<(&[u8], &[u8])> = writes.sets().collect();
+            let deletes: Vec<&[u8]> = writes.deletes().collect();
+            self.keyspace
+                .lock()
+                .hset_hdel(&key, &sets, &deletes, Instant::now())
+                .map_err(|()| StoreError::wrong_type(OP, &key))
+        })
+        .await
     }
 
     async fn get_property(
@@ -90,7 +94,7 @@ impl SubjectStore for MemoryStore {
                 OP,
                 &key,
                 &[key.as_str()],
-                space.policy(),
+                self.section(space.policy()),
                 |state, now| {
                     state
                         .hget(&key, field.as_bytes(), now)
@@ -120,6 +124,40 @@ impl SubjectStore for MemoryStore {
         Ok(PropertyUpdated { old, new, attempts })
     }
 
+    async fn increment_property(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+        by: i64,
+    ) -> Result<i64, StoreError> {
+        const OP: &str = "increment_property";
+        let key = space.key(subject.as_str());
+        let field = kind.field(name.as_str());
+        let now = Instant::now();
+        let mut state = self.keyspace.lock();
+        let current = state
+            .hget(&key, field.as_bytes(), now)
+            .map_err(|()| StoreError::wrong_type(OP, &key))?;
+        let current = match current {
+            None => 0,
+            Some(bytes) => {
+                canonical_integer(&bytes).ok_or_else(|| property_not_an_integer(OP, &key, &field))?
+            }
+        };
+        let new = current
+            .checked_add(by)
+            .ok_or_else(|| property_increment_overflow(OP, &key, &field))?;
+        let text = new.to_string();
+        state
+            .hset_hdel(&key, &[(field.as_bytes(), text.as_bytes())], &[], now)
+            .map_err(|()| StoreError::wrong_type(OP, &key))?;
+        drop(state);
+        self.unreplicated(OP, &key)?;
+        Ok(new)
+    }
+
     async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
         const OP: &str = "delete_subject";
         let key = space.key(subject.as_str());
@@ -129,7 +167,13 @@ impl SubjectStore for MemoryStore {
             .hash(&key, now)
             .map_err(|()| StoreError::wrong_type(OP, &key))?
         {
-            Some(_) => Ok(state.remove(&key, now)),
+            // A deletion writes; as on Redis, whose WATCH section then
+            // waits for the replicas.
+            Some(_) => {
+                let removed = state.remove(&key, now);
+                drop(state);
+                self.unreplicated(OP, &key).map(|()| removed)
+            }
             None => Ok(false),
         }
     }

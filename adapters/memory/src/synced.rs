@@ -65,10 +65,13 @@ impl SyncedStore for MemoryStore {
         set: &[(String, Vec<u8>)],
         delete: &[String],
     ) -> Result<(), StoreError> {
-        if set.is_empty() && delete.is_empty() {
-            return Ok(());
-        }
-        write(&mut self.keyspace.lock(), WRITE, key, set, delete, Instant::now())
+        self.replicated("write_fields", key.as_str(), async {
+            if set.is_empty() && delete.is_empty() {
+                return Ok(());
+            }
+            write(&mut self.keyspace.lock(), WRITE, key, set, delete, Instant::now())
+        })
+        .await
     }
 
     async fn update_model<'a>(
@@ -84,7 +87,7 @@ impl SyncedStore for MemoryStore {
                 UPDATE,
                 key.as_str(),
                 &[key.as_str()],
-                policy,
+                self.section(policy),
                 |state, now| read_model(state, UPDATE, key, now),
                 |stored| {
                     let write = f(stored.as_ref()).map_err(|source| StoreError::Aborted {
@@ -138,7 +141,13 @@ impl SyncedStore for MemoryStore {
         let now = Instant::now();
         let mut state = self.keyspace.lock();
         match read_model(&mut state, DELETE, key, now)? {
-            Some(_) => Ok(state.remove(key.as_str(), now)),
+            // A deletion writes; as on Redis, whose WATCH section then
+            // waits for the replicas.
+            Some(_) => {
+                let removed = state.remove(key.as_str(), now);
+                drop(state);
+                self.unreplicated(DELETE, key.as_str()).map(|()| removed)
+            }
             None => Ok(false),
         }
     }

@@ -114,7 +114,7 @@ impl MemoryStore {
                 op,
                 &key,
                 &[key.as_str()],
-                space.policy(),
+                self.section(space.policy()),
                 |state, now| read_record(state, op, &key, now),
                 |current| decide(current, &key).map(Decision::<_, Result<TaskRecord, StoreError>>::Commit),
                 |state, now, (record, encoded, old): Write| {
@@ -286,7 +286,7 @@ impl TaskRepository for MemoryStore {
                 OP,
                 &key,
                 &[key.as_str()],
-                space.policy(),
+                self.section(space.policy()),
                 |state, now| read_record(state, OP, &key, now),
                 |current| {
                     Ok(match current {

@@ -112,13 +112,16 @@ impl FieldStore for MemoryStore {
         fields: &[(FieldName, Value)],
         ttl: Option<Ttl>,
     ) -> Result<(), StoreError> {
-        const OP: &str = "set_fields";
-        let writes = field_writes(fields);
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let mut state = self.keyspace.lock();
-        hset_with_ttl(&mut state, OP, key, &writes, ttl, Instant::now())
+        self.replicated("set_fields", key.key(), async {
+            const OP: &str = "set_fields";
+            let writes = field_writes(fields);
+            if writes.is_empty() {
+                return Ok(());
+            }
+            let mut state = self.keyspace.lock();
+            hset_with_ttl(&mut state, OP, key, &writes, ttl, Instant::now())
+        })
+        .await
     }
 
     async fn merge_fields(
@@ -127,18 +130,21 @@ impl FieldStore for MemoryStore {
         fields: &[(FieldName, Value)],
         ttl: Option<Ttl>,
     ) -> Result<Fields, StoreError> {
-        const OP: &str = "merge_fields";
-        let writes = field_writes(fields);
-        if writes.is_empty() {
-            return self.get_all(key).await;
-        }
-        let now = Instant::now();
-        let mut state = self.keyspace.lock();
-        hset_with_ttl(&mut state, OP, key, &writes, ttl, now)?;
-        let hash = state
-            .hash(key.key(), now)
-            .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
-        Ok(fields_of(OP, key, hash))
+        self.replicated("merge_fields", key.key(), async {
+            const OP: &str = "merge_fields";
+            let writes = field_writes(fields);
+            if writes.is_empty() {
+                return self.get_all(key).await;
+            }
+            let now = Instant::now();
+            let mut state = self.keyspace.lock();
+            hset_with_ttl(&mut state, OP, key, &writes, ttl, now)?;
+            let hash = state
+                .hash(key.key(), now)
+                .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
+            Ok(fields_of(OP, key, hash))
+        })
+        .await
     }
 
     async fn replace_fields(
@@ -147,63 +153,72 @@ impl FieldStore for MemoryStore {
         fields: &[(FieldName, Value)],
         ttl: Option<Ttl>,
     ) -> Result<(), StoreError> {
-        const OP: &str = "replace_fields";
-        let writes = field_writes(fields);
-        let now = Instant::now();
-        let mut state = self.keyspace.lock();
-        let existed = state
-            .hash(key.key(), now)
-            .map_err(|()| StoreError::wrong_type(OP, key.key()))?
-            .is_some();
-        // The old expiry: `None` for a new hash, `Some(None)` persistent.
-        let old = if existed {
-            state.live(key.key(), now).map(|entry| entry.expires_at)
-        } else {
-            None
-        };
-        state.remove(key.key(), now);
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let wanted = ttl.map(|ttl| now + Duration::from(ttl));
-        let expiry = match old {
-            None => wanted,
-            Some(None) => None,
-            Some(Some(at)) => Some(wanted.filter(|wanted| *wanted > at).unwrap_or(at)),
-        };
-        let hash: Hash = writes
-            .into_iter()
-            .map(|(field, text)| (field.into_bytes(), text.into_bytes()))
-            .collect();
-        state.put(key.key(), Stored::Hash(hash), expiry);
-        Ok(())
+        self.replicated("replace_fields", key.key(), async {
+            const OP: &str = "replace_fields";
+            let writes = field_writes(fields);
+            let now = Instant::now();
+            let mut state = self.keyspace.lock();
+            let existed = state
+                .hash(key.key(), now)
+                .map_err(|()| StoreError::wrong_type(OP, key.key()))?
+                .is_some();
+            // The old expiry: `None` for a new hash, `Some(None)` persistent.
+            let old = if existed {
+                state.live(key.key(), now).map(|entry| entry.expires_at)
+            } else {
+                None
+            };
+            state.remove(key.key(), now);
+            if writes.is_empty() {
+                return Ok(());
+            }
+            let wanted = ttl.map(|ttl| now + Duration::from(ttl));
+            let expiry = match old {
+                None => wanted,
+                Some(None) => None,
+                Some(Some(at)) => Some(wanted.filter(|wanted| *wanted > at).unwrap_or(at)),
+            };
+            let hash: Hash = writes
+                .into_iter()
+                .map(|(field, text)| (field.into_bytes(), text.into_bytes()))
+                .collect();
+            state.put(key.key(), Stored::Hash(hash), expiry);
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<u64, StoreError> {
-        const OP: &str = "delete_fields";
-        if fields.is_empty() {
-            return Ok(0);
-        }
-        let now = Instant::now();
-        let mut state = self.keyspace.lock();
-        let Some(hash) = state
-            .hash(key.key(), now)
-            .map_err(|()| StoreError::wrong_type(OP, key.key()))?
-        else {
-            return Ok(0);
-        };
-        let mut names: Vec<&[u8]> = fields.iter().map(|field| field.as_str().as_bytes()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let existing = names.iter().filter(|name| hash.contains_key(**name)).count();
-        state
-            .hset_hdel(key.key(), &[], &names, now)
-            .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
-        Ok(existing as u64)
+        self.replicated("delete_fields", key.key(), async {
+            const OP: &str = "delete_fields";
+            if fields.is_empty() {
+                return Ok(0);
+            }
+            let now = Instant::now();
+            let mut state = self.keyspace.lock();
+            let Some(hash) = state
+                .hash(key.key(), now)
+                .map_err(|()| StoreError::wrong_type(OP, key.key()))?
+            else {
+                return Ok(0);
+            };
+            let mut names: Vec<&[u8]> = fields.iter().map(|field| field.as_str().as_bytes()).collect();
+            names.sort_unstable();
+            names.dedup();
+            let existing = names.iter().filter(|name| hash.contains_key(**name)).count();
+            state
+                .hset_hdel(key.key(), &[], &names, now)
+                .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
+            Ok(existing as u64)
+        })
+        .await
     }
 
     async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-        Ok(self.keyspace.lock().remove(key.key(), Instant::now()))
+        self.replicated("delete", key.key(), async {
+            Ok(self.keyspace.lock().remove(key.key(), Instant::now()))
+        })
+        .await
     }
 
     async fn exists(&self, key: &TenantKey) -> Result<bool, StoreError> {
@@ -225,7 +240,7 @@ impl FieldStore for MemoryStore {
                 OP,
                 key.key(),
                 &[key.key()],
-                policy,
+                self.section(policy),
                 |state, now| {
                     state
                         .hget(key.key(), field.as_str().as_bytes(), now)
@@ -260,28 +275,33 @@ impl FieldStore for MemoryStore {
         by: i64,
         ttl: Option<Ttl>,
     ) -> Result<i64, StoreError> {
-        const OP: &str = "increment";
-        let now = Instant::now();
-        let mut state = self.keyspace.lock();
-        let current = state
-            .hget(key.key(), field.as_str().as_bytes(), now)
-            .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
-        let current = match current {
-            None => 0,
-            Some(bytes) => redis_integer(&bytes).ok_or_else(|| not_an_integer(OP, key, field.as_str()))?,
-        };
-        let new = current
-            .checked_add(by)
-            .ok_or_else(|| increment_overflow(OP, key, field.as_str()))?;
-        hset_with_ttl(
-            &mut state,
-            OP,
-            key,
-            &[(field.as_str().to_owned(), new.to_string())],
-            ttl,
-            now,
-        )?;
-        Ok(new)
+        self.replicated("increment", key.key(), async {
+            const OP: &str = "increment";
+            let now = Instant::now();
+            let mut state = self.keyspace.lock();
+            let current = state
+                .hget(key.key(), field.as_str().as_bytes(), now)
+                .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
+            let current = match current {
+                None => 0,
+                Some(bytes) => {
+                    redis_integer(&bytes).ok_or_else(|| not_an_integer(OP, key, field.as_str()))?
+                }
+            };
+            let new = current
+                .checked_add(by)
+                .ok_or_else(|| increment_overflow(OP, key, field.as_str()))?;
+            hset_with_ttl(
+                &mut state,
+                OP,
+                key,
+                &[(field.as_str().to_owned(), new.to_string())],
+                ttl,
+                now,
+            )?;
+            Ok(new)
+        })
+        .await
     }
 
     fn scan(&self, pattern: &TenantPattern) -> KeyStream {
@@ -297,7 +317,12 @@ impl FieldStore for MemoryStore {
             let mut state = self.keyspace.lock();
             deleted += page.iter().filter(|key| state.remove(key, now)).count() as u64;
         }
-        Ok(deleted)
+        // Redis waits for the replicas after each batch it deleted.
+        if deleted == 0 {
+            return Ok(0);
+        }
+        self.replicated("delete_matching", pattern.pattern(), async { Ok(deleted) })
+            .await
     }
 }
 

@@ -76,9 +76,14 @@ impl QueueStore for RedisStore {
             // step of its own, sent first (a mark without work is harmless:
             // a worker finds the queues empty; work without a mark could
             // be stranded). See docs/keys.md.
-            let mut conn = self.conns.shared();
-            self.conns
-                .run(
+            // A mark short of replicas was applied: the items are enqueued
+            // all the same, then the shortfall reported.
+            let mut shortfall = crate::conn::Shortfall::none();
+            let (mut conn, acks) = self.conns.writer();
+            let marked = self
+                .conns
+                .run_write(
+                    acks,
                     OP,
                     queue.list(),
                     redis::cmd("ZADD")
@@ -88,12 +93,14 @@ impl QueueStore for RedisStore {
                         .arg(queue.tenant().as_str())
                         .exec_async(&mut conn),
                 )
-                .await?;
-            return scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
+                .await;
+            shortfall.keep(marked)?;
+            let enqueued = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
                 let cmd = scripts::evalsha(&QUEUE_ENQUEUE, &keys, (queue.member(), payloads));
                 async move { cmd.query_async(&mut conn).await }
             })
             .await;
+            return shortfall.after(enqueued);
         }
         let (ids,): (Vec<u64>,) = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
             let mut pipe = redis::pipe();
@@ -127,7 +134,7 @@ impl QueueStore for RedisStore {
         }
         let keys = self.queue_script_keys(queue);
         let stop = start.saturating_add(count - 1);
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
+        let reply: Vec<Value> = scripts::run_shared_read(&self.conns, OP, queue.list(), |mut conn| {
             let cmd = scripts::evalsha(&QUEUE_RANGE, &keys, (queue.member(), start, stop));
             async move { cmd.query_async(&mut conn).await }
         })
@@ -197,10 +204,11 @@ impl QueueStore for RedisStore {
     async fn remove_pending(&self, service: &ServiceKeys, tenant: &TenantId) -> Result<bool, StoreError> {
         const OP: &str = "queue_remove_pending";
         let key = service.pending();
-        let mut conn = self.conns.shared();
+        let (mut conn, acks) = self.conns.writer();
         let removed: i64 = self
             .conns
-            .run(
+            .run_write(
+                acks,
                 OP,
                 key,
                 redis::cmd("ZREM")

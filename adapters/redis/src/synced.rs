@@ -90,9 +90,9 @@ impl SyncedStore for RedisStore {
             return Ok(());
         };
         pipe.atomic();
-        let mut conn = self.conns.shared();
+        let (mut conn, acks) = self.conns.writer();
         self.conns
-            .run(WRITE, key.as_str(), pipe.exec_async(&mut conn))
+            .run_write(acks, WRITE, key.as_str(), pipe.exec_async(&mut conn))
             .await
     }
 

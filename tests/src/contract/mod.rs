@@ -21,6 +21,8 @@ use statehouse_ports::{
 pub mod changes;
 pub mod config;
 pub mod documents;
+pub mod durability;
+pub mod hotkeys;
 pub mod listing;
 pub mod queues;
 pub mod subjects;
@@ -48,6 +50,11 @@ pub type PlantHash = Arc<dyn Fn(Key) -> Pin<Box<dyn Future<Output = ()> + Send>>
 /// but the store itself (the Redis server, or the memory keyspace).
 pub type OtherProcess =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = statehouse::Ports> + Send>> + Send + Sync>;
+
+/// The ports of the same store (same connections, same namespace) with
+/// writes acknowledged as a [`Durability`](statehouse_ports::Durability)
+/// says, under the same layers.
+pub type DurableView = Arc<dyn Fn(statehouse_ports::Durability) -> statehouse::Ports + Send + Sync>;
 
 /// Raw access to Redis hashes (in a backend's namespace), below the ports:
 /// what another process (a Python KRules service) writes and reads.
@@ -85,6 +92,8 @@ pub struct Backend {
     plant_hash: PlantHash,
     raw_hashes: Arc<dyn RawHashes>,
     other_process: Option<OtherProcess>,
+    /// How many replicas the store has, and its durable views.
+    replicated: Option<(u32, DurableView)>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -121,7 +130,32 @@ impl Backend {
             plant_hash,
             raw_hashes,
             other_process: None,
+            replicated: None,
         }
+    }
+
+    /// The same fixture, whose store has `replicas` replicas and gives
+    /// durable views of itself ([`durable`](Self::durable)).
+    #[must_use]
+    pub fn with_replicas(mut self, replicas: u32, view: DurableView) -> Self {
+        self.replicated = Some((replicas, view));
+        self
+    }
+
+    /// How many replicas the store has (0 for memory and a lone server).
+    /// Panics if the runner did not say.
+    pub fn replicas(&self) -> u32 {
+        self.replicated
+            .as_ref()
+            .expect("the runner gives durable views")
+            .0
+    }
+
+    /// The ports of this store with writes acknowledged as `durability`
+    /// says. Panics if the runner gave no view.
+    pub fn durable(&self, durability: statehouse_ports::Durability) -> statehouse::Ports {
+        let (_, view) = self.replicated.as_ref().expect("the runner gives durable views");
+        view(durability)
     }
 
     /// The same fixture, able to connect another process
@@ -258,6 +292,11 @@ macro_rules! contract_suite {
             update_of_a_value_of_another_shape_is_deserialization_naming_the_key: Plain,
             concurrent_updates_lose_nothing: Threaded,
             conflict_reruns_the_closure_exactly_twice: Threaded,
+            increment_adds_keeps_the_ttl_and_starts_missing_keys_at_zero: Plain,
+            increment_refuses_non_integers_overflow_and_other_types_writing_nothing: Plain,
+            append_extends_an_array_keeps_its_text_and_ttl: Plain,
+            append_refuses_non_arrays_and_other_types_writing_nothing: Plain,
+            increments_and_appends_from_16_tasks_end_exact: Threaded,
             one_attempt_policy_reports_conflict: Threaded,
             rewriting_the_same_value_still_conflicts: Threaded,
         ]);
@@ -302,6 +341,13 @@ macro_rules! contract_suite {
             callbacks_see_old_new_and_kind: Plain,
             handle_reports_a_bad_property_and_reads_the_rest: Plain,
             set_with_of_a_value_of_another_shape_names_subject_and_property: Plain,
+            increment_property_adds_on_the_server_and_refuses_non_integers: Plain,
+            handle_increment_is_one_server_step_and_tells_callbacks: Plain,
+        ]);
+        $crate::contract_suite!(@family $runner, hotkeys, [
+            sixteen_tasks_updating_one_key_form_one_chain: Threaded,
+            an_erroring_or_keeping_closure_affects_only_its_caller: Threaded,
+            a_cancelled_caller_takes_only_its_own_closure: Threaded,
         ]);
         $crate::contract_suite!(@family $runner, tasks, [
             save_and_get_round_trip_a_record: Plain,
@@ -391,6 +437,13 @@ macro_rules! contract_suite {
             increments_from_16_tasks_end_exact: Threaded,
             writers_on_different_fields_lose_nothing: Threaded,
             the_current_shared_state_never_leaks_between_requests: Threaded,
+        ]);
+        $crate::contract_suite!(@family $runner, durability, [
+            primary_only_acknowledges_as_before: Plain,
+            as_many_replicas_as_the_store_has_acknowledge_every_family: Plain,
+            more_replicas_than_the_store_has_apply_the_write_then_fail_not_durable: Plain,
+            reads_never_wait_for_replicas: Plain,
+            an_update_that_writes_nothing_waits_for_nothing: Plain,
         ]);
         $crate::contract_suite!(@family $runner, triggers, [
             a_trigger_is_not_delivered_before_it_is_due: Plain,

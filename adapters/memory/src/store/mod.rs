@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use statehouse_ports::{Attempt, Optimistic, RetryPolicy, StoreError};
+use statehouse_ports::{Attempt, Durability, Optimistic, Pass, RetryPolicy, StoreError};
 use tokio::time::Instant;
 
 pub(crate) use self::state::State;
@@ -71,6 +71,25 @@ impl Keyspace {
     }
 }
 
+/// THE durability check of the memory store. It has no replicas: like a
+/// Redis server without any, a write is applied and then, if `durability`
+/// asks for replicas, reported as [`StoreError::NotDurable`] (0 of N
+/// confirmed, at once: nothing could ever confirm it). Called after every
+/// write, and after an optimistic section that committed; reads and
+/// sections that wrote nothing never check.
+pub(crate) fn unreplicated(durability: Durability, op: &'static str, key: &str) -> Result<(), StoreError> {
+    match durability.wait() {
+        None => Ok(()),
+        Some((wanted, timeout)) => Err(StoreError::NotDurable {
+            op,
+            key: key.to_owned(),
+            wanted,
+            confirmed: 0,
+            timeout,
+        }),
+    }
+}
+
 /// What an optimistic read-modify-write decided after reading.
 pub(crate) enum Decision<W, T> {
     /// Commit `W` if no watched key changed since the read, then return
@@ -88,14 +107,16 @@ impl Keyspace {
     /// run more than once); `commit` runs under the lock only if no watched
     /// key was written since the read, else the attempt is a conflict and
     /// starts over after the policy's backoff. Only running out of attempts
-    /// is `Conflict` (naming `key`). Returns the result and the attempts.
+    /// is `Conflict` (naming `key`). Returns the result and the attempts;
+    /// a section that committed is then checked against `durability`
+    /// ([`unreplicated`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn optimistic<R, W, T>(
         &self,
         op: &'static str,
         key: &str,
         watched: &[&str],
-        policy: RetryPolicy,
+        (policy, durability): (RetryPolicy, Durability),
         read: impl FnMut(&mut State, Instant) -> Result<R, StoreError> + Send,
         decide: impl FnMut(R) -> Result<Decision<W, T>, StoreError> + Send,
         commit: impl FnMut(&mut State, Instant, W) -> T + Send,
@@ -109,8 +130,102 @@ impl Keyspace {
             read,
             decide,
             commit,
+            committed: false,
         };
-        policy.run(op, key, &mut section).await
+        let done = policy.run(op, key, &mut section).await?;
+        if section.committed {
+            unreplicated(durability, op, key)?;
+        }
+        Ok(done)
+    }
+}
+
+impl Keyspace {
+    /// The optimistic section of a combined round (`Combiner`, ports): like
+    /// [`optimistic`](Self::optimistic), but the decision is the batch's
+    /// pass: `read` under the lock, the value through every member's
+    /// closure (`pass`, `apply`: the leader's own), then, if any changed
+    /// it, `commit` of the final value under the lock unless a watched key
+    /// was written since the read (a conflict reruns the whole batch).
+    /// Returns the attempt that committed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn combined<V, A>(
+        &self,
+        op: &'static str,
+        key: &str,
+        watched: &[&str],
+        (policy, durability): (RetryPolicy, Durability),
+        pass: &mut Pass<'_, '_, V>,
+        apply: &mut A,
+        read: impl FnMut(&mut State, Instant) -> Result<V, StoreError> + Send,
+        commit: impl FnMut(&mut State, Instant, V) + Send,
+    ) -> Result<u32, StoreError>
+    where
+        V: Send,
+        A: FnMut(&V) -> Option<V> + Send,
+    {
+        let mut round = Round {
+            keyspace: self,
+            watched,
+            pass,
+            apply,
+            read,
+            commit,
+            committed: false,
+        };
+        let ((), attempts) = policy.run(op, key, &mut round).await?;
+        if round.committed {
+            unreplicated(durability, op, key)?;
+        }
+        Ok(attempts)
+    }
+}
+
+/// The attempts of a combined round, for [`RetryPolicy::run`].
+struct Round<'a, 'p, 't, 'c, V, A, Read, Commit> {
+    keyspace: &'a Keyspace,
+    watched: &'a [&'a str],
+    pass: &'p mut Pass<'t, 'c, V>,
+    apply: &'p mut A,
+    read: Read,
+    commit: Commit,
+    /// Whether an attempt committed (wrote).
+    committed: bool,
+}
+
+impl<V, A, Read, Commit> Optimistic for Round<'_, '_, '_, '_, V, A, Read, Commit>
+where
+    V: Send,
+    A: FnMut(&V) -> Option<V> + Send,
+    Read: FnMut(&mut State, Instant) -> Result<V, StoreError> + Send,
+    Commit: FnMut(&mut State, Instant, V) + Send,
+{
+    type Output = ();
+
+    async fn attempt(&mut self, _: u32) -> Result<Attempt<()>, StoreError> {
+        let mut guard = WatchGuard {
+            keyspace: self.keyspace,
+            keys: self.watched,
+            seen: None,
+        };
+        let current = {
+            let mut state = self.keyspace.lock();
+            let current = (self.read)(&mut state, Instant::now())?;
+            guard.seen = Some(self.watched.iter().map(|key| state.watch(key)).collect());
+            current
+        };
+        let (value, changed) = self.pass.apply(current, &mut *self.apply).await;
+        if !changed {
+            return Ok(Attempt::Done(()));
+        }
+        let mut state = self.keyspace.lock();
+        if guard.release(&mut state) {
+            return Ok(Attempt::Conflict);
+        }
+        self.pass.writing();
+        (self.commit)(&mut state, Instant::now(), value);
+        self.committed = true;
+        Ok(Attempt::Done(()))
     }
 }
 
@@ -121,6 +236,8 @@ struct Section<'a, Read, Decide, Commit> {
     read: Read,
     decide: Decide,
     commit: Commit,
+    /// Whether an attempt committed (wrote).
+    committed: bool,
 }
 
 impl<R, W, T, Read, Decide, Commit> Optimistic for Section<'_, Read, Decide, Commit>
@@ -154,6 +271,7 @@ where
                 if guard.release(&mut state) {
                     Ok(Attempt::Conflict)
                 } else {
+                    self.committed = true;
                     Ok(Attempt::Done((self.commit)(&mut state, Instant::now(), write)))
                 }
             }

@@ -242,24 +242,27 @@ impl TriggerStore for MemoryStore {
         id: &TriggerId,
         delay: Duration,
     ) -> Result<(), StoreError> {
-        const OP: &str = "trigger_set";
-        // The index first, as a step of its own (as on Redis).
-        self.mark(keys, delay)?;
-        let mut state = self.keyspace.lock();
-        let now = Instant::now();
-        checked(OP, &mut state, keys, now, &[id.as_str()])?;
-        let due = self.keyspace.clock_ms(now).saturating_add(millis(delay));
-        let member = keys.member(action.as_str(), id.as_str());
-        let _ = state.edit_zset(keys.due(), now, |set| set.insert(&member, score(due)));
-        let sets = sets(&mut state, keys, now).saturating_add(1);
-        let _ = state.edit_hash(keys.claims(), now, |claims| {
-            claims.remove(member.as_bytes());
-            claims.insert(SETS.to_vec(), sets.to_string().into_bytes());
-        });
-        let _ = state.edit_zset(&keys.of_id(id.as_str()), now, |members| {
-            members.insert(&member, 0.0);
-        });
-        Ok(())
+        self.replicated("trigger_set", keys.due(), async {
+            const OP: &str = "trigger_set";
+            // The index first, as a step of its own (as on Redis).
+            self.mark(keys, delay)?;
+            let mut state = self.keyspace.lock();
+            let now = Instant::now();
+            checked(OP, &mut state, keys, now, &[id.as_str()])?;
+            let due = self.keyspace.clock_ms(now).saturating_add(millis(delay));
+            let member = keys.member(action.as_str(), id.as_str());
+            let _ = state.edit_zset(keys.due(), now, |set| set.insert(&member, score(due)));
+            let sets = sets(&mut state, keys, now).saturating_add(1);
+            let _ = state.edit_hash(keys.claims(), now, |claims| {
+                claims.remove(member.as_bytes());
+                claims.insert(SETS.to_vec(), sets.to_string().into_bytes());
+            });
+            let _ = state.edit_zset(&keys.of_id(id.as_str()), now, |members| {
+                members.insert(&member, 0.0);
+            });
+            Ok(())
+        })
+        .await
     }
 
     async fn cancel(
@@ -268,29 +271,35 @@ impl TriggerStore for MemoryStore {
         action: &ActionName,
         id: &TriggerId,
     ) -> Result<bool, StoreError> {
-        const OP: &str = "trigger_cancel";
-        let mut state = self.keyspace.lock();
-        let now = Instant::now();
-        checked(OP, &mut state, keys, now, &[id.as_str()])?;
-        Ok(remove(&mut state, keys, action.as_str(), id.as_str(), now))
+        self.replicated("trigger_cancel", keys.due(), async {
+            const OP: &str = "trigger_cancel";
+            let mut state = self.keyspace.lock();
+            let now = Instant::now();
+            checked(OP, &mut state, keys, now, &[id.as_str()])?;
+            Ok(remove(&mut state, keys, action.as_str(), id.as_str(), now))
+        })
+        .await
     }
 
     async fn cancel_all(&self, keys: &TriggerKeys, id: &TriggerId) -> Result<usize, StoreError> {
-        const OP: &str = "trigger_cancel_all";
-        let mut state = self.keyspace.lock();
-        let now = Instant::now();
-        checked(OP, &mut state, keys, now, &[id.as_str()])?;
-        let members: Vec<String> = state
-            .zset(&keys.of_id(id.as_str()), now)
-            .ok()
-            .flatten()
-            .map(|set| set.iter().map(|(_, member)| member.to_owned()).collect())
-            .unwrap_or_default();
-        Ok(members
-            .iter()
-            .filter_map(|member| keys.of_member(member))
-            .filter(|(action, id)| remove(&mut state, keys, action, id, now))
-            .count())
+        self.replicated("trigger_cancel_all", keys.due(), async {
+            const OP: &str = "trigger_cancel_all";
+            let mut state = self.keyspace.lock();
+            let now = Instant::now();
+            checked(OP, &mut state, keys, now, &[id.as_str()])?;
+            let members: Vec<String> = state
+                .zset(&keys.of_id(id.as_str()), now)
+                .ok()
+                .flatten()
+                .map(|set| set.iter().map(|(_, member)| member.to_owned()).collect())
+                .unwrap_or_default();
+            Ok(members
+                .iter()
+                .filter_map(|member| keys.of_member(member))
+                .filter(|(action, id)| remove(&mut state, keys, action, id, now))
+                .count())
+        })
+        .await
     }
 
     async fn list(&self, keys: &TriggerKeys, only_due: bool) -> Result<Vec<PendingTrigger>, StoreError> {
@@ -327,16 +336,22 @@ impl TriggerStore for MemoryStore {
     }
 
     async fn claim(&self, keys: &TriggerKeys, max: usize, lease: Duration) -> Result<Claimed, StoreError> {
-        let seen = self.claim_seen(keys, max, lease)?;
-        Ok(Claimed {
-            triggers: seen.answers,
-            next_due_in: seen.next_in.map(from_ms),
+        self.replicated("trigger_claim", keys.due(), async {
+            let seen = self.claim_seen(keys, max, lease)?;
+            Ok(Claimed {
+                triggers: seen.answers,
+                next_due_in: seen.next_in.map(from_ms),
+            })
         })
+        .await
     }
 
     async fn ack(&self, keys: &TriggerKeys, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
-        let seen = self.ack_seen(keys, std::slice::from_ref(trigger))?;
-        Ok(seen.answers.first() == Some(&true))
+        self.replicated("trigger_ack", keys.due(), async {
+            let seen = self.ack_seen(keys, std::slice::from_ref(trigger))?;
+            Ok(seen.answers.first() == Some(&true))
+        })
+        .await
     }
 
     async fn take_due(
@@ -345,7 +360,8 @@ impl TriggerStore for MemoryStore {
         max: usize,
         lease: Duration,
     ) -> Result<DueTenants, StoreError> {
-        self.take(index, max, lease)
+        self.replicated("trigger_take", "", async { self.take(index, max, lease) })
+            .await
     }
 
     async fn indexed(&self, index: &TriggerIndex, limit: usize) -> Result<Vec<IndexedTenant>, StoreError> {
@@ -358,23 +374,29 @@ impl TriggerStore for MemoryStore {
         max: usize,
         lease: Duration,
     ) -> Result<Claimed, StoreError> {
-        let seen = self.claim_seen(keys, max, lease)?;
-        // Some but not all of a batch: the caller's ack files the tenant.
-        if seen.answers.is_empty() || seen.answers.len() >= max {
-            self.refile(keys, seen.sets, seen.next_in)?;
-        }
-        Ok(Claimed {
-            triggers: seen.answers,
-            next_due_in: seen.next_in.map(from_ms),
+        self.replicated("trigger_claim", keys.due(), async {
+            let seen = self.claim_seen(keys, max, lease)?;
+            // Some but not all of a batch: the caller's ack files the tenant.
+            if seen.answers.is_empty() || seen.answers.len() >= max {
+                self.refile(keys, seen.sets, seen.next_in)?;
+            }
+            Ok(Claimed {
+                triggers: seen.answers,
+                next_due_in: seen.next_in.map(from_ms),
+            })
         })
+        .await
     }
 
     async fn ack_indexed(&self, keys: &TriggerKeys, handled: &[ClaimedTrigger]) -> Result<usize, StoreError> {
-        if handled.is_empty() {
-            return Ok(0);
-        }
-        let seen = self.ack_seen(keys, handled)?;
-        self.refile(keys, seen.sets, seen.next_in)?;
-        Ok(seen.answers.iter().filter(|held| **held).count())
+        self.replicated("trigger_ack", keys.due(), async {
+            if handled.is_empty() {
+                return Ok(0);
+            }
+            let seen = self.ack_seen(keys, handled)?;
+            self.refile(keys, seen.sets, seen.next_in)?;
+            Ok(seen.answers.iter().filter(|held| **held).count())
+        })
+        .await
     }
 }

@@ -15,6 +15,9 @@
 //! - `cluster/`: a Redis Cluster (`redis+cluster://h1:p1,h2:p2`): redis-rs'
 //!   cluster connection for plain commands, statehouse's slot map and a
 //!   pool per primary for WATCH sections and redirected transactions.
+//! - `durable.rs`: durability on demand, THE place a write waits for its
+//!   replicas (`WAIT` after the write, on its connection): the
+//!   [`writer`](Connections::writer) handle and its checks.
 //! - `targets.rs`: where a WATCH section runs and how it recovers from a
 //!   redirect; the nodes a listing scans and a change feed listens to.
 //!
@@ -35,18 +38,20 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use redis::aio::ConnectionManager;
 use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
-use statehouse_ports::StoreError;
+use statehouse_ports::{Durability, StoreError};
 
 use crate::RedisConfig;
 use crate::error;
 use crate::redact::Secrets;
 
 mod cluster;
+mod durable;
 mod pool;
 mod sentinel;
 mod single;
 mod targets;
 
+pub(crate) use durable::{Acks, Shortfall};
 pub(crate) use pool::PooledTxn;
 pub use pool::TXN_CLIENT_NAME;
 
@@ -71,6 +76,9 @@ pub(crate) enum Shared {
     Cluster(ClusterShared),
     /// One node of a cluster, every command sent to it (`SCAN` per node).
     Node(ClusterShared, Arc<str>),
+    /// Writes that wait for replicas: each command or pipeline is sent with
+    /// `WAIT` after it, in one request (`durable.rs`).
+    Durable(Box<Shared>, durable::Wait),
 }
 
 impl redis::aio::ConnectionLike for Shared {
@@ -79,6 +87,7 @@ impl redis::aio::ConnectionLike for Shared {
             Shared::Single(conn) => conn.req_packed_command(cmd),
             Shared::Cluster(cluster) => async move { cluster.command(cmd).await }.boxed(),
             Shared::Node(cluster, addr) => async move { cluster.on_address(addr, cmd).await }.boxed(),
+            Shared::Durable(inner, wait) => async move { wait.command_then_wait(inner, cmd).await }.boxed(),
         }
     }
 
@@ -96,6 +105,9 @@ impl redis::aio::ConnectionLike for Shared {
             Shared::Node(cluster, addr) => {
                 async move { cluster.pipeline_on_address(addr, pipeline, offset, count).await }.boxed()
             }
+            Shared::Durable(inner, wait) => {
+                async move { wait.pipeline_then_wait(inner, pipeline, offset, count).await }.boxed()
+            }
         }
     }
 
@@ -103,6 +115,7 @@ impl redis::aio::ConnectionLike for Shared {
         match self {
             Shared::Single(conn) => conn.get_db(),
             Shared::Cluster(_) | Shared::Node(..) => 0,
+            Shared::Durable(inner, _) => inner.get_db(),
         }
     }
 }
@@ -125,6 +138,8 @@ pub(crate) struct Connections {
     pub(crate) response_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pool_wait: Duration,
+    /// How many replicas a write waits for (`durable.rs`).
+    durability: Durability,
     /// What of the URL no error may show (redis-rs errors are checked).
     secrets: Arc<Secrets>,
 }
@@ -139,9 +154,11 @@ impl std::fmt::Debug for Connections {
             Deployment::Cluster(cluster) => debug.field("cluster", &cluster.shared.nodes),
             Deployment::Sentinel(sentinel) => debug
                 .field("primary", &sentinel.primary_addr())
+                .field("read_replica", &sentinel.replica_addr())
                 .field("pool", &sentinel.current().pool.state()),
         };
         debug
+            .field("durability", &self.durability)
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
@@ -154,22 +171,49 @@ impl Connections {
     pub(crate) async fn open(config: &RedisConfig) -> Result<Self, StoreError> {
         #[cfg(feature = "tls")]
         install_crypto_provider();
+        durable::check(config.durability, config.response_timeout, &config.redacted_url())?;
         // Errors of later calls are checked against the secrets of both
         // URLs: a call may run on either endpoint.
+        // With the sentinels' credentials of the configuration (if any) as
+        // query parameters: they are parsed and hidden like the URL's own.
+        let url = config.effective_url();
         let secrets = Arc::new(Secrets::of_all(
-            std::iter::once(config.url.as_str()).chain(config.read_url.as_deref()),
+            std::iter::once(url.as_str()).chain(config.read_url.as_deref()),
         ));
-        if let Some(parsed) = SentinelUrl::parse(&config.url) {
-            let url = parsed
+        if let Some(parsed) = SentinelUrl::parse(&url) {
+            let parsed = parsed
                 .map_err(|reason| StoreError::invalid_input("connect", config.redacted_url(), reason))?;
-            if let Some(read_url) = &config.read_url {
+            if parsed.replica {
                 return Err(StoreError::invalid_input(
-                    CONNECT_READ,
-                    crate::redact_url(read_url),
-                    "a read URL is for one server; a Sentinel service's primary serves every read",
+                    "connect",
+                    config.redacted_url(),
+                    "`role=replica` is for a read URL; the URL of a Sentinel service names its primary",
                 ));
             }
-            let sentinel = Sentinel::open(config, url, Secrets::of(&config.url)).await?;
+            let read = match &config.read_url {
+                None => None,
+                Some(read_url) => match SentinelUrl::parse(read_url) {
+                    Some(Ok(read)) if read.replica => {
+                        Some((read, Secrets::of(read_url), crate::redact_url(read_url)))
+                    }
+                    Some(Err(reason)) => {
+                        return Err(StoreError::invalid_input(
+                            CONNECT_READ,
+                            crate::redact_url(read_url),
+                            reason,
+                        ));
+                    }
+                    _ => {
+                        return Err(StoreError::invalid_input(
+                            CONNECT_READ,
+                            crate::redact_url(read_url),
+                            "the read URL of a Sentinel service is any replica of a service: \
+                             redis+sentinel://s1:26379,s2:26379/SERVICE?role=replica",
+                        ));
+                    }
+                },
+            };
+            let sentinel = Sentinel::open(config, parsed, Secrets::of(&url), read).await?;
             return Ok(Self::with(config, Deployment::Sentinel(sentinel), secrets));
         }
         let deployment = match ClusterUrl::parse(&config.url) {
@@ -201,6 +245,7 @@ impl Connections {
             response_timeout: config.response_timeout,
             connect_timeout: config.connect_timeout,
             pool_wait: config.connect_timeout + config.response_timeout,
+            durability: config.durability,
             secrets,
         }
     }
@@ -324,6 +369,18 @@ impl Connections {
         matches!(self.deployment, Deployment::Cluster(_))
     }
 
+    /// Whether the store is connected to a Sentinel service.
+    pub(crate) fn is_sentinel(&self) -> bool {
+        matches!(self.deployment, Deployment::Sentinel(_))
+    }
+
+    /// On a Sentinel service, something outside a call (a change feed's
+    /// lost Pub/Sub connection) may mean a failover: resolve the primary
+    /// again in the background. Nothing elsewhere.
+    pub(crate) fn suspect_failover(&self) {
+        self.observe_timeout();
+    }
+
     /// A handle for read-only commands that may be served by a replica: the
     /// read endpoint's connection if a read URL is set, else the shared one.
     pub(crate) fn reader(&self) -> Shared {
@@ -332,7 +389,11 @@ impl Connections {
                 Shared::Single(single.reader.as_ref().unwrap_or(&single.shared).clone())
             }
             Deployment::Cluster(cluster) => Shared::Cluster(cluster.shared.clone()),
-            Deployment::Sentinel(sentinel) => Shared::Single(sentinel.current().shared.clone()),
+            Deployment::Sentinel(sentinel) => Shared::Single(
+                sentinel
+                    .reader()
+                    .unwrap_or_else(|| sentinel.current().shared.clone()),
+            ),
         }
     }
 }

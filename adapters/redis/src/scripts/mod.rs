@@ -19,7 +19,7 @@
 use std::future::Future;
 use std::sync::LazyLock;
 
-use crate::conn::Shared;
+use crate::conn::{Acks, Shared};
 use redis::{Cmd, Script};
 use statehouse_ports::StoreError;
 
@@ -220,8 +220,47 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return {1}
 ";
 
+/// Appends an item to the JSON array held by a document, in one step:
+/// a missing key becomes `[item]`; an existing one keeps its TTL
+/// (`KEEPTTL`) and its text up to the closing `]` (the memory store's
+/// `append_to_array` writes the same bytes). Checks the key's type first;
+/// a document that is no JSON array writes nothing.
+///
+/// KEYS: the document. ARGV: the item (JSON text). Returns the new length.
+/// Errors: `WRONGTYPE …`, `NOTARRAY …`. Run by `EVALSHA` on the shared
+/// connection ([`run_shared`]).
+pub(crate) static DOC_APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(DOC_APPEND_CODE));
+
+/// The Lua source of the document append (for the benchmark's raw side).
+pub const DOC_APPEND_CODE: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and kind ~= 'string' then
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], '[' .. ARGV[1] .. ']')
+  return 1
+end
+local open = string.find(current, '%S')
+local close = string.find(current, '%]%s*$')
+local ok, items = pcall(cjson.decode, current)
+if not ok or type(items) ~= 'table' or not open or string.sub(current, open, open) ~= '[' or not close then
+  return redis.error_reply('NOTARRAY the document holds no JSON array')
+end
+local n = #items
+local head
+if n == 0 then
+  head = '['
+else
+  head = string.sub(current, 1, close - 1) .. ','
+end
+redis.call('SET', KEYS[1], head .. ARGV[1] .. string.sub(current, close), 'KEEPTTL')
+return n + 1
+";
+
 /// The source of every script, for loading them on a connection.
-const ALL: [&str; 18] = [
+const ALL: [&str; 19] = [
     TASK_WRITE_CODE,
     PRUNE_INDEX_CODE,
     TENANT_WRITE_CODE,
@@ -240,6 +279,7 @@ const ALL: [&str; 18] = [
     QUEUE_CLAIM_CODE,
     QUEUE_ACK_CODE,
     DOC_SWAP_CODE,
+    DOC_APPEND_CODE,
 ];
 
 /// `EVALSHA` of `script` with `keys` and `args`, for a pipeline.
@@ -261,24 +301,69 @@ pub(crate) fn evalsha<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(
 /// node that answered among them. Outside a WATCH section this is how scripts run: a script is
 /// one atomic step by itself. A `NOSCRIPT` inside a `MULTI` ran the
 /// transaction's other commands, so those must be idempotent (they are:
-/// `ZADD NX`).
+/// `ZADD NX`). Scripts write: their replicas are waited for as the
+/// durability asks ([`Connections::writer`]); a script that only reads
+/// runs through [`run_shared_read`].
 pub(crate) async fn run_shared<T, F, Fut>(
     conns: &Connections,
     op: &'static str,
     key: &str,
-    mut call: F,
+    call: F,
 ) -> Result<T, StoreError>
 where
     F: FnMut(Shared) -> Fut,
     Fut: Future<Output = redis::RedisResult<T>>,
 {
-    match conns.run_raw(op, key, call(conns.shared())).await? {
-        Ok(value) => return Ok(value),
+    run_scripts(conns, op, key, call, true).await
+}
+
+/// [`run_shared`] for a script that only reads: no `WAIT` after it,
+/// whatever the durability.
+pub(crate) async fn run_shared_read<T, F, Fut>(
+    conns: &Connections,
+    op: &'static str,
+    key: &str,
+    call: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut(Shared) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    run_scripts(conns, op, key, call, false).await
+}
+
+/// THE script runner: `call` on a writer's handle (its replicas waited for
+/// as the durability asks) if `writes`, else on the shared connection.
+async fn run_scripts<T, F, Fut>(
+    conns: &Connections,
+    op: &'static str,
+    key: &str,
+    mut call: F,
+    writes: bool,
+) -> Result<T, StoreError>
+where
+    F: FnMut(Shared) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    let handle = || {
+        if writes {
+            conns.writer()
+        } else {
+            (conns.shared(), Acks::default())
+        }
+    };
+    let (conn, acks) = handle();
+    match conns.run_raw(op, key, call(conn)).await? {
+        Ok(value) => {
+            conns.confirm(op, key, &acks)?;
+            return Ok(value);
+        }
         Err(error) if error::is_no_script(&error) => {}
         Err(error) => return Err(conns.map_shared(op, key, error)),
     }
     conns.load_scripts(op, key, &load_all()).await?;
-    conns.run(op, key, call(conns.shared())).await
+    let (conn, acks) = handle();
+    conns.run_write(acks, op, key, call(conn)).await
 }
 
 /// `SCRIPT LOAD` of every script, answers ignored.

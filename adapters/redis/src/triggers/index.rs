@@ -273,11 +273,11 @@ impl RedisStore {
     async fn forget(&self, index: &TriggerIndex, member: &str) -> Result<(), StoreError> {
         const OP: &str = "trigger_take";
         for shard in index.shards() {
-            let mut conn = self.conns.shared();
+            let (mut conn, acks) = self.conns.writer();
             let key = self.keys.raw(shard.tenants());
             let cmd = redis::cmd("ZREM").arg(key.as_ref()).arg(member).clone();
             self.conns
-                .run(OP, shard.tenants(), cmd.exec_async(&mut conn))
+                .run_write(acks, OP, shard.tenants(), cmd.exec_async(&mut conn))
                 .await?;
         }
         Ok(())

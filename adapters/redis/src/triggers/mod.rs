@@ -244,15 +244,19 @@ impl TriggerStore for RedisStore {
         const OP: &str = "trigger_set";
         // The index first: an entry without a trigger is harmless (pruned
         // by a claimer), a trigger without an entry would wait unseen.
-        self.mark(triggers, delay).await?;
+        // A mark short of replicas was applied: the trigger is set all the
+        // same, then the shortfall reported.
+        let mut shortfall = crate::conn::Shortfall::none();
+        shortfall.keep(self.mark(triggers, delay).await)?;
         let keys = self.trigger_keys(triggers, [id.as_str()]);
         let member = triggers.member(action.as_str(), id.as_str());
         let delay = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
+        let set = scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_SET, &keys, (&member, delay));
             async move { cmd.exec_async(&mut conn).await }
         })
-        .await
+        .await;
+        shortfall.after(set)
     }
 
     async fn cancel(
@@ -289,7 +293,7 @@ impl TriggerStore for RedisStore {
         let key = triggers.due();
         let keys = self.trigger_keys(triggers, []);
         let flag = if only_due { "1" } else { "0" };
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
+        let reply: Vec<Value> = scripts::run_shared_read(&self.conns, OP, key, |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_LIST, &keys, flag);
             async move { cmd.query_async(&mut conn).await }
         })

@@ -7,7 +7,7 @@ use crate::engine::Side;
 
 const USAGE: &str = "\
 usage: bench [--quick] [--rounds N] [--current-thread] [--only WORKLOAD] [--side SIDE] [--fixed-size]
-             [--bare] [--instructions]
+             [--bare] [--instructions] [--cluster]
 
   --quick          short run (3 rounds of ~0.15 s, 16x50 increments): a smoke check
   --rounds N       rounds per workload (default 7; 3 with --quick)
@@ -26,6 +26,9 @@ usage: bench [--quick] [--rounds N] [--current-thread] [--only WORKLOAD] [--side
                    workload under valgrind's callgrind (one run per workload and side, with --quick --fixed-size
                    --current-thread --rounds 1 and the same --only/--bare), and print them beside
                    this run's wall-clock ratios (takes minutes; valgrind must be on PATH)
+  --cluster        also start a 3-primary Redis Cluster and run the cluster workloads (conc, mget,
+                   update, save, status, list, subjects, tenants, tq) on it against redis-rs'
+                   cluster client, beside the same workloads on the single server (cluster.rs)
   -h, --help       this text
 
 Starts its own redis-server (never the one on 6379) and compares statehouse with raw redis-rs.";
@@ -52,11 +55,14 @@ pub(crate) struct Options {
     pub(crate) bare: bool,
     /// After the run, count client instructions per op under callgrind.
     pub(crate) instructions: bool,
+    /// Run the cluster workloads on a 3-primary cluster beside the single server.
+    pub(crate) cluster: bool,
 }
 
 impl Options {
     pub(crate) fn runs(&self, workload: Workload) -> bool {
         self.only.is_none_or(|only| only == workload)
+            && (!self.cluster || crate::cluster::ON_CLUSTER.contains(&workload))
     }
 
     /// The sides to run in this slice, in order. As it yields each side it tells the
@@ -147,6 +153,7 @@ pub(crate) fn parse_args() -> Res<Option<Options>> {
     let mut fixed_size = false;
     let mut bare = false;
     let mut instructions = false;
+    let mut cluster = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -159,6 +166,7 @@ pub(crate) fn parse_args() -> Res<Option<Options>> {
             "--fixed-size" => fixed_size = true,
             "--bare" => bare = true,
             "--instructions" => instructions = true,
+            "--cluster" => cluster = true,
             "--rounds" => {
                 let value = value("--rounds")?;
                 let parsed: usize = value.parse().map_err(|e| format!("--rounds {value:?}: {e}"))?;
@@ -202,6 +210,9 @@ pub(crate) fn parse_args() -> Res<Option<Options>> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
     }
+    if cluster && instructions {
+        return Err("--cluster and --instructions: count instructions on one server".into());
+    }
     Ok(Some(Options {
         quick,
         rounds: rounds.unwrap_or(if quick { 3 } else { 7 }),
@@ -214,5 +225,6 @@ pub(crate) fn parse_args() -> Res<Option<Options>> {
         fixed_size,
         bare,
         instructions,
+        cluster,
     }))
 }

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use statehouse::{Documents, Update};
 
 use crate::Res;
+use crate::cluster_raw::RawCon;
 use crate::engine::{Bench, Sample, Side};
 
 /// Tasks of the concurrent set/get workload.
@@ -89,7 +90,7 @@ async fn pairs_statehouse(docs: Documents, keys: Arc<[String]>, mut doc: Doc, pa
     Ok(pairs)
 }
 
-async fn pairs_raw(mut con: ConnectionManager, keys: Arc<[String]>, mut doc: Doc, pairs: u64) -> Res<u64> {
+async fn pairs_raw(mut con: RawCon, keys: Arc<[String]>, mut doc: Doc, pairs: u64) -> Res<u64> {
     for i in 0..pairs {
         let key = &keys[i as usize % keys.len()];
         doc.id = i;
@@ -115,7 +116,7 @@ async fn mget_statehouse(docs: Documents, keys: Arc<[String]>, calls: u64) -> Re
     Ok(calls)
 }
 
-async fn mget_raw(mut con: ConnectionManager, keys: Arc<[String]>, calls: u64) -> Res<u64> {
+async fn mget_raw(mut con: RawCon, keys: Arc<[String]>, calls: u64) -> Res<u64> {
     for _ in 0..calls {
         let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&*keys).query_async(&mut con).await?;
         // Consuming `values` frees each value right after it is decoded, as statehouse does.
@@ -258,7 +259,7 @@ impl Bench {
         let mut dedicated = Vec::with_capacity(tasks);
         if side == Side::Raw {
             for _ in 0..tasks {
-                dedicated.push(self.client.get_multiplexed_async_connection().await?);
+                dedicated.push(self.raw_nodes.dedicated(COUNTER_KEY).await?);
             }
         }
         let mut dedicated = dedicated.into_iter();

@@ -7,13 +7,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, MultiplexedConnection};
 use statehouse::{Documents, TaskCursor, TaskRecord, Tasks};
 use statehouse_tests::harness::RedisServer;
 use tokio::task::JoinSet;
 
 use crate::Res;
 use crate::args::{Options, Workload};
+use crate::cluster_raw::{RawCon, RawNodes, RawTxn};
 use crate::documents::{CONCURRENT_TASKS, Doc, MGET_KEYS, UPDATE_TASKS};
 use crate::instructions;
 use crate::redis_benchmark::RedisBenchmark;
@@ -126,22 +126,26 @@ fn cpu_between(
 
 /// Everything the workloads share.
 pub(crate) struct Bench {
+    /// A client of the server (on a cluster: of one primary; only the workloads that do not run on
+    /// a cluster use it).
     pub(crate) client: redis::Client,
+    /// Where the raw side opens its WATCH connections (the primary of a key's slot on a cluster).
+    pub(crate) raw_nodes: RawNodes,
     pub(crate) docs: Documents,
     /// statehouse's synced models.
     pub(crate) models: statehouse::Models,
-    pub(crate) raw: ConnectionManager,
+    pub(crate) raw: RawCon,
     pub(crate) doc: Doc,
     /// Per task of the set/get workloads, its own keys.
     pub(crate) task_keys: Vec<Arc<[String]>>,
     pub(crate) mget_keys: Arc<[String]>,
-    /// The server's process id, for its CPU time.
-    pub(crate) server_pid: String,
+    /// The server's process id (every node's on a cluster), for its CPU time.
+    pub(crate) server_pids: Vec<String>,
     /// statehouse's tasks, log capped at [`TASK_MAX_LOG`](crate::tasks::TASK_MAX_LOG).
     pub(crate) tasks: Tasks,
-    /// Per task writer, the raw side's own connection for its WATCH sections (statehouse's writers
+    /// Per task writer, the raw side's own connections for its WATCH sections (statehouse's writers
     /// take theirs from its pool).
-    pub(crate) raw_txn: Vec<MultiplexedConnection>,
+    pub(crate) raw_txn: Vec<RawTxn>,
     /// The SHA1 of [`RAW_TASK_WRITE`](crate::tasks::RAW_TASK_WRITE), checked to be the script
     /// statehouse loaded.
     pub(crate) task_write_sha: String,
@@ -189,6 +193,16 @@ impl Bench {
         }
     }
 
+    /// The CPU time of every server thread so far (keyed by pid and thread id).
+    fn servers_cpu(&self) -> Option<HashMap<String, u64>> {
+        let mut all = HashMap::new();
+        for pid in &self.server_pids {
+            let threads = cpu_snapshot(pid)?;
+            all.extend(threads.into_iter().map(|(tid, ns)| (format!("{pid}/{tid}"), ns)));
+        }
+        Some(all)
+    }
+
     /// Spawns `tasks` tasks and measures them until all finished: wall time, and the CPU time of
     /// this process and of the server.
     pub(crate) async fn timed<F, Fut>(&self, tasks: usize, mut make: F) -> Res<Timed>
@@ -197,7 +211,7 @@ impl Bench {
         Fut: Future<Output = Res<u64>> + Send + 'static,
     {
         let mut set = JoinSet::new();
-        let (client, server) = (cpu_snapshot("self"), cpu_snapshot(&self.server_pid));
+        let (client, server) = (cpu_snapshot("self"), self.servers_cpu());
         let section = instructions::start_tasks::<Fut>(tasks);
         let start = Instant::now();
         for task in 0..tasks {
@@ -217,7 +231,7 @@ impl Bench {
             section,
             elapsed,
             client_cpu: cpu_between(client, cpu_snapshot("self")),
-            server_cpu: cpu_between(server, cpu_snapshot(&self.server_pid)),
+            server_cpu: cpu_between(server, self.servers_cpu()),
             outputs,
         })
     }

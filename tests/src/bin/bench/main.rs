@@ -4,6 +4,7 @@
 //! cargo run --release -p statehouse-tests --bin bench            # full run (about two minutes)
 //! cargo run --release -p statehouse-tests --bin bench -- --quick # short smoke run
 //! cargo run --release -p statehouse-tests --bin bench -- --instructions # + instructions per op
+//! cargo run --release -p statehouse-tests --bin bench -- --cluster # on a 3-primary cluster too
 //! ```
 //!
 //! It starts its own `redis-server` (the test harness: a free loopback port, no persistence) and never
@@ -73,6 +74,8 @@
 //! - `main.rs`: the setup ([`run`]: the server, both sides' connections, the shared [`Bench`]),
 //!   then the rounds and the workloads that run after them.
 //! - `args.rs`: the command line ([`Options`]).
+//! - `cluster.rs`: `--cluster`, the workloads on a 3-primary Redis Cluster beside the single
+//!   server; `cluster_raw.rs`: the raw side's connections, on one server or a cluster.
 //! - `engine.rs`: [`Bench::timed`] (wall time, and the CPU time of this process and of the
 //!   server), the warm-up and calibration, and the rounds of alternating slices.
 //! - `report.rs`: the tables of rates, ratios and targets, CPU time per op, spreads.
@@ -84,6 +87,8 @@
 //!   across tenants), `config.rs` (15).
 
 mod args;
+mod cluster;
+mod cluster_raw;
 mod config;
 mod documents;
 mod engine;
@@ -107,6 +112,7 @@ use statehouse_redis::RedisStore;
 use statehouse_tests::harness::RedisServer;
 
 use crate::args::{Options, Workload, parse_args};
+use crate::cluster_raw::{RawCon, RawNodes};
 use crate::config::config_bench;
 use crate::documents::{CONCURRENT_TASKS, KEYS_PER_TASK, MGET_KEYS, sample_doc};
 use crate::engine::Bench;
@@ -149,7 +155,9 @@ fn try_main() -> Res<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()?
     };
     // In a counted child (`--instructions`), the main task's polls count in the sections it opens.
-    let result = if instructions::init() {
+    let result = if options.cluster {
+        cluster::main(&runtime, &server, options)
+    } else if instructions::init() {
         runtime.block_on(instructions::main_task(run(&server, options)))
     } else {
         runtime.block_on(run(&server, options))
@@ -166,52 +174,12 @@ fn try_main() -> Res<()> {
 
 async fn run(server: &RedisServer, options: Options) -> Res<()> {
     let url = server.url();
-    let settings = Settings::new(url.clone());
-    let state = if options.bare {
-        let store = RedisStore::connect(settings.redis_config()).await?;
-        Statehouse::from_ports(Ports::of(store))
-    } else {
-        Statehouse::with_settings(settings).await?
-    };
     let client = redis::Client::open(url.as_str())?;
-    let raw = ConnectionManager::new(client.clone()).await?;
-    let doc = sample_doc()?;
-    let task_keys = (0..CONCURRENT_TASKS)
-        .map(|t| (0..KEYS_PER_TASK).map(|k| format!("bench:doc:{t}:{k}")).collect())
-        .collect();
-    let mget_keys: Arc<[String]> = (0..MGET_KEYS).map(|i| format!("bench:mget:{i}")).collect();
-    let space = state.task_space().with_max_log(TASK_MAX_LOG);
-    check_task_layout(&space)?;
-    let tasks = state.tasks().with_space(space);
-    // The task records are written through statehouse, whichever side runs: this also makes
-    // statehouse load its scripts on this fresh server, so their SHA1 can be checked.
-    let task_record = sample_task("save-0-0", SAVE_SERVICE, "bench-user-0")?;
-    populate_tasks(&tasks, &task_record).await?;
-    let (list_expected, list_next) = populate_list(&tasks, &task_record).await?;
-    let task_write_sha = check_task_write_script(&raw).await?;
-    let mut raw_txn = Vec::with_capacity(TASK_WRITERS);
-    for _ in 0..TASK_WRITERS {
-        raw_txn.push(client.get_multiplexed_async_connection().await?);
-    }
-    let bench = Bench {
-        client,
-        docs: state.documents(),
-        models: state.models(),
-        raw,
-        doc,
-        task_keys,
-        mget_keys,
-        server_pid: server.pid().to_string(),
-        tasks,
-        raw_txn,
-        task_write_sha,
-        task_record,
-        list_expected,
-        list_next,
-    };
+    let raw = RawCon::Single(ConnectionManager::new(client.clone()).await?);
+    let nodes = RawNodes::single(client.clone());
+    let (state, bench) = setup(&url, client, raw, nodes, vec![server.pid().to_string()], options).await?;
 
     print_header(&bench, server, options).await?;
-    bench.populate_mget().await?;
 
     let (sizes, rb) = engine::calibrate(&bench, server, options).await?;
     let results = engine::rounds(&bench, &sizes, &rb, options).await?;
@@ -237,4 +205,60 @@ async fn run(server: &RedisServer, options: Options) -> Res<()> {
     println!();
     println!("load average at the end: {}", load_average());
     Ok(())
+}
+
+/// statehouse connected to `url` and the [`Bench`] of both sides on that server or cluster: the
+/// task and MGET data written, the task-write script checked.
+pub(crate) async fn setup(
+    url: &str,
+    client: redis::Client,
+    raw: RawCon,
+    raw_nodes: RawNodes,
+    server_pids: Vec<String>,
+    options: Options,
+) -> Res<(Statehouse, Bench)> {
+    let settings = Settings::new(url.to_owned());
+    let state = if options.bare {
+        let store = RedisStore::connect(settings.redis_config()).await?;
+        Statehouse::from_ports(Ports::of(store))
+    } else {
+        Statehouse::with_settings(settings).await?
+    };
+    let doc = sample_doc()?;
+    let task_keys = (0..CONCURRENT_TASKS)
+        .map(|t| (0..KEYS_PER_TASK).map(|k| format!("bench:doc:{t}:{k}")).collect())
+        .collect();
+    let mget_keys: Arc<[String]> = (0..MGET_KEYS).map(|i| format!("bench:mget:{i}")).collect();
+    let space = state.task_space().with_max_log(TASK_MAX_LOG);
+    check_task_layout(&space)?;
+    let tasks = state.tasks().with_space(space);
+    // The task records are written through statehouse, whichever side runs: this also makes
+    // statehouse load its scripts on this fresh server, so their SHA1 can be checked.
+    let task_record = sample_task("save-0-0", SAVE_SERVICE, "bench-user-0")?;
+    populate_tasks(&tasks, &task_record).await?;
+    let (list_expected, list_next) = populate_list(&tasks, &task_record).await?;
+    let task_write_sha = check_task_write_script(&raw).await?;
+    let mut raw_txn = Vec::with_capacity(TASK_WRITERS);
+    for _ in 0..TASK_WRITERS {
+        raw_txn.push(raw_nodes.txn().await?);
+    }
+    let bench = Bench {
+        client,
+        raw_nodes,
+        docs: state.documents(),
+        models: state.models(),
+        raw,
+        doc,
+        task_keys,
+        mget_keys,
+        server_pids,
+        tasks,
+        raw_txn,
+        task_write_sha,
+        task_record,
+        list_expected,
+        list_next,
+    };
+    bench.populate_mget().await?;
+    Ok((state, bench))
 }

@@ -6,6 +6,7 @@ use statehouse::Statehouse;
 
 use crate::Res;
 use crate::args::Options;
+use crate::cluster::Figures;
 use crate::documents::UPDATE_TASKS;
 use crate::engine::{Bench, Sample, Side};
 use crate::report::median;
@@ -17,13 +18,15 @@ const SUBJECT_KEY: &str = "s:bench:subject";
 
 /// Subjects, after the rounds: `store()` of 20 staged properties against raw `MULTI; HSET (20
 /// fields); EXEC`, and 16 tasks of `set_with(counter, +1)` against the naive WATCH/HGET/HSET loop
-/// (exact count required). Median ratios of `options.rounds` runs, against the targets.
-pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: Options) -> Res<()> {
+/// (exact count required). Median ratios of `options.rounds` runs, against the targets; returns
+/// statehouse's median rates and the ratios.
+pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: Options) -> Res<Figures> {
     let subjects = state.subjects();
     let stores = if options.quick { 300 } else { 2_000 };
     let increments = options.increments;
     let mut store_ratios = Vec::new();
     let mut contended_ratios = Vec::new();
+    let (mut store_rates, mut contended_sh) = (Vec::new(), Vec::new());
     // Round 0 warms up (connections, the handle's first load, caches) and is not counted.
     for round in 0..=options.rounds {
         let mut contended_rates = [0.0; 2];
@@ -50,7 +53,7 @@ pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: O
             let mut dedicated = Vec::new();
             if side == Side::Raw {
                 for _ in 0..UPDATE_TASKS {
-                    dedicated.push(bench.client.get_multiplexed_async_connection().await?);
+                    dedicated.push(bench.raw_nodes.dedicated(SUBJECT_KEY).await?);
                 }
             }
             let mut dedicated = dedicated.into_iter();
@@ -99,6 +102,8 @@ pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: O
         };
         store_ratios.push(store_sh.rate() / store_raw.rate());
         contended_ratios.push(contended_rates[0] / contended_rates[1]);
+        store_rates.push(store_sh.rate());
+        contended_sh.push(contended_rates[0]);
         let cpu = |sample: &Sample| {
             sample
                 .client_us()
@@ -126,7 +131,15 @@ pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: O
         verdict(store >= 0.9),
         verdict(contended >= 1.5),
     );
-    Ok(())
+    Ok(vec![
+        ("11. subjects store() of 20", median(store_rates), store, 0.9),
+        (
+            "11. subjects set_with, 16 tasks (vs naive loop)",
+            median(contended_sh),
+            contended,
+            1.5,
+        ),
+    ])
 }
 
 /// The naive optimistic loop on a hash field: WATCH; HGET; MULTI/HSET/EXEC; start over at once on

@@ -111,7 +111,7 @@ impl Bench {
         reset.exec_async(&mut con).await?;
         // Set up before the clock starts: the raw side's dedicated connection, statehouse's handle.
         let mut dedicated = match side {
-            Side::Raw => Some(self.client.get_multiplexed_async_connection().await?),
+            Side::Raw => Some(self.raw_nodes.dedicated(MODEL_KEY).await?),
             Side::Statehouse => None,
         };
         let mut synced = match side {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use serde::Deserialize;
 use statehouse::{
     PageRequest, ServiceName, TaskBucket, TaskCursor, TaskId, TaskRecord, TaskStatus, Tasks, UserId,
@@ -12,6 +12,7 @@ use statehouse::{
 use statehouse_ports::BucketMerge;
 
 use crate::Res;
+use crate::cluster_raw::{RawCon, RawTxn};
 use crate::engine::{Bench, Sample, Side};
 
 /// Concurrent writers of the task save and set_status workloads, each on its own tasks (fewer than
@@ -100,7 +101,7 @@ pub(crate) fn check_task_layout(space: &statehouse::TaskSpace) -> Res<()> {
 
 /// Checks that the raw side's copy of the task-write script is the one statehouse loaded on this
 /// server, then loads it for the raw side. Returns its SHA1.
-pub(crate) async fn check_task_write_script(raw: &ConnectionManager) -> Res<String> {
+pub(crate) async fn check_task_write_script(raw: &RawCon) -> Res<String> {
     let mut con = raw.clone();
     let sha = redis::Script::new(RAW_TASK_WRITE).get_hash().to_owned();
     let exists: Vec<bool> = redis::cmd("SCRIPT")
@@ -222,7 +223,7 @@ async fn save_statehouse(tasks: Tasks, mut record: TaskRecord, ids: Vec<TaskId>,
 /// `GET` of the record in one pipeline, then `MULTI`, `EVALSHA` of the task-write script (record,
 /// indexes, TTLs), `EXEC`; on an aborted `EXEC`, again. Returns the attempts.
 async fn save_raw(
-    mut con: MultiplexedConnection,
+    txn: RawTxn,
     sha: String,
     mut record: TaskRecord,
     ids: Vec<TaskId>,
@@ -232,6 +233,7 @@ async fn save_raw(
     for i in 0..saves {
         record.id = ids[i as usize % ids.len()].clone();
         let key = raw_record_key(record.id.as_str());
+        let mut con = txn.for_key(&key)?;
         loop {
             attempts += 1;
             let (current,): (Option<Vec<u8>>,) = redis::pipe()
@@ -324,8 +326,9 @@ async fn status_statehouse(tasks: Tasks, id: String, changes: u64) -> Res<u64> {
 /// set_status as a raw redis-rs program does it, with the commands statehouse sends: `WATCH` and
 /// `GET` in one pipeline, decode, change, cap the log, encode, then `MULTI`, `EVALSHA`, `EXEC`; on
 /// an aborted `EXEC`, again. Returns the attempts.
-async fn status_raw(mut con: MultiplexedConnection, sha: String, id: String, changes: u64) -> Res<u64> {
+async fn status_raw(txn: RawTxn, sha: String, id: String, changes: u64) -> Res<u64> {
     let key = raw_record_key(&id);
+    let mut con = txn.for_key(&key)?;
     let mut attempts = 0;
     for i in 0..changes {
         let (from, to) = status_step(i);
@@ -407,12 +410,7 @@ async fn list_statehouse(tasks: Tasks, expected: Arc<[String]>, next: TaskCursor
 /// an error here), a pipeline of one `MGET` per bucket of those records (in the order buckets first
 /// appear), then decode records in order until one more than a page is found (a missing record, or
 /// one of another service, is skipped), keep the page and make the cursor after its last item.
-async fn list_raw(
-    mut con: ConnectionManager,
-    expected: Arc<[String]>,
-    next: TaskCursor,
-    pages: u64,
-) -> Res<u64> {
+async fn list_raw(mut con: RawCon, expected: Arc<[String]>, next: TaskCursor, pages: u64) -> Res<u64> {
     let indexes: Vec<String> = (0..BUCKETS).map(|b| raw_service_key(b, LIST_SERVICE)).collect();
     for _ in 0..pages {
         let mut ranges = redis::pipe();

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::Value;
-use redis::aio::ConnectionManager;
 use statehouse::{ListenOptions, Statehouse, TenantId};
 use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use crate::cluster_raw::RawCon;
 use crate::engine::{Bench, Side};
 use crate::{BoxError, Res};
 
@@ -35,7 +35,7 @@ pub(crate) struct Shas {
 }
 
 impl Shas {
-    pub(crate) async fn load(con: &mut ConnectionManager) -> Res<Self> {
+    pub(crate) async fn load(con: &mut RawCon) -> Res<Self> {
         let mut load = async |code: &str| -> Res<String> {
             Ok(redis::cmd("SCRIPT")
                 .arg("LOAD")
@@ -94,19 +94,39 @@ fn refile(pipe: &mut redis::Pipeline, shas: &Shas, keys: &TriggerKeys, next: i64
 /// the listener sends them: the take; the claims of every tenant at once (a pipeline), then the
 /// refiles of those claimed to the end of a batch or to nothing; the acks at once, then their
 /// refiles.
-async fn raw_worker(mut con: ConnectionManager, shas: Shas) -> Res<u64> {
+async fn raw_worker(mut con: RawCon, shas: Shas) -> Res<u64> {
     let index = TriggerIndex::all();
     let shards: Vec<&str> = index.shards().iter().map(|s| s.tenants()).collect();
     let mut acked = 0;
     loop {
-        let reply: Vec<Value> = redis::cmd("EVALSHA")
-            .arg(&shas.take)
-            .arg(shards.len())
-            .arg(&shards)
-            .arg(TENANTS_PER_ROUND)
-            .arg(LEASE_MS)
-            .query_async(&mut con)
-            .await?;
+        let reply: Vec<Value> = if matches!(con, RawCon::Cluster(_)) {
+            // One slot per script on a cluster: a take per shard, each its share, in one pipeline
+            // (one command per shard, as statehouse sends them there), the members merged.
+            let share = TENANTS_PER_ROUND.div_ceil(shards.len());
+            let mut takes = redis::pipe();
+            for shard in &shards {
+                takes
+                    .cmd("EVALSHA")
+                    .arg(&shas.take)
+                    .arg(1)
+                    .arg(shard)
+                    .arg(share)
+                    .arg(LEASE_MS);
+            }
+            let replies: Vec<Vec<Value>> = takes.query_async(&mut con).await?;
+            let mut merged = vec![Value::Nil];
+            merged.extend(replies.into_iter().flat_map(|reply| reply.into_iter().skip(1)));
+            merged
+        } else {
+            redis::cmd("EVALSHA")
+                .arg(&shas.take)
+                .arg(shards.len())
+                .arg(&shards)
+                .arg(TENANTS_PER_ROUND)
+                .arg(LEASE_MS)
+                .query_async(&mut con)
+                .await?
+        };
         let tenants = reply
             .get(1..)
             .unwrap_or_default()

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use redis::aio::ConnectionManager;
 use statehouse::Statehouse;
 use tokio::task::JoinSet;
 
 use crate::args::Options;
+use crate::cluster_raw::RawCon;
 use crate::engine::{Bench, Side};
 use crate::report::{load_average, median};
 use crate::triggers_all::{Shas, claim_ack_across_tenants, delivery_delay_all_tenants};
@@ -35,7 +35,7 @@ const TQ_QUEUE: [&str; 4] = [
 const TQ_PENDING: &str = "svc:{bench-svc}:pending";
 
 /// `SCRIPT LOAD`s `code` (the same source statehouse runs) and returns its SHA1.
-async fn load_script(con: &mut ConnectionManager, code: &str) -> Res<String> {
+async fn load_script(con: &mut RawCon, code: &str) -> Res<String> {
     Ok(redis::cmd("SCRIPT")
         .arg("LOAD")
         .arg(code)
@@ -181,6 +181,23 @@ pub(crate) async fn triggers_queues_bench(state: &Statehouse, bench: &Bench, opt
                 match side {
                     Side::Statehouse => {
                         queues.enqueue(TQ_TENANT, &queue, chunk).await?;
+                    }
+                    // On a cluster no MULTI spans the queue and the pending set: the mark
+                    // first, then the script, as statehouse does there (docs/keys.md).
+                    Side::Raw if matches!(raw, RawCon::Cluster(_)) => {
+                        redis::cmd("ZADD")
+                            .arg(TQ_PENDING)
+                            .arg("NX")
+                            .arg(Utc::now().timestamp_millis())
+                            .arg(TQ_TENANT)
+                            .exec_async(&mut raw)
+                            .await?;
+                        let mut eval = redis::cmd("EVALSHA");
+                        eval.arg(&enqueue_sha).arg(4).arg(&TQ_QUEUE[..]).arg("b:send");
+                        for n in chunk {
+                            eval.arg(serde_json::to_vec(n)?);
+                        }
+                        let _ids: Vec<u64> = eval.query_async(&mut raw).await?;
                     }
                     Side::Raw => {
                         let mut pipe = redis::pipe();

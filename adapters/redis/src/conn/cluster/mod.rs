@@ -194,6 +194,25 @@ impl ClusterShared {
         }
     }
 
+    /// `pipeline` as one request, wherever its first keyed command lives
+    /// (redis-rs' routing of a pipeline), not split per command: a write
+    /// with the `WAIT` after it (`durable.rs`), which must reach the node
+    /// of the write on the same connection.
+    pub(crate) async fn pipeline_together(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match self.send(Request::Pipeline(pipeline, offset, count)).await? {
+            Reply::Many(values) => Ok(values),
+            Reply::One(_) => Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "a pipeline answered as a command",
+            ))),
+        }
+    }
+
     /// `request` on redis-rs' connection, then where a redirect points.
     async fn send(&mut self, request: Request<'_>) -> RedisResult<Reply> {
         match request.send(&mut self.conn).await {

@@ -1,0 +1,279 @@
+//! `bench --cluster`: the workloads of issue 15 on a 3-primary Redis Cluster (the test harness's
+//! `RedisCluster`, as `tests/tests/cluster.rs` starts it), statehouse through a `redis+cluster://`
+//! URL against raw redis-rs' cluster client (`ClusterConnection`, see `cluster_raw.rs`) doing the
+//! same commands, and beside each row the same workload on the single server of the same run.
+//!
+//! Both targets are set up alike ([`setup`](crate::setup)); the round sizes are calibrated once,
+//! on the single server, and used for both, so that cluster/single compares equal work. Each
+//! round runs every workload on the single server, then on the cluster, both sides in alternating
+//! slices on each ([`engine::rounds`]); the after-round workloads (subjects, tenants, triggers and
+//! queues) then run on each target in turn.
+
+use std::fmt::Write as _;
+
+use statehouse::Statehouse;
+use statehouse_tests::harness::{RedisCluster, RedisServer};
+use tokio::runtime::Runtime;
+
+use crate::Res;
+use crate::args::{Options, Workload};
+use crate::cluster_raw::{RawCon, RawNodes};
+use crate::engine::{self, Bench, Sample, Sizes};
+use crate::report::{Pair, Results, human, load_average, median};
+use crate::subjects::subjects_bench;
+use crate::tenants::tenants_bench;
+use crate::triggers_queues::triggers_queues_bench;
+
+/// The workloads `--cluster` runs (on both targets).
+pub(crate) const ON_CLUSTER: [Workload; 9] = [
+    Workload::Conc,
+    Workload::Mget,
+    Workload::Update,
+    Workload::Save,
+    Workload::Status,
+    Workload::List,
+    Workload::Subjects,
+    Workload::Tenants,
+    Workload::TriggersQueues,
+];
+
+/// What an after-round workload returns: per figure its name, statehouse's median ops/s, the
+/// median statehouse/raw ratio and its target.
+pub(crate) type Figures = Vec<(&'static str, f64, f64, f64)>;
+
+/// The primaries of the benchmark's cluster.
+const PRIMARIES: usize = 3;
+
+/// Starts the cluster, runs [`run`] on `runtime`, stops the cluster.
+pub(crate) fn main(runtime: &Runtime, server: &RedisServer, options: Options) -> Res<()> {
+    println!("starting a Redis Cluster of {PRIMARIES} primaries (the test harness) ...");
+    let cluster = RedisCluster::start(PRIMARIES, 0);
+    let result = runtime.block_on(run(server, &cluster, options));
+    cluster.stop();
+    result
+}
+
+/// statehouse and the raw side on one target.
+struct Target {
+    name: &'static str,
+    state: Statehouse,
+    bench: Bench,
+}
+
+async fn single_target(server: &RedisServer, options: Options) -> Res<Target> {
+    let url = server.url();
+    let client = redis::Client::open(url.as_str())?;
+    let raw = RawCon::Single(redis::aio::ConnectionManager::new(client.clone()).await?);
+    let nodes = RawNodes::single(client.clone());
+    let pids = vec![server.pid().to_string()];
+    let (state, bench) = crate::setup(&url, client, raw, nodes, pids, options).await?;
+    Ok(Target {
+        name: "single",
+        state,
+        bench,
+    })
+}
+
+async fn cluster_target(cluster: &RedisCluster, options: Options) -> Res<Target> {
+    let seeds = cluster.seed_urls();
+    let first = seeds.first().ok_or("the cluster has no nodes")?.clone();
+    let raw = redis::cluster::ClusterClient::new(seeds)?
+        .get_async_connection()
+        .await?;
+    let nodes = RawNodes::cluster(&first).await?;
+    let pids = cluster
+        .nodes()
+        .iter()
+        .map(|node| node.pid().to_string())
+        .collect();
+    let client = redis::Client::open(first)?;
+    let (state, bench) =
+        crate::setup(&cluster.url(), client, RawCon::Cluster(raw), nodes, pids, options).await?;
+    Ok(Target {
+        name: "cluster",
+        state,
+        bench,
+    })
+}
+
+async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> Res<()> {
+    let single = single_target(server, options).await?;
+    let clustered = cluster_target(cluster, options).await?;
+    println!(
+        "statehouse benchmark --cluster{}: redis-server at {} and a cluster of {PRIMARIES} primaries at {} \
+         (started for this run); {} rounds of ~{:?} per side and workload",
+        if options.quick { " --quick" } else { "" },
+        server.url(),
+        cluster.url(),
+        options.rounds,
+        options.round_time,
+    );
+    println!("load average at the start: {}", load_average());
+
+    // Sized on the single server, used on both.
+    let (sizes, rb) = engine::calibrate(&single.bench, server, options).await?;
+    warm_up(&clustered.bench, &sizes, options).await?;
+    let mut results = [Results::default(), Results::default()];
+    let mut loads = Vec::with_capacity(options.rounds);
+    for _ in 0..options.rounds {
+        for (target, results) in [&single, &clustered].into_iter().zip(&mut results) {
+            print!("{} ", target.name);
+            let one = Options { rounds: 1, ..options };
+            let measured = engine::rounds(&target.bench, &sizes, &rb, one).await?;
+            append(results, measured);
+        }
+        loads.push(load_average());
+    }
+    println!();
+    report(&results, &loads);
+
+    let mut after: [Figures; 2] = Default::default();
+    let mut after_loads = Vec::new();
+    for (workload, name) in [
+        (Workload::Subjects, "subjects"),
+        (Workload::Tenants, "tenants"),
+        (Workload::TriggersQueues, "triggers and queues"),
+    ] {
+        if !options.runs(workload) {
+            continue;
+        }
+        for (target, figures) in [&single, &clustered].into_iter().zip(&mut after) {
+            println!();
+            println!(
+                "{name} on the {} target (load average {}):",
+                target.name,
+                load_average()
+            );
+            match workload {
+                Workload::Subjects => {
+                    figures.extend(subjects_bench(&target.state, &target.bench, options).await?);
+                }
+                Workload::Tenants => {
+                    figures.extend(tenants_bench(&target.state, &target.bench, options).await?)
+                }
+                _ => triggers_queues_bench(&target.state, &target.bench, options).await?,
+            }
+        }
+        after_loads.push(format!("{name} {}", load_average()));
+    }
+    let [single_after, cluster_after] = after;
+    if !cluster_after.is_empty() {
+        println!();
+        println!(
+            "After the rounds, on the cluster (statehouse ops/s and statehouse/raw, medians of the rounds):"
+        );
+        println!();
+        println!(
+            "| workload | cluster statehouse | statehouse/raw | target | met | single statehouse | cluster/single statehouse |"
+        );
+        println!("|---|--:|--:|--:|---|--:|--:|");
+        for ((name, rate, ratio, target), (_, single_rate, _, _)) in cluster_after.iter().zip(&single_after) {
+            println!(
+                "| {name} | {} | {ratio:.3}× | {target}× | {} | {} | {:.2}× |",
+                human(*rate),
+                if *ratio >= *target { "yes" } else { "**no**" },
+                human(*single_rate),
+                rate / single_rate,
+            );
+        }
+        println!();
+        println!("load average after each: {}", after_loads.join("; "));
+    }
+    println!();
+    println!("load average at the end: {}", load_average());
+    Ok(())
+}
+
+/// One slice of every measured workload by each side, not counted.
+async fn warm_up(bench: &Bench, sizes: &Sizes, options: Options) -> Res<()> {
+    for side in options.sides(0) {
+        for workload in Workload::MEASURED {
+            if options.runs(workload) {
+                bench.slice(workload, side, sizes).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn append(into: &mut Results, mut from: Results) {
+    for (to, from) in [
+        (&mut into.seq, &mut from.seq),
+        (&mut into.conc, &mut from.conc),
+        (&mut into.mget, &mut from.mget),
+        (&mut into.update, &mut from.update),
+        (&mut into.save, &mut from.save),
+        (&mut into.status, &mut from.status),
+        (&mut into.list, &mut from.list),
+        (&mut into.model, &mut from.model),
+    ] {
+        to.statehouse.append(&mut from.statehouse);
+        to.raw.append(&mut from.raw);
+    }
+}
+
+/// The table: per workload, the cluster's statehouse/raw ratio against the target, and
+/// cluster/single of each side.
+fn report(results: &[Results; 2], loads: &[String]) {
+    let [single, clustered] = results;
+    let rate = |samples: &[Sample]| median(samples.iter().map(Sample::rate).collect());
+    let cpu = |samples: &[Sample]| median(samples.iter().filter_map(Sample::client_us).collect());
+    let ratio = |pair: &Pair| {
+        median(
+            pair.statehouse
+                .iter()
+                .zip(&pair.raw)
+                .map(|(sh, raw)| sh.rate() / raw.rate())
+                .collect(),
+        )
+    };
+    println!(
+        "On the {PRIMARIES}-primary cluster, statehouse against raw redis-rs' cluster client (ops/s, medians of \
+         the rounds; ratio: median of the per-round ratios, target >= 0.9x raw), and cluster/single: \
+         the same workload's ops/s on the cluster over the single server's, in the same rounds."
+    );
+    println!();
+    println!(
+        "| workload | cluster statehouse | cluster raw | statehouse/raw | met | single statehouse | single raw \
+         | cluster/single statehouse | cluster/single raw | client CPU µs/op on the cluster, statehouse / raw |"
+    );
+    println!("|---|--:|--:|--:|---|--:|--:|--:|--:|--:|");
+    for (name, one, many) in [
+        ("2. set+get, 64 tasks", &single.conc, &clustered.conc),
+        ("3. mget of 1,000 keys (per key)", &single.mget, &clustered.mget),
+        (
+            "4. update, 16 tasks (vs naive loop)",
+            &single.update,
+            &clustered.update,
+        ),
+        ("7. task save, 16 writers", &single.save, &clustered.save),
+        (
+            "8. task set_status, 16 writers",
+            &single.status,
+            &clustered.status,
+        ),
+        ("9. task list, 50-item page", &single.list, &clustered.list),
+    ] {
+        if many.statehouse.is_empty() || many.raw.is_empty() {
+            continue;
+        }
+        let r = ratio(many);
+        let mut line = String::new();
+        let _ = write!(
+            line,
+            "| {name} | {} | {} | {r:.3}× | {} | {} | {} | {:.2}× | {:.2}× | {:.2} / {:.2} |",
+            human(rate(&many.statehouse)),
+            human(rate(&many.raw)),
+            if r >= 0.9 { "yes" } else { "**no**" },
+            human(rate(&one.statehouse)),
+            human(rate(&one.raw)),
+            rate(&many.statehouse) / rate(&one.statehouse),
+            rate(&many.raw) / rate(&one.raw),
+            cpu(&many.statehouse),
+            cpu(&many.raw),
+        );
+        println!("{line}");
+    }
+    println!();
+    println!("load average after each round: {}", loads.join("; "));
+}
