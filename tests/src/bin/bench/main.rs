@@ -56,11 +56,11 @@
 //! 14. (after the rounds) queues: 10,000 items enqueued in tens, then claimed (batches of 20) and
 //!    acknowledged by 4 consumers, `Queues` against raw `MULTI`/`EVALSHA` of the same scripts +
 //!    `ZADD NX` (ops = items, each exactly once).
-//! 15. (after the rounds) config: the latency from `ConfigStore::update` in one `Statehouse` (its
-//!     cache holding the entry, so one compare-and-set round trip) to a
-//!     `watch` receiver in another seeing it (p50/p99, the ~1 KiB document), next to a raw
-//!     `PUBLISH` -> `SUBSCRIBE` round trip of the same bytes, in alternation; and a cached
-//!     `fetch` against a raw `GET` + decode of the same document.
+//! 15. (after the rounds) config: `ConfigStore::update` in one `Statehouse` (its cache holding the
+//!     entry, so one compare-and-set round trip) against raw `EVALSHA` of the same script, then the
+//!     delivery from the update's return to a `watch` receiver in another `Statehouse` (p50/p99,
+//!     the ~1 KiB document) against a raw `PUBLISH` -> `SUBSCRIBE` of the same bytes, in
+//!     alternation; and a cached `fetch` against a raw `GET` + decode of the same document.
 //!
 //! Every workload is warmed up and its rounds are sized to last about 0.5 s per side. In every
 //! round the two sides run in alternating slices (the order flipping each slice), so drift on a
