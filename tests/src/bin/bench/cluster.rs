@@ -81,7 +81,11 @@ async fn cluster_target(cluster: &RedisCluster, options: Options) -> Res<Target>
         .get_async_connection()
         .await?;
     let nodes = RawNodes::cluster(&first).await?;
-    let pids = cluster.nodes().iter().map(|node| node.pid().to_string()).collect();
+    let pids = cluster
+        .nodes()
+        .iter()
+        .map(|node| node.pid().to_string())
+        .collect();
     let client = redis::Client::open(first)?;
     let (state, bench) =
         crate::setup(&cluster.url(), client, RawCon::Cluster(raw), nodes, pids, options).await?;
@@ -135,12 +139,18 @@ async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> 
         }
         for (target, figures) in [&single, &clustered].into_iter().zip(&mut after) {
             println!();
-            println!("{name} on the {} target (load average {}):", target.name, load_average());
+            println!(
+                "{name} on the {} target (load average {}):",
+                target.name,
+                load_average()
+            );
             match workload {
                 Workload::Subjects => {
                     figures.extend(subjects_bench(&target.state, &target.bench, options).await?);
                 }
-                Workload::Tenants => figures.extend(tenants_bench(&target.state, &target.bench, options).await?),
+                Workload::Tenants => {
+                    figures.extend(tenants_bench(&target.state, &target.bench, options).await?)
+                }
                 _ => triggers_queues_bench(&target.state, &target.bench, options).await?,
             }
         }
@@ -149,9 +159,13 @@ async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> 
     let [single_after, cluster_after] = after;
     if !cluster_after.is_empty() {
         println!();
-        println!("After the rounds, on the cluster (statehouse ops/s and statehouse/raw, medians of the rounds):");
+        println!(
+            "After the rounds, on the cluster (statehouse ops/s and statehouse/raw, medians of the rounds):"
+        );
         println!();
-        println!("| workload | cluster statehouse | statehouse/raw | target | met | single statehouse | cluster/single statehouse |");
+        println!(
+            "| workload | cluster statehouse | statehouse/raw | target | met | single statehouse | cluster/single statehouse |"
+        );
         println!("|---|--:|--:|--:|---|--:|--:|");
         for ((name, rate, ratio, target), (_, single_rate, _, _)) in cluster_after.iter().zip(&single_after) {
             println!(
@@ -202,6 +216,19 @@ fn append(into: &mut Results, mut from: Results) {
 /// cluster/single of each side.
 fn report(results: &[Results; 2], loads: &[String]) {
     let [single, clustered] = results;
+    if [
+        &clustered.conc,
+        &clustered.mget,
+        &clustered.update,
+        &clustered.save,
+        &clustered.status,
+        &clustered.list,
+    ]
+    .iter()
+    .all(|pair| pair.statehouse.is_empty() || pair.raw.is_empty())
+    {
+        return; // --only an after-round workload, or --side
+    }
     let rate = |samples: &[Sample]| median(samples.iter().map(Sample::rate).collect());
     let cpu = |samples: &[Sample]| median(samples.iter().filter_map(Sample::client_us).collect());
     let ratio = |pair: &Pair| {
@@ -227,9 +254,17 @@ fn report(results: &[Results; 2], loads: &[String]) {
     for (name, one, many) in [
         ("2. set+get, 64 tasks", &single.conc, &clustered.conc),
         ("3. mget of 1,000 keys (per key)", &single.mget, &clustered.mget),
-        ("4. update, 16 tasks (vs naive loop)", &single.update, &clustered.update),
+        (
+            "4. update, 16 tasks (vs naive loop)",
+            &single.update,
+            &clustered.update,
+        ),
         ("7. task save, 16 writers", &single.save, &clustered.save),
-        ("8. task set_status, 16 writers", &single.status, &clustered.status),
+        (
+            "8. task set_status, 16 writers",
+            &single.status,
+            &clustered.status,
+        ),
         ("9. task list, 50-item page", &single.list, &clustered.list),
     ] {
         if many.statehouse.is_empty() || many.raw.is_empty() {

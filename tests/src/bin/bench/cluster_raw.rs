@@ -79,7 +79,9 @@ impl RawNodes {
 
     /// A cluster's primaries, from `CLUSTER SLOTS` asked of `seed` (`redis://host:port`).
     pub(crate) async fn cluster(seed: &str) -> Res<Self> {
-        let mut con = redis::Client::open(seed)?.get_multiplexed_async_connection().await?;
+        let mut con = redis::Client::open(seed)?
+            .get_multiplexed_async_connection()
+            .await?;
         let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut con).await?;
         let bad = || format!("CLUSTER SLOTS answered {slots:?}");
         let Value::Array(entries) = &slots else {

@@ -6,8 +6,8 @@ use statehouse::Statehouse;
 
 use crate::Res;
 use crate::args::Options;
-use crate::documents::UPDATE_TASKS;
 use crate::cluster::Figures;
+use crate::documents::UPDATE_TASKS;
 use crate::engine::{Bench, Sample, Side};
 use crate::report::median;
 
@@ -133,7 +133,12 @@ pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: O
     );
     Ok(vec![
         ("11. subjects store() of 20", median(store_rates), store, 0.9),
-        ("11. subjects set_with, 16 tasks (vs naive loop)", median(contended_sh), contended, 1.5),
+        (
+            "11. subjects set_with, 16 tasks (vs naive loop)",
+            median(contended_sh),
+            contended,
+            1.5,
+        ),
     ])
 }
 

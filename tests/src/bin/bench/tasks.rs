@@ -410,12 +410,7 @@ async fn list_statehouse(tasks: Tasks, expected: Arc<[String]>, next: TaskCursor
 /// an error here), a pipeline of one `MGET` per bucket of those records (in the order buckets first
 /// appear), then decode records in order until one more than a page is found (a missing record, or
 /// one of another service, is skipped), keep the page and make the cursor after its last item.
-async fn list_raw(
-    mut con: RawCon,
-    expected: Arc<[String]>,
-    next: TaskCursor,
-    pages: u64,
-) -> Res<u64> {
+async fn list_raw(mut con: RawCon, expected: Arc<[String]>, next: TaskCursor, pages: u64) -> Res<u64> {
     let indexes: Vec<String> = (0..BUCKETS).map(|b| raw_service_key(b, LIST_SERVICE)).collect();
     for _ in 0..pages {
         let mut ranges = redis::pipe();

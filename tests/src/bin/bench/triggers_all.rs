@@ -14,8 +14,8 @@ use statehouse_domain::layout::{TriggerIndex, TriggerKeys};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::engine::{Bench, Side};
 use crate::cluster_raw::RawCon;
+use crate::engine::{Bench, Side};
 use crate::{BoxError, Res};
 
 /// Listeners (raw workers) of the across-tenants rows.
@@ -105,7 +105,13 @@ async fn raw_worker(mut con: RawCon, shas: Shas) -> Res<u64> {
             let share = TENANTS_PER_ROUND.div_ceil(shards.len());
             let mut takes = redis::pipe();
             for shard in &shards {
-                takes.cmd("EVALSHA").arg(&shas.take).arg(1).arg(shard).arg(share).arg(LEASE_MS);
+                takes
+                    .cmd("EVALSHA")
+                    .arg(&shas.take)
+                    .arg(1)
+                    .arg(shard)
+                    .arg(share)
+                    .arg(LEASE_MS);
             }
             let replies: Vec<Vec<Value>> = takes.query_async(&mut con).await?;
             let mut merged = vec![Value::Nil];

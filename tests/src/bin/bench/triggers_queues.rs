@@ -12,10 +12,10 @@ use statehouse::Statehouse;
 use tokio::task::JoinSet;
 
 use crate::args::Options;
+use crate::cluster_raw::RawCon;
 use crate::engine::{Bench, Side};
 use crate::report::{load_average, median};
 use crate::triggers_all::{Shas, claim_ack_across_tenants, delivery_delay_all_tenants};
-use crate::cluster_raw::RawCon;
 use crate::{BoxError, Res};
 
 /// Triggers (and queue items) per round of the triggers and queues workload.
