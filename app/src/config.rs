@@ -23,6 +23,8 @@ use statehouse_redis::{RedisConfig, redact_url};
 /// | `STATEHOUSE_TASK_NAMESPACE` | namespace of task keys (hash tags `{<ns>:b0}` … `{<ns>:b15}`) | `tasks` |
 /// | `STATEHOUSE_TASK_TTL_SECONDS` | TTL of task records and indexes, refreshed by every write | 7776000 (90 days) |
 /// | `STATEHOUSE_TASK_MAX_LOG` | keep at most this many log entries per task | no cap |
+/// | `STATEHOUSE_SENTINEL_USERNAME` | for `redis+sentinel://`: the sentinels' own user (instead of the URL's `sentinel_username`) | none |
+/// | `STATEHOUSE_SENTINEL_PASSWORD` | for `redis+sentinel://`: the sentinels' own password (instead of the URL's `sentinel_password`); never shown | none |
 /// | `STATEHOUSE_DURABILITY_REPLICAS` | acknowledge a write only once this many replicas confirmed it (`WAIT`); 0 = the primary alone | 0 |
 /// | `STATEHOUSE_DURABILITY_TIMEOUT_MS` | how long a write waits for those replicas (at most half the response timeout) | 1000 |
 ///
@@ -65,6 +67,12 @@ pub struct Settings {
     /// [`Durability`] and `docs/reliability.md`, "Durability"). Its
     /// timeout must be at most half of `response_timeout`.
     pub durability: Durability,
+    /// For `redis+sentinel://`: the sentinels' own user (the URL's user
+    /// info is the primary's), instead of the URL's `sentinel_username`.
+    pub sentinel_username: Option<String>,
+    /// For `redis+sentinel://`: the sentinels' own password, instead of
+    /// the URL's `sentinel_password`. Never shown by `Debug`/`Display`.
+    pub sentinel_password: Option<String>,
 }
 
 impl Default for Settings {
@@ -91,6 +99,8 @@ impl Settings {
             task_ttl: TaskSpace::DEFAULT_TTL,
             task_max_log: None,
             durability: Durability::Primary,
+            sentinel_username: None,
+            sentinel_password: None,
         }
     }
 
@@ -143,6 +153,8 @@ impl Settings {
         if let Some(max) = number(&lookup, "STATEHOUSE_TASK_MAX_LOG")? {
             settings.task_max_log = Some(usize::try_from(max).unwrap_or(usize::MAX));
         }
+        settings.sentinel_username = lookup("STATEHOUSE_SENTINEL_USERNAME").filter(|v| !v.is_empty());
+        settings.sentinel_password = lookup("STATEHOUSE_SENTINEL_PASSWORD").filter(|v| !v.is_empty());
         let replicas = number(&lookup, "STATEHOUSE_DURABILITY_REPLICAS")?;
         let wait = number(&lookup, "STATEHOUSE_DURABILITY_TIMEOUT_MS")?;
         if replicas.is_some() || wait.is_some() {
@@ -179,6 +191,8 @@ impl Settings {
         config.tls_ca_file = self.tls_ca_file.clone();
         config.read_url = self.read_url.clone();
         config.durability = self.durability;
+        config.sentinel_username = self.sentinel_username.clone();
+        config.sentinel_password = self.sentinel_password.clone();
         config
     }
 
@@ -270,6 +284,11 @@ impl fmt::Debug for Settings {
             .field("task_ttl", &self.task_ttl)
             .field("task_max_log", &self.task_max_log)
             .field("durability", &self.durability)
+            .field("sentinel_username", &self.sentinel_username)
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -337,6 +356,30 @@ mod tests {
             Settings::new("redis://db").with_durability(wanted).durability,
             wanted
         );
+    }
+
+    #[test]
+    fn sentinel_credentials_come_from_the_environment_and_never_show() {
+        let settings = from(&[
+            ("STATEHOUSE_URL", "redis+sentinel://s1:26379/mymaster"),
+            ("STATEHOUSE_SENTINEL_USERNAME", "watcher"),
+            ("STATEHOUSE_SENTINEL_PASSWORD", "s3ntinel-secret"),
+        ])
+        .unwrap();
+        assert_eq!(settings.sentinel_username.as_deref(), Some("watcher"));
+        assert_eq!(settings.sentinel_password.as_deref(), Some("s3ntinel-secret"));
+        let redis = settings.redis_config();
+        assert_eq!(redis.sentinel_username.as_deref(), Some("watcher"));
+        assert_eq!(redis.sentinel_password.as_deref(), Some("s3ntinel-secret"));
+        for shown in [
+            format!("{settings:?}"),
+            settings.to_string(),
+            format!("{redis:?}"),
+            redis.to_string(),
+        ] {
+            assert!(!shown.contains("s3ntinel-secret"), "{shown}");
+        }
+        assert_eq!(from(&[]).unwrap().sentinel_password, None);
     }
 
     #[test]

@@ -307,4 +307,51 @@ impl Documents {
         let key = self::key("update", key)?;
         self.port().update_json(&key, self.policy, f).await
     }
+
+    /// Adds `by` to the JSON integer at `key` on the server, in one round
+    /// trip (`INCRBY` on Redis), atomically against every process, and
+    /// returns the new value: the fast path of a counter, no closure and no
+    /// WATCH. A missing key starts at `0` (without a TTL); an existing key
+    /// keeps its TTL. A document that is not an integer (`7.5`, `"7"`) is
+    /// [`StoreError::Deserialization`], leaving the `i64` range
+    /// [`StoreError::InvalidInput`]: both name the key and write nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
+    /// let docs = statehouse::Statehouse::memory().documents();
+    /// assert_eq!(docs.increment("hits", 5).await?, 5);
+    /// assert_eq!(docs.increment("hits", -2).await?, 3);
+    /// assert_eq!(docs.get::<i64>("hits").await?, Some(3));
+    /// # Ok(()) }
+    /// ```
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64, StoreError> {
+        let key = self::key("increment", key)?;
+        self.store.increment(&key, by).await
+    }
+
+    /// Appends `item` (as JSON) to the JSON array at `key` on the server, in
+    /// one round trip (a script on Redis), atomically against every
+    /// process, and returns the array's new length. A missing key becomes
+    /// `[item]` (without a TTL); an existing key keeps its TTL. A document
+    /// that is not a JSON array is [`StoreError::Deserialization`] naming
+    /// the key, and nothing is written.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
+    /// let docs = statehouse::Statehouse::memory().documents();
+    /// assert_eq!(docs.append("inbox", "hello").await?, 1);
+    /// assert_eq!(docs.append("inbox", "again").await?, 2);
+    /// assert_eq!(docs.get::<Vec<String>>("inbox").await?, Some(vec!["hello".into(), "again".into()]));
+    /// # Ok(()) }
+    /// ```
+    pub async fn append<T: Serialize + Sync + ?Sized>(
+        &self,
+        key: &str,
+        item: &T,
+    ) -> Result<usize, StoreError> {
+        const OP: &str = "append";
+        let key = self::key(OP, key)?;
+        let item = statehouse_ports::encode(OP, key.as_str(), item)?;
+        self.store.append(&key, &item).await
+    }
 }

@@ -123,6 +123,64 @@ pub struct Updated {
 /// effects other than computing the decision.
 pub type UpdateFn<'a> = dyn FnMut(Option<&[u8]>) -> Result<Update<Vec<u8>>, BoxError> + Send + 'a;
 
+/// What one caller's closure answered in the last pass of a combined
+/// document update (`Combiner`): the value after its step, or its error.
+pub type DocumentStep = Option<Result<Option<Vec<u8>>, BoxError>>;
+
+/// A document update's closure as a member of a combined round: applies
+/// `f` to the value handed to it, records its own answer in `own` (the
+/// value after its step, `Keep` included, or its error) and returns the
+/// new value to pass on (`None`: unchanged, after `Keep` or an error).
+pub fn document_step<'f, 'a: 'f>(
+    f: &'f mut UpdateFn<'a>,
+    own: &'f mut DocumentStep,
+) -> impl FnMut(&Option<Vec<u8>>) -> Option<Option<Vec<u8>>> + Send + 'f {
+    move |current| match f(current.as_deref()) {
+        Ok(Update::Keep) => {
+            *own = Some(Ok(current.clone()));
+            None
+        }
+        Ok(Update::Set(value)) => {
+            *own = Some(Ok(Some(value.clone())));
+            Some(Some(value))
+        }
+        Ok(Update::Delete) => {
+            *own = Some(Ok(None));
+            Some(None)
+        }
+        Err(error) => {
+            *own = Some(Err(error));
+            None
+        }
+    }
+}
+
+/// A caller's result of a combined document update: its own step after
+/// the batch's `outcome` (the attempt that committed). Its closure's error
+/// is [`StoreError::Aborted`] whatever the batch did.
+pub fn document_result(
+    op: &'static str,
+    key: &Key,
+    own: DocumentStep,
+    outcome: Result<u32, StoreError>,
+) -> Result<Updated, StoreError> {
+    match own {
+        Some(Err(source)) => Err(StoreError::Aborted {
+            op,
+            key: key.to_string(),
+            source,
+        }),
+        Some(Ok(value)) => outcome.map(|attempts| Updated { value, attempts }),
+        None => outcome.and_then(|_| {
+            Err(StoreError::Operation {
+                op,
+                key: key.to_string(),
+                source: "the combined round ended without running this update's closure".into(),
+            })
+        }),
+    }
+}
+
 /// One key's result in [`DocumentStore::get_many`]: the value, absent
 /// (`Ok(None)`), or a failure for that key alone.
 pub type Fetched = Result<Option<Vec<u8>>, StoreError>;
@@ -199,8 +257,93 @@ pub trait DocumentStore: Debug + Send + Sync + 'static {
         f: &mut UpdateFn<'a>,
     ) -> Result<Updated, StoreError>;
 
+    /// Adds `by` to the JSON integer held by `key` in one atomic step (one
+    /// round trip) and returns the new value. A missing key counts as `0`
+    /// and is written without a TTL; an existing key keeps its TTL. A
+    /// document that is not an integer in canonical form (`7`, `-3`; not
+    /// `7.0`, `07` or ` 7`) is [`StoreError::Deserialization`]
+    /// ([`not_an_integer_document`]), leaving the `i64` range is
+    /// [`StoreError::InvalidInput`] ([`increment_overflow_document`]), a key
+    /// of another type is [`StoreError::WrongType`]: each names the key and
+    /// writes nothing.
+    async fn increment(&self, key: &Key, by: i64) -> Result<i64, StoreError>;
+
+    /// Appends `item` (JSON text) to the JSON array held by `key` in one
+    /// atomic step (one round trip) and returns the array's new length. A
+    /// missing key becomes `[item]` (without a TTL); an existing key keeps
+    /// its TTL and its bytes up to the closing `]`. A document that is not
+    /// a JSON array is [`StoreError::Deserialization`]
+    /// ([`not_an_array_document`]), an `item` that is not JSON is
+    /// [`StoreError::InvalidInput`], a key of another type
+    /// [`StoreError::WrongType`]: each names the key and writes nothing.
+    async fn append(&self, key: &Key, item: &[u8]) -> Result<usize, StoreError>;
+
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The error of a document [`increment`](DocumentStore::increment) whose
+/// document holds no integer (in canonical form).
+pub fn not_an_integer_document(op: &'static str, key: &Key) -> StoreError {
+    StoreError::deserialization(
+        op,
+        key.as_str(),
+        "JSON integer (i64)",
+        "the document holds no integer",
+    )
+}
+
+/// The error of a document [`increment`](DocumentStore::increment) whose
+/// result would leave the `i64` range.
+pub fn increment_overflow_document(op: &'static str, key: &Key) -> StoreError {
+    StoreError::invalid_input(op, key.as_str(), "increment or decrement would overflow")
+}
+
+/// The error of a document [`append`](DocumentStore::append) whose
+/// document holds no JSON array.
+pub fn not_an_array_document(op: &'static str, key: &Key) -> StoreError {
+    StoreError::deserialization(op, key.as_str(), "JSON array", "the document holds no JSON array")
+}
+
+/// Checks the `item` of an [`append`](DocumentStore::append) before any
+/// I/O: it must be one JSON value.
+pub fn check_append_item(op: &'static str, key: &str, item: &[u8]) -> Result<(), StoreError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(item)
+        .map(drop)
+        .map_err(|_| StoreError::invalid_input(op, key, "the item to append is not one JSON value"))
+}
+
+/// The bytes of a JSON array `current` with `item` appended, and its new
+/// length, or `None` if `current` is no JSON array: the text up to the
+/// closing `]` is kept as it is (what the Redis adapter's script writes).
+pub fn append_to_array(current: &[u8], item: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let items: Vec<serde::de::IgnoredAny> = serde_json::from_slice(current).ok()?;
+    let close = current.iter().rposition(|&b| b == b']')?;
+    let mut out = Vec::with_capacity(current.len() + item.len() + 1);
+    if items.is_empty() {
+        out.push(b'[');
+    } else {
+        out.extend_from_slice(&current[..close]);
+        out.push(b',');
+    }
+    out.extend_from_slice(item);
+    out.extend_from_slice(&current[close..]);
+    Some((out, items.len() + 1))
+}
+
+/// A document's integer as Redis' `INCRBY` reads it: canonical decimal
+/// (`0`, `-12`; no sign `+`, leading zero, space or fraction), in `i64`.
+pub fn canonical_integer(bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let canonical = match digits {
+        [b'0'] => bytes.len() == 1,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 /// The future a port method returns (`#[async_trait]` methods box theirs).
@@ -302,6 +445,25 @@ macro_rules! forward_document_store {
                 Self: 'f,
             {
                 (**self).update(key, policy, f)
+            }
+
+            fn increment<'s, 'k, 'f>(&'s self, key: &'k Key, by: i64) -> Boxed<'f, i64>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).increment(key, by)
+            }
+
+            fn append<'s, 'k, 'v, 'f>(&'s self, key: &'k Key, item: &'v [u8]) -> Boxed<'f, usize>
+            where
+                's: 'f,
+                'k: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).append(key, item)
             }
 
             fn ping<'s, 'f>(&'s self) -> Boxed<'f, ()>

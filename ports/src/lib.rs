@@ -39,6 +39,7 @@
 //! every trait is usable as `Arc<dyn Trait>`.
 
 mod changes;
+pub mod combine;
 mod documents;
 mod durability;
 mod error;
@@ -59,10 +60,13 @@ pub use changes::Swapped;
 pub use changes::{
     AnnouncedUpdateFn, ChangeFeed, DEFAULT_FEED_CAPACITY, Subscription, SubscriptionSender, Watched,
 };
+pub use combine::{Combiner, Pass, Role, Ticket};
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
 pub use documents::{
-    Boxed, DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated,
+    Boxed, DocumentStep, DocumentStore, Fetched, KeyTtl, SetCondition, SetOptions, Update, UpdateFn, Updated,
+    append_to_array, canonical_integer, check_append_item, document_result, document_step,
+    increment_overflow_document, not_an_array_document, not_an_integer_document,
 };
 pub use durability::Durability;
 pub use error::{BoxError, Carry, ErrorKind, StoreError, ValidationExt};
@@ -76,7 +80,7 @@ pub use retry::{Attempt, Backoff, Optimistic, RetryPolicy};
 pub use subjects::MockSubjectStore;
 pub use subjects::{
     FieldWrites, Loaded, PropertyChange, PropertyFn, PropertyUpdated, SubjectData, SubjectSpace,
-    SubjectStore, decode_property, property_key,
+    SubjectStore, decode_property, property_increment_overflow, property_key, property_not_an_integer,
 };
 #[cfg(feature = "mock")]
 pub use synced::MockSyncedStore;

@@ -34,7 +34,7 @@ use crate::StoreError;
 /// assert_eq!(once.max_attempts(), 1);
 /// assert!(policy.backoff(3) <= Duration::from_millis(4));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RetryPolicy {
     max_attempts: u32,
     initial_backoff: Duration,

@@ -84,6 +84,27 @@ pub fn property_key(subject_key: &str, field: &str) -> String {
     format!("{subject_key} property {field}")
 }
 
+/// The error of [`SubjectStore::increment_property`] on a property that
+/// holds no integer.
+pub fn property_not_an_integer(op: &'static str, subject_key: &str, field: &str) -> StoreError {
+    StoreError::deserialization(
+        op,
+        property_key(subject_key, field),
+        "JSON integer (i64)",
+        "the property holds no integer",
+    )
+}
+
+/// The error of [`SubjectStore::increment_property`] whose result would
+/// leave the `i64` range.
+pub fn property_increment_overflow(op: &'static str, subject_key: &str, field: &str) -> StoreError {
+    StoreError::invalid_input(
+        op,
+        property_key(subject_key, field),
+        "increment or decrement would overflow",
+    )
+}
+
 /// A property value read from the store, or why it could not be read.
 pub type Loaded = Result<Value, StoreError>;
 
@@ -347,6 +368,22 @@ pub trait SubjectStore: Debug + Send + Sync + 'static {
         f: &mut PropertyFn<'a>,
     ) -> Result<PropertyUpdated, StoreError>;
 
+    /// Adds `by` to the integer property in one atomic step (one round
+    /// trip, `HINCRBY` on Redis) and returns the new value. A missing
+    /// property (or subject) counts as `0`. A property whose text is not an
+    /// integer in canonical form is [`StoreError::Deserialization`], leaving
+    /// the `i64` range [`StoreError::InvalidInput`], a key of another type
+    /// [`StoreError::WrongType`]: each names `<subject key> property
+    /// <field>` (or the key) and writes nothing.
+    async fn increment_property(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+        by: i64,
+    ) -> Result<i64, StoreError>;
+
     /// Deletes the subject and all its properties; returns whether it existed.
     /// A key of another Redis type is `WrongType` and is left as it is.
     async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError>;
@@ -401,6 +438,19 @@ macro_rules! forward_subject_store {
             ) -> Result<PropertyUpdated, StoreError> {
                 (**self)
                     .update_property(space, subject, kind, name, f)
+                    .await
+            }
+
+            async fn increment_property(
+                &self,
+                space: &SubjectSpace,
+                subject: &SubjectName,
+                kind: PropertyKind,
+                name: &PropertyName,
+                by: i64,
+            ) -> Result<i64, StoreError> {
+                (**self)
+                    .increment_property(space, subject, kind, name, by)
                     .await
             }
 

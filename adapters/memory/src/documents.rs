@@ -2,8 +2,10 @@ use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::Swapped;
 use statehouse_ports::{
-    AnnouncedUpdateFn, DocumentStore, Fetched, KeyStream, KeyTtl, RetryPolicy, SetCondition, SetOptions,
-    StoreError, Update, UpdateFn, Updated,
+    AnnouncedUpdateFn, DocumentStep, DocumentStore, Fetched, KeyStream, KeyTtl, RetryPolicy, Role,
+    SetCondition, SetOptions, StoreError, Update, UpdateFn, Updated, append_to_array, canonical_integer,
+    check_append_item, document_result, document_step, increment_overflow_document, not_an_array_document,
+    not_an_integer_document,
 };
 use tokio::time::Instant;
 
@@ -110,8 +112,97 @@ impl DocumentStore for MemoryStore {
         policy: RetryPolicy,
         f: &mut UpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
-        self.update_str(key, policy, &mut |current| Ok((f(current)?, None)))
-            .await
+        let mut own: DocumentStep = None;
+        let outcome = {
+            let mut apply = document_step(f, &mut own);
+            let mut ticket = self.documents_round.join(key.as_str(), policy);
+            match ticket.wait(UPDATE, key.as_str(), &mut apply).await {
+                Role::Finished(outcome) => outcome,
+                Role::Lead(mut pass) => {
+                    let outcome = self
+                        .keyspace
+                        .combined(
+                            UPDATE,
+                            key.as_str(),
+                            &[key.as_str()],
+                            self.section(policy),
+                            &mut pass,
+                            &mut apply,
+                            |state, now| read_str(state, UPDATE, key, now),
+                            |state, now, write| {
+                                state.announcing(None, |state| match write {
+                                    Some(value) => {
+                                        // Keep the TTL, like `SET … KEEPTTL`.
+                                        let expires_at =
+                                            state.live(key.as_str(), now).and_then(|entry| entry.expires_at);
+                                        state.put(key.as_str(), Value::Str(value), expires_at);
+                                    }
+                                    None => {
+                                        state.remove(key.as_str(), now);
+                                    }
+                                });
+                            },
+                        )
+                        .await;
+                    pass.finish(&outcome);
+                    outcome
+                }
+            }
+        };
+        document_result(UPDATE, key, own, outcome)
+    }
+
+    async fn increment(&self, key: &Key, by: i64) -> Result<i64, StoreError> {
+        const OP: &str = "increment";
+        let now = Instant::now();
+        let mut state = self.keyspace.lock();
+        let (new, expires_at) = match state.live(key.as_str(), now) {
+            None => (by, None),
+            Some(entry) => {
+                let Value::Str(bytes) = &entry.value else {
+                    return Err(StoreError::wrong_type(OP, key.as_str()));
+                };
+                let current = canonical_integer(bytes).ok_or_else(|| not_an_integer_document(OP, key))?;
+                let new = current
+                    .checked_add(by)
+                    .ok_or_else(|| increment_overflow_document(OP, key))?;
+                (new, entry.expires_at)
+            }
+        };
+        // Keeps the TTL, like `INCRBY`.
+        state.put(key.as_str(), Value::Str(new.to_string().into_bytes()), expires_at);
+        drop(state);
+        self.unreplicated(OP, key.as_str())?;
+        Ok(new)
+    }
+
+    async fn append(&self, key: &Key, item: &[u8]) -> Result<usize, StoreError> {
+        const OP: &str = "append";
+        check_append_item(OP, key.as_str(), item)?;
+        let now = Instant::now();
+        let mut state = self.keyspace.lock();
+        let (bytes, len, expires_at) = match state.live(key.as_str(), now) {
+            None => {
+                let mut bytes = Vec::with_capacity(item.len() + 2);
+                bytes.push(b'[');
+                bytes.extend_from_slice(item);
+                bytes.push(b']');
+                (bytes, 1, None)
+            }
+            Some(entry) => {
+                let Value::Str(current) = &entry.value else {
+                    return Err(StoreError::wrong_type(OP, key.as_str()));
+                };
+                let (bytes, len) =
+                    append_to_array(current, item).ok_or_else(|| not_an_array_document(OP, key))?;
+                (bytes, len, entry.expires_at)
+            }
+        };
+        // Keeps the TTL, like the Redis script's `SET … KEEPTTL`.
+        state.put(key.as_str(), Value::Str(bytes), expires_at);
+        drop(state);
+        self.unreplicated(OP, key.as_str())?;
+        Ok(len)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -110,6 +110,8 @@ use store::{Keyspace, Value};
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     keyspace: Arc<Keyspace>,
+    /// Concurrent document updates of one key, combined (`Combiner`).
+    documents_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
     /// How many replicas a write must reach: none can, as on a server
     /// without replicas (`store::unreplicated`).
     durability: Durability,
@@ -126,8 +128,22 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             keyspace: Keyspace::new(),
+            documents_round: Arc::default(),
             durability: Durability::Primary,
         }
+    }
+
+    /// The same store with combining of concurrent updates of one key on
+    /// (the default) or off (every update its own optimistic round, as
+    /// before combining existed; `docs/hotkeys.md`).
+    #[must_use]
+    pub fn with_combining(mut self, on: bool) -> Self {
+        self.documents_round = Arc::new(if on {
+            statehouse_ports::Combiner::default()
+        } else {
+            statehouse_ports::Combiner::off()
+        });
+        self
     }
 
     /// The same store (the same data) with writes acknowledged as
@@ -139,6 +155,9 @@ impl MemoryStore {
     pub fn with_durability(&self, durability: Durability) -> Self {
         Self {
             keyspace: Arc::clone(&self.keyspace),
+            // Lanes of its own: a round is written with its leader's
+            // durability.
+            documents_round: Arc::new(statehouse_ports::Combiner::new(self.documents_round.max_batch())),
             durability,
         }
     }

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
 use statehouse_ports::{
     FieldWrites, JsonValue as Value, KeyStream, PropertyChange, PropertyFn, PropertyUpdated, StoreError,
-    SubjectData, SubjectSpace, SubjectStore, decode_property,
+    SubjectData, SubjectSpace, SubjectStore, canonical_integer, decode_property, property_increment_overflow,
+    property_not_an_integer,
 };
 use tokio::time::Instant;
 
@@ -121,6 +122,40 @@ impl SubjectStore for MemoryStore {
             .await?;
         let (old, new) = updated?;
         Ok(PropertyUpdated { old, new, attempts })
+    }
+
+    async fn increment_property(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+        by: i64,
+    ) -> Result<i64, StoreError> {
+        const OP: &str = "increment_property";
+        let key = space.key(subject.as_str());
+        let field = kind.field(name.as_str());
+        let now = Instant::now();
+        let mut state = self.keyspace.lock();
+        let current = state
+            .hget(&key, field.as_bytes(), now)
+            .map_err(|()| StoreError::wrong_type(OP, &key))?;
+        let current = match current {
+            None => 0,
+            Some(bytes) => {
+                canonical_integer(&bytes).ok_or_else(|| property_not_an_integer(OP, &key, &field))?
+            }
+        };
+        let new = current
+            .checked_add(by)
+            .ok_or_else(|| property_increment_overflow(OP, &key, &field))?;
+        let text = new.to_string();
+        state
+            .hset_hdel(&key, &[(field.as_bytes(), text.as_bytes())], &[], now)
+            .map_err(|()| StoreError::wrong_type(OP, &key))?;
+        drop(state);
+        self.unreplicated(OP, &key)?;
+        Ok(new)
     }
 
     async fn delete_subject(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {

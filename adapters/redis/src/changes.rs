@@ -23,6 +23,13 @@
 //! A supervisor asks for the slot map every keepalive period; when the
 //! primaries changed (a failover, a resharding that emptied or filled a
 //! node), it subscribes on the new set and sends `Resync(Reconnected)`.
+//!
+//! On a Sentinel service the same supervisor follows the primary: it sees
+//! the connections' generation grow (a switch, noticed through
+//! `+switch-master` on the sentinels, a failing call, a lost Pub/Sub
+//! connection, or its own resolution every keepalive period), subscribes
+//! on the new primary and sends `Resync(Reconnected)`, so a watcher
+//! re-reads after the switch.
 
 use std::time::Duration;
 
@@ -43,6 +50,9 @@ use crate::keys::Keys;
 const SUBSCRIBE: &str = "subscribe";
 /// How often an idle subscription checks its connection.
 const KEEPALIVE: Duration = Duration::from_secs(5);
+/// How often a supervisor looks at the topology's generation (an atomic
+/// load) between two refreshes.
+const GENERATION_CHECK: Duration = Duration::from_millis(100);
 /// The bounds of the reconnects' backoff.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -104,6 +114,9 @@ struct Listener {
     /// Bound of one (re)connect and subscribe.
     connect_bound: Duration,
     response_timeout: Duration,
+    /// On a Sentinel service, the connections told of a lost Pub/Sub
+    /// connection (a failover sign); `None` elsewhere.
+    on_lost: Option<crate::conn::Connections>,
 }
 
 #[async_trait]
@@ -113,7 +126,7 @@ impl ChangeFeed for RedisStore {
         let (sender, subscription) = Subscription::channel(capacity);
         let listeners = self.listeners(watched, &label, &sender).await?;
         sender.send(FeedEvent::Resync(ResyncReason::Subscribed));
-        if self.conns.is_cluster() {
+        if self.conns.is_cluster() || self.conns.is_sentinel() {
             let supervisor = Supervisor {
                 store: self.clone(),
                 watched: watched.clone(),
@@ -184,6 +197,7 @@ impl RedisStore {
                 sender: sender.clone(),
                 connect_bound,
                 response_timeout: self.conns.response_timeout,
+                on_lost: self.conns.is_sentinel().then(|| self.conns.clone()),
             };
             listeners.push((listener, pubsub));
         }
@@ -242,18 +256,23 @@ impl Supervisor {
         }
     }
 
-    /// Waits until the subscription is dropped (`true`) or the cluster's
-    /// slot map, asked every keepalive period, is another than at
+    /// Waits until the subscription is dropped (`true`) or the topology
+    /// (the cluster's slot map, the Sentinel service's primary), asked
+    /// every keepalive period and looked at in between, is another than at
     /// `generation` (`false`).
     async fn watch_topology(&self, generation: u64) -> bool {
+        let mut refreshed = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = self.sender.closed() => return true,
-                () = tokio::time::sleep(KEEPALIVE) => {}
+                () = tokio::time::sleep(GENERATION_CHECK) => {}
             }
-            self.store.conns.refresh_topology().await;
+            if refreshed.elapsed() >= KEEPALIVE {
+                self.store.conns.refresh_topology().await;
+                refreshed = tokio::time::Instant::now();
+            }
             if self.store.conns.topology_generation() != generation {
-                tracing::debug!("change feed: the cluster's primaries changed; re-subscribing");
+                tracing::debug!("change feed: the primaries changed; re-subscribing");
                 return false;
             }
         }
@@ -267,6 +286,9 @@ impl Listener {
         loop {
             if !self.listen(pubsub).await {
                 return;
+            }
+            if let Some(conns) = &self.on_lost {
+                conns.suspect_failover();
             }
             match self.reconnect().await {
                 Some(fresh) => {

@@ -62,6 +62,14 @@ pub struct RedisConfig {
     /// half of `response_timeout`. Default: the primary alone
     /// ([`Durability::Primary`]). See `docs/reliability.md`, "Durability".
     pub durability: Durability,
+    /// For `redis+sentinel://`: the user the sentinels themselves want
+    /// (not the primary's), instead of the URL's `sentinel_username`.
+    /// Default: none.
+    pub sentinel_username: Option<String>,
+    /// For `redis+sentinel://`: the sentinels' own password, instead of
+    /// the URL's `sentinel_password`. Never shown (`Debug` prints `***`).
+    /// Default: none.
+    pub sentinel_password: Option<String>,
 }
 
 impl RedisConfig {
@@ -78,6 +86,8 @@ impl RedisConfig {
             tls_ca_file: None,
             read_url: None,
             durability: Durability::Primary,
+            sentinel_username: None,
+            sentinel_password: None,
         }
     }
 
@@ -111,6 +121,45 @@ impl RedisConfig {
         self
     }
 
+    /// The same configuration with the sentinels' own credentials (for
+    /// `redis+sentinel://`; they take the place of the URL's
+    /// `sentinel_username`/`sentinel_password`).
+    #[must_use]
+    pub fn with_sentinel_credentials(mut self, username: Option<String>, password: Option<String>) -> Self {
+        self.sentinel_username = username;
+        self.sentinel_password = password;
+        self
+    }
+
+    /// `url` with the sentinel credentials of these fields as its query
+    /// parameters (the last of a name wins), percent-encoded: what a
+    /// Sentinel URL is parsed from, and whose secrets errors are checked
+    /// against.
+    pub(crate) fn effective_url(&self) -> String {
+        let mut extra = Vec::new();
+        if let Some(user) = &self.sentinel_username {
+            extra.push(format!("sentinel_username={}", percent_encode(user)));
+        }
+        if let Some(password) = &self.sentinel_password {
+            extra.push(format!("sentinel_password={}", percent_encode(password)));
+        }
+        if extra.is_empty() {
+            return self.url.clone();
+        }
+        // Before a fragment, if any (after the user info, which may hold `#`).
+        let after_userinfo = self.url.rfind('@').map_or(0, |at| at + 1);
+        let end = self.url[after_userinfo..]
+            .find('#')
+            .map_or(self.url.len(), |hash| after_userinfo + hash);
+        let (head, fragment) = self.url.split_at(end);
+        let joiner = if head[after_userinfo..].contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!("{head}{joiner}{}{fragment}", extra.join("&"))
+    }
+
     /// The URL with its password (and whatever could be part of it)
     /// replaced by `***`, for logs and messages; see [`redact_url`].
     pub fn redacted_url(&self) -> String {
@@ -136,6 +185,11 @@ impl fmt::Debug for RedisConfig {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("read_url", &self.redacted_read_url())
             .field("durability", &self.durability)
+            .field("sentinel_username", &self.sentinel_username)
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -150,9 +204,44 @@ impl fmt::Display for RedisConfig {
     }
 }
 
+/// `text` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`)
+/// percent-encoded, for a URL component.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sentinel_credentials_become_the_urls_query_and_never_show() {
+        let config = RedisConfig::new("redis+sentinel://:pw@s1:26379,s2/mymaster/2")
+            .with_sentinel_credentials(Some("sen".into()), Some("p@ss w#rd&=".into()));
+        assert_eq!(
+            config.effective_url(),
+            "redis+sentinel://:pw@s1:26379,s2/mymaster/2?sentinel_username=sen&sentinel_password=p%40ss%20w%23rd%26%3D"
+        );
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("w#rd") && !debug.contains("p%40ss"), "{debug}");
+        assert!(debug.contains("sentinel_password: Some(\"***\")"), "{debug}");
+        // Appended to a query, before a fragment; the fields win (last).
+        let config = RedisConfig::new("redis+sentinel://s1/m?sentinel_password=old#x")
+            .with_sentinel_credentials(None, Some("new".into()));
+        assert_eq!(
+            config.effective_url(),
+            "redis+sentinel://s1/m?sentinel_password=old&sentinel_password=new#x"
+        );
+        assert_eq!(RedisConfig::new("redis://h").effective_url(), "redis://h");
+    }
 
     #[test]
     fn debug_and_display_never_show_the_password() {

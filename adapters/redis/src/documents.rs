@@ -4,13 +4,14 @@ use async_trait::async_trait;
 use redis::Value;
 use statehouse_domain::{ChangeKind, ChangeNotice, Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    AnnouncedUpdateFn, DocumentStore, Fetched, KeyStream, KeyTtl, RetryPolicy, SetCondition, SetOptions,
-    StoreError, Update, UpdateFn, Updated,
+    AnnouncedUpdateFn, DocumentStep, DocumentStore, Fetched, KeyStream, KeyTtl, Pass, RetryPolicy, Role,
+    SetCondition, SetOptions, StoreError, Update, UpdateFn, Updated, check_append_item, document_result,
+    document_step, increment_overflow_document, not_an_array_document, not_an_integer_document,
 };
 
 use crate::RedisStore;
 use crate::listing::Listing;
-use crate::scripts::{self, DOC_SWAP};
+use crate::scripts::{self, DOC_APPEND, DOC_SWAP};
 use crate::txn::{self, Decision};
 use statehouse_ports::Swapped;
 
@@ -186,8 +187,60 @@ impl DocumentStore for RedisStore {
         policy: RetryPolicy,
         f: &mut UpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
-        self.update_str(key, policy, &mut |current| Ok((f(current)?, None)), false)
-            .await
+        const OP: &str = "update";
+        let mut own: DocumentStep = None;
+        let outcome = {
+            let mut apply = document_step(f, &mut own);
+            let mut ticket = self.documents_round.join(key.as_str(), policy);
+            match ticket.wait(OP, key.as_str(), &mut apply).await {
+                Role::Finished(outcome) => outcome,
+                Role::Lead(mut pass) => {
+                    let outcome = self.lead_update(key, policy, &mut pass, &mut apply).await;
+                    pass.finish(&outcome);
+                    outcome
+                }
+            }
+        };
+        document_result(OP, key, own, outcome)
+    }
+
+    async fn increment(&self, key: &Key, by: i64) -> Result<i64, StoreError> {
+        const OP: &str = "increment";
+        let mut cmd = self.key_cmd("INCRBY", key);
+        cmd.arg(by);
+        let (mut conn, acks) = self.conns.writer();
+        let answer = self
+            .conns
+            .run_write(acks, OP, key.as_str(), async move {
+                match cmd.query_async::<i64>(&mut conn).await {
+                    Ok(value) => Ok(Ok(value)),
+                    Err(error) => refusal(&error).map(Err).ok_or(error),
+                }
+            })
+            .await?;
+        answer.map_err(|refused| match refused {
+            Refused::NotAnInteger => not_an_integer_document(OP, key),
+            Refused::Overflow => increment_overflow_document(OP, key),
+        })
+    }
+
+    async fn append(&self, key: &Key, item: &[u8]) -> Result<usize, StoreError> {
+        const OP: &str = "append";
+        check_append_item(OP, key.as_str(), item)?;
+        let rkey = self.keys.key(key);
+        let cmd = scripts::evalsha(&DOC_APPEND, &[rkey.as_ref()], item);
+        let answer = scripts::run_shared(&self.conns, OP, key.as_str(), |mut conn| {
+            let cmd = cmd.clone();
+            async move {
+                match cmd.query_async::<usize>(&mut conn).await {
+                    Ok(len) => Ok(Ok(len)),
+                    Err(error) if error.code() == Some("NOTARRAY") => Ok(Err(())),
+                    Err(error) => Err(error),
+                }
+            }
+        })
+        .await?;
+        answer.map_err(|()| not_an_array_document(OP, key))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -198,7 +251,108 @@ impl DocumentStore for RedisStore {
     }
 }
 
+/// Why `INCRBY`/`HINCRBY` refused to add: the caller's error, not a
+/// failure to map.
+pub(crate) enum Refused {
+    /// The value holds no integer.
+    NotAnInteger,
+    /// The sum would leave the `i64` range.
+    Overflow,
+}
+
+/// The refusal an `INCRBY`/`HINCRBY` error reply says, if it is one
+/// (`ERR value is not an integer…`, `ERR hash value is not an integer`,
+/// `ERR increment or decrement would overflow`).
+pub(crate) fn refusal(error: &redis::RedisError) -> Option<Refused> {
+    if error.code() != Some("ERR") {
+        return None;
+    }
+    let detail = error.detail().unwrap_or_default();
+    if detail.contains("would overflow") {
+        Some(Refused::Overflow)
+    } else if detail.contains("not an integer") {
+        Some(Refused::NotAnInteger)
+    } else {
+        None
+    }
+}
+
+/// A combined round's decision: the value read through every member's
+/// closure, then the final value written once (nothing if none changed it).
+struct RoundDecision<'r, 'p, 't, 'c, A> {
+    rkey: &'r str,
+    pass: &'p mut Pass<'t, 'c, Option<Vec<u8>>>,
+    apply: &'p mut A,
+}
+
+impl<A> txn::Decide<(Option<Vec<u8>>,), ()> for RoundDecision<'_, '_, '_, '_, A>
+where
+    A: FnMut(&Option<Vec<u8>>) -> Option<Option<Vec<u8>>> + Send,
+{
+    async fn decide(&mut self, (current,): (Option<Vec<u8>>,)) -> Result<Decision<()>, StoreError> {
+        let (value, changed) = self.pass.apply(current, &mut *self.apply).await;
+        if !changed {
+            return Ok(Decision::Done(()));
+        }
+        let mut writes = redis::pipe();
+        match value {
+            Some(value) => writes
+                .cmd("SET")
+                .arg(self.rkey)
+                .arg(value)
+                .arg("KEEPTTL")
+                .ignore(),
+            None => writes.cmd("DEL").arg(self.rkey).ignore(),
+        };
+        Ok(Decision::Commit(writes, ()))
+    }
+
+    fn writing(&mut self) {
+        self.pass.writing();
+    }
+
+    fn not_written(&mut self) {
+        self.pass.conflicted();
+    }
+}
+
 impl RedisStore {
+    /// The WATCH section of a combined round of document updates, led by
+    /// this caller (`Combiner`): one read, every member's closure, one
+    /// write; a conflict reruns the whole batch. Returns the attempt that
+    /// committed.
+    async fn lead_update<A>(
+        &self,
+        key: &Key,
+        policy: RetryPolicy,
+        pass: &mut Pass<'_, '_, Option<Vec<u8>>>,
+        apply: &mut A,
+    ) -> Result<u32, StoreError>
+    where
+        A: FnMut(&Option<Vec<u8>>) -> Option<Option<Vec<u8>>> + Send,
+    {
+        const OP: &str = "update";
+        let rkey = self.keys.key(key);
+        let mut get = redis::cmd("GET");
+        get.arg(rkey.as_ref());
+        let mut decision = RoundDecision {
+            rkey: rkey.as_ref(),
+            pass,
+            apply,
+        };
+        let committed = txn::optimistic_with(
+            &self.conns,
+            OP,
+            key.as_str(),
+            &[rkey.as_ref()],
+            &[get],
+            policy,
+            &mut decision,
+        )
+        .await?;
+        Ok(committed.attempts)
+    }
+
     /// THE document read-modify-write, for `update` and the change feed's
     /// `update_announced`: with `announce`, a committed write also
     /// publishes its change event (with the closure's version) in the same
@@ -280,7 +434,7 @@ impl RedisStore {
             version,
         }
         .to_json();
-        let cmd = scripts::evalsha(
+        let cmd = &scripts::evalsha(
             &DOC_SWAP,
             &[rkey.as_ref()],
             (
@@ -291,9 +445,8 @@ impl RedisStore {
                 notice,
             ),
         );
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key.as_str(), |mut conn| {
-            let cmd = cmd.clone();
-            async move { cmd.query_async(&mut conn).await }
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key.as_str(), |mut conn| async move {
+            cmd.query_async(&mut conn).await
         })
         .await?;
         let unexpected = || StoreError::Operation {

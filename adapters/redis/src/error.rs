@@ -218,6 +218,23 @@ mod tests {
         map("get", "k", error, Duration::from_secs(1)).kind()
     }
 
+    /// A server loading its AOF or RDB after a restart answers `LOADING`
+    /// until it is done: a temporary failure like a refused connection
+    /// (retryable, naming the key), not a refusal of the command.
+    #[test]
+    fn loading_is_a_retryable_connection_error_naming_the_key() {
+        let error = map(
+            "set",
+            "orders:1",
+            server_error("LOADING Redis is loading the dataset in memory"),
+            Duration::from_secs(1),
+        );
+        assert_eq!(error.kind(), Kind::Connection, "{error}");
+        assert!(error.is_retryable(), "{error}");
+        assert_eq!((error.op(), error.key()), ("set", "orders:1"));
+        assert!(error.to_string().contains("loading"), "{error}");
+    }
+
     #[test]
     fn mapping_table() {
         let io = |kind| RedisError::from(std::io::Error::new(kind, "io"));

@@ -75,6 +75,10 @@ mod txn;
 pub use config::RedisConfig;
 pub use conn::TXN_CLIENT_NAME;
 pub use redact::redact_url;
+/// The Lua source of the document compare-and-set (a config update), for the
+/// benchmark's raw side. Not a stable API.
+#[doc(hidden)]
+pub use scripts::DOC_SWAP_CODE;
 /// The Lua source of the task-write script, for the benchmark's raw side
 /// (which must run the same commands). Not a stable API.
 #[doc(hidden)]

@@ -76,8 +76,12 @@ impl QueueStore for RedisStore {
             // step of its own, sent first (a mark without work is harmless:
             // a worker finds the queues empty; work without a mark could
             // be stranded). See docs/keys.md.
+            // A mark short of replicas was applied: the items are enqueued
+            // all the same, then the shortfall reported.
+            let mut shortfall = crate::conn::Shortfall::none();
             let (mut conn, acks) = self.conns.writer();
-            self.conns
+            let marked = self
+                .conns
                 .run_write(
                     acks,
                     OP,
@@ -89,12 +93,14 @@ impl QueueStore for RedisStore {
                         .arg(queue.tenant().as_str())
                         .exec_async(&mut conn),
                 )
-                .await?;
-            return scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
+                .await;
+            shortfall.keep(marked)?;
+            let enqueued = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
                 let cmd = scripts::evalsha(&QUEUE_ENQUEUE, &keys, (queue.member(), payloads));
                 async move { cmd.query_async(&mut conn).await }
             })
             .await;
+            return shortfall.after(enqueued);
         }
         let (ids,): (Vec<u64>,) = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
             let mut pipe = redis::pipe();

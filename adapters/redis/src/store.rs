@@ -25,6 +25,8 @@ pub struct RedisStore {
     pub(crate) conns: Connections,
     pub(crate) keys: Arc<Keys>,
     pub(crate) config: Arc<RedisConfig>,
+    /// Concurrent document updates of one key, combined (`Combiner`).
+    pub(crate) documents_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -49,7 +51,22 @@ impl RedisStore {
             conns,
             keys: Arc::new(Keys::new(&config.prefix)),
             config: Arc::new(config),
+            documents_round: Arc::default(),
         })
+    }
+
+    /// The same store with combining of concurrent updates of one key on
+    /// (the default) or off (every update its own WATCH round, as before
+    /// combining existed; `docs/hotkeys.md`). Clones made after this share
+    /// its lanes.
+    #[must_use]
+    pub fn with_combining(mut self, on: bool) -> Self {
+        self.documents_round = Arc::new(if on {
+            statehouse_ports::Combiner::default()
+        } else {
+            statehouse_ports::Combiner::off()
+        });
+        self
     }
 
     /// The configuration this store was built from.
@@ -69,6 +86,9 @@ impl RedisStore {
             conns: self.conns.with_durability(durability, &config)?,
             keys: Arc::clone(&self.keys),
             config: Arc::new(config),
+            // Lanes of its own: a round is written with its leader's
+            // durability.
+            documents_round: Arc::new(statehouse_ports::Combiner::new(self.documents_round.max_batch())),
         })
     }
 }

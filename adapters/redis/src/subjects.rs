@@ -17,10 +17,11 @@ use async_trait::async_trait;
 use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
 use statehouse_ports::{
     FieldWrites, JsonValue, KeyStream, PropertyChange, PropertyFn, PropertyUpdated, StoreError, SubjectData,
-    SubjectSpace, SubjectStore, decode_property,
+    SubjectSpace, SubjectStore, decode_property, property_increment_overflow, property_not_an_integer,
 };
 
 use crate::RedisStore;
+use crate::documents::{Refused, refusal};
 use crate::listing::Listing;
 use crate::txn::{self, Decision};
 
@@ -159,6 +160,35 @@ impl SubjectStore for RedisStore {
             old,
             new,
             attempts: committed.attempts,
+        })
+    }
+
+    async fn increment_property(
+        &self,
+        space: &SubjectSpace,
+        subject: &SubjectName,
+        kind: PropertyKind,
+        name: &PropertyName,
+        by: i64,
+    ) -> Result<i64, StoreError> {
+        const OP: &str = "increment_property";
+        let key = space.key(subject.as_str());
+        let field = kind.field(name.as_str());
+        let mut cmd = redis::cmd("HINCRBY");
+        cmd.arg(self.keys.raw(&key).as_ref()).arg(&field).arg(by);
+        let (mut conn, acks) = self.conns.writer();
+        let answer = self
+            .conns
+            .run_write(acks, OP, &key, async move {
+                match cmd.query_async::<i64>(&mut conn).await {
+                    Ok(value) => Ok(Ok(value)),
+                    Err(error) => refusal(&error).map(Err).ok_or(error),
+                }
+            })
+            .await?;
+        answer.map_err(|refused| match refused {
+            Refused::NotAnInteger => property_not_an_integer(OP, &key, &field),
+            Refused::Overflow => property_increment_overflow(OP, &key, &field),
         })
     }
 

@@ -55,6 +55,54 @@ fn hset(rkey: &str, writes: &[(String, String)]) -> redis::Cmd {
     cmd
 }
 
+/// A field's value as one command argument: its compact JSON text (what
+/// [`encode_field`] answers) written straight into the command, no `String`
+/// per field.
+struct JsonArg<'a>(&'a JsonValue);
+
+impl redis::ToRedisArgs for JsonArg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        // Writing a `Value` into memory cannot fail.
+        let _ = serde_json::to_writer(out.writer_for_next_arg(), self.0);
+    }
+}
+
+/// `HSET key f v …` of `fields` as given: a field named twice takes its
+/// last value, as [`field_writes`] decides (HSET applies them in order).
+fn hset_fields(rkey: &str, fields: &[(FieldName, JsonValue)]) -> redis::Cmd {
+    let mut cmd = redis::cmd("HSET");
+    cmd.arg(rkey);
+    for (field, value) in fields {
+        cmd.arg(field.as_str()).arg(JsonArg(value));
+    }
+    cmd
+}
+
+/// The field/value pairs of an `HGETALL` reply (a RESP2 array of both in
+/// turn, or a RESP3 map), borrowed from it; `None` for another shape.
+fn hash_pairs(reply: &redis::Value) -> Option<Vec<(&[u8], &[u8])>> {
+    use redis::Value;
+    fn bytes(value: &Value) -> Option<&[u8]> {
+        match value {
+            Value::BulkString(bytes) => Some(bytes),
+            Value::SimpleString(text) => Some(text.as_bytes()),
+            _ => None,
+        }
+    }
+    match reply {
+        Value::Array(items) if items.len() % 2 == 0 => items
+            .chunks_exact(2)
+            .map(|pair| Some((bytes(&pair[0])?, bytes(&pair[1])?)))
+            .collect(),
+        Value::Map(pairs) => pairs
+            .iter()
+            .map(|(field, value)| Some((bytes(field)?, bytes(value)?)))
+            .collect(),
+        Value::Nil => Some(Vec::new()),
+        _ => None,
+    }
+}
+
 impl RedisStore {
     /// Runs the `TENANT_WRITE` script on the shared connection.
     async fn run_write<T: redis::FromRedisValue>(
@@ -66,10 +114,9 @@ impl RedisStore {
         writes: &[(String, String)],
     ) -> Result<T, StoreError> {
         let rkey = self.keys.raw(key.key());
-        let cmd = scripts::evalsha(&TENANT_WRITE, &[rkey.as_ref()], write_args(ttl, mode, writes));
-        scripts::run_shared(&self.conns, op, key.key(), |mut conn| {
-            let cmd = cmd.clone();
-            async move { cmd.query_async(&mut conn).await }
+        let cmd = &scripts::evalsha(&TENANT_WRITE, &[rkey.as_ref()], write_args(ttl, mode, writes));
+        scripts::run_shared(&self.conns, op, key.key(), |mut conn| async move {
+            cmd.query_async(&mut conn).await
         })
         .await
     }
@@ -143,12 +190,11 @@ impl FieldStore for RedisStore {
         ttl: Option<Ttl>,
     ) -> Result<(), StoreError> {
         const OP: &str = "set_fields";
-        let writes = field_writes(fields);
-        if writes.is_empty() {
+        if fields.is_empty() {
             return Ok(());
         }
         if ttl.is_some() {
-            let _: i64 = self.run_write(OP, key, ttl, "set", &writes).await?;
+            let _: i64 = self.run_write(OP, key, ttl, "set", &field_writes(fields)).await?;
             return Ok(());
         }
         let (mut conn, acks) = self.conns.writer();
@@ -157,7 +203,7 @@ impl FieldStore for RedisStore {
                 acks,
                 OP,
                 key.key(),
-                hset(&self.keys.raw(key.key()), &writes).exec_async(&mut conn),
+                hset_fields(&self.keys.raw(key.key()), fields).exec_async(&mut conn),
             )
             .await
     }
@@ -169,30 +215,37 @@ impl FieldStore for RedisStore {
         ttl: Option<Ttl>,
     ) -> Result<Fields, StoreError> {
         const OP: &str = "merge_fields";
-        let writes = field_writes(fields);
-        if writes.is_empty() {
+        if fields.is_empty() {
             return self.get_all(key).await;
         }
-        let merged: BTreeMap<Vec<u8>, Vec<u8>> = if ttl.is_some() {
-            self.run_write(OP, key, ttl, "merge", &writes).await?
-        } else {
-            let rkey = self.keys.raw(key.key());
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            pipe.add_command(hset(&rkey, &writes)).ignore();
-            pipe.cmd("HGETALL").arg(rkey.as_ref());
-            let (mut conn, acks) = self.conns.writer();
-            let (merged,): (BTreeMap<Vec<u8>, Vec<u8>>,) = self
-                .conns
-                .run_write(acks, OP, key.key(), pipe.query_async(&mut conn))
+        if ttl.is_some() {
+            let merged: BTreeMap<Vec<u8>, Vec<u8>> = self
+                .run_write(OP, key, ttl, "merge", &field_writes(fields))
                 .await?;
-            merged
-        };
-        Ok(decode_fields(
-            OP,
-            key,
-            merged.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
-        ))
+            return Ok(decode_fields(
+                OP,
+                key,
+                merged.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
+            ));
+        }
+        let rkey = self.keys.raw(key.key());
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.add_command(hset_fields(&rkey, fields)).ignore();
+        pipe.cmd("HGETALL").arg(rkey.as_ref());
+        let (mut conn, acks) = self.conns.writer();
+        // The hash's fields are decoded from the reply itself (no copy of
+        // each name and value first).
+        let (merged,): (redis::Value,) = self
+            .conns
+            .run_write(acks, OP, key.key(), pipe.query_async(&mut conn))
+            .await?;
+        let pairs = hash_pairs(&merged).ok_or_else(|| StoreError::Operation {
+            op: OP,
+            key: key.key().to_owned(),
+            source: "HGETALL answered something other than a hash's fields".into(),
+        })?;
+        Ok(decode_fields(OP, key, pairs))
     }
 
     async fn replace_fields(
@@ -324,20 +377,17 @@ impl FieldStore for RedisStore {
             Overflow,
         }
         let rkey = self.keys.raw(key.key());
-        let cmd = scripts::evalsha(
+        let cmd = &scripts::evalsha(
             &TENANT_INCREMENT,
             &[rkey.as_ref()],
             (field.as_str(), by, ttl.map_or(0, Ttl::as_millis)),
         );
-        let result = scripts::run_shared(&self.conns, OP, key.key(), |mut conn| {
-            let cmd = cmd.clone();
-            async move {
-                match cmd.query_async::<i64>(&mut conn).await {
-                    Ok(value) => Ok(Ok(value)),
-                    Err(error) if error.code() == Some("NOTINT") => Ok(Err(Refused::NotAnInteger)),
-                    Err(error) if error.code() == Some("OVERFLOW") => Ok(Err(Refused::Overflow)),
-                    Err(error) => Err(error),
-                }
+        let result = scripts::run_shared(&self.conns, OP, key.key(), |mut conn| async move {
+            match cmd.query_async::<i64>(&mut conn).await {
+                Ok(value) => Ok(Ok(value)),
+                Err(error) if error.code() == Some("NOTINT") => Ok(Err(Refused::NotAnInteger)),
+                Err(error) if error.code() == Some("OVERFLOW") => Ok(Err(Refused::Overflow)),
+                Err(error) => Err(error),
             }
         })
         .await?;
@@ -356,13 +406,16 @@ impl FieldStore for RedisStore {
         const OP: &str = "delete_matching";
         let mut keys = self.scan_hashes(OP, pattern);
         let mut deleted = 0;
+        // A batch short of replicas was deleted: the others are deleted all
+        // the same, then the shortfall reported.
+        let mut shortfall = crate::conn::Shortfall::none();
         // Page by page as the listing goes: deleting keys the scan has
         // returned never hides others from it, and a key it repeats is not
         // counted twice (`DEL` counts what existed).
         while let Some(page) = keys.next_page().await? {
-            deleted += self.delete_page(OP, pattern, &page).await?;
+            deleted += self.delete_page(OP, pattern, &page, &mut shortfall).await?;
         }
-        Ok(deleted)
+        shortfall.after(Ok(deleted))
     }
 }
 
@@ -374,6 +427,7 @@ impl RedisStore {
         op: &'static str,
         pattern: &TenantPattern,
         keys: &[String],
+        shortfall: &mut crate::conn::Shortfall,
     ) -> Result<u64, StoreError> {
         let mut deleted = 0;
         for batch in keys.chunks(DELETE_BATCH) {
@@ -381,14 +435,14 @@ impl RedisStore {
             let (mut conn, acks) = self.conns.writer();
             let count: u64 = self
                 .conns
-                .run_write(
-                    acks,
+                .run(
                     op,
                     pattern.pattern(),
                     redis::cmd("DEL").arg(raw).query_async(&mut conn),
                 )
                 .await?;
             deleted += count;
+            shortfall.keep(self.conns.confirm(op, pattern.pattern(), &acks))?;
         }
         Ok(deleted)
     }

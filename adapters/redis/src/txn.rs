@@ -33,6 +33,7 @@
 //! `NOSCRIPT` from EXEC (a flushed script cache: nothing ran) loads them
 //! again and repeats the attempt once, without counting it as a conflict.
 
+use std::future::Future;
 use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, Pipeline};
@@ -53,6 +54,31 @@ pub(crate) enum Decision<T> {
     Commit(Pipeline, T),
     /// Write nothing; return `T`.
     Done(T),
+}
+
+/// What decides after the reads of a section: a plain closure
+/// ([`optimistic`]), or a combined round that hands the value through every
+/// waiting caller's closure before deciding (`Combiner`, ports).
+pub(crate) trait Decide<R, T>: Send {
+    /// The decision on what the reads answered.
+    fn decide(&mut self, current: R) -> impl Future<Output = Result<Decision<T>, StoreError>> + Send;
+
+    /// The writes are about to go out (their outcome is unknown from here
+    /// until EXEC answers).
+    fn writing(&mut self) {}
+
+    /// The writes did not run (a watched key changed, a redirect, a lost
+    /// script): the next decision starts over.
+    fn not_written(&mut self) {}
+}
+
+/// A plain closure as a [`Decide`].
+struct Now<'a, R, T>(&'a mut (dyn FnMut(R) -> Result<Decision<T>, StoreError> + Send));
+
+impl<R: Send, T: Send> Decide<R, T> for Now<'_, R, T> {
+    async fn decide(&mut self, current: R) -> Result<Decision<T>, StoreError> {
+        (self.0)(current)
+    }
 }
 
 /// A successful optimistic section.
@@ -78,6 +104,25 @@ where
     R: FromRedisValue + Send,
     T: Send,
 {
+    optimistic_with(conns, op, key, watched, reads, policy, &mut Now(decide)).await
+}
+
+/// [`optimistic`] with any [`Decide`]: an asynchronous decision (a
+/// combined round).
+pub(crate) async fn optimistic_with<R, T, D>(
+    conns: &Connections,
+    op: &'static str,
+    key: &str,
+    watched: &[&str],
+    reads: &[Cmd],
+    policy: RetryPolicy,
+    decide: &mut D,
+) -> Result<Committed<T>, StoreError>
+where
+    R: FromRedisValue + Send,
+    T: Send,
+    D: Decide<R, T>,
+{
     let home = conns.route(op, key, watched)?;
     let read = read_pipeline(None, watched, reads, false);
     let mut watch = Watch {
@@ -93,25 +138,27 @@ where
         decide,
         fresh: false,
         reloaded: false,
+        decides: std::marker::PhantomData,
     };
     let (value, attempts) = policy.run(op, key, &mut watch).await?;
     Ok(Committed { value, attempts })
 }
 
 /// The attempts of one WATCH section, for [`RetryPolicy::run`].
-struct Watch<'a, R, T> {
+struct Watch<'a, R, T, D> {
     conns: &'a Connections,
     op: &'static str,
     key: &'a str,
     section: Section<'a>,
-    decide: &'a mut (dyn FnMut(R) -> Result<Decision<T>, StoreError> + Send),
+    decide: &'a mut D,
     /// A dead pooled connection was replaced already (once per update).
     fresh: bool,
     /// The scripts were reloaded after a `NOSCRIPT` already (once per update).
     reloaded: bool,
+    decides: std::marker::PhantomData<fn(R) -> T>,
 }
 
-impl<R: FromRedisValue + Send, T: Send> Optimistic for Watch<'_, R, T> {
+impl<R: FromRedisValue + Send, T: Send, D: Decide<R, T>> Optimistic for Watch<'_, R, T, D> {
     type Output = T;
 
     async fn attempt(&mut self, attempt: u32) -> Result<Attempt<T>, StoreError> {
@@ -127,6 +174,7 @@ impl<R: FromRedisValue + Send, T: Send> Optimistic for Watch<'_, R, T> {
         // deadline of its own.
         let deadline = tokio::time::Instant::now() + conns.response_timeout;
         let once = attempt_once(conns, op, key, &self.section, &mut self.fresh, &mut *self.decide);
+        let once = std::pin::pin!(once);
         let Ok(outcome) = tokio::time::timeout_at(deadline, once).await else {
             return Err(StoreError::Timeout {
                 op,
@@ -177,16 +225,18 @@ enum Outcome<T> {
 /// away before EXEC wrote nothing: it runs again where
 /// [`Connections::recover`] says (the attempt's deadline bounds the
 /// repeats).
-async fn attempt_once<R, T>(
+async fn attempt_once<R, T, D>(
     conns: &Connections,
     op: &'static str,
     key: &str,
     section: &Section<'_>,
     fresh: &mut bool,
-    decide: &mut (dyn FnMut(R) -> Result<Decision<T>, StoreError> + Send),
+    decide: &mut D,
 ) -> Result<Outcome<T>, StoreError>
 where
-    R: FromRedisValue,
+    R: FromRedisValue + Send,
+    T: Send,
+    D: Decide<R, T>,
 {
     let mut target = Target::Slot(section.home_slot());
     let mut pause = Backoff::new(MIN_PAUSE, MAX_PAUSE);
@@ -230,7 +280,7 @@ where
                 Recovery::Fail => return Err(conns.map_dedicated(op, key, error)),
             },
         };
-        let (mut writes, value) = match decide(current) {
+        let (mut writes, value) = match decide.decide(current).await {
             Err(error) => return Ok(Outcome::Unwatch(txn, Err(error))),
             Ok(Decision::Done(value)) => return Ok(Outcome::Unwatch(txn, Ok(value))),
             Ok(Decision::Commit(writes, value)) => (writes, value),
@@ -246,24 +296,30 @@ where
                 return Err(conns.map_dedicated(op, key, error));
             }
         }
+        decide.writing();
         let exec: redis::RedisResult<Option<()>> =
             conns.run_raw(op, key, writes.query_async(&mut txn.conn)).await?;
         // EXEC answered, committed or not: no watch is left.
         txn.clean = true;
         match exec {
             Ok(committed) => {
+                if committed.is_none() {
+                    decide.not_written();
+                }
                 conns
                     .confirm_exec(op, key, &mut txn.conn, committed.is_some())
                     .await?;
                 return Ok(Outcome::Executed(committed.map(|()| value)));
             }
             Err(error) if error::is_no_script(&error) => {
+                decide.not_written();
                 txn.scripts_loaded = false;
                 return Ok(Outcome::NoScript);
             }
             // Aborted by a redirect (EXECABORT): nothing ran. Not a
             // dropped connection: EXEC's outcome would be unknown.
             Err(error) if error::redirect_of(&error).is_some() => {
+                decide.not_written();
                 drop(txn);
                 match conns
                     .recover(

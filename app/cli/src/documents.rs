@@ -1,4 +1,4 @@
-//! `doc get|set|del|list|ttl`: typed documents from the command line.
+//! `doc get|set|del|list|ttl|incr|append`: typed documents from the command line.
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -40,6 +40,26 @@ pub(super) enum DocCommand {
         /// The key.
         key: String,
     },
+    /// Add BY (default 1, may be negative) to the JSON integer under KEY on
+    /// the server, in one step (a missing key starts at 0), and print the
+    /// new value (exit status 3 if KEY holds no integer: nothing written).
+    Incr {
+        /// The key.
+        key: String,
+        /// The amount to add.
+        #[arg(default_value_t = 1, allow_negative_numbers = true)]
+        by: i64,
+    },
+    /// Append the JSON value ITEM to the JSON array under KEY on the server,
+    /// in one step (a missing key becomes `[ITEM]`), and print the array's
+    /// new length (exit status 3 if KEY holds no array: nothing written).
+    Append {
+        /// The key.
+        key: String,
+        /// The item, as JSON: '"text"', 3, '{"a":1}'.
+        #[arg(value_name = "JSON")]
+        item: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +84,20 @@ pub(super) struct SetArgs {
 struct Written<'a> {
     key: &'a str,
     written: bool,
+}
+
+/// `doc incr --json`.
+#[derive(Debug, Serialize)]
+struct Incremented<'a> {
+    key: &'a str,
+    value: i64,
+}
+
+/// `doc append --json`.
+#[derive(Debug, Serialize)]
+struct Appended<'a> {
+    key: &'a str,
+    length: usize,
 }
 
 /// `doc del --json`.
@@ -116,6 +150,15 @@ pub(super) async fn doc(docs: &Documents, command: DocCommand, out: &mut Output<
             )
         }
         DocCommand::List { pattern } => print_stream(out, docs.stream_keys(&pattern)?).await,
+        DocCommand::Incr { key, by } => {
+            let value = docs.increment(&key, by).await?;
+            out.print(&Incremented { key: &key, value }, value)
+        }
+        DocCommand::Append { key, item } => {
+            let item: serde_json::Value = parse_json(&item, &quoted(&key), "")?;
+            let length = docs.append(&key, &item).await?;
+            out.print(&Appended { key: &key, length }, length)
+        }
         DocCommand::Ttl { key } => {
             let ttl = docs.ttl(&key).await?;
             let (ttl_ms, state) = match ttl {

@@ -45,8 +45,11 @@ use output::{EXIT_STATUS_HELP, Output};
 #[derive(Parser)]
 #[command(name = "statehouse", version, about, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
-    /// Store URL: memory:// (embedded, the default), redis://, rediss://, unix://,
-    /// redis+cluster://[user:pw@]host1:port1,host2:port2 (a Redis Cluster)
+    /// Store URL: memory:// (embedded, the default), redis://[user:pw@]host[:port][/db],
+    /// rediss://… (TLS), unix:///path, redis+cluster://[user:pw@]host1:port1,host2:port2
+    /// (a Redis Cluster, its nodes as seeds; rediss+cluster://… with TLS),
+    /// redis+sentinel://[user:pw@]s1:26379,s2:26379/SERVICE[/DB][?sentinel_username=…&sentinel_password=…]
+    /// (the primary of a Sentinel service, followed on failover; rediss+sentinel://… with TLS)
     #[arg(
         long,
         global = true,
@@ -74,13 +77,13 @@ enum Command {
     /// under `demo:<run id>:`, a namespace of each run's own, and removed
     /// afterwards, also after a failure or Ctrl-C (exit status 130).
     Demo(demo::DemoArgs),
-    /// Typed documents: get, set, delete, list.
+    /// Typed documents: get, set, delete, list, ttl, incr, append.
     #[command(subcommand)]
     Doc(DocCommand),
     /// Task lifecycle: save, show, list, set-status, log, del.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
-    /// Subjects (KRules' layout): show, set, del, list.
+    /// Subjects (KRules' layout): show, set, incr, del, list.
     #[command(subcommand)]
     Subject(subjects::SubjectCommand),
     /// Synced models under TYPE:ID (a hash of fields, or a JSON document): show, set.

@@ -31,6 +31,22 @@ pub(super) enum SubjectCommand {
         #[arg(long)]
         extended: bool,
     },
+    /// Add BY (default 1, may be negative) to integer property PROP of
+    /// subject NAME on the server, in one step (a missing property starts
+    /// at 0), and print the new value (exit status 3 if it holds no
+    /// integer: nothing written).
+    Incr {
+        /// The subject's name.
+        name: String,
+        /// The property's name.
+        prop: String,
+        /// The amount to add.
+        #[arg(default_value_t = 1, allow_negative_numbers = true)]
+        by: i64,
+        /// An extended property (field `e<prop>`) instead of a default one.
+        #[arg(long)]
+        extended: bool,
+    },
     /// Delete subject NAME, or only its property PROP (both kinds) (exit status 1 if absent).
     Del {
         /// The subject's name.
@@ -154,6 +170,24 @@ pub(super) async fn subject(
                     quoted(&prop),
                     quoted(&name)
                 ),
+            )
+        }
+        SubjectCommand::Incr {
+            name,
+            prop,
+            by,
+            extended,
+        } => {
+            let kind = if extended {
+                PropertyKind::Extended
+            } else {
+                PropertyKind::Default
+            };
+            let mut subject = subjects.subject(&name)?;
+            let value = subject.increment_of(kind, &prop, by).await?;
+            out.print(
+                &serde_json::json!({"subject": name, "property": prop, "kind": kind, "value": value}),
+                value,
             )
         }
         SubjectCommand::Del { name, prop: None } => {

@@ -182,6 +182,22 @@ fn help_documents_the_exit_codes() {
 }
 
 #[test]
+fn url_help_lists_every_form() {
+    let stdout = text(&statehouse(&["--help"]).stdout);
+    for form in [
+        "memory://",
+        "redis://",
+        "rediss://",
+        "unix://",
+        "redis+cluster://",
+        "redis+sentinel://",
+        "SERVICE",
+    ] {
+        assert!(stdout.contains(form), "{form} in:\n{stdout}");
+    }
+}
+
+#[test]
 fn statehouse_log_shows_a_span_per_store_call() {
     let out = Command::new(env!("CARGO_BIN_EXE_statehouse"))
         .args(["doc", "set", "user:1", r#"{"secret":"do-not-log"}"#])

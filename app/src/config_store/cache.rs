@@ -6,9 +6,10 @@
 use std::any::Any;
 use std::any::TypeId;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use serde::Deserialize;
 use statehouse_domain::layout::ConfigKeys;
 use statehouse_domain::{ChangeKind, ConfigHead, FeedEvent};
 use statehouse_ports::{Backoff, ChangeFeed, DocumentStore, JsonError, Key, StoreError, Subscription};
@@ -22,7 +23,11 @@ pub(super) enum Cached {
     Absent,
     Present {
         version: u64,
-        value: Arc<serde_json::Value>,
+        /// The entry's history length (0: plain mode), what the next write
+        /// keeps unless its writer chooses one.
+        keep: usize,
+        /// The value, decoded from `bytes` when first asked for.
+        value: LazyValue,
         /// The stored envelope, byte for byte: what an update expects.
         bytes: Arc<[u8]>,
     },
@@ -30,6 +35,34 @@ pub(super) enum Cached {
     Bad {
         message: String,
     },
+}
+
+/// The value of a cached envelope as JSON, decoded from its bytes only when asked for (comparing
+/// two states of one version): fetches and watchers decode their type from the bytes, and an
+/// update adopting the bytes it wrote does not decode them again.
+#[derive(Debug, Clone, Default)]
+pub(super) struct LazyValue(Arc<OnceLock<serde_json::Value>>);
+
+impl LazyValue {
+    /// The value of the envelope `bytes` (which decoded as one when cached;
+    /// `null` if they no longer would, which cannot happen).
+    pub(super) fn get(&self, bytes: &[u8]) -> &serde_json::Value {
+        self.0.get_or_init(|| {
+            serde_json::from_slice::<ConfigHead>(bytes).map_or(serde_json::Value::Null, |head| head.value)
+        })
+    }
+}
+
+/// What [`cached_of`] reads of an envelope: its version and history length
+/// (`ConfigEntry::keep`); the value is checked to be JSON but not built
+/// (readers decode their type from the bytes), the history skipped.
+#[derive(Deserialize)]
+struct Head {
+    version: u64,
+    #[allow(dead_code)]
+    value: serde::de::IgnoredAny,
+    #[serde(default)]
+    keep: usize,
 }
 
 /// A watcher's callback: told of every new state; `false` once its
@@ -90,10 +123,11 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(super) fn cached_of(bytes: Option<&[u8]>) -> Cached {
     match bytes {
         None => Cached::Absent,
-        Some(bytes) => match serde_json::from_slice::<ConfigHead>(bytes) {
+        Some(bytes) => match serde_json::from_slice::<Head>(bytes) {
             Ok(head) => Cached::Present {
                 version: head.version,
-                value: Arc::new(head.value),
+                keep: head.keep,
+                value: LazyValue::default(),
                 bytes: Arc::from(bytes),
             },
             Err(error) => Cached::Bad {
@@ -296,12 +330,18 @@ pub(super) fn same(a: &Cached, b: &Cached) -> bool {
         (Cached::Absent, Cached::Absent) => true,
         (
             Cached::Present {
-                version: x, value: v, ..
+                version: x,
+                value: v,
+                bytes: p,
+                ..
             },
             Cached::Present {
-                version: y, value: w, ..
+                version: y,
+                value: w,
+                bytes: q,
+                ..
             },
-        ) => x == y && v == w,
+        ) => p == q || (x == y && v.get(p) == w.get(q)),
         (Cached::Bad { message: x }, Cached::Bad { message: y }) => x == y,
         _ => false,
     }

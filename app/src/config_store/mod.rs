@@ -114,12 +114,28 @@ fn entry_key(op: &'static str, name: &str) -> Result<Key, StoreError> {
 }
 
 fn decode<T: DeserializeOwned>(name: &str, version: u64, value: &serde_json::Value) -> Result<T, BadConfig> {
-    T::deserialize(value).map_err(|error| BadConfig {
+    T::deserialize(value).map_err(|error| bad_value::<T>(name, version, &error))
+}
+
+/// The value of the envelope `bytes` as `T`, decoded from the bytes in one
+/// pass (the version and history are skipped).
+fn decode_bytes<T: DeserializeOwned>(name: &str, version: u64, bytes: &[u8]) -> Result<T, BadConfig> {
+    #[derive(serde::Deserialize)]
+    struct ValueOf<T> {
+        value: T,
+    }
+    serde_json::from_slice::<ValueOf<T>>(bytes)
+        .map(|envelope| envelope.value)
+        .map_err(|error| bad_value::<T>(name, version, &error))
+}
+
+fn bad_value<T>(name: &str, version: u64, error: &serde_json::Error) -> BadConfig {
+    BadConfig {
         name: name.to_owned(),
         version: Some(version),
         expected: std::any::type_name::<T>(),
-        message: JsonError::without_data(&error).to_string(),
-    })
+        message: JsonError::without_data(error).to_string(),
+    }
 }
 
 impl ConfigStore {
@@ -206,7 +222,7 @@ impl ConfigStore {
                 message: message.clone(),
             }
             .into()),
-            Cached::Present { version, value, .. } => {
+            Cached::Present { version, bytes, .. } => {
                 let version = *version;
                 if let Some((type_id, typed)) = &slot.typed
                     && *type_id == TypeId::of::<T>()
@@ -217,7 +233,7 @@ impl ConfigStore {
                         value: typed.clone(),
                     })));
                 }
-                match decode::<T>(name, version, value) {
+                match decode_bytes::<T>(name, version, bytes) {
                     Ok(typed) => {
                         slot.typed = Some((TypeId::of::<T>(), Arc::new(typed.clone())));
                         Ok(Some(Versioned {
@@ -270,7 +286,7 @@ impl ConfigStore {
                     sender.send_modify(|snapshot| snapshot.error = Some(error));
                     return !sender.is_closed();
                 }
-                Cached::Present { version, value, .. } => match decode::<T>(name, *version, value) {
+                Cached::Present { version, bytes, .. } => match decode_bytes::<T>(name, *version, bytes) {
                     Ok(value) => sender.send_replace(Snapshot {
                         current: Some(Versioned {
                             version: *version,

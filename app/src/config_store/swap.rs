@@ -3,11 +3,13 @@
 //! optimistic loop ([`RetryPolicy::run`](statehouse_ports::RetryPolicy::run)),
 //! and the cache taking the bytes it wrote.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use statehouse_domain::{ConfigEntry, VersionMismatch};
 use statehouse_ports::{Attempt, ChangeFeed, JsonError, Key, Optimistic, StoreError, Swapped};
 
-use super::cache::{Cached, cached_of, holds, lock, same};
+use super::cache::{Cached, LazyValue, cached_of, holds, lock, same};
 use super::{ConfigStore, OP_UPDATE, entry_key};
 
 /// The operation errors of the entry's read-modify-write name (as the
@@ -54,29 +56,31 @@ impl ConfigStore {
         expected_version: Option<u64>,
     ) -> Result<u64, StoreError> {
         let key = entry_key(op, name)?;
-        let value =
-            serde_json::to_value(value).map_err(|error| StoreError::serialization(op, name, error))?;
         // What the entry holds as far as this handle knows: the cache's
         // bytes (one round trip when they are current), else a guess that
         // it is absent, which a refusal corrects with the current bytes.
-        let (cached, expected) = match lock(&self.shared.cache).get(name).map(|slot| &slot.state) {
-            Some(Cached::Present { bytes, .. }) => (true, Some(bytes.to_vec())),
-            Some(Cached::Absent) => (true, None),
-            Some(Cached::Bad { .. }) => (true, None),
-            None => (false, None),
+        let (cached, expected, head) = match lock(&self.shared.cache).get(name).map(|slot| &slot.state) {
+            Some(Cached::Present {
+                bytes, version, keep, ..
+            }) => (true, Some(Arc::clone(bytes)), Some((*version, *keep))),
+            Some(Cached::Absent) => (true, None, Some((0, 0))),
+            Some(Cached::Bad { .. }) => (true, None, None),
+            None => (false, None, None),
         };
         let mut swap = Swap {
             store: self,
             op,
             name,
             key: &key,
-            value: &value,
+            value,
+            json: None,
             expected_version,
             expected,
+            head,
             from_server: false,
         };
-        let ((version, written), _) = self.policy.run(UPDATE_OP, key.as_str(), &mut swap).await?;
-        if cached && !self.adopt(name, swap.expected.as_deref(), &written) {
+        let ((version, written, plain), _) = self.policy.run(UPDATE_OP, key.as_str(), &mut swap).await?;
+        if cached && !self.adopt(name, swap.expected.as_deref(), written, plain.then_some(version)) {
             self.refresh_if_cached(name).await;
         }
         Ok(version)
@@ -116,7 +120,11 @@ impl ConfigStore {
     /// local write so that a read in flight, which may predate it, is not
     /// applied over it (the task reads again instead). `false` when the
     /// cache holds something else: then the caller has it read again.
-    fn adopt(&self, name: &str, base: Option<&[u8]>, written: &[u8]) -> bool {
+    ///
+    /// `plain`: the version of `written` when it is an envelope in plain
+    /// mode this handle built ([`plain_entry`]), which the cache takes
+    /// without decoding it (the value is decoded when a reader asks).
+    fn adopt(&self, name: &str, base: Option<&[u8]>, written: Vec<u8>, plain: Option<u64>) -> bool {
         let mut cache = lock(&self.shared.cache);
         let Some(slot) = cache.get_mut(name) else {
             return true;
@@ -125,7 +133,15 @@ impl ConfigStore {
             return false;
         }
         slot.local += 1;
-        let state = cached_of(Some(written));
+        let state = match plain {
+            Some(version) => Cached::Present {
+                version,
+                keep: 0,
+                value: LazyValue::default(),
+                bytes: Arc::from(written),
+            },
+            None => cached_of(Some(&written)),
+        };
         if !same(&slot.state, &state) {
             slot.state = state;
             slot.typed = None;
@@ -135,19 +151,35 @@ impl ConfigStore {
     }
 }
 
+/// The envelope of a plain-mode entry (no history, `keep` 0), as
+/// [`ConfigEntry`] writes it (`{"version":N,"value":…}`), serialized from
+/// the caller's value in one pass.
+#[derive(Serialize)]
+struct PlainEntry<'a, T: ?Sized> {
+    version: u64,
+    value: &'a T,
+}
+
 /// The compare-and-set attempts of one config write, for
 /// [`RetryPolicy::run`]: compute the next envelope from the bytes expected,
 /// swap it in if the entry still holds them. A refusal answers the current
 /// bytes, expected by the next attempt.
-struct Swap<'a> {
+struct Swap<'a, T: ?Sized> {
     store: &'a ConfigStore,
     op: &'static str,
     name: &'a str,
     key: &'a Key,
-    value: &'a serde_json::Value,
+    value: &'a T,
+    /// `value` as JSON, made when an envelope must be built from a decoded
+    /// one (history mode, or bytes from the server).
+    json: Option<serde_json::Value>,
     expected_version: Option<u64>,
     /// The bytes the entry is expected to hold (`None`: absent).
-    expected: Option<Vec<u8>>,
+    expected: Option<Arc<[u8]>>,
+    /// The version and history length of `expected` as the cache decoded
+    /// them (`(0, 0)`: absent), while `expected` is the cache's: a plain
+    /// entry's next envelope is then built without decoding it again.
+    head: Option<(u64, usize)>,
     /// Whether `expected` came from the server (the last refusal or a
     /// read) rather than the cache or a guess: only then is a refusal a
     /// conflict with another writer, and a bad or mismatching entry final.
@@ -156,22 +188,55 @@ struct Swap<'a> {
     from_server: bool,
 }
 
-impl Optimistic for Swap<'_> {
-    /// The version written, and the bytes.
-    type Output = (u64, Vec<u8>);
-
-    async fn attempt(&mut self, _: u32) -> Result<Attempt<(u64, Vec<u8>)>, StoreError> {
+impl<T: Serialize + Sync + ?Sized> Swap<'_, T> {
+    /// The next envelope's version and bytes, and whether it is one in
+    /// plain mode built by [`PlainEntry`].
+    fn next(&mut self) -> Result<(u64, Vec<u8>, bool), NextError> {
         let (op, name) = (self.op, self.name);
-        let next = match self.store.next_entry(
-            self.key,
-            self.expected.as_deref(),
-            self.value,
-            self.expected_version,
-        ) {
+        if let Some((version, keep)) = self.head
+            && self.store.history.unwrap_or(keep) == 0
+            && self.expected_version.is_none_or(|expected| expected == version)
+        {
+            let next = PlainEntry {
+                version: version + 1,
+                value: self.value,
+            };
+            // Sized like the bytes it follows, so it is written without regrowing.
+            let mut bytes = Vec::with_capacity(self.expected.as_ref().map_or(128, |held| held.len() + 32));
+            serde_json::to_writer(&mut bytes, &next)
+                .map_err(|error| NextError::Store(StoreError::serialization(op, name, error)))?;
+            return Ok((next.version, bytes, true));
+        }
+        let json = match &mut self.json {
+            Some(json) => json,
+            none => none.insert(
+                serde_json::to_value(self.value)
+                    .map_err(|error| NextError::Store(StoreError::serialization(op, name, error)))?,
+            ),
+        };
+        let next = self
+            .store
+            .next_entry(self.key, self.expected.as_deref(), json, self.expected_version)?;
+        let bytes = serde_json::to_vec(&next)
+            .map_err(|error| NextError::Store(StoreError::serialization(op, name, error)))?;
+        Ok((next.version, bytes, false))
+    }
+}
+
+impl<T: Serialize + Sync + ?Sized> Optimistic for Swap<'_, T> {
+    /// The version written, the bytes, and whether they are a plain-mode
+    /// envelope built here.
+    type Output = (u64, Vec<u8>, bool);
+
+    async fn attempt(&mut self, _: u32) -> Result<Attempt<(u64, Vec<u8>, bool)>, StoreError> {
+        let (op, name) = (self.op, self.name);
+        let (version, bytes, plain) = match self.next() {
             Ok(next) => next,
+            Err(NextError::Store(error @ StoreError::Serialization { .. })) => return Err(error),
             Err(_) if !self.from_server => {
                 // The cache may be behind: decide on what the server holds.
-                self.expected = self.store.shared.documents.get(self.key).await?;
+                self.expected = self.store.shared.documents.get(self.key).await?.map(Arc::from);
+                self.head = None;
                 self.from_server = true;
                 return Ok(Attempt::Repeat);
             }
@@ -185,17 +250,17 @@ impl Optimistic for Swap<'_> {
                 });
             }
         };
-        let bytes = serde_json::to_vec(&next).map_err(|error| StoreError::serialization(op, name, error))?;
         let swapped = self
             .store
             .shared
             .changes
-            .swap_announced(self.key, self.expected.as_deref(), &bytes, Some(next.version))
+            .swap_announced(self.key, self.expected.as_deref(), &bytes, Some(version))
             .await?;
         match swapped {
-            Swapped::Swapped => Ok(Attempt::Done((next.version, bytes))),
+            Swapped::Swapped => Ok(Attempt::Done((version, bytes, plain))),
             Swapped::Refused(current) => {
-                self.expected = current;
+                self.expected = current.map(Arc::from);
+                self.head = None;
                 if self.from_server {
                     Ok(Attempt::Conflict)
                 } else {

@@ -15,14 +15,16 @@
 //! | `statehouse_errors_total` | counter | `op`, `kind` ([`ErrorKind::as_str`](statehouse_ports::ErrorKind::as_str)) | failed calls by kind (`connection` and `timeout` are the network's) |
 //! | `statehouse_conflicts_total` | counter | `op` | conflicts of optimistic updates: each attempt a concurrent writer voided (attempts − 1 of a successful update, every attempt of one that gave up) |
 //! | `statehouse_retries_total` | counter | `op` | temporary failures [`Retrying`](super::Retrying) tried again |
+//! | `statehouse_wait_shortfalls_total` | counter | `op` | writes applied on the primary but confirmed by fewer replicas than the [`Durability`](statehouse_ports::Durability) asks (`WAIT` fell short: `not_durable` errors) |
 //!
 //! `op` is the port operation (`get`, `update`, `save`, `enqueue`, …),
 //! never a key or a value. A call the caller cancelled (its future
 //! dropped) is not counted.
 //!
-//! Reconnections, pool waits, failovers and replica acknowledgements
-//! happen inside the Redis adapter, below the ports: this layer sees only
-//! their effect on calls (`connection` and `timeout` errors).
+//! Reconnections, pool waits and failovers happen inside the Redis
+//! adapter, below the ports: this layer sees only their effect on calls
+//! (`connection` and `timeout` errors); replica acknowledgements it sees
+//! as `not_durable` errors, counted as WAIT shortfalls.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +42,8 @@ pub const ERRORS: &str = "statehouse_errors_total";
 pub const CONFLICTS: &str = "statehouse_conflicts_total";
 /// Retries of temporary failures by `Retrying`, by `op`.
 pub const RETRIES: &str = "statehouse_retries_total";
+/// Writes whose replicas fell short of the durability asked (`WAIT`), by `op`.
+pub const WAIT_SHORTFALLS: &str = "statehouse_wait_shortfalls_total";
 
 /// Whether calls are recorded.
 static RECORD: AtomicBool = AtomicBool::new(false);
@@ -68,6 +72,10 @@ pub fn record_metrics(on: bool) {
         metrics::describe_counter!(
             RETRIES,
             "statehouse temporary failures retried by the Retrying layer"
+        );
+        metrics::describe_counter!(
+            WAIT_SHORTFALLS,
+            "statehouse writes applied but confirmed by fewer replicas than asked"
         );
     }
     RECORD.store(on, Ordering::Relaxed);
@@ -106,6 +114,9 @@ where
             // A compare-and-set that lost (`VersionConflict`): one voided attempt.
             metrics::counter!(CONFLICTS, "op" => op).increment(1);
         }
+        if error.kind() == ErrorKind::NotDurable {
+            metrics::counter!(WAIT_SHORTFALLS, "op" => op).increment(1);
+        }
     }
     if conflicts > 0 {
         metrics::counter!(CONFLICTS, "op" => op).increment(u64::from(conflicts));
@@ -135,7 +146,7 @@ mod tests {
     use statehouse_domain::Key as StoreKey;
     use statehouse_ports::{DocumentStore, MockDocumentStore, RetryPolicy, StoreError, Updated};
 
-    use super::{CALL_SECONDS, CALLS, CONFLICTS, ERRORS, RETRIES, record_metrics};
+    use super::{CALL_SECONDS, CALLS, CONFLICTS, ERRORS, RETRIES, WAIT_SHORTFALLS, record_metrics};
     use crate::layers::{Retrying, Traced, transient_policy};
 
     /// Every counter's total and every histogram's sample count, by `name{label=value,…}`.
@@ -254,6 +265,15 @@ mod tests {
                 after: std::time::Duration::from_millis(1),
             })
         });
+        mock.expect_set().returning(|_, _, _| {
+            Err(StoreError::NotDurable {
+                op: "set",
+                key: "k".to_owned(),
+                wanted: 1,
+                confirmed: 0,
+                timeout: std::time::Duration::from_millis(1),
+            })
+        });
         let mut updates = 0;
         mock.expect_update().returning(move |_, _, _| {
             updates += 1;
@@ -300,6 +320,9 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict { attempts: 5, .. }), "{err:?}");
+        let options = statehouse_ports::SetOptions::default();
+        let err = stack.set(&key, b"1", options).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotDurable { .. }), "{err:?}");
     }
 
     #[test]
@@ -340,6 +363,13 @@ mod tests {
             got(&format!("{RETRIES}{{op=update}}")),
             0,
             "updates are never retried by the layer"
+        );
+        assert_eq!(got(&format!("{WAIT_SHORTFALLS}{{op=set}}")), 1);
+        assert_eq!(got(&format!("{ERRORS}{{kind=not_durable,op=set}}")), 1);
+        assert_eq!(
+            got(&format!("{RETRIES}{{op=set}}")),
+            0,
+            "a write that was applied is not retried"
         );
         assert_eq!(recorder.samples(&format!("{CALL_SECONDS}{{op=get}}")), 1);
         assert_eq!(recorder.samples(&format!("{CALL_SECONDS}{{op=update}}")), 2);

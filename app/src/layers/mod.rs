@@ -30,7 +30,9 @@ mod metered;
 mod retrying;
 mod traced;
 
-pub use metered::{CALL_SECONDS, CALLS, CONFLICTS, ERRORS, RETRIES, metrics_on, record_metrics};
+pub use metered::{
+    CALL_SECONDS, CALLS, CONFLICTS, ERRORS, RETRIES, WAIT_SHORTFALLS, metrics_on, record_metrics,
+};
 pub use retrying::{Retry, Retrying, transient_policy};
 pub use traced::{Traced, Tracing};
 

@@ -207,8 +207,11 @@ impl<'t, S: Future<Output = ()>> Listening<'t, S> {
     {
         let port = &self.triggers.port;
         let ListenOptions { batch, lease, .. } = self.options;
-        let keys: Vec<TriggerKeys> = tenants.iter().map(TriggerKeys::new).collect();
         let mut round = Round::default();
+        if tenants.is_empty() {
+            return Ok(round);
+        }
+        let keys: Vec<TriggerKeys> = tenants.iter().map(TriggerKeys::new).collect();
         let claims = match port.claim_round(&keys, batch, lease).await {
             Ok(claims) => claims,
             Err(error) if error.is_retryable() => {

@@ -33,8 +33,10 @@ usage: soak [--seconds N] [--tasks N] [--counters N] [--timeout-ms N] [--connect
   --seed N        seed of the random operations and faults
   --topology T    single (default), sentinel or cluster
   --faults K,K    the fault kinds, in order: restart, pause, kill-connections (single);
-                  sentinel-failover, kill-connections (sentinel); cluster-primary-kill,
+                  sentinel-failover, sentinel-primary-kill, kill-connections (sentinel); cluster-primary-kill,
                   kill-connections (cluster); `none` for none (default: all of the topology's)
+  --durability N  acknowledge a write once N replicas confirmed it (WAIT, timeout half the
+                  response timeout; give --timeout-ms first); default: the primary alone
   --volatile      data nodes without persistence: a restart loses every write, and the
                   accounting must report them lost
   --json          print the summary as JSON instead of tables
@@ -97,6 +99,11 @@ fn parse_args() -> Result<Option<Args>, String> {
                 faults = Some(kinds);
             }
             "--volatile" => options.durable = false,
+            "--durability" => {
+                let replicas = u32::try_from(number("--durability")?).unwrap_or(u32::MAX);
+                // WAIT's timeout: at most half the response timeout (Settings' rule).
+                options.durability = statehouse::Durability::replicas(replicas, options.response_timeout / 2);
+            }
             "--json" => json = true,
             "-h" | "--help" => {
                 println!("{USAGE}");

@@ -7,15 +7,18 @@
 //! - `listing.rs`: listings and glob patterns, keys with glob characters,
 //!   invalid keys.
 //! - `updates.rs`: atomic updates, their conflicts and retries.
+//! - `fast_paths.rs`: `increment` and `append`, one round trip each.
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use statehouse::{ErrorKind, StoreError};
 
+mod fast_paths;
 mod listing;
 mod updates;
 mod values;
 
+pub use fast_paths::*;
 pub use listing::*;
 pub use updates::*;
 pub use values::*;

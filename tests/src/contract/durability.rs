@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use statehouse::{Documents, ErrorKind, Queues, RetryPolicy, StoreError, TaskSpace, Tasks, Tenant, Update};
+use statehouse::{
+    Documents, ErrorKind, Queues, RetryPolicy, StoreError, TaskSpace, Tasks, Tenant, Triggers, Update,
+};
 use statehouse_ports::Durability;
 
 use super::Backend;
@@ -29,6 +31,7 @@ struct Families {
     tasks: Tasks,
     tenant: Tenant,
     queues: Queues,
+    triggers: Triggers,
 }
 
 impl Families {
@@ -38,6 +41,7 @@ impl Families {
             tasks: Tasks::new(ports.tasks.clone(), TaskSpace::default()),
             tenant: Tenant::new(ports.tenants.clone(), "acme", RetryPolicy::default()).unwrap(),
             queues: Queues::new(ports.queues.clone()),
+            triggers: Triggers::new(ports.triggers.clone()),
         }
     }
 }
@@ -72,6 +76,13 @@ async fn write_every_family(durable: &Families) -> Vec<(&'static str, Result<(),
                 .await
                 .map(|_| ()),
         ),
+        (
+            "trigger set",
+            durable
+                .triggers
+                .set("acme", "remind", "r1", Duration::from_secs(3600))
+                .await,
+        ),
     ]
 }
 
@@ -93,6 +104,7 @@ async fn every_write_is_there(backend: &Backend, plain: &Families) {
     );
     let queue = plain.queues.queue("mailer", "daily", "send").unwrap();
     assert_eq!(plain.queues.len("acme", &queue).await.unwrap(), 1, "{name}");
+    assert_eq!(plain.triggers.list("acme").await.unwrap().len(), 1, "{name}");
 }
 
 /// Asking for the primary alone (the default) changes nothing.

@@ -22,6 +22,7 @@ pub mod changes;
 pub mod config;
 pub mod documents;
 pub mod durability;
+pub mod hotkeys;
 pub mod listing;
 pub mod queues;
 pub mod subjects;
@@ -291,6 +292,11 @@ macro_rules! contract_suite {
             update_of_a_value_of_another_shape_is_deserialization_naming_the_key: Plain,
             concurrent_updates_lose_nothing: Threaded,
             conflict_reruns_the_closure_exactly_twice: Threaded,
+            increment_adds_keeps_the_ttl_and_starts_missing_keys_at_zero: Plain,
+            increment_refuses_non_integers_overflow_and_other_types_writing_nothing: Plain,
+            append_extends_an_array_keeps_its_text_and_ttl: Plain,
+            append_refuses_non_arrays_and_other_types_writing_nothing: Plain,
+            increments_and_appends_from_16_tasks_end_exact: Threaded,
             one_attempt_policy_reports_conflict: Threaded,
             rewriting_the_same_value_still_conflicts: Threaded,
         ]);
@@ -335,6 +341,13 @@ macro_rules! contract_suite {
             callbacks_see_old_new_and_kind: Plain,
             handle_reports_a_bad_property_and_reads_the_rest: Plain,
             set_with_of_a_value_of_another_shape_names_subject_and_property: Plain,
+            increment_property_adds_on_the_server_and_refuses_non_integers: Plain,
+            handle_increment_is_one_server_step_and_tells_callbacks: Plain,
+        ]);
+        $crate::contract_suite!(@family $runner, hotkeys, [
+            sixteen_tasks_updating_one_key_form_one_chain: Threaded,
+            an_erroring_or_keeping_closure_affects_only_its_caller: Threaded,
+            a_cancelled_caller_takes_only_its_own_closure: Threaded,
         ]);
         $crate::contract_suite!(@family $runner, tasks, [
             save_and_get_round_trip_a_record: Plain,

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use statehouse::{Settings, Statehouse};
 
-use super::check;
 use super::faults::{Chaos, RecoveryWatch, chaos};
 use super::ledger::Counters;
 use super::report::{LoadAverage, Report};
 use super::task::{Handles, Task, TaskStats};
 use super::topology::Deployment;
 use super::{KEEP, Op, Options, PREFIX, queues, tenants};
+use super::{RECOVERED_WITHIN, check};
 
 /// splitmix64: small, seedable, good enough to pick operations and intervals.
 #[derive(Debug, Clone)]
@@ -54,6 +54,9 @@ pub(super) struct Shared {
     pub(super) watch: RecoveryWatch,
     /// When each fault began (before the kill or `SIGSTOP`).
     pub(super) fault_starts: Mutex<Vec<Instant>>,
+    /// When the topology was back from each fault (answering again, or the new primary
+    /// promoted), in the same order.
+    pub(super) fault_ends: Mutex<Vec<Instant>>,
 }
 
 impl Shared {
@@ -67,6 +70,22 @@ impl Shared {
         let starts = self.fault_starts.lock().unwrap();
         let fault = starts.iter().copied().find(|&began| began > from && began <= to);
         to - fault.unwrap_or(from).max(from)
+    }
+
+    /// Whether a call that ran from `started` to `done` began [`RECOVERED_WITHIN`] or more after
+    /// the topology was back from the latest fault that began before it, and no fault began
+    /// while it ran (so it must not fail).
+    pub(super) fn after_recovery(&self, started: Instant, done: Instant) -> bool {
+        let starts = self.fault_starts.lock().unwrap();
+        if starts.iter().any(|&began| began > started && began <= done) {
+            return false;
+        }
+        let Some(latest) = starts.iter().rposition(|&began| began <= started) else {
+            return false;
+        };
+        let ends = self.fault_ends.lock().unwrap();
+        ends.get(latest)
+            .is_some_and(|&back| started >= back + RECOVERED_WITHIN)
     }
 
     /// Counts a successful call that completed at `done`, and notes it if a recovery is awaited.
@@ -151,6 +170,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
     settings.prefix = PREFIX.to_owned();
     settings.connect_timeout = options.connect_timeout;
     settings.response_timeout = options.response_timeout;
+    settings.durability = options.durability;
     let state = match Statehouse::with_settings(settings).await {
         Ok(state) => state,
         Err(error) => {
@@ -185,6 +205,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
         config: Counters::new(options.tasks),
         watch: RecoveryWatch::default(),
         fault_starts: Mutex::new(Vec::new()),
+        fault_ends: Mutex::new(Vec::new()),
     });
     let deadline = shared.start + options.duration;
     let mut tasks = tokio::task::JoinSet::new();
@@ -257,6 +278,8 @@ pub async fn run(options: Options) -> Result<Report, String> {
         ok_calls_before_faults,
         slow_calls: stats.slow_calls,
         slow_call_count: stats.slow_call_count,
+        late_failures: stats.late_failures,
+        late_failure_count: stats.late_failure_count,
         families,
         counters,
         reads_checked: stats.reads_checked,

@@ -24,15 +24,19 @@ pub enum FaultKind {
     SentinelFailover,
     /// `SIGKILL` of a cluster primary: its replica promoted (cluster only).
     ClusterPrimaryKill,
+    /// `SIGKILL` of the Sentinel service's primary: the sentinels promote a replica (Sentinel
+    /// only); the killed node is restarted as a replica.
+    SentinelPrimaryKill,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 5] = [
+    pub const ALL: [FaultKind; 6] = [
         FaultKind::StopRestart,
         FaultKind::PauseResume,
         FaultKind::ConnectionKill,
         FaultKind::SentinelFailover,
+        FaultKind::SentinelPrimaryKill,
         FaultKind::ClusterPrimaryKill,
     ];
 
@@ -44,6 +48,7 @@ impl FaultKind {
             FaultKind::ConnectionKill => "connection kill",
             FaultKind::SentinelFailover => "sentinel failover",
             FaultKind::ClusterPrimaryKill => "cluster primary killed",
+            FaultKind::SentinelPrimaryKill => "sentinel primary killed",
         }
     }
 
@@ -56,9 +61,20 @@ impl FaultKind {
             "kill-connections" => Some(FaultKind::ConnectionKill),
             "sentinel-failover" => Some(FaultKind::SentinelFailover),
             "cluster-primary-kill" => Some(FaultKind::ClusterPrimaryKill),
+            "sentinel-primary-kill" => Some(FaultKind::SentinelPrimaryKill),
             _ => None,
         };
         short.or_else(|| Self::ALL.into_iter().find(|kind| kind.name() == name))
+    }
+}
+
+impl FaultKind {
+    /// Whether it replaces the primary (the topology is back once a replica is promoted).
+    pub fn is_failover(self) -> bool {
+        matches!(
+            self,
+            FaultKind::SentinelFailover | FaultKind::SentinelPrimaryKill | FaultKind::ClusterPrimaryKill
+        )
     }
 }
 
@@ -72,6 +88,8 @@ pub struct Fault {
     /// From the kill (or `SIGSTOP`, `CLIENT KILL`, `SENTINEL FAILOVER`) until the topology answered
     /// again (a restart includes loading the AOF; a failover, the promotion).
     pub outage: Duration,
+    /// Whether the fault replaced the primary (a failover): then `outage` ends at the promotion.
+    pub failover: bool,
     /// From the server being back to the first successful call of any kind completing.
     pub recovery: Option<Duration>,
     /// From the server being back to the first successful `update` completing.
@@ -134,10 +152,16 @@ pub(super) fn chaos(
         *shared.watch.state.lock().unwrap() = WatchState::default();
         let began = Instant::now();
         shared.fault_starts.lock().unwrap().push(began);
-        let back_at = deployment.inject(kind, outage, pick).back_at;
+        let injected = deployment.inject(kind, outage, pick);
+        let back_at = injected.back_at;
+        shared.fault_ends.lock().unwrap().push(back_at);
         shared.watch.state.lock().unwrap().back_at = Some(back_at);
         shared.watch.any.store(true, Ordering::Release);
         shared.watch.update.store(true, Ordering::Release);
+        // The old primary back, while the tasks recover (and are timed) from the promotion.
+        if let Some(promotion) = &injected.promotion {
+            deployment.restore(promotion);
+        }
         ok_at_last_end = shared.ok_calls.load(Ordering::SeqCst);
         let give_up = back_at + options.recovery_limit;
         let state = loop {
@@ -153,6 +177,7 @@ pub(super) fn chaos(
             kind,
             at: began - shared.start,
             outage: back_at - began,
+            failover: kind.is_failover(),
             recovery: state.any,
             update_recovery: state.update,
             ok_calls_after: 0,

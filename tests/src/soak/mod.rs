@@ -90,6 +90,9 @@ pub use topology::Topology;
 
 /// The prefix of every key the soak writes.
 const PREFIX: &str = "soak:";
+/// Calls started this long after the topology is back from a fault (answering again, or the new
+/// primary promoted) must succeed: issue 16's promise for a failover.
+pub const RECOVERED_WITHIN: Duration = Duration::from_secs(5);
 /// At most this many slow calls and read violations are kept in the report (all are counted).
 const KEEP: usize = 20;
 
@@ -123,6 +126,9 @@ pub struct Options {
     /// Whether the data nodes persist every write before answering (`appendfsync always`); a
     /// volatile server loses everything on a restart, which the accounting must report.
     pub durable: bool,
+    /// `Settings::durability`: how many replicas must confirm a write before it is acknowledged
+    /// (`WAIT`); [`Durability::Primary`](statehouse::Durability) by default.
+    pub durability: statehouse::Durability,
     /// The kinds of fault injected (each at least once if the run is long enough, in this order,
     /// then at random); empty: none. [`Topology::default_faults`] by default.
     pub faults: Vec<FaultKind>,
@@ -148,6 +154,7 @@ impl Options {
             seed: 0x5eed_50a4,
             topology: Topology::Single,
             durable: true,
+            durability: statehouse::Durability::Primary,
             faults: Topology::Single.default_faults(),
         }
     }

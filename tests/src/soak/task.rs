@@ -38,6 +38,8 @@ pub(super) struct TaskStats {
     pub(super) reads_checked: u64,
     pub(super) read_violations: Vec<String>,
     pub(super) read_violation_count: u64,
+    pub(super) late_failures: Vec<SlowCall>,
+    pub(super) late_failure_count: u64,
 }
 
 impl TaskStats {
@@ -58,6 +60,8 @@ impl TaskStats {
         self.reads_checked += other.reads_checked;
         self.read_violation_count += other.read_violation_count;
         self.read_violations.extend(other.read_violations);
+        self.late_failure_count += other.late_failure_count;
+        self.late_failures.extend(other.late_failures);
     }
 }
 
@@ -200,6 +204,18 @@ impl Task {
                     .entry(kind)
                     .or_insert_with(|| error.to_string());
                 stats.longest_error = stats.longest_error.max(took);
+                if self.shared.after_recovery(started, done) {
+                    self.stats.late_failure_count += 1;
+                    if self.stats.late_failures.len() < KEEP {
+                        self.stats.late_failures.push(SlowCall {
+                            op,
+                            took,
+                            waited: took,
+                            at: started - self.shared.start,
+                            outcome: error.to_string(),
+                        });
+                    }
+                }
                 kind
             }
             Outcome::Cancelled => {

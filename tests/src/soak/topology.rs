@@ -4,9 +4,11 @@
 use std::time::{Duration, Instant};
 
 use super::faults::FaultKind;
-use crate::harness::failover::{cluster_kill_primary, cluster_restore, sentinel_failover, sentinel_restore};
+use crate::harness::failover::{
+    cluster_kill_primary, cluster_restore, sentinel_failover, sentinel_kill_primary, sentinel_restore,
+};
 use crate::harness::server::DURABLE_ARGS;
-use crate::harness::{Node, RedisCluster, RedisServer, SentinelSet};
+use crate::harness::{Node, Promotion, RedisCluster, RedisServer, SentinelSet};
 
 /// The topology a soak runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +47,11 @@ impl Topology {
                 FaultKind::PauseResume,
                 FaultKind::ConnectionKill,
             ],
-            Topology::Sentinel => vec![FaultKind::SentinelFailover, FaultKind::ConnectionKill],
+            Topology::Sentinel => vec![
+                FaultKind::SentinelFailover,
+                FaultKind::SentinelPrimaryKill,
+                FaultKind::ConnectionKill,
+            ],
             Topology::Cluster => vec![FaultKind::ClusterPrimaryKill, FaultKind::ConnectionKill],
         }
     }
@@ -55,7 +61,7 @@ impl Topology {
         match kind {
             FaultKind::ConnectionKill => true,
             FaultKind::StopRestart | FaultKind::PauseResume => self == Topology::Single,
-            FaultKind::SentinelFailover => self == Topology::Sentinel,
+            FaultKind::SentinelFailover | FaultKind::SentinelPrimaryKill => self == Topology::Sentinel,
             FaultKind::ClusterPrimaryKill => self == Topology::Cluster,
         }
     }
@@ -70,10 +76,11 @@ pub(super) enum Deployment {
 }
 
 /// When an injected fault began and when the topology was back (answering again, or the new
-/// primary promoted).
+/// primary promoted), and the promotion to restore from (a failover).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Injected {
     pub(super) back_at: Instant,
+    pub(super) promotion: Option<Promotion>,
 }
 
 impl Deployment {
@@ -109,7 +116,8 @@ impl Deployment {
     }
 
     /// Injects one fault of `kind` (a stop or pause lasts `outage`) and returns once the topology
-    /// is back; a failover waits for the promotion. Blocking.
+    /// is back; a failover waits for the promotion (then [`restore`](Self::restore) brings the
+    /// old primary back). Blocking.
     ///
     /// # Panics
     ///
@@ -140,16 +148,25 @@ impl Deployment {
             }
             (Deployment::Sentinel(set), FaultKind::SentinelFailover) => {
                 let promotion = sentinel_failover(set);
-                let back_at = Instant::now();
-                sentinel_restore(set, &promotion);
-                return Injected { back_at };
+                return Injected {
+                    back_at: Instant::now(),
+                    promotion: Some(promotion),
+                };
+            }
+            (Deployment::Sentinel(set), FaultKind::SentinelPrimaryKill) => {
+                let promotion = sentinel_kill_primary(set);
+                return Injected {
+                    back_at: Instant::now(),
+                    promotion: Some(promotion),
+                };
             }
             (Deployment::Cluster(cluster), FaultKind::ClusterPrimaryKill) => {
                 let slot = u16::try_from(pick % 16_384).unwrap_or(0);
                 let promotion = cluster_kill_primary(cluster, slot);
-                let back_at = Instant::now();
-                cluster_restore(cluster, &promotion);
-                return Injected { back_at };
+                return Injected {
+                    back_at: Instant::now(),
+                    promotion: Some(promotion),
+                };
             }
             (deployment, kind) => panic!(
                 "soak: the {} topology cannot take a {} fault",
@@ -159,6 +176,21 @@ impl Deployment {
         }
         Injected {
             back_at: Instant::now(),
+            promotion: None,
+        }
+    }
+
+    /// After a failover: brings the replaced primary back (a killed one restarted as a replica of
+    /// its successor) and waits until the topology has settled. Blocking.
+    ///
+    /// # Panics
+    ///
+    /// As the harness does when the topology does not settle (with every log).
+    pub(super) fn restore(&self, promotion: &Promotion) {
+        match self {
+            Deployment::Sentinel(set) => sentinel_restore(set, promotion),
+            Deployment::Cluster(cluster) => cluster_restore(cluster, promotion),
+            Deployment::Single(_) => {}
         }
     }
 

@@ -516,8 +516,9 @@ fn the_due_index_across_tenants_is_shown_earliest_first() {
     let (_, out, _) = run(&server, &["triggers", "due", "--limit", "1"]);
     assert!(out.ends_with("(the first 1; --limit N shows more)\n"), "{out}");
     assert_eq!(run(&server, &["triggers", "due", "--limit", "0"]).0, 2);
-    // The per-tenant listing is unchanged beside it.
-    assert_eq!(run(&server, &["triggers", "acme"]).1.lines().count(), 3);
+    // The per-tenant listing beside it: acme's one trigger (set twice: moved).
+    let (_, out, _) = run(&server, &["triggers", "acme"]);
+    assert_eq!(out.lines().count(), 2, "a header and one trigger:\n{out}");
 }
 
 #[test]
@@ -564,4 +565,54 @@ fn config_is_versioned_between_invocations() {
         run(&server, &["config", "watch", "api", "--count", "1"]),
         (0, "version 2  {\"rate\":2}\n".into(), String::new())
     );
+}
+
+#[test]
+fn counters_and_arrays_change_on_the_server_in_one_step() {
+    let server = RedisServer::start();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(&server, args);
+        assert_eq!((code, err.as_str()), (0, ""), "{args:?}: {out}");
+        out
+    };
+    assert_eq!(ok(&["doc", "incr", "hits"]), "1\n");
+    assert_eq!(ok(&["doc", "incr", "hits", "41"]), "42\n");
+    assert_eq!(ok(&["doc", "incr", "hits", "-2"]), "40\n");
+    assert_eq!(
+        ok(&["--json", "doc", "incr", "hits", "2"]),
+        "{\"key\":\"hits\",\"value\":42}\n"
+    );
+    assert_eq!(ok(&["doc", "get", "hits"]), "42\n");
+    ok(&["doc", "set", "name", r#""Ada""#]);
+    let (code, _, err) = run(&server, &["doc", "incr", "name"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("integer"), "{err}");
+    assert_eq!(ok(&["doc", "get", "name"]), "\"Ada\"\n", "nothing written");
+
+    assert_eq!(ok(&["doc", "append", "inbox", r#""hi""#]), "1\n");
+    assert_eq!(
+        ok(&["--json", "doc", "append", "inbox", "2"]),
+        "{\"key\":\"inbox\",\"length\":2}\n"
+    );
+    assert_eq!(ok(&["doc", "get", "inbox"]), "[\"hi\",2]\n");
+    assert_eq!(run(&server, &["doc", "append", "inbox", "not json"]).0, 2);
+    assert_eq!(run(&server, &["doc", "append", "hits", "1"]).0, 3);
+
+    assert_eq!(ok(&["subject", "incr", "device:1", "count"]), "1\n");
+    assert_eq!(ok(&["subject", "incr", "device:1", "count", "9"]), "10\n");
+    assert_eq!(
+        ok(&["subject", "incr", "device:1", "seen", "-1", "--extended"]),
+        "-1\n"
+    );
+    let mut conn = server.connection();
+    let count: String = redis::cmd("HGET")
+        .arg("cli:s:device:1")
+        .arg("pcount")
+        .query(&mut conn)
+        .expect("hget");
+    assert_eq!(count, "10");
+    ok(&["subject", "set", "device:1", "name", r#""d""#]);
+    let (code, _, err) = run(&server, &["subject", "incr", "device:1", "name"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("pname"), "{err}");
 }

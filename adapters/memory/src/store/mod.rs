@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use statehouse_ports::{Attempt, Durability, Optimistic, RetryPolicy, StoreError};
+use statehouse_ports::{Attempt, Durability, Optimistic, Pass, RetryPolicy, StoreError};
 use tokio::time::Instant;
 
 pub(crate) use self::state::State;
@@ -137,6 +137,95 @@ impl Keyspace {
             unreplicated(durability, op, key)?;
         }
         Ok(done)
+    }
+}
+
+impl Keyspace {
+    /// The optimistic section of a combined round (`Combiner`, ports): like
+    /// [`optimistic`](Self::optimistic), but the decision is the batch's
+    /// pass: `read` under the lock, the value through every member's
+    /// closure (`pass`, `apply`: the leader's own), then, if any changed
+    /// it, `commit` of the final value under the lock unless a watched key
+    /// was written since the read (a conflict reruns the whole batch).
+    /// Returns the attempt that committed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn combined<V, A>(
+        &self,
+        op: &'static str,
+        key: &str,
+        watched: &[&str],
+        (policy, durability): (RetryPolicy, Durability),
+        pass: &mut Pass<'_, '_, V>,
+        apply: &mut A,
+        read: impl FnMut(&mut State, Instant) -> Result<V, StoreError> + Send,
+        commit: impl FnMut(&mut State, Instant, V) + Send,
+    ) -> Result<u32, StoreError>
+    where
+        V: Send,
+        A: FnMut(&V) -> Option<V> + Send,
+    {
+        let mut round = Round {
+            keyspace: self,
+            watched,
+            pass,
+            apply,
+            read,
+            commit,
+            committed: false,
+        };
+        let ((), attempts) = policy.run(op, key, &mut round).await?;
+        if round.committed {
+            unreplicated(durability, op, key)?;
+        }
+        Ok(attempts)
+    }
+}
+
+/// The attempts of a combined round, for [`RetryPolicy::run`].
+struct Round<'a, 'p, 't, 'c, V, A, Read, Commit> {
+    keyspace: &'a Keyspace,
+    watched: &'a [&'a str],
+    pass: &'p mut Pass<'t, 'c, V>,
+    apply: &'p mut A,
+    read: Read,
+    commit: Commit,
+    /// Whether an attempt committed (wrote).
+    committed: bool,
+}
+
+impl<V, A, Read, Commit> Optimistic for Round<'_, '_, '_, '_, V, A, Read, Commit>
+where
+    V: Send,
+    A: FnMut(&V) -> Option<V> + Send,
+    Read: FnMut(&mut State, Instant) -> Result<V, StoreError> + Send,
+    Commit: FnMut(&mut State, Instant, V) + Send,
+{
+    type Output = ();
+
+    async fn attempt(&mut self, _: u32) -> Result<Attempt<()>, StoreError> {
+        let mut guard = WatchGuard {
+            keyspace: self.keyspace,
+            keys: self.watched,
+            seen: None,
+        };
+        let current = {
+            let mut state = self.keyspace.lock();
+            let current = (self.read)(&mut state, Instant::now())?;
+            guard.seen = Some(self.watched.iter().map(|key| state.watch(key)).collect());
+            current
+        };
+        let (value, changed) = self.pass.apply(current, &mut *self.apply).await;
+        if !changed {
+            return Ok(Attempt::Done(()));
+        }
+        let mut state = self.keyspace.lock();
+        if guard.release(&mut state) {
+            return Ok(Attempt::Conflict);
+        }
+        self.pass.writing();
+        (self.commit)(&mut state, Instant::now(), value);
+        self.committed = true;
+        Ok(Attempt::Done(()))
     }
 }
 

@@ -93,7 +93,8 @@ impl Wait {
 
     /// `pipeline` (a transaction spelled out as `MULTI … EXEC`) then `WAIT`,
     /// as one pipeline on `inner`; the `count` answers from `offset`, as
-    /// redis-rs asked for them.
+    /// redis-rs asked for them. A plain pipeline on a cluster: each command
+    /// with its own `WAIT`.
     pub(super) async fn pipeline_then_wait(
         &self,
         inner: &mut Shared,
@@ -101,8 +102,20 @@ impl Wait {
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
-        let mut pipe = redis::pipe();
         let transaction = pipeline.is_transaction();
+        if !transaction && matches!(inner, Shared::Cluster(_)) {
+            // A plain pipeline on a cluster may span slots (a round of
+            // scripts of many tenants): as `ClusterShared::pipeline` does,
+            // each command on its own, here each with its `WAIT`, on the
+            // node of its key; answers in order.
+            let calls = pipeline.cmd_iter().map(|cmd| {
+                let mut shared = inner.clone();
+                async move { self.command_then_wait(&mut shared, cmd).await }
+            });
+            let values = futures_util::future::try_join_all(calls).await?;
+            return Ok(values.into_iter().skip(offset).take(count).collect());
+        }
+        let mut pipe = redis::pipe();
         if transaction {
             pipe.cmd("MULTI");
         }
@@ -263,6 +276,43 @@ impl Connections {
         let mut conns = self.clone();
         conns.durability = durability;
         Ok(conns)
+    }
+}
+
+/// The shortfall of an early step of a write made of several (a mark,
+/// then the write): a step that failed `NotDurable` was applied, so the
+/// call goes on with the next step, and the shortfall is reported once the
+/// last step succeeded. Without it, a `NotDurable` mark would leave its
+/// write undone.
+#[must_use]
+pub(crate) struct Shortfall(Option<StoreError>);
+
+impl Shortfall {
+    /// Nothing short yet.
+    pub(crate) fn none() -> Self {
+        Self(None)
+    }
+
+    /// Keeps `step`'s shortfall; any other error is the call's.
+    pub(crate) fn keep<T>(&mut self, step: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+        match step {
+            Ok(value) => Ok(Some(value)),
+            Err(error @ StoreError::NotDurable { .. }) => {
+                self.0.get_or_insert(error);
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The call's outcome: the last step's error, else the kept shortfall,
+    /// else its value.
+    pub(crate) fn after<T>(self, last: Result<T, StoreError>) -> Result<T, StoreError> {
+        let value = last?;
+        match self.0 {
+            Some(shortfall) => Err(shortfall),
+            None => Ok(value),
+        }
     }
 }
 

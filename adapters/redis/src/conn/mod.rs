@@ -51,7 +51,7 @@ mod sentinel;
 mod single;
 mod targets;
 
-pub(crate) use durable::Acks;
+pub(crate) use durable::{Acks, Shortfall};
 pub(crate) use pool::PooledTxn;
 pub use pool::TXN_CLIENT_NAME;
 
@@ -154,6 +154,7 @@ impl std::fmt::Debug for Connections {
             Deployment::Cluster(cluster) => debug.field("cluster", &cluster.shared.nodes),
             Deployment::Sentinel(sentinel) => debug
                 .field("primary", &sentinel.primary_addr())
+                .field("read_replica", &sentinel.replica_addr())
                 .field("pool", &sentinel.current().pool.state()),
         };
         debug
@@ -173,20 +174,46 @@ impl Connections {
         durable::check(config.durability, config.response_timeout, &config.redacted_url())?;
         // Errors of later calls are checked against the secrets of both
         // URLs: a call may run on either endpoint.
+        // With the sentinels' credentials of the configuration (if any) as
+        // query parameters: they are parsed and hidden like the URL's own.
+        let url = config.effective_url();
         let secrets = Arc::new(Secrets::of_all(
-            std::iter::once(config.url.as_str()).chain(config.read_url.as_deref()),
+            std::iter::once(url.as_str()).chain(config.read_url.as_deref()),
         ));
-        if let Some(parsed) = SentinelUrl::parse(&config.url) {
-            let url = parsed
+        if let Some(parsed) = SentinelUrl::parse(&url) {
+            let parsed = parsed
                 .map_err(|reason| StoreError::invalid_input("connect", config.redacted_url(), reason))?;
-            if let Some(read_url) = &config.read_url {
+            if parsed.replica {
                 return Err(StoreError::invalid_input(
-                    CONNECT_READ,
-                    crate::redact_url(read_url),
-                    "a read URL is for one server; a Sentinel service's primary serves every read",
+                    "connect",
+                    config.redacted_url(),
+                    "`role=replica` is for a read URL; the URL of a Sentinel service names its primary",
                 ));
             }
-            let sentinel = Sentinel::open(config, url, Secrets::of(&config.url)).await?;
+            let read = match &config.read_url {
+                None => None,
+                Some(read_url) => match SentinelUrl::parse(read_url) {
+                    Some(Ok(read)) if read.replica => {
+                        Some((read, Secrets::of(read_url), crate::redact_url(read_url)))
+                    }
+                    Some(Err(reason)) => {
+                        return Err(StoreError::invalid_input(
+                            CONNECT_READ,
+                            crate::redact_url(read_url),
+                            reason,
+                        ));
+                    }
+                    _ => {
+                        return Err(StoreError::invalid_input(
+                            CONNECT_READ,
+                            crate::redact_url(read_url),
+                            "the read URL of a Sentinel service is any replica of a service: \
+                             redis+sentinel://s1:26379,s2:26379/SERVICE?role=replica",
+                        ));
+                    }
+                },
+            };
+            let sentinel = Sentinel::open(config, parsed, Secrets::of(&url), read).await?;
             return Ok(Self::with(config, Deployment::Sentinel(sentinel), secrets));
         }
         let deployment = match ClusterUrl::parse(&config.url) {
@@ -342,6 +369,18 @@ impl Connections {
         matches!(self.deployment, Deployment::Cluster(_))
     }
 
+    /// Whether the store is connected to a Sentinel service.
+    pub(crate) fn is_sentinel(&self) -> bool {
+        matches!(self.deployment, Deployment::Sentinel(_))
+    }
+
+    /// On a Sentinel service, something outside a call (a change feed's
+    /// lost Pub/Sub connection) may mean a failover: resolve the primary
+    /// again in the background. Nothing elsewhere.
+    pub(crate) fn suspect_failover(&self) {
+        self.observe_timeout();
+    }
+
     /// A handle for read-only commands that may be served by a replica: the
     /// read endpoint's connection if a read URL is set, else the shared one.
     pub(crate) fn reader(&self) -> Shared {
@@ -350,7 +389,11 @@ impl Connections {
                 Shared::Single(single.reader.as_ref().unwrap_or(&single.shared).clone())
             }
             Deployment::Cluster(cluster) => Shared::Cluster(cluster.shared.clone()),
-            Deployment::Sentinel(sentinel) => Shared::Single(sentinel.current().shared.clone()),
+            Deployment::Sentinel(sentinel) => Shared::Single(
+                sentinel
+                    .reader()
+                    .unwrap_or_else(|| sentinel.current().shared.clone()),
+            ),
         }
     }
 }

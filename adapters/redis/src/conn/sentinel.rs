@@ -14,10 +14,21 @@
 //! it (a WATCH connection of the old generation still checked out goes back
 //! to the dropped pool, which discards it); the new pool's connections are
 //! opened to the confirmed primary.
+//!
+//! A failover is also noticed without a failing call: a task listens to
+//! `+failover-state-reconf-slaves` (a replica was promoted) and
+//! `+switch-master` on each sentinel's Pub/Sub and starts a resolution when
+//! a message names the service. It holds the connections weakly and ends within a
+//! second of the last store handle's drop.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
 
+use futures_util::StreamExt;
+use statehouse_ports::Backoff;
+
+use redis::aio::ConnectionManager;
 use redis::{AsyncConnectionConfig, Client, RedisError};
 use statehouse_ports::StoreError;
 
@@ -43,6 +54,9 @@ pub(crate) struct SentinelUrl {
     sentinel_userinfo: Option<String>,
     /// Other query parameters (the primary's), as written, without `?`.
     query: String,
+    /// `role=replica`: the URL names any replica of the service (a read
+    /// endpoint), not its primary.
+    pub(crate) replica: bool,
 }
 
 impl std::fmt::Debug for SentinelUrl {
@@ -103,10 +117,16 @@ impl SentinelUrl {
         }
         let (mut user, mut password) = (None, None);
         let mut kept = Vec::new();
+        let mut replica = false;
         for parameter in query.split('&').filter(|p| !p.is_empty()) {
             match parameter.split_once('=') {
                 Some(("sentinel_username", value)) => user = Some(value.to_owned()),
                 Some(("sentinel_password", value)) => password = Some(value.to_owned()),
+                Some(("role", "replica" | "slave")) => replica = true,
+                Some(("role", "master" | "primary")) => replica = false,
+                Some(("role", _)) => {
+                    return Err("the role of a Sentinel URL is `master` (the default) or `replica`".into());
+                }
                 _ => kept.push(parameter),
             }
         }
@@ -126,6 +146,7 @@ impl SentinelUrl {
             db,
             sentinel_userinfo,
             query: kept.join("&"),
+            replica,
         })
     }
 
@@ -218,18 +239,45 @@ struct Inner {
     generation: AtomicU64,
     /// Whether a resolution runs (at most one at a time).
     resolving: AtomicBool,
+    /// A suspicion arrived: the running resolution (if any) resolves once
+    /// more when it ends, so that a `+switch-master` seen during it is not
+    /// lost.
+    pending: AtomicBool,
+    /// The read endpoint "any replica of the service", if one is set.
+    read: Option<ReadSide>,
+}
+
+/// A read endpoint that is any replica of a Sentinel service
+/// (`redis+sentinel://…/SERVICE?role=replica` as the read URL).
+struct ReadSide {
+    url: SentinelUrl,
+    secrets: Secrets,
+    /// The read URL, redacted (what a connect error names).
+    redacted: String,
+    /// The replica read from (`host:port`) and its connection; `None`
+    /// while the sentinels name no healthy replica (reads go to the
+    /// primary meanwhile).
+    current: RwLock<Option<(String, ConnectionManager)>>,
 }
 
 impl Sentinel {
     /// Resolves the primary and connects to it, failing with the cause if
     /// no sentinel names a primary that confirms its role.
+    ///
+    /// With `read` (a `role=replica` URL, its secrets and its redacted
+    /// form), task reads go to
+    /// a replica the sentinels name healthy (`SENTINEL replicas`),
+    /// confirmed with `ROLE`; to the primary while they name none. A
+    /// service the read URL's sentinels do not know fails with operation
+    /// `connect_read`.
     pub(super) async fn open(
         config: &RedisConfig,
         url: SentinelUrl,
         secrets: Secrets,
+        read: Option<(SentinelUrl, Secrets, String)>,
     ) -> Result<Self, StoreError> {
         let (addr, single) = connect(config, &url, &secrets).await?;
-        Ok(Self {
+        let sentinel = Self {
             inner: Arc::new(Inner {
                 url,
                 config: config.clone(),
@@ -237,8 +285,125 @@ impl Sentinel {
                 current: RwLock::new((addr, Arc::new(single))),
                 generation: AtomicU64::new(0),
                 resolving: AtomicBool::new(false),
+                pending: AtomicBool::new(false),
+                read: read.map(|(url, secrets, redacted)| ReadSide {
+                    url,
+                    secrets,
+                    redacted,
+                    current: RwLock::new(None),
+                }),
             }),
-        })
+        };
+        if let Some(read) = &sentinel.inner.read {
+            let replicas = ask_replicas(config, &read.url, &read.secrets)
+                .await
+                .map_err(|error| StoreError::Connection {
+                    op: super::CONNECT_READ,
+                    key: read.redacted.clone(),
+                    source: crate::error::withhold(error, &read.secrets).to_string().into(),
+                })?;
+            sentinel.connect_reader(replicas).await;
+        }
+        for index in 0..sentinel.inner.url.sentinels.len() {
+            tokio::spawn(follow_switches(Arc::downgrade(&sentinel.inner), index));
+        }
+        Ok(sentinel)
+    }
+
+    /// The read endpoint's connection: a replica's, or `None` (no read URL
+    /// set, or no healthy replica known: the primary serves the reads).
+    pub(super) fn reader(&self) -> Option<ConnectionManager> {
+        let read = self.inner.read.as_ref()?;
+        let current = match read.current.read() {
+            Ok(current) => current,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        current.as_ref().map(|(_, conn)| conn.clone())
+    }
+
+    /// The replica task reads go to (`host:port`), if any.
+    pub(crate) fn replica_addr(&self) -> Option<String> {
+        let read = self.inner.read.as_ref()?;
+        let current = match read.current.read() {
+            Ok(current) => current,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        current.as_ref().map(|(addr, _)| addr.clone())
+    }
+
+    /// Connects the reader to the first of `replicas` (other than the
+    /// primary) that opens and says `slave` to `ROLE`; none: reads go to the
+    /// primary.
+    async fn connect_reader(&self, replicas: Vec<String>) {
+        let Some(read) = &self.inner.read else { return };
+        let config = &self.inner.config;
+        let primary = self.primary_addr();
+        let mut chosen = None;
+        // Start at a different replica per process, so that readers spread.
+        let start = std::process::id() as usize;
+        let count = replicas.len();
+        for index in 0..count {
+            let addr = &replicas[(start + index) % count];
+            if *addr == primary {
+                continue;
+            }
+            let replica_url = read.url.primary_url(addr);
+            match super::single::open_reader(config, &replica_url, super::single::shared_config(config)).await
+            {
+                Ok(conn) if role_of(config, &conn).await.as_deref() == Some(b"slave".as_slice()) => {
+                    chosen = Some((addr.clone(), conn));
+                    break;
+                }
+                Ok(_) => {
+                    tracing::debug!(replica = %addr, "sentinel: a named replica does not say `slave` to ROLE")
+                }
+                Err(error) => {
+                    tracing::debug!(replica = %addr, kind = ?error.kind(), "sentinel: connecting to a replica failed")
+                }
+            }
+        }
+        let found = chosen.is_some();
+        match &chosen {
+            Some((addr, _)) => tracing::debug!(replica = %addr, "sentinel: task reads from a replica"),
+            None => tracing::info!("sentinel: no healthy replica; task reads go to the primary"),
+        }
+        if let Ok(mut current) = read.current.write() {
+            *current = chosen;
+        }
+        if !found {
+            // Reads on the primary fail nothing that would start another
+            // resolution: look again shortly (a replica resynchronising after
+            // a failover is healthy again within seconds).
+            let inner = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                tokio::time::sleep(READER_RETRY).await;
+                if let Some(inner) = inner.upgrade() {
+                    Sentinel { inner }.suspect();
+                }
+            });
+        }
+    }
+
+    /// Re-resolves the reader when it is unset (no replica was healthy),
+    /// its server no longer says `slave` (promoted, or gone), or it is the
+    /// primary's.
+    async fn check_reader(&self) {
+        let Some(read) = &self.inner.read else { return };
+        let config = &self.inner.config;
+        let healthy = match self.reader() {
+            Some(conn) => {
+                role_of(config, &conn).await.as_deref() == Some(b"slave".as_slice())
+                    && self.replica_addr() != Some(self.primary_addr())
+            }
+            None => false,
+        };
+        if healthy {
+            return;
+        }
+        match ask_replicas(config, &read.url, &read.secrets).await {
+            Ok(replicas) => self.connect_reader(replicas).await,
+            Err(error) => tracing::debug!(kind = ?error.kind(), "sentinel: resolving the replicas failed"),
+        }
     }
 
     /// The current primary's connections.
@@ -270,16 +435,28 @@ impl Sentinel {
         }
     }
 
-    /// Resolves the primary again in the background, unless a resolution
-    /// runs already.
+    /// Resolves the primary again in the background; if a resolution runs
+    /// already, it runs once more when it ends.
     pub(super) fn suspect(&self) {
+        self.inner.pending.store(true, Ordering::Release);
         if self.inner.resolving.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
         tokio::spawn(async move {
-            this.resolve_now().await;
-            this.inner.resolving.store(false, Ordering::Release);
+            loop {
+                while this.inner.pending.swap(false, Ordering::AcqRel) {
+                    this.resolve_now().await;
+                }
+                this.inner.resolving.store(false, Ordering::Release);
+                // A suspicion between the last check and the release, whose
+                // caller saw `resolving` still set.
+                if !this.inner.pending.load(Ordering::Acquire)
+                    || this.inner.resolving.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
         });
     }
 
@@ -287,6 +464,12 @@ impl Sentinel {
     /// another one, or if the known one no longer says `master`. A failure
     /// is logged and left to the next suspicion.
     pub(super) async fn resolve_now(&self) {
+        self.resolve_primary().await;
+        self.check_reader().await;
+    }
+
+    /// The primary's part of [`resolve_now`](Self::resolve_now).
+    async fn resolve_primary(&self) {
         let inner = &self.inner;
         let known = self.primary_addr();
         let addr = match ask_sentinels(&inner.config, &inner.url, &inner.secrets).await {
@@ -296,7 +479,9 @@ impl Sentinel {
                 return;
             }
         };
-        if addr == known && is_primary(&inner.config, &self.current().shared).await {
+        if addr == known
+            && role_of(&inner.config, &self.current().shared).await.as_deref() == Some(b"master".as_slice())
+        {
             return;
         }
         match open_primary(&inner.config, &inner.url, &addr, &inner.secrets).await {
@@ -311,6 +496,83 @@ impl Sentinel {
                 tracing::debug!(kind = ?error.kind(), "sentinel: connecting to the resolved primary failed");
             }
         }
+    }
+}
+
+/// How soon the replicas are asked again while none is healthy.
+const READER_RETRY: Duration = Duration::from_secs(1);
+
+/// How often the `+switch-master` listener checks that a store still holds
+/// the connections.
+const ALIVE_CHECK: Duration = Duration::from_secs(1);
+
+/// Listens to the failover events of the sentinel at `index` (only the
+/// leading sentinel announces a promotion), and starts a resolution when one
+/// names the service; reconnects after backoff; ends once `inner` is
+/// dropped.
+async fn follow_switches(inner: Weak<Inner>, index: usize) {
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    let mut first = true;
+    loop {
+        let Some(strong) = inner.upgrade() else { return };
+        let (url, config) = (strong.url.clone(), strong.config.clone());
+        drop(strong);
+        let Some(sentinel) = url.sentinels.get(index) else {
+            return;
+        };
+        let open = async {
+            let client = Client::open(url.sentinel_url(sentinel))?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub
+                .subscribe(&["+switch-master", "+failover-state-reconf-slaves"])
+                .await?;
+            Ok::<_, RedisError>(pubsub)
+        };
+        let bound = config.connect_timeout + config.response_timeout;
+        let pubsub = match tokio::time::timeout(bound, open).await {
+            Ok(Ok(pubsub)) => pubsub,
+            _ => {
+                tracing::debug!(%sentinel, "sentinel: listening to +switch-master failed");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
+        backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        // A switch missed while no sentinel was listened to.
+        if !first && let Some(strong) = inner.upgrade() {
+            Sentinel { inner: strong }.suspect();
+        }
+        first = false;
+        let mut stream = pubsub.into_on_message();
+        loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    // `+switch-master`: `<service> <old ip> <old port> <new ip> <new port>`;
+                    // `+failover-state-reconf-slaves` (the replica is promoted, the
+                    // sentinel names it from now on): `master <service> <ip> <port>`.
+                    Some(message) => {
+                        let payload = message.get_payload_bytes();
+                        let skip = usize::from(message.get_channel_name() != "+switch-master");
+                        let named = payload
+                            .split(|b| *b == b' ')
+                            .nth(skip)
+                            .is_some_and(|name| name == url.service.as_bytes());
+                        if named {
+                            let Some(strong) = inner.upgrade() else { return };
+                            tracing::debug!("sentinel: +switch-master; resolving the primary");
+                            Sentinel { inner: strong }.suspect();
+                        }
+                    }
+                    None => break,
+                },
+                () = tokio::time::sleep(ALIVE_CHECK) => {
+                    if inner.strong_count() == 0 {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -352,7 +614,7 @@ async fn open_primary(
         ..config.clone()
     };
     let single = Single::open(&primary, secrets).await?;
-    if !is_primary(config, &single.shared).await {
+    if role_of(config, &single.shared).await.as_deref() != Some(b"master".as_slice()) {
         return Err(StoreError::Connection {
             op: "connect",
             key: config.redacted_url(),
@@ -366,9 +628,10 @@ async fn open_primary(
     Ok(single)
 }
 
-/// Whether the server behind `conn` answers `ROLE` with `master` within the
-/// response timeout.
-async fn is_primary(config: &RedisConfig, conn: &redis::aio::ConnectionManager) -> bool {
+/// The role the server behind `conn` names first in its `ROLE` reply
+/// (`master`, `slave`), within the response timeout; `None` without an
+/// answer.
+async fn role_of(config: &RedisConfig, conn: &ConnectionManager) -> Option<Vec<u8>> {
     let mut conn = conn.clone();
     let role = tokio::time::timeout(
         config.response_timeout,
@@ -376,27 +639,159 @@ async fn is_primary(config: &RedisConfig, conn: &redis::aio::ConnectionManager) 
     )
     .await;
     match role {
-        Ok(Ok(redis::Value::Array(items))) => {
-            matches!(
-                items.first(),
-                Some(redis::Value::BulkString(role)) if role == b"master"
-            ) || matches!(
-                items.first(),
-                Some(redis::Value::SimpleString(role)) if role == "master"
-            )
-        }
-        _ => false,
+        Ok(Ok(redis::Value::Array(items))) => match items.into_iter().next() {
+            Some(redis::Value::BulkString(role)) => Some(role),
+            Some(redis::Value::SimpleString(role)) => Some(role.into_bytes()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
-/// `host:port` of the primary per the first sentinel that answers, each
-/// bounded by the connect timeout (connecting) and the response timeout
-/// (the command).
+/// `host:port` of the primary per the sentinels: every sentinel is asked at
+/// once (`SENTINEL MASTER` and `SENTINEL get-master-addr-by-name`, each
+/// sentinel bounded by the connect timeout, connecting, and the response
+/// timeout, the commands), and the answer of the newest configuration wins:
+/// the highest `config-epoch`, and at the same epoch a sentinel running a
+/// failover (whose `get-master-addr-by-name` already names the promoted
+/// replica once it reconfigures the others). During a failover the
+/// sentinels that have not heard of it yet still name the old primary,
+/// which keeps saying `master` to `ROLE` until the sentinels reconfigure it
+/// (up to 10 s later): asking only the first sentinel that answers could
+/// switch to it, or back to it, and every write meanwhile would be lost.
 async fn ask_sentinels(
     config: &RedisConfig,
     url: &SentinelUrl,
     secrets: &Secrets,
 ) -> Result<String, StoreError> {
+    let probe = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.response_timeout));
+    let bound = config.connect_timeout + config.response_timeout;
+    let asks = url.sentinels.iter().map(|sentinel| {
+        let probe = probe.clone();
+        async move {
+            let ask = async {
+                let client = Client::open(url.sentinel_url(sentinel))?;
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&probe)
+                    .await?;
+                redis::pipe()
+                    .cmd("SENTINEL")
+                    .arg("MASTER")
+                    .arg(&url.service)
+                    .cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&url.service)
+                    .query_async::<(Vec<String>, Option<(String, u16)>)>(&mut conn)
+                    .await
+            };
+            match tokio::time::timeout(bound, ask).await {
+                Ok(Ok((fields, Some((host, port))))) => Ok((rank_of(&fields), node_addr(&host, port))),
+                Ok(Ok((_, None))) => Err(format!("sentinel {sentinel} knows no service {:?}", url.service)),
+                Ok(Err(error)) if error.to_string().contains("No such master") => {
+                    Err(format!("sentinel {sentinel} knows no service {:?}", url.service))
+                }
+                Ok(Err(error)) => {
+                    let mapped = crate::error::map_guarded("connect", sentinel, error, bound, secrets);
+                    Err(format!("sentinel {sentinel}: {mapped}"))
+                }
+                Err(_) => Err(format!("sentinel {sentinel} did not answer within {bound:?}")),
+            }
+        }
+    });
+    let mut newest: Option<((u64, bool), String)> = None;
+    let mut last = String::from("no sentinel is listed");
+    for answer in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok((epoch, addr)) => {
+                if newest.as_ref().is_none_or(|(known, _)| epoch > *known) {
+                    newest = Some((epoch, addr));
+                }
+            }
+            Err(reason) => last = reason,
+        }
+    }
+    newest
+        .map(|(_, addr)| addr)
+        .ok_or_else(|| StoreError::Connection {
+            op: "connect",
+            key: config.redacted_url(),
+            source: format!("no sentinel named the primary of {:?}: {last}", url.service).into(),
+        })
+}
+
+/// How new a sentinel's view of the service is, from its `SENTINEL MASTER`
+/// entry (name, value, name, value, …): the configuration epoch, then
+/// whether it runs a failover.
+fn rank_of(fields: &[String]) -> (u64, bool) {
+    let field = |name: &str| {
+        fields
+            .chunks(2)
+            .find(|pair| pair[0] == name)
+            .and_then(|pair| pair.get(1))
+            .map(String::as_str)
+    };
+    let epoch = field("config-epoch")
+        .and_then(|epoch| epoch.parse().ok())
+        .unwrap_or(0);
+    let failing_over =
+        field("flags").is_some_and(|flags| flags.split(',').any(|flag| flag == "failover_in_progress"));
+    (epoch, failing_over)
+}
+
+/// `host:port` of each replica of the service that the first sentinel
+/// that answers names healthy (`SENTINEL replicas`: not down, not
+/// disconnected, its link to the primary up); possibly none.
+async fn ask_replicas(
+    config: &RedisConfig,
+    url: &SentinelUrl,
+    secrets: &Secrets,
+) -> Result<Vec<String>, StoreError> {
+    let mut command = redis::cmd("SENTINEL");
+    command.arg("replicas").arg(&url.service);
+    ask_each(config, url, secrets, &command, "the replicas", |answer| {
+        let replicas = redis::from_redis_value::<Vec<Vec<String>>>(answer)
+            .map_err(|error| format!("answered {error}"))?;
+        Ok(replicas
+            .iter()
+            .filter_map(|fields| healthy_replica(fields))
+            .collect())
+    })
+    .await
+}
+
+/// `host:port` of the replica one entry of `SENTINEL replicas` describes
+/// (name, value, name, value, …), if it is healthy.
+fn healthy_replica(fields: &[String]) -> Option<String> {
+    let field = |name: &str| {
+        fields
+            .chunks(2)
+            .find(|pair| pair[0] == name)
+            .and_then(|pair| pair.get(1))
+            .map(String::as_str)
+    };
+    let down = field("flags")?
+        .split(',')
+        .any(|flag| matches!(flag, "s_down" | "o_down" | "disconnected"));
+    if down || field("master-link-status")? != "ok" {
+        return None;
+    }
+    Some(node_addr(field("ip")?, field("port")?.parse().ok()?))
+}
+
+/// What the first sentinel that answers `command` says, through `accept`
+/// (which names the reason a sentinel's answer does not do); each bounded
+/// by the connect timeout (connecting) and the response timeout (the
+/// command). `what` names what was asked in the error.
+async fn ask_each<T>(
+    config: &RedisConfig,
+    url: &SentinelUrl,
+    secrets: &Secrets,
+    command: &redis::Cmd,
+    what: &str,
+    accept: impl Fn(redis::Value) -> Result<T, String>,
+) -> Result<T, StoreError> {
     let mut last = String::from("no sentinel is listed");
     let probe = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
@@ -408,15 +803,13 @@ async fn ask_sentinels(
             let mut conn = client
                 .get_multiplexed_async_connection_with_config(&probe)
                 .await?;
-            redis::cmd("SENTINEL")
-                .arg("get-master-addr-by-name")
-                .arg(&url.service)
-                .query_async::<Option<(String, u16)>>(&mut conn)
-                .await
+            command.query_async::<redis::Value>(&mut conn).await
         };
         match tokio::time::timeout(bound, ask).await {
-            Ok(Ok(Some((host, port)))) => return Ok(node_addr(&host, port)),
-            Ok(Ok(None)) => last = format!("sentinel {sentinel} knows no service {:?}", url.service),
+            Ok(Ok(answer)) => match accept(answer) {
+                Ok(value) => return Ok(value),
+                Err(reason) => last = format!("sentinel {sentinel} {reason}"),
+            },
             Ok(Err(error)) => {
                 let mapped = crate::error::map_guarded("connect", sentinel, error, bound, secrets);
                 last = format!("sentinel {sentinel}: {mapped}");
@@ -427,7 +820,7 @@ async fn ask_sentinels(
     Err(StoreError::Connection {
         op: "connect",
         key: config.redacted_url(),
-        source: format!("no sentinel named the primary of {:?}: {last}", url.service).into(),
+        source: format!("no sentinel named {what} of {:?}: {last}", url.service).into(),
     })
 }
 

@@ -51,12 +51,7 @@ impl Single {
         // `run` bounds every call from the outside, which also covers a wait
         // for a reconnection, and a second timer per command would only
         // cost time on the hottest path.
-        let shared_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(None)
-            .set_number_of_retries(6)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(2));
+        let shared_config = shared_config(config);
         // Its attempts are bounded by redis-rs' connection timeout.
         let shared = match tokio::time::timeout(
             bound,
@@ -89,11 +84,22 @@ impl Single {
     }
 }
 
+/// The settings of a shared connection (and of a reader): no response
+/// timeout of its own, reconnects with backoff.
+pub(super) fn shared_config(config: &RedisConfig) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(None)
+        .set_number_of_retries(6)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(2))
+}
+
 /// The read endpoint's connection: like the shared one (same client
 /// settings, TLS CA, timeouts and reconnection), after a probe that fails
 /// fast with the real cause. Its errors say `"connect"`; the caller
 /// relabels them.
-async fn open_reader(
+pub(super) async fn open_reader(
     config: &RedisConfig,
     read_url: &str,
     manager_config: ConnectionManagerConfig,

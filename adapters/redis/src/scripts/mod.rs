@@ -220,8 +220,47 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return {1}
 ";
 
+/// Appends an item to the JSON array held by a document, in one step:
+/// a missing key becomes `[item]`; an existing one keeps its TTL
+/// (`KEEPTTL`) and its text up to the closing `]` (the memory store's
+/// `append_to_array` writes the same bytes). Checks the key's type first;
+/// a document that is no JSON array writes nothing.
+///
+/// KEYS: the document. ARGV: the item (JSON text). Returns the new length.
+/// Errors: `WRONGTYPE …`, `NOTARRAY …`. Run by `EVALSHA` on the shared
+/// connection ([`run_shared`]).
+pub(crate) static DOC_APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(DOC_APPEND_CODE));
+
+/// The Lua source of the document append (for the benchmark's raw side).
+pub const DOC_APPEND_CODE: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and kind ~= 'string' then
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], '[' .. ARGV[1] .. ']')
+  return 1
+end
+local open = string.find(current, '%S')
+local close = string.find(current, '%]%s*$')
+local ok, items = pcall(cjson.decode, current)
+if not ok or type(items) ~= 'table' or not open or string.sub(current, open, open) ~= '[' or not close then
+  return redis.error_reply('NOTARRAY the document holds no JSON array')
+end
+local n = #items
+local head
+if n == 0 then
+  head = '['
+else
+  head = string.sub(current, 1, close - 1) .. ','
+end
+redis.call('SET', KEYS[1], head .. ARGV[1] .. string.sub(current, close), 'KEEPTTL')
+return n + 1
+";
+
 /// The source of every script, for loading them on a connection.
-const ALL: [&str; 18] = [
+const ALL: [&str; 19] = [
     TASK_WRITE_CODE,
     PRUNE_INDEX_CODE,
     TENANT_WRITE_CODE,
@@ -240,6 +279,7 @@ const ALL: [&str; 18] = [
     QUEUE_CLAIM_CODE,
     QUEUE_ACK_CODE,
     DOC_SWAP_CODE,
+    DOC_APPEND_CODE,
 ];
 
 /// `EVALSHA` of `script` with `keys` and `args`, for a pipeline.

@@ -215,35 +215,20 @@ impl RedisStore {
     }
 
     /// The ack script: each of `handled` removed if its token is the
-    /// latest; whether each was held.
+    /// latest; how many were held.
     async fn ack_seen(
         &self,
         triggers: &TriggerKeys,
         handled: &[ClaimedTrigger],
-    ) -> Result<Seen<Vec<bool>>, StoreError> {
+    ) -> Result<Seen<usize>, StoreError> {
         const OP: &str = "trigger_ack";
-        let key = triggers.due();
-        let keys = self.trigger_keys(triggers, handled.iter().map(|t| t.id.as_str()));
-        let args: Vec<(String, u64)> = handled
-            .iter()
-            .map(|t| (triggers.member(&t.action, &t.id), t.token))
-            .collect();
-        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
-            let cmd = scripts::evalsha(&TRIGGER_ACK, &keys, &args);
+        let cmd = self.ack_cmd(triggers, handled);
+        let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
+            let cmd = &cmd;
             async move { cmd.query_async(&mut conn).await }
         })
         .await?;
-        let [next, sets, held @ ..] = reply.as_slice() else {
-            return Err(bad_reply(OP, key));
-        };
-        if held.len() != handled.len() {
-            return Err(bad_reply(OP, key));
-        }
-        Ok(Seen {
-            answers: held.iter().map(|held| int(held) == Some(1)).collect(),
-            next_due_in: next_due(next).ok_or_else(|| bad_reply(OP, key))?,
-            sets: int(sets).ok_or_else(|| bad_reply(OP, key))?,
-        })
+        acked_of(triggers, &reply, handled.len())
     }
 }
 
@@ -259,15 +244,19 @@ impl TriggerStore for RedisStore {
         const OP: &str = "trigger_set";
         // The index first: an entry without a trigger is harmless (pruned
         // by a claimer), a trigger without an entry would wait unseen.
-        self.mark(triggers, delay).await?;
+        // A mark short of replicas was applied: the trigger is set all the
+        // same, then the shortfall reported.
+        let mut shortfall = crate::conn::Shortfall::none();
+        shortfall.keep(self.mark(triggers, delay).await)?;
         let keys = self.trigger_keys(triggers, [id.as_str()]);
         let member = triggers.member(action.as_str(), id.as_str());
         let delay = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
+        let set = scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_SET, &keys, (&member, delay));
             async move { cmd.exec_async(&mut conn).await }
         })
-        .await
+        .await;
+        shortfall.after(set)
     }
 
     async fn cancel(
@@ -342,7 +331,7 @@ impl TriggerStore for RedisStore {
 
     async fn ack(&self, triggers: &TriggerKeys, trigger: &ClaimedTrigger) -> Result<bool, StoreError> {
         let seen = self.ack_seen(triggers, std::slice::from_ref(trigger)).await?;
-        Ok(seen.answers.first() == Some(&true))
+        Ok(seen.answers == 1)
     }
 
     async fn take_due(
@@ -385,7 +374,7 @@ impl TriggerStore for RedisStore {
         }
         let seen = self.ack_seen(triggers, handled).await?;
         self.refile(triggers, seen.sets, seen.next_due_in).await?;
-        Ok(seen.answers.iter().filter(|held| **held).count())
+        Ok(seen.answers)
     }
 
     async fn claim_round(

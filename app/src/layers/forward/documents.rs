@@ -24,7 +24,8 @@ impl fmt::Display for ManyKeys<'_> {
 
 /// Idempotent: the reads, `ping`, and `set` without a condition. Not:
 /// `set` with a condition (a lost reply would turn "written" into "not
-/// written"), `delete` (its answer could lie), `expire`, `update`.
+/// written"), `delete` (its answer could lie), `expire`, `update`,
+/// `increment`, `append`.
 impl<L: Layer, S: DocumentStore> DocumentStore for Layered<L, S> {
     fn get<'s, 'k, 'f>(&'s self, key: &'k Key) -> Boxed<'f, Option<Vec<u8>>>
     where
@@ -129,6 +130,27 @@ impl<L: Layer, S: DocumentStore> DocumentStore for Layered<L, S> {
             Op::new("update", key).counting(|updated: &Updated| updated.attempts),
             self.inner.update(key, policy, f),
         )
+    }
+
+    fn increment<'s, 'k, 'f>(&'s self, key: &'k Key, by: i64) -> Boxed<'f, i64>
+    where
+        's: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        self.layer
+            .around(Op::new("increment", key), self.inner.increment(key, by))
+    }
+
+    fn append<'s, 'k, 'v, 'f>(&'s self, key: &'k Key, item: &'v [u8]) -> Boxed<'f, usize>
+    where
+        's: 'f,
+        'k: 'f,
+        'v: 'f,
+        Self: 'f,
+    {
+        self.layer
+            .around(Op::new("append", key), self.inner.append(key, item))
     }
 
     fn ping<'s, 'f>(&'s self) -> Boxed<'f, ()>

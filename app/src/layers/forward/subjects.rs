@@ -92,6 +92,27 @@ impl<L: Layer, S: SubjectStore> SubjectStore for Layered<L, S> {
         )
     }
 
+    fn increment_property<'s, 'a, 'n, 'p, 'f>(
+        &'s self,
+        space: &'a SubjectSpace,
+        subject: &'n SubjectName,
+        kind: PropertyKind,
+        name: &'p PropertyName,
+        by: i64,
+    ) -> Boxed<'f, i64>
+    where
+        's: 'f,
+        'a: 'f,
+        'n: 'f,
+        'p: 'f,
+        Self: 'f,
+    {
+        self.layer.around(
+            Op::lazy("increment_property", || space.key(subject.as_str())),
+            self.inner.increment_property(space, subject, kind, name, by),
+        )
+    }
+
     fn delete_subject<'s, 'a, 'n, 'f>(
         &'s self,
         space: &'a SubjectSpace,

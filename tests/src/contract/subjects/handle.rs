@@ -242,3 +242,29 @@ pub async fn set_with_of_a_value_of_another_shape_names_subject_and_property(bac
         "{error}"
     );
 }
+
+pub async fn handle_increment_is_one_server_step_and_tells_callbacks(backend: Backend) {
+    let subjects = subjects(&backend);
+    let mut counter = subjects.subject("counter:1").unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    counter.on_change(move |change| {
+        log.lock().unwrap().push((change.old.clone(), change.new.clone()));
+    });
+    counter.set_now("hits", &10).await.unwrap();
+    assert_eq!(counter.increment("hits", 5).await.unwrap(), 15);
+    assert_eq!(counter.get::<i64>("hits").await.unwrap(), Some(15));
+    // Another handle increments on the server; this one's next increment
+    // answers the server's sum.
+    let mut other = subjects.subject("counter:1").unwrap();
+    assert_eq!(other.increment("hits", 1).await.unwrap(), 16);
+    assert_eq!(counter.increment("hits", 1).await.unwrap(), 17);
+    assert_eq!(counter.increment_of(E, "ext", 2).await.unwrap(), 2);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen[1], (Some(json!(10)), Some(json!(15))));
+    assert_eq!(seen[2], (Some(json!(16)), Some(json!(17))));
+    assert_eq!(seen[3], (None, Some(json!(2))), "the cache knew it missing");
+    let error = counter.increment("", 1).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+}

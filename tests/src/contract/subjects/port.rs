@@ -457,3 +457,80 @@ pub async fn list_matches_names_under_the_prefix_taken_literally(backend: Backen
     assert!(!store.delete_subject(&literal, &subject("user:1")).await.unwrap());
     assert_eq!(list(&literal, "user:*").await, ["user:2"]);
 }
+
+pub async fn increment_property_adds_on_the_server_and_refuses_non_integers(backend: Backend) {
+    let space = SubjectSpace::default();
+    let store = &backend.subjects;
+    let device = subject("device:inc");
+    assert_eq!(
+        store
+            .increment_property(&space, &device, P, &prop("count"), 3)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .increment_property(&space, &device, E, &prop("count"), -1)
+            .await
+            .unwrap(),
+        -1
+    );
+    assert_eq!(
+        store
+            .increment_property(&space, &device, P, &prop("count"), 4)
+            .await
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        backend.hget_raw("s:device:inc", b"pcount").await.as_deref(),
+        Some(&b"7"[..])
+    );
+    assert_eq!(
+        store
+            .get_property(&space, &device, E, &prop("count"))
+            .await
+            .unwrap(),
+        Some(json!(-1))
+    );
+
+    for (field, text) in [
+        (&b"pfloat"[..], &b"1.5"[..]),
+        (b"pname", b"\"Ann\""),
+        (b"pbad", b"{not json"),
+    ] {
+        backend.hset_raw("s:device:inc", field, text).await;
+        let name = std::str::from_utf8(&field[1..]).unwrap();
+        let error = store
+            .increment_property(&space, &device, P, &prop(name), 1)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Deserialization, "{error}");
+        let field_name = std::str::from_utf8(field).unwrap();
+        assert_eq!(error.key(), format!("s:device:inc property {field_name}"));
+        assert_eq!(
+            backend.hget_raw("s:device:inc", field).await.as_deref(),
+            Some(text)
+        );
+    }
+    backend
+        .hset_raw("s:device:inc", b"pbig", i64::MAX.to_string().as_bytes())
+        .await;
+    let error = store
+        .increment_property(&space, &device, P, &prop("big"), 1)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    assert_eq!(error.key(), "s:device:inc property pbig");
+
+    backend.plant_hash("h").await;
+    backend.docs().set("s:doc", &1).await.unwrap();
+    let error = store
+        .increment_property(&space, &subject("doc"), P, &prop("n"), 1)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WrongType, "{error}");
+    assert_eq!(error.key(), "s:doc");
+    assert_eq!(backend.docs().get::<i32>("s:doc").await.unwrap(), Some(1));
+}

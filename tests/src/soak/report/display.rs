@@ -51,9 +51,10 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "topology: {} ({}); server: {} ({}); {} CPUs; wall time {}",
+            "topology: {} ({}); durability: {}; server: {} ({}); {} CPUs; wall time {}",
             o.topology.name(),
             self.deployment,
+            o.durability,
             self.server_version,
             if o.durable {
                 DURABLE_ARGS.join(" ")
@@ -284,6 +285,22 @@ impl fmt::Display for Report {
                 call.op.name(),
                 human(call.at),
                 human(call.waited),
+                human(call.took),
+                call.outcome
+            )?;
+        }
+        writeln!(
+            f,
+            "calls failed {} or more after the topology was back (a promotion, a restart): {}",
+            human(super::super::RECOVERED_WITHIN),
+            count(self.late_failure_count)
+        )?;
+        for call in &self.late_failures {
+            writeln!(
+                f,
+                "  {} at {} failed after {}: {}",
+                call.op.name(),
+                human(call.at),
                 human(call.took),
                 call.outcome
             )?;

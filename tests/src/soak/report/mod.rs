@@ -141,6 +141,12 @@ pub struct Report {
     pub slow_calls: Vec<SlowCall>,
     /// How many calls were longer than the bound.
     pub slow_call_count: u64,
+    /// Calls that failed though they started [`RECOVERED_WITHIN`](super::RECOVERED_WITHIN) or
+    /// more after the topology was back from the latest fault (the first 20; `outcome` is the
+    /// error).
+    pub late_failures: Vec<SlowCall>,
+    /// How many calls failed that late.
+    pub late_failure_count: u64,
     /// What each family's check after the run found of its writes, in [`Family::ALL`] order.
     pub families: Vec<FamilyCheck>,
     /// The counters after the run (documents, subjects, tenants, config versions).
@@ -282,6 +288,17 @@ impl Report {
                         call.outcome,
                         human(self.options.bound(call.op))
                     )
+                )
+            ));
+        }
+        if self.late_failure_count > 0 {
+            found.push(format!(
+                "{} calls failed {} or more after the topology was back from a fault; first: {}",
+                self.late_failure_count,
+                human(super::RECOVERED_WITHIN),
+                self.late_failures.first().map_or_else(
+                    || "?".to_owned(),
+                    |call| format!("{} at {}: {}", call.op.name(), human(call.at), call.outcome)
                 )
             ));
         }

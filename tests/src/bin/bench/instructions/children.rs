@@ -76,6 +76,24 @@ const COUNTED: [Workload; 12] = [
     Workload::Config,
 ];
 
+/// Rows whose statehouse work runs on tasks the library spawns itself (the watcher's delivery:
+/// the feed's Pub/Sub connection, the config cache's task), which the polls of the client tasks
+/// do not see. Their children run again without `--toggle-collect`, counting every instruction of
+/// the process between the section's start and the next section's (both sides alike: raw's
+/// counts its Pub/Sub driver too), and these rows take their counts from that run.
+const WHOLE_PROCESS_ROWS: [&str; 1] = ["15. config: delivery"];
+
+fn whole_process(label: &str) -> bool {
+    WHOLE_PROCESS_ROWS.iter().any(|row| label.starts_with(row))
+}
+
+/// How a child counts: the client tasks' polls, or (for [`WHOLE_PROCESS_ROWS`]) everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Polls,
+    Whole,
+}
+
 fn side_name(side: Side) -> &'static str {
     match side {
         Side::Statehouse => "statehouse",
@@ -86,13 +104,23 @@ fn side_name(side: Side) -> &'static str {
 /// Runs the counted child of `workload` and `side`, once more if it fails (a contended update
 /// slowed down ~50 times by callgrind can run out of attempts); adds its rows of that side to
 /// `rows`. Returns the lines of `rows.txt` naming each row's profiles.
-fn count_side(options: Options, workload: Workload, side: Side, dir: &Path, rows: &mut Rows) -> Res<String> {
+fn count_side(
+    options: Options,
+    workload: Workload,
+    side: Side,
+    mode: Mode,
+    dir: &Path,
+    rows: &mut Rows,
+) -> Res<String> {
     let dir = dir.join(workload.name());
     std::fs::create_dir_all(&dir)?;
     let mut failed = String::new();
     for _ in 0..2 {
-        match count_child(options, workload, side, &dir) {
-            Ok(groups) => return Ok(add_groups(workload, side, &dir, &groups, rows)),
+        match count_child(options, workload, side, mode, &dir) {
+            Ok(mut groups) => {
+                groups.retain(|_, (label, ..)| whole_process(label) == (mode == Mode::Whole));
+                return Ok(add_groups(workload, side, mode, &dir, &groups, rows));
+            }
             Err(error) => failed = error.to_string(),
         }
     }
@@ -103,8 +131,12 @@ fn count_side(options: Options, workload: Workload, side: Side, dir: &Path, rows
 type Groups = BTreeMap<usize, (String, bool, u64, u64)>;
 
 /// One counted child: runs it under callgrind, reads its sections and profiles.
-fn count_child(options: Options, workload: Workload, side: Side, dir: &Path) -> Res<Groups> {
-    let name = side_name(side);
+fn count_child(options: Options, workload: Workload, side: Side, mode: Mode, dir: &Path) -> Res<Groups> {
+    let side_name = side_name(side);
+    let name = match mode {
+        Mode::Polls => side_name.to_owned(),
+        Mode::Whole => format!("whole-{side_name}"),
+    };
     // A failed attempt's profiles must not be read as this one's.
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -120,15 +152,17 @@ fn count_child(options: Options, workload: Workload, side: Side, dir: &Path) -> 
     command
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out.display()))
-        .args([
-            "--dump-instr=no",
-            "--collect-atstart=no",
-            "--toggle-collect=*instructions_counted_poll*",
-            "--dump-before=*instructions_dump_marker*",
-        ])
+        .args(["--dump-instr=no", "--dump-before=*instructions_dump_marker*"])
+        .args(match mode {
+            Mode::Polls => &[
+                "--collect-atstart=no",
+                "--toggle-collect=*instructions_counted_poll*",
+            ][..],
+            Mode::Whole => &["--collect-atstart=yes"][..],
+        })
         .arg(std::env::current_exe()?)
         .args(["--quick", "--fixed-size", "--current-thread", "--rounds", "1"])
-        .args(["--side", name, "--only", workload.name()]);
+        .args(["--side", side_name, "--only", workload.name()]);
     if options.bare {
         command.arg("--bare");
     }
@@ -157,7 +191,7 @@ fn count_child(options: Options, workload: Workload, side: Side, dir: &Path) -> 
             return Err(format!("{}: a line of another form: {line:?}", sections.display()).into());
         };
         // A workload may run the other side's sections too (the config fetch runs both).
-        if section_side != name {
+        if section_side != side_name {
             continue;
         }
         let part: usize = part.parse()?;
@@ -173,7 +207,14 @@ fn count_child(options: Options, workload: Workload, side: Side, dir: &Path) -> 
 }
 
 /// Adds a child's groups but the warm-ups to `rows`; returns the lines of `rows.txt`.
-fn add_groups(workload: Workload, side: Side, dir: &Path, groups: &Groups, rows: &mut Rows) -> String {
+fn add_groups(
+    workload: Workload,
+    side: Side,
+    mode: Mode,
+    dir: &Path,
+    groups: &Groups,
+    rows: &mut Rows,
+) -> String {
     let mut files: BTreeMap<(u32, String), Vec<String>> = BTreeMap::new();
     for (part, (label, warm, ops, cost)) in groups {
         if *warm {
@@ -183,9 +224,10 @@ fn add_groups(workload: Workload, side: Side, dir: &Path, groups: &Groups, rows:
         total.ops += ops;
         total.cost += cost;
         files.entry(row_key(label)).or_default().push(format!(
-            "{}/{}.out.{part} ({ops} ops, {cost} Ir)",
+            "{}/{}{}.out.{part} ({ops} ops, {cost} Ir)",
             dir.file_name()
                 .map_or(workload.name().into(), |d| d.to_string_lossy()),
+            if mode == Mode::Whole { "whole-" } else { "" },
             side_name(side),
         ));
     }
@@ -227,16 +269,31 @@ pub(crate) fn report(options: Options) -> Res<()> {
         None => COUNTED.to_vec(),
     };
     for workload in workloads {
-        for side in [Side::Statehouse, Side::Raw] {
-            match count_side(options, workload, side, &dir, &mut rows) {
-                Ok(text) => listing.push_str(&text),
-                Err(error) => failures.push(format!("{} {}: {error}", workload.name(), side_name(side))),
+        let modes: &[Mode] = if workload == Workload::Config {
+            &[Mode::Polls, Mode::Whole]
+        } else {
+            &[Mode::Polls]
+        };
+        for &mode in modes {
+            for side in [Side::Statehouse, Side::Raw] {
+                match count_side(options, workload, side, mode, &dir, &mut rows) {
+                    Ok(text) => listing.push_str(&text),
+                    Err(error) => failures.push(format!(
+                        "{} {}{}: {error}",
+                        workload.name(),
+                        if mode == Mode::Whole { "whole-" } else { "" },
+                        side_name(side)
+                    )),
+                }
             }
         }
     }
     std::fs::write(dir.join("rows.txt"), listing)?;
     println!();
-    println!("Client instructions per op (callgrind, the client tasks only; warm-up left out):");
+    println!(
+        "Client instructions per op (callgrind, the client tasks only; warm-up left out; the rows \
+         marked † count the whole process, see WHOLE_PROCESS_ROWS):"
+    );
     println!();
     println!(
         "| workload | statehouse Ir/op | raw Ir/op | instructions statehouse/raw | wall-clock ratio (ops/s) |"
@@ -253,8 +310,9 @@ pub(crate) fn report(options: Options) -> Res<()> {
             over.push(key.1.clone());
         }
         println!(
-            "| {} | {} | {} | {}{mark} | {} |",
+            "| {}{} | {} | {} | {}{mark} | {} |",
             key.1,
+            if whole_process(&key.1) { " †" } else { "" },
             human(statehouse.per_op()),
             human(raw.per_op()),
             ratio_text(ratio),
