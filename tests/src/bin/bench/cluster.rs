@@ -216,6 +216,19 @@ fn append(into: &mut Results, mut from: Results) {
 /// cluster/single of each side.
 fn report(results: &[Results; 2], loads: &[String]) {
     let [single, clustered] = results;
+    if [
+        &clustered.conc,
+        &clustered.mget,
+        &clustered.update,
+        &clustered.save,
+        &clustered.status,
+        &clustered.list,
+    ]
+    .iter()
+    .all(|pair| pair.statehouse.is_empty() || pair.raw.is_empty())
+    {
+        return; // --only an after-round workload, or --side
+    }
     let rate = |samples: &[Sample]| median(samples.iter().map(Sample::rate).collect());
     let cpu = |samples: &[Sample]| median(samples.iter().filter_map(Sample::client_us).collect());
     let ratio = |pair: &Pair| {
