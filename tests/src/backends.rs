@@ -39,7 +39,9 @@ where
         paused,
         stack,
         async move {
-            let store = MemoryStore::new();
+            // The suite's stores combine concurrent updates of one key (opt-in
+            // in the library), so every test of every family runs through it.
+            let store = MemoryStore::new().with_combining(true);
             let planter = store.clone();
             let plant_hash: PlantHash = Arc::new(move |key: Key| {
                 planter.insert_hash_for_tests(&key, "field", b"value");
@@ -79,10 +81,18 @@ where
         stack,
         async move {
             let config = RedisConfig::new(url.clone()).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config.clone()).await.unwrap();
+            let store = RedisStore::connect(config.clone())
+                .await
+                .unwrap()
+                .with_combining(true);
             let other_process: OtherProcess = Arc::new(move || {
                 let config = config.clone();
-                Box::pin(async move { wrap(stack, Ports::of(RedisStore::connect(config).await.unwrap())) })
+                Box::pin(async move {
+                    wrap(
+                        stack,
+                        Ports::of(RedisStore::connect(config).await.unwrap().with_combining(true)),
+                    )
+                })
             });
             let (raw_url, raw_prefix) = (url.clone(), prefix.clone());
             let plant_hash: PlantHash = Arc::new(move |key: Key| {
@@ -131,10 +141,18 @@ where
         stack,
         async move {
             let config = RedisConfig::new(url).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config.clone()).await.unwrap();
+            let store = RedisStore::connect(config.clone())
+                .await
+                .unwrap()
+                .with_combining(true);
             let other_process: OtherProcess = Arc::new(move || {
                 let config = config.clone();
-                Box::pin(async move { wrap(stack, Ports::of(RedisStore::connect(config).await.unwrap())) })
+                Box::pin(async move {
+                    wrap(
+                        stack,
+                        Ports::of(RedisStore::connect(config).await.unwrap().with_combining(true)),
+                    )
+                })
             });
             let raw = Arc::new(RedisHashes {
                 target: RawTarget::Cluster(seeds),
@@ -178,10 +196,18 @@ where
         stack,
         async move {
             let config = RedisConfig::new(url).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config.clone()).await.unwrap();
+            let store = RedisStore::connect(config.clone())
+                .await
+                .unwrap()
+                .with_combining(true);
             let other_process: OtherProcess = Arc::new(move || {
                 let config = config.clone();
-                Box::pin(async move { wrap(stack, Ports::of(RedisStore::connect(config).await.unwrap())) })
+                Box::pin(async move {
+                    wrap(
+                        stack,
+                        Ports::of(RedisStore::connect(config).await.unwrap().with_combining(true)),
+                    )
+                })
             });
             let raw = Arc::new(RedisHashes {
                 target: RawTarget::Server(primary),

@@ -128,14 +128,16 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             keyspace: Keyspace::new(),
-            documents_round: Arc::default(),
+            documents_round: Arc::new(statehouse_ports::Combiner::off()),
             durability: Durability::Primary,
         }
     }
 
-    /// The same store with combining of concurrent updates of one key on
-    /// (the default) or off (every update its own optimistic round, as
-    /// before combining existed; `docs/hotkeys.md`).
+    /// The same store with combining of concurrent document updates of one
+    /// key on, or off (the default: every update its own optimistic round).
+    /// Opt-in while a caller cancelled during its round's write leaves the
+    /// other callers of the round with an outcome-unknown error
+    /// (`docs/hotkeys.md`).
     #[must_use]
     pub fn with_combining(mut self, on: bool) -> Self {
         self.documents_round = Arc::new(if on {

@@ -51,14 +51,16 @@ impl RedisStore {
             conns,
             keys: Arc::new(Keys::new(&config.prefix)),
             config: Arc::new(config),
-            documents_round: Arc::default(),
+            documents_round: Arc::new(statehouse_ports::Combiner::off()),
         })
     }
 
-    /// The same store with combining of concurrent updates of one key on
-    /// (the default) or off (every update its own WATCH round, as before
-    /// combining existed; `docs/hotkeys.md`). Clones made after this share
-    /// its lanes.
+    /// The same store with combining of concurrent document updates of one
+    /// key on, or off (the default: every update its own optimistic round).
+    /// Opt-in while a caller cancelled during its round's write leaves the
+    /// other callers of the round with an outcome-unknown error
+    /// (`docs/hotkeys.md`).
+    /// Clones made after this share its lanes.
     #[must_use]
     pub fn with_combining(mut self, on: bool) -> Self {
         self.documents_round = Arc::new(if on {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::cluster_raw::RawCon;
 use statehouse::{Documents, Ports, Settings, Statehouse, Update};
 use statehouse_redis::RedisStore;
 
@@ -66,7 +66,7 @@ async fn hammer(processes: &[Documents], writers: usize, updates: u64, fast: boo
 }
 
 /// Raw redis-rs: the same writers sending `INCRBY` on a shared multiplexed connection.
-async fn raw_incrby(raw: &ConnectionManager, writers: usize, updates: u64) -> Res<f64> {
+async fn raw_incrby(raw: &RawCon, writers: usize, updates: u64) -> Res<f64> {
     let mut con = raw.clone();
     redis::cmd("SET").arg(HOT_KEY).arg(0).exec_async(&mut con).await?;
     let started = Instant::now();
@@ -98,7 +98,7 @@ async fn raw_incrby(raw: &ConnectionManager, writers: usize, updates: u64) -> Re
 
 /// The hot-key rows: median ratios of `options.rounds` runs (each side alternating first),
 /// against the targets of issue 19, with the load average beside them.
-pub(crate) async fn hotkeys_bench(url: &str, raw: &ConnectionManager, options: Options) -> Res<()> {
+pub(crate) async fn hotkeys_bench(url: &str, raw: &RawCon, options: Options) -> Res<()> {
     let on = [documents(url, true).await?, documents(url, true).await?];
     let off = [documents(url, false).await?, documents(url, false).await?];
     let updates = if options.quick { UPDATES / 4 } else { UPDATES };
