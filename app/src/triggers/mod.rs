@@ -126,9 +126,13 @@ impl Triggers {
         const OP: &str = "trigger_set";
         let keys = keys(OP, tenant_name)?;
         let (action, id) = names(OP, action, id)?;
-        self.port.set(&keys, &action, &id, delay).await?;
-        self.wake.notify_waiters();
-        Ok(())
+        let set = self.port.set(&keys, &action, &id, delay).await;
+        // A `NotDurable` set was applied on the primary: the listeners of
+        // this process must hear of it as of any other.
+        if matches!(set, Ok(()) | Err(StoreError::NotDurable { .. })) {
+            self.wake.notify_waiters();
+        }
+        set
     }
 
     /// Cancels one trigger; whether it was pending.
@@ -318,5 +322,65 @@ impl Triggers {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use statehouse_ports::{Durability, ErrorKind};
+    use tokio::sync::{Notify, mpsc};
+
+    use super::{ListenOptions, Triggers};
+    use crate::Statehouse;
+
+    /// A set answered `NotDurable` was applied: it wakes this process's
+    /// idle listeners like any set (the listener here has no hints and a
+    /// one-hour idle, so only the wake-up can deliver it in time).
+    #[tokio::test]
+    async fn a_set_applied_but_not_durable_still_wakes_local_listeners() {
+        let state = Statehouse::memory();
+        let durable = state
+            .with_durability(Durability::replicas(1, Duration::from_millis(50)))
+            .unwrap();
+        let wake = Arc::new(Notify::new());
+        let listening = Triggers::with_wake(state.ports().triggers.clone(), wake.clone());
+        let setting = Triggers::with_wake(durable.ports().triggers.clone(), wake);
+        let (delivered, mut deliveries) = mpsc::unbounded_channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = ListenOptions {
+            max_idle: Duration::from_secs(3600),
+            ..ListenOptions::default()
+        };
+        let listener = tokio::spawn(async move {
+            listening
+                .listen_all(
+                    options,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                    move |tenant, _| {
+                        let _ = delivered.send(tenant.to_string());
+                        async { Ok(()) }
+                    },
+                )
+                .await
+        });
+        // Let the listener take its first (empty) look and go idle.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let error = setting
+            .set("acme", "remind", "u1", Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NotDurable, "{error}");
+        let tenant = tokio::time::timeout(Duration::from_secs(60), deliveries.recv())
+            .await
+            .expect("woken long before its one-hour idle")
+            .unwrap();
+        assert_eq!(tenant, "acme");
+        let _ = stop.send(());
+        listener.await.unwrap().unwrap();
     }
 }
