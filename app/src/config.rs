@@ -358,6 +358,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn sentinel_credentials_come_from_the_environment_and_never_show() {
         let settings = from(&[
@@ -401,13 +402,16 @@ mod tests {
         assert_eq!(settings.pool_size, 4);
         assert_eq!(settings.update_policy.max_attempts(), 7);
         assert_eq!(settings.transient_retry().map(|p| p.max_attempts()), Some(3));
-        let redis = settings.redis_config();
-        assert_eq!(redis.prefix, "app:");
-        assert_eq!(redis.response_timeout, Duration::from_millis(250));
-        assert_eq!(
-            redis.tls_ca_file.as_deref(),
-            Some(std::path::Path::new("/etc/ca.pem"))
-        );
+        #[cfg(feature = "redis")]
+        {
+            let redis = settings.redis_config();
+            assert_eq!(redis.prefix, "app:");
+            assert_eq!(redis.response_timeout, Duration::from_millis(250));
+            assert_eq!(
+                redis.tls_ca_file.as_deref(),
+                Some(std::path::Path::new("/etc/ca.pem"))
+            );
+        }
     }
 
     #[test]
