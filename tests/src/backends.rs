@@ -79,46 +79,7 @@ where
         flavor,
         false,
         stack,
-        async move {
-            let config = RedisConfig::new(url.clone()).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config.clone())
-                .await
-                .unwrap()
-                .with_combining(true);
-            let other_process: OtherProcess = Arc::new(move || {
-                let config = config.clone();
-                Box::pin(async move {
-                    wrap(
-                        stack,
-                        Ports::of(RedisStore::connect(config).await.unwrap().with_combining(true)),
-                    )
-                })
-            });
-            let (raw_url, raw_prefix) = (url.clone(), prefix.clone());
-            let plant_hash: PlantHash = Arc::new(move |key: Key| {
-                let url = url.clone();
-                let key = format!("{prefix}{key}");
-                Box::pin(async move {
-                    let client = redis::Client::open(url).unwrap();
-                    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-                    redis::cmd("HSET")
-                        .arg(key)
-                        .arg("field")
-                        .arg("value")
-                        .exec_async(&mut conn)
-                        .await
-                        .unwrap();
-                })
-            });
-            let raw = Arc::new(RedisHashes {
-                target: RawTarget::Server(raw_url),
-                prefix: raw_prefix,
-            });
-            let ports = wrap(stack, Ports::of(store.clone()));
-            Backend::new("redis", ports, false, plant_hash, raw)
-                .with_other_process(other_process)
-                .with_replicas(0, redis_view(stack, store))
-        },
+        redis_backend("redis", stack, url.clone(), prefix, RawTarget::Server(url), 0),
         body,
     );
 }
@@ -139,36 +100,42 @@ where
         flavor,
         false,
         stack,
-        async move {
-            let config = RedisConfig::new(url).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config.clone())
-                .await
-                .unwrap()
-                .with_combining(true);
-            let other_process: OtherProcess = Arc::new(move || {
-                let config = config.clone();
-                Box::pin(async move {
-                    wrap(
-                        stack,
-                        Ports::of(RedisStore::connect(config).await.unwrap().with_combining(true)),
-                    )
-                })
-            });
-            let raw = Arc::new(RedisHashes {
-                target: RawTarget::Cluster(seeds),
-                prefix,
-            });
-            let planter = raw.clone();
-            let plant_hash: PlantHash = Arc::new(move |key: Key| {
-                planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec())
-            });
-            let ports = wrap(stack, Ports::of(store.clone()));
-            Backend::new("cluster", ports, false, plant_hash, raw)
-                .with_other_process(other_process)
-                .with_replicas(0, redis_view(stack, store))
-        },
+        redis_backend("cluster", stack, url, prefix, RawTarget::Cluster(seeds), 0),
         body,
     );
+}
+
+/// The backend of a Redis store at `url` (one server, a cluster, a
+/// Sentinel service) under `prefix`: combining on, another process's store
+/// on demand, raw hash access through `target`, and durable views of a
+/// store with `replicas` replicas.
+async fn redis_backend(
+    name: &'static str,
+    stack: Stack,
+    url: String,
+    prefix: String,
+    target: RawTarget,
+    replicas: u32,
+) -> Backend {
+    // The suite's stores combine concurrent updates of one key (opt-in in
+    // the library), so every test of every family runs through it.
+    async fn connect(config: RedisConfig) -> RedisStore {
+        RedisStore::connect(config).await.unwrap().with_combining(true)
+    }
+    let config = RedisConfig::new(url).with_prefix(prefix.clone());
+    let store = connect(config.clone()).await;
+    let other_process: OtherProcess = Arc::new(move || {
+        let config = config.clone();
+        Box::pin(async move { wrap(stack, Ports::of(connect(config).await)) })
+    });
+    let raw = Arc::new(RedisHashes { target, prefix });
+    let planter = raw.clone();
+    let plant_hash: PlantHash =
+        Arc::new(move |key: Key| planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec()));
+    let ports = wrap(stack, Ports::of(store.clone()));
+    Backend::new(name, ports, false, plant_hash, raw)
+        .with_other_process(other_process)
+        .with_replicas(replicas, redis_view(stack, store))
 }
 
 /// The test process's Sentinel service (one primary, two replicas, three
@@ -194,34 +161,7 @@ where
         flavor,
         false,
         stack,
-        async move {
-            let config = RedisConfig::new(url).with_prefix(prefix.clone());
-            let store = RedisStore::connect(config.clone())
-                .await
-                .unwrap()
-                .with_combining(true);
-            let other_process: OtherProcess = Arc::new(move || {
-                let config = config.clone();
-                Box::pin(async move {
-                    wrap(
-                        stack,
-                        Ports::of(RedisStore::connect(config).await.unwrap().with_combining(true)),
-                    )
-                })
-            });
-            let raw = Arc::new(RedisHashes {
-                target: RawTarget::Server(primary),
-                prefix,
-            });
-            let planter = raw.clone();
-            let plant_hash: PlantHash = Arc::new(move |key: Key| {
-                planter.hset(key.as_str().to_owned(), b"field".to_vec(), b"value".to_vec())
-            });
-            let ports = wrap(stack, Ports::of(store.clone()));
-            Backend::new("sentinel", ports, false, plant_hash, raw)
-                .with_other_process(other_process)
-                .with_replicas(2, redis_view(stack, store))
-        },
+        redis_backend("sentinel", stack, url, prefix, RawTarget::Server(primary), 2),
         body,
     );
 }
