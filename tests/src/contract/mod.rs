@@ -374,46 +374,31 @@ macro_rules! contract_suite {
             legacy_tasks_move_into_their_buckets_keeping_order_and_ttl: Plain,
             the_migration_keeps_the_newer_copy_and_deletes_only_what_it_moved: Plain,
         ]);
-        $crate::contract_suite!(@family $runner, synced, {
-            hash: [
-                an_absent_model_starts_from_default_and_writes_nothing: Plain,
-                modify_writes_the_new_model_in_its_layout: Plain,
-                the_type_name_is_the_rust_name_unless_overridden: Plain,
-                a_rejected_change_names_key_and_reason_and_writes_nothing: Plain,
-                a_change_may_not_move_the_model_to_another_id: Plain,
-                two_handles_see_each_other_after_refresh: Plain,
-                a_stored_model_keeps_its_layout_whatever_the_new_layout: Plain,
-                set_writes_one_field_and_keeps_what_others_wrote: Plain,
-                set_refuses_unknown_fields_and_values_the_field_does_not_take: Plain,
-                ids_are_kept_verbatim_and_validated_before_any_io: Plain,
-                delete_removes_the_model_and_resets_the_copy: Plain,
-                modify_and_set_keep_the_ttl: Plain,
-                a_key_of_another_type_is_wrong_type_and_stays: Plain,
-                concurrent_modifies_from_many_handles_lose_nothing: Threaded,
-                writers_of_different_fields_lose_nothing: Threaded,
-                a_conflict_reruns_the_change_on_the_new_value: Threaded,
+        $crate::contract_suite!(@layouts $runner, synced, [
+            an_absent_model_starts_from_default_and_writes_nothing: Plain,
+            modify_writes_the_new_model_in_its_layout: Plain,
+            the_type_name_is_the_rust_name_unless_overridden: Plain,
+            a_rejected_change_names_key_and_reason_and_writes_nothing: Plain,
+            a_change_may_not_move_the_model_to_another_id: Plain,
+            two_handles_see_each_other_after_refresh: Plain,
+            a_stored_model_keeps_its_layout_whatever_the_new_layout: Plain,
+            set_writes_one_field_and_keeps_what_others_wrote: Plain,
+            set_refuses_unknown_fields_and_values_the_field_does_not_take: Plain,
+            ids_are_kept_verbatim_and_validated_before_any_io: Plain,
+            delete_removes_the_model_and_resets_the_copy: Plain,
+            modify_and_set_keep_the_ttl: Plain,
+            a_key_of_another_type_is_wrong_type_and_stays: Plain,
+            concurrent_modifies_from_many_handles_lose_nothing: Threaded,
+            writers_of_different_fields_lose_nothing: Threaded,
+            a_conflict_reruns_the_change_on_the_new_value: Threaded,
+        ], {
+            hash: Hash [
                 python_written_fields_read_leniently_and_only_changed_ones_are_written: Plain,
                 values_have_the_bytes_python_reads_back: Plain,
                 a_bad_field_names_key_field_and_type_and_the_others_stay_readable: Plain,
                 a_partial_hash_reads_missing_fields_from_the_defaults_and_the_next_write_stores_them: Plain,
             ],
-            json: [
-                an_absent_model_starts_from_default_and_writes_nothing: Plain,
-                modify_writes_the_new_model_in_its_layout: Plain,
-                the_type_name_is_the_rust_name_unless_overridden: Plain,
-                a_rejected_change_names_key_and_reason_and_writes_nothing: Plain,
-                a_change_may_not_move_the_model_to_another_id: Plain,
-                two_handles_see_each_other_after_refresh: Plain,
-                a_stored_model_keeps_its_layout_whatever_the_new_layout: Plain,
-                set_writes_one_field_and_keeps_what_others_wrote: Plain,
-                set_refuses_unknown_fields_and_values_the_field_does_not_take: Plain,
-                ids_are_kept_verbatim_and_validated_before_any_io: Plain,
-                delete_removes_the_model_and_resets_the_copy: Plain,
-                modify_and_set_keep_the_ttl: Plain,
-                a_key_of_another_type_is_wrong_type_and_stays: Plain,
-                concurrent_modifies_from_many_handles_lose_nothing: Threaded,
-                writers_of_different_fields_lose_nothing: Threaded,
-                a_conflict_reruns_the_change_on_the_new_value: Threaded,
+            json: Json [
                 a_python_json_dumps_document_loads_and_keeps_unknown_fields: Plain,
                 a_model_declared_json_is_written_as_json: Plain,
                 an_undecodable_document_is_deserialization_naming_the_key: Plain,
@@ -492,12 +477,15 @@ macro_rules! contract_suite {
             a_key_of_another_type_is_wrong_type_and_nothing_is_written: Plain,
         ]);
     };
-    (@family $runner:ident, $family:ident, {
-        $($part:ident : [$($name:ident : $flavor:ident),* $(,)?]),* $(,)?
+    // A family whose tests run once per layout (`shared`, taking the
+    // layout) beside each layout's own tests (in `$family::$part`).
+    (@layouts $runner:ident, $family:ident, $shared:tt, {
+        $($part:ident : $layout:ident [$($name:ident : $flavor:ident),* $(,)?]),* $(,)?
     }) => {
         mod $family {
             $(
                 mod $part {
+                    $crate::contract_suite!(@shared $runner, $family, $layout, $shared);
                     $(
                         #[test]
                         fn $name() {
@@ -510,6 +498,16 @@ macro_rules! contract_suite {
                 }
             )*
         }
+    };
+    (@shared $runner:ident, $family:ident, $layout:ident, [$($name:ident : $flavor:ident),* $(,)?]) => {
+        $(
+            #[test]
+            fn $name() {
+                super::super::$runner($crate::contract::Flavor::$flavor, |backend| {
+                    $crate::contract::$family::$name(backend, statehouse::ModelLayout::$layout)
+                });
+            }
+        )*
     };
     (@family $runner:ident, $family:ident, [$($name:ident : $flavor:ident),* $(,)?]) => {
         mod $family {

@@ -1,10 +1,11 @@
 //! Contract: synced models ([`statehouse::Synced`] over the
 //! [`SyncedStore`](statehouse_ports::SyncedStore) port), in both layouts.
 //!
-//! Most tests take the layout a new model is written in and run once per
-//! layout: [`hash`] and [`json`] hold the runs (`synced::hash::…` and
-//! `synced::json::…` in the suite), beside the tests of one layout's own
-//! bytes (`synced/hash.rs`, `synced/json.rs`).
+//! Most tests take the layout a new model is written in: the suite runs each
+//! of them once per layout (`synced::hash::…` and `synced::json::…`, listed
+//! once under `shared` in [`contract_suite!`](crate::contract_suite)), beside
+//! the tests of one layout's own bytes in [`hash`] and [`json`]
+//! (`synced/hash.rs`, `synced/json.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use statehouse::{ErrorKind, Key, KeyTtl, ModelLayout, ModelWrite, StoredModel, S
 
 use super::Backend;
 
-mod hash_layout;
-mod json_layout;
+pub mod hash;
+pub mod json;
 
 /// A model as a Python pydantic-state class would declare it (`id_`
 /// included), with a validation rule.
@@ -108,51 +109,6 @@ pub(crate) fn fields_of(stored: Option<StoredModel>) -> Vec<(String, String)> {
         other => panic!("expected a hash, found {other:?}"),
     }
 }
-
-/// Runs each layout-taking test once per layout, as `hash::name` and
-/// `json::name`.
-macro_rules! in_both_layouts {
-    ($($name:ident),* $(,)?) => {
-        /// The tests with new models in the hash layout.
-        pub mod hash {
-            pub use super::hash_layout::*;
-            $(
-                pub async fn $name(backend: super::Backend) {
-                    super::$name(backend, statehouse::ModelLayout::Hash).await
-                }
-            )*
-        }
-
-        /// The tests with new models in the JSON layout.
-        pub mod json {
-            pub use super::json_layout::*;
-            $(
-                pub async fn $name(backend: super::Backend) {
-                    super::$name(backend, statehouse::ModelLayout::Json).await
-                }
-            )*
-        }
-    };
-}
-
-in_both_layouts!(
-    an_absent_model_starts_from_default_and_writes_nothing,
-    modify_writes_the_new_model_in_its_layout,
-    the_type_name_is_the_rust_name_unless_overridden,
-    a_rejected_change_names_key_and_reason_and_writes_nothing,
-    a_change_may_not_move_the_model_to_another_id,
-    two_handles_see_each_other_after_refresh,
-    a_stored_model_keeps_its_layout_whatever_the_new_layout,
-    set_writes_one_field_and_keeps_what_others_wrote,
-    set_refuses_unknown_fields_and_values_the_field_does_not_take,
-    ids_are_kept_verbatim_and_validated_before_any_io,
-    delete_removes_the_model_and_resets_the_copy,
-    modify_and_set_keep_the_ttl,
-    a_key_of_another_type_is_wrong_type_and_stays,
-    concurrent_modifies_from_many_handles_lose_nothing,
-    writers_of_different_fields_lose_nothing,
-    a_conflict_reruns_the_change_on_the_new_value,
-);
 
 pub async fn an_absent_model_starts_from_default_and_writes_nothing(backend: Backend, layout: ModelLayout) {
     let account = load::<Account>(&backend, layout, "acc-1").await;
