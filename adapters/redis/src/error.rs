@@ -270,15 +270,15 @@ mod tests {
         use std::io::{Read as _, Write as _};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        // The connection's setup (two CLIENT SETINFO, answers ignored), MULTI, the refused
+        // commands, EXEC.
+        let answers = format!(
+            "+OK\r\n+OK\r\n+OK\r\n-{}\r\n-{}\r\n-EXECABORT Transaction discarded because of previous errors.\r\n",
+            refusals[0], refusals[1]
+        );
         let server = std::thread::spawn(move || {
             let (mut socket, _) = listener.accept().unwrap();
             socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            // The connection's setup (two CLIENT SETINFO, answers ignored), MULTI, the refused
-            // commands, EXEC.
-            let answers = format!(
-                "+OK\r\n+OK\r\n+OK\r\n-{}\r\n-{}\r\n-EXECABORT Transaction discarded because of previous errors.\r\n",
-                refusals[0], refusals[1]
-            );
             socket.write_all(answers.as_bytes()).unwrap();
             // Until the client hangs up, so that nothing it sent is answered with a reset.
             let mut sink = [0_u8; 1024];
