@@ -23,18 +23,18 @@ pub(crate) fn map(op: &'static str, key: &str, error: RedisError, timeout: Durat
     }
     match error.kind() {
         // The connection broke, or the server is not there (yet).
-        ErrorKind::Io
-        | ErrorKind::ClusterConnectionNotFound
-        | ErrorKind::Server(
-            ServerErrorKind::BusyLoading
-            | ServerErrorKind::TryAgain
-            | ServerErrorKind::ClusterDown
-            | ServerErrorKind::MasterDown,
-        ) => StoreError::Connection {
+        ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => StoreError::Connection {
             op,
             key,
             source: Box::new(error),
         },
+        ErrorKind::Server(kind) if is_transient(kind) || is_aborted_by_transient(&error) => {
+            StoreError::Connection {
+                op,
+                key,
+                source: Box::new(error),
+            }
+        }
         ErrorKind::InvalidClientConfig => StoreError::InvalidInput {
             op,
             key,
@@ -48,6 +48,34 @@ pub(crate) fn map(op: &'static str, key: &str, error: RedisError, timeout: Durat
             source: Box::new(error),
         },
     }
+}
+
+/// LOADING (a restarted server reading its AOF or RDB), TRYAGAIN, CLUSTERDOWN, MASTERDOWN: the
+/// server or the cluster cannot serve the command now and will soon, and did not run it; a
+/// temporary failure like a refused connection.
+fn is_transient(kind: ServerErrorKind) -> bool {
+    matches!(
+        kind,
+        ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+    )
+}
+
+/// A MULTI/EXEC transaction aborted (`EXECABORT`) because the server refused its commands while
+/// queueing them, every one with a [transient](is_transient) error: nothing ran, and the kind is
+/// that error's (a `LOADING` server refuses every command of `enqueue`'s transaction). An abort
+/// with any other error among them (`READONLY`, `ERR`, ...) stays `Operation`, as that error alone
+/// would be.
+fn is_aborted_by_transient(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort)
+        && error.clone().into_server_errors().is_some_and(|errors| {
+            !errors.is_empty()
+                && errors
+                    .iter()
+                    .all(|(_, error)| error.kind().is_some_and(is_transient))
+        })
 }
 
 /// NOSCRIPT (an `EVALSHA` of a script the server does not hold), from a
@@ -235,6 +263,84 @@ mod tests {
         assert!(error.to_string().contains("loading"), "{error}");
     }
 
+    /// What redis-rs makes of a MULTI/EXEC pipeline (two `SET`s) whose commands a server refused
+    /// while queueing them, each with its line of `refusals` (EXEC then answers `EXECABORT`): the
+    /// pipeline sent on a real connection to a fake server on loopback that answers so.
+    fn aborted_transaction(refusals: [&str; 2]) -> RedisError {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // The connection's setup (two CLIENT SETINFO, answers ignored), MULTI, the refused
+        // commands, EXEC.
+        let answers = format!(
+            "+OK\r\n+OK\r\n+OK\r\n-{}\r\n-{}\r\n-EXECABORT Transaction discarded because of previous errors.\r\n",
+            refusals[0], refusals[1]
+        );
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            socket.write_all(answers.as_bytes()).unwrap();
+            // Until the client hangs up, so that nothing it sent is answered with a reset.
+            let mut sink = [0_u8; 1024];
+            while matches!(socket.read(&mut sink), Ok(read) if read > 0) {}
+        });
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+        let mut connection = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap();
+        connection.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let error = redis::pipe()
+            .atomic()
+            .set("a", 1)
+            .set("b", 2)
+            .query::<()>(&mut connection)
+            .unwrap_err();
+        drop(connection);
+        server.join().unwrap();
+        error
+    }
+
+    /// `enqueue`'s MULTI/EXEC on a server still loading its AOF is refused as a whole
+    /// (`Transaction aborted: [(Index 0, error: BusyLoading: …), …]`): a temporary failure like
+    /// `LOADING` alone, so retryable, naming the key. The soak found it reported as `Operation`.
+    #[test]
+    fn a_transaction_aborted_by_a_transient_refusal_is_that_refusal() {
+        let loading = "LOADING Redis is loading the dataset in memory";
+        let error = aborted_transaction([loading, loading]);
+        assert_eq!(
+            error.kind(),
+            ErrorKind::Server(ServerErrorKind::ExecAbort),
+            "{error}"
+        );
+        let mapped = map("enqueue", "t:{a}:q", error, Duration::from_secs(1));
+        assert_eq!(mapped.kind(), Kind::Connection, "{mapped}");
+        assert!(mapped.is_retryable(), "{mapped}");
+        assert_eq!((mapped.op(), mapped.key()), ("enqueue", "t:{a}:q"));
+        assert!(mapped.to_string().contains("loading"), "{mapped}");
+
+        let table: [([&str; 2], Kind); 6] = [
+            (
+                ["TRYAGAIN Multiple keys request during rehashing of slot"; 2],
+                Kind::Connection,
+            ),
+            (["CLUSTERDOWN The cluster is down"; 2], Kind::Connection),
+            (["MASTERDOWN Link with MASTER is down"; 2], Kind::Connection),
+            // READONLY alone is `Operation` (the Sentinel adapter reads it as a failover's sign).
+            (
+                ["READONLY You can't write against a read only replica."; 2],
+                Kind::Operation,
+            ),
+            (["ERR unknown command 'SETX'"; 2], Kind::Operation),
+            // Not every refusal temporary: the transaction would fail again once loaded.
+            ([loading, "ERR unknown command 'SETX'"], Kind::Operation),
+        ];
+        for (refusals, expected) in table {
+            let error = aborted_transaction(refusals);
+            let shown = error.to_string();
+            assert_eq!(kind_of(error), expected, "{shown}");
+        }
+    }
+
     #[test]
     fn mapping_table() {
         let io = |kind| RedisError::from(std::io::Error::new(kind, "io"));
@@ -257,6 +363,14 @@ mod tests {
                 Kind::Connection,
             ),
             (server_error("CLUSTERDOWN The cluster is down"), Kind::Connection),
+            (
+                server_error("MASTERDOWN Link with MASTER is down"),
+                Kind::Connection,
+            ),
+            (
+                server_error("EXECABORT Transaction discarded because of previous errors."),
+                Kind::Operation,
+            ),
             (
                 server_error("READONLY You can't write against a read only replica."),
                 Kind::Operation,

@@ -128,17 +128,28 @@ impl Node {
 
     /// Runs `cmd` with 1 second timeouts; any failure is an error string naming the node (for wait
     /// loops, where it means "not yet"). The connection is reused by the next query unless this one
-    /// failed, so polling does not open a connection per poll.
+    /// failed, so polling does not open a connection per poll. A kept connection the server closed
+    /// while it was idle (a `CLIENT KILL` of every client, the soak's fault, injected by the thread
+    /// that queries next) fails as dropped without the server reading `cmd`: then `cmd` is sent
+    /// once more, on a fresh connection. (Only a kill racing this very query could have let `cmd`
+    /// run before the drop; the harness never injects one that way.)
     pub(crate) fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
         let mut probe = self.probe.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut connection = match probe.take() {
-            Some(connection) => connection,
-            None => connect(&self.auth_url, QUERY_TIMEOUT)
-                .map_err(|err| format!("{}: connect: {err}", self.addr()))?,
+        let fresh = || {
+            connect(&self.auth_url, QUERY_TIMEOUT).map_err(|err| format!("{}: connect: {err}", self.addr()))
         };
-        let reply = cmd
-            .query(&mut connection)
-            .map_err(|err| format!("{}: {err}", self.addr()))?;
+        let (mut connection, kept) = match probe.take() {
+            Some(connection) => (connection, true),
+            None => (fresh()?, false),
+        };
+        let reply = match cmd.query(&mut connection) {
+            Err(err) if kept && err.is_connection_dropped() => {
+                connection = fresh()?;
+                cmd.query(&mut connection)
+            }
+            reply => reply,
+        }
+        .map_err(|err| format!("{}: {err}", self.addr()))?;
         *probe = Some(connection);
         Ok(reply)
     }

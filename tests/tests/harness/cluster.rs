@@ -332,6 +332,38 @@ fn a_killed_cluster_primary_is_replaced_by_its_replica_and_rejoins_as_a_replica(
     assert_eq!(cluster.primary_for_slot(slot).port(), new.port());
 }
 
+/// The soak's connection kill (`CLIENT KILL TYPE normal` on every node) also closes the connection
+/// the harness keeps to each node for its own queries; the harness opens a new one, and none of its
+/// queries fails for it (they used to panic with "unexpected end of file").
+#[test]
+fn the_harness_queries_survive_a_kill_of_every_client_connection() {
+    let cluster = RedisCluster::start(3, 0);
+    let slot = cluster.slot_of("{killed}");
+    // Asks every node: each now has a connection kept by the harness.
+    let owner = cluster.primary_for_slot(slot).port();
+    for node in cluster.nodes() {
+        let killed: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query(&mut node.connection())
+            .unwrap();
+        assert!(
+            killed >= 1,
+            "{}: no connection of the harness to kill",
+            node.addr()
+        );
+    }
+    assert_eq!(cluster.primary_for_slot(slot).port(), owner);
+    assert_eq!(cluster.slot_of("{killed}"), slot);
+    assert_eq!(cluster.primaries().len(), 3);
+    assert_eq!(cluster.count_keys_per_primary().len(), 3);
+    assert_eq!(cluster.nodes()[0].role(), Role::Primary);
+    cluster.wait_until_healthy(Duration::from_secs(10));
+}
+
 #[test]
 fn a_cluster_with_a_password_refuses_strangers_and_carries_it_in_its_urls() {
     let cluster = RedisCluster::builder().password("cluster secret").start();
