@@ -113,7 +113,9 @@ pub(crate) enum Redirect {
     /// on that node; send `ASKING` first, once.
     Ask { slot: u16, node: String },
     /// `TRYAGAIN` (a multi-key request whose keys are split by a
-    /// migration), `CLUSTERDOWN`, `MASTERDOWN`: wait a little and ask again.
+    /// migration), `CLUSTERDOWN`, `MASTERDOWN`, `READONLY` (the node was a
+    /// primary and a failover made it a replica: the refreshed slot map
+    /// names the promoted one): wait a little and ask again.
     Wait,
 }
 
@@ -141,7 +143,12 @@ pub(crate) fn redirect_of(error: &RedisError) -> Option<Redirect> {
                     return Some(Redirect::Ask { slot, node });
                 }
             }
-            Some(ServerErrorKind::TryAgain | ServerErrorKind::ClusterDown | ServerErrorKind::MasterDown) => {
+            Some(
+                ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly,
+            ) => {
                 wait = true;
             }
             _ => {}
@@ -479,6 +486,7 @@ mod tests {
             "TRYAGAIN Multiple keys request during rehashing of slot",
             "CLUSTERDOWN The cluster is down",
             "MASTERDOWN Link with MASTER is down",
+            "READONLY You can't write against a read only replica.",
         ] {
             assert_eq!(redirect_of(&server_error(line)), Some(Redirect::Wait), "{line}");
         }

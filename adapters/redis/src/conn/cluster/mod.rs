@@ -1,17 +1,17 @@
 //! A Redis Cluster: plain commands, pipelines and scripts through redis-rs'
-//! cluster connection (routing by slot, `MOVED`/`ASK`/`TRYAGAIN`/
-//! `CLUSTERDOWN` followed there, its slot map refreshed there), and beside
+//! cluster connection (routing by slot, its slot map refreshed there, but
+//! no request sent twice by it: see `Cluster::open`), and beside
 //! it statehouse's own slot map and one pool of dedicated connections per
 //! primary (`topology.rs`), for what the multiplexed cluster connection
 //! cannot do safely:
 //!
 //! - WATCH sections (`txn.rs`): WATCH state belongs to a connection, and
 //!   redis-rs shares its connections between callers;
-//! - a request that came back redirected all the same: a transaction
-//!   (`MULTI … EXEC`), where redis-rs sees only `EXECABORT`, or a command
-//!   whose `ASKING` another caller's request took on redis-rs' shared
-//!   connection: [`ClusterShared`] sends it again to the node the redirect
-//!   names (after `ASKING` for an `ASK`), on a dedicated connection.
+//! - a request that came back redirected (`MOVED`, `ASK`; nothing of it
+//!   ran): [`ClusterShared`] sends it again to the node the redirect names
+//!   (after `ASKING` for an `ASK`), on a dedicated connection; one told to
+//!   wait (`TRYAGAIN`, `CLUSTERDOWN`, `READONLY` of a demoted primary) again
+//!   through redis-rs after a pause.
 //!
 //! `seeds.rs` reads the URL form, `redis+cluster://[user:pw@]h1:p1,h2:p2`.
 
@@ -82,14 +82,16 @@ impl Cluster {
             .response_timeout(config.response_timeout)
             // `run` bounds every call from the outside, redirects included.
             .overall_response_timeout(None)
-            // Waits after TRYAGAIN/CLUSTERDOWN: 10 ms doubling to 250 ms,
-            // about 2 s in all, so a slot migration is waited out within a
-            // call's response timeout instead of redis-rs' default (1.28 s
-            // and more per wait).
-            .retries(12)
-            .min_retry_wait(2)
-            .max_retry_wait(250)
-            .retry_wait_formula(10, 2);
+            // No resending by redis-rs: it resends a request whose
+            // connection dropped whether or not the node ran it (redis-rs
+            // 1.8.1, `RetryMethod::Reconnect`), which applied writes twice
+            // under the soak's connection kills. An answer that says nothing
+            // ran (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `READONLY`) is
+            // followed by `ClusterShared::redirected` below and by the WATCH
+            // loop (`targets.rs`); a dropped connection is the caller's
+            // unknown outcome, as on one server. redis-rs still rebuilds its
+            // slot map and reconnects on those answers.
+            .retries(0);
         #[cfg(feature = "tls")]
         let builder = match &config.tls_ca_file {
             Some(ca_file) => builder.certs(super::tls_certificates(ca_file, &redacted)?),
