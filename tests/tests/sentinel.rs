@@ -245,20 +245,7 @@ fn role_and_read_calls(node: &statehouse_tests::harness::Node) -> Result<(String
         .arg("commandstats")
         .query(&mut conn)
         .map_err(fail)?;
-    let calls = info
-        .lines()
-        .filter_map(|line| {
-            let (command, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            if !["get", "zrange", "mget", "exists"].contains(&command) {
-                return None;
-            }
-            rest.strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+    let calls = statehouse_tests::harness::sentinel::task_read_calls(&info);
     Ok((role, calls))
 }
 

@@ -1,9 +1,12 @@
 //! A Redis Sentinel service:
-//! `redis+sentinel://[user:password@]s1:26379,s2:26379/SERVICE[/DB][?sentinel_username=…&sentinel_password=…]`.
+//! `redis+sentinel://[user:password@]s1:26379,s2:26379/SERVICE[/DB][?sentinel_username=…&sentinel_password=…]`,
+//! or `rediss+sentinel://…` (feature `tls`): TLS to the sentinels, the
+//! primary and the replicas alike, each with the configuration's CA.
 //!
-//! The primary is resolved with `SENTINEL get-master-addr-by-name` from the
-//! first sentinel that answers (each bounded by the connect and response
-//! timeouts), confirmed with `ROLE`, then connected to as one server
+//! The primary is resolved with `SENTINEL get-master-addr-by-name` from
+//! every sentinel at once, the newest configuration winning (each bounded
+//! by the connect and response timeouts), confirmed with `ROLE`, then
+//! connected to as one server
 //! ([`Single`]): the credentials, database and other query parameters of
 //! the URL are the primary's. On a failover (a `READONLY` reply, a dropped
 //! or refused connection, a timeout) the store calls [`Sentinel::suspect`]:

@@ -10,7 +10,7 @@ use statehouse_ports::StoreError;
 
 use super::super::single::{open_reader, shared_config};
 use super::Sentinel;
-use super::resolve::{ask_each, role_of};
+use super::resolve::{ask_each, entry_field, role_of};
 use super::url::{SentinelUrl, node_addr};
 use crate::RedisConfig;
 use crate::redact::Secrets;
@@ -152,13 +152,7 @@ pub(super) async fn ask_replicas(
 /// `host:port` of the replica one entry of `SENTINEL replicas` describes
 /// (name, value, name, value, …), if it is healthy.
 fn healthy_replica(fields: &[String]) -> Option<String> {
-    let field = |name: &str| {
-        fields
-            .chunks(2)
-            .find(|pair| pair[0] == name)
-            .and_then(|pair| pair.get(1))
-            .map(String::as_str)
-    };
+    let field = |name: &str| entry_field(fields, name);
     let down = field("flags")?
         .split(',')
         .any(|flag| matches!(flag, "s_down" | "o_down" | "disconnected"));

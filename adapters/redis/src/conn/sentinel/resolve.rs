@@ -1,7 +1,9 @@
 //! Resolution: asking the sentinels which node is the primary (every
 //! sentinel at once, the newest configuration wins) or which replicas are
 //! healthy (the first sentinel that answers), and confirming a node's role
-//! with `ROLE`.
+//! with `ROLE`. A sentinel is reached with the same client settings as a
+//! node ([`sentinel_client`]): with `rediss+sentinel://`, TLS with the CA
+//! of the configuration.
 
 use redis::aio::ConnectionManager;
 use redis::{AsyncConnectionConfig, Client};
@@ -94,11 +96,11 @@ pub(super) async fn ask_sentinels(
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.response_timeout));
     let bound = config.connect_timeout + config.response_timeout;
-    let asks = url.sentinels.iter().map(|sentinel| {
+    let clients = sentinel_clients(config, url, secrets)?;
+    let asks = clients.into_iter().map(|(sentinel, client)| {
         let probe = probe.clone();
         async move {
             let ask = async {
-                let client = Client::open(url.sentinel_url(sentinel))?;
                 let mut conn = client
                     .get_multiplexed_async_connection_with_config(&probe)
                     .await?;
@@ -151,13 +153,7 @@ pub(super) async fn ask_sentinels(
 /// entry (name, value, name, value, …): the configuration epoch, then
 /// whether it runs a failover.
 fn rank_of(fields: &[String]) -> (u64, bool) {
-    let field = |name: &str| {
-        fields
-            .chunks(2)
-            .find(|pair| pair[0] == name)
-            .and_then(|pair| pair.get(1))
-            .map(String::as_str)
-    };
+    let field = |name: &str| entry_field(fields, name);
     let epoch = field("config-epoch")
         .and_then(|epoch| epoch.parse().ok())
         .unwrap_or(0);
@@ -183,9 +179,8 @@ pub(super) async fn ask_each<T>(
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.response_timeout));
     let bound = config.connect_timeout + config.response_timeout;
-    for sentinel in &url.sentinels {
+    for (sentinel, client) in sentinel_clients(config, url, secrets)? {
         let ask = async {
-            let client = Client::open(url.sentinel_url(sentinel))?;
             let mut conn = client
                 .get_multiplexed_async_connection_with_config(&probe)
                 .await?;
@@ -208,4 +203,41 @@ pub(super) async fn ask_each<T>(
         key: config.redacted_url(),
         source: format!("no sentinel named {what} of {:?}: {last}", url.service).into(),
     })
+}
+
+/// The value of `name` in an entry of a sentinel's reply (name, value,
+/// name, value, …: `SENTINEL MASTER`, each of `SENTINEL replicas`).
+pub(super) fn entry_field<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
+    fields
+        .chunks(2)
+        .find(|pair| pair[0] == name)
+        .and_then(|pair| pair.get(1))
+        .map(String::as_str)
+}
+
+/// The client of each sentinel of `url`, with the same settings as a node's
+/// (the TLS CA of `config`, if one is set); an error (a CA file that
+/// cannot be read) is the configuration's, the same for every sentinel.
+fn sentinel_clients<'a>(
+    config: &RedisConfig,
+    url: &'a SentinelUrl,
+    secrets: &Secrets,
+) -> Result<Vec<(&'a String, Client)>, StoreError> {
+    url.sentinels
+        .iter()
+        .map(|sentinel| Ok((sentinel, sentinel_client(config, url, sentinel, secrets)?)))
+        .collect()
+}
+
+/// The client of the sentinel at `sentinel` (`host:port`): its URL
+/// (`rediss://` for `rediss+sentinel://`, the sentinels' credentials)
+/// through THE client constructor of a node, so that it gets the TLS CA of
+/// `config` like the primary and the replicas. Errors name the sentinel.
+pub(super) fn sentinel_client(
+    config: &RedisConfig,
+    url: &SentinelUrl,
+    sentinel: &str,
+    secrets: &Secrets,
+) -> Result<Client, StoreError> {
+    super::super::client(config, &url.sentinel_url(sentinel), sentinel, secrets)
 }

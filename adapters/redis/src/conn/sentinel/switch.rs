@@ -8,11 +8,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::{Client, RedisError};
+use redis::RedisError;
 use statehouse_ports::Backoff;
 
 use super::super::single::Single;
-use super::resolve::{ask_sentinels, open_primary, role_of};
+use super::resolve::{ask_sentinels, open_primary, role_of, sentinel_client};
 use super::{Inner, Sentinel};
 
 impl Sentinel {
@@ -108,13 +108,20 @@ pub(super) async fn follow_switches(inner: Weak<Inner>, index: usize) {
     let mut first = true;
     loop {
         let Some(strong) = inner.upgrade() else { return };
-        let (url, config) = (strong.url.clone(), strong.config.clone());
+        let (url, config, secrets) = (strong.url.clone(), strong.config.clone(), strong.secrets.clone());
         drop(strong);
         let Some(sentinel) = url.sentinels.get(index) else {
             return;
         };
+        let client = match sentinel_client(&config, &url, sentinel, &secrets) {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::debug!(%sentinel, kind = ?error.kind(), "sentinel: listening to +switch-master failed");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
         let open = async {
-            let client = Client::open(url.sentinel_url(sentinel))?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub
                 .subscribe(&["+switch-master", "+failover-state-reconf-slaves"])

@@ -21,6 +21,10 @@ pub(crate) struct SentinelUrl {
     sentinel_userinfo: Option<String>,
     /// Other query parameters (the primary's), as written, without `?`.
     query: String,
+    /// The fragment, as written, without `#`: redis-rs' `insecure` (TLS
+    /// without verifying certificates), passed on to every node and
+    /// sentinel URL like on `rediss://`.
+    fragment: String,
     /// `role=replica`: the URL names any replica of the service (a read
     /// endpoint), not its primary.
     pub(crate) replica: bool,
@@ -56,7 +60,7 @@ impl SentinelUrl {
             Some(at) => (Some(body[..at].to_owned()), &body[at + 1..]),
             None => (None, body),
         };
-        let (rest, _fragment) = rest.split_once('#').unwrap_or((rest, ""));
+        let (rest, fragment) = rest.split_once('#').unwrap_or((rest, ""));
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
         let mut sentinels = Vec::new();
@@ -113,6 +117,7 @@ impl SentinelUrl {
             db,
             sentinel_userinfo,
             query: kept.join("&"),
+            fragment: fragment.to_owned(),
             replica,
         })
     }
@@ -128,14 +133,31 @@ impl SentinelUrl {
         } else {
             format!("?{}", self.query)
         };
-        format!("{}://{userinfo}{addr}/{}{query}", self.scheme, self.db)
+        format!(
+            "{}://{userinfo}{addr}/{}{query}{}",
+            self.scheme,
+            self.db,
+            self.fragment()
+        )
     }
 
     /// The URL of the sentinel at `addr` (its own credentials, no database).
     pub(super) fn sentinel_url(&self, addr: &str) -> String {
-        match &self.sentinel_userinfo {
-            Some(userinfo) => format!("{}://{userinfo}@{addr}", self.scheme),
-            None => format!("{}://{addr}", self.scheme),
+        let userinfo = self
+            .sentinel_userinfo
+            .as_ref()
+            .map_or_else(String::new, |u| format!("{u}@"));
+        let fragment = self.fragment();
+        let path = if fragment.is_empty() { "" } else { "/" };
+        format!("{}://{userinfo}{addr}{path}{fragment}", self.scheme)
+    }
+
+    /// `#fragment`, or nothing.
+    fn fragment(&self) -> String {
+        if self.fragment.is_empty() {
+            String::new()
+        } else {
+            format!("#{}", self.fragment)
         }
     }
 }
@@ -208,6 +230,21 @@ mod tests {
         assert_eq!(url.sentinel_url("s1:1"), "redis://su:sp@s1:1");
         assert!(!format!("{url:?}").contains("sp"));
         assert!(SentinelUrl::parse("redis://h").is_none());
+    }
+
+    #[test]
+    fn tls_reaches_sentinels_and_nodes_alike() {
+        let url = SentinelUrl::parse("rediss+sentinel://:pw@s1,s2:2/svc/1?sentinel_password=sp")
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.sentinel_url("s1:26379"), "rediss://:sp@s1:26379");
+        assert_eq!(url.primary_url("h:1"), "rediss://:pw@h:1/1");
+        // redis-rs' `#insecure` goes wherever it would on `rediss://`.
+        let insecure = SentinelUrl::parse("REDISS+SENTINEL://s1/svc#insecure")
+            .unwrap()
+            .unwrap();
+        assert_eq!(insecure.sentinel_url("s1:26379"), "rediss://s1:26379/#insecure");
+        assert_eq!(insecure.primary_url("h:1"), "rediss://h:1/#insecure");
     }
 
     #[test]
