@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use statehouse::{ErrorKind, Settings, Statehouse, Update};
-use statehouse_tests::harness::sentinel::task_read_calls;
+use statehouse_tests::harness::sentinel::{create_task_seen_on_replica, task_read_calls};
 use statehouse_tests::harness::{Node, SentinelSet, TlsRedisServer, failover};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,13 +125,7 @@ async fn a_sentinel_service_over_tls_round_trips_every_family_on_tls_ports_only(
     assert_eq!(n, Some(1));
 
     let tasks = state.tasks();
-    tasks.create("t1", "exporter", "ada").await.unwrap();
-    // Replication is asynchronous: wait until the replica read from has it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while tasks.get("t1").await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "t1 not on the replica after 5 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    create_task_seen_on_replica(&tasks, "t1").await;
 
     let mut subject = state.subjects().subject("user:1").unwrap();
     subject.set("visits", &3u32).await.unwrap();

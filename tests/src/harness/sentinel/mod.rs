@@ -56,7 +56,7 @@ mod state;
 
 pub use builder::SentinelBuilder;
 use builder::sentinel_config;
-pub use state::task_read_calls;
+pub use state::{create_task_seen_on_replica, task_read_calls};
 
 /// How long the start may take until every sentinel is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);

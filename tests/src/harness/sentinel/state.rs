@@ -135,6 +135,32 @@ pub fn task_read_calls(commandstats: &str) -> u64 {
         .sum()
 }
 
+/// Creates task `id` through `tasks` (whose task reads go to a replica) and waits until a read
+/// finds it there (replication is asynchronous), for at most 5 s.
+///
+/// # Panics
+///
+/// If a call fails or the replica read from does not have the task within 5 s.
+pub async fn create_task_seen_on_replica(tasks: &statehouse::Tasks, id: &str) {
+    tasks
+        .create(id, "exporter", "ada")
+        .await
+        .unwrap_or_else(|error| panic!("create {id}: {error}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tasks
+        .get(id)
+        .await
+        .unwrap_or_else(|error| panic!("get {id}: {error}"))
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} not on the replica after 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A flat `[name, value, name, value, …]` reply as a map.
 fn pairs(flat: &[String]) -> HashMap<String, String> {
     flat.chunks_exact(2)
