@@ -245,20 +245,7 @@ fn role_and_read_calls(node: &statehouse_tests::harness::Node) -> Result<(String
         .arg("commandstats")
         .query(&mut conn)
         .map_err(fail)?;
-    let calls = info
-        .lines()
-        .filter_map(|line| {
-            let (command, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            if !["get", "zrange", "mget", "exists"].contains(&command) {
-                return None;
-            }
-            rest.strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+    let calls = statehouse_tests::harness::sentinel::task_read_calls(&info);
     Ok((role, calls))
 }
 
@@ -307,7 +294,7 @@ async fn reads_on_replicas_only(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_reads_go_to_any_replica_of_the_service_and_follow_a_failover() {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use statehouse::{Settings, Statehouse};
     use statehouse_tests::harness::{SentinelSet, failover};
@@ -321,13 +308,7 @@ async fn task_reads_go_to_any_replica_of_the_service_and_follow_a_failover() {
     let bound = (settings.connect_timeout + settings.response_timeout) * 4;
     let state = Statehouse::with_settings(settings).await.unwrap();
     let tasks = state.tasks();
-    tasks.create("t1", "exporter", "ada").await.unwrap();
-    // Replication is asynchronous: wait until the replica read from has it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while tasks.get("t1").await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "t1 not on the replica after 5 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    statehouse_tests::harness::sentinel::create_task_seen_on_replica(&tasks, "t1").await;
     reads_on_replicas_only(&set, &tasks, 5).await.unwrap();
 
     let faulted = set.clone();

@@ -23,4 +23,4 @@ pub use failover::{FailoverHow, Promotion};
 pub use node::{Node, Role};
 pub use sentinel::{SentinelBuilder, SentinelSet};
 pub use server::{RedisServer, SHARED_ARGS};
-pub use tls::TlsRedisServer;
+pub use tls::{TestCertificates, TlsRedisServer};

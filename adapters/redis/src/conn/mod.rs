@@ -15,6 +15,10 @@
 //! - `cluster/`: a Redis Cluster (`redis+cluster://h1:p1,h2:p2`): redis-rs'
 //!   cluster connection for plain commands, statehouse's slot map and a
 //!   pool per primary for WATCH sections and redirected transactions.
+//! - `sentinel/`: a Sentinel service
+//!   (`redis+sentinel://s1:26379,s2:26379/SERVICE`): its current primary as
+//!   one server ([`Single`]), resolved by asking the sentinels and replaced
+//!   on a failover; optionally a replica as the read endpoint.
 //! - `durable.rs`: durability on demand, THE place a write waits for its
 //!   replicas (`WAIT` after the write, on its connection): the
 //!   [`writer`](Connections::writer) handle and its checks.

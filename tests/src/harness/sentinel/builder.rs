@@ -17,6 +17,7 @@ pub struct SentinelBuilder {
     pub(super) password: Option<String>,
     pub(super) sentinel_password: Option<String>,
     pub(super) args: Vec<String>,
+    pub(super) tls: bool,
 }
 
 impl Default for SentinelBuilder {
@@ -31,6 +32,7 @@ impl Default for SentinelBuilder {
             password: None,
             sentinel_password: None,
             args: SHARED_ARGS.iter().map(|arg| (*arg).to_owned()).collect(),
+            tls: false,
         }
     }
 }
@@ -79,6 +81,17 @@ impl SentinelBuilder {
     /// them). [`SentinelSet::url`] carries it as the `sentinel_password` query parameter.
     pub fn sentinel_password(mut self, password: &str) -> Self {
         self.sentinel_password = Some(password.to_owned());
+        self
+    }
+
+    /// Runs the set with TLS ([`TestCertificates`](crate::harness::TestCertificates)): every node
+    /// and sentinel gets a `tls-port` and `tls-replication yes`, so replicas replicate, and
+    /// sentinels monitor, elect and announce over TLS, and every address a sentinel names is a
+    /// TLS port; [`SentinelSet::url`] is `rediss+sentinel://` with the sentinels' TLS ports and
+    /// [`SentinelSet::ca_file`] the CA to trust. Their plain ports stay open for the harness's own
+    /// probes only: no address of them is announced.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 

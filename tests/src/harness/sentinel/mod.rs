@@ -25,6 +25,11 @@
 //!   [`SentinelBuilder::sentinel_password`] protects the sentinels themselves (`requirepass`, and
 //!   `sentinel sentinel-pass` so they can talk to each other). [`SentinelSet::url`] carries both in
 //!   the form statehouse accepts.
+//! * **TLS, optional.** [`SentinelBuilder::tls`] gives every process a `tls-port` with the
+//!   [`TestCertificates`] and `tls-replication yes`: replication, the sentinels' links and their
+//!   announcements all use TLS ports, so every address a client learns is one.
+//!   [`SentinelSet::announced_port`] maps a node to the port the sentinels name; the plain ports
+//!   stay for the harness's own probes.
 //! * **Keyspace notifications** are on for the data nodes ([`SHARED_ARGS`](super::SHARED_ARGS)), as on
 //!   the shared server.
 //!
@@ -36,18 +41,22 @@
 //! - `state.rs`: what the sentinels and data nodes report: the agreed primary, and whether the set
 //!   has settled.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::RedisServer;
 use super::node::{Node, Role, poll_until, start_nodes};
 use super::server::{ServerSpec, default_binary, percent_encode, userinfo};
+use super::tls::{TestCertificates, free_tls_port};
 
 mod builder;
 mod state;
 
 pub use builder::SentinelBuilder;
 use builder::sentinel_config;
+pub use state::{create_task_seen_on_replica, task_read_calls};
 
 /// How long the start may take until every sentinel is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,6 +75,10 @@ pub struct SentinelSet {
     failover_timeout: Duration,
     password: Option<String>,
     sentinel_password: Option<String>,
+    /// Each process's TLS port by its plain port (empty without TLS): what the sentinels name.
+    announced: HashMap<u16, u16>,
+    /// The certificates of a TLS set (last: removed after every process is killed).
+    certs: Option<TestCertificates>,
 }
 
 impl SentinelSet {
@@ -88,30 +101,46 @@ impl SentinelSet {
 
     fn start_with(options: SentinelBuilder) -> SentinelSet {
         let binary = default_binary();
+        let certs = options.tls.then(TestCertificates::generate);
+        let tls_args = |tls_port: Option<u16>| match (&certs, tls_port) {
+            (Some(certs), Some(port)) => certs.server_args(port, true),
+            _ => Vec::new(),
+        };
+        let mut announced = HashMap::new();
         let mut data_args: Vec<String> = vec!["--repl-diskless-sync-delay".to_owned(), "0".to_owned()];
         if let Some(password) = &options.password {
             data_args.extend(["--requirepass".to_owned(), password.clone()]);
             data_args.extend(["--masterauth".to_owned(), password.clone()]);
         }
         data_args.extend(options.args.iter().cloned());
-        let data_spec = |extra: &[String]| ServerSpec {
+        let data_spec = |extra: &[String], tls_port: Option<u16>| ServerSpec {
             binary: binary.clone(),
-            extra_args: data_args.iter().chain(extra).cloned().collect(),
+            extra_args: data_args
+                .iter()
+                .chain(extra)
+                .cloned()
+                .chain(tls_args(tls_port))
+                .collect(),
             password: options.password.clone(),
             ..ServerSpec::default()
         };
-        let primary = Node::new(RedisServer::start_spec(data_spec(&[])));
+        let tls = certs.is_some();
+        let mut data = start_group(1, tls, &mut announced, |port| data_spec(&[], port));
+        let primary_port = announced_port(&announced, &data[0]);
         let replica_of = [
             "--replicaof".to_owned(),
             "127.0.0.1".to_owned(),
-            primary.port().to_string(),
+            primary_port.to_string(),
         ];
-        let mut data = vec![primary];
-        data.extend(start_nodes(options.replicas, || data_spec(&replica_of)));
-        let config = sentinel_config(&options, data[0].port());
-        let sentinels = start_nodes(options.sentinels, || ServerSpec {
+        data.extend(start_group(options.replicas, tls, &mut announced, |port| {
+            data_spec(&replica_of, port)
+        }));
+        let config = sentinel_config(&options, primary_port);
+        let sentinels = start_group(options.sentinels, tls, &mut announced, |port| ServerSpec {
             binary: binary.clone(),
-            extra_args: vec!["--sentinel".to_owned()],
+            extra_args: std::iter::once("--sentinel".to_owned())
+                .chain(tls_args(port))
+                .collect(),
             config_file: Some(("sentinel.conf".to_owned(), config.clone())),
             password: options.sentinel_password.clone(),
             ..ServerSpec::default()
@@ -125,6 +154,8 @@ impl SentinelSet {
             failover_timeout: options.failover_timeout,
             password: options.password,
             sentinel_password: options.sentinel_password,
+            announced,
+            certs,
         };
         set.wait_for(READY_TIMEOUT, "the sentinels are not ready", || set.settled(true));
         set
@@ -137,6 +168,8 @@ impl SentinelSet {
 
     /// `redis+sentinel://[:password@]127.0.0.1:s1,127.0.0.1:s2,127.0.0.1:s3/SERVICE`, with
     /// `?sentinel_password=…` when the sentinels have a password: the URL form statehouse accepts.
+    /// With [TLS](SentinelBuilder::tls), `rediss+sentinel://` and the sentinels' TLS ports (trust
+    /// [`ca_file`](Self::ca_file)).
     pub fn url(&self) -> String {
         self.url_for(&self.service)
     }
@@ -145,15 +178,24 @@ impl SentinelSet {
     /// [`service`](Self::service)).
     pub fn url_for(&self, service: &str) -> String {
         let userinfo = userinfo(self.password.as_deref());
-        let sentinels: Vec<String> = self.sentinels.iter().map(Node::addr).collect();
+        let sentinels: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|sentinel| format!("127.0.0.1:{}", self.announced_port(sentinel)))
+            .collect();
         let query = self
             .sentinel_password
             .as_deref()
             .map_or_else(String::new, |password| {
                 format!("?sentinel_password={}", percent_encode(password))
             });
+        let scheme = if self.certs.is_some() {
+            "rediss+sentinel"
+        } else {
+            "redis+sentinel"
+        };
         format!(
-            "redis+sentinel://{userinfo}{}/{}{query}",
+            "{scheme}://{userinfo}{}/{}{query}",
             sentinels.join(","),
             percent_encode(service)
         )
@@ -167,6 +209,18 @@ impl SentinelSet {
             .iter()
             .map(|sentinel| format!("redis://{userinfo}{}", sentinel.addr()))
             .collect()
+    }
+
+    /// The PEM file of the CA that signed every node's certificate, in a [TLS](SentinelBuilder::tls)
+    /// set.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.certs.as_ref().map(TestCertificates::ca_file)
+    }
+
+    /// The port the sentinels name for `node` (a data node or a sentinel of this set): its TLS
+    /// port in a [TLS](SentinelBuilder::tls) set, its [`port`](Node::port) otherwise.
+    pub fn announced_port(&self, node: &Node) -> u16 {
+        announced_port(&self.announced, node)
     }
 
     /// The data nodes' password, if any.
@@ -213,7 +267,7 @@ impl SentinelSet {
         let mut last = String::from("no sentinel is running");
         for sentinel in self.sentinels.iter().filter(|node| node.is_running()) {
             match self.reported_primary(sentinel) {
-                Ok(port) => match self.data.iter().find(|node| node.port() == port) {
+                Ok(port) => match self.data.iter().find(|node| self.announced_port(node) == port) {
                     Some(node) => return node,
                     None => self.fail(&format!("{} reports port {port} as the primary", sentinel.addr())),
                 },
@@ -280,7 +334,7 @@ impl SentinelSet {
         let what = format!("no new primary replaced port {}", old.port());
         let port = self.wait_for(timeout, &what, || {
             let port = self.agreed_primary()?;
-            if port == old.port() {
+            if port == self.announced_port(old) {
                 return Err(format!("the sentinels still report port {port}"));
             }
             let node = self.data_node(port)?;
@@ -294,7 +348,7 @@ impl SentinelSet {
         });
         self.data
             .iter()
-            .find(|node| node.port() == port)
+            .find(|node| self.announced_port(node) == port)
             .unwrap_or_else(|| self.fail(&format!("port {port} vanished")))
     }
 
@@ -346,10 +400,11 @@ impl SentinelSet {
             .unwrap_or_else(|| self.fail("no sentinel is running"))
     }
 
+    /// The running data node the sentinels name by `port`.
     fn data_node(&self, port: u16) -> Result<&Node, String> {
         self.data
             .iter()
-            .find(|node| node.port() == port && node.is_running())
+            .find(|node| self.announced_port(node) == port && node.is_running())
             .ok_or_else(|| format!("port {port} is not a running data node of this set"))
     }
 
@@ -375,6 +430,32 @@ impl SentinelSet {
             self.service, self.quorum
         )
     }
+}
+
+/// The port the sentinels name for `node`: its TLS port if it has one (see `announced`).
+fn announced_port(announced: &HashMap<u16, u16>, node: &Node) -> u16 {
+    announced.get(&node.port()).copied().unwrap_or(node.port())
+}
+
+/// Starts `count` processes from `spec`: in parallel without TLS; with it, one at a time, each
+/// given a free TLS port, recorded in `announced` by the node's plain port.
+fn start_group(
+    count: usize,
+    tls: bool,
+    announced: &mut HashMap<u16, u16>,
+    spec: impl Fn(Option<u16>) -> ServerSpec + Sync,
+) -> Vec<Node> {
+    if !tls {
+        return start_nodes(count, || spec(None));
+    }
+    (0..count)
+        .map(|_| {
+            let tls_port = free_tls_port();
+            let node = Node::new(RedisServer::start_spec(spec(Some(tls_port))));
+            announced.insert(node.port(), tls_port);
+            node
+        })
+        .collect()
 }
 
 impl fmt::Debug for SentinelSet {

@@ -48,8 +48,8 @@ impl SentinelSet {
         let replicas: BTreeSet<u16> = self
             .data
             .iter()
-            .filter(|node| node.is_running() && node.port() != primary)
-            .map(Node::port)
+            .filter(|node| node.is_running() && self.announced_port(node) != primary)
+            .map(|node| self.announced_port(node))
             .collect();
         for port in &replicas {
             let node = self.data_node(*port)?;
@@ -69,7 +69,7 @@ impl SentinelSet {
             .sentinels
             .iter()
             .filter(|node| node.is_running())
-            .map(Node::port)
+            .map(|node| self.announced_port(node))
             .collect();
         for sentinel in self.sentinels.iter().filter(|node| node.is_running()) {
             let listed: Vec<Vec<String>> =
@@ -101,7 +101,7 @@ impl SentinelSet {
                 .filter(|fields| fields.get("flags").is_some_and(|flags| not_down(flags)))
                 .filter_map(|fields| fields.get("port").and_then(|port| port.parse().ok()))
                 .collect();
-            known.insert(sentinel.port());
+            known.insert(self.announced_port(sentinel));
             if !running_sentinels.is_subset(&known) {
                 return Err(format!(
                     "{} knows the sentinels {known:?} (want {running_sentinels:?})",
@@ -113,6 +113,51 @@ impl SentinelSet {
             }
         }
         Ok(())
+    }
+}
+
+/// The calls of the commands task reads send (`GET`, `ZRANGE`, `MGET`, `EXISTS`) in a node's
+/// `INFO commandstats` reply: how the read endpoint's tests see where task reads ran.
+pub fn task_read_calls(commandstats: &str) -> u64 {
+    commandstats
+        .lines()
+        .filter_map(|line| {
+            let (command, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            if !["get", "zrange", "mget", "exists"].contains(&command) {
+                return None;
+            }
+            rest.strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Creates task `id` through `tasks` (whose task reads go to a replica) and waits until a read
+/// finds it there (replication is asynchronous), for at most 5 s.
+///
+/// # Panics
+///
+/// If a call fails or the replica read from does not have the task within 5 s.
+pub async fn create_task_seen_on_replica(tasks: &statehouse::Tasks, id: &str) {
+    tasks
+        .create(id, "exporter", "ada")
+        .await
+        .unwrap_or_else(|error| panic!("create {id}: {error}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tasks
+        .get(id)
+        .await
+        .unwrap_or_else(|error| panic!("get {id}: {error}"))
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} not on the replica after 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 
