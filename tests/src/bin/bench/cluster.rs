@@ -19,13 +19,13 @@ use statehouse_tests::harness::{RedisCluster, RedisServer};
 use tokio::runtime::Runtime;
 
 use crate::args::{Options, Workload};
-use crate::{Res, instructions};
 use crate::cluster_raw::{RawCon, RawNodes};
 use crate::engine::{self, Bench, Sample, Sizes};
 use crate::report::{Pair, Results, human, load_average, median};
 use crate::subjects::subjects_bench;
 use crate::tenants::tenants_bench;
 use crate::triggers_queues::triggers_queues_bench;
+use crate::{Res, instructions};
 
 /// The workloads `--cluster` runs (on both targets).
 pub(crate) const ON_CLUSTER: [Workload; 9] = [
