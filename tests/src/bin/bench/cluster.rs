@@ -8,6 +8,9 @@
 //! round runs every workload on the single server, then on the cluster, both sides in alternating
 //! slices on each ([`engine::rounds`]); the after-round workloads (subjects, tenants, triggers and
 //! queues) then run on each target in turn.
+//!
+//! With `--instructions`, the cluster stays up after the run for the counted children
+//! (`instructions/`), each of which runs its workload on it alone ([`counted_child`]).
 
 use std::fmt::Write as _;
 
@@ -15,7 +18,6 @@ use statehouse::Statehouse;
 use statehouse_tests::harness::{RedisCluster, RedisServer};
 use tokio::runtime::Runtime;
 
-use crate::Res;
 use crate::args::{Options, Workload};
 use crate::cluster_raw::{RawCon, RawNodes};
 use crate::engine::{self, Bench, Sample, Sizes};
@@ -23,6 +25,7 @@ use crate::report::{Pair, Results, human, load_average, median};
 use crate::subjects::subjects_bench;
 use crate::tenants::tenants_bench;
 use crate::triggers_queues::triggers_queues_bench;
+use crate::{Res, instructions};
 
 /// The workloads `--cluster` runs (on both targets).
 pub(crate) const ON_CLUSTER: [Workload; 9] = [
@@ -44,13 +47,81 @@ pub(crate) type Figures = Vec<(&'static str, f64, f64, f64)>;
 /// The primaries of the benchmark's cluster.
 const PRIMARIES: usize = 3;
 
-/// Starts the cluster, runs [`run`] on `runtime`, stops the cluster.
+/// Starts the cluster, runs [`run`] on `runtime` (then, with `--instructions`, the counted
+/// children on the same cluster), stops the cluster. A counted child runs [`counted_child`]
+/// instead, on its parent's cluster.
 pub(crate) fn main(runtime: &Runtime, server: &RedisServer, options: Options) -> Res<()> {
+    if let Some(addrs) = instructions::cluster_env() {
+        return runtime.block_on(instructions::main_task(counted_child(server, &addrs, options)));
+    }
     println!("starting a Redis Cluster of {PRIMARIES} primaries (the test harness) ...");
     let cluster = RedisCluster::start(PRIMARIES, 0);
-    let result = runtime.block_on(run(server, &cluster, options));
+    let mut result = runtime.block_on(run(server, &cluster, options));
+    if result.is_ok() && options.instructions {
+        let addrs: Vec<String> = cluster.nodes().iter().map(|node| node.addr()).collect();
+        result = instructions::report(options, Some(&addrs.join(",")));
+    }
     cluster.stop();
     result
+}
+
+/// Where a cluster is: its `redis+cluster://` URL, one `redis://` URL per node, the nodes'
+/// process ids (for their CPU time; none known in a counted child).
+struct ClusterAt {
+    url: String,
+    seeds: Vec<String>,
+    pids: Vec<String>,
+}
+
+impl ClusterAt {
+    fn of(cluster: &RedisCluster) -> Self {
+        Self {
+            url: cluster.url(),
+            seeds: cluster.seed_urls(),
+            pids: cluster
+                .nodes()
+                .iter()
+                .map(|node| node.pid().to_string())
+                .collect(),
+        }
+    }
+
+    /// The cluster whose nodes are at `addrs` (`host:port,host:port,…`, no password).
+    fn at(addrs: &str) -> Self {
+        Self {
+            url: format!("redis+cluster://{addrs}"),
+            seeds: addrs.split(',').map(|addr| format!("redis://{addr}")).collect(),
+            pids: Vec::new(),
+        }
+    }
+}
+
+/// A counted child of `--cluster --instructions` (`instructions/`): its one workload and side on
+/// the parent's cluster at `addrs`, emptied first (`FLUSHALL` on every node, as a fresh cluster
+/// is), the round sizes fixed (`--fixed-size`); nothing on the single server.
+async fn counted_child(server: &RedisServer, addrs: &str, options: Options) -> Res<()> {
+    let at = ClusterAt::at(addrs);
+    for seed in &at.seeds {
+        let mut con = redis::Client::open(seed.as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        redis::cmd("FLUSHALL").exec_async(&mut con).await?;
+    }
+    let clustered = cluster_target(&at, options).await?;
+    instructions::set_cluster(true);
+    let (sizes, rb) = engine::calibrate(&clustered.bench, server, options).await?;
+    engine::rounds(&clustered.bench, &sizes, &rb, options).await?;
+    let (state, bench) = (&clustered.state, &clustered.bench);
+    if options.runs(Workload::Subjects) {
+        subjects_bench(state, bench, options).await?;
+    }
+    if options.runs(Workload::Tenants) {
+        tenants_bench(state, bench, options).await?;
+    }
+    if options.runs(Workload::TriggersQueues) {
+        triggers_queues_bench(state, bench, options).await?;
+    }
+    Ok(())
 }
 
 /// statehouse and the raw side on one target.
@@ -74,21 +145,22 @@ async fn single_target(server: &RedisServer, options: Options) -> Res<Target> {
     })
 }
 
-async fn cluster_target(cluster: &RedisCluster, options: Options) -> Res<Target> {
-    let seeds = cluster.seed_urls();
-    let first = seeds.first().ok_or("the cluster has no nodes")?.clone();
-    let raw = redis::cluster::ClusterClient::new(seeds)?
+async fn cluster_target(at: &ClusterAt, options: Options) -> Res<Target> {
+    let first = at.seeds.first().ok_or("the cluster has no nodes")?.clone();
+    let raw = redis::cluster::ClusterClient::new(at.seeds.clone())?
         .get_async_connection()
         .await?;
     let nodes = RawNodes::cluster(&first).await?;
-    let pids = cluster
-        .nodes()
-        .iter()
-        .map(|node| node.pid().to_string())
-        .collect();
     let client = redis::Client::open(first)?;
-    let (state, bench) =
-        crate::setup(&cluster.url(), client, RawCon::Cluster(raw), nodes, pids, options).await?;
+    let (state, bench) = crate::setup(
+        &at.url,
+        client,
+        RawCon::Cluster(raw),
+        nodes,
+        at.pids.clone(),
+        options,
+    )
+    .await?;
     Ok(Target {
         name: "cluster",
         state,
@@ -98,7 +170,7 @@ async fn cluster_target(cluster: &RedisCluster, options: Options) -> Res<Target>
 
 async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> Res<()> {
     let single = single_target(server, options).await?;
-    let clustered = cluster_target(cluster, options).await?;
+    let clustered = cluster_target(&ClusterAt::of(cluster), options).await?;
     println!(
         "statehouse benchmark --cluster{}: redis-server at {} and a cluster of {PRIMARIES} primaries at {} \
          (started for this run); {} rounds of ~{:?} per side and workload",
@@ -112,11 +184,13 @@ async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> 
 
     // Sized on the single server, used on both.
     let (sizes, rb) = engine::calibrate(&single.bench, server, options).await?;
+    instructions::set_cluster(true);
     warm_up(&clustered.bench, &sizes, options).await?;
     let mut results = [Results::default(), Results::default()];
     let mut loads = Vec::with_capacity(options.rounds);
     for _ in 0..options.rounds {
         for (target, results) in [&single, &clustered].into_iter().zip(&mut results) {
+            instructions::set_cluster(target.name == "cluster");
             print!("{} ", target.name);
             let one = Options { rounds: 1, ..options };
             let measured = engine::rounds(&target.bench, &sizes, &rb, one).await?;
@@ -138,6 +212,7 @@ async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> 
             continue;
         }
         for (target, figures) in [&single, &clustered].into_iter().zip(&mut after) {
+            instructions::set_cluster(target.name == "cluster");
             println!();
             println!(
                 "{name} on the {} target (load average {}):",
@@ -156,6 +231,7 @@ async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> 
         }
         after_loads.push(format!("{name} {}", load_average()));
     }
+    instructions::set_cluster(false);
     let [single_after, cluster_after] = after;
     if !cluster_after.is_empty() {
         println!();

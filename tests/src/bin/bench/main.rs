@@ -5,6 +5,7 @@
 //! cargo run --release -p statehouse-tests --bin bench -- --quick # short smoke run
 //! cargo run --release -p statehouse-tests --bin bench -- --instructions # + instructions per op
 //! cargo run --release -p statehouse-tests --bin bench -- --cluster # on a 3-primary cluster too
+//! cargo run --release -p statehouse-tests --bin bench -- --cluster --instructions # counted there
 //! ```
 //!
 //! It starts its own `redis-server` (the test harness: a free loopback port, no persistence) and never
@@ -147,6 +148,7 @@ fn try_main() -> Res<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; benchmark figures need `cargo run --release`");
     }
+    let counting = instructions::init();
     let server = RedisServer::start();
     let runtime = if options.current_thread {
         tokio::runtime::Builder::new_current_thread()
@@ -156,9 +158,10 @@ fn try_main() -> Res<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()?
     };
     // In a counted child (`--instructions`), the main task's polls count in the sections it opens.
+    // `--cluster` counts on its cluster, which it keeps for its children (cluster.rs).
     let result = if options.cluster {
         cluster::main(&runtime, &server, options)
-    } else if instructions::init() {
+    } else if counting {
         runtime.block_on(instructions::main_task(run(&server, options)))
     } else {
         runtime.block_on(run(&server, options))
@@ -167,8 +170,8 @@ fn try_main() -> Res<()> {
     drop(server);
     result?;
     instructions::finish()?;
-    if options.instructions {
-        instructions::report(options)?;
+    if options.instructions && !options.cluster {
+        instructions::report(options, None)?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{SECTIONS_ENV, log};
+use super::{CLUSTER_ENV, SECTIONS_ENV, log};
 use crate::Res;
 use crate::args::{Options, Workload};
 use crate::engine::Side;
@@ -83,8 +83,13 @@ const COUNTED: [Workload; 12] = [
 /// counts its Pub/Sub driver too), and these rows take their counts from that run.
 const WHOLE_PROCESS_ROWS: [&str; 1] = ["15. config: delivery"];
 
+/// On a cluster every row is counted both ways: the client tasks alone, and (rows ending in this)
+/// the whole process, which includes redis-rs' cluster driver task, where each request is routed
+/// to its node's connection.
+const WHOLE_ROW: &str = ", whole process";
+
 fn whole_process(label: &str) -> bool {
-    WHOLE_PROCESS_ROWS.iter().any(|row| label.starts_with(row))
+    WHOLE_PROCESS_ROWS.iter().any(|row| label.starts_with(row)) || label.ends_with(WHOLE_ROW)
 }
 
 /// How a child counts: the client tasks' polls, or (for [`WHOLE_PROCESS_ROWS`]) everything.
@@ -101,24 +106,39 @@ fn side_name(side: Side) -> &'static str {
     }
 }
 
-/// Runs the counted child of `workload` and `side`, once more if it fails (a contended update
-/// slowed down ~50 times by callgrind can run out of attempts); adds its rows of that side to
-/// `rows`. Returns the lines of `rows.txt` naming each row's profiles.
-fn count_side(
+/// One counted child: what it runs, how it counts, and where (`cluster`: the addresses of the
+/// parent's cluster, for `--cluster`).
+#[derive(Clone, Copy)]
+struct Child<'a> {
     options: Options,
     workload: Workload,
     side: Side,
     mode: Mode,
-    dir: &Path,
-    rows: &mut Rows,
-) -> Res<String> {
+    cluster: Option<&'a str>,
+}
+
+/// Runs the counted child, once more if it fails (a contended update slowed down ~50 times by
+/// callgrind can run out of attempts); adds its rows of that side to `rows`. Returns the lines of
+/// `rows.txt` naming each row's profiles.
+fn count_side(child: Child<'_>, dir: &Path, rows: &mut Rows) -> Res<String> {
+    let Child {
+        workload, side, mode, ..
+    } = child;
     let dir = dir.join(workload.name());
     std::fs::create_dir_all(&dir)?;
     let mut failed = String::new();
     for _ in 0..2 {
-        match count_child(options, workload, side, mode, &dir) {
+        match count_child(child, &dir) {
             Ok(mut groups) => {
-                groups.retain(|_, (label, ..)| whole_process(label) == (mode == Mode::Whole));
+                if child.cluster.is_some() {
+                    if mode == Mode::Whole {
+                        for (label, ..) in groups.values_mut() {
+                            label.push_str(WHOLE_ROW);
+                        }
+                    }
+                } else {
+                    groups.retain(|_, (label, ..)| whole_process(label) == (mode == Mode::Whole));
+                }
                 return Ok(add_groups(workload, side, mode, &dir, &groups, rows));
             }
             Err(error) => failed = error.to_string(),
@@ -131,7 +151,14 @@ fn count_side(
 type Groups = BTreeMap<usize, (String, bool, u64, u64)>;
 
 /// One counted child: runs it under callgrind, reads its sections and profiles.
-fn count_child(options: Options, workload: Workload, side: Side, mode: Mode, dir: &Path) -> Res<Groups> {
+fn count_child(child: Child<'_>, dir: &Path) -> Res<Groups> {
+    let Child {
+        options,
+        workload,
+        side,
+        mode,
+        cluster,
+    } = child;
     let side_name = side_name(side);
     let name = match mode {
         Mode::Polls => side_name.to_owned(),
@@ -165,6 +192,9 @@ fn count_child(options: Options, workload: Workload, side: Side, mode: Mode, dir
         .args(["--side", side_name, "--only", workload.name()]);
     if options.bare {
         command.arg("--bare");
+    }
+    if let Some(addrs) = cluster {
+        command.arg("--cluster").env(CLUSTER_ENV, addrs);
     }
     let log_file = std::fs::File::create(&log_path)?;
     let status = command
@@ -247,8 +277,10 @@ fn ratio_text(ratio: f64) -> String {
 }
 
 /// `bench --instructions`, after the usual run: counts both sides under callgrind and prints the
-/// instructions per op of every row beside this run's wall-clock ratio.
-pub(crate) fn report(options: Options) -> Res<()> {
+/// instructions per op of every row beside this run's wall-clock ratio. With `cluster` (the node
+/// addresses of `--cluster`'s cluster, still running), the children count the cluster's rows on
+/// it.
+pub(crate) fn report(options: Options, cluster: Option<&str>) -> Res<()> {
     match Command::new("valgrind").arg("--version").output() {
         Ok(out) if out.status.success() => {}
         _ => return Err("--instructions needs valgrind (callgrind) on PATH".into()),
@@ -258,7 +290,12 @@ pub(crate) fn report(options: Options) -> Res<()> {
     println!();
     println!(
         "counting instructions under callgrind (--quick --fixed-size --current-thread --rounds 1, one run \
-         per workload and side; this takes minutes) ..."
+         per workload and side{}; this takes minutes) ...",
+        if cluster.is_some() {
+            ", on the cluster above"
+        } else {
+            ""
+        }
     );
     let wall = wall_rows();
     let mut rows = Rows::new();
@@ -266,17 +303,25 @@ pub(crate) fn report(options: Options) -> Res<()> {
     let mut failures = Vec::new();
     let workloads = match options.only {
         Some(only) => vec![only],
+        None if cluster.is_some() => crate::cluster::ON_CLUSTER.to_vec(),
         None => COUNTED.to_vec(),
     };
     for workload in workloads {
-        let modes: &[Mode] = if workload == Workload::Config {
+        let modes: &[Mode] = if workload == Workload::Config || cluster.is_some() {
             &[Mode::Polls, Mode::Whole]
         } else {
             &[Mode::Polls]
         };
         for &mode in modes {
             for side in [Side::Statehouse, Side::Raw] {
-                match count_side(options, workload, side, mode, &dir, &mut rows) {
+                let child = Child {
+                    options,
+                    workload,
+                    side,
+                    mode,
+                    cluster,
+                };
+                match count_side(child, &dir, &mut rows) {
                     Ok(text) => listing.push_str(&text),
                     Err(error) => failures.push(format!(
                         "{} {}{}: {error}",
@@ -302,8 +347,9 @@ pub(crate) fn report(options: Options) -> Res<()> {
     let mut over = Vec::new();
     for (key, [statehouse, raw]) in &rows {
         let ratio = statehouse.per_op() / raw.per_op();
+        let wall_key = row_key(key.1.strip_suffix(WHOLE_ROW).unwrap_or(&key.1));
         let wall_ratio = wall
-            .get(key)
+            .get(&wall_key)
             .map_or(f64::NAN, |[sh, raw]| raw.per_op() / sh.per_op());
         let mark = if ratio > BUDGET { " **over**" } else { "" };
         if ratio > BUDGET {

@@ -21,6 +21,11 @@
 //!   [`instructions_dump_marker`] whenever the row, side or warm-up state changes; callgrind's
 //!   `--dump-before` writes one profile per such group, so profile `N` holds exactly the
 //!   instructions of the sections of group `N`.
+//! - **On a cluster.** `bench --cluster --instructions` counts the cluster's rows: the parent keeps
+//!   the cluster it ran on and passes its nodes' addresses to each child in [`CLUSTER_ENV`]; the
+//!   child empties it (`FLUSHALL` on every node, as a fresh cluster) and runs its one workload and
+//!   side there, and nowhere else. Sections run on a cluster carry ` (cluster)` in their row, so
+//!   the parent's wall-clock ratio of a cluster row is the cluster's, not the single server's.
 //!
 //! `perf stat` is no alternative here: this VM has no hardware counters (`instructions:u` is
 //! `<not supported>`).
@@ -45,6 +50,12 @@ pub(crate) use children::report;
 
 /// Set in a counted child: the file it writes its sections to.
 pub(crate) const SECTIONS_ENV: &str = "STATEHOUSE_BENCH_SECTIONS";
+/// Set in a counted child of `--cluster --instructions`: the addresses (`host:port,host:port,…`)
+/// of the parent's cluster, which the child runs its workload on instead of starting one.
+pub(crate) const CLUSTER_ENV: &str = "STATEHOUSE_BENCH_CLUSTER";
+
+/// The suffix of the rows of sections run on a cluster.
+const CLUSTER_ROW: &str = " (cluster)";
 
 /// This process is a counted child (under callgrind).
 static COUNTING: AtomicBool = AtomicBool::new(false);
@@ -54,6 +65,8 @@ static OPEN_MAIN: AtomicBool = AtomicBool::new(false);
 static OPEN_TASKS: AtomicBool = AtomicBool::new(false);
 /// The side the workloads run now (set by `Options::sides` as it yields each side).
 static SIDE: AtomicU8 = AtomicU8::new(0);
+/// The workloads run on a cluster now (`--cluster`): their rows carry [`CLUSTER_ROW`].
+static ON_CLUSTER: AtomicBool = AtomicBool::new(false);
 
 static LOG: Mutex<Log> = Mutex::new(Log {
     sections: Vec::new(),
@@ -102,6 +115,16 @@ pub(crate) fn counting() -> bool {
     COUNTING.load(Ordering::Relaxed)
 }
 
+/// In a counted child of `--cluster --instructions`: the parent's cluster's node addresses.
+pub(crate) fn cluster_env() -> Option<String> {
+    std::env::var(CLUSTER_ENV).ok().filter(|_| counting())
+}
+
+/// Whether the workloads that follow run on a cluster (their rows carry ` (cluster)`).
+pub(crate) fn set_cluster(on_cluster: bool) {
+    ON_CLUSTER.store(on_cluster, Ordering::Relaxed);
+}
+
 pub(crate) fn set_side(side: Side) {
     SIDE.store(u8::from(side == Side::Raw), Ordering::Relaxed);
 }
@@ -136,7 +159,10 @@ pub(crate) struct Section {
 
 /// Opens a section, starting a new profile if its row, side or warm-up state differs from the
 /// previous section's.
-fn open(label: String, side: Side, main: bool) -> Section {
+fn open(mut label: String, side: Side, main: bool) -> Section {
+    if ON_CLUSTER.load(Ordering::Relaxed) {
+        label.push_str(CLUSTER_ROW);
+    }
     let mut log = log();
     let warm = log.seen.insert((label.clone(), side == Side::Raw));
     let group = (label.clone(), side, warm);
