@@ -11,7 +11,7 @@ use statehouse_redis::{RedisConfig, redact_url};
 ///
 /// | variable | meaning | default |
 /// |---|---|---|
-/// | `STATEHOUSE_URL` | `memory://`, `redis://…`, `rediss://…` (feature `tls`), `unix://…`, `redis+cluster://[user:pw@]h1:p1,h2:p2` (a Redis Cluster, its nodes as seeds), `rediss+cluster://…` (feature `tls`), `redis+sentinel://[user:pw@]s1:26379,s2:26379/SERVICE[/DB][?sentinel_username=…&sentinel_password=…]` (a Sentinel service's primary, followed on failover) | `memory://` |
+/// | `STATEHOUSE_URL` | `memory://`, `redis://…`, `rediss://…` (feature `tls`), `unix://…`, `redis+cluster://[user:pw@]h1:p1,h2:p2` (a Redis Cluster, its nodes as seeds), `rediss+cluster://…` (feature `tls`), `redis+sentinel://[user:pw@]s1:26379,s2:26379/SERVICE[/DB][?sentinel_username=…&sentinel_password=…]` (a Sentinel service's primary, followed on failover), `rediss+sentinel://…` (feature `tls`: TLS to the sentinels and the data nodes) | `memory://` |
 /// | `STATEHOUSE_READ_URL` | where task reads (`get`, `list_by_*`, `count_by_*`) go, e.g. a replica; Redis only (an error with `memory://`); empty = unset | `STATEHOUSE_URL` |
 /// | `STATEHOUSE_PREFIX` | put in front of every Redis key | empty |
 /// | `STATEHOUSE_CONNECT_TIMEOUT_MS` | bound on opening a connection | 2000 |
@@ -19,7 +19,7 @@ use statehouse_redis::{RedisConfig, redact_url};
 /// | `STATEHOUSE_POOL_SIZE` | dedicated connections for atomic updates | 32 |
 /// | `STATEHOUSE_UPDATE_ATTEMPTS` | attempts of an atomic update before `Conflict` | 50 |
 /// | `STATEHOUSE_RETRY_ATTEMPTS` | tries of an idempotent call that failed with a connection error or timeout (1 = no retry) | 1 |
-/// | `STATEHOUSE_TLS_CA_FILE` | PEM file of a private CA to trust for `rediss://` | platform roots |
+/// | `STATEHOUSE_TLS_CA_FILE` | PEM file of a private CA to trust for `rediss://` (and `rediss+cluster://`, `rediss+sentinel://`: every node and sentinel) | platform roots |
 /// | `STATEHOUSE_TASK_NAMESPACE` | namespace of task keys (hash tags `{<ns>:b0}` … `{<ns>:b15}`) | `tasks` |
 /// | `STATEHOUSE_TASK_TTL_SECONDS` | TTL of task records and indexes, refreshed by every write | 7776000 (90 days) |
 /// | `STATEHOUSE_TASK_MAX_LOG` | keep at most this many log entries per task | no cap |
