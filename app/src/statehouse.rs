@@ -360,8 +360,9 @@ impl Statehouse {
         &self.ports
     }
 
-    /// What the store is connected to now, as statehouse sees it, without
-    /// asking any server: the kind (`memory`, `single`, `sentinel`,
+    /// What the store is connected to now, as statehouse sees it (asking
+    /// no server, but for one refresh of a cluster's slot map, bounded by
+    /// the connect and response timeouts): the kind (`memory`, `single`, `sentinel`,
     /// `cluster`; `custom` for injected ports that do not say), each
     /// endpoint's address and redacted URL with its pool of WATCH
     /// connections, a Sentinel service's sentinels, the primary it resolved

@@ -282,8 +282,9 @@ pub trait DocumentStore: Debug + Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// What the store is connected to now, as it sees it (no call to a
-    /// server): its kind, endpoints and their pools, a Sentinel service's
-    /// primary, a cluster's slot map. By default a store says
+    /// server, but for one bounded refresh of a cluster's slot map): its
+    /// kind, endpoints and their pools, a Sentinel service's primary, a
+    /// cluster's slot map. By default a store says
     /// [`TopologyKind::Custom`](crate::TopologyKind::Custom) and nothing else.
     async fn topology(&self) -> Result<Topology, StoreError> {
         Ok(Topology::new(crate::TopologyKind::Custom, Vec::new()))

@@ -2,10 +2,10 @@
 //! [`Topology`], the answer of [`DocumentStore::topology`](crate::DocumentStore::topology)
 //! (`Statehouse::topology`, `statehouse status`).
 //!
-//! It is what the store holds, not what the servers say: no network call
-//! is made to build it. Roles, replication offsets and lag are the
-//! servers' to tell (`statehouse status` asks them). Addresses and URLs
-//! never carry a password.
+//! It is what the store holds, not what the servers say (a cluster store
+//! refreshes its slot map first, one bounded `CLUSTER SLOTS`). Roles,
+//! replication offsets and lag are the servers' to tell (`statehouse
+//! status` asks them). Addresses and URLs never carry a password.
 
 use serde::Serialize;
 

@@ -164,6 +164,22 @@ fn a_cluster_replica_taking_over_its_killed_primary_is_a_failover() {
     let state = runtime.block_on(Statehouse::connect(&cluster.url())).unwrap();
     let key = "metrics:cluster";
     update_until(&runtime, &state, key, Duration::from_secs(10), || true);
+    // A failover is a replica of the store's map taking over: wait until the nodes learnt the
+    // replicas (by gossip, seconds after the harness is ready) and the map names them (a report
+    // refreshes it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !runtime
+        .block_on(state.topology())
+        .unwrap()
+        .cluster
+        .is_some_and(|map| map.ranges.iter().all(|range| !range.replicas.is_empty()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the slot map names no replica per range"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let failovers = format!("{FAILOVERS}{{topology=cluster}}");
     assert_eq!(recorded.get(&failovers), 0, "{recorded:?}");
 

@@ -258,7 +258,7 @@ impl DocumentStore for RedisStore {
     }
 
     async fn topology(&self) -> Result<statehouse_ports::Topology, StoreError> {
-        Ok(self.conns.topology(&self.config))
+        Ok(self.conns.topology(&self.config).await)
     }
 }
 

@@ -4,8 +4,8 @@
 //! itself: the role its server reports (`ROLE`) and its replication (`ROLE` and
 //! `INFO replication`): a primary's replicas with their state and offset lag (`INFO`'s list:
 //! `ROLE` leaves out those still syncing), a replica's primary, link and lag. The nodes asked:
-//! every endpoint; on a Sentinel service also the replicas its primary lists and every sentinel;
-//! on a cluster also every replica of the slot map. Readable, or one JSON document with `--json`;
+//! every endpoint; on a Sentinel service or a cluster also every replica a primary lists or the
+//! slot map names, and a Sentinel service's sentinels. Readable, or one JSON document with `--json`;
 //! URLs and errors never show a password.
 //!
 //! Each node is asked on a connection of its own, bounded by `--timeout-ms` (connect, and each
@@ -160,8 +160,8 @@ pub(super) async fn status(
 }
 
 /// Asks every node of `topology` (on a connection of its own, bounded by `timeout`): its
-/// endpoints, then the other nodes: a Sentinel service's replicas (those its primary lists) and
-/// sentinels, a cluster's replicas.
+/// endpoints, then the other nodes: the replicas a Sentinel or cluster primary lists or the slot
+/// map names, and a Sentinel service's sentinels.
 async fn ask_every_node(
     settings: &Settings,
     topology: &Topology,
@@ -185,7 +185,7 @@ async fn ask_every_node(
     }
     let listed = endpoints
         .iter()
-        .filter(|_| topology.kind == TopologyKind::Sentinel)
+        .filter(|_| topology.kind != TopologyKind::Single)
         .flat_map(|endpoint| endpoint.replicas.iter().map(|replica| replica.address.clone()));
     let mapped = topology
         .cluster

@@ -2,6 +2,8 @@
 //! password-protected server, an endpoint that does not answer, a Sentinel service (its primary,
 //! replicas and sentinels, one of them dead) and a cluster with a replica per primary.
 
+use std::time::{Duration, Instant};
+
 use statehouse_tests::harness::{RedisCluster, RedisServer, SentinelSet};
 
 #[allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
@@ -219,10 +221,26 @@ fn status_of_a_cluster_shows_every_slot_covered_every_primary_and_replica() {
         .replicas_per_primary(1)
         .password("cluster-hunter2")
         .start();
-    let (code, out, err) = status(&cluster.url(), true);
+    // The nodes learn the replicas by gossip, seconds after the slots (the harness is ready once
+    // the slots agree): ask until `CLUSTER SLOTS` names a replica per range.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (code, out, err, json) = loop {
+        let (code, out, err) = status(&cluster.url(), true);
+        let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let replicated = json["cluster"]["ranges"].as_array().is_some_and(|ranges| {
+            ranges.iter().all(|range| {
+                range["replicas"]
+                    .as_array()
+                    .is_some_and(|replicas| !replicas.is_empty())
+            })
+        });
+        if replicated || Instant::now() > deadline {
+            break (code, out, err, json);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(code, 0, "{out}{err}");
     shows_none(&["cluster-hunter2"], &[&out, &err]);
-    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["topology"], "cluster", "{json}");
     assert_eq!(json["cluster"]["covered"], 16384, "{json}");
     assert_eq!(json["cluster"]["complete"], true, "{json}");

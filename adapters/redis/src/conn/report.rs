@@ -1,6 +1,8 @@
 //! What a store is connected to, as it sees it ([`Topology`]), read from
-//! its connections without asking any server; and the counter of the
-//! failovers it followed, emitted where each is seen (the Sentinel
+//! its connections (on a cluster, after one refresh of the slot map: the
+//! replicas of a range are learnt by the nodes after the slots, and the map
+//! is otherwise refreshed only when a call is redirected); and the counter
+//! of the failovers it followed, emitted where each is seen (the Sentinel
 //! switch of primary, a cluster slot map whose replica took over).
 
 use redis::{Client, IntoConnectionInfo};
@@ -16,7 +18,20 @@ use crate::{RedisConfig, redact_url};
 
 impl Connections {
     /// The store's topology now; `config` is the one it was opened with.
-    pub(crate) fn topology(&self, config: &RedisConfig) -> Topology {
+    /// On a cluster, the slot map is refreshed first (`CLUSTER SLOTS`,
+    /// bounded by the connect and response timeouts; a failure leaves the
+    /// map held, and is logged).
+    pub(crate) async fn topology(&self, config: &RedisConfig) -> Topology {
+        if let Deployment::Cluster(cluster) = &self.deployment {
+            let bound = config.connect_timeout + config.response_timeout;
+            match tokio::time::timeout(bound, cluster.shared.nodes.refresh_now()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(kind = ?error.kind(), "cluster: refreshing the slot map for a report failed");
+                }
+                Err(_) => tracing::debug!(?bound, "cluster: refreshing the slot map for a report timed out"),
+            }
+        }
         let size = config.pool_size.max(1);
         match &self.deployment {
             Deployment::Single(single) => {
