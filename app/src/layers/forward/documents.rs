@@ -162,7 +162,7 @@ impl<L: Layer, S: DocumentStore> DocumentStore for Layered<L, S> {
             .around_idempotent(Op::new("ping", ""), || self.inner.ping())
     }
 
-    /// Not a call to a server: the inner store's answer, through no layer.
+    /// A report of what the store holds, not a data call: the inner store's answer, through no layer.
     fn topology<'s, 'f>(&'s self) -> Boxed<'f, Topology>
     where
         's: 'f,
