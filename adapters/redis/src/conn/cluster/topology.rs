@@ -43,6 +43,10 @@ pub(crate) struct SlotMap {
     /// The replicas of each range, in the order of `ranges` (for reports
     /// and failovers: the owners alone decide where calls go).
     replicas: Vec<Vec<String>>,
+    /// The replicas each range had since its owner has it (a replica
+    /// leaves its primary's list when it is promoted, before it owns the
+    /// slots): what a failover is recognised by.
+    known: Vec<Vec<String>>,
 }
 
 impl SlotMap {
@@ -76,7 +80,7 @@ impl SlotMap {
         for (first, _, owner) in &fresh.ranges {
             let at = self.ranges.partition_point(|(_, last, _)| last < first);
             if let (Some((old_first, _, old_owner)), Some(replicas)) =
-                (self.ranges.get(at), self.replicas.get(at))
+                (self.ranges.get(at), self.known.get(at))
                 && old_first <= first
                 && old_owner != owner
                 && replicas.contains(owner)
@@ -85,6 +89,21 @@ impl SlotMap {
             }
         }
         replaced.len() as u64
+    }
+
+    /// `fresh` as the map that follows this one: with the same owners, the
+    /// replicas known of each range so far are kept in `known`.
+    fn followed_by(&self, mut fresh: SlotMap) -> SlotMap {
+        if self.ranges == fresh.ranges {
+            for (known, old) in fresh.known.iter_mut().zip(&self.known) {
+                for addr in old {
+                    if !known.contains(addr) {
+                        known.push(addr.clone());
+                    }
+                }
+            }
+        }
+        fresh
     }
 
     /// Parses a `CLUSTER SLOTS` answer of the node at `asked` (whose host
@@ -120,8 +139,12 @@ impl SlotMap {
             ranges.push(((first, last, addr), replicas));
         }
         ranges.sort();
-        let (ranges, replicas) = ranges.into_iter().unzip();
-        Some(Self { ranges, replicas })
+        let (ranges, replicas): (_, Vec<_>) = ranges.into_iter().unzip();
+        Some(Self {
+            ranges,
+            known: replicas.clone(),
+            replicas,
+        })
     }
 }
 
@@ -382,6 +405,7 @@ impl Nodes {
         let primaries = fresh.primaries();
         {
             let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+            let fresh = map.followed_by(fresh);
             if map.ranges != fresh.ranges {
                 crate::conn::report::failovers_seen("cluster", map.promotions(&fresh));
                 self.generation.fetch_add(1, Ordering::AcqRel);
@@ -462,6 +486,10 @@ mod tests {
         // The replica of port 1 promoted: one failover.
         let promoted = map(vec![entry(0, 8191, 3, None), entry(8192, 16383, 2, Some(4))]);
         assert_eq!(before.promotions(&promoted), 1);
+        // The replica promoted leaves its primary's list before the slots are its own: still one.
+        let between = before.followed_by(map(vec![entry(0, 8191, 1, None), entry(8192, 16383, 2, Some(4))]));
+        assert_eq!(between.promotions(&promoted), 1);
+        assert_eq!(between.ranges().next().map(|range| range.3.len()), Some(0));
         // Slot 8192 moved to port 1 (resharding): none.
         let moved = map(vec![entry(0, 8192, 1, Some(3)), entry(8193, 16383, 2, Some(4))]);
         assert_eq!(before.promotions(&moved), 0);
