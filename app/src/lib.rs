@@ -87,6 +87,7 @@ pub use statehouse_ports::{
 pub use statehouse_ports::{KeyPages, KeyStream};
 pub use statehouse_ports::{LegacyMove, TaskBucket};
 pub use statehouse_ports::{ModelUpdated, ModelWrite, StoredModel, SyncedStore};
+pub use statehouse_ports::{Topology, TopologyKind};
 pub use subjects::{PropertyChanged, Subject, Subjects};
 pub use synced::{Models, Synced, SyncedBuilder};
 pub use tasks::Tasks;

@@ -360,6 +360,28 @@ impl Statehouse {
         &self.ports
     }
 
+    /// What the store is connected to now, as statehouse sees it (asking
+    /// no server, but for one refresh of a cluster's slot map, bounded by
+    /// the connect and response timeouts): the kind (`memory`, `single`, `sentinel`,
+    /// `cluster`; `custom` for injected ports that do not say), each
+    /// endpoint's address and redacted URL with its pool of WATCH
+    /// connections, a Sentinel service's sentinels, the primary it resolved
+    /// to and how many switches the store followed, a cluster's slot ranges
+    /// with their primary and replicas and whether every slot is covered.
+    /// Serialisable; no password in it. `statehouse status` prints it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), statehouse::StoreError> {
+    /// use statehouse::TopologyKind;
+    ///
+    /// let state = statehouse::Statehouse::connect("memory://").await?;
+    /// assert_eq!(state.topology().await?.kind, TopologyKind::Memory);
+    /// # Ok(()) }
+    /// ```
+    pub async fn topology(&self) -> Result<crate::Topology, StoreError> {
+        self.ports.documents.topology().await
+    }
+
     /// `"memory"`, `"redis"` or `"custom"`.
     pub fn backend(&self) -> &'static str {
         self.backend

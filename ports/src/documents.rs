@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use statehouse_domain::{Key, KeyPattern, Ttl};
 
-use crate::{BoxError, KeyStream, RetryPolicy, StoreError};
+use crate::{BoxError, KeyStream, RetryPolicy, StoreError, Topology};
 
 /// When a [`DocumentStore::set`] writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -280,6 +280,15 @@ pub trait DocumentStore: Debug + Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// What the store is connected to now, as it sees it (no call to a
+    /// server, but for one bounded refresh of a cluster's slot map): its
+    /// kind, endpoints and their pools, a Sentinel service's primary, a
+    /// cluster's slot map. By default a store says
+    /// [`TopologyKind::Custom`](crate::TopologyKind::Custom) and nothing else.
+    async fn topology(&self) -> Result<Topology, StoreError> {
+        Ok(Topology::new(crate::TopologyKind::Custom, Vec::new()))
+    }
 }
 
 /// The error of a document [`increment`](DocumentStore::increment) whose
@@ -472,6 +481,14 @@ macro_rules! forward_document_store {
                 Self: 'f,
             {
                 (**self).ping()
+            }
+
+            fn topology<'s, 'f>(&'s self) -> Boxed<'f, Topology>
+            where
+                's: 'f,
+                Self: 'f,
+            {
+                (**self).topology()
             }
         }
     };

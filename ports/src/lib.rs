@@ -31,6 +31,9 @@
 //!   updates, and [`RetryPolicy::run`], THE optimistic loop every backend's
 //!   read-modify-write and the config store's compare-and-set go through;
 //!   [`Backoff`], the same growing delay for reconnects and re-reads.
+//! - [`Topology`] (`topology.rs`): what a store is connected to, as it sees
+//!   it ([`DocumentStore::topology`]); `recording.rs`: THE metrics switch
+//!   ([`metrics_on`]) and the names of the metrics the adapters emit.
 //!
 //! With the `mock` feature, mockall mocks of every port (`MockDocumentStore`)
 //! are available for app-level unit tests of wiring and error paths.
@@ -47,11 +50,13 @@ mod ext;
 pub mod hash_fields;
 mod listing;
 mod queues;
+mod recording;
 mod retry;
 mod subjects;
 mod synced;
 mod tasks;
 mod tenants;
+mod topology;
 mod triggers;
 
 #[cfg(feature = "mock")]
@@ -75,6 +80,7 @@ pub use listing::{KeyPages, KeyStream};
 #[cfg(feature = "mock")]
 pub use queues::MockQueueStore;
 pub use queues::{QueueItem, QueueStore};
+pub use recording::{FAILOVERS, POOL_WAIT_SECONDS, metrics_on, set_metrics};
 pub use retry::{Attempt, Backoff, Optimistic, RetryPolicy};
 #[cfg(feature = "mock")]
 pub use subjects::MockSubjectStore;
@@ -98,6 +104,9 @@ pub use tenants::{
     increment_overflow, not_an_integer,
 };
 
+pub use topology::{
+    CLUSTER_SLOTS, ClusterMap, Endpoint, PoolState, SentinelService, SlotRange, Topology, TopologyKind,
+};
 #[cfg(feature = "mock")]
 pub use triggers::MockTriggerStore;
 pub use triggers::{Claimed, ClaimedTrigger, PendingTrigger, TriggerStore, millis_to_utc};

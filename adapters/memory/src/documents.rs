@@ -215,6 +215,13 @@ impl DocumentStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn topology(&self) -> Result<statehouse_ports::Topology, StoreError> {
+        Ok(statehouse_ports::Topology::new(
+            statehouse_ports::TopologyKind::Memory,
+            Vec::new(),
+        ))
+    }
 }
 
 impl MemoryStore {

@@ -256,6 +256,10 @@ impl DocumentStore for RedisStore {
             .run("ping", "", redis::cmd("PING").exec_async(&mut conn))
             .await
     }
+
+    async fn topology(&self) -> Result<statehouse_ports::Topology, StoreError> {
+        Ok(self.conns.topology(&self.config).await)
+    }
 }
 
 /// Why `INCRBY`/`HINCRBY` refused to add: the caller's error, not a

@@ -1,23 +1,26 @@
-//! `status`: the topology as statehouse sees it. For each endpoint of the
-//! settings (the write URL and, if set, the read URL of task reads): its
-//! address, the role its server reports (`ROLE`), and its replication
-//! (`ROLE` and `INFO replication`): a primary's replicas with their state
-//! and offset lag (`INFO`'s list: `ROLE` leaves out those still syncing), a replica's primary, link and lag. Readable, or one
-//! JSON document with `--json`; URLs and errors never show a password.
+//! `status`: the topology as statehouse sees it ([`Statehouse::topology`]: the kind, each
+//! endpoint with its pool of WATCH connections, a Sentinel service's sentinels and the primary
+//! they resolved to, a cluster's slot ranges and coverage), then every node as it describes
+//! itself: the role its server reports (`ROLE`) and its replication (`ROLE` and
+//! `INFO replication`): a primary's replicas with their state and offset lag (`INFO`'s list:
+//! `ROLE` leaves out those still syncing), a replica's primary, link and lag. The nodes asked:
+//! every endpoint; on a Sentinel service or a cluster also every replica a primary lists or the
+//! slot map names, and a Sentinel service's sentinels. Readable, or one JSON document with `--json`;
+//! URLs and errors never show a password.
 //!
-//! Each endpoint is asked on a connection of its own, bounded by
-//! `--timeout-ms` (connect, and each answer), so an unreachable endpoint
-//! is reported as such next to the others (exit status 3).
-//!
-//! Sentinel services (the primary they resolve to) and clusters (slot
-//! coverage) come with the library's support of those URLs.
+//! Each node is asked on a connection of its own, bounded by `--timeout-ms` (connect, and each
+//! answer), so an unreachable one is reported as such next to the others (exit status 3). When
+//! statehouse cannot connect at all, that error is shown (exit status 3), and a server's
+//! endpoints are still asked, each saying why it fails.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use redis::IntoConnectionInfo;
 use serde::Serialize;
-use statehouse::Settings;
+use statehouse::{Settings, Statehouse, Topology, TopologyKind};
+use statehouse_ports::{ClusterMap, PoolState, SentinelService};
 
 use crate::output::{CliError, Output, StoreJson, store_name};
 
@@ -25,21 +28,39 @@ use crate::output::{CliError, Output, StoreJson, store_name};
 #[derive(Debug, Serialize)]
 struct Status {
     store: StoreJson,
-    /// `memory` (embedded, no server) or `single` (a server, and maybe
-    /// a read replica).
+    /// `memory` (embedded, no server), `single` (a server, and maybe a read replica),
+    /// `sentinel` or `cluster`.
     topology: &'static str,
+    /// Why statehouse could not connect (then only a server's URLs are asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// A Sentinel service as statehouse follows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sentinel: Option<SentinelService>,
+    /// A cluster's slot map as statehouse holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterMap>,
+    /// The servers statehouse sends calls to.
     endpoints: Vec<Endpoint>,
+    /// The other nodes asked: replicas, sentinels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    nodes: Vec<Endpoint>,
 }
 
-/// One endpoint, as its server describes itself.
+/// One node, as statehouse uses it and as its server describes itself.
 #[derive(Debug, Default, Serialize, PartialEq)]
 struct Endpoint {
-    /// `write` (every call) or `read` (task reads).
+    /// An endpoint: `write` (every call; a cluster primary: its slots) or `read` (task reads);
+    /// another node: `replica` or `sentinel`.
     endpoint: &'static str,
-    /// The URL without its password.
+    /// The URL without its password (an endpoint's).
+    #[serde(skip_serializing_if = "String::is_empty")]
     url: String,
     /// `host:port` or the socket path.
     address: String,
+    /// Statehouse's pool of WATCH connections to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<PoolState>,
     /// Why it could not be asked (then nothing below is known).
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -58,8 +79,8 @@ struct Endpoint {
     /// A replica's link to its primary: `up`, `down`, or the sync state.
     #[serde(skip_serializing_if = "Option::is_none")]
     link: Option<String>,
-    /// A replica's lag behind its primary in bytes, when the primary is the
-    /// write endpoint (both offsets known).
+    /// A replica's lag behind its primary in bytes, when its primary was asked too (both offsets
+    /// known).
     #[serde(skip_serializing_if = "Option::is_none")]
     lag_bytes: Option<u64>,
 }
@@ -81,34 +102,118 @@ pub(super) async fn status(
     out: &mut Output<'_>,
 ) -> Result<(), CliError> {
     let timeout = settings.response_timeout;
-    let mut endpoints = Vec::new();
-    if backend == "redis" {
-        endpoints.push(probe("write", &settings.url, timeout).await);
-        if let Some(read_url) = &settings.read_url {
-            endpoints.push(probe("read", read_url, timeout).await);
-        }
-        read_lag(&mut endpoints);
-    }
-    let status = Status {
-        store: StoreJson::new(settings, backend),
-        topology: if backend == "redis" { "single" } else { "memory" },
-        endpoints,
+    let seen = match Statehouse::with_settings(settings.clone()).await {
+        Ok(state) => state.topology().await,
+        Err(error) => Err(error),
     };
+    let mut status = Status {
+        store: StoreJson::new(settings, backend),
+        topology: kind_of(settings).as_str(),
+        error: None,
+        sentinel: None,
+        cluster: None,
+        endpoints: Vec::new(),
+        nodes: Vec::new(),
+    };
+    match seen {
+        Ok(topology) => {
+            status.topology = topology.kind.as_str();
+            (status.endpoints, status.nodes) = ask_every_node(settings, &topology, timeout).await;
+            status.sentinel = topology.sentinel;
+            status.cluster = topology.cluster;
+        }
+        Err(error) => {
+            status.error = Some(CliError::from(error).to_string());
+            if status.topology == "single" {
+                let write = probe("write", settings.url.as_str(), settings.redacted_url(), timeout).await;
+                status.endpoints.push(write);
+                if let (Some(read_url), Some(shown)) = (&settings.read_url, settings.redacted_read_url()) {
+                    status
+                        .endpoints
+                        .push(probe("read", read_url.as_str(), shown, timeout).await);
+                }
+            }
+        }
+    }
+    replica_lag(&mut status);
     out.print(&status, text(settings, &status))?;
     let failed: Vec<String> = status
         .endpoints
         .iter()
+        .chain(&status.nodes)
         .filter(|endpoint| endpoint.error.is_some())
-        .map(|endpoint| format!("{} endpoint {}", endpoint.endpoint, endpoint.url))
+        .map(|endpoint| match endpoint.endpoint {
+            "write" | "read" => format!("{} endpoint {}", endpoint.endpoint, endpoint.url),
+            other => format!("{other} {}", endpoint.address),
+        })
         .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::Failed(format!(
+    if !failed.is_empty() {
+        return Err(CliError::Failed(format!(
             "cannot reach the {}",
             failed.join(" and the ")
-        )))
+        )));
     }
+    match status.error {
+        Some(error) => Err(CliError::Failed(format!("cannot connect: {error}"))),
+        None => Ok(()),
+    }
+}
+
+/// Asks every node of `topology` (on a connection of its own, bounded by `timeout`): its
+/// endpoints, then the other nodes: the replicas a Sentinel or cluster primary lists or the slot
+/// map names, and a Sentinel service's sentinels.
+async fn ask_every_node(
+    settings: &Settings,
+    topology: &Topology,
+    timeout: Duration,
+) -> (Vec<Endpoint>, Vec<Endpoint>) {
+    let mut endpoints = Vec::new();
+    for endpoint in &topology.endpoints {
+        let info = match (topology.kind, endpoint.serves) {
+            (TopologyKind::Single, "read") => settings.read_url.as_deref().unwrap_or_default().to_owned(),
+            (TopologyKind::Single, _) => settings.url.clone(),
+            (_, "read") => node_url(
+                settings.read_url.as_deref().unwrap_or_default(),
+                &endpoint.address,
+            ),
+            _ => node_url(&settings.url, &endpoint.address),
+        };
+        let mut found = probe(endpoint.serves, info.as_str(), endpoint.url.clone(), timeout).await;
+        found.address.clone_from(&endpoint.address);
+        found.pool = endpoint.pool;
+        endpoints.push(found);
+    }
+    let listed = endpoints
+        .iter()
+        .filter(|_| topology.kind != TopologyKind::Single)
+        .flat_map(|endpoint| endpoint.replicas.iter().map(|replica| replica.address.clone()));
+    let mapped = topology
+        .cluster
+        .iter()
+        .flat_map(|map| map.ranges.iter().flat_map(|range| range.replicas.iter().cloned()));
+    let mut replicas: Vec<String> = listed
+        .chain(mapped)
+        .filter(|addr| !endpoints.iter().any(|endpoint| endpoint.address == *addr))
+        .collect();
+    replicas.sort_unstable();
+    replicas.dedup();
+    let mut nodes = Vec::new();
+    for addr in replicas {
+        let url = node_url(&settings.url, &addr);
+        nodes.push(probe("replica", url.as_str(), String::new(), timeout).await);
+    }
+    for addr in topology.sentinel.iter().flat_map(|service| &service.sentinels) {
+        nodes.push(match sentinel_info(settings, addr) {
+            Ok(info) => probe("sentinel", info, String::new(), timeout).await,
+            Err(error) => Endpoint {
+                endpoint: "sentinel",
+                address: addr.clone(),
+                error: Some(format!("not a sentinel address: {error}")),
+                ..Endpoint::default()
+            },
+        });
+    }
+    (endpoints, nodes)
 }
 
 /// The backend a URL is served by, as `Statehouse::backend` names it.
@@ -119,15 +224,91 @@ pub(super) fn backend_of(settings: &Settings) -> &'static str {
     }
 }
 
-/// Asks the server at `url` for `ROLE` and `INFO replication`.
-async fn probe(endpoint: &'static str, url: &str, timeout: Duration) -> Endpoint {
-    let redacted = Settings::new(url).redacted_url();
+/// The topology a URL asks for, by its scheme (what is shown when statehouse cannot connect).
+fn kind_of(settings: &Settings) -> TopologyKind {
+    let scheme = settings
+        .url
+        .split_once("://")
+        .map_or("", |(scheme, _)| scheme)
+        .to_ascii_lowercase();
+    match scheme.as_str() {
+        "memory" => TopologyKind::Memory,
+        "redis+sentinel" | "rediss+sentinel" => TopologyKind::Sentinel,
+        "redis+cluster" | "rediss+cluster" => TopologyKind::Cluster,
+        _ => TopologyKind::Single,
+    }
+}
+
+/// The URL of the data node at `addr` of the deployment `url` names (a Sentinel service, a
+/// cluster): `redis://` (`rediss://` for a TLS scheme), the URL's user info as written (a
+/// Sentinel or cluster URL's credentials are the data nodes'), and a Sentinel URL's database.
+fn node_url(url: &str, addr: &str) -> String {
+    let (scheme, body) = url.split_once("://").unwrap_or(("redis", url));
+    let scheme = scheme.to_ascii_lowercase();
+    let (userinfo, rest) = body.rsplit_once('@').unwrap_or(("", body));
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    let db = if scheme.ends_with("+sentinel") {
+        path.split('/').nth(2).filter(|db| !db.is_empty())
+    } else {
+        None
+    };
+    format!(
+        "{}://{userinfo}{}{addr}{}",
+        if scheme.starts_with("rediss") {
+            "rediss"
+        } else {
+            "redis"
+        },
+        if userinfo.is_empty() { "" } else { "@" },
+        db.map_or_else(String::new, |db| format!("/{db}"))
+    )
+}
+
+/// How to reach the sentinel at `addr`: the sentinels' credentials of the settings, or else the
+/// URL's `sentinel_username`/`sentinel_password` parameters (as written).
+fn sentinel_info(settings: &Settings, addr: &str) -> redis::RedisResult<redis::ConnectionInfo> {
+    let url = settings.url.as_str();
+    let tls = url
+        .get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss"));
+    let query = url
+        .split_once('?')
+        .map_or("", |(_, query)| query.split('#').next().unwrap_or_default());
+    let parameter = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    };
+    let userinfo = match (parameter("sentinel_username"), parameter("sentinel_password")) {
+        (None, None) => String::new(),
+        (user, password) => format!("{}:{}@", user.unwrap_or_default(), password.unwrap_or_default()),
+    };
+    let scheme = if tls { "rediss" } else { "redis" };
+    let info = format!("{scheme}://{userinfo}{addr}").into_connection_info()?;
+    let mut redis_settings = info.redis_settings().clone();
+    if let Some(user) = &settings.sentinel_username {
+        redis_settings = redis_settings.set_username(user);
+    }
+    if let Some(password) = &settings.sentinel_password {
+        redis_settings = redis_settings.set_password(password);
+    }
+    Ok(info.set_redis_settings(redis_settings))
+}
+
+/// Asks the server `info` names for `ROLE` and `INFO replication`; `url` is what to show of it
+/// (redacted; empty for a node statehouse has no URL of).
+async fn probe(
+    endpoint: &'static str,
+    info: impl IntoConnectionInfo,
+    url: String,
+    timeout: Duration,
+) -> Endpoint {
     let mut found = Endpoint {
         endpoint,
-        url: redacted,
+        url,
         ..Endpoint::default()
     };
-    let client = match redis::Client::open(url) {
+    let client = match redis::Client::open(info) {
         Ok(client) => client,
         Err(error) => {
             found.error = Some(scrub(&error.to_string(), None));
@@ -241,20 +422,26 @@ fn describe(endpoint: &mut Endpoint, role: &redis::Value, info: &str) {
     }
 }
 
-/// A read replica's lag, when its primary is the write endpoint.
-fn read_lag(endpoints: &mut [Endpoint]) {
-    let Some(write) = endpoints.iter().find(|endpoint| endpoint.endpoint == "write") else {
-        return;
-    };
-    let (address, offset) = (write.address.clone(), write.offset);
-    for endpoint in endpoints
+/// Each replica's lag behind its primary, when the primary was asked too.
+fn replica_lag(status: &mut Status) {
+    let primaries: HashMap<String, u64> = status
+        .endpoints
+        .iter()
+        .chain(&status.nodes)
+        .filter(|node| node.role == Some("primary"))
+        .filter_map(|node| Some((node.address.clone(), node.offset?)))
+        .collect();
+    for node in status
+        .endpoints
         .iter_mut()
-        .filter(|endpoint| endpoint.role == Some("replica"))
+        .chain(&mut status.nodes)
+        .filter(|node| node.role == Some("replica"))
     {
-        if endpoint.primary.as_deref() == Some(address.as_str())
-            && let (Some(primary), Some(own)) = (offset, endpoint.offset)
-        {
-            endpoint.lag_bytes = Some(primary.saturating_sub(own));
+        if let (Some(primary), Some(own)) = (
+            node.primary.as_ref().and_then(|addr| primaries.get(addr)),
+            node.offset,
+        ) {
+            node.lag_bytes = Some(primary.saturating_sub(own));
         }
     }
 }
@@ -262,53 +449,106 @@ fn read_lag(endpoints: &mut [Endpoint]) {
 /// The status for people.
 fn text(settings: &Settings, status: &Status) -> String {
     let mut text = format!("store: {}\ntopology: {}", store_name(settings), status.topology);
-    if status.endpoints.is_empty() {
+    if let Some(error) = &status.error {
+        let _ = write!(text, "\nstatehouse cannot connect: {error}");
+    } else if status.topology == "memory" {
         text.push_str("\nembedded in this process: no server, no replication");
     }
-    for endpoint in &status.endpoints {
+    if let Some(service) = &status.sentinel {
         let _ = write!(
             text,
-            "\n{} endpoint {} ({}): ",
-            endpoint.endpoint, endpoint.url, endpoint.address
+            "\nservice {}: primary {} ({} switches followed), sentinels {}",
+            service.service,
+            service.primary,
+            service.switches,
+            service.sentinels.join(", ")
         );
-        if let Some(error) = &endpoint.error {
-            let _ = write!(text, "UNREACHABLE: {error}");
-            continue;
-        }
-        let offset = endpoint
-            .offset
-            .map_or_else(String::new, |offset| format!(", offset {offset}"));
-        match endpoint.role {
-            Some("primary") => {
-                let _ = write!(
-                    text,
-                    "primary{offset}, {} replicas connected",
-                    endpoint.replicas.len()
-                );
-                for replica in &endpoint.replicas {
-                    let _ = write!(
-                        text,
-                        "\n  replica {}: {}, offset {}, {} bytes behind",
-                        replica.address, replica.state, replica.offset, replica.lag_bytes
-                    );
-                }
-            }
-            Some("replica") => {
-                let _ = write!(
-                    text,
-                    "replica of {}, link {}{offset}",
-                    endpoint.primary.as_deref().unwrap_or("?"),
-                    endpoint.link.as_deref().unwrap_or("?"),
-                );
-                if let Some(lag) = endpoint.lag_bytes {
-                    let _ = write!(text, ", {lag} bytes behind the write endpoint");
-                }
-            }
-            Some(role) => text.push_str(role),
-            None => text.push('?'),
+        if let Some(replica) = &service.read_replica {
+            let _ = write!(text, ", task reads from {replica}");
         }
     }
+    if let Some(map) = &status.cluster {
+        let _ = write!(
+            text,
+            "\nslots: {} of 16384 covered{}, map changed {} times",
+            map.covered,
+            if map.complete { "" } else { " (INCOMPLETE)" },
+            map.changes
+        );
+        for range in &map.ranges {
+            let _ = write!(
+                text,
+                "\n  {}-{}: primary {}, replicas [{}]",
+                range.first,
+                range.last,
+                range.primary,
+                range.replicas.join(", ")
+            );
+        }
+    }
+    for endpoint in status.endpoints.iter().chain(&status.nodes) {
+        match endpoint.endpoint {
+            "write" | "read" => {
+                let _ = write!(
+                    text,
+                    "\n{} endpoint {} ({}): ",
+                    endpoint.endpoint, endpoint.url, endpoint.address
+                );
+            }
+            other => {
+                let _ = write!(text, "\n{other} {}: ", endpoint.address);
+            }
+        }
+        node_text(&mut text, endpoint);
+    }
     text
+}
+
+/// One node's line (and its replicas' lines) for people.
+fn node_text(text: &mut String, endpoint: &Endpoint) {
+    if let Some(error) = &endpoint.error {
+        let _ = write!(text, "UNREACHABLE: {error}");
+        return;
+    }
+    let offset = endpoint
+        .offset
+        .map_or_else(String::new, |offset| format!(", offset {offset}"));
+    match endpoint.role {
+        Some("primary") => {
+            let _ = write!(
+                text,
+                "primary{offset}, {} replicas connected",
+                endpoint.replicas.len()
+            );
+        }
+        Some("replica") => {
+            let _ = write!(
+                text,
+                "replica of {}, link {}{offset}",
+                endpoint.primary.as_deref().unwrap_or("?"),
+                endpoint.link.as_deref().unwrap_or("?"),
+            );
+            if let Some(lag) = endpoint.lag_bytes {
+                let _ = write!(text, ", {lag} bytes behind its primary");
+            }
+        }
+        Some(role) => text.push_str(role),
+        None => text.push('?'),
+    }
+    if let Some(pool) = &endpoint.pool {
+        let _ = write!(
+            text,
+            "; pool {} of {} open, {} in use",
+            pool.open, pool.size, pool.in_use
+        );
+    }
+    for replica in &endpoint.replicas {
+        let _ = write!(
+            text,
+            "\n  replica {}: {}, offset {}, {} bytes behind",
+            replica.address, replica.state, replica.offset, replica.lag_bytes
+        );
+    }
 }
 
 #[cfg(test)]
@@ -357,8 +597,21 @@ mod tests {
         );
     }
 
+    fn status_of(endpoints: Vec<Endpoint>, nodes: Vec<Endpoint>) -> Status {
+        let settings = Settings::new("redis://u:hunter2@127.0.0.1:1");
+        Status {
+            store: StoreJson::new(&settings, "redis"),
+            topology: "single",
+            error: None,
+            sentinel: None,
+            cluster: None,
+            endpoints,
+            nodes,
+        }
+    }
+
     #[test]
-    fn a_replica_names_its_primary_link_and_lag_behind_the_write_endpoint() {
+    fn a_replica_names_its_primary_link_and_lag_behind_it() {
         let mut write = Endpoint {
             endpoint: "write",
             address: "127.0.0.1:9000".to_owned(),
@@ -373,22 +626,58 @@ mod tests {
             endpoint: "read",
             ..Endpoint::default()
         };
-        let role = Value::Array(vec![
-            bulk("slave"),
-            bulk("127.0.0.1"),
-            Value::Int(9000),
-            bulk("connected"),
-            Value::Int(480),
-        ]);
-        describe(&mut read, &role, "role:slave\r\nmaster_link_status:up\r\n");
-        let mut endpoints = [write, read];
-        read_lag(&mut endpoints);
-        let read = &endpoints[1];
+        // `ROLE` of a replica of 127.0.0.1:9000 at `offset`.
+        let replica_at = |offset| {
+            Value::Array(vec![
+                bulk("slave"),
+                bulk("127.0.0.1"),
+                Value::Int(9000),
+                bulk("connected"),
+                Value::Int(offset),
+            ])
+        };
+        let up = "role:slave\r\nmaster_link_status:up\r\n";
+        describe(&mut read, &replica_at(480), up);
+        let mut other = Endpoint {
+            endpoint: "replica",
+            ..Endpoint::default()
+        };
+        describe(&mut other, &replica_at(450), up);
+        let mut status = status_of(vec![write, read], vec![other]);
+        replica_lag(&mut status);
+        let read = &status.endpoints[1];
         assert_eq!(read.role, Some("replica"));
         assert_eq!(read.primary.as_deref(), Some("127.0.0.1:9000"));
         assert_eq!(read.link.as_deref(), Some("up"));
         assert_eq!(read.offset, Some(480));
         assert_eq!(read.lag_bytes, Some(20));
+        assert_eq!(
+            status.nodes[0].lag_bytes,
+            Some(50),
+            "a replica among the other nodes"
+        );
+    }
+
+    #[test]
+    fn node_urls_keep_the_data_nodes_credentials_and_database() {
+        assert_eq!(
+            node_url(
+                "redis+sentinel://u:p@w@s1:1,s2:2/svc/3?sentinel_password=x",
+                "h:7"
+            ),
+            "redis://u:p@w@h:7/3"
+        );
+        assert_eq!(
+            node_url("rediss+cluster://:pw@a:1,b:2", "h:7"),
+            "rediss://:pw@h:7"
+        );
+        assert_eq!(node_url("redis+sentinel://s1:1/svc", "h:7"), "redis://h:7");
+        let mut settings = Settings::new("redis+sentinel://:data@s1:1/svc?sentinel_password=se%40cret");
+        let info = sentinel_info(&settings, "s1:1").unwrap();
+        assert_eq!(info.redis_settings().password(), Some("se@cret"));
+        settings.sentinel_password = Some("other".to_owned());
+        let info = sentinel_info(&settings, "s1:1").unwrap();
+        assert_eq!(info.redis_settings().password(), Some("other"));
     }
 
     #[test]
@@ -398,17 +687,16 @@ mod tests {
             "WRONGPASS for ***"
         );
         let settings = Settings::new("redis://u:hunter2@127.0.0.1:1");
-        let status = Status {
-            store: StoreJson::new(&settings, "redis"),
-            topology: "single",
-            endpoints: vec![Endpoint {
+        let status = status_of(
+            vec![Endpoint {
                 endpoint: "write",
                 url: settings.redacted_url(),
                 address: "127.0.0.1:1".to_owned(),
                 error: Some("connect: refused".to_owned()),
                 ..Endpoint::default()
             }],
-        };
+            vec![],
+        );
         let shown = text(&settings, &status);
         let json = serde_json::to_string(&status).unwrap();
         for output in [&shown, &json] {

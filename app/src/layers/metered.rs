@@ -1,12 +1,16 @@
 //! Metrics of every port call through the [`metrics`] facade, recorded by
 //! [`Traced`](super::Traced)'s policy (the layer every `Statehouse` stack
-//! has) and by [`Retrying`](super::Retrying) for its retries.
+//! has) and by [`Retrying`](super::Retrying) for its retries; and, below
+//! the ports, by the Redis adapter for its pool waits and the failovers it
+//! follows.
 //!
 //! statehouse installs no recorder and depends on no exporter: the
 //! application installs one (`metrics::set_global_recorder`, e.g. a
 //! Prometheus exporter's), then switches recording on with
 //! [`record_metrics`]. Off (the default), a call costs one relaxed atomic
-//! load more and allocates nothing.
+//! load more and allocates nothing. The switch is THE one of the process,
+//! kept in the ports crate ([`statehouse_ports::metrics_on`]) so that the
+//! adapters read it too.
 //!
 //! | metric | kind | labels | what |
 //! |---|---|---|---|
@@ -16,21 +20,21 @@
 //! | `statehouse_conflicts_total` | counter | `op` | conflicts of optimistic updates: each attempt a concurrent writer voided (attempts − 1 of a successful update, every attempt of one that gave up) |
 //! | `statehouse_retries_total` | counter | `op` | temporary failures [`Retrying`](super::Retrying) tried again |
 //! | `statehouse_wait_shortfalls_total` | counter | `op` | writes applied on the primary but confirmed by fewer replicas than the [`Durability`](statehouse_ports::Durability) asks (`WAIT` fell short: `not_durable` errors) |
+//! | `statehouse_pool_wait_seconds` | histogram | none | how long a WATCH section (an update, a claim, …) waited for a pooled dedicated connection, a wait that failed or timed out included (Redis adapter) |
+//! | `statehouse_failovers_total` | counter | `topology` (`sentinel`, `cluster`) | failovers the store followed: a switch to another Sentinel primary; a cluster slot map in which a replica took over its primary's slots (a slot moved by resharding is none) (Redis adapter) |
 //!
 //! `op` is the port operation (`get`, `update`, `save`, `enqueue`, …),
 //! never a key or a value. A call the caller cancelled (its future
 //! dropped) is not counted.
 //!
-//! Reconnections, pool waits and failovers happen inside the Redis
-//! adapter, below the ports: this layer sees only their effect on calls
-//! (`connection` and `timeout` errors); replica acknowledgements it sees
-//! as `not_durable` errors, counted as WAIT shortfalls.
+//! Reconnections of the shared connection happen inside redis-rs and are
+//! not counted: calls see them as `connection` and `timeout` errors.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use statehouse_ports::{ErrorKind, StoreError};
+pub use statehouse_ports::{FAILOVERS, POOL_WAIT_SECONDS, metrics_on};
 
 /// Completed calls, by `op` and `outcome`.
 pub const CALLS: &str = "statehouse_calls_total";
@@ -44,9 +48,6 @@ pub const CONFLICTS: &str = "statehouse_conflicts_total";
 pub const RETRIES: &str = "statehouse_retries_total";
 /// Writes whose replicas fell short of the durability asked (`WAIT`), by `op`.
 pub const WAIT_SHORTFALLS: &str = "statehouse_wait_shortfalls_total";
-
-/// Whether calls are recorded.
-static RECORD: AtomicBool = AtomicBool::new(false);
 
 /// Switches the recording of metrics on (or off) for every `Statehouse` of
 /// the process. Install a recorder first (`metrics::set_global_recorder`);
@@ -77,13 +78,17 @@ pub fn record_metrics(on: bool) {
             WAIT_SHORTFALLS,
             "statehouse writes applied but confirmed by fewer replicas than asked"
         );
+        metrics::describe_histogram!(
+            POOL_WAIT_SECONDS,
+            metrics::Unit::Seconds,
+            "statehouse WATCH sections' waits for a pooled connection"
+        );
+        metrics::describe_counter!(
+            FAILOVERS,
+            "statehouse failovers followed, by topology (sentinel, cluster)"
+        );
     }
-    RECORD.store(on, Ordering::Relaxed);
-}
-
-/// Whether [`record_metrics`] switched recording on.
-pub fn metrics_on() -> bool {
-    RECORD.load(Ordering::Relaxed)
+    statehouse_ports::set_metrics(on);
 }
 
 /// `call`, recorded as operation `op` once it completes.
@@ -334,6 +339,10 @@ mod tests {
         assert!(recorder.is_empty(), "{:?}", recorder.0);
 
         record_metrics(true);
+        assert!(
+            statehouse_ports::metrics_on(),
+            "one switch: the one the adapters read"
+        );
         let recorder = TestRecorder::default();
         let stack = Traced::new(Retrying::new(store(), transient_policy(3)));
         with_recorder(&recorder, calls(&stack));

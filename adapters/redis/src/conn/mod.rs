@@ -24,6 +24,8 @@
 //!   [`writer`](Connections::writer) handle and its checks.
 //! - `targets.rs`: where a WATCH section runs and how it recovers from a
 //!   redirect; the nodes a listing scans and a change feed listens to.
+//! - `report.rs`: the store's [`Topology`](statehouse_ports::Topology)
+//!   (endpoints, pools, Sentinel primary, slot map) and the failover metric.
 //!
 //! # Shared and dedicated
 //!
@@ -51,6 +53,7 @@ use crate::redact::Secrets;
 mod cluster;
 mod durable;
 mod pool;
+mod report;
 mod sentinel;
 mod single;
 mod targets;

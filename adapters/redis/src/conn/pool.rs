@@ -108,6 +108,20 @@ impl bb8::ManageConnection for TxnManager {
     }
 }
 
+/// A connection of `pool` for a WATCH section. With metrics on, the time
+/// it waited (for an idle connection, or for a new one to open) is
+/// recorded as [`POOL_WAIT_SECONDS`](statehouse_ports::POOL_WAIT_SECONDS),
+/// a failed or timed-out wait included; off, it costs one relaxed load.
+pub(crate) async fn checkout(pool: &Pool) -> Result<PooledTxn, bb8::RunError<ConnectError>> {
+    if !statehouse_ports::metrics_on() {
+        return pool.get_owned().await;
+    }
+    let started = std::time::Instant::now();
+    let taken = pool.get_owned().await;
+    metrics::histogram!(statehouse_ports::POOL_WAIT_SECONDS).record(started.elapsed().as_secs_f64());
+    taken
+}
+
 /// A pool of at most `size` dedicated connections made by `manager`, none
 /// opened yet (they open on demand), waiting at most `wait` for one.
 pub(crate) fn build(manager: TxnManager, size: u32, wait: Duration) -> Pool {

@@ -199,7 +199,7 @@ impl Connections {
                 &node.pool
             }
         };
-        match pool.get_owned().await {
+        match super::pool::checkout(pool).await {
             Ok(conn) => Ok(conn),
             Err(bb8::RunError::User(ConnectError { error, bound })) => {
                 Err(error::map_guarded(op, key, error, bound, &self.secrets))

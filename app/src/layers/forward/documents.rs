@@ -2,8 +2,8 @@ use std::fmt;
 
 use statehouse_domain::{Key, KeyPattern, Ttl};
 use statehouse_ports::{
-    Boxed, DocumentStore, Fetched, KeyStream, KeyTtl, RetryPolicy, SetCondition, SetOptions, UpdateFn,
-    Updated,
+    Boxed, DocumentStore, Fetched, KeyStream, KeyTtl, RetryPolicy, SetCondition, SetOptions, Topology,
+    UpdateFn, Updated,
 };
 
 use super::{Layer, Layered, Op, paged};
@@ -160,5 +160,14 @@ impl<L: Layer, S: DocumentStore> DocumentStore for Layered<L, S> {
     {
         self.layer
             .around_idempotent(Op::new("ping", ""), || self.inner.ping())
+    }
+
+    /// A report of what the store holds, not a data call: the inner store's answer, through no layer.
+    fn topology<'s, 'f>(&'s self) -> Boxed<'f, Topology>
+    where
+        's: 'f,
+        Self: 'f,
+    {
+        self.inner.topology()
     }
 }

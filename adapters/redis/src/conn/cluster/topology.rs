@@ -40,6 +40,13 @@ pub(crate) struct Node {
 pub(crate) struct SlotMap {
     /// Inclusive slot ranges and the address of their primary, sorted.
     ranges: Vec<(u16, u16, String)>,
+    /// The replicas of each range, in the order of `ranges` (for reports
+    /// and failovers: the owners alone decide where calls go).
+    replicas: Vec<Vec<String>>,
+    /// The replicas each range had since its owner has it (a replica
+    /// leaves its primary's list when it is promoted, before it owns the
+    /// slots): what a failover is recognised by.
+    known: Vec<Vec<String>>,
 }
 
 impl SlotMap {
@@ -56,6 +63,47 @@ impl SlotMap {
     pub(crate) fn primaries(&self) -> Vec<String> {
         let set: BTreeSet<&String> = self.ranges.iter().map(|(_, _, addr)| addr).collect();
         set.into_iter().cloned().collect()
+    }
+
+    /// The ranges with their primary and replicas, sorted.
+    pub(crate) fn ranges(&self) -> impl Iterator<Item = (u16, u16, &str, &[String])> {
+        self.ranges
+            .iter()
+            .zip(&self.replicas)
+            .map(|((first, last, primary), replicas)| (*first, *last, primary.as_str(), replicas.as_slice()))
+    }
+
+    /// How many primaries of this map `fresh` replaced by one of their
+    /// replicas (a failover; a slot moved to another primary is none).
+    fn promotions(&self, fresh: &SlotMap) -> u64 {
+        let mut replaced = BTreeSet::new();
+        for (first, _, owner) in &fresh.ranges {
+            let at = self.ranges.partition_point(|(_, last, _)| last < first);
+            if let (Some((old_first, _, old_owner)), Some(replicas)) =
+                (self.ranges.get(at), self.known.get(at))
+                && old_first <= first
+                && old_owner != owner
+                && replicas.contains(owner)
+            {
+                replaced.insert(old_owner.as_str());
+            }
+        }
+        replaced.len() as u64
+    }
+
+    /// `fresh` as the map that follows this one: with the same owners, the
+    /// replicas known of each range so far are kept in `known`.
+    fn followed_by(&self, mut fresh: SlotMap) -> SlotMap {
+        if self.ranges == fresh.ranges {
+            for (known, old) in fresh.known.iter_mut().zip(&self.known) {
+                for addr in old {
+                    if !known.contains(addr) {
+                        known.push(addr.clone());
+                    }
+                }
+            }
+        }
+        fresh
     }
 
     /// Parses a `CLUSTER SLOTS` answer of the node at `asked` (whose host
@@ -77,22 +125,43 @@ impl SlotMap {
             };
             let first = u16::try_from(int(first)?).ok()?;
             let last = u16::try_from(int(last)?).ok()?;
-            let host = match primary.first()? {
-                Value::BulkString(host) => String::from_utf8_lossy(host).into_owned(),
-                Value::SimpleString(host) => host.clone(),
-                _ => return None,
-            };
-            let port = u16::try_from(int(primary.get(1)?)?).ok()?;
-            let addr = if host.is_empty() || host == "?" {
-                format!("{asked_host}:{port}")
-            } else {
-                node_addr(&host, port)
-            };
-            ranges.push((first, last, addr));
+            let addr = node_of(primary, asked_host)?;
+            // The replicas: every node after the primary (one that does not
+            // read as a node is left out of the report, not fatal).
+            let replicas = fields
+                .iter()
+                .skip(3)
+                .filter_map(|node| match node {
+                    Value::Array(node) => node_of(node, asked_host),
+                    _ => None,
+                })
+                .collect::<Vec<_>>();
+            ranges.push(((first, last, addr), replicas));
         }
         ranges.sort();
-        Some(Self { ranges })
+        let (ranges, replicas): (_, Vec<_>) = ranges.into_iter().unzip();
+        Some(Self {
+            ranges,
+            known: replicas.clone(),
+            replicas,
+        })
     }
+}
+
+/// `host:port` of a node of a `CLUSTER SLOTS` entry (`[host, port, id, …]`);
+/// an empty or unknown host is `asked_host`.
+fn node_of(node: &[Value], asked_host: &str) -> Option<String> {
+    let host = match node.first()? {
+        Value::BulkString(host) => String::from_utf8_lossy(host).into_owned(),
+        Value::SimpleString(host) => host.clone(),
+        _ => return None,
+    };
+    let port = u16::try_from(int(node.get(1)?)?).ok()?;
+    Some(if host.is_empty() || host == "?" {
+        format!("{asked_host}:{port}")
+    } else {
+        node_addr(&host, port)
+    })
 }
 
 fn timed_out() -> RedisError {
@@ -336,9 +405,13 @@ impl Nodes {
         let primaries = fresh.primaries();
         {
             let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+            let fresh = map.followed_by(fresh);
+            if map.ranges != fresh.ranges {
+                crate::conn::report::failovers_seen("cluster", map.promotions(&fresh));
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
             if **map != fresh {
                 *map = Arc::new(fresh);
-                self.generation.fetch_add(1, Ordering::AcqRel);
             }
         }
         self.nodes
@@ -393,5 +466,34 @@ mod tests {
         assert_eq!(map.owner(200), Some("h:2"));
         assert!(SlotMap::parse(bulk("nonsense"), "x:1").is_none());
         assert_eq!(SlotMap::default().owner(0), None);
+    }
+
+    #[test]
+    fn a_replica_taking_over_its_primary_slots_is_a_failover_and_a_moved_slot_is_not() {
+        let entry = |first: i64, last: i64, port: i64, replica: Option<i64>| {
+            let mut fields = vec![
+                Value::Int(first),
+                Value::Int(last),
+                Value::Array(vec![bulk("h"), Value::Int(port), bulk("id")]),
+            ];
+            fields.extend(replica.map(|port| Value::Array(vec![bulk("h"), Value::Int(port), bulk("id")])));
+            Value::Array(fields)
+        };
+        let map = |entries| SlotMap::parse(Value::Array(entries), "h:1").unwrap();
+        let before = map(vec![entry(0, 8191, 1, Some(3)), entry(8192, 16383, 2, Some(4))]);
+        let ranges: Vec<_> = before.ranges().collect();
+        assert_eq!(ranges[0], (0, 8191, "h:1", ["h:3".to_owned()].as_slice()));
+        // The replica of port 1 promoted: one failover.
+        let promoted = map(vec![entry(0, 8191, 3, None), entry(8192, 16383, 2, Some(4))]);
+        assert_eq!(before.promotions(&promoted), 1);
+        // The replica promoted leaves its primary's list before the slots are its own: still one.
+        let between = before.followed_by(map(vec![entry(0, 8191, 1, None), entry(8192, 16383, 2, Some(4))]));
+        assert_eq!(between.promotions(&promoted), 1);
+        assert_eq!(between.ranges().next().map(|range| range.3.len()), Some(0));
+        // Slot 8192 moved to port 1 (resharding): none.
+        let moved = map(vec![entry(0, 8192, 1, Some(3)), entry(8193, 16383, 2, Some(4))]);
+        assert_eq!(before.promotions(&moved), 0);
+        assert_eq!(before.promotions(&before), 0);
+        assert_eq!(SlotMap::default().promotions(&before), 0);
     }
 }
