@@ -16,6 +16,7 @@
 //! | `statehouse_conflicts_total` | counter | `op` | conflicts of optimistic updates: each attempt a concurrent writer voided (attempts − 1 of a successful update, every attempt of one that gave up) |
 //! | `statehouse_retries_total` | counter | `op` | temporary failures [`Retrying`](super::Retrying) tried again |
 //! | `statehouse_wait_shortfalls_total` | counter | `op` | writes applied on the primary but confirmed by fewer replicas than the [`Durability`](statehouse_ports::Durability) asks (`WAIT` fell short: `not_durable` errors) |
+//! | `statehouse_combined_batch_size` | histogram | `op` | callers served by each combined round of concurrent updates of one key (`docs/hotkeys.md`; recorded by the adapter where a round ends, through [`combined_round`]) |
 //!
 //! `op` is the port operation (`get`, `update`, `save`, `enqueue`, …),
 //! never a key or a value. A call the caller cancelled (its future
@@ -78,7 +79,32 @@ pub fn record_metrics(on: bool) {
             "statehouse writes applied but confirmed by fewer replicas than asked"
         );
     }
+    if on {
+        describe_combined_rounds();
+    }
     RECORD.store(on, Ordering::Relaxed);
+}
+
+/// Callers served by each combined round, by `op`.
+pub const COMBINED_BATCH_SIZE: &str = "statehouse_combined_batch_size";
+
+/// Describes [`COMBINED_BATCH_SIZE`] and has the combiners of every store
+/// of the process tell [`combined_round`] of each round that ends.
+fn describe_combined_rounds() {
+    metrics::describe_histogram!(
+        COMBINED_BATCH_SIZE,
+        metrics::Unit::Count,
+        "statehouse callers served by one combined round of updates of one key, by op"
+    );
+    statehouse_ports::combine::observe_rounds(combined_round);
+}
+
+/// Records one combined round of `op` that served `size` callers, if
+/// recording is on.
+fn combined_round(op: &'static str, size: usize) {
+    if metrics_on() {
+        metrics::histogram!(COMBINED_BATCH_SIZE, "op" => op).record(size as f64);
+    }
 }
 
 /// Whether [`record_metrics`] switched recording on.
