@@ -20,21 +20,46 @@
 //!   once it started, its turns are skipped (the value passes on
 //!   unchanged), and the others' outcome is unaffected.
 //! - A leader cancelled before its write went out hands the batch to the
-//!   next member, which runs it again from the read (nothing was written);
-//!   after the write went out, the members get a `Connection` error saying
-//!   the outcome is unknown, as the leader's own caller would.
-//! - Off ([`Combiner::off`]), every caller leads a batch of one: today's
-//!   path, one WATCH round per update.
+//!   next member, which runs it again from the read (nothing was written).
+//!   The write of a batch with other members runs in a task of its own
+//!   ([`Pass::write`]): a leader cancelled while it is out leaves the batch
+//!   to that task, which ends the batch with the write's outcome (or hands
+//!   it to the next member if nothing was written), so cancelling any
+//!   caller never changes another caller's outcome.
+//! - Off ([`Combiner::off`]), [`Combiner::join`] answers `None`: the
+//!   caller runs today's path, one round of its own at once, without a
+//!   lane.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Poll, Waker};
 
 use crate::{RetryPolicy, StoreError};
 
 /// The default bound on a batch's size.
 pub const DEFAULT_MAX_BATCH: usize = 64;
+
+/// Where every finished round is told (its operation and how many callers
+/// it served), once [`observe_rounds`] set it.
+static ROUNDS: OnceLock<fn(&'static str, usize)> = OnceLock::new();
+
+/// Tells `hook` of every combined round that ends, in any store of the
+/// process: the operation (`update`, `update_property`, `update_field`)
+/// and the batch's size (its callers still waiting, the leader included).
+/// Set once per process (later calls change nothing); the app's metrics
+/// layer sets it (`statehouse_combined_batch_size`) and decides in it
+/// whether to record.
+pub fn observe_rounds(hook: fn(&'static str, usize)) {
+    let _ = ROUNDS.set(hook);
+}
+
+/// Tells the hook of [`observe_rounds`] that a round of `op` served `size`.
+fn report(op: &'static str, size: usize) {
+    if let Some(hook) = ROUNDS.get() {
+        hook(op, size);
+    }
+}
 
 /// The lanes of a combiner by key and policy.
 type Lanes<V> = Mutex<HashMap<(String, RetryPolicy), Arc<Lane<V>>>>;
@@ -69,15 +94,29 @@ impl<V> Combiner<V> {
         Self::new(1)
     }
 
+    /// On (the default bound) or [`off`](Self::off).
+    pub fn switched(on: bool) -> Self {
+        if on { Self::default() } else { Self::off() }
+    }
+
     /// The bound on a batch's size (1: combining is off).
     pub fn max_batch(&self) -> usize {
         self.max_batch
     }
 
+    /// Whether combining is on (batches of more than one).
+    pub fn is_on(&self) -> bool {
+        self.max_batch > 1
+    }
+
     /// Lines a caller up for an update of `key` under `policy`: joins the
     /// forming batch of the key's lane (or starts one), to wait in with
-    /// [`Ticket::wait`].
-    pub fn join(&self, key: &str, policy: RetryPolicy) -> Ticket<'_, V> {
+    /// [`Ticket::wait`]. `None` when combining is off: the caller runs its
+    /// own round at once (today's path), not queued in a lane.
+    pub fn join(&self, key: &str, policy: RetryPolicy) -> Option<Ticket<'_, V>> {
+        if !self.is_on() {
+            return None;
+        }
         let lane = {
             let mut lanes = lock(&self.lanes);
             let lane = lanes
@@ -96,14 +135,15 @@ impl<V> Combiner<V> {
             lane
         };
         let (batch, index) = lane.enqueue(self.max_batch);
-        Ticket {
+        Some(Ticket {
             combiner_lanes: &self.lanes,
+            op: "",
             key: (key.to_owned(), policy),
             lane,
             batch,
             index,
             finished: false,
-        }
+        })
     }
 }
 
@@ -145,6 +185,8 @@ impl<V> Lane<V> {
                 value: None,
                 changed: false,
                 writing: false,
+                detached: false,
+                landed: None,
                 generation: 0,
                 outcome: None,
                 leader_waker: None,
@@ -210,6 +252,12 @@ struct BatchState<V> {
     changed: bool,
     /// Whether the leader's write went out (its outcome may be unknown).
     writing: bool,
+    /// Whether the write runs in a task of its own ([`Pass::write`]): a
+    /// leader cancelled meanwhile leaves the batch to it.
+    detached: bool,
+    /// How the detached write landed, once it did, until the leader takes
+    /// its answer (or, cancelled, ends the batch with it).
+    landed: Option<Landed>,
     /// Counts passes (and new leaders): a member's answer to an older
     /// pass is dropped.
     generation: u64,
@@ -263,6 +311,59 @@ impl<V> BatchState<V> {
             wake(&mut member.waker);
         }
     }
+
+    /// The members still waiting (not cancelled).
+    fn live(&self) -> usize {
+        self.members.iter().filter(|member| !member.gone).count()
+    }
+
+    /// A detached write landed after its leader was cancelled: ends the
+    /// batch with its outcome, or, if nothing was written, hands the batch
+    /// to the next member (a new read). Returns whether the batch ended.
+    fn resolve(&mut self, landed: Landed) -> bool {
+        self.detached = false;
+        match landed {
+            Landed::Committed(attempts) => self.finish(Ok(attempts)),
+            Landed::Failed(error) => self.finish(Err(error)),
+            Landed::NotWritten => {
+                self.writing = false;
+                self.turn = None;
+                self.value = None;
+                self.elect();
+            }
+        }
+        self.outcome.is_some()
+    }
+}
+
+/// How a round's write landed, as the batch sees it ([`Pass::write`]).
+#[derive(Debug)]
+pub enum Landing<'e> {
+    /// The write was applied: the members' answers stand.
+    Committed,
+    /// Nothing was written (a watched key changed, a redirect, a lost
+    /// script): the batch runs again from a new read.
+    NotWritten,
+    /// The write failed, or its outcome is unknown: every member gets this.
+    Failed(&'e StoreError),
+}
+
+/// A [`Landing`] kept in the batch (the error as each member copies it).
+#[derive(Debug)]
+enum Landed {
+    Committed(u32),
+    NotWritten,
+    Failed(SharedError),
+}
+
+impl Landed {
+    fn of(landing: Landing<'_>, attempt: u32) -> Self {
+        match landing {
+            Landing::Committed => Self::Committed(attempt),
+            Landing::NotWritten => Self::NotWritten,
+            Landing::Failed(error) => Self::Failed(SharedError::of(error)),
+        }
+    }
 }
 
 fn wake(waker: &mut Option<Waker>) {
@@ -275,6 +376,8 @@ fn wake(waker: &mut Option<Waker>) {
 #[derive(Debug)]
 pub struct Ticket<'c, V> {
     combiner_lanes: &'c Lanes<V>,
+    /// The update's operation, for [`observe_rounds`].
+    op: &'static str,
     key: (String, RetryPolicy),
     lane: Arc<Lane<V>>,
     batch: Arc<Batch<V>>,
@@ -302,6 +405,7 @@ impl<'c, V: Send> Ticket<'c, V> {
     where
         A: FnMut(&V) -> Option<V> + Send,
     {
+        self.op = op;
         loop {
             let step = poll_fn(|cx| {
                 let mut state = lock(&self.batch.state);
@@ -360,7 +464,14 @@ impl<V> Drop for Ticket<'_, V> {
                 state.members[self.index].gone = true;
                 if state.leader == Some(self.index) {
                     // A leader cancelled mid-round (its `Pass` is gone too).
-                    if state.writing {
+                    if state.detached {
+                        // Its write runs on in a task of its own: the
+                        // batch ends with its outcome, now if it landed
+                        // already, else when it does (`Pass::write`).
+                        if let Some(landed) = state.landed.take() {
+                            state.resolve(landed);
+                        }
+                    } else if state.writing {
                         state.finish(Err(SharedError::Unknown));
                     } else {
                         state.turn = None;
@@ -398,11 +509,7 @@ pub struct Pass<'t, 'c, V> {
 impl<V: Send> Pass<'_, '_, V> {
     /// How many members are in the batch, the leader included.
     pub fn size(&self) -> usize {
-        lock(&self.ticket.batch.state)
-            .members
-            .iter()
-            .filter(|member| !member.gone)
-            .count()
+        lock(&self.ticket.batch.state).live()
     }
 
     /// One pass: `current` (what the section read) through the leader's
@@ -435,9 +542,74 @@ impl<V: Send> Pass<'_, '_, V> {
     }
 
     /// Marks the write as sent: from here a cancelled leader leaves its
-    /// batch's outcome unknown.
+    /// batch's outcome unknown. For a write that completes (memory's, under
+    /// one lock), or of a batch of one; else see [`write`](Self::write).
     pub fn writing(&mut self) {
         lock(&self.ticket.batch.state).writing = true;
+    }
+
+    /// Runs the round's write (attempt number `attempt`) in a task of its
+    /// own and waits for its answer, so that cancelling the leader's caller
+    /// does not cut the write short: the task then ends the batch with
+    /// what `landing` makes of the answer (the members get the outcome they
+    /// would have had), or, if nothing was written, hands the batch to the
+    /// next member. A batch of one (nobody else's outcome hangs on it) runs
+    /// the write in the caller's task; so does a write with no runtime to
+    /// spawn on.
+    pub async fn write<W, T>(&mut self, attempt: u32, write: W, landing: fn(&T) -> Landing<'_>) -> T
+    where
+        V: 'static,
+        W: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writing();
+        let runtime = tokio::runtime::Handle::try_current();
+        let (true, Ok(runtime)) = (self.size() > 1, runtime) else {
+            return write.await;
+        };
+        let batch = self.ticket.batch.clone();
+        let lane = self.ticket.lane.clone();
+        let op = self.ticket.op;
+        let answer: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        lock(&batch.state).detached = true;
+        let (task_batch, task_answer) = (batch.clone(), answer.clone());
+        runtime.spawn(async move {
+            let out = write.await;
+            let landed = Landed::of(landing(&out), attempt);
+            let mut state = lock(&task_batch.state);
+            if state.outcome.is_some() || !state.detached {
+                // The leader gave up waiting (its attempt's deadline) and
+                // ended the batch: nobody waits for this answer.
+                return;
+            }
+            let leader_gone = state.leader.is_none_or(|index| state.members[index].gone);
+            if leader_gone {
+                let ended = state.resolve(landed);
+                let size = state.live();
+                drop(state);
+                if ended {
+                    report(op, size);
+                    lane.next(&task_batch);
+                }
+            } else {
+                state.landed = Some(landed);
+                *lock(&task_answer) = Some(out);
+                wake(&mut state.leader_waker);
+            }
+        });
+        poll_fn(|cx| {
+            let mut state = lock(&batch.state);
+            if state.landed.is_some()
+                && let Some(out) = lock(&answer).take()
+            {
+                state.landed = None;
+                state.detached = false;
+                return Poll::Ready(out);
+            }
+            state.leader_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 
     /// The write of the last pass did not go through (a conflict): the
@@ -450,12 +622,83 @@ impl<V: Send> Pass<'_, '_, V> {
     /// error itself; the members get a copy) and starts the next batch.
     pub fn finish(self, outcome: &Result<u32, StoreError>) {
         let ticket = self.ticket;
-        lock(&ticket.batch.state).finish(match outcome {
-            Ok(attempts) => Ok(*attempts),
-            Err(error) => Err(SharedError::of(error)),
-        });
+        let size = {
+            let mut state = lock(&ticket.batch.state);
+            state.finish(match outcome {
+                Ok(attempts) => Ok(*attempts),
+                Err(error) => Err(SharedError::of(error)),
+            });
+            state.live()
+        };
+        report(ticket.op, size);
         ticket.finished = true;
         ticket.lane.next(&ticket.batch);
+    }
+}
+
+/// What one caller's closure answered in the last pass of a combined
+/// update of one JSON field (subjects' properties, tenant fields): the old
+/// and new value, or its own error (the stored value's decoding, or its
+/// closure's, as `Aborted`).
+pub type FieldStep = Option<Result<(Option<serde_json::Value>, serde_json::Value), StoreError>>;
+
+/// The closure of a JSON field's update (`PropertyFn`, `FieldFn`).
+pub type JsonFieldFn<'a> =
+    dyn FnMut(Option<&serde_json::Value>) -> Result<serde_json::Value, crate::BoxError> + Send + 'a;
+
+/// A JSON field's update closure as a member of a combined round: decodes
+/// the bytes handed to it with `decode`, applies `f`, records its own
+/// answer in `own` (its error as `aborted` makes it) and passes on the new
+/// value as `encode` writes it (`None`: unchanged, after an error).
+pub fn field_step<'f, 'a: 'f>(
+    f: &'f mut JsonFieldFn<'a>,
+    decode: impl Fn(&[u8]) -> Result<serde_json::Value, StoreError> + Send + 'f,
+    encode: impl Fn(&serde_json::Value) -> Vec<u8> + Send + 'f,
+    aborted: impl Fn(crate::BoxError) -> StoreError + Send + 'f,
+    own: &'f mut FieldStep,
+) -> impl FnMut(&Option<Vec<u8>>) -> Option<Option<Vec<u8>>> + Send + 'f {
+    move |current| {
+        let old = match current.as_deref().map(&decode).transpose() {
+            Ok(old) => old,
+            Err(error) => {
+                *own = Some(Err(error));
+                return None;
+            }
+        };
+        match f(old.as_ref()) {
+            Ok(new) => {
+                let bytes = encode(&new);
+                *own = Some(Ok((old, new)));
+                Some(Some(bytes))
+            }
+            Err(source) => {
+                *own = Some(Err(aborted(source)));
+                None
+            }
+        }
+    }
+}
+
+/// A caller's result of a combined JSON field update: its own step after
+/// the batch's `outcome` (the attempt that committed): `(old, new,
+/// attempts)`. Its own error stands whatever the batch did.
+#[allow(clippy::type_complexity)]
+pub fn field_result(
+    op: &'static str,
+    key: &str,
+    own: FieldStep,
+    outcome: Result<u32, StoreError>,
+) -> Result<(Option<serde_json::Value>, serde_json::Value, u32), StoreError> {
+    match own {
+        Some(Err(error)) => Err(error),
+        Some(Ok((old, new))) => outcome.map(|attempts| (old, new, attempts)),
+        None => outcome.and_then(|_| {
+            Err(StoreError::Operation {
+                op,
+                key: key.to_owned(),
+                source: "the combined round ended without running this update's closure".into(),
+            })
+        }),
     }
 }
 
@@ -465,6 +708,12 @@ enum SharedError {
     Timeout(std::time::Duration),
     Conflict(u32),
     Connection(String),
+    WrongType,
+    NotDurable {
+        wanted: u32,
+        confirmed: u32,
+        timeout: std::time::Duration,
+    },
     Other(String),
     /// The leader was cancelled after its write went out.
     Unknown,
@@ -476,6 +725,17 @@ impl SharedError {
             StoreError::Timeout { after, .. } => Self::Timeout(*after),
             StoreError::Conflict { attempts, .. } => Self::Conflict(*attempts),
             StoreError::Connection { source, .. } => Self::Connection(source.to_string()),
+            StoreError::WrongType { .. } => Self::WrongType,
+            StoreError::NotDurable {
+                wanted,
+                confirmed,
+                timeout,
+                ..
+            } => Self::NotDurable {
+                wanted: *wanted,
+                confirmed: *confirmed,
+                timeout: *timeout,
+            },
             other => Self::Other(other.to_string()),
         }
     }
@@ -497,6 +757,18 @@ impl SharedError {
                 op,
                 key,
                 source: source.clone().into(),
+            },
+            Self::WrongType => StoreError::WrongType { op, key },
+            Self::NotDurable {
+                wanted,
+                confirmed,
+                timeout,
+            } => StoreError::NotDurable {
+                op,
+                key,
+                wanted: *wanted,
+                confirmed: *confirmed,
+                timeout: *timeout,
             },
             Self::Other(message) => StoreError::Operation {
                 op,

@@ -65,7 +65,7 @@ pub use changes::Swapped;
 pub use changes::{
     AnnouncedUpdateFn, ChangeFeed, DEFAULT_FEED_CAPACITY, Subscription, SubscriptionSender, Watched,
 };
-pub use combine::{Combiner, Pass, Role, Ticket};
+pub use combine::{Combiner, FieldStep, JsonFieldFn, Landing, Pass, Role, Ticket, field_result, field_step};
 #[cfg(feature = "mock")]
 pub use documents::MockDocumentStore;
 pub use documents::{

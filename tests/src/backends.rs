@@ -39,8 +39,8 @@ where
         paused,
         stack,
         async move {
-            // The suite's stores combine concurrent updates of one key (opt-in
-            // in the library), so every test of every family runs through it.
+            // The suite's stores combine concurrent updates of one key (the
+            // library's default, said here so the suite never loses it).
             let store = MemoryStore::new().with_combining(true);
             let planter = store.clone();
             let plant_hash: PlantHash = Arc::new(move |key: Key| {
@@ -117,8 +117,8 @@ async fn redis_backend(
     target: RawTarget,
     replicas: u32,
 ) -> Backend {
-    // The suite's stores combine concurrent updates of one key (opt-in in
-    // the library), so every test of every family runs through it.
+    // The suite's stores combine concurrent updates of one key (the
+    // library's default, said here so the suite never loses it).
     async fn connect(config: RedisConfig) -> RedisStore {
         RedisStore::connect(config).await.unwrap().with_combining(true)
     }

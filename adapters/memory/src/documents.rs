@@ -112,17 +112,15 @@ impl DocumentStore for MemoryStore {
         policy: RetryPolicy,
         f: &mut UpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
-        if self.documents_round.max_batch() == 1 {
-            // Combining off: today's path, each update its own round at
-            // once (not queued behind the key's other updates in a lane).
+        let Some(mut ticket) = self.documents_round.join(key.as_str(), policy) else {
+            // Combining off: today's path, each update its own round at once.
             return self
                 .update_str(key, policy, &mut |current| Ok((f(current)?, None)))
                 .await;
-        }
+        };
         let mut own: DocumentStep = None;
         let outcome = {
             let mut apply = document_step(f, &mut own);
-            let mut ticket = self.documents_round.join(key.as_str(), policy);
             match ticket.wait(UPDATE, key.as_str(), &mut apply).await {
                 Role::Finished(outcome) => outcome,
                 Role::Lead(mut pass) => {

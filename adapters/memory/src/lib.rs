@@ -112,6 +112,9 @@ pub struct MemoryStore {
     keyspace: Arc<Keyspace>,
     /// Concurrent document updates of one key, combined (`Combiner`).
     documents_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
+    /// Concurrent updates of one JSON field of a hash (a subject's
+    /// property, a tenant record's field), combined.
+    fields_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
     /// How many replicas a write must reach: none can, as on a server
     /// without replicas (`store::unreplicated`).
     durability: Durability,
@@ -128,23 +131,19 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             keyspace: Keyspace::new(),
-            documents_round: Arc::new(statehouse_ports::Combiner::off()),
+            documents_round: Arc::new(statehouse_ports::Combiner::default()),
+            fields_round: Arc::new(statehouse_ports::Combiner::default()),
             durability: Durability::Primary,
         }
     }
 
-    /// The same store with combining of concurrent document updates of one
-    /// key on, or off (the default: every update its own optimistic round).
-    /// Opt-in while a caller cancelled during its round's write leaves the
-    /// other callers of the round with an outcome-unknown error
-    /// (`docs/hotkeys.md`).
+    /// The same store with combining of concurrent updates of one key on
+    /// (the default) or off (every update its own optimistic round at
+    /// once, not queued in a lane; `docs/hotkeys.md`).
     #[must_use]
     pub fn with_combining(mut self, on: bool) -> Self {
-        self.documents_round = Arc::new(if on {
-            statehouse_ports::Combiner::default()
-        } else {
-            statehouse_ports::Combiner::off()
-        });
+        self.documents_round = Arc::new(statehouse_ports::Combiner::switched(on));
+        self.fields_round = Arc::new(statehouse_ports::Combiner::switched(on));
         self
     }
 
@@ -160,6 +159,7 @@ impl MemoryStore {
             // Lanes of its own: a round is written with its leader's
             // durability.
             documents_round: Arc::new(statehouse_ports::Combiner::new(self.documents_round.max_batch())),
+            fields_round: Arc::new(statehouse_ports::Combiner::new(self.fields_round.max_batch())),
             durability,
         }
     }
@@ -181,6 +181,66 @@ impl MemoryStore {
     /// (`store::unreplicated`).
     fn unreplicated(&self, op: &'static str, key: &str) -> Result<(), statehouse_ports::StoreError> {
         store::unreplicated(self.durability, op, key)
+    }
+
+    /// A combined update of one JSON field of the hash `key` (a subject's
+    /// property, a tenant record's field), in the lane `lane` of the
+    /// store's field combiner: one read of the field per round
+    /// (`Keyspace::combined`), each caller's closure `f` on the value as
+    /// `decode` reads it (its errors its own), then `write` of the final
+    /// value (as `encode` made it) once. Answers `(old, new, attempts)`;
+    /// `None` when combining is off (the caller runs its own round).
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    async fn combined_field(
+        &self,
+        op: &'static str,
+        (lane, key, field): (&str, &str, &[u8]),
+        policy: statehouse_ports::RetryPolicy,
+        f: &mut statehouse_ports::JsonFieldFn<'_>,
+        decode: impl Fn(&[u8]) -> Result<statehouse_ports::JsonValue, statehouse_ports::StoreError> + Send,
+        encode: impl Fn(&statehouse_ports::JsonValue) -> Vec<u8> + Send,
+        mut write: impl FnMut(&mut store::State, tokio::time::Instant, Vec<u8>) + Send,
+    ) -> Option<
+        Result<
+            (
+                Option<statehouse_ports::JsonValue>,
+                statehouse_ports::JsonValue,
+                u32,
+            ),
+            statehouse_ports::StoreError,
+        >,
+    > {
+        use statehouse_ports::{FieldStep, Role, StoreError, field_result, field_step};
+        let mut ticket = self.fields_round.join(lane, policy)?;
+        let mut own: FieldStep = None;
+        let outcome = {
+            let aborted = |source| StoreError::Aborted {
+                op,
+                key: key.to_owned(),
+                source,
+            };
+            let mut apply = field_step(f, decode, encode, aborted, &mut own);
+            match ticket.wait(op, key, &mut apply).await {
+                Role::Finished(outcome) => outcome,
+                Role::Lead(mut pass) => {
+                    let read = |state: &mut store::State, now| {
+                        state
+                            .hget(key, field, now)
+                            .map_err(|()| StoreError::wrong_type(op, key))
+                    };
+                    let commit = |state: &mut store::State, now, value: Option<Vec<u8>>| {
+                        write(state, now, value.unwrap_or_default());
+                    };
+                    let section = self.section(policy);
+                    let outcome = (self.keyspace)
+                        .combined(op, key, &[key], section, &mut pass, &mut apply, read, commit)
+                        .await;
+                    pass.finish(&outcome);
+                    outcome
+                }
+            }
+        };
+        Some(field_result(op, key, own, outcome))
     }
 
     /// The retry policy of an optimistic section with this store's

@@ -88,6 +88,25 @@ impl SubjectStore for MemoryStore {
         const OP: &str = "update_property";
         let key = space.key(subject.as_str());
         let field = kind.field(name.as_str());
+        // Combined with the concurrent updates of this property.
+        if let Some(updated) = self
+            .combined_field(
+                OP,
+                (&format!("{OP}\n{key}\n{field}"), &key, field.as_bytes()),
+                space.policy(),
+                f,
+                |bytes| decode_property(OP, &key, &field, bytes),
+                |value| python_json(value).into_bytes(),
+                |state, now, text| {
+                    // The key is a hash, unchanged since the read.
+                    let _ = state.hset_hdel(&key, &[(field.as_bytes(), text.as_slice())], &[], now);
+                },
+            )
+            .await
+        {
+            let (old, new, attempts) = updated?;
+            return Ok(PropertyUpdated { old, new, attempts });
+        }
         let (updated, attempts) = self
             .keyspace
             .optimistic(

@@ -234,6 +234,27 @@ impl FieldStore for MemoryStore {
         f: &mut FieldFn<'a>,
     ) -> Result<FieldUpdated, StoreError> {
         const OP: &str = "update_field";
+        // Combined with the concurrent updates of this field (and TTL).
+        let lane = format!("{OP}\n{}\n{}\n{ttl:?}", key.key(), field.as_str());
+        if let Some(updated) = self
+            .combined_field(
+                OP,
+                (&lane, key.key(), field.as_str().as_bytes()),
+                policy,
+                f,
+                |bytes| decode_field(OP, key, field.as_str(), bytes),
+                |value| encode_field(value).into_bytes(),
+                |state, now, text| {
+                    let text = String::from_utf8_lossy(&text).into_owned();
+                    // The key is a hash, unchanged since the read.
+                    let _ = hset_with_ttl(state, OP, key, &[(field.as_str().to_owned(), text)], ttl, now);
+                },
+            )
+            .await
+        {
+            let (old, new, attempts) = updated?;
+            return Ok(FieldUpdated { old, new, attempts });
+        }
         let (updated, attempts) = self
             .keyspace
             .optimistic(

@@ -188,17 +188,15 @@ impl DocumentStore for RedisStore {
         f: &mut UpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
         const OP: &str = "update";
-        if self.documents_round.max_batch() == 1 {
-            // Combining off: today's path, each update its own round at
-            // once (not queued behind the key's other updates in a lane).
+        let Some(mut ticket) = self.documents_round.join(key.as_str(), policy) else {
+            // Combining off: today's path, each update its own round at once.
             return self
                 .update_str(key, policy, &mut |current| Ok((f(current)?, None)), false)
                 .await;
-        }
+        };
         let mut own: DocumentStep = None;
         let outcome = {
             let mut apply = document_step(f, &mut own);
-            let mut ticket = self.documents_round.join(key.as_str(), policy);
             match ticket.wait(OP, key.as_str(), &mut apply).await {
                 Role::Finished(outcome) => outcome,
                 Role::Lead(mut pass) => {
@@ -288,49 +286,10 @@ pub(crate) fn refusal(error: &redis::RedisError) -> Option<Refused> {
     }
 }
 
-/// A combined round's decision: the value read through every member's
-/// closure, then the final value written once (nothing if none changed it).
-struct RoundDecision<'r, 'p, 't, 'c, A> {
-    rkey: &'r str,
-    pass: &'p mut Pass<'t, 'c, Option<Vec<u8>>>,
-    apply: &'p mut A,
-}
-
-impl<A> txn::Decide<(Option<Vec<u8>>,), ()> for RoundDecision<'_, '_, '_, '_, A>
-where
-    A: FnMut(&Option<Vec<u8>>) -> Option<Option<Vec<u8>>> + Send,
-{
-    async fn decide(&mut self, (current,): (Option<Vec<u8>>,)) -> Result<Decision<()>, StoreError> {
-        let (value, changed) = self.pass.apply(current, &mut *self.apply).await;
-        if !changed {
-            return Ok(Decision::Done(()));
-        }
-        let mut writes = redis::pipe();
-        match value {
-            Some(value) => writes
-                .cmd("SET")
-                .arg(self.rkey)
-                .arg(value)
-                .arg("KEEPTTL")
-                .ignore(),
-            None => writes.cmd("DEL").arg(self.rkey).ignore(),
-        };
-        Ok(Decision::Commit(writes, ()))
-    }
-
-    fn writing(&mut self) {
-        self.pass.writing();
-    }
-
-    fn not_written(&mut self) {
-        self.pass.conflicted();
-    }
-}
-
 impl RedisStore {
     /// The WATCH section of a combined round of document updates, led by
     /// this caller (`Combiner`): one read, every member's closure, one
-    /// write; a conflict reruns the whole batch. Returns the attempt that
+    /// write (`SET … KEEPTTL`, or `DEL`). Returns the attempt that
     /// committed.
     async fn lead_update<A>(
         &self,
@@ -346,22 +305,31 @@ impl RedisStore {
         let rkey = self.keys.key(key);
         let mut get = redis::cmd("GET");
         get.arg(rkey.as_ref());
-        let mut decision = RoundDecision {
-            rkey: rkey.as_ref(),
-            pass,
-            apply,
+        let writes = |value: Option<Vec<u8>>| {
+            let mut writes = redis::pipe();
+            match value {
+                Some(value) => writes
+                    .cmd("SET")
+                    .arg(rkey.as_ref())
+                    .arg(value)
+                    .arg("KEEPTTL")
+                    .ignore(),
+                None => writes.cmd("DEL").arg(rkey.as_ref()).ignore(),
+            };
+            writes
         };
-        let committed = txn::optimistic_with(
+        txn::combined(
             &self.conns,
             OP,
             key.as_str(),
             &[rkey.as_ref()],
             &[get],
             policy,
-            &mut decision,
+            pass,
+            apply,
+            writes,
         )
-        .await?;
-        Ok(committed.attempts)
+        .await
     }
 
     /// THE document read-modify-write, for `update` and the change feed's

@@ -27,6 +27,9 @@ pub struct RedisStore {
     pub(crate) config: Arc<RedisConfig>,
     /// Concurrent document updates of one key, combined (`Combiner`).
     pub(crate) documents_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
+    /// Concurrent updates of one JSON field of a hash (a subject's
+    /// property, a tenant record's field), combined.
+    pub(crate) fields_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -51,23 +54,19 @@ impl RedisStore {
             conns,
             keys: Arc::new(Keys::new(&config.prefix)),
             config: Arc::new(config),
-            documents_round: Arc::new(statehouse_ports::Combiner::off()),
+            documents_round: Arc::new(statehouse_ports::Combiner::default()),
+            fields_round: Arc::new(statehouse_ports::Combiner::default()),
         })
     }
 
-    /// The same store with combining of concurrent document updates of one
-    /// key on, or off (the default: every update its own optimistic round).
-    /// Opt-in while a caller cancelled during its round's write leaves the
-    /// other callers of the round with an outcome-unknown error
-    /// (`docs/hotkeys.md`).
+    /// The same store with combining of concurrent updates of one key on
+    /// (the default) or off (every update its own optimistic round at
+    /// once, not queued in a lane; `docs/hotkeys.md`).
     /// Clones made after this share its lanes.
     #[must_use]
     pub fn with_combining(mut self, on: bool) -> Self {
-        self.documents_round = Arc::new(if on {
-            statehouse_ports::Combiner::default()
-        } else {
-            statehouse_ports::Combiner::off()
-        });
+        self.documents_round = Arc::new(statehouse_ports::Combiner::switched(on));
+        self.fields_round = Arc::new(statehouse_ports::Combiner::switched(on));
         self
     }
 
@@ -91,6 +90,7 @@ impl RedisStore {
             // Lanes of its own: a round is written with its leader's
             // durability.
             documents_round: Arc::new(statehouse_ports::Combiner::new(self.documents_round.max_batch())),
+            fields_round: Arc::new(statehouse_ports::Combiner::new(self.fields_round.max_batch())),
         })
     }
 }

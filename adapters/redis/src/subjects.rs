@@ -126,6 +126,24 @@ impl SubjectStore for RedisStore {
         let field = kind.field(name.as_str());
         let mut hget = redis::cmd("HGET");
         hget.arg(rkey.as_ref()).arg(&field);
+        // Combined with the concurrent updates of this property.
+        if let Some(updated) = txn::combined_field(
+            &self.conns,
+            &self.fields_round,
+            OP,
+            (&format!("{OP}\n{key}\n{field}"), key.as_str()),
+            (rkey.as_ref(), field.as_str()),
+            space.policy(),
+            f,
+            |bytes| decode_property(OP, &key, &field, bytes),
+            |value| python_json(value).into_bytes(),
+            |value| property_write(&rkey, &field, value.unwrap_or_default()),
+        )
+        .await
+        {
+            let (old, new, attempts) = updated?;
+            return Ok(PropertyUpdated { old, new, attempts });
+        }
         type Change = (Option<JsonValue>, JsonValue);
         let mut decide = |(current,): (Option<Vec<u8>>,)| -> Result<Decision<Change>, StoreError> {
             let old = current
@@ -136,13 +154,7 @@ impl SubjectStore for RedisStore {
                 key: key.clone(),
                 source,
             })?;
-            let mut writes = redis::pipe();
-            writes
-                .cmd("HSET")
-                .arg(rkey.as_ref())
-                .arg(&field)
-                .arg(python_json(&new))
-                .ignore();
+            let writes = property_write(&rkey, &field, python_json(&new).into_bytes());
             Ok(Decision::Commit(writes, (old, new)))
         };
         let committed = txn::optimistic(
@@ -260,4 +272,11 @@ fn is_subject_type(op: &'static str, key: &str, kind: &str) -> Result<bool, Stor
         "none" => Ok(false),
         _ => Err(StoreError::wrong_type(op, key)),
     }
+}
+
+/// The write of one property's new value: `HSET rkey field text`.
+fn property_write(rkey: &str, field: &str, text: Vec<u8>) -> redis::Pipeline {
+    let mut writes = redis::pipe();
+    writes.cmd("HSET").arg(rkey).arg(field).arg(text).ignore();
+    writes
 }

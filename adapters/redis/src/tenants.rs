@@ -324,6 +324,30 @@ impl FieldStore for RedisStore {
         let rkey = self.keys.raw(key.key());
         let mut hget = redis::cmd("HGET");
         hget.arg(rkey.as_ref()).arg(field.as_str());
+        // Combined with the concurrent updates of this field (and TTL).
+        if let Some(updated) = txn::combined_field(
+            &self.conns,
+            &self.fields_round,
+            OP,
+            (
+                &format!("{OP}\n{}\n{}\n{ttl:?}", key.key(), field.as_str()),
+                key.key(),
+            ),
+            (rkey.as_ref(), field.as_str()),
+            policy,
+            f,
+            |bytes| decode_field(OP, key, field.as_str(), bytes),
+            |value| encode_field(value).into_bytes(),
+            |value| {
+                let text = String::from_utf8_lossy(value.as_deref().unwrap_or_default()).into_owned();
+                field_write(&rkey, ttl, field, text)
+            },
+        )
+        .await
+        {
+            let (old, new, attempts) = updated?;
+            return Ok(FieldUpdated { old, new, attempts });
+        }
         type Change = (Option<JsonValue>, JsonValue);
         let mut decide = |(current,): (Option<Vec<u8>>,)| -> Result<Decision<Change>, StoreError> {
             let old = current
@@ -334,15 +358,7 @@ impl FieldStore for RedisStore {
                 key: key.key().to_owned(),
                 source,
             })?;
-            let write = [(field.as_str().to_owned(), encode_field(&new))];
-            let mut writes = redis::pipe();
-            if ttl.is_some() {
-                let args = write_args(ttl, "set", &write);
-                writes.add_command(scripts::evalsha(&TENANT_WRITE, &[rkey.as_ref()], args));
-            } else {
-                writes.add_command(hset(&rkey, &write));
-            }
-            writes.ignore();
+            let writes = field_write(&rkey, ttl, field, encode_field(&new));
             Ok(Decision::Commit(writes, (old, new)))
         };
         let committed = txn::optimistic(
@@ -446,4 +462,19 @@ impl RedisStore {
         }
         Ok(deleted)
     }
+}
+
+/// The write of one field's new value `text` (`update_field`): `HSET`, or
+/// with a TTL the `TENANT_WRITE` script.
+fn field_write(rkey: &str, ttl: Option<Ttl>, field: &FieldName, text: String) -> redis::Pipeline {
+    let write = [(field.as_str().to_owned(), text)];
+    let mut writes = redis::pipe();
+    if ttl.is_some() {
+        let args = write_args(ttl, "set", &write);
+        writes.add_command(scripts::evalsha(&TENANT_WRITE, &[rkey], args));
+    } else {
+        writes.add_command(hset(rkey, &write));
+    }
+    writes.ignore();
+    writes
 }

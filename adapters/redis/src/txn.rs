@@ -37,7 +37,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, Pipeline};
-use statehouse_ports::{Attempt, Backoff, Optimistic, RetryPolicy, StoreError};
+use statehouse_ports::{
+    Attempt, Backoff, Combiner, FieldStep, JsonFieldFn, JsonValue, Landing, Optimistic, Pass, RetryPolicy,
+    Role, StoreError, field_result, field_step,
+};
 
 use crate::conn::{Connections, PooledTxn, Recovery, SectionFailure, Target};
 use crate::{error, scripts};
@@ -63,13 +66,98 @@ pub(crate) trait Decide<R, T>: Send {
     /// The decision on what the reads answered.
     fn decide(&mut self, current: R) -> impl Future<Output = Result<Decision<T>, StoreError>> + Send;
 
-    /// The writes are about to go out (their outcome is unknown from here
-    /// until EXEC answers).
-    fn writing(&mut self) {}
+    /// Sends the writes of attempt number `attempt` (EXEC, and the WAIT
+    /// after it) and waits for their answer: here, in the caller's task
+    /// ([`Write::run`]); a combined round runs them in a task of its own
+    /// (`Pass::write`, [`Write::detached`]), so that cancelling its leader
+    /// does not cut them short.
+    fn write(&mut self, attempt: u32, write: Write<'_>) -> impl Future<Output = Exec> + Send {
+        let _ = attempt;
+        write.run()
+    }
 
     /// The writes did not run (a watched key changed, a redirect, a lost
     /// script): the next decision starts over.
     fn not_written(&mut self) {}
+}
+
+/// The writes of an attempt, ready to go out on the section's connection.
+pub(crate) struct Write<'a> {
+    conns: &'a Connections,
+    op: &'static str,
+    key: &'a str,
+    txn: PooledTxn,
+    writes: Pipeline,
+}
+
+impl Write<'_> {
+    /// EXEC (and the durability's WAIT), in the caller's task.
+    pub(crate) async fn run(self) -> Exec {
+        exec(self.conns, self.op, self.key, self.txn, self.writes).await
+    }
+
+    /// The same, owning what it needs, for a task of its own.
+    pub(crate) fn detached(self) -> impl Future<Output = Exec> + Send + 'static {
+        let (conns, op, key) = (self.conns.clone(), self.op, self.key.to_owned());
+        let (txn, writes) = (self.txn, self.writes);
+        async move { exec(&conns, op, &key, txn, writes).await }
+    }
+}
+
+/// What EXEC (and the WAIT after it) came to.
+pub(crate) enum Exec {
+    /// The writes ran; then the durability's check.
+    Committed(Result<(), StoreError>),
+    /// A watched key changed: nothing ran.
+    Changed,
+    /// `NOSCRIPT` (a flushed script cache): nothing ran; the connection
+    /// loads the scripts again on its next read.
+    NoScript,
+    /// Aborted by a redirect (`EXECABORT`): nothing ran.
+    Redirected(redis::RedisError),
+    /// No answer, or an error: the outcome is unknown.
+    Failed(StoreError),
+}
+
+impl Exec {
+    /// How the writes landed, for a combined round (`Pass::write`).
+    pub(crate) fn landing(&self) -> Landing<'_> {
+        match self {
+            Self::Committed(Ok(())) => Landing::Committed,
+            Self::Committed(Err(error)) | Self::Failed(error) => Landing::Failed(error),
+            Self::Changed | Self::NoScript | Self::Redirected(_) => Landing::NotWritten,
+        }
+    }
+}
+
+/// Sends `writes` (MULTI … EXEC) on the section's connection `txn`, then,
+/// if they ran, waits for the replicas the durability asks for.
+async fn exec(
+    conns: &Connections,
+    op: &'static str,
+    key: &str,
+    mut txn: PooledTxn,
+    writes: Pipeline,
+) -> Exec {
+    let exec: redis::RedisResult<Option<()>> =
+        match conns.run_raw(op, key, writes.query_async(&mut txn.conn)).await {
+            Ok(exec) => exec,
+            // Cut short: the connection stays dirty and the pool drops it.
+            Err(error) => return Exec::Failed(error),
+        };
+    // EXEC answered, committed or not: no watch is left.
+    txn.clean = true;
+    match exec {
+        Ok(Some(())) => Exec::Committed(conns.confirm_exec(op, key, &mut txn.conn, true).await),
+        Ok(None) => Exec::Changed,
+        Err(error) if error::is_no_script(&error) => {
+            txn.scripts_loaded = false;
+            Exec::NoScript
+        }
+        // Not a dropped connection: EXEC's outcome would be unknown.
+        Err(error) if error::redirect_of(&error).is_some() => Exec::Redirected(error),
+        Err(error) => Exec::Failed(conns.map_dedicated(op, key, error)),
+    }
 }
 
 /// A plain closure as a [`Decide`].
@@ -79,6 +167,128 @@ impl<R: Send, T: Send> Decide<R, T> for Now<'_, R, T> {
     async fn decide(&mut self, current: R) -> Result<Decision<T>, StoreError> {
         (self.0)(current)
     }
+}
+
+/// A combined round's decision (`Combiner`, ports): the value read handed
+/// through every member's closure ([`Pass::apply`]), then the final value
+/// written once by `writes` (nothing if no closure changed it); the write
+/// of a batch with other members runs in a task of its own
+/// ([`Pass::write`]), so that cancelling the leader changes nobody else's
+/// outcome.
+struct Round<'p, 't, 'c, V, A, W> {
+    pass: &'p mut Pass<'t, 'c, V>,
+    apply: &'p mut A,
+    writes: W,
+}
+
+impl<V, A, W> Decide<(V,), ()> for Round<'_, '_, '_, V, A, W>
+where
+    V: Send + 'static,
+    A: FnMut(&V) -> Option<V> + Send,
+    W: FnMut(V) -> Pipeline + Send,
+{
+    async fn decide(&mut self, (current,): (V,)) -> Result<Decision<()>, StoreError> {
+        let (value, changed) = self.pass.apply(current, &mut *self.apply).await;
+        if !changed {
+            return Ok(Decision::Done(()));
+        }
+        Ok(Decision::Commit((self.writes)(value), ()))
+    }
+
+    async fn write(&mut self, attempt: u32, write: Write<'_>) -> Exec {
+        if self.pass.size() > 1 {
+            // Others' outcomes hang on it: a task of its own.
+            self.pass.write(attempt, write.detached(), Exec::landing).await
+        } else {
+            self.pass.writing();
+            write.run().await
+        }
+    }
+
+    fn not_written(&mut self) {
+        self.pass.conflicted();
+    }
+}
+
+/// The WATCH section of a combined round, led by this caller (`Combiner`):
+/// `WATCH watched; reads` once (the reads answer the value `V`), every
+/// member's closure through `pass` and `apply`, then `writes` of the final
+/// value once; a conflict reruns the whole batch. Returns the attempt that
+/// committed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn combined<V, A, W>(
+    conns: &Connections,
+    op: &'static str,
+    key: &str,
+    watched: &[&str],
+    reads: &[Cmd],
+    policy: RetryPolicy,
+    pass: &mut Pass<'_, '_, V>,
+    apply: &mut A,
+    writes: W,
+) -> Result<u32, StoreError>
+where
+    (V,): FromRedisValue,
+    V: Send + 'static,
+    A: FnMut(&V) -> Option<V> + Send,
+    W: FnMut(V) -> Pipeline + Send,
+{
+    let mut round = Round { pass, apply, writes };
+    let committed = optimistic_with(conns, op, key, watched, reads, policy, &mut round).await?;
+    Ok(committed.attempts)
+}
+
+/// A combined update of one JSON field of the hash `rkey` (a subject's
+/// property, a tenant record's field), in the lane `lane` of `combiner`:
+/// one `WATCH rkey; HGET rkey field` per round, each caller's closure `f`
+/// on the value as `decode` reads it (its errors its own), then `writes`
+/// of the final value (as `encode` made it) once. Answers `(old, new,
+/// attempts)`; `None` when combining is off (the caller runs its own round).
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub(crate) async fn combined_field(
+    conns: &Connections,
+    combiner: &Combiner<Option<Vec<u8>>>,
+    op: &'static str,
+    (lane, key): (&str, &str),
+    (rkey, field): (&str, &str),
+    policy: RetryPolicy,
+    f: &mut JsonFieldFn<'_>,
+    decode: impl Fn(&[u8]) -> Result<JsonValue, StoreError> + Send,
+    encode: impl Fn(&JsonValue) -> Vec<u8> + Send,
+    writes: impl FnMut(Option<Vec<u8>>) -> Pipeline + Send,
+) -> Option<Result<(Option<JsonValue>, JsonValue, u32), StoreError>> {
+    let mut ticket = combiner.join(lane, policy)?;
+    let mut own: FieldStep = None;
+    let outcome = {
+        let aborted = |source| StoreError::Aborted {
+            op,
+            key: key.to_owned(),
+            source,
+        };
+        let mut apply = field_step(f, decode, encode, aborted, &mut own);
+        match ticket.wait(op, key, &mut apply).await {
+            Role::Finished(outcome) => outcome,
+            Role::Lead(mut pass) => {
+                let mut hget = redis::cmd("HGET");
+                hget.arg(rkey).arg(field);
+                let outcome = combined(
+                    conns,
+                    op,
+                    key,
+                    &[rkey],
+                    &[hget],
+                    policy,
+                    &mut pass,
+                    &mut apply,
+                    writes,
+                )
+                .await;
+                pass.finish(&outcome);
+                outcome
+            }
+        }
+    };
+    Some(field_result(op, key, own, outcome))
 }
 
 /// A successful optimistic section.
@@ -173,7 +383,15 @@ impl<R: FromRedisValue + Send, T: Send, D: Decide<R, T>> Optimistic for Watch<'_
         // or a repeat (answered EXECs) starts another attempt, with a
         // deadline of its own.
         let deadline = tokio::time::Instant::now() + conns.response_timeout;
-        let once = attempt_once(conns, op, key, &self.section, &mut self.fresh, &mut *self.decide);
+        let once = attempt_once(
+            conns,
+            op,
+            key,
+            &self.section,
+            &mut self.fresh,
+            attempt,
+            &mut *self.decide,
+        );
         let once = std::pin::pin!(once);
         let Ok(outcome) = tokio::time::timeout_at(deadline, once).await else {
             return Err(StoreError::Timeout {
@@ -231,6 +449,7 @@ async fn attempt_once<R, T, D>(
     key: &str,
     section: &Section<'_>,
     fresh: &mut bool,
+    attempt: u32,
     decide: &mut D,
 ) -> Result<Outcome<T>, StoreError>
 where
@@ -296,31 +515,29 @@ where
                 return Err(conns.map_dedicated(op, key, error));
             }
         }
-        decide.writing();
-        let exec: redis::RedisResult<Option<()>> =
-            conns.run_raw(op, key, writes.query_async(&mut txn.conn)).await?;
-        // EXEC answered, committed or not: no watch is left.
-        txn.clean = true;
-        match exec {
-            Ok(committed) => {
-                if committed.is_none() {
-                    decide.not_written();
-                }
-                conns
-                    .confirm_exec(op, key, &mut txn.conn, committed.is_some())
-                    .await?;
-                return Ok(Outcome::Executed(committed.map(|()| value)));
+        let write = Write {
+            conns,
+            op,
+            key,
+            txn,
+            writes,
+        };
+        match decide.write(attempt, write).await {
+            Exec::Committed(confirmed) => {
+                confirmed?;
+                return Ok(Outcome::Executed(Some(value)));
             }
-            Err(error) if error::is_no_script(&error) => {
+            Exec::Changed => {
                 decide.not_written();
-                txn.scripts_loaded = false;
+                return Ok(Outcome::Executed(None));
+            }
+            Exec::NoScript => {
+                decide.not_written();
                 return Ok(Outcome::NoScript);
             }
-            // Aborted by a redirect (EXECABORT): nothing ran. Not a
-            // dropped connection: EXEC's outcome would be unknown.
-            Err(error) if error::redirect_of(&error).is_some() => {
+            // Aborted by a redirect (EXECABORT): nothing ran.
+            Exec::Redirected(error) => {
                 decide.not_written();
-                drop(txn);
                 match conns
                     .recover(
                         SectionFailure::Redis(&error),
@@ -335,7 +552,7 @@ where
                     Recovery::Fail => return Err(conns.map_dedicated(op, key, error)),
                 }
             }
-            Err(error) => return Err(conns.map_dedicated(op, key, error)),
+            Exec::Failed(error) => return Err(error),
         }
     }
 }

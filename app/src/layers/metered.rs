@@ -22,6 +22,7 @@
 //! | `statehouse_wait_shortfalls_total` | counter | `op` | writes applied on the primary but confirmed by fewer replicas than the [`Durability`](statehouse_ports::Durability) asks (`WAIT` fell short: `not_durable` errors) |
 //! | `statehouse_pool_wait_seconds` | histogram | none | how long a WATCH section (an update, a claim, …) waited for a pooled dedicated connection, a wait that failed or timed out included (Redis adapter) |
 //! | `statehouse_failovers_total` | counter | `topology` (`sentinel`, `cluster`) | failovers the store followed: a switch to another Sentinel primary; a cluster slot map in which a replica took over its primary's slots (a slot moved by resharding is none) (Redis adapter) |
+//! | `statehouse_combined_batch_size` | histogram | `op` | callers served by each combined round of concurrent updates of one key (`docs/hotkeys.md`; recorded by the adapter where a round ends, through [`combined_round`]) |
 //!
 //! `op` is the port operation (`get`, `update`, `save`, `enqueue`, …),
 //! never a key or a value. A call the caller cancelled (its future
@@ -87,8 +88,31 @@ pub fn record_metrics(on: bool) {
             FAILOVERS,
             "statehouse failovers followed, by topology (sentinel, cluster)"
         );
+        describe_combined_rounds();
     }
     statehouse_ports::set_metrics(on);
+}
+
+/// Callers served by each combined round, by `op`.
+pub const COMBINED_BATCH_SIZE: &str = "statehouse_combined_batch_size";
+
+/// Describes [`COMBINED_BATCH_SIZE`] and has the combiners of every store
+/// of the process tell [`combined_round`] of each round that ends.
+fn describe_combined_rounds() {
+    metrics::describe_histogram!(
+        COMBINED_BATCH_SIZE,
+        metrics::Unit::Count,
+        "statehouse callers served by one combined round of updates of one key, by op"
+    );
+    statehouse_ports::combine::observe_rounds(combined_round);
+}
+
+/// Records one combined round of `op` that served `size` callers, if
+/// recording is on.
+fn combined_round(op: &'static str, size: usize) {
+    if metrics_on() {
+        metrics::histogram!(COMBINED_BATCH_SIZE, "op" => op).record(size as f64);
+    }
 }
 
 /// `call`, recorded as operation `op` once it completes.

@@ -31,8 +31,8 @@ mod retrying;
 mod traced;
 
 pub use metered::{
-    CALL_SECONDS, CALLS, CONFLICTS, ERRORS, FAILOVERS, POOL_WAIT_SECONDS, RETRIES, WAIT_SHORTFALLS,
-    metrics_on, record_metrics,
+    CALL_SECONDS, CALLS, COMBINED_BATCH_SIZE, CONFLICTS, ERRORS, FAILOVERS, POOL_WAIT_SECONDS, RETRIES,
+    WAIT_SHORTFALLS, metrics_on, record_metrics,
 };
 pub use retrying::{Retry, Retrying, transient_policy};
 pub use traced::{Traced, Tracing};

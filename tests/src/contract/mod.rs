@@ -348,6 +348,9 @@ macro_rules! contract_suite {
             sixteen_tasks_updating_one_key_form_one_chain: Threaded,
             an_erroring_or_keeping_closure_affects_only_its_caller: Threaded,
             a_cancelled_caller_takes_only_its_own_closure: Threaded,
+            a_leader_cancelled_during_its_write_changes_no_other_outcome: Threaded,
+            sixteen_tasks_updating_one_property_form_one_chain: Threaded,
+            sixteen_tasks_updating_one_tenant_field_form_one_chain: Threaded,
         ]);
         $crate::contract_suite!(@family $runner, tasks, [
             save_and_get_round_trip_a_record: Plain,
