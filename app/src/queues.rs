@@ -57,7 +57,7 @@ fn service(op: &'static str, name: &str) -> Result<ServiceName, StoreError> {
 
 /// The keys of `queue` of `tenant`, derived once per call and passed down.
 fn keys(op: &'static str, tenant_name: &str, queue: &QueueName) -> Result<QueueKeys, StoreError> {
-    Ok(QueueKeys::new(&tenant(op, tenant_name)?, queue))
+    Ok(QueueKeys::of(tenant(op, tenant_name)?, queue))
 }
 
 fn decoded<T: DeserializeOwned>(

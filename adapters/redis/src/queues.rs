@@ -10,6 +10,7 @@
 //! would be sent first and the script second (two steps; a mark without
 //! work is harmless).
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -51,10 +52,10 @@ fn items(op: &'static str, key: &str, reply: Vec<Value>) -> Result<Vec<QueueItem
 }
 
 impl RedisStore {
-    /// The queue script's prefixed KEYS: list, items, leases, index.
-    fn queue_script_keys(&self, queue: &QueueKeys) -> [String; 4] {
-        [queue.list(), queue.items(), queue.leases(), queue.index()]
-            .map(|key| self.keys.raw(key).into_owned())
+    /// The queue script's prefixed KEYS: list, items, leases, index
+    /// (borrowed when the store has no prefix).
+    fn queue_script_keys<'q>(&self, queue: &'q QueueKeys) -> [Cow<'q, str>; 4] {
+        [queue.list(), queue.items(), queue.leases(), queue.index()].map(|key| self.keys.raw(key))
     }
 }
 

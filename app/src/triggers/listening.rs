@@ -211,7 +211,7 @@ impl<'t, S: Future<Output = ()>> Listening<'t, S> {
         if tenants.is_empty() {
             return Ok(round);
         }
-        let keys: Vec<TriggerKeys> = tenants.iter().map(TriggerKeys::new).collect();
+        let keys: Vec<TriggerKeys> = tenants.into_iter().map(TriggerKeys::of).collect();
         let claims = match port.claim_round(&keys, batch, lease).await {
             Ok(claims) => claims,
             Err(error) if error.is_retryable() => {
@@ -222,7 +222,7 @@ impl<'t, S: Future<Output = ()>> Listening<'t, S> {
             Err(error) => return Err(error),
         };
         let mut filings = Vec::new();
-        for ((tenant, keys), claimed) in tenants.into_iter().zip(keys).zip(claims) {
+        for (keys, claimed) in keys.into_iter().zip(claims) {
             round.next = earliest(round.next, deadline(claimed.next_due_in));
             // None or a full batch: filed by the claim already.
             let filed = claimed.triggers.is_empty() || claimed.triggers.len() >= batch;
@@ -232,7 +232,7 @@ impl<'t, S: Future<Output = ()>> Listening<'t, S> {
                 if stopping {
                     break;
                 }
-                match handler(tenant.clone(), trigger.clone()).await {
+                match handler(keys.tenant().clone(), trigger.clone()).await {
                     Ok(()) => handled.push(trigger),
                     Err(error) => handler_failed(&trigger, &error),
                 }

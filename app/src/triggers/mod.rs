@@ -79,7 +79,7 @@ impl Default for ListenOptions {
 /// The trigger keys of `tenant`, derived once per call (once per
 /// listener) and passed down.
 fn keys(op: &'static str, tenant: &str) -> Result<TriggerKeys, StoreError> {
-    Ok(TriggerKeys::new(&TenantId::new(tenant).for_op(op, tenant)?))
+    Ok(TriggerKeys::of(TenantId::new(tenant).for_op(op, tenant)?))
 }
 
 fn names(op: &'static str, action: &str, id: &str) -> Result<(ActionName, TriggerId), StoreError> {

@@ -77,23 +77,39 @@ use std::fmt::Write as _;
 /// assert_eq!(escape_component("plain-id_42.x"), "plain-id_42.x");
 /// ```
 pub fn escape_component(component: &str) -> String {
+    let mut escaped = String::with_capacity(component.len());
+    push_escaped(&mut escaped, component);
+    escaped
+}
+
+/// [`escape_component`] appended to `out`: THE escaping, for keys built
+/// into one buffer (no `String` per component).
+///
+/// ```
+/// use statehouse_domain::layout::push_escaped;
+///
+/// let mut key = String::from("t:{");
+/// push_escaped(&mut key, "acme:eu");
+/// assert_eq!(key, "t:{acme%3Aeu");
+/// ```
+pub fn push_escaped(out: &mut String, component: &str) {
     // Most ids need no escaping: one scan, one copy.
     if !component.chars().any(needs_escape) {
-        return component.to_owned();
+        out.push_str(component);
+        return;
     }
-    let mut escaped = String::with_capacity(component.len() + 8);
+    out.reserve(component.len() + 8);
     for c in component.chars() {
         if needs_escape(c) {
             let mut buf = [0u8; 4];
             for byte in c.encode_utf8(&mut buf).bytes() {
                 // Writing to a String cannot fail.
-                let _ = write!(escaped, "%{byte:02X}");
+                let _ = write!(out, "%{byte:02X}");
             }
         } else {
-            escaped.push(c);
+            out.push(c);
         }
     }
-    escaped
 }
 
 /// Reverses [`escape_component`]; `None` if `escaped` is not the escaping
@@ -106,6 +122,11 @@ pub fn escape_component(component: &str) -> String {
 /// assert_eq!(unescape_component("bad%2"), None);
 /// ```
 pub fn unescape_component(escaped: &str) -> Option<String> {
+    if !escaped.contains('%') {
+        // Without a `%` the component is the text itself, which is its own
+        // escaping exactly when no character of it needs one.
+        return (!escaped.chars().any(needs_escape)).then(|| escaped.to_owned());
+    }
     let bytes = escaped.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -129,7 +150,16 @@ fn needs_escape(c: char) -> bool {
 
 /// `<first>:<second>`, both escaped.
 fn pair_member(first: &str, second: &str) -> String {
-    format!("{}:{}", escape_component(first), escape_component(second))
+    let mut member = String::with_capacity(first.len() + second.len() + 1);
+    push_pair(&mut member, first, second);
+    member
+}
+
+/// [`pair_member`] appended to `out`.
+fn push_pair(out: &mut String, first: &str, second: &str) {
+    push_escaped(out, first);
+    out.push(':');
+    push_escaped(out, second);
 }
 
 /// The reverse of [`pair_member`].

@@ -1,4 +1,4 @@
-use super::{escape_component, unescape_component};
+use super::{escape_component, push_escaped, unescape_component};
 
 /// The keys of one tenant (before the store's prefix). Every key starts
 /// with `t:{<tenant>}:`, so all of a tenant's keys share one hash tag (one
@@ -36,9 +36,9 @@ pub struct TenantKeys {
 impl TenantKeys {
     /// The keys of `tenant` (escaped, so any text is a valid tenant).
     pub fn new(tenant: &str) -> Self {
-        Self {
-            head: format!("t:{{{}}}:", escape_component(tenant)),
-        }
+        let mut head = String::with_capacity(tenant.len() + 5);
+        push_head(&mut head, tenant);
+        Self { head }
     }
 
     /// `t:{<escaped tenant>}:`, the start of every key of the tenant.
@@ -55,12 +55,7 @@ impl TenantKeys {
     /// (`kind` is a fixed word of the layout, never user input).
     pub fn key(&self, kind: &str, parts: &[&str]) -> String {
         let mut key = String::with_capacity(self.head.len() + kind.len() + 32);
-        key.push_str(&self.head);
-        key.push_str(kind);
-        for part in parts {
-            key.push(':');
-            key.push_str(&escape_component(part));
-        }
+        push_key(&mut key, &self.head, kind, parts);
         key
     }
 
@@ -146,6 +141,24 @@ impl TenantKeys {
             .strip_prefix(escape_component(user).as_str())?
             .strip_prefix(':')?;
         unescape_component(rest)
+    }
+}
+
+/// `t:{<escaped tenant>}:`, THE head of a tenant's keys, appended to `out`.
+pub(super) fn push_head(out: &mut String, tenant: &str) {
+    out.push_str("t:{");
+    push_escaped(out, tenant);
+    out.push_str("}:");
+}
+
+/// A key of a tenant (`head` from [`push_head`]) from `kind` and parts to
+/// escape, joined by `:`, appended to `out` (see [`TenantKeys::key`]).
+pub(super) fn push_key(out: &mut String, head: &str, kind: &str, parts: &[&str]) {
+    out.push_str(head);
+    out.push_str(kind);
+    for part in parts {
+        out.push(':');
+        push_escaped(out, part);
     }
 }
 

@@ -1,7 +1,14 @@
+use std::sync::OnceLock;
+
 use super::hash_slot;
-use super::tenants::TenantKeys;
-use super::{escape_component, member_pair, pair_member};
+use super::tenants::{TenantKeys, push_head};
+use super::{member_pair, pair_member, push_escaped};
 use crate::TenantId;
+
+/// The kinds of a tenant's trigger keys, after the tenant's head.
+const DUE: &str = "triggers:due";
+const CLAIMS: &str = "triggers:claims";
+const BY_ID: &str = "triggers:by-id:";
 
 /// The keys of a tenant's expiration triggers and batch queues (issue 10),
 /// all under the tenant's hash tag, so every per-tenant atomic step (a
@@ -35,18 +42,18 @@ use crate::TenantId;
 impl TenantKeys {
     /// The sorted set of the tenant's triggers by due time.
     pub fn triggers_due(&self) -> String {
-        format!("{}triggers:due", self.head)
+        format!("{}{DUE}", self.head)
     }
 
     /// The hash of claim tokens of the tenant's claimed triggers.
     pub fn trigger_claims(&self) -> String {
-        format!("{}triggers:claims", self.head)
+        format!("{}{CLAIMS}", self.head)
     }
 
     /// The sorted set of the trigger members (`<action>:<id>`) of one
     /// identifier.
     pub fn triggers_of(&self, id: &str) -> String {
-        format!("{}triggers:by-id:{}", self.head, escape_component(id))
+        of_id(&self.head, id)
     }
 
     /// The member of a trigger in [`triggers_due`](Self::triggers_due)
@@ -81,25 +88,50 @@ impl TenantKeys {
 /// assert_eq!(keys.shard().tenants(), "triggers:{due-63}:tenants");
 /// # Ok::<(), statehouse_domain::ValidationError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct TriggerKeys {
-    tenant: TenantKeys,
     id: TenantId,
-    due: String,
-    claims: String,
-    shard: &'static IndexShard,
+    /// `<head>triggers:due<head>triggers:claims`: both keys in one buffer,
+    /// the tenant's head (`t:{<tenant>}:`) its first `head` bytes.
+    keys: String,
+    head: usize,
+    due: usize,
+    /// Found when first asked for (only the due index's steps need it).
+    shard: OnceLock<&'static IndexShard>,
+}
+
+/// `<head>triggers:by-id:<escaped id>`.
+fn of_id(head: &str, id: &str) -> String {
+    let mut key = String::with_capacity(head.len() + BY_ID.len() + id.len());
+    key.push_str(head);
+    key.push_str(BY_ID);
+    push_escaped(&mut key, id);
+    key
 }
 
 impl TriggerKeys {
     /// The trigger keys of `tenant`.
     pub fn new(tenant: &TenantId) -> Self {
-        let keys = TenantKeys::new(tenant.as_str());
+        Self::of(tenant.clone())
+    }
+
+    /// The trigger keys of `tenant`, taking it (what the facade calls:
+    /// one buffer for both keys, no other allocation).
+    pub fn of(tenant: TenantId) -> Self {
+        let text = tenant.as_str();
+        let mut keys = String::with_capacity(2 * (text.len() + 5) + DUE.len() + CLAIMS.len());
+        push_head(&mut keys, text);
+        let head = keys.len();
+        keys.push_str(DUE);
+        let due = keys.len();
+        keys.extend_from_within(..head);
+        keys.push_str(CLAIMS);
         Self {
-            due: keys.triggers_due(),
-            claims: keys.trigger_claims(),
-            shard: TriggerIndex::all().shard_of(&keys),
-            tenant: keys,
-            id: tenant.clone(),
+            id: tenant,
+            keys,
+            head,
+            due,
+            shard: OnceLock::new(),
         }
     }
 
@@ -111,22 +143,23 @@ impl TriggerKeys {
     /// The shard of the cross-tenant due index that files this tenant.
     pub fn shard(&self) -> &'static IndexShard {
         self.shard
+            .get_or_init(|| TriggerIndex::all().shard_of_head(&self.keys[..self.head]))
     }
 
     /// The sorted set of the tenant's triggers by due time: the key errors
     /// and spans name.
     pub fn due(&self) -> &str {
-        &self.due
+        &self.keys[..self.due]
     }
 
     /// The hash of the claims of the tenant's claimed triggers.
     pub fn claims(&self) -> &str {
-        &self.claims
+        &self.keys[self.due..]
     }
 
     /// The sorted set of the trigger members of identifier `id`.
     pub fn of_id(&self, id: &str) -> String {
-        self.tenant.triggers_of(id)
+        of_id(&self.keys[..self.head], id)
     }
 
     /// The member of the trigger `(action, id)`: `<action>:<id>`, both
@@ -138,6 +171,25 @@ impl TriggerKeys {
     /// The `(action, id)` of a member; `None` for other text.
     pub fn of_member(&self, member: &str) -> Option<(String, String)> {
         member_pair(member)
+    }
+}
+
+/// The keys of one tenant are equal: everything else derives from it.
+impl PartialEq for TriggerKeys {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for TriggerKeys {}
+
+impl std::fmt::Debug for TriggerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TriggerKeys")
+            .field("tenant", &self.id)
+            .field("due", &self.due())
+            .field("claims", &self.claims())
+            .finish()
     }
 }
 
@@ -246,7 +298,12 @@ impl TriggerIndex {
 
     /// The shard that files the tenant of `keys`.
     pub fn shard_of(&self, keys: &TenantKeys) -> &IndexShard {
-        let number = usize::from(hash_slot(keys.head().as_bytes()) / 1024);
+        self.shard_of_head(keys.head())
+    }
+
+    /// The shard that files the tenant of the keys starting with `head`.
+    fn shard_of_head(&self, head: &str) -> &IndexShard {
+        let number = usize::from(hash_slot(head.as_bytes()) / 1024);
         &self.shards[number % self.shards.len()]
     }
 }

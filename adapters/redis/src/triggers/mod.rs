@@ -174,8 +174,18 @@ impl RedisStore {
     /// The ack script's command for `handled` of the tenant.
     fn ack_cmd(&self, triggers: &TriggerKeys, handled: &[ClaimedTrigger]) -> Cmd {
         let (due, claims) = (self.keys.raw(triggers.due()), self.keys.raw(triggers.claims()));
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(TRIGGER_ACK.get_hash())
+        // Sized for every argument up front (an id's key is about as long
+        // as the due set's plus the id; a token at most 20 digits).
+        let per_trigger: usize = handled
+            .iter()
+            .map(|t| due.len() + 2 * t.id.len() + t.action.len() + 24)
+            .sum();
+        let mut cmd = Cmd::with_capacity(
+            4 + 3 * handled.len(),
+            "EVALSHA".len() + 40 + 4 + due.len() + claims.len() + per_trigger,
+        );
+        cmd.arg("EVALSHA")
+            .arg(TRIGGER_ACK.get_hash())
             .arg(2 + handled.len())
             .arg(due.as_ref())
             .arg(claims.as_ref());
