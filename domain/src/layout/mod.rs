@@ -77,23 +77,31 @@ use std::fmt::Write as _;
 /// assert_eq!(escape_component("plain-id_42.x"), "plain-id_42.x");
 /// ```
 pub fn escape_component(component: &str) -> String {
+    let mut escaped = String::with_capacity(component.len());
+    escape_component_into(component, &mut escaped);
+    escaped
+}
+
+/// Appends [`escape_component`]'s text of `component` to `out`, for keys
+/// built in one pass into one `String`.
+pub fn escape_component_into(component: &str, out: &mut String) {
     // Most ids need no escaping: one scan, one copy.
     if !component.chars().any(needs_escape) {
-        return component.to_owned();
+        out.push_str(component);
+        return;
     }
-    let mut escaped = String::with_capacity(component.len() + 8);
+    out.reserve(8);
     for c in component.chars() {
         if needs_escape(c) {
             let mut buf = [0u8; 4];
             for byte in c.encode_utf8(&mut buf).bytes() {
                 // Writing to a String cannot fail.
-                let _ = write!(escaped, "%{byte:02X}");
+                let _ = write!(out, "%{byte:02X}");
             }
         } else {
-            escaped.push(c);
+            out.push(c);
         }
     }
-    escaped
 }
 
 /// Reverses [`escape_component`]; `None` if `escaped` is not the escaping

@@ -1,4 +1,4 @@
-use super::{escape_component, unescape_component};
+use super::{escape_component, escape_component_into, unescape_component};
 
 /// The keys of one tenant (before the store's prefix). Every key starts
 /// with `t:{<tenant>}:`, so all of a tenant's keys share one hash tag (one
@@ -54,12 +54,15 @@ impl TenantKeys {
     /// A key of the tenant from already escaped parts, joined by `:`
     /// (`kind` is a fixed word of the layout, never user input).
     pub fn key(&self, kind: &str, parts: &[&str]) -> String {
-        let mut key = String::with_capacity(self.head.len() + kind.len() + 32);
+        // One pass into one `String` sized for the parts (escaping rarely
+        // grows it).
+        let parts_len: usize = parts.iter().map(|part| part.len() + 1).sum();
+        let mut key = String::with_capacity(self.head.len() + kind.len() + parts_len);
         key.push_str(&self.head);
         key.push_str(kind);
         for part in parts {
             key.push(':');
-            key.push_str(&escape_component(part));
+            escape_component_into(part, &mut key);
         }
         key
     }
