@@ -58,7 +58,7 @@ pub use subject::{PropertyKind, PropertyName, PythonFormatter, SubjectName, pyth
 pub use synced::{ModelLayout, SyncedModel, synced_key, synced_key_of, validate_type_name};
 pub use task::{LogEntry, ServiceName, TaskId, TaskRecord, TaskStatus, TransitionError, UserId};
 pub use tenant::{
-    FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern,
+    FieldName, HandlerName, PrimaryKey, StateName, TableName, TenantId, TenantKey, TenantPattern, TenantSpace,
 };
 pub use trigger::{ActionName, BatchName, QueueName, TriggerId};
 pub use ttl::Ttl;

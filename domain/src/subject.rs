@@ -130,9 +130,10 @@ pub fn python_json(value: &Value) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Appends [`python_json`]'s text of `value` to `out` (ASCII only), for
-/// callers that encode many values into one buffer.
-pub fn write_python_json(value: &Value, out: &mut Vec<u8>) {
+/// Writes [`python_json`]'s text of `value` to `out` (ASCII only), for
+/// callers that encode many values into one buffer or straight into a
+/// command. A failure of `out` is ignored: write to memory.
+pub fn write_python_json<W: io::Write>(value: &Value, out: W) {
     let mut serializer = serde_json::Serializer::with_formatter(out, PythonFormatter);
     // Serializing a `Value` to memory with this formatter cannot fail.
     let _ = value.serialize(&mut serializer);

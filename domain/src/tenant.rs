@@ -146,6 +146,83 @@ impl fmt::Display for TenantKey {
     }
 }
 
+/// One tenant with its keys' layout, built once (what a tenant's
+/// repositories keep), so that each key of its records is validated and
+/// built in one pass into one `String`, with no layout built per call.
+///
+/// ```
+/// use statehouse_domain::{TenantId, TenantSpace, TenantKey, UserId};
+///
+/// let space = TenantSpace::new(TenantId::new("acme")?);
+/// let key = space.user("u:1")?;
+/// assert_eq!(key, TenantKey::user(space.tenant(), &UserId::new("u:1")?));
+/// assert_eq!(space.handler("u1", "chat")?.key(), "t:{acme}:handler:u1:chat");
+/// assert!(space.state("u1", "").is_err());
+/// # Ok::<(), statehouse_domain::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSpace {
+    tenant: TenantId,
+    keys: TenantKeys,
+}
+
+impl TenantSpace {
+    /// The space of `tenant`.
+    pub fn new(tenant: TenantId) -> Self {
+        Self {
+            keys: TenantKeys::new(tenant.as_str()),
+            tenant,
+        }
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The tenant's key layout.
+    pub fn keys(&self) -> &TenantKeys {
+        &self.keys
+    }
+
+    /// The hash of `user` (validated as a [`UserId`]).
+    pub fn user(&self, user: &str) -> Result<TenantKey, ValidationError> {
+        UserId::validate(user)?;
+        Ok(self.key(self.keys.user(user)))
+    }
+
+    /// The hash of `handler`'s state for `user` (validated as a [`UserId`]
+    /// and a [`HandlerName`], in that order).
+    pub fn handler(&self, user: &str, handler: &str) -> Result<TenantKey, ValidationError> {
+        UserId::validate(user)?;
+        HandlerName::validate(handler)?;
+        Ok(self.key(self.keys.handler(user, handler)))
+    }
+
+    /// The hash of the row `primary_key` of `table` (validated as a
+    /// [`TableName`] and a [`PrimaryKey`], in that order).
+    pub fn row(&self, table: &str, primary_key: &str) -> Result<TenantKey, ValidationError> {
+        TableName::validate(table)?;
+        PrimaryKey::validate(primary_key)?;
+        Ok(self.key(self.keys.row(table, primary_key)))
+    }
+
+    /// The hash of `user`'s shared state `name` (validated as a [`UserId`]
+    /// and a [`StateName`], in that order).
+    pub fn state(&self, user: &str, name: &str) -> Result<TenantKey, ValidationError> {
+        UserId::validate(user)?;
+        StateName::validate(name)?;
+        Ok(self.key(self.keys.state(user, name)))
+    }
+
+    fn key(&self, key: String) -> TenantKey {
+        TenantKey {
+            tenant: self.tenant.clone(),
+            key,
+        }
+    }
+}
+
 /// A glob over keys of one tenant (before the store's prefix), built only
 /// from the layout's patterns, which escape every component: it never
 /// matches a key of another tenant.
@@ -232,6 +309,50 @@ mod tests {
         assert!(TenantId::new("a\nb").is_err());
         assert!(TenantId::new("*").is_ok());
         assert!(FieldName::new("a:b c").is_ok());
+    }
+
+    #[test]
+    fn a_space_builds_the_keys_of_the_typed_constructors() {
+        let tenant = TenantId::new("a:b*").unwrap();
+        let space = TenantSpace::new(tenant.clone());
+        let (user, name) = ("u 1", "n:{x}");
+        let u = UserId::new(user).unwrap();
+        assert_eq!(space.user(user).unwrap(), TenantKey::user(&tenant, &u));
+        assert_eq!(
+            space.handler(user, name).unwrap(),
+            TenantKey::handler(&tenant, &u, &HandlerName::new(name).unwrap())
+        );
+        assert_eq!(
+            space.row(user, name).unwrap(),
+            TenantKey::row(
+                &tenant,
+                &TableName::new(user).unwrap(),
+                &PrimaryKey::new(name).unwrap()
+            )
+        );
+        assert_eq!(
+            space.state(user, name).unwrap(),
+            TenantKey::state(&tenant, &u, &StateName::new(name).unwrap())
+        );
+    }
+
+    #[test]
+    fn a_space_validates_every_part() {
+        let space = TenantSpace::new(TenantId::new("t").unwrap());
+        assert_eq!(space.user(""), Err(ValidationError::Empty { what: "user id" }));
+        assert_eq!(
+            space.handler("u", "").unwrap_err(),
+            ValidationError::Empty { what: "handler" }
+        );
+        assert!(matches!(
+            space.state("u\n", "s"),
+            Err(ValidationError::ControlCharacter { what: "user id", .. })
+        ));
+        assert_eq!(
+            space.row("t", "").unwrap_err(),
+            ValidationError::Empty { what: "primary key" }
+        );
+        assert!(space.row(&"x".repeat(crate::MAX_KEY_BYTES + 1), "1").is_err());
     }
 
     #[test]

@@ -85,8 +85,9 @@ pub use retry::{Attempt, Backoff, Optimistic, RetryPolicy};
 #[cfg(feature = "mock")]
 pub use subjects::MockSubjectStore;
 pub use subjects::{
-    FieldWrites, Loaded, PropertyChange, PropertyFn, PropertyUpdated, SubjectData, SubjectSpace,
-    SubjectStore, decode_property, property_increment_overflow, property_key, property_not_an_integer,
+    FieldChanges, FieldWrites, Loaded, PropertyChange, PropertyFn, PropertyUpdated, SubjectData,
+    SubjectSpace, SubjectStore, decode_property, property_increment_overflow, property_key,
+    property_not_an_integer,
 };
 #[cfg(feature = "mock")]
 pub use synced::MockSyncedStore;

@@ -198,10 +198,101 @@ pub enum PropertyChange {
     },
 }
 
-/// The field-level writes of a [`SubjectStore::store`] batch, reduced so
-/// that each field is written once (a later change of a field wins): the
-/// fields to set with their stored text, and the fields to delete. What both
-/// adapters write (`HSET` and `HDEL` on Redis).
+/// The field of a change: its kind's marker and its name, which compare as
+/// `<marker><name>` does.
+fn field_of(change: &PropertyChange) -> (char, &str) {
+    match change {
+        PropertyChange::Set { kind, name, .. } | PropertyChange::Delete { kind, name } => {
+            (kind.marker(), name.as_str())
+        }
+    }
+}
+
+/// The changes of a [`SubjectStore::store`] batch that are written, borrowed:
+/// the last change of each field (a later change of a field wins), in field
+/// order. What both adapters write: [`FieldWrites`] encodes them, the Redis
+/// adapter writes them straight into its command.
+///
+/// A batch already in strict field order (one change per field, as a
+/// `Subject` handle's batches are) is taken as it is, with no allocation.
+#[derive(Debug, Clone)]
+pub struct FieldChanges<'a> {
+    changes: &'a [PropertyChange],
+    /// The positions in `changes` of the changes written, in field order;
+    /// `None`: all of them, in their order.
+    order: Option<Vec<usize>>,
+    /// How many of them are sets.
+    sets: usize,
+}
+
+impl<'a> FieldChanges<'a> {
+    /// The changes written of `changes`.
+    pub fn of(changes: &'a [PropertyChange]) -> Self {
+        let in_order = changes
+            .windows(2)
+            .all(|pair| field_of(&pair[0]) < field_of(&pair[1]));
+        let order = (!in_order).then(|| {
+            // By field, then by position, so the last change of each field
+            // ends its run.
+            let mut order: Vec<usize> = (0..changes.len()).collect();
+            order.sort_by(|&a, &b| field_of(&changes[a]).cmp(&field_of(&changes[b])).then(a.cmp(&b)));
+            let mut last = Vec::with_capacity(order.len());
+            let mut order = order.into_iter().peekable();
+            while let Some(i) = order.next() {
+                if order
+                    .peek()
+                    .is_none_or(|&next| field_of(&changes[next]) != field_of(&changes[i]))
+                {
+                    last.push(i);
+                }
+            }
+            last
+        });
+        let mut written = Self {
+            changes,
+            order,
+            sets: 0,
+        };
+        written.sets = written
+            .iter()
+            .filter(|change| matches!(change, PropertyChange::Set { .. }))
+            .count();
+        written
+    }
+
+    /// The changes written, in field order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a PropertyChange> + '_ {
+        let changes = self.changes;
+        (0..self.len()).map(move |k| match &self.order {
+            None => &changes[k],
+            Some(order) => &changes[order[k]],
+        })
+    }
+
+    /// How many changes are written.
+    pub fn len(&self) -> usize {
+        self.order.as_ref().map_or(self.changes.len(), Vec::len)
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many of them set a field.
+    pub fn sets(&self) -> usize {
+        self.sets
+    }
+
+    /// How many of them delete a field.
+    pub fn deletes(&self) -> usize {
+        self.len() - self.sets
+    }
+}
+
+/// The field-level writes of a [`SubjectStore::store`] batch
+/// ([`FieldChanges`]), encoded: the fields to set with their stored text,
+/// and the fields to delete. What the memory adapter writes.
 ///
 /// Every field name and text is encoded into one buffer, so a batch costs a
 /// few allocations however many properties it holds.
@@ -218,32 +309,14 @@ pub struct FieldWrites {
 impl FieldWrites {
     /// The writes of `changes`.
     pub fn of(changes: &[PropertyChange]) -> Self {
-        fn name_of(change: &PropertyChange) -> (char, &str) {
-            match change {
-                PropertyChange::Set { kind, name, .. } | PropertyChange::Delete { kind, name } => {
-                    (kind.marker(), name.as_str())
-                }
-            }
-        }
-        // By field (the marker, then the name: the order of `<marker><name>`),
-        // then by position, so the last change of each field ends its run.
-        let mut order: Vec<usize> = (0..changes.len()).collect();
-        order.sort_by(|&a, &b| name_of(&changes[a]).cmp(&name_of(&changes[b])).then(a.cmp(&b)));
+        let written = FieldChanges::of(changes);
         let mut writes = Self {
-            buf: Vec::with_capacity(changes.len() * 24),
-            sets: Vec::with_capacity(changes.len()),
-            deletes: Vec::new(),
+            buf: Vec::with_capacity(written.len() * 24),
+            sets: Vec::with_capacity(written.sets()),
+            deletes: Vec::with_capacity(written.deletes()),
         };
-        let mut order = order.into_iter().peekable();
-        while let Some(i) = order.next() {
-            let change = &changes[i];
-            if order
-                .peek()
-                .is_some_and(|&next| name_of(&changes[next]) == name_of(change))
-            {
-                continue;
-            }
-            let (marker, name) = name_of(change);
+        for change in written.iter() {
+            let (marker, name) = field_of(change);
             let start = writes.buf.len();
             let mut utf8 = [0u8; 4];
             writes
@@ -523,6 +596,44 @@ mod tests {
         let writes = FieldWrites::of(&[delete, set(2)]);
         assert_eq!(writes.sets().collect::<Vec<_>>(), [(&b"pa"[..], &b"2"[..])]);
         assert!(FieldWrites::of(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_batch_in_field_order_is_written_as_it_is_and_another_is_reduced() {
+        let change = |kind: PropertyKind, name: &str, value: Option<i32>| {
+            let name = PropertyName::new(name).unwrap();
+            match value {
+                Some(value) => PropertyChange::Set {
+                    kind,
+                    name,
+                    value: value.into(),
+                },
+                None => PropertyChange::Delete { kind, name },
+            }
+        };
+        let (e, p) = (PropertyKind::Extended, PropertyKind::Default);
+        let in_order = [
+            change(e, "z", None),
+            change(p, "a", Some(1)),
+            change(p, "b", Some(2)),
+        ];
+        let written = FieldChanges::of(&in_order);
+        assert!(written.order.is_none());
+        assert_eq!((written.len(), written.sets(), written.deletes()), (3, 2, 1));
+        assert!(written.iter().eq(in_order.iter()));
+        let mixed = [
+            change(p, "b", Some(1)),
+            change(e, "z", Some(2)),
+            change(p, "a", None),
+            change(p, "b", None),
+            change(p, "a", Some(3)),
+        ];
+        let written = FieldChanges::of(&mixed);
+        let fields: Vec<_> = written.iter().map(field_of).collect();
+        assert_eq!(fields, [('e', "z"), ('p', "a"), ('p', "b")]);
+        assert!(written.iter().eq([&mixed[1], &mixed[4], &mixed[3]]));
+        assert_eq!((written.sets(), written.deletes()), (2, 1));
+        assert!(FieldChanges::of(&[]).is_empty());
     }
 
     #[test]

@@ -12,11 +12,14 @@
 //!   `DEL` (a key of another type is `WrongType` and stays).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use async_trait::async_trait;
-use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, python_json};
+use statehouse_domain::{
+    KeyPattern, PropertyKind, PropertyName, SubjectName, python_json, write_python_json,
+};
 use statehouse_ports::{
-    FieldWrites, JsonValue, KeyStream, PropertyChange, PropertyFn, PropertyUpdated, StoreError, SubjectData,
+    FieldChanges, JsonValue, KeyStream, PropertyChange, PropertyFn, PropertyUpdated, StoreError, SubjectData,
     SubjectSpace, SubjectStore, decode_property, property_increment_overflow, property_not_an_integer,
 };
 
@@ -24,6 +27,38 @@ use crate::RedisStore;
 use crate::documents::{Refused, refusal};
 use crate::listing::Listing;
 use crate::txn::{self, Decision};
+
+/// A property's hash field (`<marker><name>`) as one command argument,
+/// written straight into the command.
+struct FieldArg<'a>(PropertyKind, &'a PropertyName);
+
+impl redis::ToRedisArgs for FieldArg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        let mut marker = [0u8; 4];
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's memory cannot fail.
+        let _ = arg.write_all(self.0.marker().encode_utf8(&mut marker).as_bytes());
+        let _ = arg.write_all(self.1.as_str().as_bytes());
+    }
+}
+
+/// A property's value as one command argument: the text Python's
+/// `json.dumps` writes, written straight into the command.
+struct PythonJsonArg<'a>(&'a JsonValue);
+
+impl redis::ToRedisArgs for PythonJsonArg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        write_python_json(self.0, out.writer_for_next_arg());
+    }
+}
+
+/// A command `name key …` with room for `args` more arguments of about
+/// `size` bytes in all, so that writing them rarely grows it.
+fn command(name: &str, rkey: &str, args: usize, size: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(2 + args, name.len() + rkey.len() + size);
+    cmd.arg(name).arg(rkey);
+    cmd
+}
 
 #[async_trait]
 impl SubjectStore for RedisStore {
@@ -58,26 +93,37 @@ impl SubjectStore for RedisStore {
     ) -> Result<(), StoreError> {
         const OP: &str = "store";
         let key = space.key(subject.as_str());
-        let writes = FieldWrites::of(changes);
+        let writes = FieldChanges::of(changes);
         if writes.is_empty() {
             return Ok(());
         }
         let rkey = self.keys.raw(&key);
-        let mut pipe = redis::pipe();
+        let mut pipe = redis::Pipeline::with_capacity(2);
         pipe.atomic();
-        if writes.sets().len() > 0 {
-            let hset = pipe.cmd("HSET").arg(rkey.as_ref());
-            for (field, text) in writes.sets() {
-                hset.arg(field).arg(text);
+        // Field names and texts go straight into the commands (no `String`
+        // per property), sized for the fields and short values.
+        let field_len = |change: &PropertyChange| match change {
+            PropertyChange::Set { name, .. } | PropertyChange::Delete { name, .. } => 1 + name.as_str().len(),
+        };
+        if writes.sets() > 0 {
+            let size = writes.iter().map(|change| field_len(change) + 16).sum();
+            let mut hset = command("HSET", &rkey, 2 * writes.sets(), size);
+            for change in writes.iter() {
+                if let PropertyChange::Set { kind, name, value } = change {
+                    hset.arg(FieldArg(*kind, name)).arg(PythonJsonArg(value));
+                }
             }
-            hset.ignore();
+            pipe.add_command(hset).ignore();
         }
-        if writes.deletes().len() > 0 {
-            let hdel = pipe.cmd("HDEL").arg(rkey.as_ref());
-            for field in writes.deletes() {
-                hdel.arg(field);
+        if writes.deletes() > 0 {
+            let size = writes.iter().map(field_len).sum();
+            let mut hdel = command("HDEL", &rkey, writes.deletes(), size);
+            for change in writes.iter() {
+                if let PropertyChange::Delete { kind, name } = change {
+                    hdel.arg(FieldArg(*kind, name));
+                }
             }
-            hdel.ignore();
+            pipe.add_command(hdel).ignore();
         }
         let (mut conn, acks) = self.conns.writer();
         self.conns

@@ -70,8 +70,16 @@ impl redis::ToRedisArgs for JsonArg<'_> {
 /// `HSET key f v …` of `fields` as given: a field named twice takes its
 /// last value, as [`field_writes`] decides (HSET applies them in order).
 fn hset_fields(rkey: &str, fields: &[(FieldName, JsonValue)]) -> redis::Cmd {
-    let mut cmd = redis::cmd("HSET");
-    cmd.arg(rkey);
+    // Sized for the key, the field names and short values, so that writing
+    // them rarely grows the command.
+    let size = 4
+        + rkey.len()
+        + fields
+            .iter()
+            .map(|(field, _)| field.as_str().len() + 16)
+            .sum::<usize>();
+    let mut cmd = redis::Cmd::with_capacity(2 + 2 * fields.len(), size);
+    cmd.arg("HSET").arg(rkey);
     for (field, value) in fields {
         cmd.arg(field.as_str()).arg(JsonArg(value));
     }

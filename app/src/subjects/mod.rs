@@ -14,7 +14,7 @@ use statehouse_ports::{
     SubjectSpace, SubjectStore, ValidationExt, decode_value, property_key,
 };
 
-use self::cache::{ByKind, InFlight, Staging};
+use self::cache::{ByKind, InFlight, SlotAt, Staging};
 
 mod cache;
 
@@ -195,15 +195,7 @@ impl Subject {
     async fn loaded(&mut self) -> Result<&mut ByKind, StoreError> {
         if self.cache.is_none() {
             let data = self.store.load(&self.space, &self.name).await?;
-            let mut cache = ByKind::default();
-            for kind in PropertyKind::ALL {
-                for (name, value) in data.of_kind(kind) {
-                    cache
-                        .of_mut(kind)
-                        .insert(name.clone(), value.as_ref().ok().cloned());
-                }
-            }
-            self.cache = Some(cache);
+            self.cache = Some(ByKind::load(data));
         }
         Ok(self.cache.get_or_insert_with(ByKind::default))
     }
@@ -231,7 +223,7 @@ impl Subject {
         if let Some(staged) = self.staged.get(kind, prop) {
             return Ok(staged.clone());
         }
-        let cached = self.loaded().await?.of(kind).get(prop).cloned();
+        let cached = self.loaded().await?.value(kind, prop).cloned();
         match cached {
             None => Ok(None),
             Some(Some(value)) => Ok(Some(value)),
@@ -292,13 +284,12 @@ impl Subject {
         let mut all: BTreeMap<String, Value> = self
             .loaded()
             .await?
-            .of(kind)
-            .iter()
-            .filter_map(|(name, value)| Some((name.clone(), value.clone()?)))
+            .values(kind)
+            .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
             .collect();
         for (name, value) in self.staged.changes_of(kind) {
             match value {
-                Some(value) => all.insert(name.clone(), value.clone()),
+                Some(value) => all.insert(name.to_owned(), value.clone()),
                 None => all.remove(name),
             };
         }
@@ -324,29 +315,33 @@ impl Subject {
         value: &T,
     ) -> Result<(), StoreError> {
         const OP: &str = "set";
-        PropertyName::validate(prop).for_op(OP, prop)?;
+        // The property's staging slot: found (its name was validated when
+        // first staged), or added with its name validated now.
+        let slot = self.staged.slot(kind, prop).for_op(OP, prop)?;
         let value = to_value(OP, || self.key(), value)?;
-        self.stage(kind, prop, Some(value)).await
+        self.stage(slot, Some(value)).await
     }
 
     /// Stages the deletion of property `prop` of `kind`.
     pub async fn delete(&mut self, kind: PropertyKind, prop: &str) -> Result<(), StoreError> {
-        PropertyName::validate(prop).for_op("delete", prop)?;
-        self.stage(kind, prop, None).await
+        let slot = self.staged.slot(kind, prop).for_op("delete", prop)?;
+        self.stage(slot, None).await
     }
 
-    /// Stages `new` for `name` (validated) of `kind`.
-    async fn stage(&mut self, kind: PropertyKind, name: &str, new: Option<Value>) -> Result<(), StoreError> {
+    /// Stages `new` in `slot`.
+    async fn stage(&mut self, slot: SlotAt, new: Option<Value>) -> Result<(), StoreError> {
         if self.callbacks.is_empty() {
             // Nobody asks for the old value: load once (the handle's
             // snapshot starts at its first use, as KRules' does), no lookup.
             self.loaded().await?;
-            self.staged.put(kind, name, new);
+            self.staged.put(slot, new);
             return Ok(());
         }
-        let old = self.get_value_of(kind, name).await?;
-        self.staged.put(kind, name, new.clone());
-        self.notify(kind, name, old, new);
+        let kind = slot.kind();
+        let name = self.staged.name(slot).to_owned();
+        let old = self.get_value_of(kind, &name).await?;
+        self.staged.put(slot, new.clone());
+        self.notify(kind, &name, old, new);
         Ok(())
     }
 
@@ -358,49 +353,15 @@ impl Subject {
         if self.staged.is_empty() {
             return Ok(());
         }
-        // The staged values move (no copy) into the batch; until the store
-        // answers they stay in `in_flight`, which puts them back if the
-        // write fails or this future is dropped: nothing staged is lost.
-        let mut in_flight = InFlight {
-            changes: Vec::with_capacity(self.staged.len()),
-            staged: &mut self.staged,
-        };
-        let mut staged = in_flight.staged.take_all().into_iter();
-        while let Some((kind, name, value)) = staged.next() {
-            // Staged names were validated when staged; this cannot fail, and
-            // if it did, the rest would stay staged.
-            let Ok(name) = PropertyName::new(name) else {
-                for (kind, name, value) in staged {
-                    in_flight.staged.put(kind, &name, value);
-                }
-                return Err(StoreError::invalid_input(
-                    "store",
-                    self.space.key(self.name.as_str()),
-                    "a staged property name is not valid",
-                ));
-            };
-            in_flight.changes.push(match value {
-                Some(value) => PropertyChange::Set { kind, name, value },
-                None => PropertyChange::Delete { kind, name },
-            });
-        }
+        // The staged changes move (no copy) into the batch, their slots
+        // lending their validated names; until the store answers they stay
+        // in `in_flight`, which stages them again if the write fails or this
+        // future is dropped: nothing staged is lost.
+        let in_flight = InFlight::lend(&mut self.staged);
         self.store
-            .store(&self.space, &self.name, &in_flight.changes)
+            .store(&self.space, &self.name, in_flight.batch())
             .await?;
-        let changes = std::mem::take(&mut in_flight.changes);
-        drop(in_flight);
-        if let Some(cache) = &mut self.cache {
-            for change in changes {
-                match change {
-                    PropertyChange::Set { kind, name, value } => {
-                        cache.put(kind, name.as_str(), Some(value));
-                    }
-                    PropertyChange::Delete { kind, name } => {
-                        cache.of_mut(kind).remove(name.as_str());
-                    }
-                }
-            }
-        }
+        in_flight.stored(self.cache.as_mut());
         Ok(())
     }
 
@@ -512,7 +473,7 @@ impl Subject {
         let known_missing = self
             .cache
             .as_ref()
-            .is_some_and(|cache| !cache.of(kind).contains_key(prop));
+            .is_some_and(|cache| cache.value(kind, prop).is_none());
         let old = (!known_missing).then(|| Value::from(new.wrapping_sub(by)));
         if let Some(cache) = &mut self.cache {
             cache.put(kind, prop, Some(Value::from(new)));

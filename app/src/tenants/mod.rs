@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use statehouse_domain::TenantSpace;
 use statehouse_ports::{FieldStore, RetryPolicy, StoreError, TenantId, Ttl, ValidationExt};
 
 use self::records::Core;
@@ -68,7 +69,7 @@ impl Tenant {
         Ok(Self {
             core: Core {
                 store,
-                tenant,
+                space: TenantSpace::new(tenant),
                 ttl: None,
                 policy,
             },
@@ -85,7 +86,7 @@ impl Tenant {
 
     /// The tenant's id.
     pub fn id(&self) -> &TenantId {
-        &self.core.tenant
+        self.core.tenant()
     }
 
     /// The tenant's users.

@@ -7,18 +7,20 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use statehouse_domain::TenantSpace;
 use statehouse_domain::layout::TenantKeys;
 use statehouse_ports::{
     BoxError, Carry, FieldName, FieldStore, Fields, JsonError, KeyStream, RetryPolicy, StoreError, TenantId,
-    TenantKey, TenantPattern, Ttl, UserId, ValidationExt, decode_value,
+    TenantKey, TenantPattern, Ttl, UserId, ValidationError, ValidationExt, decode_value,
 };
 
-/// What every repository holds: the port, the tenant, the TTL its writes
+/// What every repository holds: the port, the tenant with its key layout
+/// (built once, so a key costs one pass per call), the TTL its writes
 /// apply and the retry policy of read-modify-writes.
 #[derive(Debug, Clone)]
 pub(super) struct Core {
     pub(super) store: Arc<dyn FieldStore>,
-    pub(super) tenant: TenantId,
+    pub(super) space: TenantSpace,
     pub(super) ttl: Option<Ttl>,
     pub(super) policy: RetryPolicy,
 }
@@ -33,6 +35,27 @@ pub(super) fn id<T>(
 
 pub(super) fn field(op: &'static str, name: &str) -> Result<FieldName, StoreError> {
     id(FieldName::new, op, name)
+}
+
+/// A part of a key with the check its kind of id makes.
+pub(super) type Part<'a> = (&'a str, fn(&str) -> Result<(), ValidationError>);
+
+/// A key built by the tenant's [`TenantSpace`] (which validates its parts),
+/// or its validation error as `InvalidInput` naming the part it rejected:
+/// `parts` in the order the space checks them (the checks run again only
+/// on that error).
+pub(super) fn key_of(
+    op: &'static str,
+    built: Result<TenantKey, ValidationError>,
+    parts: &[Part<'_>],
+) -> Result<TenantKey, StoreError> {
+    built.map_err(|reason| {
+        let rejected = parts
+            .iter()
+            .find(|(part, check)| check(part).is_err())
+            .map_or("", |(part, _)| *part);
+        StoreError::invalid_input(op, rejected, reason)
+    })
 }
 
 /// The fields of a value that serializes to a JSON object.
@@ -93,8 +116,17 @@ impl Core {
         Self { ttl, ..self.clone() }
     }
 
+    pub(super) fn tenant(&self) -> &TenantId {
+        self.space.tenant()
+    }
+
     pub(super) fn user(&self, op: &'static str, user: &str) -> Result<UserId, StoreError> {
         id(UserId::new, op, user)
+    }
+
+    /// The hash of `user`.
+    pub(super) fn user_key(&self, op: &'static str, user: &str) -> Result<TenantKey, StoreError> {
+        self.space.user(user).for_op(op, user)
     }
 
     pub(super) async fn get<T: DeserializeOwned>(
@@ -231,6 +263,6 @@ impl Core {
     }
 
     pub(super) fn keys(&self) -> TenantKeys {
-        TenantKeys::new(self.tenant.as_str())
+        self.space.keys().clone()
     }
 }

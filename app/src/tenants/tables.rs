@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use statehouse_ports::{Fields, KeyStream, PrimaryKey, StoreError, TableName, TenantKey, TenantPattern, Ttl};
 
-use super::records::{Core, id};
+use super::records::{Core, id, key_of};
 
 /// Tables of one tenant: rows by table name and primary key
 /// (`t:{<tenant>}:table:<table>:<pk>`).
@@ -23,9 +23,11 @@ impl Tables {
     }
 
     fn key(&self, op: &'static str, table: &str, pk: &str) -> Result<TenantKey, StoreError> {
-        let table = id(TableName::new, op, table)?;
-        let pk = id(PrimaryKey::new, op, pk)?;
-        Ok(TenantKey::row(&self.0.tenant, &table, &pk))
+        key_of(
+            op,
+            self.0.space.row(table, pk),
+            &[(table, TableName::validate), (pk, PrimaryKey::validate)],
+        )
     }
 
     /// Replaces the row by `value`'s fields.
@@ -86,7 +88,7 @@ impl Tables {
         let pk = id(PrimaryKey::new, OP, pk)?;
         self.0
             .store
-            .delete_matching(&TenantPattern::rows_of_pk(&self.0.tenant, &pk))
+            .delete_matching(&TenantPattern::rows_of_pk(self.0.tenant(), &pk))
             .await
     }
 
@@ -100,7 +102,7 @@ impl Tables {
         let layout = self.0.keys();
         Ok(self
             .0
-            .scan(&TenantPattern::rows_of_table(&self.0.tenant, &table))
+            .scan(&TenantPattern::rows_of_table(self.0.tenant(), &table))
             .filter_map(move |key| {
                 layout
                     .row_of(&key)

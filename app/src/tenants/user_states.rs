@@ -7,13 +7,14 @@ use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use statehouse_domain::TenantSpace;
 use statehouse_domain::layout::TenantKeys;
 use statehouse_ports::{
     Fields, HandlerName, KeyStream, StateName, StoreError, TenantId, TenantKey, TenantPattern, Ttl, UserId,
 };
 
 use super::SharedState;
-use super::records::{Core, id, record};
+use super::records::{Core, key_of, record};
 
 /// Handler states of one tenant: conversation state per user and handler
 /// (`t:{<tenant>}:handler:<user>:<handler>`). See [`UserStates`].
@@ -40,7 +41,7 @@ impl StateKind for HandlerKind {}
 impl StateKind for SharedKind {}
 
 mod sealed {
-    use super::{StoreError, TenantId, TenantKey, TenantKeys, TenantPattern, UserId};
+    use super::{StoreError, TenantId, TenantKey, TenantKeys, TenantPattern, TenantSpace, UserId};
 
     /// The names of a kind's operations, as its errors and spans name them.
     #[derive(Debug)]
@@ -60,11 +61,12 @@ mod sealed {
     pub trait Kind {
         const OPS: Ops;
 
-        /// The key of record `name` of `user` (`name` validated for `op`).
+        /// The key of record `name` of `user` in `space` (both validated
+        /// for `op`).
         fn key(
-            tenant: &TenantId,
-            user: &UserId,
+            space: &TenantSpace,
             op: &'static str,
+            user: &str,
             name: &str,
         ) -> Result<TenantKey, StoreError>;
 
@@ -89,8 +91,12 @@ impl sealed::Kind for HandlerKind {
         clear: "clear_handlers",
     };
 
-    fn key(tenant: &TenantId, user: &UserId, op: &'static str, name: &str) -> Result<TenantKey, StoreError> {
-        Ok(TenantKey::handler(tenant, user, &id(HandlerName::new, op, name)?))
+    fn key(space: &TenantSpace, op: &'static str, user: &str, name: &str) -> Result<TenantKey, StoreError> {
+        key_of(
+            op,
+            space.handler(user, name),
+            &[(user, UserId::validate), (name, HandlerName::validate)],
+        )
     }
 
     fn pattern(tenant: &TenantId, user: &UserId) -> TenantPattern {
@@ -115,8 +121,12 @@ impl sealed::Kind for SharedKind {
         clear: "clear_states",
     };
 
-    fn key(tenant: &TenantId, user: &UserId, op: &'static str, name: &str) -> Result<TenantKey, StoreError> {
-        Ok(TenantKey::state(tenant, user, &id(StateName::new, op, name)?))
+    fn key(space: &TenantSpace, op: &'static str, user: &str, name: &str) -> Result<TenantKey, StoreError> {
+        key_of(
+            op,
+            space.state(user, name),
+            &[(user, UserId::validate), (name, StateName::validate)],
+        )
     }
 
     fn pattern(tenant: &TenantId, user: &UserId) -> TenantPattern {
@@ -171,7 +181,7 @@ impl<K: StateKind> UserStates<K> {
     }
 
     fn key(&self, op: &'static str, user: &str, name: &str) -> Result<TenantKey, StoreError> {
-        K::key(&self.core.tenant, &self.core.user(op, user)?, op, name)
+        K::key(&self.core.space, op, user, name)
     }
 
     /// Replaces the record by `value`'s fields.
@@ -277,7 +287,7 @@ impl<K: StateKind> UserStates<K> {
         let layout = self.core.keys();
         Ok(self
             .core
-            .scan(&K::pattern(&self.core.tenant, &user))
+            .scan(&K::pattern(self.core.tenant(), &user))
             .filter_map(move |key| K::name_of(&layout, user.as_str(), &key)))
     }
 
@@ -294,13 +304,13 @@ impl<K: StateKind> UserStates<K> {
         let user = self.core.user(op, user)?;
         self.core
             .store
-            .delete_matching(&K::pattern(&self.core.tenant, &user))
+            .delete_matching(&K::pattern(self.core.tenant(), &user))
             .await
     }
 
     /// The tenant.
     pub fn tenant(&self) -> &TenantId {
-        &self.core.tenant
+        self.core.tenant()
     }
 }
 

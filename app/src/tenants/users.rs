@@ -26,7 +26,7 @@ impl Users {
     }
 
     fn key(&self, op: &'static str, user: &str) -> Result<TenantKey, StoreError> {
-        Ok(TenantKey::user(&self.0.tenant, &self.0.user(op, user)?))
+        self.0.user_key(op, user)
     }
 
     /// Merges `value`'s fields into the user (creating it), keeping the
@@ -129,7 +129,7 @@ impl Users {
     pub fn stream(&self) -> KeyStream {
         let layout = self.0.keys();
         self.0
-            .scan(&TenantPattern::users(&self.0.tenant))
+            .scan(&TenantPattern::users(self.0.tenant()))
             .filter_map(move |key| layout.user_of(&key))
     }
 

@@ -282,14 +282,22 @@ const ALL: [&str; 19] = [
     DOC_APPEND_CODE,
 ];
 
-/// `EVALSHA` of `script` with `keys` and `args`, for a pipeline.
+/// `EVALSHA` of `script` with `keys` and `args`, for a pipeline. The
+/// command is sized ahead for its arguments (keys and arguments of usual
+/// lengths), as redis-rs' own `Script` sizes it, so that writing them
+/// rarely grows it.
 pub(crate) fn evalsha<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(
     script: &Script,
     keys: &[K],
     args: A,
 ) -> Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys).arg(args);
+    let hash = script.get_hash();
+    let count = args.num_of_args();
+    let mut cmd = Cmd::with_capacity(
+        3 + keys.len() + count,
+        "EVALSHA".len() + hash.len() + 4 + 64 * keys.len() + 16 * count,
+    );
+    cmd.arg("EVALSHA").arg(hash).arg(keys.len()).arg(keys).arg(args);
     cmd
 }
 
