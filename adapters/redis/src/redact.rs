@@ -100,16 +100,54 @@ fn hidden_parts(url: &str) -> Vec<Range<usize>> {
     {
         return everything;
     }
-    let mut hidden = Vec::new();
     let has_authority = url[colon + 1..].starts_with("//");
     let body = if has_authority { colon + 3 } else { colon + 1 };
 
-    // User info: up to the last `@`, wherever it is (an `@` in a password
-    // need not be encoded for a person to mean it).
-    let host = match url[body..].rfind('@') {
+    // User info: where it ends is a guess when a password holds an
+    // unencoded `@` (a person may mean it so) and the query holds one too
+    // (`sentinel_password=`). Both readings are hidden, so either one being
+    // right is enough: up to the last `@`, wherever it is; and up to the
+    // first `@` followed by what reads as a host list.
+    let last = url[body..].rfind('@').map(|at| body + at);
+    let mut hidden = hidden_after(url, colon, body, has_authority, last);
+    let first = url[body..]
+        .match_indices('@')
+        .map(|(at, _)| body + at)
+        .find(|&at| reads_as_hosts(url, at + 1));
+    if first.is_some() && first != last {
+        hidden.extend(hidden_after(url, colon, body, has_authority, first));
+    }
+    merge(hidden)
+}
+
+/// Whether the text of `url` from `start` to the next `/`, `?`, `#` or the
+/// end reads as a host list (`host[:port]`, comma separated; names,
+/// addresses and `[v6]` only).
+fn reads_as_hosts(url: &str, start: usize) -> bool {
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let hosts = &url[start..end];
+    !hosts.is_empty()
+        && hosts
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:,[]%".contains(&b))
+}
+
+/// The parts of `url` to hide if its user info ends at the `@` at `at`
+/// (none: no user info).
+fn hidden_after(
+    url: &str,
+    colon: usize,
+    body: usize,
+    has_authority: bool,
+    at: Option<usize>,
+) -> Vec<Range<usize>> {
+    let mut hidden = Vec::new();
+    let host = match at {
         Some(at) => {
-            hidden.push(body..body + at);
-            body + at + 1
+            hidden.push(body..at);
+            at + 1
         }
         None => body,
     };
@@ -193,8 +231,7 @@ fn hidden_parts(url: &str) -> Vec<Range<usize>> {
     {
         hidden.push(host + hash..url.len());
     }
-
-    merge(hidden)
+    hidden
 }
 
 /// Sorts `ranges` and joins overlapping or touching ones; drops empty ones.
@@ -331,6 +368,17 @@ mod tests {
             ("rediss://token@host", "rediss://***@host"),
             ("redis://user:p@ss@host/1", "redis://***@host/1"),
             ("redis://u:a#b/c@host:1/2", "redis://***@host:1/2"),
+            // An `@` in the password and another in the query (found by
+            // the property test, seed 6132371283260936143): both readings
+            // of the user info are hidden (over-redacted, never a leak).
+            (
+                "redis+sentinel://:@&BQM5zJUAL?#@127.0.0.1:6390,127.0.0.1:1/mymaster/1?sentinel_password=@&BQM5zJUAL?#",
+                "redis+sentinel://***",
+            ),
+            (
+                "redis+sentinel://:pw@h:1/svc?sentinel_password=x@abc",
+                "redis+sentinel://***",
+            ),
             // A `?` starts a query, wherever it is: over-redacted (redis-rs
             // would not connect to `host` either).
             ("redis://u:a?b@host:1/2", "redis://***"),
