@@ -648,15 +648,20 @@ pub type JsonFieldFn<'a> =
 
 /// A JSON field's update closure as a member of a combined round: decodes
 /// the bytes handed to it with `decode`, applies `f`, records its own
-/// answer in `own` (its error as `aborted` makes it) and passes on the new
-/// value as `encode` writes it (`None`: unchanged, after an error).
+/// answer in `own` (its error as `Aborted` of `op` on `key`) and passes on
+/// the new value as `encode` writes it (`None`: unchanged, after an error).
 pub fn field_step<'f, 'a: 'f>(
+    (op, key): (&'static str, &'f str),
     f: &'f mut JsonFieldFn<'a>,
     decode: impl Fn(&[u8]) -> Result<serde_json::Value, StoreError> + Send + 'f,
     encode: impl Fn(&serde_json::Value) -> Vec<u8> + Send + 'f,
-    aborted: impl Fn(crate::BoxError) -> StoreError + Send + 'f,
     own: &'f mut FieldStep,
 ) -> impl FnMut(&Option<Vec<u8>>) -> Option<Option<Vec<u8>>> + Send + 'f {
+    let aborted = move |source| StoreError::Aborted {
+        op,
+        key: key.to_owned(),
+        source,
+    };
     move |current| {
         let old = match current.as_deref().map(&decode).transpose() {
             Ok(old) => old,

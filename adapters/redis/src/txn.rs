@@ -260,12 +260,7 @@ pub(crate) async fn combined_field(
     let mut ticket = combiner.join(lane, policy)?;
     let mut own: FieldStep = None;
     let outcome = {
-        let aborted = |source| StoreError::Aborted {
-            op,
-            key: key.to_owned(),
-            source,
-        };
-        let mut apply = field_step(f, decode, encode, aborted, &mut own);
+        let mut apply = field_step((op, key), f, decode, encode, &mut own);
         match ticket.wait(op, key, &mut apply).await {
             Role::Finished(outcome) => outcome,
             Role::Lead(mut pass) => {
