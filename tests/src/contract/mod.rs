@@ -377,7 +377,7 @@ macro_rules! contract_suite {
             legacy_tasks_move_into_their_buckets_keeping_order_and_ttl: Plain,
             the_migration_keeps_the_newer_copy_and_deletes_only_what_it_moved: Plain,
         ]);
-        $crate::contract_suite!(@layouts $runner, synced, [
+        $crate::contract_suite!(@family $runner, synced, [
             an_absent_model_starts_from_default_and_writes_nothing: Plain,
             modify_writes_the_new_model_in_its_layout: Plain,
             the_type_name_is_the_rust_name_unless_overridden: Plain,
@@ -482,7 +482,7 @@ macro_rules! contract_suite {
     };
     // A family whose tests run once per layout (`shared`, taking the
     // layout) beside each layout's own tests (in `$family::$part`).
-    (@layouts $runner:ident, $family:ident, $shared:tt, {
+    (@family $runner:ident, $family:ident, $shared:tt, {
         $($part:ident : $layout:ident [$($name:ident : $flavor:ident),* $(,)?]),* $(,)?
     }) => {
         mod $family {
