@@ -101,8 +101,8 @@ pub use tasks::{
 #[cfg(feature = "mock")]
 pub use tenants::MockFieldStore;
 pub use tenants::{
-    FieldFn, FieldStore, FieldUpdated, Fields, decode_field, decode_fields, encode_field, field_writes,
-    increment_overflow, not_an_integer,
+    FieldFn, FieldStore, FieldUpdated, Fields, append_to_field, decode_field, decode_fields, encode_field,
+    field_writes, increment_overflow, not_an_array, not_an_integer,
 };
 
 pub use topology::{

@@ -67,6 +67,30 @@ pub fn increment_overflow(op: &'static str, key: &TenantKey, field: &str) -> Sto
     StoreError::invalid_input(op, key.field_key(field), "increment or decrement would overflow")
 }
 
+/// The error of an append to a field that holds something else than a JSON
+/// array (or `null`): `Deserialization` naming the field.
+pub fn not_an_array(op: &'static str, key: &TenantKey, field: &str) -> StoreError {
+    StoreError::deserialization(op, key.field_key(field), "JSON array", "the field holds no array")
+}
+
+/// The stored text of a field after [`FieldStore::append`] of `item` (one
+/// JSON value's text) and the list's new length, or `None` when the field
+/// holds no JSON array: a missing or `null` field becomes `[item]`; an
+/// array keeps its text up to the closing `]` ([`crate::append_to_array`],
+/// what the Redis adapter's `TENANT_APPEND` script writes too).
+pub fn append_to_field(current: Option<&[u8]>, item: &[u8]) -> Option<(Vec<u8>, usize)> {
+    match current {
+        Some(text) if !text.trim_ascii().eq(b"null") => crate::append_to_array(text, item),
+        _ => {
+            let mut out = Vec::with_capacity(item.len() + 2);
+            out.push(b'[');
+            out.extend_from_slice(item);
+            out.push(b']');
+            Some((out, 1))
+        }
+    }
+}
+
 /// The synchronous closure of [`FieldStore::update_field`]: it gets the
 /// current value (`None` when the field is missing) and returns the new one.
 /// An `Err` aborts the update ([`StoreError::Aborted`]), writing nothing.
@@ -203,6 +227,22 @@ pub trait FieldStore: Debug + Send + Sync + 'static {
         ttl: Option<Ttl>,
     ) -> Result<i64, StoreError>;
 
+    /// Appends `item` (the text of one JSON value, checked by the caller)
+    /// to the JSON array in a field, atomically and in one step (no
+    /// read-modify-write round); returns the list's new length. A missing
+    /// or `null` field is an empty list; an array keeps its text and gains
+    /// `,item` before its `]` ([`append_to_field`]). A field holding
+    /// anything else is [`not_an_array`] and nothing is written. The TTL as
+    /// [`increment`](Self::increment)'s: set on a new hash, extended but
+    /// never shortened, only if the append went through.
+    async fn append(
+        &self,
+        key: &TenantKey,
+        field: &FieldName,
+        item: &[u8],
+        ttl: Option<Ttl>,
+    ) -> Result<usize, StoreError>;
+
     /// The keys (without the store's prefix) matching `pattern`, each once,
     /// as a stream (no I/O until it is read; see
     /// [`KeyPages`](crate::KeyPages)).
@@ -288,6 +328,16 @@ macro_rules! forward_field_store {
                 (**self).increment(key, field, by, ttl).await
             }
 
+            async fn append(
+                &self,
+                key: &TenantKey,
+                field: &FieldName,
+                item: &[u8],
+                ttl: Option<Ttl>,
+            ) -> Result<usize, StoreError> {
+                (**self).append(key, field, item, ttl).await
+            }
+
             fn scan(&self, pattern: &TenantPattern) -> KeyStream {
                 (**self).scan(pattern)
             }
@@ -324,6 +374,27 @@ mod tests {
 
     fn key() -> TenantKey {
         TenantKey::user(&TenantId::new("acme").unwrap(), &UserId::new("u1").unwrap())
+    }
+
+    #[test]
+    fn an_append_keeps_the_arrays_text_and_starts_missing_or_null_fields_empty() {
+        let appended = |current: Option<&str>| {
+            append_to_field(current.map(str::as_bytes), b"{\"a\":1}")
+                .map(|(text, len)| (String::from_utf8(text).unwrap(), len))
+        };
+        assert_eq!(appended(None), Some(("[{\"a\":1}]".to_owned(), 1)));
+        assert_eq!(appended(Some(" null ")), Some(("[{\"a\":1}]".to_owned(), 1)));
+        assert_eq!(appended(Some("[]")), Some(("[{\"a\":1}]".to_owned(), 1)));
+        assert_eq!(
+            appended(Some("[1, 2] ")),
+            Some(("[1, 2,{\"a\":1}] ".to_owned(), 3))
+        );
+        for no_array in ["{\"a\":[1]}", "\"[1]\"", "1", "[1", "nul", ""] {
+            assert_eq!(appended(Some(no_array)), None, "{no_array}");
+        }
+        let error = not_an_array("append", &key(), "log");
+        assert_eq!(error.kind(), crate::ErrorKind::Deserialization);
+        assert_eq!(error.key(), "t:{acme}:user:u1 field log (tenant acme)");
     }
 
     #[test]

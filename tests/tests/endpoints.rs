@@ -5,13 +5,12 @@
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use statehouse::{ErrorKind, PageRequest, Settings, Statehouse, TaskStatus};
-use statehouse_tests::harness::RedisServer;
+use statehouse_tests::harness::{CommandCalls, RedisServer};
 
 const CONNECT: Duration = Duration::from_millis(500);
 const RESPONSE: Duration = Duration::from_millis(500);
@@ -30,33 +29,12 @@ async fn connect(primary: &RedisServer, replica: &RedisServer) -> Statehouse {
         .unwrap()
 }
 
-/// `INFO commandstats` as command → calls.
-fn command_calls(server: &RedisServer) -> HashMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut server.connection())
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (command, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
-            Some((command.to_owned(), calls))
-        })
-        .collect()
-}
-
 /// How many more times each of `commands` ran in `after` than in `before`.
-fn grown(
-    before: &HashMap<String, u64>,
-    after: &HashMap<String, u64>,
-    commands: &[&str],
-) -> Vec<(String, u64)> {
+fn grown(before: &CommandCalls, after: &CommandCalls, commands: &[&str]) -> Vec<(String, u64)> {
+    let grown = after.since(before);
     commands
         .iter()
-        .map(|command| {
-            let calls = |stats: &HashMap<String, u64>| stats.get(*command).copied().unwrap_or(0);
-            ((*command).to_owned(), calls(after) - calls(before))
-        })
+        .map(|command| ((*command).to_owned(), grown.of(command)))
         .collect()
 }
 
@@ -70,7 +48,7 @@ async fn task_reads_go_to_the_replica_and_everything_else_to_the_primary() {
     let tasks = state.tasks();
 
     // Writes: on the primary, as WATCH sections running the task script.
-    let (primary_before, replica_before) = (command_calls(&primary), command_calls(&replica));
+    let (primary_before, replica_before) = (primary.command_calls(), replica.command_calls());
     tasks.create("t1", "exporter", "ada").await.unwrap();
     tasks.create("t2", "exporter", "ada").await.unwrap();
     tasks
@@ -78,7 +56,7 @@ async fn task_reads_go_to_the_replica_and_everything_else_to_the_primary() {
         .await
         .unwrap();
     tasks.append_log("t1", "half way").await.unwrap();
-    let (primary_after, replica_after) = (command_calls(&primary), command_calls(&replica));
+    let (primary_after, replica_after) = (primary.command_calls(), replica.command_calls());
     for (command, calls) in grown(&primary_before, &primary_after, &["evalsha", "exec", "watch"]) {
         assert_eq!(calls, 4, "primary {command}: one per write");
     }
@@ -102,7 +80,7 @@ async fn task_reads_go_to_the_replica_and_everything_else_to_the_primary() {
     // writes of its own connection, and a fresh one has none.)
 
     // Reads: on the replica only.
-    let (primary_before, replica_before) = (command_calls(&primary), command_calls(&replica));
+    let (primary_before, replica_before) = (primary.command_calls(), replica.command_calls());
     let t1 = tasks.get("t1").await.unwrap().unwrap();
     assert_eq!(t1.status, TaskStatus::Running);
     assert!(
@@ -121,7 +99,7 @@ async fn task_reads_go_to_the_replica_and_everything_else_to_the_primary() {
         .collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
     assert_eq!(tasks.count_by_user("ada").await.unwrap(), 3);
-    let (primary_after, replica_after) = (command_calls(&primary), command_calls(&replica));
+    let (primary_after, replica_after) = (primary.command_calls(), replica.command_calls());
     for (command, calls) in grown(&replica_before, &replica_after, READS) {
         assert!(calls >= 1, "replica {command}: the reads were not served here");
     }
@@ -131,13 +109,13 @@ async fn task_reads_go_to_the_replica_and_everything_else_to_the_primary() {
 
     // Documents stay on the write endpoint (read-your-writes).
     let docs = state.documents();
-    let (primary_before, replica_before) = (command_calls(&primary), command_calls(&replica));
+    let (primary_before, replica_before) = (primary.command_calls(), replica.command_calls());
     docs.set("greeting", &"hello").await.unwrap();
     assert_eq!(
         docs.get::<String>("greeting").await.unwrap().as_deref(),
         Some("hello")
     );
-    let (primary_after, replica_after) = (command_calls(&primary), command_calls(&replica));
+    let (primary_after, replica_after) = (primary.command_calls(), replica.command_calls());
     assert_eq!(grown(&primary_before, &primary_after, &["get"])[0].1, 1);
     assert_eq!(grown(&replica_before, &replica_after, &["get"])[0].1, 0);
 }

@@ -274,31 +274,16 @@ async fn other_clients_changes_arrive_when_the_server_notifies() {
     until(&mut rx, "the delete", |s| s.current.is_none()).await;
 }
 
-/// How many times the server ran each command (`INFO commandstats`).
-fn command_calls(server: &RedisServer) -> std::collections::HashMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut server.connection())
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = stats.split(',').find_map(|stat| stat.strip_prefix("calls="))?;
-            Some((name.to_owned(), calls.parse().ok()?))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_is_one_round_trip_when_the_cache_is_current() {
     let server = RedisServer::start();
     let config = connect(&server).await.config();
     config.update("limit", &1).await.unwrap();
     assert_eq!(config.fetch::<u32>("limit").await.unwrap(), Some(1));
-    let before = command_calls(&server);
+    let before = server.command_calls();
     assert_eq!(config.update("limit", &2).await.unwrap(), 2);
-    let after = command_calls(&server);
-    let delta = |name: &str| after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0);
+    let after = server.command_calls();
+    let delta = |name: &str| after.since(&before).of(name);
     assert_eq!(delta("evalsha"), 1, "one compare-and-set script: {after:?}");
     // commandstats counts the commands a script runs too: the script's own
     // TYPE, GET, SET and PUBLISH, once each, and nothing else reads or writes.

@@ -73,12 +73,7 @@ fn assert_no_open_transactions(server: &RedisServer) {
 }
 
 fn command_calls(server: &RedisServer, command: &str) -> u64 {
-    let mut conn = server.connection();
-    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut conn).unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |calls| calls.parse().unwrap())
+    server.command_calls().of(command)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,52 +52,26 @@ async fn two_instances_increment_one_property_without_losing_any() {
     assert_eq!(page.get::<u64>("hits").await.unwrap(), Some(4000));
 }
 
-/// `INFO commandstats` as (command, calls).
-async fn command_calls(
-    con: &mut redis::aio::MultiplexedConnection,
-) -> std::collections::BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(con)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_store_of_twenty_staged_properties_is_one_transaction() {
     let server = RedisServer::start();
     let state = state(&server, "").await;
     let mut subject = state.subjects().subject("user:1").unwrap();
     subject.get::<u64>("p0").await.unwrap(); // the one load
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    let before = command_calls(&mut raw).await;
+    let before = server.command_calls();
     for n in 0..10u64 {
         for p in 0..20 {
             subject.set(&format!("p{p}"), &n).await.unwrap();
         }
         subject.store().await.unwrap();
     }
-    let after = command_calls(&mut raw).await;
-    let delta: std::collections::BTreeMap<&str, u64> = after
-        .iter()
-        .filter_map(|(name, calls)| {
-            let grown = calls - before.get(name).copied().unwrap_or(0);
-            (grown > 0).then_some((name.as_str(), grown))
-        })
-        .collect();
+    let sent = server.command_calls().since(&before);
     // Ten stores: ten MULTI/HSET/EXEC, and the one INFO that took `before`.
     assert_eq!(
-        delta,
-        [("exec", 10), ("hset", 10), ("info", 1), ("multi", 10)]
+        sent.as_map(),
+        &[("exec", 10), ("hset", 10), ("info", 1), ("multi", 10)]
             .into_iter()
+            .map(|(name, calls)| (name.to_owned(), calls))
             .collect(),
         "commands sent"
     );

@@ -132,3 +132,83 @@ async fn two_instances_increment_and_append_without_losing_any() {
     let log: Vec<String> = users.get_field("u1", "log").await.unwrap().unwrap();
     assert_eq!(log.len(), 160);
 }
+
+/// A field append is one `EVALSHA` (no WATCH round) that splices the item's
+/// JSON into the field's array text, keeps the other fields, refreshes the
+/// TTL, and writes nothing (not even the TTL) to a field holding no array.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_is_one_script_that_keeps_the_arrays_text() {
+    let server = RedisServer::start();
+    let state = state(&server, "app:").await;
+    let ttl = Some(Ttl::new(Duration::from_secs(60)).unwrap());
+    let users = state.tenant("acme").unwrap().with_ttls(TenantTtls {
+        users: ttl,
+        ..TenantTtls::default()
+    });
+    let users = users.users();
+    let key = "app:t:{acme}:user:u1";
+    let mut conn = server.connection();
+    // A field written by another client, with spaces: its text is kept.
+    let _: () = redis::cmd("HSET")
+        .arg(key)
+        .arg("log")
+        .arg("[ 1, {\"a\": 2} ]")
+        .arg("other")
+        .arg("\"x\"")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(key)
+        .arg(5_000)
+        .query(&mut conn)
+        .unwrap();
+    // The first script call of a connection loads the scripts (`NOSCRIPT`).
+    users.append("u2", "warm", &0).await.unwrap();
+    let before = server.command_calls();
+    assert_eq!(users.append("u1", "log", &json!({"b": [3]})).await.unwrap(), 3);
+    let sent = server.command_calls().since(&before);
+    assert_eq!(sent.of("evalsha"), 1, "one script: {sent:?}");
+    for round_trip in ["watch", "multi", "exec"] {
+        assert_eq!(sent.of(round_trip), 0, "no {round_trip}: {sent:?}");
+    }
+    let text: String = redis::cmd("HGET").arg(key).arg("log").query(&mut conn).unwrap();
+    assert_eq!(text, "[ 1, {\"a\": 2} ,{\"b\":[3]}]");
+    let other: String = redis::cmd("HGET").arg(key).arg("other").query(&mut conn).unwrap();
+    assert_eq!(other, "\"x\"");
+    let left: i64 = redis::cmd("PTTL").arg(key).query(&mut conn).unwrap();
+    assert!(left > 5_000 && left <= 60_000, "the TTL extended: {left}");
+
+    // `null` and a missing field are empty lists.
+    let _: () = redis::cmd("HSET")
+        .arg(key)
+        .arg("n")
+        .arg("null")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(users.append("u1", "n", &"first").await.unwrap(), 1);
+    assert_eq!(users.append("u1", "fresh", &1).await.unwrap(), 1);
+    let texts: Vec<String> = redis::cmd("HMGET")
+        .arg(key)
+        .arg("n")
+        .arg("fresh")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(texts, ["[\"first\"]", "[1]"]);
+
+    // No array: nothing written, not even the TTL.
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(key)
+        .arg(5_000)
+        .query(&mut conn)
+        .unwrap();
+    let error = users.append("u1", "other", &1).await.unwrap_err();
+    assert_eq!(error.kind(), statehouse::ErrorKind::Deserialization, "{error}");
+    assert_eq!(error.key(), "t:{acme}:user:u1 field other (tenant acme)");
+    let other: String = redis::cmd("HGET").arg(key).arg("other").query(&mut conn).unwrap();
+    assert_eq!(other, "\"x\"");
+    let left: i64 = redis::cmd("PTTL").arg(key).query(&mut conn).unwrap();
+    assert!(
+        left > 0 && left <= 5_000,
+        "the failed append left the TTL: {left}"
+    );
+}

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use statehouse_domain::{FieldName, TenantKey, TenantPattern, Ttl};
 use statehouse_ports::{
     FieldFn, FieldStore, FieldUpdated, Fields, JsonValue as Value, KeyStream, Loaded, RetryPolicy,
-    StoreError, decode_field, decode_fields, encode_field, field_writes, increment_overflow, not_an_integer,
+    StoreError, append_to_field, decode_field, decode_fields, encode_field, field_writes, increment_overflow,
+    not_an_array, not_an_integer,
 };
 use tokio::time::Instant;
 
@@ -321,6 +322,36 @@ impl FieldStore for MemoryStore {
                 now,
             )?;
             Ok(new)
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        key: &TenantKey,
+        field: &FieldName,
+        item: &[u8],
+        ttl: Option<Ttl>,
+    ) -> Result<usize, StoreError> {
+        self.replicated("append", key.key(), async {
+            const OP: &str = "append";
+            let now = Instant::now();
+            let mut state = self.keyspace.lock();
+            let current = state
+                .hget(key.key(), field.as_str().as_bytes(), now)
+                .map_err(|()| StoreError::wrong_type(OP, key.key()))?;
+            let (text, len) = append_to_field(current.as_deref(), item)
+                .and_then(|(text, len)| Some((String::from_utf8(text).ok()?, len)))
+                .ok_or_else(|| not_an_array(OP, key, field.as_str()))?;
+            hset_with_ttl(
+                &mut state,
+                OP,
+                key,
+                &[(field.as_str().to_owned(), text)],
+                ttl,
+                now,
+            )?;
+            Ok(len)
         })
         .await
     }

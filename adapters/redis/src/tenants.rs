@@ -11,7 +11,9 @@
 //! - `update_field`: the WATCH loop (`txn::optimistic`): `WATCH; HGET`, then
 //!   `MULTI; HSET; EXEC` (with a TTL, `MULTI; EVALSHA TENANT_WRITE; EXEC`).
 //! - `increment`: the `TENANT_INCREMENT` script (`HINCRBY`, then the TTL
-//!   only if it went through), by `EVALSHA`.
+//!   only if it went through), by `EVALSHA`; `append`: the `TENANT_APPEND`
+//!   script (the item spliced into the field's array text, then the TTL
+//!   likewise), one `EVALSHA` too.
 //! - `scan`/`delete_matching`: `SCAN … MATCH … COUNT … TYPE hash`, never
 //!   `KEYS`, streamed (`listing.rs`), then `DEL` in batches, page by page (all keys of one tenant share its hash
 //!   tag, so a batch is one slot on Redis Cluster).
@@ -22,12 +24,13 @@ use async_trait::async_trait;
 use statehouse_domain::{FieldName, TenantKey, TenantPattern, Ttl};
 use statehouse_ports::{
     FieldFn, FieldStore, FieldUpdated, Fields, JsonValue, KeyStream, Loaded, RetryPolicy, StoreError,
-    decode_field, decode_fields, encode_field, field_writes, increment_overflow, not_an_integer,
+    decode_field, decode_fields, encode_field, field_writes, increment_overflow, not_an_array,
+    not_an_integer,
 };
 
 use crate::RedisStore;
 use crate::listing::Listing;
-use crate::scripts::{self, TENANT_INCREMENT, TENANT_WRITE};
+use crate::scripts::{self, TENANT_APPEND, TENANT_INCREMENT, TENANT_WRITE};
 use crate::txn::{self, Decision};
 
 /// How many keys one `DEL` of `delete_matching` takes.
@@ -420,6 +423,31 @@ impl FieldStore for RedisStore {
             Err(Refused::NotAnInteger) => Err(not_an_integer(OP, key, field.as_str())),
             Err(Refused::Overflow) => Err(increment_overflow(OP, key, field.as_str())),
         }
+    }
+
+    async fn append(
+        &self,
+        key: &TenantKey,
+        field: &FieldName,
+        item: &[u8],
+        ttl: Option<Ttl>,
+    ) -> Result<usize, StoreError> {
+        const OP: &str = "append";
+        let rkey = self.keys.raw(key.key());
+        let cmd = &scripts::evalsha(
+            &TENANT_APPEND,
+            &[rkey.as_ref()],
+            (field.as_str(), item, ttl.map_or(0, Ttl::as_millis)),
+        );
+        let answer = scripts::run_shared(&self.conns, OP, key.key(), |mut conn| async move {
+            match cmd.query_async::<usize>(&mut conn).await {
+                Ok(len) => Ok(Some(len)),
+                Err(error) if error.code() == Some("NOTARRAY") => Ok(None),
+                Err(error) => Err(error),
+            }
+        })
+        .await?;
+        answer.ok_or_else(|| not_an_array(OP, key, field.as_str()))
     }
 
     fn scan(&self, pattern: &TenantPattern) -> KeyStream {

@@ -16,7 +16,7 @@ use super::{Layer, Layered, Op, metered};
 /// | change feed: `subscribe` | change feed: `update_announced`, `swap_announced` |
 /// | tasks: `get`, `list`, `count` | tasks: `save`, `set_status`, `append_log`, `delete` |
 /// | subjects: `load`, `get_property`, `list`, `exists` | subjects: `store`, `update_property`, `delete_subject` |
-/// | tenant fields: `get_all`, `get_fields`, `exists`, `scan`, `set_fields`, `replace_fields` | tenant fields: `merge_fields` (its answer must be the state right after its own write), `delete_fields`, `delete`, `update_field`, `increment`, `delete_matching` |
+/// | tenant fields: `get_all`, `get_fields`, `exists`, `scan`, `set_fields`, `replace_fields` | tenant fields: `merge_fields` (its answer must be the state right after its own write), `delete_fields`, `delete`, `update_field`, `increment`, `append`, `delete_matching` |
 /// | triggers: `set`, `list` | triggers: `cancel`, `cancel_all`, `claim`, `ack` |
 /// | queues: `range`, `len`, `queues`, `pending` | queues: `enqueue`, `trim`, `claim`, `ack`, `remove_pending` |
 ///

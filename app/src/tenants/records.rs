@@ -11,7 +11,7 @@ use statehouse_domain::TenantSpace;
 use statehouse_domain::layout::TenantKeys;
 use statehouse_ports::{
     BoxError, Carry, FieldName, FieldStore, Fields, JsonError, KeyStream, RetryPolicy, StoreError, TenantId,
-    TenantKey, TenantPattern, Ttl, UserId, ValidationError, ValidationExt, decode_value,
+    TenantKey, TenantPattern, Ttl, UserId, ValidationError, ValidationExt, decode_value, encode_field,
 };
 
 /// What every repository holds: the port, the tenant with its key layout
@@ -224,6 +224,8 @@ impl Core {
         decode_value(op, field_key, carry.outcome(updated)?.new)
     }
 
+    /// One step on the server ([`FieldStore::append`]): the item's JSON
+    /// text spliced into the field's array, no read-modify-write round.
     pub(super) async fn append<T: Serialize + ?Sized>(
         &self,
         op: &'static str,
@@ -232,30 +234,9 @@ impl Core {
         item: &T,
     ) -> Result<usize, StoreError> {
         let name = field(op, name)?;
-        let item = to_value(op, key, name.as_str(), item)?;
-        let field_key = key.field_key(name.as_str());
-        let mut carry = Carry::new();
-        let mut closure = |current: Option<&Value>| -> Result<Value, BoxError> {
-            let mut list = match current {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(list)) => list.clone(),
-                Some(_) => {
-                    return carry.keep(Err(StoreError::deserialization(
-                        op,
-                        field_key.clone(),
-                        "JSON array",
-                        "the field holds no array",
-                    )));
-                }
-            };
-            list.push(item.clone());
-            Ok(Value::Array(list))
-        };
-        let updated = self
-            .store
-            .update_field(key, &name, self.ttl, self.policy, &mut closure)
-            .await;
-        Ok(carry.outcome(updated)?.new.as_array().map_or(0, Vec::len))
+        // The item's text as every tenant write encodes a value.
+        let item = encode_field(&to_value(op, key, name.as_str(), item)?);
+        self.store.append(key, &name, item.as_bytes(), self.ttl).await
     }
 
     pub(super) fn scan(&self, pattern: &TenantPattern) -> KeyStream {

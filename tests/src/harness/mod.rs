@@ -22,5 +22,5 @@ pub use cluster::{ClusterBuilder, ClusterNode, MigrationStep, RedisCluster};
 pub use failover::{FailoverHow, Promotion};
 pub use node::{Node, Role};
 pub use sentinel::{SentinelBuilder, SentinelSet};
-pub use server::{RedisServer, SHARED_ARGS};
+pub use server::{CommandCalls, RedisServer, SHARED_ARGS};
 pub use tls::{TestCertificates, TlsRedisServer};

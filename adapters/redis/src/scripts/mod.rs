@@ -131,6 +131,47 @@ end
 return 1
 ";
 
+/// The end of a tenant script that wrote into an existing or new hash
+/// (`kind`: the key's type before): the TTL in ms of `ARGV[3]` (0: keep
+/// the expiry) set on a new hash, or extended but never shortened on one
+/// that expires, as [`TENANT_WRITE`] does.
+macro_rules! tenant_ttl {
+    () => {
+        r"
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  local left = redis.call('PTTL', KEYS[1])
+  if kind == 'none' or (left >= 0 and left < ttl) then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
+end
+"
+    };
+}
+
+/// `append_text(current, item)`: the JSON array text `current` with the
+/// item's text put before its closing `]` (the text up to it kept as it
+/// is), and the new length; `nil` if `current` is no JSON array. What the
+/// memory store's `append_to_array` computes.
+macro_rules! append_text {
+    () => {
+        r"
+local function append_text(current, item)
+  local open = string.find(current, '%S')
+  local close = string.find(current, '%]%s*$')
+  local ok, items = pcall(cjson.decode, current)
+  if not ok or type(items) ~= 'table' or not open or string.sub(current, open, open) ~= '[' or not close then
+    return nil
+  end
+  if #items == 0 then
+    return '[' .. item .. string.sub(current, close), 1
+  end
+  return string.sub(current, 1, close - 1) .. ',' .. item .. string.sub(current, close), #items + 1
+end
+"
+    };
+}
+
 /// Adds an integer to a tenant hash field (HINCRBY) and, if the increment
 /// went through, applies the TTL as [`TENANT_WRITE`] does, in one step: a
 /// failed increment (the field holds no integer, or the sum would
@@ -143,7 +184,8 @@ return 1
 pub(crate) static TENANT_INCREMENT: LazyLock<Script> = LazyLock::new(|| Script::new(TENANT_INCREMENT_CODE));
 
 /// The source of `TENANT_INCREMENT`; the benchmark's raw side runs it too.
-pub const TENANT_INCREMENT_CODE: &str = r"
+pub const TENANT_INCREMENT_CODE: &str = concat!(
+    r"
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'none' and kind ~= 'hash' then
   return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
@@ -155,15 +197,45 @@ if type(value) == 'table' and value.err then
   end
   return redis.error_reply('NOTINT hash value is not an integer')
 end
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then
-  local left = redis.call('PTTL', KEYS[1])
-  if kind == 'none' or (left >= 0 and left < ttl) then
-    redis.call('PEXPIRE', KEYS[1], ttl)
+",
+    tenant_ttl!(),
+    "return value\n"
+);
+
+/// Appends an item to the JSON array in a tenant hash's field and applies
+/// the TTL as [`TENANT_INCREMENT`] does, in one step: a missing or `null`
+/// field becomes `[item]`; an array keeps its text up to the closing `]`
+/// (the memory store's `append_to_field` writes the same bytes). A field
+/// that holds no JSON array writes nothing, not even the TTL.
+///
+/// KEYS: the hash. ARGV: field, the item (JSON text), TTL in ms (0: keep
+/// the expiry). Returns the new length. Errors: `WRONGTYPE …`,
+/// `NOTARRAY …`. Run by `EVALSHA` on the shared connection ([`run_shared`]).
+pub(crate) static TENANT_APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(TENANT_APPEND_CODE));
+
+/// The source of `TENANT_APPEND`.
+pub const TENANT_APPEND_CODE: &str = concat!(
+    append_text!(),
+    r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and kind ~= 'hash' then
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local text, n
+if not current or string.match(current, '^%s*null%s*$') then
+  text, n = '[' .. ARGV[2] .. ']', 1
+else
+  text, n = append_text(current, ARGV[2])
+  if not text then
+    return redis.error_reply('NOTARRAY the field holds no JSON array')
   end
 end
-return value
-";
+redis.call('HSET', KEYS[1], ARGV[1], text)
+",
+    tenant_ttl!(),
+    "return n\n"
+);
 
 /// The Lua prelude of the trigger and queue scripts: `NOW`, the server's
 /// clock in milliseconds (`TIME`), and `check`, which returns a
@@ -232,7 +304,9 @@ return {1}
 pub(crate) static DOC_APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(DOC_APPEND_CODE));
 
 /// The Lua source of the document append (for the benchmark's raw side).
-pub const DOC_APPEND_CODE: &str = r"
+pub const DOC_APPEND_CODE: &str = concat!(
+    append_text!(),
+    r"
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'none' and kind ~= 'string' then
   return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
@@ -242,29 +316,22 @@ if not current then
   redis.call('SET', KEYS[1], '[' .. ARGV[1] .. ']')
   return 1
 end
-local open = string.find(current, '%S')
-local close = string.find(current, '%]%s*$')
-local ok, items = pcall(cjson.decode, current)
-if not ok or type(items) ~= 'table' or not open or string.sub(current, open, open) ~= '[' or not close then
+local text, n = append_text(current, ARGV[1])
+if not text then
   return redis.error_reply('NOTARRAY the document holds no JSON array')
 end
-local n = #items
-local head
-if n == 0 then
-  head = '['
-else
-  head = string.sub(current, 1, close - 1) .. ','
-end
-redis.call('SET', KEYS[1], head .. ARGV[1] .. string.sub(current, close), 'KEEPTTL')
-return n + 1
-";
+redis.call('SET', KEYS[1], text, 'KEEPTTL')
+return n
+"
+);
 
 /// The source of every script, for loading them on a connection.
-const ALL: [&str; 19] = [
+const ALL: [&str; 20] = [
     TASK_WRITE_CODE,
     PRUNE_INDEX_CODE,
     TENANT_WRITE_CODE,
     TENANT_INCREMENT_CODE,
+    TENANT_APPEND_CODE,
     TRIGGER_SET_CODE,
     TRIGGER_CANCEL_CODE,
     TRIGGER_CLAIM_CODE,

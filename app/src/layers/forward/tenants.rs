@@ -11,7 +11,7 @@ use super::{Layer, Layered, Op, paged};
 /// the reads (`get_all`, `get_fields`, `exists`, `scan`) and
 /// `set_fields`/`replace_fields` (setting the same values twice is the
 /// same). Not: `merge_fields` (a read too, but its answer must be the
-/// state right after its own write), `increment`, `update_field`,
+/// state right after its own write), `increment`, `append`, `update_field`,
 /// `delete_fields`, `delete`, `delete_matching`.
 impl<L: Layer, S: FieldStore> FieldStore for Layered<L, S> {
     fn get_all<'s, 'k, 'f>(&'s self, key: &'k TenantKey) -> Boxed<'f, Fields>
@@ -163,6 +163,24 @@ impl<L: Layer, S: FieldStore> FieldStore for Layered<L, S> {
             Op::new("increment", key),
             self.inner.increment(key, field, by, ttl),
         )
+    }
+
+    fn append<'s, 'k, 'n, 'i, 'f>(
+        &'s self,
+        key: &'k TenantKey,
+        field: &'n FieldName,
+        item: &'i [u8],
+        ttl: Option<Ttl>,
+    ) -> Boxed<'f, usize>
+    where
+        's: 'f,
+        'k: 'f,
+        'n: 'f,
+        'i: 'f,
+        Self: 'f,
+    {
+        self.layer
+            .around(Op::new("append", key), self.inner.append(key, field, item, ttl))
     }
 
     fn scan(&self, pattern: &TenantPattern) -> KeyStream {

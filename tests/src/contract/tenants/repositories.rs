@@ -242,10 +242,31 @@ pub async fn increment_is_integer_only_and_append_needs_an_array(backend: Backen
     );
     let error = users.append("u1", "name", &1).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Deserialization, "{error}");
+    assert_eq!(error.key(), "t:{acme}:user:u1 field name (tenant acme)");
     assert_eq!(
         users.get_field::<String>("u1", "name").await.unwrap().as_deref(),
         Some("Ann")
     );
+    // `null` is an empty list, and so is `[]`; an object is no list.
+    users.set_field("u1", "none", &Value::Null).await.unwrap();
+    users.set_field("u1", "empty", &json!([])).await.unwrap();
+    users.set_field("u1", "object", &json!({"a": [1]})).await.unwrap();
+    assert_eq!(users.append("u1", "none", &[1, 2]).await.unwrap(), 1);
+    assert_eq!(users.append("u1", "empty", &Value::Null).await.unwrap(), 1);
+    assert_eq!(users.append("u1", "empty", &json!({"k": "v"})).await.unwrap(), 2);
+    let error = users.append("u1", "object", &1).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Deserialization, "{error}");
+    for (field, value) in [
+        ("none", json!([[1, 2]])),
+        ("empty", json!([null, {"k": "v"}])),
+        ("object", json!({"a": [1]})),
+    ] {
+        assert_eq!(
+            users.get_field::<Value>("u1", field).await.unwrap(),
+            Some(value),
+            "{field}"
+        );
+    }
 }
 
 pub async fn find_returns_the_users_holding_a_value(backend: Backend) {

@@ -40,6 +40,7 @@
 //! Everything is synchronous (std plus the `redis` crate's blocking client), so it works from plain
 //! `#[test]`s and from inside a tokio runtime alike.
 
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{self};
@@ -430,6 +431,21 @@ impl RedisServer {
         }
     }
 
+    /// How many times the server ran each command so far (`INFO commandstats`).
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot be reached or the command fails (with its log).
+    pub fn command_calls(&self) -> CommandCalls {
+        match redis::cmd("INFO")
+            .arg("commandstats")
+            .query::<String>(&mut self.connection())
+        {
+            Ok(info) => CommandCalls::parse(&info),
+            Err(err) => self.fail(&format!("INFO commandstats failed: {err}")),
+        }
+    }
+
     /// The output of `CLIENT LIST` (one line per connected client, including the one asking).
     ///
     /// # Panics
@@ -443,6 +459,50 @@ impl RedisServer {
             Ok(list) => list,
             Err(err) => self.fail(&format!("CLIENT LIST failed: {err}")),
         }
+    }
+}
+
+/// How many times a server ran each command, by its lower-case name
+/// (`INFO commandstats`: the commands a script runs count too, and so does
+/// the `INFO` that asked).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandCalls(BTreeMap<String, u64>);
+
+impl CommandCalls {
+    /// Reads the `cmdstat_<name>:calls=<n>,…` lines of `INFO commandstats`.
+    pub fn parse(info: &str) -> Self {
+        Self(
+            info.lines()
+                .filter_map(|line| {
+                    let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                    let calls = stats.split(',').find_map(|stat| stat.strip_prefix("calls="))?;
+                    Some((name.to_owned(), calls.parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    /// The calls of `command` (0 if it never ran).
+    pub fn of(&self, command: &str) -> u64 {
+        self.0.get(command).copied().unwrap_or(0)
+    }
+
+    /// What ran since `before`: each command whose count grew, by how much.
+    pub fn since(&self, before: &Self) -> Self {
+        Self(
+            self.0
+                .iter()
+                .filter_map(|(name, &calls)| {
+                    let grown = calls.saturating_sub(before.of(name));
+                    (grown > 0).then(|| (name.clone(), grown))
+                })
+                .collect(),
+        )
+    }
+
+    /// The counts, by command name.
+    pub fn as_map(&self) -> &BTreeMap<String, u64> {
+        &self.0
     }
 }
 
