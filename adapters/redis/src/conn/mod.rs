@@ -92,7 +92,8 @@ impl redis::aio::ConnectionLike for Shared {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Shared::Single(conn) => conn.req_packed_command(cmd),
-            Shared::Cluster(cluster) => async move { cluster.command(cmd).await }.boxed(),
+            // One boxed future of ours around redis-rs' (`ClusterShared::command`).
+            Shared::Cluster(cluster) => cluster.command(cmd),
             Shared::Node(cluster, addr) => async move { cluster.on_address(addr, cmd).await }.boxed(),
             Shared::Durable(inner, wait) => async move { wait.command_then_wait(inner, cmd).await }.boxed(),
         }
@@ -106,9 +107,7 @@ impl redis::aio::ConnectionLike for Shared {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Shared::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Shared::Cluster(cluster) => {
-                async move { cluster.pipeline(pipeline, offset, count).await }.boxed()
-            }
+            Shared::Cluster(cluster) => cluster.pipeline(pipeline, offset, count),
             Shared::Node(cluster, addr) => {
                 async move { cluster.pipeline_on_address(addr, pipeline, offset, count).await }.boxed()
             }

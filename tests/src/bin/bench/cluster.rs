@@ -9,18 +9,29 @@
 //! slices on each ([`engine::rounds`]); the after-round workloads (subjects, tenants, triggers and
 //! queues) then run on each target in turn.
 //!
+//! The raw side of record is redis-rs' cluster client as `ClusterClient::new` builds it: no
+//! response timeout. statehouse bounds every call (its response timeout, and redis-rs' timer on
+//! each node's connection, which it configures). An extra raw side, raw redis-rs built with
+//! statehouse's connect and response timeouts (`ClusterClientBuilder::connection_timeout` and
+//! `response_timeout`, which also bounds each request overall, as redis-rs does by default),
+//! runs the round rows whose raw side can be bounded so after both sides in each round; the
+//! table prints statehouse's ratio to it as an extra column beside the row of record.
+//! [`RAW_TIMEOUTS_ENV`] makes that the raw side of record instead, for counting its
+//! instructions (`--instructions`: the counted children inherit it).
+//!
 //! With `--instructions`, the cluster stays up after the run for the counted children
 //! (`instructions/`), each of which runs its workload on it alone ([`counted_child`]).
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
-use statehouse::Statehouse;
+use statehouse::{Settings, Statehouse};
 use statehouse_tests::harness::{RedisCluster, RedisServer};
 use tokio::runtime::Runtime;
 
 use crate::args::{Options, Workload};
 use crate::cluster_raw::{RawCon, RawNodes};
-use crate::engine::{self, Bench, Sample, Sizes};
+use crate::engine::{self, Bench, Sample, Side, Sizes};
 use crate::report::{Pair, Results, human, load_average, median};
 use crate::subjects::subjects_bench;
 use crate::tenants::tenants_bench;
@@ -46,6 +57,21 @@ pub(crate) type Figures = Vec<(&'static str, f64, f64, f64)>;
 
 /// The primaries of the benchmark's cluster.
 const PRIMARIES: usize = 3;
+
+/// Set (to anything), the raw side of record on the cluster is redis-rs' cluster client built with
+/// statehouse's connect and response timeouts instead of `ClusterClient::new`'s defaults (no
+/// response timeout): for `--instructions`, whose counted children inherit it.
+const RAW_TIMEOUTS_ENV: &str = "STATEHOUSE_BENCH_RAW_TIMEOUTS";
+
+/// The round rows the extra raw side (with statehouse's timeouts) runs: the update's raw side is a
+/// naive loop on connections of its own, with no cluster client to bound.
+const WITH_TIMEOUTS: [Workload; 5] = [
+    Workload::Conc,
+    Workload::Mget,
+    Workload::Save,
+    Workload::Status,
+    Workload::List,
+];
 
 /// Starts the cluster, runs [`run`] on `runtime` (then, with `--instructions`, the counted
 /// children on the same cluster), stops the cluster. A counted child runs [`counted_child`]
@@ -145,11 +171,33 @@ async fn single_target(server: &RedisServer, options: Options) -> Res<Target> {
     })
 }
 
+/// statehouse's connect and response timeouts for `url` (its defaults: the bench sets none).
+fn statehouse_timeouts(url: &str) -> (Duration, Duration) {
+    let config = Settings::new(url.to_owned()).redis_config();
+    (config.connect_timeout, config.response_timeout)
+}
+
+/// redis-rs' cluster client on `seeds`: as `ClusterClient::new` builds it (no response timeout),
+/// or with `timeouts` (connect, response; redis-rs then also bounds each request overall by the
+/// response timeout, its default).
+async fn raw_cluster(
+    seeds: &[String],
+    timeouts: Option<(Duration, Duration)>,
+) -> Res<redis::cluster_async::ClusterConnection> {
+    let client = match timeouts {
+        None => redis::cluster::ClusterClient::new(seeds.to_vec())?,
+        Some((connect, response)) => redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+            .connection_timeout(connect)
+            .response_timeout(response)
+            .build()?,
+    };
+    Ok(client.get_async_connection().await?)
+}
+
 async fn cluster_target(at: &ClusterAt, options: Options) -> Res<Target> {
     let first = at.seeds.first().ok_or("the cluster has no nodes")?.clone();
-    let raw = redis::cluster::ClusterClient::new(at.seeds.clone())?
-        .get_async_connection()
-        .await?;
+    let timeouts = std::env::var_os(RAW_TIMEOUTS_ENV).map(|_| statehouse_timeouts(&at.url));
+    let raw = raw_cluster(&at.seeds, timeouts).await?;
     let nodes = RawNodes::cluster(&first).await?;
     let client = redis::Client::open(first)?;
     let (state, bench) = crate::setup(
@@ -170,7 +218,14 @@ async fn cluster_target(at: &ClusterAt, options: Options) -> Res<Target> {
 
 async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> Res<()> {
     let single = single_target(server, options).await?;
-    let clustered = cluster_target(&ClusterAt::of(cluster), options).await?;
+    let at = ClusterAt::of(cluster);
+    let clustered = cluster_target(&at, options).await?;
+    // The extra raw side: the cluster's bench with a raw cluster client bounded as statehouse is.
+    let timeouts = statehouse_timeouts(&at.url);
+    let with_timeouts = Bench {
+        raw: RawCon::Cluster(raw_cluster(&at.seeds, Some(timeouts)).await?),
+        ..clustered.bench.clone()
+    };
     println!(
         "statehouse benchmark --cluster{}: redis-server at {} and a cluster of {PRIMARIES} primaries at {} \
          (started for this run); {} rounds of ~{:?} per side and workload",
@@ -180,6 +235,13 @@ async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> 
         options.rounds,
         options.round_time,
     );
+    if std::env::var_os(RAW_TIMEOUTS_ENV).is_some() {
+        println!(
+            "{RAW_TIMEOUTS_ENV} is set: the cluster's raw side of record has statehouse's timeouts \
+             (connect {:?}, response {:?})",
+            timeouts.0, timeouts.1
+        );
+    }
     println!("load average at the start: {}", load_average());
 
     // Sized on the single server, used on both.
@@ -187,6 +249,7 @@ async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> 
     instructions::set_cluster(true);
     warm_up(&clustered.bench, &sizes, options).await?;
     let mut results = [Results::default(), Results::default()];
+    let mut extra = Results::default();
     let mut loads = Vec::with_capacity(options.rounds);
     for _ in 0..options.rounds {
         for (target, results) in [&single, &clustered].into_iter().zip(&mut results) {
@@ -196,10 +259,19 @@ async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> 
             let measured = engine::rounds(&target.bench, &sizes, &rb, one).await?;
             append(results, measured);
         }
+        if options.side != Some(Side::Statehouse) {
+            instructions::set_cluster(true);
+            let measured = raw_with_timeouts(&with_timeouts, &sizes, options).await?;
+            println!(
+                "cluster, raw with statehouse's timeouts: {}",
+                measured.last_round()
+            );
+            append(&mut extra, measured);
+        }
         loads.push(load_average());
     }
     println!();
-    report(&results, &loads);
+    report(&results, &extra, timeouts, &loads);
 
     let mut after: [Figures; 2] = Default::default();
     let mut after_loads = Vec::new();
@@ -260,6 +332,41 @@ async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> 
     Ok(())
 }
 
+/// One round of the extra raw side (raw redis-rs with statehouse's timeouts) on `bench`: each row of
+/// [`WITH_TIMEOUTS`] that runs, in as many slices as a side's run of a round has, back to back
+/// (after both sides of the round of record; not alternating with them).
+async fn raw_with_timeouts(bench: &Bench, sizes: &Sizes, options: Options) -> Res<Results> {
+    let mut results = Results::default();
+    instructions::set_raw_with_timeouts(true);
+    instructions::set_side(Side::Raw);
+    for workload in WITH_TIMEOUTS {
+        if !options.runs(workload) {
+            continue;
+        }
+        let mut total: Option<Sample> = None;
+        for _ in 0..options.slices {
+            let sample = match bench.slice(workload, Side::Raw, sizes).await {
+                Ok(sample) => sample,
+                Err(error) => {
+                    instructions::set_raw_with_timeouts(false);
+                    return Err(error);
+                }
+            };
+            total = Some(total.map_or(sample, |total| total.plus(&sample)));
+        }
+        let pair = match workload {
+            Workload::Conc => &mut results.conc,
+            Workload::Mget => &mut results.mget,
+            Workload::Save => &mut results.save,
+            Workload::Status => &mut results.status,
+            _ => &mut results.list,
+        };
+        pair.raw.extend(total);
+    }
+    instructions::set_raw_with_timeouts(false);
+    Ok(results)
+}
+
 /// One slice of every measured workload by each side, not counted.
 async fn warm_up(bench: &Bench, sizes: &Sizes, options: Options) -> Res<()> {
     for side in options.sides(0) {
@@ -289,8 +396,9 @@ fn append(into: &mut Results, mut from: Results) {
 }
 
 /// The table: per workload, the cluster's statehouse/raw ratio against the target, and
-/// cluster/single of each side.
-fn report(results: &[Results; 2], loads: &[String]) {
+/// cluster/single of each side; beside them, the ratio to the extra raw side `extra` (raw
+/// redis-rs with statehouse's `timeouts`, connect and response), where it ran.
+fn report(results: &[Results; 2], extra: &Results, timeouts: (Duration, Duration), loads: &[String]) {
     let [single, clustered] = results;
     if [
         &clustered.conc,
@@ -323,34 +431,71 @@ fn report(results: &[Results; 2], loads: &[String]) {
     );
     println!();
     println!(
-        "| workload | cluster statehouse | cluster raw | statehouse/raw | met | single statehouse | single raw \
-         | cluster/single statehouse | cluster/single raw | client CPU µs/op on the cluster, statehouse / raw |"
+        "Extra column (not the row of record): statehouse's ops/s over those of raw redis-rs' cluster \
+         client built with statehouse's timeouts (connect {:?}, response {:?}; redis-rs then bounds each \
+         request overall by the response timeout too), run after both sides in each round; median of the \
+         per-round ratios, and that side's ops/s.",
+        timeouts.0, timeouts.1
     );
-    println!("|---|--:|--:|--:|---|--:|--:|--:|--:|--:|");
-    for (name, one, many) in [
-        ("2. set+get, 64 tasks", &single.conc, &clustered.conc),
-        ("3. mget of 1,000 keys (per key)", &single.mget, &clustered.mget),
+    println!();
+    println!(
+        "| workload | cluster statehouse | cluster raw | statehouse/raw | met | single statehouse | single raw \
+         | cluster/single statehouse | cluster/single raw | client CPU µs/op on the cluster, statehouse / raw \
+         | extra: statehouse/raw with statehouse's timeouts (raw ops/s) |"
+    );
+    println!("|---|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|");
+    for (name, one, many, timed) in [
+        ("2. set+get, 64 tasks", &single.conc, &clustered.conc, &extra.conc),
+        (
+            "3. mget of 1,000 keys (per key)",
+            &single.mget,
+            &clustered.mget,
+            &extra.mget,
+        ),
         (
             "4. update, 16 tasks (vs naive loop)",
             &single.update,
             &clustered.update,
+            &extra.update,
         ),
-        ("7. task save, 16 writers", &single.save, &clustered.save),
+        (
+            "7. task save, 16 writers",
+            &single.save,
+            &clustered.save,
+            &extra.save,
+        ),
         (
             "8. task set_status, 16 writers",
             &single.status,
             &clustered.status,
+            &extra.status,
         ),
-        ("9. task list, 50-item page", &single.list, &clustered.list),
+        (
+            "9. task list, 50-item page",
+            &single.list,
+            &clustered.list,
+            &extra.list,
+        ),
     ] {
         if many.statehouse.is_empty() || many.raw.is_empty() {
             continue;
         }
         let r = ratio(many);
+        let with_timeouts = if timed.raw.is_empty() {
+            "n/a".to_owned()
+        } else {
+            let ratios = many
+                .statehouse
+                .iter()
+                .zip(&timed.raw)
+                .map(|(sh, raw)| sh.rate() / raw.rate())
+                .collect();
+            format!("{:.3}× ({})", median(ratios), human(rate(&timed.raw)))
+        };
         let mut line = String::new();
         let _ = write!(
             line,
-            "| {name} | {} | {} | {r:.3}× | {} | {} | {} | {:.2}× | {:.2}× | {:.2} / {:.2} |",
+            "| {name} | {} | {} | {r:.3}× | {} | {} | {} | {:.2}× | {:.2}× | {:.2} / {:.2} | {with_timeouts} |",
             human(rate(&many.statehouse)),
             human(rate(&many.raw)),
             if r >= 0.9 { "yes" } else { "**no**" },

@@ -125,6 +125,7 @@ fn cpu_between(
 }
 
 /// Everything the workloads share.
+#[derive(Clone)]
 pub(crate) struct Bench {
     /// A client of the server (on a cluster: of one primary; only the workloads that do not run on
     /// a cluster use it).

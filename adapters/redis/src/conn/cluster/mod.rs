@@ -18,10 +18,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::aio::ConnectionLike as _;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use statehouse_ports::{Backoff, StoreError};
 
 use super::{connect_timeout, open_error};
@@ -150,14 +151,24 @@ impl Request<'_> {
 }
 
 impl ClusterShared {
-    /// `cmd` on redis-rs' connection, which routes it by its keys and
-    /// follows redirects itself; one that comes back redirected all the
-    /// same (redis-rs sends `ASKING` and the command as two requests of a
-    /// shared connection: under load another caller's request can take the
-    /// flag) is sent again where the redirect points (see
-    /// [`redirected`](Self::redirected)).
-    pub(crate) async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
-        match self.send(Request::Command(cmd)).await? {
+    /// `cmd` on redis-rs' connection, which routes it by its keys, as the
+    /// boxed future [`Shared`](super::Shared)'s `ConnectionLike` hands back:
+    /// see [`command_inline`](Self::command_inline).
+    pub(crate) fn command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(self.command_inline(cmd))
+    }
+
+    /// `cmd` on redis-rs' connection, its answer as is (the fast path: the
+    /// only state kept across the wait is redis-rs' own boxed future); one
+    /// that comes back redirected all the same (redis-rs, with `retries(0)`,
+    /// follows no redirect itself; see `Cluster::open`) is sent again where
+    /// the redirect points (see [`redirected`](Self::redirected)).
+    async fn command_inline(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        let error = match self.conn.req_packed_command(cmd).await {
+            Err(error) => error,
+            answer => return answer,
+        };
+        match self.after_error(Request::Command(cmd), error).await? {
             Reply::One(value) => Ok(value),
             Reply::Many(_) => Err(RedisError::from((
                 redis::ErrorKind::Client,
@@ -166,47 +177,53 @@ impl ClusterShared {
         }
     }
 
-    /// `pipeline` on redis-rs' connection. A transaction goes to the node
-    /// of its first key; one that comes back redirected (nothing of it ran)
-    /// is sent again where the redirect points. A plain pipeline's commands
-    /// may live in different slots (an `MGET` per chunk of keys, a `TYPE`
-    /// per key): each is sent as a [`command`](Self::command), all at once,
+    /// `pipeline` on redis-rs' connection, as the boxed future
+    /// [`Shared`](super::Shared)'s `ConnectionLike` hands back. A
+    /// transaction goes to the node of its first key; one that comes back
+    /// redirected (nothing of it ran) is sent again where the redirect
+    /// points. A plain pipeline's commands may live in different slots (an
+    /// `MGET` per chunk of keys, a `TYPE` per key): each is sent as a
+    /// command ([`command_inline`](Self::command_inline)), all at once,
     /// answers in order; statehouse's plain pipelines only read, so their
     /// order on the wire does not matter.
-    pub(crate) async fn pipeline(
-        &mut self,
-        pipeline: &Pipeline,
+    pub(crate) fn pipeline<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
         offset: usize,
         count: usize,
-    ) -> RedisResult<Vec<Value>> {
-        if !pipeline.is_transaction() {
-            let calls = pipeline.cmd_iter().map(|cmd| {
-                let mut shared = self.clone();
-                async move { shared.command(cmd).await }
-            });
-            let values = futures_util::future::try_join_all(calls).await?;
-            return Ok(values.into_iter().skip(offset).take(count).collect());
-        }
-        match self.send(Request::Pipeline(pipeline, offset, count)).await? {
-            Reply::Many(values) => Ok(values),
-            Reply::One(_) => Err(RedisError::from((
-                redis::ErrorKind::Client,
-                "a pipeline answered as a command",
-            ))),
-        }
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            if !pipeline.is_transaction() {
+                let calls = pipeline.cmd_iter().map(|cmd| {
+                    let mut shared = self.clone();
+                    async move { shared.command_inline(cmd).await }
+                });
+                let values = futures_util::future::try_join_all(calls).await?;
+                return Ok(values.into_iter().skip(offset).take(count).collect());
+            }
+            self.pipeline_together(pipeline, offset, count).await
+        })
     }
 
     /// `pipeline` as one request, wherever its first keyed command lives
-    /// (redis-rs' routing of a pipeline), not split per command: a write
-    /// with the `WAIT` after it (`durable.rs`), which must reach the node
-    /// of the write on the same connection.
+    /// (redis-rs' routing of a pipeline), not split per command: a
+    /// transaction, or a write with the `WAIT` after it (`durable.rs`),
+    /// which must reach the node of the write on the same connection. One
+    /// that comes back redirected is sent again where the redirect points.
     pub(crate) async fn pipeline_together(
         &mut self,
         pipeline: &Pipeline,
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
-        match self.send(Request::Pipeline(pipeline, offset, count)).await? {
+        let error = match self.conn.req_packed_commands(pipeline, offset, count).await {
+            Err(error) => error,
+            answers => return answers,
+        };
+        match self
+            .after_error(Request::Pipeline(pipeline, offset, count), error)
+            .await?
+        {
             Reply::Many(values) => Ok(values),
             Reply::One(_) => Err(RedisError::from((
                 redis::ErrorKind::Client,
@@ -215,14 +232,14 @@ impl ClusterShared {
         }
     }
 
-    /// `request` on redis-rs' connection, then where a redirect points.
-    async fn send(&mut self, request: Request<'_>) -> RedisResult<Reply> {
-        match request.send(&mut self.conn).await {
-            Err(error) => match redirect_of(&error) {
-                Some(redirect) => self.redirected(request, redirect, error).await,
-                None => Err(error),
-            },
-            ok => ok,
+    /// After redis-rs answered `request` with `error`: a redirect is
+    /// followed ([`redirected`](Self::redirected), boxed, so that the fast
+    /// path's future does not carry the redirect loop's state), any other
+    /// error is the answer.
+    async fn after_error(&mut self, request: Request<'_>, error: RedisError) -> RedisResult<Reply> {
+        match redirect_of(&error) {
+            Some(redirect) => Box::pin(self.redirected(request, redirect, error)).await,
+            None => Err(error),
         }
     }
 

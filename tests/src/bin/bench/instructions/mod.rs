@@ -67,6 +67,9 @@ static OPEN_TASKS: AtomicBool = AtomicBool::new(false);
 static SIDE: AtomicU8 = AtomicU8::new(0);
 /// The workloads run on a cluster now (`--cluster`): their rows carry [`CLUSTER_ROW`].
 static ON_CLUSTER: AtomicBool = AtomicBool::new(false);
+/// Set while `--cluster` runs its extra raw side (raw redis-rs with statehouse's timeouts): its
+/// sections get rows of their own, which no counted row is compared with.
+static RAW_WITH_TIMEOUTS: AtomicBool = AtomicBool::new(false);
 
 static LOG: Mutex<Log> = Mutex::new(Log {
     sections: Vec::new(),
@@ -125,6 +128,13 @@ pub(crate) fn set_cluster(on_cluster: bool) {
     ON_CLUSTER.store(on_cluster, Ordering::Relaxed);
 }
 
+/// Whether the sections that follow are `--cluster`'s extra raw side (raw redis-rs with
+/// statehouse's timeouts, `cluster.rs`): rows of their own, left out of the counted rows'
+/// wall-clock ratios.
+pub(crate) fn set_raw_with_timeouts(on: bool) {
+    RAW_WITH_TIMEOUTS.store(on, Ordering::Relaxed);
+}
+
 pub(crate) fn set_side(side: Side) {
     SIDE.store(u8::from(side == Side::Raw), Ordering::Relaxed);
 }
@@ -162,6 +172,9 @@ pub(crate) struct Section {
 fn open(mut label: String, side: Side, main: bool) -> Section {
     if ON_CLUSTER.load(Ordering::Relaxed) {
         label.push_str(CLUSTER_ROW);
+    }
+    if RAW_WITH_TIMEOUTS.load(Ordering::Relaxed) {
+        label.push_str(" [raw with statehouse's timeouts]");
     }
     let mut log = log();
     let warm = log.seen.insert((label.clone(), side == Side::Raw));
