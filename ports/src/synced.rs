@@ -416,7 +416,11 @@ pub fn model_result(
 ///   attempts is [`StoreError::Conflict`]. [`ModelWrite::Fields`] writes
 ///   only the fields it names (on a key holding a string it is `WrongType`,
 ///   nothing written); [`ModelWrite::Json`] replaces the model. Writes keep
-///   the key's TTL. A key of another type is `WrongType`.
+///   the key's TTL. A key of another type is `WrongType`. Concurrent calls
+///   on one key from one store may run as one combined round
+///   (`combine.rs`, [`HeldModel`]): each caller's closure sees the model as
+///   the one before left it, and gets what it would have had one after
+///   another, its own errors included.
 /// - `delete_model` deletes a model of either layout and says whether
 ///   there was one; a key of another type is `WrongType`, and stays.
 /// - Errors name the key without the store's prefix.
