@@ -354,6 +354,7 @@ macro_rules! contract_suite {
             sixteen_tasks_modifying_one_hash_model_form_one_chain: Threaded,
             sixteen_tasks_modifying_one_json_model_form_one_chain: Threaded,
             an_erroring_or_keeping_modify_affects_only_its_caller: Threaded,
+            a_cancelled_modify_takes_only_its_own_change: Threaded,
             a_batch_of_model_writes_ends_as_one_after_another: Threaded,
         ]);
         $crate::contract_suite!(@family $runner, tasks, [
