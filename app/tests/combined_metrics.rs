@@ -73,6 +73,35 @@ async fn hammer(state: &Statehouse, key: &str) {
     assert_eq!(state.documents().get::<u64>(key).await.unwrap(), Some(800));
 }
 
+/// A synced model: one counter.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    n: u64,
+}
+
+impl statehouse::SyncedModel for Tally {
+    fn id(&self) -> String {
+        String::new()
+    }
+}
+
+/// 16 tasks × 50 `+1` modifies of one synced model; the count is exact.
+async fn hammer_model(state: &Statehouse) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let state = state.clone();
+        tasks.spawn(async move {
+            let mut tally = statehouse::Synced::<Tally>::load(&state, "hot").await.unwrap();
+            for _ in 0..50 {
+                tally.modify(|tally| tally.n += 1).await.unwrap();
+            }
+        });
+    }
+    tasks.join_all().await;
+    let tally = statehouse::Synced::<Tally>::load(state, "hot").await.unwrap();
+    assert_eq!(tally.value().n, 800);
+}
+
 #[test]
 fn combined_rounds_report_their_sizes_when_metrics_are_on() {
     let samples = Samples::default();
@@ -97,6 +126,17 @@ fn combined_rounds_report_their_sizes_when_metrics_are_on() {
             sizes.iter().all(|&size| (1.0..=64.0).contains(&size)),
             "{sizes:?}"
         );
+        // Synced models' rounds, under their port's operation.
+        hammer_model(&Statehouse::memory()).await;
+        let models = format!("{COMBINED_BATCH_SIZE}{{op=update_model}}");
+        let sizes = samples
+            .0
+            .lock()
+            .unwrap()
+            .get(&models)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(sizes.iter().sum::<f64>(), 800.0, "{sizes:?}");
 
         // Combining off: no rounds, nothing recorded.
         samples.0.lock().unwrap().clear();

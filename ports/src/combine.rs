@@ -45,7 +45,8 @@ pub const DEFAULT_MAX_BATCH: usize = 64;
 static ROUNDS: OnceLock<fn(&'static str, usize)> = OnceLock::new();
 
 /// Tells `hook` of every combined round that ends, in any store of the
-/// process: the operation (`update`, `update_property`, `update_field`)
+/// process: the operation (`update`, `update_property`, `update_field`,
+/// `update_model`)
 /// and the batch's size (its callers still waiting, the leader included).
 /// Set once per process (later calls change nothing); the app's metrics
 /// layer sets it (`statehouse_combined_batch_size`) and decides in it
@@ -694,9 +695,23 @@ pub fn field_result(
     own: FieldStep,
     outcome: Result<u32, StoreError>,
 ) -> Result<(Option<serde_json::Value>, serde_json::Value, u32), StoreError> {
+    member_result(op, key, own, outcome, |(old, new), attempts| (old, new, attempts))
+}
+
+/// A caller's result of a combined update of `op` on `key`: what its own
+/// closure answered in the last pass (`own`), made its result by `done`
+/// with the attempt the batch committed at (`outcome`); its own error
+/// whatever the batch did; the batch's error if its closure never ran.
+pub fn member_result<T, R>(
+    op: &'static str,
+    key: &str,
+    own: Option<Result<T, StoreError>>,
+    outcome: Result<u32, StoreError>,
+    done: impl FnOnce(T, u32) -> R,
+) -> Result<R, StoreError> {
     match own {
         Some(Err(error)) => Err(error),
-        Some(Ok((old, new))) => outcome.map(|attempts| (old, new, attempts)),
+        Some(Ok(answer)) => outcome.map(|attempts| done(answer, attempts)),
         None => outcome.and_then(|_| {
             Err(StoreError::Operation {
                 op,

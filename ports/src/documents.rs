@@ -164,21 +164,17 @@ pub fn document_result(
     own: DocumentStep,
     outcome: Result<u32, StoreError>,
 ) -> Result<Updated, StoreError> {
-    match own {
-        Some(Err(source)) => Err(StoreError::Aborted {
+    let own = own.map(|own| {
+        own.map_err(|source| StoreError::Aborted {
             op,
             key: key.to_string(),
             source,
-        }),
-        Some(Ok(value)) => outcome.map(|attempts| Updated { value, attempts }),
-        None => outcome.and_then(|_| {
-            Err(StoreError::Operation {
-                op,
-                key: key.to_string(),
-                source: "the combined round ended without running this update's closure".into(),
-            })
-        }),
-    }
+        })
+    });
+    crate::combine::member_result(op, key.as_str(), own, outcome, |value, attempts| Updated {
+        value,
+        attempts,
+    })
 }
 
 /// One key's result in [`DocumentStore::get_many`]: the value, absent

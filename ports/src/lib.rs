@@ -91,7 +91,10 @@ pub use subjects::{
 };
 #[cfg(feature = "mock")]
 pub use synced::MockSyncedStore;
-pub use synced::{ModelFn, ModelUpdated, ModelWrite, StoredModel, SyncedStore};
+pub use synced::{
+    HeldModel, ModelFn, ModelStep, ModelUpdated, ModelWrite, StoredModel, SyncedStore, fields_of_a_string,
+    model_result, model_step,
+};
 #[cfg(feature = "mock")]
 pub use tasks::MockTaskRepository;
 pub use tasks::{

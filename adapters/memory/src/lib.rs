@@ -115,6 +115,8 @@ pub struct MemoryStore {
     /// Concurrent updates of one JSON field of a hash (a subject's
     /// property, a tenant record's field), combined.
     fields_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
+    /// Concurrent updates of one synced model, combined.
+    models_round: Arc<statehouse_ports::Combiner<statehouse_ports::HeldModel>>,
     /// How many replicas a write must reach: none can, as on a server
     /// without replicas (`store::unreplicated`).
     durability: Durability,
@@ -133,6 +135,7 @@ impl MemoryStore {
             keyspace: Keyspace::new(),
             documents_round: Arc::new(statehouse_ports::Combiner::default()),
             fields_round: Arc::new(statehouse_ports::Combiner::default()),
+            models_round: Arc::new(statehouse_ports::Combiner::default()),
             durability: Durability::Primary,
         }
     }
@@ -144,6 +147,7 @@ impl MemoryStore {
     pub fn with_combining(mut self, on: bool) -> Self {
         self.documents_round = Arc::new(statehouse_ports::Combiner::switched(on));
         self.fields_round = Arc::new(statehouse_ports::Combiner::switched(on));
+        self.models_round = Arc::new(statehouse_ports::Combiner::switched(on));
         self
     }
 
@@ -160,6 +164,7 @@ impl MemoryStore {
             // durability.
             documents_round: Arc::new(statehouse_ports::Combiner::new(self.documents_round.max_batch())),
             fields_round: Arc::new(statehouse_ports::Combiner::new(self.fields_round.max_batch())),
+            models_round: Arc::new(statehouse_ports::Combiner::new(self.models_round.max_batch())),
             durability,
         }
     }

@@ -30,6 +30,8 @@ pub struct RedisStore {
     /// Concurrent updates of one JSON field of a hash (a subject's
     /// property, a tenant record's field), combined.
     pub(crate) fields_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
+    /// Concurrent updates of one synced model, combined.
+    pub(crate) models_round: Arc<statehouse_ports::Combiner<statehouse_ports::HeldModel>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -56,6 +58,7 @@ impl RedisStore {
             config: Arc::new(config),
             documents_round: Arc::new(statehouse_ports::Combiner::default()),
             fields_round: Arc::new(statehouse_ports::Combiner::default()),
+            models_round: Arc::new(statehouse_ports::Combiner::default()),
         })
     }
 
@@ -67,6 +70,7 @@ impl RedisStore {
     pub fn with_combining(mut self, on: bool) -> Self {
         self.documents_round = Arc::new(statehouse_ports::Combiner::switched(on));
         self.fields_round = Arc::new(statehouse_ports::Combiner::switched(on));
+        self.models_round = Arc::new(statehouse_ports::Combiner::switched(on));
         self
     }
 
@@ -91,6 +95,7 @@ impl RedisStore {
             // durability.
             documents_round: Arc::new(statehouse_ports::Combiner::new(self.documents_round.max_batch())),
             fields_round: Arc::new(statehouse_ports::Combiner::new(self.fields_round.max_batch())),
+            models_round: Arc::new(statehouse_ports::Combiner::new(self.models_round.max_batch())),
         })
     }
 }

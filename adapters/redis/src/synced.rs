@@ -12,7 +12,13 @@
 //!   removed; EXEC` (or `SET … KEEPTTL`). The read is the expected
 //!   layout's; if the key holds the other one (the read answers
 //!   `WRONGTYPE`), `load_model` tells which and the update runs again with
-//!   that read.
+//!   that read. Concurrent updates of one model from this store are
+//!   combined (`models_round`, `txn::combined_as`): the round's leader
+//!   reads once (switching layouts the same way, for the whole batch), each
+//!   caller's closure sees the model as the previous one left it
+//!   (`HeldModel`), and one `MULTI … EXEC` writes what they changed
+//!   (`HeldModel::writes`: `DEL` if a caller deleted the model, then the
+//!   fields set and deleted, or the document).
 //! - `delete_model`: the WATCH loop on `TYPE`, then `DEL` (a key of another
 //!   type is `WrongType` and stays).
 
@@ -22,7 +28,8 @@ use async_trait::async_trait;
 use redis::{RedisResult, Value};
 use statehouse_domain::{Key, ModelLayout};
 use statehouse_ports::{
-    ModelFn, ModelUpdated, ModelWrite, RetryPolicy, StoreError, StoredModel, SyncedStore,
+    HeldModel, ModelFn, ModelStep, ModelUpdated, ModelWrite, Pass, RetryPolicy, Role, StoreError,
+    StoredModel, SyncedStore, fields_of_a_string, model_result, model_step,
 };
 
 use crate::RedisStore;
@@ -103,21 +110,42 @@ impl SyncedStore for RedisStore {
         policy: RetryPolicy,
         f: &mut ModelFn<'a>,
     ) -> Result<ModelUpdated, StoreError> {
-        let mut layout = expected;
-        let mut switches = 0;
-        loop {
-            match self.update_as(key, layout, policy, f).await {
-                // The read of `layout` met a key of another type: the other
-                // layout, or no model at all; `load_model` tells.
-                Err(StoreError::WrongType { .. }) if switches < LAYOUT_SWITCHES => {
-                    switches += 1;
-                    if let Some(stored) = self.load_model(key).await? {
-                        layout = stored.layout();
-                    }
+        let (mut layout, mut switches) = (expected, 0);
+        let Some(mut ticket) = self.models_round.join(key.as_str(), policy) else {
+            // Combining off: today's path, each update its own round at once.
+            return loop {
+                let outcome = self.update_as(key, layout, policy, f).await;
+                match self.switch_layout(key, layout, &outcome, &mut switches).await {
+                    Ok(Some(other)) => layout = other,
+                    Ok(None) => break outcome,
+                    Err(error) => break Err(error),
                 }
-                outcome => return outcome,
+            };
+        };
+        let mut own: ModelStep = None;
+        let outcome = {
+            let mut apply = model_step((UPDATE, key.as_str()), f, &mut own);
+            match ticket.wait(UPDATE, key.as_str(), &mut apply).await {
+                Role::Finished(outcome) => outcome,
+                Role::Lead(mut pass) => {
+                    // The whole batch's round, run again in the other
+                    // layout as one update would be.
+                    let outcome = loop {
+                        let outcome = self
+                            .lead_update_model(key, layout, policy, &mut pass, &mut apply)
+                            .await;
+                        match self.switch_layout(key, layout, &outcome, &mut switches).await {
+                            Ok(Some(other)) => layout = other,
+                            Ok(None) => break outcome,
+                            Err(error) => break Err(error),
+                        }
+                    };
+                    pass.finish(&outcome);
+                    outcome
+                }
             }
-        }
+        };
+        model_result(UPDATE, key.as_str(), own, outcome)
     }
 
     async fn delete_model(&self, key: &Key) -> Result<bool, StoreError> {
@@ -152,6 +180,71 @@ impl SyncedStore for RedisStore {
 }
 
 impl RedisStore {
+    /// After an update's run reading `layout` that ended in `outcome`: if
+    /// its read met a key of another type (`WrongType`: the other layout,
+    /// or no model at all), the layout to run again with, as `load_model`
+    /// tells (another service may rewrite the model in between: at most
+    /// [`LAYOUT_SWITCHES`] times, counted in `switches`); `None`: the
+    /// outcome stands.
+    async fn switch_layout<T>(
+        &self,
+        key: &Key,
+        layout: ModelLayout,
+        outcome: &Result<T, StoreError>,
+        switches: &mut u32,
+    ) -> Result<Option<ModelLayout>, StoreError> {
+        if !matches!(outcome, Err(StoreError::WrongType { .. })) || *switches >= LAYOUT_SWITCHES {
+            return Ok(None);
+        }
+        *switches += 1;
+        // Gone meanwhile (no model): the same read finds none.
+        let stored = self.load_model(key).await?;
+        Ok(Some(stored.map_or(layout, |stored| stored.layout())))
+    }
+
+    /// The WATCH section of a combined round of model updates, led by this
+    /// caller (`Combiner`), reading the key as `layout`: one read
+    /// (`HGETALL` or `GET`), every member's closure, then the writes that
+    /// turn what was read into the final model (`HeldModel::writes`), in
+    /// one `MULTI`/`EXEC`. Returns the attempt that committed.
+    async fn lead_update_model<A>(
+        &self,
+        key: &Key,
+        layout: ModelLayout,
+        policy: RetryPolicy,
+        pass: &mut Pass<'_, '_, HeldModel>,
+        apply: &mut A,
+    ) -> Result<u32, StoreError>
+    where
+        A: FnMut(&HeldModel) -> Option<HeldModel> + Send,
+    {
+        let rkey = self.keys.key(key);
+        let watched = [rkey.as_ref()];
+        let writes = |held: HeldModel| {
+            let mut pipe = redis::pipe();
+            for write in &held.writes() {
+                add_write(&mut pipe, &rkey, write);
+            }
+            pipe
+        };
+        let conns = &self.conns;
+        match layout {
+            ModelLayout::Hash => {
+                let mut read = redis::cmd("HGETALL");
+                read.arg(rkey.as_ref());
+                let section = (UPDATE, key.as_str(), &watched[..], &[read][..]);
+                let value_of = |fields: BTreeMap<Vec<u8>, Vec<u8>>| HeldModel::of_hash(fields);
+                txn::combined_as(conns, section, policy, pass, apply, value_of, writes).await
+            }
+            ModelLayout::Json => {
+                let mut read = redis::cmd("GET");
+                read.arg(rkey.as_ref());
+                let section = (UPDATE, key.as_str(), &watched[..], &[read][..]);
+                txn::combined_as(conns, section, policy, pass, apply, HeldModel::of_string, writes).await
+            }
+        }
+    }
+
     /// One run of the WATCH loop reading the key as `layout`.
     async fn update_as(
         &self,
@@ -221,43 +314,56 @@ fn decide(
         source,
     })?;
     let now = stored.map(StoredModel::layout);
+    let mut writes = redis::pipe();
     Ok(match write {
         ModelWrite::Keep => Decision::Done(now),
         ModelWrite::Fields { set, delete } => {
             let left = match stored {
-                Some(StoredModel::Json(_)) => return Err(fields_of_a_string(key)),
+                Some(StoredModel::Json(_)) => return Err(fields_of_a_string(UPDATE, key.as_str())),
                 Some(StoredModel::Hash(fields)) => fields.keys().any(|field| !delete.contains(field)),
                 None => false,
             };
             let after = (left || !set.is_empty()).then_some(ModelLayout::Hash);
             // Deleting fields of a missing key writes nothing.
             let delete: &[String] = if stored.is_some() { &delete } else { &[] };
-            match field_writes(rkey, &set, delete) {
-                Some(writes) => Decision::Commit(writes, after),
-                None => Decision::Done(now),
+            if add_fields(&mut writes, rkey, &set, delete) {
+                Decision::Commit(writes, after)
+            } else {
+                Decision::Done(now)
             }
         }
-        ModelWrite::Json(bytes) => {
-            let mut writes = redis::pipe();
-            writes.cmd("SET").arg(rkey).arg(bytes).arg("KEEPTTL").ignore();
-            Decision::Commit(writes, Some(ModelLayout::Json))
-        }
         ModelWrite::Delete if stored.is_none() => Decision::Done(None),
-        ModelWrite::Delete => {
-            let mut writes = redis::pipe();
-            writes.cmd("DEL").arg(rkey).ignore();
-            Decision::Commit(writes, None)
+        write => {
+            let after = match &write {
+                ModelWrite::Json(_) => Some(ModelLayout::Json),
+                _ => None,
+            };
+            add_write(&mut writes, rkey, &write);
+            Decision::Commit(writes, after)
         }
     })
 }
 
-/// `HSET rkey f v …` and `HDEL rkey f …` (each only if it has fields), or
-/// `None` when there is nothing to write.
-fn field_writes(rkey: &str, set: &[(String, Vec<u8>)], delete: &[String]) -> Option<redis::Pipeline> {
-    if set.is_empty() && delete.is_empty() {
-        return None;
+/// Adds the commands of `write` to `pipe`: `HSET`/`HDEL` of fields (see
+/// [`add_fields`]), `SET rkey … KEEPTTL` of a document, `DEL rkey`.
+fn add_write(pipe: &mut redis::Pipeline, rkey: &str, write: &ModelWrite) {
+    match write {
+        ModelWrite::Keep => {}
+        ModelWrite::Fields { set, delete } => {
+            add_fields(pipe, rkey, set, delete);
+        }
+        ModelWrite::Json(bytes) => {
+            pipe.cmd("SET").arg(rkey).arg(bytes).arg("KEEPTTL").ignore();
+        }
+        ModelWrite::Delete => {
+            pipe.cmd("DEL").arg(rkey).ignore();
+        }
     }
-    let mut pipe = redis::pipe();
+}
+
+/// Adds `HSET rkey f v …` and `HDEL rkey f …` (each only if it has
+/// fields) to `pipe`; returns whether there was anything to write.
+fn add_fields(pipe: &mut redis::Pipeline, rkey: &str, set: &[(String, Vec<u8>)], delete: &[String]) -> bool {
     if !set.is_empty() {
         let hset = pipe.cmd("HSET").arg(rkey);
         for (field, value) in set {
@@ -268,16 +374,14 @@ fn field_writes(rkey: &str, set: &[(String, Vec<u8>)], delete: &[String]) -> Opt
     if !delete.is_empty() {
         pipe.cmd("HDEL").arg(rkey).arg(delete).ignore();
     }
-    Some(pipe)
+    !(set.is_empty() && delete.is_empty())
 }
 
-/// The error of field writes to a model stored as one JSON string.
-fn fields_of_a_string(key: &Key) -> StoreError {
-    StoreError::invalid_input(
-        UPDATE,
-        key.as_str(),
-        "field writes to a model stored as a JSON string (write the whole model instead)",
-    )
+/// `HSET rkey f v …` and `HDEL rkey f …` (each only if it has fields), or
+/// `None` when there is nothing to write.
+fn field_writes(rkey: &str, set: &[(String, Vec<u8>)], delete: &[String]) -> Option<redis::Pipeline> {
+    let mut pipe = redis::pipe();
+    add_fields(&mut pipe, rkey, set, delete).then_some(pipe)
 }
 
 fn unexpected(op: &'static str, key: &Key, what: String) -> StoreError {

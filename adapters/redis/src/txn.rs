@@ -175,19 +175,24 @@ impl<R: Send, T: Send> Decide<R, T> for Now<'_, R, T> {
 /// of a batch with other members runs in a task of its own
 /// ([`Pass::write`]), so that cancelling the leader changes nobody else's
 /// outcome.
-struct Round<'p, 't, 'c, V, A, W> {
+struct Round<'p, 't, 'c, V, A, F, W> {
     pass: &'p mut Pass<'t, 'c, V>,
     apply: &'p mut A,
+    /// The value of what the reads answered.
+    value_of: F,
     writes: W,
 }
 
-impl<V, A, W> Decide<(V,), ()> for Round<'_, '_, '_, V, A, W>
+impl<R, V, A, F, W> Decide<(R,), ()> for Round<'_, '_, '_, V, A, F, W>
 where
+    R: Send,
     V: Send + 'static,
     A: FnMut(&V) -> Option<V> + Send,
+    F: FnMut(R) -> V + Send,
     W: FnMut(V) -> Pipeline + Send,
 {
-    async fn decide(&mut self, (current,): (V,)) -> Result<Decision<()>, StoreError> {
+    async fn decide(&mut self, (current,): (R,)) -> Result<Decision<()>, StoreError> {
+        let current = (self.value_of)(current);
         let (value, changed) = self.pass.apply(current, &mut *self.apply).await;
         if !changed {
             return Ok(Decision::Done(()));
@@ -233,7 +238,43 @@ where
     A: FnMut(&V) -> Option<V> + Send,
     W: FnMut(V) -> Pipeline + Send,
 {
-    let mut round = Round { pass, apply, writes };
+    let section = (op, key, watched, reads);
+    combined_as(
+        conns,
+        section,
+        policy,
+        pass,
+        apply,
+        std::convert::identity,
+        writes,
+    )
+    .await
+}
+
+/// [`combined`] with reads that answer `R`, made the round's value by
+/// `value_of` (a synced model's hash or string, `HeldModel`).
+pub(crate) async fn combined_as<R, V, A, W>(
+    conns: &Connections,
+    (op, key, watched, reads): (&'static str, &str, &[&str], &[Cmd]),
+    policy: RetryPolicy,
+    pass: &mut Pass<'_, '_, V>,
+    apply: &mut A,
+    value_of: impl FnMut(R) -> V + Send,
+    writes: W,
+) -> Result<u32, StoreError>
+where
+    (R,): FromRedisValue,
+    R: Send,
+    V: Send + 'static,
+    A: FnMut(&V) -> Option<V> + Send,
+    W: FnMut(V) -> Pipeline + Send,
+{
+    let mut round = Round {
+        pass,
+        apply,
+        value_of,
+        writes,
+    };
     let committed = optimistic_with(conns, op, key, watched, reads, policy, &mut round).await?;
     Ok(committed.attempts)
 }

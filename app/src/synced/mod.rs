@@ -240,6 +240,11 @@ where
     /// id; otherwise the change is rejected with
     /// [`StoreError::InvalidInput`] naming the key and the reason, and
     /// nothing is written.
+    ///
+    /// Concurrent `modify`s of one model through one store are combined
+    /// into one round (`docs/hotkeys.md`), each with the outcome it would
+    /// have had alone; `change` must not `modify` this model itself (that
+    /// call would wait for the round `change` runs in).
     pub async fn modify<F>(&mut self, mut change: F) -> Result<&T, StoreError>
     where
         F: FnMut(&mut T) + Send,

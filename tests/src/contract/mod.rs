@@ -351,6 +351,11 @@ macro_rules! contract_suite {
             a_leader_cancelled_during_its_write_changes_no_other_outcome: Threaded,
             sixteen_tasks_updating_one_property_form_one_chain: Threaded,
             sixteen_tasks_updating_one_tenant_field_form_one_chain: Threaded,
+            sixteen_tasks_modifying_one_hash_model_form_one_chain: Threaded,
+            sixteen_tasks_modifying_one_json_model_form_one_chain: Threaded,
+            an_erroring_or_keeping_modify_affects_only_its_caller: Threaded,
+            a_cancelled_modify_takes_only_its_own_change: Threaded,
+            a_batch_of_model_writes_ends_as_one_after_another: Threaded,
         ]);
         $crate::contract_suite!(@family $runner, tasks, [
             save_and_get_round_trip_a_record: Plain,
