@@ -150,6 +150,7 @@ impl ConfigStore {
             cache: Mutex::new(HashMap::new()),
             requests: tokio::sync::OnceCell::new(),
             task: Mutex::new(None),
+            combiner: statehouse_ports::Combiner::default(),
         });
         Self {
             _task: Arc::new(TaskGuard(shared.clone())),
@@ -323,7 +324,7 @@ impl ConfigStore {
                 Ok((if existed { Update::Delete } else { Update::Keep }, None))
             })
             .await?;
-        self.refresh_if_cached(name).await;
+        self.shared.refresh(name).await;
         Ok(existed)
     }
 
@@ -377,19 +378,6 @@ impl ConfigStore {
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
                 StoreError::deserialization(op, name, "config entry", JsonError::without_data(&error))
             }),
-        }
-    }
-
-    /// After a local write: when `name` is cached, waits until the cache has
-    /// read it again (so this handle reads its own writes). A failure only
-    /// leaves the refresh to the feed.
-    async fn refresh_if_cached(&self, name: &str) {
-        if !lock(&self.shared.cache).contains_key(name) {
-            return;
-        }
-        let (done, answer) = oneshot::channel();
-        if self.request(Request::Load(name.to_owned(), done)).await.is_ok() {
-            let _ = answer.await;
         }
     }
 
