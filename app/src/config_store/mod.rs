@@ -13,8 +13,12 @@
 //! read from the server is a conflict, counted, with the policy's backoff;
 //! a refusal of the cache's bytes is only repeated). So
 //! the version bump, the history append and the change event are one atomic
-//! step, and two writers always get two consecutive versions. A delete is
-//! one optimistic `update_announced`.
+//! step, and two writers always get two consecutive versions. Concurrent
+//! updates of one entry through one store are combined (`swap.rs`, the
+//! `Combiner` of the ports): one compare-and-set for a batch, each caller's
+//! envelope built on the one before in arrival order, unless the feed's
+//! store has combining off (`ChangeFeed::combining`). A delete is one
+//! optimistic `update_announced`.
 //!
 //! Each [`ConfigStore`] (and its clones) has one background task that owns
 //! the cache: it subscribes to every entry's changes (one subscription; on
