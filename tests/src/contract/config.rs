@@ -407,7 +407,7 @@ pub async fn a_conflicting_update_if_fails_alone_among_combined_updates(backend:
 async fn update_or_cancel(config: ConfigStore, task: u64, n: u64) -> Call {
     let value = task * 1000 + n;
     let update = config.update("cancel", &value);
-    if (task + n) % 3 != 0 {
+    if !(task + n).is_multiple_of(3) {
         return Call::Wrote(update.await.unwrap(), value);
     }
     let wait = Duration::from_micros(50 * (n % 7));
