@@ -102,6 +102,23 @@ async fn hammer_model(state: &Statehouse) {
     assert_eq!(tally.value().n, 800);
 }
 
+/// 16 tasks × 50 updates of one config entry through one store; the last
+/// version is 800.
+async fn hammer_config(state: &Statehouse, name: &str) {
+    let config = state.config();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..16u64 {
+        let (config, name) = (config.clone(), name.to_owned());
+        tasks.spawn(async move {
+            for n in 0..50 {
+                config.update(&name, &(task * 100 + n)).await.unwrap();
+            }
+        });
+    }
+    tasks.join_all().await;
+    assert_eq!(config.versions(name).await.unwrap(), [800]);
+}
+
 #[test]
 fn combined_rounds_report_their_sizes_when_metrics_are_on() {
     let samples = Samples::default();
@@ -112,9 +129,11 @@ fn combined_rounds_report_their_sizes_when_metrics_are_on() {
         .build()
         .unwrap();
     let name = format!("{COMBINED_BATCH_SIZE}{{op=update}}");
+    let config = format!("{COMBINED_BATCH_SIZE}{{op=config_update}}");
     runtime.block_on(async {
         // Off (the default): nothing recorded.
         hammer(&Statehouse::memory(), "off").await;
+        hammer_config(&Statehouse::memory(), "off").await;
         assert!(samples.0.lock().unwrap().is_empty());
 
         record_metrics(true);
@@ -137,12 +156,21 @@ fn combined_rounds_report_their_sizes_when_metrics_are_on() {
             .cloned()
             .unwrap_or_default();
         assert_eq!(sizes.iter().sum::<f64>(), 800.0, "{sizes:?}");
+        hammer_config(&Statehouse::memory(), "on").await;
+        let sizes = samples.0.lock().unwrap().get(&config).cloned().unwrap_or_default();
+        assert_eq!(sizes.iter().sum::<f64>(), 800.0, "{config}: {sizes:?}");
+        assert!(
+            sizes.iter().all(|&size| (1.0..=64.0).contains(&size)),
+            "{config}: {sizes:?}"
+        );
 
         // Combining off: no rounds, nothing recorded.
         samples.0.lock().unwrap().clear();
         let off = Statehouse::from_ports(Ports::of(MemoryStore::new().with_combining(false)));
         hammer(&off, "uncombined").await;
+        hammer_config(&off, "uncombined").await;
         assert_eq!(samples.0.lock().unwrap().get(&name), None);
+        assert_eq!(samples.0.lock().unwrap().get(&config), None);
         record_metrics(false);
     });
 }

@@ -226,6 +226,15 @@ pub trait ChangeFeed: Debug + Send + Sync + 'static {
         new: &[u8],
         version: Option<u64>,
     ) -> Result<Swapped, StoreError>;
+
+    /// Whether a client above this feed combines its own concurrent
+    /// updates of one key into rounds (the config store does, see
+    /// `docs/hotkeys.md`): the store's switch for every family, on both
+    /// adapters `with_combining` (on by default). A feed that does not say
+    /// is on.
+    fn combining(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]
@@ -252,6 +261,10 @@ impl<S: ChangeFeed + ?Sized> ChangeFeed for Arc<S> {
     ) -> Result<Swapped, StoreError> {
         (**self).swap_announced(key, expected, new, version).await
     }
+
+    fn combining(&self) -> bool {
+        (**self).combining()
+    }
 }
 
 #[async_trait]
@@ -277,6 +290,10 @@ impl<S: ChangeFeed + ?Sized> ChangeFeed for Box<S> {
         version: Option<u64>,
     ) -> Result<Swapped, StoreError> {
         (**self).swap_announced(key, expected, new, version).await
+    }
+
+    fn combining(&self) -> bool {
+        (**self).combining()
     }
 }
 

@@ -43,6 +43,10 @@ impl ChangeFeed for MemoryStore {
         })
         .await
     }
+
+    fn combining(&self) -> bool {
+        self.documents_round.is_on()
+    }
 }
 
 #[cfg(test)]

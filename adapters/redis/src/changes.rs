@@ -160,6 +160,10 @@ impl ChangeFeed for RedisStore {
     ) -> Result<Swapped, StoreError> {
         self.swap_str(key, expected, new, version).await
     }
+
+    fn combining(&self) -> bool {
+        self.documents_round.is_on()
+    }
 }
 
 impl RedisStore {

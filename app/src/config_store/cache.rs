@@ -12,9 +12,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use statehouse_domain::layout::ConfigKeys;
 use statehouse_domain::{ChangeKind, ConfigHead, FeedEvent};
-use statehouse_ports::{Backoff, ChangeFeed, DocumentStore, JsonError, Key, StoreError, Subscription};
+use statehouse_ports::{
+    Backoff, ChangeFeed, Combiner, DocumentStore, JsonError, Key, StoreError, Subscription,
+};
 use tokio::sync::{mpsc, oneshot};
 
+use super::swap::Held;
 use super::{OP_FETCH, entry_key};
 
 /// The cached state of one entry.
@@ -86,6 +89,28 @@ pub(super) struct Shared {
     /// Requests to the background task; set once it runs.
     pub(super) requests: tokio::sync::OnceCell<mpsc::UnboundedSender<Request>>,
     pub(super) task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Concurrent updates of one entry, combined (`Combiner`, ports;
+    /// `swap.rs`).
+    pub(super) combiner: Combiner<Held>,
+}
+
+impl Shared {
+    /// After a local write: when `name` is cached, waits until the cache
+    /// has read it again (so the writer reads its own writes). A failure
+    /// only leaves the refresh to the feed.
+    pub(super) async fn refresh(&self, name: &str) {
+        if !lock(&self.cache).contains_key(name) {
+            return;
+        }
+        // Set: entries are cached by the task only.
+        let Some(requests) = self.requests.get() else {
+            return;
+        };
+        let (done, answer) = oneshot::channel();
+        if requests.send(Request::Load(name.to_owned(), done)).is_ok() {
+            let _ = answer.await;
+        }
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -361,6 +386,7 @@ mod tests {
             cache: Mutex::new(HashMap::new()),
             requests: tokio::sync::OnceCell::new(),
             task: Mutex::new(None),
+            combiner: Combiner::default(),
         }
     }
 

@@ -13,8 +13,12 @@
 //! read from the server is a conflict, counted, with the policy's backoff;
 //! a refusal of the cache's bytes is only repeated). So
 //! the version bump, the history append and the change event are one atomic
-//! step, and two writers always get two consecutive versions. A delete is
-//! one optimistic `update_announced`.
+//! step, and two writers always get two consecutive versions. Concurrent
+//! updates of one entry through one store are combined (`swap.rs`, the
+//! `Combiner` of the ports): one compare-and-set for a batch, each caller's
+//! envelope built on the one before in arrival order, unless the feed's
+//! store has combining off (`ChangeFeed::combining`). A delete is one
+//! optimistic `update_announced`.
 //!
 //! Each [`ConfigStore`] (and its clones) has one background task that owns
 //! the cache: it subscribes to every entry's changes (one subscription; on
@@ -150,6 +154,7 @@ impl ConfigStore {
             cache: Mutex::new(HashMap::new()),
             requests: tokio::sync::OnceCell::new(),
             task: Mutex::new(None),
+            combiner: statehouse_ports::Combiner::default(),
         });
         Self {
             _task: Arc::new(TaskGuard(shared.clone())),
@@ -323,7 +328,7 @@ impl ConfigStore {
                 Ok((if existed { Update::Delete } else { Update::Keep }, None))
             })
             .await?;
-        self.refresh_if_cached(name).await;
+        self.shared.refresh(name).await;
         Ok(existed)
     }
 
@@ -377,19 +382,6 @@ impl ConfigStore {
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
                 StoreError::deserialization(op, name, "config entry", JsonError::without_data(&error))
             }),
-        }
-    }
-
-    /// After a local write: when `name` is cached, waits until the cache has
-    /// read it again (so this handle reads its own writes). A failure only
-    /// leaves the refresh to the feed.
-    async fn refresh_if_cached(&self, name: &str) {
-        if !lock(&self.shared.cache).contains_key(name) {
-            return;
-        }
-        let (done, answer) = oneshot::channel();
-        if self.request(Request::Load(name.to_owned(), done)).await.is_ok() {
-            let _ = answer.await;
         }
     }
 

@@ -22,7 +22,7 @@
 //! | `statehouse_wait_shortfalls_total` | counter | `op` | writes applied on the primary but confirmed by fewer replicas than the [`Durability`](statehouse_ports::Durability) asks (`WAIT` fell short: `not_durable` errors) |
 //! | `statehouse_pool_wait_seconds` | histogram | none | how long a WATCH section (an update, a claim, …) waited for a pooled dedicated connection, a wait that failed or timed out included (Redis adapter) |
 //! | `statehouse_failovers_total` | counter | `topology` (`sentinel`, `cluster`) | failovers the store followed: a switch to another Sentinel primary; a cluster slot map in which a replica took over its primary's slots (a slot moved by resharding is none) (Redis adapter) |
-//! | `statehouse_combined_batch_size` | histogram | `op` | callers served by each combined round of concurrent updates of one key (`docs/hotkeys.md`; recorded by the adapter where a round ends, through [`combined_round`]) |
+//! | `statehouse_combined_batch_size` | histogram | `op` | callers served by each combined round of concurrent updates of one key (`docs/hotkeys.md`; recorded by the adapter, or the config store, where a round ends, through [`combined_round`]) |
 //!
 //! `op` is the port operation (`get`, `update`, `save`, `enqueue`, …),
 //! never a key or a value. A call the caller cancelled (its future

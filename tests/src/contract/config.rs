@@ -2,6 +2,7 @@
 //! document port and the change feed. Two stores over one backend have
 //! caches of their own, like two processes.
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -225,4 +226,210 @@ pub async fn a_stale_cache_costs_a_retry_never_a_wrong_version(backend: Backend)
         Some(5),
         "the cache took its own write"
     );
+}
+
+/// What one call of a 16-task run answered: the version written with its
+/// value, or refused (a conflict), or cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Wrote(u64, u64),
+    Refused,
+    Cancelled,
+}
+
+/// 16 tasks × `each` calls of `call(config, task, n)` through one store
+/// (clones of it, so concurrent updates are combined into rounds), each
+/// task's calls one after another. Checks that the versions written are
+/// distinct overall and increasing per task; returns them with their
+/// values, in version order, and how many calls wrote nothing (refused or
+/// cancelled).
+async fn sixteen_tasks<Fut>(
+    config: &ConfigStore,
+    each: u64,
+    call: fn(ConfigStore, u64, u64) -> Fut,
+) -> (Vec<(u64, u64)>, u64)
+where
+    Fut: Future<Output = Call> + Send + 'static,
+{
+    const TASKS: u64 = 16;
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let config = config.clone();
+        tasks.spawn(async move {
+            let mut calls = Vec::with_capacity(each as usize);
+            for n in 0..each {
+                calls.push(call(config.clone(), task, n).await);
+            }
+            calls
+        });
+    }
+    let mut written = Vec::new();
+    let mut nothing = 0;
+    for (task, calls) in tasks.join_all().await.into_iter().enumerate() {
+        let mut last = 0;
+        for call in calls {
+            match call {
+                Call::Wrote(version, value) => {
+                    assert!(version > last, "task {task}: version {version} after {last}");
+                    last = version;
+                    written.push((version, value));
+                }
+                Call::Refused | Call::Cancelled => nothing += 1,
+            }
+        }
+    }
+    written.sort_unstable();
+    assert!(
+        written.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "a version given twice"
+    );
+    (written, nothing)
+}
+
+/// The versions written are 1, 2, … with none left out.
+fn assert_consecutive(written: &[(u64, u64)]) {
+    assert_eq!(
+        written.iter().map(|&(version, _)| version).collect::<Vec<_>>(),
+        (1..=written.len() as u64).collect::<Vec<_>>(),
+        "every caller's version distinct, consecutive overall"
+    );
+}
+
+/// An update of `hot` to a value of its own.
+async fn update_hot(config: ConfigStore, task: u64, n: u64) -> Call {
+    let value = task * 1000 + n;
+    Call::Wrote(config.update("hot", &value).await.unwrap(), value)
+}
+
+/// The last of `written` is what the entry `name` holds, read by a store
+/// with an empty cache.
+async fn ends_at_the_last(backend: &Backend, name: &str, written: &[(u64, u64)]) {
+    let &(version, value) = written.last().unwrap();
+    assert_eq!(
+        store(backend).fetch_versioned::<u64>(name).await.unwrap(),
+        Some(Versioned { version, value })
+    );
+}
+
+pub async fn sixteen_tasks_updating_one_entry_get_consecutive_versions_and_watchers_the_last(
+    backend: Backend,
+) {
+    const EACH: u64 = 50;
+    let config = store(&backend);
+    let reader = store(&backend);
+    let mut rx = reader.watch::<u64>("hot").await.unwrap();
+    let (written, _) = sixteen_tasks(&config, EACH, update_hot).await;
+    assert_eq!(written.len() as u64, 16 * EACH);
+    assert_consecutive(&written);
+    ends_at_the_last(&backend, "hot", &written).await;
+    let &(last, value) = written.last().unwrap();
+    assert_eq!(
+        config.fetch_versioned::<u64>("hot").await.unwrap(),
+        Some(Versioned { version: last, value }),
+        "the writers' store reads its own writes"
+    );
+    let seen = until(&mut rx, "the last version", at_version(last)).await;
+    assert_eq!(
+        seen.current.unwrap().value,
+        value,
+        "the caller's value at its version"
+    );
+}
+
+pub async fn combined_updates_in_history_mode_keep_every_value_in_version_order(backend: Backend) {
+    const EACH: u64 = 25;
+    let config = store(&backend).with_history(16 * EACH as usize);
+    let (written, _) = sixteen_tasks(&config, EACH, update_hot).await;
+    assert_eq!(written.len() as u64, 16 * EACH);
+    assert_consecutive(&written);
+    // Newest first, every version down to 1, each with its caller's value.
+    let expected: Vec<(u64, serde_json::Value)> = written
+        .iter()
+        .rev()
+        .map(|&(version, value)| (version, serde_json::json!(value)))
+        .collect();
+    let held: Vec<(u64, serde_json::Value)> = config
+        .history("hot")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| (entry.version, entry.value))
+        .collect();
+    assert_eq!(held, expected);
+}
+
+/// A version the entry never reaches.
+const NEVER: u64 = 1_000_000;
+
+/// An update of `mix`, or an `update_if` of it expecting the version just
+/// read (written as the next, or refused: another writer got there first),
+/// or one expecting a version never reached (refused).
+async fn update_or_update_if(config: ConfigStore, task: u64, n: u64) -> Call {
+    let value = task * 1000 + n;
+    let expected = match (task + n) % 4 {
+        0 => NEVER,
+        1 => config
+            .fetch_versioned::<u64>("mix")
+            .await
+            .unwrap()
+            .map_or(0, |entry| entry.version),
+        _ => return Call::Wrote(config.update("mix", &value).await.unwrap(), value),
+    };
+    match config.update_if("mix", expected, &value).await {
+        Ok(version) => {
+            assert_eq!(version, expected + 1);
+            Call::Wrote(version, value)
+        }
+        Err(error) => {
+            assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("expected version {expected},")),
+                "{error}"
+            );
+            Call::Refused
+        }
+    }
+}
+
+pub async fn a_conflicting_update_if_fails_alone_among_combined_updates(backend: Backend) {
+    const EACH: u64 = 40;
+    let (written, refused) = sixteen_tasks(&store(&backend), EACH, update_or_update_if).await;
+    assert_eq!(written.len() as u64 + refused, 16 * EACH);
+    assert!(refused >= 16 * EACH / 4, "every impossible update_if was refused");
+    assert_consecutive(&written);
+    ends_at_the_last(&backend, "mix", &written).await;
+}
+
+/// An update of `cancel`, every third one cancelled at once or a little
+/// later: before, during or after its round.
+async fn update_or_cancel(config: ConfigStore, task: u64, n: u64) -> Call {
+    let value = task * 1000 + n;
+    let update = config.update("cancel", &value);
+    if !(task + n).is_multiple_of(3) {
+        return Call::Wrote(update.await.unwrap(), value);
+    }
+    let wait = Duration::from_micros(50 * (n % 7));
+    match tokio::time::timeout(wait, update).await {
+        Ok(version) => Call::Wrote(version.unwrap(), value),
+        Err(_) => Call::Cancelled,
+    }
+}
+
+pub async fn a_cancelled_update_takes_only_its_own_version(backend: Backend) {
+    const EACH: u64 = 60;
+    let (written, cancelled) = sixteen_tasks(&store(&backend), EACH, update_or_cancel).await;
+    let stored = store(&backend)
+        .fetch_versioned::<u64>("cancel")
+        .await
+        .unwrap()
+        .map_or(0, |entry| entry.version);
+    // Every completed update took one version; a cancelled one at most one.
+    let completed = written.len() as u64;
+    assert!(
+        stored >= completed && stored <= completed + cancelled,
+        "stored {stored}, completed {completed}, cancelled {cancelled}"
+    );
+    assert!(written.last().is_none_or(|&(last, _)| last <= stored));
 }

@@ -323,6 +323,10 @@ macro_rules! contract_suite {
             rapid_updates_end_with_every_watcher_on_the_last_value: Threaded,
             names_are_escaped_and_validated: Plain,
             a_stale_cache_costs_a_retry_never_a_wrong_version: Plain,
+            sixteen_tasks_updating_one_entry_get_consecutive_versions_and_watchers_the_last: Threaded,
+            combined_updates_in_history_mode_keep_every_value_in_version_order: Threaded,
+            a_conflicting_update_if_fails_alone_among_combined_updates: Threaded,
+            a_cancelled_update_takes_only_its_own_version: Threaded,
         ]);
         $crate::contract_suite!(@family $runner, subjects, [
             load_reads_both_kinds_and_keeps_null_apart_from_missing: Plain,

@@ -63,4 +63,8 @@ impl<L: Layer, S: ChangeFeed> ChangeFeed for Layered<L, S> {
             self.inner.swap_announced(key, expected, new, version),
         )
     }
+
+    fn combining(&self) -> bool {
+        self.inner.combining()
+    }
 }
