@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use statehouse_domain::{FieldName, TenantKey, TenantPattern, Ttl};
 
-use crate::{BoxError, JsonError, KeyStream, Loaded, RetryPolicy, StoreError};
+use crate::{BoxError, Boxed, JsonError, KeyStream, Loaded, RetryPolicy, StoreError};
 
 /// The fields of one tenant hash as loaded, by name. A field whose stored
 /// text is not JSON is an `Err` ([`StoreError::Deserialization`] naming
@@ -37,18 +37,21 @@ pub fn decode_field(op: &'static str, key: &TenantKey, field: &str, bytes: &[u8]
 
 /// Decodes the fields of a hash (what both adapters do after reading it):
 /// fields whose name is not UTF-8 are ignored; each value is decoded alone.
+/// A field named twice (never in a hash's reply) keeps its last value.
 pub fn decode_fields<'a>(
     op: &'static str,
     key: &TenantKey,
     fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
 ) -> Fields {
-    fields
-        .into_iter()
-        .filter_map(|(field, value)| {
-            let field = std::str::from_utf8(field).ok()?;
-            Some((field.to_owned(), decode_field(op, key, field, value)))
-        })
-        .collect()
+    // Inserted one by one: a record's few fields cost a search each, where
+    // collecting would gather, sort and rebuild them.
+    let mut decoded = Fields::new();
+    for (field, value) in fields {
+        if let Ok(field) = std::str::from_utf8(field) {
+            decoded.insert(field.to_owned(), decode_field(op, key, field, value));
+        }
+    }
+    decoded
 }
 
 /// The error of an increment of a field that holds no JSON integer in the
@@ -212,88 +215,160 @@ pub trait FieldStore: Debug + Send + Sync + 'static {
     async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError>;
 }
 
+/// Forwards the trait through a smart pointer by handing back the inner
+/// store's boxed future as is: written out (not with `#[async_trait]`, which
+/// would box a second future around the first), so `Arc<dyn FieldStore>`
+/// costs nothing over calling the store directly (as the documents port's
+/// forwarding does).
 macro_rules! forward_field_store {
     ($wrapper:ident) => {
-        #[async_trait]
         impl<T: FieldStore + ?Sized> FieldStore for $wrapper<T> {
-            async fn get_all(&self, key: &TenantKey) -> Result<Fields, StoreError> {
-                (**self).get_all(key).await
+            fn get_all<'s, 'k, 'f>(&'s self, key: &'k TenantKey) -> Boxed<'f, Fields>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).get_all(key)
             }
 
-            async fn get_fields(
-                &self,
-                key: &TenantKey,
-                fields: &[FieldName],
-            ) -> Result<Vec<Option<Loaded>>, StoreError> {
-                (**self).get_fields(key, fields).await
+            fn get_fields<'s, 'k, 'n, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                fields: &'n [FieldName],
+            ) -> Boxed<'f, Vec<Option<Loaded>>>
+            where
+                's: 'f,
+                'k: 'f,
+                'n: 'f,
+                Self: 'f,
+            {
+                (**self).get_fields(key, fields)
             }
 
-            async fn set_fields(
-                &self,
-                key: &TenantKey,
-                fields: &[(FieldName, Value)],
+            fn set_fields<'s, 'k, 'v, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                fields: &'v [(FieldName, Value)],
                 ttl: Option<Ttl>,
-            ) -> Result<(), StoreError> {
-                (**self).set_fields(key, fields, ttl).await
+            ) -> Boxed<'f, ()>
+            where
+                's: 'f,
+                'k: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).set_fields(key, fields, ttl)
             }
 
-            async fn merge_fields(
-                &self,
-                key: &TenantKey,
-                fields: &[(FieldName, Value)],
+            fn merge_fields<'s, 'k, 'v, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                fields: &'v [(FieldName, Value)],
                 ttl: Option<Ttl>,
-            ) -> Result<Fields, StoreError> {
-                (**self).merge_fields(key, fields, ttl).await
+            ) -> Boxed<'f, Fields>
+            where
+                's: 'f,
+                'k: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).merge_fields(key, fields, ttl)
             }
 
-            async fn replace_fields(
-                &self,
-                key: &TenantKey,
-                fields: &[(FieldName, Value)],
+            fn replace_fields<'s, 'k, 'v, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                fields: &'v [(FieldName, Value)],
                 ttl: Option<Ttl>,
-            ) -> Result<(), StoreError> {
-                (**self).replace_fields(key, fields, ttl).await
+            ) -> Boxed<'f, ()>
+            where
+                's: 'f,
+                'k: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).replace_fields(key, fields, ttl)
             }
 
-            async fn delete_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<u64, StoreError> {
-                (**self).delete_fields(key, fields).await
+            fn delete_fields<'s, 'k, 'n, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                fields: &'n [FieldName],
+            ) -> Boxed<'f, u64>
+            where
+                's: 'f,
+                'k: 'f,
+                'n: 'f,
+                Self: 'f,
+            {
+                (**self).delete_fields(key, fields)
             }
 
-            async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-                (**self).delete(key).await
+            fn delete<'s, 'k, 'f>(&'s self, key: &'k TenantKey) -> Boxed<'f, bool>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).delete(key)
             }
 
-            async fn exists(&self, key: &TenantKey) -> Result<bool, StoreError> {
-                (**self).exists(key).await
+            fn exists<'s, 'k, 'f>(&'s self, key: &'k TenantKey) -> Boxed<'f, bool>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).exists(key)
             }
 
-            async fn update_field<'a>(
-                &self,
-                key: &TenantKey,
-                field: &FieldName,
+            fn update_field<'u, 's, 'k, 'n, 'c, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                field: &'n FieldName,
                 ttl: Option<Ttl>,
                 policy: RetryPolicy,
-                f: &mut FieldFn<'a>,
-            ) -> Result<FieldUpdated, StoreError> {
-                (**self).update_field(key, field, ttl, policy, f).await
+                f: &'c mut FieldFn<'u>,
+            ) -> Boxed<'f, FieldUpdated>
+            where
+                'u: 'f,
+                's: 'f,
+                'k: 'f,
+                'n: 'f,
+                'c: 'f,
+                Self: 'f,
+            {
+                (**self).update_field(key, field, ttl, policy, f)
             }
 
-            async fn increment(
-                &self,
-                key: &TenantKey,
-                field: &FieldName,
+            fn increment<'s, 'k, 'n, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                field: &'n FieldName,
                 by: i64,
                 ttl: Option<Ttl>,
-            ) -> Result<i64, StoreError> {
-                (**self).increment(key, field, by, ttl).await
+            ) -> Boxed<'f, i64>
+            where
+                's: 'f,
+                'k: 'f,
+                'n: 'f,
+                Self: 'f,
+            {
+                (**self).increment(key, field, by, ttl)
             }
 
             fn scan(&self, pattern: &TenantPattern) -> KeyStream {
                 (**self).scan(pattern)
             }
 
-            async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {
-                (**self).delete_matching(pattern).await
+            fn delete_matching<'s, 'p, 'f>(&'s self, pattern: &'p TenantPattern) -> Boxed<'f, u64>
+            where
+                's: 'f,
+                'p: 'f,
+                Self: 'f,
+            {
+                (**self).delete_matching(pattern)
             }
         }
     };
