@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use statehouse_domain::TenantSpace;
 use statehouse_domain::layout::TenantKeys;
 use statehouse_ports::{
     BoxError, Carry, FieldName, FieldStore, Fields, JsonError, KeyStream, RetryPolicy, StoreError, TenantId,
     TenantKey, TenantPattern, Ttl, UserId, ValidationError, ValidationExt, decode_value,
 };
+
+use super::decode::Record;
 
 /// What every repository holds: the port, the tenant with its key layout
 /// (built once, so a key costs one pass per call), the TTL its writes
@@ -77,7 +79,11 @@ pub(super) fn object_fields<T: Serialize + ?Sized>(
         ));
     };
     map.into_iter()
-        .map(|(name, value)| Ok((field(op, &name)?, value)))
+        .map(|(name, value)| {
+            // The member's own name becomes the field (no copy).
+            FieldName::validate(&name).for_op(op, &name)?;
+            Ok((FieldName::new(name).for_op(op, "")?, value))
+        })
         .collect()
 }
 
@@ -104,11 +110,9 @@ pub(super) fn record<T: DeserializeOwned>(
     if fields.is_empty() {
         return Ok(None);
     }
-    let mut map = Map::new();
-    for (name, value) in fields {
-        map.insert(name, value?);
-    }
-    decode_value(op, key.key(), Value::Object(map)).map(Some)
+    // Decoded from the fields as their JSON object would be, without
+    // building that object first.
+    decode_value(op, key.key(), Record::of(fields)?).map(Some)
 }
 
 impl Core {
