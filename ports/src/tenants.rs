@@ -1,6 +1,7 @@
 //! [`FieldStore`]: tenant-scoped hashes of JSON fields, the one port behind
 //! the tenant repositories (users, handler state, tables, shared state).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -38,17 +39,28 @@ pub fn decode_field(op: &'static str, key: &TenantKey, field: &str, bytes: &[u8]
 /// Decodes the fields of a hash (what both adapters do after reading it):
 /// fields whose name is not UTF-8 are ignored; each value is decoded alone.
 /// A field named twice (never in a hash's reply) keeps its last value.
-pub fn decode_fields<'a>(
+/// Names come borrowed (copied into the fields) or owned (moved, as out of
+/// a reply the caller owns).
+pub fn decode_fields<'a, N, V>(
     op: &'static str,
     key: &TenantKey,
-    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Fields {
+    fields: impl IntoIterator<Item = (N, V)>,
+) -> Fields
+where
+    N: Into<Cow<'a, [u8]>>,
+    V: AsRef<[u8]>,
+{
     // Inserted one by one: a record's few fields cost a search each, where
     // collecting would gather, sort and rebuild them.
     let mut decoded = Fields::new();
-    for (field, value) in fields {
-        if let Ok(field) = std::str::from_utf8(field) {
-            decoded.insert(field.to_owned(), decode_field(op, key, field, value));
+    for (name, value) in fields {
+        let name = match name.into() {
+            Cow::Borrowed(name) => std::str::from_utf8(name).ok().map(str::to_owned),
+            Cow::Owned(name) => String::from_utf8(name).ok(),
+        };
+        if let Some(name) = name {
+            let value = decode_field(op, key, &name, value.as_ref());
+            decoded.insert(name, value);
         }
     }
     decoded
