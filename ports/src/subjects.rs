@@ -208,6 +208,16 @@ fn field_of(change: &PropertyChange) -> (char, &str) {
     }
 }
 
+/// Whether change `a`'s field comes strictly before `b`'s: the kinds'
+/// markers first (one byte each), the names only for the same kind.
+fn field_before(a: &PropertyChange, b: &PropertyChange) -> bool {
+    let ((a_marker, a_name), (b_marker, b_name)) = (field_of(a), field_of(b));
+    if a_marker != b_marker {
+        return a_marker < b_marker;
+    }
+    a_name.as_bytes() < b_name.as_bytes()
+}
+
 /// The changes of a [`SubjectStore::store`] batch that are written, borrowed:
 /// the last change of each field (a later change of a field wins), in field
 /// order. What both adapters write: [`FieldWrites`] encodes them, the Redis
@@ -228,9 +238,7 @@ pub struct FieldChanges<'a> {
 impl<'a> FieldChanges<'a> {
     /// The changes written of `changes`.
     pub fn of(changes: &'a [PropertyChange]) -> Self {
-        let in_order = changes
-            .windows(2)
-            .all(|pair| field_of(&pair[0]) < field_of(&pair[1]));
+        let in_order = changes.windows(2).all(|pair| field_before(&pair[0], &pair[1]));
         let order = (!in_order).then(|| {
             // By field, then by position, so the last change of each field
             // ends its run.
@@ -248,16 +256,12 @@ impl<'a> FieldChanges<'a> {
             }
             last
         });
-        let mut written = Self {
-            changes,
-            order,
-            sets: 0,
+        let is_set = |change: &PropertyChange| matches!(change, PropertyChange::Set { .. });
+        let sets = match &order {
+            None => changes.iter().filter(|change| is_set(change)).count(),
+            Some(order) => order.iter().filter(|&&k| is_set(&changes[k])).count(),
         };
-        written.sets = written
-            .iter()
-            .filter(|change| matches!(change, PropertyChange::Set { .. }))
-            .count();
-        written
+        Self { changes, order, sets }
     }
 
     /// The changes written, in field order.
