@@ -18,6 +18,7 @@ use self::records::Core;
 
 mod context;
 mod decode;
+mod encode;
 mod records;
 mod tables;
 mod user_states;

@@ -15,6 +15,7 @@ use statehouse_ports::{
 };
 
 use super::decode::Record;
+use super::encode::members;
 
 /// What every repository holds: the port, the tenant with its key layout
 /// (built once, so a key costs one pass per call), the TTL its writes
@@ -66,24 +67,41 @@ pub(super) fn object_fields<T: Serialize + ?Sized>(
     key: &TenantKey,
     value: &T,
 ) -> Result<Vec<(FieldName, Value)>, StoreError> {
-    let value = serde_json::to_value(value).map_err(|error| StoreError::Serialization {
-        op,
-        key: key.key().to_owned(),
-        source: Box::new(JsonError::without_data(&error)),
-    })?;
-    let Value::Object(map) = value else {
-        return Err(StoreError::invalid_input(
-            op,
-            key.key(),
-            "a record must serialize to a JSON object (one hash field per member)",
-        ));
+    // A struct or a map with string keys: its members as they serialize
+    // (no whole `Value` built and taken apart). Anything else, or a
+    // failure, takes the long way, which says what it is.
+    let members = match members(value) {
+        Some(members) => members,
+        None => {
+            let value = serde_json::to_value(value).map_err(|error| StoreError::Serialization {
+                op,
+                key: key.key().to_owned(),
+                source: Box::new(JsonError::without_data(&error)),
+            })?;
+            let Value::Object(map) = value else {
+                return Err(StoreError::invalid_input(
+                    op,
+                    key.key(),
+                    "a record must serialize to a JSON object (one hash field per member)",
+                ));
+            };
+            map.into_iter().collect()
+        }
     };
-    map.into_iter()
-        .map(|(name, value)| {
-            // The member's own name becomes the field (no copy).
-            FieldName::validate(&name).for_op(op, &name)?;
-            Ok((FieldName::new(name).for_op(op, "")?, value))
-        })
+    // The first invalid name in name order, as the object's order would
+    // report it.
+    if let Some(bad) = members
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| FieldName::validate(name).is_err())
+        .min()
+    {
+        FieldName::validate(bad).for_op(op, bad)?;
+    }
+    members
+        .into_iter()
+        // Each member's own name becomes the field (no copy); all valid.
+        .map(|(name, value)| Ok((FieldName::new(name).for_op(op, "")?, value)))
         .collect()
 }
 
