@@ -157,7 +157,13 @@ fn combined_rounds_report_their_sizes_when_metrics_are_on() {
             .unwrap_or_default();
         assert_eq!(sizes.iter().sum::<f64>(), 800.0, "{sizes:?}");
         hammer_config(&Statehouse::memory(), "on").await;
-        let sizes = samples.0.lock().unwrap().get(&config).cloned().unwrap_or_default();
+        let sizes = samples
+            .0
+            .lock()
+            .unwrap()
+            .get(&config)
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(sizes.iter().sum::<f64>(), 800.0, "{config}: {sizes:?}");
         assert!(
             sizes.iter().all(|&size| (1.0..=64.0).contains(&size)),

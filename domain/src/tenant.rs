@@ -10,6 +10,7 @@
 //! unicode) is a valid id and never reaches into another tenant's keys.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::layout::TenantKeys;
 use crate::{MAX_KEY_BYTES, UserId, ValidationError, validate_identifier};
@@ -73,7 +74,8 @@ identifier!(
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TenantKey {
-    tenant: TenantId,
+    /// Shared with the [`TenantSpace`] that built the key (no copy per key).
+    tenant: Arc<TenantId>,
     key: String,
 }
 
@@ -103,14 +105,14 @@ impl TenantKey {
     pub fn listed(tenant: &TenantId, key: &str) -> Option<Self> {
         key.starts_with(TenantKeys::new(tenant.as_str()).head())
             .then(|| Self {
-                tenant: tenant.clone(),
+                tenant: Arc::new(tenant.clone()),
                 key: key.to_owned(),
             })
     }
 
     fn of(tenant: &TenantId, build: impl FnOnce(&TenantKeys) -> String) -> Self {
         Self {
-            tenant: tenant.clone(),
+            tenant: Arc::new(tenant.clone()),
             key: build(&TenantKeys::new(tenant.as_str())),
         }
     }
@@ -162,7 +164,7 @@ impl fmt::Display for TenantKey {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantSpace {
-    tenant: TenantId,
+    tenant: Arc<TenantId>,
     keys: TenantKeys,
 }
 
@@ -171,7 +173,7 @@ impl TenantSpace {
     pub fn new(tenant: TenantId) -> Self {
         Self {
             keys: TenantKeys::new(tenant.as_str()),
-            tenant,
+            tenant: Arc::new(tenant),
         }
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use statehouse_domain::layout::SubjectKeys;
 use statehouse_domain::{KeyPattern, PropertyKind, PropertyName, SubjectName, write_python_json};
 
-use crate::{BoxError, JsonError, KeyStream, RetryPolicy, StoreError};
+use crate::{BoxError, Boxed, JsonError, KeyStream, RetryPolicy, StoreError};
 
 /// Where subjects are kept; every [`SubjectStore`] call takes one.
 ///
@@ -208,6 +208,16 @@ fn field_of(change: &PropertyChange) -> (char, &str) {
     }
 }
 
+/// Whether change `a`'s field comes strictly before `b`'s: the kinds'
+/// markers first (one byte each), the names only for the same kind.
+fn field_before(a: &PropertyChange, b: &PropertyChange) -> bool {
+    let ((a_marker, a_name), (b_marker, b_name)) = (field_of(a), field_of(b));
+    if a_marker != b_marker {
+        return a_marker < b_marker;
+    }
+    a_name.as_bytes() < b_name.as_bytes()
+}
+
 /// The changes of a [`SubjectStore::store`] batch that are written, borrowed:
 /// the last change of each field (a later change of a field wins), in field
 /// order. What both adapters write: [`FieldWrites`] encodes them, the Redis
@@ -228,9 +238,7 @@ pub struct FieldChanges<'a> {
 impl<'a> FieldChanges<'a> {
     /// The changes written of `changes`.
     pub fn of(changes: &'a [PropertyChange]) -> Self {
-        let in_order = changes
-            .windows(2)
-            .all(|pair| field_of(&pair[0]) < field_of(&pair[1]));
+        let in_order = changes.windows(2).all(|pair| field_before(&pair[0], &pair[1]));
         let order = (!in_order).then(|| {
             // By field, then by position, so the last change of each field
             // ends its run.
@@ -248,16 +256,12 @@ impl<'a> FieldChanges<'a> {
             }
             last
         });
-        let mut written = Self {
-            changes,
-            order,
-            sets: 0,
+        let is_set = |change: &PropertyChange| matches!(change, PropertyChange::Set { .. });
+        let sets = match &order {
+            None => changes.iter().filter(|change| is_set(change)).count(),
+            Some(order) => order.iter().filter(|&&k| is_set(&changes[k])).count(),
         };
-        written.sets = written
-            .iter()
-            .filter(|change| matches!(change, PropertyChange::Set { .. }))
-            .count();
-        written
+        Self { changes, order, sets }
     }
 
     /// The changes written, in field order.
@@ -470,77 +474,129 @@ pub trait SubjectStore: Debug + Send + Sync + 'static {
     async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError>;
 }
 
+/// Forwards the trait through a smart pointer by handing back the inner
+/// store's boxed future as is: written out (not with `#[async_trait]`, which
+/// would box a second future around the first), so `Arc<dyn SubjectStore>`
+/// costs nothing over calling the store directly (as the documents port's
+/// forwarding does).
 macro_rules! forward_subject_store {
     ($wrapper:ident) => {
-        #[async_trait]
         impl<T: SubjectStore + ?Sized> SubjectStore for $wrapper<T> {
-            async fn load(
-                &self,
-                space: &SubjectSpace,
-                subject: &SubjectName,
-            ) -> Result<SubjectData, StoreError> {
-                (**self).load(space, subject).await
+            fn load<'s, 'a, 'n, 'f>(
+                &'s self,
+                space: &'a SubjectSpace,
+                subject: &'n SubjectName,
+            ) -> Boxed<'f, SubjectData>
+            where
+                's: 'f,
+                'a: 'f,
+                'n: 'f,
+                Self: 'f,
+            {
+                (**self).load(space, subject)
             }
 
-            async fn store(
-                &self,
-                space: &SubjectSpace,
-                subject: &SubjectName,
-                changes: &[PropertyChange],
-            ) -> Result<(), StoreError> {
-                (**self).store(space, subject, changes).await
+            fn store<'s, 'a, 'n, 'c, 'f>(
+                &'s self,
+                space: &'a SubjectSpace,
+                subject: &'n SubjectName,
+                changes: &'c [PropertyChange],
+            ) -> Boxed<'f, ()>
+            where
+                's: 'f,
+                'a: 'f,
+                'n: 'f,
+                'c: 'f,
+                Self: 'f,
+            {
+                (**self).store(space, subject, changes)
             }
 
-            async fn get_property(
-                &self,
-                space: &SubjectSpace,
-                subject: &SubjectName,
+            fn get_property<'s, 'a, 'n, 'p, 'f>(
+                &'s self,
+                space: &'a SubjectSpace,
+                subject: &'n SubjectName,
                 kind: PropertyKind,
-                name: &PropertyName,
-            ) -> Result<Option<Value>, StoreError> {
-                (**self).get_property(space, subject, kind, name).await
+                name: &'p PropertyName,
+            ) -> Boxed<'f, Option<Value>>
+            where
+                's: 'f,
+                'a: 'f,
+                'n: 'f,
+                'p: 'f,
+                Self: 'f,
+            {
+                (**self).get_property(space, subject, kind, name)
             }
 
-            async fn update_property<'a>(
-                &self,
-                space: &SubjectSpace,
-                subject: &SubjectName,
+            fn update_property<'u, 's, 'a, 'n, 'p, 'c, 'f>(
+                &'s self,
+                space: &'a SubjectSpace,
+                subject: &'n SubjectName,
                 kind: PropertyKind,
-                name: &PropertyName,
-                f: &mut PropertyFn<'a>,
-            ) -> Result<PropertyUpdated, StoreError> {
-                (**self)
-                    .update_property(space, subject, kind, name, f)
-                    .await
+                name: &'p PropertyName,
+                f: &'c mut PropertyFn<'u>,
+            ) -> Boxed<'f, PropertyUpdated>
+            where
+                'u: 'f,
+                's: 'f,
+                'a: 'f,
+                'n: 'f,
+                'p: 'f,
+                'c: 'f,
+                Self: 'f,
+            {
+                (**self).update_property(space, subject, kind, name, f)
             }
 
-            async fn increment_property(
-                &self,
-                space: &SubjectSpace,
-                subject: &SubjectName,
+            fn increment_property<'s, 'a, 'n, 'p, 'f>(
+                &'s self,
+                space: &'a SubjectSpace,
+                subject: &'n SubjectName,
                 kind: PropertyKind,
-                name: &PropertyName,
+                name: &'p PropertyName,
                 by: i64,
-            ) -> Result<i64, StoreError> {
-                (**self)
-                    .increment_property(space, subject, kind, name, by)
-                    .await
+            ) -> Boxed<'f, i64>
+            where
+                's: 'f,
+                'a: 'f,
+                'n: 'f,
+                'p: 'f,
+                Self: 'f,
+            {
+                (**self).increment_property(space, subject, kind, name, by)
             }
 
-            async fn delete_subject(
-                &self,
-                space: &SubjectSpace,
-                subject: &SubjectName,
-            ) -> Result<bool, StoreError> {
-                (**self).delete_subject(space, subject).await
+            fn delete_subject<'s, 'a, 'n, 'f>(
+                &'s self,
+                space: &'a SubjectSpace,
+                subject: &'n SubjectName,
+            ) -> Boxed<'f, bool>
+            where
+                's: 'f,
+                'a: 'f,
+                'n: 'f,
+                Self: 'f,
+            {
+                (**self).delete_subject(space, subject)
             }
 
             fn list(&self, space: &SubjectSpace, pattern: &KeyPattern) -> KeyStream {
                 (**self).list(space, pattern)
             }
 
-            async fn exists(&self, space: &SubjectSpace, subject: &SubjectName) -> Result<bool, StoreError> {
-                (**self).exists(space, subject).await
+            fn exists<'s, 'a, 'n, 'f>(
+                &'s self,
+                space: &'a SubjectSpace,
+                subject: &'n SubjectName,
+            ) -> Boxed<'f, bool>
+            where
+                's: 'f,
+                'a: 'f,
+                'n: 'f,
+                Self: 'f,
+            {
+                (**self).exists(space, subject)
             }
         }
     };

@@ -1,6 +1,7 @@
 //! [`FieldStore`]: tenant-scoped hashes of JSON fields, the one port behind
 //! the tenant repositories (users, handler state, tables, shared state).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use statehouse_domain::{FieldName, TenantKey, TenantPattern, Ttl};
 
-use crate::{BoxError, JsonError, KeyStream, Loaded, RetryPolicy, StoreError};
+use crate::{BoxError, Boxed, JsonError, KeyStream, Loaded, RetryPolicy, StoreError};
 
 /// The fields of one tenant hash as loaded, by name. A field whose stored
 /// text is not JSON is an `Err` ([`StoreError::Deserialization`] naming
@@ -37,18 +38,32 @@ pub fn decode_field(op: &'static str, key: &TenantKey, field: &str, bytes: &[u8]
 
 /// Decodes the fields of a hash (what both adapters do after reading it):
 /// fields whose name is not UTF-8 are ignored; each value is decoded alone.
-pub fn decode_fields<'a>(
+/// A field named twice (never in a hash's reply) keeps its last value.
+/// Names come borrowed (copied into the fields) or owned (moved, as out of
+/// a reply the caller owns).
+pub fn decode_fields<'a, N, V>(
     op: &'static str,
     key: &TenantKey,
-    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Fields {
-    fields
-        .into_iter()
-        .filter_map(|(field, value)| {
-            let field = std::str::from_utf8(field).ok()?;
-            Some((field.to_owned(), decode_field(op, key, field, value)))
-        })
-        .collect()
+    fields: impl IntoIterator<Item = (N, V)>,
+) -> Fields
+where
+    N: Into<Cow<'a, [u8]>>,
+    V: AsRef<[u8]>,
+{
+    // Inserted one by one: a record's few fields cost a search each, where
+    // collecting would gather, sort and rebuild them.
+    let mut decoded = Fields::new();
+    for (name, value) in fields {
+        let name = match name.into() {
+            Cow::Borrowed(name) => std::str::from_utf8(name).ok().map(str::to_owned),
+            Cow::Owned(name) => String::from_utf8(name).ok(),
+        };
+        if let Some(name) = name {
+            let value = decode_field(op, key, &name, value.as_ref());
+            decoded.insert(name, value);
+        }
+    }
+    decoded
 }
 
 /// The error of an increment of a field that holds no JSON integer in the
@@ -252,98 +267,177 @@ pub trait FieldStore: Debug + Send + Sync + 'static {
     async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError>;
 }
 
+/// Forwards the trait through a smart pointer by handing back the inner
+/// store's boxed future as is: written out (not with `#[async_trait]`, which
+/// would box a second future around the first), so `Arc<dyn FieldStore>`
+/// costs nothing over calling the store directly (as the documents port's
+/// forwarding does).
 macro_rules! forward_field_store {
     ($wrapper:ident) => {
-        #[async_trait]
         impl<T: FieldStore + ?Sized> FieldStore for $wrapper<T> {
-            async fn get_all(&self, key: &TenantKey) -> Result<Fields, StoreError> {
-                (**self).get_all(key).await
+            fn get_all<'s, 'k, 'f>(&'s self, key: &'k TenantKey) -> Boxed<'f, Fields>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).get_all(key)
             }
 
-            async fn get_fields(
-                &self,
-                key: &TenantKey,
-                fields: &[FieldName],
-            ) -> Result<Vec<Option<Loaded>>, StoreError> {
-                (**self).get_fields(key, fields).await
+            fn get_fields<'s, 'k, 'n, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                fields: &'n [FieldName],
+            ) -> Boxed<'f, Vec<Option<Loaded>>>
+            where
+                's: 'f,
+                'k: 'f,
+                'n: 'f,
+                Self: 'f,
+            {
+                (**self).get_fields(key, fields)
             }
 
-            async fn set_fields(
-                &self,
-                key: &TenantKey,
-                fields: &[(FieldName, Value)],
+            fn set_fields<'s, 'k, 'v, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                fields: &'v [(FieldName, Value)],
                 ttl: Option<Ttl>,
-            ) -> Result<(), StoreError> {
-                (**self).set_fields(key, fields, ttl).await
+            ) -> Boxed<'f, ()>
+            where
+                's: 'f,
+                'k: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).set_fields(key, fields, ttl)
             }
 
-            async fn merge_fields(
-                &self,
-                key: &TenantKey,
-                fields: &[(FieldName, Value)],
+            fn merge_fields<'s, 'k, 'v, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                fields: &'v [(FieldName, Value)],
                 ttl: Option<Ttl>,
-            ) -> Result<Fields, StoreError> {
-                (**self).merge_fields(key, fields, ttl).await
+            ) -> Boxed<'f, Fields>
+            where
+                's: 'f,
+                'k: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).merge_fields(key, fields, ttl)
             }
 
-            async fn replace_fields(
-                &self,
-                key: &TenantKey,
-                fields: &[(FieldName, Value)],
+            fn replace_fields<'s, 'k, 'v, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                fields: &'v [(FieldName, Value)],
                 ttl: Option<Ttl>,
-            ) -> Result<(), StoreError> {
-                (**self).replace_fields(key, fields, ttl).await
+            ) -> Boxed<'f, ()>
+            where
+                's: 'f,
+                'k: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).replace_fields(key, fields, ttl)
             }
 
-            async fn delete_fields(&self, key: &TenantKey, fields: &[FieldName]) -> Result<u64, StoreError> {
-                (**self).delete_fields(key, fields).await
+            fn delete_fields<'s, 'k, 'n, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                fields: &'n [FieldName],
+            ) -> Boxed<'f, u64>
+            where
+                's: 'f,
+                'k: 'f,
+                'n: 'f,
+                Self: 'f,
+            {
+                (**self).delete_fields(key, fields)
             }
 
-            async fn delete(&self, key: &TenantKey) -> Result<bool, StoreError> {
-                (**self).delete(key).await
+            fn delete<'s, 'k, 'f>(&'s self, key: &'k TenantKey) -> Boxed<'f, bool>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).delete(key)
             }
 
-            async fn exists(&self, key: &TenantKey) -> Result<bool, StoreError> {
-                (**self).exists(key).await
+            fn exists<'s, 'k, 'f>(&'s self, key: &'k TenantKey) -> Boxed<'f, bool>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).exists(key)
             }
 
-            async fn update_field<'a>(
-                &self,
-                key: &TenantKey,
-                field: &FieldName,
+            fn update_field<'u, 's, 'k, 'n, 'c, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                field: &'n FieldName,
                 ttl: Option<Ttl>,
                 policy: RetryPolicy,
-                f: &mut FieldFn<'a>,
-            ) -> Result<FieldUpdated, StoreError> {
-                (**self).update_field(key, field, ttl, policy, f).await
+                f: &'c mut FieldFn<'u>,
+            ) -> Boxed<'f, FieldUpdated>
+            where
+                'u: 'f,
+                's: 'f,
+                'k: 'f,
+                'n: 'f,
+                'c: 'f,
+                Self: 'f,
+            {
+                (**self).update_field(key, field, ttl, policy, f)
             }
 
-            async fn increment(
-                &self,
-                key: &TenantKey,
-                field: &FieldName,
+            fn increment<'s, 'k, 'n, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                field: &'n FieldName,
                 by: i64,
                 ttl: Option<Ttl>,
-            ) -> Result<i64, StoreError> {
-                (**self).increment(key, field, by, ttl).await
+            ) -> Boxed<'f, i64>
+            where
+                's: 'f,
+                'k: 'f,
+                'n: 'f,
+                Self: 'f,
+            {
+                (**self).increment(key, field, by, ttl)
             }
 
-            async fn append(
-                &self,
-                key: &TenantKey,
-                field: &FieldName,
-                item: &[u8],
+            fn append<'s, 'k, 'n, 'i, 'f>(
+                &'s self,
+                key: &'k TenantKey,
+                field: &'n FieldName,
+                item: &'i [u8],
                 ttl: Option<Ttl>,
-            ) -> Result<usize, StoreError> {
-                (**self).append(key, field, item, ttl).await
+            ) -> Boxed<'f, usize>
+            where
+                's: 'f,
+                'k: 'f,
+                'n: 'f,
+                'i: 'f,
+                Self: 'f,
+            {
+                (**self).append(key, field, item, ttl)
             }
 
             fn scan(&self, pattern: &TenantPattern) -> KeyStream {
                 (**self).scan(pattern)
             }
 
-            async fn delete_matching(&self, pattern: &TenantPattern) -> Result<u64, StoreError> {
-                (**self).delete_matching(pattern).await
+            fn delete_matching<'s, 'p, 'f>(&'s self, pattern: &'p TenantPattern) -> Boxed<'f, u64>
+            where
+                's: 'f,
+                'p: 'f,
+                Self: 'f,
+            {
+                (**self).delete_matching(pattern)
             }
         }
     };

@@ -28,26 +28,57 @@ use crate::documents::{Refused, refusal};
 use crate::listing::Listing;
 use crate::txn::{self, Decision};
 
+/// Room on the stack for one short argument, so that it is written into
+/// the command in one piece (one `write_arg`) rather than through the
+/// command's `io::Write` piece by piece.
+const SHORT_ARG: usize = 64;
+
 /// A property's hash field (`<marker><name>`) as one command argument,
 /// written straight into the command.
 struct FieldArg<'a>(PropertyKind, &'a PropertyName);
 
 impl redis::ToRedisArgs for FieldArg<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        let mut marker = [0u8; 4];
-        let mut arg = out.writer_for_next_arg();
-        // Writing into the command's memory cannot fail.
-        let _ = arg.write_all(self.0.marker().encode_utf8(&mut marker).as_bytes());
-        let _ = arg.write_all(self.1.as_str().as_bytes());
+        let mut arg = [0u8; SHORT_ARG];
+        let marker = self.0.marker().encode_utf8(&mut arg).len();
+        let name = self.1.as_str().as_bytes();
+        match arg.get_mut(marker..marker + name.len()) {
+            Some(rest) => {
+                rest.copy_from_slice(name);
+                out.write_arg(&arg[..marker + name.len()]);
+            }
+            None => {
+                let mut arg_out = out.writer_for_next_arg();
+                // Writing into the command's memory cannot fail.
+                let _ = arg_out.write_all(&arg[..marker]);
+                let _ = arg_out.write_all(name);
+            }
+        }
     }
 }
 
 /// A property's value as one command argument: the text Python's
-/// `json.dumps` writes, written straight into the command.
+/// `json.dumps` writes, written straight into the command (a number, a
+/// bool or `null` from the stack in one piece).
 struct PythonJsonArg<'a>(&'a JsonValue);
 
 impl redis::ToRedisArgs for PythonJsonArg<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        if matches!(
+            self.0,
+            JsonValue::Number(_) | JsonValue::Bool(_) | JsonValue::Null
+        ) {
+            let mut arg = [0u8; SHORT_ARG];
+            let mut rest = &mut arg[..];
+            write_python_json(self.0, &mut rest);
+            let unused = rest.len();
+            // A scalar's text is far shorter than the room; if it were
+            // not, it goes the long way below.
+            if unused > 0 {
+                out.write_arg(&arg[..SHORT_ARG - unused]);
+                return;
+            }
+        }
         write_python_json(self.0, out.writer_for_next_arg());
     }
 }

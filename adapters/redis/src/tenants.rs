@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use statehouse_domain::{FieldName, TenantKey, TenantPattern, Ttl};
 use statehouse_ports::{
-    FieldFn, FieldStore, FieldUpdated, Fields, JsonValue, KeyStream, Loaded, RetryPolicy, StoreError,
+    Boxed, FieldFn, FieldStore, FieldUpdated, Fields, JsonValue, KeyStream, Loaded, RetryPolicy, StoreError,
     decode_field, decode_fields, encode_field, field_writes, increment_overflow, not_an_array,
     not_an_integer,
 };
@@ -89,47 +89,66 @@ fn hset_fields(rkey: &str, fields: &[(FieldName, JsonValue)]) -> redis::Cmd {
     cmd
 }
 
-/// The field/value pairs of an `HGETALL` reply (a RESP2 array of both in
-/// turn, or a RESP3 map), borrowed from it; `None` for another shape.
-fn hash_pairs(reply: &redis::Value) -> Option<Vec<(&[u8], &[u8])>> {
+/// The fields of an `HGETALL` reply (a RESP2 array of names and values in
+/// turn, or a RESP3 map), decoded, each name moved out of the reply (no
+/// copy); `None` for another shape.
+fn hash_fields(op: &'static str, key: &TenantKey, reply: redis::Value) -> Option<Fields> {
     use redis::Value;
-    fn bytes(value: &Value) -> Option<&[u8]> {
+    fn is_bytes(value: &Value) -> bool {
+        matches!(value, Value::BulkString(_) | Value::SimpleString(_))
+    }
+    fn bytes(value: Value) -> Vec<u8> {
         match value {
-            Value::BulkString(bytes) => Some(bytes),
-            Value::SimpleString(text) => Some(text.as_bytes()),
-            _ => None,
+            Value::BulkString(bytes) => bytes,
+            Value::SimpleString(text) => text.into_bytes(),
+            // Checked before: never another kind.
+            _ => Vec::new(),
         }
     }
     match reply {
-        Value::Array(items) if items.len() % 2 == 0 => items
-            .chunks_exact(2)
-            .map(|pair| Some((bytes(&pair[0])?, bytes(&pair[1])?)))
-            .collect(),
-        Value::Map(pairs) => pairs
-            .iter()
-            .map(|(field, value)| Some((bytes(field)?, bytes(value)?)))
-            .collect(),
-        Value::Nil => Some(Vec::new()),
+        Value::Array(items) if items.len() % 2 == 0 && items.iter().all(is_bytes) => {
+            let mut items = items.into_iter();
+            let pairs = std::iter::from_fn(|| Some((bytes(items.next()?), bytes(items.next()?))));
+            Some(decode_fields(op, key, pairs))
+        }
+        Value::Map(pairs)
+            if pairs
+                .iter()
+                .all(|(name, value)| is_bytes(name) && is_bytes(value)) =>
+        {
+            Some(decode_fields(
+                op,
+                key,
+                pairs.into_iter().map(|(name, value)| (bytes(name), bytes(value))),
+            ))
+        }
+        Value::Nil => Some(Fields::new()),
         _ => None,
     }
 }
 
 impl RedisStore {
-    /// Runs the `TENANT_WRITE` script on the shared connection.
-    async fn run_write<T: redis::FromRedisValue>(
-        &self,
+    /// Runs the `TENANT_WRITE` script on the shared connection. Its future
+    /// is boxed: the script runner's (with its reload of the scripts) is
+    /// large, and held inline it would make the future of every call that
+    /// may take this path as large, the calls without a TTL included (a
+    /// large allocation per call costs several times a small one).
+    fn run_write<'a, T: redis::FromRedisValue + Send + 'a>(
+        &'a self,
         op: &'static str,
-        key: &TenantKey,
+        key: &'a TenantKey,
         ttl: Option<Ttl>,
-        mode: &str,
-        writes: &[(String, String)],
-    ) -> Result<T, StoreError> {
-        let rkey = self.keys.raw(key.key());
-        let cmd = &scripts::evalsha(&TENANT_WRITE, &[rkey.as_ref()], write_args(ttl, mode, writes));
-        scripts::run_shared(&self.conns, op, key.key(), |mut conn| async move {
-            cmd.query_async(&mut conn).await
+        mode: &'a str,
+        writes: &'a [(String, String)],
+    ) -> Boxed<'a, T> {
+        Box::pin(async move {
+            let rkey = self.keys.raw(key.key());
+            let cmd = &scripts::evalsha(&TENANT_WRITE, &[rkey.as_ref()], write_args(ttl, mode, writes));
+            scripts::run_shared(&self.conns, op, key.key(), |mut conn| async move {
+                cmd.query_async(&mut conn).await
+            })
+            .await
         })
-        .await
     }
 
     /// The tenant hashes matching `pattern` (without the store prefix),
@@ -159,11 +178,7 @@ impl FieldStore for RedisStore {
                     .query_async(&mut conn),
             )
             .await?;
-        Ok(decode_fields(
-            OP,
-            key,
-            fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
-        ))
+        Ok(decode_fields(OP, key, fields))
     }
 
     async fn get_fields(
@@ -233,11 +248,7 @@ impl FieldStore for RedisStore {
             let merged: BTreeMap<Vec<u8>, Vec<u8>> = self
                 .run_write(OP, key, ttl, "merge", &field_writes(fields))
                 .await?;
-            return Ok(decode_fields(
-                OP,
-                key,
-                merged.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
-            ));
+            return Ok(decode_fields(OP, key, merged));
         }
         let rkey = self.keys.raw(key.key());
         let mut pipe = redis::pipe();
@@ -245,18 +256,17 @@ impl FieldStore for RedisStore {
         pipe.add_command(hset_fields(&rkey, fields)).ignore();
         pipe.cmd("HGETALL").arg(rkey.as_ref());
         let (mut conn, acks) = self.conns.writer();
-        // The hash's fields are decoded from the reply itself (no copy of
-        // each name and value first).
+        // The hash's fields are decoded from the reply itself, each name
+        // moved out of it (no copy of each name and value first).
         let (merged,): (redis::Value,) = self
             .conns
             .run_write(acks, OP, key.key(), pipe.query_async(&mut conn))
             .await?;
-        let pairs = hash_pairs(&merged).ok_or_else(|| StoreError::Operation {
+        hash_fields(OP, key, merged).ok_or_else(|| StoreError::Operation {
             op: OP,
             key: key.key().to_owned(),
             source: "HGETALL answered something other than a hash's fields".into(),
-        })?;
-        Ok(decode_fields(OP, key, pairs))
+        })
     }
 
     async fn replace_fields(

@@ -242,6 +242,9 @@ pub(super) struct Staging {
     slots: [Sorted<Slot>; 2],
     /// How many slots hold a change.
     count: usize,
+    /// The last batch's vector, emptied, for the next batch (a handle
+    /// that stores store after store allocates it once).
+    spare: Vec<PropertyChange>,
 }
 
 /// How a store of lent changes ended.
@@ -319,7 +322,8 @@ impl Staging {
     /// before default `p…`, then by name), each slot lending its name;
     /// [`settle`](Self::settle) gives them back.
     fn lend(&mut self) -> Vec<PropertyChange> {
-        let mut batch = Vec::with_capacity(self.count);
+        let mut batch = std::mem::take(&mut self.spare);
+        batch.reserve(self.count);
         for kind in FIELD_ORDER {
             for slot in self.slots[index(kind)].iter_mut() {
                 if slot.change.is_none() {
@@ -341,8 +345,14 @@ impl Staging {
     /// Gives the names of `batch` (from [`lend`](Self::lend), nothing
     /// changed since) back to their slots, which lent them in this order,
     /// and the values to the cache or, if the store failed, to the slots.
-    fn settle(&mut self, batch: Vec<PropertyChange>, mut outcome: Outcome<'_>) {
-        let mut batch = batch.into_iter();
+    fn settle(&mut self, mut batch: Vec<PropertyChange>, outcome: Outcome<'_>) {
+        self.give_back(batch.drain(..), outcome);
+        self.spare = batch;
+    }
+
+    /// [`settle`](Self::settle)'s work: each change of `batch` back to its
+    /// slot and its value where `outcome` sends it.
+    fn give_back(&mut self, mut batch: impl Iterator<Item = PropertyChange>, mut outcome: Outcome<'_>) {
         for kind in FIELD_ORDER {
             for slot in self.slots[index(kind)].iter_mut() {
                 if slot.name.is_some() {

@@ -332,8 +332,11 @@ impl Subject {
     async fn stage(&mut self, slot: SlotAt, new: Option<Value>) -> Result<(), StoreError> {
         if self.callbacks.is_empty() {
             // Nobody asks for the old value: load once (the handle's
-            // snapshot starts at its first use, as KRules' does), no lookup.
-            self.loaded().await?;
+            // snapshot starts at its first use, as KRules' does), no lookup;
+            // once loaded, no future to make.
+            if self.cache.is_none() {
+                self.loaded().await?;
+            }
             self.staged.put(slot, new);
             return Ok(());
         }

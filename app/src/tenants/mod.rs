@@ -17,6 +17,8 @@ use statehouse_ports::{FieldStore, RetryPolicy, StoreError, TenantId, Ttl, Valid
 use self::records::Core;
 
 mod context;
+mod decode;
+mod encode;
 mod records;
 mod tables;
 mod user_states;

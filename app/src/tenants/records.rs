@@ -6,13 +6,16 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use statehouse_domain::TenantSpace;
 use statehouse_domain::layout::TenantKeys;
 use statehouse_ports::{
     BoxError, Carry, FieldName, FieldStore, Fields, JsonError, KeyStream, RetryPolicy, StoreError, TenantId,
     TenantKey, TenantPattern, Ttl, UserId, ValidationError, ValidationExt, decode_value, encode_field,
 };
+
+use super::decode::Record;
+use super::encode::members;
 
 /// What every repository holds: the port, the tenant with its key layout
 /// (built once, so a key costs one pass per call), the TTL its writes
@@ -64,20 +67,41 @@ pub(super) fn object_fields<T: Serialize + ?Sized>(
     key: &TenantKey,
     value: &T,
 ) -> Result<Vec<(FieldName, Value)>, StoreError> {
-    let value = serde_json::to_value(value).map_err(|error| StoreError::Serialization {
-        op,
-        key: key.key().to_owned(),
-        source: Box::new(JsonError::without_data(&error)),
-    })?;
-    let Value::Object(map) = value else {
-        return Err(StoreError::invalid_input(
-            op,
-            key.key(),
-            "a record must serialize to a JSON object (one hash field per member)",
-        ));
+    // A struct or a map with string keys: its members as they serialize
+    // (no whole `Value` built and taken apart). Anything else, or a
+    // failure, takes the long way, which says what it is.
+    let members = match members(value) {
+        Some(members) => members,
+        None => {
+            let value = serde_json::to_value(value).map_err(|error| StoreError::Serialization {
+                op,
+                key: key.key().to_owned(),
+                source: Box::new(JsonError::without_data(&error)),
+            })?;
+            let Value::Object(map) = value else {
+                return Err(StoreError::invalid_input(
+                    op,
+                    key.key(),
+                    "a record must serialize to a JSON object (one hash field per member)",
+                ));
+            };
+            map.into_iter().collect()
+        }
     };
-    map.into_iter()
-        .map(|(name, value)| Ok((field(op, &name)?, value)))
+    // The first invalid name in name order, as the object's order would
+    // report it.
+    if let Some(bad) = members
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| FieldName::validate(name).is_err())
+        .min()
+    {
+        FieldName::validate(bad).for_op(op, bad)?;
+    }
+    members
+        .into_iter()
+        // Each member's own name becomes the field (no copy); all valid.
+        .map(|(name, value)| Ok((FieldName::new(name).for_op(op, "")?, value)))
         .collect()
 }
 
@@ -104,11 +128,9 @@ pub(super) fn record<T: DeserializeOwned>(
     if fields.is_empty() {
         return Ok(None);
     }
-    let mut map = Map::new();
-    for (name, value) in fields {
-        map.insert(name, value?);
-    }
-    decode_value(op, key.key(), Value::Object(map)).map(Some)
+    // Decoded from the fields as their JSON object would be, without
+    // building that object first.
+    decode_value(op, key.key(), Record::of(fields)?).map(Some)
 }
 
 impl Core {
