@@ -62,8 +62,15 @@ fn report(op: &'static str, size: usize) {
     }
 }
 
-/// The lanes of a combiner by key and policy.
-type Lanes<V> = Mutex<HashMap<(String, RetryPolicy), Arc<Lane<V>>>>;
+/// The lanes of a combiner by key, then policy (a key is looked up by
+/// `&str`, without building a `String`).
+type Lanes<V> = Mutex<HashMap<String, Vec<(RetryPolicy, Arc<Lane<V>>)>>>;
+
+/// How many lanes a combiner keeps when nobody uses them, so that a key
+/// updated again and again by one caller at a time finds its lane instead
+/// of building one per update. Past this many keys, a lane goes when its
+/// last user does.
+const IDLE_LANES: usize = 1024;
 
 /// The lanes of one store's combined updates, one per key and policy.
 ///
@@ -114,24 +121,30 @@ impl<V> Combiner<V> {
     /// forming batch of the key's lane (or starts one), to wait in with
     /// [`Ticket::wait`]. `None` when combining is off: the caller runs its
     /// own round at once (today's path), not queued in a lane.
-    pub fn join(&self, key: &str, policy: RetryPolicy) -> Option<Ticket<'_, V>> {
+    pub fn join<'c>(&'c self, key: &'c str, policy: RetryPolicy) -> Option<Ticket<'c, V>> {
         if !self.is_on() {
             return None;
         }
         let lane = {
             let mut lanes = lock(&self.lanes);
-            let lane = lanes
-                .entry((key.to_owned(), policy))
-                .or_insert_with(|| {
-                    Arc::new(Lane {
-                        state: Mutex::new(LaneState {
-                            running: false,
-                            batches: VecDeque::new(),
-                            users: 0,
-                        }),
-                    })
-                })
-                .clone();
+            let known = lanes
+                .get(key)
+                .and_then(|of_key| of_key.iter().find(|(known, _)| *known == policy))
+                .map(|(_, lane)| lane.clone());
+            let lane = known.unwrap_or_else(|| {
+                let lane = Arc::new(Lane {
+                    state: Mutex::new(LaneState {
+                        running: false,
+                        batches: VecDeque::new(),
+                        users: 0,
+                    }),
+                });
+                lanes
+                    .entry(key.to_owned())
+                    .or_default()
+                    .push((policy, lane.clone()));
+                lane
+            });
             lock(&lane.state).users += 1;
             lane
         };
@@ -139,7 +152,7 @@ impl<V> Combiner<V> {
         Some(Ticket {
             combiner_lanes: &self.lanes,
             op: "",
-            key: (key.to_owned(), policy),
+            key: (key, policy),
             lane,
             batch,
             index,
@@ -159,7 +172,8 @@ struct LaneState<V> {
     /// Whether the front batch is running (it has a leader).
     running: bool,
     batches: VecDeque<Arc<Batch<V>>>,
-    /// Tickets alive on this lane (the lane is dropped at zero).
+    /// Tickets alive on this lane (at zero the lane is idle: kept, up to
+    /// [`IDLE_LANES`] keys, else dropped).
     users: usize,
 }
 
@@ -379,7 +393,7 @@ pub struct Ticket<'c, V> {
     combiner_lanes: &'c Lanes<V>,
     /// The update's operation, for [`observe_rounds`].
     op: &'static str,
-    key: (String, RetryPolicy),
+    key: (&'c str, RetryPolicy),
     lane: Arc<Lane<V>>,
     batch: Arc<Batch<V>>,
     index: usize,
@@ -494,9 +508,15 @@ impl<V> Drop for Ticket<'_, V> {
         let mut lanes = lock(self.combiner_lanes);
         let mut lane = lock(&self.lane.state);
         lane.users -= 1;
-        if lane.users == 0 {
+        if lane.users == 0 && lanes.len() > IDLE_LANES {
             drop(lane);
-            lanes.remove(&self.key);
+            let (key, policy) = self.key;
+            if let Some(of_key) = lanes.get_mut(key) {
+                of_key.retain(|(known, _)| *known != policy);
+                if of_key.is_empty() {
+                    lanes.remove(key);
+                }
+            }
         }
     }
 }
@@ -810,4 +830,34 @@ impl SharedError {
 /// outside every lock here, so the data stays consistent).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lanes(combiner: &Combiner<u64>) -> usize {
+        lock(&combiner.lanes).len()
+    }
+
+    #[test]
+    fn an_idle_lane_is_kept_for_its_key_up_to_the_bound() {
+        let combiner = Combiner::<u64>::default();
+        let policy = RetryPolicy::default();
+        // One key, one caller at a time: one lane, found again each time.
+        for _ in 0..3 {
+            drop(combiner.join("hot", policy));
+        }
+        assert_eq!(lanes(&combiner), 1);
+        // Many keys: the idle lanes stay bounded.
+        for n in 0..3 * IDLE_LANES {
+            drop(combiner.join(&format!("key{n}"), policy));
+        }
+        assert!(lanes(&combiner) <= IDLE_LANES + 1, "{} lanes", lanes(&combiner));
+        // Two policies of one key are two lanes.
+        let other = RetryPolicy::new(3);
+        let (a, b) = (combiner.join("two", policy), combiner.join("two", other));
+        let same = Arc::ptr_eq(&a.as_ref().unwrap().lane, &b.as_ref().unwrap().lane);
+        assert!(!same, "one lane per key and policy");
+    }
 }
