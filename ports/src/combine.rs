@@ -639,14 +639,29 @@ impl<V: Send> Pass<'_, '_, V> {
         lock(&self.ticket.batch.state).writing = false;
     }
 
+    /// Whether the leader is alone in its batch. The batch's membership
+    /// was frozen when it started (later callers form the next batch) and
+    /// can only shrink, so a leader alone stays alone: it may run its
+    /// update as it would without combining (no pass, no value handed on)
+    /// and end the batch with [`finish_as`](Self::finish_as).
+    pub fn alone(&self) -> bool {
+        self.size() == 1
+    }
+
     /// Ends the batch with the leader's outcome (its caller keeps the
     /// error itself; the members get a copy) and starts the next batch.
     pub fn finish(self, outcome: &Result<u32, StoreError>) {
+        self.finish_as(outcome.as_ref().map(|attempts| *attempts));
+    }
+
+    /// [`finish`](Self::finish) with the outcome borrowed: the attempt
+    /// that committed, or the error.
+    pub fn finish_as(self, outcome: Result<u32, &StoreError>) {
         let ticket = self.ticket;
         let size = {
             let mut state = lock(&ticket.batch.state);
             state.finish(match outcome {
-                Ok(attempts) => Ok(*attempts),
+                Ok(attempts) => Ok(attempts),
                 Err(error) => Err(SharedError::of(error)),
             });
             state.live()

@@ -113,20 +113,21 @@ impl SyncedStore for RedisStore {
         let (mut layout, mut switches) = (expected, 0);
         let Some(mut ticket) = self.models_round.join(key.as_str(), policy) else {
             // Combining off: today's path, each update its own round at once.
-            return loop {
-                let outcome = self.update_as(key, layout, policy, f).await;
-                match self.switch_layout(key, layout, &outcome, &mut switches).await {
-                    Ok(Some(other)) => layout = other,
-                    Ok(None) => break outcome,
-                    Err(error) => break Err(error),
-                }
-            };
+            return self.update_alone(key, layout, policy, f).await;
         };
         let mut own: ModelStep = None;
         let outcome = {
             let mut apply = model_step((UPDATE, key.as_str()), f, &mut own);
             match ticket.wait(UPDATE, key.as_str(), &mut apply).await {
                 Role::Finished(outcome) => outcome,
+                Role::Lead(pass) if pass.alone() => {
+                    // Nobody to combine with: today's path, without
+                    // handing the model through the batch.
+                    drop(apply);
+                    let outcome = self.update_alone(key, layout, policy, f).await;
+                    pass.finish_as(outcome.as_ref().map(|updated| updated.attempts));
+                    return outcome;
+                }
                 Role::Lead(mut pass) => {
                     // The whole batch's round, run again in the other
                     // layout as one update would be.
@@ -241,6 +242,26 @@ impl RedisStore {
                 read.arg(rkey.as_ref());
                 let section = (UPDATE, key.as_str(), &watched[..], &[read][..]);
                 txn::combined_as(conns, section, policy, pass, apply, HeldModel::of_string, writes).await
+            }
+        }
+    }
+
+    /// One update of its own (no batch): the WATCH loop in the layout
+    /// expected, run again in the other one if the key holds it.
+    async fn update_alone(
+        &self,
+        key: &Key,
+        mut layout: ModelLayout,
+        policy: RetryPolicy,
+        f: &mut ModelFn<'_>,
+    ) -> Result<ModelUpdated, StoreError> {
+        let mut switches = 0;
+        loop {
+            let outcome = self.update_as(key, layout, policy, f).await;
+            match self.switch_layout(key, layout, &outcome, &mut switches).await {
+                Ok(Some(other)) => layout = other,
+                Ok(None) => return outcome,
+                Err(error) => return Err(error),
             }
         }
     }
