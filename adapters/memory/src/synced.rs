@@ -103,6 +103,13 @@ impl SyncedStore for MemoryStore {
             let mut apply = model_step((UPDATE, key.as_str()), f, &mut own);
             match ticket.wait(UPDATE, key.as_str(), &mut apply).await {
                 Role::Finished(outcome) => outcome,
+                Role::Lead(pass) if pass.alone() => {
+                    // Nobody to combine with: today's path, as on Redis.
+                    drop(apply);
+                    let outcome = self.update_alone(key, policy, f).await;
+                    pass.finish_as(outcome.as_ref().map(|updated| updated.attempts));
+                    return outcome;
+                }
                 Role::Lead(mut pass) => {
                     let outcome = self
                         .keyspace
