@@ -17,7 +17,7 @@ use statehouse_ports::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::swap::Held;
+use super::Held;
 use super::{OP_FETCH, entry_key};
 
 /// The cached state of one entry.

@@ -50,6 +50,28 @@ use self::cache::{Cached, Request, Shared, Sink, TaskGuard, lock, run};
 mod cache;
 mod swap;
 
+/// An envelope an update builds on: what the entry holds as far as the
+/// updater knows, or what the updates before it in a combined round built.
+#[derive(Debug, Clone)]
+struct Held {
+    /// The envelope's bytes (`None`: absent).
+    bytes: Option<Arc<[u8]>>,
+    /// Its version and history length when known without decoding it
+    /// (`(0, 0)`: absent): from the cache, or built by an update (`swap.rs`).
+    /// `None`: decode.
+    head: Option<(u64, usize)>,
+}
+
+impl Held {
+    /// Bytes the store answered (a read, a refused swap), not decoded yet.
+    fn stored(bytes: Option<Vec<u8>>) -> Self {
+        Self {
+            bytes: bytes.map(Arc::from),
+            head: None,
+        }
+    }
+}
+
 /// A value with its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned<T> {

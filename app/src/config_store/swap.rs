@@ -21,7 +21,7 @@ use statehouse_ports::{
 };
 
 use super::cache::{Cached, LazyValue, Shared, holds, lock, same};
-use super::{ConfigStore, OP_UPDATE, entry_key};
+use super::{ConfigStore, Held, OP_UPDATE, entry_key};
 
 /// The operation errors of the entry's read-modify-write name (as the
 /// document port's `update` did).
@@ -31,27 +31,6 @@ const UPDATE_OP: &str = "update";
 enum NextError {
     Store(StoreError),
     Mismatch(VersionMismatch),
-}
-
-/// An envelope an update builds on: what the entry holds as far as the
-/// updater knows, or what the updates before it in a combined round built.
-#[derive(Debug, Clone)]
-pub(super) struct Held {
-    /// The envelope's bytes (`None`: absent).
-    bytes: Option<Arc<[u8]>>,
-    /// Its version and history length when known without decoding it
-    /// (`(0, 0)`: absent): from the cache, or built here. `None`: decode.
-    head: Option<(u64, usize)>,
-}
-
-impl Held {
-    /// Bytes the store answered (a read, a refused swap), not decoded yet.
-    fn stored(bytes: Option<Vec<u8>>) -> Self {
-        Self {
-            bytes: bytes.map(Arc::from),
-            head: None,
-        }
-    }
 }
 
 /// The envelope an update builds.
