@@ -25,7 +25,8 @@
 //! - `targets.rs`: where a WATCH section runs and how it recovers from a
 //!   redirect; the nodes a listing scans and a change feed listens to.
 //! - `report.rs`: the store's [`Topology`](statehouse_ports::Topology)
-//!   (endpoints, pools, Sentinel primary, slot map) and the failover metric.
+//!   (endpoints, pools, Sentinel primary, slot map); `failovers.rs`: the
+//!   failover metric, counted where a new primary is followed.
 //!
 //! # Shared and dedicated
 //!
@@ -52,6 +53,7 @@ use crate::redact::Secrets;
 
 mod cluster;
 mod durable;
+mod failovers;
 mod pool;
 mod report;
 mod sentinel;

@@ -6,9 +6,7 @@
 //! switch of primary, a cluster slot map whose replica took over).
 
 use redis::{Client, IntoConnectionInfo};
-use statehouse_ports::{
-    ClusterMap, Endpoint, FAILOVERS, PoolState, SentinelService, SlotRange, Topology, TopologyKind,
-};
+use statehouse_ports::{ClusterMap, Endpoint, PoolState, SentinelService, SlotRange, Topology, TopologyKind};
 
 use super::cluster::ClusterUrl;
 use super::pool::Pool;
@@ -123,12 +121,4 @@ fn address(client: &Client) -> String {
 fn pool_state(pool: &Pool, size: u32) -> PoolState {
     let state = pool.state();
     PoolState::new(size, state.connections, state.idle_connections)
-}
-
-/// Counts `count` failovers of `topology` (`sentinel`, `cluster`) followed
-/// by the store, when metrics are on (one relaxed load when off).
-pub(crate) fn failovers_seen(topology: &'static str, count: u64) {
-    if count > 0 && statehouse_ports::metrics_on() {
-        metrics::counter!(FAILOVERS, "topology" => topology).increment(count);
-    }
 }

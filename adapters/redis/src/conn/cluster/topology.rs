@@ -407,7 +407,7 @@ impl Nodes {
             let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
             let fresh = map.followed_by(fresh);
             if map.ranges != fresh.ranges {
-                crate::conn::report::failovers_seen("cluster", map.promotions(&fresh));
+                crate::conn::failovers::failovers_seen("cluster", map.promotions(&fresh));
                 self.generation.fetch_add(1, Ordering::AcqRel);
             }
             if **map != fresh {

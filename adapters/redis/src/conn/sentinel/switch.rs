@@ -91,7 +91,7 @@ impl Sentinel {
             *current = (addr.clone(), Arc::new(single));
         }
         let generation = inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        crate::conn::report::failovers_seen("sentinel", 1);
+        crate::conn::failovers::failovers_seen("sentinel", 1);
         tracing::info!(primary = %addr, generation, "sentinel: switched to a new primary");
     }
 }
