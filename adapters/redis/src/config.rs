@@ -1,7 +1,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use statehouse_ports::Durability;
+use statehouse_ports::{Durability, StoreError};
 
 use crate::redact_url;
 
@@ -146,8 +146,12 @@ impl RedisConfig {
         if extra.is_empty() {
             return self.url.clone();
         }
-        // Before a fragment, if any (after the user info, which may hold `#`).
-        let after_userinfo = self.url.rfind('@').map_or(0, |at| at + 1);
+        // Before a fragment, if any.
+        let body = self.url.find("://").map_or(0, |at| at + 3);
+        // (A URL that reads two ways is refused by the parser.)
+        let rest =
+            crate::redact::split_userinfo(&self.url[body..]).map_or(&self.url[body..], |(_, rest)| rest);
+        let after_userinfo = self.url.len() - rest.len();
         let end = self.url[after_userinfo..]
             .find('#')
             .map_or(self.url.len(), |hash| after_userinfo + hash);
@@ -158,6 +162,61 @@ impl RedisConfig {
             '?'
         };
         format!("{head}{joiner}{}{fragment}", extra.join("&"))
+    }
+
+    /// The `redis://` (`rediss://`) URL statehouse reaches the data node at
+    /// `addr` (`host:port`) of this deployment with: a Sentinel service's
+    /// primary or replica, a cluster's node, each with the URL's user info,
+    /// database and parameters; for one server, its URL. For tools that ask
+    /// each node on a connection of their own (`statehouse status`).
+    ///
+    /// ```
+    /// use statehouse_redis::RedisConfig;
+    ///
+    /// let config = RedisConfig::new("redis+sentinel://:pw@s1:26379,s2:26379/svc/2?sentinel_password=sp");
+    /// assert_eq!(config.node_url("10.0.0.7:6379").unwrap(), "redis://:pw@10.0.0.7:6379/2");
+    /// assert_eq!(config.sentinel_url("s1:26379").unwrap(), "redis://:sp@s1:26379");
+    /// let cluster = RedisConfig::new("redis+cluster://:pw@h1:7000,h2:7001");
+    /// assert_eq!(cluster.node_url("10.0.0.8:7002").unwrap(), "redis://:pw@10.0.0.8:7002");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] if the URL is malformed (naming the
+    /// redacted URL, never quoting it).
+    pub fn node_url(&self, addr: &str) -> Result<String, StoreError> {
+        Self::url_of(&self.effective_url(), &self.redacted_url(), addr, false)
+    }
+
+    /// [`node_url`](Self::node_url) of the read URL (a Sentinel service's
+    /// replicas); its URL for one server; `None` without a read URL.
+    ///
+    /// # Errors
+    ///
+    /// As [`node_url`](Self::node_url).
+    pub fn read_node_url(&self, addr: &str) -> Option<Result<String, StoreError>> {
+        let read_url = self.read_url.as_deref()?;
+        Some(Self::url_of(read_url, &redact_url(read_url), addr, false))
+    }
+
+    /// The URL of the sentinel at `addr` of a Sentinel service: the
+    /// sentinels' credentials (these fields', else the URL's
+    /// `sentinel_username`/`sentinel_password`), no database.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] if the URL is malformed or names no
+    /// Sentinel service.
+    pub fn sentinel_url(&self, addr: &str) -> Result<String, StoreError> {
+        Self::url_of(&self.effective_url(), &self.redacted_url(), addr, true)
+    }
+
+    fn url_of(url: &str, shown: &str, addr: &str, sentinel: bool) -> Result<String, StoreError> {
+        match crate::conn::node_url(url, addr, sentinel) {
+            None => Ok(url.to_owned()),
+            Some(Ok(node)) => Ok(node),
+            Some(Err(reason)) => Err(StoreError::invalid_input("connect", shown, reason)),
+        }
     }
 
     /// The URL with its password (and whatever could be part of it)

@@ -87,6 +87,60 @@ pub fn redact_url(url: &str) -> String {
     shown
 }
 
+/// A URL's text after `scheme://` split into its user info (without the
+/// `@`) and the rest: THE one reading of where the user info of a cluster
+/// or Sentinel URL ends, shared by their parsers and the settings. It runs
+/// to the last `@` before the first `?` or `#`: a password may hold `@`,
+/// `/`, `:` and `,` unencoded, but a `?` or `#` in it must be
+/// percent-encoded (as redis-rs reads `redis://` URLs too), so an `@` in
+/// the query (`sentinel_password=a@b`) or the fragment is never taken for
+/// the end of the user info.
+///
+/// A URL that an unencoded `?` or `#` in a password would make read
+/// otherwise, an `@` after the first `?`/`#` followed by what reads as a
+/// host list (`:pw?x@h1:1,h2:2/svc`, `h:1/svc?sentinel_password=x@abc`),
+/// is refused with a reason that quotes nothing of it: either reading could
+/// show part of a password as a host name.
+///
+/// ```text
+/// ":p@w/d@h1:1,h2:2/svc?sentinel_password=x@]"  ->  (":p@w/d", "h1:1,h2:2/svc?sentinel_password=x@]")
+/// "h1:1/svc?sentinel_password=x%40y"            ->  (none, "h1:1/svc?sentinel_password=x%40y")
+/// "h1:1/svc?sentinel_password=x@y"              ->  refused
+/// ```
+pub(crate) fn split_userinfo(body: &str) -> Result<(Option<&str>, &str), &'static str> {
+    let before_query = body.find(['?', '#']).unwrap_or(body.len());
+    if body[before_query..]
+        .match_indices('@')
+        .any(|(at, _)| reads_as_hosts(body, before_query + at + 1))
+    {
+        return Err(
+            "the URL reads two ways: an `@` after its `?` or `#` is followed by a host \
+                    (percent-encode `?`, `#` and `@` in passwords: %3F, %23, %40)",
+        );
+    }
+    Ok(match body[..before_query].rfind('@') {
+        Some(at) => (Some(&body[..at]), &body[at + 1..]),
+        None => (None, body),
+    })
+}
+
+/// Whether `host` (of `host:port`, IPv6 in brackets) can name a host: a
+/// name or an address, nothing a URL gives a meaning to. A sentinel or node
+/// address that is not one comes from a malformed URL (a password cut
+/// short) and is refused without being shown.
+pub(crate) fn is_host(host: &str) -> bool {
+    let allowed = |inner: &str, extra: &[u8]| {
+        !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_%".contains(&b) || extra.contains(&b))
+    };
+    match host.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']').is_some_and(|inner| allowed(inner, b":")),
+        None => allowed(host, b""),
+    }
+}
+
 /// The byte ranges of `url` that [`redact_url`] hides: sorted, disjoint,
 /// not touching, none empty.
 fn hidden_parts(url: &str) -> Vec<Range<usize>> {
@@ -280,7 +334,7 @@ fn decode(text: &str) -> Cow<'_, str> {
 
 /// The secrets a URL carries: every part [`redact_url`] hides, as written
 /// and percent-decoded, and each fragment of it between URL delimiters
-/// (`: @ / ? # & ; =`) of at least three characters. Text that contains one
+/// (`: @ / ? # & ; = , [ ]` and spaces) of at least three characters. Text that contains one
 /// of them (a redis-rs error message) must not be shown as it is.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) struct Secrets(Vec<String>);
@@ -303,7 +357,7 @@ impl Secrets {
         };
         for part in hidden_parts(url) {
             for form in forms(&url[part]) {
-                for piece in form.split([':', '@', '/', '?', '#', '&', ';', '=']) {
+                for piece in form.split([':', '@', '/', '?', '#', '&', ';', '=', ',', '[', ']', ' ']) {
                     forms(piece).into_iter().for_each(&mut add);
                 }
                 add(form);

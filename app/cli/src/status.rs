@@ -167,18 +167,20 @@ async fn ask_every_node(
     topology: &Topology,
     timeout: Duration,
 ) -> (Vec<Endpoint>, Vec<Endpoint>) {
+    // The nodes' URLs are the library's: the user info, database and parameters statehouse
+    // itself reaches each node with.
+    let config = settings.redis_config();
     let mut endpoints = Vec::new();
     for endpoint in &topology.endpoints {
-        let info = match (topology.kind, endpoint.serves) {
-            (TopologyKind::Single, "read") => settings.read_url.as_deref().unwrap_or_default().to_owned(),
-            (TopologyKind::Single, _) => settings.url.clone(),
-            (_, "read") => node_url(
-                settings.read_url.as_deref().unwrap_or_default(),
-                &endpoint.address,
-            ),
-            _ => node_url(&settings.url, &endpoint.address),
+        let url = match (topology.kind, endpoint.serves) {
+            (TopologyKind::Single, "read") => Ok(settings.read_url.clone().unwrap_or_default()),
+            (TopologyKind::Single, _) => Ok(settings.url.clone()),
+            (_, "read") => config
+                .read_node_url(&endpoint.address)
+                .unwrap_or_else(|| config.node_url(&endpoint.address)),
+            _ => config.node_url(&endpoint.address),
         };
-        let mut found = probe(endpoint.serves, info.as_str(), endpoint.url.clone(), timeout).await;
+        let mut found = probe_at(endpoint.serves, url, endpoint.url.clone(), timeout).await;
         found.address.clone_from(&endpoint.address);
         found.pool = endpoint.pool;
         endpoints.push(found);
@@ -199,19 +201,18 @@ async fn ask_every_node(
     replicas.dedup();
     let mut nodes = Vec::new();
     for addr in replicas {
-        let url = node_url(&settings.url, &addr);
-        nodes.push(probe("replica", url.as_str(), String::new(), timeout).await);
+        let mut found = probe_at("replica", config.node_url(&addr), String::new(), timeout).await;
+        if found.address.is_empty() {
+            found.address = addr;
+        }
+        nodes.push(found);
     }
     for addr in topology.sentinel.iter().flat_map(|service| &service.sentinels) {
-        nodes.push(match sentinel_info(settings, addr) {
-            Ok(info) => probe("sentinel", info, String::new(), timeout).await,
-            Err(error) => Endpoint {
-                endpoint: "sentinel",
-                address: addr.clone(),
-                error: Some(format!("not a sentinel address: {error}")),
-                ..Endpoint::default()
-            },
-        });
+        let mut found = probe_at("sentinel", config.sentinel_url(addr), String::new(), timeout).await;
+        if found.address.is_empty() {
+            found.address.clone_from(addr);
+        }
+        nodes.push(found);
     }
     (endpoints, nodes)
 }
@@ -239,60 +240,23 @@ fn kind_of(settings: &Settings) -> TopologyKind {
     }
 }
 
-/// The URL of the data node at `addr` of the deployment `url` names (a Sentinel service, a
-/// cluster): `redis://` (`rediss://` for a TLS scheme), the URL's user info as written (a
-/// Sentinel or cluster URL's credentials are the data nodes'), and a Sentinel URL's database.
-fn node_url(url: &str, addr: &str) -> String {
-    let (scheme, body) = url.split_once("://").unwrap_or(("redis", url));
-    let scheme = scheme.to_ascii_lowercase();
-    let (userinfo, rest) = body.rsplit_once('@').unwrap_or(("", body));
-    let path = rest.split(['?', '#']).next().unwrap_or_default();
-    let db = if scheme.ends_with("+sentinel") {
-        path.split('/').nth(2).filter(|db| !db.is_empty())
-    } else {
-        None
-    };
-    format!(
-        "{}://{userinfo}{}{addr}{}",
-        if scheme.starts_with("rediss") {
-            "rediss"
-        } else {
-            "redis"
+/// [`probe`] of the node at `url`, or the endpoint's error if statehouse cannot say how to
+/// reach it (a malformed URL; the error quotes nothing of it).
+async fn probe_at(
+    endpoint: &'static str,
+    url: Result<String, statehouse::StoreError>,
+    shown: String,
+    timeout: Duration,
+) -> Endpoint {
+    match url {
+        Ok(url) => probe(endpoint, url.as_str(), shown, timeout).await,
+        Err(error) => Endpoint {
+            endpoint,
+            url: shown,
+            error: Some(error.to_string()),
+            ..Endpoint::default()
         },
-        if userinfo.is_empty() { "" } else { "@" },
-        db.map_or_else(String::new, |db| format!("/{db}"))
-    )
-}
-
-/// How to reach the sentinel at `addr`: the sentinels' credentials of the settings, or else the
-/// URL's `sentinel_username`/`sentinel_password` parameters (as written).
-fn sentinel_info(settings: &Settings, addr: &str) -> redis::RedisResult<redis::ConnectionInfo> {
-    let url = settings.url.as_str();
-    let tls = url
-        .get(..6)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss"));
-    let query = url
-        .split_once('?')
-        .map_or("", |(_, query)| query.split('#').next().unwrap_or_default());
-    let parameter = |name: &str| {
-        query
-            .split('&')
-            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-    };
-    let userinfo = match (parameter("sentinel_username"), parameter("sentinel_password")) {
-        (None, None) => String::new(),
-        (user, password) => format!("{}:{}@", user.unwrap_or_default(), password.unwrap_or_default()),
-    };
-    let scheme = if tls { "rediss" } else { "redis" };
-    let info = format!("{scheme}://{userinfo}{addr}").into_connection_info()?;
-    let mut redis_settings = info.redis_settings().clone();
-    if let Some(user) = &settings.sentinel_username {
-        redis_settings = redis_settings.set_username(user);
     }
-    if let Some(password) = &settings.sentinel_password {
-        redis_settings = redis_settings.set_password(password);
-    }
-    Ok(info.set_redis_settings(redis_settings))
 }
 
 /// Asks the server `info` names for `ROLE` and `INFO replication`; `url` is what to show of it
@@ -660,23 +624,25 @@ mod tests {
 
     #[test]
     fn node_urls_keep_the_data_nodes_credentials_and_database() {
+        let settings = Settings::new("redis+sentinel://u:p@w@s1:1,s2:2/svc/3?sentinel_password=x");
         assert_eq!(
-            node_url(
-                "redis+sentinel://u:p@w@s1:1,s2:2/svc/3?sentinel_password=x",
-                "h:7"
-            ),
+            settings.redis_config().node_url("h:7").unwrap(),
             "redis://u:p@w@h:7/3"
         );
+        let settings = Settings::new("rediss+cluster://:pw@a:1,b:2");
         assert_eq!(
-            node_url("rediss+cluster://:pw@a:1,b:2", "h:7"),
+            settings.redis_config().node_url("h:7").unwrap(),
             "rediss://:pw@h:7"
         );
-        assert_eq!(node_url("redis+sentinel://s1:1/svc", "h:7"), "redis://h:7");
+        let settings = Settings::new("redis+sentinel://s1:1/svc");
+        assert_eq!(settings.redis_config().node_url("h:7").unwrap(), "redis://h:7/");
         let mut settings = Settings::new("redis+sentinel://:data@s1:1/svc?sentinel_password=se%40cret");
-        let info = sentinel_info(&settings, "s1:1").unwrap();
+        let url = settings.redis_config().sentinel_url("s1:1").unwrap();
+        let info = url.as_str().into_connection_info().unwrap();
         assert_eq!(info.redis_settings().password(), Some("se@cret"));
         settings.sentinel_password = Some("other".to_owned());
-        let info = sentinel_info(&settings, "s1:1").unwrap();
+        let url = settings.redis_config().sentinel_url("s1:1").unwrap();
+        let info = url.as_str().into_connection_info().unwrap();
         assert_eq!(info.redis_settings().password(), Some("other"));
     }
 

@@ -464,6 +464,27 @@ fn client(config: &RedisConfig, target: &str, url: &str, secrets: &Secrets) -> R
     }
 }
 
+/// The URL statehouse reaches the data node at `addr` (`host:port`) of the
+/// deployment `url` names with (a Sentinel service's primary or replica, a
+/// cluster's node), or, with `sentinel`, the sentinel at `addr`: `None` for
+/// one server (its URL names its node), an error that quotes nothing of the
+/// URL if it is malformed.
+pub(crate) fn node_url(url: &str, addr: &str, sentinel: bool) -> Option<Result<String, String>> {
+    if let Some(parsed) = SentinelUrl::parse(url) {
+        return Some(parsed.map(|parsed| {
+            if sentinel {
+                parsed.sentinel_url(addr)
+            } else {
+                parsed.primary_url(addr)
+            }
+        }));
+    }
+    if sentinel {
+        return Some(Err("only a Sentinel URL names sentinels".to_owned()));
+    }
+    ClusterUrl::parse(url).map(|parsed| parsed.map(|parsed| parsed.node_url(addr)))
+}
+
 /// The root certificate of `ca_file`, for redis-rs. `url` is the redacted
 /// URL errors name.
 #[cfg(feature = "tls")]

@@ -47,12 +47,10 @@ impl ClusterUrl {
     }
 
     fn parse_body(scheme: &'static str, body: &str) -> Result<Self, String> {
-        // User info runs to the last `@` (a password may hold `@`, `/`, `,`
-        // unencoded), as the redaction reads it.
-        let (userinfo, rest) = match body.rfind('@') {
-            Some(at) => (Some(body[..at].to_owned()), &body[at + 1..]),
-            None => (None, body),
-        };
+        // User info runs to the last `@` before the query (a password may
+        // hold `@`, `/`, `,` unencoded).
+        let (userinfo, rest) = crate::redact::split_userinfo(body)?;
+        let userinfo = userinfo.map(str::to_owned);
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (hosts, tail) = rest.split_at(end);
         let mut seeds = Vec::new();
@@ -104,7 +102,7 @@ fn seed(node: &str) -> Option<String> {
             None => (node, ""),
         }
     };
-    if host.is_empty() || (host.contains(':') && !host.starts_with('[')) {
+    if !crate::redact::is_host(host) {
         return None;
     }
     let port: u16 = if port.is_empty() { 6379 } else { port.parse().ok()? };
@@ -158,6 +156,24 @@ mod tests {
             assert!(error.contains(&format!("node {node} ")), "{url}: {error}");
             assert!(!error.contains("hunter2"), "{error}");
         }
+        // Not a host: a password cut short.
+        let error = ClusterUrl::parse("redis+cluster://:pw@h1:1,] hunter2")
+            .unwrap()
+            .unwrap_err();
+        assert!(error.contains("node 2 "), "{error}");
+        // An `@` in the query is not the end of the user info; one followed
+        // by a host makes the URL read two ways, refused.
+        let url = ClusterUrl::parse("redis+cluster://h1:1,h2:2?password=a@] b")
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.seeds, ["h1:1", "h2:2"]);
+        let error = ClusterUrl::parse("redis+cluster://h1:1?password=a@hunter2")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            error.contains("percent-encode") && !error.contains("hunter2"),
+            "{error}"
+        );
         let debug = format!("{:?}", ClusterUrl::parse("redis+cluster://:hunter2@h:1").unwrap());
         assert!(!debug.contains("hunter2"), "{debug}");
     }

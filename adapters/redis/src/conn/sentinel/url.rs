@@ -56,10 +56,8 @@ impl SentinelUrl {
     }
 
     fn parse_body(scheme: &'static str, body: &str) -> Result<Self, String> {
-        let (userinfo, rest) = match body.rfind('@') {
-            Some(at) => (Some(body[..at].to_owned()), &body[at + 1..]),
-            None => (None, body),
-        };
+        let (userinfo, rest) = crate::redact::split_userinfo(body)?;
+        let userinfo = userinfo.map(str::to_owned);
         let (rest, fragment) = rest.split_once('#').unwrap_or((rest, ""));
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -142,7 +140,7 @@ impl SentinelUrl {
     }
 
     /// The URL of the sentinel at `addr` (its own credentials, no database).
-    pub(super) fn sentinel_url(&self, addr: &str) -> String {
+    pub(crate) fn sentinel_url(&self, addr: &str) -> String {
         let userinfo = self
             .sentinel_userinfo
             .as_ref()
@@ -172,7 +170,7 @@ fn sentinel_addr(node: &str) -> Option<String> {
     } else {
         node.rsplit_once(':').unwrap_or((node, ""))
     };
-    if host.is_empty() || (host.contains(':') && !host.starts_with('[')) {
+    if !crate::redact::is_host(host) {
         return None;
     }
     let port: u16 = if port.is_empty() {
@@ -245,6 +243,61 @@ mod tests {
             .unwrap();
         assert_eq!(insecure.sentinel_url("s1:26379"), "rediss://s1:26379/#insecure");
         assert_eq!(insecure.primary_url("h:1"), "rediss://h:1/#insecure");
+    }
+
+    #[test]
+    fn an_at_in_the_query_is_not_the_end_of_the_user_info() {
+        // Found by the CLI's secrets test (seed 14776673320730022220): the
+        // sentinel password's `@` was taken for the end of the user info,
+        // and the rest of the password for a sentinel's host.
+        let url = SentinelUrl::parse(
+            "redis+sentinel://127.0.0.1:1/mymaster?sentinel_username=u&sentinel_password=++/@] zut1lM47/o",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(url.sentinels, ["127.0.0.1:1"]);
+        assert_eq!(url.service, "mymaster");
+        assert_eq!(url.sentinel_url("s:1"), "redis://u:++/@] zut1lM47/o@s:1");
+        assert_eq!(url.primary_url("h:1"), "redis://h:1/");
+        // A password's `@`, `/` and `,` before the hosts stay in it.
+        let url = SentinelUrl::parse("redis+sentinel://u:a@b/c,d@s1:1,s2:2/svc")
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.sentinels, ["s1:1", "s2:2"]);
+        assert_eq!(url.primary_url("h:1"), "redis://u:a@b/c,d@h:1/");
+    }
+
+    #[test]
+    fn a_url_that_reads_two_ways_is_refused_without_quoting_it() {
+        for ambiguous in [
+            // An unencoded `?` in the password, then hosts after its `@`.
+            "redis+sentinel://user:,hunter2?@s1:1,s2:2/svc",
+            "redis+sentinel://:hunter2#x@s1:1/svc",
+            // An `@` in a query value followed by what reads as a host.
+            "redis+sentinel://s1:1/svc?sentinel_password=x@hunter2",
+        ] {
+            let reason = SentinelUrl::parse(ambiguous).unwrap().unwrap_err();
+            assert!(!reason.contains("hunter2"), "{reason}");
+            assert!(reason.contains("percent-encode"), "{reason}");
+        }
+        // Encoded, the same passwords read one way.
+        let url = SentinelUrl::parse("redis+sentinel://s1:1/svc?sentinel_password=x%40hunter2")
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.sentinels, ["s1:1"]);
+    }
+
+    #[test]
+    fn a_sentinel_host_is_a_name_or_an_address() {
+        for bad in [
+            "redis+sentinel://:pw@] hunter2/svc",
+            "redis+sentinel://:pw@s1:1,hun ter2/svc",
+            "redis+sentinel://:pw@[::1/svc",
+            "redis+sentinel://:pw@a=b:1/svc",
+        ] {
+            let reason = SentinelUrl::parse(bad).unwrap().unwrap_err();
+            assert!(reason.contains("is not host:port"), "{bad}: {reason}");
+        }
     }
 
     #[test]
