@@ -108,6 +108,61 @@ impl bb8::ManageConnection for TxnManager {
     }
 }
 
+/// The failures to open a connection of one pool, as they happen. bb8 hands
+/// them to its error sink only, and lets a checkout wait out its whole
+/// bound however fast the connect failed (a killed node refuses at once);
+/// a checkout through [`checkout_or_refused`] gives up at the first one.
+/// For the pools of a cluster's nodes: there a refused connection means a
+/// slot map to refresh, which the caller's deadline must leave time for.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Refusals(std::sync::Arc<RefusalsInner>);
+
+#[derive(Debug, Default)]
+struct RefusalsInner {
+    failed: tokio::sync::Notify,
+    last: std::sync::Mutex<Option<RedisError>>,
+}
+
+impl bb8::ErrorSink<ConnectError> for Refusals {
+    fn sink(&self, error: ConnectError) {
+        *self
+            .0
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.error);
+        self.0.failed.notify_waiters();
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<ConnectError>> {
+        Box::new(self.clone())
+    }
+}
+
+/// [`checkout`] that ends with the error of the first connect of `pool`
+/// failing meanwhile (`refusals` is the pool's error sink), instead of
+/// waiting out the pool's bound.
+pub(crate) async fn checkout_or_refused(
+    pool: &Pool,
+    refusals: &Refusals,
+    bound: Duration,
+) -> Result<PooledTxn, bb8::RunError<ConnectError>> {
+    let refused = refusals.0.failed.notified();
+    tokio::pin!(refused);
+    // Registered before the checkout starts a connect: no failure is missed.
+    refused.as_mut().enable();
+    tokio::select! {
+        biased;
+        taken = checkout(pool) => taken,
+        () = refused => {
+            let last = refusals.0.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            Err(bb8::RunError::User(ConnectError {
+                error: last.unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "connection refused"))),
+                bound,
+            }))
+        }
+    }
+}
+
 /// A connection of `pool` for a WATCH section. With metrics on, the time
 /// it waited (for an idle connection, or for a new one to open) is
 /// recorded as [`POOL_WAIT_SECONDS`](statehouse_ports::POOL_WAIT_SECONDS),
@@ -125,6 +180,18 @@ pub(crate) async fn checkout(pool: &Pool) -> Result<PooledTxn, bb8::RunError<Con
 /// A pool of at most `size` dedicated connections made by `manager`, none
 /// opened yet (they open on demand), waiting at most `wait` for one.
 pub(crate) fn build(manager: TxnManager, size: u32, wait: Duration) -> Pool {
+    builder(size, wait).build_unchecked(manager)
+}
+
+/// [`build`], with `refusals` as the pool's error sink (see
+/// [`checkout_or_refused`]).
+pub(crate) fn build_reporting(manager: TxnManager, size: u32, wait: Duration, refusals: &Refusals) -> Pool {
+    builder(size, wait)
+        .error_sink(Box::new(refusals.clone()))
+        .build_unchecked(manager)
+}
+
+fn builder(size: u32, wait: Duration) -> bb8::Builder<TxnManager> {
     bb8::Pool::builder()
         .max_size(size.max(1))
         .min_idle(None)
@@ -135,5 +202,32 @@ pub(crate) fn build(manager: TxnManager, size: u32, wait: Duration) -> Pool {
         // the store leaves nothing running for long.
         .reaper_rate(Duration::from_secs(1))
         .test_on_check_out(false)
-        .build_unchecked(manager)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_checkout_ends_at_the_first_refused_connect_not_the_pool_wait() {
+        // Nothing listens on port 1: every connect is refused at once.
+        let client = Client::open("redis://127.0.0.1:1").unwrap();
+        let manager = TxnManager::new(client, Duration::from_secs(1), Duration::from_secs(1));
+        let refusals = Refusals::default();
+        // A wait far beyond the test's own bound: only the refusal can end the checkout in time.
+        let pool = build_reporting(manager, 2, Duration::from_secs(600), &refusals);
+        let taken = tokio::time::timeout(
+            Duration::from_secs(300),
+            checkout_or_refused(&pool, &refusals, Duration::from_secs(1)),
+        )
+        .await
+        .expect("the checkout waited out the pool's bound");
+        match taken {
+            Err(bb8::RunError::User(ConnectError { error, .. })) => {
+                assert!(error.is_io_error() || error.is_connection_refusal(), "{error}");
+            }
+            Err(bb8::RunError::TimedOut) => panic!("timed out instead of reporting the refusal"),
+            Ok(_) => panic!("connected to port 1"),
+        }
+    }
 }

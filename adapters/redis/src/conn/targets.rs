@@ -173,11 +173,11 @@ impl Connections {
     ) -> Result<PooledTxn, StoreError> {
         let node;
         let current;
-        let pool = match &self.deployment {
-            Deployment::Single(single) => &single.pool,
+        let taken = match &self.deployment {
+            Deployment::Single(single) => super::pool::checkout(&single.pool).await,
             Deployment::Sentinel(sentinel) => {
                 current = sentinel.current();
-                &current.pool
+                super::pool::checkout(&current.pool).await
             }
             Deployment::Cluster(cluster) => {
                 let nodes = &cluster.shared.nodes;
@@ -196,10 +196,10 @@ impl Connections {
                         });
                     }
                 };
-                &node.pool
+                node.checkout(self.connect_timeout).await
             }
         };
-        match super::pool::checkout(pool).await {
+        match taken {
             Ok(conn) => Ok(conn),
             Err(bb8::RunError::User(ConnectError { error, bound })) => {
                 Err(error::map_guarded(op, key, error, bound, &self.secrets))

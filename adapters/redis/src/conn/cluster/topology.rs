@@ -18,7 +18,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError, Value};
 use statehouse_ports::StoreError;
 
 use super::super::client;
-use super::super::pool::{self, Pool, TxnManager};
+use super::super::pool::{self, ConnectError, Pool, PooledTxn, Refusals, TxnManager};
 use super::seeds::{ClusterUrl, node_addr};
 use crate::RedisConfig;
 use crate::redact::Secrets;
@@ -33,6 +33,20 @@ pub(crate) struct Node {
     pub(crate) client: Client,
     /// Dedicated connections.
     pub(crate) pool: Pool,
+    /// The pool's failures to connect: a checkout ends at the first (a
+    /// killed primary refuses at once; the map is then refreshed).
+    pub(crate) refusals: Refusals,
+}
+
+impl Node {
+    /// A dedicated connection, or the error of the first failure to open
+    /// one meanwhile (not the pool's whole wait).
+    pub(crate) async fn checkout(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<PooledTxn, bb8::RunError<ConnectError>> {
+        pool::checkout_or_refused(&self.pool, &self.refusals, connect_timeout).await
+    }
 }
 
 /// Which primary owns which slots, at one moment.
@@ -258,14 +272,17 @@ impl Nodes {
             self.config.connect_timeout,
             self.config.response_timeout,
         );
+        let refusals = Refusals::default();
         let node = Arc::new(Node {
             addr: addr.to_owned(),
             client,
-            pool: pool::build(
+            pool: pool::build_reporting(
                 manager,
                 self.config.pool_size,
                 self.config.connect_timeout + self.config.response_timeout,
+                &refusals,
             ),
+            refusals,
         });
         nodes.insert(addr.to_owned(), node.clone());
         Ok(node)
@@ -291,12 +308,26 @@ impl Nodes {
     /// Refreshes the map unless a refresh finished since `seen` (a value of
     /// [`refreshes`](Self::refreshes) read before the failure that calls
     /// for it): many callers hitting one moved slot ask once.
-    pub(crate) async fn refresh_after(&self, seen: u64) -> Result<(), RedisError> {
-        let _one = self.refresh_lock.lock().await;
-        if self.refreshes() != seen {
-            return Ok(());
-        }
-        self.ask_for_slots().await
+    ///
+    /// The refresh runs as a task of its own: a caller whose deadline ends
+    /// (its future dropped) does not cancel it, so the next caller finds
+    /// the map refreshed instead of starting over (callers that each gave
+    /// up mid-refresh would never see the map follow a failover).
+    pub(crate) async fn refresh_after(self: &Arc<Self>, seen: u64) -> Result<(), RedisError> {
+        let nodes = Arc::clone(self);
+        let refresh = tokio::spawn(async move {
+            let _one = nodes.refresh_lock.lock().await;
+            if nodes.refreshes() != seen {
+                return Ok(());
+            }
+            nodes.ask_for_slots().await
+        });
+        refresh.await.unwrap_or_else(|_| {
+            Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "the slot map refresh panicked",
+            )))
+        })
     }
 
     /// Refreshes the map now.
@@ -305,8 +336,11 @@ impl Nodes {
         self.ask_for_slots().await
     }
 
-    /// `CLUSTER SLOTS` of the known primaries, then of the seeds, the first
-    /// answer wins; the map and the nodes follow it.
+    /// `CLUSTER SLOTS` of the known primaries and of the seeds, all at once
+    /// (each bounded by the connect and response timeouts): the first
+    /// answer wins, and the map and the nodes follow it. Asked one after
+    /// another, a killed primary (first in the map) would hold up every
+    /// refresh by its bounds.
     async fn ask_for_slots(&self) -> Result<(), RedisError> {
         let mut candidates = self.map().primaries();
         for seed in &self.url.seeds {
@@ -314,29 +348,38 @@ impl Nodes {
                 candidates.push(seed.clone());
             }
         }
-        let mut last = None;
-        for addr in &candidates {
+        let asks = candidates.iter().map(|addr| {
             let known = self
                 .nodes
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(addr)
                 .cloned();
-            let answer = match known {
-                Some(node) => self.slots_via(&node).await,
-                None => self.slots_of(addr).await,
-            };
-            match answer {
-                Ok(fresh) => {
-                    self.install(fresh);
-                    return Ok(());
+            Box::pin(async move {
+                match known {
+                    Some(node) => self.slots_via(&node).await,
+                    None => self.slots_of(addr).await,
                 }
-                Err(error) => last = Some(error),
+            })
+        });
+        let asks: Vec<_> = asks.collect();
+        if asks.is_empty() {
+            self.refreshes.fetch_add(1, Ordering::AcqRel);
+            return Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "a cluster URL without nodes",
+            )));
+        }
+        match futures_util::future::select_ok(asks).await {
+            Ok((fresh, _)) => {
+                self.install(fresh);
+                Ok(())
+            }
+            Err(error) => {
+                self.refreshes.fetch_add(1, Ordering::AcqRel);
+                Err(error)
             }
         }
-        self.refreshes.fetch_add(1, Ordering::AcqRel);
-        Err(last
-            .unwrap_or_else(|| RedisError::from((redis::ErrorKind::Client, "a cluster URL without nodes"))))
     }
 
     /// The slot map as `node` sees it, on one of its pooled connections
@@ -344,7 +387,7 @@ impl Nodes {
     async fn slots_via(&self, node: &Node) -> Result<SlotMap, RedisError> {
         let bound = self.config.connect_timeout + self.config.response_timeout + Duration::from_millis(10);
         let ask = async {
-            let mut txn = match node.pool.get().await {
+            let mut txn = match node.checkout(self.config.connect_timeout).await {
                 Ok(txn) => txn,
                 Err(bb8::RunError::User(error)) => return Err(error.error),
                 Err(bb8::RunError::TimedOut) => return Err(timed_out()),
@@ -389,7 +432,7 @@ impl Nodes {
             let node = self
                 .node(&node)
                 .map_err(|_| RedisError::from((redis::ErrorKind::InvalidClientConfig, "node URL")))?;
-            let mut txn = match node.pool.get().await {
+            let mut txn = match node.checkout(self.config.connect_timeout).await {
                 Ok(txn) => txn,
                 Err(bb8::RunError::User(error)) => return Err(error.error),
                 Err(bb8::RunError::TimedOut) => return Err(timed_out()),
