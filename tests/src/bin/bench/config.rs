@@ -64,10 +64,26 @@ pub(crate) async fn config_bench(url: &str, bench: &Bench, options: Options) -> 
     let mut publisher = bench.client.get_multiplexed_async_connection().await?;
     let payload = serde_json::to_vec(&doc)?;
 
-    // The raw compare-and-set: the same script on a key of its own, its notice on a channel
-    // nobody listens to; the raw client keeps the bytes it wrote, as the writer's cache does.
+    // The raw compare-and-set: the same script on a key of its own; the raw client keeps the
+    // bytes it wrote, as the writer's cache does. Its notice reaches as many listeners as
+    // statehouse's (the writer's cache and the reader's), each a connection of its own reading
+    // it in a task: the server fans each notice out to them before or beside the script's reply
+    // on both sides alike.
     let swap = redis::Script::new(statehouse_redis::DOC_SWAP_CODE);
     let (raw_key, raw_channel) = ("bench:raw-config", "bench:raw-config-changes");
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        let mut listener = bench.client.get_async_pubsub().await?;
+        listener.subscribe(raw_channel).await?;
+        listeners.push(tokio::spawn(async move {
+            let mut notices = listener.into_on_message();
+            while let Some(notice) = notices.next().await {
+                let notice: serde_json::Value =
+                    serde_json::from_slice(notice.get_payload_bytes()).unwrap_or_default();
+                std::hint::black_box(notice);
+            }
+        }));
+    }
     // Its own connection, with room for callgrind's slowdown (the shared one answers within 500 ms).
     let mut swap_con = bench
         .client
@@ -163,6 +179,9 @@ pub(crate) async fn config_bench(url: &str, bench: &Bench, options: Options) -> 
                 }
             }
         }
+    }
+    for listener in listeners {
+        listener.abort();
     }
     for list in [&mut updates, &mut delivered, &mut raw_swaps, &mut raw] {
         list.sort_unstable();
