@@ -413,16 +413,19 @@ impl RedisStore {
             version,
         }
         .to_json();
-        let cmd = &scripts::evalsha(
+        let channel = self.keys.change_channel(key.as_str());
+        let data = expected.map_or(0, <[u8]>::len) + new.len() + channel.len() + notice.len();
+        let cmd = &scripts::evalsha_sized(
             &DOC_SWAP,
             &[rkey.as_ref()],
             (
                 if expected.is_some() { "1" } else { "0" },
                 expected.unwrap_or_default(),
                 new,
-                self.keys.change_channel(key.as_str()),
+                channel,
                 notice,
             ),
+            data,
         );
         let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key.as_str(), |mut conn| async move {
             cmd.query_async(&mut conn).await

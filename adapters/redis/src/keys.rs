@@ -40,7 +40,7 @@ impl Keys {
         if self.prefix.is_empty() {
             Cow::Borrowed(key)
         } else {
-            Cow::Owned(format!("{}{}", self.prefix, key))
+            Cow::Owned([self.prefix.as_str(), key].concat())
         }
     }
 
@@ -58,7 +58,7 @@ impl Keys {
 
     /// The channel of `key`'s change events (`layout::ChangeChannels`).
     pub(crate) fn change_channel(&self, key: &str) -> String {
-        format!("{}{}", self.prefix, ChangeChannels::channel(key))
+        [self.prefix.as_str(), ChangeChannels::HEAD, key].concat()
     }
 
     /// The channel pattern of the change events of keys matching `pattern`.

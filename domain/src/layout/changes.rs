@@ -20,12 +20,12 @@ impl ChangeChannels {
 
     /// The channel of `key`'s changes.
     pub fn channel(key: &str) -> String {
-        format!("{}{key}", Self::HEAD)
+        [Self::HEAD, key].concat()
     }
 
     /// The channel pattern of the keys matching the glob `pattern`.
     pub fn pattern(pattern: &str) -> String {
-        format!("{}{pattern}", Self::HEAD)
+        [Self::HEAD, pattern].concat()
     }
 
     /// The key a channel is about; `None` for another channel.

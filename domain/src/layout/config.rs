@@ -1,4 +1,4 @@
-use super::{escape_component, unescape_component};
+use super::{push_escaped, unescape_component};
 
 /// The keys of versioned configuration entries (before the store's prefix):
 /// `config:<escaped name>`, one string (a JSON envelope) per entry, so an
@@ -20,7 +20,10 @@ impl ConfigKeys {
 
     /// The key of the entry `name`.
     pub fn entry(name: &str) -> String {
-        format!("{}{}", Self::HEAD, escape_component(name))
+        let mut key = String::with_capacity(Self::HEAD.len() + name.len());
+        key.push_str(Self::HEAD);
+        push_escaped(&mut key, name);
+        key
     }
 
     /// The glob of every entry.

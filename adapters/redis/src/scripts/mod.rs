@@ -358,11 +358,24 @@ pub(crate) fn evalsha<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(
     keys: &[K],
     args: A,
 ) -> Cmd {
+    let data = 16 * args.num_of_args();
+    evalsha_sized(script, keys, args, data)
+}
+
+/// [`evalsha`] of arguments whose bytes come to about `data` (values a
+/// caller holds, e.g. a document and the one it replaces), so that writing
+/// them does not grow the command again and again.
+pub(crate) fn evalsha_sized<K: redis::ToRedisArgs, A: redis::ToRedisArgs>(
+    script: &Script,
+    keys: &[K],
+    args: A,
+    data: usize,
+) -> Cmd {
     let hash = script.get_hash();
     let count = args.num_of_args();
     let mut cmd = Cmd::with_capacity(
         3 + keys.len() + count,
-        "EVALSHA".len() + hash.len() + 4 + 64 * keys.len() + 16 * count,
+        "EVALSHA".len() + hash.len() + 4 + 64 * keys.len() + data + 8 * count,
     );
     cmd.arg("EVALSHA").arg(hash).arg(keys.len()).arg(keys).arg(args);
     cmd
