@@ -82,6 +82,18 @@ pub fn escape_component(component: &str) -> String {
     escaped
 }
 
+/// `head` (its parts, verbatim) then `component` escaped, in one
+/// allocation and without the formatter: how the layouts build the keys of
+/// every call.
+pub(crate) fn joined_escaped(head: &[&str], component: &str) -> String {
+    let mut key = String::with_capacity(head.iter().map(|part| part.len()).sum::<usize>() + component.len());
+    for part in head {
+        key.push_str(part);
+    }
+    push_escaped(&mut key, component);
+    key
+}
+
 /// [`escape_component`] appended to `out`: THE escaping, for keys built
 /// into one buffer (no `String` per component).
 ///

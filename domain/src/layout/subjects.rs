@@ -33,7 +33,7 @@ impl SubjectKeys {
 
     /// The hash of `subject`.
     pub fn subject(&self, subject: &str) -> String {
-        format!("{}{subject}", self.head)
+        [self.head.as_str(), subject].concat()
     }
 
     /// The glob pattern of the subjects whose names match `pattern` (a

@@ -55,6 +55,15 @@ impl TaskBucket {
         (0..Self::COUNT).map(Self)
     }
 
+    /// Its name in keys, `b0` … `b15` (its [`Display`](fmt::Display)).
+    pub fn name(self) -> &'static str {
+        const NAMES: [&str; TaskBucket::COUNT as usize] = [
+            "b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10", "b11", "b12", "b13", "b14",
+            "b15",
+        ];
+        NAMES[self.index()]
+    }
+
     /// Its number, `0..COUNT`.
     pub fn number(self) -> u16 {
         self.0
@@ -75,7 +84,7 @@ impl TaskBucket {
 
 impl fmt::Display for TaskBucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "b{}", self.0)
+        f.write_str(self.name())
     }
 }
 
@@ -118,30 +127,23 @@ impl TaskKeys {
 
     /// The key of a task record, in the task's bucket.
     pub fn record(&self, id: &str) -> String {
-        format!(
-            "{{{}:{}}}:task:{}",
-            self.namespace,
-            TaskBucket::of(id),
-            escape_component(id)
+        super::joined_escaped(
+            &["{", &self.namespace, ":", TaskBucket::of(id).name(), "}:task:"],
+            id,
         )
     }
 
     /// The index of a service's tasks in `bucket`.
     pub fn by_service(&self, bucket: TaskBucket, service: &str) -> String {
-        format!(
-            "{{{}:{bucket}}}:by-service:{}",
-            self.namespace,
-            escape_component(service)
+        super::joined_escaped(
+            &["{", &self.namespace, ":", bucket.name(), "}:by-service:"],
+            service,
         )
     }
 
     /// The index of a user's tasks in `bucket`.
     pub fn by_user(&self, bucket: TaskBucket, user: &str) -> String {
-        format!(
-            "{{{}:{bucket}}}:by-user:{}",
-            self.namespace,
-            escape_component(user)
-        )
+        super::joined_escaped(&["{", &self.namespace, ":", bucket.name(), "}:by-user:"], user)
     }
 
     /// The name of a service's index in every bucket, `{ns:b*}:by-service:<name>`:
@@ -233,6 +235,25 @@ impl LegacyTaskKeys<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_bucket_is_named_b_and_its_number() {
+        for bucket in TaskBucket::all() {
+            assert_eq!(bucket.name(), format!("b{}", bucket.number()));
+            assert_eq!(bucket.to_string(), bucket.name());
+        }
+        let keys = TaskKeys::new("ns:1");
+        let bucket = TaskBucket::of("job:1");
+        assert_eq!(keys.record("job:1"), format!("{{ns%3A1:{bucket}}}:task:job%3A1"));
+        assert_eq!(
+            keys.by_service(bucket, "a b"),
+            format!("{{ns%3A1:{bucket}}}:by-service:a%20b")
+        );
+        assert_eq!(
+            keys.by_user(bucket, "u"),
+            format!("{{ns%3A1:{bucket}}}:by-user:u")
+        );
+    }
 
     #[test]
     fn task_keys_of_different_tuples_never_collide() {
