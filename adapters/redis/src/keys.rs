@@ -58,7 +58,7 @@ impl Keys {
 
     /// The channel of `key`'s change events (`layout::ChangeChannels`).
     pub(crate) fn change_channel(&self, key: &str) -> String {
-        [self.prefix.as_str(), ChangeChannels::HEAD, key].concat()
+        ChangeChannels::channel_after(&self.prefix, key)
     }
 
     /// The channel pattern of the change events of keys matching `pattern`.

@@ -20,7 +20,13 @@ impl ChangeChannels {
 
     /// The channel of `key`'s changes.
     pub fn channel(key: &str) -> String {
-        [Self::HEAD, key].concat()
+        Self::channel_after("", key)
+    }
+
+    /// The channel of `key`'s changes after `prefix` (a store's key
+    /// prefix), in one allocation: what the adapters send.
+    pub fn channel_after(prefix: &str, key: &str) -> String {
+        [prefix, Self::HEAD, key].concat()
     }
 
     /// The channel pattern of the keys matching the glob `pattern`.

@@ -1,4 +1,4 @@
-use super::{push_escaped, unescape_component};
+use super::unescape_component;
 
 /// The keys of versioned configuration entries (before the store's prefix):
 /// `config:<escaped name>`, one string (a JSON envelope) per entry, so an
@@ -20,10 +20,7 @@ impl ConfigKeys {
 
     /// The key of the entry `name`.
     pub fn entry(name: &str) -> String {
-        let mut key = String::with_capacity(Self::HEAD.len() + name.len());
-        key.push_str(Self::HEAD);
-        push_escaped(&mut key, name);
-        key
+        super::joined_escaped(&[Self::HEAD], name)
     }
 
     /// The glob of every entry.
