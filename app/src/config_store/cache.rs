@@ -80,6 +80,28 @@ pub(super) struct Slot {
     /// How many local writes the slot took ([`ConfigStore::adopt`]): a read
     /// that started before one may predate it and is not applied.
     pub(super) local: u64,
+    /// The versions local writes are swapping in right now (`Writing`,
+    /// `swap.rs`): a notice of one of them is this process's own write as
+    /// a rule, which the cache takes from the writer without a read.
+    pub(super) writing: Vec<u64>,
+    /// A notice of a version in `writing` came and was not read: when the
+    /// last of those writes ends without the cache holding its version (a
+    /// refused swap: the notice was another writer's), the entry is read.
+    pub(super) unread: bool,
+}
+
+impl Slot {
+    /// An entry not read yet.
+    pub(super) fn new() -> Self {
+        Self {
+            state: Cached::Absent,
+            typed: None,
+            sinks: Vec::new(),
+            local: 0,
+            writing: Vec::new(),
+            unread: false,
+        }
+    }
 }
 
 pub(super) struct Shared {
@@ -262,21 +284,32 @@ pub(super) async fn run(
 
 /// Adds the entries an event makes stale.
 pub(super) fn note(shared: &Shared, event: FeedEvent, stale: &mut HashSet<String>) {
-    let cache = lock(&shared.cache);
+    let mut cache = lock(&shared.cache);
     match event {
         FeedEvent::Change(change) => {
             if let Some(name) = ConfigKeys::name_of(&change.key)
-                && let Some(slot) = cache.get(&name)
+                && let Some(slot) = cache.get_mut(&name)
             {
                 // A set announcing the version the cache holds was read (or
                 // written here) already: events of a key come in commit
                 // order, and a version comes back only after a delete, whose
                 // event made the entry stale first.
+                let announced = match (change.kind, change.version) {
+                    (ChangeKind::Set, Some(announced)) => Some(announced),
+                    _ => None,
+                };
                 let known = matches!(
-                    (&slot.state, change.kind, change.version),
-                    (Cached::Present { version, .. }, ChangeKind::Set, Some(announced)) if *version == announced
+                    (&slot.state, announced),
+                    (Cached::Present { version, .. }, Some(announced)) if *version == announced
                 );
-                if !known {
+                // The notice of a version a local write is swapping in,
+                // which most often arrives before the write's answer: the
+                // writer hands the cache its bytes, or has it read them
+                // when its swap did not land (`Writing`).
+                let own = announced.is_some_and(|announced| slot.writing.contains(&announced));
+                if own {
+                    slot.unread = true;
+                } else if !known {
                     stale.insert(name);
                 }
             }
@@ -313,12 +346,7 @@ pub(super) fn apply(
     let mut raced = Vec::new();
     let mut cache = lock(&shared.cache);
     for ((name, state), seen) in names.iter().zip(states).zip(seen) {
-        let slot = cache.entry(name.clone()).or_insert_with(|| Slot {
-            state: Cached::Absent,
-            typed: None,
-            sinks: Vec::new(),
-            local: 0,
-        });
+        let slot = cache.entry(name.clone()).or_insert_with(Slot::new);
         if slot.local != *seen {
             raced.push(name.clone());
             continue;
@@ -434,6 +462,68 @@ mod tests {
         );
         assert!(raced.is_empty());
         assert_eq!(version_of(&shared, "a"), Some(3));
+    }
+
+    fn set_event(version: u64) -> FeedEvent {
+        FeedEvent::Change(ChangeEvent {
+            key: "config:a".into(),
+            kind: ChangeKind::Set,
+            version: Some(version),
+        })
+    }
+
+    #[test]
+    fn the_notice_of_a_local_write_is_read_only_if_the_write_did_not_land() {
+        use super::super::swap::Writing;
+
+        let shared = shared();
+        apply(
+            &shared,
+            &["a".to_owned()],
+            &[0],
+            vec![cached_of(Some(&envelope(4)))],
+            Vec::new(),
+        );
+        let (sender, mut requests) = mpsc::unbounded_channel();
+        assert!(shared.requests.set(sender).is_ok());
+        let read_asked = |requests: &mut mpsc::UnboundedReceiver<Request>| match requests.try_recv() {
+            Ok(Request::Load(name, _)) => Some(name),
+            Ok(Request::Watch(name, ..)) => panic!("a watch of {name}"),
+            Err(_) => None,
+        };
+
+        // The write lands: the cache takes version 5 from the writer, and
+        // its notice, in before the answer, is never read.
+        let writing = Writing::start(&shared, "a", 5);
+        let mut stale = HashSet::new();
+        note(&shared, set_event(5), &mut stale);
+        assert!(stale.is_empty(), "the writer's own notice is not read");
+        lock(&shared.cache).get_mut("a").unwrap().state = cached_of(Some(&envelope(5)));
+        drop(writing);
+        assert_eq!(read_asked(&mut requests), None);
+
+        // The swap is refused (or its outcome unknown): the notice of 6
+        // was another writer's, and the entry is read once the write ends.
+        let writing = Writing::start(&shared, "a", 6);
+        note(&shared, set_event(6), &mut stale);
+        assert!(stale.is_empty());
+        drop(writing);
+        assert_eq!(read_asked(&mut requests).as_deref(), Some("a"));
+        assert_eq!(read_asked(&mut requests), None, "one read");
+
+        // Two local writes of one version, one refused: the read waits for
+        // the last, and is not needed once the other landed.
+        let (first, second) = (Writing::start(&shared, "a", 6), Writing::start(&shared, "a", 6));
+        note(&shared, set_event(6), &mut stale);
+        drop(first);
+        assert_eq!(read_asked(&mut requests), None, "a write of 6 is still out");
+        lock(&shared.cache).get_mut("a").unwrap().state = cached_of(Some(&envelope(6)));
+        drop(second);
+        assert_eq!(read_asked(&mut requests), None);
+
+        // No local write out: a notice of another version is read.
+        note(&shared, set_event(7), &mut stale);
+        assert!(stale.contains("a"));
     }
 
     #[test]
