@@ -464,6 +464,19 @@ mod tests {
         assert_eq!(version_of(&shared, "a"), Some(3));
     }
 
+    /// A cache holding version `version` of entry `a`.
+    fn holding_a(version: u64) -> Shared {
+        let shared = shared();
+        apply(
+            &shared,
+            &["a".to_owned()],
+            &[0],
+            vec![cached_of(Some(&envelope(version)))],
+            Vec::new(),
+        );
+        shared
+    }
+
     fn set_event(version: u64) -> FeedEvent {
         FeedEvent::Change(ChangeEvent {
             key: "config:a".into(),
@@ -476,14 +489,7 @@ mod tests {
     fn the_notice_of_a_local_write_is_read_only_if_the_write_did_not_land() {
         use super::super::swap::Writing;
 
-        let shared = shared();
-        apply(
-            &shared,
-            &["a".to_owned()],
-            &[0],
-            vec![cached_of(Some(&envelope(4)))],
-            Vec::new(),
-        );
+        let shared = holding_a(4);
         let (sender, mut requests) = mpsc::unbounded_channel();
         assert!(shared.requests.set(sender).is_ok());
         let read_asked = |requests: &mut mpsc::UnboundedReceiver<Request>| match requests.try_recv() {
@@ -528,14 +534,7 @@ mod tests {
 
     #[test]
     fn only_an_event_of_another_version_makes_an_entry_stale() {
-        let shared = shared();
-        apply(
-            &shared,
-            &["a".to_owned()],
-            &[0],
-            vec![cached_of(Some(&envelope(4)))],
-            Vec::new(),
-        );
+        let shared = holding_a(4);
         let event = |kind, version| {
             FeedEvent::Change(ChangeEvent {
                 key: "config:a".into(),
