@@ -80,8 +80,8 @@ pub(super) struct Slot {
     /// How many local writes the slot took ([`ConfigStore::adopt`]): a read
     /// that started before one may predate it and is not applied.
     pub(super) local: u64,
-    /// The versions local writes are swapping in right now (`Writing`,
-    /// `swap.rs`): a notice of one of them is this process's own write as
+    /// The versions local writes are swapping in right now ([`Writing`]):
+    /// a notice of one of them is this process's own write as
     /// a rule, which the cache takes from the writer without a read.
     pub(super) writing: Vec<u64>,
     /// A notice of a version in `writing` came and was not read: when the
@@ -318,6 +318,56 @@ pub(super) fn note(shared: &Shared, event: FeedEvent, stale: &mut HashSet<String
     }
 }
 
+/// A local write of `version` of a cached entry, from before its swap is
+/// sent until the cache took its outcome: the feed's notice of that version
+/// (as a rule this write's own, and often in before the swap's answer) is
+/// not read ([`note`] marks the slot `unread`). When the
+/// last such write ends, on any path (an answer, an error, the caller
+/// cancelled), an entry whose notice was left unread and whose cache does
+/// not hold that version (the swap was refused: the notice was another
+/// writer's; or its outcome is unknown) is read again.
+pub(super) struct Writing<'s> {
+    shared: &'s Shared,
+    name: &'s str,
+    version: u64,
+}
+
+impl<'s> Writing<'s> {
+    pub(super) fn start(shared: &'s Shared, name: &'s str, version: u64) -> Self {
+        if let Some(slot) = lock(&shared.cache).get_mut(name) {
+            slot.writing.push(version);
+        }
+        Self {
+            shared,
+            name,
+            version,
+        }
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut cache = lock(&self.shared.cache);
+        let Some(slot) = cache.get_mut(self.name) else {
+            return;
+        };
+        if let Some(at) = slot.writing.iter().position(|version| *version == self.version) {
+            slot.writing.swap_remove(at);
+        }
+        if !slot.unread || !slot.writing.is_empty() {
+            return;
+        }
+        slot.unread = false;
+        let holds_it = matches!(&slot.state, Cached::Present { version, .. } if *version == self.version);
+        drop(cache);
+        if !holds_it && let Some(requests) = self.shared.requests.get() {
+            // Nobody waits for this read: the answer's receiver is dropped.
+            let (done, _) = oneshot::channel();
+            let _ = requests.send(Request::Load(self.name.to_owned(), done));
+        }
+    }
+}
+
 /// Reads the entries `names`, in one call.
 pub(super) async fn read_entries(shared: &Shared, names: &[String]) -> Result<Vec<Cached>, StoreError> {
     let keys = names
@@ -487,8 +537,6 @@ mod tests {
 
     #[test]
     fn the_notice_of_a_local_write_is_read_only_if_the_write_did_not_land() {
-        use super::super::swap::Writing;
-
         let shared = holding_a(4);
         let (sender, mut requests) = mpsc::unbounded_channel();
         assert!(shared.requests.set(sender).is_ok());

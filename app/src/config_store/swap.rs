@@ -20,7 +20,7 @@ use statehouse_ports::{
     Attempt, ChangeFeed, JsonError, Key, Landing, Optimistic, Pass, Role, StoreError, Swapped, Ticket,
 };
 
-use super::cache::{Cached, LazyValue, Request, Shared, holds, lock, same};
+use super::cache::{Cached, LazyValue, Shared, Writing, holds, lock, same};
 use super::{ConfigStore, Held, OP_UPDATE, entry_key};
 
 /// The operation errors of the entry's read-modify-write name (as the
@@ -293,56 +293,6 @@ impl Shared {
             slot.sinks.retain_mut(|sink| sink(name, &slot.state));
         }
         true
-    }
-}
-
-/// A local write of `version` of a cached entry, from before its swap is
-/// sent until the cache took its outcome: the feed's notice of that version
-/// (as a rule this write's own, and often in before the swap's answer) is
-/// not read ([`note`](super::cache::note) marks the slot `unread`). When the
-/// last such write ends, on any path (an answer, an error, the caller
-/// cancelled), an entry whose notice was left unread and whose cache does
-/// not hold that version (the swap was refused: the notice was another
-/// writer's; or its outcome is unknown) is read again.
-pub(super) struct Writing<'s> {
-    shared: &'s Shared,
-    name: &'s str,
-    version: u64,
-}
-
-impl<'s> Writing<'s> {
-    pub(super) fn start(shared: &'s Shared, name: &'s str, version: u64) -> Self {
-        if let Some(slot) = lock(&shared.cache).get_mut(name) {
-            slot.writing.push(version);
-        }
-        Self {
-            shared,
-            name,
-            version,
-        }
-    }
-}
-
-impl Drop for Writing<'_> {
-    fn drop(&mut self) {
-        let mut cache = lock(&self.shared.cache);
-        let Some(slot) = cache.get_mut(self.name) else {
-            return;
-        };
-        if let Some(at) = slot.writing.iter().position(|version| *version == self.version) {
-            slot.writing.swap_remove(at);
-        }
-        if !slot.unread || !slot.writing.is_empty() {
-            return;
-        }
-        slot.unread = false;
-        let holds_it = matches!(&slot.state, Cached::Present { version, .. } if *version == self.version);
-        drop(cache);
-        if !holds_it && let Some(requests) = self.shared.requests.get() {
-            // Nobody waits for this read: the answer's receiver is dropped.
-            let (done, _) = tokio::sync::oneshot::channel();
-            let _ = requests.send(Request::Load(self.name.to_owned(), done));
-        }
     }
 }
 
