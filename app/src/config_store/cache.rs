@@ -160,6 +160,9 @@ pub(super) enum Request {
     Load(String, oneshot::Sender<Result<(), StoreError>>),
     /// Like `Load`, then add a watcher.
     Watch(String, Sink, oneshot::Sender<Result<(), StoreError>>),
+    /// Read a cached entry again; nobody waits for it (a local write's
+    /// notice left unread, see [`Writing`]).
+    Reread(String),
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -227,6 +230,9 @@ pub(super) async fn run(
                         stale.insert(name.clone());
                         sinks.push((name.clone(), sink));
                         answers.push((done, name));
+                    }
+                    Request::Reread(name) => {
+                        stale.insert(name);
                     }
                 };
                 take(request);
@@ -361,9 +367,7 @@ impl Drop for Writing<'_> {
         let holds_it = matches!(&slot.state, Cached::Present { version, .. } if *version == self.version);
         drop(cache);
         if !holds_it && let Some(requests) = self.shared.requests.get() {
-            // Nobody waits for this read: the answer's receiver is dropped.
-            let (done, _) = oneshot::channel();
-            let _ = requests.send(Request::Load(self.name.to_owned(), done));
+            let _ = requests.send(Request::Reread(self.name.to_owned()));
         }
     }
 }
@@ -541,8 +545,8 @@ mod tests {
         let (sender, mut requests) = mpsc::unbounded_channel();
         assert!(shared.requests.set(sender).is_ok());
         let read_asked = |requests: &mut mpsc::UnboundedReceiver<Request>| match requests.try_recv() {
-            Ok(Request::Load(name, _)) => Some(name),
-            Ok(Request::Watch(name, ..)) => panic!("a watch of {name}"),
+            Ok(Request::Reread(name)) => Some(name),
+            Ok(Request::Load(name, _) | Request::Watch(name, ..)) => panic!("a load of {name}"),
             Err(_) => None,
         };
 
