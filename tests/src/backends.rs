@@ -16,7 +16,7 @@ use statehouse_ports::Key;
 use statehouse_redis::{RedisConfig, RedisStore};
 use tracing::instrument::WithSubscriber;
 
-use crate::contract::{Backend, DurableView, Flavor, OtherProcess, PlantHash, RawHashes};
+use crate::contract::{Backend, Body, DurableView, Flavor, OtherProcess, PlantHash, RawHashes};
 use crate::harness::{RedisCluster, RedisServer};
 
 /// Whether the ports are used bare or under the app's layers.
@@ -29,10 +29,7 @@ pub enum Stack {
 }
 
 /// Runs `body` on a fresh in-memory store.
-pub fn run_memory<Fut>(stack: Stack, flavor: Flavor, body: impl FnOnce(Backend) -> Fut)
-where
-    Fut: Future<Output = ()> + Send + 'static,
-{
+pub fn run_memory(stack: Stack, flavor: Flavor, body: Body) {
     let paused = flavor == Flavor::Plain;
     run(
         flavor,
@@ -67,10 +64,7 @@ where
 
 /// Runs `body` against the test process's shared `redis-server`, under a key
 /// prefix no other test uses.
-pub fn run_redis<Fut>(stack: Stack, flavor: Flavor, body: impl FnOnce(Backend) -> Fut)
-where
-    Fut: Future<Output = ()> + Send + 'static,
-{
+pub fn run_redis(stack: Stack, flavor: Flavor, body: Body) {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let server = RedisServer::shared();
     let url = server.url();
@@ -87,10 +81,7 @@ where
 /// Runs `body` against the test process's shared Redis Cluster (three
 /// primaries, [`RedisCluster::shared`]) through a `redis+cluster://` URL
 /// naming every node, under a key prefix no other test uses.
-pub fn run_cluster<Fut>(stack: Stack, flavor: Flavor, body: impl FnOnce(Backend) -> Fut)
-where
-    Fut: Future<Output = ()> + Send + 'static,
-{
+pub fn run_cluster(stack: Stack, flavor: Flavor, body: Body) {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let cluster = RedisCluster::shared();
     let url = cluster.url();
@@ -148,10 +139,7 @@ pub fn shared_sentinel_set() -> &'static crate::harness::SentinelSet {
 /// Runs `body` against the test process's Sentinel service
 /// (`redis+sentinel://…`, [`shared_sentinel_set`]), under a key prefix no
 /// other test uses; raw hash access goes to the primary the sentinels name.
-pub fn run_sentinel<Fut>(stack: Stack, flavor: Flavor, body: impl FnOnce(Backend) -> Fut)
-where
-    Fut: Future<Output = ()> + Send + 'static,
-{
+pub fn run_sentinel(stack: Stack, flavor: Flavor, body: Body) {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let set = shared_sentinel_set();
     let url = set.url();
@@ -324,15 +312,7 @@ fn wrap(stack: Stack, ports: Ports) -> Ports {
 
 /// Builds the runtime for `flavor`, the backend, and runs `body` as a task
 /// (so that `block_in_place` works in it), re-raising its panic if any.
-fn run<Fut>(
-    flavor: Flavor,
-    paused: bool,
-    stack: Stack,
-    make: impl Future<Output = Backend>,
-    body: impl FnOnce(Backend) -> Fut,
-) where
-    Fut: Future<Output = ()> + Send + 'static,
-{
+fn run(flavor: Flavor, paused: bool, stack: Stack, make: impl Future<Output = Backend>, body: Body) {
     let runtime = match flavor {
         Flavor::Plain => tokio::runtime::Builder::new_current_thread()
             .enable_all()

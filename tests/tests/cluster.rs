@@ -3,12 +3,10 @@
 //! for this test process (`RedisCluster::shared`, keyspace notifications
 //! on); each test under its own key prefix.
 
-use std::future::Future;
-
 use statehouse_tests::backends::{Stack, run_cluster};
-use statehouse_tests::contract::{Backend, Flavor};
+use statehouse_tests::contract::{Body, Flavor};
 
-fn run<Fut: Future<Output = ()> + Send + 'static>(flavor: Flavor, body: impl FnOnce(Backend) -> Fut) {
+fn run(flavor: Flavor, body: Body) {
     run_cluster(Stack::Bare, flavor, body);
 }
 

@@ -2,15 +2,13 @@
 //! both adapters: decorators must not change behaviour. (`Statehouse` uses
 //! `Traced<_>` alone by default; this stack covers both layers.)
 
-use std::future::Future;
-
 use statehouse_tests::backends::{Stack, run_memory, run_redis};
-use statehouse_tests::contract::{Backend, Flavor};
+use statehouse_tests::contract::{Body, Flavor};
 
 mod memory {
     use super::*;
 
-    fn run<Fut: Future<Output = ()> + Send + 'static>(flavor: Flavor, body: impl FnOnce(Backend) -> Fut) {
+    fn run(flavor: Flavor, body: Body) {
         run_memory(Stack::Layered, flavor, body);
     }
 
@@ -20,7 +18,7 @@ mod memory {
 mod redis {
     use super::*;
 
-    fn run<Fut: Future<Output = ()> + Send + 'static>(flavor: Flavor, body: impl FnOnce(Backend) -> Fut) {
+    fn run(flavor: Flavor, body: Body) {
         run_redis(Stack::Layered, flavor, body);
     }
 

@@ -1,11 +1,9 @@
 //! The contract suite on the in-memory adapter.
 
-use std::future::Future;
-
 use statehouse_tests::backends::{Stack, run_memory};
-use statehouse_tests::contract::{Backend, Flavor};
+use statehouse_tests::contract::{Body, Flavor};
 
-fn run<Fut: Future<Output = ()> + Send + 'static>(flavor: Flavor, body: impl FnOnce(Backend) -> Fut) {
+fn run(flavor: Flavor, body: Body) {
     run_memory(Stack::Bare, flavor, body);
 }
 

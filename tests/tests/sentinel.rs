@@ -6,12 +6,10 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers: a panic is a failed test")]
 
-use std::future::Future;
-
 use statehouse_tests::backends::{Stack, run_sentinel};
-use statehouse_tests::contract::{Backend, Flavor};
+use statehouse_tests::contract::{Body, Flavor};
 
-fn run<Fut: Future<Output = ()> + Send + 'static>(flavor: Flavor, body: impl FnOnce(Backend) -> Fut) {
+fn run(flavor: Flavor, body: Body) {
     run_sentinel(Stack::Bare, flavor, body);
 }
 

@@ -42,6 +42,20 @@ pub enum Flavor {
     Threaded,
 }
 
+/// A contract test's body, run by a backend's runner on a [`Backend`]. Its
+/// future is boxed so that each runner is compiled once per test binary,
+/// not once per test (as a generic runner was: two hundred copies of every
+/// backend's set-up).
+pub type Body = Box<dyn FnOnce(Backend) -> Pin<Box<dyn Future<Output = ()> + Send>>>;
+
+/// `test` as a [`Body`].
+pub fn body<Fut>(test: impl FnOnce(Backend) -> Fut + 'static) -> Body
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Box::new(move |backend| Box::pin(test(backend)))
+}
+
 /// Puts a value of another Redis type (a hash) under a key.
 pub type PlantHash = Arc<dyn Fn(Key) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -503,7 +517,7 @@ macro_rules! contract_suite {
                         fn $name() {
                             super::super::$runner(
                                 $crate::contract::Flavor::$flavor,
-                                $crate::contract::$family::$part::$name,
+                                $crate::contract::body($crate::contract::$family::$part::$name),
                             );
                         }
                     )*
@@ -515,9 +529,9 @@ macro_rules! contract_suite {
         $(
             #[test]
             fn $name() {
-                super::super::$runner($crate::contract::Flavor::$flavor, |backend| {
+                super::super::$runner($crate::contract::Flavor::$flavor, $crate::contract::body(|backend| {
                     $crate::contract::$family::$name(backend, statehouse::ModelLayout::$layout)
-                });
+                }));
             }
         )*
     };
@@ -526,7 +540,10 @@ macro_rules! contract_suite {
             $(
                 #[test]
                 fn $name() {
-                    super::$runner($crate::contract::Flavor::$flavor, $crate::contract::$family::$name);
+                    super::$runner(
+                        $crate::contract::Flavor::$flavor,
+                        $crate::contract::body($crate::contract::$family::$name),
+                    );
                 }
             )*
         }
