@@ -8,7 +8,8 @@
 #      tests/interop/requirements.txt (pydantic-state, krules-framework,
 #      cledar-sdk, redis and their dependencies), kept under target/ and
 #      rebuilt when the pins change,
-#   3. builds the Rust side (`interop`, a binary of statehouse-tests),
+#   3. builds the Rust side (`interop`, a binary of statehouse-tests, in the
+#      workspace's test build: nothing to do right after scripts/test.sh),
 #   4. starts redis-server on a free loopback port (never 6379), and per
 #      library: Python writes / statehouse reads typed values; statehouse
 #      writes / Python reads the same values back; and, for pydantic-state
@@ -103,8 +104,14 @@ for line in open(sys.argv[1]):
 PY
 say "python packages: $(grep -E '^(pydantic-state|krules-framework|cledar-sdk|redis)==' "$requirements" | tr '\n' ' ')"
 
-say "cargo build -p statehouse-tests --bin interop"
-cargo build --quiet -p statehouse-tests --bin interop --locked
+# The interop binary is built by the workspace's test build, with its
+# features: right after scripts/test.sh (as in CI) there is nothing left to
+# build; a build of the binary alone would resolve other features and
+# compile the whole workspace again.
+# shellcheck source=scripts/workspace.sh
+. scripts/workspace.sh
+say "cargo test --no-run (the workspace's test build, which holds the interop binary)"
+cargo test "${workspace[@]}" --no-run --quiet
 rust="${CARGO_TARGET_DIR:-target}/debug/interop"
 python=("$venv/bin/python" tests/interop/interop.py)
 

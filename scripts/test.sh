@@ -3,12 +3,17 @@
 #   1. makes sure a `redis-server` binary exists (installing it with the system
 #      package manager when it is missing; the tests spawn their own servers on
 #      free loopback ports and never use a server that is already running),
-#   2. cargo fmt --check, 3. cargo clippy -D warnings (also with the tls feature),
-#      and the library in each build of its adapter features (redis, memory,
-#      neither), with a check that it has no command-line dependency,
-#   4. cargo doc -D warnings, 5. cargo test (all crates: unit, integration,
-#      contract and doc tests, the examples' tests), then the rediss:// tests
-#      with the tls feature and the library's unit and features tests in each build.
+#   2. cargo fmt --check, 3. cargo clippy -D warnings (the workspace with the
+#      tls feature, then the library in each build of its adapter features:
+#      redis, memory, neither; none of them with tls), with a check that it has
+#      no command-line dependency,
+#   4. cargo doc -D warnings, 5. cargo test (all crates, with the tls feature:
+#      unit, integration, contract and doc tests, the examples' tests, the
+#      rediss:// tests), then the library's unit and features tests in each
+#      build of its adapter features.
+# The workspace is built once, with tls (the features below): a second build
+# without it would compile everything again for the few lines that differ,
+# which the library's builds (all without tls) check and test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,9 +76,11 @@ fi
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "cargo clippy --workspace --all-targets -D warnings (default features, then with tls)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p statehouse-tests --all-targets --features tls --locked -- -D warnings
+# shellcheck source=scripts/workspace.sh
+. scripts/workspace.sh
+
+say "cargo clippy --workspace --all-targets -D warnings (with tls)"
+cargo clippy "${workspace[@]}" --all-targets -- -D warnings
 
 # The library's adapter features, as sqlx's: each build compiles and is
 # clippy-clean, its tests and examples included (a test that needs an adapter
@@ -97,13 +104,67 @@ if cargo tree -p statehouse -e normal,features --locked |
 fi
 
 say "cargo doc (broken intra-doc links fail)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc "${workspace[@]}" --no-deps
 
-say "cargo test --workspace"
-cargo test --workspace --locked "$@"
+# The workspace's tests, built once (with tls: the rediss:// tests end to end
+# too), then run in two parts:
+#   - the tests that stop, kill, pause or fail over servers (their bounds
+#     include the scheduler's allowance on a busy 2-core machine, not a second
+#     test binary's load beside them), one binary after the other, as cargo
+#     runs them;
+#   - every other test binary (the contract suite on each backend, the unit,
+#     doc and example tests, ...), two binaries at a time: most of their time
+#     is spent waiting on Redis or on TTLs, and one after the other they took
+#     twice as long.
+# Each binary's output is printed when it ends. A test file that is in
+# neither list is in the second part; a fault binary that no longer exists
+# fails the run (cargo: no test target named ...).
+fault_tests=(failover harness metrics durability cluster_topology soak redis_faults timeouts)
 
-say "cargo test: rediss:// end to end (feature tls)"
-cargo test -p statehouse-tests --features tls --test tls --locked "$@"
+say "cargo test --workspace --no-run (with tls)"
+cargo test "${workspace[@]}" --no-run --quiet
+
+# The name of every integration test target of the workspace
+# (<package>/tests/<name>.rs or <package>/tests/<name>/main.rs), once each.
+integration_tests() {
+    local file
+    for file in */tests/*.rs */*/tests/*.rs */tests/*/main.rs */*/tests/*/main.rs; do
+        [ -e "$file" ] || continue
+        case "$file" in
+            */main.rs) file=${file%/main.rs} ;;
+            *) file=${file%.rs} ;;
+        esac
+        basename "$file"
+    done | sort -u
+}
+
+parallel_runs=("--lib --bins --examples" "--doc")
+while IFS= read -r name; do
+    case " ${fault_tests[*]} " in
+        *" $name "*) ;;
+        *) parallel_runs+=("--test $name") ;;
+    esac
+done < <(integration_tests)
+
+say "cargo test: ${#parallel_runs[@]} runs, two at a time (every test binary but the fault tests)"
+# shellcheck disable=SC2016 # expanded by the inner shell
+printf '%s\n' "${parallel_runs[@]}" | xargs -P 2 -I '{}' bash -c '
+    log=$(mktemp)
+    status=0
+    cargo test {} "$@" >"$log" 2>&1 || status=$?
+    printf "==> cargo test %s\n" "{}" >&2
+    cat "$log" >&2
+    rm -f "$log"
+    exit "$status"
+' run "${workspace[@]}" "$@" || {
+    echo "error: a test run above failed" >&2
+    exit 1
+}
+
+fault_runs=()
+for name in "${fault_tests[@]}"; do fault_runs+=(--test "$name"); done
+say "cargo test: the fault tests, one binary at a time (${fault_tests[*]})"
+cargo test "${workspace[@]}" "${fault_runs[@]}" "$@"
 
 for build in "${library_builds[@]}"; do
     say "cargo test -p statehouse $build --lib --test features"
