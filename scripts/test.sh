@@ -125,17 +125,23 @@ say "cargo test --workspace --no-run (with tls)"
 cargo test "${workspace[@]}" --no-run --quiet
 
 # The name of every integration test target of the workspace
-# (<package>/tests/<name>.rs or <package>/tests/<name>/main.rs), once each.
+# (<package>/tests/<name>.rs or <package>/tests/<name>/main.rs), once each;
+# the contract suite's binaries (the longest) first, so that the two at a
+# time end together rather than one long run last.
 integration_tests() {
-    local file
+    local file name
     for file in */tests/*.rs */*/tests/*.rs */tests/*/main.rs */*/tests/*/main.rs; do
         [ -e "$file" ] || continue
         case "$file" in
-            */main.rs) file=${file%/main.rs} ;;
-            *) file=${file%.rs} ;;
+            */main.rs) name=$(basename "${file%/main.rs}") ;;
+            *) name=$(basename "${file%.rs}") ;;
         esac
-        basename "$file"
-    done | sort -u
+        if grep -q 'contract_suite!' "$file"; then
+            echo "0 $name"
+        else
+            echo "1 $name"
+        fi
+    done | sort -u | cut -d' ' -f2 | awk '!seen[$0]++'
 }
 
 parallel_runs=("--lib --bins --examples" "--doc")
@@ -145,6 +151,30 @@ while IFS= read -r name; do
         *) parallel_runs+=("--test $name") ;;
     esac
 done < <(integration_tests)
+
+# The library's builds (adapter features redis, memory, neither) compile
+# their tests beside the runs below, at the lowest CPU priority, in a target
+# directory of their own (a build holds its directory's lock, which each
+# `cargo test` run below takes): they use the CPU the test binaries leave
+# idle while they wait on Redis, and are run after the fault tests.
+library_target="${CARGO_TARGET_DIR:-target}/library-builds"
+library_log=$(mktemp)
+(
+    for build in "${library_builds[@]}"; do
+        # shellcheck disable=SC2086 # the build's flags are separate words
+        nice -n 19 cargo test -p statehouse $build --lib --test features --locked \
+            --target-dir "$library_target" --no-run || exit
+    done
+) >"$library_log" 2>&1 &
+library_pid=$!
+stop_library_builds() {
+    if kill -0 "$library_pid" 2>/dev/null; then
+        pkill -P "$library_pid" 2>/dev/null || true
+        kill "$library_pid" 2>/dev/null || true
+    fi
+    rm -f "$library_log"
+}
+trap stop_library_builds EXIT
 
 say "cargo test: ${#parallel_runs[@]} runs, two at a time (every test binary but the fault tests)"
 # shellcheck disable=SC2016 # expanded by the inner shell
@@ -166,8 +196,14 @@ for name in "${fault_tests[@]}"; do fault_runs+=(--test "$name"); done
 say "cargo test: the fault tests, one binary at a time (${fault_tests[*]})"
 cargo test "${workspace[@]}" "${fault_runs[@]}" "$@"
 
+say "the library's builds, compiled beside the tests above"
+if ! wait "$library_pid"; then
+    cat "$library_log" >&2
+    echo "error: a build of the library's tests failed (above)" >&2
+    exit 1
+fi
 for build in "${library_builds[@]}"; do
     say "cargo test -p statehouse $build --lib --test features"
     # shellcheck disable=SC2086 # the build's flags are separate words
-    cargo test -p statehouse $build --lib --test features --locked "$@"
+    cargo test -p statehouse $build --lib --test features --locked --target-dir "$library_target" "$@"
 done
