@@ -280,7 +280,8 @@ impl RedisStore {
             ModelLayout::Hash => {
                 let mut read = redis::cmd("HGETALL");
                 read.arg(rkey.as_ref());
-                let mut decide = |(fields,): (BTreeMap<Vec<u8>, Vec<u8>>,)| {
+                // The pairs as they come: one map built, the port's.
+                let mut decide = |(fields,): (Vec<(Vec<u8>, Vec<u8>)>,)| {
                     let stored = (!fields.is_empty()).then(|| StoredModel::hash_from_raw(fields));
                     decide(key, &rkey, stored.as_ref(), f)
                 };

@@ -81,78 +81,86 @@ pub(super) fn field<V: DeserializeOwned>(
 /// A model's hash fields, `(field, bytes)`.
 pub(super) type HashFields = Vec<(String, Vec<u8>)>;
 
-/// A model encoded in one layout.
-#[derive(Debug)]
-pub(super) enum Encoded {
-    /// Its hash fields.
-    Hash(HashFields),
-    /// Its JSON text.
-    Json(Vec<u8>),
+/// The hash a model was decoded from, as the model encodes it: what a
+/// change is compared with, to write only the fields it changed.
+pub(super) struct Before<'s> {
+    /// The stored fields whose bytes are the bytes this codec wrote for
+    /// them (`canonical`), by name.
+    verified: Vec<(&'s str, &'s [u8])>,
+    /// The other stored fields of the model, encoded again from the decoded
+    /// model.
+    encoded: HashFields,
 }
 
-impl Encoded {
-    /// `value` encoded in `layout`; an error names `key` (and the field).
-    pub(super) fn of<T: Serialize>(key: &str, layout: ModelLayout, value: &T) -> Result<Self, StoreError> {
-        Ok(match layout {
-            ModelLayout::Hash => Self::Hash(
-                hash_fields::to_fields(value).map_err(|error| error.into_serialization("update", key))?,
-            ),
-            ModelLayout::Json => Self::Json(encode("update", key, value)?),
-        })
-    }
-
-    /// `value`, just decoded from `stored`, encoded in its layout, as far as
-    /// it is stored (fields read from the defaults are not). A hash
-    /// field whose stored bytes are bytes this encoder wrote for that field
-    /// (`canonical`, what the handle remembers) encodes to those bytes again
-    /// (the codec round-trips), so it is taken as it is instead of being
-    /// encoded once more: a handle that modifies its model repeatedly
+impl<'s> Before<'s> {
+    /// `value`, just decoded from the hash `fields`, as it encodes, as far
+    /// as it is stored (fields read from the defaults are not). A field
+    /// whose stored bytes are bytes this codec wrote for that field
+    /// (`canonical`, what the handle remembers) encodes to those bytes
+    /// again (the codec round-trips), so it is taken as stored instead of
+    /// being encoded once more: a handle that modifies its model repeatedly
     /// encodes only the fields others changed.
-    pub(super) fn of_stored<T: Serialize>(
+    pub(super) fn of<T: Serialize>(
         key: &str,
-        stored: &StoredModel,
+        fields: &'s BTreeMap<String, Vec<u8>>,
         value: &T,
         canonical: &BTreeMap<String, Vec<u8>>,
     ) -> Result<Self, StoreError> {
-        let StoredModel::Hash(fields) = stored else {
-            return Self::of(key, stored.layout(), value);
-        };
-        let verified = |name: &str| {
-            canonical
-                .get(name)
-                .is_some_and(|bytes| fields.get(name) == Some(bytes))
-        };
-        let mut encoded = hash_fields::to_fields_only(value, |name| !verified(name))
+        // By name, as both maps are ordered.
+        let verified: Vec<(&str, &[u8])> = fields
+            .iter()
+            .filter(|(name, bytes)| canonical.get(name.as_str()) == Some(bytes))
+            .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+            .collect();
+        let is_verified = |name: &str| verified.binary_search_by(|(field, _)| (*field).cmp(name)).is_ok();
+        let mut encoded = hash_fields::to_fields_only(value, |name| !is_verified(name))
             .map_err(|error| error.into_serialization("update", key))?;
-        encoded.extend(
-            canonical
-                .iter()
-                .filter(|(name, _)| verified(name))
-                .map(|(name, bytes)| (name.clone(), bytes.clone())),
-        );
         // What is stored: a field read from the defaults (missing) is
         // written by the next change.
         encoded.retain(|(name, _)| fields.contains_key(name));
-        Ok(Self::Hash(encoded))
+        Ok(Self { verified, encoded })
     }
 
-    /// What turns the stored `old` (as this model encoded it) into `self`:
-    /// the changed fields of a hash, all fields of a new one, the whole
-    /// document of the JSON layout; and the hash fields as encoded, for the
-    /// handle to remember.
-    pub(super) fn write_over(self, old: Option<&Self>) -> (ModelWrite, Option<HashFields>) {
-        match (self, old) {
-            (Self::Hash(new), Some(Self::Hash(old))) => (ModelWrite::changes(old, &new), Some(new)),
-            (Self::Hash(new), _) => (
-                ModelWrite::Fields {
-                    set: new.clone(),
-                    delete: Vec::new(),
-                },
-                Some(new),
-            ),
-            (Self::Json(bytes), _) => (ModelWrite::Json(bytes), None),
-        }
+    /// The fields, `(name, bytes)`.
+    fn fields(&self) -> Vec<(&str, &[u8])> {
+        let encoded = self
+            .encoded
+            .iter()
+            .map(|(name, bytes)| (name.as_str(), bytes.as_slice()));
+        self.verified.iter().copied().chain(encoded).collect()
     }
+}
+
+/// What writes `value` over the stored model, in `layout`: the fields that
+/// differ from `before` (the stored hash, as the model encodes it), all
+/// fields of a new hash, the whole document of the JSON layout; and the
+/// hash fields as encoded, for the handle to remember.
+pub(super) fn write<T: Serialize>(
+    key: &str,
+    layout: ModelLayout,
+    value: &T,
+    before: Option<Before<'_>>,
+) -> Result<(ModelWrite, Option<HashFields>), StoreError> {
+    let encoding = |error: FieldError| error.into_serialization("update", key);
+    Ok(match (layout, before) {
+        (ModelLayout::Hash, Some(before)) => {
+            let write = hash_fields::changes(&before.fields(), value).map_err(encoding)?;
+            let mut remember = before.encoded;
+            if let ModelWrite::Fields { set, .. } = &write {
+                remember.extend(set.iter().cloned());
+            }
+            (write, Some(remember))
+        }
+        (ModelLayout::Hash, None) => {
+            let fields = hash_fields::to_fields(value).map_err(encoding)?;
+            let write = ModelWrite::Fields {
+                set: fields.clone(),
+                delete: Vec::new(),
+            };
+            (write, Some(fields))
+        }
+        (ModelLayout::Json, _) => (ModelWrite::Json(encode("update", key, value)?), None),
+    })
 }
 
 /// The names of `T`'s fields when it is a plain struct (`None` for a map,

@@ -341,20 +341,24 @@ where
         let mut last: Option<T> = None;
         let mut step = |stored: Option<&StoredModel>| -> Result<ModelWrite, BoxError> {
             carry.keep((|| {
-                let (mut value, old) = match stored {
+                let (mut value, before) = match stored {
                     Some(stored) => {
                         let value: T = codec::decode("update", key.as_str(), stored, || fresh(id))?;
-                        let old = codec::Encoded::of_stored(key.as_str(), stored, &value, canonical)?;
-                        (value, Some(old))
+                        let before = match stored {
+                            StoredModel::Hash(fields) => {
+                                Some(codec::Before::of(key.as_str(), fields, &value, canonical)?)
+                            }
+                            StoredModel::Json(_) => None,
+                        };
+                        (value, before)
                     }
                     None => (fresh(id), None),
                 };
-                let before = value.id();
+                let id_before = value.id();
                 change(&mut value)?;
-                check(key, &value, &before).map_err(|error| E::from(retag(error, op)))?;
+                check(key, &value, &id_before).map_err(|error| E::from(retag(error, op)))?;
                 let layout = stored.map_or(new_layout, StoredModel::layout);
-                let new = codec::Encoded::of(key.as_str(), layout, &value)?;
-                let (write, fields) = new.write_over(old.as_ref());
+                let (write, fields) = codec::write(key.as_str(), layout, &value, before)?;
                 encoded = fields;
                 last = Some(value);
                 Ok(write)

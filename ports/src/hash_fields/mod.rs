@@ -45,7 +45,9 @@
 //! field through `deserialize_any`, which yields text: keep flattened
 //! models to text fields, or use the JSON layout.)
 
+mod changes;
 mod de;
+mod same;
 mod ser;
 mod text;
 
@@ -54,7 +56,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::{Deserialize, DeserializeOwned};
 
-use crate::{JsonError, StoreError};
+use crate::{JsonError, ModelWrite, StoreError};
 
 pub use text::format_float;
 
@@ -75,8 +77,10 @@ pub use text::format_float;
 /// # Ok::<(), statehouse_ports::hash_fields::FieldError>(())
 /// ```
 pub fn to_fields<T: Serialize + ?Sized>(model: &T) -> Result<Vec<(String, Vec<u8>)>, FieldError> {
-    let mut fields = model.serialize(ser::ModelSerializer { keep: None })?;
-    dedup_last_wins(&mut fields);
+    let mut fields = model.serialize(ser::ModelSerializer {
+        sink: ser::Encode::new(None),
+    })?;
+    dedup_last_wins(&mut fields, |(name, _)| name);
     Ok(fields)
 }
 
@@ -99,16 +103,52 @@ pub fn to_fields_only<T: Serialize + ?Sized>(
     model: &T,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<(String, Vec<u8>)>, FieldError> {
-    let mut fields = model.serialize(ser::ModelSerializer { keep: Some(&keep) })?;
-    dedup_last_wins(&mut fields);
+    let mut fields = model.serialize(ser::ModelSerializer {
+        sink: ser::Encode::new(Some(&keep)),
+    })?;
+    dedup_last_wins(&mut fields, |(name, _)| name);
     Ok(fields)
+}
+
+/// The writes that turn a hash holding `old` (fields as [`to_fields`]
+/// encodes them) into `model`'s fields: the fields whose bytes differ or
+/// that `old` lacks (set), and those of `old` that the model no longer
+/// has (deleted); [`ModelWrite::Keep`] when nothing differs. The same as
+/// [`ModelWrite::changes`] of `old` and [`to_fields`]`(model)`, but each
+/// field is compared with its old bytes while it is serialized, so a
+/// field that did not change is neither encoded nor copied (a string in
+/// JSON text that needs no escaping is compared as it is).
+///
+/// ```
+/// use statehouse_ports::ModelWrite;
+/// use statehouse_ports::hash_fields::changes;
+///
+/// #[derive(serde::Serialize)]
+/// struct Order { id_: String, total: f64, note: Option<String>, items: Vec<String> }
+///
+/// let old: [(&str, &[u8]); 4] = [("id_", b"7"), ("total", b"2.5"), ("note", b"gift"), ("items", br#"["a"]"#)];
+/// let order = Order { id_: "7".into(), total: 3.0, note: None, items: vec!["a".into()] };
+/// assert_eq!(
+///     changes(&old, &order)?,
+///     ModelWrite::Fields { set: vec![("total".into(), b"3.0".to_vec())], delete: vec!["note".into()] },
+/// );
+/// let same = Order { total: 2.5, note: Some("gift".into()), ..order };
+/// assert_eq!(changes(&old, &same)?, ModelWrite::Keep);
+/// # Ok::<(), statehouse_ports::hash_fields::FieldError>(())
+/// ```
+pub fn changes<T: Serialize + ?Sized>(old: &[(&str, &[u8])], model: &T) -> Result<ModelWrite, FieldError> {
+    model.serialize(ser::ModelSerializer {
+        sink: changes::Diff::new(old),
+    })
 }
 
 /// Keeps the last of fields of the same name, as a later `HSET` field wins
 /// (a flattened map may repeat a struct field).
-fn dedup_last_wins(fields: &mut Vec<(String, Vec<u8>)>) {
-    let repeated = |at: usize, fields: &[(String, Vec<u8>)]| {
-        fields[at + 1..].iter().any(|(name, _)| *name == fields[at].0)
+fn dedup_last_wins<F>(fields: &mut Vec<F>, name: impl Fn(&F) -> &str) {
+    let repeated = |at: usize, fields: &[F]| {
+        fields[at + 1..]
+            .iter()
+            .any(|field| name(field) == name(&fields[at]))
     };
     // A struct's field names are distinct: the common case costs a scan of
     // the (short) names, without allocating.
@@ -124,7 +164,7 @@ fn dedup_last_wins(fields: &mut Vec<(String, Vec<u8>)>) {
     let mut keep: Vec<bool> = fields
         .iter()
         .rev()
-        .map(|(name, _)| seen.insert(name.clone()))
+        .map(|field| seen.insert(name(field)))
         .collect();
     keep.reverse();
     let mut keep = keep.into_iter();
@@ -322,5 +362,7 @@ impl fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
+#[cfg(test)]
+mod changes_tests;
 #[cfg(test)]
 mod tests;
