@@ -84,17 +84,43 @@ cargo clippy "${workspace[@]}" --all-targets -- -D warnings
 
 # The library's adapter features, as sqlx's: each build compiles and is
 # clippy-clean, its tests and examples included (a test that needs an adapter
-# says so with `required-features` in app/Cargo.toml).
+# says so with `required-features` in app/Cargo.toml), and its unit and
+# features tests pass.
 library_builds=(
     "--no-default-features --features redis"
     "--no-default-features --features memory"
     "--no-default-features"
 )
-for build in "${library_builds[@]}"; do
-    say "cargo clippy -p statehouse $build --all-targets"
-    # shellcheck disable=SC2086 # the build's flags are separate words
-    cargo clippy -p statehouse $build --all-targets --locked -- -D warnings
-done
+
+# Those builds are linted and compiled in the background, at the lowest CPU
+# priority, in a target directory of their own (a build holds its
+# directory's lock, which every cargo step below takes): they use the CPU
+# the steps below leave idle (the links, the test binaries waiting on Redis
+# and on timeouts). Their tests run after the fault tests. A lint or build
+# that fails fails the run there, with its output.
+library_target="${CARGO_TARGET_DIR:-target}/library-builds"
+library_log=$(mktemp)
+(
+    for build in "${library_builds[@]}"; do
+        say "cargo clippy -p statehouse $build --all-targets (in the background)"
+        # shellcheck disable=SC2086 # the build's flags are separate words
+        nice -n 19 cargo clippy -p statehouse $build --all-targets --locked \
+            --target-dir "$library_target" -- -D warnings || exit
+        say "cargo test -p statehouse $build --lib --test features --no-run (in the background)"
+        # shellcheck disable=SC2086 # the build's flags are separate words
+        nice -n 19 cargo test -p statehouse $build --lib --test features --locked \
+            --target-dir "$library_target" --no-run || exit
+    done
+) >"$library_log" 2>&1 &
+library_pid=$!
+stop_library_builds() {
+    if kill -0 "$library_pid" 2>/dev/null; then
+        pkill -P "$library_pid" 2>/dev/null || true
+        kill "$library_pid" 2>/dev/null || true
+    fi
+    rm -f "$library_log"
+}
+trap stop_library_builds EXIT
 
 say "the library has no command-line dependency (clap, tracing-subscriber, tokio's signal)"
 if cargo tree -p statehouse -e normal,features --locked |
@@ -152,30 +178,6 @@ while IFS= read -r name; do
     esac
 done < <(integration_tests)
 
-# The library's builds (adapter features redis, memory, neither) compile
-# their tests beside the runs below, at the lowest CPU priority, in a target
-# directory of their own (a build holds its directory's lock, which each
-# `cargo test` run below takes): they use the CPU the test binaries leave
-# idle while they wait on Redis, and are run after the fault tests.
-library_target="${CARGO_TARGET_DIR:-target}/library-builds"
-library_log=$(mktemp)
-(
-    for build in "${library_builds[@]}"; do
-        # shellcheck disable=SC2086 # the build's flags are separate words
-        nice -n 19 cargo test -p statehouse $build --lib --test features --locked \
-            --target-dir "$library_target" --no-run || exit
-    done
-) >"$library_log" 2>&1 &
-library_pid=$!
-stop_library_builds() {
-    if kill -0 "$library_pid" 2>/dev/null; then
-        pkill -P "$library_pid" 2>/dev/null || true
-        kill "$library_pid" 2>/dev/null || true
-    fi
-    rm -f "$library_log"
-}
-trap stop_library_builds EXIT
-
 say "cargo test: ${#parallel_runs[@]} runs, two at a time (every test binary but the fault tests)"
 # Each run's targets reach the inner shell as its first argument, not spliced
 # into its text (BSD xargs limits a replaced argument to 255 bytes).
@@ -201,12 +203,13 @@ for name in "${fault_tests[@]}"; do fault_runs+=(--test "$name"); done
 say "cargo test: the fault tests, one binary at a time (${fault_tests[*]})"
 cargo test "${workspace[@]}" "${fault_runs[@]}" "$@"
 
-say "the library's builds, compiled beside the tests above"
+say "the library's builds, linted and compiled beside the steps above"
 if ! wait "$library_pid"; then
     cat "$library_log" >&2
-    echo "error: a build of the library's tests failed (above)" >&2
+    echo "error: a lint or build of the library's adapter features failed (above)" >&2
     exit 1
 fi
+grep '^==> ' "$library_log" >&2 || true
 for build in "${library_builds[@]}"; do
     say "cargo test -p statehouse $build --lib --test features"
     # shellcheck disable=SC2086 # the build's flags are separate words
