@@ -170,11 +170,13 @@ integration_tests() {
     done | sort | cut -d' ' -f2 | awk '!seen[$0]++'
 }
 
-parallel_runs=("--lib --bins --examples" "--doc")
+# Each run: its packages, features and targets (flags without spaces, split
+# into words by the run).
+parallel_runs=("${units[*]} --lib --bins --examples" "${workspace[*]} --doc")
 while IFS= read -r name; do
     case " ${fault_tests[*]} " in
         *" $name "*) ;;
-        *) parallel_runs+=("--test $name") ;;
+        *) parallel_runs+=("${workspace[*]} --test $name") ;;
     esac
 done < <(integration_tests)
 
@@ -187,13 +189,13 @@ printf '%s\n' "${parallel_runs[@]}" | xargs -P 2 -I '{}' bash -c '
     shift
     log=$(mktemp)
     status=0
-    # shellcheck disable=SC2086 # the targets are separate words
+    # shellcheck disable=SC2086 # the flags are separate words
     cargo test $targets "$@" >"$log" 2>&1 || status=$?
     printf "==> cargo test %s\n" "$targets" >&2
     cat "$log" >&2
     rm -f "$log"
     exit "$status"
-' run '{}' "${workspace[@]}" "$@" || {
+' run '{}' "$@" || {
     echo "error: a test run above failed" >&2
     exit 1
 }

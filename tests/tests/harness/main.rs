@@ -10,6 +10,7 @@ use statehouse_tests::harness::Node;
 
 mod cluster;
 mod failover;
+mod self_checks;
 mod sentinel;
 mod server;
 

@@ -145,8 +145,9 @@ fn missing_cli_message(cli: &OsStr, err: &std::io::Error) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
+/// Checks of this file's internals, run by the `harness` test binary
+/// (`harness::self_checks`).
+pub(in crate::harness) mod checks {
     use super::*;
 
     /// A fresh directory holding `files` (empty, executable).
@@ -161,8 +162,7 @@ mod tests {
         dir
     }
 
-    #[test]
-    fn redis_cli_is_found_next_to_redis_server_before_path() {
+    pub fn redis_cli_is_found_next_to_redis_server_before_path() {
         let beside = dir_with(&["redis-server", "redis-cli"]);
         let on_path = dir_with(&["redis-cli"]);
         let server = beside.join("redis-server");
@@ -188,8 +188,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_missing_redis_cli_says_how_to_install_it() {
+    pub fn a_missing_redis_cli_says_how_to_install_it() {
         let message = missing_cli_message(
             OsStr::new("redis-cli"),
             &std::io::Error::from(std::io::ErrorKind::NotFound),

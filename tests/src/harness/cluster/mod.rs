@@ -33,9 +33,9 @@
 //! `redis-cli --cluster create`; `topology.rs` asks the running nodes (roles, slots, health, failover);
 //! `migrate.rs` moves a slot with the steps of a real resharding.
 
-mod cli;
+pub(super) mod cli;
 mod migrate;
-mod topology;
+pub(super) mod topology;
 
 use std::ffi::OsString;
 use std::fmt;

@@ -387,12 +387,12 @@ fn cluster_info(node: &Node) -> Result<HashMap<String, String>, String> {
     Ok(info_fields(&text))
 }
 
-#[cfg(test)]
-mod tests {
+/// Checks of this file's internals, run by the `harness` test binary
+/// (`harness::self_checks`).
+pub(in crate::harness) mod checks {
     use super::*;
 
-    #[test]
-    fn cluster_nodes_lines_parse() {
+    pub fn cluster_nodes_lines_parse() {
         let line = "07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host replica,slave \
                     e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected";
         let replica = NodeLine::parse(line).unwrap();

@@ -152,13 +152,13 @@ fn quote(text: &str) -> String {
     quoted
 }
 
-#[cfg(test)]
-mod tests {
+/// Checks of this file's internals, run by the `harness` test binary
+/// (`harness::self_checks`).
+pub(in crate::harness) mod checks {
     use super::*;
     use crate::harness::sentinel::state::not_down;
 
-    #[test]
-    fn config_quotes_passwords_and_names_the_service() {
+    pub fn config_quotes_passwords_and_names_the_service() {
         let options = SentinelBuilder::default()
             .service("svc")
             .password("p\"w\\")

@@ -51,7 +51,7 @@ use super::node::{Node, Role, poll_until, start_nodes};
 use super::server::{ServerSpec, default_binary, percent_encode, userinfo};
 use super::tls::{TestCertificates, free_tls_port};
 
-mod builder;
+pub(super) mod builder;
 mod state;
 
 pub use builder::SentinelBuilder;

@@ -529,6 +529,6 @@ impl Drop for RedisServer {
     }
 }
 
-mod process;
+pub(super) mod process;
 
 pub(crate) use process::{connect, create_unique_dir, default_binary, percent_encode, read_lossy, userinfo};

@@ -350,12 +350,12 @@ fn read_lossy_from(path: &Path, offset: u64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// Checks of this file's internals, run by the `harness` test binary
+/// (`harness::self_checks`).
+pub(in crate::harness) mod checks {
     use super::*;
 
-    #[test]
-    fn a_taken_port_is_reported_for_retry_and_everything_is_cleaned_up() {
+    pub fn a_taken_port_is_reported_for_retry_and_everything_is_cleaned_up() {
         let mut server = RedisServer::start();
         let dir = server.dir.clone();
         server.stop();
