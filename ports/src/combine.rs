@@ -46,8 +46,9 @@ static ROUNDS: OnceLock<fn(&'static str, usize)> = OnceLock::new();
 
 /// Tells `hook` of every combined round that ends, in any store of the
 /// process: the operation (`update`, `update_property`, `update_field`,
-/// `update_model`, the config store's `config_update`)
-/// and the batch's size (its callers still waiting, the leader included).
+/// `update_model`, `set_status` and `append_log` (a round of task changes
+/// is named by its leader's), the config store's `config_update`) and the
+/// batch's size (its callers still waiting, the leader included).
 /// Set once per process (later calls change nothing); the app's metrics
 /// layer sets it (`statehouse_combined_batch_size`) and decides in it
 /// whether to record.

@@ -52,6 +52,7 @@ mod listing;
 mod queues;
 mod recording;
 mod retry;
+mod rounds;
 mod subjects;
 mod synced;
 mod tasks;
@@ -82,6 +83,7 @@ pub use queues::MockQueueStore;
 pub use queues::{QueueItem, QueueStore};
 pub use recording::{FAILOVERS, POOL_WAIT_SECONDS, metrics_on, set_metrics};
 pub use retry::{Attempt, Backoff, Optimistic, RetryPolicy};
+pub use rounds::Rounds;
 #[cfg(feature = "mock")]
 pub use subjects::MockSubjectStore;
 pub use subjects::{
@@ -98,8 +100,8 @@ pub use synced::{
 #[cfg(feature = "mock")]
 pub use tasks::MockTaskRepository;
 pub use tasks::{
-    BucketMerge, BucketRead, LegacyMove, PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage,
-    TaskRepository, TaskSpace, legacy_move,
+    BucketMerge, BucketRead, HeldTask, LegacyMove, PageRequest, TaskChange, TaskCursor, TaskIndex, TaskPage,
+    TaskRepository, TaskSpace, TaskStep, legacy_move, task_result, task_step,
 };
 #[cfg(feature = "mock")]
 pub use tenants::MockFieldStore;

@@ -45,7 +45,7 @@ impl ChangeFeed for MemoryStore {
     }
 
     fn combining(&self) -> bool {
-        self.documents_round.is_on()
+        self.rounds.documents.is_on()
     }
 }
 

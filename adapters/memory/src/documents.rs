@@ -112,7 +112,7 @@ impl DocumentStore for MemoryStore {
         policy: RetryPolicy,
         f: &mut UpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
-        let Some(mut ticket) = self.documents_round.join(key.as_str(), policy) else {
+        let Some(mut ticket) = self.rounds.documents.join(key.as_str(), policy) else {
             // Combining off: today's path, each update its own round at once.
             return self
                 .update_str(key, policy, &mut |current| Ok((f(current)?, None)))
@@ -146,6 +146,7 @@ impl DocumentStore for MemoryStore {
                                         state.remove(key.as_str(), now);
                                     }
                                 });
+                                Ok(())
                             },
                         )
                         .await;

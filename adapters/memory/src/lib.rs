@@ -110,13 +110,8 @@ use store::{Keyspace, Value};
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     keyspace: Arc<Keyspace>,
-    /// Concurrent document updates of one key, combined (`Combiner`).
-    documents_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
-    /// Concurrent updates of one JSON field of a hash (a subject's
-    /// property, a tenant record's field), combined.
-    fields_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
-    /// Concurrent updates of one synced model, combined.
-    models_round: Arc<statehouse_ports::Combiner<statehouse_ports::HeldModel>>,
+    /// The lanes of its combined updates (`Rounds`).
+    rounds: statehouse_ports::Rounds,
     /// How many replicas a write must reach: none can, as on a server
     /// without replicas (`store::unreplicated`).
     durability: Durability,
@@ -133,9 +128,7 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             keyspace: Keyspace::new(),
-            documents_round: Arc::new(statehouse_ports::Combiner::default()),
-            fields_round: Arc::new(statehouse_ports::Combiner::default()),
-            models_round: Arc::new(statehouse_ports::Combiner::default()),
+            rounds: statehouse_ports::Rounds::default(),
             durability: Durability::Primary,
         }
     }
@@ -145,9 +138,7 @@ impl MemoryStore {
     /// once, not queued in a lane; `docs/hotkeys.md`).
     #[must_use]
     pub fn with_combining(mut self, on: bool) -> Self {
-        self.documents_round = Arc::new(statehouse_ports::Combiner::switched(on));
-        self.fields_round = Arc::new(statehouse_ports::Combiner::switched(on));
-        self.models_round = Arc::new(statehouse_ports::Combiner::switched(on));
+        self.rounds = statehouse_ports::Rounds::switched(on);
         self
     }
 
@@ -162,9 +153,7 @@ impl MemoryStore {
             keyspace: Arc::clone(&self.keyspace),
             // Lanes of its own: a round is written with its leader's
             // durability.
-            documents_round: Arc::new(statehouse_ports::Combiner::new(self.documents_round.max_batch())),
-            fields_round: Arc::new(statehouse_ports::Combiner::new(self.fields_round.max_batch())),
-            models_round: Arc::new(statehouse_ports::Combiner::new(self.models_round.max_batch())),
+            rounds: self.rounds.fresh(),
             durability,
         }
     }
@@ -216,7 +205,7 @@ impl MemoryStore {
         >,
     > {
         use statehouse_ports::{FieldStep, Role, StoreError, field_result, field_step};
-        let mut ticket = self.fields_round.join(lane, policy)?;
+        let mut ticket = self.rounds.fields.join(lane, policy)?;
         let mut own: FieldStep = None;
         let outcome = {
             let mut apply = field_step((op, key), f, decode, encode, &mut own);
@@ -230,6 +219,7 @@ impl MemoryStore {
                     };
                     let commit = |state: &mut store::State, now, value: Option<Vec<u8>>| {
                         write(state, now, value.unwrap_or_default());
+                        Ok(())
                     };
                     let section = self.section(policy);
                     let outcome = (self.keyspace)

@@ -2,7 +2,7 @@
 //! one keyspace, under the same key as on Redis, written by the same
 //! optimistic protocol (field by field for a hash, `SET … KEEPTTL` for a
 //! string). Concurrent updates of one model are combined as on Redis
-//! (`models_round`, `Keyspace::combined`, `HeldModel`).
+//! (`rounds.models`, `Keyspace::combined`, `HeldModel`).
 
 use async_trait::async_trait;
 use statehouse_domain::{Key, ModelLayout};
@@ -94,7 +94,7 @@ impl SyncedStore for MemoryStore {
         policy: RetryPolicy,
         f: &mut ModelFn<'a>,
     ) -> Result<ModelUpdated, StoreError> {
-        let Some(mut ticket) = self.models_round.join(key.as_str(), policy) else {
+        let Some(mut ticket) = self.rounds.models.join(key.as_str(), policy) else {
             // Combining off: today's path, each update its own round at once.
             return self.update_alone(key, policy, f).await;
         };
@@ -128,6 +128,7 @@ impl SyncedStore for MemoryStore {
                                     // is refused.
                                     let _ = commit(state, key, write, now);
                                 }
+                                Ok(())
                             },
                         )
                         .await;

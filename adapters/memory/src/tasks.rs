@@ -7,8 +7,9 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use statehouse_ports::{
-    BucketMerge, BucketRead, KeyStream, LegacyMove, PageRequest, StoreError, TaskBucket, TaskChange, TaskId,
-    TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, decode, encode, legacy_move,
+    BucketMerge, BucketRead, HeldTask, KeyStream, LegacyMove, PageRequest, Role, StoreError, TaskBucket,
+    TaskChange, TaskId, TaskIndex, TaskPage, TaskRecord, TaskRepository, TaskSpace, TaskStatus, TaskStep,
+    decode, encode, legacy_move, task_result, task_step,
 };
 use tokio::time::Instant;
 
@@ -127,8 +128,68 @@ impl MemoryStore {
     }
 
     /// `set_status` and `append_log`: the change applied to the current
-    /// record (the domain's rules, through [`TaskChange`]).
+    /// record (the domain's rules, through [`TaskChange`]). Concurrent
+    /// changes of one task are combined as on Redis (`rounds.tasks`,
+    /// `Keyspace::combined`, `HeldTask`); a change with nobody to combine
+    /// with runs alone.
     async fn change_task(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        change: TaskChange<'_>,
+    ) -> Result<TaskRecord, StoreError> {
+        let op = change.op();
+        let key = space.keys().record(id.as_str());
+        let Some(mut ticket) = self.rounds.tasks.join(&key, space.policy()) else {
+            // Combining off: each change its own round at once.
+            return self.change_alone(space, id, change).await;
+        };
+        let mut own: TaskStep = None;
+        let outcome = {
+            let mut apply = task_step(space, &key, change, &mut own);
+            match ticket.wait(op, &key, &mut apply).await {
+                Role::Finished(outcome) => outcome,
+                Role::Lead(pass) if pass.alone() => {
+                    // Nobody to combine with: the change's own round.
+                    drop(apply);
+                    let outcome = self.change_alone(space, id, change).await;
+                    pass.finish_as(outcome.as_ref().map(|_| 1));
+                    return outcome;
+                }
+                Role::Lead(mut pass) => {
+                    let outcome = self
+                        .keyspace
+                        .combined(
+                            op,
+                            &key,
+                            &[key.as_str()],
+                            self.section(space.policy()),
+                            &mut pass,
+                            &mut apply,
+                            |state, now| read_record(state, op, &key, now).map(HeldTask::read),
+                            |state, now, held| match held {
+                                HeldTask::Changed { record, encoded, ttl } => {
+                                    let at = now + ttl.as_duration();
+                                    // A change keeps the service and the
+                                    // user: no index is left.
+                                    write_task(state, now, op, space, &record, encoded, &[], at)
+                                }
+                                // Only a change is ever written.
+                                HeldTask::Missing | HeldTask::Stored(_) => Ok(()),
+                            },
+                        )
+                        .await;
+                    pass.finish(&outcome);
+                    outcome
+                }
+            }
+        };
+        task_result(op, &key, own, outcome)
+    }
+
+    /// A change of one task in a round of its own (combining off, or
+    /// nobody to combine with).
+    async fn change_alone(
         &self,
         space: &TaskSpace,
         id: &TaskId,

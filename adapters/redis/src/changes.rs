@@ -162,7 +162,7 @@ impl ChangeFeed for RedisStore {
     }
 
     fn combining(&self) -> bool {
-        self.documents_round.is_on()
+        self.rounds.documents.is_on()
     }
 }
 

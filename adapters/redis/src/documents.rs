@@ -188,7 +188,7 @@ impl DocumentStore for RedisStore {
         f: &mut UpdateFn<'a>,
     ) -> Result<Updated, StoreError> {
         const OP: &str = "update";
-        let Some(mut ticket) = self.documents_round.join(key.as_str(), policy) else {
+        let Some(mut ticket) = self.rounds.documents.join(key.as_str(), policy) else {
             // Combining off: today's path, each update its own round at once.
             return self
                 .update_str(key, policy, &mut |current| Ok((f(current)?, None)), false)

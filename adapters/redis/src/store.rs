@@ -25,13 +25,8 @@ pub struct RedisStore {
     pub(crate) conns: Connections,
     pub(crate) keys: Arc<Keys>,
     pub(crate) config: Arc<RedisConfig>,
-    /// Concurrent document updates of one key, combined (`Combiner`).
-    pub(crate) documents_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
-    /// Concurrent updates of one JSON field of a hash (a subject's
-    /// property, a tenant record's field), combined.
-    pub(crate) fields_round: Arc<statehouse_ports::Combiner<Option<Vec<u8>>>>,
-    /// Concurrent updates of one synced model, combined.
-    pub(crate) models_round: Arc<statehouse_ports::Combiner<statehouse_ports::HeldModel>>,
+    /// The lanes of its combined updates (`Rounds`).
+    pub(crate) rounds: statehouse_ports::Rounds,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -56,9 +51,7 @@ impl RedisStore {
             conns,
             keys: Arc::new(Keys::new(&config.prefix)),
             config: Arc::new(config),
-            documents_round: Arc::new(statehouse_ports::Combiner::default()),
-            fields_round: Arc::new(statehouse_ports::Combiner::default()),
-            models_round: Arc::new(statehouse_ports::Combiner::default()),
+            rounds: statehouse_ports::Rounds::default(),
         })
     }
 
@@ -68,9 +61,7 @@ impl RedisStore {
     /// Clones made after this share its lanes.
     #[must_use]
     pub fn with_combining(mut self, on: bool) -> Self {
-        self.documents_round = Arc::new(statehouse_ports::Combiner::switched(on));
-        self.fields_round = Arc::new(statehouse_ports::Combiner::switched(on));
-        self.models_round = Arc::new(statehouse_ports::Combiner::switched(on));
+        self.rounds = statehouse_ports::Rounds::switched(on);
         self
     }
 
@@ -93,9 +84,7 @@ impl RedisStore {
             config: Arc::new(config),
             // Lanes of its own: a round is written with its leader's
             // durability.
-            documents_round: Arc::new(statehouse_ports::Combiner::new(self.documents_round.max_batch())),
-            fields_round: Arc::new(statehouse_ports::Combiner::new(self.fields_round.max_batch())),
-            models_round: Arc::new(statehouse_ports::Combiner::new(self.models_round.max_batch())),
+            rounds: self.rounds.fresh(),
         })
     }
 }

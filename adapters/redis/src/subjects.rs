@@ -206,7 +206,7 @@ impl SubjectStore for RedisStore {
         // Combined with the concurrent updates of this property.
         if let Some(updated) = txn::combined_field(
             &self.conns,
-            &self.fields_round,
+            &self.rounds.fields,
             OP,
             (&format!("{OP}\n{key}\n{field}"), key.as_str()),
             (rkey.as_ref(), field.as_str()),

@@ -13,7 +13,7 @@
 //!   layout's; if the key holds the other one (the read answers
 //!   `WRONGTYPE`), `load_model` tells which and the update runs again with
 //!   that read. Concurrent updates of one model from this store are
-//!   combined (`models_round`, `txn::combined_as`): the round's leader
+//!   combined (`rounds.models`, `txn::combined_as`): the round's leader
 //!   reads once (switching layouts the same way, for the whole batch), each
 //!   caller's closure sees the model as the previous one left it
 //!   (`HeldModel`), and one `MULTI … EXEC` writes what they changed
@@ -111,7 +111,7 @@ impl SyncedStore for RedisStore {
         f: &mut ModelFn<'a>,
     ) -> Result<ModelUpdated, StoreError> {
         let (mut layout, mut switches) = (expected, 0);
-        let Some(mut ticket) = self.models_round.join(key.as_str(), policy) else {
+        let Some(mut ticket) = self.rounds.models.join(key.as_str(), policy) else {
             // Combining off: today's path, each update its own round at once.
             return self.update_alone(key, layout, policy, f).await;
         };

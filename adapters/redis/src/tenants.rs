@@ -348,7 +348,7 @@ impl FieldStore for RedisStore {
         // Combined with the concurrent updates of this field (and TTL).
         if let Some(updated) = txn::combined_field(
             &self.conns,
-            &self.fields_round,
+            &self.rounds.fields,
             OP,
             (
                 &format!("{OP}\n{}\n{}\n{ttl:?}", key.key(), field.as_str()),

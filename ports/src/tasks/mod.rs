@@ -8,8 +8,10 @@ use statehouse_domain::{ServiceName, TaskId, TaskRecord, TaskStatus, Ttl, UserId
 
 use crate::{KeyStream, RetryPolicy, StoreError, decode};
 
+mod combined;
 mod page;
 
+pub use combined::{HeldTask, TaskStep, task_result, task_step};
 pub use page::{BucketMerge, BucketRead, PageRequest, TaskCursor, TaskPage};
 
 /// Where and how tasks are kept; every [`TaskRepository`] call takes one.

@@ -791,3 +791,73 @@ pub async fn a_batch_of_model_writes_ends_as_one_after_another(backend: Backend)
         KeyTtl::ExpiresIn(_)
     ));
 }
+
+/// 16 tasks × 50 `append_log` of one task, beside a `set_status`, in a
+/// space that never retries (`RetryPolicy::no_retry`): changes of one
+/// task from one store are combined, so they never conflict with each
+/// other and every one succeeds at its first attempt. Each caller gets the
+/// record as its own change left it (its line last), the log lengths form
+/// one chain, and the log ends with every line, each writer's in order.
+pub async fn sixteen_tasks_changing_one_task_never_conflict(backend: Backend) {
+    use statehouse::{RetryPolicy, TaskSpace, TaskStatus};
+    use statehouse_domain::{ServiceName, TaskId, TaskRecord, UserId};
+
+    const TASKS: usize = 16;
+    const EACH: usize = 50;
+    let space = TaskSpace::new("hot-tasks").with_policy(RetryPolicy::no_retry());
+    let id = TaskId::new("busy").unwrap();
+    let record = TaskRecord::new(
+        id.clone(),
+        ServiceName::new("svc").unwrap(),
+        UserId::new("u").unwrap(),
+        chrono::Utc::now(),
+    );
+    backend.tasks.save(&space, &record).await.unwrap();
+    let mut callers = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let (store, space, id) = (backend.tasks.clone(), space.clone(), id.clone());
+        callers.spawn(async move {
+            let mut lengths = Vec::with_capacity(EACH);
+            for i in 0..EACH {
+                let line = format!("{t}:{i}");
+                let record = store.append_log(&space, &id, &line).await.unwrap();
+                assert_eq!(
+                    record.log.last().map(|entry| entry.message.as_str()),
+                    Some(line.as_str())
+                );
+                lengths.push(record.log.len());
+            }
+            lengths
+        });
+    }
+    let (store, status_space, status_id) = (backend.tasks.clone(), space.clone(), id.clone());
+    callers.spawn(async move {
+        let record = store
+            .set_status(&status_space, &status_id, TaskStatus::Running, Some("started"))
+            .await
+            .unwrap();
+        assert_eq!(record.status, TaskStatus::Running);
+        vec![record.log.len()]
+    });
+    let mut lengths: Vec<usize> = callers.join_all().await.into_iter().flatten().collect();
+    lengths.sort_unstable();
+    let all = TASKS * EACH + 1;
+    assert_eq!(
+        lengths,
+        (1..=all).collect::<Vec<_>>(),
+        "one log length per change"
+    );
+    let stored = backend.tasks.get(&space, &id).await.unwrap().unwrap();
+    assert_eq!(stored.status, TaskStatus::Running);
+    assert_eq!(stored.log.len(), all);
+    for t in 0..TASKS {
+        let prefix = format!("{t}:");
+        let mine: Vec<usize> = stored
+            .log
+            .iter()
+            .filter_map(|entry| entry.message.strip_prefix(&prefix))
+            .map(|i| i.parse().unwrap())
+            .collect();
+        assert_eq!(mine, (0..EACH).collect::<Vec<_>>(), "writer {t}'s lines");
+    }
+}

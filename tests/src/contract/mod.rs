@@ -374,6 +374,7 @@ macro_rules! contract_suite {
             an_erroring_or_keeping_modify_affects_only_its_caller: Threaded,
             a_cancelled_modify_takes_only_its_own_change: Threaded,
             a_batch_of_model_writes_ends_as_one_after_another: Threaded,
+            sixteen_tasks_changing_one_task_never_conflict: Threaded,
         ]);
         $crate::contract_suite!(@family $runner, tasks, [
             save_and_get_round_trip_a_record: Plain,

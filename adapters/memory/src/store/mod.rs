@@ -147,6 +147,8 @@ impl Keyspace {
     /// closure (`pass`, `apply`: the leader's own), then, if any changed
     /// it, `commit` of the final value under the lock unless a watched key
     /// was written since the read (a conflict reruns the whole batch).
+    /// `commit` checks before it writes (a key of another type, as a Redis
+    /// script refuses it): its error writes nothing and ends the round.
     /// Returns the attempt that committed.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn combined<V, A>(
@@ -158,7 +160,7 @@ impl Keyspace {
         pass: &mut Pass<'_, '_, V>,
         apply: &mut A,
         read: impl FnMut(&mut State, Instant) -> Result<V, StoreError> + Send,
-        commit: impl FnMut(&mut State, Instant, V) + Send,
+        commit: impl FnMut(&mut State, Instant, V) -> Result<(), StoreError> + Send,
     ) -> Result<u32, StoreError>
     where
         V: Send,
@@ -198,7 +200,7 @@ where
     V: Send,
     A: FnMut(&V) -> Option<V> + Send,
     Read: FnMut(&mut State, Instant) -> Result<V, StoreError> + Send,
-    Commit: FnMut(&mut State, Instant, V) + Send,
+    Commit: FnMut(&mut State, Instant, V) -> Result<(), StoreError> + Send,
 {
     type Output = ();
 
@@ -223,7 +225,7 @@ where
             return Ok(Attempt::Conflict);
         }
         self.pass.writing();
-        (self.commit)(&mut state, Instant::now(), value);
+        (self.commit)(&mut state, Instant::now(), value)?;
         self.committed = true;
         Ok(Attempt::Done(()))
     }

@@ -7,6 +7,8 @@
 //! - Every write is one WATCH section on the record (`txn::optimistic`)
 //!   whose MULTI runs the `TASK_WRITE` script: record, index moves and TTLs
 //!   in one atomic step, every key under the bucket's hash tag (one slot).
+//!   Concurrent changes of one task from one store share a section
+//!   (`txn::combined_as`, the `Combiner` of `rounds.tasks`).
 //! - Reads (`get`, `list`, `count`) use the read connection (a replica when
 //!   a read URL is configured); a listing merges the buckets' indexes
 //!   (`list.rs`, through the ports' `BucketMerge`); pruning stale index
@@ -18,8 +20,8 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use statehouse_ports::{
-    KeyStream, LegacyMove, PageRequest, StoreError, TaskChange, TaskId, TaskIndex, TaskPage, TaskRecord,
-    TaskRepository, TaskSpace, TaskStatus, decode, encode,
+    HeldTask, KeyStream, LegacyMove, PageRequest, Role, StoreError, TaskChange, TaskId, TaskIndex, TaskPage,
+    TaskRecord, TaskRepository, TaskSpace, TaskStatus, TaskStep, decode, encode, task_result, task_step,
 };
 
 use crate::RedisStore;
@@ -66,8 +68,70 @@ impl RedisStore {
     }
 
     /// `set_status` and `append_log`: the change applied to the current
-    /// record (the domain's rules, through [`TaskChange`]).
+    /// record (the domain's rules, through [`TaskChange`]). Concurrent
+    /// changes of one task are combined (`rounds.tasks`, `HeldTask`): one
+    /// WATCH, GET and `TASK_WRITE` per round, each caller's change applied
+    /// in its own task; a change with nobody to combine with runs alone.
     async fn change_task(
+        &self,
+        space: &TaskSpace,
+        id: &TaskId,
+        change: TaskChange<'_>,
+    ) -> Result<TaskRecord, StoreError> {
+        let op = change.op();
+        let key = space.keys().record(id.as_str());
+        let Some(mut ticket) = self.rounds.tasks.join(&key, space.policy()) else {
+            // Combining off: each change its own round at once.
+            return self.change_alone(space, id, change).await;
+        };
+        let mut own: TaskStep = None;
+        let outcome = {
+            let mut apply = task_step(space, &key, change, &mut own);
+            match ticket.wait(op, &key, &mut apply).await {
+                Role::Finished(outcome) => outcome,
+                Role::Lead(pass) if pass.alone() => {
+                    // Nobody to combine with: the change's own round.
+                    drop(apply);
+                    let outcome = self.change_alone(space, id, change).await;
+                    pass.finish_as(outcome.as_ref().map(|_| 1));
+                    return outcome;
+                }
+                Role::Lead(mut pass) => {
+                    let rkey = self.keys.raw(&key);
+                    let mut get = redis::cmd("GET");
+                    get.arg(rkey.as_ref());
+                    let commands = self.task_commands(space);
+                    let writes = |held| match held {
+                        // A change keeps the service and the user: no
+                        // index is left.
+                        HeldTask::Changed { record, encoded, ttl } => {
+                            commands.write(&rkey, &record, &encoded, &[], ttl.as_millis())
+                        }
+                        // Only a change is ever written.
+                        HeldTask::Missing | HeldTask::Stored(_) => redis::pipe(),
+                    };
+                    let section = (op, key.as_str(), &[rkey.as_ref()][..], &[get][..]);
+                    let outcome = txn::combined_as(
+                        &self.conns,
+                        section,
+                        space.policy(),
+                        &mut pass,
+                        &mut apply,
+                        HeldTask::read,
+                        writes,
+                    )
+                    .await;
+                    pass.finish(&outcome);
+                    outcome
+                }
+            }
+        };
+        task_result(op, &key, own, outcome)
+    }
+
+    /// A change of one task in a round of its own (combining off, or
+    /// nobody to combine with).
+    async fn change_alone(
         &self,
         space: &TaskSpace,
         id: &TaskId,
