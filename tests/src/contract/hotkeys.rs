@@ -861,3 +861,29 @@ pub async fn sixteen_tasks_changing_one_task_never_conflict(backend: Backend) {
         assert_eq!(mine, (0..EACH).collect::<Vec<_>>(), "writer {t}'s lines");
     }
 }
+
+/// Concurrent changes of one task whose index key holds another type: the
+/// round's write is refused (`WrongType`, as one change alone is), every
+/// caller gets the error, and nothing is written.
+pub async fn a_refused_write_of_combined_task_changes_fails_every_caller(backend: Backend) {
+    use statehouse::{ErrorKind, TaskSpace};
+    use statehouse_domain::layout::TaskBucket;
+
+    const CALLERS: usize = 16;
+    let tasks = backend.tasks();
+    tasks.create("t", "svc", "u").await.unwrap();
+    let index = TaskSpace::default().keys().by_user(TaskBucket::of("t"), "u");
+    backend.docs().delete(&index).await.unwrap();
+    backend.plant_hash(&index).await;
+    let mut callers = tokio::task::JoinSet::new();
+    for i in 0..CALLERS {
+        let tasks = backend.tasks();
+        callers.spawn(async move { tasks.append_log("t", &format!("line {i}")).await });
+    }
+    for outcome in callers.join_all().await {
+        let error = outcome.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::WrongType, "{error}");
+    }
+    let stored = tasks.get("t").await.unwrap().unwrap();
+    assert!(stored.log.is_empty(), "a refused round wrote {:?}", stored.log);
+}

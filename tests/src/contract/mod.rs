@@ -375,6 +375,7 @@ macro_rules! contract_suite {
             a_cancelled_modify_takes_only_its_own_change: Threaded,
             a_batch_of_model_writes_ends_as_one_after_another: Threaded,
             sixteen_tasks_changing_one_task_never_conflict: Threaded,
+            a_refused_write_of_combined_task_changes_fails_every_caller: Threaded,
         ]);
         $crate::contract_suite!(@family $runner, tasks, [
             save_and_get_round_trip_a_record: Plain,

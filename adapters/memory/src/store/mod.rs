@@ -364,4 +364,65 @@ mod tests {
         left.sort();
         assert_eq!(left, ["forever", "long"]);
     }
+
+    /// A combined round whose write refuses (a key of another type, as a
+    /// task's index can be): nothing is written, and the error is the
+    /// round's outcome for every member, the leader's and the others'.
+    #[tokio::test]
+    async fn a_refused_combined_write_writes_nothing_and_fails_every_member() {
+        use statehouse_ports::{Combiner, ErrorKind, Role};
+
+        let keyspace = Keyspace::new();
+        keyspace.lock().put("k", str_value("0"), None);
+        let combiner: Combiner<Vec<u8>> = Combiner::default();
+        let policy = RetryPolicy::default();
+        let mut bump = |value: &Vec<u8>| Some([value.as_slice(), b"+1"].concat());
+        let mut member_bump = bump;
+        // The first caller's batch starts at once; the two that join
+        // while it runs form the next batch, of two.
+        let mut first = combiner.join("k", policy).expect("combining is on");
+        let mut leader = combiner.join("k", policy).expect("combining is on");
+        let mut member = combiner.join("k", policy).expect("combining is on");
+        let Role::Lead(alone) = first.wait("update", "k", &mut bump).await else {
+            panic!("the first caller leads its own batch")
+        };
+        alone.finish_as(Ok(1));
+        let lead = async {
+            let Role::Lead(mut pass) = leader.wait("update", "k", &mut bump).await else {
+                panic!("the first to wait leads")
+            };
+            assert_eq!(pass.size(), 2);
+            let outcome = keyspace
+                .combined(
+                    "update",
+                    "k",
+                    &["k"],
+                    (policy, Durability::Primary),
+                    &mut pass,
+                    &mut bump,
+                    |state, now| match state.live("k", now).map(|entry| &entry.value) {
+                        Some(Value::Str(bytes)) => Ok(bytes.clone()),
+                        _ => Err(StoreError::wrong_type("update", "k")),
+                    },
+                    |_, _, _| Err(StoreError::wrong_type("update", "k:index")),
+                )
+                .await;
+            pass.finish(&outcome);
+            outcome
+        };
+        let follow = async {
+            match member.wait("update", "k", &mut member_bump).await {
+                Role::Finished(outcome) => outcome,
+                Role::Lead(_) => panic!("the member was handed the lead"),
+            }
+        };
+        let (led, followed) = tokio::join!(lead, follow);
+        assert_eq!(led.unwrap_err().kind(), ErrorKind::WrongType);
+        assert_eq!(followed.unwrap_err().kind(), ErrorKind::WrongType);
+        let stored = keyspace
+            .lock()
+            .live("k", Instant::now())
+            .map(|entry| entry.value.clone());
+        assert_eq!(stored, Some(str_value("0")));
+    }
 }
