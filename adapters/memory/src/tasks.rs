@@ -153,6 +153,7 @@ impl MemoryStore {
                     // Nobody to combine with: the change's own round.
                     drop(apply);
                     let outcome = self.change_alone(space, id, change).await;
+                    // A batch of one: nobody reads its attempt number.
                     pass.finish_as(outcome.as_ref().map(|_| 1));
                     return outcome;
                 }
