@@ -9,7 +9,9 @@ use crate::{Combiner, HeldModel, HeldTask};
 /// store share its connections.
 #[derive(Debug, Clone)]
 pub struct Rounds {
-    /// Document updates of one key (`update`, `update_announced`).
+    /// Document updates of one key (`update`). Its switch is the one the
+    /// change feed reports (`ChangeFeed::combining`), which the config
+    /// store follows.
     pub documents: Arc<Combiner<Option<Vec<u8>>>>,
     /// Updates of one JSON field of a hash (a subject's property, a tenant
     /// record's field).
