@@ -7,6 +7,19 @@ use crate::{Combiner, HeldModel, HeldTask};
 /// The lanes of one store's combined updates (`Combiner`), one combiner per
 /// kind of value a round hands on. Clones share the lanes, as clones of a
 /// store share its connections.
+///
+/// ```
+/// use std::sync::Arc;
+/// use statehouse_ports::Rounds;
+///
+/// let rounds = Rounds::default();
+/// assert!(rounds.is_on());
+/// // A view that writes differently gets lanes of its own, switched alike.
+/// let own = rounds.fresh();
+/// assert!(own.is_on() && !Arc::ptr_eq(&own.tasks, &rounds.tasks));
+/// assert!(Arc::ptr_eq(&rounds.clone().tasks, &rounds.tasks));
+/// assert!(!Rounds::switched(false).is_on());
+/// ```
 #[derive(Debug, Clone)]
 pub struct Rounds {
     /// Document updates of one key (`update`). Its switch is the one the

@@ -48,6 +48,27 @@ pub type TaskStep = Option<Result<TaskRecord, StoreError>>;
 /// answer in `own` and passes on the changed record (`None`: unchanged,
 /// after an error). The rules are [`TaskChange::apply`]'s, as in an
 /// uncombined change.
+///
+/// ```
+/// use statehouse_domain::{ServiceName, TaskId, TaskRecord, UserId};
+/// use statehouse_ports::{HeldTask, TaskChange, TaskSpace, encode, task_result, task_step};
+///
+/// let space = TaskSpace::default();
+/// let key = space.keys().record("export-1");
+/// let id = TaskId::new("export-1").unwrap();
+/// let record = TaskRecord::new(id, ServiceName::new("svc").unwrap(), UserId::new("u").unwrap(), chrono::Utc::now());
+/// let read = HeldTask::read(Some(encode("append_log", &key, &record).unwrap()));
+///
+/// // Two callers' changes, one after the other, as a round hands the record on.
+/// let (mut first, mut second) = (None, None);
+/// let held = task_step(&space, &key, TaskChange::Log("10%"), &mut first)(&read).unwrap();
+/// let held = task_step(&space, &key, TaskChange::Log("20%"), &mut second)(&held).unwrap();
+/// assert!(matches!(held, HeldTask::Changed { .. })); // what the round writes, once
+///
+/// // Once the round committed (at attempt 1), each gets the record its own change left.
+/// assert_eq!(task_result("append_log", &key, first, Ok(1)).unwrap().log.len(), 1);
+/// assert_eq!(task_result("append_log", &key, second, Ok(1)).unwrap().log.len(), 2);
+/// ```
 pub fn task_step<'f>(
     space: &'f TaskSpace,
     key: &'f str,
