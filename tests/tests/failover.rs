@@ -10,8 +10,11 @@
 //!   node's `ROLE`): the first call and the first update complete within it, and no call started
 //!   later fails; on the same `Statehouse`, without a restart of the caller;
 //! * acknowledged writes: without durability (the default, primary only), the number lost to the
-//!   failover is printed, never hidden; with durability 1 (`WAIT 1` after every write), none is
-//!   lost to a killed primary; nothing is applied twice.
+//!   failover is printed, never hidden; with durability on every replica of the killed primary
+//!   (`WAIT 2` on the Sentinel set, `WAIT 1` on the cluster's one replica per primary), none is
+//!   lost to a killed primary; nothing is applied twice. With durability on every replica, no
+//!   write is confirmed while the killed node is away: the first update is due within 5 s of its
+//!   restore (back as a replica) rather than of the promotion.
 
 #![allow(clippy::unwrap_used, reason = "test helpers: a panic is a failed test")]
 
@@ -34,11 +37,25 @@ fn options(topology: Topology, kind: FaultKind) -> Options {
     options
 }
 
-/// The promises every failover test checks (see the module documentation); `late_failures_allowed`:
-/// with durability, writes may fail (`NotDurable`, or a WATCH section whose `WAIT` overran the
-/// response timeout) while no replica has resynchronised with the new primary, later than 5 s
-/// after the promotion: counted and printed then, not a failure.
-fn check_promises(report: &Report, kind: FaultKind, late_failures_allowed: bool) {
+/// How a failover test's writes are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acks {
+    /// By the primary alone (the default).
+    Primary,
+    /// After `WAIT` for replicas that stay reachable through the fault (a cluster's other
+    /// shards keep confirming): the first update still succeeds within 5 s of the promotion.
+    Replicas,
+    /// After `WAIT` for every replica, the one killed included: no write is confirmed until
+    /// the killed node is back as a replica, so the first update is due within 5 s of that
+    /// restore instead of the promotion.
+    EveryReplica,
+}
+
+/// The promises every failover test checks (see the module documentation). With durability
+/// (`acks` other than `Primary`), writes may fail (`NotDurable`, or a WATCH section whose `WAIT`
+/// overran the response timeout) while no replica has resynchronised with the new primary, later
+/// than 5 s after the promotion: counted and printed then, not a failure.
+fn check_promises(report: &Report, kind: FaultKind, acks: Acks) {
     assert!(report.faults_of(kind) >= 1, "no {} happened", kind.name());
     assert!(report.ok_calls_before_faults > 0, "no work before the fault");
     let total = report.total();
@@ -51,10 +68,16 @@ fn check_promises(report: &Report, kind: FaultKind, late_failures_allowed: bool)
             "{}: first successful call {any:?} after the promotion",
             fault.kind.name()
         );
+        let update_due = match acks {
+            Acks::EveryReplica => fault.restored.unwrap_or_default() + RECOVERED_WITHIN,
+            Acks::Primary | Acks::Replicas => RECOVERED_WITHIN,
+        };
         assert!(
-            update.is_some_and(|after| after <= RECOVERED_WITHIN),
-            "{}: first successful update {update:?} after the promotion",
-            fault.kind.name()
+            update.is_some_and(|after| after <= update_due),
+            "{}: first successful update {update:?} after the promotion (due by {update_due:?}; \
+             restored after {:?})",
+            fault.kind.name(),
+            fault.restored
         );
         assert!(
             fault.ok_calls_after > 0,
@@ -62,7 +85,7 @@ fn check_promises(report: &Report, kind: FaultKind, late_failures_allowed: bool)
             fault.kind.name()
         );
     }
-    if late_failures_allowed {
+    if acks != Acks::Primary {
         eprintln!(
             "{}: {} calls failed 5 s or more after the promotion: {:?}",
             kind.name(),
@@ -104,7 +127,7 @@ async fn fault_under_load(topology: Topology, kind: FaultKind) {
     let report = soak::run(options(topology, kind)).await.unwrap();
     println!("{report}");
     print_losses(&report, kind, "no durability");
-    check_promises(&report, kind, false);
+    check_promises(&report, kind, Acks::Primary);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,28 +147,48 @@ async fn a_cluster_primary_killed_under_every_family_fails_calls_within_their_bo
     fault_under_load(Topology::Cluster, FaultKind::ClusterPrimaryKill).await;
 }
 
-/// With durability 1, a killed primary loses no acknowledged write: the promoted replica is the
-/// one that confirmed them (Sentinel and the cluster election prefer the most up-to-date one).
-async fn killed_under_load_with_durability(topology: Topology, kind: FaultKind) {
+/// With durability on every replica (`WAIT N`, N the number of replicas of the killed primary),
+/// a killed primary loses no acknowledged write: whichever replica is promoted confirmed them.
+/// That is the promise of `docs/reliability.md`. With fewer (`WAIT 1` of the Sentinel set's two
+/// replicas) a failover may promote the replica that did not confirm: Sentinel compares the
+/// replicas' offsets from `INFO` replies up to a few seconds old. A CI run at load 6 lost 371
+/// acknowledged writes that way, 1.3 s of one lagging replica's stream.
+async fn killed_under_load_with_durability(topology: Topology, kind: FaultKind, replicas: u32, acks: Acks) {
     let mut options = options(topology, kind);
     // WAIT's timeout: half the response timeout (Settings' rule), so a write and its WAIT stay
     // within one response timeout.
-    options.durability = Durability::replicas(1, options.response_timeout / 2);
+    options.durability = Durability::replicas(replicas, options.response_timeout / 2);
     let report = soak::run(options).await.unwrap();
     println!("{report}");
-    print_losses(&report, kind, "durability 1");
-    check_promises(&report, kind, true);
+    print_losses(&report, kind, &format!("durability {replicas}"));
+    check_promises(&report, kind, acks);
     assert_eq!(report.lost(), 0, "{:?}", report.violations());
     assert_eq!(report.lost_increments(), 0);
     assert_eq!(report.read_violation_count, 0, "{:?}", report.read_violations);
 }
 
+/// The Sentinel set's primary has two replicas; `WAIT 2` cannot be confirmed while the killed
+/// node is away, so its writes fail (`NotDurable`) until the node is back as a replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sentinel_primary_killed_with_durability_1_loses_no_acknowledged_write() {
-    killed_under_load_with_durability(Topology::Sentinel, FaultKind::SentinelPrimaryKill).await;
+async fn a_sentinel_primary_killed_with_durability_on_both_replicas_loses_no_acknowledged_write() {
+    killed_under_load_with_durability(
+        Topology::Sentinel,
+        FaultKind::SentinelPrimaryKill,
+        2,
+        Acks::EveryReplica,
+    )
+    .await;
 }
 
+/// Each cluster primary has one replica: `WAIT 1` is every replica of the killed primary, and the
+/// other shards keep taking durable writes meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_primary_killed_with_durability_1_loses_no_acknowledged_write() {
-    killed_under_load_with_durability(Topology::Cluster, FaultKind::ClusterPrimaryKill).await;
+    killed_under_load_with_durability(
+        Topology::Cluster,
+        FaultKind::ClusterPrimaryKill,
+        1,
+        Acks::Replicas,
+    )
+    .await;
 }

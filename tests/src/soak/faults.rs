@@ -94,6 +94,10 @@ pub struct Fault {
     pub recovery: Option<Duration>,
     /// From the server being back to the first successful `update` completing.
     pub update_recovery: Option<Duration>,
+    /// From the server being back until the failover's restore ended (the replaced primary back
+    /// as a synced replica of its successor, or the set settled); `None` for a fault that is not a
+    /// failover. Until then a write that waits for every replica cannot be confirmed.
+    pub restored: Option<Duration>,
     /// Successful calls between the end of this fault and the start of the next (or the end).
     pub ok_calls_after: u64,
 }
@@ -159,9 +163,10 @@ pub(super) fn chaos(
         shared.watch.any.store(true, Ordering::Release);
         shared.watch.update.store(true, Ordering::Release);
         // The old primary back, while the tasks recover (and are timed) from the promotion.
-        if let Some(promotion) = &injected.promotion {
+        let restored = injected.promotion.as_ref().map(|promotion| {
             deployment.restore(promotion);
-        }
+            back_at.elapsed()
+        });
         ok_at_last_end = shared.ok_calls.load(Ordering::SeqCst);
         let give_up = back_at + options.recovery_limit;
         let state = loop {
@@ -180,6 +185,7 @@ pub(super) fn chaos(
             failover: kind.is_failover(),
             recovery: state.any,
             update_recovery: state.update,
+            restored,
             ok_calls_after: 0,
         });
         // The shortest healthy interval until each kind happened once, so that every kind happens
