@@ -7,8 +7,8 @@
 use statehouse_domain::{TaskRecord, Ttl};
 
 use super::{TaskChange, TaskSpace};
+use crate::StoreError;
 use crate::combine::member_result;
-use crate::{StoreError, decode, encode};
 
 /// The value a combined round of task changes hands from caller to caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,32 +76,22 @@ pub fn task_step<'f>(
     own: &'f mut TaskStep,
 ) -> impl FnMut(&HeldTask) -> Option<HeldTask> + Send + 'f {
     move |held| {
-        let op = change.op();
-        let changed = (|| {
-            let (mut record, ttl) = match held {
-                HeldTask::Missing => {
-                    return Err(StoreError::NotFound {
-                        op,
-                        key: key.to_owned(),
-                    });
-                }
-                HeldTask::Stored(bytes) => (decode::<TaskRecord>(op, key, bytes)?, space.ttl()),
-                HeldTask::Changed { record, ttl, .. } => (TaskRecord::clone(record), space.ttl().max(*ttl)),
-            };
-            change.apply(space, key, &mut record, chrono::Utc::now())?;
-            let encoded = encode(op, key, &record)?;
-            Ok(HeldTask::Changed {
-                record: Box::new(record),
-                encoded,
-                ttl,
-            })
-        })();
+        let (changed, ttl) = match held {
+            HeldTask::Missing => (change.applied_to(space, key, None), space.ttl()),
+            HeldTask::Stored(bytes) => (change.applied_to(space, key, Some(bytes)), space.ttl()),
+            HeldTask::Changed { record, ttl, .. } => (
+                change.applied(space, key, TaskRecord::clone(record)),
+                space.ttl().max(*ttl),
+            ),
+        };
         match changed {
-            Ok(changed) => {
-                if let HeldTask::Changed { record, .. } = &changed {
-                    *own = Some(Ok(TaskRecord::clone(record)));
-                }
-                Some(changed)
+            Ok((record, encoded)) => {
+                *own = Some(Ok(record.clone()));
+                Some(HeldTask::Changed {
+                    record: Box::new(record),
+                    encoded,
+                    ttl,
+                })
             }
             Err(error) => {
                 *own = Some(Err(error));
@@ -130,7 +120,7 @@ mod tests {
     use statehouse_domain::{ServiceName, TaskId, TaskStatus, UserId};
 
     use super::*;
-    use crate::ErrorKind;
+    use crate::{ErrorKind, encode};
 
     fn record() -> TaskRecord {
         TaskRecord::new(

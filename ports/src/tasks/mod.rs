@@ -259,6 +259,38 @@ impl TaskChange<'_> {
         space.prepare(record, now);
         Ok(())
     }
+
+    /// THE change of a stored task, for both adapters and a combined
+    /// round: `current` (the bytes under `key`) decoded, the change
+    /// applied now ([`apply`](Self::apply)), and the record with its
+    /// encoding, what the write stores. A missing record is
+    /// [`StoreError::NotFound`]; one that does not parse,
+    /// [`StoreError::Deserialization`].
+    pub fn applied_to(
+        &self,
+        space: &TaskSpace,
+        key: &str,
+        current: Option<&[u8]>,
+    ) -> Result<(TaskRecord, Vec<u8>), StoreError> {
+        let op = self.op();
+        let bytes = current.ok_or_else(|| StoreError::NotFound {
+            op,
+            key: key.to_owned(),
+        })?;
+        self.applied(space, key, decode(op, key, bytes)?)
+    }
+
+    /// `record` (stored under `key`) after this change, with its encoding.
+    pub fn applied(
+        &self,
+        space: &TaskSpace,
+        key: &str,
+        mut record: TaskRecord,
+    ) -> Result<(TaskRecord, Vec<u8>), StoreError> {
+        self.apply(space, key, &mut record, chrono::Utc::now())?;
+        let encoded = crate::encode(self.op(), key, &record)?;
+        Ok((record, encoded))
+    }
 }
 
 /// What [`TaskRepository::migrate_legacy`] did with one task of the layout

@@ -140,13 +140,7 @@ impl RedisStore {
     ) -> Result<TaskRecord, StoreError> {
         let op = change.op();
         self.on_record(op, space, id, |current, key, rkey| {
-            let bytes = current.ok_or_else(|| StoreError::NotFound {
-                op,
-                key: key.to_owned(),
-            })?;
-            let mut record: TaskRecord = decode(op, key, &bytes)?;
-            change.apply(space, key, &mut record, Utc::now())?;
-            let encoded = encode(op, key, &record)?;
+            let (record, encoded) = change.applied_to(space, key, current.as_deref())?;
             // A change keeps the service and the user: no index is left.
             Ok(Decision::Commit(
                 self.task_commands(space)
