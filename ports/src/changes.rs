@@ -165,7 +165,10 @@ pub enum Swapped {
 ///   when the write announced one. Events of one key arrive in commit order.
 ///   An event is a hint to re-read, not a copy of the value; a backend may
 ///   deliver one write more than once (say once announced, with its version,
-///   and once seen by the server's keyspace notifications, without).
+///   and once seen by the server's keyspace notifications, without). Redis
+///   leaves the notification out when the announcement follows it on the
+///   same connection in one batch, as the two of one write do as a rule on
+///   one server.
 /// - Writes through [`update_announced`](Self::update_announced) are
 ///   delivered on every backend: the event is published in the same atomic
 ///   step as the write, and carries the version the closure named.

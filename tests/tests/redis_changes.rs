@@ -2,7 +2,7 @@
 //! without keyspace notifications, the dedicated Pub/Sub connection,
 //! reconnection and convergence, many `Statehouse` instances. Each test owns
 //! its `redis-server` (started without keyspace notifications, the
-//! server's default).
+//! server's default, unless a test is about them).
 
 #![allow(clippy::unwrap_used, reason = "test helpers: a panic is a failed test")]
 
@@ -296,4 +296,49 @@ async fn an_update_is_one_round_trip_when_the_cache_is_current() {
     // The handle reads its own write at once, from its cache.
     assert_eq!(config.cached_version("limit"), Some(2));
     assert_eq!(config.fetch::<u32>("limit").await.unwrap(), Some(2));
+}
+
+/// With keyspace notifications on, an announced write fires the server's notification of its
+/// command and statehouse's notice, in that order and in one atomic step, so the two reach a
+/// subscriber together: the feed delivers the notice alone (the notification repeats it), and a
+/// watcher re-reads once per write, a writer's cache not at all. Every write still arrives, in
+/// commit order; a pair split across two reads of the connection (which the server writes in one)
+/// would be delivered both, so the bound below is half the writes, where the pairing broken
+/// would repeat every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_write_is_one_event_when_the_server_notifies_too() {
+    const WRITES: u64 = 100;
+    let server = RedisServer::start_with_args(statehouse_tests::harness::SHARED_ARGS);
+    let state = connect(&server).await;
+    let config = state.config();
+    let mut raw = state.watch("config:*").await.unwrap();
+    for value in 1..=WRITES {
+        assert_eq!(config.update("limit", &value).await.unwrap(), value);
+    }
+    assert!(config.delete("limit").await.unwrap());
+    // Recreated, the entry starts again at version 1: the last event to wait for.
+    assert_eq!(config.update("limit", &0).await.unwrap(), 1);
+    let (mut versions, mut unversioned_sets, mut deletes) = (Vec::new(), 0, 0);
+    next_event(&mut raw, "the entry's recreation", |event| {
+        let FeedEvent::Change(change) = event else {
+            return false;
+        };
+        assert_eq!(change.key, "config:limit");
+        match (change.kind, change.version) {
+            (ChangeKind::Set, Some(version)) => versions.push(version),
+            (ChangeKind::Set, None) => unversioned_sets += 1,
+            (ChangeKind::Deleted, None) => deletes += 1,
+            other => panic!("unexpected event {other:?}"),
+        }
+        deletes > 0 && versions.last() == Some(&1)
+    })
+    .await;
+    let expected: Vec<u64> = (1..=WRITES).chain([1]).collect();
+    assert_eq!(versions, expected, "every announced write once, in commit order");
+    let repeats = unversioned_sets + (deletes - 1);
+    assert!(
+        repeats < WRITES / 2,
+        "{repeats} of {} announced writes also arrived as keyspace notifications",
+        WRITES + 2
+    );
 }

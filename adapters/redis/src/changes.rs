@@ -8,7 +8,10 @@
 //! `documents.rs`) and to the server's keyspace-notification channels of the
 //! same keys (`__keyspace@<db>__:<key>`), which carry other clients' writes
 //! and expiry when the server has notifications enabled; the store never
-//! runs `CONFIG SET`.
+//! runs `CONFIG SET`. An announced write fires both, the notification
+//! first, in one atomic step: a notification that an announcement of the
+//! same key and kind follows in what the connection already holds is left
+//! out ([`drop_repeats`]), so such a write is one event as a rule.
 //!
 //! A lost connection (the stream ends, or a keepalive PING gets no answer
 //! within the response timeout) is re-established with the shared
@@ -34,8 +37,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use redis::aio::PubSub;
+use futures_util::{FutureExt as _, StreamExt};
+use redis::aio::{PubSub, PubSubStream};
 use redis::{Msg, RedisResult};
 use statehouse_domain::{ChangeEvent, ChangeKind, ChangeNotice, Key};
 use statehouse_ports::Swapped;
@@ -317,13 +320,11 @@ impl Listener {
             tokio::select! {
                 () = self.sender.closed() => return false,
                 message = stream.next() => match message {
-                    Some(message) => {
-                        if let Some(event) = self.event_of(&message)
-                            && !self.sender.send(FeedEvent::Change(event))
-                        {
-                            return false;
-                        }
-                    }
+                    Some(message) => match self.deliver(&message, &mut stream) {
+                        Delivered::Dropped => return false,
+                        Delivered::Ended => return true,
+                        Delivered::Open => {}
+                    },
                     None => return true,
                 },
                 _ = keepalive.tick() => {
@@ -354,9 +355,48 @@ impl Listener {
         }
     }
 
+    /// Delivers the event of `first` and of the messages the connection
+    /// already holds behind it (up to [`BATCH`] in all, taken without
+    /// waiting), leaving out each keyspace notification an announcement
+    /// later in that batch repeats ([`drop_repeats`]).
+    fn deliver(&self, first: &Msg, stream: &mut PubSubStream) -> Delivered {
+        let first = self.heard_of(first);
+        let mut next = stream.next().now_or_never();
+        if next.is_none() {
+            // Nothing behind it (as a rule): no batch to build.
+            let sent = first.is_none_or(|heard| self.sender.send(FeedEvent::Change(heard.event)));
+            return if sent { Delivered::Open } else { Delivered::Dropped };
+        }
+        let mut batch: Vec<Heard> = first.into_iter().collect();
+        let mut taken = 1;
+        let mut outcome = Delivered::Open;
+        loop {
+            match next {
+                Some(Some(message)) => batch.extend(self.heard_of(&message)),
+                Some(None) => {
+                    outcome = Delivered::Ended;
+                    break;
+                }
+                None => break,
+            }
+            taken += 1;
+            if taken == BATCH {
+                break;
+            }
+            next = stream.next().now_or_never();
+        }
+        drop_repeats(&mut batch);
+        for heard in batch {
+            if !self.sender.send(FeedEvent::Change(heard.event)) {
+                return Delivered::Dropped;
+            }
+        }
+        outcome
+    }
+
     /// The change a message tells of; `None` for a message that is none
     /// (a TTL change, a channel or payload statehouse does not know).
-    fn event_of(&self, message: &Msg) -> Option<ChangeEvent> {
+    fn heard_of(&self, message: &Msg) -> Option<Heard> {
         let (key, keyspace) = self.keys.key_of_channel(self.db, message.get_channel_name())?;
         let payload = message.get_payload_bytes();
         let (kind, version) = if keyspace {
@@ -365,12 +405,68 @@ impl Listener {
             let notice: ChangeNotice = serde_json::from_slice(payload).ok()?;
             (notice.kind, notice.version)
         };
-        Some(ChangeEvent {
-            key: key.to_owned(),
-            kind,
-            version,
+        Some(Heard {
+            event: ChangeEvent {
+                key: key.to_owned(),
+                kind,
+                version,
+            },
+            keyspace,
         })
     }
+}
+
+/// The most messages [`Listener::deliver`] takes from a connection at once.
+const BATCH: usize = 64;
+
+/// What became of a connection's messages.
+enum Delivered {
+    /// Delivered; the connection is open.
+    Open,
+    /// Delivered; the connection's stream ended (it was lost).
+    Ended,
+    /// The subscription was dropped.
+    Dropped,
+}
+
+/// A change heard on a connection, and whether a keyspace notification
+/// told it (else statehouse's own announcement).
+#[derive(Debug, Clone, PartialEq)]
+struct Heard {
+    event: ChangeEvent,
+    keyspace: bool,
+}
+
+/// Leaves out of `batch` (messages of one connection, in the order the
+/// server sent them) each keyspace notification that a later announcement
+/// of the same key and kind repeats.
+///
+/// An announced write fires both: the server's keyspace notification of
+/// its command, then statehouse's notice, published in the same atomic
+/// step (`DOC_SWAP`, or the `MULTI`/`EXEC` of `update_announced`). The
+/// two reach the subscriber in one batch as a rule. Delivering both asks a
+/// subscriber to re-read twice, and a config cache to re-read its own
+/// write, which its notice alone lets it take without a read. Leaving the
+/// notification out loses nothing, whichever write it told of: events are
+/// hints to re-read, one key's messages on one connection come in commit
+/// order, so the announcement is of that write or a later one, and it
+/// says as much (the key, the kind) and more (the version). A keyspace
+/// notification with no announcement behind it in the batch (another
+/// client's write, expiry, or a pair the batch split) is delivered.
+fn drop_repeats(batch: &mut Vec<Heard>) {
+    let repeated: Vec<bool> = (0..batch.len())
+        .map(|at| {
+            let heard = &batch[at];
+            heard.keyspace
+                && batch[at + 1..].iter().any(|later| {
+                    !later.keyspace
+                        && later.event.kind == heard.event.kind
+                        && later.event.key == heard.event.key
+                })
+        })
+        .collect();
+    let mut flags = repeated.into_iter();
+    batch.retain(|_| !flags.next().unwrap_or(false));
 }
 
 /// The kind of change a keyspace notification's event names; `None` for
@@ -395,5 +491,78 @@ mod tests {
         assert_eq!(keyspace_kind(b"del"), Some(ChangeKind::Deleted));
         assert_eq!(keyspace_kind(b"expired"), Some(ChangeKind::Expired));
         assert_eq!(keyspace_kind(b"expire"), None);
+    }
+
+    /// A change of `key` heard by keyspace notification (`keyspace`) or
+    /// announced with `version`.
+    fn heard(key: &str, kind: ChangeKind, keyspace: bool, version: Option<u64>) -> Heard {
+        Heard {
+            event: ChangeEvent {
+                key: key.to_owned(),
+                kind,
+                version,
+            },
+            keyspace,
+        }
+    }
+
+    fn notified(key: &str, kind: ChangeKind) -> Heard {
+        heard(key, kind, true, None)
+    }
+
+    fn announced(key: &str, kind: ChangeKind, version: Option<u64>) -> Heard {
+        heard(key, kind, false, version)
+    }
+
+    fn kept(batch: &[Heard]) -> Vec<Heard> {
+        let mut batch = batch.to_vec();
+        drop_repeats(&mut batch);
+        batch
+    }
+
+    #[test]
+    fn an_announced_writes_keyspace_notification_is_left_out() {
+        use ChangeKind::{Deleted, Set};
+        // The pair an announced write sends: the notification, then the notice.
+        assert_eq!(
+            kept(&[notified("a", Set), announced("a", Set, Some(2))]),
+            [announced("a", Set, Some(2))]
+        );
+        // An announcement without a version repeats it all the same.
+        assert_eq!(
+            kept(&[notified("a", Deleted), announced("a", Deleted, None)]),
+            [announced("a", Deleted, None)]
+        );
+        // Other keys' events between them change nothing, and stay.
+        assert_eq!(
+            kept(&[
+                notified("a", Set),
+                notified("b", Set),
+                announced("b", Set, Some(1)),
+                announced("a", Set, Some(3)),
+            ]),
+            [announced("b", Set, Some(1)), announced("a", Set, Some(3))]
+        );
+    }
+
+    #[test]
+    fn a_notification_no_later_announcement_repeats_is_delivered() {
+        use ChangeKind::{Deleted, Expired, Set};
+        for batch in [
+            // Alone: another client's write.
+            vec![notified("a", Set)],
+            // After the announcement: a later write (another client's).
+            vec![announced("a", Set, Some(2)), notified("a", Set)],
+            // Another kind: a delete before the write that recreated the key
+            // (whose version may be one a reader holds).
+            vec![notified("a", Deleted), announced("a", Set, Some(1))],
+            vec![notified("a", Expired), announced("a", Set, Some(1))],
+            // Another key.
+            vec![notified("a", Set), announced("b", Set, Some(1))],
+            // Only notifications: nothing announced repeats them.
+            vec![notified("a", Set), notified("a", Set)],
+        ] {
+            assert_eq!(kept(&batch), batch, "{batch:?}");
+        }
     }
 }
