@@ -1,3 +1,4 @@
+use std::cell::RefCell;
 use std::future::Future;
 
 use serde::de::DeserializeOwned;
@@ -207,8 +208,36 @@ fn redact_data(message: &str) -> String {
 }
 
 /// Encodes a value as JSON, naming the key on failure.
+///
+/// The bytes come back in a vector of exactly their length, allocated once:
+/// they are written into a scratch buffer of this thread first, which is
+/// kept between calls. (`serde_json::to_vec` starts at 128 bytes and
+/// doubles: a 1 KiB document costs it an allocation and four reallocations,
+/// each copying what it wrote so far.) A scratch buffer grown past 64 KiB
+/// by a large value is freed after that call, so a thread keeps at most
+/// that much.
 pub fn encode<T: Serialize + ?Sized>(op: &'static str, key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::serialization(op, key, e))
+    let encoded = SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            let written = serde_json::to_writer(&mut *buffer, value).map(|()| buffer.to_vec());
+            if buffer.capacity() > SCRATCH_KEPT {
+                *buffer = Vec::new();
+            }
+            written
+        }
+        // A `Serialize` impl that encodes another value while it runs.
+        Err(_) => serde_json::to_vec(value),
+    });
+    encoded.map_err(|e| StoreError::serialization(op, key, e))
+}
+
+/// The largest scratch buffer [`encode`] keeps on a thread between calls.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
+thread_local! {
+    /// [`encode`]'s scratch buffer on this thread.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]
@@ -265,5 +294,53 @@ mod tests {
                 "{shown}"
             );
         }
+    }
+
+    /// Encodes another value while it is encoded (the scratch buffer is
+    /// taken then).
+    struct Nested(u32);
+
+    impl Serialize for Nested {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let inner = encode("set", "inner", &[self.0, self.0]).map_err(serde::ser::Error::custom)?;
+            serializer.serialize_str(&String::from_utf8_lossy(&inner))
+        }
+    }
+
+    #[test]
+    fn encoding_writes_serde_json_bytes_in_a_vector_of_their_length() {
+        let small = serde_json::json!({"name": "ada", "tags": ["a", "b"], "n": 1.5});
+        let large: Vec<String> = (0..20_000).map(|i| format!("item {i}")).collect();
+        let values = [
+            small.clone(),
+            serde_json::to_value(&large).unwrap(),
+            // After a large value, the scratch buffer was freed: still right.
+            small,
+            serde_json::Value::Null,
+        ];
+        for value in &values {
+            let bytes = encode("set", "k", value).unwrap();
+            assert_eq!(bytes, serde_json::to_vec(value).unwrap());
+            assert_eq!(bytes.capacity(), bytes.len());
+        }
+        assert!(values[1].to_string().len() > SCRATCH_KEPT);
+        let kept = SCRATCH.with(|scratch| scratch.borrow().capacity());
+        assert!(kept <= SCRATCH_KEPT, "{kept}");
+    }
+
+    #[test]
+    fn a_value_that_encodes_another_while_it_is_encoded_is_encoded_right() {
+        let bytes = encode("set", "outer", &Nested(7)).unwrap();
+        assert_eq!(bytes, br#""[7,7]""#);
+    }
+
+    #[test]
+    fn an_encoding_error_names_the_key() {
+        let mut map = std::collections::HashMap::new();
+        map.insert(vec![1u8], 1);
+        let error = encode("set", "profile:1", &map).unwrap_err();
+        assert!(error.to_string().contains("profile:1"), "{error}");
+        // The failed write left the scratch buffer usable.
+        assert_eq!(encode("set", "k", &1).unwrap(), b"1");
     }
 }
