@@ -20,11 +20,17 @@ use statehouse_ports::Swapped;
 /// for long.
 const MGET_CHUNK: usize = 1024;
 
+/// The most arguments of a command [`RedisStore::key_cmd`] builds:
+/// `SET key value PX ms NX`.
+const KEY_CMD_ARGS: usize = 6;
+
 impl RedisStore {
-    /// `name key` as a command, with the key prefixed.
-    fn key_cmd(&self, name: &str, key: &Key) -> redis::Cmd {
-        let mut cmd = redis::cmd(name);
-        cmd.arg(self.keys.key(key).as_ref());
+    /// `name key` as a command, with the key prefixed, its buffers sized
+    /// for `rest` more bytes of arguments (`redis::cmd` starts empty and
+    /// grows by reallocation, once per argument or two).
+    fn key_cmd(&self, name: &str, key: &Key, rest: usize) -> redis::Cmd {
+        let mut cmd = redis::Cmd::with_capacity(KEY_CMD_ARGS, name.len() + self.keys.arg_len(key) + rest);
+        cmd.arg(name).arg(self.keys.arg(key));
         cmd
     }
 
@@ -36,7 +42,7 @@ impl RedisStore {
         cmd: &redis::Cmd,
     ) -> Result<T, StoreError> {
         let mut conn = self.conns.shared();
-        self.conns.run(op, key.as_str(), cmd.query_async(&mut conn)).await
+        self.conns.run(op, key.as_str(), conn.query(cmd)).await
     }
 
     /// Runs one write on the shared connection, bounded and mapped, its
@@ -49,7 +55,7 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         let (mut conn, acks) = self.conns.writer();
         self.conns
-            .run_write(acks, op, key.as_str(), cmd.query_async(&mut conn))
+            .run_write(acks, op, key.as_str(), conn.query(cmd))
             .await
     }
 }
@@ -57,7 +63,7 @@ impl RedisStore {
 #[async_trait]
 impl DocumentStore for RedisStore {
     async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
-        self.query("get", key, &self.key_cmd("GET", key)).await
+        self.query("get", key, &self.key_cmd("GET", key, 0)).await
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Fetched>, StoreError> {
@@ -75,9 +81,7 @@ impl DocumentStore for RedisStore {
             cmd
         };
         let values: Vec<Option<Vec<u8>>> = if keys.len() <= MGET_CHUNK {
-            self.conns
-                .run(OP, label, mget(keys).query_async(&mut conn))
-                .await?
+            self.conns.run(OP, label, conn.query(&mget(keys))).await?
         } else {
             let mut pipe = redis::pipe();
             for chunk in keys.chunks(MGET_CHUNK) {
@@ -128,7 +132,8 @@ impl DocumentStore for RedisStore {
     }
 
     async fn set(&self, key: &Key, value: &[u8], options: SetOptions) -> Result<bool, StoreError> {
-        let mut cmd = self.key_cmd("SET", key);
+        // The value, and room for `PX` with its milliseconds and `NX`.
+        let mut cmd = self.key_cmd("SET", key, value.len() + 32);
         cmd.arg(value);
         if let Some(ttl) = options.ttl {
             cmd.arg("PX").arg(ttl.as_millis());
@@ -147,24 +152,24 @@ impl DocumentStore for RedisStore {
     }
 
     async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
-        let removed: u64 = self.write("delete", key, &self.key_cmd("DEL", key)).await?;
+        let removed: u64 = self.write("delete", key, &self.key_cmd("DEL", key, 0)).await?;
         Ok(removed > 0)
     }
 
     async fn exists(&self, key: &Key) -> Result<bool, StoreError> {
-        let count: u64 = self.query("exists", key, &self.key_cmd("EXISTS", key)).await?;
+        let count: u64 = self.query("exists", key, &self.key_cmd("EXISTS", key, 0)).await?;
         Ok(count > 0)
     }
 
     async fn expire(&self, key: &Key, ttl: Ttl) -> Result<bool, StoreError> {
-        let mut cmd = self.key_cmd("PEXPIRE", key);
+        let mut cmd = self.key_cmd("PEXPIRE", key, 20);
         cmd.arg(ttl.as_millis());
         let set: u64 = self.write("expire", key, &cmd).await?;
         Ok(set == 1)
     }
 
     async fn ttl(&self, key: &Key) -> Result<KeyTtl, StoreError> {
-        let millis: i64 = self.query("ttl", key, &self.key_cmd("PTTL", key)).await?;
+        let millis: i64 = self.query("ttl", key, &self.key_cmd("PTTL", key, 0)).await?;
         Ok(match millis {
             -2 => KeyTtl::Missing,
             -1 => KeyTtl::Persistent,
@@ -211,13 +216,13 @@ impl DocumentStore for RedisStore {
 
     async fn increment(&self, key: &Key, by: i64) -> Result<i64, StoreError> {
         const OP: &str = "increment";
-        let mut cmd = self.key_cmd("INCRBY", key);
+        let mut cmd = self.key_cmd("INCRBY", key, 20);
         cmd.arg(by);
         let (mut conn, acks) = self.conns.writer();
         let answer = self
             .conns
             .run_write(acks, OP, key.as_str(), async move {
-                match cmd.query_async::<i64>(&mut conn).await {
+                match conn.query::<i64>(&cmd).await {
                     Ok(value) => Ok(Ok(value)),
                     Err(error) => refusal(&error).map(Err).ok_or(error),
                 }
@@ -237,7 +242,7 @@ impl DocumentStore for RedisStore {
         let answer = scripts::run_shared(&self.conns, OP, key.as_str(), |mut conn| {
             let cmd = cmd.clone();
             async move {
-                match cmd.query_async::<usize>(&mut conn).await {
+                match conn.query::<usize>(&cmd).await {
                     Ok(len) => Ok(Ok(len)),
                     Err(error) if error.code() == Some("NOTARRAY") => Ok(Err(())),
                     Err(error) => Err(error),
@@ -251,7 +256,7 @@ impl DocumentStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conns.shared();
         self.conns
-            .run("ping", "", redis::cmd("PING").exec_async(&mut conn))
+            .run("ping", "", conn.query::<()>(&redis::cmd("PING")))
             .await
     }
 
@@ -428,7 +433,7 @@ impl RedisStore {
             data,
         );
         let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key.as_str(), |mut conn| async move {
-            cmd.query_async(&mut conn).await
+            conn.query(cmd).await
         })
         .await?;
         let unexpected = || StoreError::Operation {

@@ -10,6 +10,7 @@
 //! patterns, so glob characters in a prefix never widen a listing beyond it.
 
 use std::borrow::Cow;
+use std::io::Write;
 
 use statehouse_domain::layout::ChangeChannels;
 use statehouse_domain::{Key, KeyPattern};
@@ -32,6 +33,21 @@ impl Keys {
     /// The Redis key of a document key.
     pub(crate) fn key<'k>(&self, key: &'k Key) -> Cow<'k, str> {
         self.raw(key.as_str())
+    }
+
+    /// The Redis key of a document key as a command argument: the prefix
+    /// and the key written into the command's buffer one after the other,
+    /// never joined in a `String` of their own.
+    pub(crate) fn arg<'k>(&'k self, key: &'k Key) -> KeyArg<'k> {
+        KeyArg {
+            prefix: &self.prefix,
+            key: key.as_str(),
+        }
+    }
+
+    /// The length of [`arg`](Self::arg)'s bytes.
+    pub(crate) fn arg_len(&self, key: &Key) -> usize {
+        self.prefix.len() + key.as_str().len()
     }
 
     /// The Redis key of a key built by the family layout
@@ -101,6 +117,26 @@ impl Keys {
     }
 }
 
+/// A prefixed key as one command argument (see [`Keys::arg`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyArg<'k> {
+    prefix: &'k str,
+    key: &'k str,
+}
+
+impl redis::ToRedisArgs for KeyArg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        if self.prefix.is_empty() {
+            out.write_arg(self.key.as_bytes());
+        } else {
+            let mut arg = out.writer_for_next_arg();
+            // Writing into a command's buffer cannot fail.
+            let _ = arg.write_all(self.prefix.as_bytes());
+            let _ = arg.write_all(self.key.as_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use statehouse_domain::{TenantId, TenantPattern};
@@ -117,6 +153,24 @@ mod tests {
             r"app\[1\]:user:*"
         );
         assert_eq!(keys.strip(b"app[1]:user:1"), "user:1");
+    }
+
+    #[test]
+    fn a_key_argument_is_the_prefixed_key() {
+        let key = Key::new("user:1").unwrap();
+        for prefix in ["", "app[1]:"] {
+            let keys = Keys::new(prefix);
+            let mut joined = redis::cmd("SET");
+            joined.arg(keys.key(&key).as_ref()).arg("v");
+            let mut written = redis::cmd("SET");
+            written.arg(keys.arg(&key)).arg("v");
+            assert_eq!(
+                written.get_packed_command(),
+                joined.get_packed_command(),
+                "{prefix:?}"
+            );
+            assert_eq!(keys.arg_len(&key), keys.key(&key).len());
+        }
     }
 
     #[test]

@@ -87,18 +87,19 @@ impl QueueStore for RedisStore {
                     acks,
                     OP,
                     queue.list(),
-                    redis::cmd("ZADD")
-                        .arg(pending.as_ref())
-                        .arg("NX")
-                        .arg(now)
-                        .arg(queue.tenant().as_str())
-                        .exec_async(&mut conn),
+                    conn.query::<()>(
+                        redis::cmd("ZADD")
+                            .arg(pending.as_ref())
+                            .arg("NX")
+                            .arg(now)
+                            .arg(queue.tenant().as_str()),
+                    ),
                 )
                 .await;
             shortfall.keep(marked)?;
             let enqueued = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
                 let cmd = scripts::evalsha(&QUEUE_ENQUEUE, &keys, (queue.member(), payloads));
-                async move { cmd.query_async(&mut conn).await }
+                async move { conn.query(&cmd).await }
             })
             .await;
             return shortfall.after(enqueued);
@@ -137,7 +138,7 @@ impl QueueStore for RedisStore {
         let stop = start.saturating_add(count - 1);
         let reply: Vec<Value> = scripts::run_shared_read(&self.conns, OP, queue.list(), |mut conn| {
             let cmd = scripts::evalsha(&QUEUE_RANGE, &keys, (queue.member(), start, stop));
-            async move { cmd.query_async(&mut conn).await }
+            async move { conn.query(&cmd).await }
         })
         .await?;
         items(OP, queue.list(), reply)
@@ -148,7 +149,7 @@ impl QueueStore for RedisStore {
         let keys = self.queue_script_keys(queue);
         scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
             let cmd = scripts::evalsha(&QUEUE_TRIM, &keys, (queue.member(), count));
-            async move { cmd.query_async(&mut conn).await }
+            async move { conn.query(&cmd).await }
         })
         .await
     }
@@ -160,9 +161,7 @@ impl QueueStore for RedisStore {
             .run(
                 OP,
                 queue.list(),
-                redis::cmd("LLEN")
-                    .arg(self.keys.raw(queue.list()).as_ref())
-                    .query_async(&mut conn),
+                conn.query(redis::cmd("LLEN").arg(self.keys.raw(queue.list()).as_ref())),
             )
             .await
     }
@@ -175,11 +174,12 @@ impl QueueStore for RedisStore {
             .run(
                 OP,
                 index.key(),
-                redis::cmd("ZRANGE")
-                    .arg(self.keys.raw(index.key()).as_ref())
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut conn),
+                conn.query(
+                    redis::cmd("ZRANGE")
+                        .arg(self.keys.raw(index.key()).as_ref())
+                        .arg(0)
+                        .arg(-1),
+                ),
             )
             .await?;
         Ok(QueueName::of_members(index, members.iter().map(String::as_str)))
@@ -193,11 +193,12 @@ impl QueueStore for RedisStore {
             .run(
                 OP,
                 key,
-                redis::cmd("ZRANGE")
-                    .arg(self.keys.raw(key).as_ref())
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut conn),
+                conn.query(
+                    redis::cmd("ZRANGE")
+                        .arg(self.keys.raw(key).as_ref())
+                        .arg(0)
+                        .arg(-1),
+                ),
             )
             .await
     }
@@ -212,10 +213,11 @@ impl QueueStore for RedisStore {
                 acks,
                 OP,
                 key,
-                redis::cmd("ZREM")
-                    .arg(self.keys.raw(key).as_ref())
-                    .arg(tenant.as_str())
-                    .query_async(&mut conn),
+                conn.query(
+                    redis::cmd("ZREM")
+                        .arg(self.keys.raw(key).as_ref())
+                        .arg(tenant.as_str()),
+                ),
             )
             .await?;
         Ok(removed == 1)
@@ -235,7 +237,7 @@ impl QueueStore for RedisStore {
         let lease = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
         let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
             let cmd = scripts::evalsha(&QUEUE_CLAIM, &keys, (queue.member(), max, lease));
-            async move { cmd.query_async(&mut conn).await }
+            async move { conn.query(&cmd).await }
         })
         .await?;
         items(OP, queue.list(), reply)
@@ -249,7 +251,7 @@ impl QueueStore for RedisStore {
         let keys = self.queue_script_keys(queue);
         scripts::run_shared(&self.conns, OP, queue.list(), |mut conn| {
             let cmd = scripts::evalsha(&QUEUE_ACK, &keys, (queue.member(), ids));
-            async move { cmd.query_async(&mut conn).await }
+            async move { conn.query(&cmd).await }
         })
         .await
     }

@@ -102,9 +102,7 @@ impl SubjectStore for RedisStore {
             .run(
                 OP,
                 &key,
-                redis::cmd("HGETALL")
-                    .arg(self.keys.raw(&key).as_ref())
-                    .query_async(&mut conn),
+                conn.query(redis::cmd("HGETALL").arg(self.keys.raw(&key).as_ref())),
             )
             .await?;
         Ok(SubjectData::from_fields(
@@ -178,10 +176,7 @@ impl SubjectStore for RedisStore {
             .run(
                 OP,
                 &key,
-                redis::cmd("HGET")
-                    .arg(self.keys.raw(&key).as_ref())
-                    .arg(&field)
-                    .query_async(&mut conn),
+                conn.query(redis::cmd("HGET").arg(self.keys.raw(&key).as_ref()).arg(&field)),
             )
             .await?;
         bytes
@@ -269,7 +264,7 @@ impl SubjectStore for RedisStore {
         let answer = self
             .conns
             .run_write(acks, OP, &key, async move {
-                match cmd.query_async::<i64>(&mut conn).await {
+                match conn.query::<i64>(&cmd).await {
                     Ok(value) => Ok(Ok(value)),
                     Err(error) => refusal(&error).map(Err).ok_or(error),
                 }
@@ -332,9 +327,7 @@ impl SubjectStore for RedisStore {
             .run(
                 OP,
                 &key,
-                redis::cmd("TYPE")
-                    .arg(self.keys.raw(&key).as_ref())
-                    .query_async(&mut conn),
+                conn.query(redis::cmd("TYPE").arg(self.keys.raw(&key).as_ref())),
             )
             .await?;
         is_subject_type(OP, &key, &kind)

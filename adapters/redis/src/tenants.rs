@@ -145,7 +145,7 @@ impl RedisStore {
             let rkey = self.keys.raw(key.key());
             let cmd = &scripts::evalsha(&TENANT_WRITE, &[rkey.as_ref()], write_args(ttl, mode, writes));
             scripts::run_shared(&self.conns, op, key.key(), |mut conn| async move {
-                cmd.query_async(&mut conn).await
+                conn.query(cmd).await
             })
             .await
         })
@@ -173,9 +173,7 @@ impl FieldStore for RedisStore {
             .run(
                 OP,
                 key.key(),
-                redis::cmd("HGETALL")
-                    .arg(self.keys.raw(key.key()).as_ref())
-                    .query_async(&mut conn),
+                conn.query(redis::cmd("HGETALL").arg(self.keys.raw(key.key()).as_ref())),
             )
             .await?;
         Ok(decode_fields(OP, key, fields))
@@ -196,10 +194,11 @@ impl FieldStore for RedisStore {
             .run(
                 OP,
                 key.key(),
-                redis::cmd("HMGET")
-                    .arg(self.keys.raw(key.key()).as_ref())
-                    .arg(fields.iter().map(FieldName::as_str).collect::<Vec<_>>())
-                    .query_async(&mut conn),
+                conn.query(
+                    redis::cmd("HMGET")
+                        .arg(self.keys.raw(key.key()).as_ref())
+                        .arg(fields.iter().map(FieldName::as_str).collect::<Vec<_>>()),
+                ),
             )
             .await?;
         Ok(fields
@@ -229,7 +228,7 @@ impl FieldStore for RedisStore {
                 acks,
                 OP,
                 key.key(),
-                hset_fields(&self.keys.raw(key.key()), fields).exec_async(&mut conn),
+                conn.query::<()>(&hset_fields(&self.keys.raw(key.key()), fields)),
             )
             .await
     }
@@ -292,10 +291,11 @@ impl FieldStore for RedisStore {
                 acks,
                 OP,
                 key.key(),
-                redis::cmd("HDEL")
-                    .arg(self.keys.raw(key.key()).as_ref())
-                    .arg(fields.iter().map(FieldName::as_str).collect::<Vec<_>>())
-                    .query_async(&mut conn),
+                conn.query(
+                    redis::cmd("HDEL")
+                        .arg(self.keys.raw(key.key()).as_ref())
+                        .arg(fields.iter().map(FieldName::as_str).collect::<Vec<_>>()),
+                ),
             )
             .await
     }
@@ -309,9 +309,7 @@ impl FieldStore for RedisStore {
                 acks,
                 OP,
                 key.key(),
-                redis::cmd("DEL")
-                    .arg(self.keys.raw(key.key()).as_ref())
-                    .query_async(&mut conn),
+                conn.query(redis::cmd("DEL").arg(self.keys.raw(key.key()).as_ref())),
             )
             .await?;
         Ok(deleted > 0)
@@ -325,9 +323,7 @@ impl FieldStore for RedisStore {
             .run(
                 OP,
                 key.key(),
-                redis::cmd("EXISTS")
-                    .arg(self.keys.raw(key.key()).as_ref())
-                    .query_async(&mut conn),
+                conn.query(redis::cmd("EXISTS").arg(self.keys.raw(key.key()).as_ref())),
             )
             .await?;
         Ok(found > 0)
@@ -420,7 +416,7 @@ impl FieldStore for RedisStore {
             (field.as_str(), by, ttl.map_or(0, Ttl::as_millis)),
         );
         let result = scripts::run_shared(&self.conns, OP, key.key(), |mut conn| async move {
-            match cmd.query_async::<i64>(&mut conn).await {
+            match conn.query::<i64>(cmd).await {
                 Ok(value) => Ok(Ok(value)),
                 Err(error) if error.code() == Some("NOTINT") => Ok(Err(Refused::NotAnInteger)),
                 Err(error) if error.code() == Some("OVERFLOW") => Ok(Err(Refused::Overflow)),
@@ -450,7 +446,7 @@ impl FieldStore for RedisStore {
             (field.as_str(), item, ttl.map_or(0, Ttl::as_millis)),
         );
         let answer = scripts::run_shared(&self.conns, OP, key.key(), |mut conn| async move {
-            match cmd.query_async::<usize>(&mut conn).await {
+            match conn.query::<usize>(cmd).await {
                 Ok(len) => Ok(Some(len)),
                 Err(error) if error.code() == Some("NOTARRAY") => Ok(None),
                 Err(error) => Err(error),
@@ -497,11 +493,7 @@ impl RedisStore {
             let (mut conn, acks) = self.conns.writer();
             let count: u64 = self
                 .conns
-                .run(
-                    op,
-                    pattern.pattern(),
-                    redis::cmd("DEL").arg(raw).query_async(&mut conn),
-                )
+                .run(op, pattern.pattern(), conn.query(redis::cmd("DEL").arg(raw)))
                 .await?;
             deleted += count;
             shortfall.keep(self.conns.confirm(op, pattern.pattern(), &acks))?;

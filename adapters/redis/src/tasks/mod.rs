@@ -179,9 +179,7 @@ impl TaskRepository for RedisStore {
             .run(
                 OP,
                 &key,
-                redis::cmd("GET")
-                    .arg(self.keys.raw(&key).as_ref())
-                    .query_async(&mut conn),
+                conn.query(redis::cmd("GET").arg(self.keys.raw(&key).as_ref())),
             )
             .await?;
         bytes.map(|bytes| decode(OP, &key, &bytes)).transpose()

@@ -59,7 +59,7 @@ impl RedisStore {
         let delay = millis(delay);
         let marked = scripts::run_shared(&self.conns, OP, shard.tenants(), |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_MARK, &keys, (tenant, delay, &channel, &hint));
-            async move { cmd.exec_async(&mut conn).await }
+            async move { conn.query::<()>(&cmd).await }
         })
         .await;
         self.naming_the_culprit(marked, &[(shard.tenants(), "zset"), (shard.marks(), "hash")])
@@ -104,7 +104,7 @@ impl RedisStore {
         } else {
             scripts::run_shared(&self.conns, OP, label, |mut conn| {
                 let cmd = scripts::evalsha(&TRIGGER_TAKE, &keys, (max.max(1), lease));
-                async move { cmd.query_async(&mut conn).await }
+                async move { conn.query(&cmd).await }
             })
             .await
         };
@@ -256,11 +256,7 @@ impl RedisStore {
             let raw = self.keys.raw(key);
             let kind: String = self
                 .conns
-                .run(
-                    error.op(),
-                    key,
-                    redis::cmd("TYPE").arg(raw.as_ref()).query_async(&mut conn),
-                )
+                .run(error.op(), key, conn.query(redis::cmd("TYPE").arg(raw.as_ref())))
                 .await?;
             if kind != "none" && kind != *expected {
                 return Err(StoreError::wrong_type(error.op(), *key));
@@ -277,7 +273,7 @@ impl RedisStore {
             let key = self.keys.raw(shard.tenants());
             let cmd = redis::cmd("ZREM").arg(key.as_ref()).arg(member).clone();
             self.conns
-                .run_write(acks, OP, shard.tenants(), cmd.exec_async(&mut conn))
+                .run_write(acks, OP, shard.tenants(), conn.query::<()>(&cmd))
                 .await?;
         }
         Ok(())

@@ -158,7 +158,7 @@ impl RedisStore {
         let cmd = self.claim_cmd(triggers, max, lease);
         let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, key, |mut conn| {
             let cmd = &cmd;
-            async move { cmd.query_async(&mut conn).await }
+            async move { conn.query(cmd).await }
         })
         .await?;
         claimed_of(triggers, &reply)
@@ -235,7 +235,7 @@ impl RedisStore {
         let cmd = self.ack_cmd(triggers, handled);
         let reply: Vec<Value> = scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
             let cmd = &cmd;
-            async move { cmd.query_async(&mut conn).await }
+            async move { conn.query(cmd).await }
         })
         .await?;
         acked_of(triggers, &reply, handled.len())
@@ -263,7 +263,7 @@ impl TriggerStore for RedisStore {
         let delay = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         let set = scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_SET, &keys, (&member, delay));
-            async move { cmd.exec_async(&mut conn).await }
+            async move { conn.query::<()>(&cmd).await }
         })
         .await;
         shortfall.after(set)
@@ -280,7 +280,7 @@ impl TriggerStore for RedisStore {
         let member = triggers.member(action.as_str(), id.as_str());
         let removed: i64 = scripts::run_shared(&self.conns, OP, triggers.due(), |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_CANCEL, &keys, &member);
-            async move { cmd.query_async(&mut conn).await }
+            async move { conn.query(&cmd).await }
         })
         .await?;
         Ok(removed > 0)
@@ -292,7 +292,7 @@ impl TriggerStore for RedisStore {
         let keys = self.trigger_keys(triggers, [id.as_str()]);
         let removed: usize = scripts::run_shared(&self.conns, OP, &key, |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_CANCEL, &keys, Vec::<String>::new());
-            async move { cmd.query_async(&mut conn).await }
+            async move { conn.query(&cmd).await }
         })
         .await?;
         Ok(removed)
@@ -305,7 +305,7 @@ impl TriggerStore for RedisStore {
         let flag = if only_due { "1" } else { "0" };
         let reply: Vec<Value> = scripts::run_shared_read(&self.conns, OP, key, |mut conn| {
             let cmd = scripts::evalsha(&TRIGGER_LIST, &keys, flag);
-            async move { cmd.query_async(&mut conn).await }
+            async move { conn.query(&cmd).await }
         })
         .await?;
         reply

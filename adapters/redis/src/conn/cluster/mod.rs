@@ -163,7 +163,7 @@ impl ClusterShared {
     /// that comes back redirected all the same (redis-rs, with `retries(0)`,
     /// follows no redirect itself; see `Cluster::open`) is sent again where
     /// the redirect points (see [`redirected`](Self::redirected)).
-    async fn command_inline(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+    pub(crate) async fn command_inline(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         let error = match self.conn.req_packed_command(cmd).await {
             Err(error) => error,
             answer => return answer,
