@@ -95,13 +95,14 @@ impl Tasks {
             chrono::Utc::now(),
         )
         .with_metadata(metadata);
-        self.save(&record).await
+        self.save(record).await
     }
 
     /// Creates or replaces `record` as given (stamped with the time of the
     /// write); moves its index entries if its service or user changed.
-    /// Returns it as stored.
-    pub async fn save(&self, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
+    /// Returns it as stored. Takes the record (a caller who keeps a copy
+    /// clones it): no write copies it.
+    pub async fn save(&self, record: TaskRecord) -> Result<TaskRecord, StoreError> {
         self.port().save(&self.space, record).await
     }
 

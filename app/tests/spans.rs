@@ -70,7 +70,7 @@ where
         UserId::new("u1").unwrap(),
         chrono::Utc::now(),
     );
-    store.save(&space, &record).await.unwrap();
+    store.save(&space, record).await.unwrap();
     TaskRepository::get(store, &space, &id).await.unwrap();
     let task_key = space.keys().record(id.as_str());
     expected.push(format!(r#"op="save" key={task_key} outcome="ok""#));

@@ -225,8 +225,9 @@ impl MemoryStore {
 
 #[async_trait]
 impl TaskRepository for MemoryStore {
-    async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
+    async fn save(&self, space: &TaskSpace, record: TaskRecord) -> Result<TaskRecord, StoreError> {
         const OP: &str = "save";
+        let record = &record;
         self.on_record(OP, space, &record.id, |current, key| {
             let old = current.as_deref().map(TaskIndex::of_stored).unwrap_or_default();
             let mut record = record.clone();

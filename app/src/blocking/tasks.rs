@@ -47,7 +47,7 @@ impl Tasks {
     }
 
     /// See [`crate::Tasks::save`].
-    pub fn save(&self, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
+    pub fn save(&self, record: TaskRecord) -> Result<TaskRecord, StoreError> {
         block_on(&self.runtime, "save", self.inner.save(record))
     }
 

@@ -379,8 +379,10 @@ pub fn legacy_move(
 #[async_trait]
 pub trait TaskRepository: Debug + Send + Sync + 'static {
     /// Creates or replaces `record` (stamped, capped) and its index entries.
-    /// Returns the record as stored.
-    async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError>;
+    /// Returns the record as stored: `record` itself, stamped and capped.
+    /// (Taken by value so that no write clones it; a caller who keeps a
+    /// copy clones it.)
+    async fn save(&self, space: &TaskSpace, record: TaskRecord) -> Result<TaskRecord, StoreError>;
 
     /// The record of `id`, or `None`.
     async fn get(&self, space: &TaskSpace, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
@@ -440,7 +442,7 @@ macro_rules! forward_task_repository {
     ($wrapper:ident) => {
         #[async_trait]
         impl<T: TaskRepository + ?Sized> TaskRepository for $wrapper<T> {
-            async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
+            async fn save(&self, space: &TaskSpace, record: TaskRecord) -> Result<TaskRecord, StoreError> {
                 (**self).save(space, record).await
             }
 

@@ -812,7 +812,7 @@ pub async fn sixteen_tasks_changing_one_task_never_conflict(backend: Backend) {
         UserId::new("u").unwrap(),
         chrono::Utc::now(),
     );
-    backend.tasks.save(&space, &record).await.unwrap();
+    backend.tasks.save(&space, record).await.unwrap();
     let mut callers = tokio::task::JoinSet::new();
     for t in 0..TASKS {
         let (store, space, id) = (backend.tasks.clone(), space.clone(), id.clone());

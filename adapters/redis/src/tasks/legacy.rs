@@ -105,8 +105,9 @@ impl Optimistic for Migration<'_> {
             .filter(|left| *left > 0)
             .unwrap_or_else(|| space.ttl().as_millis());
         // 2. Into its bucket, unless the bucket's copy is as new.
+        let key = space.keys().record(id.as_str());
         let moved = store
-            .on_record(OP, space, id, |current, _, rkey| {
+            .on_record(OP, space, &key, |current, _, rkey| {
                 match legacy_move(OP, legacy_key, &bytes, current.as_deref())? {
                     None => Ok(Decision::Done(LegacyMove::Superseded)),
                     Some(record) => {

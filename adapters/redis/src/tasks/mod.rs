@@ -39,25 +39,25 @@ impl RedisStore {
         TaskCommands::new(&self.keys, space)
     }
 
-    /// THE read-modify-write of one task record: WATCH and GET it, let
-    /// `decide` choose from its bytes (given the record's key and its Redis
-    /// key), commit in MULTI/EXEC, retried under the space's policy.
+    /// THE read-modify-write of one task record, `key` (`TaskKeys::record`,
+    /// which the caller built once): WATCH and GET it, let `decide` choose
+    /// from its bytes (given the record's key and its Redis key), commit in
+    /// MULTI/EXEC, retried under the space's policy.
     async fn on_record<T: Send>(
         &self,
         op: &'static str,
         space: &TaskSpace,
-        id: &TaskId,
+        key: &str,
         mut decide: impl FnMut(Option<Vec<u8>>, &str, &str) -> Result<Decision<T>, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        let key = space.keys().record(id.as_str());
-        let rkey = self.keys.raw(&key);
+        let rkey = self.keys.raw(key);
         let mut get = redis::cmd("GET");
         get.arg(rkey.as_ref());
-        let mut decide = |(current,): (Option<Vec<u8>>,)| decide(current, &key, &rkey);
+        let mut decide = |(current,): (Option<Vec<u8>>,)| decide(current, key, &rkey);
         let committed = txn::optimistic(
             &self.conns,
             op,
-            &key,
+            key,
             &[rkey.as_ref()],
             &[get],
             space.policy(),
@@ -82,7 +82,7 @@ impl RedisStore {
         let key = space.keys().record(id.as_str());
         let Some(mut ticket) = self.rounds.tasks.join(&key, space.policy()) else {
             // Combining off: each change its own round at once.
-            return self.change_alone(space, id, change).await;
+            return self.change_alone(space, &key, change).await;
         };
         let mut own: TaskStep = None;
         let outcome = {
@@ -92,7 +92,7 @@ impl RedisStore {
                 Role::Lead(pass) if pass.alone() => {
                     // Nobody to combine with: the change's own round.
                     drop(apply);
-                    let outcome = self.change_alone(space, id, change).await;
+                    let outcome = self.change_alone(space, &key, change).await;
                     // A batch of one: nobody reads its attempt number.
                     pass.finish_as(outcome.as_ref().map(|_| 1));
                     return outcome;
@@ -130,16 +130,16 @@ impl RedisStore {
         task_result(op, &key, own, outcome)
     }
 
-    /// A change of one task in a round of its own (combining off, or
-    /// nobody to combine with).
+    /// A change of the task whose record is `key`, in a round of its own
+    /// (combining off, or nobody to combine with).
     async fn change_alone(
         &self,
         space: &TaskSpace,
-        id: &TaskId,
+        key: &str,
         change: TaskChange<'_>,
     ) -> Result<TaskRecord, StoreError> {
         let op = change.op();
-        self.on_record(op, space, id, |current, key, rkey| {
+        self.on_record(op, space, key, |current, key, rkey| {
             let (record, encoded) = change.applied_to(space, key, current.as_deref())?;
             // A change keeps the service and the user: no index is left.
             Ok(Decision::Commit(
@@ -154,20 +154,23 @@ impl RedisStore {
 
 #[async_trait]
 impl TaskRepository for RedisStore {
-    async fn save(&self, space: &TaskSpace, record: &TaskRecord) -> Result<TaskRecord, StoreError> {
+    async fn save(&self, space: &TaskSpace, mut record: TaskRecord) -> Result<TaskRecord, StoreError> {
         const OP: &str = "save";
-        self.on_record(OP, space, &record.id, |current, key, rkey| {
+        // Each attempt stamps the record in place: the one stored is the
+        // last attempt's, which is the one handed back.
+        let key = space.keys().record(record.id.as_str());
+        self.on_record(OP, space, &key, |current, key, rkey| {
             let old = current.as_deref().map(TaskIndex::of_stored).unwrap_or_default();
-            let mut record = record.clone();
             space.prepare(&mut record, Utc::now());
             let encoded = encode(OP, key, &record)?;
             Ok(Decision::Commit(
                 self.task_commands(space)
                     .write(rkey, &record, &encoded, &old, space.ttl().as_millis()),
-                record,
+                (),
             ))
         })
-        .await
+        .await?;
+        Ok(record)
     }
 
     async fn get(&self, space: &TaskSpace, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -219,7 +222,8 @@ impl TaskRepository for RedisStore {
     }
 
     async fn delete(&self, space: &TaskSpace, id: &TaskId) -> Result<bool, StoreError> {
-        self.on_record("delete", space, id, |current, _, rkey| {
+        let key = space.keys().record(id.as_str());
+        self.on_record("delete", space, &key, |current, _, rkey| {
             Ok(match current {
                 None => Decision::Done(false),
                 Some(bytes) => {

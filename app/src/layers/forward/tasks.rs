@@ -12,15 +12,16 @@ use super::{Layer, Layered, Op, paged};
 /// writes (a timed-out EXEC has an unknown outcome, and a repeated
 /// `append_log` would log twice).
 impl<L: Layer, S: TaskRepository> TaskRepository for Layered<L, S> {
-    fn save<'s, 'a, 'r, 'f>(&'s self, space: &'a TaskSpace, record: &'r TaskRecord) -> Boxed<'f, TaskRecord>
+    fn save<'s, 'a, 'f>(&'s self, space: &'a TaskSpace, record: TaskRecord) -> Boxed<'f, TaskRecord>
     where
         's: 'f,
         'a: 'f,
-        'r: 'f,
         Self: 'f,
     {
+        // The record moves into the call; the key is of its id.
+        let id = record.id.clone();
         self.layer.around(
-            Op::lazy("save", || space.keys().record(record.id.as_str())),
+            Op::lazy("save", move || space.keys().record(id.as_str())),
             self.inner.save(space, record),
         )
     }

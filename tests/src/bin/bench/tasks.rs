@@ -171,11 +171,11 @@ pub(crate) async fn populate_tasks(tasks: &Tasks, template: &TaskRecord) -> Res<
         record.user = UserId::new(format!("bench-user-{writer}"))?;
         for id in save_ids(writer)? {
             record.id = id;
-            tasks.save(&record).await?;
+            tasks.save(record.clone()).await?;
         }
         record.id = TaskId::new(status_id(writer))?;
         record.service = ServiceName::new(STATUS_SERVICE)?;
-        tasks.save(&record).await?;
+        tasks.save(record).await?;
     }
     Ok(())
 }
@@ -189,7 +189,7 @@ pub(crate) async fn populate_list(tasks: &Tasks, template: &TaskRecord) -> Res<(
     for i in 0..LIST_TASKS {
         record.id = TaskId::new(format!("list-{i:04}"))?;
         record.user = UserId::new(format!("bench-user-{}", i % 10))?;
-        let stored = tasks.save(&record).await?;
+        let stored = tasks.save(record.clone()).await?;
         positions.push(TaskCursor::after(&stored));
     }
     positions.sort_by(|a, b| (b.updated_millis, b.id.as_str()).cmp(&(a.updated_millis, a.id.as_str())));
@@ -210,10 +210,12 @@ struct Owners {
 
 async fn save_statehouse(tasks: Tasks, mut record: TaskRecord, ids: Vec<TaskId>, saves: u64) -> Res<u64> {
     for i in 0..saves {
-        record.id = ids[i as usize % ids.len()].clone();
-        let stored = tasks.save(&record).await?;
-        if stored.id != record.id {
-            return Err(format!("saved {} where {} was written", stored.id, record.id).into());
+        // The record goes in and comes back as stored, as raw's stays in its hands.
+        let id = &ids[i as usize % ids.len()];
+        record.id = id.clone();
+        record = tasks.save(record).await?;
+        if record.id != *id {
+            return Err(format!("saved {} where {id} was written", record.id).into());
         }
     }
     Ok(saves)

@@ -100,7 +100,7 @@ pub async fn saving_under_another_user_moves_the_index_entries(backend: Backend)
     let mut task = tasks.create("moving", "svc-a", "alice").await.unwrap();
     task.user = "bob".parse().unwrap();
     task.service = "svc-b".parse().unwrap();
-    tasks.save(&task).await.unwrap();
+    tasks.save(task).await.unwrap();
     assert_eq!(tasks.count_by_user("alice").await.unwrap(), 0);
     assert_eq!(tasks.count_by_service("svc-a").await.unwrap(), 0);
     assert!(
