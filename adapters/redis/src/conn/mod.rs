@@ -130,13 +130,14 @@ impl redis::aio::ConnectionLike for Shared {
 
 impl Shared {
     /// One command and its reply as `T`: what `cmd.query_async(&mut shared)`
-    /// does, without the boxed future that `ConnectionLike` puts around the
-    /// call of a single server (redis-rs') or of a cluster (ours): one
-    /// allocation less per command. Families send their commands through
-    /// this; pipelines go through `ConnectionLike`.
+    /// does, without the boxed future of ours that `ConnectionLike` puts
+    /// around a cluster's call (one allocation less per command). A single
+    /// server's call keeps redis-rs' boxed future: held inline, its state
+    /// (about 4 KiB) would make every caller's future as large, and moving
+    /// those costs more than the allocation. Families send their commands
+    /// through this; pipelines go through `ConnectionLike`.
     pub(crate) async fn query<T: redis::FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
         let value = match self {
-            Shared::Single(conn) => conn.send_packed_command(cmd).await?,
             Shared::Cluster(cluster) => cluster.command_inline(cmd).await?,
             other => redis::aio::ConnectionLike::req_packed_command(other, cmd).await?,
         };

@@ -168,7 +168,9 @@ impl ClusterShared {
             Err(error) => error,
             answer => return answer,
         };
-        match self.after_error(Request::Command(cmd), error).await? {
+        // Boxed: this future is held inline by every command's, so the
+        // error path's state is kept off it.
+        match Box::pin(self.after_error(Request::Command(cmd), error)).await? {
             Reply::One(value) => Ok(value),
             Reply::Many(_) => Err(RedisError::from((
                 redis::ErrorKind::Client,
