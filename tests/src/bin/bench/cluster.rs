@@ -414,7 +414,15 @@ fn report(results: &[Results; 2], extra: &Results, timeouts: (Duration, Duration
         return; // --only an after-round workload, or --side
     }
     let rate = |samples: &[Sample]| median(samples.iter().map(Sample::rate).collect());
-    let cpu = |samples: &[Sample]| median(samples.iter().filter_map(Sample::client_us).collect());
+    // A row run in turns (both sides in one task) has no CPU time per side: n/a.
+    let cpu = |samples: &[Sample]| {
+        let us = median(samples.iter().filter_map(Sample::client_us).collect());
+        if us.is_nan() {
+            "n/a".to_owned()
+        } else {
+            format!("{us:.2}")
+        }
+    };
     let ratio = |pair: &Pair| {
         median(
             pair.statehouse
@@ -495,7 +503,7 @@ fn report(results: &[Results; 2], extra: &Results, timeouts: (Duration, Duration
         let mut line = String::new();
         let _ = write!(
             line,
-            "| {name} | {} | {} | {r:.3}× | {} | {} | {} | {:.2}× | {:.2}× | {:.2} / {:.2} | {with_timeouts} |",
+            "| {name} | {} | {} | {r:.3}× | {} | {} | {} | {:.2}× | {:.2}× | {} / {} | {with_timeouts} |",
             human(rate(&many.statehouse)),
             human(rate(&many.raw)),
             if r >= 0.9 { "yes" } else { "**no**" },

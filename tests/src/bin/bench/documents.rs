@@ -10,7 +10,7 @@ use statehouse::{Documents, Update};
 
 use crate::Res;
 use crate::cluster_raw::RawCon;
-use crate::engine::{Bench, Sample, Side};
+use crate::engine::{Bench, Interleaved, Sample, Side, Step, interleaved};
 
 /// Tasks of the concurrent set/get workload.
 pub(crate) const CONCURRENT_TASKS: usize = 64;
@@ -81,60 +81,137 @@ pub(crate) fn sample_doc() -> Res<Doc> {
 
 async fn pairs_statehouse(docs: Documents, keys: Arc<[String]>, mut doc: Doc, pairs: u64) -> Res<u64> {
     for i in 0..pairs {
-        let key = &keys[i as usize % keys.len()];
-        doc.id = i;
-        docs.set(key, &doc).await?;
-        let got: Doc = docs.get(key).await?.ok_or("GET found nothing")?;
-        check_id(&got, i)?;
+        pair_statehouse(&docs, &keys, &mut doc, i).await?;
     }
     Ok(pairs)
+}
+
+/// Set+get pair `i` (of the key `i` picks from `keys`), checked.
+async fn pair_statehouse(docs: &Documents, keys: &[String], doc: &mut Doc, i: u64) -> Res<()> {
+    let key = &keys[i as usize % keys.len()];
+    doc.id = i;
+    docs.set(key, &*doc).await?;
+    let got: Doc = docs.get(key).await?.ok_or("GET found nothing")?;
+    check_id(&got, i)
 }
 
 async fn pairs_raw(mut con: RawCon, keys: Arc<[String]>, mut doc: Doc, pairs: u64) -> Res<u64> {
     for i in 0..pairs {
-        let key = &keys[i as usize % keys.len()];
-        doc.id = i;
-        let bytes = serde_json::to_vec(&doc)?;
-        redis::cmd("SET").arg(key).arg(bytes).exec_async(&mut con).await?;
-        let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut con).await?;
-        let got: Doc = serde_json::from_slice(&bytes.ok_or("GET found nothing")?)?;
-        check_id(&got, i)?;
+        pair_raw(&mut con, &keys, &mut doc, i).await?;
     }
     Ok(pairs)
 }
 
+async fn pair_raw(con: &mut RawCon, keys: &[String], doc: &mut Doc, i: u64) -> Res<()> {
+    let key = &keys[i as usize % keys.len()];
+    doc.id = i;
+    let bytes = serde_json::to_vec(&*doc)?;
+    redis::cmd("SET").arg(key).arg(bytes).exec_async(con).await?;
+    let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(con).await?;
+    let got: Doc = serde_json::from_slice(&bytes.ok_or("GET found nothing")?)?;
+    check_id(&got, i)
+}
+
+/// Set+get pairs of one task, for [`interleaved`].
+struct PairStep {
+    docs: Documents,
+    keys: Arc<[String]>,
+    doc: Doc,
+    done: u64,
+}
+
+impl Step for PairStep {
+    async fn step(&mut self) -> Res<()> {
+        pair_statehouse(&self.docs, &self.keys, &mut self.doc, self.done).await?;
+        self.done += 1;
+        Ok(())
+    }
+}
+
+/// The same pairs raw, for [`interleaved`].
+struct RawPairStep {
+    con: RawCon,
+    keys: Arc<[String]>,
+    doc: Doc,
+    done: u64,
+}
+
+impl Step for RawPairStep {
+    async fn step(&mut self) -> Res<()> {
+        pair_raw(&mut self.con, &self.keys, &mut self.doc, self.done).await?;
+        self.done += 1;
+        Ok(())
+    }
+}
+
 async fn mget_statehouse(docs: Documents, keys: Arc<[String]>, calls: u64) -> Res<u64> {
     for _ in 0..calls {
-        let fetched = docs.mget::<Doc>(&keys).await?;
-        if fetched.len() != keys.len() {
-            return Err("MGET answered the wrong number of values".into());
-        }
-        for (i, doc) in fetched.into_iter().enumerate() {
-            check_id(&doc?.ok_or("MGET found nothing")?, i as u64)?;
-        }
+        mget_once_statehouse(&docs, &keys).await?;
     }
     Ok(calls)
 }
 
+/// One MGET of `keys` through the facade, every value checked.
+async fn mget_once_statehouse(docs: &Documents, keys: &[String]) -> Res<()> {
+    let fetched = docs.mget::<Doc>(keys).await?;
+    if fetched.len() != keys.len() {
+        return Err("MGET answered the wrong number of values".into());
+    }
+    for (i, doc) in fetched.into_iter().enumerate() {
+        check_id(&doc?.ok_or("MGET found nothing")?, i as u64)?;
+    }
+    Ok(())
+}
+
 async fn mget_raw(mut con: RawCon, keys: Arc<[String]>, calls: u64) -> Res<u64> {
     for _ in 0..calls {
-        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&*keys).query_async(&mut con).await?;
-        // Consuming `values` frees each value right after it is decoded, as statehouse does.
-        let fetched = values
-            .into_iter()
-            .map(|value| match value {
-                Some(bytes) => serde_json::from_slice::<Doc>(&bytes).map(Some),
-                None => Ok(None),
-            })
-            .collect::<Vec<_>>();
-        if fetched.len() != keys.len() {
-            return Err("MGET answered the wrong number of values".into());
-        }
-        for (i, doc) in fetched.into_iter().enumerate() {
-            check_id(&doc?.ok_or("MGET found nothing")?, i as u64)?;
-        }
+        mget_once_raw(&mut con, &keys).await?;
     }
     Ok(calls)
+}
+
+/// One MGET of `keys` raw, every value decoded and checked.
+async fn mget_once_raw(con: &mut RawCon, keys: &[String]) -> Res<()> {
+    let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query_async(con).await?;
+    // Consuming `values` frees each value right after it is decoded, as statehouse does.
+    let fetched = values
+        .into_iter()
+        .map(|value| match value {
+            Some(bytes) => serde_json::from_slice::<Doc>(&bytes).map(Some),
+            None => Ok(None),
+        })
+        .collect::<Vec<_>>();
+    if fetched.len() != keys.len() {
+        return Err("MGET answered the wrong number of values".into());
+    }
+    for (i, doc) in fetched.into_iter().enumerate() {
+        check_id(&doc?.ok_or("MGET found nothing")?, i as u64)?;
+    }
+    Ok(())
+}
+
+/// MGETs of the MGET keys, for [`interleaved`].
+struct MgetStep {
+    docs: Documents,
+    keys: Arc<[String]>,
+}
+
+impl Step for MgetStep {
+    async fn step(&mut self) -> Res<()> {
+        mget_once_statehouse(&self.docs, &self.keys).await
+    }
+}
+
+/// The same MGETs raw, for [`interleaved`].
+struct RawMgetStep {
+    con: RawCon,
+    keys: Arc<[String]>,
+}
+
+impl Step for RawMgetStep {
+    async fn step(&mut self) -> Res<()> {
+        mget_once_raw(&mut self.con, &self.keys).await
+    }
 }
 
 fn check_id(doc: &Doc, expected: u64) -> Res<()> {
@@ -210,6 +287,41 @@ impl Bench {
             })
             .await?;
         Ok(Sample::new(&timed, 2 * pairs * tasks as u64, 0))
+    }
+
+    /// Set+get pairs of one task (the first task's keys), `pairs` of each side in turns in one
+    /// task ([`interleaved`]).
+    pub(crate) async fn set_get_in_turns(&self, pairs: u64, turn: u64) -> Res<Interleaved> {
+        let statehouse = PairStep {
+            docs: self.docs.clone(),
+            keys: Arc::clone(&self.task_keys[0]),
+            doc: self.doc.clone(),
+            done: 0,
+        };
+        let raw = RawPairStep {
+            con: self.raw.clone(),
+            keys: Arc::clone(&self.task_keys[0]),
+            doc: self.doc.clone(),
+            done: 0,
+        };
+        let row = Some(("1. documents: set+get, 1 task (op = command)", 2));
+        let (measured, _, _) = interleaved(row, statehouse, raw, pairs, turn).await?;
+        Ok(measured)
+    }
+
+    /// `calls` MGETs of each side in turns in one task ([`interleaved`]).
+    pub(crate) async fn mget_in_turns(&self, calls: u64, turn: u64) -> Res<Interleaved> {
+        let statehouse = MgetStep {
+            docs: self.docs.clone(),
+            keys: Arc::clone(&self.mget_keys),
+        };
+        let raw = RawMgetStep {
+            con: self.raw.clone(),
+            keys: Arc::clone(&self.mget_keys),
+        };
+        let row = Some(("3. documents: mget of 1000 (op = key)", MGET_KEYS as u64));
+        let (measured, _, _) = interleaved(row, statehouse, raw, calls, turn).await?;
+        Ok(measured)
     }
 
     /// Writes the documents the MGET workload reads (document `i` has id `i`).

@@ -157,6 +157,13 @@ pub(crate) struct Bench {
     pub(crate) list_next: TaskCursor,
 }
 
+/// The workloads of one task, which the rounds run in turns ([`interleaved`]) when both sides
+/// run.
+const IN_TURNS: [Workload; 4] = [Workload::Seq, Workload::Mget, Workload::List, Workload::Model];
+
+/// Operations per side and turn of [`interleaved`] in the rounds.
+pub(crate) const TURN: u64 = 8;
+
 /// The size of one slice of each workload.
 #[derive(Debug)]
 pub(crate) struct Sizes {
@@ -192,6 +199,27 @@ impl Bench {
             Workload::TriggersQueues => Err("triggers and queues run after the rounds".into()),
             Workload::Config => Err("config runs after the rounds".into()),
         }
+    }
+
+    /// `slices` slices' worth of `workload` ([`IN_TURNS`]) on each side, in turns of
+    /// [`TURN`] operations in one task: a sample per side, with no CPU times (the turns share
+    /// the process).
+    async fn in_turns(&self, workload: Workload, sizes: &Sizes, slices: u64) -> Res<(Sample, Sample)> {
+        // Turns of a few milliseconds at most: a few operations, or one or two long ones.
+        let (measured, per_step) = match workload {
+            Workload::Seq => (self.set_get_in_turns(sizes.seq_pairs * slices, TURN).await?, 2),
+            Workload::Mget => (
+                self.mget_in_turns(sizes.mget_calls * slices, 1).await?,
+                MGET_KEYS as u64,
+            ),
+            Workload::List => (self.task_list_in_turns(sizes.list_pages * slices, 2).await?, 1),
+            Workload::Model => (self.model_in_turns(sizes.modifies * slices, TURN).await?, 1),
+            other => return Err(format!("{other:?} does not run in turns").into()),
+        };
+        Ok((
+            measured.sample(Side::Statehouse, per_step),
+            measured.sample(Side::Raw, per_step),
+        ))
     }
 
     /// The CPU time of every server thread so far (keyed by pid and thread id).
@@ -399,7 +427,13 @@ pub(crate) async fn rounds(
             } else {
                 options.slices
             };
-            for slice in 0..slices {
+            let in_turns = options.side.is_none() && IN_TURNS.contains(&workload);
+            if in_turns {
+                // One task alone: both sides in turns of a few operations ([`interleaved`]).
+                let (sh, other) = bench.in_turns(workload, sizes, slices as u64).await?;
+                (statehouse, raw) = (Some(sh), Some(other));
+            }
+            for slice in (0..slices).filter(|_| !in_turns) {
                 for side in options.sides(round * slices + slice) {
                     let sample = bench.slice(workload, side, sizes).await?;
                     let total = match side {
@@ -434,4 +468,97 @@ pub(crate) async fn rounds(
         println!("round {}/{}: {}", round + 1, options.rounds, results.last_round());
     }
     Ok(results)
+}
+
+/// One operation of one side, run again and again by [`interleaved`].
+pub(crate) trait Step: Send + 'static {
+    fn step(&mut self) -> impl Future<Output = Res<()>> + Send;
+}
+
+/// What [`interleaved`] measured: each side's wall time over the same number of operations.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Interleaved {
+    pub(crate) ops: u64,
+    pub(crate) statehouse: Duration,
+    pub(crate) raw: Duration,
+}
+
+impl Interleaved {
+    /// Statehouse's speed over raw's (raw's time over statehouse's).
+    pub(crate) fn ratio(&self) -> f64 {
+        self.raw.as_secs_f64() / self.statehouse.as_secs_f64().max(1e-9)
+    }
+
+    /// One side's figures as a [`Sample`] of `per_step` ops per step, with no CPU times.
+    pub(crate) fn sample(&self, side: Side, per_step: u64) -> Sample {
+        Sample {
+            ops: self.ops * per_step,
+            elapsed: self.elapsed(side),
+            conflicts: 0,
+            client_cpu: None,
+            server_cpu: None,
+        }
+    }
+
+    fn elapsed(&self, side: Side) -> Duration {
+        match side {
+            Side::Statehouse => self.statehouse,
+            Side::Raw => self.raw,
+        }
+    }
+
+    pub(crate) fn rate(&self, side: Side) -> f64 {
+        self.ops as f64 / self.elapsed(side).as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs `ops` operations of each side in one task, in turns of `turn` operations, the side that
+/// goes first flipping every turn, and times each turn. A single task's speed on the
+/// multi-thread runtime depends on where the scheduler places it and its connection's driver:
+/// on this 2-vCPU machine a task measured alone ran at one of two speeds about 3.5x apart,
+/// chosen at random when it was spawned and kept for tens of milliseconds. Turns of a few
+/// operations in one task let both sides run under the same placement.
+///
+/// Records each side's time as `row`'s, at `per_step` ops a step, for `--instructions`' wall-clock
+/// ratios (`None`: a row it does not count).
+pub(crate) async fn interleaved<S: Step, R: Step>(
+    row: Option<(&'static str, u64)>,
+    mut statehouse: S,
+    mut raw: R,
+    ops: u64,
+    turn: u64,
+) -> Res<(Interleaved, S, R)> {
+    let (measured, statehouse, raw) = tokio::spawn(async move {
+        let mut times = [Duration::ZERO; 2];
+        let (mut done, mut raw_first) = (0, false);
+        while done < ops {
+            let n = turn.min(ops - done);
+            for raw_turn in [raw_first, !raw_first] {
+                let start = Instant::now();
+                for _ in 0..n {
+                    if raw_turn {
+                        raw.step().await?;
+                    } else {
+                        statehouse.step().await?;
+                    }
+                }
+                times[usize::from(raw_turn)] += start.elapsed();
+            }
+            raw_first = !raw_first;
+            done += n;
+        }
+        let measured = Interleaved {
+            ops,
+            statehouse: times[0],
+            raw: times[1],
+        };
+        Ok::<_, crate::BoxError>((measured, statehouse, raw))
+    })
+    .await??;
+    if let Some((row, per_step)) = row {
+        for side in [Side::Statehouse, Side::Raw] {
+            instructions::record(row, side, ops * per_step, measured.elapsed(side));
+        }
+    }
+    Ok((measured, statehouse, raw))
 }

@@ -11,6 +11,7 @@ use statehouse_redis::RedisStore;
 
 use crate::Res;
 use crate::args::Options;
+use crate::engine::{Side, Step, TURN, interleaved};
 use crate::report::{load_average, median};
 
 /// Writers per process on the hot key.
@@ -19,6 +20,8 @@ const WRITERS: usize = 16;
 const UPDATES: u64 = 200;
 /// The hot key.
 const HOT_KEY: &str = "bench:hot";
+/// The lone writer's key with combining off (on: [`HOT_KEY`]).
+const LONE_KEY_OFF: &str = "bench:hot-off";
 
 /// The documents facade over a store of its own (connections and lanes its own: another
 /// process), with combining on or off.
@@ -63,6 +66,46 @@ async fn hammer(processes: &[Documents], writers: usize, updates: u64, fast: boo
         return Err(format!("WRONG COUNT on the hot key: {count}, expected {expected}").into());
     }
     Ok(expected as f64 / elapsed.as_secs_f64().max(1e-9))
+}
+
+/// One writer's `+1` updates of a key of its own, for [`interleaved`].
+struct UpdateStep {
+    docs: Documents,
+    key: &'static str,
+}
+
+impl Step for UpdateStep {
+    async fn step(&mut self) -> Res<()> {
+        self.docs
+            .update(self.key, |n: Option<u64>| Update::Set(n.unwrap_or(0) + 1))
+            .await?;
+        Ok(())
+    }
+}
+
+/// `updates` updates by one writer with combining on (`on`) and off (`off`), in turns in one
+/// task, each on a key of its own; checks both counts; returns both rates (updates per second).
+async fn lone_writer(on: &Documents, off: &Documents, updates: u64) -> Res<(f64, f64)> {
+    let keys = [HOT_KEY, LONE_KEY_OFF];
+    for key in keys {
+        on.set(key, &0u64).await?;
+    }
+    let on_step = UpdateStep {
+        docs: on.clone(),
+        key: HOT_KEY,
+    };
+    let off_step = UpdateStep {
+        docs: off.clone(),
+        key: LONE_KEY_OFF,
+    };
+    let (measured, _, _) = interleaved(None, on_step, off_step, updates, TURN).await?;
+    for key in keys {
+        let count = on.get::<u64>(key).await?.unwrap_or(0);
+        if count != updates {
+            return Err(format!("WRONG COUNT on {key}: {count}, expected {updates}").into());
+        }
+    }
+    Ok((measured.rate(Side::Statehouse), measured.rate(Side::Raw)))
 }
 
 /// Raw redis-rs: the same writers sending `INCRBY` on a shared multiplexed connection.
@@ -140,13 +183,9 @@ pub(crate) async fn hotkeys_bench(url: &str, raw: &RawCon, options: Options) -> 
         .await?;
         pair(2, a, b);
         // 4: one writer (uncontended), combining on vs off (4,000 updates in a full run, about
-        // half a second per side).
-        let (a, b) = both(
-            flip,
-            || hammer(&on[..1], 1, updates * 20, false),
-            || hammer(&off[..1], 1, updates * 20, false),
-        )
-        .await?;
+        // half a second per side), in turns of a few updates in one task (`engine::interleaved`),
+        // each on a key of its own.
+        let (a, b) = lone_writer(&on[0], &off[0], updates * 20).await?;
         pair(3, a, b);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

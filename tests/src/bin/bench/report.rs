@@ -171,17 +171,22 @@ impl Results {
         ]
         .into_iter()
         .filter(|(_, pair, _)| !pair.statehouse.is_empty() || !pair.raw.is_empty())
-        .collect();
-        if rows.is_empty()
-            || rows
+        // A row run in turns (both sides in one task) has no CPU time per side.
+        .filter(|(_, pair, _)| {
+            pair.statehouse
                 .iter()
-                .flat_map(|(_, pair, _)| pair.statehouse.iter().chain(&pair.raw))
-                .any(|s| s.client_cpu.is_none())
-        {
+                .chain(&pair.raw)
+                .all(|s| s.client_cpu.is_some())
+        })
+        .collect();
+        if rows.is_empty() {
             return;
         }
         println!();
-        println!("CPU time per op in µs (medians; client = this process, all threads):");
+        println!(
+            "CPU time per op in µs (medians; client = this process, all threads; the rows run in turns, \
+             both sides in one task, have none):"
+        );
         println!();
         println!("| workload | statehouse client | raw client | difference | server, statehouse / raw |");
         println!("|---|--:|--:|--:|--:|");

@@ -7,8 +7,9 @@ use statehouse::Statehouse;
 use crate::Res;
 use crate::args::Options;
 use crate::cluster::Figures;
+use crate::cluster_raw::RawCon;
 use crate::documents::UPDATE_TASKS;
-use crate::engine::{Bench, Sample, Side};
+use crate::engine::{Bench, Sample, Side, Step, TURN, interleaved};
 use crate::report::median;
 
 /// Properties per `store()` in the subjects workload.
@@ -30,20 +31,27 @@ pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: O
     // Round 0 warms up (connections, the handle's first load, caches) and is not counted.
     for round in 0..=options.rounds {
         let mut contended_rates = [0.0; 2];
-        // Uncontended store() of 20 staged properties, both sides in alternating slices.
-        let mut store_samples: [Option<Sample>; 2] = [None, None];
-        for slice in 0..options.slices {
-            for side in options.sides(round * options.slices + slice) {
-                let sample = bench
-                    .subject_stores(&subjects, side, (stores / options.slices as u64).max(1))
-                    .await?;
-                let i = usize::from(side == Side::Raw);
-                store_samples[i] = Some(match store_samples[i] {
-                    Some(sum) => sum.plus(&sample),
-                    None => sample,
-                });
+        // Uncontended store() of 20 staged properties: both sides in turns of a few stores in one
+        // task (`interleaved`), or one side in slices (`--side`, the instruction count).
+        let store_figures = if options.side.is_none() {
+            let steps = (subjects.subject("bench:subject")?, bench.raw.clone());
+            let (statehouse, raw) = (
+                StoreStep::new(steps.0, 0).await?,
+                RawStoreStep { con: steps.1, n: 0 },
+            );
+            let row = Some(("11. subjects: store() of 20 properties", 1));
+            let (measured, _, _) = interleaved(row, statehouse, raw, stores, TURN).await?;
+            Some(measured)
+        } else {
+            for slice in 0..options.slices {
+                for side in options.sides(round * options.slices + slice) {
+                    bench
+                        .subject_stores(&subjects, side, (stores / options.slices as u64).max(1))
+                        .await?;
+                }
             }
-        }
+            None
+        };
         for side in options.sides(round) {
             let i = usize::from(side == Side::Raw);
 
@@ -97,27 +105,20 @@ pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: O
         if options.side.is_some() {
             continue; // one side (--side, --instructions): no ratio
         }
-        let [Some(store_sh), Some(store_raw)] = store_samples else {
+        let Some(measured) = store_figures else {
             return Err("the subjects workload measured no store()".into());
         };
-        store_ratios.push(store_sh.rate() / store_raw.rate());
+        store_ratios.push(measured.ratio());
         contended_ratios.push(contended_rates[0] / contended_rates[1]);
-        store_rates.push(store_sh.rate());
+        store_rates.push(measured.rate(Side::Statehouse));
         contended_sh.push(contended_rates[0]);
-        let cpu = |sample: &Sample| {
-            sample
-                .client_us()
-                .map_or("n/a".to_owned(), |us| format!("{us:.1} us"))
-        };
         println!(
-            "subjects round {}/{}: store() of {SUBJECT_PROPS} {:.0}/s vs raw {:.0}/s (client CPU per store {} vs {}); \
+            "subjects round {}/{}: store() of {SUBJECT_PROPS} {:.0}/s vs raw {:.0}/s (in turns of {TURN}); \
              set_with {UPDATE_TASKS}x{increments} {:.0}/s vs naive {:.0}/s",
             round,
             options.rounds,
-            store_sh.rate(),
-            store_raw.rate(),
-            cpu(&store_sh),
-            cpu(&store_raw),
+            measured.rate(Side::Statehouse),
+            measured.rate(Side::Raw),
             contended_rates[0],
             contended_rates[1],
         );
@@ -140,6 +141,53 @@ pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: O
             1.5,
         ),
     ])
+}
+
+/// One `store()` of [`SUBJECT_PROPS`] staged properties through a loaded `Subject` handle (the
+/// values count stores).
+struct StoreStep {
+    subject: statehouse::Subject,
+    n: u64,
+}
+
+impl StoreStep {
+    /// Loaded before the clock starts, as a service's handle would be.
+    async fn new(mut subject: statehouse::Subject, n: u64) -> Res<Self> {
+        subject.get::<serde_json::Value>("prop0").await?;
+        Ok(Self { subject, n })
+    }
+}
+
+impl Step for StoreStep {
+    async fn step(&mut self) -> Res<()> {
+        for p in 0..SUBJECT_PROPS {
+            self.subject.set(&format!("prop{p}"), &self.n).await?;
+        }
+        self.subject.store().await?;
+        self.n += 1;
+        Ok(())
+    }
+}
+
+/// The same write raw: `MULTI; HSET` of the [`SUBJECT_PROPS`] fields `; EXEC`.
+struct RawStoreStep {
+    con: RawCon,
+    n: u64,
+}
+
+impl Step for RawStoreStep {
+    async fn step(&mut self) -> Res<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let hset = pipe.cmd("HSET").arg(SUBJECT_KEY);
+        for p in 0..SUBJECT_PROPS {
+            hset.arg(format!("pprop{p}")).arg(serde_json::to_string(&self.n)?);
+        }
+        hset.ignore();
+        pipe.exec_async(&mut self.con).await?;
+        self.n += 1;
+        Ok(())
+    }
 }
 
 /// The naive optimistic loop on a hash field: WATCH; HGET; MULTI/HSET/EXEC; start over at once on

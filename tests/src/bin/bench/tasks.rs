@@ -13,7 +13,7 @@ use statehouse_ports::BucketMerge;
 
 use crate::Res;
 use crate::cluster_raw::{RawCon, RawTxn};
-use crate::engine::{Bench, Sample, Side};
+use crate::engine::{Bench, Interleaved, Sample, Side, Step, interleaved};
 
 /// Concurrent writers of the task save and set_status workloads, each on its own tasks (fewer than
 /// statehouse's 32 pooled WATCH connections, so no writer waits for one).
@@ -391,18 +391,23 @@ fn check_page<'a>(
 
 async fn list_statehouse(tasks: Tasks, expected: Arc<[String]>, next: TaskCursor, pages: u64) -> Res<u64> {
     for _ in 0..pages {
-        let page = tasks
-            .list_by_service(LIST_SERVICE, PageRequest::first(LIST_PAGE))
-            .await?;
-        let records = page.items.into_iter().collect::<Result<Vec<_>, _>>()?;
-        check_page(
-            records.iter().map(|r| r.id.as_str()),
-            page.next.as_ref(),
-            &expected,
-            &next,
-        )?;
+        list_page_statehouse(&tasks, &expected, &next).await?;
     }
     Ok(pages)
+}
+
+/// One first page through the facade, checked.
+async fn list_page_statehouse(tasks: &Tasks, expected: &[String], next: &TaskCursor) -> Res<()> {
+    let page = tasks
+        .list_by_service(LIST_SERVICE, PageRequest::first(LIST_PAGE))
+        .await?;
+    let records = page.items.into_iter().collect::<Result<Vec<_>, _>>()?;
+    check_page(
+        records.iter().map(|r| r.id.as_str()),
+        page.next.as_ref(),
+        expected,
+        next,
+    )
 }
 
 /// A first page as a raw redis-rs program reads it, with the commands statehouse sends: a pipeline
@@ -413,90 +418,132 @@ async fn list_statehouse(tasks: Tasks, expected: Arc<[String]>, next: TaskCursor
 /// appear), then decode records in order until one more than a page is found (a missing record, or
 /// one of another service, is skipped), keep the page and make the cursor after its last item.
 async fn list_raw(mut con: RawCon, expected: Arc<[String]>, next: TaskCursor, pages: u64) -> Res<u64> {
-    let indexes: Vec<String> = (0..BUCKETS).map(|b| raw_service_key(b, LIST_SERVICE)).collect();
+    let indexes = raw_list_indexes();
     for _ in 0..pages {
-        let mut ranges = redis::pipe();
-        for index in &indexes {
-            ranges
-                .cmd("ZRANGE")
-                .arg(index)
-                .arg("+inf")
-                .arg("-inf")
-                .arg("BYSCORE")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(LIST_BATCH)
-                .arg("WITHSCORES");
-        }
-        let answers: Vec<Vec<(String, f64)>> = ranges.query_async(&mut con).await?;
-        let mut entries: Vec<(i64, String, u16)> = Vec::with_capacity(answers.len() * LIST_BATCH);
-        let mut horizon = None;
-        for (bucket, answer) in (0..BUCKETS).zip(answers) {
-            if answer.len() == LIST_BATCH {
-                let (id, score) = &answer[LIST_BATCH - 1];
-                let last = (*score as i64, id.clone());
-                horizon = horizon.max(Some(last));
-            }
-            entries.extend(answer.into_iter().map(|(id, score)| (score as i64, id, bucket)));
-        }
-        entries.sort_unstable_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
-        entries.truncate(LIST_PAGE + 1);
-        if let (Some(horizon), Some(last)) = (&horizon, entries.last())
-            && (last.0, &last.1) < (horizon.0, &horizon.1)
-        {
-            return Err("the raw page needs a second read of a bucket".into());
-        }
-        // One MGET per bucket, in the order buckets first appear.
-        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
-        for (at, (_, _, bucket)) in entries.iter().enumerate() {
-            match groups.iter_mut().find(|(b, _)| b == bucket) {
-                Some((_, members)) => members.push(at),
-                None => groups.push((*bucket, vec![at])),
-            }
-        }
-        let mut mgets = redis::pipe();
-        for (_, members) in &groups {
-            let mget = mgets.cmd("MGET");
-            for &at in members {
-                mget.arg(raw_record_key(&entries[at].1));
-            }
-        }
-        let answers: Vec<Vec<Option<Vec<u8>>>> = mgets.query_async(&mut con).await?;
-        let mut values: Vec<Option<Vec<u8>>> = vec![None; entries.len()];
-        for ((_, members), answer) in groups.iter().zip(answers) {
-            for (&at, value) in members.iter().zip(answer) {
-                values[at] = value;
-            }
-        }
-        let mut records = Vec::with_capacity(LIST_PAGE + 1);
-        let mut positions = Vec::with_capacity(LIST_PAGE + 1);
-        for ((score, id, _), value) in entries.into_iter().zip(values) {
-            let Some(bytes) = value else { continue };
-            let record: TaskRecord = serde_json::from_slice(&bytes)?;
-            if record.service.as_str() != LIST_SERVICE {
-                continue;
-            }
-            records.push(record);
-            positions.push((score, id));
-        }
-        let mut cursor = None;
-        if records.len() > LIST_PAGE {
-            records.truncate(LIST_PAGE);
-            let (score, id) = positions.swap_remove(LIST_PAGE - 1);
-            cursor = Some(TaskCursor {
-                updated_millis: score,
-                id: TaskId::new(id)?,
-            });
-        }
-        check_page(
-            records.iter().map(|r| r.id.as_str()),
-            cursor.as_ref(),
-            &expected,
-            &next,
-        )?;
+        list_page_raw(&mut con, &indexes, &expected, &next).await?;
     }
     Ok(pages)
+}
+
+/// A first page through the facade, for [`interleaved`].
+struct ListStep {
+    tasks: Tasks,
+    expected: Arc<[String]>,
+    next: TaskCursor,
+}
+
+impl Step for ListStep {
+    async fn step(&mut self) -> Res<()> {
+        list_page_statehouse(&self.tasks, &self.expected, &self.next).await
+    }
+}
+
+/// A first page raw, for [`interleaved`].
+struct RawListStep {
+    con: RawCon,
+    indexes: Vec<String>,
+    expected: Arc<[String]>,
+    next: TaskCursor,
+}
+
+impl Step for RawListStep {
+    async fn step(&mut self) -> Res<()> {
+        list_page_raw(&mut self.con, &self.indexes, &self.expected, &self.next).await
+    }
+}
+
+/// The index of each bucket of [`LIST_SERVICE`].
+fn raw_list_indexes() -> Vec<String> {
+    (0..BUCKETS).map(|b| raw_service_key(b, LIST_SERVICE)).collect()
+}
+
+/// One first page raw (see [`list_raw`]), checked.
+async fn list_page_raw(
+    con: &mut RawCon,
+    indexes: &[String],
+    expected: &[String],
+    next: &TaskCursor,
+) -> Res<()> {
+    let mut ranges = redis::pipe();
+    for index in indexes {
+        ranges
+            .cmd("ZRANGE")
+            .arg(index)
+            .arg("+inf")
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(LIST_BATCH)
+            .arg("WITHSCORES");
+    }
+    let answers: Vec<Vec<(String, f64)>> = ranges.query_async(con).await?;
+    let mut entries: Vec<(i64, String, u16)> = Vec::with_capacity(answers.len() * LIST_BATCH);
+    let mut horizon = None;
+    for (bucket, answer) in (0..BUCKETS).zip(answers) {
+        if answer.len() == LIST_BATCH {
+            let (id, score) = &answer[LIST_BATCH - 1];
+            let last = (*score as i64, id.clone());
+            horizon = horizon.max(Some(last));
+        }
+        entries.extend(answer.into_iter().map(|(id, score)| (score as i64, id, bucket)));
+    }
+    entries.sort_unstable_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+    entries.truncate(LIST_PAGE + 1);
+    if let (Some(horizon), Some(last)) = (&horizon, entries.last())
+        && (last.0, &last.1) < (horizon.0, &horizon.1)
+    {
+        return Err("the raw page needs a second read of a bucket".into());
+    }
+    // One MGET per bucket, in the order buckets first appear.
+    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+    for (at, (_, _, bucket)) in entries.iter().enumerate() {
+        match groups.iter_mut().find(|(b, _)| b == bucket) {
+            Some((_, members)) => members.push(at),
+            None => groups.push((*bucket, vec![at])),
+        }
+    }
+    let mut mgets = redis::pipe();
+    for (_, members) in &groups {
+        let mget = mgets.cmd("MGET");
+        for &at in members {
+            mget.arg(raw_record_key(&entries[at].1));
+        }
+    }
+    let answers: Vec<Vec<Option<Vec<u8>>>> = mgets.query_async(con).await?;
+    let mut values: Vec<Option<Vec<u8>>> = vec![None; entries.len()];
+    for ((_, members), answer) in groups.iter().zip(answers) {
+        for (&at, value) in members.iter().zip(answer) {
+            values[at] = value;
+        }
+    }
+    let mut records = Vec::with_capacity(LIST_PAGE + 1);
+    let mut positions = Vec::with_capacity(LIST_PAGE + 1);
+    for ((score, id, _), value) in entries.into_iter().zip(values) {
+        let Some(bytes) = value else { continue };
+        let record: TaskRecord = serde_json::from_slice(&bytes)?;
+        if record.service.as_str() != LIST_SERVICE {
+            continue;
+        }
+        records.push(record);
+        positions.push((score, id));
+    }
+    let mut cursor = None;
+    if records.len() > LIST_PAGE {
+        records.truncate(LIST_PAGE);
+        let (score, id) = positions.swap_remove(LIST_PAGE - 1);
+        cursor = Some(TaskCursor {
+            updated_millis: score,
+            id: TaskId::new(id)?,
+        });
+    }
+    check_page(
+        records.iter().map(|r| r.id.as_str()),
+        cursor.as_ref(),
+        expected,
+        next,
+    )
 }
 
 impl Bench {
@@ -588,6 +635,24 @@ impl Bench {
     }
 
     /// One task reading the first page of the listed service `pages` times, checking each.
+    /// `pages` first pages of each side in turns in one task ([`interleaved`]).
+    pub(crate) async fn task_list_in_turns(&self, pages: u64, turn: u64) -> Res<Interleaved> {
+        let statehouse = ListStep {
+            tasks: self.tasks.clone(),
+            expected: Arc::clone(&self.list_expected),
+            next: self.list_next.clone(),
+        };
+        let raw = RawListStep {
+            con: self.raw.clone(),
+            indexes: raw_list_indexes(),
+            expected: Arc::clone(&self.list_expected),
+            next: self.list_next.clone(),
+        };
+        let row = Some(("9. tasks: list, 50-item page", 1));
+        let (measured, _, _) = interleaved(row, statehouse, raw, pages, turn).await?;
+        Ok(measured)
+    }
+
     pub(crate) async fn task_list(&self, side: Side, pages: u64) -> Res<Sample> {
         let tasks = self.tasks.clone();
         let raw = self.raw.clone();

@@ -9,7 +9,7 @@ use statehouse::Statehouse;
 use crate::Res;
 use crate::args::Options;
 use crate::documents::UPDATE_TASKS;
-use crate::engine::{Bench, Side};
+use crate::engine::{Bench, Side, TURN};
 use crate::report::median;
 
 /// The user hash of the tenants workload (tenant `bench`, user `bench-user`).
@@ -207,9 +207,17 @@ pub(crate) async fn tenants_bench(
         let mut rates = [[0.0; 2]; 3];
         for (k, op) in ops.into_iter().enumerate() {
             let mut done = [(0u64, Duration::ZERO); 2];
-            for slice in 0..options.slices {
-                for side in options.sides(round + slice) {
-                    let (n, took) = run.run(op, side, per_slice(op)).await?;
+            // One task's ops run in turns of a few when both sides run, so that both run under the
+            // same conditions (`engine::interleaved`); the contended increment in slices.
+            let (parts, n) = if options.side.is_none() && op != TenantOp::Increment {
+                let ops = options.slices as u64 * per_slice(op);
+                (ops.div_ceil(TURN) as usize, TURN)
+            } else {
+                (options.slices, per_slice(op))
+            };
+            for part in 0..parts {
+                for side in options.sides(round + part) {
+                    let (n, took) = run.run(op, side, n).await?;
                     let i = usize::from(side == Side::Raw);
                     done[i].0 += n;
                     done[i].1 += took;

@@ -169,13 +169,24 @@ pub(crate) struct Section {
 
 /// Opens a section, starting a new profile if its row, side or warm-up state differs from the
 /// previous section's.
-fn open(mut label: String, side: Side, main: bool) -> Section {
-    if ON_CLUSTER.load(Ordering::Relaxed) {
-        label.push_str(CLUSTER_ROW);
+fn open(label: String, side: Side, main: bool) -> Section {
+    let index = push(label, side);
+    if main {
+        OPEN_MAIN.store(true, Ordering::Relaxed);
+    } else {
+        OPEN_TASKS.store(true, Ordering::Relaxed);
     }
-    if RAW_WITH_TIMEOUTS.load(Ordering::Relaxed) {
-        label.push_str(" [raw with statehouse's timeouts]");
+    Section {
+        index,
+        start: Instant::now(),
+        main,
     }
+}
+
+/// Logs a section of `label` by `side` (no ops yet), starting a new profile if its row, side or
+/// warm-up state differs from the previous section's; returns its index.
+fn push(label: String, side: Side) -> usize {
+    let label = labelled(label);
     let mut log = log();
     let warm = log.seen.insert((label.clone(), side == Side::Raw));
     let group = (label.clone(), side, warm);
@@ -194,17 +205,28 @@ fn open(mut label: String, side: Side, main: bool) -> Section {
         ops: 0,
         elapsed: Duration::ZERO,
     });
-    let index = log.sections.len() - 1;
-    drop(log);
-    if main {
-        OPEN_MAIN.store(true, Ordering::Relaxed);
-    } else {
-        OPEN_TASKS.store(true, Ordering::Relaxed);
+    log.sections.len() - 1
+}
+
+/// `label` with the marks of what runs now (a cluster, the extra raw side).
+fn labelled(mut label: String) -> String {
+    if ON_CLUSTER.load(Ordering::Relaxed) {
+        label.push_str(CLUSTER_ROW);
     }
-    Section {
-        index,
-        start: Instant::now(),
-        main,
+    if RAW_WITH_TIMEOUTS.load(Ordering::Relaxed) {
+        label.push_str(" [raw with statehouse's timeouts]");
+    }
+    label
+}
+
+/// Records the wall time of `ops` operations of `row` by `side` measured without a section
+/// (both sides in turns, [`interleaved`](crate::engine::interleaved)), for the wall-clock ratios
+/// beside the counts. Only a run of both sides records: never a counted child.
+pub(crate) fn record(row: &str, side: Side, ops: u64, elapsed: Duration) {
+    let index = push(row.to_owned(), side);
+    if let Some(record) = log().sections.get_mut(index) {
+        record.ops = ops;
+        record.elapsed = elapsed;
     }
 }
 
