@@ -231,36 +231,29 @@ impl Bench {
         side: Side,
         stores: u64,
     ) -> Res<Sample> {
-        // Loaded before the clock starts, as a service's handle would be.
-        let mut subject = subjects.subject("bench:subject")?;
-        subject.get::<serde_json::Value>("prop0").await?;
-        let mut subject = Some(subject);
+        let mut statehouse = match side {
+            Side::Statehouse => Some(StoreStep::new(subjects.subject("bench:subject")?, 0).await?),
+            Side::Raw => None,
+        };
         let raw = self.raw.clone();
         let timed = self
             .timed(1, |_| {
-                let subject = subject.take();
-                let mut con = raw.clone();
+                let statehouse = statehouse.take();
+                let mut raw = RawStoreStep {
+                    con: raw.clone(),
+                    n: 0,
+                };
                 async move {
-                    match (side, subject) {
-                        (Side::Statehouse, Some(mut subject)) => {
-                            for n in 0..stores {
-                                for p in 0..SUBJECT_PROPS {
-                                    subject.set(&format!("prop{p}"), &n).await?;
-                                }
-                                subject.store().await?;
+                    match (side, statehouse) {
+                        (Side::Statehouse, Some(mut statehouse)) => {
+                            for _ in 0..stores {
+                                statehouse.step().await?;
                             }
                         }
                         (Side::Statehouse, None) => return Err("no subject handle".into()),
                         (Side::Raw, _) => {
-                            for n in 0..stores {
-                                let mut pipe = redis::pipe();
-                                pipe.atomic();
-                                let hset = pipe.cmd("HSET").arg(SUBJECT_KEY);
-                                for p in 0..SUBJECT_PROPS {
-                                    hset.arg(format!("pprop{p}")).arg(serde_json::to_string(&n)?);
-                                }
-                                hset.ignore();
-                                pipe.exec_async(&mut con).await?;
+                            for _ in 0..stores {
+                                raw.step().await?;
                             }
                         }
                     }

@@ -634,7 +634,6 @@ impl Bench {
         Ok(Sample::new(&timed, ops, attempts.saturating_sub(ops)))
     }
 
-    /// One task reading the first page of the listed service `pages` times, checking each.
     /// `pages` first pages of each side in turns in one task ([`interleaved`]).
     pub(crate) async fn task_list_in_turns(&self, pages: u64, turn: u64) -> Res<Interleaved> {
         let statehouse = ListStep {
@@ -653,6 +652,7 @@ impl Bench {
         Ok(measured)
     }
 
+    /// One task reading the first page of the listed service `pages` times, checking each.
     pub(crate) async fn task_list(&self, side: Side, pages: u64) -> Res<Sample> {
         let tasks = self.tasks.clone();
         let raw = self.raw.clone();
