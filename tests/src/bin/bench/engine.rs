@@ -527,8 +527,8 @@ pub(crate) async fn interleaved<S: Step, R: Step>(
     mut raw: R,
     ops: u64,
     turn: u64,
-) -> Res<(Interleaved, S, R)> {
-    let (measured, statehouse, raw) = tokio::spawn(async move {
+) -> Res<Interleaved> {
+    let measured = tokio::spawn(async move {
         let mut times = [Duration::ZERO; 2];
         let (mut done, mut raw_first) = (0, false);
         while done < ops {
@@ -547,12 +547,11 @@ pub(crate) async fn interleaved<S: Step, R: Step>(
             raw_first = !raw_first;
             done += n;
         }
-        let measured = Interleaved {
+        Ok::<_, crate::BoxError>(Interleaved {
             ops,
             statehouse: times[0],
             raw: times[1],
-        };
-        Ok::<_, crate::BoxError>((measured, statehouse, raw))
+        })
     })
     .await??;
     if let Some((row, per_step)) = row {
@@ -560,5 +559,5 @@ pub(crate) async fn interleaved<S: Step, R: Step>(
             instructions::record(row, side, ops * per_step, measured.elapsed(side));
         }
     }
-    Ok((measured, statehouse, raw))
+    Ok(measured)
 }

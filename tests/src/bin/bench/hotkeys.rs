@@ -98,7 +98,7 @@ async fn lone_writer(on: &Documents, off: &Documents, updates: u64) -> Res<(f64,
         docs: off.clone(),
         key: LONE_KEY_OFF,
     };
-    let (measured, _, _) = interleaved(None, on_step, off_step, updates, TURN).await?;
+    let measured = interleaved(None, on_step, off_step, updates, TURN).await?;
     for key in keys {
         let count = on.get::<u64>(key).await?.unwrap_or(0);
         if count != updates {

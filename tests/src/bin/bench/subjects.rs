@@ -40,7 +40,7 @@ pub(crate) async fn subjects_bench(state: &Statehouse, bench: &Bench, options: O
                 RawStoreStep { con: steps.1, n: 0 },
             );
             let row = Some(("11. subjects: store() of 20 properties", 1));
-            let (measured, _, _) = interleaved(row, statehouse, raw, stores, TURN).await?;
+            let measured = interleaved(row, statehouse, raw, stores, TURN).await?;
             Some(measured)
         } else {
             for slice in 0..options.slices {

@@ -180,7 +180,7 @@ impl Bench {
             done: 0,
         };
         let row = Some(("10. synced: modify", 1));
-        let (measured, _, _) = interleaved(row, statehouse, raw, modifies, turn).await?;
+        let measured = interleaved(row, statehouse, raw, modifies, turn).await?;
         self.check_model(MODEL_KEY, Side::Statehouse, modifies).await?;
         self.check_model(MODEL_KEY_RAW, Side::Raw, modifies).await?;
         Ok(measured)

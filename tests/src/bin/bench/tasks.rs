@@ -648,8 +648,7 @@ impl Bench {
             next: self.list_next.clone(),
         };
         let row = Some(("9. tasks: list, 50-item page", 1));
-        let (measured, _, _) = interleaved(row, statehouse, raw, pages, turn).await?;
-        Ok(measured)
+        interleaved(row, statehouse, raw, pages, turn).await
     }
 
     /// One task reading the first page of the listed service `pages` times, checking each.
