@@ -334,7 +334,9 @@ async fn run(server: &RedisServer, cluster: &RedisCluster, options: Options) -> 
 
 /// One round of the extra raw side (raw redis-rs with statehouse's timeouts) on `bench`: each row of
 /// [`WITH_TIMEOUTS`] that runs, in as many slices as a side's run of a round has, back to back
-/// (after both sides of the round of record; not alternating with them).
+/// (after both sides of the round of record; not alternating with them). For a row of one task
+/// (mget, list), which the round of record runs in turns (`engine::interleaved`), these slices
+/// still draw the runtime's two speeds: that column is the rougher figure there.
 async fn raw_with_timeouts(bench: &Bench, sizes: &Sizes, options: Options) -> Res<Results> {
     let mut results = Results::default();
     instructions::set_raw_with_timeouts(true);
